@@ -1,0 +1,48 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each creates .venv if absent.
+# Torch is pinned to the build that lies on this machine's disk (torch 2.14.1 + torchvision 0.29.1, usable on CPU);
+# pip never downloads a different multi-GB CUDA build.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+DEMO_EXTRAS := analysis
+TEST_EXTRAS := analysis,vision,community,tf,ray,data,dev
+DEMO_OUT ?= out/demo
+PYTEST_ARGS ?=
+
+.PHONY: demo test install install-test lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.torch: | $(PY)
+	$(PIP) install $(TORCH_PINS)
+	touch $@
+
+$(VENV)/.demo-deps: pyproject.toml $(VENV)/.torch
+	$(PIP) install $(TORCH_PINS) -e '.[$(DEMO_EXTRAS)]'
+	touch $@
+
+$(VENV)/.test-deps: pyproject.toml $(VENV)/.torch
+	$(PIP) install $(TORCH_PINS) -e '.[$(TEST_EXTRAS)]'
+	touch $@
+
+install: $(VENV)/.demo-deps
+install-test: $(VENV)/.test-deps
+
+## demo: synthetic DICOM data set -> sample -> embed (built-in encoders) -> LightGBM -> results -> static site
+demo: $(VENV)/.demo-deps
+	$(VENV)/bin/runner validate
+	$(VENV)/bin/runner demo --out $(DEMO_OUT)
+
+## test: the whole test suite on CPU (installs Debian's chromium for the browser test when missing)
+test: $(VENV)/.test-deps
+	$(VENV)/bin/runner validate
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(VENV)/.test-deps
+	$(VENV)/bin/ruff check registry runner leaderboard tests benchmarks
+
+clean:
+	rm -rf $(VENV) out site .pytest_cache

@@ -1,0 +1,303 @@
+"""`runner leaderboard build`: render filed results into a static site that works offline and from file://.
+
+Pages: index.html (Table 1 and any further tasks, synthetic demo results in a section of their own), one page per task
+(card, hashes, per-fold numbers, ROC curve, analyses), one per encoder; leaderboard.json and leaderboard.csv carry every
+number shown. Row order and labels come from the task cards' `leaderboard` block, never from this module.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from leaderboard.submit import PREDICTIONS_NAME, RESULTS_DIR
+from runner.results import ResultError, read_result, validate_result
+
+HERE = Path(__file__).resolve().parent
+SECTIONS = {  # section key -> heading; which section a task belongs to is said by its card (leaderboard.table)
+    "table1": "Table 1 — MedImageInsight vs. CXR-Foundation on MIMIC-CXR and NIH ChestX-ray14",
+    "extra": "More tasks",
+    "demo": "Synthetic demo data — not a clinical benchmark",
+}
+METRICS = (("auroc", "AUROC"), ("f1", "F1"))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One filed result, as the site shows it."""
+
+    file: str
+    result: dict
+    stale: bool  # a card changed after the result was filed: shown, but flagged
+
+    @property
+    def column(self) -> tuple[str, str]:
+        return self.result["encoder"]["id"], self.result["provenance"]
+
+
+@dataclass
+class Row:
+    task_id: str
+    disease: str
+    dataset: str
+    cells: dict = field(default_factory=dict)  # (metric, encoder_id, provenance) -> cell dict
+
+
+def _section_of(task_card, dataset_card, result: dict | None) -> str:
+    if (result and result.get("synthetic")) or (dataset_card and dataset_card.data.get("synthetic")):
+        return "demo"
+    table = (task_card.data.get("leaderboard") or {}).get("table", "extra")
+    return table if table in SECTIONS else "extra"
+
+
+def _row_labels(task_card, registry) -> tuple[int, str, str]:
+    """(order, disease, dataset) shown for a task, from its card (falling back to label and dataset card)."""
+    board = task_card.data.get("leaderboard") or {}
+    label = task_card.data.get("label") or {}
+    dataset = registry.datasets.get(task_card.data.get("dataset"))
+    dataset_name = (dataset.data.get("title") if dataset else None) or task_card.data.get("dataset", "")
+    return (board.get("order", 10_000), board.get("disease") or label.get("name") or label.get("id", ""),
+            board.get("dataset_label") or dataset_name)
+
+
+def load_entries(results_dir: Path, registry) -> tuple[list[Entry], list[str]]:
+    """Every valid filed result whose cards exist; and one message per file that could not be shown."""
+    entries, skipped = [], []
+    for path in sorted(Path(results_dir).glob("*.json")):
+        try:
+            result = read_result(path)
+        except ResultError as exc:
+            skipped.append(str(exc))
+            continue
+        problems = validate_result(result)
+        if problems:
+            skipped.append(f"{path.name}: invalid result: {problems[0]}")
+            continue
+        task = registry.tasks.get(result["task"]["id"])
+        encoder = registry.encoders.get(result["encoder"]["id"])
+        if task is None or encoder is None:
+            skipped.append(f"{path.name}: no card for task {result['task']['id']!r} or encoder {result['encoder']['id']!r}")
+            continue
+        stale = task.sha256 != result["task"]["sha256"] or encoder.sha256 != result["encoder"]["sha256"]
+        entries.append(Entry(path.name, result, stale))
+    return entries, skipped
+
+
+def _fmt(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _cell(entry: Entry, metric: str) -> dict:
+    m = entry.result["metrics"][metric]
+    if m["mean"] is None:
+        text = "n/a"
+    elif m["half_width"] is not None:
+        text = f"{_fmt(m['mean'])} ± {_fmt(m['half_width'])}"
+    elif m["ci_low"] is not None and m["ci_high"] is not None:
+        text = f"{_fmt(m['mean'])} [{_fmt(m['ci_low'])}, {_fmt(m['ci_high'])}]"
+    else:
+        text = _fmt(m["mean"])
+    return {"text": text, "mean": m["mean"], "reason": m.get("reason"), "entry": entry, "best": False,
+            "provenance": entry.result["provenance"], "stale": entry.stale, "ci_method": m["ci_method"]}
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else -1.0
+
+
+def build_tables(entries: list[Entry], registry) -> list[dict]:
+    """One table per section: rows (tasks, in card order) × columns (encoder × provenance, ranked)."""
+    tables = []
+    for key, heading in SECTIONS.items():
+        rows: dict[str, Row] = {}
+        if key == "table1":  # Table 1 keeps every row the cards put there, filled or not
+            for task in registry.tasks.values():
+                if _section_of(task, registry.datasets.get(task.data.get("dataset")), None) == key:
+                    rows[task.id] = Row(task.id, *_row_labels(task, registry)[1:])
+        section_entries = []
+        for entry in entries:
+            task = registry.tasks[entry.result["task"]["id"]]
+            if _section_of(task, registry.datasets.get(task.data.get("dataset")), entry.result) != key:
+                continue
+            section_entries.append(entry)
+            row = rows.setdefault(task.id, Row(task.id, *_row_labels(task, registry)[1:]))
+            for metric, _ in METRICS:
+                row.cells[(metric, *entry.column)] = _cell(entry, metric)
+        if not rows:
+            continue
+        # Columns: encoders with a reported (published) number first, as the paper prints them; then by mean AUROC.
+        by_encoder: dict[str, list[Entry]] = {}
+        for entry in section_entries:
+            by_encoder.setdefault(entry.column[0], []).append(entry)
+        encoder_order = sorted(by_encoder, key=lambda e: (
+            not any(x.column[1] == "reported" for x in by_encoder[e]),
+            -_mean([x.result["metrics"]["auroc"]["mean"] for x in by_encoder[e]]), e))
+        columns = [(e, p) for e in encoder_order for p in ("reported", "reproduced")
+                   if any(x.column == (e, p) for x in by_encoder[e])]
+        order = {t.id: _row_labels(t, registry) for t in registry.tasks.values()}
+        ordered_rows = sorted(rows.values(), key=lambda r: (order[r.task_id], r.task_id))
+        for row in ordered_rows:
+            for metric, _ in METRICS:
+                means = [c["mean"] for k, c in row.cells.items() if k[0] == metric and c["mean"] is not None]
+                for k, c in row.cells.items():
+                    c["best"] = k[0] == metric and means and c["mean"] == max(means) or c["best"]
+        names = {e: registry.encoders[e].data.get("title", e) for e in encoder_order}
+        tables.append({"key": key, "heading": heading, "rows": ordered_rows, "metrics": METRICS,
+                       "columns": [{"encoder": e, "provenance": p, "name": names[e]} for e, p in columns]})
+    return tables
+
+
+def _roc_points(entry: Entry, results_dir: Path):
+    """(fpr, tpr) of a result: from its `roc` block, else from the predictions file filed beside it."""
+    if "roc" in entry.result:
+        return entry.result["roc"]["fpr"], entry.result["roc"]["tpr"]
+    predictions = Path(results_dir) / (Path(entry.file).stem + "." + PREDICTIONS_NAME)
+    if not predictions.is_file():
+        return None
+    try:
+        import pandas as pd
+        from sklearn.metrics import roc_curve
+
+        frame = pd.read_parquet(predictions, columns=["label", "prob"])
+        fpr, tpr, _ = roc_curve(frame["label"].astype(int), frame["prob"].astype(float))
+    except Exception as exc:  # a broken predictions file costs the plot, not the site
+        print(f"warning: {predictions.name}: no ROC curve ({exc})", file=sys.stderr)
+        return None
+    return fpr.tolist(), tpr.tolist()
+
+
+def _plot_roc(curves: list[tuple[str, list, list]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
+    for label, fpr, tpr in curves:
+        ax.plot(fpr, tpr, label=label, linewidth=1.5)
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1)
+    ax.set(xlabel="False positive rate", ylabel="True positive rate", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+def _records(entries: list[Entry], tables: list[dict]) -> list[dict]:
+    """Every number on the site, flat: one record per result file."""
+    section = {(r.task_id, *c["entry"].column): t["key"] for t in tables for r in t["rows"] for c in r.cells.values()}
+    records = []
+    for entry in entries:
+        r = entry.result
+        record = {"section": section.get((r["task"]["id"], *entry.column)), "file": entry.file,
+                  "task": r["task"]["id"], "dataset": r["task"]["dataset"], "label": r["task"]["label"],
+                  "encoder": r["encoder"]["id"], "encoder_name": r["encoder"]["name"], "provenance": r["provenance"],
+                  "stale": entry.stale, "synthetic": bool(r.get("synthetic")),
+                  "manifest_sha256": (r.get("manifest") or {}).get("sha256"),
+                  "images_per_s": (r.get("throughput") or {}).get("images_per_s")}
+        for metric, _ in METRICS:
+            for part in ("mean", "ci_low", "ci_high", "half_width", "ci_method"):
+                record[f"{metric}_{part}"] = r["metrics"][metric][part]
+        records.append(record)
+    return records
+
+
+def _csv_safe(value):
+    """Keep spreadsheet programs from running a submitted string as a formula."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def _write_exports(out: Path, records: list[dict]) -> None:
+    (out / "leaderboard.json").write_text(json.dumps({"results": records}, allow_nan=False, indent=2) + "\n",
+                                          encoding="utf-8")
+    buffer = io.StringIO()
+    fields = list(records[0]) if records else ["task", "encoder"]
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({k: _csv_safe(v) for k, v in record.items()})
+    (out / "leaderboard.csv").write_text(buffer.getvalue(), encoding="utf-8")
+
+
+def _environment():
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["fmt"] = _fmt
+    env.filters["yaml"] = lambda data: yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    env.tests["mapping"] = lambda v: isinstance(v, dict)
+    env.tests["sequence"] = lambda v: isinstance(v, (list, tuple))
+    return env
+
+
+def build_site(out_dir: Path, results_dir: Path = RESULTS_DIR, registry=None) -> Path:
+    """Render the site into `out_dir` (created, its earlier pages replaced) and return the path of index.html."""
+    if registry is None:
+        from registry.cards import load_registry
+
+        registry = load_registry()
+    out = Path(out_dir)
+    for sub in ("tasks", "encoders", "static"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    for asset in (HERE / "static").iterdir():
+        shutil.copyfile(asset, out / "static" / asset.name)
+
+    entries, skipped = load_entries(results_dir, registry)
+    for message in skipped:
+        print(f"warning: not shown: {message}", file=sys.stderr)
+    tables = build_tables(entries, registry)
+    env = _environment()
+    common = {"skipped": skipped, "n_results": len(entries)}
+
+    for task in registry.tasks.values():
+        task_entries = [e for e in entries if e.result["task"]["id"] == task.id]
+        curves = [(f"{e.result['encoder']['name']} ({e.result['provenance']})", *pts)
+                  for e in task_entries if (pts := _roc_points(e, results_dir))]
+        roc = None
+        if curves:
+            roc = f"{task.id}-roc.png"
+            _plot_roc(curves, out / "tasks" / roc)
+        order, disease, dataset = _row_labels(task, registry)
+        page = env.get_template("task.html").render(
+            root="../", title=task.data.get("title", task.id), card=task, entries=task_entries, roc=roc,
+            disease=disease, dataset=dataset, **common)
+        (out / "tasks" / f"{task.id}.html").write_text(page, encoding="utf-8")
+
+    for encoder in registry.encoders.values():
+        encoder_entries = [e for e in entries if e.result["encoder"]["id"] == encoder.id]
+        page = env.get_template("encoder.html").render(
+            root="../", title=encoder.data.get("title", encoder.id), card=encoder, entries=encoder_entries, **common)
+        (out / "encoders" / f"{encoder.id}.html").write_text(page, encoding="utf-8")
+
+    index = out / "index.html"
+    index.write_text(env.get_template("index.html").render(
+        root="", title="CXR embedding leaderboard", tables=tables, tasks=registry.tasks,
+        encoders=registry.encoders, **common), encoding="utf-8")
+    _write_exports(out, _records(entries, tables))
+    return index
+
+
+def serve(directory: Path, port: int = 8000) -> None:
+    """Serve a built site on 127.0.0.1 until interrupted (for viewing only)."""
+    import functools
+    import http.server
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+        print(f"serving {directory} at http://127.0.0.1:{port}/ (Ctrl-C to stop)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass

@@ -1,0 +1,57 @@
+"""Errors a person can act on: which file, which line, which field, what was expected, and a likely fix."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def did_you_mean(word: str, candidates, cutoff: float = 0.6) -> str | None:
+    """The closest candidate to a misspelled key or id, or None."""
+    matches = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=1, cutoff=cutoff)
+    return matches[0] if matches else None
+
+
+@dataclass
+class CardProblem:
+    """One problem with one card."""
+
+    file: Path | None
+    message: str
+    pointer: str = ""  # JSON pointer of the field, "" for the whole card
+    line: int | None = None
+    expected: str | None = None
+    suggestion: str | None = None
+
+    def __str__(self) -> str:
+        where = str(self.file) if self.file else "<card>"
+        if self.line:
+            where += f":{self.line}"
+        text = f"{where}: {self.pointer or '/'}: {self.message}"
+        if self.expected:
+            text += f" (expected {self.expected})"
+        if self.suggestion:
+            text += f" — did you mean {self.suggestion!r}?"
+        return text
+
+
+class CardError(Exception):
+    """One or more card problems. `str()` gives one line per problem."""
+
+    def __init__(self, problems: list[CardProblem] | CardProblem):
+        self.problems = problems if isinstance(problems, list) else [problems]
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    # Shortcuts for the first (often only) problem, for callers and tests.
+    @property
+    def file(self) -> Path | None:
+        return self.problems[0].file
+
+    @property
+    def line(self) -> int | None:
+        return self.problems[0].line
+
+    @property
+    def pointer(self) -> str:
+        return self.problems[0].pointer

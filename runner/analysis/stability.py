@@ -1,0 +1,73 @@
+"""Representational stability: how close each augmented view's embedding stays to its original's (paper §2.3).
+
+Entry: `representational_stability(originals, views)`. originals: (N, D) embeddings of the original images; views:
+aug_id -> (N, D) embeddings of that augmented view, rows aligned with `originals`. The augmentation kind is the
+aug_id's leading letters ("rot-7" -> "rot", "bright+12" -> "bright", "contrast+10" -> "contrast").
+Per kind and per view: mean, sd and percentiles of the cosine similarity; overall: the mean over every (image, view).
+Rows whose original or view has zero norm (cosine undefined) are excluded and counted.
+Cost: one row-wise dot product; 2,000 x 1,024 x 5 views takes about 0.1 s on the 2-core CPU dev machine.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import numpy as np
+
+from runner.metrics import MetricsInputError
+
+PERCENTILES = (5, 25, 50, 75, 95)
+
+
+def augmentation_kind(aug_id: str) -> str:
+    match = re.match(r"[A-Za-z]+", aug_id)
+    if not match:
+        raise MetricsInputError(f"augmentation id {aug_id!r} does not start with a kind (rot, bright, contrast, ...)")
+    return match.group(0).lower()
+
+
+def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row of a with the same row of b; NaN where either row has zero norm."""
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norms > 0, np.einsum("ij,ij->i", a, b) / norms, np.nan)
+
+
+def _describe(values: np.ndarray) -> dict:
+    finite = values[np.isfinite(values)]
+    out = {"n": int(len(finite)), "excluded_zero_norm": int(len(values) - len(finite))}
+    if len(finite) == 0:
+        return {**out, "mean": None, "reason": "no row with a non-zero embedding"}
+    out["mean"] = float(finite.mean())
+    out["sd"] = float(finite.std(ddof=1)) if len(finite) > 1 else None
+    for q, v in zip(PERCENTILES, np.percentile(finite, PERCENTILES)):
+        out[f"p{q:02d}"] = float(v)
+    return out
+
+
+def representational_stability(originals: np.ndarray, views: Mapping[str, np.ndarray]) -> dict:
+    """Cosine similarity of every augmented view to its original, summarised per kind, per view and overall."""
+    originals = np.asarray(originals, dtype=float)
+    if originals.ndim != 2:
+        raise MetricsInputError(f"original embeddings must be (N, D), got shape {originals.shape}")
+    if not views:
+        raise MetricsInputError("no augmented views given")
+    sims: dict[str, np.ndarray] = {}
+    for aug_id, emb in sorted(views.items()):
+        emb = np.asarray(emb, dtype=float)
+        if emb.shape != originals.shape:
+            raise MetricsInputError(f"view {aug_id!r} has shape {emb.shape}, originals {originals.shape}")
+        if not (np.isfinite(emb).all() and np.isfinite(originals).all()):
+            raise MetricsInputError(f"embeddings for view {aug_id!r} or the originals contain NaN/Infinity")
+        sims[aug_id] = rowwise_cosine(originals, emb)
+    kinds: dict[str, list[np.ndarray]] = {}
+    for aug_id, s in sims.items():
+        kinds.setdefault(augmentation_kind(aug_id), []).append(s)
+    return {
+        "measure": "cosine similarity of each augmented view's embedding to its original's",
+        "n_images": int(originals.shape[0]),
+        "overall": _describe(np.concatenate(list(sims.values()))),
+        "by_kind": {k: _describe(np.concatenate(v)) for k, v in sorted(kinds.items())},
+        "by_view": {aug_id: _describe(s) for aug_id, s in sims.items()},
+    }

@@ -1,0 +1,93 @@
+"""AUROC by subgroup: sex, age band and view, where the prediction table has those columns.
+
+Entry: `subgroup_auroc(predictions, params, metrics_card)`. predictions: the out-of-fold table (image_id, patient_id,
+label, fold, prob) joined with the manifest's optional `sex`, `age`, `view`. Within each group the pooled
+out-of-fold AUROC is computed with a patient cluster-bootstrap percentile CI. A group with fewer than
+`min_per_class` positives or negatives is not computed: {status: "too-small", n_pos, n_neg, min}. Rows with a
+missing attribute are counted, not grouped. Per attribute, the largest gap is between the best and worst computed
+groups. Cost on the 2-core CPU dev machine: 2,000 images, 7 groups, 2,000 replicates: about 0.3 s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from runner.metrics import (
+    MetricsInputError,
+    MetricsSettings,
+    bootstrap_fold_mean,
+    check_predictions,
+    check_probabilities,
+    percentile_interval,
+    point_metrics,
+)
+
+DEFAULT_ATTRIBUTES = ("sex", "age", "view")
+DEFAULT_AGE_BANDS = (0, 40, 60, 80, 200)
+DEFAULT_MIN_PER_CLASS = 25
+
+
+def age_band_labels(bands: Sequence[float]) -> list[str]:
+    return [f"{lo:g}-{hi:g}" for lo, hi in zip(bands[:-1], bands[1:])]
+
+
+def _group_column(frame: pd.DataFrame, attribute: str, bands: Sequence[float]) -> pd.Series:
+    """The group of each row for one attribute (NaN when unknown)."""
+    if attribute == "age":
+        age = pd.to_numeric(frame["age"], errors="coerce")
+        # [lo, hi): an 80-year-old is in 80-200
+        return pd.cut(age, bins=list(bands), right=False, labels=age_band_labels(bands)).astype(object)
+    values = frame[attribute].astype(object)
+    return values.where(values.notna() & (values.astype(str).str.strip() != ""))
+
+
+def subgroup_auroc(predictions: pd.DataFrame, params: Mapping | None = None, metrics_card: Mapping | None = None) -> dict:
+    """Pooled out-of-fold AUROC with a patient-bootstrap CI per subgroup, and the largest gap per attribute."""
+    params = dict(params or {})
+    settings = MetricsSettings.from_card(metrics_card)
+    bands = [float(b) for b in params.get("age_bands", DEFAULT_AGE_BANDS)]
+    if len(bands) < 2 or any(b >= c for b, c in zip(bands, bands[1:])):
+        raise MetricsInputError(f"age_bands must be at least two increasing numbers, got {bands}")
+    min_per_class = int(params.get("min_per_class", DEFAULT_MIN_PER_CLASS))
+    frame = check_predictions(predictions)
+    probs = check_probabilities(frame)
+    out: dict = {"min_per_class": min_per_class, "confidence": settings.confidence,
+                 "ci_method": "cluster-bootstrap (patients, pooled out-of-fold)", "attributes": {}}
+    skipped = []
+    for attribute in params.get("attributes", DEFAULT_ATTRIBUTES):
+        if attribute not in frame.columns:
+            skipped.append(attribute)
+            continue
+        groups = _group_column(frame, attribute, bands)
+        results = {}
+        for group in sorted(groups.dropna().unique(), key=str):
+            rows = (groups == group).to_numpy()
+            results[str(group)] = _group_result(frame[rows], probs[rows], min_per_class, settings)
+        computed = {g: r["auroc"] for g, r in results.items() if r.get("status") == "computed"}
+        gap = None
+        if len(computed) >= 2:
+            hi, lo = max(computed, key=computed.get), min(computed, key=computed.get)
+            gap = {"between": [hi, lo], "auroc_diff": computed[hi] - computed[lo]}
+        out["attributes"][attribute] = {"groups": results, "missing": int(groups.isna().sum()), "largest_gap": gap}
+    if skipped:
+        out["not_available"] = skipped
+    return out
+
+
+def _group_result(rows: pd.DataFrame, probs: np.ndarray, min_per_class: int, settings: MetricsSettings) -> dict:
+    labels = rows["label"].to_numpy()
+    n_pos, n_neg = int((labels == 1).sum()), int((labels == 0).sum())
+    counts = {"n_pos": n_pos, "n_neg": n_neg, "n_patients": int(rows["patient_id"].nunique())}
+    if min(n_pos, n_neg) < min_per_class:
+        return {"status": "too-small", **counts, "min": min_per_class}
+    reps = bootstrap_fold_mean(labels, rows["patient_id"].astype(str).to_numpy(), np.zeros(len(rows), dtype=int),
+                               [probs], settings.threshold, settings.bootstrap_n, settings.bootstrap_seed)
+    low, high, _, reason = percentile_interval(reps["auroc"][0], settings.confidence)
+    result = {"status": "computed", **counts, "auroc": point_metrics(labels, probs, settings.threshold)["auroc"],
+              "ci_low": low, "ci_high": high}
+    if reason:
+        result["reason"] = reason
+    return result

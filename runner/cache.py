@@ -1,0 +1,144 @@
+"""Embedding cache on disk: content-addressed, memory-mapped, written atomically, safe for concurrent runs.
+
+Layout: ROOT/<namespace>/shard-<hash>.npy (float32, n x dim) + shard-<hash>.keys.json (the n entry keys, in row order).
+
+* namespace = sha256 of (cache format, encoder card sha256, preprocessing contract). Any change to the encoder card
+  or to its preprocessing therefore lands in a fresh namespace: old embeddings are never reused for it.
+* entry key = sha256 of (dataset id, image path relative to the data root, file size, mtime in ns, augmentation id).
+  Size + mtime is how make and rsync decide a file changed: it costs one stat() per image, whereas a content hash
+  would re-read every file (MIMIC-CXR is 4.7 TB) on every run just to find out nothing changed. A copied or touched
+  file gets a new mtime and is simply re-embedded (the safe direction).
+* A shard is committed by its keys file: the .npy is written first (temp + os.replace), then the keys file the same
+  way. Readers only index shards whose keys file exists, so a run killed at any moment leaves either a whole shard
+  or an orphan .npy that is ignored (and overwritten by the next run that computes the same batch).
+* Writers hold a file lock (filelock) per namespace so two runs filling the same cache never interleave a shard.
+
+Default root: $CXR_CACHE_DIR, else ~/.cache/cxr-registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+
+CACHE_FORMAT = 1
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("CXR_CACHE_DIR") or Path.home() / ".cache" / "cxr-registry")
+
+
+def _sha256_json(obj) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ImageIdentity:
+    """What identifies an image's bytes for caching (see the module docstring for why size + mtime)."""
+
+    dataset_id: str
+    path: str  # relative to the data root, POSIX
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of_file(cls, dataset_id: str, data_root: Path, rel_path: str) -> ImageIdentity:
+        st = (Path(data_root) / rel_path).stat()
+        return cls(dataset_id, rel_path, int(st.st_size), int(st.st_mtime_ns))
+
+    def key(self, augmentation: str = "original") -> str:
+        return _sha256_json([self.dataset_id, self.path, self.size, self.mtime_ns, augmentation])
+
+
+class EmbeddingCache:
+    """Embeddings of one encoder (card + preprocessing contract), looked up by entry key.
+
+    `hits` and `misses` count entries found / not found by `lookup`; `written` counts entries stored by `put`.
+    """
+
+    def __init__(self, encoder_sha256: str, contract: dict, root: Path | None = None):
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self.namespace = _sha256_json({"format": CACHE_FORMAT, "encoder": encoder_sha256, "contract": contract})
+        self.dir = self.root / self.namespace[:32]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(self.dir / ".lock"))
+        self._index: dict[str, tuple[str, int]] = {}
+        self._arrays: dict[str, np.ndarray] = {}
+        self._indexed_shards: set[str] = set()
+        self.hits = 0
+        self.misses = 0
+        self.written = 0
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Index committed shards written since the last refresh (by this or another process)."""
+        for keys_file in sorted(self.dir.glob("shard-*.keys.json")):
+            shard = keys_file.name[: -len(".keys.json")]
+            if shard in self._indexed_shards:
+                continue
+            try:
+                keys = json.loads(keys_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # unreadable keys file: treat the shard as absent; it will be recomputed
+            for row, key in enumerate(keys):
+                self._index.setdefault(key, (shard, row))
+            self._indexed_shards.add(shard)
+
+    def _array(self, shard: str) -> np.ndarray:
+        if shard not in self._arrays:
+            self._arrays[shard] = np.load(self.dir / f"{shard}.npy", mmap_mode="r")
+        return self._arrays[shard]
+
+    def lookup(self, keys: list[str]) -> dict[str, np.ndarray]:
+        """The cached embeddings among `keys` (memory-mapped rows); counts hits and misses."""
+        found = {}
+        for key in keys:
+            where = self._index.get(key)
+            if where is None:
+                continue
+            found[key] = self._array(where[0])[where[1]]
+        self.hits += len(found)
+        self.misses += len(keys) - len(found)
+        return found
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._index
+
+    def put(self, keys: list[str], embeddings: np.ndarray) -> None:
+        """Store one batch as a shard, atomically (see the module docstring)."""
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        if embeddings.ndim != 2 or len(keys) != embeddings.shape[0]:
+            raise ValueError(f"put: {len(keys)} keys for an array of shape {embeddings.shape}")
+        if not np.isfinite(embeddings).all():
+            raise ValueError("put: embeddings contain NaN or Infinity; refusing to cache them")
+        shard = "shard-" + _sha256_json(keys)[:32]
+        with self._lock:
+            _atomic_write(self.dir / f"{shard}.npy", lambda f: np.save(f, embeddings))
+            _atomic_write(
+                self.dir / f"{shard}.keys.json", lambda f: f.write(json.dumps(keys).encode("utf-8"))
+            )
+        for row, key in enumerate(keys):
+            self._index.setdefault(key, (shard, row))
+        self._indexed_shards.add(shard)
+        self.written += len(keys)
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

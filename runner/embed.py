@@ -1,0 +1,249 @@
+"""Manifest -> embeddings: decode and prepare images in worker processes, embed in batches, cache every batch.
+
+Entry: `embed_manifest(manifest, data_root, dataset_id, encoder, cache, ...) -> Embeddings`.
+
+Only images (and augmented views) missing from the cache are decoded. Work goes out in chunks of one batch; a bounded
+number of chunks is in flight, so memory does not grow with the manifest. Each finished batch is written to the cache
+as one shard straight away, so a run that is killed resumes at the first batch it had not finished.
+An image that cannot be read or decoded here becomes a recorded exclusion (image id, path, reason), never a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from runner.cache import EmbeddingCache, ImageIdentity
+from runner.encoders.base import Encoder
+
+ORIGINAL = "original"
+
+
+@dataclass
+class Embeddings:
+    """Embeddings of the manifest rows that could be embedded, in manifest order."""
+
+    image_ids: list[str]
+    original: np.ndarray  # (n, dim) float32
+    augmented: dict[str, np.ndarray] = field(default_factory=dict)  # view id -> (n, dim), same rows
+    exclusions: list[dict] = field(default_factory=list)  # {image_id, path, reason}
+    n_computed: int = 0  # images decoded and embedded by this call (the rest came from the cache)
+    seconds: float = 0.0
+    images_per_s: float | None = None  # over computed images; None when everything came from the cache
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# worker side: decode + prepare (pure functions of the file and the encoder card)
+
+_worker_encoder: Encoder | None = None
+_worker_augment: dict | None = None
+
+
+def _init_worker(encoder_cls: type[Encoder], card: dict, augment: dict | None) -> None:
+    """Build a prepare-only instance: `prepare` depends on the card alone, so no weights are loaded in workers."""
+    global _worker_encoder, _worker_augment
+    encoder = encoder_cls.__new__(encoder_cls)
+    Encoder.__init__(encoder, card, device="cpu")
+    _worker_encoder, _worker_augment = encoder, augment
+
+
+def _prepare_one(path: str, rel_path: str) -> dict[str, np.ndarray] | str:
+    """{view id: prepared input} for one file, or the exclusion reason when it cannot be decoded."""
+    from runner.imaging import ImageDecodeError, load_image
+
+    try:
+        image = load_image(path)
+    except ImageDecodeError as exc:
+        return f"decode-failed: {exc.reason}"
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or type(exc).__name__}"
+    views = {ORIGINAL: image}
+    if _worker_augment is not None:
+        from runner.augment import augmented_views
+
+        seed = view_seed(_worker_augment["seed"], rel_path)
+        views.update({v.aug_id: v.image for v in augmented_views(image, seed=seed)})
+    return {view: _worker_encoder.prepare(img) for view, img in views.items()}
+
+
+def _prepare_chunk(paths: list[tuple[str, str]]) -> list[dict[str, np.ndarray] | str]:
+    return [_prepare_one(path, rel_path) for path, rel_path in paths]
+
+
+def view_seed(base_seed: int, rel_path: str) -> int:
+    """Each image gets its own augmentation draws (not the same angle for all), fixed by the seed and its path."""
+    digest = hashlib.sha256(f"{base_seed}:{rel_path}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# main process
+
+
+def _progress_bar(enabled: bool):
+    """A rich progress bar showing images/s (disabled: prints nothing)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class ImagesPerSecond(ProgressColumn):
+        def render(self, task):
+            return Text(f"{task.speed:.1f} images/s" if task.speed else "")
+
+    return Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), ImagesPerSecond(),
+        TimeRemainingColumn(), disable=not enabled,
+    )
+
+
+def embed_manifest(
+    manifest: pd.DataFrame,
+    data_root: Path,
+    dataset_id: str,
+    encoder: Encoder,
+    cache: EmbeddingCache,
+    *,
+    augment: dict | None = None,
+    workers: int = 2,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> Embeddings:
+    """Embed every manifest row (and its augmented views when `augment` is given).
+
+    augment: {"seed": int} to add the five augmented views (runner.augment); each image's views are drawn with
+    `view_seed(seed, path)`; they come back in `Embeddings.augmented` keyed by runner.augment.AUG_IDS.
+    """
+    start = time.perf_counter()
+    data_root = Path(data_root)
+    views = [ORIGINAL]
+    if augment is not None:
+        from runner.augment import AUG_IDS
+
+        views += list(AUG_IDS)
+    batch_size = int(batch_size or encoder.card.get("batch_size", 32))
+    exclusions: list[dict] = []
+    rows: list[tuple[str, str, dict[str, str]]] = []  # (image_id, path, {view: cache key})
+    for image_id, rel_path in zip(manifest["image_id"].astype(str), manifest["path"].astype(str)):
+        try:
+            identity = ImageIdentity.of_file(dataset_id, data_root, rel_path)
+        except OSError as exc:
+            exclusions.append({"image_id": image_id, "path": rel_path, "reason": _missing_reason(exc)})
+            continue
+        rows.append((image_id, rel_path, {v: identity.key(augmentation=f"{v}|{_aug_tag(augment)}") for v in views}))
+
+    all_keys = [k for _, _, keys in rows for k in keys.values()]
+    found = cache.lookup(all_keys)
+    todo = [r for r in rows if any(k not in found for k in r[2].values())]
+
+    failed: dict[str, str] = {}
+    n_computed = 0
+    compute_start = time.perf_counter()
+    bar = _progress_bar(progress and bool(todo))
+    with bar:
+        task = bar.add_task(f"embedding with {encoder.id}", total=len(todo))
+        for chunk, prepared in _prepared_chunks(todo, data_root, encoder, augment, workers, batch_size):
+            keys, inputs = [], []
+            for (image_id, rel_path, view_keys), item in zip(chunk, prepared):
+                if isinstance(item, str):
+                    failed[image_id] = item
+                    exclusions.append({"image_id": image_id, "path": rel_path, "reason": item})
+                    continue
+                for view, key in view_keys.items():
+                    keys.append(key)
+                    inputs.append(item[view])
+            if inputs:
+                vectors = np.concatenate(
+                    [encoder.embed(np.stack(inputs[i : i + batch_size])) for i in range(0, len(inputs), batch_size)]
+                ).astype(np.float32)
+                _check_shape(vectors, len(inputs), encoder)
+                keys, vectors = _drop_non_finite(keys, vectors, chunk, failed, exclusions)
+                if keys:
+                    cache.put(keys, vectors)
+                    found.update(zip(keys, vectors))
+            n_computed += len(chunk)
+            bar.advance(task, len(chunk))
+
+    kept = [r for r in rows if r[0] not in failed]
+    order = {image_id: i for i, image_id in enumerate(manifest["image_id"].astype(str))}
+    exclusions.sort(key=lambda e: order.get(e["image_id"], -1))
+    dim = encoder.dim
+
+    def stack(view: str) -> np.ndarray:
+        if not kept:
+            return np.zeros((0, dim), dtype=np.float32)
+        return np.stack([np.asarray(found[keys[view]], dtype=np.float32) for _, _, keys in kept])
+
+    compute_seconds = time.perf_counter() - compute_start
+    return Embeddings(
+        image_ids=[r[0] for r in kept],
+        original=stack(ORIGINAL),
+        augmented={v: stack(v) for v in views if v != ORIGINAL},
+        exclusions=exclusions,
+        n_computed=n_computed,
+        seconds=time.perf_counter() - start,
+        images_per_s=(n_computed / compute_seconds) if n_computed and compute_seconds > 0 else None,
+    )
+
+
+def _aug_tag(augment: dict | None) -> str:
+    """The augmentation settings that change a view's pixels, folded into its cache key."""
+    return "" if not augment else ",".join(f"{k}={augment[k]}" for k in sorted(augment))
+
+
+def _missing_reason(exc: OSError) -> str:
+    return "missing-file" if isinstance(exc, FileNotFoundError) else f"unreadable: {exc.strerror or type(exc).__name__}"
+
+
+def _check_shape(vectors: np.ndarray, n: int, encoder: Encoder) -> None:
+    if vectors.shape != (n, encoder.dim):
+        from runner.encoders.base import EncoderError
+
+        raise EncoderError(
+            f"encoder {encoder.id!r} returned embeddings of shape {vectors.shape}; its card says ({n}, {encoder.dim})"
+        )
+
+
+def _drop_non_finite(keys, vectors, chunk, failed, exclusions):
+    """An embedding with NaN/Infinity excludes its image (all its views), recorded with a reason."""
+    bad_rows = ~np.isfinite(vectors).all(axis=1)
+    if not bad_rows.any():
+        return keys, vectors
+    bad_keys = {k for k, b in zip(keys, bad_rows) if b}
+    for image_id, rel_path, view_keys in chunk:
+        if image_id not in failed and bad_keys & set(view_keys.values()):
+            failed[image_id] = "non-finite-embedding"
+            exclusions.append({"image_id": image_id, "path": rel_path, "reason": "non-finite-embedding"})
+    dropped = {k for image_id, _, vk in chunk if image_id in failed for k in vk.values()}
+    keep = [i for i, k in enumerate(keys) if k not in dropped]
+    return [keys[i] for i in keep], vectors[keep]
+
+
+def _prepared_chunks(todo, data_root: Path, encoder: Encoder, augment, workers: int, batch_size: int):
+    """Yield (chunk of rows, prepared items) in order; at most 2 chunks per worker are in flight."""
+    chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    if not chunks:
+        return
+    paths = [[(str(data_root / rel), rel) for _, rel, _ in chunk] for chunk in chunks]
+    init_args = (type(encoder), encoder.card, augment)
+    if workers <= 0:  # in-process (debugging, tiny jobs)
+        _init_worker(*init_args)
+        for chunk, chunk_paths in zip(chunks, paths):
+            yield chunk, _prepare_chunk(chunk_paths)
+        return
+    # fork: workers start in milliseconds and only run numpy/pydicom code, never torch.
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                             initargs=init_args) as pool:
+        in_flight: list[Future] = []
+        next_chunk = 0
+        for i in range(len(chunks)):
+            while next_chunk < len(chunks) and len(in_flight) < 2 * workers:
+                in_flight.append(pool.submit(_prepare_chunk, paths[next_chunk]))
+                next_chunk += 1
+            yield chunks[i], in_flight.pop(0).result()

@@ -1,0 +1,65 @@
+"""Encoder adapters. `load_encoder(card)` builds the adapter the card names, importing its module only then."""
+
+from __future__ import annotations
+
+import importlib
+
+from runner.encoders.base import (
+    Encoder,
+    EncoderError,
+    WeightsNotFoundError,
+    pool_tokens,
+    register_adapter,
+    registered_adapters,
+)
+
+# adapter name (the card's `adapter:`) -> module that registers it. Heavy stacks import only when used.
+ADAPTER_MODULES: dict[str, str] = {
+    "pixels": "runner.encoders.builtin",
+    "random-cnn": "runner.encoders.builtin",
+    "radiomics": "runner.encoders.builtin",
+}
+
+
+def resolve_device(device: str = "auto") -> str:
+    if device != "auto":
+        return device
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def load_encoder(card: dict, device: str = "auto", trust_custom_code: bool = False) -> Encoder:
+    """Build the encoder an encoder card describes."""
+    name = card["adapter"]
+    if name == "custom" and not trust_custom_code:
+        raise EncoderError(
+            f"encoder {card['id']!r} runs custom code ({card.get('entrypoint', '?')}); "
+            "re-run with --trust-custom-code if you trust it"
+        )
+    module = ADAPTER_MODULES.get(name)
+    if module is None:
+        raise EncoderError(f"unknown adapter {name!r}; known: {', '.join(sorted(ADAPTER_MODULES))}")
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise EncoderError(
+            f"adapter {name!r} needs a package that is not installed ({exc.name or exc}); "
+            "install the project's extra for it (see README, 'Optional stacks')"
+        ) from exc
+    return registered_adapters()[name](card, device=resolve_device(device))
+
+
+__all__ = [
+    "ADAPTER_MODULES",
+    "Encoder",
+    "EncoderError",
+    "WeightsNotFoundError",
+    "load_encoder",
+    "pool_tokens",
+    "register_adapter",
+    "resolve_device",
+]

@@ -1,0 +1,94 @@
+"""The encoder interface every adapter implements, and the adapter registry.
+
+An encoder card names an adapter (`adapter: pixels`); the adapter class turns the card into a model that maps a batch of
+preprocessed images to float32 embeddings. Adapters register themselves with `@register_adapter("name")`; the module that
+defines an adapter is imported only when a card asks for it (see ADAPTER_MODULES in runner/encoders/__init__.py), so a
+TensorFlow or timm adapter costs nothing to users who never run it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+
+class EncoderError(Exception):
+    """An encoder cannot be built or run; the message says what to do."""
+
+
+class WeightsNotFoundError(EncoderError):
+    """A weight file the card names is not on disk and cannot be downloaded here."""
+
+    def __init__(self, what: str, how_to_get: str):
+        super().__init__(f"missing weights: {what}. {how_to_get}")
+        self.what = what
+        self.how_to_get = how_to_get
+
+
+_ADAPTERS: dict[str, type["Encoder"]] = {}
+
+
+def register_adapter(name: str) -> Callable[[type["Encoder"]], type["Encoder"]]:
+    def decorate(cls: type["Encoder"]) -> type["Encoder"]:
+        _ADAPTERS[name] = cls
+        cls.adapter_name = name
+        return cls
+
+    return decorate
+
+
+def registered_adapters() -> dict[str, type["Encoder"]]:
+    return dict(_ADAPTERS)
+
+
+class Encoder:
+    """Base class: a frozen image encoder described by an encoder card.
+
+    Subclasses implement `embed` (and may override `prepare` when the model takes something other than a CxHxW float array,
+    e.g. PNG bytes). `prepare` runs in decode worker processes, so it must be a pure function of the image and the card.
+    """
+
+    adapter_name = "base"
+
+    def __init__(self, card: dict, device: str = "cpu", weights_dir: Path | None = None):
+        self.card = card
+        self.device = device
+        self.weights_dir = weights_dir
+
+    @property
+    def id(self) -> str:
+        return self.card["id"]
+
+    @property
+    def dim(self) -> int:
+        return int(self.card["embedding"]["dim"])
+
+    @property
+    def contract(self) -> dict:
+        """The preprocessing contract from the card (size, channels, interpolation, normalize, bit_depth)."""
+        return self.card.get("preprocess", {})
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """Common [0,1] MONOCHROME2 image -> this encoder's input (default: the card's preprocessing contract)."""
+        from runner.imaging import to_encoder_input
+
+        return to_encoder_input(image, self.contract)
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """A batch of prepared inputs, stacked on axis 0 -> (B, dim) float32 embeddings, pooled as the card says."""
+        raise NotImplementedError
+
+
+def pool_tokens(tokens: np.ndarray, pooling: str) -> np.ndarray:
+    """(B, T, D) token outputs -> (B, D') as the card's `embedding.pooling` says; (B, D) passes through for `none`."""
+    if pooling in ("none", None) or tokens.ndim == 2:
+        return tokens
+    if pooling == "mean":
+        return tokens.mean(axis=1)
+    if pooling == "cls":
+        return tokens[:, 0]
+    if pooling == "flatten":
+        return tokens.reshape(tokens.shape[0], -1)
+    raise EncoderError(f"unknown pooling {pooling!r}; expected one of mean, cls, flatten, none")

@@ -1,0 +1,72 @@
+"""What every PyTorch adapter shares: weights lookup, eval mode on a device, numpy in / pooled float32 numpy out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from runner.encoders.base import Encoder, EncoderError, pool_tokens
+from runner.encoders.weights import ResolvedWeights, load_state_dict, resolve_weights
+
+
+class TorchEncoder(Encoder):
+    """Subclasses build `self.model` in `build(weights)` and may override `forward(x)` (default: `self.model(x)`)."""
+
+    def __init__(self, card: dict, device: str = "cpu", weights_dir: Path | None = None):
+        super().__init__(card, device=device, weights_dir=weights_dir)
+        import torch
+
+        self.weights = self.find_weights()
+        with torch.device("cpu"):
+            self.model = self.build(self.weights)
+        self.model.eval().to(device)
+
+    @property
+    def random_weights(self) -> bool:
+        """A random-weight control (card `weights: {random_init: true, seed: N}`) loads no file."""
+        return bool((self.card.get("weights") or {}).get("random_init"))
+
+    def find_weights(self) -> ResolvedWeights | None:
+        if self.random_weights or not (self.card.get("weights") or {}).get("files"):
+            import torch
+
+            torch.manual_seed(int((self.card.get("weights") or {}).get("seed", 0)))
+            return None
+        return resolve_weights(self.card, self.weights_dir)
+
+    def build(self, weights: ResolvedWeights | None):
+        raise NotImplementedError
+
+    def load_weights(self, module, state: dict, strip_prefix: str = "", ignore: tuple[str, ...] = ()) -> None:
+        """Load a state dict strictly (after removing `strip_prefix`), naming the keys that do not fit."""
+        if strip_prefix:
+            state = {k[len(strip_prefix):]: v for k, v in state.items() if k.startswith(strip_prefix)}
+        result = module.load_state_dict(state, strict=False)
+        missing = [k for k in result.missing_keys if not k.startswith(ignore)] if ignore else result.missing_keys
+        unexpected = [k for k in result.unexpected_keys if not k.startswith(ignore)] if ignore else result.unexpected_keys
+        if missing or unexpected:
+            raise EncoderError(
+                f"weights for encoder {self.id!r} do not fit its architecture: "
+                f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+            )
+
+    def state_from(self, weights: ResolvedWeights, name: str | None = None) -> dict:
+        return load_state_dict(weights.path(name))
+
+    def forward(self, x):
+        return self.model(x)
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = torch.as_tensor(np.ascontiguousarray(batch, dtype=np.float32), device=self.device)
+        with torch.inference_mode():
+            out = self.forward(x)
+        out = out.float().cpu().numpy()
+        pooled = pool_tokens(out, (self.card.get("embedding") or {}).get("pooling", "none"))
+        if pooled.ndim != 2 or pooled.shape[1] != self.dim:
+            raise EncoderError(
+                f"encoder {self.id!r} produced embeddings of shape {pooled.shape}; the card says dim {self.dim}"
+            )
+        return pooled.astype(np.float32, copy=False)

@@ -1,0 +1,184 @@
+"""Find an encoder's weight files on disk (or fetch them at a pinned revision) and check their sha256 pins.
+
+The card's `weights` block says what to find:
+
+    weights:
+      hf_repo: lion-ai/MedImageInsights         # optional: where to download from
+      revision: 0123abc...                      # pinned commit (or tag) of hf_repo
+      files: [2024.09.27/vision_model/medimageinsigt-v1.0.0.pt]   # paths inside the snapshot; "dir/" = a whole folder
+      local_dir_env: MEDIMAGEINSIGHT_DIR        # optional: env var naming a local snapshot directory
+      sha256: {2024.09.27/vision_model/medimageinsigt-v1.0.0.pt: "<64 hex>"}   # optional pins, per file
+      how_to_get: "accept the model's terms on its Hugging Face page first"    # optional note for the error message
+
+Where files are looked for, first hit wins: the `--weights-dir` argument; the directory in `$<local_dir_env>`;
+`$CXR_WEIGHTS_DIR/<encoder id>`; then the Hugging Face Hub (`hf_repo` at `revision`; only the local cache when
+`HF_HUB_OFFLINE=1`). A missing file raises WeightsNotFoundError naming the file and how to get it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.encoders.base import EncoderError, WeightsNotFoundError
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """Where an encoder's weight files are: `root / name` for each name in the card's `files`."""
+
+    root: Path
+    files: tuple[str, ...]
+    source: str  # "local:<dir>" or "hf:<repo>@<revision>"
+
+    def path(self, name: str | None = None) -> Path:
+        """The path of one listed file (default: the first)."""
+        return self.root / (name if name is not None else self.files[0]).rstrip("/")
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _candidate_dirs(card: dict, weights_dir: Path | None) -> list[tuple[str, Path]]:
+    spec = card.get("weights") or {}
+    found: list[tuple[str, Path]] = []
+    if weights_dir is not None:
+        found.append(("--weights-dir", Path(weights_dir).expanduser()))
+    env = spec.get("local_dir_env")
+    if env and os.environ.get(env):
+        found.append((f"${env}", Path(os.environ[env]).expanduser()))
+    if os.environ.get("CXR_WEIGHTS_DIR"):
+        found.append(("$CXR_WEIGHTS_DIR", Path(os.environ["CXR_WEIGHTS_DIR"]).expanduser() / card["id"]))
+    return found
+
+
+def how_to_get(card: dict, target: str = "DIR") -> str:
+    """A copy-pasteable instruction for obtaining the card's weights."""
+    spec = card.get("weights") or {}
+    files = spec.get("files") or []
+    parts = []
+    if spec.get("hf_repo"):
+        includes = " ".join(f"--include '{f}*'" if f.endswith("/") else f"--include '{f}'" for f in files)
+        rev = f" --revision {spec['revision']}" if spec.get("revision") else ""
+        parts.append(f"download with `hf download {spec['hf_repo']}{rev} {includes} --local-dir {target}`")
+    elif spec.get("url"):
+        parts.append(f"download {spec['url']} into {target}")
+    where = "pass --weights-dir DIR"
+    if spec.get("local_dir_env"):
+        where += f" or set {spec['local_dir_env']}=DIR"
+    parts.append(f"then {where} (or put it under $CXR_WEIGHTS_DIR/{card['id']})")
+    if spec.get("how_to_get"):
+        parts.append(spec["how_to_get"])
+    return "; ".join(parts)
+
+
+def _missing(root: Path, files: list[str]) -> list[str]:
+    return [f for f in files if not (root / f.rstrip("/")).exists()]
+
+
+def _from_hub(card: dict, files: list[str]) -> ResolvedWeights | None:
+    spec = card.get("weights") or {}
+    repo = spec.get("hf_repo")
+    if not repo:
+        return None
+    from huggingface_hub import snapshot_download
+
+    patterns = [f + "*" if f.endswith("/") else f for f in files]
+    try:
+        root = snapshot_download(
+            repo_id=repo,
+            revision=spec.get("revision"),
+            allow_patterns=patterns or None,
+            local_files_only=_offline(),
+        )
+    except Exception:  # noqa: BLE001 — any hub failure (offline, gated, 404, no network) means "not available here"
+        return None
+    root = Path(root)
+    if _missing(root, files):
+        return None
+    return ResolvedWeights(root, tuple(files), f"hf:{repo}@{spec.get('revision') or 'main'}")
+
+
+def resolve_weights(card: dict, weights_dir: Path | None = None) -> ResolvedWeights:
+    """Locate every file the card's `weights.files` lists and verify its sha256 pin; see the module docstring."""
+    spec = card.get("weights") or {}
+    files = list(spec.get("files") or [])
+    if not files:
+        raise EncoderError(f"encoder card {card['id']!r} has no weights.files to load")
+    for label, root in _candidate_dirs(card, weights_dir):
+        if root.is_dir() and not _missing(root, files):
+            resolved = ResolvedWeights(root, tuple(files), f"local:{root}")
+            break
+        if label == "--weights-dir" or label.startswith("$") and label != "$CXR_WEIGHTS_DIR":
+            # The user pointed at this directory on purpose: say what is missing there, don't fall through to a download.
+            missing = _missing(root, files) if root.is_dir() else files
+            raise WeightsNotFoundError(
+                f"{missing[0]} for encoder {card['id']!r} not found in {root} ({label})", how_to_get(card, str(root))
+            )
+    else:
+        resolved = _from_hub(card, files)
+        if resolved is None:
+            where = f"hf:{spec['hf_repo']}" + (" (HF_HUB_OFFLINE=1: cache only)" if _offline() else "")
+            raise WeightsNotFoundError(
+                f"{files[0]} for encoder {card['id']!r} (looked in "
+                + ", ".join([str(p) for _, p in _candidate_dirs(card, weights_dir)] + ([where] if spec.get("hf_repo") else []))
+                + ")",
+                how_to_get(card),
+            )
+    for name, expected in (spec.get("sha256") or {}).items():
+        verify_sha256(resolved.root / name, expected)
+    return resolved
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_sha256(path: Path, expected: str) -> None:
+    """Stop the run when a pinned weight file's content is not the one the card names."""
+    actual = sha256_file(path)
+    if actual != expected.lower():
+        raise EncoderError(
+            f"sha256 mismatch for {path}: the card pins {expected.lower()}, the file has {actual}; "
+            "the weights differ from the ones the card describes — re-download them or fix the pin"
+        )
+
+
+def load_state_dict(path: Path) -> dict:
+    """A tensor dict from a .safetensors file, or a .pt/.pth/.bin state dict loaded with weights_only=True (never pickle)."""
+    import torch
+
+    path = Path(path)
+    if path.is_dir():
+        raise EncoderError(f"{path} is a directory; the card's weights.files should name the weight file inside it")
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    # safetensors: 8-byte little-endian header length, then a JSON header starting with "{" (names like .pt lie).
+    if path.suffix == ".safetensors" or head[8:9] == b"{":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # noqa: BLE001
+            raise EncoderError(f"cannot read {path} as safetensors: {exc}") from exc
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 — pickled modules fail here on purpose
+        raise EncoderError(
+            f"{path} is not a plain state dict (it may be a pickled model, which is never unpickled here): {exc}. "
+            "Convert it once, where you trust it, to safetensors: "
+            "`safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')`"
+        ) from exc
+    for key in ("state_dict", "model", "module"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise EncoderError(f"{path} holds a {type(obj).__name__}, not a state dict")
+    return obj

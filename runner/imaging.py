@@ -1,0 +1,266 @@
+"""Decode one image file to a float32 HxW array in [0, 1], MONOCHROME2, and shape it for an encoder.
+
+`load_image` is the one entry point for pixels. DICOM goes through pydicom: modality LUT (rescale), VOI LUT or
+window (always in float, so rescaled data cannot trip an integer-range bug), MONOCHROME1 inversion, then min-max
+to [0, 1]. PNG/JPEG go through Pillow and are divided by the true maximum of their bit depth.
+Every failure to read one file becomes `ImageDecodeError` with a short machine-readable `.reason`, so the
+pipeline can count and record the exclusion instead of crashing.
+
+`to_encoder_input` applies an encoder card's `preprocess` block (size, interpolation, channels, bit depth, normalisation).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+PIL_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+
+
+class ImageDecodeError(Exception):
+    """One file could not be turned into an image. `.reason` is a short slug, `str()` the human message."""
+
+    def __init__(self, reason: str, path: str | Path, detail: str):
+        self.reason = reason
+        self.path = str(path)
+        self.detail = detail
+        super().__init__(f"{self.path}: {detail} ({reason})")
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read a DICOM, PNG or JPEG file → float32 HxW in [0, 1], bright = dense. Raises ImageDecodeError."""
+    path = Path(path)
+    _check_file(path)
+    if path.suffix.lower() in PIL_SUFFIXES:
+        return _load_pil(path)
+    return _load_dicom(path)
+
+
+def read_view_position(path: str | Path) -> str:
+    """The DICOM ViewPosition tag, upper-case and stripped ("" if absent or not DICOM); pixels are not decoded."""
+    path = Path(path)
+    _check_file(path)
+    if path.suffix.lower() in PIL_SUFFIXES:
+        return ""
+    ds = _read_dicom(path, stop_before_pixels=True)
+    return str(ds.get("ViewPosition", "") or "").strip().upper()
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise ImageDecodeError("missing-file", path, "file does not exist")
+    if not path.is_file():
+        raise ImageDecodeError("not-a-file", path, "path is not a regular file")
+    if path.stat().st_size == 0:
+        raise ImageDecodeError("zero-bytes", path, "file is empty (0 bytes)")
+
+
+def _read_dicom(path: Path, stop_before_pixels: bool = False):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    # pydicom only *warns* when a file ends inside an undefined-length element (e.g. a truncated JPEG 2000
+    # PixelData) and then silently drops the element, so the warning is the only evidence of truncation.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+        except InvalidDicomError as exc:
+            raise ImageDecodeError("not-dicom", path, f"not a DICOM file ({exc})") from None
+        except PermissionError as exc:
+            raise ImageDecodeError("unreadable", path, f"cannot read file ({exc})") from None
+        except (EOFError, OSError) as exc:
+            raise ImageDecodeError("truncated", path, f"file ends unexpectedly ({exc})") from None
+        except Exception as exc:  # pydicom raises many types on malformed headers
+            raise ImageDecodeError("bad-header", path, f"cannot parse DICOM header ({type(exc).__name__}: {exc})") from None
+    if any("end of file" in str(w.message).lower() for w in caught):
+        raise ImageDecodeError("truncated", path, "file ends before the end of an element (truncated)")
+    return ds
+
+
+def _load_dicom(path: Path) -> np.ndarray:
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
+
+    ds = _read_dicom(path)
+    if "PixelData" not in ds:
+        raise ImageDecodeError("no-pixel-data", path, "DICOM has no PixelData element")
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    if int(ds.get("SamplesPerPixel", 1) or 1) != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise ImageDecodeError("not-grayscale", path, f"PhotometricInterpretation {photometric or 'missing'} is not grayscale")
+    if int(ds.get("NumberOfFrames", 1) or 1) != 1:
+        raise ImageDecodeError("multi-frame", path, f"{ds.NumberOfFrames} frames; one frame expected")
+    rows, cols, bits = (int(ds.get(k, 0) or 0) for k in ("Rows", "Columns", "BitsAllocated"))
+    if rows < 2 or cols < 2 or bits not in (8, 16, 32):
+        raise ImageDecodeError("bad-dimensions", path, f"Rows={rows} Columns={cols} BitsAllocated={bits}")
+
+    tsyntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
+    element = ds.get_item("PixelData")
+    if tsyntax is not None and tsyntax.is_compressed:
+        try:
+            decoder = get_decoder(tsyntax)
+        except NotImplementedError:
+            decoder = None
+        if decoder is None or not decoder.is_available:
+            raise ImageDecodeError(
+                "unsupported-transfer-syntax", path, f"no installed decoder for {tsyntax.name} ({tsyntax})"
+            )
+    elif getattr(element, "length", None) is not None and element.value is not None:
+        declared, present = element.length, len(element.value)
+        if 0 < present < declared:
+            raise ImageDecodeError("truncated", path, f"PixelData has {present} of {declared} declared bytes")
+        expected = rows * cols * bits // 8
+        if present < expected:
+            raise ImageDecodeError("pixel-data-short", path, f"PixelData has {present} bytes, {expected} expected")
+
+    try:
+        raw = ds.pixel_array
+        image = apply_modality_lut(raw, ds).astype(np.float64, copy=False)
+        image = apply_voi_lut(image, ds)  # float in, float out: no integer-range assumption
+    except Exception as exc:  # decoder plugins raise assorted types
+        raise ImageDecodeError("decode-failed", path, f"{type(exc).__name__}: {exc}") from None
+    if image.ndim != 2:
+        raise ImageDecodeError("bad-dimensions", path, f"decoded array has shape {image.shape}, expected 2-D")
+    if photometric == "MONOCHROME1":
+        image = image.max() - image
+    return _min_max(image, path)
+
+
+def _min_max(image: np.ndarray, path: Path) -> np.ndarray:
+    if not np.all(np.isfinite(image)):
+        raise ImageDecodeError("non-finite", path, "pixel values contain NaN or infinity after LUTs")
+    lo, hi = float(image.min()), float(image.max())
+    if hi <= lo:  # a flat image carries no information but is not a decode failure
+        return np.zeros(image.shape, dtype=np.float32)
+    return ((image - lo) / (hi - lo)).astype(np.float32)
+
+
+def _load_pil(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if getattr(im, "n_frames", 1) != 1:
+                raise ImageDecodeError("multi-frame", path, f"{im.n_frames} frames; one frame expected")
+            mode = im.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I"):
+                array = np.asarray(im).astype(np.float64)
+                if array.min() < 0 or array.max() > 65535:
+                    raise ImageDecodeError("bad-bit-depth", path, f"mode {mode} values outside 16-bit range")
+                return (array / 65535.0).astype(np.float32)
+            if mode == "F":
+                return _min_max(np.asarray(im, dtype=np.float64), path)
+            if mode != "L":  # RGB(A), LA, P, 1: a few NIH PNGs are RGBA; luminance keeps their content
+                im = im.convert("L")
+            return (np.asarray(im, dtype=np.float32) / 255.0).astype(np.float32)
+    except ImageDecodeError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError("not-image", path, f"not a readable image ({exc})") from None
+    except (OSError, SyntaxError) as exc:  # Pillow reports truncated data as OSError
+        reason = "truncated" if "truncat" in str(exc).lower() else "decode-failed"
+        raise ImageDecodeError(reason, path, f"{type(exc).__name__}: {exc}") from None
+    except Exception as exc:
+        raise ImageDecodeError("decode-failed", path, f"{type(exc).__name__}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------- encoder input
+
+# Mean/std of named normalisations: properties of the normalisation, not of any task.
+NAMED_MEAN_STD = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "clip": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+}
+INTERPOLATIONS = ("bilinear", "bicubic", "area", "nearest")
+CONTRACT_KEYS = {"size", "interpolation", "channels", "bit_depth", "normalize"}
+
+
+def to_encoder_input(image: np.ndarray, contract: dict) -> np.ndarray:
+    """Shape a [0, 1] HxW image per an encoder card's `preprocess` block → CxHxW float32.
+
+    Steps, in the order the reference pipelines use them: quantise to `bit_depth` levels (8-bit resizes in uint8,
+    exactly as torchvision does on an 8-bit PIL image), resize without keeping aspect (antialiased), replicate
+    to `channels`, normalise.
+    """
+    unknown = set(contract) - CONTRACT_KEYS
+    if unknown:
+        raise ValueError(f"preprocess: unknown key(s) {sorted(unknown)}; allowed: {sorted(CONTRACT_KEYS)}")
+    if image.ndim != 2:
+        raise ValueError(f"to_encoder_input expects an HxW image, got shape {image.shape}")
+    size = _target_size(contract.get("size"))
+    interpolation = contract.get("interpolation", "bilinear")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"preprocess.interpolation {interpolation!r}; expected one of {INTERPOLATIONS}")
+    channels = contract.get("channels", 1)
+    if channels not in (1, 3):
+        raise ValueError(f"preprocess.channels {channels!r}; expected 1 or 3")
+
+    resized = _quantise_and_resize(np.clip(image, 0.0, 1.0), contract.get("bit_depth", "float"), size, interpolation)
+    stacked = np.repeat(resized[None], channels, axis=0)
+    return _normalise(stacked, contract.get("normalize", "none")).astype(np.float32, copy=False)
+
+
+def _target_size(size) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        return size, size
+    if isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size):
+        return int(size[0]), int(size[1])
+    raise ValueError(f"preprocess.size {size!r}; expected a positive int or [height, width]")
+
+
+def _quantise_and_resize(image: np.ndarray, bit_depth, size, interpolation: str) -> np.ndarray:
+    from PIL import Image
+
+    resample = {
+        "bilinear": Image.Resampling.BILINEAR,
+        "bicubic": Image.Resampling.BICUBIC,
+        "area": Image.Resampling.BOX,  # box filter = area averaging when downsampling
+        "nearest": Image.Resampling.NEAREST,
+    }[interpolation]
+    if bit_depth == 8:
+        pil = Image.fromarray(np.round(image * 255.0).astype(np.uint8), mode="L")
+        if size is not None and pil.size != (size[1], size[0]):
+            pil = pil.resize((size[1], size[0]), resample=resample)
+        return np.asarray(pil, dtype=np.float32) / 255.0
+    if bit_depth == 16:
+        image = np.round(image * 65535.0) / 65535.0
+    elif bit_depth not in ("float", None):
+        raise ValueError(f"preprocess.bit_depth {bit_depth!r}; expected 8, 16 or 'float'")
+    image = image.astype(np.float32)
+    if size is not None and image.shape != size:
+        # Pillow antialiases when downsampling (its filter support grows with the scale factor).
+        image = np.asarray(Image.fromarray(image, mode="F").resize((size[1], size[0]), resample=resample))
+    return np.clip(image, 0.0, 1.0)  # bicubic overshoots; the contract promises values from a [0, 1] image
+
+
+def _normalise(x: np.ndarray, normalize) -> np.ndarray:
+    if normalize in ("none", None):
+        return x
+    if normalize == "zscore":
+        std = float(x.std())
+        return (x - x.mean()) / (std if std > 0 else 1.0)
+    if normalize == "xrv":  # torchxrayvision: (2 * x / maxval - 1) * 1024
+        return (2.0 * x - 1.0) * 1024.0
+    if isinstance(normalize, str) and normalize in NAMED_MEAN_STD:
+        mean, std = NAMED_MEAN_STD[normalize]
+    elif isinstance(normalize, dict) and set(normalize) == {"mean", "std"}:
+        mean, std = normalize["mean"], normalize["std"]
+    else:
+        raise ValueError(
+            f"preprocess.normalize {normalize!r}; expected none, zscore, xrv, "
+            f"{', '.join(NAMED_MEAN_STD)} or {{mean: [...], std: [...]}}"
+        )
+    mean = np.asarray(mean, dtype=np.float32).reshape(-1, 1, 1)
+    std = np.asarray(std, dtype=np.float32).reshape(-1, 1, 1)
+    if mean.shape[0] not in (1, x.shape[0]) or std.shape != mean.shape or np.any(std <= 0):
+        raise ValueError(f"preprocess.normalize mean/std must have 1 or {x.shape[0]} entries and std > 0")
+    if mean.shape[0] != x.shape[0]:
+        mean, std = np.repeat(mean, x.shape[0], 0), np.repeat(std, x.shape[0], 0)
+    return (x - mean) / std

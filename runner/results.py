@@ -1,0 +1,241 @@
+"""Result JSON: validate (schema + no NaN/Infinity), write atomically, read defensively, record the environment.
+
+The schema is `registry/schemas/result.schema.json`. JSON Schema cannot say "no NaN" (Python's json module happily
+writes `NaN`), so `validate_result` also walks the object itself, and both reading and writing refuse non-finite numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import functools
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "registry" / "schemas" / "result.schema.json"
+MAX_STRING_CHARS = 20_000  # longest string anywhere in a result (citations, paths, reasons are far shorter)
+MAX_FILE_BYTES = 5 * 1024 * 1024  # a result with 5 folds and a few thousand exclusions is well under 1 MB
+KEY_PACKAGES = (
+    "cxr-embedding-registry", "numpy", "pandas", "scikit-learn", "scipy", "lightgbm", "pydicom", "pylibjpeg",
+    "pylibjpeg-openjpeg", "pillow", "torch", "torchvision", "timm", "transformers", "tensorflow", "umap-learn",
+    "jsonschema", "pyyaml",
+)
+
+
+class ResultError(Exception):
+    """A result file that cannot be read or written; str() is a one-line human message."""
+
+
+def load_result_schema() -> dict:
+    """The result JSON Schema as a dict (cached)."""
+    return _schema_and_validator()[0]
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_and_validator():
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    return schema, Draft202012Validator(schema)
+
+
+def _pointer(parts) -> str:
+    """RFC 6901 JSON pointer; the empty pointer (whole document) is shown as '/'."""
+    escaped = [str(p).replace("~", "~0").replace("/", "~1") for p in parts]
+    return "/" + "/".join(escaped)
+
+
+def _non_json_problems(obj: Any, parts: list) -> list[str]:
+    """Problems the schema cannot see: NaN/Infinity, over-long strings, non-JSON types, non-string keys."""
+    problems = []
+    if isinstance(obj, bool) or obj is None or isinstance(obj, int):
+        return problems
+    if isinstance(obj, float):
+        if not math.isfinite(obj):
+            problems.append(f"{_pointer(parts)}: {obj} is not allowed (JSON has no NaN/Infinity; use null and a reason)")
+    elif isinstance(obj, str):
+        if len(obj) > MAX_STRING_CHARS:
+            problems.append(f"{_pointer(parts)}: string of {len(obj)} characters is longer than {MAX_STRING_CHARS}")
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                problems.append(f"{_pointer(parts)}: key {key!r} is not a string")
+                continue
+            if len(key) > MAX_STRING_CHARS:
+                problems.append(f"{_pointer(parts)}: key of {len(key)} characters is longer than {MAX_STRING_CHARS}")
+                continue
+            problems.extend(_non_json_problems(value, parts + [key]))
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            problems.extend(_non_json_problems(value, parts + [i]))
+    else:
+        problems.append(f"{_pointer(parts)}: {type(obj).__name__} is not a JSON type")
+    return problems
+
+
+def _schema_message(error) -> str:
+    from jsonschema.exceptions import best_match
+
+    if error.context:  # oneOf/anyOf: report the branch that came closest rather than "not valid under any"
+        error = best_match(error.context)
+    message = error.message
+    if error.validator == "additionalProperties" and isinstance(error.schema.get("properties"), dict):
+        known = list(error.schema["properties"])
+        extra = [k for k in error.instance if k not in known] if isinstance(error.instance, dict) else []
+        hints = [f"'{k}' (did you mean '{m[0]}'?)" for k in extra if (m := difflib.get_close_matches(k, known, 1))]
+        if hints:
+            message += "; " + ", ".join(hints)
+    return f"{_pointer(error.absolute_path)}: {message}"
+
+
+def validate_result(obj: Any) -> list[str]:
+    """All problems with a result object, one human message each (prefixed by its JSON pointer); [] when valid."""
+    problems = _non_json_problems(obj, [])
+    if problems:  # the schema validator would trip over non-JSON values, and NaN compares oddly
+        return problems
+    validator = _schema_and_validator()[1]
+    errors = sorted(validator.iter_errors(obj), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    return [_schema_message(e) for e in errors]
+
+
+def to_json(obj: dict) -> str:
+    """The canonical on-disk text of a result: sorted keys, two-space indent, no NaN."""
+    return json.dumps(obj, allow_nan=False, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_result(obj: dict, path: str | os.PathLike) -> Path:
+    """Validate `obj` and write it to `path` atomically (temp file in the same folder, then os.replace)."""
+    problems = validate_result(obj)
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; ... and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise ResultError(f"refusing to write invalid result {path}: {shown}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = to_json(obj)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON (use null and a reason)")
+
+
+def _refuse_duplicate_keys(pairs):
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"duplicate key '{key}'")
+        seen[key] = value
+    return seen
+
+
+def read_result(path: str | os.PathLike) -> dict:
+    """Parse a result file; refuses NaN/Infinity, duplicate keys, non-objects and files over MAX_FILE_BYTES.
+
+    Does not validate against the schema: call `validate_result` for that.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ResultError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not path.is_file():
+        raise ResultError(f"{path}: not a file")
+    if size > MAX_FILE_BYTES:
+        raise ResultError(f"{path}: {size} bytes is more than the {MAX_FILE_BYTES} a result file may have")
+    try:
+        text = path.read_text(encoding="utf-8")
+        obj = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_refuse_duplicate_keys)
+    except UnicodeDecodeError:
+        raise ResultError(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise ResultError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except ValueError as exc:  # raised by the hooks above
+        raise ResultError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise ResultError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not isinstance(obj, dict):
+        raise ResultError(f"{path}: a result must be a JSON object, not {type(obj).__name__}")
+    return obj
+
+
+def utc_now() -> str:
+    """`created_at` value: the current UTC time, ISO 8601 with seconds."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _git_commit(repo: Path) -> str | None:
+    """HEAD of the repository holding this code, with '-dirty' when tracked files changed; None without git."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=5)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return None
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        return head.stdout.strip() + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _device_name(device: str | None) -> str:
+    if device and device not in ("auto",):
+        if device.startswith("cuda") and "torch" in sys.modules:
+            import torch
+
+            if torch.cuda.is_available():
+                return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+        return device
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
+
+
+def environment_info(device: str | None = None) -> dict:
+    """The `environment` block of a result: device, Python, platform, versions of key packages, git commit."""
+    packages = {}
+    for name in KEY_PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "device": _device_name(device),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": packages,
+        "git_commit": _git_commit(Path(__file__).resolve().parents[1]),
+    }
+
+
+def task_ref(card) -> dict:
+    """The `task` block of a result, from a registry task Card."""
+    label = card.data.get("label") or {}
+    return {"id": card.id, "sha256": card.sha256, "dataset": card.data.get("dataset"),
+            "label": label.get("id") if isinstance(label, dict) else str(label)}
+
+
+def encoder_ref(card) -> dict:
+    """The `encoder` block of a result, from a registry encoder Card."""
+    return {"id": card.id, "sha256": card.sha256, "name": card.data.get("title") or card.id}

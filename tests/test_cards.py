@@ -1,0 +1,246 @@
+"""Cards: every card validates; broken cards give exit 2 with file and field; hashing is stable."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from registry.cards import CardError, canonical_json, collect, load_card, load_registry, sha256_of, validate_files
+
+REPO = Path(__file__).resolve().parent.parent
+PAPER_TASKS = [f"{label}-{ds}" for label in ("atelectasis", "edema", "effusion", "opacity") for ds in ("mimic", "nih")]
+
+
+def run_cli(*args: str, root: Path | None = None) -> subprocess.CompletedProcess:
+    env = None
+    if root is not None:
+        import os
+
+        env = {**os.environ, "CXR_REGISTRY_ROOT": str(root)}
+    return subprocess.run([sys.executable, "-m", "runner.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=120)
+
+
+@pytest.fixture()
+def registry_copy(tmp_path: Path) -> Path:
+    """A copy of the repo's cards in a temp root, to break without touching the repo."""
+    for folder in ("tasks", "encoders", "registry/datasets"):
+        shutil.copytree(REPO / folder, tmp_path / folder)
+    return tmp_path
+
+
+# ------------------------------------------------------------------ the real registry
+
+
+def test_every_card_in_repo_validates():
+    reg, problems = collect(REPO)
+    assert problems == [], "\n".join(map(str, problems))
+    assert set(PAPER_TASKS) <= set(reg.tasks)
+    assert {"mimic-cxr", "mimic-cxr-jpg", "nih-cxr14"} <= set(reg.datasets)
+    assert {"cxr-foundation", "medimageinsight"} <= set(reg.encoders)
+
+
+def test_cli_validate_passes_and_show_prints_hash():
+    result = run_cli("validate")
+    assert result.returncode == 0, result.stderr
+    shown = run_cli("show", "task", "effusion-mimic")
+    assert shown.returncode == 0, shown.stderr
+    card = load_registry(REPO).tasks["effusion-mimic"]
+    assert card.sha256 in shown.stdout
+    body = yaml.safe_load("\n".join(line for line in shown.stdout.splitlines() if not line.startswith("#")))
+    assert body == card.data  # the printed card is the resolved card, defaults included
+    assert "extends" not in body
+
+
+def test_cli_list_tables():
+    for kind, some_id in (("tasks", "effusion-nih"), ("encoders", "medimageinsight"), ("datasets", "nih-cxr14")):
+        result = run_cli("list", kind)
+        assert result.returncode == 0, result.stderr
+        assert some_id in result.stdout
+
+
+def test_show_unknown_id_suggests():
+    result = run_cli("show", "task", "efusion-mimic")
+    assert result.returncode == 2
+    assert "effusion-mimic" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_paper_tasks_say_what_the_paper_says():
+    reg = load_registry(REPO)
+    for task_id in PAPER_TASKS:
+        data = reg.tasks[task_id].data
+        assert data["sampling"]["positives"] == 1000 and data["sampling"]["negatives"] == 1000
+        assert sorted(data["views"]) == ["AP", "PA"]
+        assert data["split"]["method"] == "stratified-group-kfold" and data["split"]["folds"] == 5
+
+
+# ------------------------------------------------------------------ broken cards
+
+
+def _write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def _task_text(root: Path, task_id: str = "effusion-mimic") -> str:
+    return (root / "tasks" / f"{task_id}.yaml").read_text()
+
+
+def _mutated_task(root: Path, **changes) -> str:
+    """The effusion-mimic card with top-level fields replaced (None deletes)."""
+    data = yaml.safe_load(_task_text(root))
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+BROKEN = {
+    # name: (relative file, content builder(root) -> text/bytes, field pointer expected in the message)
+    "unknown-key": ("tasks/effusion-mimic.yaml", lambda r: _task_text(r) + "samplng: {positives: 5}\n", "/samplng"),
+    "duplicate-key": ("tasks/effusion-mimic.yaml", lambda r: _task_text(r) + "dataset: nih-cxr14\n", "/dataset"),
+    "wrong-type": ("tasks/effusion-mimic.yaml", lambda r: _mutated_task(r, title=["not", "a", "string"]), "/title"),
+    "missing-field": ("tasks/effusion-mimic.yaml", lambda r: _mutated_task(r, dataset=None), "dataset"),
+    "unknown-dataset": ("tasks/effusion-mimic.yaml", lambda r: _mutated_task(r, dataset="mimic-cxr-v9"), "/dataset"),
+    "unknown-label": ("tasks/effusion-mimic.yaml",
+                      lambda r: _mutated_task(r, label={"id": "pneumothorax-x", "name": "X"}), "/label/id"),
+    "negative-sample-size": ("tasks/effusion-mimic.yaml",
+                             lambda r: _mutated_task(r, sampling={"positives": -5, "negatives": 10, "seed": 0}),
+                             "/sampling/positives"),
+    "bad-extends-target": ("tasks/effusion-mimic.yaml",
+                           lambda r: "extends: _nope.yaml\n" + _mutated_task(r, extends=None), "/extends"),
+    "extends-cycle": ("tasks/_cycle_a.yaml", None, "/extends"),
+    "not-yaml": ("tasks/effusion-mimic.yaml", lambda r: "id: [unclosed\n  title: x: y\n", ""),
+    "empty-file": ("tasks/effusion-mimic.yaml", lambda r: "", ""),
+    "top-level-list": ("tasks/effusion-mimic.yaml", lambda r: "- a\n- b\n", ""),
+    "non-utf8": ("tasks/effusion-mimic.yaml", lambda r: b"id: effusion-mimic\ntitle: \xff\xfe\n", ""),
+    "id-not-filename": ("tasks/effusion-mimic.yaml", lambda r: _mutated_task(r, id="effusion-other"), "/id"),
+    "bad-enum": ("tasks/effusion-mimic.yaml",
+                 lambda r: _mutated_task(r, split={"method": "stratified-group-kfld", "folds": 5, "seed": 0}),
+                 "/split/method"),
+    "huge-number": ("tasks/effusion-mimic.yaml",
+                    lambda r: _mutated_task(r, sampling={"positives": 10**30, "negatives": 10, "seed": 0}),
+                    "/sampling/positives"),
+    "encoder-unknown-adapter": ("encoders/pixels.yaml",
+                                lambda r: (r / "encoders/pixels.yaml").read_text().replace("adapter: pixels",
+                                                                                           "adapter: pixles"),
+                                "/adapter"),
+    "dataset-path-escapes-root": ("registry/datasets/nih-cxr14.yaml", None, "/files"),
+    "encoder-bad-dim": ("encoders/pixels.yaml",
+                        lambda r: yaml.safe_dump({**yaml.safe_load((r / "encoders/pixels.yaml").read_text()),
+                                                  "embedding": {"dim": "many"}}), "/embedding/dim"),
+}
+
+
+def _build_broken(name: str, root: Path) -> Path:
+    rel, builder, _ = BROKEN[name]
+    if name == "extends-cycle":
+        _write(root / "tasks/_cycle_b.yaml", "extends: _cycle_a.yaml\n")
+        _write(root / "tasks/_cycle_a.yaml", "extends: _cycle_b.yaml\n")
+        return _write(root / "tasks/effusion-mimic.yaml", "extends: _cycle_a.yaml\n" + _mutated_task(root, extends=None))
+    if name == "dataset-path-escapes-root":
+        data = yaml.safe_load((root / rel).read_text())
+        data["files"] = {**data.get("files", {}), "metadata": ["../../etc/passwd"]}
+        return _write(root / rel, yaml.safe_dump(data, sort_keys=False))
+    return _write(root / rel, builder(root))
+
+
+def test_there_are_at_least_15_broken_cards():
+    assert len(BROKEN) >= 15
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_broken_card_is_named_with_file_and_field(name: str, registry_copy: Path):
+    path = _build_broken(name, registry_copy)
+    problems = validate_files([path], root=registry_copy)
+    assert problems, f"{name}: no problem reported"
+    text = "\n".join(map(str, problems))
+    assert path.name in text or "_cycle" in text, text
+    assert BROKEN[name][2] in text, text
+
+
+@pytest.mark.parametrize("name", ["unknown-key", "duplicate-key", "non-utf8", "extends-cycle", "unknown-label"])
+def test_broken_card_cli_exit_2_without_traceback(name: str, registry_copy: Path):
+    path = _build_broken(name, registry_copy)
+    for args in (("validate", str(path)), ("validate",)):
+        result = run_cli(*args, root=registry_copy)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert path.name in result.stderr or "_cycle" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_messages_carry_line_and_did_you_mean(registry_copy: Path):
+    path = _build_broken("unknown-key", registry_copy)
+    problem = validate_files([path], root=registry_copy)[0]
+    assert problem.line == len(path.read_text().splitlines())
+    assert problem.suggestion == "sampling"
+    dup = _build_broken("duplicate-key", registry_copy)
+    with pytest.raises(CardError) as info:
+        load_card(dup)
+    assert "duplicate key 'dataset'" in str(info.value) and info.value.line is not None
+    unknown = _build_broken("unknown-dataset", registry_copy)
+    problem = validate_files([unknown], root=registry_copy)[0]
+    assert problem.suggestion == "mimic-cxr"
+
+
+def test_error_in_defaults_file_points_at_the_defaults_file(registry_copy: Path):
+    card = load_card(registry_copy / "tasks/effusion-mimic.yaml")
+    defaults = [s.file for s in card.sources[1:]]
+    assert defaults, "paper task cards extend a defaults file"
+    text = defaults[-1].read_text()
+    _write(defaults[-1], text + "\nunexpected_field: 1\n")
+    problems = validate_files([registry_copy / "tasks/effusion-mimic.yaml"], root=registry_copy)
+    assert any(p.file == defaults[-1] and p.pointer == "/unexpected_field" for p in problems), problems
+
+
+# ------------------------------------------------------------------ hashing
+
+
+def test_hash_is_stable_and_order_independent():
+    a = {"b": [1, 2, {"y": 1, "x": 2}], "a": "é"}
+    b = {"a": "é", "b": [1, 2, {"x": 2, "y": 1}]}
+    assert sha256_of(a) == sha256_of(b)
+    assert canonical_json(a) == '{"a":"é","b":[1,2,{"x":2,"y":1}]}'
+    assert sha256_of(a) != sha256_of({**a, "a": "e"})
+    assert sha256_of(a) != sha256_of({**a, "b": [2, 1, {"x": 2, "y": 1}]})  # list order matters
+    with pytest.raises(ValueError):
+        canonical_json({"x": float("nan")})
+
+
+def test_card_hash_ignores_comments_and_key_order_but_not_values(registry_copy: Path):
+    path = registry_copy / "tasks/effusion-mimic.yaml"
+    original = load_card(path).sha256
+    data = yaml.safe_load(path.read_text())
+    reordered = dict(reversed(list(data.items())))
+    _write(path, "# a comment\n" + yaml.safe_dump(reordered, sort_keys=False))
+    assert load_card(path).sha256 == original
+    data["sampling"] = {**data.get("sampling", {}), "seed": 12345}
+    _write(path, yaml.safe_dump(data, sort_keys=False))
+    assert load_card(path).sha256 != original
+
+
+def test_changing_the_defaults_file_changes_every_extending_card_hash(registry_copy: Path):
+    before = {t: load_card(registry_copy / f"tasks/{t}.yaml").sha256 for t in PAPER_TASKS}
+    defaults = load_card(registry_copy / "tasks/effusion-mimic.yaml").sources[-1].file
+    data = yaml.safe_load(defaults.read_text())
+    data["description"] = "changed"
+    _write(defaults, yaml.safe_dump(data))
+    after = {t: load_card(registry_copy / f"tasks/{t}.yaml").sha256 for t in PAPER_TASKS}
+    assert all(before[t] != after[t] for t in PAPER_TASKS)
+
+
+def test_show_json_roundtrip():
+    shown = run_cli("show", "encoder", "medimageinsight", "--json")
+    assert shown.returncode == 0, shown.stderr
+    payload = json.loads(shown.stdout)
+    assert payload["sha256"] == sha256_of(payload["card"])
