@@ -94,6 +94,15 @@ def _fmt(value) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
+def _num(value) -> str:
+    """Generic display of an analysis value: floats to 4 significant digits, everything else as text."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return "—" if value is None else str(value)
+
+
 def _cell(entry: Entry, metric: str) -> dict:
     m = entry.result["metrics"][metric]
     if m["mean"] is None:
@@ -148,7 +157,8 @@ def build_tables(entries: list[Entry], registry) -> list[dict]:
             for metric, _ in METRICS:
                 means = [c["mean"] for k, c in row.cells.items() if k[0] == metric and c["mean"] is not None]
                 for k, c in row.cells.items():
-                    c["best"] = k[0] == metric and means and c["mean"] == max(means) or c["best"]
+                    if k[0] == metric and means and c["mean"] == max(means):
+                        c["best"] = True
         names = {e: registry.encoders[e].data.get("title", e) for e in encoder_order}
         tables.append({"key": key, "heading": heading, "rows": ordered_rows, "metrics": METRICS,
                        "columns": [{"encoder": e, "provenance": p, "name": names[e]} for e, p in columns]})
@@ -168,7 +178,7 @@ def _roc_points(entry: Entry, results_dir: Path):
 
         frame = pd.read_parquet(predictions, columns=["label", "prob"])
         fpr, tpr, _ = roc_curve(frame["label"].astype(int), frame["prob"].astype(float))
-    except Exception as exc:  # a broken predictions file costs the plot, not the site
+    except (OSError, ValueError, KeyError, ImportError) as exc:  # a broken predictions file costs the plot, not the site
         print(f"warning: {predictions.name}: no ROC curve ({exc})", file=sys.stderr)
         return None
     return fpr.tolist(), tpr.tolist()
@@ -229,13 +239,22 @@ def _write_exports(out: Path, records: list[dict]) -> None:
     (out / "leaderboard.csv").write_text(buffer.getvalue(), encoding="utf-8")
 
 
+def _card_yaml(data: dict) -> str:
+    """A resolved card as YAML, identity fields first (the merge with defaults puts them last)."""
+    first = [k for k in ("id", "title", "dataset", "label", "adapter") if k in data]
+    ordered = {**{k: data[k] for k in first}, **{k: v for k, v in data.items() if k not in first}}
+    return yaml.safe_dump(ordered, sort_keys=False, allow_unicode=True, width=100)
+
+
 def _environment():
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = _fmt
-    env.filters["yaml"] = lambda data: yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    env.filters["yaml"] = _card_yaml
+    env.filters["num"] = _num
+    env.filters["keys_of"] = lambda rows: list(dict.fromkeys(k for row in rows if isinstance(row, dict) for k in row))
     env.tests["mapping"] = lambda v: isinstance(v, dict)
     env.tests["sequence"] = lambda v: isinstance(v, (list, tuple))
     return env
@@ -269,10 +288,11 @@ def build_site(out_dir: Path, results_dir: Path = RESULTS_DIR, registry=None) ->
         if curves:
             roc = f"{task.id}-roc.png"
             _plot_roc(curves, out / "tasks" / roc)
-        order, disease, dataset = _row_labels(task, registry)
+        _, disease, dataset = _row_labels(task, registry)
         page = env.get_template("task.html").render(
             root="../", title=task.data.get("title", task.id), card=task, entries=task_entries, roc=roc,
-            disease=disease, dataset=dataset, **common)
+            disease=disease, dataset=dataset, citations=sorted({e.result.get("citation") for e in task_entries} - {None}),
+            **common)
         (out / "tasks" / f"{task.id}.html").write_text(page, encoding="utf-8")
 
     for encoder in registry.encoders.values():

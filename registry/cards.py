@@ -15,6 +15,7 @@ from hashlib import sha256
 from pathlib import Path
 
 import yaml
+from jsonschema.exceptions import best_match
 
 from registry.errors import CardError, CardProblem, did_you_mean
 from registry.schemas import validator
@@ -188,9 +189,20 @@ class Card:
     sources: tuple = field(default=(), repr=False, compare=False)
 
 
+def _closest_branch_error(error):
+    """The most telling error inside a oneOf/anyOf: from the branch with the fewest errors (the one the card meant)."""
+    branches: dict = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    return best_match(min(branches.values(), key=len))
+
+
 def _schema_problems(kind: str, data: dict, sources: list[_Source]) -> list[CardProblem]:
     problems = []
     for error in sorted(validator(kind).iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        # For oneOf/anyOf, the branch that got furthest says what is really wrong (a misspelled enum, say).
+        while error.context:
+            error = _closest_branch_error(error)
         pointer = "".join(_pointer("", p) for p in error.absolute_path)
         expected = suggestion = None
         message = error.message
@@ -214,6 +226,8 @@ def _schema_problems(kind: str, data: dict, sources: list[_Source]) -> list[Card
         elif error.validator == "type":
             expected = f"type {error.validator_value}"
             message = f"wrong type: {type(error.instance).__name__} {error.instance!r}"[:200]
+        if len(message) > 300:  # a 400-digit number or a pasted blob must not flood the terminal
+            message = message[:150] + " … " + message[-120:]
         file, line = locate(sources, pointer)
         problems.append(CardProblem(file, message, pointer, line, expected=expected, suggestion=suggestion))
     return problems

@@ -135,7 +135,10 @@ def embed_manifest(
         except OSError as exc:
             exclusions.append({"image_id": image_id, "path": rel_path, "reason": _missing_reason(exc)})
             continue
-        rows.append((image_id, rel_path, {v: identity.key(augmentation=f"{v}|{_aug_tag(augment)}") for v in views}))
+        # The original's key never depends on augmentation settings, so it is shared with runs that do not augment.
+        rows.append((image_id, rel_path, {
+            v: identity.key(augmentation=f"{v}|" + ("" if v == ORIGINAL else _aug_tag(augment))) for v in views
+        }))
 
     all_keys = [k for _, _, keys in rows for k in keys.values()]
     found = cache.lookup(all_keys)

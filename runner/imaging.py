@@ -76,7 +76,7 @@ def _read_dicom(path: Path, stop_before_pixels: bool = False):
             raise ImageDecodeError("unreadable", path, f"cannot read file ({exc})") from None
         except (EOFError, OSError) as exc:
             raise ImageDecodeError("truncated", path, f"file ends unexpectedly ({exc})") from None
-        except Exception as exc:  # pydicom raises many types on malformed headers
+        except Exception as exc:  # noqa: BLE001  pydicom raises many types on malformed headers
             raise ImageDecodeError("bad-header", path, f"cannot parse DICOM header ({type(exc).__name__}: {exc})") from None
     if any("end of file" in str(w.message).lower() for w in caught):
         raise ImageDecodeError("truncated", path, "file ends before the end of an element (truncated)")
@@ -97,8 +97,13 @@ def _load_dicom(path: Path) -> np.ndarray:
     rows, cols, bits = (int(ds.get(k, 0) or 0) for k in ("Rows", "Columns", "BitsAllocated"))
     if rows < 2 or cols < 2 or bits not in (8, 16, 32):
         raise ImageDecodeError("bad-dimensions", path, f"Rows={rows} Columns={cols} BitsAllocated={bits}")
+    stored = int(ds.get("BitsStored", bits) or bits)
+    if not 1 <= stored <= bits:
+        raise ImageDecodeError("bad-bit-depth", path, f"BitsStored={stored} does not fit BitsAllocated={bits}")
 
     tsyntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
+    if tsyntax is not None and not tsyntax.is_transfer_syntax:  # .is_compressed raises on an unknown UID
+        raise ImageDecodeError("unsupported-transfer-syntax", path, f"unknown transfer syntax UID {tsyntax}")
     element = ds.get_item("PixelData")
     if tsyntax is not None and tsyntax.is_compressed:
         try:
@@ -120,9 +125,12 @@ def _load_dicom(path: Path) -> np.ndarray:
     try:
         raw = ds.pixel_array
         image = apply_modality_lut(raw, ds).astype(np.float64, copy=False)
-        image = apply_voi_lut(image, ds)  # float in, float out: no integer-range assumption
-    except Exception as exc:  # decoder plugins raise assorted types
+    except Exception as exc:  # noqa: BLE001  decoder plugins raise assorted types
         raise ImageDecodeError("decode-failed", path, f"{type(exc).__name__}: {exc}") from None
+    try:
+        image = apply_voi_lut(image, ds)  # float in, float out: no integer-range assumption
+    except Exception as exc:  # noqa: BLE001  e.g. WindowWidth < 1: the display intent is unknown, so the image is not used
+        raise ImageDecodeError("bad-window", path, f"invalid VOI LUT / window ({type(exc).__name__}: {exc})") from None
     if image.ndim != 2:
         raise ImageDecodeError("bad-dimensions", path, f"decoded array has shape {image.shape}, expected 2-D")
     if photometric == "MONOCHROME1":
@@ -165,7 +173,7 @@ def _load_pil(path: Path) -> np.ndarray:
     except (OSError, SyntaxError) as exc:  # Pillow reports truncated data as OSError
         reason = "truncated" if "truncat" in str(exc).lower() else "decode-failed"
         raise ImageDecodeError(reason, path, f"{type(exc).__name__}: {exc}") from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  every failure of one file becomes a counted exclusion
         raise ImageDecodeError("decode-failed", path, f"{type(exc).__name__}: {exc}") from None
 
 

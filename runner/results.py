@@ -179,13 +179,13 @@ def read_result(path: str | os.PathLike) -> dict:
 
 def utc_now() -> str:
     """`created_at` value: the current UTC time, ISO 8601 with seconds."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _git_commit(repo: Path) -> str | None:
     """HEAD of the repository holding this code, with '-dirty' when tracked files changed; None without git."""
     def git(*args):
-        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=5)
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=5, check=False)
 
     try:
         head = git("rev-parse", "HEAD")

@@ -180,14 +180,17 @@ def test_broken_card_cli_exit_2_without_traceback(name: str, registry_copy: Path
 
 
 def test_messages_carry_line_and_did_you_mean(registry_copy: Path):
+    original = (registry_copy / "tasks/effusion-mimic.yaml").read_text()
     path = _build_broken("unknown-key", registry_copy)
     problem = validate_files([path], root=registry_copy)[0]
     assert problem.line == len(path.read_text().splitlines())
     assert problem.suggestion == "sampling"
+    _write(path, original)
     dup = _build_broken("duplicate-key", registry_copy)
     with pytest.raises(CardError) as info:
         load_card(dup)
     assert "duplicate key 'dataset'" in str(info.value) and info.value.line is not None
+    _write(path, original)
     unknown = _build_broken("unknown-dataset", registry_copy)
     problem = validate_files([unknown], root=registry_copy)[0]
     assert problem.suggestion == "mimic-cxr"
@@ -233,7 +236,7 @@ def test_changing_the_defaults_file_changes_every_extending_card_hash(registry_c
     before = {t: load_card(registry_copy / f"tasks/{t}.yaml").sha256 for t in PAPER_TASKS}
     defaults = load_card(registry_copy / "tasks/effusion-mimic.yaml").sources[-1].file
     data = yaml.safe_load(defaults.read_text())
-    data["description"] = "changed"
+    data["metrics"] = {**data.get("metrics", {}), "threshold": 0.4}
     _write(defaults, yaml.safe_dump(data))
     after = {t: load_card(registry_copy / f"tasks/{t}.yaml").sha256 for t in PAPER_TASKS}
     assert all(before[t] != after[t] for t in PAPER_TASKS)

@@ -1,1 +1,181 @@
-"""runner/analysis."""
+"""Optional analyses of one evaluation (the task card's `analyses:` block) and their dispatch.
+
+Entry: `run_analyses(names, context) -> dict` (analysis name -> JSON-safe dict, for result.json's `analyses`).
+`names=None` runs every analysis the card enables. One analysis failing does not lose the others: its entry becomes
+{"status": "skipped", "reason"} for bad or missing input, {"status": "failed", "reason"} for anything else.
+Every value is checked: no NaN or Infinity can reach the result file.
+
+Modules (each documents its cost): stability, clustering, subgroups, transfer, label_efficiency, paired, delong.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from runner.metrics import MetricsInputError
+
+ANALYSES = ("stability", "clustering", "subgroups", "transfer", "label_efficiency", "paired")
+
+
+@dataclass
+class TransferSet:
+    """Another task's embeddings for the same label, the test side of a transfer analysis."""
+
+    embeddings: np.ndarray
+    labels: np.ndarray
+    patients: np.ndarray | None = None
+
+
+@dataclass
+class AnalysisContext:
+    """What an evaluation hands to the analyses. Rows of `embeddings` align with rows of `manifest`."""
+
+    analyses_card: Mapping = field(default_factory=dict)  # the task card's `analyses:` block
+    metrics_card: Mapping = field(default_factory=dict)  # the task card's `metrics:` block
+    manifest: pd.DataFrame | None = None
+    embeddings: np.ndarray | None = None
+    predictions: pd.DataFrame | None = None  # out-of-fold: image_id, patient_id, label, fold, prob
+    eval_folds: Sequence[int] | None = None
+    output_dir: Path | None = None  # where figures go; none are drawn without it
+    encoder_id: str | None = None
+    augmented: Mapping[str, np.ndarray] | None = None  # aug_id -> (n, D), rows aligned with augmented_originals
+    augmented_originals: np.ndarray | None = None  # default: `embeddings`
+    transfer_targets: Mapping[str, TransferSet] | None = None  # other task id -> its embeddings and labels
+    comparisons: Mapping[str, pd.DataFrame] | None = None  # other encoder id -> predictions on the same manifest
+    fit_predict: Callable | None = None  # (train_X, train_y, test_X, params) -> probabilities; default LightGBM
+    classifier_params: Mapping = field(default_factory=dict)
+
+
+def _need(value, what: str):
+    if value is None:
+        raise MetricsInputError(f"needs {what}, which this evaluation did not provide")
+    return value
+
+
+def _stability(ctx: AnalysisContext, params: Mapping) -> dict:
+    from runner.analysis.stability import representational_stability
+
+    originals = ctx.augmented_originals if ctx.augmented_originals is not None else ctx.embeddings
+    return representational_stability(_need(originals, "original embeddings"), _need(ctx.augmented, "augmented views"))
+
+
+def _clustering(ctx: AnalysisContext, params: Mapping) -> dict:
+    from runner.analysis.clustering import kmeans_cosine, umap_figure
+
+    x = _need(ctx.embeddings, "embeddings")
+    labels = _need(ctx.manifest, "the manifest")["label"].to_numpy()
+    out = {"kmeans": kmeans_cosine(x, labels, range(int(params.get("k_min", 2)), int(params.get("k_max", 10)) + 1),
+                                   n_init=int(params.get("n_init", 50)), seed=int(params.get("seed", 0)))}
+    umap_params = dict(params.get("umap") or {})
+    if umap_params.get("enabled", True) and ctx.output_dir is not None:
+        out["umap"] = umap_figure(x, labels, Path(ctx.output_dir) / "umap.png", Path(ctx.output_dir) / "umap.svg",
+                                  seed=int(params.get("seed", 0)), n_neighbors=int(umap_params.get("n_neighbors", 15)),
+                                  min_dist=float(umap_params.get("min_dist", 0.1)))
+    return out
+
+
+def _subgroups(ctx: AnalysisContext, params: Mapping) -> dict:
+    from runner.analysis.subgroups import subgroup_auroc
+
+    predictions = _need(ctx.predictions, "out-of-fold predictions")
+    if ctx.manifest is not None:  # sex/age/view live in the manifest
+        extra = [c for c in ("sex", "age", "view") if c in ctx.manifest.columns and c not in predictions.columns]
+        if extra:
+            predictions = predictions.merge(ctx.manifest[["image_id", *extra]], on="image_id", how="left")
+    if ctx.eval_folds is not None:
+        predictions = predictions[predictions["fold"].isin(list(ctx.eval_folds))]
+    return subgroup_auroc(predictions, params, ctx.metrics_card)
+
+
+def _transfer(ctx: AnalysisContext, params: Mapping) -> dict:
+    from runner.analysis.transfer import cross_dataset_transfer
+
+    x = _need(ctx.embeddings, "embeddings")
+    y = _need(ctx.manifest, "the manifest")["label"].to_numpy()
+    targets = _need(ctx.transfer_targets, "embeddings of the target task(s)")
+    return {target: cross_dataset_transfer(x, y, t.embeddings, t.labels, t.patients, ctx.fit_predict,
+                                           ctx.classifier_params, ctx.metrics_card)
+            for target, t in sorted(targets.items())}
+
+
+def _label_efficiency(ctx: AnalysisContext, params: Mapping) -> dict:
+    from runner.analysis.label_efficiency import label_efficiency, plot_label_efficiency
+
+    result = label_efficiency(
+        _need(ctx.embeddings, "embeddings"), _need(ctx.manifest, "the manifest"),
+        sizes=params.get("positives_per_class", (25, 50, 100, 250, 500, 800)), seeds=params.get("seeds", (0, 1, 2)),
+        eval_folds=ctx.eval_folds, fit_predict=ctx.fit_predict, params=ctx.classifier_params,
+        threshold=float((ctx.metrics_card or {}).get("threshold", 0.5)),
+    )
+    if ctx.output_dir is not None:
+        result["figure"] = plot_label_efficiency({ctx.encoder_id or "encoder": result},
+                                                 Path(ctx.output_dir) / "label_efficiency.png")
+    return result
+
+
+def _paired(ctx: AnalysisContext, params: Mapping) -> dict:
+    from runner.analysis.paired import tie_groups
+
+    others = dict(_need(ctx.comparisons, "other encoders' predictions on the same manifest"))
+    others[ctx.encoder_id or "this"] = _need(ctx.predictions, "out-of-fold predictions")
+    alpha = float(params.get("alpha", 0.05))
+    return {m: tie_groups(others, alpha=alpha, metric=m, metrics_card=ctx.metrics_card) for m in ("auroc", "f1")}
+
+
+_RUNNERS: dict[str, Callable[[AnalysisContext, Mapping], dict]] = {
+    "stability": _stability,
+    "clustering": _clustering,
+    "subgroups": _subgroups,
+    "transfer": _transfer,
+    "label_efficiency": _label_efficiency,
+    "paired": _paired,
+}
+
+
+def json_safe(value, where: str = "analysis"):
+    """Plain-Python copy of value (numpy scalars/arrays converted); raises on NaN or Infinity, naming where."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [json_safe(v, f"{where}[{i}]") for i, v in enumerate(list(value))]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(float(value)):
+            raise ValueError(f"{where} is {float(value)}: analyses must return null with a reason instead")
+        return float(value)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{where} has a {type(value).__name__}, which JSON cannot hold")
+
+
+def enabled_analyses(analyses_card: Mapping | None) -> list[str]:
+    return [name for name in ANALYSES if (analyses_card or {}).get(name, {}).get("enabled", False)]
+
+
+def run_analyses(names: Sequence[str] | None, context: AnalysisContext) -> dict:
+    """Run the named analyses (None: those the card enables); analysis name -> JSON-safe result."""
+    names = enabled_analyses(context.analyses_card) if names is None else list(names)
+    unknown = [n for n in names if n not in _RUNNERS]
+    if unknown:
+        raise MetricsInputError(f"unknown analysis name(s) {unknown}; known: {list(ANALYSES)}")
+    results = {}
+    for name in names:
+        params = dict((context.analyses_card or {}).get(name) or {})
+        try:
+            results[name] = json_safe(_RUNNERS[name](context, params), name)
+        except MetricsInputError as exc:
+            results[name] = {"status": "skipped", "reason": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - one analysis failing must not lose the evaluation's other results
+            results[name] = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+    return results

@@ -7,10 +7,11 @@ Entries:
   L2-normalised, so Euclidean k-means on the unit sphere ranks like cosine), k chosen by the largest mean silhouette
   coefficient (metric="cosine"); reports silhouette per k, the chosen k, and ARI / NMI of its clusters with the labels.
 
-Cost measured on the 2-core CPU dev machine (numbers scale roughly linearly in N):
-UMAP on 500 x 256: ~9 s on the first call of a process (numba compiles), ~1.5 s after; k-means n_init=10 for
-k = 2..6 with silhouettes on 500 x 256: ~1 s. At the paper's size (2,000 x 1,024, n_init=50, k = 2..10) expect
-about 15 s for UMAP and 30-60 s for k-means on this machine.
+Cost measured on the 2-core CPU dev machine shared with other jobs (load average ~7, so upper bounds):
+UMAP on 500 x 256: 24 s on the first call of a process (numba compiles), 2 s after. k-means with silhouettes on
+500 x 256: n_init=10, k = 2..6: 5 s; n_init=50, k = 2..10 (the paper's setting): 58 s. k-means grows about linearly
+in N x D x n_init, so the paper's 2,000 x 1,024 with n_init=50 is minutes on such a machine: lower n_init or k_max in
+the card for quick runs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,22 @@ from pathlib import Path
 import numpy as np
 
 from runner.metrics import MetricsInputError
+
+
+def _import_umap():
+    """umap-learn, without its optional ParametricUMAP.
+
+    umap/__init__ imports TensorFlow for ParametricUMAP when it is installed (the `tf` extra); that import chain
+    goes on to torch._dynamo -> triton, and triton imported after TensorFlow 2.21 segfaults the process.
+    Marking the submodule absent makes umap take its own "TensorFlow not installed" path; plain UMAP is unaffected.
+    """
+    import sys
+
+    if "umap" not in sys.modules:
+        sys.modules.setdefault("umap.parametric_umap", None)
+    import umap
+
+    return umap
 
 
 def _check_embeddings(embeddings, labels=None) -> np.ndarray:
@@ -49,8 +66,8 @@ def umap_figure(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import umap
 
+    umap = _import_umap()
     x = _check_embeddings(embeddings, labels)
     labels = np.asarray(labels).astype(int)
     n_neighbors = min(n_neighbors, x.shape[0] - 1)

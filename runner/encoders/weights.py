@@ -64,8 +64,6 @@ def how_to_get(card: dict, target: str = "DIR") -> str:
         includes = " ".join(f"--include '{f}*'" if f.endswith("/") else f"--include '{f}'" for f in files)
         rev = f" --revision {spec['revision']}" if spec.get("revision") else ""
         parts.append(f"download with `hf download {spec['hf_repo']}{rev} {includes} --local-dir {target}`")
-    elif spec.get("url"):
-        parts.append(f"download {spec['url']} into {target}")
     where = "pass --weights-dir DIR"
     if spec.get("local_dir_env"):
         where += f" or set {spec['local_dir_env']}=DIR"
@@ -166,11 +164,11 @@ def load_state_dict(path: Path) -> dict:
 
         try:
             return load_file(str(path))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise EncoderError(f"cannot read {path} as safetensors: {exc}") from exc
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 — pickled modules fail here on purpose
+    except Exception as exc:
         raise EncoderError(
             f"{path} is not a plain state dict (it may be a pickled model, which is never unpickled here): {exc}. "
             "Convert it once, where you trust it, to safetensors: "

@@ -1,0 +1,118 @@
+"""Label efficiency: AUROC against the number of training positives (and as many negatives) per class.
+
+Entry: `label_efficiency(embeddings, manifest, sizes, seeds, eval_folds, ...)`. For each size, seed and evaluated
+fold, the fold's training rows (fold != f) are subsampled class-balanced, by image, without replacement; the test
+fold is untouched, and as folds are patient-grouped no test patient can enter training. The classifier is a
+`fit_predict` callable (default: LightGBM, runner.analysis.transfer.lightgbm_fit_predict). Per size: mean and sd of
+AUROC over every (seed, fold) run. A size larger than a fold's training positives or negatives is recorded as
+skipped for that run, never silently shrunk. `plot_label_efficiency` draws one curve per encoder (PNG).
+Cost: sizes x seeds x folds classifier fits (6 x 3 x 5 = 90 with the defaults); on the 2-core CPU dev machine
+(loaded) a LightGBM fit of 100 trees on 500 rows of 64 dims took 1.8 s, so the defaults are minutes per encoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from runner.analysis.transfer import FitPredict, lightgbm_fit_predict
+from runner.metrics import MetricsInputError, point_metrics, single_class_reason
+
+
+def _balanced_sample(rng: np.random.Generator, labels: np.ndarray, candidates: np.ndarray, size: int) -> np.ndarray | str:
+    """Row indices of `size` positives and `size` negatives drawn from candidates, or why that is impossible."""
+    chosen = []
+    for value in (1, 0):
+        pool = candidates[labels[candidates] == value]
+        if len(pool) < size:
+            return f"needs {size} training {'positives' if value else 'negatives'}, fold has {len(pool)}"
+        chosen.append(rng.choice(pool, size=size, replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+def label_efficiency(
+    embeddings,
+    manifest: pd.DataFrame,
+    sizes: Sequence[int],
+    seeds: Sequence[int] = (0,),
+    eval_folds: Sequence[int] | None = None,
+    fit_predict: FitPredict | None = None,
+    params: Mapping | None = None,
+    threshold: float = 0.5,
+) -> dict:
+    """AUROC per training size (positives per class), repeated over seeds and folds; one point per size."""
+    x = np.asarray(embeddings, dtype=float)
+    for column in ("label", "fold"):
+        if column not in manifest.columns:
+            raise MetricsInputError(f"manifest lacks column {column!r}")
+    if x.ndim != 2 or x.shape[0] != len(manifest):
+        raise MetricsInputError(f"embeddings {x.shape} do not align with {len(manifest)} manifest rows")
+    sizes = sorted({int(s) for s in sizes})
+    if not sizes or sizes[0] < 1:
+        raise MetricsInputError(f"sizes must be positive integers, got {sizes}")
+    labels = manifest["label"].to_numpy().astype(int)
+    folds = manifest["fold"].to_numpy().astype(int)
+    eval_folds = sorted(int(f) for f in (eval_folds if eval_folds is not None else np.unique(folds)))
+    fit_predict = fit_predict or lightgbm_fit_predict
+    points = []
+    for size in sizes:
+        runs, skipped = [], []
+        for seed in seeds:
+            for fold in eval_folds:
+                test = np.flatnonzero(folds == fold)
+                reason = single_class_reason(labels[test])
+                train = reason or _balanced_sample(np.random.default_rng([int(seed), size, fold]), labels,
+                                                   np.flatnonzero(folds != fold), size)
+                if isinstance(train, str):
+                    skipped.append({"seed": int(seed), "fold": fold, "reason": train})
+                    continue
+                probs = np.asarray(fit_predict(x[train], labels[train], x[test], dict(params or {})), dtype=float)
+                runs.append({"seed": int(seed), "fold": fold,
+                             "auroc": point_metrics(labels[test], probs, threshold)["auroc"]})
+        values = np.array([r["auroc"] for r in runs])
+        point = {"positives_per_class": size, "n_runs": len(runs),
+                 "mean_auroc": float(values.mean()) if len(values) else None,
+                 "sd_auroc": float(values.std(ddof=1)) if len(values) > 1 else None,
+                 "runs": runs}
+        if skipped:
+            point["skipped"] = skipped
+        if not runs:
+            point["reason"] = "every run was skipped: " + skipped[0]["reason"]
+        elif len(runs) == 1:
+            point["reason"] = "one run: no sd"
+        points.append(point)
+    return {"sampling": "class-balanced by image from each fold's training rows; test fold untouched",
+            "seeds": [int(s) for s in seeds], "folds": eval_folds, "points": points}
+
+
+def plot_label_efficiency(curves: Mapping[str, Mapping], png_path: str | Path, title: str | None = None) -> str:
+    """One mean ± sd AUROC curve per encoder (encoder id -> label_efficiency() result), saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for encoder_id, result in sorted(curves.items()):
+        pts = [p for p in result["points"] if p["mean_auroc"] is not None]
+        if not pts:
+            continue
+        n = np.array([p["positives_per_class"] for p in pts])
+        mean = np.array([p["mean_auroc"] for p in pts])
+        sd = np.array([p["sd_auroc"] or 0.0 for p in pts])
+        ax.plot(n, mean, marker="o", label=encoder_id)
+        ax.fill_between(n, mean - sd, mean + sd, alpha=0.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("training positives per class")
+    ax.set_ylabel("AUROC (mean ± sd over seeds and folds)")
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    Path(png_path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=150)
+    plt.close(fig)
+    return str(png_path)

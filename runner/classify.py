@@ -1,0 +1,199 @@
+"""LightGBM per fold on frozen embeddings -> out-of-fold probabilities.
+
+Entry: `classify(embeddings, table, classifier_card, eval_folds, augmented=None) -> Classification`.
+
+Why it is fast (benchmarks/bench_classify.py has the numbers): the feature matrix is binned once per task into one
+`lgb.Dataset` (originals, then augmented views), and every fold's training and inner-validation sets are
+`Dataset.subset` views of it, so the bin mappers are computed once, not once per fold. Each fold stops adding trees when
+the log-loss on an inner, patient-grouped, stratified validation split of its *training* rows stops improving (the test
+fold is never looked at). Augmented views are training rows only, and an image's views always follow the image into
+the same inner split, so no image leaks across the early-stopping boundary. `deterministic=True` with a fixed thread
+count and seed makes probabilities reproducible run to run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+# Used only where the task card's classifier.params omit a value (tasks/_defaults.yaml sets them explicitly).
+# Chosen on benchmarks/bench_classify.py: same AUROC as LightGBM's defaults at a fraction of the time.
+DEFAULT_PARAMS = {
+    "n_estimators": 400,
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "max_bin": 63,
+    "feature_fraction": 0.3,
+    "min_data_in_leaf": 20,
+    "lambda_l2": 1.0,
+}
+DEFAULT_EARLY_STOPPING = {"rounds": 30, "inner_fraction": 0.15}
+MIN_INNER_ROWS = 20  # smaller inner-validation sets are too noisy to choose a tree count from
+
+
+class ClassifyError(ValueError):
+    """Inputs the classifier cannot use; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class ClassifierSettings:
+    """The task card's `classifier:` block with defaults filled in (registry/schemas/classifier-defs.schema.json)."""
+
+    params: dict
+    n_estimators: int
+    early_stopping_rounds: int | None
+    inner_fraction: float
+    augmented_training_rows: bool
+    num_threads: int
+    seed: int
+
+    @classmethod
+    def from_card(cls, card: dict | None) -> ClassifierSettings:
+        card = dict(card or {"type": "lightgbm"})
+        if card.get("type", "lightgbm") != "lightgbm":
+            raise ClassifyError(f"classifier.type {card.get('type')!r} is not supported; expected 'lightgbm'")
+        params = {**DEFAULT_PARAMS, **(card.get("params") or {})}
+        n_estimators = int(params.pop("n_estimators"))
+        stopping = card.get("early_stopping", DEFAULT_EARLY_STOPPING)
+        threads = int(card.get("num_threads", 0)) or (os.cpu_count() or 1)
+        return cls(
+            params=params,
+            n_estimators=n_estimators,
+            early_stopping_rounds=None if stopping is None else int(stopping["rounds"]),
+            inner_fraction=float((stopping or {}).get("inner_fraction", DEFAULT_EARLY_STOPPING["inner_fraction"])),
+            augmented_training_rows=bool(card.get("augmented_training_rows", False)),
+            num_threads=threads,
+            seed=int(card.get("seed", 0)),
+        )
+
+    def lgb_params(self) -> dict:
+        return {
+            **self.params,
+            "objective": "binary",
+            "metric": "binary_logloss",
+            "num_threads": self.num_threads,
+            "seed": self.seed,
+            "deterministic": True,
+            "force_col_wise": True,  # skips LightGBM's row/col-wise timing probe, which is also non-deterministic
+            "feature_pre_filter": False,
+            "verbosity": -1,
+        }
+
+
+@dataclass
+class FoldFit:
+    fold: int
+    n_train: int  # original training images (augmented rows not counted)
+    n_train_rows: int  # rows the booster saw, augmented views included
+    n_test: int
+    n_trees: int
+    seconds: float
+
+
+@dataclass
+class Classification:
+    predictions: pd.DataFrame  # image_id, patient_id, label, fold, prob (out-of-fold, test rows of eval folds)
+    folds: list[FoldFit] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def classify(
+    embeddings: np.ndarray,
+    table: pd.DataFrame,
+    classifier_card: dict | None,
+    eval_folds: list[int],
+    augmented: dict[str, np.ndarray] | None = None,
+) -> Classification:
+    """Train one booster per evaluated fold on `fold != f` rows and predict the `fold == f` rows.
+
+    table: image_id, patient_id, label (0/1), fold, aligned row for row with `embeddings`.
+    augmented: view id -> embeddings aligned with `table`; used as extra training rows when the card says so.
+    """
+    import lightgbm as lgb
+
+    start = time.perf_counter()
+    settings = ClassifierSettings.from_card(classifier_card)
+    x, table = _check_inputs(embeddings, table)
+    n = len(table)
+    views = list(augmented.values()) if (settings.augmented_training_rows and augmented) else []
+    for v in views:
+        if v.shape != x.shape:
+            raise ClassifyError(f"augmented embeddings have shape {v.shape}; originals {x.shape}")
+    labels = table["label"].to_numpy(dtype=np.int64)
+    folds = table["fold"].to_numpy(dtype=np.int64)
+    groups = table["patient_id"].astype(str).to_numpy()
+    # One binning for the whole task: rows 0..n-1 are originals, then each augmented view in turn.
+    all_x = np.vstack([x, *views]) if views else x
+    all_y = np.tile(labels, 1 + len(views))
+    params = settings.lgb_params()
+    base = lgb.Dataset(all_x, label=all_y, params=params, free_raw_data=False).construct()
+
+    def rows_with_views(image_rows: np.ndarray) -> np.ndarray:
+        return np.concatenate([image_rows + k * n for k in range(1 + len(views))])
+
+    fits, parts = [], []
+    for fold in eval_folds:
+        t0 = time.perf_counter()
+        test = np.flatnonzero(folds == fold)
+        train = np.flatnonzero(folds != fold)
+        if len(test) == 0 or len(train) == 0:
+            raise ClassifyError(f"fold {fold}: {len(train)} training and {len(test)} test images; both must be > 0")
+        fit_rows, valid_rows = _inner_split(train, labels, groups, settings)
+        train_set = base.subset(np.sort(rows_with_views(fit_rows)))
+        callbacks, valid_sets = [], []
+        if valid_rows is not None:
+            valid_sets = [base.subset(np.sort(valid_rows))]
+            callbacks = [lgb.early_stopping(settings.early_stopping_rounds, verbose=False)]
+        booster = lgb.train(
+            params, train_set, num_boost_round=settings.n_estimators, valid_sets=valid_sets, callbacks=callbacks
+        )
+        n_trees = booster.best_iteration if valid_rows is not None and booster.best_iteration > 0 else booster.num_trees()
+        prob = booster.predict(x[test], num_iteration=n_trees)
+        parts.append(pd.DataFrame({
+            "image_id": table["image_id"].to_numpy()[test],
+            "patient_id": groups[test],
+            "label": labels[test],
+            "fold": fold,
+            "prob": prob.astype(float),
+        }))
+        fits.append(FoldFit(int(fold), len(train), len(rows_with_views(fit_rows)), len(test), int(n_trees),
+                            time.perf_counter() - t0))
+    predictions = pd.concat(parts, ignore_index=True)
+    if not np.isfinite(predictions["prob"]).all():
+        raise ClassifyError("LightGBM produced non-finite probabilities")
+    return Classification(predictions, fits, time.perf_counter() - start)
+
+
+def _check_inputs(embeddings: np.ndarray, table: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    missing = [c for c in ("image_id", "patient_id", "label", "fold") if c not in table.columns]
+    if missing:
+        raise ClassifyError(f"classify: table lacks column(s) {missing}")
+    x = np.asarray(embeddings, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] != len(table):
+        raise ClassifyError(f"classify: embeddings of shape {x.shape} for {len(table)} table rows")
+    if not np.isfinite(x).all():
+        raise ClassifyError("classify: embeddings contain NaN or Infinity")
+    if not table["label"].isin([0, 1]).all():
+        raise ClassifyError("classify: label must be 0 or 1 in every row")
+    return x, table.reset_index(drop=True)
+
+
+def _inner_split(train: np.ndarray, labels: np.ndarray, groups: np.ndarray, settings: ClassifierSettings):
+    """(fit rows, validation rows or None): a patient-grouped, stratified hold-out of the training rows."""
+    if settings.early_stopping_rounds is None:
+        return train, None
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_splits = max(2, round(1 / settings.inner_fraction))
+    y = labels[train]
+    if min(np.sum(y == 0), np.sum(y == 1)) < n_splits:
+        return train, None  # too few of a class to hold some out: fixed n_estimators
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=settings.seed)
+    fit_idx, valid_idx = next(splitter.split(np.zeros(len(train)), y, groups[train]))
+    if len(valid_idx) < MIN_INNER_ROWS or len(np.unique(y[valid_idx])) < 2:
+        return train, None
+    return train[fit_idx], train[valid_idx]

@@ -1,0 +1,70 @@
+"""`runner bench`: measure the embedding pipeline against the naive per-image loop and the encoder's forward pass."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from runner.cli_app import app
+
+EXIT_FAILURE, EXIT_INVALID = 1, 2
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"runner bench: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+@app.command("bench")
+def bench(
+    encoder: Annotated[str | None, typer.Option("--encoder", "-e", help="Encoder card id (e.g. random-cnn, xrv-densenet121-random).")] = None,
+    encoder_card: Annotated[Path | None, typer.Option("--encoder-card", help="Or: an encoder card file outside the registry.")] = None,
+    n: Annotated[int, typer.Option("--n", min=1, help="Images per format.")] = 64,
+    size: Annotated[int, typer.Option("--size", min=16, help="Generated images are size x size pixels.")] = 1024,
+    formats: Annotated[str, typer.Option(
+        "--formats", help="Comma-separated: png (8-bit), dicom (uncompressed 16-bit).")] = "png,dicom",
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1, ...")] = "auto",
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Reader processes (0: read in this process).")] = 2,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Default: the card's batch_size.")] = None,
+    naive_limit: Annotated[int, typer.Option("--naive-limit", min=1, help="Images timed in the slow per-image loop.")] = 32,
+    rss_scale: Annotated[int, typer.Option("--rss-scale", min=0, help="Also measure peak RSS at N and this x N (0: skip).")] = 4,
+    inputs: Annotated[Path | None, typer.Option("--inputs", help="Folder for the generated images (reused if there).")] = None,
+    machine: Annotated[str, typer.Option("--machine", help="How the report names this machine.")] = "",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result JSON here.")] = None,
+    markdown_out: Annotated[Path | None, typer.Option("--markdown", help="Write the markdown table here.")] = None,
+) -> None:
+    """Images/s of (a) the naive per-image loop, (b) the fast pipeline, (c) the encoder's forward pass alone, on the same
+    generated images; ratios b/a and b/c, stage timings, warm-cache speedup, peak RSS and GPU memory."""
+    import json
+
+    from registry.cards import CardError, load_card, load_registry
+    from runner.bench import FORMATS, BenchConfig, markdown_table, run_bench
+
+    if (encoder is None) == (encoder_card is None):
+        _fail("give exactly one of --encoder ID or --encoder-card FILE", EXIT_INVALID)
+    chosen = tuple(f.strip() for f in formats.split(",") if f.strip())
+    if not chosen or set(chosen) - set(FORMATS):
+        _fail(f"--formats {formats!r}: expected a comma-separated subset of {', '.join(FORMATS)}", EXIT_INVALID)
+    try:
+        card = load_card(encoder_card, kind="encoder") if encoder_card else load_registry().get("encoder", encoder)
+    except (CardError, OSError) as exc:
+        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, EXIT_INVALID)
+    cfg = BenchConfig(
+        encoder_card=card.data, encoder_sha256=card.sha256, n=n, size=size, formats=chosen, device=device,
+        workers=workers, batch_size=batch_size, naive_limit=min(naive_limit, n),
+        rss_sizes=(n, rss_scale * n) if rss_scale > 1 else (), inputs=inputs, machine=machine,
+    )
+    try:
+        result = run_bench(cfg)
+    except (ValueError, RuntimeError, OSError) as exc:
+        _fail(f"{type(exc).__name__}: {exc}", EXIT_FAILURE)
+    table = markdown_table(result)
+    print(table)
+    text = json.dumps(result, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    for path, content in ((json_out, text), (markdown_out, table)):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, encoding="utf-8")

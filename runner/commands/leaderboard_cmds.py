@@ -1,0 +1,96 @@
+"""`runner submit` and `runner leaderboard build|serve`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from runner.cli_app import app
+
+leaderboard_app = typer.Typer(help="Build or view the static leaderboard site.", no_args_is_help=True)
+app.add_typer(leaderboard_app, name="leaderboard")
+
+
+def _fail(message: str, code: int):
+    for line in str(message).splitlines() or [""]:
+        typer.echo(f"error: {line}", err=True)
+    raise typer.Exit(code)
+
+
+def _registry():
+    from registry.cards import load_registry
+    from registry.errors import CardError
+
+    try:
+        return load_registry()
+    except CardError as exc:
+        _fail(f"the registry's cards are invalid:\n{exc}", 2)
+
+
+@app.command("submit")
+def submit(
+    results: Annotated[list[Path], typer.Argument(help="Result JSON file(s) written by `runner eval`.")],
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Overwrite a result already filed for the same task, encoder and provenance.")] = False,
+    manifest: Annotated[Path | None, typer.Option(
+        "--manifest", help="manifest.json (or run folder) to check the result's manifest hash against; "
+        "default: manifest.json beside the result.")] = None,
+    results_dir: Annotated[Path | None, typer.Option(
+        "--results-dir", help="Where filed results live (default: leaderboard/results/).")] = None,
+):
+    """Check result files against the schema and the current cards, then file them into the leaderboard.
+
+    Exit codes: 0 filed, 1 refused (card changed since the run, manifest mismatch, already filed), 2 invalid input.
+    """
+    from leaderboard.submit import RESULTS_DIR, SubmitError
+    from leaderboard.submit import submit as submit_one
+
+    registry = _registry()
+    worst = 0
+    for path in results:
+        try:
+            filed = submit_one(path, registry, results_dir or RESULTS_DIR, replace=replace, manifest_path=manifest)
+        except SubmitError as exc:
+            typer.echo(f"error: {path}: {exc}" if str(path) not in str(exc) else f"error: {exc}", err=True)
+            worst = max(worst, exc.exit_code)
+            continue
+        typer.echo(f"{'replaced' if filed.replaced else 'filed'} {filed.path}")
+    raise typer.Exit(worst)
+
+
+@leaderboard_app.command("build")
+def build(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the site into.")] = Path("site"),
+    results: Annotated[Path | None, typer.Option(
+        "--results", help="Folder of filed results (default: leaderboard/results/).")] = None,
+):
+    """Render the static site (index.html = Table 1, a page per task and encoder, leaderboard.json/.csv); prints index.html's path."""
+    from leaderboard.site import build_site
+    from leaderboard.submit import RESULTS_DIR
+
+    results = results or RESULTS_DIR
+    if not results.is_dir():
+        _fail(f"results folder {results} does not exist", 2)
+    try:
+        index = build_site(out, results, _registry())
+    except OSError as exc:
+        _fail(f"cannot write the site to {out}: {exc}", 1)
+    typer.echo(str(index))
+
+
+@leaderboard_app.command("serve")
+def serve(
+    site_dir: Annotated[Path, typer.Option("--dir", help="Folder of a built site.")] = Path("site"),
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port on 127.0.0.1.")] = 8000,
+):
+    """Serve a built site on http://127.0.0.1:PORT/ for viewing (Ctrl-C stops it)."""
+    from leaderboard.site import serve as serve_site
+
+    if not (site_dir / "index.html").is_file():
+        _fail(f"{site_dir} has no index.html; run `runner leaderboard build --out {site_dir}` first", 2)
+    try:
+        serve_site(site_dir, port)
+    except OSError as exc:
+        _fail(f"cannot serve on 127.0.0.1:{port}: {exc}", 1)

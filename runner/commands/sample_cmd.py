@@ -1,0 +1,81 @@
+"""`runner sample`: sample one task's images and freeze them as a manifest."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from runner.cli_app import app
+
+
+def _fail(message: str, code: int):
+    for line in str(message).splitlines() or [""]:
+        typer.echo(f"error: {line}", err=True)
+    raise typer.Exit(code)
+
+
+def resolve_data_root(dataset_card: dict, data_root: Path | None) -> Path:
+    """--data-root, else the dataset card's environment variable; a clear message when neither is there."""
+    if data_root is not None:
+        return data_root
+    env = dataset_card.get("root_env")
+    if env and os.environ.get(env):
+        return Path(os.environ[env])
+    from runner.data.tables import DataError, access_hint
+
+    raise DataError(f"no data root for dataset {dataset_card['id']!r}: pass --data-root DIR"
+                    + (f" or set ${env}" if env else "") + f". {access_hint(dataset_card)}")
+
+
+@app.command("sample")
+def sample(
+    task: Annotated[str, typer.Option("--task", help="Task card id, e.g. effusion-mimic.")],
+    data_root: Annotated[Path | None, typer.Option(
+        "--data-root", help="Folder holding the data set (default: the dataset card's environment variable, "
+        "e.g. $NIH_CXR14_ROOT).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="The manifest goes to OUT/<task>/.")] = Path("out/manifests"),
+    seed: Annotated[int | None, typer.Option("--seed", help="Override the card's sampling and split seed.")] = None,
+    verify: Annotated[str | None, typer.Option(
+        "--verify", help="decode | header | none: how sampled files are checked (default: the card's "
+        "sampling.verify).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="Processes that check files (default: the card's sampling.verify_workers).")] = None,
+):
+    """Sample exactly N positives and N negatives for a task, split them by patient, and write
+    OUT/<task>/manifest.parquet, manifest.json (with the content sha256) and exclusions.csv.
+
+    Exit codes: 0 written, 1 failure (cannot write), 2 invalid input (unknown task, missing data, too few candidates).
+    """
+    from registry.cards import load_registry
+    from registry.errors import CardError
+    from runner.data.tables import DataError
+    from runner.manifest import write_manifest
+    from runner.sampling import sample_task
+
+    try:
+        reg = load_registry()
+        card = reg.get("task", task)
+        dataset = reg.get("dataset", card.data["dataset"])
+        root = resolve_data_root(dataset.data, data_root)
+        result = sample_task(card.data, dataset.data, root, seed=seed, verify=verify, workers=workers)
+    except (CardError, DataError) as exc:
+        _fail(str(exc), 2)
+    try:
+        manifest = write_manifest(out / task, result, card.sha256)
+    except OSError as exc:
+        _fail(f"cannot write the manifest to {out / task}: {exc.strerror or exc}", 1)
+
+    meta, counts = manifest.meta, manifest.meta["counts"]
+    for step in counts["filters"]:
+        typer.echo(f"  {step['step']:<40} {step['positives']:>9,} positives {step['negatives']:>9,} negatives")
+    reasons: dict[str, int] = {}
+    for exclusion in meta["exclusions"]:
+        reasons[exclusion["reason"]] = reasons.get(exclusion["reason"], 0) + 1
+    typer.echo(f"{task}: {counts['positives']} positives, {counts['negatives']} negatives, "
+               f"{counts['patients']} patients, {meta['split']['method']} ({len(meta['eval_folds'])} evaluated folds)")
+    typer.echo(f"excluded: {counts['excluded']}" + (f" ({', '.join(f'{n} {r}' for r, n in sorted(reasons.items()))})"
+                                                     if reasons else "") + f"; listed in {out / task / 'exclusions.csv'}")
+    typer.echo(f"manifest: {out / task / 'manifest.parquet'}  sha256 {meta['sha256']}")

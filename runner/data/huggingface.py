@@ -1,0 +1,102 @@
+"""`huggingface` kind: an image data set on the Hugging Face Hub (repo id + pinned revision) or saved locally
+with `Dataset.save_to_disk`, read with the `datasets` library.
+
+The rest of the pipeline reads images from files, so the images are written once under `<data root>/hf-images/`
+(bytes as stored: PNG, JPEG or DICOM) and the index points at them; files already there are kept.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from runner.data import DatasetIndex
+from runner.data.tables import DataError, access_hint, add_labels, base_index, check_ids, wanted_labels
+
+IMAGE_FOLDER = "hf-images"
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
+
+
+def _open(card: dict, root: Path):
+    import datasets
+
+    local = (root / "dataset_info.json").is_file() or (root / "dataset_dict.json").is_file()
+    split = card.get("hub", {}).get("split", "train")
+    try:
+        if local:
+            loaded = datasets.load_from_disk(str(root))
+            if isinstance(loaded, datasets.DatasetDict):
+                if split not in loaded:
+                    raise DataError(f"{card['id']}: split {split!r} not in {root} (has: {', '.join(loaded)})")
+                loaded = loaded[split]
+            return loaded, str(root)
+        hub = card.get("hub")
+        if not hub:
+            raise DataError(f"{card['id']}: {root} holds no save_to_disk data set and the card names no hub repo. "
+                            f"{access_hint(card)}")
+        loaded = datasets.load_dataset(hub["repo_id"], revision=hub["revision"], split=split,
+                                       cache_dir=str(root / "hf-cache"))
+        return loaded, f"hf://{hub['repo_id']}@{hub['revision']}"
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the datasets library raises many types; all mean "cannot read it"
+        raise DataError(f"{card['id']}: cannot load the data set ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}). {access_hint(card)}") from None
+
+
+def _extension(data: bytes, stored_path: str | None) -> str:
+    if stored_path and Path(stored_path).suffix:
+        return Path(stored_path).suffix.lower()
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return ".png"
+    if data[:2] == b"\xff\xd8":
+        return ".jpg"
+    if data[128:132] == b"DICM":
+        return ".dcm"
+    return ".bin"
+
+
+def _write_images(dataset, image_column: str, image_ids, root: Path) -> list[str]:
+    """Write each row's image bytes to hf-images/<image id or row number><ext>; returns relative paths."""
+    import datasets
+
+    if isinstance(dataset.features.get(image_column), datasets.Image):
+        dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
+    folder = root / IMAGE_FOLDER
+    folder.mkdir(exist_ok=True)
+    paths, row = [], 0
+    for batch in dataset.select_columns([image_column]).iter(batch_size=256):
+        for item in batch[image_column]:
+            data, stored = (item.get("bytes"), item.get("path")) if isinstance(item, dict) else (item, None)
+            if data is None and stored and Path(stored).is_file():
+                data = Path(stored).read_bytes()
+            image_id = image_ids[row]
+            stem = image_id if _SAFE.match(image_id) else f"row{row:08d}"
+            relative = f"{IMAGE_FOLDER}/{stem}{_extension(data or b'', stored)}"
+            target = root / relative
+            if data and not (target.is_file() and target.stat().st_size == len(data)):
+                tmp = target.with_suffix(target.suffix + ".tmp")
+                tmp.write_bytes(data)
+                tmp.replace(target)
+            paths.append(relative)  # a row without bytes points at a missing file: recorded when sampled
+            row += 1
+    return paths
+
+
+def read(card: dict, root: Path, labels: list[str] | None) -> DatasetIndex:
+    columns = card["columns"]
+    if "image" not in columns:
+        raise DataError(f"{card['id']}: a huggingface dataset card must name its image column (columns.image)")
+    label_ids = wanted_labels(card, labels)
+    dataset, source = _open(card, root)
+    if columns["image"] not in dataset.column_names:
+        raise DataError(f"{card['id']}: column {columns['image']!r} not found in {source} "
+                        f"(it has: {', '.join(dataset.column_names)})")
+    meta = dataset.remove_columns([columns["image"]]).to_pandas()
+    for name in meta.columns:  # text like the CSV readers see it; booleans as 1/0
+        meta[name] = (meta[name].astype("float64") if meta[name].dtype == bool else meta[name]).astype("string")
+    index = base_index(meta, card, source)
+    check_ids(index, card, source)
+    add_labels(index, {"metadata": meta}, card, label_ids)
+    index["path"] = _write_images(dataset, columns["image"], list(index["image_id"]), root)
+    return DatasetIndex(card["id"], root, index, {"metadata": [source]}, files_found=None)

@@ -1,0 +1,208 @@
+"""What every dataset reader shares: finding and reading metadata tables, reading labels, finishing the index.
+
+All dataset facts (file names, column names, label values) come from the dataset card; this module only
+knows how to apply them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+INDEX_COLUMNS = ["image_id", "patient_id", "study_id", "path", "view"]
+OPTIONAL_COLUMNS = ["sex", "age"]
+
+
+class DataError(Exception):
+    """A data set cannot be read as its card says. str() is the one-line human message."""
+
+
+def access_hint(card: dict) -> str:
+    return f"How to get the data set: {card.get('access', 'see its dataset card')}"
+
+
+def _variants(name: str) -> list[str]:
+    """`X.csv` also matches `X.csv.gz`, and the reverse: both are common copies of the same table."""
+    if name.endswith(".csv"):
+        return [name, name + ".gz"]
+    if name.endswith(".csv.gz"):
+        return [name, name[: -len(".gz")]]
+    return [name]
+
+
+def _locate(folder: Path, name: str) -> Path | None:
+    return next((folder / v for v in _variants(name) if (folder / v).is_file()), None)
+
+
+def _package_folder(card: dict, table: str) -> Path | None:
+    fallback = card.get("fallback_package")
+    if not fallback or table not in fallback.get("tables", []):
+        return None
+    spec = importlib.util.find_spec(fallback["name"])
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / fallback["folder"]
+
+
+def read_csv(path: Path, usecols: list[str] | None = None) -> pd.DataFrame:
+    """Every column as text (ids keep their leading zeros; labels are parsed by `label_column`); blank -> NaN."""
+    try:
+        if usecols is not None:
+            header = pd.read_csv(path, nrows=0).columns
+            missing = [c for c in usecols if c not in header]
+            if missing:
+                raise DataError(f"column {missing[0]!r} not found in {path} (it has: {', '.join(header)})")
+        return pd.read_csv(path, dtype=str, usecols=usecols, engine="pyarrow")
+    except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError, EOFError) as exc:
+        raise DataError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def find_table(card: dict, root: Path, table: str, usecols: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Read the first alternative of `card.files[table]` present under `root` (else in the fallback package).
+
+    Returns the table (alternatives made of several files are concatenated) and the files read.
+    """
+    alternatives = card.get("files", {}).get(table)
+    if not alternatives:
+        raise DataError(f"dataset card {card['id']!r} declares no {table!r} table")
+    folders = [root] + [f for f in [_package_folder(card, table)] if f is not None]
+    for folder in folders:
+        for alternative in alternatives:
+            names = [alternative] if isinstance(alternative, str) else alternative
+            paths = [_locate(folder, n) for n in names]
+            if all(paths):
+                try:
+                    frames = [read_csv(p, usecols) for p in paths]
+                except DataError as exc:
+                    raise DataError(f"{card['id']}: {exc}. {access_hint(card)}") from None
+                return pd.concat(frames, ignore_index=True), [str(p) for p in paths]
+    wanted = " or ".join(" + ".join([a] if isinstance(a, str) else a) for a in alternatives)
+    raise DataError(f"{card['id']}: {table} table not found: looked for {wanted} in {root}. {access_hint(card)}")
+
+
+def table_columns(card: dict, table: str, label_ids: list[str], extra: list[str] = ()) -> list[str]:
+    """The columns of one table that the index needs (reading only those keeps a 377k-row CSV fast)."""
+    wanted = list(extra)
+    if table == "metadata":
+        wanted += list(card["columns"].values())
+    wanted += [card["labels"][x]["column"] for x in label_ids if card["labels"][x].get("table", "metadata") == table]
+    return list(dict.fromkeys(wanted))
+
+
+def require_columns(frame: pd.DataFrame, columns: list[str], where: str, card: dict) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{card['id']}: column {missing[0]!r} not found in {where} "
+                        f"(it has: {', '.join(map(str, frame.columns))}). {access_hint(card)}")
+
+
+def label_column(raw: pd.Series, spec: dict, label_id: str) -> pd.Series:
+    """One label as floats: 1.0 positive, 0.0 negative, -1.0 uncertain, NaN blank."""
+    if "contains" in spec:
+        sep = re.escape(spec.get("separator", "|"))
+        pattern = f"(?:^|{sep})\\s*{re.escape(spec['contains'])}\\s*(?:$|{sep})"
+        found = raw.str.contains(pattern, regex=True)
+        return found.astype("float64").where(raw.notna(), np.nan)
+    if any(k in spec for k in ("positive", "negative", "uncertain")):
+        mapping = {str(v): value for key, value in (("positive", 1.0), ("negative", 0.0), ("uncertain", -1.0))
+                   for v in spec.get(key, [])}
+        text = raw.astype("string").str.strip()
+        unknown = sorted(set(text.dropna()) - set(mapping))
+        if unknown:
+            raise DataError(f"label {label_id!r}: column {spec['column']!r} has values the card does not map: "
+                            f"{', '.join(map(repr, unknown[:5]))}")
+        return text.map(mapping).astype("float64")
+    values = pd.to_numeric(raw, errors="coerce")
+    bad = raw[values.isna() & raw.notna() & (raw.astype("string").str.strip() != "")]
+    bad_values = set(values.dropna().unique()) - {1.0, 0.0, -1.0}
+    if len(bad) or bad_values:
+        example = bad.iloc[0] if len(bad) else float(min(bad_values))
+        raise DataError(f"label {label_id!r}: column {spec['column']!r} holds {example!r}; expected 1, 0, -1 or blank "
+                        "(or map its values with positive/negative/uncertain in the dataset card)")
+    return values.astype("float64")
+
+
+def add_labels(index: pd.DataFrame, tables: dict[str, pd.DataFrame], card: dict, label_ids: list[str]) -> None:
+    """Add one float column per requested label; `tables` are aligned row by row with `index`."""
+    for label_id in label_ids:
+        spec = card["labels"][label_id]
+        table = spec.get("table", "metadata")
+        if table not in tables:
+            raise DataError(f"{card['id']}: label {label_id!r} needs the {table!r} table, which was not read")
+        require_columns(tables[table], [spec["column"]], f"the {table} table", card)
+        index[label_id] = label_column(tables[table][spec["column"]], spec, label_id).to_numpy()
+
+
+def wanted_labels(card: dict, label_ids: list[str] | None) -> list[str]:
+    declared = card.get("labels", {})
+    if label_ids is None:
+        return list(declared)
+    unknown = [x for x in label_ids if x not in declared]
+    if unknown:
+        raise DataError(f"{card['id']}: no label {unknown[0]!r} (declared: {', '.join(declared)})")
+    return list(dict.fromkeys(label_ids))
+
+
+def base_index(meta: pd.DataFrame, card: dict, where: str) -> pd.DataFrame:
+    """image_id, patient_id, study_id, view, sex, age from the metadata columns the card names."""
+    columns = card["columns"]
+    needed = [columns[k] for k in ("image_id", "patient_id", "study_id", "view", "sex", "age", "path") if k in columns]
+    require_columns(meta, needed, where, card)
+    index = pd.DataFrame({"image_id": meta[columns["image_id"]].astype("string").str.strip().astype(str)})
+    index["patient_id"] = meta[columns["patient_id"]].astype("string").str.strip().astype(str).to_numpy()
+    index["study_id"] = (meta[columns["study_id"]].astype("string").str.strip().astype(str).to_numpy()
+                         if "study_id" in columns else index["image_id"].to_numpy())
+    index["view"] = (meta[columns["view"]].astype("string").fillna("").str.strip().str.upper().to_numpy()
+                     if "view" in columns else "")
+    if "sex" in columns:
+        sex = meta[columns["sex"]].astype("string").str.strip().str.upper().str[:1]
+        index["sex"] = sex.where(sex.isin(["M", "F"]), None).to_numpy()
+    if "age" in columns:
+        index["age"] = pd.to_numeric(meta[columns["age"]], errors="coerce").astype("float64").to_numpy()
+    return index
+
+
+def key_array(frame: pd.DataFrame, columns: list[str]) -> pa.Array:
+    """One text key per row from one or more columns (hash joins in Arrow are ~10x faster than pandas merges here)."""
+    parts = [_arrow_text(frame[c]) for c in columns]
+    return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "\x1f")
+
+
+def _arrow_text(series: pd.Series) -> pa.Array:
+    if hasattr(series.array, "__arrow_array__"):  # Arrow-backed text column: no copy through Python objects
+        array = pa.array(series.array)
+        array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+        return array if array.type == pa.string() else array.cast(pa.string())
+    return pa.array(series.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+
+
+def is_unique(keys: pa.Array) -> bool:
+    return len(pc.unique(keys)) == len(keys)
+
+
+def align(table: pd.DataFrame, table_keys: pa.Array, keys: pa.Array) -> pd.DataFrame:
+    """Rows of `table` matching each key (first match); all-blank rows where a key is absent."""
+    positions = pc.fill_null(pc.index_in(keys, value_set=table_keys), -1).to_numpy()
+    found = table.iloc[np.where(positions < 0, 0, positions)].reset_index(drop=True) if len(table) else \
+        pd.DataFrame(index=range(len(positions)), columns=table.columns)
+    return found.where(pd.Series(positions >= 0), None) if (positions < 0).any() else found
+
+
+def check_ids(index: pd.DataFrame, card: dict, where: str) -> None:
+    for column in ("image_id", "patient_id"):
+        blank = index[column].isna() | (index[column] == "")
+        if blank.any():
+            raise DataError(f"{card['id']}: {int(blank.sum())} rows of {where} have no {column} "
+                            f"(column {card['columns'][column]!r}), e.g. row {int(np.flatnonzero(blank)[0]) + 2}")
+    if is_unique(key_array(index, ["image_id"])):
+        return
+    duplicated = index["image_id"].duplicated()
+    if duplicated.any():
+        raise DataError(f"{card['id']}: image id {index['image_id'][duplicated].iloc[0]!r} appears more than once "
+                        f"in {where} ({int(duplicated.sum())} duplicates); image ids must be unique")

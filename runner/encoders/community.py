@@ -1,0 +1,105 @@
+"""Community encoders by library: torchxrayvision, Hugging Face transformers, OpenCLIP, timm.
+
+Each adapter builds the architecture without any download, then loads the weight files the card names (safetensors, or
+a state dict via torch.load(weights_only=True); never a pickled model) — or keeps the seeded random initialisation when the
+card says `weights: {random_init: true}` (random-weight controls). Inputs come from the card's preprocessing contract.
+"""
+
+from __future__ import annotations
+
+import json
+
+from runner.encoders.base import EncoderError, register_adapter
+from runner.encoders.torch_base import TorchEncoder
+
+
+def _model_cfg(card: dict) -> dict:
+    return card.get("model") or {}
+
+
+@register_adapter("torchxrayvision")
+class XRVEncoder(TorchEncoder):
+    """torchxrayvision DenseNet; `features2` (ReLU + global average pool of the last dense block) -> 1024-d.
+
+    torchxrayvision's released .pt files are pickled whole models, which we do not unpickle; convert once where you trust
+    the file (see encoders/xrv-densenet121-all.yaml, weights.how_to_get) and name the safetensors file in the card.
+    """
+
+    def build(self, weights):
+        import torchxrayvision as xrv
+
+        cfg = _model_cfg(self.card)
+        model = xrv.models.DenseNet(weights=None, num_classes=int(cfg.get("num_classes", 18)), in_channels=1)
+        if weights is not None:
+            self.load_weights(model, self.state_from(weights), ignore=("op_threshs",))
+        return model
+
+    def forward(self, x):
+        return self.model.features2(x)
+
+
+@register_adapter("hf-transformers")
+class HFTransformersEncoder(TorchEncoder):
+    """Any transformers vision backbone (AutoModel) from a local snapshot: last_hidden_state pooled per the card
+    (`cls`, `mean`), or `pooling: pooler` for the model's pooler_output."""
+
+    def build(self, weights):
+        from transformers import AutoConfig, AutoModel
+
+        if weights is None:  # random-weight control from the card's `model.config`
+            cfg = dict(_model_cfg(self.card).get("config") or {})
+            if "model_type" not in cfg:
+                raise EncoderError(f"encoder {self.id!r}: a random-init hf-transformers card needs model.config.model_type")
+            return AutoModel.from_config(AutoConfig.for_model(**cfg))
+        try:
+            return AutoModel.from_pretrained(str(weights.root), local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise EncoderError(f"cannot load a transformers model from {weights.root}: {str(exc).splitlines()[0]}") from exc
+
+    def forward(self, x):
+        out = self.model(pixel_values=x)
+        if (self.card.get("embedding") or {}).get("pooling") == "pooler":
+            return out.pooler_output
+        return out.last_hidden_state
+
+
+@register_adapter("open-clip")
+class OpenCLIPEncoder(TorchEncoder):
+    """The image tower of an OpenCLIP model (e.g. BiomedCLIP), built from the repo's open_clip_config.json `model_cfg`
+    (or the card's `model.model_cfg`) — only the vision tower, so no text model or tokenizer is fetched."""
+
+    def build(self, weights):
+        from open_clip.model import CLIPVisionCfg, _build_vision_tower
+
+        model_cfg = _model_cfg(self.card).get("model_cfg")
+        config_file = _model_cfg(self.card).get("config_file", "open_clip_config.json")
+        if weights is not None and (weights.root / config_file).exists():
+            model_cfg = json.loads((weights.root / config_file).read_text())["model_cfg"]
+        if not model_cfg:
+            raise EncoderError(f"encoder {self.id!r}: no open_clip model_cfg (neither {config_file} nor model.model_cfg)")
+        visual = _build_vision_tower(
+            int(model_cfg["embed_dim"]), CLIPVisionCfg(**model_cfg["vision_cfg"]), quick_gelu=bool(model_cfg.get("quick_gelu"))
+        )
+        if weights is not None:
+            weight_file = next(f for f in weights.files if f != config_file)
+            self.load_weights(visual, self.state_from(weights, weight_file), strip_prefix="visual.")
+        return visual
+
+
+@register_adapter("timm")
+class TimmEncoder(TorchEncoder):
+    """Any timm model by name (`model.name`, `model.kwargs`), classifier removed (num_classes=0): timm's pooled features."""
+
+    def build(self, weights):
+        import timm
+
+        cfg = _model_cfg(self.card)
+        try:
+            model = timm.create_model(cfg["name"], pretrained=False, num_classes=0, **(cfg.get("kwargs") or {}))
+        except (RuntimeError, KeyError, TypeError) as exc:
+            raise EncoderError(f"encoder {self.id!r}: timm cannot build {cfg.get('name')!r}: {exc}") from exc
+        if weights is not None:
+            head = model.pretrained_cfg.get("classifier") or "head"
+            heads = tuple(h + "." for h in ([head] if isinstance(head, str) else head))
+            self.load_weights(model, self.state_from(weights), ignore=heads)
+        return model

@@ -1,0 +1,644 @@
+"""Read on the CPU, preprocess on the device: the fast embedding pipeline.
+
+Entry: `embed_manifest_fast(manifest, data_root, dataset_id, encoder, cache, ...) -> Embeddings`, a drop-in for
+`runner.embed.embed_manifest` (same arguments, same result, same cache keys).
+
+Why: decoding + LUTs + resizing a 2k x 2k DICOM costs ~0.1 s of CPU, merely reading its pixel bytes ~2 ms, and a GPU
+does the LUTs and the resize at thousands of images/s. So the CPU side here only *reads*:
+  * uncompressed DICOM: PixelData straight into a uint8/uint16/int16 buffer (np.frombuffer, no float copy);
+  * compressed DICOM: pydicom's decoder, still to integers;
+  * 8/16-bit grayscale PNG (and JPEG/TIFF in mode L / I;16) via Pillow, to uint8/uint16.
+Anything unusual (LUT sequences, big-endian, RGB PNGs, a file that fails the fast read) takes the canonical
+`runner.imaging.load_image` route instead, so exclusions carry exactly the reasons the CPU pipeline gives.
+
+The device side, batched per image shape, in float32: modality LUT (slope/intercept), VOI window (DICOM PS3.3
+C.11.2.1.2: LINEAR, LINEAR_EXACT, SIGMOID, with pydicom's output range), min-max to [0, 1] (PNG: divide by the bit
+depth's maximum), MONOCHROME1 inversion, then the encoder card's contract exactly as `imaging.to_encoder_input` applies
+it: quantise to `bit_depth`, resize, replicate channels, normalise.
+
+The resize is Pillow's own separable filter (box/bilinear/bicubic a=-0.5/nearest, antialiased by widening the support
+when downsampling), applied as two matrix products with the weights Pillow computes. F.interpolate(antialias=True) is a
+port of the same filters, but its 'area' mode is adaptive average pooling, not Pillow's box filter; using Pillow's
+weights makes the device path agree with the CPU path to float rounding (see tests/test_fastpath.py for the bounds).
+
+Readers run in a torch DataLoader (worker processes, bounded prefetch: memory does not grow with the manifest), batches
+are pinned and copied non_blocking on CUDA, and the device result of batch i is fetched only after batch i+1 has been
+launched, so reading, transfer and compute overlap. bf16 autocast and channels_last follow the card's `precision` block;
+the batch size is the card's (or --batch-size) and is halved on CUDA out-of-memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from runner.cache import EmbeddingCache, ImageIdentity
+from runner.embed import ORIGINAL, Embeddings, _check_shape, _drop_non_finite, _missing_reason, _progress_bar
+from runner.encoders.base import Encoder, pool_tokens
+from runner.imaging import (
+    CONTRACT_KEYS,
+    INTERPOLATIONS,
+    PIL_SUFFIXES,
+    ImageDecodeError,
+    _normalise,
+    _read_dicom,
+    _target_size,
+    load_image,
+)
+
+# Stored DICOM sample -> numpy dtype for the direct read (little-endian only; others take the canonical route).
+_NATIVE_DTYPES = {(8, 0): np.uint8, (8, 1): np.int8, (16, 0): np.uint16, (16, 1): np.int16}
+VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+
+
+@dataclass
+class RawImage:
+    """What the CPU hands to the device: stored pixel values and the scalars that turn them into a [0, 1] image.
+
+    `full_scale` set (PNG): image = pixels / full_scale. Unset (DICOM): image = min-max of the LUT output.
+    A file that took the canonical route arrives as float32 pixels already in [0, 1] with full_scale 1.
+    """
+
+    pixels: np.ndarray  # HxW uint8 | int8 | uint16 | int16 | float32
+    slope: float = 1.0
+    intercept: float = 0.0
+    window: tuple[float, float, str, float, float] | None = None  # (center, width, function, y_min, y_max)
+    invert: bool = False  # MONOCHROME1
+    full_scale: float | None = None
+
+
+# ---------------------------------------------------------------------------------------------- CPU: read only
+
+
+def read_raw(path: str | Path) -> RawImage:
+    """Read one file's stored pixels (no float conversion). Raises ImageDecodeError exactly as load_image would."""
+    path = Path(path)
+    try:
+        raw = _read_pil(path) if path.suffix.lower() in PIL_SUFFIXES else _read_dicom_raw(path)
+    except Exception:  # noqa: BLE001 - any fast-read failure is re-judged by the canonical loader below
+        raw = None
+    if raw is None:  # the canonical route: decodes fully, or raises the reason the CPU pipeline records
+        return RawImage(pixels=load_image(path), full_scale=1.0)
+    return raw
+
+
+def _read_pil(path: Path) -> RawImage | None:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if getattr(im, "n_frames", 1) != 1 or im.mode not in ("L", "I;16", "I;16L", "I;16B"):
+            return None
+        im.load()
+        pixels = np.asarray(im)
+    if im.mode == "L":
+        return RawImage(pixels=pixels, full_scale=255.0)
+    return RawImage(pixels=pixels.astype(np.uint16, copy=False), full_scale=65535.0)
+
+
+def _read_dicom_raw(path: Path) -> RawImage | None:
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    ds = _read_dicom(path)
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    bits, stored = int(ds.get("BitsAllocated", 0) or 0), int(ds.get("BitsStored", 0) or 0)
+    signed = int(ds.get("PixelRepresentation", 0) or 0)
+    if (
+        "PixelData" not in ds
+        or photometric not in ("MONOCHROME1", "MONOCHROME2")
+        or int(ds.get("SamplesPerPixel", 1) or 1) != 1
+        or int(ds.get("NumberOfFrames", 1) or 1) != 1
+        or rows < 2 or cols < 2
+        or (bits, signed) not in _NATIVE_DTYPES
+        or ds.get("ModalityLUTSequence") or ds.get("VOILUTSequence")
+    ):
+        return None
+    tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if tsyntax is None:
+        return None
+    if tsyntax.is_compressed:
+        pixels = ds.pixel_array  # pydicom's decoder plugin; integers, like the stored values
+    elif tsyntax.is_little_endian and (signed == 0 or stored == bits):
+        data = ds.PixelData
+        if len(data) < rows * cols * bits // 8:
+            return None  # short PixelData: the canonical route names the reason
+        pixels = np.frombuffer(data, dtype=_NATIVE_DTYPES[bits, signed], count=rows * cols).reshape(rows, cols)
+    else:
+        return None
+    if pixels.shape != (rows, cols) or pixels.dtype.kind not in "ui":
+        return None
+    slope, intercept = 1.0, 0.0
+    if "RescaleSlope" in ds and "RescaleIntercept" in ds:
+        slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+    return RawImage(pixels=pixels, slope=slope, intercept=intercept, window=_window(ds, stored, signed, slope, intercept),
+                    invert=photometric == "MONOCHROME1")
+
+
+def _window(ds, stored: int, signed: int, slope: float, intercept: float):
+    """pydicom.apply_windowing's parameters (first window, its output range); ValueError where pydicom raises."""
+    if ds.get("WindowCenter") is None or ds.get("WindowWidth") is None:
+        return None
+    first = [float(ds[k].value[0] if ds[k].VM > 1 else ds[k].value) for k in ("WindowCenter", "WindowWidth")]
+    center, width = first
+    function = str(ds.get("VOILUTFunction", "LINEAR")).upper()
+    if function not in VOI_FUNCTIONS or width < (1 if function == "LINEAR" else 1e-300):
+        raise ValueError(f"window {function} width {width}")  # -> canonical route -> its exclusion reason
+    y_min, y_max = (0.0, 2.0**stored - 1) if signed == 0 else (-(2.0 ** (stored - 1)), 2.0 ** (stored - 1) - 1)
+    if "RescaleSlope" in ds and "RescaleIntercept" in ds:
+        y_min, y_max = y_min * slope + intercept, y_max * slope + intercept
+    return center, width, function, y_min, y_max
+
+
+# ---------------------------------------------------------------------------------------------- device: preprocess
+
+
+def _filter(interpolation: str) -> tuple[Callable[[np.ndarray], np.ndarray], float]:
+    """Pillow's resampling filters (Resample.c) and their support."""
+    if interpolation == "area":  # Pillow BOX
+        return (lambda x: ((x > -0.5) & (x <= 0.5)).astype(np.float64)), 0.5
+    if interpolation == "bilinear":
+        return (lambda x: np.clip(1.0 - np.abs(x), 0.0, None)), 1.0
+    if interpolation == "bicubic":
+        a = -0.5
+
+        def cubic(x):
+            x = np.abs(x)
+            near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+            far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
+            return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
+
+        return cubic, 2.0
+    raise ValueError(interpolation)
+
+
+def resize_weights(in_size: int, out_size: int, interpolation: str) -> np.ndarray:
+    """(out_size, in_size) matrix M with out = M @ in along one axis, exactly Pillow's coefficients."""
+    scale = in_size / out_size
+    weights = np.zeros((out_size, in_size), dtype=np.float64)
+    centers = (np.arange(out_size) + 0.5) * scale
+    if interpolation == "nearest":  # Pillow maps output pixel centres back and truncates (ImagingScaleAffine)
+        # ... stepping by repeated addition, whose rounding decides the exact .0 cases
+        centers = np.cumsum(np.r_[0.5 * scale, np.full(out_size - 1, scale)])
+        weights[np.arange(out_size), np.minimum(centers.astype(np.int64), in_size - 1)] = 1.0
+        return weights
+    kernel, support = _filter(interpolation)
+    filterscale = max(scale, 1.0)
+    support *= filterscale
+    for i, center in enumerate(centers):
+        lo, hi = max(int(center - support + 0.5), 0), min(int(center + support + 0.5), in_size)
+        w = kernel((np.arange(lo, hi) - center + 0.5) / filterscale)
+        total = w.sum()
+        weights[i, lo:hi] = w / total if total != 0 else w
+    return weights
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """A validated preprocessing contract (same checks and messages as imaging.to_encoder_input)."""
+
+    size: tuple[int, int] | None
+    interpolation: str
+    channels: int
+    bit_depth: object
+    normalize: object
+
+    @classmethod
+    def of(cls, contract: dict) -> _Spec:
+        unknown = set(contract) - CONTRACT_KEYS
+        if unknown:
+            raise ValueError(f"preprocess: unknown key(s) {sorted(unknown)}; allowed: {sorted(CONTRACT_KEYS)}")
+        interpolation = contract.get("interpolation", "bilinear")
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"preprocess.interpolation {interpolation!r}; expected one of {INTERPOLATIONS}")
+        channels = contract.get("channels", 1)
+        if channels not in (1, 3):
+            raise ValueError(f"preprocess.channels {channels!r}; expected 1 or 3")
+        bit_depth = contract.get("bit_depth", "float")
+        if bit_depth not in (8, 16, "float", None):
+            raise ValueError(f"preprocess.bit_depth {bit_depth!r}; expected 8, 16 or 'float'")
+        return cls(_target_size(contract.get("size")), interpolation, channels, bit_depth,
+                   contract.get("normalize", "none"))
+
+
+class DevicePreprocessor:
+    """RawImages -> (B, C, h, w) float32 encoder input on `device`, per an encoder card's `preprocess` block."""
+
+    def __init__(self, contract: dict, device="cpu"):
+        import torch
+
+        self.torch = torch
+        self.spec = _Spec.of(contract)
+        self.device = torch.device(device)
+        self._weights: dict[tuple[int, int], object] = {}
+        mean_std = None
+        if self.spec.normalize not in ("none", None, "zscore", "xrv"):
+            # mean/std checks and broadcasting: the CPU path's own function on a probe array gives (x - m) / s = a x + b
+            probe = np.zeros((self.spec.channels, 1, 1), dtype=np.float32)
+            b = _normalise(probe, self.spec.normalize)
+            a = _normalise(probe + 1.0, self.spec.normalize) - b
+            mean_std = (torch.as_tensor(a, device=self.device), torch.as_tensor(b, device=self.device))
+        self._affine = mean_std
+
+    def _matrix(self, n_in: int, n_out: int):
+        key = (n_in, n_out)
+        if key not in self._weights:
+            w = resize_weights(n_in, n_out, self.spec.interpolation)
+            self._weights[key] = self.torch.as_tensor(w, dtype=self.torch.float32, device=self.device)
+        return self._weights[key]
+
+    def __call__(self, raws: list[RawImage]):
+        return self.from_groups(group_raws(raws), len(raws))
+
+    def from_groups(self, groups: list[RawGroup], n: int):
+        torch = self.torch
+        out = None
+        for group in groups:
+            y = self._resize(self._to_unit(group))
+            if out is None:
+                out = torch.empty((n, *y.shape[1:]), dtype=torch.float32, device=self.device)
+            out[torch.as_tensor(group.positions, device=self.device)] = y
+        if out is None:
+            return torch.empty((0, self.spec.channels, 1, 1), device=self.device)
+        return self._normalise(out[:, None].expand(-1, self.spec.channels, -1, -1))
+
+    def _to_unit(self, group: RawGroup):
+        """Stored values -> [0, 1] MONOCHROME2, the steps of imaging._load_dicom / _load_pil, in float32."""
+        torch = self.torch
+        pixels = group.pixels.to(self.device, non_blocking=True)
+        if group.unsigned16:  # carried as int16 bits (torch has few uint16 kernels)
+            x = pixels.to(torch.int32).bitwise_and_(0xFFFF).to(torch.float32)
+        else:
+            x = pixels.to(torch.float32)
+        p = group.params.to(self.device, non_blocking=True)[:, :, None, None]  # unbind(1): (g, 1, 1) per parameter
+        slope, intercept, has_window, center, width, func, y_min, y_max, invert, full_scale = p.unbind(1)
+        x = x * slope + intercept
+        if bool(group.any_window):
+            linear = func == 0
+            c = center - 0.5 * linear
+            w = width - 1.0 * linear
+            y_range = y_max - y_min
+            if bool(group.any_sigmoid):
+                sigmoid = y_range / (1 + torch.exp(-4 * (x - c) / w)) + y_min
+            lin = torch.where(x <= c - w / 2, y_min, torch.where(x > c + w / 2, y_max, ((x - c) / w + 0.5) * y_range + y_min))
+            windowed = torch.where(func == 2, sigmoid, lin) if bool(group.any_sigmoid) else lin
+            x = torch.where(has_window > 0, windowed, x)
+        scaled = full_scale > 0
+        lo = torch.where(scaled, torch.zeros_like(full_scale), x.amin(dim=(-2, -1), keepdim=True))
+        hi = torch.where(scaled, full_scale, x.amax(dim=(-2, -1), keepdim=True))
+        flat = hi <= lo
+        y = torch.where(flat, torch.zeros_like(x), (x - lo) / torch.where(flat, torch.ones_like(hi), hi - lo))
+        y = torch.where(invert > 0, 1.0 - y, y)  # (max - x) then min-max == 1 - min-max(x)
+        return y.clamp_(0.0, 1.0)  # (g, H, W)
+
+    def _resize(self, y):
+        """imaging._quantise_and_resize on a (g, H, W) batch, in Pillow's order of passes."""
+        torch = self.torch
+        spec = self.spec
+        eight = spec.bit_depth == 8
+        if eight:
+            y = torch.round(y * 255.0)  # half to even, as np.round in the CPU path
+        elif spec.bit_depth == 16:
+            y = torch.round(y * 65535.0) / 65535.0
+        if spec.size is not None:
+            h, w = spec.size
+            # Pillow runs the horizontal pass first, except when it widens while the vertical pass shrinks
+            passes = ("h", "v") if not (w > y.shape[-1] and h < y.shape[-2]) else ("v", "h")
+            for axis in passes:
+                if axis == "h" and y.shape[-1] != w:
+                    y = y @ self._matrix(y.shape[-1], w).T
+                elif axis == "v" and y.shape[-2] != h:
+                    y = self._matrix(y.shape[-2], h) @ y
+                else:
+                    continue
+                if eight:  # Pillow keeps the intermediate image in uint8 (round half up, clip)
+                    y = torch.floor(y + 0.5).clamp_(0, 255)
+        return y / 255.0 if eight else y.clamp_(0.0, 1.0)
+
+    def _normalise(self, x):
+        normalize = self.spec.normalize
+        if normalize in ("none", None):
+            return x.contiguous()
+        if normalize == "zscore":  # per image, as the CPU path's x.std() over the whole CxHxW array
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            std = x.std(dim=(1, 2, 3), keepdim=True, unbiased=False)
+            return (x - mean) / self.torch.where(std > 0, std, self.torch.ones_like(std))
+        if normalize == "xrv":
+            return (2.0 * x - 1.0) * 1024.0
+        a, b = self._affine
+        return x * a + b
+
+
+# ---------------------------------------------------------------------------------------------- batching on the CPU
+
+_PARAMS = 10  # slope, intercept, has_window, center, width, function, y_min, y_max, invert, full_scale
+
+
+@dataclass
+class RawGroup:
+    """Same-shape, same-dtype images of one batch, stacked for one host->device copy."""
+
+    positions: list[int]
+    pixels: object  # torch tensor (g, H, W)
+    params: object  # torch float32 (g, _PARAMS)
+    unsigned16: bool
+    any_window: bool
+    any_sigmoid: bool
+
+    def pin_memory(self) -> RawGroup:
+        self.pixels, self.params = self.pixels.pin_memory(), self.params.pin_memory()
+        return self
+
+
+def group_raws(raws: Iterable[RawImage | None]) -> list[RawGroup]:
+    """Stack images by (shape, dtype); None entries (failed reads) are skipped but keep their positions free."""
+    import torch
+
+    buckets: dict[tuple, list[tuple[int, RawImage]]] = {}
+    for pos, raw in enumerate(raws):
+        if raw is not None:
+            buckets.setdefault((raw.pixels.shape, raw.pixels.dtype.str), []).append((pos, raw))
+    groups = []
+    for items in buckets.values():
+        pixels = np.stack([r.pixels for _, r in items])
+        unsigned16 = pixels.dtype == np.uint16
+        if unsigned16:
+            pixels = pixels.view(np.int16)
+        params = np.array([_params(r) for _, r in items], dtype=np.float32)
+        windows = [r.window for _, r in items if r.window is not None]
+        groups.append(RawGroup(
+            positions=[p for p, _ in items], pixels=torch.from_numpy(pixels), params=torch.from_numpy(params),
+            unsigned16=unsigned16, any_window=bool(windows), any_sigmoid=any(w[2] == "SIGMOID" for w in windows),
+        ))
+    return groups
+
+
+def _params(raw: RawImage) -> list[float]:
+    center, width, function, y_min, y_max = raw.window or (0.0, 1.0, "LINEAR", 0.0, 1.0)
+    return [raw.slope, raw.intercept, float(raw.window is not None), center, width, VOI_FUNCTIONS.index(function),
+            y_min, y_max, float(raw.invert), raw.full_scale or 0.0]
+
+
+@dataclass
+class RawBatch:
+    """One DataLoader batch: the groups to preprocess, and which positions failed to read (with the reason)."""
+
+    start: int
+    size: int
+    groups: list[RawGroup]
+    failures: dict[int, str] = field(default_factory=dict)
+    read_s: float = 0.0  # CPU seconds spent reading, summed over the batch (in the worker)
+
+    def pin_memory(self) -> RawBatch:
+        self.groups = [g.pin_memory() for g in self.groups]
+        return self
+
+
+class _Reader:
+    """torch Dataset over file paths: item i -> (i, RawImage | exclusion reason, seconds)."""
+
+    def __init__(self, paths: list[str]):
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        start = time.perf_counter()
+        try:
+            item: RawImage | str = read_raw(self.paths[i])
+        except ImageDecodeError as exc:
+            item = f"decode-failed: {exc.reason}"
+        except OSError as exc:
+            item = f"unreadable: {exc.strerror or type(exc).__name__}"
+        return i, item, time.perf_counter() - start
+
+
+def _collate(items) -> RawBatch:
+    raws = [item if isinstance(item, RawImage) else None for _, item, _ in items]
+    return RawBatch(
+        start=items[0][0], size=len(items), groups=group_raws(raws),
+        failures={pos: item for pos, (_, item, _) in enumerate(items) if isinstance(item, str)},
+        read_s=sum(s for _, _, s in items),
+    )
+
+
+def raw_batches(paths: list[str], batch_size: int, workers: int, pin: bool) -> Iterator[RawBatch]:
+    """Read files in worker processes, in order, a bounded number of batches ahead."""
+    from torch.utils.data import DataLoader
+
+    if not paths:
+        return iter(())
+    loader = DataLoader(
+        _Reader(paths), batch_size=batch_size, shuffle=False, num_workers=max(int(workers), 0), collate_fn=_collate,
+        pin_memory=pin, prefetch_factor=2 if workers > 0 else None, persistent_workers=False,
+    )
+    return iter(loader)
+
+
+# ---------------------------------------------------------------------------------------------- device: embed
+
+
+def supports_fastpath(encoder: Encoder) -> bool:
+    """The fast path reproduces the card contract; encoders with their own `prepare` (PNG bytes, ...) keep theirs."""
+    return type(encoder).prepare is Encoder.prepare
+
+
+class DeviceEmbedder:
+    """Preprocess + forward on the encoder's device; the batch size halves on CUDA out-of-memory."""
+
+    def __init__(self, encoder: Encoder, batch_size: int | None = None):
+        import torch
+
+        from runner.encoders.torch_base import TorchEncoder
+
+        self.torch = torch
+        self.encoder = encoder
+        self.device = torch.device(str(encoder.device))
+        self.preprocess = DevicePreprocessor(encoder.contract, self.device)
+        self.batch_size = int(batch_size or encoder.card.get("batch_size", 32))
+        self.on_device = isinstance(encoder, TorchEncoder)  # forward() takes a device tensor
+        precision = encoder.card.get("precision") or {}
+        self.channels_last = bool(precision.get("channels_last")) and self.device.type == "cuda" and self.on_device
+        if self.channels_last:
+            encoder.model.to(memory_format=torch.channels_last)
+
+    def forward(self, x):
+        """(B, C, h, w) device tensor -> (B, dim) float32 tensor, still on the device (no sync)."""
+        torch = self.torch
+        if not self.on_device:  # numpy adapters (pixels, random-cnn, radiomics): their own embed
+            return torch.from_numpy(self.encoder.embed(x.cpu().numpy()))
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        parts, i = [], 0
+        while i < len(x):
+            try:
+                with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16,
+                                                             enabled=bool(getattr(self.encoder, "_bf16", False))):
+                    out = self.encoder.forward(x[i : i + self.batch_size])
+                pooling = (self.encoder.card.get("embedding") or {}).get("pooling", "none")
+                parts.append(pool_tokens(out.float(), pooling))  # pool_tokens works on tensors too
+                i += self.batch_size
+            except torch.cuda.OutOfMemoryError:
+                if self.batch_size == 1:
+                    raise
+                self.batch_size = max(self.batch_size // 2, 1)
+                torch.cuda.empty_cache()
+        return torch.cat(parts) if parts else torch.empty((0, self.encoder.dim), device=self.device)
+
+    def run(self, batches: Iterable[RawBatch]) -> Iterator[tuple[RawBatch, np.ndarray]]:
+        """(batch, (n_ok, dim) embeddings of its readable images in position order); batch i+1 is launched before
+        batch i's result is copied back, so the host keeps feeding the device."""
+        pending = None
+        for batch in batches:
+            n_ok = batch.size - len(batch.failures)
+            x = self.preprocess.from_groups(_compact(batch), n_ok)
+            launched = (batch, self.forward(x) if n_ok else None)
+            if pending is not None:
+                yield _fetch(pending)
+            pending = launched
+        if pending is not None:
+            yield _fetch(pending)
+
+
+def _compact(batch: RawBatch) -> list[RawGroup]:
+    """Renumber group positions to skip failed reads, so the device tensor holds only readable images."""
+    ok = [p for p in range(batch.size) if p not in batch.failures]
+    rank = {p: i for i, p in enumerate(ok)}
+    for g in batch.groups:
+        g.positions = [rank[p] for p in g.positions]
+    return batch.groups
+
+
+def _fetch(pending) -> tuple[RawBatch, np.ndarray | None]:
+    batch, vectors = pending
+    return batch, (None if vectors is None else vectors.float().cpu().numpy().astype(np.float32, copy=False))
+
+
+# ---------------------------------------------------------------------------------------------- manifest -> cache
+
+# compute(todo rows) yields (chunk of rows, per row: embedding vector or exclusion reason), in order.
+Compute = Callable[[list[tuple[str, str, str]]], Iterator[tuple[list[tuple[str, str, str]], list]]]
+
+
+def embed_rows_with(
+    compute: Compute, manifest: pd.DataFrame, data_root: Path, dataset_id: str, encoder: Encoder,
+    cache: EmbeddingCache, progress: bool = True,
+) -> Embeddings:
+    """The backend-independent part of embedding a manifest (original views): cache keys exactly as
+    runner.embed.embed_manifest makes them, cache lookup, one cache shard per computed batch, exclusions, assembly."""
+    start = time.perf_counter()
+    data_root = Path(data_root)
+    exclusions: list[dict] = []
+    rows: list[tuple[str, str, str]] = []  # (image_id, path, cache key)
+    for image_id, rel_path in zip(manifest["image_id"].astype(str), manifest["path"].astype(str)):
+        try:
+            identity = ImageIdentity.of_file(dataset_id, data_root, rel_path)
+        except OSError as exc:
+            exclusions.append({"image_id": image_id, "path": rel_path, "reason": _missing_reason(exc)})
+            continue
+        rows.append((image_id, rel_path, identity.key(augmentation=f"{ORIGINAL}|")))
+    found = cache.lookup([key for _, _, key in rows])
+    todo = [row for row in rows if row[2] not in found]
+
+    failed: dict[str, str] = {}
+    n_computed = 0
+    compute_start = time.perf_counter()
+    with _progress_bar(progress and bool(todo)) as bar:
+        task = bar.add_task(f"embedding with {encoder.id}", total=len(todo))
+        for chunk, results in compute(todo):
+            keys, vectors = [], []
+            for (image_id, rel_path, key), result in zip(chunk, results):
+                if isinstance(result, str):
+                    failed[image_id] = result
+                    exclusions.append({"image_id": image_id, "path": rel_path, "reason": result})
+                else:
+                    keys.append(key)
+                    vectors.append(result)
+            if vectors:
+                array = np.stack(vectors).astype(np.float32, copy=False)
+                _check_shape(array, len(keys), encoder)
+                as_views = [(image_id, rel_path, {ORIGINAL: key}) for image_id, rel_path, key in chunk]
+                keys, array = _drop_non_finite(keys, array, as_views, failed, exclusions)
+                if keys:
+                    cache.put(keys, array)
+                    found.update(zip(keys, array))
+            n_computed += len(chunk)
+            bar.advance(task, len(chunk))
+
+    kept = [row for row in rows if row[0] not in failed]
+    order = {image_id: i for i, image_id in enumerate(manifest["image_id"].astype(str))}
+    exclusions.sort(key=lambda e: order.get(e["image_id"], -1))
+    original = (np.stack([np.asarray(found[key], dtype=np.float32) for _, _, key in kept]) if kept
+                else np.zeros((0, encoder.dim), dtype=np.float32))
+    compute_seconds = time.perf_counter() - compute_start
+    return Embeddings(
+        image_ids=[row[0] for row in kept], original=original, augmented={}, exclusions=exclusions,
+        n_computed=n_computed, seconds=time.perf_counter() - start,
+        images_per_s=(n_computed / compute_seconds) if n_computed and compute_seconds > 0 else None,
+    )
+
+
+def fast_compute(data_root: Path, encoder: Encoder, workers: int, batch_size: int | None) -> Compute:
+    """The fast path as a `Compute` for embed_rows_with: DataLoader readers -> DeviceEmbedder."""
+    embedder = DeviceEmbedder(encoder, batch_size)
+
+    def compute(todo):
+        paths = [str(Path(data_root) / rel) for _, rel, _ in todo]
+        batches = raw_batches(paths, embedder.batch_size, workers, pin=embedder.device.type == "cuda")
+        for batch, vectors in embedder.run(batches):
+            chunk = todo[batch.start : batch.start + batch.size]
+            yield chunk, results_in_order(batch, vectors)
+
+    return compute
+
+
+def results_in_order(batch: RawBatch, vectors: np.ndarray | None) -> list:
+    """Per position of the batch: its embedding row, or its failure reason."""
+    rows = iter(vectors if vectors is not None else ())
+    return [batch.failures[p] if p in batch.failures else next(rows) for p in range(batch.size)]
+
+
+def embed_manifest_fast(
+    manifest: pd.DataFrame,
+    data_root: Path,
+    dataset_id: str,
+    encoder: Encoder,
+    cache: EmbeddingCache,
+    *,
+    augment: dict | None = None,
+    workers: int = 2,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> Embeddings:
+    """runner.embed.embed_manifest with preprocessing on the encoder's device (see the module docstring).
+
+    Augmented views are drawn on the CPU image (runner.augment), and encoders that override `prepare` take their own
+    inputs, so those calls go to embed_manifest unchanged.
+    """
+    if augment is not None or not supports_fastpath(encoder):
+        from runner.embed import embed_manifest
+
+        return embed_manifest(manifest, data_root, dataset_id, encoder, cache, augment=augment, workers=workers,
+                              batch_size=batch_size, progress=progress)
+    compute = fast_compute(Path(data_root), encoder, workers, batch_size)
+    return embed_rows_with(compute, manifest, data_root, dataset_id, encoder, cache, progress=progress)
+
+
+def choose_pipeline(pipeline: str, device: str) -> str:
+    """'auto' -> 'fast' on CUDA (the CPU would starve the GPU), 'cpu' elsewhere (same images either way)."""
+    if pipeline not in ("auto", "fast", "cpu"):
+        raise ValueError(f"pipeline {pipeline!r}; expected auto, fast or cpu")
+    if pipeline == "auto":
+        return "fast" if str(device).startswith("cuda") else "cpu"
+    return pipeline
+
+
+__all__ = [
+    "DeviceEmbedder", "DevicePreprocessor", "RawImage", "choose_pipeline", "embed_manifest_fast", "embed_rows_with",
+    "raw_batches", "read_raw", "resize_weights", "supports_fastpath",
+]

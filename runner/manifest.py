@@ -1,0 +1,134 @@
+"""The frozen manifest: the exact images, labels and folds a result refers to.
+
+`manifest.parquet` holds the rows; `manifest.json` the provenance and the sha256 of the canonical content.
+The hash is of a canonical JSON text (rows sorted by image_id, columns in contract order, floats as shortest
+round-trip repr), never of parquet bytes, so the same sample gives the same hash on every platform and version.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from hashlib import sha256
+from pathlib import Path
+
+import pandas as pd
+
+COLUMNS = ["image_id", "patient_id", "study_id", "path", "view", "label", "fold"]
+OPTIONAL = ["sex", "age"]
+INT_COLUMNS = ("label", "fold")
+
+
+class ManifestError(Exception):
+    """A manifest that is missing, malformed or does not match its recorded hash."""
+
+
+@dataclass
+class Manifest:
+    frame: pd.DataFrame
+    meta: dict  # the manifest.json content
+
+
+def canonical_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Contract columns in contract order, rows sorted by image_id, ids as text, label/fold as int64."""
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise ManifestError(f"manifest lacks column(s) {', '.join(missing)}")
+    columns = COLUMNS + [c for c in OPTIONAL if c in frame.columns]
+    out = frame[columns].copy()
+    for name in ("image_id", "patient_id", "study_id", "path", "view") + (("sex",) if "sex" in out else ()):
+        out[name] = out[name].astype(object).where(out[name].notna(), None)
+        out[name] = [None if v is None else str(v) for v in out[name]]
+    for name in INT_COLUMNS:
+        out[name] = out[name].astype("int64")
+    if "age" in out:
+        out["age"] = out["age"].astype("float64")
+    return out.sort_values("image_id", kind="mergesort").reset_index(drop=True)
+
+
+def _cell(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def content_sha256(frame: pd.DataFrame) -> str:
+    """sha256 of the canonical JSON of the canonical frame: [[columns...], [row...], ...]."""
+    canon = canonical_frame(frame)
+    rows = [list(canon.columns)] + [[_cell(v) for v in row] for row in canon.itertuples(index=False, name=None)]
+    text = json.dumps(rows, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return sha256(text.encode("utf-8")).hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_manifest(out_dir: Path, result, task_sha256: str) -> Manifest:
+    """Write manifest.parquet, manifest.json and exclusions.csv for a `runner.sampling.SampleResult`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame = canonical_frame(result.frame)
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    exclusions = [asdict(e) for e in result.exclusions]
+    meta = {
+        "task_id": result.task_id,
+        "task_sha256": task_sha256,
+        "dataset_id": result.dataset_id,
+        "synthetic": result.synthetic,
+        "split": result.split,
+        "eval_folds": result.eval_folds,
+        "seed": result.seed,
+        "verify": result.verify,
+        "sha256": content_sha256(frame),
+        "n_images": len(frame),
+        "counts": {
+            "positives": int((frame["label"] == 1).sum()),
+            "negatives": int((frame["label"] == 0).sum()),
+            "excluded": len(exclusions),
+            "patients": int(frame["patient_id"].nunique()),
+            "per_fold": {str(f): {"positives": int(((frame["fold"] == f) & (frame["label"] == 1)).sum()),
+                                  "negatives": int(((frame["fold"] == f) & (frame["label"] == 0)).sum())}
+                         for f in sorted(frame["fold"].unique())},
+            "filters": [asdict(s) for s in result.steps],
+        },
+        "exclusions": exclusions,
+        "sources": result.sources,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    text = io.StringIO()
+    writer = csv.DictWriter(text, ["image_id", "path", "reason", "label", "detail"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(exclusions)
+    _atomic_write(out_dir / "exclusions.csv", text.getvalue().encode("utf-8"))
+    _atomic_write(out_dir / "manifest.parquet", buffer.getvalue())
+    _atomic_write(out_dir / "manifest.json",
+                  (json.dumps(meta, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8"))
+    return Manifest(frame, meta)
+
+
+def read_manifest(folder: Path) -> Manifest:
+    """Read manifest.parquet + manifest.json from `folder` and check the rows still hash to the recorded sha256."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        frame = pd.read_parquet(folder / "manifest.parquet")
+    except FileNotFoundError as exc:
+        raise ManifestError(f"no manifest in {folder}: {Path(exc.filename).name} missing "
+                            "(make one with `runner sample --task ID`)") from None
+    except (OSError, ValueError) as exc:
+        raise ManifestError(f"cannot read the manifest in {folder}: {exc}") from None
+    frame = canonical_frame(frame)
+    actual = content_sha256(frame)
+    if actual != meta.get("sha256"):
+        raise ManifestError(f"{folder}/manifest.parquet hashes to {actual[:12]}…, but manifest.json records "
+                            f"{str(meta.get('sha256'))[:12]}…: the manifest was changed after sampling")
+    return Manifest(frame, meta)

@@ -1,0 +1,136 @@
+"""Scale-out: embed a manifest with Ray Data (`runner eval --backend ray`), into the same cache as the local backend.
+
+Entry: `embed_manifest_ray(manifest, data_root, dataset_id, encoder, cache, ...) -> Embeddings`, the signature and result
+of runner.embed.embed_manifest. Only images missing from the cache go to Ray; the driver writes each returned batch to
+the cache as one shard (one writer, the same keys), so everything after embedding is unchanged.
+
+The manifest rows become a Ray dataset (`from_items`); `map_batches` runs an actor pool whose actors each build the
+encoder once: one GPU per actor when the cluster has GPUs (and the fast read-on-CPU / preprocess-on-GPU path), otherwise
+a fractional CPU per actor (num_cpus=0.5) — with whole CPUs, two actors on a 2-CPU machine take every CPU and the read
+tasks that feed them never run (a deadlock seen here). On CPU the actors run exactly the local backend's per-image
+preparation (runner.embed), so the embeddings equal the local backend's.
+
+Cluster: $RAY_ADDRESS (or an already initialised Ray) is used as is; otherwise a local Ray with `workers` CPUs (at
+least 2) starts. The cluster's workers must have this project installed (e.g. `pip install -e .[ray]`, or a
+runtime_env), since actors import runner.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from runner.cache import EmbeddingCache
+from runner.embed import Embeddings
+from runner.encoders.base import Encoder
+from runner.fastpath import embed_rows_with
+
+
+def ensure_ray(num_cpus: int = 2):
+    """Connect to $RAY_ADDRESS or start a small local Ray (no dashboard, worker logs kept off the console)."""
+    import ray
+
+    if not ray.is_initialized():
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+        else:
+            ray.init(num_cpus=max(int(num_cpus), 2), include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+class EmbedActor:
+    """One per actor: builds the encoder once, then embeds batches of {"row", "path"} into {"row", "vector", "reason"}."""
+
+    def __init__(self, card: dict, pipeline: str, batch_size: int | None):
+        from runner.encoders import load_encoder
+        from runner.fastpath import DeviceEmbedder, choose_pipeline, supports_fastpath
+
+        self.encoder = load_encoder(card, device="auto")
+        fast = choose_pipeline(pipeline, self.encoder.device) == "fast" and supports_fastpath(self.encoder)
+        self.embedder = DeviceEmbedder(self.encoder, batch_size) if fast else None
+        if not fast:  # the local backend's own preparation code, in this actor process
+            from runner.embed import _init_worker
+
+            _init_worker(type(self.encoder), card, None)
+
+    def __call__(self, batch: dict) -> dict:
+        paths = [str(p) for p in batch["path"]]
+        results = self._fast(paths) if self.embedder is not None else self._cpu(paths)
+        vectors = np.zeros((len(paths), self.encoder.dim), dtype=np.float32)
+        reasons = []
+        for i, result in enumerate(results):
+            if isinstance(result, str):
+                reasons.append(result)
+            else:
+                vectors[i] = result
+                reasons.append("")
+        return {"row": np.asarray(batch["row"]), "vector": vectors, "reason": np.asarray(reasons, dtype=object)}
+
+    def _cpu(self, paths: list[str]) -> list:
+        from runner.embed import _prepare_chunk
+
+        prepared = _prepare_chunk([(p, p) for p in paths])
+        ok = [item["original"] for item in prepared if not isinstance(item, str)]
+        vectors = iter(self.encoder.embed(np.stack(ok)) if ok else ())
+        return [item if isinstance(item, str) else next(vectors) for item in prepared]
+
+    def _fast(self, paths: list[str]) -> list:
+        from runner.fastpath import _collate, _Reader, results_in_order
+
+        reader = _Reader(paths)
+        batch = _collate([reader[i] for i in range(len(paths))])
+        ((batch, vectors),) = list(self.embedder.run([batch]))
+        return results_in_order(batch, vectors)
+
+
+def ray_compute(data_root: Path, encoder: Encoder, workers: int, batch_size: int | None, pipeline: str):
+    """A `Compute` (see runner.fastpath.embed_rows_with) that runs the todo rows through a Ray actor pool."""
+
+    def compute(todo):
+        if not todo:
+            return
+        ray = ensure_ray(workers)
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        size = int(batch_size or encoder.card.get("batch_size", 32))
+        items = [{"row": i, "path": str(Path(data_root) / rel)} for i, (_, rel, _) in enumerate(todo)]
+        actors = max(1, min(gpus or 2, len(items)))
+        out = ray.data.from_items(items).map_batches(
+            EmbedActor, fn_constructor_kwargs={"card": encoder.card, "pipeline": pipeline, "batch_size": batch_size},
+            batch_size=size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
+            num_gpus=1 if gpus else 0, num_cpus=None if gpus else 0.5,
+        )
+        for batch in out.iter_batches(batch_size=size, batch_format="numpy"):
+            rows = [int(r) for r in batch["row"]]
+            results = [reason or vector for reason, vector in zip(batch["reason"], np.asarray(batch["vector"]))]
+            yield [todo[r] for r in rows], results
+
+    return compute
+
+
+def embed_manifest_ray(
+    manifest: pd.DataFrame,
+    data_root: Path,
+    dataset_id: str,
+    encoder: Encoder,
+    cache: EmbeddingCache,
+    *,
+    augment: dict | None = None,
+    workers: int = 2,
+    batch_size: int | None = None,
+    progress: bool = True,
+    pipeline: str = "auto",
+) -> Embeddings:
+    """runner.embed.embed_manifest on Ray (see the module docstring); `pipeline` is auto | fast | cpu per actor."""
+    if augment is not None:
+        warnings.warn("the Ray backend embeds original images only; augmented views run on the local backend",
+                      stacklevel=2)
+        from runner.embed import embed_manifest
+
+        return embed_manifest(manifest, data_root, dataset_id, encoder, cache, augment=augment, workers=workers,
+                              batch_size=batch_size, progress=progress)
+    compute = ray_compute(Path(data_root), encoder, workers, batch_size, pipeline)
+    return embed_rows_with(compute, manifest, data_root, dataset_id, encoder, cache, progress=progress)

@@ -1,0 +1,347 @@
+"""The malformed-input corpus (tests/corpus/): every case gets its stated behaviour, never a traceback or a silent drop.
+
+Each case is checked at the API (load_image / check_file / read_index / validate_files / submit), and the CLI-level cases
+also through the real `runner` command in a subprocess: exit code, a message naming the thing, no "Traceback".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from corpus import build
+from corpus.cases import CASES, Case
+
+REPO = Path(__file__).resolve().parents[1]
+RUNNER = [sys.executable, "-c", "from runner.cli import app; app()"]
+
+BY_AREA = {area: [c for c in CASES if c.area == area] for area in ("dicom", "image", "metadata", "card", "result")}
+ids = lambda cases: [c.id for c in cases]  # noqa: E731
+
+
+def test_corpus_is_big_and_names_are_unique():
+    assert len(CASES) >= 30
+    assert len({c.id for c in CASES}) == len(CASES)
+    for case in CASES:
+        assert hasattr(build, case.builder), case.builder
+        assert case.outcome in ("excluded", "loads", "counted", "error", "refused", "filed"), case
+        assert case.behaviour, case.id
+
+
+def run_cli(args: list[str], env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200", **(env or {})}
+    return subprocess.run(RUNNER + args, capture_output=True, text=True, env=full_env, cwd=cwd or REPO, timeout=120)
+
+
+# Cases also run through a real `runner` subprocess in the normal run (each costs ~1-2 s of imports on a 2-core box);
+# every other CLI case runs the same command in-process (typer's CliRunner), and all of them as subprocesses in the
+# slow run (`-m slow`).
+SUBPROCESS_SAMPLE = {
+    "meta-missing-column", "meta-path-dotdot", "card-duplicate-key", "card-extends-cycle", "card-python-tag",
+    "card-dataset-path-dotdot", "result-nan", "result-forged-card-hash", "result-forged-manifest-hash", "result-100mb",
+}
+
+
+def run_in_process(args: list[str], env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The same command through typer's CliRunner; an uncaught exception becomes a 'Traceback' in stderr."""
+    import traceback
+
+    from typer.testing import CliRunner
+
+    from registry.cards import clear_cache
+    from runner.cli import app
+
+    clear_cache()
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200", **(env or {})})
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "Traceback (in-process)\n" + "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, stderr)
+
+
+def run_cli_many(cases: list[Case], calls: list[tuple], all_subprocess: bool = False) -> list:
+    """Run one `runner` call per case: sampled cases (or all) as subprocesses, a few at a time; the rest in-process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    out: list = [None] * len(cases)
+    in_sub = [i for i, c in enumerate(cases) if all_subprocess or c.id in SUBPROCESS_SAMPLE]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {i: pool.submit(run_cli, *calls[i]) for i in in_sub}
+        for i in range(len(cases)):
+            if i not in futures:
+                out[i] = run_in_process(*calls[i])
+        for i, future in futures.items():
+            out[i] = future.result()
+    return out
+
+
+def assert_clean_failure(proc: subprocess.CompletedProcess, case: Case) -> None:
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr
+    assert proc.returncode == case.exit_code, (case.id, proc.returncode, proc.stdout, proc.stderr)
+    assert case.expect in proc.stderr, (case.id, proc.stderr)
+    first = next(line for line in proc.stderr.splitlines() if case.expect in line)
+    assert len(first) < 600, first  # one readable line, not a dump
+
+
+@pytest.fixture(scope="module")
+def registry_copy(tmp_path_factory) -> Path:
+    """A copy of the project's cards to add corpus cards to (CXR_REGISTRY_ROOT points the CLI at it)."""
+    root = tmp_path_factory.mktemp("registry")
+    for sub in ("tasks", "encoders", "registry/datasets"):
+        shutil.copytree(REPO / sub, root / sub)
+    return root
+
+
+# ---------------------------------------------------------------------------------------------- images
+
+
+@pytest.mark.parametrize("case", BY_AREA["dicom"] + BY_AREA["image"], ids=ids(BY_AREA["dicom"] + BY_AREA["image"]))
+def test_image_case(case: Case, tmp_path):
+    from runner.imaging import ImageDecodeError, load_image
+    from runner.sampling import check_file
+
+    path = getattr(build, case.builder)(tmp_path)
+    # The view case is checked as the sampler does without a view column: the ViewPosition tag decides.
+    views = ("PA", "AP") if case.expect.startswith("view-") else None
+    reason, detail, _view = check_file(str(tmp_path), path.name, "decode", views)
+    if case.outcome == "loads" or case.expect.startswith("view-"):
+        image = load_image(path)
+        assert image.dtype == np.float32 and image.ndim == 2 and image.size > 0
+        assert np.isfinite(image).all() and image.min() >= 0.0 and image.max() <= 1.0
+        assert reason == ("" if case.outcome == "loads" else case.expect), (reason, detail)
+        return
+    with pytest.raises(ImageDecodeError) as raised:
+        load_image(path)
+    assert raised.value.reason == case.expect, str(raised.value)
+    assert path.name in str(raised.value)  # the message names the file
+    assert reason == case.expect and detail  # the sampler records the same reason, with a detail
+
+
+def test_16bit_png_keeps_its_16_bits(tmp_path):
+    from runner.imaging import load_image
+
+    image = load_image(build.png_16bit(tmp_path))
+    expected = build.png_16bit_values() / 65535.0
+    np.testing.assert_allclose(image, expected, atol=1e-6)
+    assert len(np.unique(image)) > 256  # more levels than an 8-bit image can hold
+
+
+def test_every_bad_image_in_a_manifest_is_a_recorded_exclusion(tmp_path):
+    """All image cases in one manifest through embed_manifest: bad files are listed with their reason, good ones kept."""
+    import pandas as pd
+
+    from runner.cache import EmbeddingCache
+    from runner.embed import embed_manifest
+    from runner.encoders import load_encoder
+
+    cases = BY_AREA["dicom"] + BY_AREA["image"]
+    rows = []
+    for case in cases:
+        (tmp_path / case.id).mkdir()
+        path = getattr(build, case.builder)(tmp_path / case.id)
+        rows.append({"image_id": case.id, "path": path.relative_to(tmp_path).as_posix()})
+    manifest = pd.DataFrame(rows)
+    card = {"id": "pixels", "adapter": "pixels", "embedding": {"dim": 64},
+            "preprocess": {"size": 8, "channels": 1, "interpolation": "area", "normalize": "none", "bit_depth": "float"}}
+    cache = EmbeddingCache("corpus", card["preprocess"], root=tmp_path / "cache")
+    out = embed_manifest(manifest, tmp_path, "corpus", load_encoder(card, device="cpu"), cache, workers=0,
+                         progress=False)
+    excluded = {e["image_id"]: e["reason"] for e in out.exclusions}
+    for case in cases:
+        if case.outcome == "loads" or case.expect.startswith("view-"):
+            assert case.id in out.image_ids, case.id
+        else:
+            assert excluded.get(case.id) == f"decode-failed: {case.expect}", (case.id, excluded.get(case.id))
+    assert len(out.image_ids) + len(out.exclusions) == len(cases)  # nothing silently dropped
+    assert out.original.shape == (len(out.image_ids), 64) and np.isfinite(out.original).all()
+
+
+# ---------------------------------------------------------------------------------------------- metadata
+
+
+@pytest.mark.parametrize("case", BY_AREA["metadata"], ids=ids(BY_AREA["metadata"]))
+def test_metadata_case(case: Case, tmp_path):
+    from runner.data import read_index
+    from runner.data.tables import DataError
+
+    root = getattr(build, case.builder)(tmp_path / "data")
+    card = build.csv_dataset_card()
+    if case.outcome == "error":
+        with pytest.raises(DataError) as raised:
+            read_index(card, root)
+        assert case.expect in str(raised.value)
+        assert "\n" not in str(raised.value)
+        return
+    from runner.sampling import apply_label_policy
+
+    index = read_index(card, root).frame
+    assert len(index) == len(build.good_rows())  # the odd row is still indexed, not dropped on reading
+    policy = {"positive": [1.0], "negative": [0.0], "uncertain": "exclude", "blank": "exclude"}
+    candidates = apply_label_policy(index["effusion"], policy).notna() & index["view"].isin(["PA", "AP"])
+    assert int((~candidates).sum()) == 1  # exactly the odd row leaves, at a counted filter step
+    odd = index.loc[~candidates].iloc[0]
+    if case.expect == "label":
+        assert np.isnan(odd["effusion"])
+    else:
+        assert odd["view"] == ""
+
+
+def test_odd_rows_are_counted_by_the_sampler(tmp_path):
+    """Blank/NaN label and blank view rows show up in the sampler's per-step counts (the manifest's `filters`)."""
+    from runner.data import read_index
+    from runner.sampling import sample_task
+
+    rows = build.good_rows(24)
+    rows[1]["effusion"], rows[3]["effusion"], rows[5]["view"] = "", "NaN", ""
+    root = build.write_csv(tmp_path / "data", rows)
+    card = build.csv_dataset_card()
+    task = {"id": "corpus", "label": {"id": "effusion"}, "views": ["PA", "AP"],
+            "label_policy": {"positive": [1.0], "negative": [0.0], "uncertain": "exclude", "blank": "exclude"},
+            "sampling": {"positives": 5, "negatives": 5, "seed": 0},
+            "split": {"method": "stratified-group-kfold", "folds": 2, "seed": 0}}
+    result = sample_task(task, card, root, verify="none", index=read_index(card, root, ["effusion"]))
+    steps = {s.step.split(" (")[0]: (s.positives, s.negatives) for s in result.steps}
+    assert steps["indexed"] == (10, 12)  # rows 1 and 3 (positives) have no label
+    assert steps["view in PA/AP"] == (9, 12)  # row 5 (a positive) has no view
+    assert len(result.frame) == 10
+
+
+@pytest.mark.parametrize("all_subprocess", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_metadata_errors_through_runner_sample(registry_copy, tmp_path, all_subprocess):
+    (registry_copy / "registry/datasets/corpus-csv.yaml").write_text(
+        build.GOOD_DATASET_CARD.format(id="corpus-csv"), encoding="utf-8")
+    (registry_copy / "tasks/corpus-task.yaml").write_text(build.task_card_text("corpus-task", "corpus-csv"))
+    cases = [c for c in BY_AREA["metadata"] if c.outcome == "error"]
+    calls = []
+    for case in cases:
+        root = getattr(build, case.builder)(tmp_path / case.id)
+        calls.append((["sample", "--task", "corpus-task", "--data-root", str(root), "--out", str(tmp_path / "out")],
+                      {"CXR_REGISTRY_ROOT": str(registry_copy)}, None))
+    for case, proc in zip(cases, run_cli_many(cases, calls, all_subprocess)):
+        assert_clean_failure(proc, case)
+
+
+# ---------------------------------------------------------------------------------------------- cards
+
+
+@pytest.mark.parametrize("case", BY_AREA["card"], ids=ids(BY_AREA["card"]))
+def test_card_case(case: Case, registry_copy, tmp_path):
+    from registry.cards import validate_files
+
+    root = tmp_path / "reg"
+    shutil.copytree(registry_copy, root)
+    path = getattr(build, case.builder)(root)
+    problems = validate_files([path], root)  # never raises: every problem comes back as a CardProblem
+    assert problems, case.id
+    assert any(case.expect in str(p) for p in problems), [str(p) for p in problems]
+    assert all(p.file is not None for p in problems)
+    assert not (tmp_path / "pwned").exists() and not (REPO / "pwned").exists()
+
+
+@pytest.mark.parametrize("all_subprocess", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_cards_through_runner_validate(registry_copy, tmp_path, all_subprocess):
+    cases, calls, paths = BY_AREA["card"], [], []
+    for case in cases:
+        root = tmp_path / case.id
+        shutil.copytree(registry_copy, root)
+        paths.append(getattr(build, case.builder)(root))
+        calls.append((["validate", str(paths[-1])], {"CXR_REGISTRY_ROOT": str(root)}, tmp_path))
+    for case, path, proc in zip(cases, paths, run_cli_many(cases, calls, all_subprocess)):
+        assert_clean_failure(proc, case)
+        assert path.name in proc.stderr or "_b.yaml" in proc.stderr  # names the file (a cycle: where it closes)
+    assert not (tmp_path / "pwned").exists()
+
+
+# ---------------------------------------------------------------------------------------------- results
+
+
+def base_result(registry_root: Path) -> dict:
+    """A schema-valid reproduced result for the real effusion-demo task and pixels encoder."""
+    from registry.cards import load_registry
+    from runner.results import encoder_ref, task_ref
+
+    reg = load_registry(registry_root)
+    metric = {"mean": 0.75, "ci_low": 0.7, "ci_high": 0.8, "half_width": 0.05, "ci_method": "t-interval",
+              "per_fold": [0.74, 0.76]}
+    return {
+        "schema_version": 1, "provenance": "reproduced",
+        "task": task_ref(reg.tasks["effusion-demo"]), "encoder": encoder_ref(reg.encoders["pixels"]),
+        "manifest": {"sha256": "ab" * 32, "n_images": 40},
+        "metrics": {"auroc": metric, "f1": {**metric, "mean": 0.7}},
+        "folds": [{"fold": i, "n_train": 32, "n_test": 8, "auroc": 0.75, "f1": 0.7, "threshold": 0.5}
+                  for i in range(2)],
+        "counts": {"positives": 20, "negatives": 20, "excluded": 1,
+                   "exclusions": [{"image_id": "img-7", "path": "p/7.dcm", "reason": "truncated"}]},
+        "timings_s": {"embed": 1.5}, "throughput": {"images_per_s": 26.7},
+        "environment": {"device": "cpu", "python": "3.11", "platform": "Linux", "packages": {}, "git_commit": None},
+        "seeds": {"sampling": 0}, "synthetic": True, "created_at": "2026-01-01T00:00:00Z",
+    }
+
+
+def build_result_case(case: Case, registry_root: Path, folder: Path) -> Path:
+    builder = getattr(build, case.builder)
+    if case.builder in ("result_huge_file", "result_not_object", "result_not_json"):
+        return builder(folder)
+    path = builder(base_result(registry_root), folder)
+    if case.id == "result-forged-manifest-hash":  # the run folder's manifest.json holds the real hash
+        (folder / "manifest.json").write_text(json.dumps({"sha256": "ab" * 32}))
+    return path
+
+
+@pytest.mark.parametrize("case", BY_AREA["result"], ids=ids(BY_AREA["result"]))
+def test_result_case(case: Case, registry_copy, tmp_path):
+    from leaderboard.submit import SubmitError, submit
+    from registry.cards import load_registry
+
+    path = build_result_case(case, registry_copy, tmp_path / "run")
+    filed_dir = tmp_path / "filed"
+    reg = load_registry(registry_copy)
+    if case.outcome == "refused":
+        with pytest.raises(SubmitError) as raised:
+            submit(path, reg, filed_dir)
+        assert raised.value.exit_code == case.exit_code and case.expect in str(raised.value), str(raised.value)
+        assert not filed_dir.exists() or not any(filed_dir.iterdir())  # nothing filed
+    else:
+        filed = submit(path, reg, filed_dir)
+        from leaderboard.site import build_site
+
+        index = build_site(tmp_path / "site", filed_dir, reg)
+        pages = list(index.parent.rglob("*.html"))
+        assert filed.path.is_file() and pages
+        for page in pages:
+            text = page.read_text(encoding="utf-8")
+            assert "<script>alert" not in text and "<img src=x" not in text, page
+        assert any("&lt;script&gt;" in p.read_text(encoding="utf-8") for p in pages)
+
+
+@pytest.mark.parametrize("all_subprocess", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_results_through_runner_submit(registry_copy, tmp_path, all_subprocess):
+    cases, calls = BY_AREA["result"], []
+    for case in cases:
+        path = build_result_case(case, registry_copy, tmp_path / case.id)
+        calls.append((["submit", str(path), "--results-dir", str(tmp_path / case.id / "filed")],
+                      {"CXR_REGISTRY_ROOT": str(registry_copy)}, None))
+    for case, proc in zip(cases, run_cli_many(cases, calls, all_subprocess)):
+        if case.outcome == "refused":
+            assert_clean_failure(proc, case)
+            assert not (tmp_path / case.id / "filed").exists()
+        else:
+            assert proc.returncode == 0 and "filed" in proc.stdout, proc.stderr
+
+
+def test_100mb_result_is_refused_without_reading_it(tmp_path, monkeypatch):
+    import runner.results as results
+
+    path = build.result_huge_file(tmp_path)
+    apparent, allocated = build.sparse_size(path)
+    assert apparent == 100 * 1024 * 1024 and allocated < 1024 * 1024  # sparse: the test never holds 100 MB
+    monkeypatch.setattr(Path, "read_text", lambda *a, **k: pytest.fail("read the file before checking its size"))
+    with pytest.raises(results.ResultError, match="more than the"):
+        results.read_result(path)

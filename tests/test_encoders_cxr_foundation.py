@@ -1,0 +1,151 @@
+"""CXR Foundation adapter against signature-compatible TensorFlow SavedModels built here (the real ones are gated)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from registry.cards import load_card
+from runner.encoders import EncoderError, load_encoder
+from runner.encoders.cxr_foundation import (
+    decode_png16,
+    example_bytes,
+    import_tensorflow,
+    png16_bytes,
+    to_uint16,
+)
+
+try:  # through the adapter's import, which keeps TensorFlow and triton (torch) in one process
+    tf = import_tensorflow()
+except ImportError:
+    pytest.skip("CXR Foundation needs the `tf` extra (pip install -e '.[tf]'); tensorflow is not importable",
+                allow_module_level=True)
+
+ROOT = Path(__file__).resolve().parents[1]
+OFFSET = 1e-6  # feature_maps_0[..., k] = image mean + k * OFFSET, k the flat index
+
+
+class _ElixrC(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="input_example")])
+    def serve(self, input_example):
+        parsed = tf.io.parse_single_example(input_example[0], {
+            "image/encoded": tf.io.FixedLenFeature([], tf.string), "image/format": tf.io.FixedLenFeature([], tf.string)})
+        tf.debugging.assert_equal(parsed["image/format"], tf.constant("png"))
+        pixels = tf.io.decode_png(parsed["image/encoded"], channels=1, dtype=tf.uint16)
+        mean = tf.reduce_mean(tf.cast(pixels, tf.float32)) / 65535.0
+        ramp = tf.reshape(tf.range(8 * 8 * 1376, dtype=tf.float32) * OFFSET, [1, 8, 8, 1376])
+        return {"feature_maps_0": mean + ramp}
+
+
+class _QFormer(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 1376], tf.float32, name="image_feature"),
+                                  tf.TensorSpec([None, 1, 128], tf.int32, name="ids"),
+                                  tf.TensorSpec([None, 1, 128], tf.float32, name="paddings")])
+    def serve(self, image_feature, ids, paddings):
+        pooled = tf.reduce_mean(image_feature, axis=[1, 2])  # (B, 1376)
+        text = tf.cast(tf.reduce_sum(ids), tf.float32) + tf.reduce_sum(paddings)  # 0 for the empty text
+        token = tf.range(32, dtype=tf.float32)[None, :, None]
+        return {"img_emb": pooled[:, None, :768] + token + text,
+                "all_contrastive_img_emb": pooled[:, None, :128] - token + text}
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cxr-foundation")
+    for name, module in (("elixr-c-v2-pooled", _ElixrC()), ("pax-elixr-b-text", _QFormer())):
+        tf.saved_model.save(module, str(root / name), signatures={"serving_default": module.serve})
+    return root
+
+
+def _card(**embedding):
+    card = copy.deepcopy(load_card(ROOT / "encoders" / "cxr-foundation.yaml").data)
+    card["embedding"].update(embedding)
+    return card
+
+
+def _expected_img_emb(image01):
+    u16 = to_uint16(image01)
+    mean = u16.astype(np.float64).mean() / 65535.0
+    per_channel = mean + (31.5 * 1376 + np.arange(768)) * OFFSET  # mean over the 64 positions of the ramp
+    return per_channel + 15.5  # mean of the 32 token offsets
+
+
+def _image(seed, h=64, w=48):
+    return np.random.default_rng(seed).uniform(0.1, 0.9, (h, w)).astype(np.float32)
+
+
+def test_png16_and_example_round_trip_bit_exact():
+    pixels = np.random.default_rng(0).integers(0, 65536, (37, 53), dtype=np.uint16)
+    pixels[0, 0], pixels[0, 1] = 0, 65535
+    png = png16_bytes(pixels)
+    np.testing.assert_array_equal(decode_png16(png), pixels)
+    parsed = tf.train.Example.FromString(example_bytes(png)).features.feature
+    assert parsed["image/format"].bytes_list.value == [b"png"]
+    assert parsed["image/encoded"].bytes_list.value[0] == png
+    decoded = tf.io.decode_png(parsed["image/encoded"].bytes_list.value[0], dtype=tf.uint16).numpy()[..., 0]
+    np.testing.assert_array_equal(decoded, pixels)  # TensorFlow reads back the same 16-bit values
+
+
+def test_uint16_rescale_uses_the_full_range():
+    u16 = to_uint16(np.array([[0.2, 0.4], [0.6, 0.2]], dtype=np.float32))
+    assert u16.min() == 0 and u16.max() == 65535 and u16.dtype == np.uint16
+    assert not to_uint16(np.full((3, 3), 0.5)).any()
+
+
+def test_adapter_runs_the_signatures_and_mean_pools(snapshot):
+    enc = load_encoder(_card(), device="cpu", weights_dir=snapshot)
+    images = [_image(1), _image(2, 40, 70)]  # different sizes: kept at native resolution, stacked as objects
+    batch = np.stack([enc.prepare(im) for im in images])
+    assert batch.shape == (2,) and batch.dtype == object
+    out = enc.embed(batch)
+    assert out.shape == (2, 768) and out.dtype == np.float32
+    for row, im in zip(out, images):
+        np.testing.assert_allclose(row, _expected_img_emb(im), rtol=0, atol=1e-4)
+    assert not np.allclose(out[0], out[1])
+
+
+def test_contrastive_output_option(snapshot):
+    enc = load_encoder(_card(output="all_contrastive_img_emb", dim=128), device="cpu", weights_dir=snapshot)
+    out = enc.embed(np.stack([enc.prepare(_image(3))]))
+    assert out.shape == (1, 128)
+
+
+def test_wrong_output_name_and_dim_are_clear_errors(snapshot):
+    enc = load_encoder(_card(output="nope"), device="cpu", weights_dir=snapshot)
+    with pytest.raises(EncoderError, match="'nope' not found"):
+        enc.embed(np.stack([enc.prepare(_image(4))]))
+    enc = load_encoder(_card(dim=512), device="cpu", weights_dir=snapshot)
+    with pytest.raises(EncoderError, match="card says dim 512"):
+        enc.embed(np.stack([enc.prepare(_image(4))]))
+
+
+def test_missing_savedmodel_is_a_weights_error(tmp_path):
+    from runner.encoders import WeightsNotFoundError
+
+    with pytest.raises(WeightsNotFoundError, match="elixr-c-v2-pooled"):
+        load_encoder(_card(), device="cpu", weights_dir=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["RG1_UNCR.dcm", "MR2_UNCR.dcm"])
+def test_dicoms_reach_the_png_without_the_reference_window_crash(name):
+    # RG1_UNCR: the real MONOCHROME1 chest CR. MR2_UNCR: Rescale Slope 3.77 + a VOI window, the combination on which
+    # Google's client calls np.iinfo(float64) and crashes; runner.imaging windows in float instead.
+    from pydicom.data import get_testdata_file
+
+    from runner.encoders.base import Encoder
+    from runner.encoders.cxr_foundation import CXRFoundationEncoder
+    from runner.imaging import load_image
+
+    path = get_testdata_file(name)
+    if path is None:
+        pytest.skip(f"{name} is not in the installed pydicom test data")
+    enc = CXRFoundationEncoder.__new__(CXRFoundationEncoder)  # prepare-only, as runner.embed builds it in workers
+    Encoder.__init__(enc, _card(), device="cpu")
+    image = load_image(path)
+    example = tf.train.Example.FromString(bytes(enc.prepare(image)[()]))
+    decoded = decode_png16(example.features.feature["image/encoded"].bytes_list.value[0])
+    assert decoded.shape == image.shape and decoded.min() == 0 and decoded.max() == 65535
+    np.testing.assert_array_equal(decoded, to_uint16(image))

@@ -1,0 +1,168 @@
+"""End to end on the synthetic demo data: runner eval -> a valid result, the cache, resume after SIGKILL, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_TASK = """\
+extends: _defaults.yaml
+id: effusion-tiny
+title: Effusion (tiny test task)
+description: "Test-only task on the synthetic demo data."
+dataset: demo-cxr
+label: {id: effusion, name: Effusion}
+sampling: {positives: 40, negatives: 40, verify: header}
+leaderboard: {table: demo}
+"""
+
+
+def make_registry_root(root: Path, extra_tasks: dict[str, str]) -> Path:
+    """A registry root with the real dataset cards and built-in encoder cards plus test-only task cards."""
+    (root / "registry").mkdir(parents=True)
+    shutil.copytree(REPO / "registry" / "datasets", root / "registry" / "datasets")
+    (root / "tasks").mkdir()
+    for defaults in (REPO / "tasks").glob("_defaults*.yaml"):
+        shutil.copy(defaults, root / "tasks" / defaults.name)
+    for name, text in extra_tasks.items():
+        (root / "tasks" / f"{name}.yaml").write_text(text)
+    (root / "encoders").mkdir()
+    for enc in ("pixels", "random-cnn", "radiomics"):
+        shutil.copy(REPO / "encoders" / f"{enc}.yaml", root / "encoders" / f"{enc}.yaml")
+    return root
+
+
+@pytest.fixture(scope="module")
+def registry_root(tmp_path_factory):
+    return make_registry_root(tmp_path_factory.mktemp("reg"), {"effusion-tiny": TINY_TASK})
+
+
+@pytest.fixture
+def registry(registry_root):
+    from registry.cards import clear_cache, load_registry
+
+    clear_cache()
+    return load_registry(registry_root)
+
+
+def run(registry, tmp_path, demo_data_dir, encoder="random-cnn", cache=None, **kw):
+    from runner.evaluate import EvalOptions, run_evaluation
+
+    options = EvalOptions(device="cpu", workers=kw.pop("workers", 2), cache_dir=cache or tmp_path / "cache",
+                          progress=False, **kw)
+    return run_evaluation("effusion-tiny", encoder, demo_data_dir, tmp_path / "out", options, registry=registry)
+
+
+def test_end_to_end_result_validates_and_separates_effusion(registry, tmp_path, demo_data_dir):
+    from runner.results import read_result, validate_result
+
+    done = run(registry, tmp_path, demo_data_dir)
+    result = read_result(done.result_path)
+    assert validate_result(result) == []
+    assert done.result_path == tmp_path / "out" / "effusion-tiny" / "random-cnn" / "result.json"
+    assert (tmp_path / "out" / "effusion-tiny" / "manifest.json").is_file()
+    assert result["provenance"] == "reproduced" and result["synthetic"] is True
+    assert result["task"]["sha256"] == registry.tasks["effusion-tiny"].sha256
+    assert result["encoder"]["sha256"] == registry.encoders["random-cnn"].sha256
+    assert result["metrics"]["auroc"]["mean"] > 0.7  # the demo data draws effusion visibly
+    assert len(result["folds"]) == 5 and result["metrics"]["auroc"]["ci_method"] == "t-interval"
+    assert result["counts"]["positives"] + result["counts"]["negatives"] == result["manifest"]["n_images"]
+    assert {"sample", "embed", "classify", "metrics", "total"} <= set(result["timings_s"])
+    predictions = pd.read_parquet(done.result_path.parent / "predictions.parquet")
+    assert list(predictions.columns) == ["image_id", "patient_id", "label", "fold", "prob"]
+    assert len(predictions) == result["manifest"]["n_images"] and predictions["prob"].between(0, 1).all()
+    text = done.result_path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+
+
+def test_second_run_computes_no_embedding_and_gives_the_same_result(registry, tmp_path, demo_data_dir):
+    first = run(registry, tmp_path, demo_data_dir)
+    assert first.n_computed > 0 and first.cache_hits == 0
+    second = run(registry, tmp_path, demo_data_dir)
+    assert second.n_computed == 0
+    assert second.cache_misses == 0 and second.cache_hits == first.cache_misses
+    assert second.result["metrics"] == first.result["metrics"]
+
+
+def test_changing_the_encoder_card_or_its_preprocessing_invalidates_the_cache(registry_root, tmp_path, demo_data_dir):
+    from registry.cards import clear_cache, load_registry
+
+    root = make_registry_root(tmp_path / "reg", {"effusion-tiny": TINY_TASK})
+    clear_cache()
+    first = run(load_registry(root), tmp_path, demo_data_dir, encoder="pixels")
+    assert first.n_computed > 0
+    card = root / "encoders" / "pixels.yaml"
+    card.write_text(card.read_text().replace("interpolation: area", "interpolation: bilinear"))
+    clear_cache()
+    second = run(load_registry(root), tmp_path, demo_data_dir, encoder="pixels")
+    assert second.n_computed == first.n_computed and second.cache_hits == 0
+    card.write_text(card.read_text().replace("title: Raw pixels (32x32)", "title: Raw pixels, renamed"))
+    clear_cache()
+    third = run(load_registry(root), tmp_path, demo_data_dir, encoder="pixels")
+    assert third.n_computed == first.n_computed and third.cache_hits == 0
+
+
+def test_stability_analysis_embeds_augmented_views(registry, tmp_path, demo_data_dir):
+    done = run(registry, tmp_path, demo_data_dir, encoder="radiomics", analyses=["stability"])
+    stability = done.result["analyses"]["stability"]
+    assert stability.get("status") not in ("skipped", "failed"), stability
+    again = run(registry, tmp_path, demo_data_dir, encoder="radiomics", analyses=["stability"])
+    assert again.n_computed == 0
+
+
+def test_killed_run_resumes_and_gives_identical_results(registry_root, tmp_path, demo_data_dir):
+    """SIGKILL a real `runner eval` once some cache shards exist; the rerun reuses them and matches a clean run."""
+    env = {**os.environ, "CXR_REGISTRY_ROOT": str(registry_root), "CXR_CACHE_DIR": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "runner.cli", "eval", "--task", "effusion-tiny", "--encoder", "radiomics",
+           "--data-root", str(demo_data_dir), "--out", str(tmp_path / "out"), "--device", "cpu",
+           "--batch-size", "4", "--workers", "1"]
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    shards = []
+    while time.time() < deadline and proc.poll() is None:
+        shards = list((tmp_path / "cache").glob("*/shard-*.keys.json"))
+        if len(shards) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"runner eval ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "out" / "effusion-tiny" / "radiomics" / "result.json").exists()
+
+    resumed = subprocess.run(cmd, check=False, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    from registry.cards import clear_cache, load_registry
+
+    clear_cache()
+    clean = run(load_registry(registry_root), tmp_path / "clean", demo_data_dir, encoder="radiomics",
+                cache=tmp_path / "clean-cache")
+    result = json.loads((tmp_path / "out" / "effusion-tiny" / "radiomics" / "result.json").read_text())
+    assert result["metrics"] == clean.result["metrics"]
+    assert result["manifest"]["sha256"] == clean.result["manifest"]["sha256"]
+    resumed_pred = pd.read_parquet(tmp_path / "out" / "effusion-tiny" / "radiomics" / "predictions.parquet")
+    clean_pred = pd.read_parquet(clean.result_path.parent / "predictions.parquet")
+    pd.testing.assert_frame_equal(resumed_pred, clean_pred)
+    assert clean.n_computed == clean.result["manifest"]["n_images"]
+
+
+def test_cli_bad_ids_exit_2_with_a_suggestion(registry_root, tmp_path):
+    env = {**os.environ, "CXR_REGISTRY_ROOT": str(registry_root)}
+    bad = subprocess.run([sys.executable, "-m", "runner.cli", "eval", "--task", "efusion-tiny", "--encoder",
+                          "random-cnn", "--data-root", str(tmp_path), "--out", str(tmp_path / "o")],
+                         check=False, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
+    assert "effusion-tiny" in bad.stderr and "Traceback" not in bad.stderr
+    bad_enc = subprocess.run([sys.executable, "-m", "runner.cli", "eval", "--task", "effusion-tiny", "--encoder",
+                              "random_cnn", "--data-root", str(tmp_path), "--out", str(tmp_path / "o")],
+                             check=False, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert bad_enc.returncode == 2 and "random-cnn" in bad_enc.stderr and "Traceback" not in bad_enc.stderr

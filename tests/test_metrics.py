@@ -1,0 +1,154 @@
+"""runner.metrics: per-fold AUROC/F1, t-interval and patient cluster-bootstrap CIs."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from jsonschema import Draft202012Validator
+from scipy import stats
+from sklearn.metrics import f1_score, roc_auc_score
+
+from runner.metrics import MetricsInputError, bootstrap_fold_mean, percentile_interval, summarize
+
+CARD_T = {"threshold": 0.5, "ci": "t-interval", "confidence": 0.95, "bootstrap": {"n": 400, "seed": 0}}
+CARD_B = {**CARD_T, "ci": "cluster-bootstrap"}
+
+
+def make_predictions(n=400, n_patients=250, folds=5, seed=0, shift=1.0):
+    rng = np.random.default_rng(seed)
+    patient = rng.integers(0, n_patients, n)
+    label = rng.integers(0, 2, n)
+    prob = 1 / (1 + np.exp(-(rng.normal(size=n) + shift * (label - 0.5))))
+    return pd.DataFrame({
+        "image_id": [f"img{i:05d}" for i in range(n)],
+        "patient_id": [f"p{p:04d}" for p in patient],
+        "label": label,
+        "fold": patient % folds,  # patient-grouped folds
+        "prob": np.round(prob, 3),  # rounding makes score ties, which AUROC must count as one half
+    })
+
+
+def test_per_fold_metrics_agree_with_sklearn():
+    pred = make_predictions()
+    out = summarize(pred, CARD_T, eval_folds=[0, 1, 2, 3, 4])
+    for entry in out["folds"]:
+        rows = pred[pred["fold"] == entry["fold"]]
+        assert entry["auroc"] == pytest.approx(roc_auc_score(rows["label"], rows["prob"]))
+        assert entry["f1"] == pytest.approx(f1_score(rows["label"], rows["prob"] >= 0.5))
+        assert entry["n_test"] == len(rows)
+        assert entry["n_train"] == len(pred) - len(rows)
+    assert out["auroc"]["per_fold"] == [e["auroc"] for e in out["folds"]]
+
+
+def test_t_interval_matches_hand_computation():
+    pred = make_predictions()
+    out = summarize(pred, CARD_T)
+    for metric in ("auroc", "f1"):
+        x = np.array(out[metric]["per_fold"])
+        half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+        assert out[metric]["ci_method"] == "t-interval"
+        assert out[metric]["mean"] == pytest.approx(x.mean())
+        assert out[metric]["half_width"] == pytest.approx(half)
+        assert out[metric]["ci_low"] == pytest.approx(x.mean() - half)
+        assert out[metric]["ci_high"] == pytest.approx(x.mean() + half)
+    # the other method is always there too
+    assert out["ci_alternatives"]["auroc"]["cluster-bootstrap"]["ci_method"] == "cluster-bootstrap"
+
+
+def test_card_chooses_the_reported_method():
+    pred = make_predictions()
+    boot = summarize(pred, CARD_B)
+    assert boot["auroc"]["ci_method"] == "cluster-bootstrap"
+    assert boot["auroc"] == boot["ci_alternatives"]["auroc"]["cluster-bootstrap"]
+    assert boot["auroc"]["ci_low"] <= boot["auroc"]["mean"] <= boot["auroc"]["ci_high"]
+
+
+def test_cluster_bootstrap_is_deterministic_for_a_seed():
+    pred = make_predictions()
+    a, b = summarize(pred, CARD_B), summarize(pred, CARD_B)
+    c = summarize(pred, {**CARD_B, "bootstrap": {"n": 400, "seed": 1}})
+    assert a == b
+    assert a["auroc"]["ci_low"] != c["auroc"]["ci_low"]
+
+
+def test_cluster_bootstrap_resamples_patients_not_images():
+    """Copying every image of every patient 5 times must not change a patient bootstrap at all;
+    an image bootstrap would see 5x the data and shrink the interval."""
+    pred = make_predictions(n=300, n_patients=300)
+    copies = pd.concat([pred.assign(image_id=pred["image_id"] + f"-{k}") for k in range(5)], ignore_index=True)
+    one, five = summarize(pred, CARD_B), summarize(copies, CARD_B)
+    for metric in ("auroc", "f1"):
+        assert five[metric]["mean"] == pytest.approx(one[metric]["mean"])
+        assert five[metric]["ci_low"] == pytest.approx(one[metric]["ci_low"], abs=1e-12)
+        assert five[metric]["ci_high"] == pytest.approx(one[metric]["ci_high"], abs=1e-12)
+
+
+def test_single_class_fold_is_null_with_reason_and_json_has_no_nan():
+    pred = make_predictions()
+    pred.loc[pred["fold"] == 2, "label"] = 1
+    out = summarize(pred, CARD_T)
+    fold2 = next(e for e in out["folds"] if e["fold"] == 2)
+    assert fold2["auroc"] is None and fold2["f1"] is None and "one class" in fold2["reason"]
+    assert out["auroc"]["per_fold"][2] is None
+    assert out["auroc"]["mean"] == pytest.approx(np.mean([v for v in out["auroc"]["per_fold"] if v is not None]))
+    json.dumps(out, allow_nan=False)
+
+
+def test_all_folds_single_class_gives_null_metric_with_reason():
+    pred = make_predictions().assign(label=0)
+    out = summarize(pred, CARD_T)
+    assert out["auroc"]["mean"] is None and out["auroc"]["reason"]
+    json.dumps(out, allow_nan=False)
+
+
+def test_holdout_falls_back_to_bootstrap_and_says_so():
+    pred = make_predictions(folds=2)
+    pred = pred[pred["fold"] == 0]  # a patient holdout: fold 0 is the test set
+    out = summarize(pred, CARD_T, eval_folds=[0], n_train={0: 999})
+    assert out["folds"][0]["n_train"] == 999
+    assert out["auroc"]["ci_method"] == "cluster-bootstrap"
+    assert out["auroc"]["ci_low"] is not None
+    assert "t-interval" in out["ci_alternatives"]["auroc"]["note"]
+
+
+def test_bad_input_gets_a_clear_error():
+    pred = make_predictions()
+    with pytest.raises(MetricsInputError, match="lack column"):
+        summarize(pred.drop(columns="prob"), CARD_T)
+    with pytest.raises(MetricsInputError, match="finite"):
+        summarize(pred.assign(prob=np.nan), CARD_T)
+    with pytest.raises(MetricsInputError, match="label must be 0 or 1"):
+        summarize(pred.assign(label=2), CARD_T)
+    with pytest.raises(MetricsInputError, match="no predictions for evaluated fold"):
+        summarize(pred, CARD_T, eval_folds=[7])
+    with pytest.raises(MetricsInputError, match="metrics.ci"):
+        summarize(pred, {"ci": "wald"})
+
+
+def test_output_matches_result_schema():
+    from registry.schemas import _registry
+
+    metric = Draft202012Validator({"$ref": "result.schema.json#/$defs/metric"}, registry=_registry())
+    fold = Draft202012Validator({"$ref": "result.schema.json#/properties/folds"}, registry=_registry())
+    pred = make_predictions()
+    pred.loc[pred["fold"] == 1, "label"] = 0
+    for card in (CARD_T, CARD_B):
+        out = summarize(pred, card)
+        metric.validate(out["auroc"])
+        metric.validate(out["f1"])
+        fold.validate(out["folds"])
+
+
+def test_bootstrap_ci_covers_true_auroc():
+    """Binormal scores (d' = 1): true AUROC = Phi(d'/sqrt 2). 95% percentile intervals cover it >= 93% of the time."""
+    rng = np.random.default_rng(2024)
+    true_auc = stats.norm.cdf(1.0 / np.sqrt(2))
+    labels = np.r_[np.ones(100, int), np.zeros(100, int)]
+    sims, hits = 500, 0
+    for i in range(sims):
+        scores = np.r_[rng.normal(1.0, 1, 100), rng.normal(0, 1, 100)]
+        reps = bootstrap_fold_mean(labels, np.arange(200), np.zeros(200, int), [scores], 0.5, 300, i)
+        low, high, _, _ = percentile_interval(reps["auroc"][0], 0.95)
+        hits += low <= true_auc <= high
+    assert hits / sims >= 0.93

@@ -1,0 +1,171 @@
+"""`runner submit`: what is filed, what is refused (exit 1) and what is invalid (exit 2)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from test_results import fake_registry, make_reproduced
+
+from leaderboard.file_reported import TABLE_PATH, file_reported
+from leaderboard.submit import EXIT_INVALID, EXIT_REFUSED, SubmitError, submit
+from runner.results import read_result, validate_result
+
+
+@pytest.fixture
+def reg():
+    return fake_registry()
+
+
+@pytest.fixture
+def run_dir(tmp_path, reg):
+    """A run folder as `runner eval` leaves it: result.json and manifest.json."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    result = make_reproduced(reg)
+    (folder / "result.json").write_text(json.dumps(result))
+    (folder / "manifest.json").write_text(json.dumps({"sha256": result["manifest"]["sha256"]}))
+    return folder
+
+
+def _submit(path, reg, results, **kw):
+    with pytest.raises(SubmitError) as info:
+        submit(path, reg, results, **kw)
+    return info.value
+
+
+def test_files_a_valid_result_under_its_slot_name(run_dir, reg, tmp_path):
+    results = tmp_path / "results"
+    filed = submit(run_dir / "result.json", reg, results)
+    assert filed.path == results / "effusion-demo__pixels__reproduced.json"
+    assert read_result(filed.path) == json.loads((run_dir / "result.json").read_text())
+    assert not filed.replaced
+
+
+def test_refuses_duplicate_without_replace(run_dir, reg, tmp_path):
+    results = tmp_path / "results"
+    submit(run_dir / "result.json", reg, results)
+    error = _submit(run_dir / "result.json", reg, results)
+    assert error.exit_code == EXIT_REFUSED and "--replace" in str(error)
+    assert submit(run_dir / "result.json", reg, results, replace=True).replaced
+
+
+def test_refuses_tampered_card_hash(run_dir, reg, tmp_path):
+    result = json.loads((run_dir / "result.json").read_text())
+    result["encoder"]["sha256"] = "0" * 64
+    (run_dir / "result.json").write_text(json.dumps(result))
+    error = _submit(run_dir / "result.json", reg, tmp_path / "results")
+    assert error.exit_code == EXIT_REFUSED
+    assert "changed since this result was made" in str(error) and "re-run" in str(error)
+    assert not (tmp_path / "results").exists()
+
+
+def test_refuses_when_the_card_changed_after_the_run(run_dir, reg, tmp_path):
+    reg.tasks["effusion-demo"].data["title"] = "edited"
+    error = _submit(run_dir / "result.json", reg, tmp_path / "results")
+    assert error.exit_code == EXIT_REFUSED and "task card 'effusion-demo' changed" in str(error)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("task", "no-such-task", "unknown task 'no-such-task'"),
+    ("encoder", "no-such-encoder", "unknown encoder 'no-such-encoder'"),
+])
+def test_unknown_cards_are_invalid(run_dir, reg, tmp_path, field, value, message):
+    result = json.loads((run_dir / "result.json").read_text())
+    result[field]["id"] = value
+    (run_dir / "result.json").write_text(json.dumps(result))
+    error = _submit(run_dir / "result.json", reg, tmp_path / "results")
+    assert error.exit_code == EXIT_INVALID and message in str(error)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"schema_version": 1}', "invalid result"),
+    ('{"a": NaN}', "NaN"),
+    ("not json", "invalid JSON"),
+])
+def test_invalid_files(tmp_path, reg, text, message):
+    path = tmp_path / "r.json"
+    path.write_text(text)
+    error = _submit(path, reg, tmp_path / "results")
+    assert error.exit_code == EXIT_INVALID and message in str(error)
+    assert "\n" not in str(error)
+
+
+def test_nan_inside_a_valid_looking_result(run_dir, reg, tmp_path):
+    text = (run_dir / "result.json").read_text().replace('"mean_cosine": 0.98', '"mean_cosine": NaN')
+    (run_dir / "result.json").write_text(text)
+    assert _submit(run_dir / "result.json", reg, tmp_path / "results").exit_code == EXIT_INVALID
+
+
+def test_refuses_manifest_mismatch(run_dir, reg, tmp_path):
+    (run_dir / "manifest.json").write_text(json.dumps({"sha256": "cd" * 32}))
+    error = _submit(run_dir / "result.json", reg, tmp_path / "results")
+    assert error.exit_code == EXIT_REFUSED and "manifest sha256" in str(error)
+    other = tmp_path / "m.json"
+    other.write_text(json.dumps({"sha256": "ab" * 32}))  # an explicit --manifest wins over the run folder's
+    assert submit(run_dir / "result.json", reg, tmp_path / "results", manifest_path=other).path.exists()
+
+
+def test_refuses_synthetic_flag_that_contradicts_the_dataset_card(run_dir, reg, tmp_path):
+    result = json.loads((run_dir / "result.json").read_text())
+    result["synthetic"] = False  # a demo run passed off as a clinical one
+    (run_dir / "result.json").write_text(json.dumps(result))
+    error = _submit(run_dir / "result.json", reg, tmp_path / "results")
+    assert error.exit_code == EXIT_INVALID and "synthetic" in str(error)
+
+
+def test_file_reported_writes_the_16_paper_cells(reg, tmp_path):
+    filed = file_reported(reg, TABLE_PATH, tmp_path)
+    assert len(filed) == 16
+    assert len(list(tmp_path.glob("*__reported.json"))) == 16
+    one = read_result(tmp_path / "opacity-nih__cxr-foundation__reported.json")
+    assert validate_result(one) == []
+    assert one["manifest"] is None and "Shin" in one["citation"]
+    auroc = one["metrics"]["auroc"]
+    table = yaml.safe_load(TABLE_PATH.read_text())
+    mean, half = table["cells"]["opacity-nih"]["cxr-foundation"]["auroc"]
+    assert (auroc["mean"], auroc["half_width"], auroc["ci_method"]) == (mean, half, "reported")
+    assert (auroc["ci_low"], auroc["ci_high"]) == (round(mean - half, 3), round(mean + half, 3))
+    assert one["task"]["sha256"] == reg.tasks["opacity-nih"].sha256
+    assert len(file_reported(reg, TABLE_PATH, tmp_path)) == 16  # regenerating replaces, never duplicates
+
+
+def test_cli_exit_codes(run_dir, reg, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import runner.commands.leaderboard_cmds as cmds
+    from runner.cli import app
+
+    monkeypatch.setattr(cmds, "_registry", lambda: reg)
+    cli = CliRunner()
+    results = str(tmp_path / "results")
+    ok = cli.invoke(app, ["submit", str(run_dir / "result.json"), "--results-dir", results])
+    assert ok.exit_code == 0 and "filed" in ok.output
+    dup = cli.invoke(app, ["submit", str(run_dir / "result.json"), "--results-dir", results])
+    assert dup.exit_code == 1 and "Traceback" not in dup.output
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    invalid = cli.invoke(app, ["submit", str(bad), "--results-dir", results])
+    assert invalid.exit_code == 2 and "error:" in invalid.output and "Traceback" not in invalid.output
+
+
+def test_filed_results_match_the_current_cards():
+    """Every file in leaderboard/results/ is valid and filed against today's cards.
+
+    When this fails after a card edit, re-file the paper's numbers: `python -m leaderboard.file_reported`.
+    """
+    from leaderboard.submit import RESULTS_DIR, check_against_cards
+    from registry.cards import load_registry
+    from registry.errors import CardError
+
+    try:
+        registry = load_registry()
+    except CardError as exc:
+        pytest.skip(f"the project's cards do not load yet: {str(exc).splitlines()[0]}")
+    files = sorted(RESULTS_DIR.glob("*.json"))
+    assert len([f for f in files if f.name.endswith("__reported.json")]) == 16
+    for path in files:
+        result = read_result(path)
+        assert validate_result(result) == [], path
+        check_against_cards(result, registry)  # raises SubmitError with the reason
