@@ -8,6 +8,7 @@ canonical JSON (sorted keys, no whitespace, UTF-8), so key order and comments ne
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -91,6 +92,8 @@ def read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
             raise CardError(CardProblem(path, "file is empty", expected="a YAML mapping of card fields"))
         lines = _line_map(node, path)
         data = yaml.safe_load(text)
+    except RecursionError:  # thousands of nested brackets: PyYAML recurses once per level
+        raise CardError(CardProblem(path, "YAML nested too deeply", expected="a card of ordinary depth")) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -233,6 +236,15 @@ def _schema_problems(kind: str, data: dict, sources: list[_Source]) -> list[Card
     return problems
 
 
+def _non_finite_problems(data, sources: list[_Source], pointer: str = "") -> list[CardProblem]:
+    """YAML's .nan/.inf (and 1e999) pass JSON Schema number checks but cannot be hashed or written as JSON."""
+    if isinstance(data, float) and not math.isfinite(data):
+        file, line = locate(sources, pointer)
+        return [CardProblem(file, f"{data} is not a usable number", pointer, line, expected="a finite number")]
+    children = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    return [p for key, value in children for p in _non_finite_problems(value, sources, _pointer(pointer, key))]
+
+
 def guess_kind(path: Path, data: dict | None = None) -> str:
     """A card's kind from the folder it lives in, else from its fields."""
     parts = Path(path).resolve().parts
@@ -255,7 +267,7 @@ def load_card(path: Path, kind: str | None = None) -> Card:
     path = Path(path)
     data, sources = resolve(path)
     kind = kind or guess_kind(path, data)
-    problems = _schema_problems(kind, data, sources)
+    problems = _non_finite_problems(data, sources) or _schema_problems(kind, data, sources)
     card_id = data.get("id")
     if isinstance(card_id, str) and card_id != path.stem:
         file, line = locate(sources, "/id")

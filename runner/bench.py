@@ -4,10 +4,11 @@ Entry: `run_bench(BenchConfig) -> dict` (JSON-ready; `markdown_table(result)` re
 
 On the same generated images (1024² 8-bit PNGs and uncompressed 16-bit MONOCHROME1 DICOMs, `make_bench_inputs`), per format:
   (a) naive    load_image -> to_encoder_input -> embed, one image at a time (the reference notebooks' loop)
-  (b) pipeline embed_manifest_fast into a fresh cache (read on CPU workers, preprocess + forward on the device)
+  (b) pipeline what `runner eval` runs, into a fresh cache: on CUDA embed_manifest_fast (read on CPU workers,
+               preprocess + forward on the device); on CPU embed_manifest (decode + prepare in worker processes)
   (c) forward  the encoder alone on pre-made device tensors at the pipeline's batch size
   (d) warm     the same embed_manifest_fast call again through the now-filled cache
-  stages       reading alone (DataLoader workers) and device preprocessing alone (incl. host->device copy)
+  stages       the fast path's reading alone (DataLoader workers) and device preprocessing alone (incl. host->device)
   memory       peak RSS of this process (and of the reader workers), GPU peak; with `rss_sizes`, peak RSS of a fresh
                process embedding N and k*N images, to show memory does not grow with N.
 Ratios: b/a (pipeline over naive) and b/c (pipeline over the encoder's ceiling).
@@ -45,7 +46,8 @@ class BenchConfig:
     workers: int = 2
     batch_size: int | None = None
     naive_limit: int = 32  # the naive loop is measured on the first images only (a rate; it is slow)
-    rss_sizes: tuple[int, ...] = ()  # e.g. (n, 4 * n): peak RSS of a fresh process per size
+    repeat: int = 1  # (b)-(d) embed the n files this many times over (distinct rows), so fixed start-up costs amortise
+    rss_sizes: tuple[int, ...] = ()  # e.g. (256, 1024): peak RSS of a fresh process embedding that many images
     inputs: Path | None = None  # where the generated images go (default: a temporary folder)
     machine: str = ""  # how the report names the machine ("2-core CPU dev machine", "1x H100", ...)
 
@@ -194,16 +196,20 @@ def measure_stages(embedder, paths: list[str], workers: int) -> dict:
 
 
 def measure_pipeline(manifest, data_root: Path, encoder, sha256: str, cache_root: Path, workers: int, batch_size):
-    """(b) embed_manifest_fast into an empty cache, then (d) the same call through the filled cache."""
+    """(b) the pipeline `runner eval --pipeline auto` picks (fast on CUDA, the CPU one elsewhere) into an empty cache,
+    then (d) the same call through the filled cache."""
     from runner.cache import EmbeddingCache
-    from runner.fastpath import embed_manifest_fast
+    from runner.embed import embed_manifest
+    from runner.fastpath import choose_pipeline, embed_manifest_fast
+
+    name = choose_pipeline("auto", str(encoder.device))
+    embed = embed_manifest_fast if name == "fast" else embed_manifest
 
     runs = []
     for _ in range(2):  # cold, warm: a new cache object each time, as a second `runner eval` process would have
         cache = EmbeddingCache(sha256, encoder.contract, root=cache_root)
         start = time.perf_counter()
-        emb = embed_manifest_fast(manifest, data_root, "bench", encoder, cache, workers=workers,
-                                  batch_size=batch_size, progress=False)
+        emb = embed(manifest, data_root, "bench", encoder, cache, workers=workers, batch_size=batch_size, progress=False)
         _sync(str(encoder.device))
         runs.append((time.perf_counter() - start, emb))
     (cold_s, cold), (warm_s, warm) = runs
@@ -211,7 +217,8 @@ def measure_pipeline(manifest, data_root: Path, encoder, sha256: str, cache_root
         raise RuntimeError(f"benchmark images were excluded: {cold.exclusions[:3]}")
     same = bool(np.array_equal(cold.original, warm.original))
     return (
-        {"images": len(cold.image_ids), "seconds": round(cold_s, 4), "images_per_s": _rate(len(cold.image_ids), cold_s)},
+        {"pipeline": name, "images": len(cold.image_ids), "seconds": round(cold_s, 4),
+         "images_per_s": _rate(len(cold.image_ids), cold_s)},
         {"seconds": round(warm_s, 5), "speedup": _ratio(cold_s, warm_s), "recomputed": warm.n_computed,
          "identical": same},
     )
@@ -235,12 +242,12 @@ def run_bench(cfg: BenchConfig) -> dict:
         manifests = make_bench_inputs(inputs, cfg.n, cfg.size, cfg.formats)
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
-        forward = measure_forward(embedder, cfg.n)
+        forward = measure_forward(embedder, cfg.n * cfg.repeat)
         results = {}
         for fmt, manifest in manifests.items():
             paths = [str(inputs / p) for p in manifest["path"]]
-            pipeline, warm = measure_pipeline(manifest, inputs, encoder, cfg.encoder_sha256, Path(tmp) / f"cache-{fmt}",
-                                              cfg.workers, embedder.batch_size)
+            pipeline, warm = measure_pipeline(_repeated(manifest, cfg.repeat), inputs, encoder, cfg.encoder_sha256,
+                                              Path(tmp) / f"cache-{fmt}", cfg.workers, embedder.batch_size)
             naive = measure_naive(encoder, paths[: cfg.naive_limit])
             results[fmt] = {
                 "naive": naive, "pipeline": pipeline, "forward": forward, "warm_cache": warm,
@@ -256,12 +263,20 @@ def run_bench(cfg: BenchConfig) -> dict:
         "environment": _environment(device),
         "encoder": {"id": encoder.id, "sha256": cfg.encoder_sha256, "contract": encoder.contract,
                     "precision": encoder.card.get("precision") or {}},
-        "device": device, "n": cfg.n, "size": cfg.size, "workers": cfg.workers, "batch_size": embedder.batch_size,
+        "device": device, "n": cfg.n, "repeat": cfg.repeat, "size": cfg.size, "workers": cfg.workers, "batch_size": embedder.batch_size,
         "results": results,
         "memory": {"peak_rss": _peak_rss_mb(),
                    "gpu_peak_mb": (round(torch.cuda.max_memory_allocated() / 2**20, 1)
                                    if device.startswith("cuda") else None)},
     }
+
+
+def _repeated(manifest: pd.DataFrame, repeat: int) -> pd.DataFrame:
+    """The manifest's files listed `repeat` times under distinct image ids (each row is read and embedded)."""
+    if repeat <= 1:
+        return manifest
+    return pd.DataFrame({"image_id": [f"{i}~{r}" for r in range(repeat) for i in manifest["image_id"]],
+                         "path": [p for _ in range(repeat) for p in manifest["path"]]})
 
 
 def _environment(device: str) -> dict:
@@ -322,14 +337,15 @@ def markdown_table(result: dict) -> str:
     enc, mem = result["encoder"]["id"], result["memory"]
     lines = [
         (f"Machine: {result['machine']} ({result['device']}); encoder `{enc}`; N = {result['n']} images of "
-         f"{result['size']}²; batch {result['batch_size']}; {result['workers']} reader workers; {result['created_at']}."),
+         f"{result['size']}² (embedded {result.get('repeat', 1)}× over in b-d); batch {result['batch_size']}; {result['workers']} reader workers; {result['created_at']}."),
         "",
         ("| format | (a) naive img/s | (b) pipeline img/s | (c) forward img/s | b/a | b/c | read img/s | "
-         "preprocess img/s | warm-cache speedup | peak RSS at N → kN (MB) |"),
+         "preprocess img/s | warm-cache speedup | peak RSS by images embedded (MB) |"),
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for fmt, r in result["results"].items():
         rss = " → ".join(f"{p['self_mb']:.0f} (n={p['n']})" for p in r.get("rss_by_n", [])) or "–"
+        fmt = f"{fmt} ({r['pipeline']['pipeline']} pipeline)"
         lines.append(
             f"| {fmt} | {_fmt(r['naive']['images_per_s'])} | {_fmt(r['pipeline']['images_per_s'])} | "
             f"{_fmt(r['forward']['images_per_s'])} | {_fmt(r['ratios']['pipeline_over_naive'])} | "

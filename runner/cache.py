@@ -11,6 +11,8 @@ Layout: ROOT/<namespace>/shard-<hash>.npy (float32, n x dim) + shard-<hash>.keys
 * A shard is committed by its keys file: the .npy is written first (temp + os.replace), then the keys file the same
   way. Readers only index shards whose keys file exists, so a run killed at any moment leaves either a whole shard
   or an orphan .npy that is ignored (and overwritten by the next run that computes the same batch).
+* Images that cannot be decoded are remembered too (failed-<hash>.json: entry key -> reason): the same bytes fail
+  the same way, so a rerun reports the exclusion again without decoding the file again.
 * Writers hold a file lock (filelock) per namespace so two runs filling the same cache never interleave a shard.
 
 Default root: $CXR_CACHE_DIR, else ~/.cache/cxr-registry.
@@ -73,6 +75,7 @@ class EmbeddingCache:
         self._index: dict[str, tuple[str, int]] = {}
         self._arrays: dict[str, np.ndarray] = {}
         self._indexed_shards: set[str] = set()
+        self._failed: dict[str, str] = {}
         self.hits = 0
         self.misses = 0
         self.written = 0
@@ -91,6 +94,11 @@ class EmbeddingCache:
             for row, key in enumerate(keys):
                 self._index.setdefault(key, (shard, row))
             self._indexed_shards.add(shard)
+        for failed_file in self.dir.glob("failed-*.json"):
+            try:
+                self._failed.update(json.loads(failed_file.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                continue
 
     def _array(self, shard: str) -> np.ndarray:
         if shard not in self._arrays:
@@ -129,6 +137,20 @@ class EmbeddingCache:
             self._index.setdefault(key, (shard, row))
         self._indexed_shards.add(shard)
         self.written += len(keys)
+
+
+    def failure(self, key: str) -> str | None:
+        """The recorded reason this entry could not be computed, or None."""
+        return self._failed.get(key)
+
+    def put_failures(self, reasons: dict[str, str]) -> None:
+        """Remember entries that cannot be computed (key -> reason), atomically, as one file."""
+        if not reasons:
+            return
+        name = "failed-" + _sha256_json(sorted(reasons.items()))[:32] + ".json"
+        with self._lock:
+            _atomic_write(self.dir / name, lambda f: f.write(json.dumps(reasons, sort_keys=True).encode("utf-8")))
+        self._failed.update(reasons)
 
 
 def _atomic_write(path: Path, write) -> None:

@@ -142,20 +142,26 @@ def embed_manifest(
 
     all_keys = [k for _, _, keys in rows for k in keys.values()]
     found = cache.lookup(all_keys)
-    todo = [r for r in rows if any(k not in found for k in r[2].values())]
-
     failed: dict[str, str] = {}
+    for image_id, rel_path, keys in rows:  # failures recorded by an earlier run on the same bytes
+        reason = cache.failure(keys[ORIGINAL])
+        if reason is not None and keys[ORIGINAL] not in found:
+            failed[image_id] = reason
+            exclusions.append({"image_id": image_id, "path": rel_path, "reason": reason})
+    todo = [r for r in rows if r[0] not in failed and any(k not in found for k in r[2].values())]
+
     n_computed = 0
     compute_start = time.perf_counter()
     bar = _progress_bar(progress and bool(todo))
     with bar:
         task = bar.add_task(f"embedding with {encoder.id}", total=len(todo))
         for chunk, prepared in _prepared_chunks(todo, data_root, encoder, augment, workers, batch_size):
-            keys, inputs = [], []
+            keys, inputs, new_failures = [], [], {}
             for (image_id, rel_path, view_keys), item in zip(chunk, prepared):
                 if isinstance(item, str):
                     failed[image_id] = item
                     exclusions.append({"image_id": image_id, "path": rel_path, "reason": item})
+                    new_failures[view_keys[ORIGINAL]] = item
                     continue
                 for view, key in view_keys.items():
                     keys.append(key)
@@ -169,6 +175,7 @@ def embed_manifest(
                 if keys:
                     cache.put(keys, vectors)
                     found.update(zip(keys, vectors))
+            cache.put_failures(new_failures)
             n_computed += len(chunk)
             bar.advance(task, len(chunk))
 

@@ -19,6 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+# Imported first on purpose: it sets OMP_WAIT_POLICY before torch or lightgbm load their OpenMP runtimes.
+from runner.classify import ClassifyError, classify
+
 
 class EvaluationError(Exception):
     """An evaluation that cannot run; str() is the one-line human message. `exit_code` 2 = bad input, 1 = failure."""
@@ -89,8 +92,6 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     classifier_card = task.data.get("classifier") or {"type": "lightgbm"}
     eval_folds = [int(f) for f in manifest.meta["eval_folds"]]
     t0 = time.perf_counter()
-    from runner.classify import ClassifyError, classify
-
     try:
         fitted = classify(embedded.original, table, classifier_card, eval_folds, augmented=embedded.augmented)
     except ClassifyError as exc:

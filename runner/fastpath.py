@@ -17,7 +17,7 @@ depth's maximum), MONOCHROME1 inversion, then the encoder card's contract exactl
 it: quantise to `bit_depth`, resize, replicate channels, normalise.
 
 The resize is Pillow's own separable filter (box/bilinear/bicubic a=-0.5/nearest, antialiased by widening the support
-when downsampling), applied as two matrix products with the weights Pillow computes. F.interpolate(antialias=True) is a
+when downsampling), applied pass by pass as a gather of each output pixel's taps times the weights Pillow computes. F.interpolate(antialias=True) is a
 port of the same filters, but its 'area' mode is adaptive average pooling, not Pillow's box filter; using Pillow's
 weights makes the device path agree with the CPU path to float rounding (see tests/test_fastpath.py for the bounds).
 
@@ -228,13 +228,15 @@ class _Spec:
 class DevicePreprocessor:
     """RawImages -> (B, C, h, w) float32 encoder input on `device`, per an encoder card's `preprocess` block."""
 
+    CHUNK_PIXELS = (8 * 2**20, 256 * 2**20)  # (CPU: stays near the caches, GPU: ~1 GB per float temporary)
+
     def __init__(self, contract: dict, device="cpu"):
         import torch
 
         self.torch = torch
         self.spec = _Spec.of(contract)
         self.device = torch.device(device)
-        self._weights: dict[tuple[int, int], object] = {}
+        self._weights: dict[tuple[int, int], tuple] = {}
         mean_std = None
         if self.spec.normalize not in ("none", None, "zscore", "xrv"):
             # mean/std checks and broadcasting: the CPU path's own function on a probe array gives (x - m) / s = a x + b
@@ -244,12 +246,24 @@ class DevicePreprocessor:
             mean_std = (torch.as_tensor(a, device=self.device), torch.as_tensor(b, device=self.device))
         self._affine = mean_std
 
-    def _matrix(self, n_in: int, n_out: int):
+    def _band(self, n_in: int, n_out: int):
+        """Pillow's weights as (n_out, K) source indices and weights: only the filter's taps, not a dense matrix."""
         key = (n_in, n_out)
         if key not in self._weights:
-            w = resize_weights(n_in, n_out, self.spec.interpolation)
-            self._weights[key] = self.torch.as_tensor(w, dtype=self.torch.float32, device=self.device)
+            dense = resize_weights(n_in, n_out, self.spec.interpolation)
+            nonzero = dense != 0
+            first = np.where(nonzero.any(1), nonzero.argmax(1), 0)
+            taps = int(max((nonzero.shape[1] - nonzero[:, ::-1].argmax(1) - first).max(), 1))
+            index = np.minimum(first[:, None] + np.arange(taps), n_in - 1)
+            weight = np.take_along_axis(dense, index, 1) * (first[:, None] + np.arange(taps) < n_in)
+            self._weights[key] = (self.torch.as_tensor(index, device=self.device),
+                                  self.torch.as_tensor(weight, dtype=self.torch.float32, device=self.device))
         return self._weights[key]
+
+    def _resample_last(self, y, n_out: int):
+        """Resize the last axis: out[..., j] = sum_k y[..., index[j, k]] * weight[j, k]."""
+        index, weight = self._band(y.shape[-1], n_out)
+        return (y[..., index] * weight).sum(-1)
 
     def __call__(self, raws: list[RawImage]):
         return self.from_groups(group_raws(raws), len(raws))
@@ -258,42 +272,47 @@ class DevicePreprocessor:
         torch = self.torch
         out = None
         for group in groups:
-            y = self._resize(self._to_unit(group))
-            if out is None:
-                out = torch.empty((n, *y.shape[1:]), dtype=torch.float32, device=self.device)
-            out[torch.as_tensor(group.positions, device=self.device)] = y
+            pixels = group.pixels.to(self.device, non_blocking=True)
+            params = group.params.to(self.device, non_blocking=True)
+            # Full-resolution float temporaries in slices of ~CHUNK_PIXELS: bounded memory at any batch size.
+            step = max(1, self.CHUNK_PIXELS[self.device.type == "cuda"] // max(pixels[0].numel(), 1))
+            for i in range(0, len(pixels), step):
+                y = self._resize(self._to_unit(group, pixels[i : i + step], params[i : i + step]))
+                if out is None:
+                    out = torch.empty((n, *y.shape[1:]), dtype=torch.float32, device=self.device)
+                out[torch.as_tensor(group.positions[i : i + step], device=self.device)] = y
         if out is None:
             return torch.empty((0, self.spec.channels, 1, 1), device=self.device)
         return self._normalise(out[:, None].expand(-1, self.spec.channels, -1, -1))
 
-    def _to_unit(self, group: RawGroup):
-        """Stored values -> [0, 1] MONOCHROME2, the steps of imaging._load_dicom / _load_pil, in float32."""
+    def _to_unit(self, group: RawGroup, pixels, params):
+        """Stored values -> [0, 1] MONOCHROME2, the steps of imaging._load_dicom / _load_pil, in float32.
+
+        In-place passes with per-image scalars (g, 1, 1): this is memory-bound work on full-resolution images."""
         torch = self.torch
-        pixels = group.pixels.to(self.device, non_blocking=True)
-        if group.unsigned16:  # carried as int16 bits (torch has few uint16 kernels)
-            x = pixels.to(torch.int32).bitwise_and_(0xFFFF).to(torch.float32)
-        else:
-            x = pixels.to(torch.float32)
-        p = group.params.to(self.device, non_blocking=True)[:, :, None, None]  # unbind(1): (g, 1, 1) per parameter
-        slope, intercept, has_window, center, width, func, y_min, y_max, invert, full_scale = p.unbind(1)
-        x = x * slope + intercept
-        if bool(group.any_window):
-            linear = func == 0
-            c = center - 0.5 * linear
-            w = width - 1.0 * linear
-            y_range = y_max - y_min
-            if bool(group.any_sigmoid):
-                sigmoid = y_range / (1 + torch.exp(-4 * (x - c) / w)) + y_min
-            lin = torch.where(x <= c - w / 2, y_min, torch.where(x > c + w / 2, y_max, ((x - c) / w + 0.5) * y_range + y_min))
-            windowed = torch.where(func == 2, sigmoid, lin) if bool(group.any_sigmoid) else lin
-            x = torch.where(has_window > 0, windowed, x)
+        x = (pixels.view(torch.uint16) if group.unsigned16 else pixels).to(torch.float32)
+        slope, intercept, has_window, center, width, func, y_min, y_max, invert, full_scale = (
+            params[:, :, None, None].unbind(1))
+        x.mul_(slope).add_(intercept)
+        if group.any_window:
+            linear = (func == 0).float()  # pydicom's LINEAR: centre - 0.5, width - 1
+            c, w, y_range = center - 0.5 * linear, width - linear, y_max - y_min
+            if group.any_sigmoid:
+                windowed = torch.where(func == 2, y_range / (1 + torch.exp(-4 * (x - c) / w)) + y_min,
+                                       ((x - c) / w + 0.5).clamp_(0.0, 1.0) * y_range + y_min)
+            else:  # below the window -> y_min, above -> y_max, linear between: one clamped affine map
+                windowed = x.sub(c).div_(w).add_(0.5).clamp_(0.0, 1.0).mul_(y_range).add_(y_min)
+            x = windowed if bool((has_window > 0).all()) else torch.where(has_window > 0, windowed, x)
+        # min-max (DICOM) or / full scale (PNG), and MONOCHROME1 inversion, folded into one affine map per image
         scaled = full_scale > 0
         lo = torch.where(scaled, torch.zeros_like(full_scale), x.amin(dim=(-2, -1), keepdim=True))
         hi = torch.where(scaled, full_scale, x.amax(dim=(-2, -1), keepdim=True))
-        flat = hi <= lo
-        y = torch.where(flat, torch.zeros_like(x), (x - lo) / torch.where(flat, torch.ones_like(hi), hi - lo))
-        y = torch.where(invert > 0, 1.0 - y, y)  # (max - x) then min-max == 1 - min-max(x)
-        return y.clamp_(0.0, 1.0)  # (g, H, W)
+        span = hi - lo
+        flat = span <= 0  # a flat image carries no information: zeros, as the CPU path
+        gain = torch.where(flat, torch.zeros_like(span), 1.0 / torch.where(flat, torch.ones_like(span), span))
+        gain = torch.where(invert > 0, -gain, gain)  # (max - x) then min-max == 1 - min-max(x)
+        offset = torch.where(flat, torch.zeros_like(span), torch.where(invert > 0, hi, -lo) * gain.abs())
+        return x.mul_(gain).add_(offset).clamp_(0.0, 1.0)  # (g, H, W)
 
     def _resize(self, y):
         """imaging._quantise_and_resize on a (g, H, W) batch, in Pillow's order of passes."""
@@ -310,9 +329,9 @@ class DevicePreprocessor:
             passes = ("h", "v") if not (w > y.shape[-1] and h < y.shape[-2]) else ("v", "h")
             for axis in passes:
                 if axis == "h" and y.shape[-1] != w:
-                    y = y @ self._matrix(y.shape[-1], w).T
+                    y = self._resample_last(y, w)
                 elif axis == "v" and y.shape[-2] != h:
-                    y = self._matrix(y.shape[-2], h) @ y
+                    y = self._resample_last(y.transpose(-1, -2), h).transpose(-1, -2)
                 else:
                     continue
                 if eight:  # Pillow keeps the intermediate image in uint8 (round half up, clip)

@@ -127,6 +127,12 @@ def read_manifest(folder: Path) -> Manifest:
     except (OSError, ValueError) as exc:
         raise ManifestError(f"cannot read the manifest in {folder}: {exc}") from None
     frame = canonical_frame(frame)
+    from runner.data.tables import leaves_root
+
+    outside = frame["path"].map(leaves_root)
+    if outside.any():  # a hand-made manifest must not point the run at files outside the data root
+        raise ManifestError(f"{folder}/manifest.parquet: {int(outside.sum())} path(s) leave the data root, e.g. "
+                            f"{frame.loc[outside, 'path'].iloc[0]!r}; paths must be relative, without '..'")
     actual = content_sha256(frame)
     if actual != meta.get("sha256"):
         raise ManifestError(f"{folder}/manifest.parquet hashes to {actual[:12]}…, but manifest.json records "

@@ -99,7 +99,10 @@ def _schema_message(error) -> str:
 
 def validate_result(obj: Any) -> list[str]:
     """All problems with a result object, one human message each (prefixed by its JSON pointer); [] when valid."""
-    problems = _non_json_problems(obj, [])
+    try:
+        problems = _non_json_problems(obj, [])
+    except RecursionError:
+        return ["/: nested too deeply to be a result"]
     if problems:  # the schema validator would trip over non-JSON values, and NaN compares oddly
         return problems
     validator = _schema_and_validator()[1]
@@ -170,6 +173,8 @@ def read_result(path: str | os.PathLike) -> dict:
         raise ResultError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except ValueError as exc:  # raised by the hooks above
         raise ResultError(f"{path}: {exc}") from None
+    except RecursionError:  # e.g. 100,000 nested brackets: valid JSON, but no result is built like that
+        raise ResultError(f"{path}: JSON nested too deeply to be a result") from None
     except OSError as exc:
         raise ResultError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if not isinstance(obj, dict):

@@ -22,7 +22,7 @@ title: Effusion (tiny test task)
 description: "Test-only task on the synthetic demo data."
 dataset: demo-cxr
 label: {id: effusion, name: Effusion}
-sampling: {positives: 40, negatives: 40, verify: header}
+sampling: {positives: 70, negatives: 70, verify: header}
 leaderboard: {table: demo}
 """
 
@@ -74,13 +74,15 @@ def test_end_to_end_result_validates_and_separates_effusion(registry, tmp_path, 
     assert result["provenance"] == "reproduced" and result["synthetic"] is True
     assert result["task"]["sha256"] == registry.tasks["effusion-tiny"].sha256
     assert result["encoder"]["sha256"] == registry.encoders["random-cnn"].sha256
-    assert result["metrics"]["auroc"]["mean"] > 0.7  # the demo data draws effusion visibly
+    assert result["metrics"]["auroc"]["mean"] > 0.65  # the demo data draws effusion visibly (n = 140)
     assert len(result["folds"]) == 5 and result["metrics"]["auroc"]["ci_method"] == "t-interval"
-    assert result["counts"]["positives"] + result["counts"]["negatives"] == result["manifest"]["n_images"]
+    at_embedding = [e for e in result["counts"]["exclusions"] if e["reason"].startswith("at embedding: ")]
+    used = result["counts"]["positives"] + result["counts"]["negatives"]
+    assert used + len(at_embedding) == result["manifest"]["n_images"]
     assert {"sample", "embed", "classify", "metrics", "total"} <= set(result["timings_s"])
     predictions = pd.read_parquet(done.result_path.parent / "predictions.parquet")
     assert list(predictions.columns) == ["image_id", "patient_id", "label", "fold", "prob"]
-    assert len(predictions) == result["manifest"]["n_images"] and predictions["prob"].between(0, 1).all()
+    assert len(predictions) == used and predictions["prob"].between(0, 1).all()
     text = done.result_path.read_text()
     assert "NaN" not in text and "Infinity" not in text
 
@@ -90,7 +92,9 @@ def test_second_run_computes_no_embedding_and_gives_the_same_result(registry, tm
     assert first.n_computed > 0 and first.cache_hits == 0
     second = run(registry, tmp_path, demo_data_dir)
     assert second.n_computed == 0
-    assert second.cache_misses == 0 and second.cache_hits == first.cache_misses
+    # every embedding is a hit; the only misses are files that failed to decode (remembered, not retried)
+    failed = [e for e in second.result["counts"]["exclusions"] if e["reason"].startswith("at embedding: ")]
+    assert second.cache_misses == len(failed) and second.cache_hits == first.cache_misses - len(failed)
     assert second.result["metrics"] == first.result["metrics"]
 
 
@@ -137,10 +141,14 @@ def test_killed_run_resumes_and_gives_identical_results(registry_root, tmp_path,
     assert proc.poll() is None, f"runner eval ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    committed = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").glob("*/shard-*.keys.json")}
+    assert committed
     assert not (tmp_path / "out" / "effusion-tiny" / "radiomics" / "result.json").exists()
 
     resumed = subprocess.run(cmd, check=False, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
+    # the shards finished before the kill were reused, not recomputed (a recomputed shard is rewritten)
+    assert all(p.stat().st_mtime_ns == mtime for p, mtime in committed.items())
     from registry.cards import clear_cache, load_registry
 
     clear_cache()
@@ -152,7 +160,7 @@ def test_killed_run_resumes_and_gives_identical_results(registry_root, tmp_path,
     resumed_pred = pd.read_parquet(tmp_path / "out" / "effusion-tiny" / "radiomics" / "predictions.parquet")
     clean_pred = pd.read_parquet(clean.result_path.parent / "predictions.parquet")
     pd.testing.assert_frame_equal(resumed_pred, clean_pred)
-    assert clean.n_computed == clean.result["manifest"]["n_images"]
+    assert clean.n_computed == clean.result["manifest"]["n_images"]  # the clean run embedded everything itself
 
 
 def test_cli_bad_ids_exit_2_with_a_suggestion(registry_root, tmp_path):

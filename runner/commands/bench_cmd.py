@@ -29,14 +29,19 @@ def bench(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1, ...")] = "auto",
     workers: Annotated[int, typer.Option("--workers", min=0, help="Reader processes (0: read in this process).")] = 2,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Default: the card's batch_size.")] = None,
+    repeat: Annotated[int, typer.Option(
+        "--repeat", min=1, help="Embed the N files this many times over in (b)-(d), to amortise start-up.")] = 1,
     naive_limit: Annotated[int, typer.Option("--naive-limit", min=1, help="Images timed in the slow per-image loop.")] = 32,
-    rss_scale: Annotated[int, typer.Option("--rss-scale", min=0, help="Also measure peak RSS at N and this x N (0: skip).")] = 4,
+    rss_sizes: Annotated[str, typer.Option(
+        "--rss-sizes", help="Peak RSS of a fresh process embedding each of these numbers of images ('' to skip).")
+    ] = "256,1024",
     inputs: Annotated[Path | None, typer.Option("--inputs", help="Folder for the generated images (reused if there).")] = None,
     machine: Annotated[str, typer.Option("--machine", help="How the report names this machine.")] = "",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result JSON here.")] = None,
     markdown_out: Annotated[Path | None, typer.Option("--markdown", help="Write the markdown table here.")] = None,
 ) -> None:
-    """Images/s of (a) the naive per-image loop, (b) the fast pipeline, (c) the encoder's forward pass alone, on the same
+    """Images/s of (a) the naive per-image loop, (b) the pipeline `runner eval` runs (fast path on CUDA), (c) the
+    encoder's forward pass alone, on the same
     generated images; ratios b/a and b/c, stage timings, warm-cache speedup, peak RSS and GPU memory."""
     import json
 
@@ -49,13 +54,17 @@ def bench(
     if not chosen or set(chosen) - set(FORMATS):
         _fail(f"--formats {formats!r}: expected a comma-separated subset of {', '.join(FORMATS)}", EXIT_INVALID)
     try:
+        sizes = tuple(int(x) for x in rss_sizes.split(",") if x.strip())
+    except ValueError:
+        _fail(f"--rss-sizes {rss_sizes!r}: expected comma-separated image counts", EXIT_INVALID)
+    try:
         card = load_card(encoder_card, kind="encoder") if encoder_card else load_registry().get("encoder", encoder)
     except (CardError, OSError) as exc:
         _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, EXIT_INVALID)
     cfg = BenchConfig(
         encoder_card=card.data, encoder_sha256=card.sha256, n=n, size=size, formats=chosen, device=device,
-        workers=workers, batch_size=batch_size, naive_limit=min(naive_limit, n),
-        rss_sizes=(n, rss_scale * n) if rss_scale > 1 else (), inputs=inputs, machine=machine,
+        workers=workers, batch_size=batch_size, naive_limit=min(naive_limit, n), repeat=repeat,
+        rss_sizes=sizes, inputs=inputs, machine=machine,
     )
     try:
         result = run_bench(cfg)

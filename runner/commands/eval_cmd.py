@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -9,6 +10,10 @@ from typing import Annotated
 import typer
 
 from runner.cli_app import app
+
+# Before torch or lightgbm load OpenMP: spinning idle threads made LightGBM 5-25x slower after a torch encoder had
+# run on this 2-core machine (see runner/classify.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _fail(message: str, code: int):

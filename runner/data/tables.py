@@ -7,6 +7,7 @@ knows how to apply them.
 from __future__ import annotations
 
 import importlib.util
+import math
 import re
 from pathlib import Path
 
@@ -21,6 +22,16 @@ OPTIONAL_COLUMNS = ["sex", "age"]
 
 class DataError(Exception):
     """A data set cannot be read as its card says. str() is the one-line human message."""
+
+
+def leaves_root(path) -> bool:
+    """True for a path that is absolute (POSIX or Windows drive), contains '..', or is blank: not under the data root."""
+    from pathlib import PurePosixPath
+
+    if path is None or (isinstance(path, float) and math.isnan(path)):
+        return True
+    text = str(path).strip().replace("\\", "/")
+    return not text or PurePosixPath(text).is_absolute() or ".." in PurePosixPath(text).parts or text[1:2] == ":"
 
 
 def access_hint(card: dict) -> str:

@@ -40,16 +40,17 @@ class PixelsEncoder(Encoder):
 
 @register_adapter("random-cnn")
 class RandomCNNEncoder(Encoder):
-    """A seeded, randomly initialised CNN; features are global mean + max pooled last-layer activations."""
+    """A seeded, randomly initialised CNN; features are last-layer activations averaged over a 2x2 region grid."""
 
     WIDTHS = (16, 32, 64, 128)  # four stride-2 3x3 conv + ReLU layers
+    GRID = 2
 
     def __init__(self, card: dict, device: str = "cpu", weights_dir=None):
         super().__init__(card, device, weights_dir)
         import torch
 
         widths = self.WIDTHS
-        _check_dim(self, 2 * widths[-1])
+        _check_dim(self, widths[-1] * self.GRID * self.GRID)
         self._torch = torch
         # fork_rng keeps the global torch RNG untouched; the card's seed alone fixes the weights on every machine.
         with torch.random.fork_rng(devices=[]):
@@ -72,7 +73,9 @@ class RandomCNNEncoder(Encoder):
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self._bf16):
             maps = self.model(x).float()
-        pooled = torch.cat([maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))], dim=1)
+        # Average over a 2x2 grid of regions rather than the whole image: chest findings are regional
+        # (effusion at the bases, edema central), and global pooling would throw that away.
+        pooled = torch.nn.functional.adaptive_avg_pool2d(maps, self.GRID).flatten(1)
         return pooled.cpu().numpy().astype(np.float32)
 
 

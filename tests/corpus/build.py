@@ -23,8 +23,7 @@ ROWS = COLS = 48  # small: the corpus builds in well under a second
 
 def dicom_dataset(rows: int = ROWS, cols: int = COLS, *, view: str = "PA", bits_stored: int = 12, seed: int = 0):
     """A valid, uncompressed MONOCHROME2 16-bit CR DICOM dataset (the starting point every DICOM case breaks)."""
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.dataset import FileDataset
+    from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     meta = FileMetaDataset()
@@ -402,6 +401,10 @@ def card_huge_float(folder: Path) -> Path:
     return _card(folder, "tasks", "hugefloat.yaml", text)
 
 
+def card_nan_number(folder: Path) -> Path:
+    return _card(folder, "tasks", "nanthreshold.yaml", task_card_text("nanthreshold", extra="metrics: {threshold: .nan}\n"))
+
+
 def card_not_utf8(folder: Path) -> Path:
     return _card(folder, "tasks", "latin1.yaml", task_card_text("latin1").replace("Corpus task", "Épanchement")
                  .encode("latin-1"))
@@ -422,6 +425,10 @@ def card_yaml_python_tag(folder: Path) -> Path:
 
 def card_unknown_dataset(folder: Path) -> Path:
     return _card(folder, "tasks", "nodata.yaml", task_card_text("nodata", dataset="mimic-cxx"))
+
+
+def card_deep_nesting(folder: Path) -> Path:
+    return _card(folder, "tasks", "deep.yaml", "id: deep\nnotes: " + "[" * 5000 + "]" * 5000 + "\n")
 
 
 def card_empty(folder: Path) -> Path:
@@ -496,6 +503,10 @@ def result_huge_file(folder: Path, size: int = 100 * 1024 * 1024) -> Path:
 def result_duplicate_key(base: dict, folder: Path) -> Path:
     text = json.dumps(base)
     return write_json_text(folder, "dupkey.json", text[:-1] + ', "provenance": "reported"}')
+
+
+def result_deep_nesting(folder: Path) -> Path:
+    return write_json_text(folder, "deep.json", '{"notes": ' + "[" * 100_000 + "]" * 100_000 + "}")
 
 
 def result_not_object(folder: Path) -> Path:

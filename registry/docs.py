@@ -1,0 +1,91 @@
+"""The card field reference (docs/cards.md), generated from the JSON Schemas so the two never disagree.
+
+Run `python -m registry.docs` after changing a schema; a test fails while docs/cards.md is out of date.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from registry.schemas import SCHEMA_DIR, load_schema
+
+CARD_SCHEMAS = (("task", "Task card"), ("dataset", "Dataset card"), ("encoder", "Encoder card"))
+DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "cards.md"
+
+
+def _resolve(schema: dict, doc: dict) -> tuple[dict, dict]:
+    """Follow `$ref`s (to `#/$defs/...` in `doc`, or into a sibling schema file) -> (schema, its document)."""
+    while "$ref" in schema:
+        file, _, pointer = schema["$ref"].partition("#")
+        if file:
+            doc = json.loads((SCHEMA_DIR / file).read_text(encoding="utf-8"))
+        schema = doc
+        for part in pointer.strip("/").split("/"):
+            if part:
+                schema = schema[part]
+    return schema, doc
+
+
+def _type_text(schema: dict, doc: dict) -> str:
+    if "enum" in schema:
+        return " \\| ".join(f"`{json.dumps(v)}`" for v in schema["enum"])
+    if "const" in schema:
+        return f"`{json.dumps(schema['const'])}`"
+    for key in ("oneOf", "anyOf"):
+        if key in schema:
+            return " or ".join(_type_text(*_resolve(s, doc)) for s in schema[key])
+    kind = schema.get("type", "object" if "properties" in schema else "any")
+    kind = " \\| ".join(kind) if isinstance(kind, list) else kind
+    if kind == "array" and isinstance(schema.get("items"), dict):
+        kind = f"array of {_type_text(*_resolve(schema['items'], doc))}"
+    bounds = [f"{k} {schema[k]}" for k in ("minimum", "maximum") if k in schema]
+    return kind + (f" ({', '.join(bounds)})" if bounds else "")
+
+
+def _rows(schema: dict, doc: dict, prefix: str, required: set[str]) -> list[str]:
+    rows = []
+    for name, sub in schema.get("properties", {}).items():
+        sub, sub_doc = _resolve(sub, doc)
+        path = f"{prefix}{name}"
+        description = " ".join(sub.get("description", "").split()).replace("|", "\\|")
+        if "default" in sub:
+            description += f" Default `{json.dumps(sub['default'])}`."
+        rows.append(f"| `{path}` | {'yes' if name in required else ''} | {_type_text(sub, sub_doc)} | {description.strip()} |")
+        nested = sub
+        if nested.get("type") == "object" or "properties" in nested:
+            rows += _rows(nested, sub_doc, f"{path}.", set(nested.get("required", [])))
+    return rows
+
+
+def render() -> str:
+    parts = [
+        "# Card reference",
+        "",
+        "Generated from `registry/schemas/*.schema.json` by `python -m registry.docs`; do not edit by hand.",
+        "Cards are validated after `extends:` is resolved; unknown fields are errors.",
+    ]
+    for name, title in CARD_SCHEMAS:
+        schema = load_schema(name)
+        parts += ["", f"## {title}", "", " ".join(schema.get("description", "").split()), "",
+                  "| field | required | type | meaning |", "| --- | --- | --- | --- |"]
+        parts += _rows(schema, schema, "", set(schema.get("required", [])))
+    return "\n".join(parts) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    text = render()
+    if "--check" in argv:
+        if not DOC_PATH.exists() or DOC_PATH.read_text(encoding="utf-8") != text:
+            print(f"{DOC_PATH} is out of date; run `python -m registry.docs`", file=sys.stderr)
+            return 1
+        return 0
+    DOC_PATH.write_text(text, encoding="utf-8")
+    print(f"wrote {DOC_PATH}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

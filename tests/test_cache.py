@@ -1,0 +1,122 @@
+"""The embedding cache: keys, namespaces, atomic shards, concurrent writers; and exclusions at the embedding stage."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from runner.cache import EmbeddingCache, ImageIdentity
+
+
+def test_put_then_lookup_roundtrip_is_memory_mapped_and_counted(tmp_path):
+    cache = EmbeddingCache("a" * 64, {"size": 32}, root=tmp_path)
+    vectors = np.arange(12, dtype=np.float32).reshape(3, 4)
+    cache.put(["k1", "k2", "k3"], vectors)
+    fresh = EmbeddingCache("a" * 64, {"size": 32}, root=tmp_path)  # another run reads the shard from disk
+    found = fresh.lookup(["k1", "k3", "nope"])
+    assert fresh.hits == 2 and fresh.misses == 1
+    np.testing.assert_array_equal(found["k3"], vectors[2])
+    assert isinstance(found["k1"].base, np.memmap) or isinstance(found["k1"], np.memmap)
+
+
+def test_encoder_card_or_contract_change_gives_a_new_namespace(tmp_path):
+    base = EmbeddingCache("a" * 64, {"size": 32}, root=tmp_path)
+    base.put(["k"], np.ones((1, 2), dtype=np.float32))
+    assert "k" not in EmbeddingCache("b" * 64, {"size": 32}, root=tmp_path)
+    assert "k" not in EmbeddingCache("a" * 64, {"size": 64}, root=tmp_path)
+    assert "k" in EmbeddingCache("a" * 64, {"size": 32}, root=tmp_path)
+
+
+def test_image_key_changes_with_the_file_and_the_augmentation(tmp_path):
+    f = tmp_path / "img.dcm"
+    f.write_bytes(b"x" * 10)
+    k1 = ImageIdentity.of_file("ds", tmp_path, "img.dcm").key()
+    assert ImageIdentity.of_file("ds", tmp_path, "img.dcm").key() == k1
+    assert ImageIdentity.of_file("ds", tmp_path, "img.dcm").key("rot1|seed=0") != k1
+    assert ImageIdentity.of_file("other", tmp_path, "img.dcm").key() != k1
+    os.utime(f, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert ImageIdentity.of_file("ds", tmp_path, "img.dcm").key() != k1
+
+
+def test_half_written_shards_are_never_read(tmp_path):
+    cache = EmbeddingCache("a" * 64, {}, root=tmp_path)
+    cache.put(["k1"], np.ones((1, 2), dtype=np.float32))
+    # a run killed between the .npy and its keys file leaves an orphan array; a killed temp write leaves a .tmp
+    np.save(cache.dir / "shard-orphan.npy", np.zeros((1, 2), dtype=np.float32))
+    (cache.dir / ".shard-x.keys.json.123.tmp").write_text('["k2"')
+    (cache.dir / "shard-broken.keys.json").write_text('["k3"')  # truncated keys file: ignored, recomputed
+    again = EmbeddingCache("a" * 64, {}, root=tmp_path)
+    assert again.lookup(["k1", "k2", "k3"]).keys() == {"k1"}
+
+
+def test_non_finite_embeddings_are_refused(tmp_path):
+    cache = EmbeddingCache("a" * 64, {}, root=tmp_path)
+    with pytest.raises(ValueError, match="NaN"):
+        cache.put(["k"], np.array([[np.nan, 1.0]], dtype=np.float32))
+
+
+def _writer(root, start):
+    cache = EmbeddingCache("c" * 64, {}, root=root)
+    for i in range(start, start + 20):
+        cache.put([f"k{i}", f"shared{i % 5}"], np.full((2, 8), i, dtype=np.float32))
+
+
+def test_two_processes_writing_the_same_cache_do_not_corrupt_it(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(tmp_path, s)) for s in (0, 100)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    cache = EmbeddingCache("c" * 64, {}, root=tmp_path)
+    keys = [f"k{i}" for i in [*range(20), *range(100, 120)]]
+    found = cache.lookup(keys)
+    assert len(found) == 40
+    assert all(float(found[f"k{i}"][0]) == i for i in [*range(20), *range(100, 120)])
+    assert not list(cache.dir.glob("*.tmp"))
+
+
+@pytest.fixture
+def pixels_card():
+    from registry.cards import load_registry
+
+    return load_registry().encoders["pixels"]
+
+
+def test_embed_records_missing_and_undecodable_files_as_exclusions(tmp_path, demo_data_dir, pixels_card):
+    from runner.embed import embed_manifest
+    from runner.encoders import load_encoder
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_data_dir / "files", data / "files")
+    meta = pd.read_csv(demo_data_dir / "metadata.csv")
+    paths = [p for p in meta["path"].astype(str) if (data / p).is_file()][:6]
+    (data / paths[1]).write_bytes(b"not a dicom at all")
+    (data / paths[2]).unlink()
+    manifest = pd.DataFrame({"image_id": [f"i{k}" for k in range(6)], "path": paths})
+    encoder = load_encoder(pixels_card.data, device="cpu")
+    cache = EmbeddingCache(pixels_card.sha256, encoder.contract, root=tmp_path / "cache")
+    out = embed_manifest(manifest, data, "demo-cxr", encoder, cache, workers=0, progress=False)
+    reasons = {e["image_id"]: e["reason"] for e in out.exclusions}
+    assert reasons["i2"] == "missing-file"
+    assert reasons["i1"].startswith("decode-failed")
+    assert "i0" in out.image_ids and "i1" not in out.image_ids and out.original.shape[1] == 1024
+    assert np.isfinite(out.original).all()
+    # a rerun decodes nothing: embeddings and the decode failure both come from the cache
+    again = embed_manifest(manifest, data, "demo-cxr", encoder, EmbeddingCache(
+        pixels_card.sha256, encoder.contract, root=tmp_path / "cache"), workers=0, progress=False)
+    assert again.n_computed == 0
+    assert again.exclusions == out.exclusions
+    np.testing.assert_array_equal(again.original, out.original)
+    # a repaired file (new size/mtime) is a new image: it is decoded again
+    shutil.copy(demo_data_dir / paths[1], data / paths[1])
+    repaired = embed_manifest(manifest, data, "demo-cxr", encoder, EmbeddingCache(
+        pixels_card.sha256, encoder.contract, root=tmp_path / "cache"), workers=0, progress=False)
+    assert repaired.n_computed == 1 and "i1" in repaired.image_ids

@@ -1,0 +1,98 @@
+"""LightGBM on frozen embeddings: out-of-fold predictions, determinism, augmented rows, early stopping, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from runner.classify import ClassifyError, classify
+
+CARD = {"type": "lightgbm", "seed": 0, "num_threads": 1}
+
+
+def data(n=240, dim=16, seed=0, signal=1.5):
+    rng = np.random.default_rng(seed)
+    label = np.arange(n) % 2
+    x = rng.normal(size=(n, dim)).astype(np.float32)
+    x[:, :3] += signal * label[:, None]
+    patients = np.arange(n) // 2  # two images per patient, same fold
+    fold = (patients % 5).astype(int)
+    table = pd.DataFrame({"image_id": [f"i{i}" for i in range(n)], "patient_id": [f"p{p}" for p in patients],
+                          "label": label, "fold": fold})
+    return x, table
+
+
+def test_out_of_fold_predictions_cover_every_image_once_and_separate_classes():
+    from sklearn.metrics import roc_auc_score
+
+    x, table = data()
+    out = classify(x, table, CARD, [0, 1, 2, 3, 4])
+    p = out.predictions
+    assert list(p.columns) == ["image_id", "patient_id", "label", "fold", "prob"]
+    assert sorted(p["image_id"]) == sorted(table["image_id"])
+    merged = p.merge(table, on="image_id", suffixes=("", "_t"))
+    assert (merged["fold"] == merged["fold_t"]).all() and (merged["label"] == merged["label_t"]).all()
+    assert p["prob"].between(0, 1).all() and np.isfinite(p["prob"]).all()
+    assert roc_auc_score(p["label"], p["prob"]) > 0.9
+    assert [f.n_train + f.n_test for f in out.folds] == [len(table)] * 5
+
+
+def test_results_are_deterministic():
+    x, table = data()
+    a = classify(x, table, CARD, [0, 1, 2, 3, 4]).predictions
+    b = classify(x, table, CARD, [0, 1, 2, 3, 4]).predictions
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_no_signal_gives_chance_auroc():
+    from sklearn.metrics import roc_auc_score
+
+    x, table = data(n=400, signal=0.0, seed=3)
+    p = classify(x, table, CARD, [0, 1, 2, 3, 4]).predictions
+    assert abs(roc_auc_score(p["label"], p["prob"]) - 0.5) < 0.12
+
+
+def test_holdout_predicts_only_the_evaluated_fold():
+    x, table = data()
+    table["fold"] = (table["fold"] == 0).map({True: 0, False: 1})  # 0 = test, 1 = train
+    out = classify(x, table, CARD, [0])
+    assert set(out.predictions["fold"]) == {0} and len(out.predictions) == int((table["fold"] == 0).sum())
+
+
+def test_augmented_views_are_training_rows_only_when_the_card_asks():
+    x, table = data()
+    views = {f"v{k}": x + 0.01 * k for k in range(1, 6)}
+    plain = classify(x, table, CARD, [0], augmented=views)
+    assert plain.folds[0].n_train_rows <= plain.folds[0].n_train
+    card = {**CARD, "augmented_training_rows": True, "early_stopping": None}
+    aug = classify(x, table, card, [0], augmented=views)
+    assert aug.folds[0].n_train_rows == 6 * aug.folds[0].n_train
+    assert len(aug.predictions) == int((table["fold"] == 0).sum())  # test rows are originals only
+    stopped = classify(x, table, {**CARD, "augmented_training_rows": True}, [0], augmented=views)
+    # the inner validation images leave the fit set together with all their views
+    assert stopped.folds[0].n_train_rows % 6 == 0 and stopped.folds[0].n_train_rows < 6 * stopped.folds[0].n_train
+
+
+def test_early_stopping_off_grows_exactly_n_estimators():
+    x, table = data()
+    out = classify(x, table, {**CARD, "early_stopping": None, "params": {"n_estimators": 37}}, [0, 1])
+    assert [f.n_trees for f in out.folds] == [37, 37]
+    stopped = classify(x, table, {**CARD, "params": {"n_estimators": 2000}}, [0, 1])
+    assert all(f.n_trees < 2000 for f in stopped.folds)
+
+
+@pytest.mark.parametrize("problem", ["nan", "shape", "label", "type"])
+def test_bad_input_is_a_clear_error(problem):
+    x, table = data()
+    card = dict(CARD)
+    if problem == "nan":
+        x[3, 2] = np.nan
+    elif problem == "shape":
+        x = x[:-1]
+    elif problem == "label":
+        table.loc[0, "label"] = 2
+    else:
+        card["type"] = "xgboost"
+    with pytest.raises(ClassifyError):
+        classify(x, table, card, [0])

@@ -1,0 +1,47 @@
+"""The Ray backend (local Ray, 2 CPUs) gives the local backend's embeddings, exclusions and cache entries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    from runner.ray_backend import ensure_ray
+
+    started = not ray.is_initialized()
+    yield ensure_ray(2)
+    if started:
+        ray.shutdown()
+
+
+def test_ray_backend_equals_local_backend(local_ray, demo_data_dir, tmp_path, monkeypatch):
+    from registry.cards import load_registry
+    from runner.cache import EmbeddingCache
+    from runner.embed import embed_manifest
+    from runner.encoders import load_encoder
+    from runner.ray_backend import embed_manifest_ray
+
+    meta = pd.read_csv(demo_data_dir / "metadata.csv")
+    corrupt = {c["path"] for c in pd.read_json(demo_data_dir / "demo_data.json", typ="series")["corrupt"]}
+    manifest = pd.concat([meta.head(12), meta[meta["path"].isin(corrupt)].head(2)]).drop_duplicates("image_id")
+    card = load_registry().encoders["random-cnn"]
+    encoder = load_encoder(card.data, device="cpu")
+
+    def cache(name):
+        return EmbeddingCache(card.sha256, encoder.contract, root=tmp_path / name)
+
+    local = embed_manifest(manifest, demo_data_dir, "demo", encoder, cache("local"), workers=0, batch_size=4,
+                           progress=False)
+    remote = embed_manifest_ray(manifest, demo_data_dir, "demo", encoder, cache("ray"), batch_size=4, progress=False)
+    assert remote.image_ids == local.image_ids and len(remote.image_ids) == len(manifest) - 2
+    assert remote.exclusions == local.exclusions and len(remote.exclusions) == 2
+    np.testing.assert_allclose(remote.original, local.original, rtol=0, atol=1e-6)
+    # Same cache keys: the local backend finds everything Ray wrote (only the two corrupt files are retried).
+    again = embed_manifest(manifest, demo_data_dir, "demo", encoder, cache("ray"), workers=0, progress=False)
+    assert again.n_computed == 2
+    np.testing.assert_array_equal(again.original, remote.original)
