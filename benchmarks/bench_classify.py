@@ -21,6 +21,13 @@ import numpy as np
 import pandas as pd
 
 
+def task_defaults_classifier() -> dict:
+    """The classifier block every registry task inherits (tasks/_defaults-eval.yaml)."""
+    from registry.cards import load_registry
+
+    return dict(load_registry().tasks["effusion-mimic"].data["classifier"])
+
+
 def synthetic_embeddings(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
     rng = np.random.default_rng(seed)
     patient = np.repeat(np.arange(n), rng.integers(1, 4, size=n))[:n]
@@ -76,7 +83,7 @@ def main() -> None:
     t_naive = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    ours = classify(x, table, {"type": "lightgbm", "num_threads": threads}, eval_folds=list(range(5)))
+    ours = classify(x, table, {**task_defaults_classifier(), "num_threads": threads}, eval_folds=list(range(5)))
     t_ours_fit = time.perf_counter() - t0
     ours_summary = summarize(ours.predictions, metrics_card)
     t_ours = time.perf_counter() - t0

@@ -25,18 +25,8 @@ import pandas as pd
 # libgomp reads this once, when lightgbm is first imported, so it is set before that import.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-# Used only where the task card's classifier.params omit a value (tasks/_defaults.yaml sets them explicitly).
-# Chosen on benchmarks/bench_classify.py: same AUROC as LightGBM's defaults at a fraction of the time.
-DEFAULT_PARAMS = {
-    "n_estimators": 500,  # an upper bound: early stopping picks the count per fold
-    "learning_rate": 0.1,
-    "num_leaves": 7,
-    "max_bin": 31,
-    "feature_fraction": 0.2,
-    "min_data_in_leaf": 20,
-    "lambda_l2": 1.0,
-}
-DEFAULT_EARLY_STOPPING = {"rounds": 30, "inner_fraction": 0.15}
+LIGHTGBM_DEFAULT_N_ESTIMATORS = 100  # LightGBM's own default num_iterations
+DEFAULT_INNER_FRACTION = 0.15  # as documented in classifier-defs.schema.json
 MIN_INNER_ROWS = 20  # smaller inner-validation sets are too noisy to choose a tree count from
 
 
@@ -61,15 +51,17 @@ class ClassifierSettings:
         card = dict(card or {"type": "lightgbm"})
         if card.get("type", "lightgbm") != "lightgbm":
             raise ClassifyError(f"classifier.type {card.get('type')!r} is not supported; expected 'lightgbm'")
-        params = {**DEFAULT_PARAMS, **(card.get("params") or {})}
-        n_estimators = int(params.pop("n_estimators"))
-        stopping = card.get("early_stopping", DEFAULT_EARLY_STOPPING)
+        # Settings come from the card alone (tasks/_defaults-eval.yaml states them), so the card hash covers them;
+        # what a card leaves out falls to LightGBM's own defaults, and no early stopping.
+        params = dict(card.get("params") or {})
+        n_estimators = int(params.pop("n_estimators", LIGHTGBM_DEFAULT_N_ESTIMATORS))
+        stopping = card.get("early_stopping")
         threads = int(card.get("num_threads", 0)) or (os.cpu_count() or 1)
         return cls(
             params=params,
             n_estimators=n_estimators,
             early_stopping_rounds=None if stopping is None else int(stopping["rounds"]),
-            inner_fraction=float((stopping or {}).get("inner_fraction", DEFAULT_EARLY_STOPPING["inner_fraction"])),
+            inner_fraction=float((stopping or {}).get("inner_fraction", DEFAULT_INNER_FRACTION)),
             augmented_training_rows=bool(card.get("augmented_training_rows", False)),
             num_threads=threads,
             seed=int(card.get("seed", 0)),

@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from registry.cards import load_registry
 from runner.classify import ClassifyError, classify
 
-CARD = {"type": "lightgbm", "seed": 0, "num_threads": 1}
+# The classifier block every registry task inherits (tasks/_defaults-eval.yaml), on one thread.
+CARD = {**load_registry().tasks["effusion-mimic"].data["classifier"], "num_threads": 1}
 
 
 def data(n=240, dim=16, seed=0, signal=1.5):

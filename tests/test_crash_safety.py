@@ -3,7 +3,7 @@ no cache entry is ever corrupt, and two runs filling one cache at the same time 
 
 The run is small (a test-only task card with 30/30 images of the synthetic demo set, batch size 1 so every image is
 its own cache shard) and uses the `pixels` encoder, so a run starts and embeds in seconds; the slow variant repeats
-it with `random-cnn` (torch) and 20 kill points.
+it with `random-cnn` (torch), a 60/60 task and 20 kill points.
 """
 
 from __future__ import annotations
@@ -24,17 +24,23 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TASK_ID = "crash-demo"
-TASK_CARD = f"""\
-# Test-only task: 30/30 demo images, 3 patient-wise folds, a small single-threaded LightGBM.
+LARGE_TASK_ID = "crash-demo-large"  # 60/60: enough shards for the slow run's 20 kill points
+
+
+def task_card(task_id: str, per_class: int) -> str:
+    return f"""\
+# Test-only task: {per_class}/{per_class} demo images, 3 patient-wise folds, a small single-threaded LightGBM.
 extends: _defaults.yaml
-id: {TASK_ID}
+id: {task_id}
 title: Crash-safety test task
 dataset: demo-cxr
 label: {{id: effusion, name: Effusion}}
-sampling: {{positives: 30, negatives: 30, verify: header}}
+sampling: {{positives: {per_class}, negatives: {per_class}, verify: header}}
 split: {{method: stratified-group-kfold, folds: 3, seed: 0}}
 classifier: {{type: lightgbm, seed: 0, num_threads: 1, params: {{n_estimators: 60}}}}
 """
+
+
 # Fields of a result that legitimately differ between runs (wall-clock and where it ran).
 VOLATILE = ("timings_s", "throughput", "created_at", "environment")
 
@@ -43,12 +49,13 @@ def make_registry(root: Path) -> Path:
     """A copy of the project's cards plus the test-only task card."""
     for sub in ("tasks", "encoders", "registry/datasets"):
         shutil.copytree(REPO / sub, root / sub)
-    (root / "tasks" / f"{TASK_ID}.yaml").write_text(TASK_CARD, encoding="utf-8")
+    (root / "tasks" / f"{TASK_ID}.yaml").write_text(task_card(TASK_ID, 30), encoding="utf-8")
+    (root / "tasks" / f"{LARGE_TASK_ID}.yaml").write_text(task_card(LARGE_TASK_ID, 60), encoding="utf-8")
     return root
 
 
-def eval_command(encoder: str, data_root: Path, out: Path) -> list[str]:
-    return [sys.executable, "-c", "from runner.cli import app; app()", "eval", "--task", TASK_ID, "--encoder", encoder,
+def eval_command(encoder: str, data_root: Path, out: Path, task: str = TASK_ID) -> list[str]:
+    return [sys.executable, "-c", "from runner.cli import app; app()", "eval", "--task", task, "--encoder", encoder,
             "--data-root", str(data_root), "--out", str(out), "--device", "cpu", "--analyses", "none",
             "--workers", "0", "--batch-size", "1"]
 
@@ -85,12 +92,12 @@ def comparable(result_path: Path) -> dict:
     return {k: v for k, v in result.items() if k not in VOLATILE}
 
 
-def assert_same_run(out_a: Path, out_b: Path, encoder: str) -> None:
-    run_a, run_b = out_a / TASK_ID / encoder, out_b / TASK_ID / encoder
+def assert_same_run(out_a: Path, out_b: Path, encoder: str, task: str = TASK_ID) -> None:
+    run_a, run_b = out_a / task / encoder, out_b / task / encoder
     assert comparable(run_a / "result.json") == comparable(run_b / "result.json")
     pd.testing.assert_frame_equal(pd.read_parquet(run_a / "predictions.parquet"),
                                   pd.read_parquet(run_b / "predictions.parquet"), check_exact=True)
-    assert (out_a / TASK_ID / "manifest.parquet").read_bytes() == (out_b / TASK_ID / "manifest.parquet").read_bytes()
+    assert (out_a / task / "manifest.parquet").read_bytes() == (out_b / task / "manifest.parquet").read_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -99,17 +106,17 @@ def setup(tmp_path_factory, demo_data_dir):
     return {"root": root, "registry": make_registry(root / "registry"), "data": demo_data_dir}
 
 
-def baseline(setup, encoder: str) -> tuple[Path, Path]:
-    """One uninterrupted run (cache, out), made once per encoder."""
-    out, cache = setup["root"] / f"base-{encoder}-out", setup["root"] / f"base-{encoder}-cache"
-    if not (out / TASK_ID / encoder / "result.json").is_file():
-        proc = subprocess.run(eval_command(encoder, setup["data"], out), env=eval_env(setup["registry"], cache),
+def baseline(setup, encoder: str, task: str = TASK_ID) -> tuple[Path, Path]:
+    """One uninterrupted run (cache, out), made once per encoder and task."""
+    out, cache = setup["root"] / f"base-{task}-{encoder}-out", setup["root"] / f"base-{task}-{encoder}-cache"
+    if not (out / task / encoder / "result.json").is_file():
+        proc = subprocess.run(eval_command(encoder, setup["data"], out, task), env=eval_env(setup["registry"], cache),
                               check=False, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
     return out, cache
 
 
-def kill_and_resume(setup, encoder: str, kills: int, seed: int, tag: str) -> list[str]:
+def kill_and_resume(setup, encoder: str, kills: int, seed: int, tag: str, task: str = TASK_ID) -> list[str]:
     """SIGKILL `runner eval` at `kills` seeded random points, resuming each time; then let it finish.
 
     Kill points: the first after a random delay (usually while starting or sampling), the others once the cache holds
@@ -117,7 +124,7 @@ def kill_and_resume(setup, encoder: str, kills: int, seed: int, tag: str) -> lis
     """
     rng = random.Random(seed)
     out, cache = setup["root"] / f"{tag}-out", setup["root"] / f"{tag}-cache"
-    command, env = eval_command(encoder, setup["data"], out), eval_env(setup["registry"], cache)
+    command, env = eval_command(encoder, setup["data"], out, task), eval_env(setup["registry"], cache)
     points: list[str] = []
     attempts = 0
     while len(points) < kills:
@@ -136,7 +143,7 @@ def kill_and_resume(setup, encoder: str, kills: int, seed: int, tag: str) -> lis
             time.sleep(0.005)
         if proc.poll() is not None:  # finished first: start over from an empty run folder so a later kill can land
             assert proc.returncode == 0, proc.stderr.read().decode()
-            shutil.rmtree(out / TASK_ID / encoder, ignore_errors=True)
+            shutil.rmtree(out / task / encoder, ignore_errors=True)
             continue
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
@@ -149,10 +156,10 @@ def kill_and_resume(setup, encoder: str, kills: int, seed: int, tag: str) -> lis
     return points
 
 
-def check_resumed(setup, encoder: str, tag: str) -> None:
-    base_out, base_cache = baseline(setup, encoder)
+def check_resumed(setup, encoder: str, tag: str, task: str = TASK_ID) -> None:
+    base_out, base_cache = baseline(setup, encoder, task)
     out, cache = setup["root"] / f"{tag}-out", setup["root"] / f"{tag}-cache"
-    assert_same_run(base_out, out, encoder)
+    assert_same_run(base_out, out, encoder, task)
     base_entries, entries = read_cache(base_cache), read_cache(cache)
     assert set(entries) == set(base_entries)
     for key, vector in base_entries.items():
@@ -185,6 +192,7 @@ def test_two_runs_filling_one_cache_at_once(setup):
 
 @pytest.mark.slow
 def test_sigkill_random_cnn_twenty_points(setup):
-    points = kill_and_resume(setup, "random-cnn", kills=20, seed=21, tag="kill-cnn")
+    points = kill_and_resume(setup, "random-cnn", kills=20, seed=21, tag="kill-cnn", task=LARGE_TASK_ID)
     assert len(points) == 20
-    check_resumed(setup, "random-cnn", "kill-cnn")
+    check_resumed(setup, "random-cnn", "kill-cnn", LARGE_TASK_ID)
+    print("kill points survived:", points)
