@@ -150,7 +150,7 @@ def resolve(path: Path, _stack: tuple[Path, ...] = ()) -> tuple[dict, list[_Sour
     sources = [_Source(path, lines)]
     if parent is None:
         return data, sources
-    if not isinstance(parent, str) or not parent.strip():
+    if not isinstance(parent, str) or not parent.strip() or "\x00" in parent:  # NUL: no such file name exists
         raise CardError(CardProblem(path, "`extends` must name a file", "/extends", lines.get("/extends"),
                                     expected="a relative path such as _defaults.yaml"))
     target = (path.parent / parent).resolve()
@@ -370,9 +370,9 @@ def collect(root: Path | None = None) -> tuple[Registry, list[CardProblem]]:
     root = Path(root).resolve() if root else default_root()
     found: dict[str, dict[str, Card]] = {kind: {} for kind in KINDS}
     problems: list[CardProblem] = []
-    for kind, path in [(kind, path) for kind in KINDS for path in card_paths(root, kind)]:
+    for card_kind, path in [(k, p) for k in KINDS for p in card_paths(root, k)]:
         try:
-            card = load_card(path, kind)
+            card = load_card(path, card_kind)
         except CardError as exc:
             problems.extend(exc.problems)
             continue

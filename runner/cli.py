@@ -4,13 +4,15 @@ Each import below registers its commands on `runner.cli_app.app`.
 """
 
 from runner.cli_app import app
-from runner.commands import registry_cmds  # noqa: F401  list, show, validate
-from runner.commands import leaderboard_cmds  # noqa: F401  submit, leaderboard build|serve
-from runner.commands import sample_cmd  # noqa: F401  sample
-from runner.commands import encoders_cmd  # noqa: F401  encoders check
-from runner.commands import demo_data_cmd  # noqa: F401  demo-data
-from runner.commands import eval_cmd  # noqa: F401  eval, demo
-from runner.commands import bench_cmd  # noqa: F401  bench
+from runner.commands import (
+    bench_cmd,  # noqa: F401  bench
+    demo_data_cmd,  # noqa: F401  demo-data
+    encoders_cmd,  # noqa: F401  encoders check
+    eval_cmd,  # noqa: F401  eval, demo
+    leaderboard_cmds,  # noqa: F401  submit, leaderboard build|serve
+    registry_cmds,  # noqa: F401  list, show, validate
+    sample_cmd,  # noqa: F401  sample
+)
 
 __all__ = ["app"]
 

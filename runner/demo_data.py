@@ -14,6 +14,10 @@ The finding names below are the definition of this synthetic data set; the demo 
 
 Same seed -> byte-identical files: every random draw comes from a generator keyed by (seed, patient, study,
 image) and UIDs are hashed from the same keys.
+
+Sites: `site="a"` (the default) is the demo data set; `site="b"` is a second synthetic "hospital" for transfer tasks:
+the same findings drawn with another acquisition look (`SITES`: lower contrast, stronger gamma and noise, a slight
+blur, smaller images), so a classifier trained on one site meets a shifted image distribution on the other.
 """
 
 from __future__ import annotations
@@ -40,6 +44,23 @@ UNCERTAIN_SHARE, BLANK_SHARE, LABEL_FLIP_SHARE = 0.05, 0.03, 0.03
 UID_ROOT = "1.2.826.0.1.3680043.8.498."  # pydicom's registered root, the one generate_uid uses by default
 
 
+@dataclass(frozen=True)
+class SiteLook:
+    """How one synthetic site's scanner renders the same anatomy (the defaults are site a, the original look)."""
+
+    gamma: tuple[float, float] = (0.8, 1.25)  # display gamma drawn per image
+    noise: tuple[float, float] = (0.01, 0.03)  # sd of the pixel noise drawn per image
+    contrast: float = 1.0  # density scaled about its mean: < 1 flattens the image
+    blur_px: float = 0.0  # Gaussian blur (sigma in pixels at image_size 256)
+    size_scale: float = 1.0  # image_size multiplier
+
+
+SITES = {
+    "a": SiteLook(),
+    "b": SiteLook(gamma=(1.1, 1.5), noise=(0.03, 0.06), contrast=0.8, blur_px=1.0, size_scale=0.875),
+}
+
+
 class DemoDataError(Exception):
     """The demo data set cannot be written (e.g. the target is a non-empty directory of something else)."""
 
@@ -48,6 +69,7 @@ class DemoDataError(Exception):
 class DemoDatasetSummary:
     out_dir: str
     seed: int
+    site: str
     n_patients: int
     n_studies: int
     n_images: int
@@ -74,9 +96,15 @@ class _Image:
 
 
 def make_demo_dataset(
-    out_dir: str | Path, seed: int = 0, n_patients: int = DEFAULT_PATIENTS, image_size: int = 256
+    out_dir: str | Path, seed: int = 0, n_patients: int = DEFAULT_PATIENTS, image_size: int = 256, site: str = "a"
 ) -> DemoDatasetSummary:
-    """Write the synthetic data set into `out_dir` (files/, metadata.csv, README.txt, demo_data.json)."""
+    """Write the synthetic data set into `out_dir` (files/, metadata.csv, README.txt, demo_data.json).
+
+    site: a key of SITES, the acquisition look ("a": the demo data set; "b": a second site for transfer tasks).
+    """
+    if site not in SITES:
+        raise DemoDataError(f"unknown site {site!r}; expected one of {', '.join(SITES)}")
+    look = SITES[site]
     if n_patients < 1:
         raise DemoDataError(f"n_patients must be >= 1, got {n_patients}")
     if image_size < 64:
@@ -94,13 +122,15 @@ def make_demo_dataset(
         corrupt = _choose_corrupt(images, seed)
         counts: dict[str, dict[str, int]] = {}
         for image in images:
-            encoding = _write_dicom(partial, image, seed, image_size, corrupt.get(image.image_id))
+            encoding = _write_dicom(partial, image, seed, round(image_size * look.size_scale), look,
+                                    corrupt.get(image.image_id))
             for key, value in encoding.items():
                 counts.setdefault(key, {}).setdefault(str(value), 0)
                 counts[key][str(value)] += 1
         summary = DemoDatasetSummary(
             out_dir=str(out_dir),
             seed=seed,
+            site=site,
             n_patients=n_patients,
             n_studies=len({i.study_id for i in images}),
             n_images=len(images),
@@ -180,7 +210,7 @@ def _normal_quantile(p: float) -> float:
 # ---------------------------------------------------------------------------------------------- rendering
 
 
-def _render(rng: np.random.Generator, shape: tuple[int, int], image: _Image) -> np.ndarray:
+def _render(rng: np.random.Generator, shape: tuple[int, int], image: _Image, look: SiteLook = SITES["a"]) -> np.ndarray:
     """Density map (bright = dense), roughly [0, 1]."""
     from PIL import Image
 
@@ -198,8 +228,14 @@ def _render(rng: np.random.Generator, shape: tuple[int, int], image: _Image) -> 
     # Smooth mottling: coarse noise upsampled (cheaper than blurring full-size noise).
     coarse = rng.normal(size=(h // 16 + 1, w // 16 + 1)).astype(np.float32)
     texture = np.asarray(Image.fromarray(coarse, mode="F").resize((w, h), Image.Resampling.BICUBIC))
-    density += 0.02 * texture + rng.normal(scale=rng.uniform(0.01, 0.03), size=shape).astype(np.float32)
-    gamma = rng.uniform(0.8, 1.25)
+    if look.contrast != 1.0:
+        density = density.mean() + look.contrast * (density - density.mean())
+    if look.blur_px > 0:
+        from scipy.ndimage import gaussian_filter
+
+        density = gaussian_filter(density, sigma=look.blur_px * w / 256)
+    density += 0.02 * texture + rng.normal(scale=rng.uniform(*look.noise), size=shape).astype(np.float32)
+    gamma = rng.uniform(*look.gamma)
     return np.clip(density, 0.0, 1.0) ** gamma
 
 
@@ -286,7 +322,7 @@ def _uid(seed: int, *parts: str) -> str:
     return str(generate_uid(prefix=UID_ROOT, entropy_srcs=["cxr-demo-data", str(seed), *parts]))
 
 
-def _write_dicom(root: Path, image: _Image, seed: int, base: int, corrupt_kind: str | None) -> dict:
+def _write_dicom(root: Path, image: _Image, seed: int, base: int, look: SiteLook, corrupt_kind: str | None) -> dict:
     """Render and write one file; returns how it was encoded (for the summary counts)."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import (
@@ -299,7 +335,7 @@ def _write_dicom(root: Path, image: _Image, seed: int, base: int, corrupt_kind: 
                                  int(image.image_id.rsplit("_", 1)[1])])
     step = max(base // 16, 1)
     shape = (base + step * int(rng.integers(0, 3)), base - step + step * int(rng.integers(0, 3)))
-    density = _render(rng, shape, image)
+    density = _render(rng, shape, image, look)
 
     bits = int(rng.choice([12, 14, 15, 16]))
     monochrome1 = rng.random() < MONOCHROME1_SHARE
@@ -395,7 +431,7 @@ def _write_readme(path: Path, summary: DemoDatasetSummary) -> None:
     path.write_text(
         "SYNTHETIC DATA - NOT REAL PATIENTS, NOT FOR ANY CLINICAL OR RESEARCH CONCLUSION.\n\n"
         "Generated by `runner demo-data` (runner/demo_data.py) from seed "
-        f"{summary.seed}: {summary.n_patients} synthetic patients, {summary.n_studies} studies, "
+        f"{summary.seed}, site {summary.site}: {summary.n_patients} synthetic patients, {summary.n_studies} studies, "
         f"{summary.n_images} DICOM files.\n"
         "The images are drawn shapes resembling chest radiographs; findings (atelectasis, edema, effusion, "
         "opacity) are painted signatures of random strength, and labels are per study with a few flipped, "

@@ -12,6 +12,7 @@ encoder of a task is scored on the same images and folds.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,8 @@ class EvalOptions:
     pipeline: str = "auto"  # auto | cpu | fast (runner.fastpath: preprocessing on the device)
     batch_size: int | None = None  # default: the encoder card's
     backend: str = "local"  # local | ray (runner.ray_backend: Ray Data actor pool, same cache)
+    # dataset id -> root, for data sets other than the task's own: a transfer task's training set, transfer targets
+    data_roots: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass
@@ -59,9 +62,34 @@ def evaluate(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Pat
     return run_evaluation(task_id, encoder_id, data_root, out_dir, options, registry).result_path
 
 
+@dataclass
+class _Design:
+    """What the classifier sees: table rows (image_id, patient_id, label, fold, ...) aligned with x and each view."""
+
+    table: pd.DataFrame
+    x: np.ndarray
+    augmented: dict[str, np.ndarray]
+    eval_folds: list[int]
+
+
+@dataclass
+class _Side:
+    """One task's frozen manifest and its embeddings (a transfer task has two: the training task's and its own)."""
+
+    task: object  # registry Card
+    dataset: object
+    manifest: object  # runner.manifest.Manifest
+    embedded: object  # runner.embed.Embeddings
+
+
 def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Path,
                    options: EvalOptions | None = None, registry=None) -> EvalRun:
-    """`evaluate`, also returning the result object and the embedding cache's counters."""
+    """`evaluate`, also returning the result object and the embedding cache's counters.
+
+    A task card with `type: transfer` trains one classifier on every image of `transfer.train_task`'s manifest and
+    scores this task's manifest: both are sampled (or reused) and frozen under OUT/<task>/, both embedded through the
+    cache; the predictions are one holdout "fold 0", so the CI is the patient bootstrap over the test set.
+    """
     from registry.cards import load_registry
     from registry.errors import CardError
 
@@ -73,27 +101,40 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
         task = reg.get("task", task_id)
         encoder_card = reg.get("encoder", encoder_id)
         dataset = reg.get("dataset", task.data["dataset"])
+        train_cards = _train_task_cards(reg, task)
     except CardError as exc:
         raise EvaluationError(str(exc), exit_code=2) from None
     out_dir = Path(out_dir)
     task_dir = out_dir / task.id
     run_dir = task_dir / encoder_card.id
+    wanted = _wanted_analyses(task.data, options.analyses)
+    roots = _Roots(task.data["dataset"], data_root, options.data_roots)
 
     t0 = time.perf_counter()
-    root = _data_root(dataset.data, data_root)
-    manifest = _manifest(task, dataset, root, task_dir)
+    manifest = _manifest(task, dataset, roots.of(dataset.data), task_dir)
+    train_manifest = None
+    if train_cards:
+        train_manifest = _manifest(*train_cards, roots.of(train_cards[1].data), out_dir / train_cards[0].id)
     timings["sample"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    embedded, device, cache = _embed(task, encoder_card, dataset.id, root, manifest.frame, options)
+    encoder = _load_encoder(encoder_card, options)
+    augment = _augment_spec(task.data, wanted)
+    cache = _cache(encoder_card, encoder, options)
+    test_side = _Side(task, dataset, manifest, _embed(encoder, encoder_card, dataset.id, roots.of(dataset.data),
+                                                      manifest.frame, cache, augment, options))
+    train_side = None
+    if train_cards:
+        train_side = _Side(*train_cards, train_manifest,
+                           _embed(encoder, encoder_card, train_cards[1].id, roots.of(train_cards[1].data),
+                                  train_manifest.frame, cache, augment, options))
     timings["embed"] = time.perf_counter() - t0
 
-    table = manifest.frame.set_index("image_id").loc[embedded.image_ids].reset_index()
+    design = _transfer_design(train_side, test_side) if train_side else _design(test_side)
     classifier_card = task.data.get("classifier") or {"type": "lightgbm"}
-    eval_folds = [int(f) for f in manifest.meta["eval_folds"]]
     t0 = time.perf_counter()
     try:
-        fitted = classify(embedded.original, table, classifier_card, eval_folds, augmented=embedded.augmented)
+        fitted = classify(design.x, design.table, classifier_card, design.eval_folds, augmented=design.augmented)
     except ClassifyError as exc:
         raise EvaluationError(f"{task.id} x {encoder_card.id}: {exc}", exit_code=1) from None
     timings["classify"] = time.perf_counter() - t0
@@ -102,7 +143,7 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     from runner.metrics import summarize
 
     n_train = {fit.fold: fit.n_train for fit in fitted.folds}
-    summary = summarize(fitted.predictions, task.data.get("metrics"), eval_folds=eval_folds, n_train=n_train)
+    summary = summarize(fitted.predictions, task.data.get("metrics"), eval_folds=design.eval_folds, n_train=n_train)
     timings["metrics"] = time.perf_counter() - t0
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -110,15 +151,20 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
         "trees_per_fold": [fit.n_trees for fit in fitted.folds],
         "train_rows_per_fold": [fit.n_train_rows for fit in fitted.folds],
     }}
-    if options.analyses is None or options.analyses:
+    if train_side:  # the transfer block describes how a transfer task's numbers were made: always written
+        analyses["transfer"] = _transfer_block(train_side, test_side, summary, out_dir, encoder_card.id)
+        wanted = [name for name in wanted if name != "transfer"]
+    if wanted:
         t0 = time.perf_counter()
-        analyses.update(_run_analyses(options.analyses, task, encoder_card.id, table, embedded, fitted, eval_folds,
-                                      run_dir, task_dir, manifest.meta["sha256"]))
+        per_analysis: dict[str, float] = {}
+        analyses.update(_run_analyses(wanted, task, reg, encoder, encoder_card, cache, roots, design, fitted,
+                                      run_dir, out_dir, manifest.meta["sha256"], options, per_analysis))
         timings["analyses"] = time.perf_counter() - t0
+        timings.update({f"analysis.{name}": seconds for name, seconds in per_analysis.items()})
     timings["total"] = time.perf_counter() - started
 
-    result = _result(task, encoder_card, dataset, manifest, embedded, fitted, summary, analyses, timings, device,
-                     options)
+    result = _result(task, encoder_card, dataset, manifest, test_side.embedded, fitted, summary, analyses, timings,
+                     encoder.device, options)
     _write_predictions(fitted.predictions, run_dir / "predictions.parquet")
     from runner.results import ResultError, write_result
 
@@ -126,11 +172,52 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
         path = write_result(result, run_dir / "result.json")
     except ResultError as exc:
         raise EvaluationError(str(exc), exit_code=1) from None
-    return EvalRun(path, result, embedded.n_computed, cache.hits, cache.misses)
+    return EvalRun(path, result, test_side.embedded.n_computed + (train_side.embedded.n_computed if train_side else 0),
+                   cache.hits, cache.misses)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # stages
+
+
+def _train_task_cards(reg, task) -> tuple | None:
+    """(train task card, its dataset card) of a transfer task; None for a plain classification task."""
+    if task.data.get("type", "classification") != "transfer":
+        return None
+    train_id = (task.data.get("transfer") or {}).get("train_task")
+    if not train_id:
+        raise EvaluationError(f"{task.id}: a transfer task needs transfer.train_task", exit_code=2)
+    train_task = reg.get("task", train_id)
+    if train_task.data.get("type", "classification") == "transfer":
+        raise EvaluationError(f"{task.id}: transfer.train_task {train_id!r} is itself a transfer task", exit_code=2)
+    if _label_id(train_task.data) != _label_id(task.data):
+        raise EvaluationError(f"{task.id}: transfer.train_task {train_id!r} has label {_label_id(train_task.data)!r}, "
+                              f"this task {_label_id(task.data)!r}; transfer needs the same label", exit_code=2)
+    return train_task, reg.get("dataset", train_task.data["dataset"])
+
+
+def _label_id(task_data: dict) -> str:
+    label = task_data.get("label")
+    return label.get("id") if isinstance(label, dict) else str(label)
+
+
+class _Roots:
+    """Data roots by dataset: --data-root is the task's own data set; others come from EvalOptions.data_roots
+    (`runner eval --dataset-root ID=DIR`) or the dataset card's environment variable."""
+
+    def __init__(self, own_dataset: str, data_root: Path | None, data_roots: dict | None):
+        self.own, self.data_root, self.data_roots = own_dataset, data_root, dict(data_roots or {})
+
+    def of(self, dataset_card: dict) -> Path:
+        given = self.data_root if dataset_card["id"] == self.own and self.data_root is not None else \
+            self.data_roots.get(dataset_card["id"])
+        if given is None and dataset_card["id"] != self.own and not os.environ.get(dataset_card.get("root_env") or ""):
+            hint = f" or set ${dataset_card['root_env']}" if dataset_card.get("root_env") else ""
+            from runner.data.tables import access_hint
+
+            raise EvaluationError(f"no data root for dataset {dataset_card['id']!r}: pass --dataset-root "
+                                  f"{dataset_card['id']}=DIR{hint}. {access_hint(dataset_card)}", exit_code=2)
+        return _data_root(dataset_card, given)
 
 
 def _data_root(dataset_card: dict, data_root: Path | None) -> Path:
@@ -163,29 +250,43 @@ def _manifest(task, dataset, data_root: Path, task_dir: Path):
     return write_manifest(task_dir, sampled, task.sha256)
 
 
-def _needs_augmentation(task_data: dict, analyses: list[str] | None) -> bool:
-    if (task_data.get("classifier") or {}).get("augmented_training_rows"):
-        return True
-    if analyses is None:
-        return bool(((task_data.get("analyses") or {}).get("stability") or {}).get("enabled"))
-    return "stability" in analyses
+def _wanted_analyses(task_data: dict, names: list[str] | None) -> list[str]:
+    """The analyses to run: those named, or (None) those the task card enables."""
+    from runner.analysis import enabled_analyses
+
+    return enabled_analyses(task_data.get("analyses")) if names is None else list(names)
 
 
-def _embed(task, encoder_card, dataset_id: str, data_root: Path, frame: pd.DataFrame, options: EvalOptions):
+def _augment_spec(task_data: dict, wanted: list[str]) -> dict | None:
+    """Augmented views are embedded when the classifier trains on them or the stability analysis runs."""
     from registry.cards import sha256_of
-    from runner.cache import EmbeddingCache
-    from runner.embed import embed_manifest
+
+    if not ((task_data.get("classifier") or {}).get("augmented_training_rows") or "stability" in wanted):
+        return None
+    spec = task_data.get("augmentations") or {}
+    return {"seed": int(spec.get("seed", 0)), "spec": sha256_of(spec)[:16]}
+
+
+def _load_encoder(encoder_card, options: EvalOptions):
     from runner.encoders import EncoderError, load_encoder
 
     try:
-        encoder = load_encoder(encoder_card.data, device=options.device, trust_custom_code=options.trust_custom_code)
+        return load_encoder(encoder_card.data, device=options.device, trust_custom_code=options.trust_custom_code)
     except EncoderError as exc:
         raise EvaluationError(str(exc), exit_code=2) from None
-    augment = None
-    if _needs_augmentation(task.data, options.analyses):
-        spec = task.data.get("augmentations") or {}
-        augment = {"seed": int(spec.get("seed", 0)), "spec": sha256_of(spec)[:16]}
-    cache = EmbeddingCache(encoder_card.sha256, encoder.contract, root=options.cache_dir)
+
+
+def _cache(encoder_card, encoder, options: EvalOptions):
+    from runner.cache import EmbeddingCache
+
+    return EmbeddingCache(encoder_card.sha256, encoder.contract, root=options.cache_dir)
+
+
+def _embed(encoder, encoder_card, dataset_id: str, data_root: Path, frame: pd.DataFrame, cache, augment: dict | None,
+           options: EvalOptions):
+    from runner.embed import embed_manifest
+    from runner.encoders import EncoderError
+
     embed = embed_manifest
     try:
         from runner.fastpath import choose_pipeline, embed_manifest_fast
@@ -207,33 +308,166 @@ def _embed(task, encoder_card, dataset_id: str, data_root: Path, frame: pd.DataF
                          batch_size=options.batch_size, progress=options.progress)
     except EncoderError as exc:
         raise EvaluationError(f"{encoder_card.id}: {exc}", exit_code=1) from None
-    return embedded, encoder.device, cache
+    for aug_id, views in embedded.augmented.items():  # each view row must belong to the same image as its original
+        if views.shape != embedded.original.shape:
+            raise EvaluationError(f"{encoder_card.id}: augmented view {aug_id!r} has {views.shape} rows/dims, the "
+                                  f"originals {embedded.original.shape}", exit_code=1)
+    return embedded
 
 
-def _run_analyses(names, task, encoder_id, table, embedded, fitted, eval_folds, run_dir, task_dir, manifest_sha):
-    try:
-        from runner.analysis import AnalysisContext, run_analyses
-    except ImportError:
-        return {}
+def _design(side: _Side) -> _Design:
+    """Cross-validation on one manifest: the rows that embedded, in embedding order."""
+    table = side.manifest.frame.set_index("image_id").loc[side.embedded.image_ids].reset_index()
+    return _Design(table, side.embedded.original, dict(side.embedded.augmented),
+                   [int(f) for f in side.manifest.meta["eval_folds"]])
+
+
+TRAIN_PREFIX = "train:"  # marks the training task's rows in a transfer design (ids may repeat across data sets)
+
+
+def _transfer_design(train: _Side, test: _Side) -> _Design:
+    """Train on every embedded row of the training task (fold 1), test on every row of this task (fold 0)."""
+    train_table = _design(train).table.assign(fold=1)
+    for column in ("image_id", "patient_id", "study_id"):
+        if column in train_table.columns:
+            train_table[column] = TRAIN_PREFIX + train_table[column].astype(str)
+    test_table = _design(test).table.assign(fold=0)
+    table = pd.concat([train_table, test_table], ignore_index=True)
+    views = sorted(set(train.embedded.augmented) & set(test.embedded.augmented))
+    augmented = {v: np.vstack([train.embedded.augmented[v], test.embedded.augmented[v]]) for v in views}
+    return _Design(table, np.vstack([train.embedded.original, test.embedded.original]), augmented, [0])
+
+
+def _transfer_block(train: _Side, test: _Side, summary: dict, out_dir: Path, encoder_id: str) -> dict:
+    """How a transfer task's result was made, and the in-domain number it is compared with when one is at hand."""
+    block = {
+        "kind": "transfer task",
+        "train_task": train.task.id, "train_dataset": train.dataset.id,
+        "train_manifest_sha256": train.manifest.meta["sha256"],
+        "n_train": len(train.embedded.image_ids),
+        "train_exclusions_at_embedding": [_exclusion(e, "at embedding: ") for e in train.embedded.exclusions],
+        "test_task": test.task.id, "test_dataset": test.dataset.id,
+        "test_manifest_sha256": test.manifest.meta["sha256"], "n_test": len(test.embedded.image_ids),
+        "auroc": _value_with_ci(summary["auroc"]), "f1": _value_with_ci(summary["f1"]),
+    }
+    in_domain = out_dir / train.task.id / encoder_id / "result.json"
+    if in_domain.is_file():  # the cross-validated score on the training task: what transfer loses
+        import json
+
+        try:
+            other = json.loads(in_domain.read_text(encoding="utf-8"))
+            same = (other.get("manifest") or {}).get("sha256") == train.manifest.meta["sha256"]
+            auroc = other["metrics"]["auroc"]["mean"] if same else None
+        except (OSError, ValueError, KeyError, TypeError):
+            auroc = None
+        if auroc is not None and summary["auroc"]["mean"] is not None:
+            block["in_domain"] = {"task": train.task.id, "auroc": auroc, "ci_method": other["metrics"]["auroc"]["ci_method"],
+                                  "auroc_drop": auroc - summary["auroc"]["mean"]}
+    return block
+
+
+def _value_with_ci(metric: dict) -> dict:
+    return {"value": metric["mean"], "ci_low": metric["ci_low"], "ci_high": metric["ci_high"],
+            "ci_method": metric["ci_method"], **({"reason": metric["reason"]} if metric.get("reason") else {})}
+
+
+def _run_analyses(names, task, reg, encoder, encoder_card, cache, roots, design: _Design, fitted, run_dir, out_dir,
+                  manifest_sha, options, timings: dict):
+    from runner.analysis import AnalysisContext, run_analyses
+
+    task_dir = out_dir / task.id
     comparisons = {}
-    for other in sorted(p for p in task_dir.glob("*/predictions.parquet") if p.parent.name != encoder_id):
-        result = other.parent / "result.json"
-        if result.is_file() and manifest_sha in result.read_text(encoding="utf-8"):
-            comparisons[other.parent.name] = pd.read_parquet(other)
+    if "paired" in names:
+        for other in sorted(p for p in task_dir.glob("*/predictions.parquet") if p.parent.name != encoder_card.id):
+            result = other.parent / "result.json"
+            if result.is_file() and manifest_sha in result.read_text(encoding="utf-8"):
+                comparisons[other.parent.name] = pd.read_parquet(other)
+    targets, target_reasons = {}, {}
+    if "transfer" in names:
+        started = time.perf_counter()
+        targets, target_reasons = _transfer_targets(task, reg, encoder, encoder_card, cache, roots, out_dir, options)
+        timings["transfer-targets"] = time.perf_counter() - started  # sampling + embedding the target test sets
+    classifier_card = task.data.get("classifier") or {"type": "lightgbm"}
     context = AnalysisContext(
         analyses_card=task.data.get("analyses") or {},
         metrics_card=task.data.get("metrics") or {},
-        manifest=table,
-        embeddings=embedded.original,
+        manifest=design.table,
+        embeddings=design.x,
         predictions=fitted.predictions,
-        eval_folds=eval_folds,
+        eval_folds=design.eval_folds,
         output_dir=run_dir,
-        encoder_id=encoder_id,
-        augmented=embedded.augmented or None,
+        encoder_id=encoder_card.id,
+        augmented=design.augmented or None,
+        transfer_targets=targets or None,
         comparisons=comparisons or None,
+        fit_predict=card_fit_predict(classifier_card),
         classifier_params=(task.data.get("classifier") or {}).get("params") or {},
     )
-    return run_analyses(names, context)
+    results = run_analyses(names, context, timings)
+    if "paired" in names and not comparisons:
+        results["paired"] = {"status": "skipped", "reason": (
+            f"no other encoder has predictions on this manifest in {task_dir} yet: evaluate another encoder on "
+            f"{task.id} first (the leaderboard computes tie groups across every filed result)")}
+    if "transfer" in names and target_reasons:
+        transfer = results.get("transfer") or {}
+        if transfer.get("status") == "skipped" or not targets:
+            results["transfer"] = {"status": "skipped", "reason": "; ".join(target_reasons.values())}
+        else:
+            transfer.update({t: {"status": "skipped", "reason": r} for t, r in target_reasons.items()})
+    return results
+
+
+def _transfer_targets(task, reg, encoder, encoder_card, cache, roots, out_dir: Path, options):
+    """Test sets of the transfer analysis: the card's analyses.transfer.targets, by default the transfer tasks that
+    train on this task; each sampled and frozen under OUT/<target>/ and embedded through the cache.
+    Returns ({target id: TransferSet}, {target id: why it could not be used})."""
+    from registry.errors import CardError
+    from runner.analysis import TransferSet
+
+    named = ((task.data.get("analyses") or {}).get("transfer") or {}).get("targets")
+    if named is None:
+        named = sorted(t.id for t in reg.tasks.values() if t.data.get("type") == "transfer"
+                       and (t.data.get("transfer") or {}).get("train_task") == task.id)
+    if not named:
+        return {}, {"none": f"no transfer target: the card's analyses.transfer.targets is empty and no transfer task "
+                            f"trains on {task.id}"}
+    targets, reasons = {}, {}
+    for target_id in named:
+        try:
+            target = reg.get("task", target_id)
+            if _label_id(target.data) != _label_id(task.data):
+                raise EvaluationError(f"label {_label_id(target.data)!r} differs from {_label_id(task.data)!r}")
+            dataset = reg.get("dataset", target.data["dataset"])
+            manifest = _manifest(target, dataset, roots.of(dataset.data), out_dir / target.id)
+            embedded = _embed(encoder, encoder_card, dataset.id, roots.of(dataset.data), manifest.frame, cache, None,
+                              options)
+        except (EvaluationError, CardError) as exc:
+            reasons[target_id] = f"target {target_id}: {exc}"
+            continue
+        table = _design(_Side(target, dataset, manifest, embedded)).table
+        targets[target_id] = TransferSet(embedded.original, table["label"].to_numpy().astype(int),
+                                         table["patient_id"].astype(str).to_numpy())
+    return targets, reasons
+
+
+def card_fit_predict(classifier_card: dict):
+    """A `fit_predict(train_X, train_y, test_X, params)` that trains exactly as the task card's classifier does
+    (runner.classify: one booster, the card's settings; `params` is ignored, the card has them), for the analyses
+    that refit (transfer, label efficiency). `train_groups` (patient ids) keep a patient's images on one side of
+    the inner early-stopping split; without them each row is its own group."""
+
+    def fit_predict(train_x, train_y, test_x, params=None, train_groups=None) -> np.ndarray:
+        n_train, n_test = len(train_y), len(test_x)
+        ids = [f"r{i}" for i in range(n_train + n_test)]
+        groups = ids if train_groups is None else [*(str(g) for g in train_groups), *ids[n_train:]]
+        table = pd.DataFrame({"image_id": ids, "patient_id": groups,
+                              "label": np.concatenate([np.asarray(train_y, dtype=int), np.zeros(n_test, dtype=int)]),
+                              "fold": np.r_[np.ones(n_train, dtype=int), np.zeros(n_test, dtype=int)]})
+        fitted = classify(np.vstack([train_x, test_x]), table, classifier_card, [0])
+        return fitted.predictions["prob"].to_numpy()
+
+    fit_predict.accepts_groups = True
+    return fit_predict
 
 
 def _write_predictions(predictions: pd.DataFrame, path: Path) -> None:

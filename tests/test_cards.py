@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from registry.cards import CardError, canonical_json, collect, load_card, load_registry, sha256_of, validate_files
+from registry.cards import (
+    CardError,
+    canonical_json,
+    collect,
+    load_card,
+    load_registry,
+    sha256_of,
+    validate_files,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER_TASKS = [f"{label}-{ds}" for label in ("atelectasis", "edema", "effusion", "opacity") for ds in ("mimic", "nih")]
@@ -23,8 +31,8 @@ def run_cli(*args: str, root: Path | None = None) -> subprocess.CompletedProcess
         import os
 
         env = {**os.environ, "CXR_REGISTRY_ROOT": str(root)}
-    return subprocess.run([sys.executable, "-m", "runner.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=120)
+    return subprocess.run([sys.executable, "-m", "runner.cli", *args], check=False, capture_output=True,
+                          text=True, env=env, cwd=REPO, timeout=120)
 
 
 @pytest.fixture()

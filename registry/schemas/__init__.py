@@ -7,7 +7,7 @@ Schemas may `$ref` each other by file name (`data-defs.schema.json#/$defs/sampli
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from jsonschema import Draft202012Validator
@@ -16,7 +16,7 @@ from referencing import Registry, Resource
 SCHEMA_DIR = Path(__file__).parent
 
 
-@lru_cache(maxsize=None)
+@cache
 def _registry() -> Registry:
     resources = []
     for path in sorted(SCHEMA_DIR.glob("*.schema.json")):
@@ -27,13 +27,13 @@ def _registry() -> Registry:
     return Registry().with_resources(resources)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str) -> dict:
     """`load_schema("task")` -> the parsed registry/schemas/task.schema.json."""
     return json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(name: str) -> Draft202012Validator:
     """A validator for one schema, with every sibling schema available to `$ref`."""
     schema = load_schema(name)

@@ -97,10 +97,12 @@ def _transfer(ctx: AnalysisContext, params: Mapping) -> dict:
     from runner.analysis.transfer import cross_dataset_transfer
 
     x = _need(ctx.embeddings, "embeddings")
-    y = _need(ctx.manifest, "the manifest")["label"].to_numpy()
+    manifest = _need(ctx.manifest, "the manifest")
+    y = manifest["label"].to_numpy()
+    patients = manifest["patient_id"].astype(str).to_numpy() if "patient_id" in manifest.columns else None
     targets = _need(ctx.transfer_targets, "embeddings of the target task(s)")
     return {target: cross_dataset_transfer(x, y, t.embeddings, t.labels, t.patients, ctx.fit_predict,
-                                           ctx.classifier_params, ctx.metrics_card)
+                                           ctx.classifier_params, ctx.metrics_card, train_patients=patients)
             for target, t in sorted(targets.items())}
 
 
@@ -114,8 +116,8 @@ def _label_efficiency(ctx: AnalysisContext, params: Mapping) -> dict:
         threshold=float((ctx.metrics_card or {}).get("threshold", 0.5)),
     )
     if ctx.output_dir is not None:
-        result["figure"] = plot_label_efficiency({ctx.encoder_id or "encoder": result},
-                                                 Path(ctx.output_dir) / "label_efficiency.png")
+        result["figure"] = Path(plot_label_efficiency({ctx.encoder_id or "encoder": result},
+                                                      Path(ctx.output_dir) / "label_efficiency.png")).name
     return result
 
 
@@ -163,8 +165,11 @@ def enabled_analyses(analyses_card: Mapping | None) -> list[str]:
     return [name for name in ANALYSES if (analyses_card or {}).get(name, {}).get("enabled", False)]
 
 
-def run_analyses(names: Sequence[str] | None, context: AnalysisContext) -> dict:
-    """Run the named analyses (None: those the card enables); analysis name -> JSON-safe result."""
+def run_analyses(names: Sequence[str] | None, context: AnalysisContext, timings: dict | None = None) -> dict:
+    """Run the named analyses (None: those the card enables); analysis name -> JSON-safe result.
+    `timings`, when given, receives the wall-clock seconds of each analysis by name."""
+    import time
+
     names = enabled_analyses(context.analyses_card) if names is None else list(names)
     unknown = [n for n in names if n not in _RUNNERS]
     if unknown:
@@ -172,10 +177,13 @@ def run_analyses(names: Sequence[str] | None, context: AnalysisContext) -> dict:
     results = {}
     for name in names:
         params = dict((context.analyses_card or {}).get(name) or {})
+        started = time.perf_counter()
         try:
             results[name] = json_safe(_RUNNERS[name](context, params), name)
         except MetricsInputError as exc:
             results[name] = {"status": "skipped", "reason": str(exc)}
         except Exception as exc:  # noqa: BLE001 - one analysis failing must not lose the evaluation's other results
             results[name] = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+        if timings is not None:
+            timings[name] = time.perf_counter() - started
     return results

@@ -10,8 +10,8 @@ Entries:
 Cost measured on the 2-core CPU dev machine shared with other jobs (load average ~7, so upper bounds):
 UMAP on 500 x 256: 24 s on the first call of a process (numba compiles), 2 s after. k-means with silhouettes on
 500 x 256: n_init=10, k = 2..6: 5 s; n_init=50, k = 2..10 (the paper's setting): 58 s. k-means grows about linearly
-in N x D x n_init, so the paper's 2,000 x 1,024 with n_init=50 is minutes on such a machine: lower n_init or k_max in
-the card for quick runs.
+in N x D x n_init: the paper's 2,000 x 1,024 with n_init=50, k = 2..10 took 100 s (UMAP 23.5 s first call, 10 s
+after); lower n_init or k_max in the card for quick runs (docs/analyses.md).
 """
 
 from __future__ import annotations
@@ -61,19 +61,33 @@ def umap_figure(
     min_dist: float = 0.1,
     title: str | None = None,
 ) -> dict:
-    """Seeded 2-D UMAP of the embeddings, scatter coloured by label, saved to PNG (and SVG). Returns paths and params."""
-    import matplotlib
+    """Seeded 2-D UMAP of the embeddings, scatter coloured by label, saved to PNG (and SVG).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    Returns the figure file names (relative to png_path's folder), the UMAP parameters, and the 2-D coordinates
+    (4 decimals) with their labels, so that a result file can be drawn again without its run folder (the site does).
+    """
     umap = _import_umap()
     x = _check_embeddings(embeddings, labels)
     labels = np.asarray(labels).astype(int)
     n_neighbors = min(n_neighbors, x.shape[0] - 1)
     reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, metric="cosine",
                         random_state=seed, n_jobs=1)
-    xy = reducer.fit_transform(x)
+    xy = np.round(reducer.fit_transform(x).astype(float), 4)
+    paths = plot_umap(xy, labels, png_path, svg_path, title)
+    return {"figure": {k: Path(v).name for k, v in paths.items()},
+            "umap": {"n_neighbors": n_neighbors, "min_dist": min_dist, "metric": "cosine", "random_state": seed,
+                     "n_jobs": 1},
+            "coordinates": {"x": xy[:, 0].tolist(), "y": xy[:, 1].tolist(), "label": labels.tolist()}}
+
+
+def plot_umap(xy, labels, png_path: str | Path, svg_path: str | Path | None = None, title: str | None = None) -> dict:
+    """Scatter of 2-D points, negatives (0) blue and positives (1) red, as in the paper's Figure 1; {png, svg} paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xy, labels = np.asarray(xy, dtype=float), np.asarray(labels).astype(int)
     fig, ax = plt.subplots(figsize=(5, 5))
     for value, colour in ((0, "tab:blue"), (1, "tab:red")):
         rows = labels == value
@@ -83,7 +97,7 @@ def umap_figure(
     ax.set_ylabel("UMAP 2")
     ax.legend(title="label", markerscale=3)
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     paths = {}
     for key, path in (("png", png_path), ("svg", svg_path)):
@@ -93,8 +107,7 @@ def umap_figure(
         fig.savefig(path, dpi=150)
         paths[key] = str(path)
     plt.close(fig)
-    return {"figure": paths, "umap": {"n_neighbors": n_neighbors, "min_dist": min_dist, "metric": "cosine",
-                                      "random_state": seed, "n_jobs": 1}}
+    return paths
 
 
 def kmeans_cosine(

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from runner.analysis.transfer import FitPredict, lightgbm_fit_predict
+from runner.analysis.transfer import FitPredict, call_fit_predict
 from runner.metrics import MetricsInputError, point_metrics, single_class_reason
 
 
@@ -56,7 +56,7 @@ def label_efficiency(
     labels = manifest["label"].to_numpy().astype(int)
     folds = manifest["fold"].to_numpy().astype(int)
     eval_folds = sorted(int(f) for f in (eval_folds if eval_folds is not None else np.unique(folds)))
-    fit_predict = fit_predict or lightgbm_fit_predict
+    groups = manifest["patient_id"].astype(str).to_numpy() if "patient_id" in manifest.columns else None
     points = []
     for size in sizes:
         runs, skipped = [], []
@@ -69,7 +69,8 @@ def label_efficiency(
                 if isinstance(train, str):
                     skipped.append({"seed": int(seed), "fold": fold, "reason": train})
                     continue
-                probs = np.asarray(fit_predict(x[train], labels[train], x[test], dict(params or {})), dtype=float)
+                probs = np.asarray(call_fit_predict(fit_predict, x[train], labels[train], x[test], dict(params or {}),
+                                                    None if groups is None else groups[train]), dtype=float)
                 runs.append({"seed": int(seed), "fold": fold,
                              "auroc": point_metrics(labels[test], probs, threshold)["auroc"]})
         values = np.array([r["auroc"] for r in runs])
@@ -106,6 +107,13 @@ def plot_label_efficiency(curves: Mapping[str, Mapping], png_path: str | Path, t
         ax.plot(n, mean, marker="o", label=encoder_id)
         ax.fill_between(n, mean - sd, mean + sd, alpha=0.2)
     ax.set_xscale("log")
+    sizes = sorted({p["positives_per_class"] for r in curves.values() for p in r["points"]})
+    if sizes:  # label the sizes that were run, as plain numbers (not 3 x 10^1)
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+        ax.set_xticks(sizes)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("training positives per class")
     ax.set_ylabel("AUROC (mean ± sd over seeds and folds)")
     ax.legend()

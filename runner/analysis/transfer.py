@@ -27,6 +27,15 @@ from runner.metrics import (
 FitPredict = Callable[[np.ndarray, np.ndarray, np.ndarray, Mapping], np.ndarray]
 
 
+def call_fit_predict(fit_predict: FitPredict | None, train_X, train_y, test_X, params, train_groups=None) -> np.ndarray:
+    """fit_predict(...) -> P(label = 1) for test_X. A callable with `accepts_groups = True` also gets the training
+    rows' patient ids (`train_groups=`), so that an inner early-stopping split can keep a patient's images together."""
+    fit_predict = fit_predict or lightgbm_fit_predict
+    if train_groups is not None and getattr(fit_predict, "accepts_groups", False):
+        return fit_predict(train_X, train_y, test_X, params, train_groups=train_groups)
+    return fit_predict(train_X, train_y, test_X, params)
+
+
 def lightgbm_fit_predict(train_X: np.ndarray, train_y: np.ndarray, test_X: np.ndarray, params: Mapping) -> np.ndarray:
     """Fit lightgbm.LGBMClassifier(**params) and return P(label = 1) for test_X."""
     import lightgbm
@@ -60,6 +69,7 @@ def cross_dataset_transfer(
     fit_predict: FitPredict | None = None,
     params: Mapping | None = None,
     metrics_card: Mapping | None = None,
+    train_patients=None,
 ) -> dict:
     """Fit on (train_X, train_y), score test_X; AUROC and F1 with bootstrap CIs on the test set."""
     settings = MetricsSettings.from_card(metrics_card)
@@ -67,7 +77,8 @@ def cross_dataset_transfer(
     test_X, test_y = check_xy(test_X, test_y, "test")
     if train_X.shape[1] != test_X.shape[1]:
         raise MetricsInputError(f"train and test embeddings differ in size: {train_X.shape[1]} vs {test_X.shape[1]}")
-    probs = np.asarray((fit_predict or lightgbm_fit_predict)(train_X, train_y, test_X, dict(params or {})), dtype=float)
+    probs = np.asarray(call_fit_predict(fit_predict, train_X, train_y, test_X, dict(params or {}), train_patients),
+                       dtype=float)
     if probs.shape != (len(test_y),) or not np.isfinite(probs).all():
         raise MetricsInputError(f"fit_predict must return {len(test_y)} finite probabilities, got shape {probs.shape}")
     by_patient = test_patients is not None

@@ -19,6 +19,9 @@ def demo_data(
         typer.Option("--patients", help="Number of synthetic patients (default gives ~1,100 images).",
                      show_default=False),
     ] = None,
+    site: Annotated[str, typer.Option(
+        "--site", help="Acquisition look: a (the demo data set) or b (a second site for transfer tasks: "
+        "lower contrast, more noise, blur, smaller images).")] = "a",
 ) -> None:
     """Write a SYNTHETIC chest-X-ray-like DICOM data set (metadata.csv, README.txt, demo_data.json, files/)."""
     import time
@@ -27,7 +30,8 @@ def demo_data(
 
     started = time.perf_counter()
     try:
-        summary = make_demo_dataset(out, seed=seed, n_patients=DEFAULT_PATIENTS if patients is None else patients)
+        summary = make_demo_dataset(out, seed=seed, n_patients=DEFAULT_PATIENTS if patients is None else patients,
+                                    site=site)
     except DemoDataError as exc:
         typer.echo(f"demo-data: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -54,6 +54,46 @@ def _analyses(spec: str) -> list[str] | None:
     return names
 
 
+def _dataset_roots(specs: list[str] | None, reg) -> dict[str, Path]:
+    """['ID=DIR', ...] -> {ID: Path(DIR)}; an unknown dataset id or a spec without '=' exits 2."""
+    roots = {}
+    for spec in specs or []:
+        dataset_id, sep, folder = spec.partition("=")
+        if not sep or not dataset_id.strip() or not folder.strip():
+            _fail(f"--dataset-root {spec!r}; expected DATASET=DIR, e.g. demo-cxr-site-b=out/demo/data-site-b", 2)
+        if dataset_id.strip() not in reg.datasets:
+            _fail(f"--dataset-root: no dataset card with id {dataset_id.strip()!r}; known: "
+                  f"{', '.join(sorted(reg.datasets))}", 2)
+        roots[dataset_id.strip()] = Path(folder.strip())
+    return roots
+
+
+def _demo_layout_roots(data_root: Path | None, reg) -> dict[str, Path]:
+    """The other demo data sets beside a `runner demo` data folder (OUT/data, OUT/data-site-b), when --data-root is
+    one of them and the dataset card's environment variable is unset: so that after `runner demo`,
+    `runner eval --task effusion-demo --analyses all --data-root OUT/data` finds site B for the transfer analysis."""
+    import json
+    import os
+
+    def site_of(folder: Path) -> str | None:
+        try:
+            return json.loads((folder / "demo_data.json").read_text(encoding="utf-8")).get("site", "a")
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    if data_root is None or site_of(data_root) is None:
+        return {}
+    found = {}
+    for dataset_id, (folder, kwargs) in DEMO_DATA.items():
+        card = reg.datasets.get(dataset_id)
+        candidate = data_root.parent / folder
+        if card is None or os.environ.get(card.data.get("root_env") or ""):
+            continue
+        if site_of(candidate) == kwargs.get("site", "a"):
+            found[dataset_id] = candidate
+    return found
+
+
 def run_many(tasks: list[str], encoders: list[str], data_root: Path | None, out: Path, options, reg) -> list[Path]:
     """Evaluate every task x encoder pair, printing one line each; exits 2/1 on the first failure."""
     from runner.evaluate import EvaluationError, evaluate
@@ -107,6 +147,9 @@ def eval_command(
         "--backend", help="local | ray (Ray Data actor pool; $RAY_ADDRESS for a cluster).")] = "local",
     trust_custom_code: Annotated[bool, typer.Option(
         "--trust-custom-code", help="Allow encoder cards with adapter: custom to run their Python entry point.")] = False,
+    dataset_root: Annotated[list[str] | None, typer.Option(
+        "--dataset-root", help="DATASET=DIR: the root of another data set a run needs (a transfer task's training "
+        "set, a transfer analysis target); repeatable. Default: that dataset card's environment variable.")] = None,
 ):
     """Evaluate encoder(s) on task(s): sample (or reuse the frozen manifest), embed (cached), LightGBM per fold,
     AUROC and F1 with 95% CIs, and a validated result JSON per pair.
@@ -136,11 +179,17 @@ def eval_command(
               "or leave --data-root out and set each dataset card's environment variable", 2)
     options = EvalOptions(device=device, workers=workers, analyses=_analyses(analyses), cache_dir=cache_dir,
                           trust_custom_code=trust_custom_code, progress=sys.stderr.isatty(), pipeline=pipeline,
-                          batch_size=batch_size, backend=backend)
+                          batch_size=batch_size, backend=backend,
+                          data_roots={**_demo_layout_roots(data_root, reg), **_dataset_roots(dataset_root, reg)})
     run_many(tasks, encoders, data_root, out, options, reg)
 
 
 BUILTIN_ENCODERS = ("pixels", "random-cnn", "radiomics")
+# The demo data sets, one folder each under OUT: dataset card id -> (folder, make_demo_dataset arguments).
+DEMO_DATA = {"demo-cxr": ("data", {"seed": 0}),
+             "demo-cxr-site-b": ("data-site-b", {"seed": 1, "n_patients": 250, "site": "b"})}
+# Cheap analyses only (seconds on the demo): stability, clustering and label efficiency are opt-in via runner eval.
+DEMO_ANALYSES = ["subgroups"]
 
 
 @app.command("demo")
@@ -149,9 +198,10 @@ def demo_command(
         "out/demo"),
     workers: Annotated[int, typer.Option("--workers", min=0, help="Image decoding processes.")] = 2,
 ):
-    """Run the whole pipeline offline on SYNTHETIC data: make the demo DICOM data set, evaluate every demo task
-    (task cards whose data set is synthetic) with the three built-in encoders, file the results into OUT/results
-    and build the leaderboard site into OUT/site. The numbers say nothing about real X-rays.
+    """Run the whole pipeline offline on SYNTHETIC data: make the demo DICOM data sets (site A, and site B for the
+    transfer task), evaluate every demo task (task cards whose data set is synthetic) with the three built-in
+    encoders, file the results into OUT/results and build the leaderboard site (with tie groups) into OUT/site.
+    The numbers say nothing about real X-rays.
     """
     import sys
 
@@ -168,13 +218,23 @@ def demo_command(
     tasks = sorted(t for t, card in reg.tasks.items() if reg.datasets[card.data["dataset"]].data.get("synthetic"))
     if not tasks:
         _fail("no demo task: no task card uses a dataset card with synthetic: true", 2)
-    data_dir = out / "data"
-    if not (data_dir / "demo_data.json").is_file():
-        typer.echo(f"making the synthetic demo data set in {data_dir} ...")
-        make_demo_dataset(data_dir)
-    options = EvalOptions(device="auto", workers=workers, analyses=None, cache_dir=out / "cache",
-                          progress=sys.stderr.isatty())
-    paths = run_many(tasks, list(BUILTIN_ENCODERS), data_dir, out / "runs", options, reg)
+    roots = {}
+    needed = {reg.tasks[t].data["dataset"] for t in tasks} | {
+        reg.tasks[reg.tasks[t].data["transfer"]["train_task"]].data["dataset"]
+        for t in tasks if reg.tasks[t].data.get("type") == "transfer"}
+    for dataset_id in sorted(needed):
+        if dataset_id not in DEMO_DATA:
+            _fail(f"demo task data set {dataset_id!r} is not one runner demo can make ({', '.join(DEMO_DATA)})", 2)
+        folder, kwargs = DEMO_DATA[dataset_id]
+        roots[dataset_id] = out / folder
+        if not (roots[dataset_id] / "demo_data.json").is_file():
+            typer.echo(f"making the synthetic data set {dataset_id} in {roots[dataset_id]} ...")
+            make_demo_dataset(roots[dataset_id], **kwargs)
+    options = EvalOptions(device="auto", workers=workers, analyses=DEMO_ANALYSES, cache_dir=out / "cache",
+                          progress=sys.stderr.isatty(), data_roots=roots)
+    # A transfer task after the task it trains on, so its in-domain comparison is at hand.
+    tasks.sort(key=lambda t: (reg.tasks[t].data.get("type") == "transfer", t))
+    paths = run_many(tasks, list(BUILTIN_ENCODERS), None, out / "runs", options, reg)
 
     results_dir = out / "results"
     results_dir.mkdir(parents=True, exist_ok=True)

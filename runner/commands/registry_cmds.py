@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
 
@@ -36,7 +36,7 @@ def registry_or_exit():
 
 
 @app.command("list")
-def list_cards(kind: CardKind = typer.Argument(..., help="What to list.")) -> None:
+def list_cards(kind: Annotated[CardKind, typer.Argument(help="What to list.")]) -> None:
     """List the tasks, encoders or datasets in the registry as a table."""
     from rich.console import Console
     from rich.table import Table
@@ -76,9 +76,9 @@ def list_cards(kind: CardKind = typer.Argument(..., help="What to list.")) -> No
 
 @app.command("show")
 def show_card(
-    kind: str = typer.Argument(..., help="task, encoder or dataset"),
-    card_id: str = typer.Argument(..., help="The card's id, e.g. effusion-mimic."),
-    as_json: bool = typer.Option(False, "--json", help="Print canonical JSON instead of YAML."),
+    kind: Annotated[str, typer.Argument(help="task, encoder or dataset")],
+    card_id: Annotated[str, typer.Argument(help="The card's id, e.g. effusion-mimic.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print canonical JSON instead of YAML.")] = False,
 ) -> None:
     """Print one resolved card (after `extends:`), with its sha256."""
     import json
@@ -106,7 +106,9 @@ def show_card(
 
 @app.command("validate")
 def validate(
-    paths: Optional[list[Path]] = typer.Argument(None, help="Card files to check (default: every card in the registry)."),
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Card files to check (default: every card in the registry).")
+    ] = None,
 ) -> None:
     """Check cards against their JSON Schemas and against each other. Exit 2 if any card is invalid."""
     from registry.cards import KINDS, collect, validate_files

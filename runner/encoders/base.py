@@ -8,8 +8,8 @@ TensorFlow or timm adapter costs nothing to users who never run it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -27,11 +27,11 @@ class WeightsNotFoundError(EncoderError):
         self.how_to_get = how_to_get
 
 
-_ADAPTERS: dict[str, type["Encoder"]] = {}
+_ADAPTERS: dict[str, type[Encoder]] = {}
 
 
-def register_adapter(name: str) -> Callable[[type["Encoder"]], type["Encoder"]]:
-    def decorate(cls: type["Encoder"]) -> type["Encoder"]:
+def register_adapter(name: str) -> Callable[[type[Encoder]], type[Encoder]]:
+    def decorate(cls: type[Encoder]) -> type[Encoder]:
         _ADAPTERS[name] = cls
         cls.adapter_name = name
         return cls
@@ -39,7 +39,7 @@ def register_adapter(name: str) -> Callable[[type["Encoder"]], type["Encoder"]]:
     return decorate
 
 
-def registered_adapters() -> dict[str, type["Encoder"]]:
+def registered_adapters() -> dict[str, type[Encoder]]:
     return dict(_ADAPTERS)
 
 

@@ -381,6 +381,10 @@ def card_extends_self(folder: Path) -> Path:
     return _card(folder, "tasks", "selfref.yaml", task_card_text("selfref").replace("_defaults.yaml", "selfref.yaml"))
 
 
+def card_extends_nul(folder: Path) -> Path:
+    return _card(folder, "tasks", "nul.yaml", task_card_text("nul").replace("_defaults.yaml", '"_defaults\\0.yaml"'))
+
+
 def card_dataset_path_dotdot(folder: Path) -> Path:
     text = GOOD_DATASET_CARD.format(id="dotdot").replace("[metadata.csv]", "[../../../etc/passwd]")
     return _card(folder, "registry/datasets", "dotdot.yaml", text)

@@ -114,6 +114,8 @@ CASES: list[Case] = [
          behaviour="_a -> _b -> _a: CardError showing the chain; exit 2"),
     Case("card-extends-self", "card", "card_extends_self", "error", "`extends` cycle", 2,
          behaviour="a card extending itself: CardError; exit 2"),
+    Case("card-extends-nul", "card", "card_extends_nul", "error", "`extends` must name a file", 2,
+         behaviour="extends with a NUL byte: CardError (was a ValueError traceback; fixed, found by the slow fuzz)"),
     Case("card-dataset-path-dotdot", "card", "card_dataset_path_dotdot", "error", "leaves the data root", 2,
          behaviour="dataset file ../../../etc/passwd: CardError; exit 2"),
     Case("card-dataset-path-absolute", "card", "card_dataset_path_absolute", "error", "leaves the data root", 2,
