@@ -10,6 +10,7 @@ import json
 import re
 
 import pandas as pd
+import pydicom
 import pytest
 from test_evaluate import make_registry_root
 
@@ -202,10 +203,17 @@ def test_reported_rows_say_no_significance_test(tmp_path):
 def test_site_b_has_another_look_and_unknown_sites_are_refused(tmp_path):
     from runner.demo_data import DemoDataError, make_demo_dataset
 
-    a = make_demo_dataset(tmp_path / "a", seed=2, n_patients=3, image_size=64)
-    b = make_demo_dataset(tmp_path / "b", seed=2, n_patients=3, image_size=64, site="b")
+    a = make_demo_dataset(tmp_path / "a", seed=2, n_patients=8, image_size=64)
+    b = make_demo_dataset(tmp_path / "b", seed=2, n_patients=8, image_size=64, site="b")
     assert (a.site, b.site) == ("a", "b") and a.n_images == b.n_images  # same plan, other rendering
-    first = sorted((tmp_path / "a" / "files").rglob("*.dcm"))[0]
+    corrupt = {c["path"] for c in a.corrupt + b.corrupt}
+    rows = {}
+    for site in ("a", "b"):
+        files = [f for f in sorted((tmp_path / site / "files").rglob("*.dcm"))
+                 if f.relative_to(tmp_path / site).as_posix() not in corrupt]
+        rows[site] = [int(pydicom.dcmread(f, stop_before_pixels=True).Rows) for f in files]
+    assert rows["a"] and max(rows["b"]) < min(rows["a"])  # site B's detector: smaller images
+    first = min((tmp_path / "a" / "files").rglob("*.dcm"))
     assert first.read_bytes() != (tmp_path / "b" / first.relative_to(tmp_path / "a")).read_bytes()
     with pytest.raises(DemoDataError, match="unknown site"):
         make_demo_dataset(tmp_path / "c", n_patients=2, image_size=64, site="z")
