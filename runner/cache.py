@@ -23,12 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from filelock import FileLock
+
+from runner.atomic import atomic_write
 
 CACHE_FORMAT = 1
 
@@ -129,8 +130,8 @@ class EmbeddingCache:
             raise ValueError("put: embeddings contain NaN or Infinity; refusing to cache them")
         shard = "shard-" + _sha256_json(keys)[:32]
         with self._lock:
-            _atomic_write(self.dir / f"{shard}.npy", lambda f: np.save(f, embeddings))
-            _atomic_write(
+            atomic_write(self.dir / f"{shard}.npy", lambda f: np.save(f, embeddings))
+            atomic_write(
                 self.dir / f"{shard}.keys.json", lambda f: f.write(json.dumps(keys).encode("utf-8"))
             )
         for row, key in enumerate(keys):
@@ -149,18 +150,5 @@ class EmbeddingCache:
             return
         name = "failed-" + _sha256_json(sorted(reasons.items()))[:32] + ".json"
         with self._lock:
-            _atomic_write(self.dir / name, lambda f: f.write(json.dumps(reasons, sort_keys=True).encode("utf-8")))
+            atomic_write(self.dir / name, lambda f: f.write(json.dumps(reasons, sort_keys=True).encode("utf-8")))
         self._failed.update(reasons)
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# Imported first on purpose: it sets OMP_WAIT_POLICY before torch or lightgbm load their OpenMP runtimes.
+from runner.atomic import atomic_write  # stdlib only
+
+# Imported before any torch user on purpose: it sets OMP_WAIT_POLICY before torch or lightgbm load OpenMP.
 from runner.classify import ClassifyError, classify
 
 
@@ -471,11 +473,7 @@ def card_fit_predict(classifier_card: dict):
 
 
 def _write_predictions(predictions: pd.DataFrame, path: Path) -> None:
-    import os
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    predictions.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write(path, lambda handle: predictions.to_parquet(handle, index=False))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -11,13 +11,14 @@ import csv
 import io
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from hashlib import sha256
 from pathlib import Path
 
 import pandas as pd
+
+from runner.atomic import atomic_write_bytes
 
 COLUMNS = ["image_id", "patient_id", "study_id", "path", "view", "label", "fold"]
 OPTIONAL = ["sex", "age"]
@@ -65,12 +66,6 @@ def content_sha256(frame: pd.DataFrame) -> str:
     return sha256(text.encode("utf-8")).hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_manifest(out_dir: Path, result, task_sha256: str) -> Manifest:
     """Write manifest.parquet, manifest.json and exclusions.csv for a `runner.sampling.SampleResult`."""
     out_dir = Path(out_dir)
@@ -108,9 +103,9 @@ def write_manifest(out_dir: Path, result, task_sha256: str) -> Manifest:
     writer = csv.DictWriter(text, ["image_id", "path", "reason", "label", "detail"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(exclusions)
-    _atomic_write(out_dir / "exclusions.csv", text.getvalue().encode("utf-8"))
-    _atomic_write(out_dir / "manifest.parquet", buffer.getvalue())
-    _atomic_write(out_dir / "manifest.json",
+    atomic_write_bytes(out_dir / "exclusions.csv", text.getvalue().encode("utf-8"))
+    atomic_write_bytes(out_dir / "manifest.parquet", buffer.getvalue())
+    atomic_write_bytes(out_dir / "manifest.json",
                   (json.dumps(meta, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8"))
     return Manifest(frame, meta)
 

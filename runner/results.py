@@ -15,10 +15,11 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from runner.atomic import atomic_write_bytes
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "registry" / "schemas" / "result.schema.json"
 MAX_STRING_CHARS = 20_000  # longest string anywhere in a result (citations, paths, reasons are far shorter)
@@ -122,19 +123,7 @@ def write_result(obj: dict, path: str | os.PathLike) -> Path:
         shown = "; ".join(problems[:5]) + (f"; ... and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise ResultError(f"refusing to write invalid result {path}: {shown}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = to_json(obj)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, to_json(obj).encode("utf-8"))
 
 
 def _refuse_constant(name: str):
