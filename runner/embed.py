@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from runner.cache import EmbeddingCache, ImageIdentity
-from runner.encoders.base import Encoder
+from runner.encoders.base import Encoder, adapter_class
 
 ORIGINAL = "original"
 
@@ -49,9 +49,7 @@ _worker_augment: dict | None = None
 def _init_worker(encoder_cls: type[Encoder], card: dict, augment: dict | None) -> None:
     """Build a prepare-only instance: `prepare` depends on the card alone, so no weights are loaded in workers."""
     global _worker_encoder, _worker_augment
-    encoder = encoder_cls.__new__(encoder_cls)
-    Encoder.__init__(encoder, card, device="cpu")
-    _worker_encoder, _worker_augment = encoder, augment
+    _worker_encoder, _worker_augment = encoder_cls.prepare_only(card), augment
 
 
 def _prepare_one(path: str, rel_path: str) -> dict[str, np.ndarray] | str:
@@ -240,7 +238,7 @@ def _prepared_chunks(todo, data_root: Path, encoder: Encoder, augment, workers: 
     if not chunks:
         return
     paths = [[(str(data_root / rel), rel) for _, rel, _ in chunk] for chunk in chunks]
-    init_args = (type(encoder), encoder.card, augment)
+    init_args = (adapter_class(encoder), encoder.card, augment)
     if workers <= 0:  # in-process (debugging, tiny jobs)
         _init_worker(*init_args)
         for chunk, chunk_paths in zip(chunks, paths):

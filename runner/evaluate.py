@@ -273,7 +273,9 @@ def _load_encoder(encoder_card, options: EvalOptions):
     from runner.encoders import EncoderError, load_encoder
 
     try:
-        return load_encoder(encoder_card.data, device=options.device, trust_custom_code=options.trust_custom_code)
+        # Lazy: when every embedding is already cached, the model (and its weights) is never loaded.
+        return load_encoder(encoder_card.data, device=options.device, trust_custom_code=options.trust_custom_code,
+                            lazy=True)
     except EncoderError as exc:
         raise EvaluationError(str(exc), exit_code=2) from None
 

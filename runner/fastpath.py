@@ -39,7 +39,7 @@ import pandas as pd
 
 from runner.cache import EmbeddingCache, ImageIdentity
 from runner.embed import ORIGINAL, Embeddings, _check_shape, _drop_non_finite, _missing_reason, _progress_bar
-from runner.encoders.base import Encoder, pool_tokens
+from runner.encoders.base import Encoder, adapter_class, pool_tokens
 from runner.imaging import (
     CONTRACT_KEYS,
     INTERPOLATIONS,
@@ -464,7 +464,7 @@ def raw_batches(paths: list[str], batch_size: int, workers: int, pin: bool) -> I
 
 def supports_fastpath(encoder: Encoder) -> bool:
     """The fast path reproduces the card contract; encoders with their own `prepare` (PNG bytes, ...) keep theirs."""
-    return type(encoder).prepare is Encoder.prepare
+    return adapter_class(encoder).prepare is Encoder.prepare
 
 
 class DeviceEmbedder:

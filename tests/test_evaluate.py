@@ -98,6 +98,27 @@ def test_second_run_computes_no_embedding_and_gives_the_same_result(registry, tm
     assert second.result["metrics"] == first.result["metrics"]
 
 
+def test_a_fully_cached_run_never_builds_the_model(registry, tmp_path, demo_data_dir, monkeypatch):
+    """Warm runs skip loading weights (seconds to minutes for real encoders): the model is built only to embed."""
+    from runner.encoders import registered_adapters
+
+    run(registry, tmp_path, demo_data_dir)
+    adapter = registered_adapters()["random-cnn"]
+    built = []
+    original_init = adapter.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(1)
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(adapter, "__init__", counting_init)
+    second = run(registry, tmp_path, demo_data_dir)
+    assert second.n_computed == 0 and built == []
+    third = run(registry, tmp_path, demo_data_dir, cache=tmp_path / "cold-cache")
+    assert third.n_computed > 0 and built == [1]  # a cold cache builds it, once
+    assert third.result["metrics"] == second.result["metrics"]
+
+
 def test_changing_the_encoder_card_or_its_preprocessing_invalidates_the_cache(registry_root, tmp_path, demo_data_dir):
     from registry.cards import clear_cache, load_registry
 

@@ -8,7 +8,9 @@ from pathlib import Path
 from runner.encoders.base import (
     Encoder,
     EncoderError,
+    LazyEncoder,
     WeightsNotFoundError,
+    adapter_class,
     pool_tokens,
     register_adapter,
     registered_adapters,
@@ -41,9 +43,13 @@ def resolve_device(device: str = "auto") -> str:
 
 
 def load_encoder(
-    card: dict, device: str = "auto", trust_custom_code: bool = False, weights_dir: Path | None = None
-) -> Encoder:
-    """Build the encoder an encoder card describes; `weights_dir` (--weights-dir) is where its weight files are."""
+    card: dict, device: str = "auto", trust_custom_code: bool = False, weights_dir: Path | None = None,
+    lazy: bool = False,
+) -> Encoder | LazyEncoder:
+    """Build the encoder an encoder card describes; `weights_dir` (--weights-dir) is where its weight files are.
+
+    lazy: return a LazyEncoder that builds the model (loads weights) only when something is embedded.
+    """
     name = card["adapter"]
     if name == "custom" and not trust_custom_code:
         raise EncoderError(
@@ -62,14 +68,19 @@ def load_encoder(
         ) from exc
     # Only adapters with weight files take weights_dir; built-ins keep the plain (card, device) constructor.
     extra = {"weights_dir": Path(weights_dir)} if weights_dir is not None else {}
-    return registered_adapters()[name](card, device=resolve_device(device), **extra)
+    cls, device = registered_adapters()[name], resolve_device(device)
+    if lazy:
+        return LazyEncoder(cls, card, device, lambda: cls(card, device=device, **extra))
+    return cls(card, device=device, **extra)
 
 
 __all__ = [
     "ADAPTER_MODULES",
     "Encoder",
     "EncoderError",
+    "LazyEncoder",
     "WeightsNotFoundError",
+    "adapter_class",
     "load_encoder",
     "pool_tokens",
     "register_adapter",

@@ -57,6 +57,16 @@ class Encoder:
         self.device = device
         self.weights_dir = weights_dir
 
+    @classmethod
+    def prepare_only(cls, card: dict) -> Encoder:
+        """An instance whose `prepare` works but whose model is never built: `prepare` depends on the card alone.
+
+        Decode workers use it, and so does LazyEncoder, so preparing images never loads weights.
+        """
+        encoder = cls.__new__(cls)
+        Encoder.__init__(encoder, card, device="cpu")
+        return encoder
+
     @property
     def id(self) -> str:
         return self.card["id"]
@@ -92,3 +102,50 @@ def pool_tokens(tokens: np.ndarray, pooling: str) -> np.ndarray:
     if pooling == "flatten":
         return tokens.reshape(tokens.shape[0], -1)
     raise EncoderError(f"unknown pooling {pooling!r}; expected one of mean, cls, flatten, none")
+
+
+class LazyEncoder:
+    """An encoder whose model is built on first use, so a run whose embeddings are all cached loads no weights.
+
+    The card-derived attributes (id, dim, contract, card, device) and `prepare` never build the model; `embed` and
+    anything adapter-specific (e.g. `.model`) do, once.
+    """
+
+    def __init__(self, adapter_class: type[Encoder], card: dict, device: str, build: Callable[[], Encoder]):
+        self.adapter_class = adapter_class
+        self.card = card
+        self.device = device
+        self._build = build
+        self._encoder: Encoder | None = None
+        self._preparer = adapter_class.prepare_only(card)
+
+    id = Encoder.id
+    dim = Encoder.dim
+    contract = Encoder.contract
+
+    @property
+    def built(self) -> bool:
+        return self._encoder is not None
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        return self._preparer.prepare(image)
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        return self.encoder.embed(batch)
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            self._encoder = self._build()
+        return self._encoder
+
+    def __getattr__(self, name: str):
+        # Only reached for attributes not defined above: adapter internals such as `.model` or `.forward`.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.encoder, name)
+
+
+def adapter_class(encoder: Encoder | LazyEncoder) -> type[Encoder]:
+    """The adapter class behind an encoder, lazy or built (decode workers build prepare-only instances of it)."""
+    return getattr(encoder, "adapter_class", type(encoder))

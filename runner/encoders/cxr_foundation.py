@@ -28,10 +28,13 @@ def import_tensorflow():
     Loading triton (which torch._dynamo, timm and transformers import) after TensorFlow kills the process (a native
     library clash; tensorflow 2.21 + triton 3.8 here); triton first, then TensorFlow, works.
     """
+    import os
+
     try:
         import triton  # noqa: F401
     except ImportError:
         pass
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ info logs off the user's terminal
     import tensorflow as tf
 
     return tf
@@ -90,12 +93,13 @@ def example_bytes(png: bytes) -> bytes:
 class CXRFoundationEncoder(Encoder):
     def __init__(self, card: dict, device: str = "cpu", weights_dir=None):
         super().__init__(card, device=device, weights_dir=weights_dir)
+        # Weights first: a missing snapshot is reported before TensorFlow's seconds-long, log-heavy import.
+        weights = resolve_weights(card, weights_dir)
         tf = import_tensorflow()
 
         # Signature and tensor names live in the card's `model` block; the embedding's source in `embedding.output`.
         self.tf_cfg = {**DEFAULT_TF, **(card.get("model") or {})}
         self.output = (card.get("embedding") or {}).get("output", "img_emb")
-        weights = resolve_weights(card, weights_dir)
         self._image_model = self._load(tf, weights.root / self.tf_cfg["image_model"])
         self._qformer = self._load(tf, weights.root / self.tf_cfg["qformer_model"])
         self._image_fn = self._signature(self._image_model, "image_signature")
