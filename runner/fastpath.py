@@ -41,13 +41,11 @@ from runner.cache import EmbeddingCache, ImageIdentity
 from runner.embed import ORIGINAL, Embeddings, _check_shape, _drop_non_finite, _missing_reason, _progress_bar
 from runner.encoders.base import Encoder, adapter_class, pool_tokens
 from runner.imaging import (
-    CONTRACT_KEYS,
-    INTERPOLATIONS,
     PIL_SUFFIXES,
     ImageDecodeError,
+    PreprocessContract,
     _normalise,
     _read_dicom,
-    _target_size,
     load_image,
 )
 
@@ -197,34 +195,6 @@ def resize_weights(in_size: int, out_size: int, interpolation: str) -> np.ndarra
     return weights
 
 
-@dataclass(frozen=True)
-class _Spec:
-    """A validated preprocessing contract (same checks and messages as imaging.to_encoder_input)."""
-
-    size: tuple[int, int] | None
-    interpolation: str
-    channels: int
-    bit_depth: object
-    normalize: object
-
-    @classmethod
-    def of(cls, contract: dict) -> _Spec:
-        unknown = set(contract) - CONTRACT_KEYS
-        if unknown:
-            raise ValueError(f"preprocess: unknown key(s) {sorted(unknown)}; allowed: {sorted(CONTRACT_KEYS)}")
-        interpolation = contract.get("interpolation", "bilinear")
-        if interpolation not in INTERPOLATIONS:
-            raise ValueError(f"preprocess.interpolation {interpolation!r}; expected one of {INTERPOLATIONS}")
-        channels = contract.get("channels", 1)
-        if channels not in (1, 3):
-            raise ValueError(f"preprocess.channels {channels!r}; expected 1 or 3")
-        bit_depth = contract.get("bit_depth", "float")
-        if bit_depth not in (8, 16, "float", None):
-            raise ValueError(f"preprocess.bit_depth {bit_depth!r}; expected 8, 16 or 'float'")
-        return cls(_target_size(contract.get("size")), interpolation, channels, bit_depth,
-                   contract.get("normalize", "none"))
-
-
 class DevicePreprocessor:
     """RawImages -> (B, C, h, w) float32 encoder input on `device`, per an encoder card's `preprocess` block."""
 
@@ -234,7 +204,7 @@ class DevicePreprocessor:
         import torch
 
         self.torch = torch
-        self.spec = _Spec.of(contract)
+        self.spec = PreprocessContract.of(contract)
         self.device = torch.device(device)
         self._weights: dict[tuple[int, int], tuple] = {}
         mean_std = None

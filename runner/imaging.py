@@ -12,6 +12,7 @@ pipeline can count and record the exclusion instead of crashing.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -188,6 +189,34 @@ INTERPOLATIONS = ("bilinear", "bicubic", "area", "nearest")
 CONTRACT_KEYS = {"size", "interpolation", "channels", "bit_depth", "normalize"}
 
 
+@dataclass(frozen=True)
+class PreprocessContract:
+    """An encoder card's `preprocess` block, checked, with defaults filled in (shared by the CPU and device paths)."""
+
+    size: tuple[int, int] | None
+    interpolation: str
+    channels: int
+    bit_depth: object
+    normalize: object
+
+    @classmethod
+    def of(cls, contract: dict) -> PreprocessContract:
+        unknown = set(contract) - CONTRACT_KEYS
+        if unknown:
+            raise ValueError(f"preprocess: unknown key(s) {sorted(unknown)}; allowed: {sorted(CONTRACT_KEYS)}")
+        interpolation = contract.get("interpolation", "bilinear")
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"preprocess.interpolation {interpolation!r}; expected one of {INTERPOLATIONS}")
+        channels = contract.get("channels", 1)
+        if channels not in (1, 3):
+            raise ValueError(f"preprocess.channels {channels!r}; expected 1 or 3")
+        bit_depth = contract.get("bit_depth", "float")
+        if bit_depth not in (8, 16, "float", None):
+            raise ValueError(f"preprocess.bit_depth {bit_depth!r}; expected 8, 16 or 'float'")
+        return cls(_target_size(contract.get("size")), interpolation, channels, bit_depth,
+                   contract.get("normalize", "none"))
+
+
 def to_encoder_input(image: np.ndarray, contract: dict) -> np.ndarray:
     """Shape a [0, 1] HxW image per an encoder card's `preprocess` block → CxHxW float32.
 
@@ -195,22 +224,12 @@ def to_encoder_input(image: np.ndarray, contract: dict) -> np.ndarray:
     exactly as torchvision does on an 8-bit PIL image), resize without keeping aspect (antialiased), replicate
     to `channels`, normalise.
     """
-    unknown = set(contract) - CONTRACT_KEYS
-    if unknown:
-        raise ValueError(f"preprocess: unknown key(s) {sorted(unknown)}; allowed: {sorted(CONTRACT_KEYS)}")
     if image.ndim != 2:
         raise ValueError(f"to_encoder_input expects an HxW image, got shape {image.shape}")
-    size = _target_size(contract.get("size"))
-    interpolation = contract.get("interpolation", "bilinear")
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"preprocess.interpolation {interpolation!r}; expected one of {INTERPOLATIONS}")
-    channels = contract.get("channels", 1)
-    if channels not in (1, 3):
-        raise ValueError(f"preprocess.channels {channels!r}; expected 1 or 3")
-
-    resized = _quantise_and_resize(np.clip(image, 0.0, 1.0), contract.get("bit_depth", "float"), size, interpolation)
-    stacked = np.repeat(resized[None], channels, axis=0)
-    return _normalise(stacked, contract.get("normalize", "none")).astype(np.float32, copy=False)
+    spec = PreprocessContract.of(contract)
+    resized = _quantise_and_resize(np.clip(image, 0.0, 1.0), spec.bit_depth, spec.size, spec.interpolation)
+    stacked = np.repeat(resized[None], spec.channels, axis=0)
+    return _normalise(stacked, spec.normalize).astype(np.float32, copy=False)
 
 
 def _target_size(size) -> tuple[int, int] | None:
