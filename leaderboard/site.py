@@ -466,6 +466,14 @@ def _environment():
     return env
 
 
+def _display_path(path: Path) -> str:
+    """The results folder as a reader would type it: relative to the working folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve())) + "/"
+    except ValueError:
+        return str(path) + "/"
+
+
 def build_site(out_dir: Path, results_dir: Path = RESULTS_DIR, registry=None) -> Path:
     """Render the site into `out_dir` (created, its earlier pages replaced) and return the path of index.html."""
     if registry is None:
@@ -486,7 +494,7 @@ def build_site(out_dir: Path, results_dir: Path = RESULTS_DIR, registry=None) ->
             for task in registry.tasks.values()}
     tables = build_tables(entries, registry, ties)
     env = _environment()
-    common = {"skipped": skipped, "n_results": len(entries)}
+    common = {"skipped": skipped, "n_results": len(entries), "results_dir": _display_path(Path(results_dir))}
 
     for task in registry.tasks.values():
         task_entries = [e for e in entries if e.result["task"]["id"] == task.id]
