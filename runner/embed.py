@@ -140,12 +140,7 @@ def embed_manifest(
 
     all_keys = [k for _, _, keys in rows for k in keys.values()]
     found = cache.lookup(all_keys)
-    failed: dict[str, str] = {}
-    for image_id, rel_path, keys in rows:  # failures recorded by an earlier run on the same bytes
-        reason = cache.failure(keys[ORIGINAL])
-        if reason is not None and keys[ORIGINAL] not in found:
-            failed[image_id] = reason
-            exclusions.append({"image_id": image_id, "path": rel_path, "reason": reason})
+    failed = recorded_failures(cache, [(i, p, keys[ORIGINAL]) for i, p, keys in rows], found, exclusions)
     todo = [r for r in rows if r[0] not in failed and any(k not in found for k in r[2].values())]
 
     n_computed = 0
@@ -197,6 +192,18 @@ def embed_manifest(
         seconds=time.perf_counter() - start,
         images_per_s=(n_computed / compute_seconds) if n_computed and compute_seconds > 0 else None,
     )
+
+
+def recorded_failures(cache: EmbeddingCache, rows, found: dict, exclusions: list[dict]) -> dict[str, str]:
+    """{image_id: reason} for rows (image_id, path, original-view key) that an earlier run on the same bytes could
+    not decode; each is added to `exclusions`, so it is excluded again without being decoded again."""
+    failed: dict[str, str] = {}
+    for image_id, rel_path, key in rows:
+        reason = cache.failure(key)
+        if reason is not None and key not in found:
+            failed[image_id] = reason
+            exclusions.append({"image_id": image_id, "path": rel_path, "reason": reason})
+    return failed
 
 
 def _aug_tag(augment: dict | None) -> str:

@@ -38,7 +38,15 @@ import numpy as np
 import pandas as pd
 
 from runner.cache import EmbeddingCache, ImageIdentity
-from runner.embed import ORIGINAL, Embeddings, _check_shape, _drop_non_finite, _missing_reason, _progress_bar
+from runner.embed import (
+    ORIGINAL,
+    Embeddings,
+    _check_shape,
+    _drop_non_finite,
+    _missing_reason,
+    _progress_bar,
+    recorded_failures,
+)
 from runner.encoders.base import Encoder, adapter_class, pool_tokens
 from runner.imaging import (
     PIL_SUFFIXES,
@@ -532,19 +540,20 @@ def embed_rows_with(
             continue
         rows.append((image_id, rel_path, identity.key(augmentation=f"{ORIGINAL}|")))
     found = cache.lookup([key for _, _, key in rows])
-    todo = [row for row in rows if row[2] not in found]
+    failed = recorded_failures(cache, rows, found, exclusions)
+    todo = [row for row in rows if row[0] not in failed and row[2] not in found]
 
-    failed: dict[str, str] = {}
     n_computed = 0
     compute_start = time.perf_counter()
     with _progress_bar(progress and bool(todo)) as bar:
         task = bar.add_task(f"embedding with {encoder.id}", total=len(todo))
         for chunk, results in compute(todo):
-            keys, vectors = [], []
+            keys, vectors, new_failures = [], [], {}
             for (image_id, rel_path, key), result in zip(chunk, results):
                 if isinstance(result, str):
                     failed[image_id] = result
                     exclusions.append({"image_id": image_id, "path": rel_path, "reason": result})
+                    new_failures[key] = result
                 else:
                     keys.append(key)
                     vectors.append(result)
@@ -556,6 +565,7 @@ def embed_rows_with(
                 if keys:
                     cache.put(keys, array)
                     found.update(zip(keys, array))
+            cache.put_failures(new_failures)
             n_computed += len(chunk)
             bar.advance(task, len(chunk))
 

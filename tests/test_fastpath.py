@@ -191,5 +191,8 @@ def test_fast_manifest_equals_local_backend_with_exclusions(demo_data_dir, tmp_p
     again = embed_manifest(manifest, demo_data_dir, "demo", encoder,
                            EmbeddingCache(card.sha256, encoder.contract, root=tmp_path / "fast"), workers=0,
                            progress=False)
-    assert again.n_computed == len(corrupt)  # the fast path's cache entries serve the local backend: same keys
+    # the fast path's cache entries, failures included, serve the local backend (same keys): nothing is decoded again
+    assert again.n_computed == 0 and again.exclusions == fast.exclusions
     np.testing.assert_array_equal(again.original, fast.original)
+    (fast_again, _) = run(embed_manifest_fast, "fast", 1)
+    assert fast_again.n_computed == 0 and fast_again.exclusions == fast.exclusions
