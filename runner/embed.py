@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,12 @@ def _progress_bar(enabled: bool):
     )
 
 
+# A Compute turns the rows still to embed into (chunk of rows, one result per row) pairs, in row order; a result is
+# the row's embedding (its original view), a {view id: embedding} dict, or the reason it could not be embedded.
+Row = tuple[str, str, dict[str, str]]  # (image_id, path relative to the data root, {view id: cache key})
+Compute = Callable[[list[Row]], Iterator[tuple[list[Row], list]]]
+
+
 def embed_manifest(
     manifest: pd.DataFrame,
     data_root: Path,
@@ -117,6 +124,36 @@ def embed_manifest(
     augment: {"seed": int} to add the five augmented views (runner.augment); each image's views are drawn with
     `view_seed(seed, path)`; they come back in `Embeddings.augmented` keyed by runner.augment.AUG_IDS.
     """
+    batch_size = int(batch_size or encoder.card.get("batch_size", 32))
+
+    def compute(todo: list[Row]):
+        for chunk, prepared in _prepared_chunks(todo, Path(data_root), encoder, augment, workers, batch_size):
+            inputs = [view for item in prepared if not isinstance(item, str) for view in item.values()]
+            vectors = np.zeros((0, encoder.dim), dtype=np.float32)
+            if inputs:
+                vectors = np.concatenate(
+                    [encoder.embed(np.stack(inputs[i : i + batch_size])) for i in range(0, len(inputs), batch_size)]
+                ).astype(np.float32)
+                _check_shape(vectors, len(inputs), encoder)
+            results, used = [], 0
+            for item in prepared:  # back to one {view: vector} per row, in the order the views were prepared
+                if isinstance(item, str):
+                    results.append(item)
+                else:
+                    results.append(dict(zip(item, vectors[used : used + len(item)])))
+                    used += len(item)
+            yield chunk, results
+
+    return embed_rows_with(compute, manifest, data_root, dataset_id, encoder, cache, augment=augment,
+                           progress=progress)
+
+
+def embed_rows_with(
+    compute: Compute, manifest: pd.DataFrame, data_root: Path, dataset_id: str, encoder: Encoder,
+    cache: EmbeddingCache, *, augment: dict | None = None, progress: bool = True,
+) -> Embeddings:
+    """What every backend shares (this module's worker pool, the device fast path, Ray): cache keys, cache lookup,
+    recorded failures, one cache shard per computed chunk, exclusions and assembly in manifest order."""
     start = time.perf_counter()
     data_root = Path(data_root)
     views = [ORIGINAL]
@@ -124,9 +161,8 @@ def embed_manifest(
         from runner.augment import AUG_IDS
 
         views += list(AUG_IDS)
-    batch_size = int(batch_size or encoder.card.get("batch_size", 32))
     exclusions: list[dict] = []
-    rows: list[tuple[str, str, dict[str, str]]] = []  # (image_id, path, {view: cache key})
+    rows: list[Row] = []
     for image_id, rel_path in zip(manifest["image_id"].astype(str), manifest["path"].astype(str)):
         try:
             identity = ImageIdentity.of_file(dataset_id, data_root, rel_path)
@@ -138,36 +174,33 @@ def embed_manifest(
             v: identity.key(augmentation=f"{v}|" + ("" if v == ORIGINAL else _aug_tag(augment))) for v in views
         }))
 
-    all_keys = [k for _, _, keys in rows for k in keys.values()]
-    found = cache.lookup(all_keys)
+    found = cache.lookup([k for _, _, keys in rows for k in keys.values()])
     failed = recorded_failures(cache, [(i, p, keys[ORIGINAL]) for i, p, keys in rows], found, exclusions)
     todo = [r for r in rows if r[0] not in failed and any(k not in found for k in r[2].values())]
 
     n_computed = 0
     compute_start = time.perf_counter()
-    bar = _progress_bar(progress and bool(todo))
-    with bar:
+    with _progress_bar(progress and bool(todo)) as bar:
         task = bar.add_task(f"embedding with {encoder.id}", total=len(todo))
-        for chunk, prepared in _prepared_chunks(todo, data_root, encoder, augment, workers, batch_size):
-            keys, inputs, new_failures = [], [], {}
-            for (image_id, rel_path, view_keys), item in zip(chunk, prepared):
-                if isinstance(item, str):
-                    failed[image_id] = item
-                    exclusions.append({"image_id": image_id, "path": rel_path, "reason": item})
-                    new_failures[view_keys[ORIGINAL]] = item
+        for chunk, results in compute(todo):
+            keys, vectors, new_failures = [], [], {}
+            for (image_id, rel_path, view_keys), result in zip(chunk, results):
+                if isinstance(result, str):
+                    failed[image_id] = result
+                    exclusions.append({"image_id": image_id, "path": rel_path, "reason": result})
+                    new_failures[view_keys[ORIGINAL]] = result
                     continue
+                by_view = result if isinstance(result, dict) else {ORIGINAL: result}
                 for view, key in view_keys.items():
                     keys.append(key)
-                    inputs.append(item[view])
-            if inputs:
-                vectors = np.concatenate(
-                    [encoder.embed(np.stack(inputs[i : i + batch_size])) for i in range(0, len(inputs), batch_size)]
-                ).astype(np.float32)
-                _check_shape(vectors, len(inputs), encoder)
-                keys, vectors = _drop_non_finite(keys, vectors, chunk, failed, exclusions)
+                    vectors.append(by_view[view])
+            if vectors:
+                array = np.stack(vectors).astype(np.float32, copy=False)
+                _check_shape(array, len(keys), encoder)
+                keys, array = _drop_non_finite(keys, array, chunk, failed, exclusions)
                 if keys:
-                    cache.put(keys, vectors)
-                    found.update(zip(keys, vectors))
+                    cache.put(keys, array)
+                    found.update(zip(keys, array))
             cache.put_failures(new_failures)
             n_computed += len(chunk)
             bar.advance(task, len(chunk))
@@ -175,11 +208,10 @@ def embed_manifest(
     kept = [r for r in rows if r[0] not in failed]
     order = {image_id: i for i, image_id in enumerate(manifest["image_id"].astype(str))}
     exclusions.sort(key=lambda e: order.get(e["image_id"], -1))
-    dim = encoder.dim
 
     def stack(view: str) -> np.ndarray:
         if not kept:
-            return np.zeros((0, dim), dtype=np.float32)
+            return np.zeros((0, encoder.dim), dtype=np.float32)
         return np.stack([np.asarray(found[keys[view]], dtype=np.float32) for _, _, keys in kept])
 
     compute_seconds = time.perf_counter() - compute_start

@@ -37,16 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from runner.cache import EmbeddingCache, ImageIdentity
-from runner.embed import (
-    ORIGINAL,
-    Embeddings,
-    _check_shape,
-    _drop_non_finite,
-    _missing_reason,
-    _progress_bar,
-    recorded_failures,
-)
+from runner.cache import EmbeddingCache
+from runner.embed import Compute, Embeddings, embed_rows_with
 from runner.encoders.base import Encoder, adapter_class, pool_tokens
 from runner.imaging import (
     PIL_SUFFIXES,
@@ -519,69 +511,6 @@ def _fetch(pending) -> tuple[RawBatch, np.ndarray | None]:
 # ---------------------------------------------------------------------------------------------- manifest -> cache
 
 # compute(todo rows) yields (chunk of rows, per row: embedding vector or exclusion reason), in order.
-Compute = Callable[[list[tuple[str, str, str]]], Iterator[tuple[list[tuple[str, str, str]], list]]]
-
-
-def embed_rows_with(
-    compute: Compute, manifest: pd.DataFrame, data_root: Path, dataset_id: str, encoder: Encoder,
-    cache: EmbeddingCache, progress: bool = True,
-) -> Embeddings:
-    """The backend-independent part of embedding a manifest (original views): cache keys exactly as
-    runner.embed.embed_manifest makes them, cache lookup, one cache shard per computed batch, exclusions, assembly."""
-    start = time.perf_counter()
-    data_root = Path(data_root)
-    exclusions: list[dict] = []
-    rows: list[tuple[str, str, str]] = []  # (image_id, path, cache key)
-    for image_id, rel_path in zip(manifest["image_id"].astype(str), manifest["path"].astype(str)):
-        try:
-            identity = ImageIdentity.of_file(dataset_id, data_root, rel_path)
-        except OSError as exc:
-            exclusions.append({"image_id": image_id, "path": rel_path, "reason": _missing_reason(exc)})
-            continue
-        rows.append((image_id, rel_path, identity.key(augmentation=f"{ORIGINAL}|")))
-    found = cache.lookup([key for _, _, key in rows])
-    failed = recorded_failures(cache, rows, found, exclusions)
-    todo = [row for row in rows if row[0] not in failed and row[2] not in found]
-
-    n_computed = 0
-    compute_start = time.perf_counter()
-    with _progress_bar(progress and bool(todo)) as bar:
-        task = bar.add_task(f"embedding with {encoder.id}", total=len(todo))
-        for chunk, results in compute(todo):
-            keys, vectors, new_failures = [], [], {}
-            for (image_id, rel_path, key), result in zip(chunk, results):
-                if isinstance(result, str):
-                    failed[image_id] = result
-                    exclusions.append({"image_id": image_id, "path": rel_path, "reason": result})
-                    new_failures[key] = result
-                else:
-                    keys.append(key)
-                    vectors.append(result)
-            if vectors:
-                array = np.stack(vectors).astype(np.float32, copy=False)
-                _check_shape(array, len(keys), encoder)
-                as_views = [(image_id, rel_path, {ORIGINAL: key}) for image_id, rel_path, key in chunk]
-                keys, array = _drop_non_finite(keys, array, as_views, failed, exclusions)
-                if keys:
-                    cache.put(keys, array)
-                    found.update(zip(keys, array))
-            cache.put_failures(new_failures)
-            n_computed += len(chunk)
-            bar.advance(task, len(chunk))
-
-    kept = [row for row in rows if row[0] not in failed]
-    order = {image_id: i for i, image_id in enumerate(manifest["image_id"].astype(str))}
-    exclusions.sort(key=lambda e: order.get(e["image_id"], -1))
-    original = (np.stack([np.asarray(found[key], dtype=np.float32) for _, _, key in kept]) if kept
-                else np.zeros((0, encoder.dim), dtype=np.float32))
-    compute_seconds = time.perf_counter() - compute_start
-    return Embeddings(
-        image_ids=[row[0] for row in kept], original=original, augmented={}, exclusions=exclusions,
-        n_computed=n_computed, seconds=time.perf_counter() - start,
-        images_per_s=(n_computed / compute_seconds) if n_computed and compute_seconds > 0 else None,
-    )
-
-
 def fast_compute(data_root: Path, encoder: Encoder, workers: int, batch_size: int | None) -> Compute:
     """The fast path as a `Compute` for embed_rows_with: DataLoader readers -> DeviceEmbedder."""
     embedder = DeviceEmbedder(encoder, batch_size)
@@ -638,6 +567,6 @@ def choose_pipeline(pipeline: str, device: str) -> str:
 
 
 __all__ = [
-    "DeviceEmbedder", "DevicePreprocessor", "RawImage", "choose_pipeline", "embed_manifest_fast", "embed_rows_with",
+    "DeviceEmbedder", "DevicePreprocessor", "RawImage", "choose_pipeline", "embed_manifest_fast",
     "raw_batches", "read_raw", "resize_weights", "supports_fastpath",
 ]

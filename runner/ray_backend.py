@@ -25,9 +25,8 @@ import numpy as np
 import pandas as pd
 
 from runner.cache import EmbeddingCache
-from runner.embed import Embeddings
+from runner.embed import Embeddings, embed_rows_with
 from runner.encoders.base import Encoder
-from runner.fastpath import embed_rows_with
 
 
 def ensure_ray(num_cpus: int = 2):
@@ -88,7 +87,7 @@ class EmbedActor:
 
 
 def ray_compute(data_root: Path, encoder: Encoder, workers: int, batch_size: int | None, pipeline: str):
-    """A `Compute` (see runner.fastpath.embed_rows_with) that runs the todo rows through a Ray actor pool."""
+    """A `Compute` (see runner.embed.embed_rows_with) that runs the todo rows through a Ray actor pool."""
 
     def compute(todo):
         if not todo:
