@@ -50,7 +50,28 @@ _worker_augment: dict | None = None
 def _init_worker(encoder_cls: type[Encoder], card: dict, augment: dict | None) -> None:
     """Build a prepare-only instance: `prepare` depends on the card alone, so no weights are loaded in workers."""
     global _worker_encoder, _worker_augment
+    _die_with_parent()
     _worker_encoder, _worker_augment = encoder_cls.prepare_only(card), augment
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to end this worker when the run that started it dies.
+
+    A run killed with SIGKILL cannot shut its pool down, and its workers would otherwise wait on their queue forever.
+    Elsewhere (no prctl) this is a no-op; the run's own exit still stops them.
+    """
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _prepare_one(path: str, rel_path: str) -> dict[str, np.ndarray] | str:
