@@ -106,14 +106,19 @@ def grid(table) -> dict:
     return out
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def build_fake_site(tmp_path_factory):
+    """The paper's reported results plus one reproduced demo result, built on fake cards -> (registry, results, index)."""
     reg = fake_registry()
     results = tmp_path_factory.mktemp("results")
     file_reported(reg, TABLE_PATH, results)
     write_result(make_reproduced(reg, "effusion-demo", "pixels", auroc=0.61), results / "effusion-demo__pixels__reproduced.json")
     index = build_site(tmp_path_factory.mktemp("site"), results, reg)
     return reg, results, index
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    return build_fake_site(tmp_path_factory)
 
 
 def test_front_page_has_all_32_paper_numbers_in_the_right_cells(site):

@@ -8,11 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_results import fake_registry, make_reproduced
-
-from leaderboard.file_reported import TABLE_PATH, file_reported
-from leaderboard.site import build_site
-from runner.results import write_result
+from test_site import build_fake_site
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
@@ -49,11 +45,7 @@ def _chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedPro
 
 @pytest.fixture(scope="module")
 def built_site(tmp_path_factory):
-    reg = fake_registry()
-    results = tmp_path_factory.mktemp("results")
-    file_reported(reg, TABLE_PATH, results)
-    write_result(make_reproduced(reg, "effusion-demo", "pixels", auroc=0.61), results / "effusion-demo__pixels__reproduced.json")
-    return build_site(tmp_path_factory.mktemp("site"), results, reg)
+    return build_fake_site(tmp_path_factory)[2]
 
 
 def test_front_page_renders_and_its_script_runs(chromium, built_site, tmp_path):
