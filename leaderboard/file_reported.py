@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from leaderboard.submit import RESULTS_DIR, Filed, SubmitError, file_result
-from runner.results import encoder_ref, task_ref
+from runner.results import build_result
 
 TABLE_PATH = Path(__file__).resolve().parent / "paper_table1.yaml"
 
@@ -29,16 +29,11 @@ def reported_results(table: dict, registry) -> list[dict]:
     results = []
     for task_id, row in table["cells"].items():
         for encoder_id, cell in row.items():
-            results.append({
-                "schema_version": 1,
-                "provenance": "reported",
-                "task": task_ref(registry.get("task", task_id)),
-                "encoder": encoder_ref(registry.get("encoder", encoder_id)),
-                "manifest": None,
-                "citation": table["citation"].strip(),
-                "metrics": {name: reported_metric(*cell[name]) for name in ("auroc", "f1")},
-                "created_at": table["transcribed_at"],
-            })
+            results.append(build_result(
+                provenance="reported", task_card=registry.get("task", task_id),
+                encoder_card=registry.get("encoder", encoder_id), citation=table["citation"].strip(),
+                metrics={name: reported_metric(*cell[name]) for name in ("auroc", "f1")},
+                created_at=table["transcribed_at"]))
     return results
 
 

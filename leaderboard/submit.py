@@ -77,11 +77,14 @@ def check_against_cards(result: dict, registry) -> None:
     encoder = registry.encoders.get(encoder_id)
     if encoder is None:
         raise _invalid(f"unknown encoder {encoder_id!r} (known: {', '.join(sorted(registry.encoders)) or 'none'})")
-    for kind, card, claimed in (("task", task, result["task"]["sha256"]), ("encoder", encoder, result["encoder"]["sha256"])):
-        if claimed != card.sha256:
+    # Behaviour hashes: a title, citation or notes edit since the run does not make its numbers wrong.
+    for kind, card, claimed in (("task", task, result["task"]["behaviour_sha256"]),
+                                ("encoder", encoder, result["encoder"]["behaviour_sha256"])):
+        if claimed != card.behaviour_sha256:
             raise _refused(
-                f"{kind} card {card.id!r} changed since this result was made (result has sha256 {claimed[:12]}…, "
-                f"current card {card.sha256[:12]}…): re-run with the current card, or re-file a reported number"
+                f"{kind} card {card.id!r} changed behaviour since this result was made (result has behaviour hash "
+                f"{claimed[:12]}…, current card {card.behaviour_sha256[:12]}…): re-run with the current card, or "
+                f"re-file a reported number"
             )
     if result["task"]["dataset"] != task.data.get("dataset"):
         raise _invalid(f"task.dataset {result['task']['dataset']!r} differs from the task card's {task.data.get('dataset')!r}")

@@ -10,16 +10,17 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass, field, replace
+from functools import cached_property, lru_cache
 from hashlib import sha256
 from pathlib import Path
 
 import yaml
 from jsonschema.exceptions import best_match
 
+from registry.adapters import ADAPTER_MODULES
 from registry.errors import CardError, CardProblem, did_you_mean
-from registry.schemas import validator
+from registry.schemas import behaviour_part, fill_defaults, validator
 
 KINDS = ("dataset", "task", "encoder")
 # Where each kind of card lives, relative to the registry root. Files whose name starts with "_" are shared
@@ -182,7 +183,13 @@ def locate(sources: list[_Source], pointer: str) -> tuple[Path, int | None]:
 
 @dataclass(frozen=True)
 class Card:
-    """A resolved, schema-valid card."""
+    """A resolved, schema-valid card, its schema defaults filled in.
+
+    `sha256` covers every field; `behaviour_sha256` only the fields that can change a number (the schema marks the
+    others `x-behaviour: false`), and for a task also its dataset card's (and a transfer task's training task's)
+    behaviour hash. Result validity, `submit` and the embedding cache key on the behaviour hash, so editing a title,
+    citation or note invalidates nothing.
+    """
 
     id: str
     kind: str
@@ -190,6 +197,14 @@ class Card:
     data: dict = field(repr=False)
     sha256: str = ""
     sources: tuple = field(default=(), repr=False, compare=False)
+    behaviour_sha256: str = ""
+
+    @cached_property
+    def spec(self):
+        """The typed, frozen spec of this card (registry.specs): what downstream stages take."""
+        from registry import specs
+
+        return {"task": specs.task_spec, "encoder": specs.encoder_spec, "dataset": specs.dataset_spec}[self.kind](self)
 
 
 def _closest_branch_error(error):
@@ -275,7 +290,9 @@ def load_card(path: Path, kind: str | None = None) -> Card:
                                     expected=f"id: {path.stem}"))
     if problems:
         raise CardError(problems)
-    return Card(id=card_id, kind=kind, path=path.resolve(), data=data, sha256=sha256_of(data), sources=tuple(sources))
+    data = fill_defaults(kind, data)
+    return Card(id=card_id, kind=kind, path=path.resolve(), data=data, sha256=sha256_of(data), sources=tuple(sources),
+                behaviour_sha256=sha256_of(behaviour_part(kind, data)))
 
 
 # ---------------------------------------------------------------- the registry
@@ -340,8 +357,6 @@ def cross_card_problems(card: Card, reg: Registry) -> list[CardProblem]:
         if train_task and train_task not in reg.tasks:
             problem("/transfer/train_task", f"unknown task {train_task!r}", suggestion=did_you_mean(train_task, reg.tasks))
     elif card.kind == "encoder":
-        from runner.encoders import ADAPTER_MODULES  # the adapter names the runner can build
-
         adapter = data.get("adapter")
         if adapter not in ADAPTER_MODULES and adapter != "custom":
             problem("/adapter", f"unknown adapter {adapter!r}", expected="one of " + ", ".join(sorted(ADAPTER_MODULES)),
@@ -389,7 +404,21 @@ def collect(root: Path | None = None) -> tuple[Registry, list[CardProblem]]:
             if card_problems:
                 problems.extend(card_problems)
                 del reg.of_kind(kind)[card.id]
+    for task_id in list(reg.tasks):
+        reg.tasks[task_id] = with_task_behaviour(reg.tasks[task_id], reg)
     return reg, problems
+
+
+def with_task_behaviour(task: Card, reg: Registry, _seen: tuple = ()) -> Card:
+    """The task card with a behaviour hash that also covers what it samples from: its dataset card and, for a
+    transfer task, its training task (whose manifest it trains on)."""
+    if task.id in _seen:  # a transfer cycle is reported by the evaluation, not here
+        return task
+    parts = {"task": task.behaviour_sha256, "dataset": reg.datasets[task.data["dataset"]].behaviour_sha256}
+    train_id = (task.data.get("transfer") or {}).get("train_task")
+    if train_id in reg.tasks:
+        parts["train_task"] = with_task_behaviour(reg.tasks[train_id], reg, (*_seen, task.id)).behaviour_sha256
+    return replace(task, behaviour_sha256=sha256_of(parts))
 
 
 def validate_files(paths: list[Path], root: Path | None = None) -> list[CardProblem]:

@@ -9,23 +9,10 @@ import json
 import sys
 from pathlib import Path
 
-from registry.schemas import SCHEMA_DIR, load_schema
+from registry.schemas import BEHAVIOUR_KEYWORD, load_schema, resolve_ref
 
 CARD_SCHEMAS = (("task", "Task card"), ("dataset", "Dataset card"), ("encoder", "Encoder card"))
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "cards.md"
-
-
-def _resolve(schema: dict, doc: dict) -> tuple[dict, dict]:
-    """Follow `$ref`s (to `#/$defs/...` in `doc`, or into a sibling schema file) -> (schema, its document)."""
-    while "$ref" in schema:
-        file, _, pointer = schema["$ref"].partition("#")
-        if file:
-            doc = json.loads((SCHEMA_DIR / file).read_text(encoding="utf-8"))
-        schema = doc
-        for part in pointer.strip("/").split("/"):
-            if part:
-                schema = schema[part]
-    return schema, doc
 
 
 def _type_text(schema: dict, doc: dict) -> str:
@@ -35,11 +22,11 @@ def _type_text(schema: dict, doc: dict) -> str:
         return f"`{json.dumps(schema['const'])}`"
     for key in ("oneOf", "anyOf"):
         if key in schema:
-            return " or ".join(_type_text(*_resolve(s, doc)) for s in schema[key])
+            return " or ".join(_type_text(*resolve_ref(s, doc)) for s in schema[key])
     kind = schema.get("type", "object" if "properties" in schema else "any")
     kind = " \\| ".join(kind) if isinstance(kind, list) else kind
     if kind == "array" and isinstance(schema.get("items"), dict):
-        kind = f"array of {_type_text(*_resolve(schema['items'], doc))}"
+        kind = f"array of {_type_text(*resolve_ref(schema['items'], doc))}"
     bounds = [f"{k} {schema[k]}" for k in ("minimum", "maximum") if k in schema]
     return kind + (f" ({', '.join(bounds)})" if bounds else "")
 
@@ -47,11 +34,13 @@ def _type_text(schema: dict, doc: dict) -> str:
 def _rows(schema: dict, doc: dict, prefix: str, required: set[str]) -> list[str]:
     rows = []
     for name, sub in schema.get("properties", {}).items():
-        sub, sub_doc = _resolve(sub, doc)
+        sub, sub_doc = resolve_ref(sub, doc)
         path = f"{prefix}{name}"
         description = " ".join(sub.get("description", "").split()).replace("|", "\\|")
         if "default" in sub:
             description += f" Default `{json.dumps(sub['default'])}`."
+        if sub.get(BEHAVIOUR_KEYWORD, True) is False:
+            description += " *Descriptive*: not in the behaviour hash (editing it invalidates no result or cache entry)."
         rows.append(f"| `{path}` | {'yes' if name in required else ''} | {_type_text(sub, sub_doc)} | {description.strip()} |")
         nested = sub
         if nested.get("type") == "object" or "properties" in nested:
@@ -64,7 +53,12 @@ def render() -> str:
         "# Card reference",
         "",
         "Generated from `registry/schemas/*.schema.json` by `python -m registry.docs`; do not edit by hand.",
-        "Cards are validated after `extends:` is resolved; unknown fields are errors.",
+        "Cards are validated after `extends:` is resolved; unknown fields are errors. Every `Default` below is filled",
+        "into the resolved card by the loader, so the card hashes cover it and no default lives in Python.",
+        "",
+        "Each card has two hashes: `sha256` over every field, and `behaviour_sha256` over the fields that can change a",
+        "number (a task's also covers its dataset card's). Fields marked *Descriptive* are left out of the behaviour hash;",
+        "result validity, `runner submit` and the embedding cache key on the behaviour hash.",
     ]
     for name, title in CARD_SCHEMAS:
         schema = load_schema(name)

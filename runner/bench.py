@@ -4,10 +4,11 @@ Entry: `run_bench(BenchConfig) -> dict` (JSON-ready; `markdown_table(result)` re
 
 On the same generated images (1024² 8-bit PNGs and uncompressed 16-bit MONOCHROME1 DICOMs, `make_bench_inputs`), per format:
   (a) naive    load_image -> to_encoder_input -> embed, one image at a time (the reference notebooks' loop)
-  (b) pipeline what `runner eval` runs, into a fresh cache: on CUDA embed_manifest_fast (read on CPU workers,
-               preprocess + forward on the device); on CPU embed_manifest (decode + prepare in worker processes)
+  (b) pipeline what `runner eval` runs, into a fresh cache: runner.embed.embed_manifest on a lazily built encoder;
+               its plan picks the device path on CUDA (read on CPU workers, preprocess + forward on the device) and
+               the CPU pool elsewhere (decode + prepare in worker processes)
   (c) forward  the encoder alone on pre-made device tensors at the pipeline's batch size
-  (d) warm     the same embed_manifest_fast call again through the now-filled cache
+  (d) warm     the same embed_manifest call again through the now-filled cache
   stages       the fast path's reading alone (DataLoader workers) and device preprocessing alone (incl. host->device)
   memory       peak RSS of this process (and of the reader workers), GPU peak; with `rss_sizes`, peak RSS of a fresh
                process embedding N and k*N images, to show memory does not grow with N.
@@ -196,14 +197,17 @@ def measure_stages(embedder, paths: list[str], workers: int) -> dict:
 
 
 def measure_pipeline(manifest, data_root: Path, encoder, sha256: str, cache_root: Path, workers: int, batch_size):
-    """(b) the pipeline `runner eval --pipeline auto` picks (fast on CUDA, the CPU one elsewhere) into an empty cache,
-    then (d) the same call through the filled cache."""
+    """(b) what `runner eval` runs: runner.embed.embed_manifest with pipeline auto on a lazily built encoder (the
+    backend is runner.embed.plan_embedding's choice, the same call eval makes), into an empty cache; then (d) the same
+    call through the filled cache."""
     from runner.cache import EmbeddingCache
-    from runner.embed import embed_manifest
-    from runner.fastpath import choose_pipeline, embed_manifest_fast
+    from runner.embed import embed_manifest, plan_embedding
+    from runner.encoders import adapter_class
 
-    name = choose_pipeline("auto", str(encoder.device))
-    embed = embed_manifest_fast if name == "fast" else embed_manifest
+    name = plan_embedding(adapter_class(encoder), str(encoder.device)).backend
+
+    def embed(*args, **kwargs):
+        return embed_manifest(*args, pipeline="auto", **kwargs)
 
     runs = []
     for _ in range(2):  # cold, warm: a new cache object each time, as a second `runner eval` process would have
@@ -228,12 +232,15 @@ def run_bench(cfg: BenchConfig) -> dict:
     """Run every measurement for each format; JSON-ready dict (no NaN: a rate that cannot be computed is null)."""
     import torch
 
-    from runner.encoders import load_encoder, resolve_device
-    from runner.fastpath import DeviceEmbedder, supports_fastpath
+    from runner.embed import supports_device_preprocessing
+    from runner.encoders import adapter_class, load_encoder, resolve_device
+    from runner.fastpath import DeviceEmbedder
 
     device = resolve_device(cfg.device)
     encoder = load_encoder(cfg.encoder_card, device=device)
-    if not supports_fastpath(encoder):
+    # The pipeline measurement gets its own encoder built as `runner eval` builds it (lazily), so it takes eval's path.
+    eval_encoder = load_encoder(cfg.encoder_card, device=device, lazy=True)
+    if not supports_device_preprocessing(adapter_class(encoder)):
         raise ValueError(f"encoder {encoder.id!r} prepares its own inputs ({type(encoder).__name__}.prepare); "
                          "the fast pipeline does not apply to it")
     embedder = DeviceEmbedder(encoder, cfg.batch_size)
@@ -246,7 +253,7 @@ def run_bench(cfg: BenchConfig) -> dict:
         results = {}
         for fmt, manifest in manifests.items():
             paths = [str(inputs / p) for p in manifest["path"]]
-            pipeline, warm = measure_pipeline(_repeated(manifest, cfg.repeat), inputs, encoder, cfg.encoder_sha256,
+            pipeline, warm = measure_pipeline(_repeated(manifest, cfg.repeat), inputs, eval_encoder, cfg.encoder_sha256,
                                               Path(tmp) / f"cache-{fmt}", cfg.workers, embedder.batch_size)
             naive = measure_naive(encoder, paths[: cfg.naive_limit])
             results[fmt] = {
@@ -262,7 +269,7 @@ def run_bench(cfg: BenchConfig) -> dict:
         "machine": cfg.machine or platform.node(),
         "environment": _environment(device),
         "encoder": {"id": encoder.id, "sha256": cfg.encoder_sha256, "contract": encoder.contract,
-                    "precision": encoder.card.get("precision") or {}},
+                    "precision": encoder.card["precision"]},
         "device": device, "n": cfg.n, "repeat": cfg.repeat, "size": cfg.size, "workers": cfg.workers, "batch_size": embedder.batch_size,
         "results": results,
         "memory": {"peak_rss": _peak_rss_mb(),
@@ -313,8 +320,8 @@ def rss_in_fresh_process(cfg: BenchConfig, inputs: Path, manifest: pd.DataFrame,
 
 def _rss_child(job_file: str) -> None:
     from runner.cache import EmbeddingCache
+    from runner.embed import embed_manifest
     from runner.encoders import load_encoder
-    from runner.fastpath import embed_manifest_fast
 
     job = json.loads(Path(job_file).read_text())
     encoder = load_encoder(job["card"], device=job["device"])
@@ -323,8 +330,8 @@ def _rss_child(job_file: str) -> None:
     before = _peak_rss_mb()["self_mb"]
     with tempfile.TemporaryDirectory() as tmp:
         cache = EmbeddingCache(job["sha256"], encoder.contract, root=Path(tmp))
-        emb = embed_manifest_fast(manifest, Path(job["inputs"]), "bench-rss", encoder, cache,
-                                  workers=job["workers"], batch_size=job["batch_size"], progress=False)
+        emb = embed_manifest(manifest, Path(job["inputs"]), "bench-rss", encoder, cache, pipeline="fast",
+                             workers=job["workers"], batch_size=job["batch_size"], progress=False)
     print(json.dumps({"n": len(job["paths"]), "embedded": len(emb.image_ids), "rss_before_mb": before,
                       **_peak_rss_mb()}))
 

@@ -26,7 +26,6 @@ import pandas as pd
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 LIGHTGBM_DEFAULT_N_ESTIMATORS = 100  # LightGBM's own default num_iterations
-DEFAULT_INNER_FRACTION = 0.15  # as documented in classifier-defs.schema.json
 MIN_INNER_ROWS = 20  # smaller inner-validation sets are too noisy to choose a tree count from
 
 
@@ -47,24 +46,26 @@ class ClassifierSettings:
     seed: int
 
     @classmethod
-    def from_card(cls, card: dict | None) -> ClassifierSettings:
-        card = dict(card or {"type": "lightgbm"})
-        if card.get("type", "lightgbm") != "lightgbm":
-            raise ClassifyError(f"classifier.type {card.get('type')!r} is not supported; expected 'lightgbm'")
+    def from_card(cls, card) -> ClassifierSettings:
+        """From the task's ClassifierSpec (or a `classifier:` block, whose absent fields take the schema's defaults)."""
+        from registry.specs import classifier_spec
+
+        spec = classifier_spec(card)
+        if spec.type != "lightgbm":
+            raise ClassifyError(f"classifier.type {spec.type!r} is not supported; expected 'lightgbm'")
         # Settings come from the card alone (tasks/_defaults-eval.yaml states them), so the card hash covers them;
         # what a card leaves out falls to LightGBM's own defaults, and no early stopping.
-        params = dict(card.get("params") or {})
+        params = dict(spec.params)
         n_estimators = int(params.pop("n_estimators", LIGHTGBM_DEFAULT_N_ESTIMATORS))
-        stopping = card.get("early_stopping")
-        threads = int(card.get("num_threads", 0)) or (os.cpu_count() or 1)
+        stopping = spec.early_stopping
         return cls(
             params=params,
             n_estimators=n_estimators,
-            early_stopping_rounds=None if stopping is None else int(stopping["rounds"]),
-            inner_fraction=float((stopping or {}).get("inner_fraction", DEFAULT_INNER_FRACTION)),
-            augmented_training_rows=bool(card.get("augmented_training_rows", False)),
-            num_threads=threads,
-            seed=int(card.get("seed", 0)),
+            early_stopping_rounds=None if stopping is None else int(stopping.rounds),
+            inner_fraction=float(stopping.inner_fraction) if stopping else 0.0,
+            augmented_training_rows=spec.augmented_training_rows,
+            num_threads=int(spec.num_threads) or (os.cpu_count() or 1),
+            seed=int(spec.seed),
         )
 
     def lgb_params(self) -> dict:
@@ -101,7 +102,7 @@ class Classification:
 def classify(
     embeddings: np.ndarray,
     table: pd.DataFrame,
-    classifier_card: dict | None,
+    classifier_card,
     eval_folds: list[int],
     augmented: dict[str, np.ndarray] | None = None,
 ) -> Classification:

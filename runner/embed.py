@@ -1,6 +1,11 @@
-"""Manifest -> embeddings: decode and prepare images in worker processes, embed in batches, cache every batch.
+"""Manifest -> embeddings: the one entry point every caller (`runner eval`, `runner bench`, the analyses) uses.
 
-Entry: `embed_manifest(manifest, data_root, dataset_id, encoder, cache, ...) -> Embeddings`.
+Entry: `embed_manifest(manifest, data_root, dataset_id, encoder, cache, ..., pipeline=, backend=) -> Embeddings`.
+`plan_embedding` decides, in this one place, which backend computes the missing embeddings:
+  cpu-pool  decode + prepare in worker processes, embed in batches (this module)
+  device    read on CPU workers, preprocess + forward on the encoder's device (runner.fastpath; automatic on CUDA)
+  ray       a Ray Data actor pool (runner.ray_backend; `--backend ray`)
+Whatever the backend, `embed_rows_with` does the rest the same way: cache keys, lookup, recorded failures, shards.
 
 Only images (and augmented views) missing from the cache are decoded. Work goes out in chunks of one batch; a bounded
 number of chunks is in flight, so memory does not grow with the manifest. Each finished batch is written to the cache
@@ -21,10 +26,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from registry.specs import AugmentationsSpec
 from runner.cache import EmbeddingCache, ImageIdentity
 from runner.encoders.base import Encoder, adapter_class
 
 ORIGINAL = "original"
+PIPELINES = ("auto", "cpu", "fast")
+BACKENDS = ("local", "ray")
 
 
 @dataclass
@@ -37,6 +45,7 @@ class Embeddings:
     exclusions: list[dict] = field(default_factory=list)  # {image_id, path, reason}
     n_computed: int = 0  # images decoded and embedded by this call (the rest came from the cache)
     seconds: float = 0.0
+    backend: str = ""  # the plan that computed them: cpu-pool | device | ray ("" when nothing was computed)
     images_per_s: float | None = None  # over computed images; None when everything came from the cache
 
 
@@ -44,10 +53,10 @@ class Embeddings:
 # worker side: decode + prepare (pure functions of the file and the encoder card)
 
 _worker_encoder: Encoder | None = None
-_worker_augment: dict | None = None
+_worker_augment: AugmentationsSpec | None = None
 
 
-def _init_worker(encoder_cls: type[Encoder], card: dict, augment: dict | None) -> None:
+def init_worker(encoder_cls: type[Encoder], card: dict, augment: AugmentationsSpec | None) -> None:
     """Build a prepare-only instance: `prepare` depends on the card alone, so no weights are loaded in workers."""
     global _worker_encoder, _worker_augment
     _die_with_parent()
@@ -88,12 +97,12 @@ def _prepare_one(path: str, rel_path: str) -> dict[str, np.ndarray] | str:
     if _worker_augment is not None:
         from runner.augment import augmented_views
 
-        seed = view_seed(_worker_augment["seed"], rel_path)
-        views.update({v.aug_id: v.image for v in augmented_views(image, seed=seed)})
+        seed = view_seed(_worker_augment.seed, rel_path)
+        views.update({v.aug_id: v.image for v in augmented_views(image, _worker_augment, seed=seed)})
     return {view: _worker_encoder.prepare(img) for view, img in views.items()}
 
 
-def _prepare_chunk(paths: list[tuple[str, str]]) -> list[dict[str, np.ndarray] | str]:
+def prepare_chunk(paths: list[tuple[str, str]]) -> list[dict[str, np.ndarray] | str]:
     return [_prepare_one(path, rel_path) for path, rel_path in paths]
 
 
@@ -128,6 +137,42 @@ Row = tuple[str, str, dict[str, str]]  # (image_id, path relative to the data ro
 Compute = Callable[[list[Row]], Iterator[tuple[list[Row], list]]]
 
 
+@dataclass(frozen=True)
+class EmbedPlan:
+    """Which backend computes the embeddings a run still needs, and why."""
+
+    backend: str  # cpu-pool | device | ray
+    actor_pipeline: str  # ray only: what each actor runs (cpu | fast)
+    reason: str
+
+
+def supports_device_preprocessing(encoder_cls: type[Encoder]) -> bool:
+    """The device path reproduces the card's preprocessing contract; adapters with their own `prepare` (PNG bytes
+    for CXR Foundation, ...) keep theirs. Decided from the adapter class, so a lazily built encoder counts too."""
+    return encoder_cls.prepare is Encoder.prepare
+
+
+def plan_embedding(encoder_cls: type[Encoder], device: str, pipeline: str = "auto", backend: str = "local",
+                   augment: AugmentationsSpec | None = None) -> EmbedPlan:
+    """The one place the backend is chosen. `pipeline` auto -> the device path on CUDA (the CPU would starve the GPU),
+    the CPU pool elsewhere; augmented views are drawn on the CPU image, so they always take the CPU pool."""
+    if pipeline not in PIPELINES:
+        raise ValueError(f"pipeline {pipeline!r}; expected one of {', '.join(PIPELINES)}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    wanted = ("fast" if str(device).startswith("cuda") else "cpu") if pipeline == "auto" else pipeline
+    fits_device = supports_device_preprocessing(encoder_cls)
+    if augment is not None:
+        return EmbedPlan("cpu-pool", "cpu", "augmented views are drawn on the CPU image")
+    if backend == "ray":
+        return EmbedPlan("ray", wanted if fits_device else "cpu", "--backend ray")
+    if wanted == "fast" and fits_device:
+        return EmbedPlan("device", "fast", f"preprocessing on {device}")
+    if wanted == "fast":
+        return EmbedPlan("cpu-pool", "cpu", f"{encoder_cls.__name__} prepares its own inputs")
+    return EmbedPlan("cpu-pool", "cpu", "CPU pipeline")
+
+
 def embed_manifest(
     manifest: pd.DataFrame,
     data_root: Path,
@@ -135,20 +180,42 @@ def embed_manifest(
     encoder: Encoder,
     cache: EmbeddingCache,
     *,
-    augment: dict | None = None,
+    augment: AugmentationsSpec | None = None,
     workers: int = 2,
     batch_size: int | None = None,
     progress: bool = True,
+    pipeline: str = "auto",
+    backend: str = "local",
 ) -> Embeddings:
-    """Embed every manifest row (and its augmented views when `augment` is given).
+    """Embed every manifest row (and its augmented views when `augment`, the task card's augmentations, is given).
 
-    augment: {"seed": int} to add the five augmented views (runner.augment); each image's views are drawn with
-    `view_seed(seed, path)`; they come back in `Embeddings.augmented` keyed by runner.augment.AUG_IDS.
+    Each image's views are drawn with `view_seed(augment.seed, path)` and come back in `Embeddings.augmented`
+    keyed by runner.augment.view_ids(augment). The backend is `plan_embedding`'s choice.
     """
-    batch_size = int(batch_size or encoder.card.get("batch_size", 32))
+    plan = plan_embedding(adapter_class(encoder), str(encoder.device), pipeline, backend, augment)
+    batch_size = int(batch_size or encoder.card["batch_size"])
+    if plan.backend == "device":
+        from runner.fastpath import fast_compute
+
+        compute = fast_compute(Path(data_root), encoder, workers, batch_size)
+    elif plan.backend == "ray":
+        from runner.ray_backend import ray_compute
+
+        compute = ray_compute(Path(data_root), encoder, workers, batch_size, plan.actor_pipeline)
+    else:
+        compute = pool_compute(Path(data_root), encoder, augment, workers, batch_size)
+    embedded = embed_rows_with(compute, manifest, data_root, dataset_id, encoder, cache, augment=augment,
+                               progress=progress)
+    embedded.backend = plan.backend if embedded.n_computed else ""
+    return embedded
+
+
+def pool_compute(data_root: Path, encoder: Encoder, augment: AugmentationsSpec | None, workers: int,
+                 batch_size: int) -> Compute:
+    """The CPU pool as a `Compute`: decode + prepare in worker processes, embed each chunk in batches."""
 
     def compute(todo: list[Row]):
-        for chunk, prepared in _prepared_chunks(todo, Path(data_root), encoder, augment, workers, batch_size):
+        for chunk, prepared in _prepared_chunks(todo, data_root, encoder, augment, workers, batch_size):
             inputs = [view for item in prepared if not isinstance(item, str) for view in item.values()]
             vectors = np.zeros((0, encoder.dim), dtype=np.float32)
             if inputs:
@@ -165,23 +232,24 @@ def embed_manifest(
                     used += len(item)
             yield chunk, results
 
-    return embed_rows_with(compute, manifest, data_root, dataset_id, encoder, cache, augment=augment,
-                           progress=progress)
+    return compute
 
 
 def embed_rows_with(
     compute: Compute, manifest: pd.DataFrame, data_root: Path, dataset_id: str, encoder: Encoder,
-    cache: EmbeddingCache, *, augment: dict | None = None, progress: bool = True,
+    cache: EmbeddingCache, *, augment: AugmentationsSpec | None = None, progress: bool = True,
 ) -> Embeddings:
     """What every backend shares (this module's worker pool, the device fast path, Ray): cache keys, cache lookup,
     recorded failures, one cache shard per computed chunk, exclusions and assembly in manifest order."""
     start = time.perf_counter()
     data_root = Path(data_root)
+    from runner.augment import settings_tag
+
     views = [ORIGINAL]
     if augment is not None:
-        from runner.augment import AUG_IDS
+        from runner.augment import view_ids
 
-        views += list(AUG_IDS)
+        views += list(view_ids(augment))
     exclusions: list[dict] = []
     rows: list[Row] = []
     for image_id, rel_path in zip(manifest["image_id"].astype(str), manifest["path"].astype(str)):
@@ -192,7 +260,7 @@ def embed_rows_with(
             continue
         # The original's key never depends on augmentation settings, so it is shared with runs that do not augment.
         rows.append((image_id, rel_path, {
-            v: identity.key(augmentation=f"{v}|" + ("" if v == ORIGINAL else _aug_tag(augment))) for v in views
+            v: identity.key(augmentation=f"{v}|" + ("" if v == ORIGINAL else settings_tag(augment))) for v in views
         }))
 
     found = cache.lookup([k for _, _, keys in rows for k in keys.values()])
@@ -259,11 +327,6 @@ def recorded_failures(cache: EmbeddingCache, rows, found: dict, exclusions: list
     return failed
 
 
-def _aug_tag(augment: dict | None) -> str:
-    """The augmentation settings that change a view's pixels, folded into its cache key."""
-    return "" if not augment else ",".join(f"{k}={augment[k]}" for k in sorted(augment))
-
-
 def _missing_reason(exc: OSError) -> str:
     return "missing-file" if isinstance(exc, FileNotFoundError) else f"unreadable: {exc.strerror or type(exc).__name__}"
 
@@ -300,18 +363,18 @@ def _prepared_chunks(todo, data_root: Path, encoder: Encoder, augment, workers: 
     paths = [[(str(data_root / rel), rel) for _, rel, _ in chunk] for chunk in chunks]
     init_args = (adapter_class(encoder), encoder.card, augment)
     if workers <= 0:  # in-process (debugging, tiny jobs)
-        _init_worker(*init_args)
+        init_worker(*init_args)
         for chunk, chunk_paths in zip(chunks, paths):
-            yield chunk, _prepare_chunk(chunk_paths)
+            yield chunk, prepare_chunk(chunk_paths)
         return
     # fork: workers start in milliseconds and only run numpy/pydicom code, never torch.
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker,
                              initargs=init_args) as pool:
         in_flight: list[Future] = []
         next_chunk = 0
         for i in range(len(chunks)):
             while next_chunk < len(chunks) and len(in_flight) < 2 * workers:
-                in_flight.append(pool.submit(_prepare_chunk, paths[next_chunk]))
+                in_flight.append(pool.submit(prepare_chunk, paths[next_chunk]))
                 next_chunk += 1
             yield chunks[i], in_flight.pop(0).result()

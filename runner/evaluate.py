@@ -6,8 +6,12 @@ Run folder layout (OUT = out_dir):
   OUT/<task>/manifest.parquet, manifest.json, exclusions.csv   the frozen sample, shared by every encoder
   OUT/<task>/<encoder>/result.json                              validated (schema, no NaN) before it is written
   OUT/<task>/<encoder>/predictions.parquet                      out-of-fold: image_id, patient_id, label, fold, prob
-A manifest already in OUT/<task>/ is reused when it was made from the same resolved task card (task sha256), so every
-encoder of a task is scored on the same images and folds.
+A manifest already in OUT/<task>/ is reused when it was made from the same task behaviour (the task card's behaviour
+hash, which covers its dataset card too), so every encoder of a task is scored on the same images and folds.
+
+A result depends only on its own inputs: this module never reads another run's result or predictions. Comparisons
+across encoders (paired tests, tie groups) and across tasks (a transfer task's in-domain reference) are made by the
+summarize stage (leaderboard/summarize.py) from filed results.
 """
 
 from __future__ import annotations
@@ -109,8 +113,8 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     out_dir = Path(out_dir)
     task_dir = out_dir / task.id
     run_dir = task_dir / encoder_card.id
-    wanted = _wanted_analyses(task.data, options.analyses)
-    roots = _Roots(task.data["dataset"], data_root, options.data_roots)
+    wanted = _wanted_analyses(task, options.analyses)
+    roots = _Roots(task.spec.dataset, data_root, options.data_roots)
 
     t0 = time.perf_counter()
     manifest = _manifest(task, dataset, roots.of(dataset.data), task_dir)
@@ -121,7 +125,7 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
 
     t0 = time.perf_counter()
     encoder = _load_encoder(encoder_card, options)
-    augment = _augment_spec(task.data, wanted)
+    augment = _augment_spec(task, wanted)
     cache = _cache(encoder_card, encoder, options)
     test_side = _Side(task, dataset, manifest, _embed(encoder, encoder_card, dataset.id, roots.of(dataset.data),
                                                       manifest.frame, cache, augment, options))
@@ -133,10 +137,9 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     timings["embed"] = time.perf_counter() - t0
 
     design = _transfer_design(train_side, test_side) if train_side else _design(test_side)
-    classifier_card = task.data.get("classifier") or {"type": "lightgbm"}
     t0 = time.perf_counter()
     try:
-        fitted = classify(design.x, design.table, classifier_card, design.eval_folds, augmented=design.augmented)
+        fitted = classify(design.x, design.table, task.spec.classifier, design.eval_folds, augmented=design.augmented)
     except ClassifyError as exc:
         raise EvaluationError(f"{task.id} x {encoder_card.id}: {exc}", exit_code=1) from None
     timings["classify"] = time.perf_counter() - t0
@@ -145,7 +148,7 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     from runner.metrics import summarize
 
     n_train = {fit.fold: fit.n_train for fit in fitted.folds}
-    summary = summarize(fitted.predictions, task.data.get("metrics"), eval_folds=design.eval_folds, n_train=n_train)
+    summary = summarize(fitted.predictions, task.spec.metrics, eval_folds=design.eval_folds, n_train=n_train)
     timings["metrics"] = time.perf_counter() - t0
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -154,13 +157,13 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
         "train_rows_per_fold": [fit.n_train_rows for fit in fitted.folds],
     }}
     if train_side:  # the transfer block describes how a transfer task's numbers were made: always written
-        analyses["transfer"] = _transfer_block(train_side, test_side, summary, out_dir, encoder_card.id)
+        analyses["transfer"] = _transfer_block(train_side, test_side, summary)
         wanted = [name for name in wanted if name != "transfer"]
     if wanted:
         t0 = time.perf_counter()
         per_analysis: dict[str, float] = {}
         analyses.update(_run_analyses(wanted, task, reg, encoder, encoder_card, cache, roots, design, fitted,
-                                      run_dir, out_dir, manifest.meta["sha256"], options, per_analysis))
+                                      run_dir, out_dir, options, per_analysis))
         timings["analyses"] = time.perf_counter() - t0
         timings.update({f"analysis.{name}": seconds for name, seconds in per_analysis.items()})
     timings["total"] = time.perf_counter() - started
@@ -184,23 +187,18 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
 
 def _train_task_cards(reg, task) -> tuple | None:
     """(train task card, its dataset card) of a transfer task; None for a plain classification task."""
-    if task.data.get("type", "classification") != "transfer":
+    if task.spec.type != "transfer":
         return None
-    train_id = (task.data.get("transfer") or {}).get("train_task")
+    train_id = task.spec.transfer_train_task
     if not train_id:
         raise EvaluationError(f"{task.id}: a transfer task needs transfer.train_task", exit_code=2)
     train_task = reg.get("task", train_id)
-    if train_task.data.get("type", "classification") == "transfer":
+    if train_task.spec.type == "transfer":
         raise EvaluationError(f"{task.id}: transfer.train_task {train_id!r} is itself a transfer task", exit_code=2)
-    if _label_id(train_task.data) != _label_id(task.data):
-        raise EvaluationError(f"{task.id}: transfer.train_task {train_id!r} has label {_label_id(train_task.data)!r}, "
-                              f"this task {_label_id(task.data)!r}; transfer needs the same label", exit_code=2)
-    return train_task, reg.get("dataset", train_task.data["dataset"])
-
-
-def _label_id(task_data: dict) -> str:
-    label = task_data.get("label")
-    return label.get("id") if isinstance(label, dict) else str(label)
+    if train_task.spec.label.id != task.spec.label.id:
+        raise EvaluationError(f"{task.id}: transfer.train_task {train_id!r} has label {train_task.spec.label.id!r}, "
+                              f"this task {task.spec.label.id!r}; transfer needs the same label", exit_code=2)
+    return train_task, reg.get("dataset", train_task.spec.dataset)
 
 
 class _Roots:
@@ -223,8 +221,7 @@ class _Roots:
 
 
 def _data_root(dataset_card: dict, data_root: Path | None) -> Path:
-    from runner.commands.sample_cmd import resolve_data_root
-    from runner.data.tables import DataError
+    from runner.data.tables import DataError, resolve_data_root
 
     try:
         return Path(resolve_data_root(dataset_card, data_root))
@@ -243,30 +240,31 @@ def _manifest(task, dataset, data_root: Path, task_dir: Path):
             existing = read_manifest(task_dir)
         except ManifestError as exc:
             raise EvaluationError(f"{exc}; delete {task_dir} to sample again", exit_code=2) from None
-        if existing.meta.get("task_sha256") == task.sha256:
+        if existing.meta.get("task_sha256") == task.behaviour_sha256:
             return existing
     try:
         sampled = sample_task(task.data, dataset.data, data_root)
     except DataError as exc:
         raise EvaluationError(str(exc), exit_code=2) from None
-    return write_manifest(task_dir, sampled, task.sha256)
+    return write_manifest(task_dir, sampled, task.behaviour_sha256)
 
 
-def _wanted_analyses(task_data: dict, names: list[str] | None) -> list[str]:
+def _wanted_analyses(task, names: list[str] | None) -> list[str]:
     """The analyses to run: those named, or (None) those the task card enables."""
     from runner.analysis import enabled_analyses
 
-    return enabled_analyses(task_data.get("analyses")) if names is None else list(names)
+    return enabled_analyses(task.spec.analyses) if names is None else list(names)
 
 
-def _augment_spec(task_data: dict, wanted: list[str]) -> dict | None:
-    """Augmented views are embedded when the classifier trains on them or the stability analysis runs."""
-    from registry.cards import sha256_of
-
-    if not ((task_data.get("classifier") or {}).get("augmented_training_rows") or "stability" in wanted):
+def _augment_spec(task, wanted: list[str]):
+    """The card's augmentations, when the classifier trains on augmented views or the stability analysis runs."""
+    spec = task.spec
+    if not (spec.classifier.augmented_training_rows or "stability" in wanted):
         return None
-    spec = task_data.get("augmentations") or {}
-    return {"seed": int(spec.get("seed", 0)), "spec": sha256_of(spec)[:16]}
+    if spec.augmentations is None:
+        raise EvaluationError(f"{task.id}: augmented views are needed (stability analysis or augmented training "
+                              f"rows) but the task card has no `augmentations` block", exit_code=2)
+    return spec.augmentations
 
 
 def _load_encoder(encoder_card, options: EvalOptions):
@@ -281,35 +279,27 @@ def _load_encoder(encoder_card, options: EvalOptions):
 
 
 def _cache(encoder_card, encoder, options: EvalOptions):
+    """Keyed by the encoder card's behaviour hash: a title or licence edit never misses the cache."""
     from runner.cache import EmbeddingCache
 
-    return EmbeddingCache(encoder_card.sha256, encoder.contract, root=options.cache_dir)
+    return EmbeddingCache(encoder_card.behaviour_sha256, encoder.contract, root=options.cache_dir)
 
 
-def _embed(encoder, encoder_card, dataset_id: str, data_root: Path, frame: pd.DataFrame, cache, augment: dict | None,
+def _embed(encoder, encoder_card, dataset_id: str, data_root: Path, frame: pd.DataFrame, cache, augment,
            options: EvalOptions):
+    """runner.embed.embed_manifest, the one embedding entry point (it picks the backend); errors become one line."""
     from runner.embed import embed_manifest
     from runner.encoders import EncoderError
 
-    embed = embed_manifest
     try:
-        from runner.fastpath import choose_pipeline, embed_manifest_fast
-
-        if choose_pipeline(options.pipeline, encoder.device) == "fast":
-            embed = embed_manifest_fast
-    except ImportError:  # the device pipeline is optional
-        pass
-    if options.backend == "ray":
-        try:
-            from runner.ray_backend import embed_manifest_ray
-        except ImportError as exc:
-            raise EvaluationError(f"--backend ray needs the 'ray' extra (pip install -e .[ray]): {exc}", exit_code=2) from None
-
-        def embed(*args, **kwargs):
-            return embed_manifest_ray(*args, pipeline=options.pipeline, **kwargs)
-    try:
-        embedded = embed(frame, data_root, dataset_id, encoder, cache, augment=augment, workers=options.workers,
-                         batch_size=options.batch_size, progress=options.progress)
+        embedded = embed_manifest(frame, data_root, dataset_id, encoder, cache, augment=augment, workers=options.workers,
+                                  batch_size=options.batch_size, progress=options.progress, pipeline=options.pipeline,
+                                  backend=options.backend)
+    except ValueError as exc:  # an unknown --pipeline or --backend
+        raise EvaluationError(str(exc), exit_code=2) from None
+    except ImportError as exc:
+        raise EvaluationError(f"--backend {options.backend} needs an optional extra (pip install -e .[ray]): {exc}",
+                              exit_code=2) from None
     except EncoderError as exc:
         raise EvaluationError(f"{encoder_card.id}: {exc}", exit_code=1) from None
     for aug_id, views in embedded.augmented.items():  # each view row must belong to the same image as its original
@@ -342,9 +332,10 @@ def _transfer_design(train: _Side, test: _Side) -> _Design:
     return _Design(table, np.vstack([train.embedded.original, test.embedded.original]), augmented, [0])
 
 
-def _transfer_block(train: _Side, test: _Side, summary: dict, out_dir: Path, encoder_id: str) -> dict:
-    """How a transfer task's result was made, and the in-domain number it is compared with when one is at hand."""
-    block = {
+def _transfer_block(train: _Side, test: _Side, summary: dict) -> dict:
+    """How a transfer task's result was made. The in-domain reference (the cross-validated score on the training task)
+    is another result: the summarize stage pairs the two, this run reads no other run's files."""
+    return {
         "kind": "transfer task",
         "train_task": train.task.id, "train_dataset": train.dataset.id,
         "train_manifest_sha256": train.manifest.meta["sha256"],
@@ -354,20 +345,6 @@ def _transfer_block(train: _Side, test: _Side, summary: dict, out_dir: Path, enc
         "test_manifest_sha256": test.manifest.meta["sha256"], "n_test": len(test.embedded.image_ids),
         "auroc": _value_with_ci(summary["auroc"]), "f1": _value_with_ci(summary["f1"]),
     }
-    in_domain = out_dir / train.task.id / encoder_id / "result.json"
-    if in_domain.is_file():  # the cross-validated score on the training task: what transfer loses
-        import json
-
-        try:
-            other = json.loads(in_domain.read_text(encoding="utf-8"))
-            same = (other.get("manifest") or {}).get("sha256") == train.manifest.meta["sha256"]
-            auroc = other["metrics"]["auroc"]["mean"] if same else None
-        except (OSError, ValueError, KeyError, TypeError):
-            auroc = None
-        if auroc is not None and summary["auroc"]["mean"] is not None:
-            block["in_domain"] = {"task": train.task.id, "auroc": auroc, "ci_method": other["metrics"]["auroc"]["ci_method"],
-                                  "auroc_drop": auroc - summary["auroc"]["mean"]}
-    return block
 
 
 def _value_with_ci(metric: dict) -> dict:
@@ -376,25 +353,18 @@ def _value_with_ci(metric: dict) -> dict:
 
 
 def _run_analyses(names, task, reg, encoder, encoder_card, cache, roots, design: _Design, fitted, run_dir, out_dir,
-                  manifest_sha, options, timings: dict):
+                  options, timings: dict):
     from runner.analysis import AnalysisContext, run_analyses
 
-    task_dir = out_dir / task.id
-    comparisons = {}
-    if "paired" in names:
-        for other in sorted(p for p in task_dir.glob("*/predictions.parquet") if p.parent.name != encoder_card.id):
-            result = other.parent / "result.json"
-            if result.is_file() and manifest_sha in result.read_text(encoding="utf-8"):
-                comparisons[other.parent.name] = pd.read_parquet(other)
     targets, target_reasons = {}, {}
     if "transfer" in names:
         started = time.perf_counter()
         targets, target_reasons = _transfer_targets(task, reg, encoder, encoder_card, cache, roots, out_dir, options)
         timings["transfer-targets"] = time.perf_counter() - started  # sampling + embedding the target test sets
-    classifier_card = task.data.get("classifier") or {"type": "lightgbm"}
+    spec = task.spec
     context = AnalysisContext(
-        analyses_card=task.data.get("analyses") or {},
-        metrics_card=task.data.get("metrics") or {},
+        analyses_card=spec.analyses,
+        metrics_card=spec.metrics,
         manifest=design.table,
         embeddings=design.x,
         predictions=fitted.predictions,
@@ -403,15 +373,10 @@ def _run_analyses(names, task, reg, encoder, encoder_card, cache, roots, design:
         encoder_id=encoder_card.id,
         augmented=design.augmented or None,
         transfer_targets=targets or None,
-        comparisons=comparisons or None,
-        fit_predict=card_fit_predict(classifier_card),
-        classifier_params=(task.data.get("classifier") or {}).get("params") or {},
+        fit_predict=card_fit_predict(spec.classifier),
+        classifier_params=dict(spec.classifier.params),
     )
     results = run_analyses(names, context, timings)
-    if "paired" in names and not comparisons:
-        results["paired"] = {"status": "skipped", "reason": (
-            f"no other encoder has predictions on this manifest in {task_dir} yet: evaluate another encoder on "
-            f"{task.id} first (the leaderboard computes tie groups across every filed result)")}
     if "transfer" in names and target_reasons:
         transfer = results.get("transfer") or {}
         if transfer.get("status") == "skipped" or not targets:
@@ -428,10 +393,10 @@ def _transfer_targets(task, reg, encoder, encoder_card, cache, roots, out_dir: P
     from registry.errors import CardError
     from runner.analysis import TransferSet
 
-    named = ((task.data.get("analyses") or {}).get("transfer") or {}).get("targets")
+    named = task.spec.analyses.transfer.targets
     if named is None:
-        named = sorted(t.id for t in reg.tasks.values() if t.data.get("type") == "transfer"
-                       and (t.data.get("transfer") or {}).get("train_task") == task.id)
+        named = sorted(t.id for t in reg.tasks.values()
+                       if t.spec.type == "transfer" and t.spec.transfer_train_task == task.id)
     if not named:
         return {}, {"none": f"no transfer target: the card's analyses.transfer.targets is empty and no transfer task "
                             f"trains on {task.id}"}
@@ -439,9 +404,9 @@ def _transfer_targets(task, reg, encoder, encoder_card, cache, roots, out_dir: P
     for target_id in named:
         try:
             target = reg.get("task", target_id)
-            if _label_id(target.data) != _label_id(task.data):
-                raise EvaluationError(f"label {_label_id(target.data)!r} differs from {_label_id(task.data)!r}")
-            dataset = reg.get("dataset", target.data["dataset"])
+            if target.spec.label.id != task.spec.label.id:
+                raise EvaluationError(f"label {target.spec.label.id!r} differs from {task.spec.label.id!r}")
+            dataset = reg.get("dataset", target.spec.dataset)
             manifest = _manifest(target, dataset, roots.of(dataset.data), out_dir / target.id)
             embedded = _embed(encoder, encoder_card, dataset.id, roots.of(dataset.data), manifest.frame, cache, None,
                               options)
@@ -454,7 +419,7 @@ def _transfer_targets(task, reg, encoder, encoder_card, cache, roots, out_dir: P
     return targets, reasons
 
 
-def card_fit_predict(classifier_card: dict):
+def card_fit_predict(classifier_card):
     """A `fit_predict(train_X, train_y, test_X, params)` that trains exactly as the task card's classifier does
     (runner.classify: one booster, the card's settings; `params` is ignored, the card has them), for the analyses
     that refit (transfer, label efficiency). `train_groups` (patient ids) keep a patient's images on one side of
@@ -495,44 +460,36 @@ def _roc(predictions: pd.DataFrame) -> dict | None:
 
 
 def _result(task, encoder_card, dataset, manifest, embedded, fitted, summary, analyses, timings, device, options):
-    from runner.results import environment_info, utc_now
+    from runner.results import build_result, environment_info
 
-    meta = manifest.meta
+    meta, spec = manifest.meta, task.spec
     exclusions = [_exclusion(e, "") for e in meta.get("exclusions", [])]
     exclusions += [_exclusion(e, "at embedding: ") for e in embedded.exclusions]
     used = fitted.predictions
-    result = {
-        "schema_version": 1,
-        "provenance": "reproduced",
-        "task": {"id": task.id, "sha256": task.sha256, "dataset": dataset.id,
-                 "label": (task.data.get("label") or {}).get("name") or task.data["label"].get("id", task.id)},
-        "encoder": {"id": encoder_card.id, "sha256": encoder_card.sha256,
-                    "name": encoder_card.data.get("title", encoder_card.id)},
-        "manifest": {"sha256": meta["sha256"], "n_images": int(meta.get("n_images", len(manifest.frame)))},
-        "metrics": {"auroc": summary["auroc"], "f1": summary["f1"]},
-        "folds": summary["folds"],
-        "counts": {"positives": int((used["label"] == 1).sum()), "negatives": int((used["label"] == 0).sum()),
-                   "excluded": len(exclusions), "exclusions": exclusions},
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "throughput": {"images_per_s": None if embedded.images_per_s is None else round(embedded.images_per_s, 2),
-                       "stage": "embed" if embedded.n_computed else "embed (all embeddings came from the cache)"},
-        "environment": environment_info(device),
-        "seeds": {
+    stage = "embed" if embedded.n_computed else "embed (all embeddings came from the cache)"
+    return build_result(
+        provenance="reproduced", task_card=task, encoder_card=encoder_card,
+        manifest={"sha256": meta["sha256"], "n_images": int(meta.get("n_images", len(manifest.frame)))},
+        metrics={"auroc": summary["auroc"], "f1": summary["f1"]},
+        folds=summary["folds"],
+        counts={"positives": int((used["label"] == 1).sum()), "negatives": int((used["label"] == 0).sum()),
+                "excluded": len(exclusions), "exclusions": exclusions},
+        timings_s={k: round(v, 3) for k, v in timings.items()},
+        throughput={"images_per_s": None if embedded.images_per_s is None else round(embedded.images_per_s, 2),
+                    "stage": stage + (f" [{embedded.backend}]" if embedded.backend else "")},
+        environment=environment_info(device),
+        seeds={
             "sampling": _int_or_none(meta.get("seed")),
             "split": _int_or_none((meta.get("split") or {}).get("seed")),
-            "classifier": int((task.data.get("classifier") or {}).get("seed", 0)),
-            "augmentation": _int_or_none((task.data.get("augmentations") or {}).get("seed")),
-            "encoder": _int_or_none(encoder_card.data.get("seed")),
-            "bootstrap": _int_or_none(((task.data.get("metrics") or {}).get("bootstrap") or {}).get("seed", 0)),
+            "classifier": spec.classifier.seed,
+            "augmentation": None if spec.augmentations is None else spec.augmentations.seed,
+            "encoder": encoder_card.spec.seed,
+            "bootstrap": spec.metrics.bootstrap_seed,
         },
-        "synthetic": bool(meta.get("synthetic", dataset.data.get("synthetic", False))),
-        "analyses": analyses,
-        "created_at": utc_now(),
-    }
-    roc = _roc(used)
-    if roc is not None:
-        result["roc"] = roc
-    return result
+        synthetic=bool(meta.get("synthetic", dataset.spec.synthetic)),
+        analyses=analyses,
+        roc=_roc(used),
+    )
 
 
 def _exclusion(entry: dict, prefix: str) -> dict:

@@ -1,7 +1,8 @@
 """Read on the CPU, preprocess on the device: the fast embedding pipeline.
 
-Entry: `embed_manifest_fast(manifest, data_root, dataset_id, encoder, cache, ...) -> Embeddings`, a drop-in for
-`runner.embed.embed_manifest` (same arguments, same result, same cache keys).
+Entry: `fast_compute(data_root, encoder, workers, batch_size) -> Compute`, the device backend of
+`runner.embed.embed_manifest` (chosen there by `plan_embedding`: automatic on CUDA, `--pipeline fast`); same result,
+same cache keys as the CPU pool.
 
 Why: decoding + LUTs + resizing a 2k x 2k DICOM costs ~0.1 s of CPU, merely reading its pixel bytes ~2 ms, and a GPU
 does the LUTs and the resize at thousands of images/s. So the CPU side here only *reads*:
@@ -35,18 +36,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from runner.cache import EmbeddingCache
-from runner.embed import Compute, Embeddings, embed_rows_with
-from runner.encoders.base import Encoder, adapter_class, pool_tokens
+from runner.embed import Compute
+from runner.encoders.base import Encoder, LazyEncoder, adapter_class, pool_tokens
 from runner.imaging import (
     PIL_SUFFIXES,
     ImageDecodeError,
     PreprocessContract,
-    _normalise,
-    _read_dicom,
+    check_dicom_header,
     load_image,
+    normalise,
+    read_dicom,
 )
 
 # Stored DICOM sample -> numpy dtype for the direct read (little-endian only; others take the canonical route).
@@ -101,23 +101,16 @@ def _read_pil(path: Path) -> RawImage | None:
 def _read_dicom_raw(path: Path) -> RawImage | None:
     if not path.is_file() or path.stat().st_size == 0:
         return None
-    ds = _read_dicom(path)
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    bits, stored = int(ds.get("BitsAllocated", 0) or 0), int(ds.get("BitsStored", 0) or 0)
-    signed = int(ds.get("PixelRepresentation", 0) or 0)
-    if (
-        "PixelData" not in ds
-        or photometric not in ("MONOCHROME1", "MONOCHROME2")
-        or int(ds.get("SamplesPerPixel", 1) or 1) != 1
-        or int(ds.get("NumberOfFrames", 1) or 1) != 1
-        or rows < 2 or cols < 2
-        or (bits, signed) not in _NATIVE_DTYPES
-        or ds.get("ModalityLUTSequence") or ds.get("VOILUTSequence")
-    ):
-        return None
-    tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
-    if tsyntax is None:
+    ds = read_dicom(path)
+    try:
+        header = check_dicom_header(ds, path)
+    except ImageDecodeError:
+        return None  # the canonical route (load_image) names the reason
+    rows, cols, bits, stored, signed = header.rows, header.cols, header.bits, header.stored, header.signed
+    photometric, tsyntax = header.photometric, header.transfer_syntax
+    # Beyond the shared check, the direct read handles only native sample types without LUT sequences.
+    if (bits, signed) not in _NATIVE_DTYPES or ds.get("ModalityLUTSequence") or ds.get("VOILUTSequence") \
+            or tsyntax is None:
         return None
     if tsyntax.is_compressed:
         pixels = ds.pixel_array  # pydicom's decoder plugin; integers, like the stored values
@@ -211,8 +204,8 @@ class DevicePreprocessor:
         if self.spec.normalize not in ("none", None, "zscore", "xrv"):
             # mean/std checks and broadcasting: the CPU path's own function on a probe array gives (x - m) / s = a x + b
             probe = np.zeros((self.spec.channels, 1, 1), dtype=np.float32)
-            b = _normalise(probe, self.spec.normalize)
-            a = _normalise(probe + 1.0, self.spec.normalize) - b
+            b = normalise(probe, self.spec.normalize)
+            a = normalise(probe + 1.0, self.spec.normalize) - b
             mean_std = (torch.as_tensor(a, device=self.device), torch.as_tensor(b, device=self.device))
         self._affine = mean_std
 
@@ -387,7 +380,7 @@ class RawBatch:
         return self
 
 
-class _Reader:
+class RawReader:
     """torch Dataset over file paths: item i -> (i, RawImage | exclusion reason, seconds)."""
 
     def __init__(self, paths: list[str]):
@@ -407,7 +400,7 @@ class _Reader:
         return i, item, time.perf_counter() - start
 
 
-def _collate(items) -> RawBatch:
+def collate_raw(items) -> RawBatch:
     raws = [item if isinstance(item, RawImage) else None for _, item, _ in items]
     return RawBatch(
         start=items[0][0], size=len(items), groups=group_raws(raws),
@@ -423,7 +416,7 @@ def raw_batches(paths: list[str], batch_size: int, workers: int, pin: bool) -> I
     if not paths:
         return iter(())
     loader = DataLoader(
-        _Reader(paths), batch_size=batch_size, shuffle=False, num_workers=max(int(workers), 0), collate_fn=_collate,
+        RawReader(paths), batch_size=batch_size, shuffle=False, num_workers=max(int(workers), 0), collate_fn=collate_raw,
         pin_memory=pin, prefetch_factor=2 if workers > 0 else None, persistent_workers=False,
     )
     return iter(loader)
@@ -432,15 +425,15 @@ def raw_batches(paths: list[str], batch_size: int, workers: int, pin: bool) -> I
 # ---------------------------------------------------------------------------------------------- device: embed
 
 
-def supports_fastpath(encoder: Encoder) -> bool:
-    """The fast path reproduces the card contract; encoders with their own `prepare` (PNG bytes, ...) keep theirs."""
-    return adapter_class(encoder).prepare is Encoder.prepare
-
-
 class DeviceEmbedder:
-    """Preprocess + forward on the encoder's device; the batch size halves on CUDA out-of-memory."""
+    """Preprocess + forward on the encoder's device; the batch size halves on CUDA out-of-memory.
 
-    def __init__(self, encoder: Encoder, batch_size: int | None = None):
+    The encoder may be lazy (runner eval builds it only when something is not cached): whether its forward takes a
+    device tensor is decided from the adapter class, and the model is built (and set to channels_last) on the first
+    batch, so a lazily built encoder takes exactly the path an eagerly built one does.
+    """
+
+    def __init__(self, encoder: Encoder | LazyEncoder, batch_size: int | None = None):
         import torch
 
         from runner.encoders.torch_base import TorchEncoder
@@ -449,27 +442,36 @@ class DeviceEmbedder:
         self.encoder = encoder
         self.device = torch.device(str(encoder.device))
         self.preprocess = DevicePreprocessor(encoder.contract, self.device)
-        self.batch_size = int(batch_size or encoder.card.get("batch_size", 32))
-        self.on_device = isinstance(encoder, TorchEncoder)  # forward() takes a device tensor
-        precision = encoder.card.get("precision") or {}
-        self.channels_last = bool(precision.get("channels_last")) and self.device.type == "cuda" and self.on_device
-        if self.channels_last:
-            encoder.model.to(memory_format=torch.channels_last)
+        self.batch_size = int(batch_size or encoder.card["batch_size"])
+        self.on_device = issubclass(adapter_class(encoder), TorchEncoder)  # forward() takes a device tensor
+        precision = encoder.card["precision"]
+        self.bf16 = bool(precision["bf16"]) and self.device.type == "cuda" and self.on_device
+        self.channels_last = bool(precision["channels_last"]) and self.device.type == "cuda" and self.on_device
+        self._model_ready = False
+
+    def _built(self) -> Encoder:
+        """The built encoder (building a lazy one now), its model in the card's memory format."""
+        built = self.encoder.encoder if isinstance(self.encoder, LazyEncoder) else self.encoder
+        if not self._model_ready:
+            if self.channels_last:
+                built.model.to(memory_format=self.torch.channels_last)
+            self._model_ready = True
+        return built
 
     def forward(self, x):
         """(B, C, h, w) device tensor -> (B, dim) float32 tensor, still on the device (no sync)."""
         torch = self.torch
+        encoder = self._built()
         if not self.on_device:  # numpy adapters (pixels, random-cnn, radiomics): their own embed
-            return torch.from_numpy(self.encoder.embed(x.cpu().numpy()))
+            return torch.from_numpy(encoder.embed(x.cpu().numpy()))
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         parts, i = [], 0
         while i < len(x):
             try:
-                with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16,
-                                                             enabled=bool(getattr(self.encoder, "_bf16", False))):
-                    out = self.encoder.forward(x[i : i + self.batch_size])
-                pooling = (self.encoder.card.get("embedding") or {}).get("pooling", "none")
+                with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
+                    out = encoder.forward(x[i : i + self.batch_size])
+                pooling = encoder.card["embedding"]["pooling"]
                 parts.append(pool_tokens(out.float(), pooling))  # pool_tokens works on tensors too
                 i += self.batch_size
             except torch.cuda.OutOfMemoryError:
@@ -531,42 +533,7 @@ def results_in_order(batch: RawBatch, vectors: np.ndarray | None) -> list:
     return [batch.failures[p] if p in batch.failures else next(rows) for p in range(batch.size)]
 
 
-def embed_manifest_fast(
-    manifest: pd.DataFrame,
-    data_root: Path,
-    dataset_id: str,
-    encoder: Encoder,
-    cache: EmbeddingCache,
-    *,
-    augment: dict | None = None,
-    workers: int = 2,
-    batch_size: int | None = None,
-    progress: bool = True,
-) -> Embeddings:
-    """runner.embed.embed_manifest with preprocessing on the encoder's device (see the module docstring).
-
-    Augmented views are drawn on the CPU image (runner.augment), and encoders that override `prepare` take their own
-    inputs, so those calls go to embed_manifest unchanged.
-    """
-    if augment is not None or not supports_fastpath(encoder):
-        from runner.embed import embed_manifest
-
-        return embed_manifest(manifest, data_root, dataset_id, encoder, cache, augment=augment, workers=workers,
-                              batch_size=batch_size, progress=progress)
-    compute = fast_compute(Path(data_root), encoder, workers, batch_size)
-    return embed_rows_with(compute, manifest, data_root, dataset_id, encoder, cache, progress=progress)
-
-
-def choose_pipeline(pipeline: str, device: str) -> str:
-    """'auto' -> 'fast' on CUDA (the CPU would starve the GPU), 'cpu' elsewhere (same images either way)."""
-    if pipeline not in ("auto", "fast", "cpu"):
-        raise ValueError(f"pipeline {pipeline!r}; expected auto, fast or cpu")
-    if pipeline == "auto":
-        return "fast" if str(device).startswith("cuda") else "cpu"
-    return pipeline
-
-
 __all__ = [
-    "DeviceEmbedder", "DevicePreprocessor", "RawImage", "choose_pipeline", "embed_manifest_fast",
-    "raw_batches", "read_raw", "resize_weights", "supports_fastpath",
+    "DeviceEmbedder", "DevicePreprocessor", "RawImage", "RawReader", "collate_raw", "fast_compute", "raw_batches",
+    "read_raw", "resize_weights", "results_in_order",
 ]

@@ -48,7 +48,7 @@ def read_view_position(path: str | Path) -> str:
     _check_file(path)
     if path.suffix.lower() in PIL_SUFFIXES:
         return ""
-    ds = _read_dicom(path, stop_before_pixels=True)
+    ds = read_dicom(path, stop_before_pixels=True)
     return str(ds.get("ViewPosition", "") or "").strip().upper()
 
 
@@ -61,7 +61,8 @@ def _check_file(path: Path) -> None:
         raise ImageDecodeError("zero-bytes", path, "file is empty (0 bytes)")
 
 
-def _read_dicom(path: Path, stop_before_pixels: bool = False):
+def read_dicom(path: Path, stop_before_pixels: bool = False):
+    """pydicom.dcmread with every failure (and a truncation pydicom only warns about) as an ImageDecodeError."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -84,10 +85,22 @@ def _read_dicom(path: Path, stop_before_pixels: bool = False):
     return ds
 
 
-def _load_dicom(path: Path) -> np.ndarray:
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
+@dataclass(frozen=True)
+class DicomHeader:
+    """What a DICOM header says about its pixels, after the checks every read makes (CPU and device paths)."""
 
-    ds = _read_dicom(path)
+    rows: int
+    cols: int
+    bits: int  # BitsAllocated
+    stored: int  # BitsStored
+    signed: int  # PixelRepresentation
+    photometric: str  # MONOCHROME1 | MONOCHROME2
+    transfer_syntax: object  # pydicom UID or None
+
+
+def check_dicom_header(ds, path: Path) -> DicomHeader:
+    """The one DICOM header check: one grayscale frame with sane dimensions and a known transfer syntax.
+    Raises ImageDecodeError with a machine-readable reason."""
     if "PixelData" not in ds:
         raise ImageDecodeError("no-pixel-data", path, "DICOM has no PixelData element")
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
@@ -101,10 +114,19 @@ def _load_dicom(path: Path) -> np.ndarray:
     stored = int(ds.get("BitsStored", bits) or bits)
     if not 1 <= stored <= bits:
         raise ImageDecodeError("bad-bit-depth", path, f"BitsStored={stored} does not fit BitsAllocated={bits}")
-
     tsyntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
     if tsyntax is not None and not tsyntax.is_transfer_syntax:  # .is_compressed raises on an unknown UID
         raise ImageDecodeError("unsupported-transfer-syntax", path, f"unknown transfer syntax UID {tsyntax}")
+    return DicomHeader(rows, cols, bits, stored, int(ds.get("PixelRepresentation", 0) or 0), photometric, tsyntax)
+
+
+def _load_dicom(path: Path) -> np.ndarray:
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
+
+    ds = read_dicom(path)
+    header = check_dicom_header(ds, path)
+    rows, cols, bits, photometric, tsyntax = header.rows, header.cols, header.bits, header.photometric, \
+        header.transfer_syntax
     element = ds.get_item("PixelData")
     if tsyntax is not None and tsyntax.is_compressed:
         try:
@@ -229,7 +251,7 @@ def to_encoder_input(image: np.ndarray, contract: dict) -> np.ndarray:
     spec = PreprocessContract.of(contract)
     resized = _quantise_and_resize(np.clip(image, 0.0, 1.0), spec.bit_depth, spec.size, spec.interpolation)
     stacked = np.repeat(resized[None], spec.channels, axis=0)
-    return _normalise(stacked, spec.normalize).astype(np.float32, copy=False)
+    return normalise(stacked, spec.normalize).astype(np.float32, copy=False)
 
 
 def _target_size(size) -> tuple[int, int] | None:
@@ -267,7 +289,7 @@ def _quantise_and_resize(image: np.ndarray, bit_depth, size, interpolation: str)
     return np.clip(image, 0.0, 1.0)  # bicubic overshoots; the contract promises values from a [0, 1] image
 
 
-def _normalise(x: np.ndarray, normalize) -> np.ndarray:
+def normalise(x: np.ndarray, normalize) -> np.ndarray:
     if normalize in ("none", None):
         return x
     if normalize == "zscore":

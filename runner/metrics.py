@@ -43,23 +43,24 @@ class MetricsInputError(ValueError):
 class MetricsSettings:
     """The task card's `metrics:` block (registry/schemas/analysis-defs.schema.json#/$defs/metrics)."""
 
-    threshold: float = 0.5
-    ci: str = "t-interval"
-    confidence: float = 0.95
-    bootstrap_n: int = 2000
-    bootstrap_seed: int = 0
+    threshold: float
+    ci: str
+    confidence: float
+    bootstrap_n: int
+    bootstrap_seed: int
 
     @classmethod
-    def from_card(cls, card: Mapping | None) -> MetricsSettings:
-        card = dict(card or {})
-        boot = dict(card.get("bootstrap") or {})
-        settings = cls(
-            threshold=float(card.get("threshold", cls.threshold)),
-            ci=str(card.get("ci", cls.ci)),
-            confidence=float(card.get("confidence", cls.confidence)),
-            bootstrap_n=int(boot.get("n", cls.bootstrap_n)),
-            bootstrap_seed=int(boot.get("seed", cls.bootstrap_seed)),
-        )
+    def from_card(cls, card) -> MetricsSettings:
+        """From the task's MetricsSpec (or a `metrics:` block: absent fields take the schema's defaults, which live
+        only in the schema), checked."""
+        from registry.specs import metrics_spec
+
+        try:
+            spec = metrics_spec(card)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MetricsInputError(f"metrics card: {exc}") from None
+        settings = cls(threshold=spec.threshold, ci=spec.ci, confidence=spec.confidence,
+                       bootstrap_n=spec.bootstrap_n, bootstrap_seed=spec.bootstrap_seed)
         if settings.ci not in CI_METHODS:
             raise MetricsInputError(f"metrics.ci must be one of {list(CI_METHODS)}, got {settings.ci!r}")
         if not 0.0 < settings.confidence < 1.0:
@@ -270,7 +271,7 @@ def t_interval(values: Sequence[float], confidence: float) -> tuple[float, float
 
 def summarize(
     predictions: pd.DataFrame,
-    metrics_card: Mapping | None,
+    metrics_card,
     eval_folds: Sequence[int] | None = None,
     n_train: Mapping[int, int] | None = None,
 ) -> dict:

@@ -1,7 +1,8 @@
 """Scale-out: embed a manifest with Ray Data (`runner eval --backend ray`), into the same cache as the local backend.
 
-Entry: `embed_manifest_ray(manifest, data_root, dataset_id, encoder, cache, ...) -> Embeddings`, the signature and result
-of runner.embed.embed_manifest. Only images missing from the cache go to Ray; the driver writes each returned batch to
+Entry: `ray_compute(...)`, a `Compute` that runner.embed.embed_manifest uses when its plan says `ray`
+(`runner eval --backend ray`; the choice is made in runner.embed.plan_embedding). Only images missing from the cache go
+to Ray; the driver writes each returned batch to
 the cache as one shard (one writer, the same keys), so everything after embedding is unchanged.
 
 The manifest rows become a Ray dataset (`from_items`); `map_batches` runs an actor pool whose actors each build the
@@ -18,14 +19,10 @@ runtime_env), since actors import runner.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from runner.cache import EmbeddingCache
-from runner.embed import Embeddings, embed_rows_with
 from runner.encoders.base import Encoder
 
 
@@ -46,15 +43,15 @@ class EmbedActor:
 
     def __init__(self, card: dict, pipeline: str, batch_size: int | None):
         from runner.encoders import load_encoder
-        from runner.fastpath import DeviceEmbedder, choose_pipeline, supports_fastpath
+        from runner.fastpath import DeviceEmbedder
 
         self.encoder = load_encoder(card, device="auto")
-        fast = choose_pipeline(pipeline, self.encoder.device) == "fast" and supports_fastpath(self.encoder)
+        fast = pipeline == "fast"  # the driver's plan_embedding chose it for this adapter
         self.embedder = DeviceEmbedder(self.encoder, batch_size) if fast else None
         if not fast:  # the local backend's own preparation code, in this actor process
-            from runner.embed import _init_worker
+            from runner.embed import init_worker
 
-            _init_worker(type(self.encoder), card, None)
+            init_worker(type(self.encoder), card, None)
 
     def __call__(self, batch: dict) -> dict:
         paths = [str(p) for p in batch["path"]]
@@ -70,18 +67,18 @@ class EmbedActor:
         return {"row": np.asarray(batch["row"]), "vector": vectors, "reason": np.asarray(reasons, dtype=object)}
 
     def _cpu(self, paths: list[str]) -> list:
-        from runner.embed import _prepare_chunk
+        from runner.embed import prepare_chunk
 
-        prepared = _prepare_chunk([(p, p) for p in paths])
+        prepared = prepare_chunk([(p, p) for p in paths])
         ok = [item["original"] for item in prepared if not isinstance(item, str)]
         vectors = iter(self.encoder.embed(np.stack(ok)) if ok else ())
         return [item if isinstance(item, str) else next(vectors) for item in prepared]
 
     def _fast(self, paths: list[str]) -> list:
-        from runner.fastpath import _collate, _Reader, results_in_order
+        from runner.fastpath import RawReader, collate_raw, results_in_order
 
-        reader = _Reader(paths)
-        batch = _collate([reader[i] for i in range(len(paths))])
+        reader = RawReader(paths)
+        batch = collate_raw([reader[i] for i in range(len(paths))])
         ((batch, vectors),) = list(self.embedder.run([batch]))
         return results_in_order(batch, vectors)
 
@@ -94,7 +91,7 @@ def ray_compute(data_root: Path, encoder: Encoder, workers: int, batch_size: int
             return
         ray = ensure_ray(workers)
         gpus = int(ray.cluster_resources().get("GPU", 0))
-        size = int(batch_size or encoder.card.get("batch_size", 32))
+        size = int(batch_size or encoder.card["batch_size"])
         items = [{"row": i, "path": str(Path(data_root) / rel)} for i, (_, rel, _) in enumerate(todo)]
         actors = max(1, min(gpus or 2, len(items)))
         out = ray.data.from_items(items).map_batches(
@@ -108,28 +105,3 @@ def ray_compute(data_root: Path, encoder: Encoder, workers: int, batch_size: int
             yield [todo[r] for r in rows], results
 
     return compute
-
-
-def embed_manifest_ray(
-    manifest: pd.DataFrame,
-    data_root: Path,
-    dataset_id: str,
-    encoder: Encoder,
-    cache: EmbeddingCache,
-    *,
-    augment: dict | None = None,
-    workers: int = 2,
-    batch_size: int | None = None,
-    progress: bool = True,
-    pipeline: str = "auto",
-) -> Embeddings:
-    """runner.embed.embed_manifest on Ray (see the module docstring); `pipeline` is auto | fast | cpu per actor."""
-    if augment is not None:
-        warnings.warn("the Ray backend embeds original images only; augmented views run on the local backend",
-                      stacklevel=2)
-        from runner.embed import embed_manifest
-
-        return embed_manifest(manifest, data_root, dataset_id, encoder, cache, augment=augment, workers=workers,
-                              batch_size=batch_size, progress=progress)
-    compute = ray_compute(Path(data_root), encoder, workers, batch_size, pipeline)
-    return embed_rows_with(compute, manifest, data_root, dataset_id, encoder, cache, progress=progress)

@@ -224,12 +224,38 @@ def environment_info(device: str | None = None) -> dict:
 
 
 def task_ref(card) -> dict:
-    """The `task` block of a result, from a registry task Card."""
-    label = card.data.get("label") or {}
-    return {"id": card.id, "sha256": card.sha256, "dataset": card.data.get("dataset"),
-            "label": label.get("id") if isinstance(label, dict) else str(label)}
+    """The `task` block of a result, from a registry task Card: the label by id, its display name beside it."""
+    spec = card.spec
+    return {"id": card.id, "sha256": card.sha256, "behaviour_sha256": card.behaviour_sha256, "dataset": spec.dataset,
+            "label": spec.label.id, "label_name": spec.label.name}
 
 
 def encoder_ref(card) -> dict:
     """The `encoder` block of a result, from a registry encoder Card."""
-    return {"id": card.id, "sha256": card.sha256, "name": card.data.get("title") or card.id}
+    return {"id": card.id, "sha256": card.sha256, "behaviour_sha256": card.behaviour_sha256, "name": card.spec.title}
+
+
+def build_result(*, provenance: str, task_card, encoder_card, metrics: dict, created_at: str | None = None,
+                 manifest: dict | None = None, citation: str | None = None, **extra) -> dict:
+    """The one builder of result objects, reproduced (runner eval) and reported (a publication) alike.
+
+    metrics: {"auroc": metric, "f1": metric} as result.schema.json's `metrics`; manifest: {sha256, n_images} or None
+    (reported); extra: the other optional top-level blocks (folds, counts, timings_s, throughput, environment, seeds,
+    synthetic, analyses, roc, notes), passed through as given. The result is not validated here: write_result does.
+    """
+    if provenance not in ("reproduced", "reported"):
+        raise ValueError(f"provenance {provenance!r}; expected reproduced or reported")
+    if (provenance == "reported") != (manifest is None):
+        raise ValueError("a reported result has no manifest; a reproduced one has one")
+    result = {
+        "schema_version": 1,
+        "provenance": provenance,
+        "task": task_ref(task_card),
+        "encoder": encoder_ref(encoder_card),
+        "manifest": manifest,
+        "metrics": metrics,
+        "created_at": created_at or utc_now(),
+        **({"citation": citation} if citation is not None else {}),
+        **{key: value for key, value in extra.items() if value is not None},
+    }
+    return result

@@ -119,7 +119,7 @@ def test_a_fully_cached_run_never_builds_the_model(registry, tmp_path, demo_data
     assert third.result["metrics"] == second.result["metrics"]
 
 
-def test_changing_the_encoder_card_or_its_preprocessing_invalidates_the_cache(registry_root, tmp_path, demo_data_dir):
+def test_behaviour_edits_invalidate_the_cache_and_descriptive_edits_do_not(registry_root, tmp_path, demo_data_dir):
     from registry.cards import clear_cache, load_registry
 
     root = make_registry_root(tmp_path / "reg", {"effusion-tiny": TINY_TASK})
@@ -131,10 +131,14 @@ def test_changing_the_encoder_card_or_its_preprocessing_invalidates_the_cache(re
     clear_cache()
     second = run(load_registry(root), tmp_path, demo_data_dir, encoder="pixels")
     assert second.n_computed == first.n_computed and second.cache_hits == 0
+    # A descriptive edit (title) changes the card's sha256 but not its behaviour hash: every embedding is reused.
     card.write_text(card.read_text().replace("title: Raw pixels (32x32)", "title: Raw pixels, renamed"))
     clear_cache()
     third = run(load_registry(root), tmp_path, demo_data_dir, encoder="pixels")
-    assert third.n_computed == first.n_computed and third.cache_hits == 0
+    assert third.n_computed == 0
+    assert third.result["encoder"]["sha256"] != second.result["encoder"]["sha256"]
+    assert third.result["encoder"]["behaviour_sha256"] == second.result["encoder"]["behaviour_sha256"]
+    assert third.result["metrics"] == second.result["metrics"]
 
 
 def test_stability_analysis_embeds_augmented_views(registry, tmp_path, demo_data_dir):
@@ -215,3 +219,22 @@ def test_cli_bad_ids_exit_2_with_a_suggestion(registry_root, tmp_path):
                               "random_cnn", "--data-root", str(tmp_path), "--out", str(tmp_path / "o")],
                              check=False, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert bad_enc.returncode == 2 and "random-cnn" in bad_enc.stderr and "Traceback" not in bad_enc.stderr
+
+
+def test_runner_eval_embeds_through_the_one_entry_point_with_a_lazy_encoder(registry, tmp_path, demo_data_dir,
+                                                                             monkeypatch):
+    """The call `runner bench` measures (tests/test_architecture.py) is the call eval makes."""
+    import runner.embed
+    from runner.encoders import LazyEncoder
+
+    calls = []
+    real = runner.embed.embed_manifest
+
+    def recording(*args, **kwargs):
+        calls.append((isinstance(args[3], LazyEncoder), kwargs.get("pipeline"), kwargs.get("backend")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner.embed, "embed_manifest", recording)
+    done = run(registry, tmp_path, demo_data_dir, encoder="pixels")
+    assert calls == [(True, "auto", "local")]
+    assert done.result["throughput"]["stage"].endswith("[cpu-pool]") or done.n_computed == 0

@@ -24,7 +24,6 @@ def test_ray_backend_equals_local_backend(local_ray, demo_data_dir, tmp_path, mo
     from runner.cache import EmbeddingCache
     from runner.embed import embed_manifest
     from runner.encoders import load_encoder
-    from runner.ray_backend import embed_manifest_ray
 
     meta = pd.read_csv(demo_data_dir / "metadata.csv")
     corrupt = {c["path"] for c in pd.read_json(demo_data_dir / "demo_data.json", typ="series")["corrupt"]}
@@ -37,7 +36,8 @@ def test_ray_backend_equals_local_backend(local_ray, demo_data_dir, tmp_path, mo
 
     local = embed_manifest(manifest, demo_data_dir, "demo", encoder, cache("local"), workers=0, batch_size=4,
                            progress=False)
-    remote = embed_manifest_ray(manifest, demo_data_dir, "demo", encoder, cache("ray"), batch_size=4, progress=False)
+    remote = embed_manifest(manifest, demo_data_dir, "demo", encoder, cache("ray"), batch_size=4, progress=False,
+                            backend="ray")
     assert remote.image_ids == local.image_ids and len(remote.image_ids) == len(manifest) - 2
     assert remote.exclusions == local.exclusions and len(remote.exclusions) == 2
     np.testing.assert_allclose(remote.original, local.original, rtol=0, atol=1e-6)

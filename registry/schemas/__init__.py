@@ -39,3 +39,115 @@ def validator(name: str) -> Draft202012Validator:
     schema = load_schema(name)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema, registry=_registry())
+
+
+# ---------------------------------------------------------------- walking a card alongside its schema
+# Two facts about every card field live in the schema and nowhere else: its default (`default`) and whether it can
+# change a number (`x-behaviour: false` marks descriptive fields: titles, citations, notes, ...). The walkers below
+# read them so the card loader can fill defaults and compute the behaviour hash.
+
+BEHAVIOUR_KEYWORD = "x-behaviour"
+
+
+def resolve_ref(schema: dict, doc: dict) -> tuple[dict, dict]:
+    """Follow `$ref`s (`#/$defs/...` in `doc`, or `file.schema.json#/...`) -> (schema, the document it lives in)."""
+    while isinstance(schema, dict) and "$ref" in schema:
+        file, _, pointer = schema["$ref"].partition("#")
+        if file:
+            doc = json.loads((SCHEMA_DIR / file).read_text(encoding="utf-8"))
+        target = doc
+        for part in pointer.strip("/").split("/"):
+            if part:
+                target = target[part]
+        # Keywords beside a $ref (description, x-behaviour, default) belong to the referring property.
+        schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema, doc
+
+
+def _branch(schema: dict, doc: dict, value) -> tuple[dict, dict] | None:
+    """The oneOf/anyOf branch `value` is valid against (the card was validated, so there is one), resolved."""
+    for key in ("oneOf", "anyOf"):
+        for option in schema.get(key, ()):
+            sub, sub_doc = resolve_ref(option, doc)
+            if Draft202012Validator(sub, registry=_registry()).is_valid(value):
+                return sub, sub_doc
+    return None
+
+
+def fill_defaults(name: str, data: dict, definition: str | None = None) -> dict:
+    """A copy of a (valid) card with every absent field that has a schema `default` filled in, at every depth.
+
+    definition: fill one block instead of a whole card, e.g. `fill_defaults("analysis-defs", {...}, "metrics")`.
+    """
+    import copy
+
+    def walk(schema: dict, doc: dict, value):
+        schema, doc = resolve_ref(schema, doc)
+        branch = _branch(schema, doc, value)
+        if branch is not None:
+            return walk(*branch, value)
+        if isinstance(value, dict):
+            out = dict(value)
+            for key, sub in schema.get("properties", {}).items():
+                sub_resolved, _ = resolve_ref(sub, doc)
+                if key not in out and "default" in sub_resolved:
+                    out[key] = copy.deepcopy(sub_resolved["default"])
+                if key in out:
+                    out[key] = walk(sub, doc, out[key])
+            return out
+        if isinstance(value, list) and isinstance(schema.get("items"), dict):
+            return [walk(schema["items"], doc, item) for item in value]
+        return value
+
+    doc = load_schema(name)
+    return walk(doc["$defs"][definition] if definition else doc, doc, data)
+
+
+def behaviour_part(name: str, data: dict) -> dict:
+    """The fields of a card that can change a number: everything except those the schema marks `x-behaviour: false`."""
+
+    def walk(schema: dict, doc: dict, value):
+        schema, doc = resolve_ref(schema, doc)
+        branch = _branch(schema, doc, value)
+        if branch is not None:
+            return walk(*branch, value)
+        if isinstance(value, dict):
+            properties = schema.get("properties", {})
+            out = {}
+            for key, item in value.items():
+                sub = properties.get(key)
+                if sub is None:  # additionalProperties (model options, sha256 pins): behaviour by default
+                    out[key] = item
+                    continue
+                if resolve_ref(sub, doc)[0].get(BEHAVIOUR_KEYWORD, True) is False:
+                    continue
+                out[key] = walk(sub, doc, item)
+            return out
+        if isinstance(value, list) and isinstance(schema.get("items"), dict):
+            return [walk(schema["items"], doc, item) for item in value]
+        return value
+
+    schema = load_schema(name)
+    return walk(schema, schema, data)
+
+
+def descriptive_fields(name: str) -> list[str]:
+    """Dotted paths of the fields marked `x-behaviour: false` in a card schema (for docs and tests)."""
+    found: list[str] = []
+
+    def walk(schema: dict, doc: dict, prefix: str, depth: int = 0):
+        schema, doc = resolve_ref(schema, doc)
+        if depth > 8:
+            return
+        for key, sub in schema.get("properties", {}).items():
+            resolved, sub_doc = resolve_ref(sub, doc)
+            if resolved.get(BEHAVIOUR_KEYWORD, True) is False:
+                found.append(prefix + key)
+                continue
+            walk(resolved, sub_doc, f"{prefix}{key}.", depth + 1)
+            for option in [*resolved.get("oneOf", ()), *resolved.get("anyOf", ())]:
+                walk(*resolve_ref(option, sub_doc), f"{prefix}{key}.", depth + 1)
+
+    schema = load_schema(name)
+    walk(schema, schema, "")
+    return sorted(set(found))

@@ -18,9 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from registry.specs import AnalysesSpec, MetricsSpec, analyses_spec, metrics_spec
 from runner.metrics import MetricsInputError
 
-ANALYSES = ("stability", "clustering", "subgroups", "transfer", "label_efficiency", "paired")
+ANALYSES = AnalysesSpec.NAMES
+# Paired tests compare encoders, so they are not part of one run: the summarize stage (leaderboard/summarize.py)
+# computes them across filed results. A run asked for them says so.
+PAIRED_ELSEWHERE = ("paired tests compare encoders: computed by the summarize stage across filed results "
+                    "(runner leaderboard build), never from other runs' files")
 
 
 @dataclass
@@ -36,8 +41,8 @@ class TransferSet:
 class AnalysisContext:
     """What an evaluation hands to the analyses. Rows of `embeddings` align with rows of `manifest`."""
 
-    analyses_card: Mapping = field(default_factory=dict)  # the task card's `analyses:` block
-    metrics_card: Mapping = field(default_factory=dict)  # the task card's `metrics:` block
+    analyses_card: AnalysesSpec | Mapping = field(default_factory=dict)  # the task's AnalysesSpec (or a block)
+    metrics_card: MetricsSpec | Mapping = field(default_factory=dict)  # the task's MetricsSpec (or a block)
     manifest: pd.DataFrame | None = None
     embeddings: np.ndarray | None = None
     predictions: pd.DataFrame | None = None  # out-of-fold: image_id, patient_id, label, fold, prob
@@ -47,7 +52,6 @@ class AnalysisContext:
     augmented: Mapping[str, np.ndarray] | None = None  # aug_id -> (n, D), rows aligned with augmented_originals
     augmented_originals: np.ndarray | None = None  # default: `embeddings`
     transfer_targets: Mapping[str, TransferSet] | None = None  # other task id -> its embeddings and labels
-    comparisons: Mapping[str, pd.DataFrame] | None = None  # other encoder id -> predictions on the same manifest
     fit_predict: Callable | None = None  # (train_X, train_y, test_X, params) -> probabilities; default LightGBM
     classifier_params: Mapping = field(default_factory=dict)
 
@@ -58,29 +62,27 @@ def _need(value, what: str):
     return value
 
 
-def _stability(ctx: AnalysisContext, params: Mapping) -> dict:
+def _stability(ctx: AnalysisContext, params) -> dict:
     from runner.analysis.stability import representational_stability
 
     originals = ctx.augmented_originals if ctx.augmented_originals is not None else ctx.embeddings
     return representational_stability(_need(originals, "original embeddings"), _need(ctx.augmented, "augmented views"))
 
 
-def _clustering(ctx: AnalysisContext, params: Mapping) -> dict:
+def _clustering(ctx: AnalysisContext, params) -> dict:
     from runner.analysis.clustering import kmeans_cosine, umap_figure
 
     x = _need(ctx.embeddings, "embeddings")
     labels = _need(ctx.manifest, "the manifest")["label"].to_numpy()
-    out = {"kmeans": kmeans_cosine(x, labels, range(int(params.get("k_min", 2)), int(params.get("k_max", 10)) + 1),
-                                   n_init=int(params.get("n_init", 50)), seed=int(params.get("seed", 0)))}
-    umap_params = dict(params.get("umap") or {})
-    if umap_params.get("enabled", True) and ctx.output_dir is not None:
+    out = {"kmeans": kmeans_cosine(x, labels, range(params.k_min, params.k_max + 1), n_init=params.n_init,
+                                   seed=params.seed)}
+    if params.umap.enabled and ctx.output_dir is not None:
         out["umap"] = umap_figure(x, labels, Path(ctx.output_dir) / "umap.png", Path(ctx.output_dir) / "umap.svg",
-                                  seed=int(params.get("seed", 0)), n_neighbors=int(umap_params.get("n_neighbors", 15)),
-                                  min_dist=float(umap_params.get("min_dist", 0.1)))
+                                  seed=params.seed, n_neighbors=params.umap.n_neighbors, min_dist=params.umap.min_dist)
     return out
 
 
-def _subgroups(ctx: AnalysisContext, params: Mapping) -> dict:
+def _subgroups(ctx: AnalysisContext, params) -> dict:
     from runner.analysis.subgroups import subgroup_auroc
 
     predictions = _need(ctx.predictions, "out-of-fold predictions")
@@ -93,7 +95,7 @@ def _subgroups(ctx: AnalysisContext, params: Mapping) -> dict:
     return subgroup_auroc(predictions, params, ctx.metrics_card)
 
 
-def _transfer(ctx: AnalysisContext, params: Mapping) -> dict:
+def _transfer(ctx: AnalysisContext, params) -> dict:
     from runner.analysis.transfer import cross_dataset_transfer
 
     x = _need(ctx.embeddings, "embeddings")
@@ -106,14 +108,14 @@ def _transfer(ctx: AnalysisContext, params: Mapping) -> dict:
             for target, t in sorted(targets.items())}
 
 
-def _label_efficiency(ctx: AnalysisContext, params: Mapping) -> dict:
+def _label_efficiency(ctx: AnalysisContext, params) -> dict:
     from runner.analysis.label_efficiency import label_efficiency, plot_label_efficiency
 
     result = label_efficiency(
         _need(ctx.embeddings, "embeddings"), _need(ctx.manifest, "the manifest"),
-        sizes=params.get("positives_per_class", (25, 50, 100, 250, 500, 800)), seeds=params.get("seeds", (0, 1, 2)),
+        sizes=params.positives_per_class, seeds=params.seeds,
         eval_folds=ctx.eval_folds, fit_predict=ctx.fit_predict, params=ctx.classifier_params,
-        threshold=float((ctx.metrics_card or {}).get("threshold", 0.5)),
+        threshold=metrics_spec(ctx.metrics_card).threshold,
     )
     if ctx.output_dir is not None:
         result["figure"] = Path(plot_label_efficiency({ctx.encoder_id or "encoder": result},
@@ -121,22 +123,12 @@ def _label_efficiency(ctx: AnalysisContext, params: Mapping) -> dict:
     return result
 
 
-def _paired(ctx: AnalysisContext, params: Mapping) -> dict:
-    from runner.analysis.paired import tie_groups
-
-    others = dict(_need(ctx.comparisons, "other encoders' predictions on the same manifest"))
-    others[ctx.encoder_id or "this"] = _need(ctx.predictions, "out-of-fold predictions")
-    alpha = float(params.get("alpha", 0.05))
-    return {m: tie_groups(others, alpha=alpha, metric=m, metrics_card=ctx.metrics_card) for m in ("auroc", "f1")}
-
-
-_RUNNERS: dict[str, Callable[[AnalysisContext, Mapping], dict]] = {
+_RUNNERS: dict[str, Callable[[AnalysisContext, object], dict]] = {
     "stability": _stability,
     "clustering": _clustering,
     "subgroups": _subgroups,
     "transfer": _transfer,
     "label_efficiency": _label_efficiency,
-    "paired": _paired,
 }
 
 
@@ -161,8 +153,9 @@ def json_safe(value, where: str = "analysis"):
     raise TypeError(f"{where} has a {type(value).__name__}, which JSON cannot hold")
 
 
-def enabled_analyses(analyses_card: Mapping | None) -> list[str]:
-    return [name for name in ANALYSES if (analyses_card or {}).get(name, {}).get("enabled", False)]
+def enabled_analyses(analyses_card) -> list[str]:
+    """The analyses a run makes because the card enables them (paired tests are the summarize stage's)."""
+    return [name for name in analyses_spec(analyses_card).enabled() if name != "paired"]
 
 
 def run_analyses(names: Sequence[str] | None, context: AnalysisContext, timings: dict | None = None) -> dict:
@@ -171,12 +164,16 @@ def run_analyses(names: Sequence[str] | None, context: AnalysisContext, timings:
     import time
 
     names = enabled_analyses(context.analyses_card) if names is None else list(names)
-    unknown = [n for n in names if n not in _RUNNERS]
+    unknown = [n for n in names if n not in ANALYSES]
     if unknown:
         raise MetricsInputError(f"unknown analysis name(s) {unknown}; known: {list(ANALYSES)}")
+    spec = analyses_spec(context.analyses_card)
     results = {}
     for name in names:
-        params = dict((context.analyses_card or {}).get(name) or {})
+        if name == "paired":
+            results[name] = {"status": "skipped", "reason": PAIRED_ELSEWHERE}
+            continue
+        params = getattr(spec, name)
         started = time.perf_counter()
         try:
             results[name] = json_safe(_RUNNERS[name](context, params), name)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from runner.metrics import MetricsInputError
+from runner.plots import plot_umap
 
 
 def _import_umap():
@@ -78,36 +79,6 @@ def umap_figure(
             "umap": {"n_neighbors": n_neighbors, "min_dist": min_dist, "metric": "cosine", "random_state": seed,
                      "n_jobs": 1},
             "coordinates": {"x": xy[:, 0].tolist(), "y": xy[:, 1].tolist(), "label": labels.tolist()}}
-
-
-def plot_umap(xy, labels, png_path: str | Path, svg_path: str | Path | None = None, title: str | None = None) -> dict:
-    """Scatter of 2-D points, negatives (0) blue and positives (1) red, as in the paper's Figure 1; {png, svg} paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    xy, labels = np.asarray(xy, dtype=float), np.asarray(labels).astype(int)
-    fig, ax = plt.subplots(figsize=(5, 5))
-    for value, colour in ((0, "tab:blue"), (1, "tab:red")):
-        rows = labels == value
-        ax.scatter(xy[rows, 0], xy[rows, 1], s=4, alpha=0.6, c=colour, label=f"{value} (n={int(rows.sum())})",
-                   rasterized=True)
-    ax.set_xlabel("UMAP 1")
-    ax.set_ylabel("UMAP 2")
-    ax.legend(title="label", markerscale=3)
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    paths = {}
-    for key, path in (("png", png_path), ("svg", svg_path)):
-        if path is None:
-            continue
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=150)
-        paths[key] = str(path)
-    plt.close(fig)
-    return paths
 
 
 def kmeans_cosine(

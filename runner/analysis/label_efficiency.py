@@ -13,13 +13,13 @@ Cost: sizes x seeds x folds classifier fits (6 x 3 x 5 = 90 with the defaults); 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from runner.analysis.transfer import FitPredict, call_fit_predict
 from runner.metrics import MetricsInputError, point_metrics, single_class_reason
+from runner.plots import plot_label_efficiency  # noqa: F401  (re-exported: runs and the site draw the same figure)
 
 
 def _balanced_sample(rng: np.random.Generator, labels: np.ndarray, candidates: np.ndarray, size: int) -> np.ndarray | str:
@@ -87,40 +87,3 @@ def label_efficiency(
         points.append(point)
     return {"sampling": "class-balanced by image from each fold's training rows; test fold untouched",
             "seeds": [int(s) for s in seeds], "folds": eval_folds, "points": points}
-
-
-def plot_label_efficiency(curves: Mapping[str, Mapping], png_path: str | Path, title: str | None = None) -> str:
-    """One mean ± sd AUROC curve per encoder (encoder id -> label_efficiency() result), saved as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for encoder_id, result in sorted(curves.items()):
-        pts = [p for p in result["points"] if p["mean_auroc"] is not None]
-        if not pts:
-            continue
-        n = np.array([p["positives_per_class"] for p in pts])
-        mean = np.array([p["mean_auroc"] for p in pts])
-        sd = np.array([p["sd_auroc"] or 0.0 for p in pts])
-        ax.plot(n, mean, marker="o", label=encoder_id)
-        ax.fill_between(n, mean - sd, mean + sd, alpha=0.2)
-    ax.set_xscale("log")
-    sizes = sorted({p["positives_per_class"] for r in curves.values() for p in r["points"]})
-    if sizes:  # label the sizes that were run, as plain numbers (not 3 x 10^1)
-        from matplotlib.ticker import NullFormatter, ScalarFormatter
-
-        ax.set_xticks(sizes)
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("training positives per class")
-    ax.set_ylabel("AUROC (mean ± sd over seeds and folds)")
-    ax.legend()
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    Path(png_path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png_path, dpi=150)
-    plt.close(fig)
-    return str(png_path)

@@ -106,8 +106,11 @@ def tie_groups(
         raise MetricsInputError(f"alpha must be in (0, 1), got {alpha}")
     if len(results_by_encoder) < 2:
         raise MetricsInputError("tie groups need at least two encoders")
-    card = dict(metrics_card or {})
-    card["confidence"] = 1 - alpha
+    import dataclasses
+
+    from registry.specs import metrics_spec
+
+    card = dataclasses.replace(metrics_spec(metrics_card), confidence=1 - alpha)
     ids = sorted(results_by_encoder)
     reference = results_by_encoder[ids[0]]
     tables = {e: align_predictions(reference, results_by_encoder[e]) for e in ids}

@@ -11,7 +11,7 @@ groups. Cost on the 2-core CPU dev machine (loaded): 2,000 images, 8 groups, 2,0
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,10 +25,6 @@ from runner.metrics import (
     percentile_interval,
     point_metrics,
 )
-
-DEFAULT_ATTRIBUTES = ("sex", "age", "view")
-DEFAULT_AGE_BANDS = (0, 40, 60, 80, 200)
-DEFAULT_MIN_PER_CLASS = 25
 
 
 def age_band_labels(bands: Sequence[float]) -> list[str]:
@@ -45,20 +41,25 @@ def _group_column(frame: pd.DataFrame, attribute: str, bands: Sequence[float]) -
     return values.where(values.notna() & (values.astype(str).str.strip() != ""))
 
 
-def subgroup_auroc(predictions: pd.DataFrame, params: Mapping | None = None, metrics_card: Mapping | None = None) -> dict:
-    """Pooled out-of-fold AUROC with a patient-bootstrap CI per subgroup, and the largest gap per attribute."""
-    params = dict(params or {})
+def subgroup_auroc(predictions: pd.DataFrame, params=None, metrics_card=None) -> dict:
+    """Pooled out-of-fold AUROC with a patient-bootstrap CI per subgroup, and the largest gap per attribute.
+
+    params: the task's SubgroupsSpec (or an `analyses.subgroups` block; absent fields take the schema's defaults).
+    """
+    from registry.specs import SubgroupsSpec, analyses_spec
+
+    spec = params if isinstance(params, SubgroupsSpec) else analyses_spec({"subgroups": dict(params or {})}).subgroups
     settings = MetricsSettings.from_card(metrics_card)
-    bands = [float(b) for b in params.get("age_bands", DEFAULT_AGE_BANDS)]
+    bands = [float(b) for b in spec.age_bands]
     if len(bands) < 2 or any(b >= c for b, c in itertools.pairwise(bands)):
         raise MetricsInputError(f"age_bands must be at least two increasing numbers, got {bands}")
-    min_per_class = int(params.get("min_per_class", DEFAULT_MIN_PER_CLASS))
+    min_per_class = int(spec.min_per_class)
     frame = check_predictions(predictions)
     probs = check_probabilities(frame)
     out: dict = {"min_per_class": min_per_class, "confidence": settings.confidence,
                  "ci_method": "cluster-bootstrap (patients, pooled out-of-fold)", "attributes": {}}
     skipped = []
-    for attribute in params.get("attributes", DEFAULT_ATTRIBUTES):
+    for attribute in spec.attributes:
         if attribute not in frame.columns:
             skipped.append(attribute)
             continue

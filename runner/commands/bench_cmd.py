@@ -62,7 +62,7 @@ def bench(
     except (CardError, OSError) as exc:
         _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, EXIT_INVALID)
     cfg = BenchConfig(
-        encoder_card=card.data, encoder_sha256=card.sha256, n=n, size=size, formats=chosen, device=device,
+        encoder_card=card.data, encoder_sha256=card.behaviour_sha256, n=n, size=size, formats=chosen, device=device,
         workers=workers, batch_size=batch_size, naive_limit=min(naive_limit, n), repeat=repeat,
         rss_sizes=sizes, inputs=inputs, machine=machine,
     )

@@ -233,8 +233,6 @@ def demo_command(
             make_demo_dataset(roots[dataset_id], **kwargs)
     options = EvalOptions(device="auto", workers=workers, analyses=DEMO_ANALYSES, cache_dir=out / "cache",
                           progress=sys.stderr.isatty(), data_roots=roots)
-    # A transfer task after the task it trains on, so its in-domain comparison is at hand.
-    tasks.sort(key=lambda t: (reg.tasks[t].data.get("type") == "transfer", t))
     paths = run_many(tasks, list(BUILTIN_ENCODERS), None, out / "runs", options, reg)
 
     results_dir = out / "results"

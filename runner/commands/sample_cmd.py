@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -15,19 +14,6 @@ def _fail(message: str, code: int):
     for line in str(message).splitlines() or [""]:
         typer.echo(f"error: {line}", err=True)
     raise typer.Exit(code)
-
-
-def resolve_data_root(dataset_card: dict, data_root: Path | None) -> Path:
-    """--data-root, else the dataset card's environment variable; a clear message when neither is there."""
-    if data_root is not None:
-        return data_root
-    env = dataset_card.get("root_env")
-    if env and os.environ.get(env):
-        return Path(os.environ[env])
-    from runner.data.tables import DataError, access_hint
-
-    raise DataError(f"no data root for dataset {dataset_card['id']!r}: pass --data-root DIR"
-                    + (f" or set ${env}" if env else "") + f". {access_hint(dataset_card)}")
 
 
 @app.command("sample")
@@ -59,6 +45,8 @@ def sample(
         reg = load_registry()
         card = reg.get("task", task)
         dataset = reg.get("dataset", card.data["dataset"])
+        from runner.data.tables import resolve_data_root
+
         root = resolve_data_root(dataset.data, data_root)
         result = sample_task(card.data, dataset.data, root, seed=seed, verify=verify, workers=workers)
     except (CardError, DataError) as exc:

@@ -217,3 +217,16 @@ def check_ids(index: pd.DataFrame, card: dict, where: str) -> None:
     if duplicated.any():
         raise DataError(f"{card['id']}: image id {index['image_id'][duplicated].iloc[0]!r} appears more than once "
                         f"in {where} ({int(duplicated.sum())} duplicates); image ids must be unique")
+
+
+def resolve_data_root(dataset_card: dict, data_root: Path | None) -> Path:
+    """--data-root, else the dataset card's environment variable; a clear message when neither is there."""
+    import os
+
+    if data_root is not None:
+        return Path(data_root)
+    env = dataset_card.get("root_env")
+    if env and os.environ.get(env):
+        return Path(os.environ[env])
+    raise DataError(f"no data root for dataset {dataset_card['id']!r}: pass --data-root DIR"
+                    + (f" or set ${env}" if env else "") + f". {access_hint(dataset_card)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from registry.adapters import ADAPTER_MODULES  # adapter name -> module; heavy stacks import only when used
 from runner.encoders.base import (
     Encoder,
     EncoderError,
@@ -15,20 +16,6 @@ from runner.encoders.base import (
     register_adapter,
     registered_adapters,
 )
-
-# adapter name (the card's `adapter:`) -> module that registers it. Heavy stacks import only when used.
-ADAPTER_MODULES: dict[str, str] = {
-    "pixels": "runner.encoders.builtin",
-    "random-cnn": "runner.encoders.builtin",
-    "radiomics": "runner.encoders.builtin",
-    "cxr-foundation": "runner.encoders.cxr_foundation",
-    "medimageinsight": "runner.encoders.medimageinsight",
-    "torchxrayvision": "runner.encoders.community",
-    "hf-transformers": "runner.encoders.community",
-    "open-clip": "runner.encoders.community",
-    "timm": "runner.encoders.community",
-    "custom": "runner.encoders.custom",
-}
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -50,6 +37,9 @@ def load_encoder(
 
     lazy: return a LazyEncoder that builds the model (loads weights) only when something is embedded.
     """
+    from registry.schemas import fill_defaults
+
+    card = fill_defaults("encoder", dict(card))  # a card from the registry has them already: idempotent
     name = card["adapter"]
     if name == "custom" and not trust_custom_code:
         raise EncoderError(
