@@ -28,16 +28,41 @@ from runner.results import (
 # ------------------------------------------------------------------ fakes shared with the other test modules
 
 
+TEMPLATES = {"task": "effusion-demo", "encoder": "pixels", "dataset": "demo-cxr"}  # real cards the fakes complete
+
+
 @dataclass
 class FakeCard:
+    """A card whose given fields are laid over a real card of its kind, so its spec and hashes are real ones."""
+
     id: str
     kind: str
     data: dict
     path: Path | None = None
 
     @property
+    def full(self) -> dict:
+        from registry.cards import deep_merge, load_registry
+
+        template = load_registry().of_kind(self.kind)[TEMPLATES[self.kind]].data
+        return deep_merge(template, self.data)
+
+    @property
     def sha256(self) -> str:
-        return sha256_of(self.data)
+        return sha256_of(self.full)
+
+    @property
+    def behaviour_sha256(self) -> str:
+        from registry.schemas import behaviour_part
+
+        return sha256_of(behaviour_part(self.kind, self.full))
+
+    @property
+    def spec(self):
+        from registry import specs
+
+        return {"task": specs.task_spec, "encoder": specs.encoder_spec, "dataset": specs.dataset_spec}[self.kind](
+            self.full)
 
 
 @dataclass

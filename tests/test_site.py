@@ -152,7 +152,12 @@ def test_row_order_comes_from_the_cards(tmp_path):
     reg.tasks["edema-nih"].data["leaderboard"]["disease"] = "Pulmonary oedema"
     table = parse(build_site(tmp_path / "site", results, reg)).tables["table-table1"]
     row = next(r for r in table["body"] if r[0]["text"] == "Pulmonary oedema")
-    assert all("stale" in c["attrs"]["class"] for c in row[2:])  # filed before the card changed: flagged
+    # a display edit changes no number: the results filed before it still belong to the card
+    assert not any("stale" in c["attrs"]["class"] for c in row[2:])
+    reg.tasks["edema-nih"].data["metrics"] = {"threshold": 0.4}  # a behaviour edit: the filed numbers are flagged
+    table = parse(build_site(tmp_path / "site", results, reg)).tables["table-table1"]
+    row = next(r for r in table["body"] if r[0]["text"] == "Pulmonary oedema")
+    assert all("stale" in c["attrs"]["class"] for c in row[2:])
 
 
 def test_demo_results_stay_out_of_table1(site):

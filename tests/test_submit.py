@@ -53,18 +53,26 @@ def test_refuses_duplicate_without_replace(run_dir, reg, tmp_path):
 
 def test_refuses_tampered_card_hash(run_dir, reg, tmp_path):
     result = json.loads((run_dir / "result.json").read_text())
-    result["encoder"]["sha256"] = "0" * 64
+    result["encoder"]["behaviour_sha256"] = "0" * 64
     (run_dir / "result.json").write_text(json.dumps(result))
     error = _submit(run_dir / "result.json", reg, tmp_path / "results")
     assert error.exit_code == EXIT_REFUSED
-    assert "changed since this result was made" in str(error) and "re-run" in str(error)
+    assert "changed behaviour since this result was made" in str(error) and "re-run" in str(error)
     assert not (tmp_path / "results").exists()
 
 
 def test_refuses_when_the_card_changed_after_the_run(run_dir, reg, tmp_path):
-    reg.tasks["effusion-demo"].data["title"] = "edited"
+    reg.tasks["effusion-demo"].data["metrics"] = {"threshold": 0.4}  # a field that changes numbers
     error = _submit(run_dir / "result.json", reg, tmp_path / "results")
-    assert error.exit_code == EXIT_REFUSED and "task card 'effusion-demo' changed" in str(error)
+    assert error.exit_code == EXIT_REFUSED and "task card 'effusion-demo' changed behaviour" in str(error)
+
+
+def test_a_descriptive_card_edit_after_the_run_does_not_refuse_the_result(run_dir, reg, tmp_path):
+    from leaderboard.submit import submit
+
+    reg.tasks["effusion-demo"].data["title"] = "edited"
+    filed = submit(run_dir / "result.json", reg, results_dir=tmp_path / "results")
+    assert filed.path.is_file()
 
 
 @pytest.mark.parametrize("field, value, message", [

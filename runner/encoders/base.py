@@ -53,7 +53,9 @@ class Encoder:
     adapter_name = "base"
 
     def __init__(self, card: dict, device: str = "cpu", weights_dir: Path | None = None):
-        self.card = card
+        from registry.schemas import fill_defaults
+
+        self.card = fill_defaults("encoder", dict(card))  # idempotent: a registry card has its defaults already
         self.device = device
         self.weights_dir = weights_dir
 
@@ -70,6 +72,13 @@ class Encoder:
     @property
     def id(self) -> str:
         return self.card["id"]
+
+    @property
+    def spec(self):
+        """The card's EncoderSpec (registry.specs); the card a runner encoder gets has its schema defaults filled."""
+        from registry.specs import encoder_spec
+
+        return encoder_spec(self.card)
 
     @property
     def dim(self) -> int:
@@ -120,6 +129,7 @@ class LazyEncoder:
         self._preparer = adapter_class.prepare_only(card)
 
     id = Encoder.id
+    spec = Encoder.spec
     dim = Encoder.dim
     contract = Encoder.contract
 

@@ -20,18 +20,18 @@ class TorchEncoder(Encoder):
         self.weights = self.find_weights()
         # fork_rng: the card's `seed` alone fixes any random initialisation, and the global RNG stays untouched.
         with torch.random.fork_rng(devices=[]), torch.device("cpu"):
-            torch.manual_seed(int(card.get("seed", 0)))
+            torch.manual_seed(self.spec.seed)
             self.model = self.build(self.weights)
         self.model.eval().to(device)
-        self._bf16 = bool((card.get("precision") or {}).get("bf16")) and str(device).startswith("cuda")
+        self._bf16 = self.spec.precision.bf16 and str(device).startswith("cuda")
 
     @property
     def random_weights(self) -> bool:
         """A random-weight control (card `weights: {random_init: true}`, top-level `seed`) loads no file."""
-        return bool((self.card.get("weights") or {}).get("random_init"))
+        return bool(self.spec.weights and self.spec.weights.random_init)
 
     def find_weights(self) -> ResolvedWeights | None:
-        if self.random_weights or not (self.card.get("weights") or {}).get("files"):
+        if self.random_weights or not (self.spec.weights and self.spec.weights.files):
             return None
         return resolve_weights(self.card, self.weights_dir)
 
@@ -64,7 +64,7 @@ class TorchEncoder(Encoder):
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self._bf16):
             out = self.forward(x)
         out = out.float().cpu().numpy()
-        pooled = pool_tokens(out, (self.card.get("embedding") or {}).get("pooling", "none"))
+        pooled = pool_tokens(out, self.spec.embedding.pooling)
         if pooled.ndim != 2 or pooled.shape[1] != self.dim:
             raise EncoderError(
                 f"encoder {self.id!r} produced embeddings of shape {pooled.shape}; the card says dim {self.dim}"
