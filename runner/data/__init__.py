@@ -1,6 +1,6 @@
 """Dataset readers: a dataset card + a data root -> the common image index.
 
-`read_index(card, data_root)` picks the reader named by the card's `kind` (nih-cxr14, mimic-cxr, csv, huggingface).
+`read_index(card, data_root)` picks the reader named by the card's `kind` (nih-cxr14, mimic-cxr, csv, huggingface, table).
 Every reader returns the same columns (docs/ARCHITECTURE.md, "Dataset index"); every failure is a `DataError` whose
 message names the missing file or column and says how to get the data set.
 """
@@ -16,7 +16,7 @@ import pandas as pd
 from runner.data.tables import DataError, access_hint, leaves_root
 
 READERS = {"nih-cxr14": "runner.data.nih", "mimic-cxr": "runner.data.mimic", "csv": "runner.data.csv_kind",
-           "huggingface": "runner.data.huggingface"}
+           "huggingface": "runner.data.huggingface", "table": "runner.data.table_kind"}
 
 
 @dataclass
