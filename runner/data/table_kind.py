@@ -41,7 +41,8 @@ def read(card: dict, root: Path, labels: list[str] | None) -> DatasetIndex:
     wanted = list(columns.values()) + [card["labels"][x]["column"] for x in by_table["metadata"]]
     wanted += [(card.get("reads") or {}).get("rater_column")] if card.get("reads") else []
     meta, files = find_table(card, root, "metadata", _source_columns(wanted, derive))
-    meta = derive_columns(meta, derive, card, files[0])
+    header = pd.read_csv(files[0], nrows=0).columns  # a derived column must not hide a column of the table
+    meta = derive_columns(meta.assign(**{c: None for c in derive if c in header}), derive, card, files[0])
     require_columns(meta, list(columns.values()), files[0], card)
     row_values = {x: label_column(meta[card["labels"][x]["column"]], card["labels"][x], x) for x in by_table["metadata"]}
 
