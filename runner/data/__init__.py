@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from runner.data.tables import DataError, access_hint, leaves_root
+from runner.data.tables import DataError, access_hint, paths_leaving_root
 
 READERS = {"nih-cxr14": "runner.data.nih", "mimic-cxr": "runner.data.mimic", "csv": "runner.data.csv_kind",
            "huggingface": "runner.data.huggingface", "table": "runner.data.table_kind"}
@@ -52,7 +52,7 @@ def read_index(dataset_card: dict, data_root: Path, labels: list[str] | None = N
 
 def _refuse_paths_outside_root(index: DatasetIndex, card: dict) -> None:
     """Every reader builds paths from metadata (a CSV cell, an image id): none may leave the data root."""
-    bad = index.frame["path"].map(leaves_root)
+    bad = paths_leaving_root(index.frame["path"])
     if bad.any():
         first = index.frame.loc[bad, ["image_id", "path"]].iloc[0]
         raise DataError(f"{card.get('id')}: {int(bad.sum())} image path(s) leave the data root, e.g. image "
