@@ -252,13 +252,18 @@ def check_data(frame: pd.DataFrame, task: dict, dataset: dict, data_root: Path, 
     mine = frame[present].set_index("image_id")
     label = apply_label_policy(rows[label_id], task["label_policy"], rows[requires] if requires else None)
     changed = pd.Series(False, index=mine.index)
-    for column in ("patient_id", "path", "view"):
+    for column in ("patient_id", "view"):
         changed |= rows[column].astype(str).to_numpy() != mine[column].astype(str).to_numpy()
     changed |= label.to_numpy() != mine["label"].to_numpy()  # NaN (no longer a candidate) differs too
     if changed.any():
         ids = changed[changed].index.tolist()
-        problems.append(f"{len(ids)} of {n} images changed in its metadata (patient, path, view or label; e.g. "
+        problems.append(f"{len(ids)} of {n} images changed in its metadata (patient, view or label; e.g. "
                         f"{', '.join(ids[:examples])})")
+    moved = rows["path"].astype(str).to_numpy() != mine["path"].astype(str).to_numpy()
+    if moved.any():  # e.g. NIH's Kaggle copy (images_001/images/) where the manifest has the official images/
+        pairs = [f"{a} -> {b}" for a, b in zip(mine["path"][moved][:examples], rows["path"][moved][:examples])]
+        problems.append(f"{int(moved.sum())} of {n} images lie at another path in this data root's layout "
+                        f"(e.g. {', '.join(pairs)})")
     return problems
 
 

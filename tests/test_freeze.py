@@ -108,3 +108,18 @@ def test_freeze_cli_check_exit_codes(registry_copy, monkeypatch, capsys):
     assert "credentialed" in capsys.readouterr().err
     (registry_copy / "manifests" / "effusion-vindr" / "manifest.json").write_text("{}")
     assert freeze.main(["--check", "effusion-vindr"]) == 1
+
+
+def test_another_layout_is_named_as_such(tmp_path):
+    """NIH's Kaggle copy (images_001/images/) versus the official tarballs' images/ of the committed manifest."""
+    reg = load_registry()
+    task, dataset = reg.tasks["effusion-nih"], reg.datasets["nih-cxr14"]
+    from runner.manifest import read_manifest
+
+    committed = read_manifest(REPO / "manifests" / task.id)
+    assert committed.frame["path"].str.startswith("images/").all()
+    data = fake_data_root(tmp_path, ["images_001/" + p for p in committed.frame["path"]])
+    with pytest.raises(freeze.FrozenDataError) as raised:
+        freeze.use_committed(task, dataset, data, tmp_path / "out")
+    assert "2000 of 2000 files missing" in str(raised.value)
+    assert "2000 of 2000 images lie at another path" in str(raised.value) and "images_001/images/" in str(raised.value)
