@@ -4,9 +4,9 @@
 `fallback_package`: torchxrayvision's copies of the NIH, CheXpert, PadChest, RSNA and VinDr tables), writes
 `manifests/<task>/manifest.{parquet,json}` + `exclusions.csv` with runner.manifest.write_manifest, and
 `manifests/index.json` (task -> content sha256). `--check` re-samples and compares instead of writing (exit 1 when a
-committed manifest is stale or differs). The comparison is content for content: the canonical-content sha256 (rows,
-labels, folds) and manifest.json without `created_at`; parquet bytes are not compared (they carry the writer's
-version). MIMIC tasks are not frozen: their metadata is credentialed, so they are sampled at run time.
+committed manifest is stale or differs). The comparison: the canonical-content sha256 (rows, labels, folds),
+manifest.json without `created_at`, and manifest.parquet + exclusions.csv byte for byte (parquet bytes carry the
+writer's version, so a pyarrow upgrade asks for a refreeze even when the content is the same). MIMIC tasks are not frozen: their metadata is credentialed, so they are sampled at run time.
 
 Without the images the sampler cannot open files, so committed manifests say `verify: "none"`: file checks are
 deferred to `runner eval`, which checks the user's data against the committed manifest (`use_committed`) and records
@@ -26,6 +26,7 @@ import pandas as pd
 
 MANIFEST_DIR = "manifests"
 VOLATILE_KEYS = ("created_at",)  # manifest.json keys that differ between two identical samplings
+BYTE_EQUAL = ("manifest.parquet", "exclusions.csv")  # reproduced byte for byte (given the same pyarrow)
 
 
 class FrozenDataError(Exception):
@@ -143,6 +144,7 @@ def freeze(reg, task_ids: list[str] | None = None, check: bool = False) -> tuple
             continue
         with tempfile.TemporaryDirectory(prefix="cxr-freeze-check-") as scratch:
             fresh = write_manifest(Path(scratch), result, task.sha256)
+            differ = [name for name in BYTE_EQUAL if (Path(scratch) / name).read_bytes() != (folder / name).read_bytes()]
         if fresh.meta["sha256"] != content_sha256(committed.frame):
             problems.append(f"{task_id}: re-sampled rows hash to {fresh.meta['sha256'][:12]}…, the committed manifest "
                             f"to {committed.meta['sha256'][:12]}…")
@@ -151,6 +153,9 @@ def freeze(reg, task_ids: list[str] | None = None, check: bool = False) -> tuple
                           and fresh.meta.get(k) != committed.meta.get(k))
             problems.append(f"{task_id}: manifest.json differs in {', '.join(keys)} (task card changed? rerun "
                             "`python -m runner.freeze`)")
+        elif differ:  # same content, other bytes: the parquet writer changed (pyarrow version); refreeze
+            problems.append(f"{task_id}: {', '.join(differ)} differ byte for byte from a fresh write (same content); "
+                            "rerun `python -m runner.freeze` with this environment")
         frozen.append(Frozen(task_id, committed.meta["sha256"], committed.meta["n_images"], folder))
     if not check and not task_ids:
         _write_index(root, frozen, _skipped)

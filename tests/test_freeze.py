@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_committed_manifests_reproduce_from_the_shipped_metadata():
-    """CI: re-sample every frozen task; rows (canonical-content sha256) and manifest.json (but created_at) must match."""
+    """CI: re-sample every frozen task: content sha256, manifest.json (but created_at), parquet bytes must match."""
     started = time.perf_counter()
     frozen, problems = freeze.freeze(load_registry(), check=True)
     assert problems == []

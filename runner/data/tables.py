@@ -82,7 +82,10 @@ def read_csv(path: Path, usecols: list[str] | None = None) -> pd.DataFrame:
                 raise DataError(f"column {missing[0]!r} not found in {path} (it has: {', '.join(header)})")
         try:
             return pd.read_csv(path, dtype=str, usecols=usecols, engine="pyarrow")
-        except (pa.ArrowInvalid, pd.errors.ParserError):  # quoted cells spanning lines (PadChest's reports): the C parser reads those
+        except (pa.ArrowInvalid, pd.errors.ParserError) as exc:
+            if "newlines_in_values" not in str(exc):
+                raise
+            # quoted cells spanning lines (PadChest's reports): the C parser reads those
             return pd.read_csv(path, dtype=str, usecols=usecols, engine="c")
     except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError, EOFError) as exc:
         raise DataError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
