@@ -123,3 +123,16 @@ def test_another_layout_is_named_as_such(tmp_path):
         freeze.use_committed(task, dataset, data, tmp_path / "out")
     assert "2000 of 2000 files missing" in str(raised.value)
     assert "2000 of 2000 images lie at another path" in str(raised.value) and "images_001/images/" in str(raised.value)
+
+
+def test_resample_bypasses_the_committed_manifest(registry_copy, tmp_path):
+    """--resample samples from the data root (here: files that are not DICOMs, so the decode check refuses them)."""
+    from runner.evaluate import EvaluationError, _manifest
+    from runner.manifest import read_manifest
+
+    reg = load_registry(registry_copy)
+    task, dataset = reg.tasks["effusion-vindr"], reg.datasets["vindr-cxr"]
+    committed = read_manifest(registry_copy / "manifests" / "effusion-vindr")
+    data = fake_data_root(tmp_path / "data", committed.frame["path"])
+    with pytest.raises(EvaluationError, match="could not be used"):
+        _manifest(task, dataset, data, tmp_path / "out" / task.id, resample=True)
