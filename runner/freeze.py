@@ -159,6 +159,8 @@ def freeze(reg, task_ids: list[str] | None = None, check: bool = False) -> tuple
         frozen.append(Frozen(task_id, committed.meta["sha256"], committed.meta["n_images"], folder))
     if not check and not task_ids:
         _write_index(root, frozen, _skipped)
+    elif not check:  # some tasks refrozen: keep the others' index entries
+        _update_index(root, frozen)
     elif check and not task_ids:
         problems += _index_problems(root, frozen)
     return frozen, problems
@@ -178,6 +180,15 @@ def _write_index(root: Path, frozen: list[Frozen], skipped: dict[str, str]) -> N
     index = {"generated_by": "python -m runner.freeze", "manifests": _index_entries(frozen),
              "sampled_at_run_time": dict(sorted(skipped.items()))}
     atomic_write_bytes(root / "index.json", (json.dumps(index, indent=2) + "\n").encode("utf-8"))
+
+
+def _update_index(root: Path, frozen: list[Frozen]) -> None:
+    from runner.atomic import atomic_write_bytes
+
+    path = root / "index.json"
+    index = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"manifests": {}}
+    index["manifests"] = dict(sorted({**index.get("manifests", {}), **_index_entries(frozen)}.items()))
+    atomic_write_bytes(path, (json.dumps(index, indent=2) + "\n").encode("utf-8"))
 
 
 def _index_problems(root: Path, frozen: list[Frozen]) -> list[str]:

@@ -136,3 +136,15 @@ def test_resample_bypasses_the_committed_manifest(registry_copy, tmp_path):
     data = fake_data_root(tmp_path / "data", committed.frame["path"])
     with pytest.raises(EvaluationError, match="could not be used"):
         _manifest(task, dataset, data, tmp_path / "out" / task.id, resample=True)
+
+
+def test_refreezing_one_task_rewrites_it_and_its_index_entry(registry_copy):
+    card = registry_copy / "tasks" / "effusion-vindr.yaml"
+    card.write_text(card.read_text().replace("positives: 600, negatives: 600", "positives: 500, negatives: 500"))
+    reg = load_registry(registry_copy)
+    assert freeze.freeze(reg, ["effusion-vindr"], check=True)[1]          # stale before
+    (item,), problems = freeze.freeze(reg, ["effusion-vindr"])              # python -m runner.freeze effusion-vindr
+    assert problems == [] and item.n_images == 1000
+    assert freeze.freeze(reg, ["effusion-vindr"], check=True)[1] == []     # reproduced after
+    index = (registry_copy / "manifests" / "index.json").read_text()
+    assert item.sha256 in index
