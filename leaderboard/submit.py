@@ -68,12 +68,20 @@ def _read_manifest_sha(path: Path) -> str:
     return sha
 
 
+def _known(wanted: str, ids) -> str:
+    """A closest match and a count, not every id: with dozens of tasks the full list is not one readable line."""
+    from registry.errors import did_you_mean
+
+    close = did_you_mean(wanted, ids)
+    return f"{len(ids)} known" + (f"; did you mean {close!r}?" if close else "")
+
+
 def check_against_cards(result: dict, registry) -> None:
     """Refuse a result whose task or encoder is unknown, or whose cards changed since it was made."""
     task_id, encoder_id = result["task"]["id"], result["encoder"]["id"]
     task = registry.tasks.get(task_id)
     if task is None:
-        raise _invalid(f"unknown task {task_id!r} (known: {', '.join(sorted(registry.tasks)) or 'none'})")
+        raise _invalid(f"unknown task {task_id!r} ({_known(task_id, registry.tasks)}; `runner list tasks` lists them)")
     encoder = registry.encoders.get(encoder_id)
     if encoder is None:
         raise _invalid(f"unknown encoder {encoder_id!r} (known: {', '.join(sorted(registry.encoders)) or 'none'})")

@@ -2,8 +2,9 @@
 
 Layout: ROOT/<namespace>/shard-<hash>.npy (float32, n x dim) + shard-<hash>.keys.json (the n entry keys, in row order).
 
-* namespace = sha256 of (cache format, encoder card sha256, preprocessing contract). Any change to the encoder card
-  or to its preprocessing therefore lands in a fresh namespace: old embeddings are never reused for it.
+* namespace = sha256 of (cache format, encoder card behaviour hash, preprocessing contract). Any change to a field of
+  the encoder card that can change a number lands in a fresh namespace: old embeddings are never reused for it; a
+  title or licence edit does not.
 * entry key = sha256 of (dataset id, image path relative to the data root, file size, mtime in ns, augmentation id).
   Size + mtime is how make and rsync decide a file changed: it costs one stat() per image, whereas a content hash
   would re-read every file (MIMIC-CXR is 4.7 TB) on every run just to find out nothing changed. A copied or touched

@@ -51,6 +51,7 @@ class EvalOptions:
     backend: str = "local"  # local | ray (runner.ray_backend: Ray Data actor pool, same cache)
     # dataset id -> root, for data sets other than the task's own: a transfer task's training set, transfer targets
     data_roots: dict[str, Path] = field(default_factory=dict)
+    resample: bool = False  # sample from the data root even when the task has a committed manifest (manifests/)
 
 
 @dataclass
@@ -117,10 +118,11 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     roots = _Roots(task.spec.dataset, data_root, options.data_roots)
 
     t0 = time.perf_counter()
-    manifest = _manifest(task, dataset, roots.of(dataset.data), task_dir)
+    manifest = _manifest(task, dataset, roots.of(dataset.data), task_dir, options.resample)
     train_manifest = None
     if train_cards:
-        train_manifest = _manifest(*train_cards, roots.of(train_cards[1].data), out_dir / train_cards[0].id)
+        train_manifest = _manifest(*train_cards, roots.of(train_cards[1].data), out_dir / train_cards[0].id,
+                                   options.resample)
     timings["sample"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -229,8 +231,9 @@ def _data_root(dataset_card: dict, data_root: Path | None) -> Path:
         raise EvaluationError(str(exc), exit_code=2) from None
 
 
-def _manifest(task, dataset, data_root: Path, task_dir: Path):
-    """The frozen manifest in task_dir when it was made from this task card; otherwise sample and freeze one."""
+def _manifest(task, dataset, data_root: Path, task_dir: Path, resample: bool = False):
+    """The frozen manifest in task_dir when it was made from this task card; else the task's committed manifest
+    (manifests/<task>/, checked against the data at data_root) unless `resample`; otherwise sample and freeze one."""
     from runner.data.tables import DataError
     from runner.manifest import ManifestError, read_manifest, write_manifest
     from runner.sampling import sample_task
@@ -242,6 +245,15 @@ def _manifest(task, dataset, data_root: Path, task_dir: Path):
             raise EvaluationError(f"{exc}; delete {task_dir} to sample again", exit_code=2) from None
         if existing.meta.get("task_sha256") == task.behaviour_sha256:
             return existing
+    if not resample:
+        from runner.freeze import FrozenDataError, use_committed
+
+        try:
+            committed = use_committed(task, dataset, data_root, task_dir)
+        except (FrozenDataError, ManifestError) as exc:
+            raise EvaluationError(str(exc), exit_code=2) from None
+        if committed is not None:
+            return committed
     try:
         sampled = sample_task(task.data, dataset.data, data_root)
     except DataError as exc:
@@ -407,7 +419,7 @@ def _transfer_targets(task, reg, encoder, encoder_card, cache, roots, out_dir: P
             if target.spec.label.id != task.spec.label.id:
                 raise EvaluationError(f"label {target.spec.label.id!r} differs from {task.spec.label.id!r}")
             dataset = reg.get("dataset", target.spec.dataset)
-            manifest = _manifest(target, dataset, roots.of(dataset.data), out_dir / target.id)
+            manifest = _manifest(target, dataset, roots.of(dataset.data), out_dir / target.id, options.resample)
             embedded = _embed(encoder, encoder_card, dataset.id, roots.of(dataset.data), manifest.frame, cache, None,
                               options)
         except (EvaluationError, CardError) as exc:

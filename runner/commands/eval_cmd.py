@@ -151,6 +151,9 @@ def eval_command(
     dataset_root: Annotated[list[str] | None, typer.Option(
         "--dataset-root", help="DATASET=DIR: the root of another data set a run needs (a transfer task's training "
         "set, a transfer analysis target); repeatable. Default: that dataset card's environment variable.")] = None,
+    resample: Annotated[bool, typer.Option(
+        "--resample", help="Sample from the data root even when the task has a committed manifest (manifests/<task>/, "
+        "used by default after checking the data against it).")] = False,
 ):
     """Evaluate encoder(s) on task(s): sample (or reuse the frozen manifest), embed (cached), LightGBM per fold,
     AUROC and F1 with 95% CIs, and a validated result JSON per pair.
@@ -180,7 +183,7 @@ def eval_command(
               "or leave --data-root out and set each dataset card's environment variable", 2)
     options = EvalOptions(device=device, workers=workers, analyses=_analyses(analyses), cache_dir=cache_dir,
                           trust_custom_code=trust_custom_code, progress=sys.stderr.isatty(), pipeline=pipeline,
-                          batch_size=batch_size, backend=backend,
+                          batch_size=batch_size, backend=backend, resample=resample,
                           data_roots={**_demo_layout_roots(data_root, reg), **_dataset_roots(dataset_root, reg)})
     run_many(tasks, encoders, data_root, out, options, reg)
 

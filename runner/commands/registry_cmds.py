@@ -100,7 +100,7 @@ def show_card(
         return
     typer.echo(f"# {kind} {card.id}")
     typer.echo(f"# file:   {card.path}")
-    typer.echo(f"# sha256: {card.sha256}")
+    typer.echo(f"# sha256: {card.sha256}\n# behaviour_sha256: {card.behaviour_sha256}")
     typer.echo(yaml.safe_dump(card.data, sort_keys=False, allow_unicode=True, width=110).rstrip())
 
 

@@ -52,7 +52,7 @@ def sample(
     except (CardError, DataError) as exc:
         _fail(str(exc), 2)
     try:
-        manifest = write_manifest(out / task, result, card.sha256)
+        manifest = write_manifest(out / task, result, card.behaviour_sha256)
     except OSError as exc:
         _fail(f"cannot write the manifest to {out / task}: {exc.strerror or exc}", 1)
 

@@ -1,6 +1,6 @@
 """Dataset readers: a dataset card + a data root -> the common image index.
 
-`read_index(card, data_root)` picks the reader named by the card's `kind` (nih-cxr14, mimic-cxr, csv, huggingface).
+`read_index(card, data_root)` picks the reader named by the card's `kind` (nih-cxr14, mimic-cxr, csv, huggingface, table).
 Every reader returns the same columns (docs/ARCHITECTURE.md, "Dataset index"); every failure is a `DataError` whose
 message names the missing file or column and says how to get the data set.
 """
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from runner.data.tables import DataError, access_hint, leaves_root
+from runner.data.tables import DataError, access_hint, paths_leaving_root
 
 READERS = {"nih-cxr14": "runner.data.nih", "mimic-cxr": "runner.data.mimic", "csv": "runner.data.csv_kind",
-           "huggingface": "runner.data.huggingface"}
+           "huggingface": "runner.data.huggingface", "table": "runner.data.table_kind"}
 
 
 @dataclass
@@ -52,7 +52,7 @@ def read_index(dataset_card: dict, data_root: Path, labels: list[str] | None = N
 
 def _refuse_paths_outside_root(index: DatasetIndex, card: dict) -> None:
     """Every reader builds paths from metadata (a CSV cell, an image id): none may leave the data root."""
-    bad = index.frame["path"].map(leaves_root)
+    bad = paths_leaving_root(index.frame["path"])
     if bad.any():
         first = index.frame.loc[bad, ["image_id", "path"]].iloc[0]
         raise DataError(f"{card.get('id')}: {int(bad.sum())} image path(s) leave the data root, e.g. image "

@@ -34,6 +34,17 @@ def leaves_root(path) -> bool:
     return not text or PurePosixPath(text).is_absolute() or ".." in PurePosixPath(text).parts or text[1:2] == ":"
 
 
+def paths_leaving_root(paths: pd.Series) -> pd.Series:
+    """`leaves_root` of every path, vectorised: only paths that could leave the root (a leading '/' or drive, a '..'
+    part, blank) are checked one by one (per-row PurePosixPath takes seconds on 223k rows)."""
+    text = paths.astype("string").str.strip().str.replace("\\", "/", regex=False)
+    maybe = (text.isna() | (text == "") | text.str.startswith("/") | (text.str[1:2] == ":")
+             | text.str.contains(r"(?:^|/)\.\.(?:/|$)", regex=True)).fillna(True).astype(bool)
+    out = pd.Series(False, index=paths.index)
+    out[maybe] = paths[maybe].map(leaves_root)
+    return out
+
+
 def access_hint(card: dict) -> str:
     return f"How to get the data set: {card.get('access', 'see its dataset card')}"
 
@@ -69,7 +80,13 @@ def read_csv(path: Path, usecols: list[str] | None = None) -> pd.DataFrame:
             missing = [c for c in usecols if c not in header]
             if missing:
                 raise DataError(f"column {missing[0]!r} not found in {path} (it has: {', '.join(header)})")
-        return pd.read_csv(path, dtype=str, usecols=usecols, engine="pyarrow")
+        try:
+            return pd.read_csv(path, dtype=str, usecols=usecols, engine="pyarrow")
+        except (pa.ArrowInvalid, pd.errors.ParserError) as exc:
+            if "newlines_in_values" not in str(exc):
+                raise
+            # quoted cells spanning lines (PadChest's reports): the C parser reads those
+            return pd.read_csv(path, dtype=str, usecols=usecols, engine="c")
     except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError, EOFError) as exc:
         raise DataError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
@@ -116,8 +133,12 @@ def require_columns(frame: pd.DataFrame, columns: list[str], where: str, card: d
 def label_column(raw: pd.Series, spec: dict, label_id: str) -> pd.Series:
     """One label as floats: 1.0 positive, 0.0 negative, -1.0 uncertain, NaN blank."""
     if "contains" in spec:
+        findings = [spec["contains"]] if isinstance(spec["contains"], str) else list(spec["contains"])
+        if spec.get("strip"):  # a list written as text, e.g. "['pleural effusion', ' cardiomegaly']": compare items
+            return _list_items_contain(raw, findings, spec.get("separator", "|"), spec["strip"])
         sep = re.escape(spec.get("separator", "|"))
-        pattern = f"(?:^|{sep})\\s*{re.escape(spec['contains'])}\\s*(?:$|{sep})"
+        names = "|".join(re.escape(f) for f in findings)
+        pattern = f"(?:^|{sep})\\s*(?:{names})\\s*(?:$|{sep})"
         found = raw.str.contains(pattern, regex=True)
         return found.astype("float64").where(raw.notna(), np.nan)
     if any(k in spec for k in ("positive", "negative", "uncertain")):
@@ -125,7 +146,10 @@ def label_column(raw: pd.Series, spec: dict, label_id: str) -> pd.Series:
                    for v in spec.get(key, [])}
         text = raw.astype("string").str.strip()
         unknown = sorted(set(text.dropna()) - set(mapping))
-        if unknown:
+        other = spec.get("other_values", "error")
+        if unknown and other != "error":  # e.g. SIIM: every run-length mask is a positive, only "-1" is listed
+            mapping.update(dict.fromkeys(unknown, 1.0 if other == "positive" else 0.0))
+        elif unknown:
             raise DataError(f"label {label_id!r}: column {spec['column']!r} has values the card does not map: "
                             f"{', '.join(map(repr, unknown[:5]))}")
         return text.map(mapping).astype("float64")
@@ -137,6 +161,18 @@ def label_column(raw: pd.Series, spec: dict, label_id: str) -> pd.Series:
         raise DataError(f"label {label_id!r}: column {spec['column']!r} holds {example!r}; expected 1, 0, -1 or blank "
                         "(or map its values with positive/negative/uncertain in the dataset card)")
     return values.astype("float64")
+
+
+def _list_items_contain(raw: pd.Series, findings: list[str], separator: str, strip: str) -> pd.Series:
+    """1.0 where one of `findings` is an item of the list text, 0.0 where not, NaN where blank."""
+    chars, wanted = strip + " \t", set(findings)
+
+    def has(text) -> float:
+        if not isinstance(text, str):
+            return np.nan
+        return float(any(item.strip(chars) in wanted for item in text.strip(chars).split(separator)))
+
+    return pd.Series([has(v) for v in raw.to_numpy(dtype=object)], index=raw.index, dtype="float64")
 
 
 def add_labels(index: pd.DataFrame, tables: dict[str, pd.DataFrame], card: dict, label_ids: list[str]) -> None:

@@ -395,6 +395,33 @@ def card_dataset_path_absolute(folder: Path) -> Path:
     return _card(folder, "registry/datasets", "abspath.yaml", text)
 
 
+TABLE_DATASET_CARD = """\
+id: {id}
+kind: table
+title: Corpus table dataset
+synthetic: false
+access: made by tests/corpus/build.py
+files:
+  metadata: [metadata.csv]
+derive:
+  relpath: {{template: "files/{{image_id}}.dcm"{extra}}}
+columns: {{image_id: image_id, patient_id: patient_id, path: relpath}}
+labels:
+  effusion: {{column: class_name, contains: Effusion}}
+reads: {{rater_column: rad_id, positive_min: {readers}}}
+"""
+
+
+def card_derive_two_sources(folder: Path) -> Path:
+    text = TABLE_DATASET_CARD.format(id="twosources", extra=", from: image_id", readers=2)
+    return _card(folder, "registry/datasets", "twosources.yaml", text)
+
+
+def card_reads_zero_readers(folder: Path) -> Path:
+    text = TABLE_DATASET_CARD.format(id="zeroreaders", extra="", readers=0)
+    return _card(folder, "registry/datasets", "zeroreaders.yaml", text)
+
+
 def card_huge_number(folder: Path) -> Path:
     text = task_card_text("huge").replace("positives: 10", "positives: " + "9" * 400)
     return _card(folder, "tasks", "huge.yaml", text)

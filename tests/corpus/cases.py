@@ -139,6 +139,10 @@ CASES: list[Case] = [
     Case("card-deep-nesting", "card", "card_deep_nesting", "error", "nested too deeply", 2,
          behaviour="5,000 nested brackets: CardError (was a RecursionError traceback; fixed)"),
     Case("card-empty", "card", "card_empty", "error", "file is empty", 2, behaviour="CardError; exit 2"),
+    Case("card-derive-two-sources", "card", "card_derive_two_sources", "error", "/derive/relpath", 2,
+         behaviour="a table card's derived column with both `from` and `template`: CardError; exit 2"),
+    Case("card-reads-zero-readers", "card", "card_reads_zero_readers", "error", "/reads/positive_min", 2,
+         behaviour="reads.positive_min 0 (every image positive): CardError; exit 2"),
     # ------------------------------------------------------------------ results (`runner submit`)
     Case("result-nan", "result", "result_nan", "refused", "NaN is not valid JSON", 2,
          behaviour="a bare NaN token: refused while parsing; exit 2"),
