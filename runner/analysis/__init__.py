@@ -66,17 +66,26 @@ def _stability(ctx: AnalysisContext, params: Mapping) -> dict:
 
 
 def _clustering(ctx: AnalysisContext, params: Mapping) -> dict:
-    from runner.analysis.clustering import kmeans_cosine, umap_figure
+    from runner.analysis.clustering import (
+        EXACT_MAX_ROWS,
+        cosine_distance_matrix,
+        kmeans_cosine,
+        umap_figure,
+        unit_rows,
+    )
 
     x = _need(ctx.embeddings, "embeddings")
     labels = _need(ctx.manifest, "the manifest")["label"].to_numpy()
+    # one exact cosine distance matrix for every silhouette and the UMAP layout
+    distances = cosine_distance_matrix(unit_rows(np.asarray(x, dtype=float))) if len(x) <= EXACT_MAX_ROWS else None
     out = {"kmeans": kmeans_cosine(x, labels, range(int(params.get("k_min", 2)), int(params.get("k_max", 10)) + 1),
-                                   n_init=int(params.get("n_init", 50)), seed=int(params.get("seed", 0)))}
+                                   n_init=int(params.get("n_init", 50)), seed=int(params.get("seed", 0)),
+                                   distances=distances)}
     umap_params = dict(params.get("umap") or {})
     if umap_params.get("enabled", True) and ctx.output_dir is not None:
         out["umap"] = umap_figure(x, labels, Path(ctx.output_dir) / "umap.png", Path(ctx.output_dir) / "umap.svg",
                                   seed=int(params.get("seed", 0)), n_neighbors=int(umap_params.get("n_neighbors", 15)),
-                                  min_dist=float(umap_params.get("min_dist", 0.1)))
+                                  min_dist=float(umap_params.get("min_dist", 0.1)), distances=distances)
     return out
 
 
