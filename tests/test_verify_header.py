@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -42,7 +43,7 @@ def real_cr(tmp_path):
 
 def test_real_cr_passes_and_a_truncated_copy_fails(real_cr, tmp_path):
     verify_header(real_cr)
-    data = open(real_cr, "rb").read()
+    data = Path(real_cr).read_bytes()
     # the file ends with 138 bytes of DataSetTrailingPadding after PixelData: cutting into it only is harmless
     for cut, expected in ((1, ""), (138, ""), (139, "truncated"), (1000, "truncated"), (len(data) // 2, "truncated")):
         short = tmp_path / f"short{cut}.dcm"
