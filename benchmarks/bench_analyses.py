@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,13 +32,15 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_classify import base_tree, spawn
+
 TASK = "effusion-mimic"
 AUG_IDS = ("rot1", "rot2", "bright1", "bright2", "contrast1")
 
 
 def synthetic_task(n: int = 2000, dim: int = 1024):
     """(embeddings, manifest table, augmented views, transfer target (x, y, patients), other encoder's x)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_classify import synthetic_embeddings
 
     x_all, table_all = synthetic_embeddings(2 * n, dim)  # first half: the task; second half: the transfer target
@@ -107,23 +108,6 @@ def run_side(out_json: str) -> None:
     }))
 
 
-def _spawn(code_root: Path, out_json: Path) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(code_root), "CXR_REGISTRY_ROOT": str(code_root)}
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, str(Path(__file__).resolve()), "--side", str(out_json)], env=env, check=True,
-                   cwd=code_root)
-    wall = time.perf_counter() - t0
-    return {**json.loads(out_json.read_text()), "wall_s": wall}
-
-
-def _base_tree(base: str, into: Path) -> Path:
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", base, "runner", "registry", "tasks", "encoders",
-                              "benchmarks", "pyproject.toml"], check=True, capture_output=True).stdout
-    into.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
-
-
 def _trustworthiness(xy) -> float:
     from sklearn.manifold import trustworthiness
 
@@ -147,12 +131,12 @@ def main() -> None:
 
     runs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        roots = {"before": _base_tree(args.base, Path(tmp) / "base") if args.only != "after" else None,
+        roots = {"before": base_tree(args.base, Path(tmp) / "base") if args.only != "after" else None,
                  "after": ROOT if args.only != "before" else None}
         for i in range(args.runs):  # interleaved, so a change in the machine's load hits both sides alike
             for side, root in roots.items():
                 if root is not None:
-                    runs.setdefault(side, []).append(_spawn(root, Path(tmp) / f"{side}{i}.json"))
+                    runs.setdefault(side, []).append(spawn(Path(__file__).resolve(), root, Path(tmp) / f"{side}{i}.json"))
 
     def stat(side, get):
         values = sorted(get(r) for r in runs[side])
