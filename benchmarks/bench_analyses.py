@@ -115,6 +115,28 @@ def _trustworthiness(xy) -> float:
     return float(trustworthiness(x, np.asarray(xy).T, n_neighbors=15, metric="cosine"))
 
 
+def compare(before: dict, after: dict) -> None:
+    """Chosen k, silhouettes to 3 decimals, ARI of the chosen clusterings, UMAP trustworthiness: before vs after."""
+    from sklearn.metrics import adjusted_rand_score
+
+    kb, ka = before["kmeans"], after["kmeans"]
+    sil_b = {k: round(v, 3) for k, v in kb["silhouette"].items()}
+    sil_a = {k: round(v, 3) for k, v in ka["silhouette"].items()}
+    chosen = kb["chosen_k"]
+    ari = adjusted_rand_score(before["assignments"][str(chosen)], after["assignments"][str(ka["chosen_k"])])
+    aris = {k: round(adjusted_rand_score(before["assignments"][k], after["assignments"][k]), 4)
+            for k in before["assignments"]}
+    tw_b, tw_a = _trustworthiness(before["umap_xy"]), _trustworthiness(after["umap_xy"])
+    print(f"chosen k: before {chosen}, after {ka['chosen_k']}")
+    print(f"silhouettes (3 decimals) equal: {sil_b == sil_a}  before {sil_b}")
+    if sil_b != sil_a:
+        print(f"                                        after  {sil_a}")
+    print(f"ARI of the chosen clustering, before vs after: {ari:.4f}; per k: {aris}")
+    print(f"UMAP trustworthiness: before {tw_b:.4f}, after {tw_a:.4f}, difference {tw_a - tw_b:+.4f}")
+    print(f"label efficiency mean AUROC per size: before {np.round(before['label_efficiency'], 4).tolist()}, "
+          f"after {np.round(after['label_efficiency'], 4).tolist()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--side", help=argparse.SUPPRESS)
@@ -122,12 +144,16 @@ def main() -> None:
     parser.add_argument("--base", default="a5def52", help="git commit of the 'before' code")
     parser.add_argument("--only", choices=["before", "after"], help="run one side only")
     parser.add_argument("--json", help="also write every run's numbers here")
+    parser.add_argument("--compare", nargs=2, metavar=("BEFORE_JSON", "AFTER_JSON"),
+                        help="only compare the results of two earlier --json files (their first run each)")
     args = parser.parse_args()
     if args.side:
         run_side(args.side)
         return
-
-    from sklearn.metrics import adjusted_rand_score
+    if args.compare:
+        before, after = (json.loads(Path(p).read_text())["runs"] for p in args.compare)
+        compare(before["before"][0], after["after"][0])
+        return
 
     runs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,23 +180,7 @@ def main() -> None:
     for side, rs in runs.items():
         print(f"{side}: status {rs[0]['status']}")
     if set(runs) == {"before", "after"}:
-        before, after = runs["before"][0], runs["after"][0]
-        kb, ka = before["kmeans"], after["kmeans"]
-        sil_b = {k: round(v, 3) for k, v in kb["silhouette"].items()}
-        sil_a = {k: round(v, 3) for k, v in ka["silhouette"].items()}
-        chosen = kb["chosen_k"]
-        ari = adjusted_rand_score(before["assignments"][str(chosen)], after["assignments"][str(ka["chosen_k"])])
-        aris = {k: round(adjusted_rand_score(before["assignments"][k], after["assignments"][k]), 4)
-                for k in before["assignments"]}
-        tw_b, tw_a = _trustworthiness(before["umap_xy"]), _trustworthiness(after["umap_xy"])
-        print(f"chosen k: before {chosen}, after {ka['chosen_k']}")
-        print(f"silhouettes (3 decimals) equal: {sil_b == sil_a}  before {sil_b}")
-        if sil_b != sil_a:
-            print(f"                                        after  {sil_a}")
-        print(f"ARI of the chosen clustering, before vs after: {ari:.4f}; per k: {aris}")
-        print(f"UMAP trustworthiness: before {tw_b:.4f}, after {tw_a:.4f}, difference {tw_a - tw_b:+.4f}")
-        print(f"label efficiency mean AUROC per size: before {np.round(before['label_efficiency'], 4).tolist()}, "
-              f"after {np.round(after['label_efficiency'], 4).tolist()}")
+        compare(runs["before"][0], runs["after"][0])
     if args.json:
         Path(args.json).write_text(json.dumps({"load": load, "runs": runs}, indent=1))
 
