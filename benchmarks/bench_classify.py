@@ -1,21 +1,33 @@
-"""Classifier stage benchmark: naive LightGBM per fold vs runner.classify, on 2000 x 1024 float32 embeddings, 5 folds.
+"""Classifier stage benchmark: classify + CIs on 2000 x 1024 float32 embeddings, 5 folds, before vs after, one run.
 
-naive: what one writes first: `LGBMClassifier(n_estimators=200)` (LightGBM defaults otherwise) fitted from the raw
-       matrix in every fold, so the features are re-binned five times and every fold grows 200 trees.
-ours:  runner.classify with the card defaults (bin once per task, Dataset.subset per fold, early stopping on an
-       inner patient-grouped split), then runner.metrics.summarize (t-interval and 2000-replicate cluster bootstrap).
+before: the code at the base commit (default a5def52), extracted with `git archive` into a temporary folder;
+after:  this checkout. Each side runs in its own processes (PYTHONPATH = its code) and times
+  single: runner.classify.classify with the task card's classifier block (no num_threads: the code's own thread
+          choice), then runner.metrics.summarize (t-interval + 2000-replicate cluster bootstrap);
+  batch:  8 tasks x 2 encoders in one process (what `runner eval --task <8> --encoder <2>` does after the
+          embeddings are cached: classify + summarize per pair; each task its own labels and folds, each encoder its
+          own embeddings). The real embeddings are absent here, so these are synthetic; the images, the cache
+          lookup and the result file are not part of this figure.
+The parent prints min / median over --runs processes per side and the AUROC differences. `--threads 1,2` adds the
+after side with the card's num_threads forced, to show the machine's thread choice. `--naive` adds the naive
+baseline: `LGBMClassifier(n_estimators=200)` (LightGBM defaults otherwise) fitted from the raw matrix in every fold.
 
 The embeddings are synthetic but shaped like real ones: correlated dimensions, a label signal spread over a few dozen
 directions with a non-linear part, and 1-3 images per patient. Usage:
 
-    .venv/bin/python benchmarks/bench_classify.py [--n 2000] [--dim 1024] [--json out.json]
+    .venv/bin/python benchmarks/bench_classify.py [--runs 3] [--base a5def52] [--threads 1,2] [--naive] [--json out]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -60,48 +72,132 @@ def naive(x: np.ndarray, table: pd.DataFrame, threads: int) -> pd.DataFrame:
     return pd.concat(parts)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--dim", type=int, default=1024)
-    parser.add_argument("--json", help="also write the numbers here")
-    args = parser.parse_args()
+ROOT = Path(__file__).resolve().parents[1]
 
-    import os
 
+def base_tree(base: str, into: Path) -> Path:
+    """The repository's code at commit `base`, extracted into `into` (for the 'before' side of a benchmark)."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", base, "runner", "registry", "tasks", "encoders",
+                              "benchmarks", "pyproject.toml"], check=True, capture_output=True).stdout
+    into.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def spawn(script: Path, code_root: Path, out_json: Path, *args: str) -> dict:
+    """Run `script --side out_json *args` with `code_root` first on PYTHONPATH; its JSON plus the process wall."""
+    env = {**os.environ, "PYTHONPATH": str(code_root), "CXR_REGISTRY_ROOT": str(code_root)}
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, str(script), "--side", str(out_json), *args], env=env, check=True, cwd=code_root)
+    return {**json.loads(out_json.read_text()), "wall_s": time.perf_counter() - t0}
+
+
+def run_side(out_json: str, threads: int | None, naive_too: bool, batch: bool = True) -> None:
     from runner.classify import classify
     from runner.metrics import summarize
 
-    threads = os.cpu_count() or 1
-    x, table = synthetic_embeddings(args.n, args.dim)
+    card = task_defaults_classifier()
+    if threads:
+        card["num_threads"] = threads
     metrics_card = {"ci": "t-interval", "bootstrap": {"n": 2000, "seed": 0}}
-
+    x, table = synthetic_embeddings(2000, 1024)
+    out: dict = {}
     t0 = time.perf_counter()
-    naive_pred = naive(x, table, threads)
-    t_naive_fit = time.perf_counter() - t0
-    naive_summary = summarize(naive_pred, metrics_card)
-    t_naive = time.perf_counter() - t0
+    fitted = classify(x, table, card, eval_folds=list(range(5)))
+    out["single_classify_s"] = time.perf_counter() - t0
+    out["single_auroc"] = summarize(fitted.predictions, metrics_card)["auroc"]["mean"]
+    out["single_s"] = time.perf_counter() - t0
+    out["trees_per_fold"] = [f.n_trees for f in fitted.folds]
+    out["threads"] = fitted_threads(card)
+    if naive_too:
+        t0 = time.perf_counter()
+        out["naive_auroc"] = summarize(naive(x, table, os.cpu_count() or 1), metrics_card)["auroc"]["mean"]
+        out["naive_s"] = time.perf_counter() - t0
+    out["batch_s"], out["batch_aurocs"] = float("nan"), []
+    if batch:
+        out["batch_s"], out["batch_aurocs"] = batch_of_16(card, metrics_card)
+    Path(out_json).write_text(json.dumps(out))
 
+
+def batch_of_16(card: dict, metrics_card: dict) -> tuple[float, list[float]]:
+    """8 tasks x 2 encoders, one process: (seconds, AUROC of each pair)."""
+    from runner.classify import classify
+    from runner.metrics import summarize
+
+    designs = [synthetic_embeddings(2000, 1024, seed=task) for task in range(8)]
     t0 = time.perf_counter()
-    ours = classify(x, table, {**task_defaults_classifier(), "num_threads": threads}, eval_folds=list(range(5)))
-    t_ours_fit = time.perf_counter() - t0
-    ours_summary = summarize(ours.predictions, metrics_card)
-    t_ours = time.perf_counter() - t0
+    aurocs = []
+    for task, (x_task, table_task) in enumerate(designs):
+        for encoder in range(2):  # the second encoder: the same images seen through another random mixing
+            emb = x_task if encoder == 0 else x_task @ np.random.default_rng(100 + task).normal(
+                size=(1024, 1024)).astype(np.float32) / 32
+            fitted = classify(emb, table_task, card, eval_folds=list(range(5)))
+            aurocs.append(summarize(fitted.predictions, metrics_card)["auroc"]["mean"])
+    return time.perf_counter() - t0, aurocs
 
-    rows = {
-        "naive": {"classify_s": t_naive_fit, "classify_plus_ci_s": t_naive, "auroc": naive_summary["auroc"]["mean"],
-                  "trees_per_fold": [200] * 5},
-        "ours": {"classify_s": t_ours_fit, "classify_plus_ci_s": t_ours, "auroc": ours_summary["auroc"]["mean"],
-                 "trees_per_fold": [f.n_trees for f in ours.folds]},
-    }
-    print(f"{args.n} x {args.dim} float32, 5 folds, {threads} threads")
-    print(f"{'':6} {'classify s':>10} {'+CI s':>8} {'mean AUROC':>10}  trees/fold")
-    for name, r in rows.items():
-        print(f"{name:6} {r['classify_s']:10.1f} {r['classify_plus_ci_s']:8.1f} {r['auroc']:10.4f}  {r['trees_per_fold']}")
-    print(f"speed-up {t_naive / t_ours:.1f}x, AUROC difference {rows['ours']['auroc'] - rows['naive']['auroc']:+.4f}")
+
+def fitted_threads(card: dict) -> int:
+    from runner.classify import ClassifierSettings
+
+    return ClassifierSettings.from_card(card).num_threads
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--side", help=argparse.SUPPRESS)
+    parser.add_argument("--side-threads", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--side-naive", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--runs", type=int, default=3, help="processes per side (min and median are reported)")
+    parser.add_argument("--base", default="a5def52", help="git commit of the 'before' code")
+    parser.add_argument("--threads", default="", help="also run the after side with num_threads forced, e.g. 1,2")
+    parser.add_argument("--naive", action="store_true", help="also time the naive baseline (after side)")
+    parser.add_argument("--side-no-batch", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-batch", action="store_true", help="time the single task only")
+    parser.add_argument("--json", help="also write every run's numbers here")
+    args = parser.parse_args()
+    if args.side:
+        run_side(args.side, args.side_threads or None, args.side_naive, batch=not args.side_no_batch)
+        return
+
+    script = Path(__file__).resolve()
+    common = ["--side-no-batch"] if args.no_batch else []
+    sides = {"before": common, "after": [*common, *(["--side-naive"] if args.naive else [])]}
+    sides.update({f"after, {t} thread(s)": [*common, "--side-threads", t] for t in args.threads.split(",")
+                  if t.strip()})
+    runs: dict[str, list[dict]] = {side: [] for side in sides}
+    with tempfile.TemporaryDirectory() as tmp:
+        before_root = base_tree(args.base, Path(tmp) / "base")
+        for i in range(args.runs):  # interleaved, so a change in the machine's load hits every side alike
+            for side, extra in sides.items():
+                root = before_root if side == "before" else ROOT
+                runs[side].append(spawn(script, root, Path(tmp) / f"{len(runs[side])}{side}.json", *extra))
+
+    def stat(side, key):
+        values = sorted(r[key] for r in runs[side])
+        return f"{values[0]:.2f} / {values[len(values) // 2]:.2f}"
+
+    load = os.getloadavg()
+    print(f"2000 x 1024 float32, 5 folds, {os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f} "
+          f"{load[2]:.1f}; {args.runs} process(es) per side; seconds min / median")
+    print(f"{'':24} {'threads':>7} {'classify':>14} {'classify+CIs':>14} {'8 tasks x 2 enc':>16} {'AUROC':>7}")
+    for side in runs:
+        r = runs[side][0]
+        print(f"{side:24} {r['threads']:>7} {stat(side, 'single_classify_s'):>14} {stat(side, 'single_s'):>14} "
+              f"{stat(side, 'batch_s'):>16} {r['single_auroc']:7.4f}")
+    before = runs["before"][0]
+    for side in runs:
+        if side == "before":
+            continue
+        r = runs[side][0]
+        diffs = np.abs(np.array(r["batch_aurocs"]) - np.array(before["batch_aurocs"]))
+        print(f"AUROC {side} - before: single {r['single_auroc'] - before['single_auroc']:+.4f}"
+              + (f"; batch of 16: max |diff| {diffs.max():.4f}" if len(diffs) else ""))
+    if args.naive:
+        r = runs["after"][0]
+        print(f"naive (200 default trees per fold, re-binned, {os.cpu_count()} threads): classify+CIs "
+              f"{min(x['naive_s'] for x in runs['after']):.2f} s, AUROC {r['naive_auroc']:.4f}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"n": args.n, "dim": args.dim, "threads": threads, **rows}, f, indent=2)
+        Path(args.json).write_text(json.dumps({"load": load, "runs": runs}, indent=1))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from runner.splits import InnerSplitCache, first_stratified_group_split
+
 # LightGBM's OpenMP threads spin while they wait; on a machine with more busy threads than cores (2 shared cores
 # here) that made a 5-fold fit 5-10x slower. Passive waiting costs nothing measurable when cores are free.
 # libgomp reads this once, when lightgbm is first imported, so it is set before that import.
@@ -27,6 +29,20 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 LIGHTGBM_DEFAULT_N_ESTIMATORS = 100  # LightGBM's own default num_iterations
 MIN_INNER_ROWS = 20  # smaller inner-validation sets are too noisy to choose a tree count from
+
+
+def machine_threads() -> int:
+    """LightGBM threads when the card does not set `num_threads`: the one place this is chosen.
+
+    Half the cores this process may use, at least one. On the 2-core dev machine one thread fitted the 2000 x 1024,
+    5-fold task faster than two (benchmarks/bench_classify.py prints both): the per-tree work on a few thousand rows
+    is too small to amortise OpenMP's synchronisation, and the other core stays free for the rest of the run.
+    """
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        usable = os.cpu_count() or 1
+    return max(1, usable // 2)
 
 
 class ClassifyError(ValueError):
@@ -64,7 +80,7 @@ class ClassifierSettings:
             early_stopping_rounds=None if stopping is None else int(stopping.rounds),
             inner_fraction=float(stopping.inner_fraction) if stopping else 0.0,
             augmented_training_rows=spec.augmented_training_rows,
-            num_threads=int(spec.num_threads) or (os.cpu_count() or 1),
+            num_threads=int(spec.num_threads) or machine_threads(),
             seed=int(spec.seed),
         )
 
@@ -140,7 +156,8 @@ def classify(
         train = np.flatnonzero(folds != fold)
         if len(test) == 0 or len(train) == 0:
             raise ClassifyError(f"fold {fold}: {len(train)} training and {len(test)} test images; both must be > 0")
-        fit_rows, valid_rows = _inner_split(train, labels, groups, settings)
+        fit_rows, valid_rows = _inner_split(train, labels, groups, settings, (table["image_id"].to_numpy(), folds),
+                                            fold)
         train_set = base.subset(np.sort(rows_with_views(fit_rows)))
         callbacks, valid_sets = [], []
         if valid_rows is not None:
@@ -180,18 +197,34 @@ def _check_inputs(embeddings: np.ndarray, table: pd.DataFrame) -> tuple[np.ndarr
     return x, table.reset_index(drop=True)
 
 
-def _inner_split(train: np.ndarray, labels: np.ndarray, groups: np.ndarray, settings: ClassifierSettings):
-    """(fit rows, validation rows or None): a patient-grouped, stratified hold-out of the training rows."""
+INNER_SPLITS = InnerSplitCache()  # per process: every encoder of a task reuses its folds' inner splits
+
+
+def _inner_split(train: np.ndarray, labels: np.ndarray, groups: np.ndarray, settings: ClassifierSettings,
+                 design: tuple[np.ndarray, np.ndarray] | None = None, fold: int = 0):
+    """(fit rows, validation rows or None): a patient-grouped, stratified hold-out of the training rows.
+
+    The first fold of StratifiedGroupKFold (runner.splits: the same split, faster), cached per design and fold;
+    `design` = (image ids, folds) of every row (None: not cached)."""
     if settings.early_stopping_rounds is None:
         return train, None
-    from sklearn.model_selection import StratifiedGroupKFold
-
     n_splits = max(2, round(1 / settings.inner_fraction))
     y = labels[train]
     if min(np.sum(y == 0), np.sum(y == 1)) < n_splits:
         return train, None  # too few of a class to hold some out: fixed n_estimators
-    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=settings.seed)
-    fit_idx, valid_idx = next(splitter.split(np.zeros(len(train)), y, groups[train]))
-    if len(valid_idx) < MIN_INNER_ROWS or len(np.unique(y[valid_idx])) < 2:
+
+    def make():
+        fit_idx, valid_idx = first_stratified_group_split(y, groups[train], n_splits, settings.seed)
+        if len(valid_idx) < MIN_INNER_ROWS or len(np.unique(y[valid_idx])) < 2:
+            return None
+        return fit_idx, valid_idx
+
+    if design is None:
+        split = make()
+    else:
+        image_ids, folds = design
+        split = INNER_SPLITS.get_or_make(
+            InnerSplitCache.key(image_ids, groups, labels, folds, fold, n_splits, settings.seed, MIN_INNER_ROWS), make)
+    if split is None:
         return train, None
-    return train[fit_idx], train[valid_idx]
+    return train[split[0]], train[split[1]]

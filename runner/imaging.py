@@ -61,7 +61,7 @@ def _check_file(path: Path) -> None:
         raise ImageDecodeError("zero-bytes", path, "file is empty (0 bytes)")
 
 
-def read_dicom(path: Path, stop_before_pixels: bool = False):
+def read_dicom(path: Path, stop_before_pixels: bool = False, defer_size: int | None = None):
     """pydicom.dcmread with every failure (and a truncation pydicom only warns about) as an ImageDecodeError."""
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -71,7 +71,7 @@ def read_dicom(path: Path, stop_before_pixels: bool = False):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+            ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, defer_size=defer_size)
         except InvalidDicomError as exc:
             raise ImageDecodeError("not-dicom", path, f"not a DICOM file ({exc})") from None
         except PermissionError as exc:
@@ -103,6 +103,63 @@ def check_dicom_header(ds, path: Path) -> DicomHeader:
     Raises ImageDecodeError with a machine-readable reason."""
     if "PixelData" not in ds:
         raise ImageDecodeError("no-pixel-data", path, "DICOM has no PixelData element")
+    _check_dicom_geometry(ds, path)
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    rows, cols, bits = (int(ds.get(k, 0) or 0) for k in ("Rows", "Columns", "BitsAllocated"))
+    stored = int(ds.get("BitsStored", bits) or bits)
+    if not 1 <= stored <= bits:
+        raise ImageDecodeError("bad-bit-depth", path, f"BitsStored={stored} does not fit BitsAllocated={bits}")
+    tsyntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
+    if tsyntax is not None and not tsyntax.is_transfer_syntax:  # .is_compressed raises on an unknown UID
+        raise ImageDecodeError("unsupported-transfer-syntax", path, f"unknown transfer syntax UID {tsyntax}")
+    return DicomHeader(rows, cols, bits, stored, int(ds.get("PixelRepresentation", 0) or 0), photometric, tsyntax)
+
+
+def verify_header(path: str | Path) -> None:
+    """The fast file check (`sampling.verify: header`): header parses and the pixel data is all there, undecoded.
+
+    DICOM: the header is read with large values deferred (pydicom `defer_size`), then the same grayscale, frame and
+    dimension rules as `load_image`; native (uncompressed) PixelData must hold Rows x Columns x BitsAllocated/8 bytes
+    and end inside the file; encapsulated (compressed) PixelData must have been read to its delimiter without a
+    truncation warning and hold at least one non-empty fragment. PNG/JPEG/...: Pillow's header and chunk `verify()`.
+    Raises ImageDecodeError with the reason `load_image` would give for the same defect. A valid header with a
+    corrupt compressed bitstream passes here and fails at decoding (recorded then as an exclusion at embedding).
+    """
+    path = Path(path)
+    _check_file(path)
+    if path.suffix.lower() in PIL_SUFFIXES:
+        from PIL import Image
+
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a bad file
+            raise ImageDecodeError("bad-header", path, f"{type(exc).__name__}: {exc}"[:300]) from None
+        return
+    ds = read_dicom(path, defer_size=1024)
+    header = check_dicom_header(ds, path)  # the same header rules as load_image
+    element = ds._dict[0x7FE00010]  # the raw element: its value is not read when deferred
+    rows, cols, bits, tsyntax = header.rows, header.cols, header.bits, header.transfer_syntax
+    if tsyntax is not None and tsyntax.is_encapsulated:
+        value = ds.PixelData
+        if not value or len(value) <= 16:  # basic offset table item + an empty fragment is 16 bytes
+            raise ImageDecodeError("no-pixel-data", path, "encapsulated PixelData holds no fragment")
+        return
+    expected = rows * cols * (bits // 8)
+    length = getattr(element, "length", None)
+    if length is None:  # read in full (small): its actual size
+        length = len(element.value or b"")
+    if length < expected:
+        raise ImageDecodeError("truncated", path, f"PixelData has {length} bytes; Rows x Columns x BitsAllocated/8 "
+                                                  f"= {expected}")
+    tell = getattr(element, "value_tell", None)
+    if tell is not None and tell + length > path.stat().st_size:
+        raise ImageDecodeError("truncated", path, f"PixelData of {length} bytes at offset {tell} runs past the end "
+                                                  f"of the {path.stat().st_size}-byte file")
+
+
+def _check_dicom_geometry(ds, path: Path) -> None:
+    """Grayscale, one frame, sane dimensions: what `load_image` accepts (ImageDecodeError otherwise)."""
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
     if int(ds.get("SamplesPerPixel", 1) or 1) != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise ImageDecodeError("not-grayscale", path, f"PhotometricInterpretation {photometric or 'missing'} is not grayscale")
@@ -111,13 +168,6 @@ def check_dicom_header(ds, path: Path) -> DicomHeader:
     rows, cols, bits = (int(ds.get(k, 0) or 0) for k in ("Rows", "Columns", "BitsAllocated"))
     if rows < 2 or cols < 2 or bits not in (8, 16, 32):
         raise ImageDecodeError("bad-dimensions", path, f"Rows={rows} Columns={cols} BitsAllocated={bits}")
-    stored = int(ds.get("BitsStored", bits) or bits)
-    if not 1 <= stored <= bits:
-        raise ImageDecodeError("bad-bit-depth", path, f"BitsStored={stored} does not fit BitsAllocated={bits}")
-    tsyntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
-    if tsyntax is not None and not tsyntax.is_transfer_syntax:  # .is_compressed raises on an unknown UID
-        raise ImageDecodeError("unsupported-transfer-syntax", path, f"unknown transfer syntax UID {tsyntax}")
-    return DicomHeader(rows, cols, bits, stored, int(ds.get("PixelRepresentation", 0) or 0), photometric, tsyntax)
 
 
 def _load_dicom(path: Path) -> np.ndarray:

@@ -52,12 +52,46 @@ class _QFormer(tf.Module):
                 "all_contrastive_img_emb": pooled[:, None, :128] - token + text}
 
 
-@pytest.fixture(scope="module")
-def snapshot(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cxr-foundation")
-    for name, module in (("elixr-c-v2-pooled", _ElixrC()), ("pax-elixr-b-text", _QFormer())):
+class _ElixrCBatched(tf.Module):
+    """The same features as _ElixrC for every Example of a batch (images of different sizes: one map_fn step each)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="input_example")])
+    def serve(self, input_example):
+        parsed = tf.io.parse_example(input_example, {
+            "image/encoded": tf.io.FixedLenFeature([], tf.string), "image/format": tf.io.FixedLenFeature([], tf.string)})
+        tf.debugging.assert_equal(parsed["image/format"], tf.constant("png"))
+
+        def mean_of(png):
+            return tf.reduce_mean(tf.cast(tf.io.decode_png(png, channels=1, dtype=tf.uint16), tf.float32)) / 65535.0
+
+        means = tf.map_fn(mean_of, parsed["image/encoded"], fn_output_signature=tf.float32)
+        ramp = tf.reshape(tf.range(8 * 8 * 1376, dtype=tf.float32) * OFFSET, [1, 8, 8, 1376])
+        return {"feature_maps_0": means[:, None, None, None] + ramp}
+
+
+class _ElixrCFixedBatch(_ElixrC):
+    """A signature traced for batch 1 only."""
+
+    @tf.function(input_signature=[tf.TensorSpec([1], tf.string, name="input_example")])
+    def serve(self, input_example):
+        return _ElixrC.serve.python_function(self, input_example)
+
+
+def _save_snapshot(root, image_module):
+    for name, module in (("elixr-c-v2-pooled", image_module), ("pax-elixr-b-text", _QFormer())):
         tf.saved_model.save(module, str(root / name), signatures={"serving_default": module.serve})
     return root
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory):
+    """ELIXR-C that reads item 0 of its batch only (declares [None] but is a batch-1 graph): the fallback case."""
+    return _save_snapshot(tmp_path_factory.mktemp("cxr-foundation"), _ElixrC())
+
+
+@pytest.fixture(scope="module")
+def batched_snapshot(tmp_path_factory):
+    return _save_snapshot(tmp_path_factory.mktemp("cxr-foundation-batched"), _ElixrCBatched())
 
 
 def _card(**embedding):
@@ -87,6 +121,63 @@ def test_png16_and_example_round_trip_bit_exact():
     assert parsed["image/encoded"].bytes_list.value[0] == png
     decoded = tf.io.decode_png(parsed["image/encoded"].bytes_list.value[0], dtype=tf.uint16).numpy()[..., 0]
     np.testing.assert_array_equal(decoded, pixels)  # TensorFlow reads back the same 16-bit values
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (64, 80), (3, 700), (511, 2)])
+def test_png_is_stored_uncompressed_and_decodes_identically(shape):
+    import zlib
+
+    pixels = np.random.default_rng(shape[1]).integers(0, 65536, shape, dtype=np.uint16)
+    pixels.flat[0], pixels.flat[-1] = 0, 65535
+    png = png16_bytes(pixels)
+    np.testing.assert_array_equal(decode_png16(png), pixels)  # Pillow
+    np.testing.assert_array_equal(tf.io.decode_png(png, dtype=tf.uint16).numpy()[..., 0], pixels)  # TensorFlow
+    idat = png.index(b"IDAT")
+    stream = png[idat + 4:idat + 4 + int.from_bytes(png[idat - 4:idat], "big")]
+    assert stream[:2] == b"\x78\x01"  # zlib header of a level-0 stream
+    raw_len = shape[0] * (1 + shape[1] * 2)  # one filter byte per row + 16-bit samples
+    assert len(zlib.decompress(stream)) == raw_len and len(stream) > raw_len  # stored, not deflated
+
+
+def test_png_of_bad_arrays_is_a_clear_error():
+    with pytest.raises(EncoderError, match="2-D uint16"):
+        png16_bytes(np.zeros((4, 4), dtype=np.float32))
+    with pytest.raises(EncoderError, match="empty image"):
+        png16_bytes(np.zeros((0, 4), dtype=np.uint16))
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 300, 70_000, 3_000_000])
+def test_example_bytes_equal_tensorflow_serialisation(size):
+    png = bytes(np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8))
+    feature = {
+        "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
+        "image/format": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"png"])),
+    }
+    reference = tf.train.Example(features=tf.train.Features(feature=feature))
+    ours = example_bytes(png)
+    assert ours == reference.SerializeToString(deterministic=True)
+    assert tf.train.Example.FromString(ours) == reference
+
+
+def test_prepare_imports_no_tensorflow(tmp_path):
+    # decode workers run `prepare` on a prepare-only instance; TensorFlow must stay out of them
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from registry.cards import load_card\n"
+        "from runner.encoders.cxr_foundation import CXRFoundationEncoder\n"
+        f"card = load_card({str(ROOT / 'encoders' / 'cxr-foundation.yaml')!r}).data\n"
+        "enc = CXRFoundationEncoder.prepare_only(card)\n"
+        "out = enc.prepare(np.random.default_rng(0).uniform(size=(32, 32)).astype(np.float32))\n"
+        "assert out.dtype == object and len(bytes(out[()])) > 2048\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'torch', 'keras')))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_uint16_rescale_uses_the_full_range():
@@ -149,3 +240,42 @@ def test_dicoms_reach_the_png_without_the_reference_window_crash(name):
     decoded = decode_png16(example.features.feature["image/encoded"].bytes_list.value[0])
     assert decoded.shape == image.shape and decoded.min() == 0 and decoded.max() == 65535
     np.testing.assert_array_equal(decoded, to_uint16(image))
+
+
+def test_batched_calls_equal_per_image_calls(batched_snapshot, caplog):
+    enc = load_encoder(_card(), device="cpu", weights_dir=batched_snapshot)
+    images = [_image(10 + i, 40 + 3 * i, 70 - 2 * i) for i in range(5)]
+    batch = np.stack([enc.prepare(im) for im in images])
+    with caplog.at_level("WARNING", logger="runner.encoders.cxr_foundation"):
+        batched = enc.embed(batch)
+    assert enc._batched is True and not caplog.records
+    per_image = np.concatenate([enc.embed(batch[i:i + 1]) for i in range(len(images))])
+    np.testing.assert_array_equal(batched, per_image)
+    for row, im in zip(batched, images):
+        np.testing.assert_allclose(row, _expected_img_emb(im), rtol=0, atol=1e-4)
+
+
+def test_a_batch_one_graph_falls_back_with_one_line(snapshot, caplog):
+    enc = load_encoder(_card(), device="cpu", weights_dir=snapshot)
+    images = [_image(20 + i) for i in range(3)]
+    batch = np.stack([enc.prepare(im) for im in images])
+    with caplog.at_level("WARNING", logger="runner.encoders.cxr_foundation"):
+        out = enc.embed(batch)
+        enc.embed(batch)
+    assert enc._batched is False
+    assert [r.getMessage() for r in caplog.records] == [
+        "CXR Foundation: batched call unusable (1 outputs for 3 inputs); falling back to one model call per image"]
+    for row, im in zip(out, images):
+        np.testing.assert_allclose(row, _expected_img_emb(im), rtol=0, atol=1e-4)
+
+
+def test_a_signature_without_batch_dimension_is_called_per_image(tmp_path, caplog):
+    root = _save_snapshot(tmp_path, _ElixrCFixedBatch())
+    with caplog.at_level("INFO", logger="runner.encoders.cxr_foundation"):
+        enc = load_encoder(_card(), device="cpu", weights_dir=root)
+    assert enc._batched is False
+    assert any("no batch dimension" in r.getMessage() for r in caplog.records)
+    images = [_image(30), _image(31, 50, 50)]
+    out = enc.embed(np.stack([enc.prepare(im) for im in images]))
+    for row, im in zip(out, images):
+        np.testing.assert_allclose(row, _expected_img_emb(im), rtol=0, atol=1e-4)

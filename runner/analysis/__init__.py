@@ -70,15 +70,24 @@ def _stability(ctx: AnalysisContext, params) -> dict:
 
 
 def _clustering(ctx: AnalysisContext, params) -> dict:
-    from runner.analysis.clustering import kmeans_cosine, umap_figure
+    from runner.analysis.clustering import (
+        EXACT_MAX_ROWS,
+        cosine_distance_matrix,
+        kmeans_cosine,
+        umap_figure,
+        unit_rows,
+    )
 
     x = _need(ctx.embeddings, "embeddings")
     labels = _need(ctx.manifest, "the manifest")["label"].to_numpy()
+    # one exact cosine distance matrix for every silhouette and the UMAP layout
+    distances = cosine_distance_matrix(unit_rows(np.asarray(x, dtype=float))) if len(x) <= EXACT_MAX_ROWS else None
     out = {"kmeans": kmeans_cosine(x, labels, range(params.k_min, params.k_max + 1), n_init=params.n_init,
-                                   seed=params.seed)}
+                                   seed=params.seed, distances=distances)}
     if params.umap.enabled and ctx.output_dir is not None:
         out["umap"] = umap_figure(x, labels, Path(ctx.output_dir) / "umap.png", Path(ctx.output_dir) / "umap.svg",
-                                  seed=params.seed, n_neighbors=params.umap.n_neighbors, min_dist=params.umap.min_dist)
+                                  seed=params.seed, n_neighbors=params.umap.n_neighbors, min_dist=params.umap.min_dist,
+                                  distances=distances)
     return out
 
 

@@ -101,6 +101,11 @@ def show_card(
     typer.echo(f"# {kind} {card.id}")
     typer.echo(f"# file:   {card.path}")
     typer.echo(f"# sha256: {card.sha256}\n# behaviour_sha256: {card.behaviour_sha256}")
+    if kind == "task":  # which file check sampling runs (the manifest records it too: manifest.json `verify`)
+        verify = card.spec.sampling.verify
+        typer.echo(f"# file check (sampling.verify): {verify}: " + {
+            "decode": "every sampled file is fully decoded", "header": "header + pixel length, no decoding",
+            "none": "files are not checked"}.get(verify, "?"))
     typer.echo(yaml.safe_dump(card.data, sort_keys=False, allow_unicode=True, width=110).rstrip())
 
 

@@ -1,0 +1,83 @@
+"""Start-up benchmark: a warm (fully cached) `runner eval` of a demo task, before vs after, in one run.
+
+before: the code at the base commit (default a5def52, extracted with `git archive`); after: this checkout. Each
+side runs `runner eval --task effusion-demo --encoder random-cnn` (the card's analyses) as a fresh process, once to
+fill its run folder and the shared embedding cache (the encoder card, hence the cache namespace, is the same on both
+sides), then --runs more times warm; `python -X importtime` tells which heavy stacks each warm run imported.
+
+    .venv/bin/python benchmarks/bench_startup.py [--runs 3] [--work /tmp/cxr-bench-startup] [--base a5def52]
+
+The demo data set is generated under --work the first time (`runner demo-data`, a minute or two).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_classify import ROOT, base_tree
+
+HEAVY = ("torch", "tensorflow", "umap", "numba", "ray", "triton", "keras")
+
+
+def _eval(code_root: Path, work: Path, side: str) -> tuple[float, float, list[str]]:
+    """(wall s, CPU s of the process (user + system), heavy stacks it imported) of one `runner eval`."""
+    env = {**os.environ, "PYTHONPATH": str(code_root), "CXR_REGISTRY_ROOT": str(code_root),
+           "CXR_CACHE_DIR": str(work / "cache")}
+    cmd = [sys.executable, "-X", "importtime", "-m", "runner.cli", "eval", "--task", "effusion-demo", "--encoder",
+           "random-cnn", "--data-root", str(work / "data"), "--out", str(work / f"runs-{side}")]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=code_root, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode != 0:
+        raise SystemExit(f"{side}: runner eval failed: {proc.stderr.splitlines()[-1:]}")
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines()
+                if line.startswith("import time:")}
+    return wall, cpu, sorted(imported & set(HEAVY))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--base", default="a5def52")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/cxr-bench-startup"))
+    args = parser.parse_args()
+    work = args.work
+    if not (work / "data" / "demo_data.json").is_file():
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        subprocess.run([sys.executable, "-m", "runner.cli", "demo-data", "--out", str(work / "data")], env=env,
+                       cwd=ROOT, check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        roots = {"before": base_tree(args.base, Path(tmp) / "base"), "after": ROOT}
+        for side, root in roots.items():
+            _eval(root, work, side)  # fills the run folder (manifest) and, the first time, the embedding cache
+        walls: dict[str, list[float]] = {side: [] for side in roots}
+        cpus: dict[str, list[float]] = {side: [] for side in roots}
+        heavy: dict[str, list[str]] = {}
+        for _ in range(args.runs):
+            for side, root in roots.items():
+                wall, cpu, heavy[side] = _eval(root, work, side)
+                walls[side].append(wall)
+                cpus[side].append(cpu)
+    load = os.getloadavg()
+    print(f"warm `runner eval --task effusion-demo --encoder random-cnn`, {os.cpu_count()} cores, load average "
+          f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; seconds over {args.runs} runs (CPU: user + system of the process)")
+    print(f"{'':8} {'wall min / median':>18} {'CPU min / median':>18}  heavy stacks imported")
+    for side, side_walls in walls.items():
+        w, c = sorted(side_walls), sorted(cpus[side])
+        print(f"{side:8} {w[0]:8.2f} / {w[len(w) // 2]:6.2f} {c[0]:8.2f} / {c[len(c) // 2]:6.2f}  "
+              f"{', '.join(heavy[side]) or 'none'}")
+
+
+if __name__ == "__main__":
+    main()

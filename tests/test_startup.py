@@ -1,0 +1,52 @@
+"""Start-up: a fully cached `runner eval` loads no torch, TensorFlow, UMAP (numba) or Ray.
+
+Each run is a real `runner eval` subprocess; a wrapper records `sys.modules` when the process exits. The first run
+(cache cold) must import torch to embed with random-cnn, which shows the check can fail; the second, all cached,
+must not import any of the heavy stacks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.test_evaluate import TINY_TASK, make_registry_root
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "tensorflow", "umap", "numba", "ray", "keras", "triton")
+
+HOOK = """
+import atexit, json, runpy, sys
+out = sys.argv.pop(1)
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+sys.argv[0] = "runner"
+runpy.run_module("runner.cli", run_name="__main__")
+"""
+
+
+def _eval_modules(tmp_path: Path, registry_root: Path, demo: Path, name: str) -> tuple[set[str], str]:
+    modules_file = tmp_path / f"{name}.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CXR_REGISTRY_ROOT": str(registry_root),
+           "CXR_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [sys.executable, "-c", HOOK, str(modules_file), "eval", "--task", "effusion-tiny", "--encoder", "random-cnn",
+         "--data-root", str(demo), "--out", str(tmp_path / "runs"), "--analyses", "none"],
+        env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return set(json.loads(modules_file.read_text())), proc.stdout
+
+
+def test_cached_eval_imports_no_heavy_stack(tmp_path, demo_data_dir):
+    root = make_registry_root(tmp_path / "reg", {"effusion-tiny": TINY_TASK})
+    cold, _ = _eval_modules(tmp_path, root, demo_data_dir, "cold")
+    assert "torch" in cold  # the cold run embeds with random-cnn: the hook sees real imports
+    warm, stdout = _eval_modules(tmp_path, root, demo_data_dir, "warm")
+    assert "AUROC" in stdout
+    heavy = sorted(m for m in warm if m.split(".")[0] in HEAVY)
+    assert heavy == [], f"a fully cached eval imported {heavy[:10]}"
+    result = json.loads((tmp_path / "runs" / "effusion-tiny" / "random-cnn" / "result.json").read_text())
+    assert result["environment"]["device"] == "cpu"
