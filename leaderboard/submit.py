@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from registry.errors import RegistryError
 from runner.results import ResultError, read_result, validate_result, write_result
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -25,7 +26,7 @@ EXIT_OK, EXIT_REFUSED, EXIT_INVALID = 0, 1, 2
 PREDICTIONS_NAME = "predictions.parquet"  # written by `runner eval` beside result.json in the run folder
 
 
-class SubmitError(Exception):
+class SubmitError(RegistryError):
     """A submission that was not filed; `exit_code` is EXIT_REFUSED or EXIT_INVALID, str() a one-line message."""
 
     def __init__(self, message: str, exit_code: int):

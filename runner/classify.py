@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from registry.errors import RegistryError
+
 # LightGBM's OpenMP threads spin while they wait; on a machine with more busy threads than cores (2 shared cores
 # here) that made a 5-fold fit 5-10x slower. Passive waiting costs nothing measurable when cores are free.
 # libgomp reads this once, when lightgbm is first imported, so it is set before that import.
@@ -30,8 +32,10 @@ DEFAULT_INNER_FRACTION = 0.15  # as documented in classifier-defs.schema.json
 MIN_INNER_ROWS = 20  # smaller inner-validation sets are too noisy to choose a tree count from
 
 
-class ClassifyError(ValueError):
+class ClassifyError(RegistryError, ValueError):
     """Inputs the classifier cannot use; the message says what is wrong."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from registry.errors import RegistryError
 from runner.atomic import atomic_write  # stdlib only
 
 # Imported before any torch user on purpose: it sets OMP_WAIT_POLICY before torch or lightgbm load OpenMP.
 from runner.classify import ClassifyError, classify
 
 
-class EvaluationError(Exception):
+class EvaluationError(RegistryError):
     """An evaluation that cannot run; str() is the one-line human message. `exit_code` 2 = bad input, 1 = failure."""
 
     def __init__(self, message: str, exit_code: int = 1):
