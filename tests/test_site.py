@@ -236,10 +236,10 @@ def test_cli_build_prints_index_path(tmp_path, monkeypatch):
     monkeypatch.setattr(cmds, "_registry", lambda: reg)
     results = tmp_path / "results"
     file_reported(reg, TABLE_PATH, results)
-    out = CliRunner().invoke(app, ["leaderboard", "build", "--out", str(tmp_path / "site"), "--results", str(results)])
+    out = CliRunner().invoke(app, ["leaderboard", "build", "--out", str(tmp_path / "site"), "--results-dir", str(results)])
     assert out.exit_code == 0, out.output
     assert out.output.strip().endswith("index.html") and (tmp_path / "site" / "index.html").is_file()
-    missing = CliRunner().invoke(app, ["leaderboard", "build", "--results", str(tmp_path / "nope")])
+    missing = CliRunner().invoke(app, ["leaderboard", "build", "--results-dir", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
 
 

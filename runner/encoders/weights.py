@@ -119,7 +119,7 @@ def resolve_weights(card: dict, weights_dir: Path | None = None) -> ResolvedWeig
     else:
         resolved = _from_hub(card, files)
         if resolved is None:
-            where = f"hf:{spec['hf_repo']}" + (" (HF_HUB_OFFLINE=1: cache only)" if _offline() else "")
+            where = f"hf:{spec.get('hf_repo')}" + (" (HF_HUB_OFFLINE=1: cache only)" if _offline() else "")
             raise WeightsNotFoundError(
                 f"{files[0]} for encoder {card['id']!r} (looked in "
                 + ", ".join([str(p) for _, p in _candidate_dirs(card, weights_dir)] + ([where] if spec.get("hf_repo") else []))
