@@ -42,12 +42,13 @@ class EvalOptions:
     analyses: list[str] | None = field(default_factory=list)  # [] none; None: those the task card enables
     cache_dir: Path | None = None  # default: $CXR_CACHE_DIR or ~/.cache/cxr-registry
     trust_custom_code: bool = False
-    progress: bool = True
+    progress: bool | str = True  # True: a progress bar; "log": a line on stderr every few seconds (not a terminal)
     pipeline: str = "auto"  # auto | cpu | fast (runner.fastpath: preprocessing on the device)
     batch_size: int | None = None  # default: the encoder card's
     backend: str = "local"  # local | ray (runner.ray_backend: Ray Data actor pool, same cache)
     # dataset id -> root, for data sets other than the task's own: a transfer task's training set, transfer targets
     data_roots: dict[str, Path] = field(default_factory=dict)
+    weights_dir: Path | None = None  # --weights-dir: where the encoder's weight files are
 
 
 @dataclass
@@ -276,7 +277,7 @@ def _load_encoder(encoder_card, options: EvalOptions):
     try:
         # Lazy: when every embedding is already cached, the model (and its weights) is never loaded.
         return load_encoder(encoder_card.data, device=options.device, trust_custom_code=options.trust_custom_code,
-                            lazy=True)
+                            weights_dir=options.weights_dir, lazy=True)
     except EncoderError as exc:
         raise EvaluationError(str(exc), exit_code=2) from None
 
