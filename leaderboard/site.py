@@ -522,6 +522,9 @@ def build_site(out_dir: Path, results_dir: Path = RESULTS_DIR, registry=None) ->
         root="", title="CXR embedding leaderboard", tables=tables, tasks=registry.tasks,
         encoders=registry.encoders, **common), encoding="utf-8")
     _write_exports(out, _records(entries, tables, ties))
+    from leaderboard.encoders_page import write_encoders_page  # the Encoders page (leaderboard.ranking)
+
+    write_encoders_page(out, entries, registry, results_dir, env, common)
     return index
 
 
