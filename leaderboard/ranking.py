@@ -106,7 +106,7 @@ def rank_view(records: list[dict], encoders: dict[str, dict]) -> dict:
     rows.sort(key=lambda r: (r["mean_rank"], -r["mean_auroc"], r["encoder"]))
     for position, row in enumerate(rows, 1):
         row["position"] = position
-    columns = {key: any(row[key] not in (None, [], "") for row in rows)
+    columns = {key: any(row[key] not in (None, "") for row in rows)  # a column no row fills is not shown
                for key in ("parameters", "embedding_dim", "input_size", "license", "open_weights", "training_overlap")}
     return {"tasks": sorted(tasks.values(), key=lambda t: t["id"]), "rows": rows, "columns": columns,
             "n_encoders": len(rows)}
