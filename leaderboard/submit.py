@@ -50,17 +50,21 @@ class Filed:
 
 def describe_changes(old: dict, new: dict) -> list[str]:
     """The fields a reader of the leaderboard sees, old -> new: metrics, card and manifest hashes, images, run date."""
+    def number(v):
+        return "n/a" if v is None else f"{v:.4f}"
+
+    def short(v):
+        return (v[:12] + "…") if isinstance(v, str) and len(v) > 12 else v
+
     out = []
     for metric in ("auroc", "f1"):
         before, after = (old.get("metrics") or {}).get(metric) or {}, (new.get("metrics") or {}).get(metric) or {}
         for part in ("mean", "ci_low", "ci_high"):
             if before.get(part) != after.get(part):
-                fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
-                out.append(f"{metric} {part} {fmt(before.get(part))} -> {fmt(after.get(part))}")
+                out.append(f"{metric} {part} {number(before.get(part))} -> {number(after.get(part))}")
     for block, key in (("task", "sha256"), ("encoder", "sha256"), ("manifest", "sha256"), ("manifest", "n_images")):
         before, after = (old.get(block) or {}).get(key), (new.get(block) or {}).get(key)
         if before != after:
-            short = lambda v: (v[:12] + "…") if isinstance(v, str) and len(v) > 12 else v  # noqa: E731
             out.append(f"{block} {key} {short(before)} -> {short(after)}")
     if old.get("created_at") != new.get("created_at"):
         out.append(f"created_at {old.get('created_at')} -> {new.get('created_at')}")

@@ -27,7 +27,7 @@ class LogProgress:
         self.tasks: list[_Task] = []
         self._last = time.perf_counter()
 
-    def __enter__(self) -> LogProgress:
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:

@@ -40,7 +40,7 @@ class Browser:
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
                  "--hide-scrollbars", "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"]
         self.proc = subprocess.Popen([binary, *flags], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, preexec_fn=fds, close_fds=False)
+                                     stderr=subprocess.DEVNULL, preexec_fn=fds, close_fds=False)  # noqa: PLW1509 - only way to fds 3/4
         os.close(to_child_r)
         os.close(from_child_w)
         self._buffer = b""
@@ -68,7 +68,7 @@ class Browser:
             except OSError:
                 pass
 
-    def __enter__(self) -> Browser:
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from test_site import build_fake_site
 
-
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOT_COPY = REPO / "docs" / "leaderboard-screenshot.png"  # kept for the docs; refreshed when missing
