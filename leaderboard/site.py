@@ -317,9 +317,8 @@ def _plot_roc(curves: list[tuple[str, list, list]], path: Path) -> None:
         ax.plot(fpr, tpr, label=label, linewidth=1.5)
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1)
     ax.set(xlabel="False positive rate", ylabel="True positive rate", xlim=(0, 1), ylim=(0, 1))
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, format="png")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)  # beside the curves, not on them
+    fig.savefig(path, format="png", bbox_inches="tight")
     plt.close(fig)
 
 
@@ -460,6 +459,10 @@ def _environment():
     env.filters["fmt"] = _fmt
     env.filters["yaml"] = _card_yaml
     env.filters["num"] = _num
+    from leaderboard.text import citation_html, p_value
+
+    env.filters["pvalue"] = p_value
+    env.filters["cite"] = citation_html
     env.filters["keys_of"] = lambda rows: list(dict.fromkeys(k for row in rows if isinstance(row, dict) for k in row))
     env.tests["mapping"] = lambda v: isinstance(v, dict)
     env.tests["sequence"] = lambda v: isinstance(v, (list, tuple))
@@ -494,6 +497,7 @@ def build_site(out_dir: Path, results_dir: Path = RESULTS_DIR, registry=None) ->
             for task in registry.tasks.values()}
     tables = build_tables(entries, registry, ties)
     env = _environment()
+    env.globals["encoder_title"] = lambda e: registry.encoders[e].data.get("title", e) if e in registry.encoders else e
     common = {"skipped": skipped, "n_results": len(entries), "results_dir": _display_path(Path(results_dir))}
 
     for task in registry.tasks.values():
