@@ -223,3 +223,18 @@ def test_front_page_fits_at_1400(browser, encoders_site):
     assert page[0] <= page[1], page
     wraps = browser.js("[...document.querySelectorAll('.table-wrap')].map(w => [w.scrollWidth, w.clientWidth])")
     assert all(s <= c + 1 for s, c in wraps), wraps
+
+
+def test_the_stock_site_fits_at_1400(browser, tmp_path):
+    """The project's filed results (Table 1 and the demo's) as `runner leaderboard build` renders them."""
+    from leaderboard.site import build_site
+    from leaderboard.submit import RESULTS_DIR
+    from registry.cards import load_registry
+
+    site = build_site(tmp_path / "site", RESULTS_DIR, load_registry(REPO)).parent
+    for page in ("index.html", "encoders.html", "tasks/effusion-demo.html"):
+        _open(browser, site, 1400, page)
+        widths = browser.js("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        wraps = browser.js("[...document.querySelectorAll('.table-wrap')].filter(w => w.offsetParent)"
+                           ".map(w => w.scrollWidth - w.clientWidth)")
+        assert widths[0] <= widths[1] and all(extra <= 1 for extra in wraps), (page, widths, wraps)
