@@ -72,3 +72,13 @@ def test_empty_column_groups_are_not_shown(tmp_path):
     html = (out / "encoders.html").read_text()
     assert 'title="parameters"' not in html and "Licence" not in html  # no card gives them
     assert not list(Path(out / "static").glob("auroc-vs-parameters-*.svg"))  # nothing to plot either
+
+
+def test_table1_and_task_page_numbers_link_their_files(site):
+    import re
+
+    for page, prefix in (("index.html", ""), ("tasks/effusion-nih.html", "../")):
+        hrefs = re.findall(r'class="result-link" href="([^"]+)"', (site / page).read_text())
+        assert hrefs, page
+        for href in hrefs:
+            assert href.startswith(prefix + "results/") and (site / page).parent.joinpath(href).is_file(), href
