@@ -66,6 +66,9 @@ def describe_changes(old: dict, new: dict) -> list[str]:
         before, after = (old.get(block) or {}).get(key), (new.get(block) or {}).get(key)
         if before != after:
             out.append(f"{block} {key} {short(before)} -> {short(after)}")
+    before, after = set(old.get("analyses") or {}), set(new.get("analyses") or {})
+    if before != after:
+        out.append("analyses " + ", ".join([f"+{a}" for a in sorted(after - before)] + [f"-{a}" for a in sorted(before - after)]))
     if old.get("created_at") != new.get("created_at"):
         out.append(f"created_at {old.get('created_at')} -> {new.get('created_at')}")
     return out

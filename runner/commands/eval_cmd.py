@@ -340,7 +340,8 @@ def eval_command(
         marks = {e: " (control)" for e in present if reg.encoders[e].data.get("control")}
         fail("no --encoder given. Encoders whose weights are on this machine: "
              + ", ".join(e + marks.get(e, "") for e in present)
-             + ". Pick one with --encoder ID (several: a,b; by pattern: 'xrv-*'; every one with weights: all), "
+             + ". Pick one with --encoder ID (several: a,b; by pattern: 'xrv-*'; every one with weights: all, "
+             "controls only with --include-controls), "
              "or a card file outside the registry with --encoder path/to/card.yaml; `runner list encoders` lists them.")
     tasks = select_tasks(task, reg)
     selection = select_encoders(encoder, reg, include_controls, weights_dir)
