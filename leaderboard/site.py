@@ -71,6 +71,10 @@ def _environment():
     env.filters["fmt"] = _fmt
     env.filters["yaml"] = _card_yaml
     env.filters["num"] = _num
+    from leaderboard.text import citation_html, p_value
+
+    env.filters["pvalue"] = p_value
+    env.filters["cite"] = citation_html
     env.filters["keys_of"] = lambda rows: list(dict.fromkeys(k for row in rows if isinstance(row, dict) for k in row))
     env.tests["mapping"] = lambda v: isinstance(v, dict)
     env.tests["sequence"] = lambda v: isinstance(v, (list, tuple))
@@ -109,6 +113,8 @@ def render_site(summary_path: Path, out_dir: Path, display_results_dir: str | No
     for asset in (HERE / "static").iterdir():
         shutil.copyfile(asset, out / "static" / asset.name)
     env = _environment()
+    titles = {e: v["title"] for e, v in summary["encoders"].items()}
+    env.globals["encoder_title"] = lambda e: titles.get(e, e)
     common = {"skipped": summary["skipped"], "n_results": summary["n_results"],
               "results_dir": display_results_dir or summary["results_dir"]}
 
@@ -144,6 +150,11 @@ def render_site(summary_path: Path, out_dir: Path, display_results_dir: str | No
         tasks={k: v["card"] for k, v in summary["tasks"].items()},
         encoders={k: v["card"] for k, v in summary["encoders"].items()}, **common), encoding="utf-8")
     _write_csv(out, summary["results"])
+    from leaderboard.encoders_page import (
+        write_encoders_page,  # the Encoders page (leaderboard.ranking's numbers)
+    )
+
+    write_encoders_page(out, summary["encoders_page"], Path(summary["results_dir"]), env, common)
     return index
 
 

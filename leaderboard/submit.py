@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from registry.errors import RegistryError
 from runner.results import ResultError, read_result, validate_result, write_result
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -25,7 +26,7 @@ EXIT_OK, EXIT_REFUSED, EXIT_INVALID = 0, 1, 2
 PREDICTIONS_NAME = "predictions.parquet"  # written by `runner eval` beside result.json in the run folder
 
 
-class SubmitError(Exception):
+class SubmitError(RegistryError):
     """A submission that was not filed; `exit_code` is EXIT_REFUSED or EXIT_INVALID, str() a one-line message."""
 
     def __init__(self, message: str, exit_code: int):
@@ -40,6 +41,37 @@ class Filed:
     source: Path | None
     path: Path
     replaced: bool
+    previous: dict | None = None  # the result this filing replaced (readable ones only)
+
+    def changes(self, new: dict) -> list[str]:
+        """What differs between the replaced result and `new`, one short phrase each (empty: nothing that is shown)."""
+        return describe_changes(self.previous, new) if self.previous is not None else []
+
+
+def describe_changes(old: dict, new: dict) -> list[str]:
+    """The fields a reader of the leaderboard sees, old -> new: metrics, card and manifest hashes, images, run date."""
+    def number(v):
+        return "n/a" if v is None else f"{v:.4f}"
+
+    def short(v):
+        return (v[:12] + "…") if isinstance(v, str) and len(v) > 12 else v
+
+    out = []
+    for metric in ("auroc", "f1"):
+        before, after = (old.get("metrics") or {}).get(metric) or {}, (new.get("metrics") or {}).get(metric) or {}
+        for part in ("mean", "ci_low", "ci_high"):
+            if before.get(part) != after.get(part):
+                out.append(f"{metric} {part} {number(before.get(part))} -> {number(after.get(part))}")
+    for block, key in (("task", "sha256"), ("encoder", "sha256"), ("manifest", "sha256"), ("manifest", "n_images")):
+        before, after = (old.get(block) or {}).get(key), (new.get(block) or {}).get(key)
+        if before != after:
+            out.append(f"{block} {key} {short(before)} -> {short(after)}")
+    before, after = set(old.get("analyses") or {}), set(new.get("analyses") or {})
+    if before != after:
+        out.append("analyses " + ", ".join([f"+{a}" for a in sorted(after - before)] + [f"-{a}" for a in sorted(before - after)]))
+    if old.get("created_at") != new.get("created_at"):
+        out.append(f"created_at {old.get('created_at')} -> {new.get('created_at')}")
+    return out
 
 
 def filed_name(result: dict) -> str:
@@ -84,7 +116,8 @@ def check_against_cards(result: dict, registry) -> None:
         raise _invalid(f"unknown task {task_id!r} ({_known(task_id, registry.tasks)}; `runner list tasks` lists them)")
     encoder = registry.encoders.get(encoder_id)
     if encoder is None:
-        raise _invalid(f"unknown encoder {encoder_id!r} (known: {', '.join(sorted(registry.encoders)) or 'none'})")
+        raise _invalid(f"unknown encoder {encoder_id!r} (known: {', '.join(sorted(registry.encoders)) or 'none'}); "
+                       "for a card outside the registry: runner --card PATH/TO/CARD.yaml submit ...")
     # Behaviour hashes: a title, citation or notes edit since the run does not make its numbers wrong.
     for kind, card, claimed in (("task", task, result["task"]["behaviour_sha256"]),
                                 ("encoder", encoder, result["encoder"]["behaviour_sha256"])):
@@ -133,6 +166,12 @@ def file_result(result: dict, registry, results_dir: Path = RESULTS_DIR, replace
     existed = target.exists()
     if existed and not replace:
         raise _refused(f"{target} is already filed; pass --replace to overwrite it")
+    previous = None
+    if existed:
+        try:
+            previous = read_result(target)
+        except ResultError:  # an unreadable earlier filing is simply replaced
+            previous = None
     try:
         write_result(result, target)
     except (ResultError, OSError) as exc:
@@ -140,7 +179,7 @@ def file_result(result: dict, registry, results_dir: Path = RESULTS_DIR, replace
     predictions = run_dir / PREDICTIONS_NAME if run_dir else None
     if predictions is not None and predictions.is_file():  # lets the site draw the ROC curve of this result
         _copy_atomic(predictions, target.with_name(target.stem + "." + PREDICTIONS_NAME))
-    return Filed(source, target, existed)
+    return Filed(source, target, existed, previous)
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:

@@ -456,9 +456,11 @@ def summarize(results_dir: Path, registry=None) -> dict:
     encoders = {enc.id: {"card": _card_json(enc), "title": enc.spec.title,
                          "entries": [e.as_json() for e in entries if e.result["encoder"]["id"] == enc.id]}
                 for enc in registry.encoders.values()}
+    from leaderboard.encoders_page import encoders_summary
+
     return {"summary_version": SUMMARY_VERSION, "results_dir": str(results_dir), "n_results": len(entries),
             "skipped": skipped, "results": _records(entries, tables, ties, registry), "tables": tables,
-            "tasks": tasks, "encoders": encoders}
+            "tasks": tasks, "encoders": encoders, "encoders_page": encoders_summary(entries, registry, results_dir)}
 
 
 def write_summary(summary: dict, path: Path) -> Path:

@@ -356,6 +356,9 @@ def cross_card_problems(card: Card, reg: Registry) -> list[CardProblem]:
         train_task = (data.get("transfer") or {}).get("train_task") if isinstance(data.get("transfer"), dict) else None
         if train_task and train_task not in reg.tasks:
             problem("/transfer/train_task", f"unknown task {train_task!r}", suggestion=did_you_mean(train_task, reg.tasks))
+        from registry.benchmarks import benchmark_problems
+
+        problems.extend(benchmark_problems(card, reg.root))
     elif card.kind == "encoder":
         adapter = data.get("adapter")
         if adapter not in ADAPTER_MODULES and adapter != "custom":

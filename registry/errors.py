@@ -36,8 +36,22 @@ class CardProblem:
         return text
 
 
-class CardError(Exception):
+class RegistryError(Exception):
+    """Base of every error the project raises for a person to act on: `str()` is the human message, `exit_code` the
+    status the CLI exits with (2 bad input, 1 a failure). `runner.cli_app` prints it in one line, never a traceback."""
+
+    exit_code: int = 1
+
+    def __init__(self, *args, exit_code: int | None = None):
+        super().__init__(*args)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class CardError(RegistryError):
     """One or more card problems. `str()` gives one line per problem."""
+
+    exit_code = 2
 
     def __init__(self, problems: list[CardProblem] | CardProblem):
         self.problems = problems if isinstance(problems, list) else [problems]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from registry.errors import RegistryError
 from runner.splits import InnerSplitCache, first_stratified_group_split
 
 # LightGBM's OpenMP threads spin while they wait; on a machine with more busy threads than cores (2 shared cores
@@ -45,8 +46,10 @@ def machine_threads() -> int:
     return max(1, usable // 2)
 
 
-class ClassifyError(ValueError):
+class ClassifyError(RegistryError, ValueError):
     """Inputs the classifier cannot use; the message says what is wrong."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from registry.errors import RegistryError
+
 FINDINGS = ("atelectasis", "edema", "effusion", "opacity")
 DEFAULT_PATIENTS = 450  # ~1,100 images, ~990 frontal: >= 150 positives and negatives per finding after exclusions
 PREVALENCE = 0.40
@@ -61,8 +63,10 @@ SITES = {
 }
 
 
-class DemoDataError(Exception):
+class DemoDataError(RegistryError):
     """The demo data set cannot be written (e.g. the target is a non-empty directory of something else)."""
+
+    exit_code = 2
 
 
 @dataclass

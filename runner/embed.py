@@ -116,8 +116,12 @@ def view_seed(base_seed: int, rel_path: str) -> int:
 # main process
 
 
-def _progress_bar(enabled: bool):
-    """A rich progress bar showing images/s (disabled: prints nothing)."""
+def _progress_bar(enabled: bool | str):
+    """A rich progress bar showing images/s (disabled: prints nothing; "log": periodic lines on stderr)."""
+    if enabled == "log":
+        from runner.progress import LogProgress
+
+        return LogProgress()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeRemainingColumn
     from rich.text import Text
 
@@ -269,7 +273,7 @@ def embed_rows_with(
 
     n_computed = 0
     compute_start = time.perf_counter()
-    with _progress_bar(progress and bool(todo)) as bar:
+    with _progress_bar(progress if todo else False) as bar:
         task = bar.add_task(f"embedding with {encoder.id}", total=len(todo))
         for chunk, results in compute(todo):
             keys, vectors, new_failures = [], [], {}

@@ -24,13 +24,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from registry.errors import RegistryError
 from runner.atomic import atomic_write  # stdlib only
 
 # Imported before any torch user on purpose: it sets OMP_WAIT_POLICY before torch or lightgbm load OpenMP.
 from runner.classify import ClassifyError, classify
 
 
-class EvaluationError(Exception):
+class EvaluationError(RegistryError):
     """An evaluation that cannot run; str() is the one-line human message. `exit_code` 2 = bad input, 1 = failure."""
 
     def __init__(self, message: str, exit_code: int = 1):
@@ -45,13 +46,14 @@ class EvalOptions:
     analyses: list[str] | None = field(default_factory=list)  # [] none; None: those the task card enables
     cache_dir: Path | None = None  # default: $CXR_CACHE_DIR or ~/.cache/cxr-registry
     trust_custom_code: bool = False
-    progress: bool = True
+    progress: bool | str = True  # True: a progress bar; "log": a line on stderr every few seconds (not a terminal)
     pipeline: str = "auto"  # auto | cpu | fast (runner.fastpath: preprocessing on the device)
     batch_size: int | None = None  # default: the encoder card's
     backend: str = "local"  # local | ray (runner.ray_backend: Ray Data actor pool, same cache)
     # dataset id -> root, for data sets other than the task's own: a transfer task's training set, transfer targets
     data_roots: dict[str, Path] = field(default_factory=dict)
     resample: bool = False  # sample from the data root even when the task has a committed manifest (manifests/)
+    weights_dir: Path | None = None  # --weights-dir: where the encoder's weight files are
 
 
 @dataclass
@@ -285,7 +287,7 @@ def _load_encoder(encoder_card, options: EvalOptions):
     try:
         # Lazy: when every embedding is already cached, the model (and its weights) is never loaded.
         return load_encoder(encoder_card.data, device=options.device, trust_custom_code=options.trust_custom_code,
-                            lazy=True)
+                            weights_dir=options.weights_dir, lazy=True)
     except EncoderError as exc:
         raise EvaluationError(str(exc), exit_code=2) from None
 

@@ -17,11 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from registry.errors import RegistryError
+
 PIL_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 
 
-class ImageDecodeError(Exception):
+class ImageDecodeError(RegistryError):
     """One file could not be turned into an image. `.reason` is a short slug, `str()` the human message."""
+
+    exit_code = 2
 
     def __init__(self, reason: str, path: str | Path, detail: str):
         self.reason = reason

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from registry.errors import RegistryError
 from runner.atomic import atomic_write_bytes
 
 COLUMNS = ["image_id", "patient_id", "study_id", "path", "view", "label", "fold"]
@@ -25,8 +26,10 @@ OPTIONAL = ["sex", "age"]
 INT_COLUMNS = ("label", "fold")
 
 
-class ManifestError(Exception):
+class ManifestError(RegistryError):
     """A manifest that is missing, malformed or does not match its recorded hash."""
+
+    exit_code = 2
 
 
 @dataclass

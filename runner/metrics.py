@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
+from registry.errors import RegistryError
+
 CI_METHODS = ("t-interval", "cluster-bootstrap")
 PREDICTION_COLUMNS = ("image_id", "patient_id", "label", "fold", "prob")
 METRICS = ("auroc", "f1")
@@ -35,8 +37,10 @@ METRICS = ("auroc", "f1")
 MIN_VALID_REPLICATES = 50
 
 
-class MetricsInputError(ValueError):
+class MetricsInputError(RegistryError, ValueError):
     """Predictions or a metrics card that cannot be summarised; the message says what is wrong."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)

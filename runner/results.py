@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from registry.errors import RegistryError
 from runner.atomic import atomic_write_bytes
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "registry" / "schemas" / "result.schema.json"
@@ -31,7 +32,7 @@ KEY_PACKAGES = (
 )
 
 
-class ResultError(Exception):
+class ResultError(RegistryError):
     """A result file that cannot be read or written; str() is a one-line human message."""
 
 

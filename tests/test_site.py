@@ -214,6 +214,7 @@ HOSTILE = '<script>alert(1)</script><img src=x onerror=alert(2)>'
 def test_html_in_result_strings_is_inert(tmp_path):
     reg = fake_registry()
     reg.encoders["pixels"].data["title"] = HOSTILE  # a hostile card title, as a submitted encoder name
+    reg.encoders["pixels"].data["parameters"] = 1000  # so that it is drawn in the AUROC-vs-parameters SVG too
     result = make_reproduced(reg)
     result["encoder"]["name"] = HOSTILE
     result["analyses"] = {HOSTILE: [{"key": HOSTILE, "value": 1}], "note": HOSTILE}
@@ -221,14 +222,19 @@ def test_html_in_result_strings_is_inert(tmp_path):
     result["metrics"]["auroc"].update(mean=None, ci_low=None, ci_high=None, half_width=None, reason=HOSTILE)
     results = tmp_path / "results"
     write_result(result, results / "effusion-demo__pixels__reproduced.json")
+    write_result(make_reproduced(reg, "effusion-nih", "pixels"), results / "effusion-nih__pixels__reproduced.json")
     out = build_site(tmp_path / "site", results, reg).parent
     for page in out.rglob("*.html"):
         text = page.read_text()
         assert "<script>alert" not in text and "<img src=x" not in text, page
         parsed = parse(page)
-        assert all(attrs.get("src", "").endswith("static/site.js") for attrs in parsed.scripts), page
+        assert all(attrs.get("src", "").endswith(("static/site.js", "static/encoders.js"))
+                   for attrs in parsed.scripts), page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in (out / "tasks" / "effusion-demo.html").read_text()
     assert "&lt;script&gt;" in (out / "index.html").read_text()
+    svgs = list((out / "static").glob("*.svg"))
+    assert svgs and all("<script" not in svg.read_text() for svg in svgs)
+    assert any("&lt;script&gt;alert(1)" in svg.read_text() for svg in svgs)  # the title is there, as text
 
 
 def test_cli_build_prints_index_path(tmp_path, monkeypatch):
@@ -241,10 +247,10 @@ def test_cli_build_prints_index_path(tmp_path, monkeypatch):
     monkeypatch.setattr(cmds, "_registry", lambda: reg)
     results = tmp_path / "results"
     file_reported(reg, TABLE_PATH, results)
-    out = CliRunner().invoke(app, ["leaderboard", "build", "--out", str(tmp_path / "site"), "--results", str(results)])
+    out = CliRunner().invoke(app, ["leaderboard", "build", "--out", str(tmp_path / "site"), "--results-dir", str(results)])
     assert out.exit_code == 0, out.output
     assert out.output.strip().endswith("index.html") and (tmp_path / "site" / "index.html").is_file()
-    missing = CliRunner().invoke(app, ["leaderboard", "build", "--results", str(tmp_path / "nope")])
+    missing = CliRunner().invoke(app, ["leaderboard", "build", "--results-dir", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
 
 

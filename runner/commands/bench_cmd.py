@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from runner.cli_app import app
-
-EXIT_FAILURE, EXIT_INVALID = 1, 2
-
-
-def _fail(message: str, code: int) -> None:
-    print(f"runner bench: {message}", file=sys.stderr)
-    raise typer.Exit(code)
+from runner.cli_app import EXIT_FAILURE, EXIT_INVALID, app, fail, load_cli_registry
 
 
 @app.command("bench")
@@ -45,22 +37,19 @@ def bench(
     generated images; ratios b/a and b/c, stage timings, warm-cache speedup, peak RSS and GPU memory."""
     import json
 
-    from registry.cards import CardError, load_card, load_registry
+    from registry.cards import load_card
     from runner.bench import FORMATS, BenchConfig, markdown_table, run_bench
 
     if (encoder is None) == (encoder_card is None):
-        _fail("give exactly one of --encoder ID or --encoder-card FILE", EXIT_INVALID)
+        fail("give exactly one of --encoder ID or --encoder-card FILE", EXIT_INVALID)
     chosen = tuple(f.strip() for f in formats.split(",") if f.strip())
     if not chosen or set(chosen) - set(FORMATS):
-        _fail(f"--formats {formats!r}: expected a comma-separated subset of {', '.join(FORMATS)}", EXIT_INVALID)
+        fail(f"--formats {formats!r}: expected a comma-separated subset of {', '.join(FORMATS)}", EXIT_INVALID)
     try:
         sizes = tuple(int(x) for x in rss_sizes.split(",") if x.strip())
     except ValueError:
-        _fail(f"--rss-sizes {rss_sizes!r}: expected comma-separated image counts", EXIT_INVALID)
-    try:
-        card = load_card(encoder_card, kind="encoder") if encoder_card else load_registry().get("encoder", encoder)
-    except (CardError, OSError) as exc:
-        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, EXIT_INVALID)
+        fail(f"--rss-sizes {rss_sizes!r}: expected comma-separated image counts", EXIT_INVALID)
+    card = load_card(encoder_card, kind="encoder") if encoder_card else load_cli_registry().get("encoder", encoder)
     cfg = BenchConfig(
         encoder_card=card.data, encoder_sha256=card.behaviour_sha256, n=n, size=size, formats=chosen, device=device,
         workers=workers, batch_size=batch_size, naive_limit=min(naive_limit, n), repeat=repeat,
@@ -69,7 +58,7 @@ def bench(
     try:
         result = run_bench(cfg)
     except (ValueError, RuntimeError, OSError) as exc:
-        _fail(f"{type(exc).__name__}: {exc}", EXIT_FAILURE)
+        fail(f"{type(exc).__name__}: {exc}", EXIT_FAILURE)
     table = markdown_table(result)
     print(table)
     text = json.dumps(result, indent=2, sort_keys=True, allow_nan=False) + "\n"

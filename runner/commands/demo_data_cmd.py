@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from runner.cli_app import app
+from runner.cli_app import app, fail
 
 
 @app.command("demo-data")
@@ -26,18 +26,14 @@ def demo_data(
     """Write a SYNTHETIC chest-X-ray-like DICOM data set (metadata.csv, README.txt, demo_data.json, files/)."""
     import time
 
-    from runner.demo_data import DEFAULT_PATIENTS, DemoDataError, make_demo_dataset
+    from runner.demo_data import DEFAULT_PATIENTS, make_demo_dataset
 
     started = time.perf_counter()
     try:
         summary = make_demo_dataset(out, seed=seed, n_patients=DEFAULT_PATIENTS if patients is None else patients,
                                     site=site)
-    except DemoDataError as exc:
-        typer.echo(f"demo-data: {exc}", err=True)
-        raise typer.Exit(2) from None
     except OSError as exc:
-        typer.echo(f"demo-data: cannot write {out}: {exc}", err=True)
-        raise typer.Exit(1) from None
+        fail(f"cannot write {out}: {exc}", 1)
     views = ", ".join(f"{k} {v}" for k, v in summary.counts.get("view", {}).items())
     typer.echo(
         f"wrote {summary.n_images} synthetic DICOM files ({summary.n_patients} patients, {summary.n_studies} studies; "

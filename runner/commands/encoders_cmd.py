@@ -16,12 +16,10 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from runner.cli_app import app
+from runner.cli_app import RunnerApp, app, fail, is_card_path, load_cli_registry
 
-encoders_app = typer.Typer(help="Check encoder cards: build the model and embed a reference image.", no_args_is_help=True)
+encoders_app = RunnerApp(help="Check encoder cards: build the model and embed a reference image.", no_args_is_help=True)
 app.add_typer(encoders_app, name="encoders")
-
-EXIT_FAILURE, EXIT_INVALID = 1, 2
 
 
 @dataclass(frozen=True)
@@ -108,16 +106,13 @@ def check_encoder(card: dict, images: list[tuple[str, np.ndarray]], weights_dir:
     return report
 
 
-def _card_or_exit(encoder: str) -> dict:
-    from registry.cards import CardError, load_card, load_registry
+def encoder_card(encoder: str):
+    """An encoder id of the registry (with any --card files), or the path of a card file outside it."""
+    from registry.cards import load_card
 
-    try:
-        if encoder.endswith((".yaml", ".yml")) and Path(encoder).is_file():
-            return load_card(Path(encoder), kind="encoder").data
-        return load_registry().get("encoder", encoder).data
-    except CardError as exc:
-        typer.echo(f"invalid encoder card: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+    if is_card_path(encoder):
+        return load_card(Path(encoder), kind="encoder")
+    return load_cli_registry().get("encoder", encoder)
 
 
 @encoders_app.command("check")
@@ -134,23 +129,17 @@ def check(
     """Build an encoder from its card, embed the given images (or a reference chest X-ray), and print the embedding size,
     a fingerprint of each embedding, the preprocessing contract and images/s. Exit 1 when the encoder cannot be built or
     run (e.g. missing weights), 2 for bad input."""
-    from runner.encoders import EncoderError
     from runner.imaging import ImageDecodeError, load_image
 
-    card = _card_or_exit(encoder)
+    card = encoder_card(encoder).data
     try:
         images = [(str(p), load_image(p)) for p in image] if image else [reference_image()]
     except (ImageDecodeError, OSError) as exc:
-        typer.echo(f"cannot read image: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+        fail(f"cannot read image: {exc}")
     try:
         report = check_encoder(card, images, weights_dir, device, trust_custom_code)
-    except EncoderError as exc:
-        typer.echo(f"encoder {card['id']!r}: {exc}", err=True)
-        raise typer.Exit(EXIT_FAILURE) from None
     except ValueError as exc:  # a preprocessing contract the imaging module rejects
-        typer.echo(f"encoder {card['id']!r}: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+        fail(f"encoder {card['id']!r}: {exc}")
     typer.echo(f"encoder     {report.encoder_id} (adapter {report.adapter}, device {report.device})")
     typer.echo(f"preprocess  {report.contract}")
     typer.echo(f"embedding   {report.dim}-d")

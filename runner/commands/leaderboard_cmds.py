@@ -7,38 +7,29 @@ from typing import Annotated
 
 import typer
 
-from runner.cli_app import app
+from runner.cli_app import RunnerApp, app, fail, load_cli_registry
 
-leaderboard_app = typer.Typer(help="Build or view the static leaderboard site.", no_args_is_help=True)
+leaderboard_app = RunnerApp(help="Build or view the static leaderboard site.", no_args_is_help=True)
 app.add_typer(leaderboard_app, name="leaderboard")
 
-
-def _fail(message: str, code: int):
-    for line in str(message).splitlines() or [""]:
-        typer.echo(f"error: {line}", err=True)
-    raise typer.Exit(code)
+RESULTS_DIR_HELP = "Folder of filed results (default: leaderboard/results/)."
 
 
 def _registry():
-    from registry.cards import load_registry
-    from registry.errors import CardError
-
-    try:
-        return load_registry()
-    except CardError as exc:
-        _fail(f"the registry's cards are invalid:\n{exc}", 2)
+    """The registry the commands check against (a seam for tests)."""
+    return load_cli_registry()
 
 
 @app.command("submit")
 def submit(
     results: Annotated[list[Path], typer.Argument(help="Result JSON file(s) written by `runner eval`.")],
     replace: Annotated[bool, typer.Option(
-        "--replace", help="Overwrite a result already filed for the same task, encoder and provenance.")] = False,
+        "--replace", help="Overwrite a result already filed for the same task, encoder and provenance "
+        "(prints what changed).")] = False,
     manifest: Annotated[Path | None, typer.Option(
         "--manifest", help="manifest.json (or run folder) to check the result's manifest hash against; "
         "default: manifest.json beside the result.")] = None,
-    results_dir: Annotated[Path | None, typer.Option(
-        "--results-dir", help="Where filed results live (default: leaderboard/results/).")] = None,
+    results_dir: Annotated[Path | None, typer.Option("--results-dir", help=RESULTS_DIR_HELP)] = None,
 ):
     """Check result files against the schema and the current cards, then file them into the leaderboard.
 
@@ -46,6 +37,7 @@ def submit(
     """
     from leaderboard.submit import RESULTS_DIR, SubmitError
     from leaderboard.submit import submit as submit_one
+    from runner.results import read_result
 
     registry = _registry()
     worst = 0
@@ -56,27 +48,32 @@ def submit(
             typer.echo(f"error: {path}: {exc}" if str(path) not in str(exc) else f"error: {exc}", err=True)
             worst = max(worst, exc.exit_code)
             continue
-        typer.echo(f"{'replaced' if filed.replaced else 'filed'} {filed.path}")
+        if not filed.replaced:
+            typer.echo(f"filed {filed.path}")
+            continue
+        changed = filed.changes(read_result(filed.path)) if filed.previous is not None else ["(earlier file unreadable)"]
+        typer.echo(f"replaced {filed.path}: " + ("; ".join(changed) if changed else "nothing shown changed"))
     raise typer.Exit(worst)
 
 
 @leaderboard_app.command("build")
 def build(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the site into.")] = Path("site"),
-    results: Annotated[Path | None, typer.Option(
-        "--results", help="Folder of filed results (default: leaderboard/results/).")] = None,
+    results_dir: Annotated[Path | None, typer.Option("--results-dir", help=RESULTS_DIR_HELP)] = None,
 ):
-    """Render the static site (index.html = Table 1, a page per task and encoder, leaderboard.json/.csv); prints index.html's path."""
+    """Render the static site (index.html = Table 1, encoders.html = the encoders ranked, a page per task and
+    encoder, leaderboard.json/.csv); prints index.html's path."""
     from leaderboard.site import build_site
     from leaderboard.submit import RESULTS_DIR
 
-    results = results or RESULTS_DIR
-    if not results.is_dir():
-        _fail(f"results folder {results} does not exist", 2)
+    results_dir = results_dir or RESULTS_DIR
+    if not results_dir.is_dir():
+        fail(f"results folder {results_dir} does not exist")
+    registry = _registry()
     try:
-        index = build_site(out, results, _registry())
+        index = build_site(out, results_dir, registry)
     except OSError as exc:
-        _fail(f"cannot write the site to {out}: {exc}", 1)
+        fail(f"cannot write the site to {out}: {exc}", 1)
     typer.echo(str(index))
 
 
@@ -89,8 +86,8 @@ def serve(
     from leaderboard.site import serve as serve_site
 
     if not (site_dir / "index.html").is_file():
-        _fail(f"{site_dir} has no index.html; run `runner leaderboard build --out {site_dir}` first", 2)
+        fail(f"{site_dir} has no index.html; run `runner leaderboard build --out {site_dir}` first")
     try:
         serve_site(site_dir, port)
     except OSError as exc:
-        _fail(f"cannot serve on 127.0.0.1:{port}: {exc}", 1)
+        fail(f"cannot serve on 127.0.0.1:{port}: {exc}", 1)

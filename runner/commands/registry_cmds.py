@@ -2,75 +2,98 @@
 
 from __future__ import annotations
 
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from runner.cli_app import app
-
-EXIT_INVALID = 2
+from runner.cli_app import app, fail, load_cli_registry, registry_root
 
 
 class CardKind(str, Enum):
     tasks = "tasks"
     encoders = "encoders"
     datasets = "datasets"
+    benchmarks = "benchmarks"
 
 
-def fail(message: str, code: int = EXIT_INVALID) -> None:
-    """Print a human message on stderr and exit; used by every command for bad input."""
-    typer.echo(message, err=True)
-    raise typer.Exit(code)
+def _size_text(pre: dict) -> str:
+    size = pre.get("size")
+    return "x".join(map(str, size)) if isinstance(size, list) else (f"{size}px" if size else "native")
 
 
-def registry_or_exit():
-    """The loaded registry, or exit 2 with every card problem listed."""
-    from registry.cards import CardError, load_registry
+def listing(kind: CardKind, reg) -> list[dict]:
+    """One flat record per card (or benchmark): what `runner list` prints, as a table, as lines or as JSON."""
+    from registry.benchmarks import load_benchmarks, tasks_of
 
-    try:
-        return load_registry()
-    except CardError as exc:
-        fail(f"invalid cards ({len(exc.problems)} problem(s)); run `runner validate` for details:\n{exc}")
-
-
-@app.command("list")
-def list_cards(kind: Annotated[CardKind, typer.Argument(help="What to list.")]) -> None:
-    """List the tasks, encoders or datasets in the registry as a table."""
-    from rich.console import Console
-    from rich.table import Table
-
-    reg = registry_or_exit()
-    table = Table(title=f"{kind.value} ({len(reg.of_kind(kind.value[:-1]))})")
+    records = []
     if kind is CardKind.tasks:
-        for column in ("id", "dataset", "label", "sampling", "split", "title"):
-            table.add_column(column)
         for card in reg.tasks.values():
             d = card.data
-            sampling = f"{d['sampling'].get('positives')}/{d['sampling'].get('negatives')}"
-            split = d["split"].get("method", "")
-            if d["split"].get("folds"):
-                split += f" ({d['split']['folds']})"
-            label = d["label"].get("name") or d["label"].get("id")
-            table.add_row(card.id, d["dataset"], str(label), sampling, split, d["title"])
+            split = d["split"].get("method", "") + (f" ({d['split']['folds']})" if d["split"].get("folds") else "")
+            records.append({"id": card.id, "dataset": d["dataset"], "label": d["label"].get("id"),
+                            "benchmarks": list(d.get("benchmarks") or []),
+                            "sampling": f"{d['sampling'].get('positives')}/{d['sampling'].get('negatives')}",
+                            "split": split, "title": d["title"]})
     elif kind is CardKind.encoders:
-        for column in ("id", "adapter", "dim", "input", "title"):
-            table.add_column(column)
         for card in reg.encoders.values():
             d = card.data
             pre = d.get("preprocess", {})
-            size = pre.get("size")
-            size_text = "x".join(map(str, size)) if isinstance(size, list) else (f"{size}px" if size else "native")
-            table.add_row(card.id, d["adapter"], str(d["embedding"]["dim"]),
-                          f"{size_text}, {pre.get('channels', '?')}ch, {pre.get('normalize', 'none')}", d["title"])
-    else:
-        for column in ("id", "kind", "labels", "synthetic", "title"):
-            table.add_column(column)
+            records.append({"id": card.id, "adapter": d["adapter"], "dim": d["embedding"]["dim"],
+                            "control": bool(d.get("control", False)),
+                            "input": f"{_size_text(pre)}, {pre.get('channels', '?')}ch, {pre.get('normalize', 'none')}",
+                            "title": d["title"]})
+    elif kind is CardKind.datasets:
         for card in reg.datasets.values():
             d = card.data
-            table.add_row(card.id, d.get("kind", ""), ", ".join(d.get("labels", {})),
-                          "yes" if d.get("synthetic") else "no", d.get("title", ""))
+            records.append({"id": card.id, "kind": d.get("kind", ""), "labels": list(d.get("labels", {})),
+                            "synthetic": bool(d.get("synthetic")), "title": d.get("title", "")})
+    else:
+        for bench in load_benchmarks(reg.root).values():
+            records.append({"id": bench.id, "tasks": tasks_of(bench.id, reg.tasks), "title": bench.title,
+                            "description": bench.description})
+    return records
+
+
+def _text(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ",".join(map(str, value)) if value else "-"
+    return str(value)
+
+
+@app.command("list")
+def list_cards(
+    kind: Annotated[CardKind, typer.Argument(help="What to list.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of records on stdout.")] = False,
+) -> None:
+    """List the tasks, encoders, datasets or benchmarks: a table on a terminal; piped, one tab-separated line per
+    card with full ids and a header line (no box drawing); --json for a machine-readable list."""
+    import json
+
+    records = listing(kind, load_cli_registry())
+    if as_json:
+        typer.echo(json.dumps(records, indent=2, ensure_ascii=False))
+        return
+    columns = list(records[0]) if records else ["id"]
+    if kind is CardKind.benchmarks:
+        columns.remove("description")
+    if not sys.stdout.isatty():
+        typer.echo("\t".join(columns))
+        for record in records:
+            typer.echo("\t".join(_text(record[c]) for c in columns))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{kind.value} ({len(records)})")
+    for column in columns:
+        table.add_column(column, no_wrap=column == "id", overflow="fold")
+    for record in records:
+        table.add_row(*(_text(record[c]) for c in columns))
     Console(width=max(120, Console().width)).print(table)
 
 
@@ -90,13 +113,14 @@ def show_card(
     kind = kind.rstrip("s")
     if kind not in ("task", "encoder", "dataset"):
         fail(f"unknown kind {kind!r}; expected task, encoder or dataset")
-    reg = registry_or_exit()
+    reg = load_cli_registry()
     try:
         card = reg.get(kind, card_id)
     except CardError as exc:
         fail(str(exc).removeprefix("<card>: /: "))
     if as_json:
-        typer.echo(json.dumps({"id": card.id, "sha256": card.sha256, "card": card.data}, indent=2, sort_keys=True))
+        typer.echo(json.dumps({"id": card.id, "sha256": card.sha256, "path": str(card.path), "card": card.data},
+                              indent=2, sort_keys=True))
         return
     typer.echo(f"# {kind} {card.id}")
     typer.echo(f"# file:   {card.path}")
@@ -115,14 +139,15 @@ def validate(
         list[Path] | None, typer.Argument(help="Card files to check (default: every card in the registry).")
     ] = None,
 ) -> None:
-    """Check cards against their JSON Schemas and against each other. Exit 2 if any card is invalid."""
+    """Check cards against their JSON Schemas and against each other (and the benchmarks task cards name against
+    registry/benchmarks.yaml). Exit 2 if any card is invalid."""
     from registry.cards import KINDS, collect, validate_files
 
     if paths:
-        problems = validate_files(paths)
+        problems = validate_files(paths, registry_root())
         summary = f"{len(paths)} card file(s) valid"
     else:
-        reg, problems = collect()
+        reg, problems = collect(registry_root())
         summary = ", ".join(f"{len(reg.of_kind(k))} {k}s" for k in KINDS) + " valid"
     for problem in problems:
         typer.echo(f"error: {problem}", err=True)

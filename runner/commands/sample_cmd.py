@@ -7,13 +7,7 @@ from typing import Annotated
 
 import typer
 
-from runner.cli_app import app
-
-
-def _fail(message: str, code: int):
-    for line in str(message).splitlines() or [""]:
-        typer.echo(f"error: {line}", err=True)
-    raise typer.Exit(code)
+from runner.cli_app import app, fail, load_cli_registry
 
 
 @app.command("sample")
@@ -35,26 +29,19 @@ def sample(
 
     Exit codes: 0 written, 1 failure (cannot write), 2 invalid input (unknown task, missing data, too few candidates).
     """
-    from registry.cards import load_registry
-    from registry.errors import CardError
-    from runner.data.tables import DataError
+    from runner.data.tables import resolve_data_root
     from runner.manifest import write_manifest
     from runner.sampling import sample_task
 
-    try:
-        reg = load_registry()
-        card = reg.get("task", task)
-        dataset = reg.get("dataset", card.data["dataset"])
-        from runner.data.tables import resolve_data_root
-
-        root = resolve_data_root(dataset.data, data_root)
-        result = sample_task(card.data, dataset.data, root, seed=seed, verify=verify, workers=workers)
-    except (CardError, DataError) as exc:
-        _fail(str(exc), 2)
+    reg = load_cli_registry()
+    card = reg.get("task", task)
+    dataset = reg.get("dataset", card.data["dataset"])
+    root = resolve_data_root(dataset.data, data_root)
+    result = sample_task(card.data, dataset.data, root, seed=seed, verify=verify, workers=workers)
     try:
         manifest = write_manifest(out / task, result, card.behaviour_sha256)
     except OSError as exc:
-        _fail(f"cannot write the manifest to {out / task}: {exc.strerror or exc}", 1)
+        fail(f"cannot write the manifest to {out / task}: {exc.strerror or exc}", 1)
 
     meta, counts = manifest.meta, manifest.meta["counts"]
     for step in counts["filters"]:

@@ -16,12 +16,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from registry.errors import RegistryError
+
 INDEX_COLUMNS = ["image_id", "patient_id", "study_id", "path", "view"]
 OPTIONAL_COLUMNS = ["sex", "age"]
 
 
-class DataError(Exception):
+class DataError(RegistryError):
     """A data set cannot be read as its card says. str() is the one-line human message."""
+
+    exit_code = 2
 
 
 def leaves_root(path) -> bool:

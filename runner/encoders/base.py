@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from registry.errors import RegistryError
 
-class EncoderError(Exception):
+
+class EncoderError(RegistryError):
     """An encoder cannot be built or run; the message says what to do."""
 
 

@@ -100,6 +100,27 @@ def _from_hub(card: dict, files: list[str]) -> ResolvedWeights | None:
     return ResolvedWeights(root, tuple(files), f"hf:{repo}@{spec.get('revision') or 'main'}")
 
 
+def weights_present(card: dict, weights_dir: Path | None = None) -> bool:
+    """True when the card needs no weight files (built-ins, random-weight controls) or every file it lists is on this
+    machine already: in a local candidate directory or the Hugging Face cache (nothing is downloaded)."""
+    spec = card.get("weights") or {}
+    files = list(spec.get("files") or [])
+    if spec.get("random_init") or not files:
+        return True
+    if any(root.is_dir() and not _missing(root, files) for _, root in _candidate_dirs(card, weights_dir)):
+        return True
+    if not spec.get("hf_repo"):
+        return False
+    try:
+        from huggingface_hub import snapshot_download
+
+        root = snapshot_download(repo_id=spec["hf_repo"], revision=spec.get("revision"), local_files_only=True,
+                                 allow_patterns=[f + "*" if f.endswith("/") else f for f in files])
+    except Exception:  # noqa: BLE001 - not in the cache (or no hub library): not present
+        return False
+    return not _missing(Path(root), files)
+
+
 def resolve_weights(card: dict, weights_dir: Path | None = None) -> ResolvedWeights:
     """Locate every file the card's `weights.files` lists and verify its sha256 pin; see the module docstring."""
     spec = card.get("weights") or {}
@@ -119,7 +140,7 @@ def resolve_weights(card: dict, weights_dir: Path | None = None) -> ResolvedWeig
     else:
         resolved = _from_hub(card, files)
         if resolved is None:
-            where = f"hf:{spec['hf_repo']}" + (" (HF_HUB_OFFLINE=1: cache only)" if _offline() else "")
+            where = f"hf:{spec.get('hf_repo')}" + (" (HF_HUB_OFFLINE=1: cache only)" if _offline() else "")
             raise WeightsNotFoundError(
                 f"{files[0]} for encoder {card['id']!r} (looked in "
                 + ", ".join([str(p) for _, p in _candidate_dirs(card, weights_dir)] + ([where] if spec.get("hf_repo") else []))

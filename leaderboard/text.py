@@ -1,0 +1,36 @@
+"""How the site writes a few kinds of value: p-values, citations (with their link), parameter counts."""
+
+from __future__ import annotations
+
+import re
+
+from markupsafe import Markup, escape
+
+URL = re.compile(r"(https?://[^\s<>\"]+[^\s<>\".,;)])|\b(doi:\s*|https?://doi\.org/)?(10\.\d{4,9}/[^\s<>\"]+[^\s<>\".,;)])|"
+                 r"\barXiv:(\d{4}\.\d{4,5}(?:v\d+)?)")
+
+
+def p_value(p) -> str:
+    """'< 0.001' below a thousandth (a rounded 0 would claim certainty), else three decimals; '—' when absent."""
+    if p is None:
+        return "—"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def citation_html(text: str | None) -> Markup:
+    """A citation with its URL, DOI or arXiv id made a link (everything else escaped)."""
+    if not text:
+        return Markup("—")
+    out, last = [], 0
+    for match in URL.finditer(text):
+        out.append(escape(text[last:match.start()]))
+        if match.group(1):
+            href = match.group(1)
+        elif match.group(3):
+            href = "https://doi.org/" + match.group(3)
+        else:
+            href = "https://arxiv.org/abs/" + match.group(4)
+        out.append(Markup('<a href="{}">{}</a>').format(href, match.group(0)))
+        last = match.end()
+    out.append(escape(text[last:]))
+    return Markup("").join(out)

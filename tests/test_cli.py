@@ -1,0 +1,266 @@
+"""The CLI as a newcomer meets it: --version, -h, --json, selection by glob and benchmark, --encoder all, every pair
+run with a summary, cards outside the repo (--card, --registry), --device cuda without CUDA, one error handler."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_evaluate import TINY_TASK, make_registry_root
+from typer.testing import CliRunner
+
+from registry.cards import clear_cache
+from runner.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+BOX = set("━│┃┏┓┗┛─╇╈┡┩")
+
+
+def invoke(*args, env=None):
+    clear_cache()
+    return CliRunner().invoke(app, [str(a) for a in args], env=env)
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    return make_registry_root(tmp_path_factory.mktemp("cli-reg"), {"effusion-tiny": TINY_TASK})
+
+
+LOCAL_ONLY_CARD = """\
+id: {id}
+title: A local-weights-only timm card
+adapter: timm
+model: {{name: resnet18}}
+weights: {{files: [model.safetensors], local_dir_env: NO_SUCH_DIR_FOR_TESTS}}
+preprocess: {{size: 64, channels: 3, interpolation: bilinear, normalize: imagenet, bit_depth: 8}}
+embedding: {{dim: 512, pooling: none}}
+license: Apache-2.0
+"""
+
+
+def test_version_and_short_help():
+    version = invoke("--version")
+    assert version.exit_code == 0 and version.output.startswith("runner ")
+    for args in (["-h"], ["eval", "-h"], ["leaderboard", "build", "-h"], ["encoders", "check", "-h"]):
+        shown = invoke(*args)
+        assert shown.exit_code == 0 and "Usage" in shown.output, args
+
+
+def test_list_piped_prints_full_ids_without_box_drawing_and_json():
+    piped = invoke("list", "encoders")  # CliRunner's stdout is not a terminal
+    assert piped.exit_code == 0
+    assert not BOX & set(piped.output)
+    lines = piped.output.splitlines()
+    assert lines[0].split("\t")[:2] == ["id", "adapter"]
+    assert any(line.split("\t")[0] == "xrv-densenet121-random" for line in lines)  # full id, not cut
+    as_json = json.loads(invoke("list", "tasks", "--json").output)
+    assert {t["id"]: t["benchmarks"] for t in as_json}["effusion-nih"] == ["paper-table1"]
+    benchmarks = {b["id"]: b for b in json.loads(invoke("list", "benchmarks", "--json").output)}
+    assert len(benchmarks["paper-table1"]["tasks"]) == 8 and "view-matched" in benchmarks
+    shown = json.loads(invoke("show", "task", "effusion-nih", "--json").output)
+    assert shown["id"] == "effusion-nih" and len(shown["sha256"]) == 64
+
+
+def test_task_selection_by_id_glob_benchmark_and_all():
+    from registry.cards import load_registry
+    from runner.cli_app import CLIError
+    from runner.commands.eval_cmd import select_tasks
+
+    reg = load_registry(REPO)
+    nih = select_tasks("*-nih", reg)  # the four NIH tasks, then the four MIMIC -> NIH transfer tasks
+    assert nih[:4] == ["atelectasis-nih", "edema-nih", "effusion-nih", "opacity-nih"]
+    assert nih[4:] == [f"{d}-mimic-to-nih" for d in ("atelectasis", "edema", "effusion", "opacity")]
+    assert len(select_tasks("paper-table1", reg)) == 8
+    demo = select_tasks("demo", reg)
+    assert demo[-1] == "effusion-demo-transfer" and "effusion-demo" in demo  # transfer after what it trains on
+    assert select_tasks("effusion-nih,*-nih", reg)[0] == "effusion-nih"  # no duplicates, order kept
+    assert len(select_tasks("all", reg)) == len(reg.tasks)
+    with pytest.raises(CLIError, match="did you mean 'effusion-nih'") as bad:
+        select_tasks("efusion-nih", reg)
+    assert bad.value.exit_code == 2
+    with pytest.raises(CLIError, match="matches no task"):
+        select_tasks("*-nowhere", reg)
+
+
+def test_encoder_all_leaves_out_controls_and_absent_weights(monkeypatch, tmp_path):
+    from registry.cards import load_registry
+    from runner.commands.eval_cmd import select_encoders
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty hub cache: no hub weights are present
+    reg = load_registry(REPO)
+    controls = {e for e, c in reg.encoders.items() if c.data.get("control")}
+    chosen = select_encoders("all", reg, include_controls=True)
+    assert set(chosen.ids) == controls  # nothing with real weights is on this machine
+    assert chosen.left_out["medimageinsight"].startswith("weights not on this machine")
+    with pytest.raises(Exception, match="selects no encoder"):
+        select_encoders("all", reg)
+    assert select_encoders("pixels", reg).ids == ["pixels"]  # asked by name: always run
+    assert select_encoders("xrv-*", reg, include_controls=True).ids == ["xrv-densenet121-random"]
+    weights = tmp_path / "w"
+    weights.mkdir()
+    (weights / "model.safetensors").write_bytes(b"x")  # present (not loaded by the selection)
+    chosen = select_encoders("timm-*", reg, weights_dir=weights)
+    assert chosen.ids == ["timm-resnet50-imagenet"]
+
+
+def test_eval_without_encoder_says_how_to_pick_one(tiny_root):
+    out = invoke("--registry", tiny_root, "eval", "--task", "effusion-tiny")
+    assert out.exit_code == 2
+    assert "no --encoder given" in out.output and "pixels" in out.output and "--encoder all" not in out.output
+    assert "Traceback" not in out.output
+
+
+def test_device_cuda_without_cuda_exits_2_before_sampling(tiny_root, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    out = invoke("--registry", tiny_root, "eval", "--task", "effusion-tiny", "--encoder", "pixels", "--device", "cuda",
+                 "--data-root", tmp_path / "data", "--out", tmp_path / "runs")
+    assert out.exit_code == 2 and "CUDA is not available" in out.output
+    assert not (tmp_path / "runs").exists()  # nothing was sampled
+
+
+def test_eval_runs_every_pair_and_summarises_as_json(tiny_root, demo_data_dir, tmp_path, capsys):
+    card = tmp_path / "cards" / "local-only.yaml"
+    card.parent.mkdir()
+    card.write_text(LOCAL_ONLY_CARD.format(id="local-only"))
+    out = CliRunner().invoke(app, ["--registry", str(tiny_root), "eval", "--task", "effusion-tiny", "--encoder",
+                                   f"{card},pixels", "--data-root", str(demo_data_dir), "--out", str(tmp_path / "runs"),
+                                   "--analyses", "transfer", "--json", "--workers", "0"],
+                             env={"CXR_CACHE_DIR": str(tmp_path / "cache")})
+    assert out.exit_code == 1, out.output  # one pair failed (no weights), the other ran
+    summary = json.loads(out.stdout)
+    runs = {r["encoder"]: r for r in summary["runs"]}
+    assert runs["local-only"]["status"] == "failed" and "missing weights" in runs["local-only"]["error"]
+    assert runs["pixels"]["status"] == "ok" and 0.0 <= runs["pixels"]["auroc"]["mean"] <= 1.0
+    assert Path(runs["pixels"]["result"]).is_file()
+    assert summary["n_failed"] == 1 and summary["n_ok"] == 1
+    assert runs["pixels"]["skipped_analyses"] and runs["pixels"]["skipped_analyses"][0]["name"] == "transfer"
+    assert "analysis transfer skipped: " in out.stderr  # listed on the terminal, with the reason
+    assert "1 of 2 evaluation(s) done, 1 failed" in out.stderr
+    assert "KeyError" not in out.output and "Traceback" not in out.output
+
+
+def test_encoders_check_on_a_local_weights_only_card_is_one_line(tmp_path):
+    card = tmp_path / "local-only.yaml"
+    card.write_text(LOCAL_ONLY_CARD.format(id="local-only"))
+    out = invoke("encoders", "check", card)
+    assert out.exit_code == 1, out.output
+    errors = [line for line in out.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "model.safetensors" in errors[0] and "KeyError" not in out.output
+
+
+def test_card_outside_the_registry_with_card_and_duplicates_refused(tmp_path):
+    card = tmp_path / "my-enc.yaml"
+    card.write_text(LOCAL_ONLY_CARD.format(id="my-enc"))
+    shown = invoke("--card", card, "show", "encoder", "my-enc", "--json")
+    assert shown.exit_code == 0 and json.loads(shown.output)["id"] == "my-enc"
+    assert invoke("show", "encoder", "my-enc").exit_code == 2  # only for the command that names it
+    clash = tmp_path / "pixels.yaml"
+    clash.write_text(LOCAL_ONLY_CARD.format(id="pixels"))
+    refused = invoke("--card", clash, "list", "encoders")
+    assert refused.exit_code == 2 and "already defined" in refused.output
+
+
+def test_registry_option_and_undeclared_benchmark(tiny_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "reg"
+    shutil.copytree(tiny_root, root)
+    listed = invoke("--registry", root, "list", "tasks")
+    assert listed.exit_code == 0 and "effusion-tiny" in listed.output and "effusion-nih" not in listed.output
+    (root / "tasks" / "effusion-tiny.yaml").write_text(TINY_TASK + "benchmarks: [paper-tabel1]\n")
+    bad = invoke("--registry", root, "validate")
+    assert bad.exit_code == 2
+    assert "benchmark 'paper-tabel1' is not declared" in bad.output and "did you mean 'paper-table1'" in bad.output
+    assert "effusion-tiny.yaml:" in bad.output  # file and line
+    (root / "tasks" / "demo.yaml").write_text(TINY_TASK.replace("effusion-tiny", "demo"))
+    (root / "tasks" / "effusion-tiny.yaml").write_text(TINY_TASK)
+    clash = invoke("--registry", root, "validate")
+    assert clash.exit_code == 2 and "also a benchmark id" in clash.output
+    assert invoke("--registry", tmp_path / "nowhere", "list", "tasks").exit_code == 2
+
+
+def test_a_registry_with_its_own_benchmarks_file(tiny_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "reg"
+    shutil.copytree(tiny_root, root)
+    (root / "registry" / "benchmarks.yaml").write_text("benchmarks:\n  - {id: mine, title: Mine}\n")
+    (root / "tasks" / "effusion-tiny.yaml").write_text(TINY_TASK + "benchmarks: [mine]\n")
+    listed = json.loads(invoke("--registry", root, "list", "benchmarks", "--json").output)
+    assert listed == [{"id": "mine", "tasks": ["effusion-tiny"], "title": "Mine", "description": ""}]
+    (root / "registry" / "benchmarks.yaml").write_text("benchmarks:\n  - {id: mine}\n")  # no title
+    broken = invoke("--registry", root, "validate")
+    assert broken.exit_code == 2 and "title" in broken.output
+
+
+def test_submit_replace_says_what_changed(tmp_path):
+    from test_results import fake_registry, make_reproduced
+
+    from leaderboard.submit import file_result
+
+    reg = fake_registry()
+    first = make_reproduced(reg, "effusion-demo", "pixels", auroc=0.7)
+    assert file_result(first, reg, tmp_path).changes(first) == []
+    second = make_reproduced(reg, "effusion-demo", "pixels", auroc=0.8)
+    filed = file_result(second, reg, tmp_path, replace=True)
+    assert filed.replaced
+    changes = filed.changes(second)
+    assert "auroc mean 0.7000 -> 0.8000" in changes
+    assert not any(c.startswith("f1 mean") for c in changes)  # F1 did not change
+
+
+def test_every_error_type_is_a_registry_error_with_an_exit_code():
+    from leaderboard.submit import SubmitError
+    from registry.errors import CardError, RegistryError
+    from runner.classify import ClassifyError
+    from runner.data.tables import DataError
+    from runner.demo_data import DemoDataError
+    from runner.encoders import EncoderError, WeightsNotFoundError
+    from runner.evaluate import EvaluationError
+    from runner.imaging import ImageDecodeError
+    from runner.manifest import ManifestError
+    from runner.metrics import MetricsInputError
+    from runner.results import ResultError
+    from runner.sampling import SamplingError
+
+    expected = {CardError: 2, DataError: 2, SamplingError: 2, ManifestError: 2, ClassifyError: 2, MetricsInputError: 2,
+                ImageDecodeError: 2, DemoDataError: 2, EncoderError: 1, WeightsNotFoundError: 1, ResultError: 1,
+                EvaluationError: 1}
+    for cls, code in expected.items():
+        assert issubclass(cls, RegistryError), cls
+        assert cls.exit_code == code, cls
+    assert issubclass(ClassifyError, ValueError) and issubclass(MetricsInputError, ValueError)  # callers catch those
+    assert EvaluationError("x", exit_code=2).exit_code == 2 and SubmitError("x", 1).exit_code == 1
+
+
+def test_the_handler_prints_one_line_and_exits_with_the_code():
+    import typer
+
+    from runner.cli_app import handle_errors
+    from runner.manifest import ManifestError
+
+    @handle_errors
+    def command():
+        raise ManifestError("manifest.json: sha256 mismatch")
+
+    with pytest.raises(typer.Exit) as done:
+        command()
+    assert done.value.exit_code == 2
+    out = invoke("sample", "--task", "effusion-demo", "--data-root", "/nonexistent/demo")
+    assert out.exit_code == 2 and out.output.startswith("error: ") and "Traceback" not in out.output
+
+
+def test_log_progress_lines(capsys):
+    from runner.progress import LogProgress
+
+    with LogProgress(every_s=0.0) as bar:
+        task = bar.add_task("embedding with x", total=4)
+        bar.advance(task, 2)
+        bar.advance(task, 2)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("embedding with x: 2/4 (50%)") and lines[-1].startswith("embedding with x: 4/4 (100%)")
