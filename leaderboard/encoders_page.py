@@ -30,7 +30,7 @@ def ranking_records(entries, registry, results_dir: Path) -> list[dict]:
         short = " ".join(x for x in (board.disease, board.dataset_label) if x)
         records.append({
             "task": r["task"]["id"], "task_title": short or task.spec.title,
-            "benchmarks": list(task.data["benchmarks"]), "dataset": r["task"]["dataset"],
+            "benchmarks": list(task.spec.benchmarks), "dataset": r["task"]["dataset"],
             "encoder": r["encoder"]["id"], "provenance": r["provenance"], "file": entry.file,
             "predictions": predictions if (Path(results_dir) / predictions).is_file() else None,
             "auroc": {k: r["metrics"]["auroc"][k] for k in ("mean", "ci_low", "ci_high")}})

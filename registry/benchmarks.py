@@ -34,7 +34,7 @@ _CACHE: dict[tuple, dict[str, Benchmark]] = {}
 
 def load_benchmarks(root: Path | None = None) -> dict[str, Benchmark]:
     """id -> Benchmark, in file order; raises CardError naming the file, line and field of a malformed declaration."""
-    from registry.cards import _schema_problems, _Source, read_yaml
+    from registry.cards import CardSource, read_yaml, schema_problems
     from registry.schemas import validator
 
     path = benchmarks_path(root)
@@ -47,7 +47,7 @@ def load_benchmarks(root: Path | None = None) -> dict[str, Benchmark]:
         return _CACHE[key]
     data, lines = read_yaml(path)
     validator("benchmarks")  # checks the schema itself
-    problems = _schema_problems("benchmarks", data, [_Source(path, lines)])
+    problems = schema_problems("benchmarks", data, [CardSource(path, lines)])
     declared: dict[str, Benchmark] = {}
     for index, item in enumerate(data.get("benchmarks") or [] if not problems else []):
         if item["id"] in declared:

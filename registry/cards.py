@@ -136,19 +136,19 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 
 @dataclass
-class _Source:
+class CardSource:
     """A file that contributed to a resolved card, with its line map, nearest first."""
 
     file: Path
     lines: dict[str, int]
 
 
-def resolve(path: Path, _stack: tuple[Path, ...] = ()) -> tuple[dict, list[_Source]]:
+def resolve(path: Path, _stack: tuple[Path, ...] = ()) -> tuple[dict, list[CardSource]]:
     """Load a card and everything it `extends:` -> (resolved mapping without `extends`, sources nearest first)."""
     path = Path(path).resolve()
     data, lines = read_yaml(path)
     parent = data.pop("extends", None)
-    sources = [_Source(path, lines)]
+    sources = [CardSource(path, lines)]
     if parent is None:
         return data, sources
     if not isinstance(parent, str) or not parent.strip() or "\x00" in parent:  # NUL: no such file name exists
@@ -166,7 +166,7 @@ def resolve(path: Path, _stack: tuple[Path, ...] = ()) -> tuple[dict, list[_Sour
     return deep_merge(base, data), sources + base_sources
 
 
-def locate(sources: list[_Source], pointer: str) -> tuple[Path, int | None]:
+def locate(sources: list[CardSource], pointer: str) -> tuple[Path, int | None]:
     """The file and line that define `pointer` (or its nearest defined parent) in a resolved card."""
     probe = pointer
     while True:
@@ -215,7 +215,7 @@ def _closest_branch_error(error):
     return best_match(min(branches.values(), key=len))
 
 
-def _schema_problems(kind: str, data: dict, sources: list[_Source]) -> list[CardProblem]:
+def schema_problems(kind: str, data: dict, sources: list[CardSource]) -> list[CardProblem]:
     problems = []
     for error in sorted(validator(kind).iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         # For oneOf/anyOf, the branch that got furthest says what is really wrong (a misspelled enum, say).
@@ -251,7 +251,7 @@ def _schema_problems(kind: str, data: dict, sources: list[_Source]) -> list[Card
     return problems
 
 
-def _non_finite_problems(data, sources: list[_Source], pointer: str = "") -> list[CardProblem]:
+def _non_finite_problems(data, sources: list[CardSource], pointer: str = "") -> list[CardProblem]:
     """YAML's .nan/.inf (and 1e999) pass JSON Schema number checks but cannot be hashed or written as JSON."""
     if isinstance(data, float) and not math.isfinite(data):
         file, line = locate(sources, pointer)
@@ -282,7 +282,7 @@ def load_card(path: Path, kind: str | None = None) -> Card:
     path = Path(path)
     data, sources = resolve(path)
     kind = kind or guess_kind(path, data)
-    problems = _non_finite_problems(data, sources) or _schema_problems(kind, data, sources)
+    problems = _non_finite_problems(data, sources) or schema_problems(kind, data, sources)
     card_id = data.get("id")
     if isinstance(card_id, str) and card_id != path.stem:
         file, line = locate(sources, "/id")

@@ -193,6 +193,7 @@ class TaskSpec:
     metrics: MetricsSpec
     analyses: AnalysesSpec
     leaderboard: LeaderboardSpec
+    benchmarks: tuple[str, ...]  # registry/benchmarks.yaml ids
 
 
 def task_spec(card) -> TaskSpec:
@@ -220,6 +221,7 @@ def task_spec(card) -> TaskSpec:
         metrics=metrics_spec(metrics),
         analyses=analyses_spec(an),
         leaderboard=LeaderboardSpec(board["table"], board.get("disease"), board.get("dataset_label"), board["order"]),
+        benchmarks=tuple(d["benchmarks"]),
     )
 
 
