@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from leaderboard.site_dir import SiteDir, SiteDirError  # noqa: F401  SiteDirError: re-exported for the CLI
 from leaderboard.submit import PREDICTIONS_NAME, RESULTS_DIR
 from runner.results import ResultError, read_result, validate_result
 
@@ -44,6 +45,7 @@ class Entry:
     file: str
     result: dict
     stale: bool  # a card changed after the result was filed: shown, but flagged
+    problems: tuple = ()  # why its numbers did not verify (leaderboard.verify): shown marked, never ranked
 
     @property
     def column(self) -> tuple[str, str]:
@@ -75,8 +77,20 @@ def _row_labels(task_card, registry) -> tuple[int, str, str]:
             board.get("dataset_label") or dataset_name)
 
 
+def _named_by_cards(result: dict, task, encoder) -> dict:
+    """The result with the names a reader sees taken from the cards: a result file cannot rename an encoder."""
+    label = task.data.get("label") or {}
+    return {**result, "encoder": {**result["encoder"], "name": encoder.data.get("title") or encoder.id},
+            "task": {**result["task"], "label": label.get("id", result["task"]["label"]) if isinstance(label, dict)
+                     else str(label)}}
+
+
 def load_entries(results_dir: Path, registry) -> tuple[list[Entry], list[str]]:
-    """Every valid filed result whose cards exist; and one message per file that could not be shown."""
+    """Every valid filed result whose cards exist, verified again (leaderboard.verify); and one message per file
+    that could not be shown."""
+    from leaderboard.submit import filed_problems
+    from leaderboard.verify import card_matches
+
     entries, skipped = [], []
     for path in sorted(Path(results_dir).glob("*.json")):
         try:
@@ -93,9 +107,17 @@ def load_entries(results_dir: Path, registry) -> tuple[list[Entry], list[str]]:
         if task is None or encoder is None:
             skipped.append(f"{path.name}: no card for task {result['task']['id']!r} or encoder {result['encoder']['id']!r}")
             continue
-        stale = task.sha256 != result["task"]["sha256"] or encoder.sha256 != result["encoder"]["sha256"]
-        entries.append(Entry(path.name, result, stale))
+        stale = card_matches(result, registry) is not None
+        problems = tuple(filed_problems(path, result, registry))
+        entries.append(Entry(path.name, _named_by_cards(result, task, encoder), stale, problems))
     return entries, skipped
+
+
+def plot_text(text: str) -> str:
+    """Text for matplotlib, inert: `$...$` would be parsed as mathtext (a `$\\frac{$` in a card title fails the
+    whole plot), so dollar signs are escaped; control characters dropped; length bounded."""
+    text = "".join(ch for ch in str(text) if ch.isprintable())[:200]
+    return text.replace("$", "\\$")
 
 
 def _fmt(value) -> str:
@@ -122,7 +144,8 @@ def _cell(entry: Entry, metric: str) -> dict:
     else:
         text = _fmt(m["mean"])
     return {"text": text, "mean": m["mean"], "reason": m.get("reason"), "entry": entry, "best": False, "tie": None,
-            "provenance": entry.result["provenance"], "stale": entry.stale, "ci_method": m["ci_method"]}
+            "provenance": entry.result["provenance"], "stale": entry.stale, "ci_method": m["ci_method"],
+            "unverified": bool(entry.problems)}
 
 
 def _mean(values):
@@ -180,7 +203,8 @@ def compute_ties(task_card, task_entries: list[Entry], results_dir: Path) -> Tie
     """Tie groups of one task from the predictions filed beside its reproduced results (same manifest only)."""
     alpha = float(((task_card.data.get("analyses") or {}).get("paired") or {}).get("alpha", DEFAULT_ALPHA))
     ties = TieGroups(task_card.id, alpha)
-    reproduced = [e for e in task_entries if e.result["provenance"] == "reproduced" and e.result.get("manifest")]
+    reproduced = [e for e in task_entries if e.result["provenance"] == "reproduced" and e.result.get("manifest")
+                  and not e.problems]  # an unverified result is never tested against the others
     if not reproduced:
         ties.note = NO_TEST_REPORTED if task_entries else None
         return ties
@@ -258,9 +282,10 @@ def build_tables(entries: list[Entry], registry, ties: dict[str, TieGroups] | No
         ordered_rows = sorted(rows.values(), key=lambda r: (order[r.task_id], r.task_id))
         for row in ordered_rows:
             for metric, _ in METRICS:
-                means = [c["mean"] for k, c in row.cells.items() if k[0] == metric and c["mean"] is not None]
+                means = [c["mean"] for k, c in row.cells.items() if k[0] == metric and c["mean"] is not None
+                         and not c.get("unverified")]
                 for k, c in row.cells.items():
-                    if k[0] == metric and means and c["mean"] == max(means):
+                    if k[0] == metric and means and c["mean"] == max(means) and not c.get("unverified"):
                         c["best"] = True
         names = {e: registry.encoders[e].data.get("title", e) for e in encoder_order}
         extras = tuple((k, label) for k, label in EXTRAS if any(k == c[0] for r in rows.values() for c in r.cells))
@@ -314,7 +339,7 @@ def _plot_roc(curves: list[tuple[str, list, list]], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
     for label, fpr, tpr in curves:
-        ax.plot(fpr, tpr, label=label, linewidth=1.5)
+        ax.plot(fpr, tpr, label=plot_text(label), linewidth=1.5)
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1)
     ax.set(xlabel="False positive rate", ylabel="True positive rate", xlim=(0, 1), ylim=(0, 1))
     ax.legend(loc="lower right", fontsize=8)
@@ -372,7 +397,7 @@ def analysis_views(task_id: str, entries: list[Entry], folder: Path) -> dict:
 
         name = f"{task_id}-label-efficiency.png"
         try:
-            plot_label_efficiency(curves, folder / name, title=task_id)
+            plot_label_efficiency({plot_text(k): v for k, v in curves.items()}, folder / name, title=plot_text(task_id))
             views["label_efficiency"] = name
         except (KeyError, TypeError, ValueError) as exc:  # a malformed block costs the figure, not the site
             print(f"warning: {task_id}: no label-efficiency figure ({exc})", file=sys.stderr)
@@ -392,7 +417,7 @@ def _umap_figure(task_id: str, entry: Entry, clustering: dict, folder: Path) -> 
 
         xy = np.column_stack([coordinates["x"], coordinates["y"]])
         plot_umap(xy, coordinates["label"], folder / f"{stem}.png", folder / f"{stem}.svg",
-                  title=f"{entry.result['encoder']['name']} on {task_id}")
+                  title=plot_text(f"{entry.result['encoder']['name']} on {task_id}"))
     except (KeyError, TypeError, ValueError) as exc:
         print(f"warning: {entry.file}: no UMAP figure ({exc})", file=sys.stderr)
         return None
@@ -408,7 +433,7 @@ def _records(entries: list[Entry], tables: list[dict], ties: dict[str, TieGroups
         record = {"section": section.get((r["task"]["id"], *entry.column)), "file": entry.file,
                   "task": r["task"]["id"], "dataset": r["task"]["dataset"], "label": r["task"]["label"],
                   "encoder": r["encoder"]["id"], "encoder_name": r["encoder"]["name"], "provenance": r["provenance"],
-                  "stale": entry.stale, "synthetic": bool(r.get("synthetic")),
+                  "stale": entry.stale, "verified": not entry.problems, "synthetic": bool(r.get("synthetic")),
                   "manifest_sha256": (r.get("manifest") or {}).get("sha256"),
                   "images_per_s": (r.get("throughput") or {}).get("images_per_s")}
         for metric, _ in METRICS:
@@ -474,15 +499,21 @@ def _display_path(path: Path) -> str:
         return str(path) + "/"
 
 
-def build_site(out_dir: Path, results_dir: Path = RESULTS_DIR, registry=None) -> Path:
-    """Render the site into `out_dir` (created, its earlier pages replaced) and return the path of index.html."""
+def build_site(out_dir: Path, results_dir: Path = RESULTS_DIR, registry=None,
+               problems: list | None = None) -> Path:
+    """Render the site into `out_dir` and return the path of index.html.
+
+    `out_dir` must be absent, empty or a site built here (leaderboard.site_dir: only files listed in its marker are
+    ever removed; the registry is never touched). `problems`, when given, receives (file, problem) for every filed
+    result that failed verification; such results are shown marked, not ranked.
+    """
     if registry is None:
         from registry.cards import load_registry
 
         registry = load_registry()
     out = Path(out_dir)
+    site = SiteDir.claim(out, protected=[Path(getattr(registry, "root", None) or HERE.parent), HERE.parent])
     for sub in ("tasks", "encoders", "static"):
-        shutil.rmtree(out / sub, ignore_errors=True)
         (out / sub).mkdir(parents=True, exist_ok=True)
     for asset in (HERE / "static").iterdir():
         shutil.copyfile(asset, out / "static" / asset.name)
@@ -490,11 +521,15 @@ def build_site(out_dir: Path, results_dir: Path = RESULTS_DIR, registry=None) ->
     entries, skipped = load_entries(results_dir, registry)
     for message in skipped:
         print(f"warning: not shown: {message}", file=sys.stderr)
+    for entry in entries:
+        if problems is not None:
+            problems.extend((entry.file, p) for p in entry.problems)
     ties = {task.id: compute_ties(task, [e for e in entries if e.result["task"]["id"] == task.id], results_dir)
             for task in registry.tasks.values()}
     tables = build_tables(entries, registry, ties)
     env = _environment()
-    common = {"skipped": skipped, "n_results": len(entries), "results_dir": _display_path(Path(results_dir))}
+    common = {"skipped": skipped, "n_results": len(entries), "results_dir": _display_path(Path(results_dir)),
+              "unverified": [(e.file, e.problems) for e in entries if e.problems]}
 
     for task in registry.tasks.values():
         task_entries = [e for e in entries if e.result["task"]["id"] == task.id]
@@ -522,6 +557,7 @@ def build_site(out_dir: Path, results_dir: Path = RESULTS_DIR, registry=None) ->
         root="", title="CXR embedding leaderboard", tables=tables, tasks=registry.tasks,
         encoders=registry.encoders, **common), encoding="utf-8")
     _write_exports(out, _records(entries, tables, ties))
+    site.commit()
     return index
 
 

@@ -25,6 +25,7 @@ from runner.cache import EmbeddingCache, ImageIdentity
 from runner.encoders.base import Encoder, adapter_class
 
 ORIGINAL = "original"
+TRANSIENT = "transient:"  # reason prefix of runner.imaging.failure_reason for errors that say nothing about the file
 
 
 @dataclass
@@ -76,14 +77,12 @@ def _die_with_parent() -> None:
 
 def _prepare_one(path: str, rel_path: str) -> dict[str, np.ndarray] | str:
     """{view id: prepared input} for one file, or the exclusion reason when it cannot be decoded."""
-    from runner.imaging import ImageDecodeError, load_image
+    from runner.imaging import ImageDecodeError, failure_reason, load_image
 
     try:
         image = load_image(path)
-    except ImageDecodeError as exc:
-        return f"decode-failed: {exc.reason}"
-    except OSError as exc:
-        return f"unreadable: {exc.strerror or type(exc).__name__}"
+    except (ImageDecodeError, OSError, MemoryError) as exc:  # MemoryError: this image fails, not the run
+        return failure_reason(exc)
     views = {ORIGINAL: image}
     if _worker_augment is not None:
         from runner.augment import augmented_views
@@ -187,7 +186,7 @@ def embed_rows_with(
     for image_id, rel_path in zip(manifest["image_id"].astype(str), manifest["path"].astype(str)):
         try:
             identity = ImageIdentity.of_file(dataset_id, data_root, rel_path)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a path the OS cannot take (a NUL byte in the metadata)
             exclusions.append({"image_id": image_id, "path": rel_path, "reason": _missing_reason(exc)})
             continue
         # The original's key never depends on augmentation settings, so it is shared with runs that do not augment.
@@ -209,7 +208,8 @@ def embed_rows_with(
                 if isinstance(result, str):
                     failed[image_id] = result
                     exclusions.append({"image_id": image_id, "path": rel_path, "reason": result})
-                    new_failures[view_keys[ORIGINAL]] = result
+                    if not result.startswith(TRANSIENT):  # the same bytes may read fine next time: not remembered
+                        new_failures[view_keys[ORIGINAL]] = result
                     continue
                 by_view = result if isinstance(result, dict) else {ORIGINAL: result}
                 for view, key in view_keys.items():
@@ -264,7 +264,9 @@ def _aug_tag(augment: dict | None) -> str:
     return "" if not augment else ",".join(f"{k}={augment[k]}" for k in sorted(augment))
 
 
-def _missing_reason(exc: OSError) -> str:
+def _missing_reason(exc: OSError | ValueError) -> str:
+    if isinstance(exc, ValueError):
+        return "invalid-path"
     return "missing-file" if isinstance(exc, FileNotFoundError) else f"unreadable: {exc.strerror or type(exc).__name__}"
 
 

@@ -47,6 +47,7 @@ class EvalOptions:
     backend: str = "local"  # local | ray (runner.ray_backend: Ray Data actor pool, same cache)
     # dataset id -> root, for data sets other than the task's own: a transfer task's training set, transfer targets
     data_roots: dict[str, Path] = field(default_factory=dict)
+    resample: bool = False  # sample again even when OUT/<task>/ holds a manifest (`runner eval --resample`)
 
 
 @dataclass
@@ -113,10 +114,11 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     roots = _Roots(task.data["dataset"], data_root, options.data_roots)
 
     t0 = time.perf_counter()
-    manifest = _manifest(task, dataset, roots.of(dataset.data), task_dir)
+    manifest = _manifest(task, dataset, roots.of(dataset.data), task_dir, resample=options.resample)
     train_manifest = None
     if train_cards:
-        train_manifest = _manifest(*train_cards, roots.of(train_cards[1].data), out_dir / train_cards[0].id)
+        train_manifest = _manifest(*train_cards, roots.of(train_cards[1].data), out_dir / train_cards[0].id,
+                                   resample=options.resample)
     timings["sample"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -130,6 +132,8 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
         train_side = _Side(*train_cards, train_manifest,
                            _embed(encoder, encoder_card, train_cards[1].id, roots.of(train_cards[1].data),
                                   train_manifest.frame, cache, augment, options))
+    for side in filter(None, (test_side, train_side)):  # past the card's budget the numbers are not the sample's
+        _check_exclusion_budget(side)
     timings["embed"] = time.perf_counter() - t0
 
     design = _transfer_design(train_side, test_side) if train_side else _design(test_side)
@@ -168,6 +172,9 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     result = _result(task, encoder_card, dataset, manifest, test_side.embedded, fitted, summary, analyses, timings,
                      encoder.device, options)
     _write_predictions(fitted.predictions, run_dir / "predictions.parquet")
+    from runner.fingerprint import file_sha256
+
+    result["predictions_sha256"] = file_sha256(run_dir / "predictions.parquet")  # what submit recomputes from
     from runner.results import ResultError, write_result
 
     try:
@@ -232,24 +239,44 @@ def _data_root(dataset_card: dict, data_root: Path | None) -> Path:
         raise EvaluationError(str(exc), exit_code=2) from None
 
 
-def _manifest(task, dataset, data_root: Path, task_dir: Path):
-    """The frozen manifest in task_dir when it was made from this task card; otherwise sample and freeze one."""
+def _manifest(task, dataset, data_root: Path, task_dir: Path, resample: bool = False):
+    """The frozen manifest in task_dir when it was made from this task card and its data fingerprint matches the
+    files under data_root (runner.fingerprint); otherwise sample and freeze one. A manifest of this card whose data
+    differs is an error (exit 2) naming what differs, unless `resample`."""
     from runner.data.tables import DataError
+    from runner.fingerprint import data_fingerprint, fingerprint_differences
     from runner.manifest import ManifestError, read_manifest, write_manifest
     from runner.sampling import sample_task
 
-    if (task_dir / "manifest.json").is_file():
+    if (task_dir / "manifest.json").is_file() and not resample:
         try:
             existing = read_manifest(task_dir)
         except ManifestError as exc:
-            raise EvaluationError(f"{exc}; delete {task_dir} to sample again", exit_code=2) from None
+            raise EvaluationError(f"{exc}; delete {task_dir} or pass --resample to sample again", exit_code=2) from None
         if existing.meta.get("task_sha256") == task.sha256:
+            differs = fingerprint_differences(existing.meta.get("data_fingerprint"), dataset.data, data_root,
+                                              existing.frame)
+            if differs:
+                raise EvaluationError(f"{task_dir / 'manifest.json'} was not sampled from the data under {data_root}: "
+                                      f"{differs}. Pass the data root it was sampled from, or --resample to sample "
+                                      "again", exit_code=2)
             return existing
     try:
         sampled = sample_task(task.data, dataset.data, data_root)
+        fingerprint = data_fingerprint(dataset.data, data_root, sampled)
     except DataError as exc:
         raise EvaluationError(str(exc), exit_code=2) from None
-    return write_manifest(task_dir, sampled, task.sha256)
+    return write_manifest(task_dir, sampled, task.sha256, fingerprint=fingerprint)
+
+
+def _check_exclusion_budget(side: _Side) -> None:
+    """Fail the run (exit 1, a table of reasons) when more images were lost after sampling than the card allows."""
+    from runner.budget import budget_problem, max_excluded_fraction
+
+    over = budget_problem(len(side.manifest.frame), side.embedded.exclusions, max_excluded_fraction(side.task.data),
+                          table=True)
+    if over:
+        raise EvaluationError(f"{side.task.id}: {over}", exit_code=1)
 
 
 def _wanted_analyses(task_data: dict, names: list[str] | None) -> list[str]:

@@ -11,6 +11,7 @@ pipeline can count and record the exclusion instead of crashing.
 
 from __future__ import annotations
 
+import errno
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,29 @@ from pathlib import Path
 import numpy as np
 
 PIL_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+# Decompression-bomb bound: declared pixels above it are excluded before any decode (50 MP: a 7000 x 7000 detector;
+# the largest CXRs are ~4300 x 3500). Its float64 working copy is then at most 400 MB. The dataset card field
+# `max_image_megapixels` overrides it where sampling checks files (runner.sampling); this default is the schema's.
+DEFAULT_MAX_PIXELS = 50_000_000
+DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian: the whole dataset is zlib-compressed
+# Errors that say nothing about the file: the same bytes may read fine on the next try, so they are never
+# remembered as a permanent decode failure (runner.embed does not cache them).
+TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.ETIMEDOUT, errno.EINTR, errno.ENOMEM, errno.EBUSY, errno.ESTALE}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for out-of-memory, timeouts and I/O errors of the storage, not of the file's content."""
+    return isinstance(exc, (MemoryError, TimeoutError)) or (isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The exclusion reason recorded for a file that could not be prepared; 'transient: ...' is not cached."""
+    if isinstance(exc, ImageDecodeError):
+        return f"decode-failed: {exc.reason}"
+    if is_transient(exc):
+        return f"transient: {'out of memory' if isinstance(exc, MemoryError) else type(exc).__name__}" + (
+            f" ({exc.strerror})" if isinstance(exc, OSError) and exc.strerror else "")
+    return f"unreadable: {getattr(exc, 'strerror', None) or type(exc).__name__}"
 
 
 class ImageDecodeError(Exception):
@@ -33,13 +57,18 @@ class ImageDecodeError(Exception):
 # ---------------------------------------------------------------------------------------------- loading
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """Read a DICOM, PNG or JPEG file → float32 HxW in [0, 1], bright = dense. Raises ImageDecodeError."""
+def load_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """Read a DICOM, PNG or JPEG file → float32 HxW in [0, 1], bright = dense. Raises ImageDecodeError.
+
+    An image declaring more than `max_pixels` (default DEFAULT_MAX_PIXELS) is refused before it is decoded
+    (reason `too-many-pixels`; a deflated DICOM inflating past it: `decompression-bomb`). MemoryError and transient
+    I/O errors propagate (`is_transient`): they are not a property of the file."""
     path = Path(path)
+    limit = int(max_pixels or DEFAULT_MAX_PIXELS)
     _check_file(path)
     if path.suffix.lower() in PIL_SUFFIXES:
-        return _load_pil(path)
-    return _load_dicom(path)
+        return _load_pil(path, limit)
+    return _load_dicom(path, limit)
 
 
 def read_view_position(path: str | Path) -> str:
@@ -61,9 +90,42 @@ def _check_file(path: Path) -> None:
         raise ImageDecodeError("zero-bytes", path, "file is empty (0 bytes)")
 
 
-def _read_dicom(path: Path, stop_before_pixels: bool = False):
+def _check_deflated(path: Path, max_pixels: int) -> None:
+    """A deflated DICOM is inflated whole by pydicom before any header can be read: inflate it here first, in
+    bounded steps, and refuse one that inflates past what `max_pixels` 32-bit pixels (+ 1 MB of header) need."""
+    import zlib
+
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+
+    try:
+        with path.open("rb") as handle:
+            read_preamble(handle, False)
+            meta = _read_file_meta_info(handle)
+            if str(meta.get("TransferSyntaxUID", "")) != DEFLATED:
+                return
+            limit, inflated = max_pixels * 4 + (1 << 20), 0
+            inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+            for block in iter(lambda: handle.read(1 << 16), b""):
+                inflated += len(inflater.decompress(block, limit - inflated + 1))
+                while inflater.unconsumed_tail and inflated <= limit:
+                    inflated += len(inflater.decompress(inflater.unconsumed_tail, limit - inflated + 1))
+                if inflated > limit:
+                    raise ImageDecodeError("decompression-bomb", path, f"deflated DICOM inflates past {limit:,} bytes "
+                                           f"(the {max_pixels:,}-pixel bound)")
+    except ImageDecodeError:
+        raise
+    except OSError as exc:
+        if is_transient(exc):
+            raise
+    except Exception:  # noqa: BLE001 - not a readable deflated file: dcmread reports what is wrong with it
+        return
+
+
+def _read_dicom(path: Path, stop_before_pixels: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS):
     import pydicom
     from pydicom.errors import InvalidDicomError
+
+    _check_deflated(path, max_pixels)
 
     # pydicom only *warns* when a file ends inside an undefined-length element (e.g. a truncated JPEG 2000
     # PixelData) and then silently drops the element, so the warning is the only evidence of truncation.
@@ -75,7 +137,13 @@ def _read_dicom(path: Path, stop_before_pixels: bool = False):
             raise ImageDecodeError("not-dicom", path, f"not a DICOM file ({exc})") from None
         except PermissionError as exc:
             raise ImageDecodeError("unreadable", path, f"cannot read file ({exc})") from None
-        except (EOFError, OSError) as exc:
+        except MemoryError:
+            raise
+        except OSError as exc:
+            if is_transient(exc):
+                raise
+            raise ImageDecodeError("truncated", path, f"file ends unexpectedly ({exc})") from None
+        except EOFError as exc:
             raise ImageDecodeError("truncated", path, f"file ends unexpectedly ({exc})") from None
         except Exception as exc:  # noqa: BLE001  pydicom raises many types on malformed headers
             raise ImageDecodeError("bad-header", path, f"cannot parse DICOM header ({type(exc).__name__}: {exc})") from None
@@ -84,10 +152,10 @@ def _read_dicom(path: Path, stop_before_pixels: bool = False):
     return ds
 
 
-def _load_dicom(path: Path) -> np.ndarray:
+def _load_dicom(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
 
-    ds = _read_dicom(path)
+    ds = _read_dicom(path, max_pixels=max_pixels)
     if "PixelData" not in ds:
         raise ImageDecodeError("no-pixel-data", path, "DICOM has no PixelData element")
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
@@ -98,6 +166,9 @@ def _load_dicom(path: Path) -> np.ndarray:
     rows, cols, bits = (int(ds.get(k, 0) or 0) for k in ("Rows", "Columns", "BitsAllocated"))
     if rows < 2 or cols < 2 or bits not in (8, 16, 32):
         raise ImageDecodeError("bad-dimensions", path, f"Rows={rows} Columns={cols} BitsAllocated={bits}")
+    if rows * cols > max_pixels:
+        raise ImageDecodeError("too-many-pixels", path, f"{rows} x {cols} = {rows * cols:,} pixels declared, more than "
+                               f"the {max_pixels:,} allowed (dataset card max_image_megapixels)")
     stored = int(ds.get("BitsStored", bits) or bits)
     if not 1 <= stored <= bits:
         raise ImageDecodeError("bad-bit-depth", path, f"BitsStored={stored} does not fit BitsAllocated={bits}")
@@ -126,6 +197,8 @@ def _load_dicom(path: Path) -> np.ndarray:
     try:
         raw = ds.pixel_array
         image = apply_modality_lut(raw, ds).astype(np.float64, copy=False)
+    except MemoryError:
+        raise
     except Exception as exc:  # noqa: BLE001  decoder plugins raise assorted types
         raise ImageDecodeError("decode-failed", path, f"{type(exc).__name__}: {exc}") from None
     try:
@@ -148,11 +221,15 @@ def _min_max(image: np.ndarray, path: Path) -> np.ndarray:
     return ((image - lo) / (hi - lo)).astype(np.float32)
 
 
-def _load_pil(path: Path) -> np.ndarray:
+def _load_pil(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # reads the header only: the declared size is checked before any decode
+            width, height = im.size
+            if width * height > max_pixels:
+                raise ImageDecodeError("too-many-pixels", path, f"{width} x {height} = {width * height:,} pixels "
+                                       f"declared, more than the {max_pixels:,} allowed (dataset card max_image_megapixels)")
             im.load()
             if getattr(im, "n_frames", 1) != 1:
                 raise ImageDecodeError("multi-frame", path, f"{im.n_frames} frames; one frame expected")
@@ -167,11 +244,15 @@ def _load_pil(path: Path) -> np.ndarray:
             if mode != "L":  # RGB(A), LA, P, 1: a few NIH PNGs are RGBA; luminance keeps their content
                 im = im.convert("L")
             return (np.asarray(im, dtype=np.float32) / 255.0).astype(np.float32)
-    except ImageDecodeError:
+    except (ImageDecodeError, MemoryError):
         raise
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError("too-many-pixels", path, str(exc)[:200]) from None
     except UnidentifiedImageError as exc:
         raise ImageDecodeError("not-image", path, f"not a readable image ({exc})") from None
     except (OSError, SyntaxError) as exc:  # Pillow reports truncated data as OSError
+        if is_transient(exc):
+            raise
         reason = "truncated" if "truncat" in str(exc).lower() else "decode-failed"
         raise ImageDecodeError(reason, path, f"{type(exc).__name__}: {exc}") from None
     except Exception as exc:  # noqa: BLE001  every failure of one file becomes a counted exclusion

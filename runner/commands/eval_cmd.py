@@ -151,6 +151,9 @@ def eval_command(
     dataset_root: Annotated[list[str] | None, typer.Option(
         "--dataset-root", help="DATASET=DIR: the root of another data set a run needs (a transfer task's training "
         "set, a transfer analysis target); repeatable. Default: that dataset card's environment variable.")] = None,
+    resample: Annotated[bool, typer.Option(
+        "--resample", help="Sample again even when OUT/<task>/ holds a manifest (a manifest is otherwise reused only "
+        "while its data fingerprint matches the files under the data root).")] = False,
 ):
     """Evaluate encoder(s) on task(s): sample (or reuse the frozen manifest), embed (cached), LightGBM per fold,
     AUROC and F1 with 95% CIs, and a validated result JSON per pair.
@@ -180,7 +183,7 @@ def eval_command(
               "or leave --data-root out and set each dataset card's environment variable", 2)
     options = EvalOptions(device=device, workers=workers, analyses=_analyses(analyses), cache_dir=cache_dir,
                           trust_custom_code=trust_custom_code, progress=sys.stderr.isatty(), pipeline=pipeline,
-                          batch_size=batch_size, backend=backend,
+                          batch_size=batch_size, backend=backend, resample=resample,
                           data_roots={**_demo_layout_roots(data_root, reg), **_dataset_roots(dataset_root, reg)})
     run_many(tasks, encoders, data_root, out, options, reg)
 
@@ -250,12 +253,14 @@ def demo_command(
     # The demo's leaderboard starts from the registry's filed results (the paper's Table 1, reported) and adds its own.
     from leaderboard.submit import RESULTS_DIR
 
-    for filed in RESULTS_DIR.iterdir():
+    for filed in RESULTS_DIR.iterdir():  # results, predictions and the frozen manifests they are verified against
         if filed.is_file() and not (results_dir / filed.name).exists():
             shutil.copyfile(filed, results_dir / filed.name)
-    for path in paths:  # the task's frozen manifest sits one folder up from each result
+        elif filed.is_dir():
+            shutil.copytree(filed, results_dir / filed.name, dirs_exist_ok=True)
+    for path in paths:  # submit finds the task's frozen manifest one folder up from each result
         try:
-            submit(path, reg, results_dir=results_dir, replace=True, manifest_path=path.parent.parent / "manifest.json")
+            submit(path, reg, results_dir=results_dir, replace=True)
         except Exception as exc:  # noqa: BLE001 - SubmitError and friends: one line, not a traceback
             _fail(f"filing {path}: {exc}", 1)
     index = build_site(out / "site", results_dir, reg)
