@@ -27,9 +27,9 @@ class Publication:
 
     @property
     def citation(self) -> str:
-        """What a reported result's `citation` says: the record's citation, its DOI or URL, and the table."""
-        where = f"https://doi.org/{self.data['doi']}" if self.data.get("doi") else self.data["url"]
-        return f"{self.data['citation'].strip()} ({self.data['table']}) {where}"
+        """What a reported result's `citation` says: the record's citation (its DOI or URL stay in the record, which
+        the result names by `publication`; the site links nothing outside itself)."""
+        return self.data["citation"].strip()
 
     def numbers(self, task_id: str, encoder_id: str) -> dict | None:
         """{metric: [mean, half-width]} printed for a task and encoder, or None."""
