@@ -51,6 +51,9 @@ _worker_augment: dict | None = None
 def _init_worker(encoder_cls: type[Encoder], card: dict, augment: dict | None) -> None:
     """Build a prepare-only instance: `prepare` depends on the card alone, so no weights are loaded in workers."""
     global _worker_encoder, _worker_augment
+    from runner.signals import quiet_worker
+
+    quiet_worker()
     _die_with_parent()
     _worker_encoder, _worker_augment = encoder_cls.prepare_only(card), augment
 

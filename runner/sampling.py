@@ -152,7 +152,9 @@ class _Checker:
         if self.workers <= 1 or len(paths) < _INLINE_BELOW:
             return [check_file(*a) for a in args]
         if self.pool is None:
-            self.pool = ProcessPoolExecutor(max_workers=self.workers)
+            from runner.signals import quiet_worker
+
+            self.pool = ProcessPoolExecutor(max_workers=self.workers, initializer=quiet_worker)
         return list(self.pool.map(check_file, *zip(*args), chunksize=max(1, len(args) // (4 * self.workers))))
 
     def close(self) -> None:
