@@ -16,7 +16,7 @@ from runner.commands import (
 )
 
 __all__ = ["app"]
-signals.install()  # SIGTERM unwinds like Ctrl-C: temp files removed, "Aborted!" instead of a traceback
+signals.install()  # SIGTERM unwinds like Ctrl-C: temp files removed, one line instead of a traceback (exit 130)
 
 
 if __name__ == "__main__":

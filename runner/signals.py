@@ -3,7 +3,7 @@
 Python turns SIGINT into KeyboardInterrupt, but SIGTERM (what `kill`, systemd and batch schedulers send) ends the
 process at once, skipping the clean-up of half-written temp files. `install()` makes SIGTERM raise KeyboardInterrupt
 in the main thread, so both signals unwind through `runner.atomic.atomic_write` (the temp file is removed; the target
-is either the old complete file or absent) and click prints "Aborted!" (exit 1) instead of a traceback.
+is either the old complete file or absent); one line says so, and the command exits 130 without a traceback.
 Decode workers ignore SIGINT (`quiet_worker`): the run that owns them decides, and they die with it.
 """
 
@@ -13,13 +13,19 @@ import signal
 
 
 def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+    import sys
+
+    name = signal.Signals(signum).name
+    print(f"interrupted ({name}): stopping; files being written are discarded, finished ones are kept",
+          file=sys.stderr, flush=True)
+    raise KeyboardInterrupt(name)
 
 
 def install() -> None:
-    """In the main process of a CLI command: SIGTERM -> KeyboardInterrupt."""
+    """In the main process of a CLI command: SIGTERM and SIGINT -> one message, then KeyboardInterrupt (typer: exit 130)."""
     try:
         signal.signal(signal.SIGTERM, _raise_interrupt)
+        signal.signal(signal.SIGINT, _raise_interrupt)
     except ValueError:  # not the main thread (e.g. a test runner invoking the app in a thread): leave it
         pass
 

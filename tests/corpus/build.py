@@ -1126,6 +1126,7 @@ def scenario_site_tex_markup_in_titles(tmp: Path) -> str:
 
 def _signal_during_eval(tmp: Path, sig: int) -> str:
     """`runner eval` on the demo data, signalled while it works: a clean message, no traceback, no partial file."""
+    import shutil
     import signal
     import subprocess
     import sys
@@ -1135,13 +1136,19 @@ def _signal_during_eval(tmp: Path, sig: int) -> str:
 
     repo = Path(__file__).resolve().parents[2]
     make_demo_dataset(tmp / "data", seed=0, n_patients=80, image_size=128)
-    env = {**os.environ, "PYTHONPATH": str(repo), "CXR_CACHE_DIR": str(tmp / "cache")}
-    proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "eval", "--task", "effusion-demo", "--encoder",
+    root = tmp / "registry"
+    for sub in ("tasks", "encoders", "registry/datasets"):
+        shutil.copytree(repo / sub, root / sub)
+    (root / "tasks" / "effusion-sig.yaml").write_text(
+        "extends: _defaults.yaml\nid: effusion-sig\ntitle: Signal test\ndataset: demo-cxr\n"
+        "label: {id: effusion, name: Effusion}\nsampling: {positives: 70, negatives: 70, verify: header}\n")
+    env = {**os.environ, "PYTHONPATH": str(repo), "CXR_CACHE_DIR": str(tmp / "cache"), "CXR_REGISTRY_ROOT": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "eval", "--task", "effusion-sig", "--encoder",
                              "random-cnn", "--data-root", str(tmp / "data"), "--out", str(tmp / "out"),
                              "--analyses", "none", "--device", "cpu"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
-    while time.time() < deadline and not list((tmp / "out").glob("*/manifest.json")):  # mid-run: sampled, embedding
+    while time.time() < deadline and proc.poll() is None and not list((tmp / "out").glob("*/manifest.json")):
         time.sleep(0.1)
     time.sleep(0.5)
     proc.send_signal(sig)
@@ -1149,7 +1156,8 @@ def _signal_during_eval(tmp: Path, sig: int) -> str:
     leftovers = [p.name for p in tmp.rglob("*.tmp")] + [p.name for p in (tmp / "out").rglob("result.json")]
     assert "Traceback" not in err, err[-2000:]
     assert proc.returncode != 0 and not leftovers, (proc.returncode, leftovers)
-    return f"{signal.Signals(sig).name}: exit {proc.returncode}: {err.strip().splitlines()[-1] if err.strip() else ''}"
+    lines = [line for line in err.splitlines() if line.startswith("interrupted")]
+    return f"{signal.Signals(sig).name}: exit {proc.returncode}: {lines[0] if lines else err.strip()[-300:]}"
 
 
 def scenario_sigterm_during_eval(tmp: Path) -> str:

@@ -289,10 +289,10 @@ I13: list[Case] = [
     Case("site-tex-markup", "scenario", "scenario_site_tex_markup_in_titles", "observed", "plot drawn",
          behaviour="`$\\frac{$` in an encoder title: escaped for matplotlib, the ROC plot is drawn"),
     # ------------------------------------------------------------------ signals
-    Case("sigterm-during-eval", "scenario", "scenario_sigterm_during_eval", "observed", "Aborted",
-         behaviour="SIGTERM while embedding: 'Aborted!', exit 1, no traceback, no temp or result file left"),
-    Case("sigint-during-eval", "scenario", "scenario_sigint_during_eval", "observed", "Aborted",
-         behaviour="Ctrl-C while embedding (workers ignore it): 'Aborted!', exit 1, no partial file"),
+    Case("sigterm-during-eval", "scenario", "scenario_sigterm_during_eval", "observed", "exit 130: interrupted (SIGTERM)",
+         behaviour="SIGTERM while embedding: one line 'interrupted', exit 130, no traceback, no temp or result file"),
+    Case("sigint-during-eval", "scenario", "scenario_sigint_during_eval", "observed", "exit 130: interrupted (SIGINT)",
+         behaviour="Ctrl-C while embedding (workers ignore it): one line, exit 130, no partial file"),
     # ------------------------------------------------------------------ results: verified submission
     Case("result-deep-analyses", "result", "result_deep_analyses", "refused", "nested deeper than 32", 2,
          behaviour="400-deep nesting inside analyses (schema-open): refused before any rendering; exit 2"),
