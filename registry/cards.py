@@ -47,9 +47,20 @@ def _pointer(parent: str, key) -> str:
     return f"{parent}/{str(key).replace('~', '~0').replace('/', '~1')}"
 
 
-def _line_map(node: yaml.Node, file: Path, pointer: str = "", lines: dict | None = None) -> dict[str, int]:
-    """JSON pointer -> 1-based line of every key and list item; raises on duplicate keys (PyYAML keeps the last one)."""
+def _line_map(node: yaml.Node, file: Path, pointer: str = "", lines: dict | None = None,
+              seen_nodes: set | None = None) -> dict[str, int]:
+    """JSON pointer -> 1-based line of every key and list item; raises on duplicate keys (PyYAML keeps the last one).
+
+    Also refuses YAML aliases: the composer makes `*name` the same node object as its `&name`, so a node met twice is
+    an alias. A few lines of aliases can stand for an exponential tree ("billion laughs") that walking, hashing or
+    serialising would never finish; cards need none. Checked on the node graph, which is linear in the text."""
     lines = {} if lines is None else lines
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        if id(node) in seen_nodes:
+            raise CardError(CardProblem(file, "YAML alias (*name) is not allowed in a card", pointer,
+                                        lines.get(pointer), expected="plain values (no &anchors / *aliases)"))
+        seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -62,12 +73,12 @@ def _line_map(node: yaml.Node, file: Path, pointer: str = "", lines: dict | None
                 )
             seen[key] = line
             lines[child] = line
-            _line_map(value_node, file, child, lines)
+            _line_map(value_node, file, child, lines, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             child = _pointer(pointer, index)
             lines[child] = item.start_mark.line + 1
-            _line_map(item, file, child, lines)
+            _line_map(item, file, child, lines, seen_nodes)
     return lines
 
 
@@ -91,15 +102,6 @@ def _read_bounded(path: Path) -> bytes:
     return raw
 
 
-def _refuse_aliases(text: str, path: Path) -> None:
-    """YAML aliases (`*name`) let a few lines stand for an exponential tree ("billion laughs"): walking, hashing or
-    serialising it would never finish. Cards do not need them; the event stream is scanned (linear) before composing."""
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        if isinstance(event, yaml.AliasEvent):
-            raise CardError(CardProblem(path, f"YAML alias *{event.anchor} is not allowed in a card",
-                                        line=event.start_mark.line + 1, expected="plain values (no &anchors/*aliases)"))
-
-
 def read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
     """Parse one YAML card file -> (mapping, line map). Every failure is a CardError naming the file."""
     path = Path(path)
@@ -109,7 +111,6 @@ def read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
     except UnicodeDecodeError as exc:
         raise CardError(CardProblem(path, f"not UTF-8 text (byte {exc.start})", expected="a UTF-8 YAML file")) from None
     try:
-        _refuse_aliases(text, path)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         if node is None:
             raise CardError(CardProblem(path, "file is empty", expected="a YAML mapping of card fields"))

@@ -176,8 +176,8 @@ SECRET = "SECRET-TOKEN"
 I13: list[Case] = [
     # ------------------------------------------------------------------ cards
     Case("card-billion-laughs", "card", "card_billion_laughs", "error", "YAML alias", 2, forbid=SECRET,
-         behaviour="9 levels x 9 aliases (387 million leaves): refused from the event stream before composing; exit 2"),
-    Case("card-single-alias", "card", "card_single_alias", "error", "YAML alias *s is not allowed", 2,
+         behaviour="9 levels x 9 aliases (387 million leaves): refused on the composed node graph (linear); exit 2"),
+    Case("card-single-alias", "card", "card_single_alias", "error", "YAML alias (*name) is not allowed", 2,
          behaviour="any &anchor/*alias: refused (cards need none), with its line; exit 2"),
     Case("card-symlink-dev-zero", "card", "card_symlink_dev_zero", "error", "outside the registry", 2,
          behaviour="tasks/zero.yaml -> /dev/zero: refused without reading; exit 2"),
