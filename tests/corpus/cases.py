@@ -307,7 +307,7 @@ I13: list[Case] = [
     Case("result-predictions-extra-row", "result", "result_predictions_extra_row", "refused",
          "not test rows of the manifest", 1, behaviour="a prediction for an image not in the manifest; exit 1"),
     Case("result-over-budget", "result", "result_over_budget", "refused", "max_excluded_fraction", 1,
-         behaviour="5 of 40 images excluded at embedding (> the card's 2%): refused; exit 1"),
+         behaviour="5 of 60 images excluded at embedding (> the card's 2%): refused; exit 1"),
     Case("result-manifest-tampered", "result", "result_manifest_tampered", "refused", "cannot be used", 1,
          behaviour="a label flipped in manifest.parquet: its content hash no longer matches, refused; exit 1"),
     Case("result-seed-negative", "result", "result_seed_negative", "refused", "less than the minimum", 2,
