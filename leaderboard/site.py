@@ -21,9 +21,17 @@ from pathlib import Path
 
 import yaml
 
+from leaderboard.site_dir import SiteDir, SiteDirError  # noqa: F401  SiteDirError: re-exported for the CLI
 from leaderboard.submit import RESULTS_DIR
 
 HERE = Path(__file__).resolve().parent
+
+
+def plot_text(text: str) -> str:
+    """Text for matplotlib, inert: `$...$` would be parsed as mathtext (a `$\\frac{$` in a card title fails the
+    whole plot), so dollar signs are escaped; control characters dropped; length bounded."""
+    text = "".join(ch for ch in str(text) if ch.isprintable())[:200]
+    return text.replace("$", "\\$")
 
 
 def _fmt(value) -> str:
@@ -89,16 +97,31 @@ def _display_path(path: Path) -> str:
         return str(path) + "/"
 
 
-def build_site(out_dir: Path, results_dir: Path = RESULTS_DIR, registry=None) -> Path:
-    """Summarize the filed results into OUT/leaderboard.json, then render the site from that file alone."""
+def build_site(out_dir: Path, results_dir: Path = RESULTS_DIR, registry=None, problems: list | None = None) -> Path:
+    """Summarize the filed results into OUT/leaderboard.json, then render the site from that file alone.
+
+    `out_dir` must be absent, empty or a site built here (leaderboard.site_dir: only files listed in its marker are
+    ever removed; the registry is never touched). `problems`, when given, receives (file, problem) for every filed
+    result that failed verification; such results are shown marked, never ranked or tie-tested.
+    """
     from leaderboard.summarize import summarize, write_summary
 
+    if registry is None:
+        from registry.cards import load_registry
+
+        registry = load_registry()
     out = Path(out_dir)
+    site = SiteDir.claim(out, protected=[Path(getattr(registry, "root", None) or HERE.parent), HERE.parent])
     out.mkdir(parents=True, exist_ok=True)
     summary_path = write_summary(summarize(Path(results_dir), registry), out / "leaderboard.json")
-    for message in json.loads(summary_path.read_text(encoding="utf-8"))["skipped"]:
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    for message in summary["skipped"]:
         print(f"warning: not shown: {message}", file=sys.stderr)
-    return render_site(summary_path, out, display_results_dir=_display_path(Path(results_dir)))
+    if problems is not None:
+        problems.extend((file, problem) for file, found in summary["unverified"] for problem in found)
+    index = render_site(summary_path, out, display_results_dir=_display_path(Path(results_dir)))
+    site.commit()
+    return index
 
 
 def render_site(summary_path: Path, out_dir: Path, display_results_dir: str | None = None) -> Path:
@@ -108,7 +131,6 @@ def render_site(summary_path: Path, out_dir: Path, display_results_dir: str | No
     summary = json.loads(Path(summary_path).read_text(encoding="utf-8"))
     out = Path(out_dir)
     for sub in ("tasks", "encoders", "static"):
-        shutil.rmtree(out / sub, ignore_errors=True)
         (out / sub).mkdir(parents=True, exist_ok=True)
     for asset in (HERE / "static").iterdir():
         shutil.copyfile(asset, out / "static" / asset.name)
@@ -116,7 +138,7 @@ def render_site(summary_path: Path, out_dir: Path, display_results_dir: str | No
     titles = {e: v["title"] for e, v in summary["encoders"].items()}
     env.globals["encoder_title"] = lambda e: titles.get(e, e)
     common = {"skipped": summary["skipped"], "n_results": summary["n_results"],
-              "results_dir": display_results_dir or summary["results_dir"]}
+              "results_dir": display_results_dir or summary["results_dir"], "unverified": summary["unverified"]}
 
     for task_id, task in summary["tasks"].items():
         roc = None

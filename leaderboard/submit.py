@@ -7,12 +7,17 @@ description is false for this number, and a "stale" badge is easy to miss and ge
 out of the site. Refusing keeps the invariant "every filed number was made with the card the site links to"; the fix is
 cheap and explicit: re-run with the current card, or re-file a reported number with `leaderboard/file_reported.py`.
 
-Exit codes of the command: 0 filed, 1 refused (stale card, manifest mismatch, already filed), 2 invalid input.
+Why numbers are recomputed rather than trusted: a result file is text anyone can edit, and a predictions file can be
+swapped. `leaderboard.verify` recomputes every metric from the predictions against the frozen manifest (found in the
+run folder, or given with --manifest), so a filed number is what the filed data gives; a reported number must be
+printed in a publication record (`leaderboard.publications`).
+
+Exit codes of the command: 0 filed, 1 refused (stale card, manifest mismatch, numbers not verified, over the
+exclusion budget, already filed), 2 invalid input.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -87,19 +92,6 @@ def _refused(message: str) -> SubmitError:
     return SubmitError(message, EXIT_REFUSED)
 
 
-def _read_manifest_sha(path: Path) -> str:
-    """sha256 recorded in a manifest.json (or in the manifest.json inside a run folder)."""
-    path = path / "manifest.json" if path.is_dir() else path
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _invalid(f"{path}: cannot read manifest ({exc})") from None
-    sha = manifest.get("sha256") if isinstance(manifest, dict) else None
-    if not isinstance(sha, str):
-        raise _invalid(f"{path}: manifest has no sha256 field")
-    return sha
-
-
 def _known(wanted: str, ids) -> str:
     """A closest match and a count, not every id: with dozens of tasks the full list is not one readable line."""
     from registry.errors import did_you_mean
@@ -110,6 +102,8 @@ def _known(wanted: str, ids) -> str:
 
 def check_against_cards(result: dict, registry) -> None:
     """Refuse a result whose task or encoder is unknown, or whose cards changed since it was made."""
+    from leaderboard.verify import card_matches
+
     task_id, encoder_id = result["task"]["id"], result["encoder"]["id"]
     task = registry.tasks.get(task_id)
     if task is None:
@@ -118,15 +112,9 @@ def check_against_cards(result: dict, registry) -> None:
     if encoder is None:
         raise _invalid(f"unknown encoder {encoder_id!r} (known: {', '.join(sorted(registry.encoders)) or 'none'}); "
                        "for a card outside the registry: runner --card PATH/TO/CARD.yaml submit ...")
-    # Behaviour hashes: a title, citation or notes edit since the run does not make its numbers wrong.
-    for kind, card, claimed in (("task", task, result["task"]["behaviour_sha256"]),
-                                ("encoder", encoder, result["encoder"]["behaviour_sha256"])):
-        if claimed != card.behaviour_sha256:
-            raise _refused(
-                f"{kind} card {card.id!r} changed behaviour since this result was made (result has behaviour hash "
-                f"{claimed[:12]}…, current card {card.behaviour_sha256[:12]}…): re-run with the current card, or "
-                f"re-file a reported number"
-            )
+    stale = card_matches(result, registry)
+    if stale:
+        raise _refused(f"{stale}: re-run with the current card, or re-file a reported number")
     if result["task"]["dataset"] != task.data.get("dataset"):
         raise _invalid(f"task.dataset {result['task']['dataset']!r} differs from the task card's {task.data.get('dataset')!r}")
     dataset = registry.datasets.get(task.data.get("dataset"))
@@ -136,8 +124,39 @@ def check_against_cards(result: dict, registry) -> None:
                        f"{task.data.get('dataset')!r} says synthetic={card_synthetic}")
 
 
-def check_manifest(result: dict, task_card, manifest_path: Path | None, run_dir: Path | None) -> None:
-    """Refuse a result whose manifest hash differs from the task's frozen manifest, where one is known."""
+MANIFESTS_DIR = "manifests"  # under the results folder: <task>__<manifest sha256[:12]>/manifest.{parquet,json}
+
+
+def manifest_folder(results_dir: Path, task_id: str, manifest_sha256: str) -> Path:
+    """Where a filed result's frozen manifest is kept, so `leaderboard build` can verify it again."""
+    return Path(results_dir) / MANIFESTS_DIR / f"{task_id}__{manifest_sha256[:12]}"
+
+
+def find_manifest(manifest_path: Path | None, run_dir: Path | None) -> Path | None:
+    """The folder holding the run's manifest.json: --manifest (a file or folder), else beside the result
+    (OUT/<task>/<encoder>/) or one folder up (OUT/<task>/, where `runner eval` freezes it)."""
+    if manifest_path is not None:
+        path = Path(manifest_path)
+        return path.parent if path.name == "manifest.json" or path.is_file() else path
+    for folder in (run_dir, run_dir.parent) if run_dir else ():
+        if (folder / "manifest.json").is_file():
+            return folder
+    return None
+
+
+def _load_manifest(folder: Path | None):
+    from runner.manifest import ManifestError, read_manifest
+
+    if folder is None:
+        return None
+    try:
+        return read_manifest(folder)
+    except ManifestError as exc:
+        raise _refused(f"the run's manifest cannot be used: {exc}") from None
+
+
+def check_manifest(result: dict, task_card, manifest) -> None:
+    """Refuse a result whose manifest hash differs from the one the task card pins, where it pins one."""
     if result.get("manifest") is None:
         return
     claimed = result["manifest"]["sha256"]
@@ -145,23 +164,65 @@ def check_manifest(result: dict, task_card, manifest_path: Path | None, run_dir:
     if pinned.get("sha256") and pinned["sha256"] != claimed:
         raise _refused(f"manifest sha256 {claimed[:12]}… differs from the one task {task_card.id!r} pins "
                        f"({pinned['sha256'][:12]}…): the run did not use the task's frozen images and folds")
-    local = manifest_path or (run_dir / "manifest.json" if run_dir and (run_dir / "manifest.json").is_file() else None)
-    if local is not None:
-        actual = _read_manifest_sha(Path(local))
-        if actual != claimed:
-            raise _refused(f"manifest sha256 in the result ({claimed[:12]}…) differs from {local} ({actual[:12]}…)")
+    if manifest is not None and manifest.meta.get("sha256") != claimed:
+        raise _refused(f"manifest sha256 in the result ({claimed[:12]}…) differs from the run's manifest "
+                       f"({str(manifest.meta.get('sha256'))[:12]}…)")
+
+
+def result_problems(result: dict, registry, manifest, predictions_path: Path | None, publications=None) -> list[str]:
+    """Why a schema-valid result with current cards may not stand on the leaderboard: its numbers do not follow from
+    its predictions and frozen manifest (reproduced), or from its cited publication (reported). [] when it stands."""
+    if result["provenance"] == "reported":
+        from leaderboard.publications import check_reported, load_publications
+
+        problem = check_reported(result, load_publications() if publications is None else publications)
+        return [problem] if problem else []
+    from leaderboard.verify import read_predictions, verify_result
+
+    predictions, sha, unreadable = read_predictions(predictions_path) if predictions_path else (None, None, None)
+    if unreadable:
+        return [unreadable]
+    return verify_result(result, predictions, manifest, registry.tasks[result["task"]["id"]], predictions_sha256=sha)
+
+
+def filed_problems(path: Path, result: dict, registry, publications=None) -> list[str]:
+    """`result_problems` of a result filed at `path` (its manifest under manifests/, its predictions beside it)."""
+    from runner.manifest import ManifestError, read_manifest
+
+    manifest = None
+    if result["provenance"] == "reproduced" and isinstance(result.get("manifest"), dict):
+        folder = manifest_folder(Path(path).parent, result["task"]["id"], result["manifest"]["sha256"])
+        if (folder / "manifest.json").is_file():
+            try:
+                manifest = read_manifest(folder)
+            except ManifestError as exc:
+                return [f"filed manifest unusable: {exc}"]
+    predictions = Path(path).with_name(Path(path).stem + "." + PREDICTIONS_NAME)
+    return result_problems(result, registry, manifest, predictions, publications)
 
 
 def file_result(result: dict, registry, results_dir: Path = RESULTS_DIR, replace: bool = False,
-                manifest_path: Path | None = None, run_dir: Path | None = None, source: Path | None = None) -> Filed:
-    """Check one result object and file it atomically; raises SubmitError when it is not filed."""
+                manifest_path: Path | None = None, run_dir: Path | None = None, source: Path | None = None,
+                publications=None) -> Filed:
+    """Check one result object and file it atomically; raises SubmitError when it is not filed.
+
+    A reproduced result is filed only when every number recomputes from its predictions against its frozen manifest
+    (leaderboard.verify); the manifest is filed beside it. A reported one only when it carries a publication's numbers.
+    """
     problems = validate_result(result)
     if problems:
         where = f"{source}: " if source else ""
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise _invalid(f"{where}invalid result: {problems[0]}{more}")
     check_against_cards(result, registry)
-    check_manifest(result, registry.tasks[result["task"]["id"]], manifest_path, run_dir)
+    manifest = None
+    if result["provenance"] == "reproduced":
+        manifest = _load_manifest(find_manifest(manifest_path, run_dir))
+        check_manifest(result, registry.tasks[result["task"]["id"]], manifest)
+    predictions = run_dir / PREDICTIONS_NAME if run_dir else None
+    refused = result_problems(result, registry, manifest, predictions, publications)
+    if refused:
+        raise _refused("not verified: " + "; ".join(refused))
     target = Path(results_dir) / filed_name(result)
     existed = target.exists()
     if existed and not replace:
@@ -173,16 +234,21 @@ def file_result(result: dict, registry, results_dir: Path = RESULTS_DIR, replace
         except ResultError:  # an unreadable earlier filing is simply replaced
             previous = None
     try:
+        if manifest is not None:  # first the manifest, then the predictions, the result last: it is what the site reads
+            folder = manifest_folder(results_dir, result["task"]["id"], manifest.meta["sha256"])
+            source_dir = find_manifest(manifest_path, run_dir)
+            for name in ("manifest.parquet", "manifest.json"):
+                _copy_atomic(source_dir / name, folder / name)
+        if predictions is not None and predictions.is_file():  # the site draws ROC curves and ties from it
+            _copy_atomic(predictions, target.with_name(target.stem + "." + PREDICTIONS_NAME))
         write_result(result, target)
     except (ResultError, OSError) as exc:
         raise _invalid(str(exc)) from None
-    predictions = run_dir / PREDICTIONS_NAME if run_dir else None
-    if predictions is not None and predictions.is_file():  # lets the site draw the ROC curve of this result
-        _copy_atomic(predictions, target.with_name(target.stem + "." + PREDICTIONS_NAME))
     return Filed(source, target, existed, previous)
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=dst.parent, prefix=f".{dst.name}.", delete=False) as tmp:
         tmp_path = Path(tmp.name)
     try:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from leaderboard.submit import PREDICTIONS_NAME
+from leaderboard.verify import card_matches
 from runner.results import ResultError, read_result, validate_result
 
 SUMMARY_VERSION = 1
@@ -41,31 +42,22 @@ class Entry:
     file: str
     result: dict
     stale: bool  # a card's behaviour changed after the result was filed: shown, but flagged
+    problems: tuple = ()  # why its numbers did not verify (leaderboard.verify): shown marked, never ranked or tested
 
     @property
     def column(self) -> tuple[str, str]:
         return self.result["encoder"]["id"], self.result["provenance"]
 
     def as_json(self) -> dict:
-        return {"file": self.file, "stale": self.stale, "result": self.result}
-
-
-def card_matches(result: dict, registry) -> str | None:
-    """Why a filed result no longer belongs to the current cards (None when it does). Behaviour hashes only:
-    editing a card's title, citation or notes invalidates nothing."""
-    task = registry.tasks.get(result["task"]["id"])
-    encoder = registry.encoders.get(result["encoder"]["id"])
-    if task is None or encoder is None:
-        return f"no card for task {result['task']['id']!r} or encoder {result['encoder']['id']!r}"
-    if task.behaviour_sha256 != result["task"]["behaviour_sha256"]:
-        return f"task card {task.id} changed behaviour since the result was made"
-    if encoder.behaviour_sha256 != result["encoder"]["behaviour_sha256"]:
-        return f"encoder card {encoder.id} changed behaviour since the result was made"
-    return None
+        return {"file": self.file, "stale": self.stale, "problems": list(self.problems), "result": self.result}
 
 
 def load_entries(results_dir: Path, registry) -> tuple[list[Entry], list[str]]:
-    """Every valid filed result whose cards exist; and one message per file that could not be shown."""
+    """Every valid filed result whose cards exist, verified again (leaderboard.verify: numbers recomputed from the
+    filed predictions and manifest, reported numbers against their publication); and one message per file that
+    could not be shown."""
+    from leaderboard.submit import filed_problems
+
     entries, skipped = [], []
     for path in sorted(Path(results_dir).glob("*.json")):
         try:
@@ -80,7 +72,8 @@ def load_entries(results_dir: Path, registry) -> tuple[list[Entry], list[str]]:
         if result["task"]["id"] not in registry.tasks or result["encoder"]["id"] not in registry.encoders:
             skipped.append(f"{path.name}: {card_matches(result, registry)}")
             continue
-        entries.append(Entry(path.name, result, card_matches(result, registry) is not None))
+        entries.append(Entry(path.name, result, card_matches(result, registry) is not None,
+                             tuple(filed_problems(path, result, registry))))
     return entries, skipped
 
 
@@ -100,7 +93,7 @@ def _cell(entry: Entry, metric: str) -> dict:
         text = _fmt(m["mean"])
     return {"text": text, "mean": m["mean"], "reason": m.get("reason"), "best": False, "tie": None,
             "provenance": entry.result["provenance"], "stale": entry.stale, "ci_method": m["ci_method"],
-            "file": entry.file}
+            "file": entry.file, "unverified": bool(entry.problems)}
 
 
 def _mean(values):
@@ -169,7 +162,8 @@ def compute_ties(task_card, task_entries: list[Entry], results_dir: Path) -> Tie
     """Tie groups of one task from the predictions filed beside its reproduced results (same manifest only)."""
     paired = task_card.spec.analyses.paired
     ties = TieGroups(task_card.id, paired.alpha)
-    reproduced = [e for e in task_entries if e.result["provenance"] == "reproduced" and e.result.get("manifest")]
+    reproduced = [e for e in task_entries if e.result["provenance"] == "reproduced" and e.result.get("manifest")
+                  and not e.problems]  # an unverified result is never tested against the others
     if not reproduced:
         ties.note = NO_TEST_REPORTED if task_entries else None
         return ties
@@ -281,9 +275,9 @@ def build_tables(entries: list[Entry], registry, ties: dict[str, TieGroups] | No
         for row in ordered_rows:
             for metric, _ in METRICS:
                 cells = [c for k, c in row["cells"].items() if k.split("|")[0] == metric]
-                means = [c["mean"] for c in cells if c["mean"] is not None]
+                means = [c["mean"] for c in cells if c["mean"] is not None and not c["unverified"]]
                 for c in cells:
-                    c["best"] = bool(means) and c["mean"] == max(means)
+                    c["best"] = bool(means) and c["mean"] == max(means) and not c["unverified"]
         used = {k.split("|")[0] for r in rows.values() for k in r["cells"]}
         section_ties = [(ties or {}).get(r["task_id"]) for r in ordered_rows]
         tested = [t for t in section_ties if t is not None and t.by_metric]
@@ -301,7 +295,7 @@ def _extra_cells(entry: Entry) -> dict:
     """The stability and subgroup-gap cells of a result, where it has those analyses."""
     cells = {}
     base = {"best": False, "tie": None, "provenance": entry.result["provenance"], "stale": entry.stale,
-            "ci_method": None, "file": entry.file}
+            "ci_method": None, "file": entry.file, "unverified": bool(entry.problems)}
     stability = stability_mean(entry.result)
     if stability is not None:
         cells["stability"] = {**base, "text": f"{stability:.4f}", "mean": stability, "reason": None}
@@ -408,7 +402,7 @@ def _records(entries: list[Entry], tables: list[dict], ties: dict[str, TieGroups
                   "task": r["task"]["id"], "dataset": r["task"]["dataset"], "label": r["task"]["label"],
                   "label_name": task.spec.label.name, "encoder": r["encoder"]["id"],
                   "encoder_name": registry.encoders[r["encoder"]["id"]].spec.title, "provenance": r["provenance"],
-                  "stale": entry.stale, "synthetic": bool(r.get("synthetic")),
+                  "stale": entry.stale, "verified": not entry.problems, "synthetic": bool(r.get("synthetic")),
                   "manifest_sha256": (r.get("manifest") or {}).get("sha256"),
                   "images_per_s": (r.get("throughput") or {}).get("images_per_s")}
         for metric, _ in METRICS:
@@ -460,7 +454,9 @@ def summarize(results_dir: Path, registry=None) -> dict:
 
     return {"summary_version": SUMMARY_VERSION, "results_dir": str(results_dir), "n_results": len(entries),
             "skipped": skipped, "results": _records(entries, tables, ties, registry), "tables": tables,
-            "tasks": tasks, "encoders": encoders, "encoders_page": encoders_summary(entries, registry, results_dir)}
+            "tasks": tasks, "encoders": encoders,
+            "unverified": [[e.file, list(e.problems)] for e in entries if e.problems],
+            "encoders_page": encoders_summary([e for e in entries if not e.problems], registry, results_dir)}
 
 
 def write_summary(summary: dict, path: Path) -> Path:

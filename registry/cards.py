@@ -48,9 +48,20 @@ def _pointer(parent: str, key) -> str:
     return f"{parent}/{str(key).replace('~', '~0').replace('/', '~1')}"
 
 
-def _line_map(node: yaml.Node, file: Path, pointer: str = "", lines: dict | None = None) -> dict[str, int]:
-    """JSON pointer -> 1-based line of every key and list item; raises on duplicate keys (PyYAML keeps the last one)."""
+def _line_map(node: yaml.Node, file: Path, pointer: str = "", lines: dict | None = None,
+              seen_nodes: set | None = None) -> dict[str, int]:
+    """JSON pointer -> 1-based line of every key and list item; raises on duplicate keys (PyYAML keeps the last one).
+
+    Also refuses YAML aliases: the composer makes `*name` the same node object as its `&name`, so a node met twice is
+    an alias. A few lines of aliases can stand for an exponential tree ("billion laughs") that walking, hashing or
+    serialising would never finish; cards need none. Checked on the node graph, which is linear in the text."""
     lines = {} if lines is None else lines
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        if id(node) in seen_nodes:
+            raise CardError(CardProblem(file, "YAML alias (*name) is not allowed in a card", pointer,
+                                        lines.get(pointer), expected="plain values (no &anchors / *aliases)"))
+        seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -63,26 +74,39 @@ def _line_map(node: yaml.Node, file: Path, pointer: str = "", lines: dict | None
                 )
             seen[key] = line
             lines[child] = line
-            _line_map(value_node, file, child, lines)
+            _line_map(value_node, file, child, lines, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             child = _pointer(pointer, index)
             lines[child] = item.start_mark.line + 1
-            _line_map(item, file, child, lines)
+            _line_map(item, file, child, lines, seen_nodes)
     return lines
 
 
-def read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
-    """Parse one YAML card file -> (mapping, line map). Every failure is a CardError naming the file."""
-    path = Path(path)
+def _read_bounded(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_CARD_BYTES, never reading more than one byte past the bound
+    (a card that is /dev/zero, a FIFO or a symlink to one would otherwise be read forever)."""
+    import stat
+
     try:
-        raw = path.read_bytes()
+        # stat before open: opening a FIFO for reading would wait for a writer forever
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise CardError(CardProblem(path, "not a regular file (a device, FIFO or folder)", expected="a YAML file"))
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CARD_BYTES + 1)
     except FileNotFoundError:
         raise CardError(CardProblem(path, "file not found")) from None
     except OSError as exc:
         raise CardError(CardProblem(path, f"cannot read file: {exc.strerror or exc}")) from None
     if len(raw) > MAX_CARD_BYTES:
-        raise CardError(CardProblem(path, f"file is {len(raw):,} bytes; a card is at most {MAX_CARD_BYTES:,}"))
+        raise CardError(CardProblem(path, f"file is more than {MAX_CARD_BYTES:,} bytes, the most a card may have"))
+    return raw
+
+
+def read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
+    """Parse one YAML card file -> (mapping, line map). Every failure is a CardError naming the file."""
+    path = Path(path)
+    raw = _read_bounded(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -143,9 +167,12 @@ class CardSource:
     lines: dict[str, int]
 
 
-def resolve(path: Path, _stack: tuple[Path, ...] = ()) -> tuple[dict, list[CardSource]]:
-    """Load a card and everything it `extends:` -> (resolved mapping without `extends`, sources nearest first)."""
+def resolve(path: Path, _stack: tuple[Path, ...] = (), within: Path | None = None) -> tuple[dict, list[CardSource]]:
+    """Load a card and everything it `extends:` -> (resolved mapping without `extends`, sources nearest first).
+
+    `extends` targets (after following symlinks) must stay inside `within` (default: the first card's folder)."""
     path = Path(path).resolve()
+    within = Path(within).resolve() if within is not None else path.parent
     data, lines = read_yaml(path)
     parent = data.pop("extends", None)
     sources = [CardSource(path, lines)]
@@ -155,6 +182,9 @@ def resolve(path: Path, _stack: tuple[Path, ...] = ()) -> tuple[dict, list[CardS
         raise CardError(CardProblem(path, "`extends` must name a file", "/extends", lines.get("/extends"),
                                     expected="a relative path such as _defaults.yaml"))
     target = (path.parent / parent).resolve()
+    if not target.is_relative_to(within):
+        raise CardError(CardProblem(path, f"`extends` target {parent!r} leaves the registry ({within})", "/extends",
+                                    lines.get("/extends"), expected="a defaults file beside the card"))
     if target in _stack or target == path:
         chain = " -> ".join(p.name for p in (*_stack, path, target))
         raise CardError(CardProblem(path, f"`extends` cycle: {chain}", "/extends", lines.get("/extends")))
@@ -162,7 +192,7 @@ def resolve(path: Path, _stack: tuple[Path, ...] = ()) -> tuple[dict, list[CardS
         siblings = [p.name for p in path.parent.glob("*.yaml")]
         raise CardError(CardProblem(path, f"`extends` target {parent!r} does not exist", "/extends",
                                     lines.get("/extends"), suggestion=did_you_mean(parent, siblings)))
-    base, base_sources = resolve(target, (*_stack, path))
+    base, base_sources = resolve(target, (*_stack, path), within)
     return deep_merge(base, data), sources + base_sources
 
 
@@ -277,10 +307,16 @@ def guess_kind(path: Path, data: dict | None = None) -> str:
     return "dataset"
 
 
-def load_card(path: Path, kind: str | None = None) -> Card:
-    """Load, resolve and schema-validate one card (no cross-card checks). Raises CardError with every problem found."""
+def load_card(path: Path, kind: str | None = None, root: Path | None = None) -> Card:
+    """Load, resolve and schema-validate one card (no cross-card checks). Raises CardError with every problem found.
+
+    With `root` (the registry root), the card file (after following symlinks) and everything it extends must lie
+    inside it."""
     path = Path(path)
-    data, sources = resolve(path)
+    if root is not None and not path.resolve().is_relative_to(Path(root).resolve()):
+        raise CardError(CardProblem(path, f"the card is a link to {path.resolve()}, outside the registry {root}",
+                                    expected="a card file inside the registry"))
+    data, sources = resolve(path, within=Path(root) if root is not None else None)
     kind = kind or guess_kind(path, data)
     problems = _non_finite_problems(data, sources) or schema_problems(kind, data, sources)
     card_id = data.get("id")
@@ -364,12 +400,26 @@ def cross_card_problems(card: Card, reg: Registry) -> list[CardProblem]:
         if adapter not in ADAPTER_MODULES and adapter != "custom":
             problem("/adapter", f"unknown adapter {adapter!r}", expected="one of " + ", ".join(sorted(ADAPTER_MODULES)),
                     suggestion=did_you_mean(adapter, ADAPTER_MODULES))
+        for pointer, value in _strings_under((data.get("weights") or {}).get("files", []), "/weights/files"):
+            if _leaves(value):
+                problem(pointer, f"path {value!r} leaves the weights folder",
+                        expected="a path relative to the weights snapshot, without '..'")
     elif card.kind == "dataset":
-        for pointer, value in _strings_under(data.get("files", {}), "/files"):
-            if Path(value).is_absolute() or ".." in Path(value).parts:
-                problem(pointer, f"path {value!r} leaves the data root",
-                        expected="a path relative to the data root, without '..'")
+        named = [*_strings_under(data.get("files", {}), "/files")]
+        fallback = data.get("fallback_package") if isinstance(data.get("fallback_package"), dict) else {}
+        named += [("/fallback_package/folder", fallback["folder"])] if isinstance(fallback.get("folder"), str) else []
+        for pointer, value in named:
+            if _leaves(value):
+                where = "the package" if pointer.startswith("/fallback") else "the data root"
+                problem(pointer, f"path {value!r} leaves {where}",
+                        expected=f"a path relative to {where}, without '..'")
     return problems
+
+
+def _leaves(value: str) -> bool:
+    """A path a card names that is absolute, climbs with '..', holds a NUL byte or is a Windows drive path."""
+    text = value.replace("\\", "/")
+    return Path(text).is_absolute() or ".." in Path(text).parts or "\x00" in text or text[1:2] == ":"
 
 
 def _strings_under(obj, pointer: str):
@@ -390,7 +440,7 @@ def collect(root: Path | None = None) -> tuple[Registry, list[CardProblem]]:
     problems: list[CardProblem] = []
     for card_kind, path in [(k, p) for k in KINDS for p in card_paths(root, k)]:
         try:
-            card = load_card(path, card_kind)
+            card = load_card(path, card_kind, root=root)
         except CardError as exc:
             problems.extend(exc.problems)
             continue
@@ -430,7 +480,7 @@ def validate_files(paths: list[Path], root: Path | None = None) -> list[CardProb
     problems: list[CardProblem] = []
     for path in paths:
         try:
-            card = load_card(Path(path))
+            card = load_card(Path(path), root=reg.root if Path(path).absolute().is_relative_to(reg.root) else None)
         except CardError as exc:
             problems.extend(exc.problems)
             continue

@@ -5,10 +5,14 @@ Layout: ROOT/<namespace>/shard-<hash>.npy (float32, n x dim) + shard-<hash>.keys
 * namespace = sha256 of (cache format, encoder card behaviour hash, preprocessing contract). Any change to a field of
   the encoder card that can change a number lands in a fresh namespace: old embeddings are never reused for it; a
   title or licence edit does not.
-* entry key = sha256 of (dataset id, image path relative to the data root, file size, mtime in ns, augmentation id).
-  Size + mtime is how make and rsync decide a file changed: it costs one stat() per image, whereas a content hash
-  would re-read every file (MIMIC-CXR is 4.7 TB) on every run just to find out nothing changed. A copied or touched
-  file gets a new mtime and is simply re-embedded (the safe direction).
+* entry key = sha256 of (dataset id, the data root's real path, image path relative to it, file size, mtime in ns,
+  device and inode, augmentation id). Size + mtime is how make and rsync decide a file changed: it costs one stat()
+  per image, whereas a content hash would re-read every file (MIMIC-CXR is 4.7 TB) on every run just to find out
+  nothing changed. Root, device and inode say *which* file: a second data root with the same relative paths (and,
+  after `cp -p`, the same sizes and mtimes) is other bytes and never hits the first one's embeddings. A copied,
+  moved-to-another-disk or touched file is simply re-embedded (the safe direction).
+* A shard that cannot be read (a torn or edited .npy, a keys file that is not a JSON list, rows that do not match its
+  keys) is named on stderr and moved aside into quarantine/; its entries count as misses and are recomputed.
 * A shard is committed by its keys file: the .npy is written first (temp + os.replace), then the keys file the same
   way. Readers only index shards whose keys file exists, so a run killed at any moment leaves either a whole shard
   or an orphan .npy that is ignored (and overwritten by the next run that computes the same batch).
@@ -32,7 +36,8 @@ from filelock import FileLock
 
 from runner.atomic import atomic_write
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: entry keys name the data root and the file (device, inode)
+QUARANTINE = "quarantine"
 
 
 def default_cache_dir() -> Path:
@@ -52,14 +57,19 @@ class ImageIdentity:
     path: str  # relative to the data root, POSIX
     size: int
     mtime_ns: int
+    root: str = ""  # the data root's real path
+    device: int = 0
+    inode: int = 0
 
     @classmethod
     def of_file(cls, dataset_id: str, data_root: Path, rel_path: str) -> ImageIdentity:
         st = (Path(data_root) / rel_path).stat()
-        return cls(dataset_id, rel_path, int(st.st_size), int(st.st_mtime_ns))
+        return cls(dataset_id, rel_path, int(st.st_size), int(st.st_mtime_ns), os.path.realpath(data_root),
+                   int(st.st_dev), int(st.st_ino))
 
     def key(self, augmentation: str = "original") -> str:
-        return _sha256_json([self.dataset_id, self.path, self.size, self.mtime_ns, augmentation])
+        return _sha256_json([self.dataset_id, self.root, self.path, self.size, self.mtime_ns, self.device, self.inode,
+                             augmentation])
 
 
 class EmbeddingCache:
@@ -78,6 +88,8 @@ class EmbeddingCache:
         self._arrays: dict[str, np.ndarray] = {}
         self._indexed_shards: set[str] = set()
         self._failed: dict[str, str] = {}
+        self._rows: dict[str, int] = {}  # shard -> number of keys (rows its array must have)
+        self.quarantined: list[str] = []  # one message per shard moved aside
         self.hits = 0
         self.misses = 0
         self.written = 0
@@ -91,20 +103,55 @@ class EmbeddingCache:
                 continue
             try:
                 keys = json.loads(keys_file.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue  # unreadable keys file: treat the shard as absent; it will be recomputed
+                if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+                    raise ValueError("the keys file is not a list of keys")
+            except (OSError, ValueError) as exc:
+                self._quarantine(shard, f"unreadable keys file ({exc})")
+                continue
             for row, key in enumerate(keys):
                 self._index.setdefault(key, (shard, row))
+            self._rows[shard] = len(keys)
             self._indexed_shards.add(shard)
         for failed_file in self.dir.glob("failed-*.json"):
             try:
-                self._failed.update(json.loads(failed_file.read_text(encoding="utf-8")))
-            except (OSError, ValueError):
-                continue
+                failed = json.loads(failed_file.read_text(encoding="utf-8"))
+                if not isinstance(failed, dict):
+                    raise TypeError("not a mapping")
+                self._failed.update({str(k): str(v) for k, v in failed.items()})
+            except (OSError, ValueError, TypeError) as exc:
+                self._quarantine(failed_file.name[: -len(".json")], f"unreadable failure record ({exc})")
 
-    def _array(self, shard: str) -> np.ndarray:
+    def _quarantine(self, shard: str, why: str) -> None:
+        """Move a corrupt shard's files aside (never delete: the bytes may help find the cause), name it on stderr,
+        and forget its entries so they are recomputed."""
+        import sys
+
+        folder = self.dir / QUARANTINE
+        folder.mkdir(exist_ok=True)
+        for suffix in (".npy", ".keys.json", ".json"):
+            source = self.dir / f"{shard}{suffix}"
+            if source.exists():
+                os.replace(source, folder / source.name)
+        for key in [k for k, (s, _row) in self._index.items() if s == shard]:
+            del self._index[key]
+        self._arrays.pop(shard, None)
+        self._indexed_shards.discard(shard)
+        message = f"embedding cache shard {self.dir / shard} is corrupt: {why}; moved to {folder}, recomputing it"
+        self.quarantined.append(message)
+        print(f"warning: {message}", file=sys.stderr)
+
+    def _array(self, shard: str) -> np.ndarray | None:
+        """The shard's rows (memory-mapped), or None after quarantining a shard that cannot be what its keys say."""
         if shard not in self._arrays:
-            self._arrays[shard] = np.load(self.dir / f"{shard}.npy", mmap_mode="r")
+            try:
+                array = np.load(self.dir / f"{shard}.npy", mmap_mode="r", allow_pickle=False)
+                if array.ndim != 2 or array.dtype != np.float32 or array.shape[0] != self._rows.get(shard, -1):
+                    raise ValueError(f"array of shape {array.shape} and dtype {array.dtype} for "
+                                     f"{self._rows.get(shard)} keys")
+            except (OSError, ValueError, EOFError) as exc:
+                self._quarantine(shard, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+                return None
+            self._arrays[shard] = array
         return self._arrays[shard]
 
     def lookup(self, keys: list[str]) -> dict[str, np.ndarray]:
@@ -114,7 +161,10 @@ class EmbeddingCache:
             where = self._index.get(key)
             if where is None:
                 continue
-            found[key] = self._array(where[0])[where[1]]
+            array = self._array(where[0])
+            if array is None:
+                continue
+            found[key] = array[where[1]]
         self.hits += len(found)
         self.misses += len(keys) - len(found)
         return found

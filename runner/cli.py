@@ -3,6 +3,7 @@
 Each import below registers its commands on `runner.cli_app.app`.
 """
 
+from runner import signals
 from runner.cli_app import app
 from runner.commands import (
     bench_cmd,  # noqa: F401  bench
@@ -15,6 +16,7 @@ from runner.commands import (
 )
 
 __all__ = ["app"]
+signals.install()  # SIGTERM unwinds like Ctrl-C: temp files removed, one line instead of a traceback (exit 130)
 
 
 if __name__ == "__main__":

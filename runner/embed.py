@@ -33,6 +33,7 @@ from runner.encoders.base import Encoder, adapter_class
 ORIGINAL = "original"
 PIPELINES = ("auto", "cpu", "fast")
 BACKENDS = ("local", "ray")
+TRANSIENT = "transient:"  # reason prefix of runner.imaging.failure_reason for errors that say nothing about the file
 
 
 @dataclass
@@ -59,6 +60,9 @@ _worker_augment: AugmentationsSpec | None = None
 def init_worker(encoder_cls: type[Encoder], card: dict, augment: AugmentationsSpec | None) -> None:
     """Build a prepare-only instance: `prepare` depends on the card alone, so no weights are loaded in workers."""
     global _worker_encoder, _worker_augment
+    from runner.signals import quiet_worker
+
+    quiet_worker()
     _die_with_parent()
     _worker_encoder, _worker_augment = encoder_cls.prepare_only(card), augment
 
@@ -85,14 +89,12 @@ def _die_with_parent() -> None:
 
 def _prepare_one(path: str, rel_path: str) -> dict[str, np.ndarray] | str:
     """{view id: prepared input} for one file, or the exclusion reason when it cannot be decoded."""
-    from runner.imaging import ImageDecodeError, load_image
+    from runner.imaging import ImageDecodeError, failure_reason, load_image
 
     try:
         image = load_image(path)
-    except ImageDecodeError as exc:
-        return f"decode-failed: {exc.reason}"
-    except OSError as exc:
-        return f"unreadable: {exc.strerror or type(exc).__name__}"
+    except (ImageDecodeError, OSError, MemoryError) as exc:  # MemoryError: this image fails, not the run
+        return failure_reason(exc)
     views = {ORIGINAL: image}
     if _worker_augment is not None:
         from runner.augment import augmented_views
@@ -259,7 +261,7 @@ def embed_rows_with(
     for image_id, rel_path in zip(manifest["image_id"].astype(str), manifest["path"].astype(str)):
         try:
             identity = ImageIdentity.of_file(dataset_id, data_root, rel_path)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a path the OS cannot take (a NUL byte in the metadata)
             exclusions.append({"image_id": image_id, "path": rel_path, "reason": _missing_reason(exc)})
             continue
         # The original's key never depends on augmentation settings, so it is shared with runs that do not augment.
@@ -281,7 +283,8 @@ def embed_rows_with(
                 if isinstance(result, str):
                     failed[image_id] = result
                     exclusions.append({"image_id": image_id, "path": rel_path, "reason": result})
-                    new_failures[view_keys[ORIGINAL]] = result
+                    if not result.startswith(TRANSIENT):  # the same bytes may read fine next time: not remembered
+                        new_failures[view_keys[ORIGINAL]] = result
                     continue
                 by_view = result if isinstance(result, dict) else {ORIGINAL: result}
                 for view, key in view_keys.items():
@@ -331,7 +334,9 @@ def recorded_failures(cache: EmbeddingCache, rows, found: dict, exclusions: list
     return failed
 
 
-def _missing_reason(exc: OSError) -> str:
+def _missing_reason(exc: OSError | ValueError) -> str:
+    if isinstance(exc, ValueError):
+        return "invalid-path"
     return "missing-file" if isinstance(exc, FileNotFoundError) else f"unreadable: {exc.strerror or type(exc).__name__}"
 
 

@@ -52,7 +52,7 @@ class EvalOptions:
     backend: str = "local"  # local | ray (runner.ray_backend: Ray Data actor pool, same cache)
     # dataset id -> root, for data sets other than the task's own: a transfer task's training set, transfer targets
     data_roots: dict[str, Path] = field(default_factory=dict)
-    resample: bool = False  # sample from the data root even when the task has a committed manifest (manifests/)
+    resample: bool = False  # sample again: neither a manifest in OUT/<task>/ nor the committed one (manifests/)
     weights_dir: Path | None = None  # --weights-dir: where the encoder's weight files are
 
 
@@ -120,11 +120,11 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     roots = _Roots(task.spec.dataset, data_root, options.data_roots)
 
     t0 = time.perf_counter()
-    manifest = _manifest(task, dataset, roots.of(dataset.data), task_dir, options.resample)
+    manifest = _manifest(task, dataset, roots.of(dataset.data), task_dir, resample=options.resample)
     train_manifest = None
     if train_cards:
         train_manifest = _manifest(*train_cards, roots.of(train_cards[1].data), out_dir / train_cards[0].id,
-                                   options.resample)
+                                   resample=options.resample)
     timings["sample"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -138,6 +138,8 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
         train_side = _Side(*train_cards, train_manifest,
                            _embed(encoder, encoder_card, train_cards[1].id, roots.of(train_cards[1].data),
                                   train_manifest.frame, cache, augment, options))
+    for side in filter(None, (test_side, train_side)):  # past the card's budget the numbers are not the sample's
+        _check_exclusion_budget(side)
     timings["embed"] = time.perf_counter() - t0
 
     design = _transfer_design(train_side, test_side) if train_side else _design(test_side)
@@ -175,6 +177,9 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     result = _result(task, encoder_card, dataset, manifest, test_side.embedded, fitted, summary, analyses, timings,
                      encoder.device, options)
     _write_predictions(fitted.predictions, run_dir / "predictions.parquet")
+    from runner.fingerprint import file_sha256
+
+    result["predictions_sha256"] = file_sha256(run_dir / "predictions.parquet")  # what submit recomputes from
     from runner.results import ResultError, write_result
 
     try:
@@ -234,33 +239,64 @@ def _data_root(dataset_card: dict, data_root: Path | None) -> Path:
 
 
 def _manifest(task, dataset, data_root: Path, task_dir: Path, resample: bool = False):
-    """The frozen manifest in task_dir when it was made from this task card; else the task's committed manifest
-    (manifests/<task>/, checked against the data at data_root) unless `resample`; otherwise sample and freeze one."""
+    """The frozen manifest in task_dir when it was made from this task card and its data fingerprint matches the
+    files under data_root (runner.fingerprint); else the task's committed manifest (manifests/<task>/, checked
+    against the data at data_root); otherwise sample and freeze one. `resample` skips both. A manifest of this
+    card whose data differs is an error (exit 2) naming what differs."""
     from runner.data.tables import DataError
+    from runner.fingerprint import data_fingerprint, fingerprint_differences
     from runner.manifest import ManifestError, read_manifest, write_manifest
     from runner.sampling import sample_task
 
-    if (task_dir / "manifest.json").is_file():
+    if (task_dir / "manifest.json").is_file() and not resample:
         try:
             existing = read_manifest(task_dir)
         except ManifestError as exc:
-            raise EvaluationError(f"{exc}; delete {task_dir} to sample again", exit_code=2) from None
+            raise EvaluationError(f"{exc}; delete {task_dir} or pass --resample to sample again", exit_code=2) from None
         if existing.meta.get("task_sha256") == task.behaviour_sha256:
+            if existing.meta.get("data_fingerprint") is None:  # a copy of the committed manifest: checked again
+                committed = _committed(task, dataset, data_root, task_dir)
+                if committed is not None and committed.meta["sha256"] == existing.meta["sha256"]:
+                    return committed
+            differs = fingerprint_differences(existing.meta.get("data_fingerprint"), dataset.data, data_root,
+                                              existing.frame)
+            if differs:
+                raise EvaluationError(f"{task_dir / 'manifest.json'} was not sampled from the data under {data_root}: "
+                                      f"{differs}. Pass the data root it was sampled from, or --resample to sample "
+                                      "again", exit_code=2)
             return existing
     if not resample:
-        from runner.freeze import FrozenDataError, use_committed
-
-        try:
-            committed = use_committed(task, dataset, data_root, task_dir)
-        except (FrozenDataError, ManifestError) as exc:
-            raise EvaluationError(str(exc), exit_code=2) from None
+        committed = _committed(task, dataset, data_root, task_dir)
         if committed is not None:
             return committed
     try:
         sampled = sample_task(task.data, dataset.data, data_root)
+        fingerprint = data_fingerprint(dataset.data, data_root, sampled)
     except DataError as exc:
         raise EvaluationError(str(exc), exit_code=2) from None
-    return write_manifest(task_dir, sampled, task.behaviour_sha256)
+    return write_manifest(task_dir, sampled, task.behaviour_sha256, fingerprint=fingerprint)
+
+
+def _committed(task, dataset, data_root: Path, task_dir: Path):
+    """The task's committed manifest (manifests/<task>/) copied into task_dir after checking the data at data_root
+    against it; None when the task has none for its current card."""
+    from runner.freeze import FrozenDataError, use_committed
+    from runner.manifest import ManifestError
+
+    try:
+        return use_committed(task, dataset, data_root, task_dir)
+    except (FrozenDataError, ManifestError) as exc:
+        raise EvaluationError(str(exc), exit_code=2) from None
+
+
+def _check_exclusion_budget(side: _Side) -> None:
+    """Fail the run (exit 1, a table of reasons) when more images were lost after sampling than the card allows."""
+    from runner.budget import budget_problem, max_excluded_fraction
+
+    over = budget_problem(len(side.manifest.frame), side.embedded.exclusions, max_excluded_fraction(side.task.data),
+                          table=True)
+    if over:
+        raise EvaluationError(f"{side.task.id}: {over}", exit_code=1)
 
 
 def _wanted_analyses(task, names: list[str] | None) -> list[str]:
@@ -461,19 +497,8 @@ def _write_predictions(predictions: pd.DataFrame, path: Path) -> None:
 # the result object
 
 
-def _roc(predictions: pd.DataFrame) -> dict | None:
-    from sklearn.metrics import roc_curve
-
-    if predictions["label"].nunique() < 2:
-        return None
-    fpr, tpr, _ = roc_curve(predictions["label"], predictions["prob"])
-    if len(fpr) > 5000:  # the schema's limit; keep the curve's shape
-        keep = np.unique(np.linspace(0, len(fpr) - 1, 5000).astype(int))
-        fpr, tpr = fpr[keep], tpr[keep]
-    return {"fpr": [float(v) for v in fpr], "tpr": [float(v) for v in tpr]}
-
-
 def _result(task, encoder_card, dataset, manifest, embedded, fitted, summary, analyses, timings, device, options):
+    from runner.metrics import pooled_roc
     from runner.results import build_result, environment_info
 
     meta, spec = manifest.meta, task.spec
@@ -502,7 +527,7 @@ def _result(task, encoder_card, dataset, manifest, embedded, fitted, summary, an
         },
         synthetic=bool(meta.get("synthetic", dataset.spec.synthetic)),
         analyses=analyses,
-        roc=_roc(used),
+        roc=pooled_roc(used),
     )
 
 

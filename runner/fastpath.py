@@ -393,10 +393,10 @@ class RawReader:
         start = time.perf_counter()
         try:
             item: RawImage | str = read_raw(self.paths[i])
-        except ImageDecodeError as exc:
-            item = f"decode-failed: {exc.reason}"
-        except OSError as exc:
-            item = f"unreadable: {exc.strerror or type(exc).__name__}"
+        except (ImageDecodeError, OSError, MemoryError) as exc:  # one image fails, not the run
+            from runner.imaging import failure_reason
+
+            item = failure_reason(exc)
         return i, item, time.perf_counter() - start
 
 

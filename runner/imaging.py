@@ -11,6 +11,7 @@ pipeline can count and record the exclusion instead of crashing.
 
 from __future__ import annotations
 
+import errno
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,29 @@ import numpy as np
 from registry.errors import RegistryError
 
 PIL_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+# Decompression-bomb bound: declared pixels above it are excluded before any decode (50 MP: a 7000 x 7000 detector;
+# the largest CXRs are ~4300 x 3500). Its float64 working copy is then at most 400 MB. The dataset card field
+# `max_image_megapixels` overrides it where sampling checks files (runner.sampling); this default is the schema's.
+DEFAULT_MAX_PIXELS = 50_000_000
+DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian: the whole dataset is zlib-compressed
+# Errors that say nothing about the file: the same bytes may read fine on the next try, so they are never
+# remembered as a permanent decode failure (runner.embed does not cache them).
+TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.ETIMEDOUT, errno.EINTR, errno.ENOMEM, errno.EBUSY, errno.ESTALE}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for out-of-memory, timeouts and I/O errors of the storage, not of the file's content."""
+    return isinstance(exc, (MemoryError, TimeoutError)) or (isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The exclusion reason recorded for a file that could not be prepared; 'transient: ...' is not cached."""
+    if isinstance(exc, ImageDecodeError):
+        return f"decode-failed: {exc.reason}"
+    if is_transient(exc):
+        return f"transient: {'out of memory' if isinstance(exc, MemoryError) else type(exc).__name__}" + (
+            f" ({exc.strerror})" if isinstance(exc, OSError) and exc.strerror else "")
+    return f"unreadable: {getattr(exc, 'strerror', None) or type(exc).__name__}"
 
 
 class ImageDecodeError(RegistryError):
@@ -37,13 +61,18 @@ class ImageDecodeError(RegistryError):
 # ---------------------------------------------------------------------------------------------- loading
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """Read a DICOM, PNG or JPEG file → float32 HxW in [0, 1], bright = dense. Raises ImageDecodeError."""
+def load_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """Read a DICOM, PNG or JPEG file → float32 HxW in [0, 1], bright = dense. Raises ImageDecodeError.
+
+    An image declaring more than `max_pixels` (default DEFAULT_MAX_PIXELS) is refused before it is decoded
+    (reason `too-many-pixels`; a deflated DICOM inflating past it: `decompression-bomb`). MemoryError and transient
+    I/O errors propagate (`is_transient`): they are not a property of the file."""
     path = Path(path)
+    limit = int(max_pixels or DEFAULT_MAX_PIXELS)
     _check_file(path)
     if path.suffix.lower() in PIL_SUFFIXES:
-        return _load_pil(path)
-    return _load_dicom(path)
+        return _load_pil(path, limit)
+    return _load_dicom(path, limit)
 
 
 def read_view_position(path: str | Path) -> str:
@@ -65,10 +94,45 @@ def _check_file(path: Path) -> None:
         raise ImageDecodeError("zero-bytes", path, "file is empty (0 bytes)")
 
 
-def read_dicom(path: Path, stop_before_pixels: bool = False, defer_size: int | None = None):
-    """pydicom.dcmread with every failure (and a truncation pydicom only warns about) as an ImageDecodeError."""
+def _check_deflated(path: Path, max_pixels: int) -> None:
+    """A deflated DICOM is inflated whole by pydicom before any header can be read: inflate it here first, in
+    bounded steps, and refuse one that inflates past what `max_pixels` 32-bit pixels (+ 1 MB of header) need."""
+    import zlib
+
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+
+    try:
+        with path.open("rb") as handle:
+            read_preamble(handle, False)
+            meta = _read_file_meta_info(handle)
+            if str(meta.get("TransferSyntaxUID", "")) != DEFLATED:
+                return
+            limit, inflated = max_pixels * 4 + (1 << 20), 0
+            inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+            for block in iter(lambda: handle.read(1 << 16), b""):
+                inflated += len(inflater.decompress(block, limit - inflated + 1))
+                while inflater.unconsumed_tail and inflated <= limit:
+                    inflated += len(inflater.decompress(inflater.unconsumed_tail, limit - inflated + 1))
+                if inflated > limit:
+                    raise ImageDecodeError("decompression-bomb", path, f"deflated DICOM inflates past {limit:,} bytes "
+                                           f"(the {max_pixels:,}-pixel bound)")
+    except ImageDecodeError:
+        raise
+    except OSError as exc:
+        if is_transient(exc):
+            raise
+    except Exception:  # noqa: BLE001 - not a readable deflated file: dcmread reports what is wrong with it
+        return
+
+
+def read_dicom(path: Path, stop_before_pixels: bool = False, defer_size: int | None = None,
+               max_pixels: int = DEFAULT_MAX_PIXELS):
+    """pydicom.dcmread with every failure (and a truncation pydicom only warns about) as an ImageDecodeError;
+    a deflated file is inflated in bounded steps first (decompression bombs)."""
     import pydicom
     from pydicom.errors import InvalidDicomError
+
+    _check_deflated(path, max_pixels)
 
     # pydicom only *warns* when a file ends inside an undefined-length element (e.g. a truncated JPEG 2000
     # PixelData) and then silently drops the element, so the warning is the only evidence of truncation.
@@ -80,7 +144,13 @@ def read_dicom(path: Path, stop_before_pixels: bool = False, defer_size: int | N
             raise ImageDecodeError("not-dicom", path, f"not a DICOM file ({exc})") from None
         except PermissionError as exc:
             raise ImageDecodeError("unreadable", path, f"cannot read file ({exc})") from None
-        except (EOFError, OSError) as exc:
+        except MemoryError:
+            raise
+        except OSError as exc:
+            if is_transient(exc):
+                raise
+            raise ImageDecodeError("truncated", path, f"file ends unexpectedly ({exc})") from None
+        except EOFError as exc:
             raise ImageDecodeError("truncated", path, f"file ends unexpectedly ({exc})") from None
         except Exception as exc:  # noqa: BLE001  pydicom raises many types on malformed headers
             raise ImageDecodeError("bad-header", path, f"cannot parse DICOM header ({type(exc).__name__}: {exc})") from None
@@ -102,14 +172,17 @@ class DicomHeader:
     transfer_syntax: object  # pydicom UID or None
 
 
-def check_dicom_header(ds, path: Path) -> DicomHeader:
-    """The one DICOM header check: one grayscale frame with sane dimensions and a known transfer syntax.
-    Raises ImageDecodeError with a machine-readable reason."""
+def check_dicom_header(ds, path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DicomHeader:
+    """The one DICOM header check: one grayscale frame with sane dimensions, no more than `max_pixels` declared, a
+    known transfer syntax. Raises ImageDecodeError with a machine-readable reason."""
     if "PixelData" not in ds:
         raise ImageDecodeError("no-pixel-data", path, "DICOM has no PixelData element")
     _check_dicom_geometry(ds, path)
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
     rows, cols, bits = (int(ds.get(k, 0) or 0) for k in ("Rows", "Columns", "BitsAllocated"))
+    if rows * cols > max_pixels:
+        raise ImageDecodeError("too-many-pixels", path, f"{rows} x {cols} = {rows * cols:,} pixels declared, more than "
+                               f"the {max_pixels:,} allowed (dataset card max_image_megapixels)")
     stored = int(ds.get("BitsStored", bits) or bits)
     if not 1 <= stored <= bits:
         raise ImageDecodeError("bad-bit-depth", path, f"BitsStored={stored} does not fit BitsAllocated={bits}")
@@ -119,7 +192,7 @@ def check_dicom_header(ds, path: Path) -> DicomHeader:
     return DicomHeader(rows, cols, bits, stored, int(ds.get("PixelRepresentation", 0) or 0), photometric, tsyntax)
 
 
-def verify_header(path: str | Path) -> None:
+def verify_header(path: str | Path, max_pixels: int | None = None) -> None:
     """The fast file check (`sampling.verify: header`): header parses and the pixel data is all there, undecoded.
 
     DICOM: the header is read with large values deferred (pydicom `defer_size`), then the same grayscale, frame and
@@ -140,8 +213,9 @@ def verify_header(path: str | Path) -> None:
         except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a bad file
             raise ImageDecodeError("bad-header", path, f"{type(exc).__name__}: {exc}"[:300]) from None
         return
-    ds = read_dicom(path, defer_size=1024)
-    header = check_dicom_header(ds, path)  # the same header rules as load_image
+    limit = int(max_pixels or DEFAULT_MAX_PIXELS)
+    ds = read_dicom(path, defer_size=1024, max_pixels=limit)
+    header = check_dicom_header(ds, path, limit)  # the same header rules as load_image
     element = ds._dict[0x7FE00010]  # the raw element: its value is not read when deferred
     rows, cols, bits, tsyntax = header.rows, header.cols, header.bits, header.transfer_syntax
     if tsyntax is not None and tsyntax.is_encapsulated:
@@ -174,11 +248,11 @@ def _check_dicom_geometry(ds, path: Path) -> None:
         raise ImageDecodeError("bad-dimensions", path, f"Rows={rows} Columns={cols} BitsAllocated={bits}")
 
 
-def _load_dicom(path: Path) -> np.ndarray:
+def _load_dicom(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
 
-    ds = read_dicom(path)
-    header = check_dicom_header(ds, path)
+    ds = read_dicom(path, max_pixels=max_pixels)
+    header = check_dicom_header(ds, path, max_pixels)
     rows, cols, bits, photometric, tsyntax = header.rows, header.cols, header.bits, header.photometric, \
         header.transfer_syntax
     element = ds.get_item("PixelData")
@@ -202,6 +276,8 @@ def _load_dicom(path: Path) -> np.ndarray:
     try:
         raw = ds.pixel_array
         image = apply_modality_lut(raw, ds).astype(np.float64, copy=False)
+    except MemoryError:
+        raise
     except Exception as exc:  # noqa: BLE001  decoder plugins raise assorted types
         raise ImageDecodeError("decode-failed", path, f"{type(exc).__name__}: {exc}") from None
     try:
@@ -224,11 +300,15 @@ def _min_max(image: np.ndarray, path: Path) -> np.ndarray:
     return ((image - lo) / (hi - lo)).astype(np.float32)
 
 
-def _load_pil(path: Path) -> np.ndarray:
+def _load_pil(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # reads the header only: the declared size is checked before any decode
+            width, height = im.size
+            if width * height > max_pixels:
+                raise ImageDecodeError("too-many-pixels", path, f"{width} x {height} = {width * height:,} pixels "
+                                       f"declared, more than the {max_pixels:,} allowed (dataset card max_image_megapixels)")
             im.load()
             if getattr(im, "n_frames", 1) != 1:
                 raise ImageDecodeError("multi-frame", path, f"{im.n_frames} frames; one frame expected")
@@ -243,11 +323,15 @@ def _load_pil(path: Path) -> np.ndarray:
             if mode != "L":  # RGB(A), LA, P, 1: a few NIH PNGs are RGBA; luminance keeps their content
                 im = im.convert("L")
             return (np.asarray(im, dtype=np.float32) / 255.0).astype(np.float32)
-    except ImageDecodeError:
+    except (ImageDecodeError, MemoryError):
         raise
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError("too-many-pixels", path, str(exc)[:200]) from None
     except UnidentifiedImageError as exc:
         raise ImageDecodeError("not-image", path, f"not a readable image ({exc})") from None
     except (OSError, SyntaxError) as exc:  # Pillow reports truncated data as OSError
+        if is_transient(exc):
+            raise
         reason = "truncated" if "truncat" in str(exc).lower() else "decode-failed"
         raise ImageDecodeError(reason, path, f"{type(exc).__name__}: {exc}") from None
     except Exception as exc:  # noqa: BLE001  every failure of one file becomes a counted exclusion

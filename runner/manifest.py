@@ -69,8 +69,11 @@ def content_sha256(frame: pd.DataFrame) -> str:
     return sha256(text.encode("utf-8")).hexdigest()
 
 
-def write_manifest(out_dir: Path, result, task_sha256: str) -> Manifest:
-    """Write manifest.parquet, manifest.json and exclusions.csv for a `runner.sampling.SampleResult`."""
+def write_manifest(out_dir: Path, result, task_sha256: str, fingerprint: dict | None = None) -> Manifest:
+    """Write manifest.parquet, manifest.json and exclusions.csv for a `runner.sampling.SampleResult`.
+
+    `fingerprint` (runner.fingerprint.data_fingerprint) is stored as `data_fingerprint`: it is not part of the
+    content sha256 (which stays a function of the rows alone), it is what proves a reuse is on the same files."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = canonical_frame(result.frame)
@@ -100,6 +103,7 @@ def write_manifest(out_dir: Path, result, task_sha256: str) -> Manifest:
         },
         "exclusions": exclusions,
         "sources": result.sources,
+        **({"data_fingerprint": fingerprint} if fingerprint is not None else {}),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     text = io.StringIO()

@@ -376,3 +376,16 @@ def _bootstrap_summary(per_fold: list[float | None], replicates: np.ndarray, con
     return MetricSummary(
         unit_clip(mean), unit_clip(low), unit_clip(high), unit_clip(half), "cluster-bootstrap", per_fold, reason
     )
+
+
+def pooled_roc(predictions: pd.DataFrame) -> dict | None:
+    """The pooled out-of-fold ROC curve of a result ({fpr, tpr}, at most 5000 points), None with one class."""
+    from sklearn.metrics import roc_curve
+
+    if predictions["label"].nunique() < 2:
+        return None
+    fpr, tpr, _ = roc_curve(predictions["label"], predictions["prob"])
+    if len(fpr) > 5000:  # the schema's limit; keep the curve's shape
+        keep = np.unique(np.linspace(0, len(fpr) - 1, 5000).astype(int))
+        fpr, tpr = fpr[keep], tpr[keep]
+    return {"fpr": [float(v) for v in fpr], "tpr": [float(v) for v in tpr]}

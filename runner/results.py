@@ -25,6 +25,7 @@ from runner.atomic import atomic_write_bytes
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "registry" / "schemas" / "result.schema.json"
 MAX_STRING_CHARS = 20_000  # longest string anywhere in a result (citations, paths, reasons are far shorter)
 MAX_FILE_BYTES = 5 * 1024 * 1024  # a result with 5 folds and a few thousand exclusions is well under 1 MB
+MAX_DEPTH = 32  # nesting levels: the deepest block runner eval writes (analyses) is under 8; the site recurses on it
 KEY_PACKAGES = (
     "cxr-embedding-registry", "numpy", "pandas", "scikit-learn", "scipy", "lightgbm", "pydicom", "pylibjpeg",
     "pylibjpeg-openjpeg", "pillow", "torch", "torchvision", "timm", "transformers", "tensorflow", "umap-learn",
@@ -59,6 +60,8 @@ def _pointer(parts) -> str:
 def _non_json_problems(obj: Any, parts: list) -> list[str]:
     """Problems the schema cannot see: NaN/Infinity, over-long strings, non-JSON types, non-string keys."""
     problems = []
+    if len(parts) > MAX_DEPTH:
+        return [f"{_pointer(parts[:MAX_DEPTH])}: nested deeper than {MAX_DEPTH} levels"]
     if isinstance(obj, bool) or obj is None or isinstance(obj, int):
         return problems
     if isinstance(obj, float):

@@ -95,13 +95,18 @@ def seeded_order(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------ file checks
 
 
-def check_file(root: str, rel_path: str, verify: str, views: tuple[str, ...] | None) -> tuple[str, str, str]:
+def check_file(root: str, rel_path: str, verify: str, views: tuple[str, ...] | None,
+               max_pixels: int | None = None) -> tuple[str, str, str]:
     """(reason, detail, view) for one file; reason "" means it may be used. Runs in a worker process.
 
-    `views` is given when the metadata has no view column: the DICOM ViewPosition tag decides.
+    `views` is given when the metadata has no view column: the DICOM ViewPosition tag decides. `max_pixels` is the
+    dataset card's decompression-bomb bound. A path the file system cannot take (a NUL byte) is an exclusion; a
+    transient error (out of memory, EIO, a timeout) stops sampling instead, since it says nothing about the file.
     """
-    from runner.imaging import ImageDecodeError, load_image, read_view_position, verify_header
+    from runner.imaging import ImageDecodeError, is_transient, load_image, read_view_position, verify_header
 
+    if "\x00" in rel_path or not rel_path.strip():
+        return "invalid-path", "the metadata names an invalid path (NUL byte or blank)", ""
     path = Path(root) / rel_path
     view = ""
     try:
@@ -110,12 +115,15 @@ def check_file(root: str, rel_path: str, verify: str, views: tuple[str, ...] | N
             if view not in views:
                 return f"view-{(view or 'unknown').lower()}", "DICOM ViewPosition not in the task's views", view
         if verify == "decode":
-            load_image(path)
+            load_image(path, max_pixels=max_pixels)
         elif verify == "header":
             verify_header(path)  # header parses and the pixel data is all there, without decoding it
     except ImageDecodeError as exc:
         return exc.reason, exc.detail, view
     except Exception as exc:  # noqa: BLE001 - a decoder bug must not end a 2,000-file run; it is recorded like any failure
+        if is_transient(exc):
+            raise SamplingError(f"{rel_path}: transient error while checking the file ({type(exc).__name__}: "
+                                f"{str(exc)[:200]}); nothing was frozen, run again") from None
         return "decode-failed", f"{type(exc).__name__}: {exc}"[:300], view
     return "", "", view
 
@@ -123,18 +131,22 @@ def check_file(root: str, rel_path: str, verify: str, views: tuple[str, ...] | N
 class _Checker:
     """Checks batches of files, in a small process pool when there are enough of them."""
 
-    def __init__(self, root: Path, verify: str, views: tuple[str, ...] | None, workers: int):
+    def __init__(self, root: Path, verify: str, views: tuple[str, ...] | None, workers: int,
+                 max_pixels: int | None = None):
         self.root, self.verify, self.views, self.workers = str(root), verify, views, workers
+        self.max_pixels = max_pixels
         self.pool: ProcessPoolExecutor | None = None
 
     def __call__(self, paths: list[str]) -> list[tuple[str, str, str]]:
         if self.verify == "none" and self.views is None:
             return [("", "", "")] * len(paths)
-        args = [(self.root, p, self.verify, self.views) for p in paths]
+        args = [(self.root, p, self.verify, self.views, self.max_pixels) for p in paths]
         if self.workers <= 1 or len(paths) < _INLINE_BELOW:
             return [check_file(*a) for a in args]
         if self.pool is None:
-            self.pool = ProcessPoolExecutor(max_workers=self.workers)
+            from runner.signals import quiet_worker
+
+            self.pool = ProcessPoolExecutor(max_workers=self.workers, initializer=quiet_worker)
         return list(self.pool.map(check_file, *zip(*args), chunksize=max(1, len(args) // (4 * self.workers))))
 
     def close(self) -> None:
@@ -255,7 +267,8 @@ def sample_task(task: dict, dataset_card: dict, data_root: Path, *, seed: int | 
     if any(int((frame["label"] == c).sum()) < want[c] for c in (0, 1)):
         raise SamplingError(_shortfall(task, steps, [], want))
     rng = np.random.default_rng(sampling["seed"])
-    checker = _Checker(Path(data_root), verify, header_views, workers or sampling.get("verify_workers", 2))
+    max_pixels = int(float(dataset_card.get("max_image_megapixels", 50)) * 1_000_000)
+    checker = _Checker(Path(data_root), verify, header_views, workers or sampling.get("verify_workers", 2), max_pixels)
     chosen, exclusions = [], []
     try:
         for cls in (1, 0):

@@ -21,17 +21,26 @@ from corpus.cases import CASES, Case
 REPO = Path(__file__).resolve().parents[1]
 RUNNER = [sys.executable, "-c", "from runner.cli import app; app()"]
 
-BY_AREA = {area: [c for c in CASES if c.area == area] for area in ("dicom", "image", "metadata", "card", "result")}
+BY_AREA = {area: [c for c in CASES if c.area == area]
+           for area in ("dicom", "image", "metadata", "card", "result", "scenario")}
 ids = lambda cases: [c.id for c in cases]
 
 
 def test_corpus_is_big_and_names_are_unique():
     assert len(CASES) >= 30
+    assert len([c for c in CASES if c.issue == 13]) >= 40  # issue 13: hostile input and verified submission
     assert len({c.id for c in CASES}) == len(CASES)
     for case in CASES:
         assert hasattr(build, case.builder), case.builder
-        assert case.outcome in ("excluded", "loads", "counted", "error", "refused", "filed"), case
+        assert case.outcome in ("excluded", "loads", "counted", "error", "refused", "filed", "observed"), case
+        assert (case.outcome == "observed") == (case.area == "scenario"), case
         assert case.behaviour, case.id
+        assert sum(c.area in BY_AREA for c in [case]) == 1, case.area
+
+
+def assert_no_content(message: str, case: Case) -> None:
+    if case.forbid:
+        assert case.forbid not in message, (case.id, message)
 
 
 def run_cli(args: list[str], env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -86,6 +95,7 @@ def assert_clean_failure(proc: subprocess.CompletedProcess, case: Case) -> None:
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr
     assert proc.returncode == case.exit_code, (case.id, proc.returncode, proc.stdout, proc.stderr)
     assert case.expect in proc.stderr, (case.id, proc.stderr)
+    assert_no_content(proc.stderr + proc.stdout, case)
     first = next(line for line in proc.stderr.splitlines() if case.expect in line)
     assert len(first) < 600, first  # one readable line, not a dump
 
@@ -182,6 +192,7 @@ def test_metadata_case(case: Case, tmp_path):
         with pytest.raises(DataError) as raised:
             read_index(card, root)
         assert case.expect in str(raised.value)
+        assert_no_content(str(raised.value), case)
         assert "\n" not in str(raised.value)
         return
     from runner.sampling import apply_label_policy
@@ -246,6 +257,7 @@ def test_card_case(case: Case, registry_copy, tmp_path):
     problems = validate_files([path], root)  # never raises: every problem comes back as a CardProblem
     assert problems, case.id
     assert any(case.expect in str(p) for p in problems), [str(p) for p in problems]
+    assert_no_content(" ".join(map(str, problems)), case)
     assert all(p.file is not None for p in problems)
     assert not (tmp_path / "pwned").exists() and not (REPO / "pwned").exists()
 
@@ -267,37 +279,23 @@ def test_cards_through_runner_validate(registry_copy, tmp_path, all_subprocess):
 # ---------------------------------------------------------------------------------------------- results
 
 
-def base_result(registry_root: Path) -> dict:
-    """A schema-valid reproduced result for the real effusion-demo task and pixels encoder."""
-    from registry.cards import load_registry
-    from runner.results import encoder_ref, task_ref
+def base_run(registry_root: Path, out: Path) -> Path:
+    """A real, verifiable run of the real effusion-demo task and pixels encoder (tests/runs.py): OUT/<task>/manifest.*,
+    OUT/<task>/pixels/{result.json, predictions.parquet}; one of its 60 images excluded at embedding (1.7% < 2%)."""
+    from runs import make_run
 
-    reg = load_registry(registry_root)
-    metric = {"mean": 0.75, "ci_low": 0.7, "ci_high": 0.8, "half_width": 0.05, "ci_method": "t-interval",
-              "per_fold": [0.74, 0.76]}
-    return {
-        "schema_version": 1, "provenance": "reproduced",
-        "task": task_ref(reg.tasks["effusion-demo"]), "encoder": encoder_ref(reg.encoders["pixels"]),
-        "manifest": {"sha256": "ab" * 32, "n_images": 40},
-        "metrics": {"auroc": metric, "f1": {**metric, "mean": 0.7}},
-        "folds": [{"fold": i, "n_train": 32, "n_test": 8, "auroc": 0.75, "f1": 0.7, "threshold": 0.5}
-                  for i in range(2)],
-        "counts": {"positives": 20, "negatives": 20, "excluded": 1,
-                   "exclusions": [{"image_id": "img-7", "path": "p/7.dcm", "reason": "truncated"}]},
-        "timings_s": {"embed": 1.5}, "throughput": {"images_per_s": 26.7},
-        "environment": {"device": "cpu", "python": "3.11", "platform": "Linux", "packages": {}, "git_commit": None},
-        "seeds": {"sampling": 0}, "synthetic": True, "created_at": "2026-01-01T00:00:00Z",
-    }
+    from registry.cards import load_registry
+
+    return make_run(out, load_registry(registry_root), "effusion-demo", "pixels", n=60, excluded=1)
 
 
 def build_result_case(case: Case, registry_root: Path, folder: Path) -> Path:
+    """The case's file, written into a real run folder (so submit finds the predictions and the manifest)."""
     builder = getattr(build, case.builder)
+    run = base_run(registry_root, folder / "out")
     if case.builder in ("result_huge_file", "result_not_object", "result_not_json", "result_deep_nesting"):
-        return builder(folder)
-    path = builder(base_result(registry_root), folder)
-    if case.id == "result-forged-manifest-hash":  # the run folder's manifest.json holds the real hash
-        (folder / "manifest.json").write_text(json.dumps({"sha256": "ab" * 32}))
-    return path
+        return builder(run.parent)
+    return builder(json.loads(run.read_text()), run.parent)
 
 
 @pytest.mark.parametrize("case", BY_AREA["result"], ids=ids(BY_AREA["result"]))
@@ -312,6 +310,7 @@ def test_result_case(case: Case, registry_copy, tmp_path):
         with pytest.raises(SubmitError) as raised:
             submit(path, reg, filed_dir)
         assert raised.value.exit_code == case.exit_code and case.expect in str(raised.value), str(raised.value)
+        assert_no_content(str(raised.value), case)
         assert not filed_dir.exists() or not any(filed_dir.iterdir())  # nothing filed
     else:
         filed = submit(path, reg, filed_dir)
@@ -350,3 +349,17 @@ def test_100mb_result_is_refused_without_reading_it(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "read_text", lambda *a, **k: pytest.fail("read the file before checking its size"))
     with pytest.raises(results.ResultError, match="more than the"):
         results.read_result(path)
+
+
+# ---------------------------------------------------------------------------------------------- scenarios (issue 13)
+
+SLOW_SCENARIOS = {"sigterm-during-eval", "sigint-during-eval"}  # a real `runner eval` each (~15 s on 2 cores)
+
+
+@pytest.mark.parametrize("case", BY_AREA["scenario"], ids=ids(BY_AREA["scenario"]))
+def test_scenario_case(case: Case, tmp_path):
+    """A hostile situation run end to end: no exception escapes, the user is told `expect`, never `forbid`."""
+    message = getattr(build, case.builder)(tmp_path)
+    assert case.expect in message, (case.id, message)
+    assert_no_content(message, case)
+    assert "Traceback" not in message

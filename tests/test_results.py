@@ -148,16 +148,18 @@ def test_valid_result_has_no_problems(result):
     assert validate_result(result) == []
 
 
-def test_reported_result_needs_citation_and_null_manifest(result):
+def test_reported_result_needs_citation_publication_and_null_manifest(result):
     reported = copy.deepcopy(result)
     reported["provenance"] = "reported"
     for metric in reported["metrics"].values():
         metric["ci_method"] = "reported"
     problems = validate_result(reported)
-    assert any("citation" in p for p in problems)
+    assert any("citation" in p for p in problems) and any("publication" in p for p in problems)
     assert any(p.startswith("/manifest") for p in problems)
     reported["citation"] = "Someone et al. A paper. 2025."
     reported["manifest"] = None
+    assert any("publication" in p for p in validate_result(reported))
+    reported["publication"] = "someone2025-table2"
     assert validate_result(reported) == []
 
 

@@ -7,6 +7,7 @@ import json
 from html.parser import HTMLParser
 
 import pytest
+from runs import make_run
 from test_results import fake_registry, make_reproduced
 
 from leaderboard.file_reported import TABLE_PATH, file_reported
@@ -111,7 +112,9 @@ def build_fake_site(tmp_path_factory):
     reg = fake_registry()
     results = tmp_path_factory.mktemp("results")
     file_reported(reg, TABLE_PATH, results)
-    write_result(make_reproduced(reg, "effusion-demo", "pixels", auroc=0.61), results / "effusion-demo__pixels__reproduced.json")
+    from leaderboard.submit import submit  # a real, verified run: filed with its predictions and manifest
+
+    submit(make_run(tmp_path_factory.mktemp("run"), reg, "effusion-demo", "pixels"), reg, results)
     index = build_site(tmp_path_factory.mktemp("site"), results, reg)
     return reg, results, index
 
@@ -165,7 +168,9 @@ def test_demo_results_stay_out_of_table1(site):
     parsed = parse(index)
     assert "Raw pixels" not in str(parsed.tables["table-table1"])
     demo = grid(parsed.tables["table-demo"])
-    assert demo[("Effusion", "Demo", "AUROC", "Raw pixels")]["text"] == "0.610 ± 0.020"
+    auroc = json.loads((site[1] / "effusion-demo__pixels__reproduced.json").read_text())["metrics"]["auroc"]
+    assert demo[("Effusion", "Demo", "AUROC", "Raw pixels")]["text"] == f"{auroc['mean']:.3f} ± {auroc['half_width']:.3f}"
+    assert "not verified" not in index.read_text()
     assert "Synthetic demo data — not a clinical benchmark" in index.read_text()
 
 

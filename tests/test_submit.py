@@ -6,7 +6,8 @@ import json
 
 import pytest
 import yaml
-from test_results import fake_registry, make_reproduced
+from runs import edit_result, make_run
+from test_results import fake_registry
 
 from leaderboard.file_reported import TABLE_PATH, file_reported
 from leaderboard.submit import EXIT_INVALID, EXIT_REFUSED, SubmitError, submit
@@ -20,13 +21,9 @@ def reg():
 
 @pytest.fixture
 def run_dir(tmp_path, reg):
-    """A run folder as `runner eval` leaves it: result.json and manifest.json."""
-    folder = tmp_path / "run"
-    folder.mkdir()
-    result = make_reproduced(reg)
-    (folder / "result.json").write_text(json.dumps(result))
-    (folder / "manifest.json").write_text(json.dumps({"sha256": result["manifest"]["sha256"]}))
-    return folder
+    """A run folder as `runner eval` leaves it: OUT/<task>/<encoder>/{result.json, predictions.parquet} and the
+    task's frozen manifest one folder up."""
+    return make_run(tmp_path / "out", reg).parent
 
 
 def _submit(path, reg, results, **kw):
@@ -101,18 +98,29 @@ def test_invalid_files(tmp_path, reg, text, message):
 
 
 def test_nan_inside_a_valid_looking_result(run_dir, reg, tmp_path):
+    edit_result(run_dir / "result.json", lambda r: r["analyses"]["stability"].update(mean_cosine=0.98))
     text = (run_dir / "result.json").read_text().replace('"mean_cosine": 0.98', '"mean_cosine": NaN')
     (run_dir / "result.json").write_text(text)
     assert _submit(run_dir / "result.json", reg, tmp_path / "results").exit_code == EXIT_INVALID
 
 
 def test_refuses_manifest_mismatch(run_dir, reg, tmp_path):
-    (run_dir / "manifest.json").write_text(json.dumps({"sha256": "cd" * 32}))
-    error = _submit(run_dir / "result.json", reg, tmp_path / "results")
+    other_run = make_run(tmp_path / "other", reg, n=44)  # another sample of the same task: another manifest
+    error = _submit(run_dir / "result.json", reg, tmp_path / "results", manifest_path=other_run.parent.parent)
     assert error.exit_code == EXIT_REFUSED and "manifest sha256" in str(error)
-    other = tmp_path / "m.json"
-    other.write_text(json.dumps({"sha256": "ab" * 32}))  # an explicit --manifest wins over the run folder's
-    assert submit(run_dir / "result.json", reg, tmp_path / "results", manifest_path=other).path.exists()
+    # an explicit --manifest (folder or its manifest.json) wins over the run folder's
+    filed = submit(run_dir / "result.json", reg, tmp_path / "results", manifest_path=run_dir.parent / "manifest.json")
+    assert filed.path.exists()
+
+
+def test_files_the_manifest_beside_the_result(run_dir, reg, tmp_path):
+    from leaderboard.submit import manifest_folder
+
+    filed = submit(run_dir / "result.json", reg, tmp_path / "results")
+    sha = read_result(filed.path)["manifest"]["sha256"]
+    folder = manifest_folder(tmp_path / "results", "effusion-demo", sha)
+    assert (folder / "manifest.parquet").is_file() and (folder / "manifest.json").is_file()
+    assert (tmp_path / "results" / "effusion-demo__pixels__reproduced.predictions.parquet").is_file()
 
 
 def test_refuses_synthetic_flag_that_contradicts_the_dataset_card(run_dir, reg, tmp_path):
@@ -129,10 +137,10 @@ def test_file_reported_writes_the_16_paper_cells(reg, tmp_path):
     assert len(list(tmp_path.glob("*__reported.json"))) == 16
     one = read_result(tmp_path / "opacity-nih__cxr-foundation__reported.json")
     assert validate_result(one) == []
-    assert one["manifest"] is None and "Shin" in one["citation"]
+    assert one["manifest"] is None and "Shin" in one["citation"] and one["publication"] == "shin2025-table1"
     auroc = one["metrics"]["auroc"]
     table = yaml.safe_load(TABLE_PATH.read_text())
-    mean, half = table["cells"]["opacity-nih"]["cxr-foundation"]["auroc"]
+    mean, half = table["numbers"]["opacity-nih"]["cxr-foundation"]["auroc"]
     assert (auroc["mean"], auroc["half_width"], auroc["ci_method"]) == (mean, half, "reported")
     assert (auroc["ci_low"], auroc["ci_high"]) == (round(mean - half, 3), round(mean + half, 3))
     assert one["task"]["sha256"] == reg.tasks["opacity-nih"].sha256
@@ -161,9 +169,10 @@ def test_cli_exit_codes(run_dir, reg, tmp_path, monkeypatch):
 def test_filed_results_match_the_current_cards():
     """Every file in leaderboard/results/ is valid and filed against today's cards.
 
-    When this fails after a card edit, re-file the paper's numbers: `python -m leaderboard.file_reported`.
+    When this fails after a card edit, re-file the paper's numbers: `python -m leaderboard.file_reported`, and the
+    demo's: `runner demo --out DIR && runner submit --replace DIR/runs/*/*/result.json`.
     """
-    from leaderboard.submit import RESULTS_DIR, check_against_cards
+    from leaderboard.submit import RESULTS_DIR, check_against_cards, filed_problems
     from registry.cards import load_registry
     from registry.errors import CardError
 
@@ -177,3 +186,4 @@ def test_filed_results_match_the_current_cards():
         result = read_result(path)
         assert validate_result(result) == [], path
         check_against_cards(result, registry)  # raises SubmitError with the reason
+        assert filed_problems(path, result, registry) == [], path  # every number recomputes from its filed data

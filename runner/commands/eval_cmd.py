@@ -315,8 +315,8 @@ def eval_command(
         "--dataset-root", help="DATASET=DIR: the root of another data set a run needs (a transfer task's training "
         "set, a transfer analysis target); repeatable. Default: that dataset card's environment variable.")] = None,
     resample: Annotated[bool, typer.Option(
-        "--resample", help="Sample from the data root even when the task has a committed manifest (manifests/<task>/, "
-        "used by default after checking the data against it).")] = False,
+        "--resample", help="Sample again from the data root: neither a manifest already in OUT/<task>/ (otherwise reused "
+        "only while its data fingerprint matches) nor the committed one (manifests/<task>/) is used.")] = False,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print a JSON summary of every pair on stdout (progress and per-pair lines go to stderr).")
     ] = False,
@@ -429,12 +429,14 @@ def demo_command(
     # The demo's leaderboard starts from the registry's filed results (the paper's Table 1, reported) and adds its own.
     from leaderboard.submit import RESULTS_DIR
 
-    for filed in RESULTS_DIR.iterdir():
+    for filed in RESULTS_DIR.iterdir():  # results, predictions and the frozen manifests they are verified against
         if filed.is_file() and not (results_dir / filed.name).exists():
             shutil.copyfile(filed, results_dir / filed.name)
-    for path in paths:  # the task's frozen manifest sits one folder up from each result
+        elif filed.is_dir():
+            shutil.copytree(filed, results_dir / filed.name, dirs_exist_ok=True)
+    for path in paths:  # submit finds the task's frozen manifest one folder up from each result
         try:
-            submit(path, reg, results_dir=results_dir, replace=True, manifest_path=path.parent.parent / "manifest.json")
+            submit(path, reg, results_dir=results_dir, replace=True)
         except RegistryError as exc:  # SubmitError and friends: one line, not a traceback
             fail(f"filing {path}: {exc}", 1)
     index = build_site(out / "site", results_dir, reg)

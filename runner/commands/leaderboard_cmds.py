@@ -27,13 +27,15 @@ def submit(
         "--replace", help="Overwrite a result already filed for the same task, encoder and provenance "
         "(prints what changed).")] = False,
     manifest: Annotated[Path | None, typer.Option(
-        "--manifest", help="manifest.json (or run folder) to check the result's manifest hash against; "
-        "default: manifest.json beside the result.")] = None,
+        "--manifest", help="The frozen manifest to verify the result against: a folder holding manifest.json + "
+        "manifest.parquet (or its manifest.json); default: beside the result or one folder up (OUT/<task>/).")] = None,
     results_dir: Annotated[Path | None, typer.Option("--results-dir", help=RESULTS_DIR_HELP)] = None,
 ):
-    """Check result files against the schema and the current cards, then file them into the leaderboard.
+    """Check result files against the schema and the current cards, recompute every number from the predictions
+    against the frozen manifest (reported results: against their publication record), then file them.
 
-    Exit codes: 0 filed, 1 refused (card changed since the run, manifest mismatch, already filed), 2 invalid input.
+    Exit codes: 0 filed, 1 refused (card changed since the run, manifest mismatch, numbers not verified, over the
+    exclusion budget, already filed), 2 invalid input.
     """
     from leaderboard.submit import RESULTS_DIR, SubmitError
     from leaderboard.submit import submit as submit_one
@@ -60,21 +62,35 @@ def submit(
 def build(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the site into.")] = Path("site"),
     results_dir: Annotated[Path | None, typer.Option("--results-dir", help=RESULTS_DIR_HELP)] = None,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Exit 1 when any filed result fails verification (it is shown marked either way).")] = False,
 ):
     """Render the static site (index.html = Table 1, encoders.html = the encoders ranked, a page per task and
-    encoder, leaderboard.json/.csv); prints index.html's path."""
-    from leaderboard.site import build_site
+    encoder, leaderboard.json/.csv); prints index.html's path.
+
+    Every filed result is verified again (numbers recomputed from its predictions and filed manifest, reported numbers
+    against their publication); one that fails is an error here and a visible mark on the site, never left out.
+    OUT must be empty, absent, or a site this command built: only the files it wrote there are ever replaced.
+    """
+    from leaderboard.site import SiteDirError, build_site
     from leaderboard.submit import RESULTS_DIR
 
     results_dir = results_dir or RESULTS_DIR
     if not results_dir.is_dir():
         fail(f"results folder {results_dir} does not exist")
     registry = _registry()
+    problems: list[tuple[str, str]] = []
     try:
-        index = build_site(out, results_dir, registry)
+        index = build_site(out, results_dir, registry, problems=problems)
+    except SiteDirError as exc:
+        fail(str(exc), 2)
     except OSError as exc:
         fail(f"cannot write the site to {out}: {exc}", 1)
+    for name, problem in problems:
+        typer.echo(f"error: {name}: not verified: {problem}", err=True)
     typer.echo(str(index))
+    if strict and problems:
+        fail(f"{len({n for n, _ in problems})} filed result(s) failed verification (--strict)", 1)
 
 
 @leaderboard_app.command("serve")

@@ -17,7 +17,8 @@ def sample(
         "--data-root", help="Folder holding the data set (default: the dataset card's environment variable, "
         "e.g. $NIH_CXR14_ROOT).")] = None,
     out: Annotated[Path, typer.Option("--out", help="The manifest goes to OUT/<task>/.")] = Path("out/manifests"),
-    seed: Annotated[int | None, typer.Option("--seed", help="Override the card's sampling and split seed.")] = None,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", min=0, max=2**32 - 1, help="Override the card's sampling and split seed (0..4294967295).")] = None,
     verify: Annotated[str | None, typer.Option(
         "--verify", help="decode | header | none: how sampled files are checked (default: the card's "
         "sampling.verify).")] = None,
@@ -30,6 +31,7 @@ def sample(
     Exit codes: 0 written, 1 failure (cannot write), 2 invalid input (unknown task, missing data, too few candidates).
     """
     from runner.data.tables import resolve_data_root
+    from runner.fingerprint import data_fingerprint
     from runner.manifest import write_manifest
     from runner.sampling import sample_task
 
@@ -38,8 +40,9 @@ def sample(
     dataset = reg.get("dataset", card.data["dataset"])
     root = resolve_data_root(dataset.data, data_root)
     result = sample_task(card.data, dataset.data, root, seed=seed, verify=verify, workers=workers)
+    fingerprint = data_fingerprint(dataset.data, root, result)
     try:
-        manifest = write_manifest(out / task, result, card.behaviour_sha256)
+        manifest = write_manifest(out / task, result, card.behaviour_sha256, fingerprint=fingerprint)
     except OSError as exc:
         fail(f"cannot write the manifest to {out / task}: {exc.strerror or exc}", 1)
 

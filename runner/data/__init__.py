@@ -47,6 +47,9 @@ def read_index(dataset_card: dict, data_root: Path, labels: list[str] | None = N
     reader = importlib.import_module(READERS[kind])
     index = reader.read(dataset_card, data_root, labels)
     _refuse_paths_outside_root(index, dataset_card)
+    from runner.data.tables import check_paths_unique
+
+    check_paths_unique(index.frame, dataset_card, "the index")
     return index
 
 

@@ -57,30 +57,52 @@ def _extension(data: bytes, stored_path: str | None) -> str:
 
 
 def _write_images(dataset, image_column: str, image_ids, root: Path) -> list[str]:
-    """Write each row's image bytes to hf-images/<image id or row number><ext>; returns relative paths."""
+    """Write each row's image bytes to hf-images/<image id or row number><ext>; returns relative paths.
+
+    A stored `path` (an image the data set references instead of embedding) must lie inside the data root; ids that
+    become the same file name (case-insensitively: some file systems fold case) are an error; a file already there
+    is kept only when its bytes are the item's bytes, else it is re-written."""
     import datasets
 
     if isinstance(dataset.features.get(image_column), datasets.Image):
         dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
     folder = root / IMAGE_FOLDER
     folder.mkdir(exist_ok=True)
-    paths, row = [], 0
+    paths, row, taken = [], 0, {}
     for batch in dataset.select_columns([image_column]).iter(batch_size=256):
         for item in batch[image_column]:
             data, stored = (item.get("bytes"), item.get("path")) if isinstance(item, dict) else (item, None)
-            if data is None and stored and Path(stored).is_file():
-                data = Path(stored).read_bytes()
+            if data is None and stored:
+                data = _read_stored(stored, root, image_ids[row])
             image_id = image_ids[row]
             stem = image_id if _SAFE.match(image_id) else f"row{row:08d}"
             relative = f"{IMAGE_FOLDER}/{stem}{_extension(data or b'', stored)}"
+            if relative.lower() in taken:
+                raise DataError(f"image ids {taken[relative.lower()]!r} and {image_id!r} both become the file "
+                                f"{relative!r}: make the ids distinct (case-insensitively, after unsafe ids become "
+                                "row numbers)")
+            taken[relative.lower()] = image_id
             target = root / relative
-            if data and not (target.is_file() and target.stat().st_size == len(data)):
+            if data and not (target.is_file() and target.stat().st_size == len(data) and target.read_bytes() == data):
                 tmp = target.with_suffix(target.suffix + ".tmp")
                 tmp.write_bytes(data)
                 tmp.replace(target)
             paths.append(relative)  # a row without bytes points at a missing file: recorded when sampled
             row += 1
     return paths
+
+
+def _read_stored(stored: str, root: Path, image_id: str) -> bytes | None:
+    """The bytes of an image the data set stores by path, refused when that path leaves the data root."""
+    path = (root / stored) if not Path(stored).is_absolute() else Path(stored)
+    try:
+        resolved = path.resolve()
+    except (OSError, ValueError):
+        return None
+    if not resolved.is_relative_to(Path(root).resolve()):
+        raise DataError(f"image {image_id!r}: the data set stores its image at a path outside the data root "
+                        f"({stored[:200]!r}); refusing to read it")
+    return resolved.read_bytes() if resolved.is_file() else None
 
 
 def read(card: dict, root: Path, labels: list[str] | None) -> DatasetIndex:

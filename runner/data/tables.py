@@ -63,7 +63,11 @@ def _variants(name: str) -> list[str]:
 
 
 def _locate(folder: Path, name: str) -> Path | None:
-    return next((folder / v for v in _variants(name) if (folder / v).is_file()), None)
+    found = next((folder / v for v in _variants(name) if (folder / v).is_file()), None)
+    if found is not None and not found.resolve().is_relative_to(folder.resolve()):
+        raise DataError(f"{found} is a link to a file outside {folder}: a metadata table must lie inside the data "
+                        "root (or the package that ships it)")
+    return found
 
 
 def _package_folder(card: dict, table: str) -> Path | None:
@@ -92,7 +96,16 @@ def read_csv(path: Path, usecols: list[str] | None = None) -> pd.DataFrame:
             # quoted cells spanning lines (PadChest's reports): the C parser reads those
             return pd.read_csv(path, dtype=str, usecols=usecols, engine="c")
     except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError, EOFError) as exc:
-        raise DataError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise DataError(f"cannot read {path}: {without_content(exc)}") from None
+
+
+def without_content(exc: BaseException) -> str:
+    """A parser's message without the file content it quotes (pyarrow's "Expected 6 columns, got 1: <the row>"):
+    a refused file's bytes are never echoed (it may be a secret a card or a symlink pointed at)."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = re.sub(r"(got \d+)\s*:.*", r"\1", text)
+    text = re.sub(r"(row|line|value)\s*[:=]\s*['\"]?.*", r"\1 (content not shown)", text, flags=re.IGNORECASE)
+    return text[:200]
 
 
 def find_table(card: dict, root: Path, table: str, usecols: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
@@ -270,3 +283,17 @@ def resolve_data_root(dataset_card: dict, data_root: Path | None) -> Path:
         return Path(os.environ[env])
     raise DataError(f"no data root for dataset {dataset_card['id']!r}: pass --data-root DIR"
                     + (f" or set ${env}" if env else "") + f". {access_hint(dataset_card)}")
+
+
+def check_paths_unique(index: pd.DataFrame, card: dict, where: str) -> None:
+    """One image file listed under several image ids (or patients) would put the same picture in two folds."""
+    if "path" not in index.columns:
+        return
+    paths = index["path"].astype(str).str.replace("\\", "/", regex=False).str.lstrip("./")
+    repeated = paths.duplicated(keep=False) & index["path"].notna() & (paths != "")
+    if repeated.any():
+        first = paths[repeated].iloc[0]
+        ids = index.loc[repeated & (paths == first), "image_id"].astype(str).tolist()
+        raise DataError(f"{card['id']}: image file {first!r} is listed under {len(ids)} image ids "
+                        f"({', '.join(map(repr, ids[:5]))}) in {where}; {int(repeated.sum())} rows share a file with "
+                        "another row. One file must be one image (it would leak a picture across folds)")

@@ -516,7 +516,7 @@ def result_unknown_task(base: dict, folder: Path) -> Path:
 def result_html(base: dict, folder: Path) -> Path:
     def mutate(o):
         o["encoder"]["name"] = HOSTILE
-        o["counts"]["exclusions"][0]["reason"] = HOSTILE
+        o["counts"]["exclusions"][0]["reason"] = "at embedding: " + HOSTILE  # a recorded exclusion, still hostile
         o["notes"] = HOSTILE
     return result_with(base, folder, "html.json", mutate)
 
@@ -552,3 +552,737 @@ def sparse_size(path: Path) -> tuple[int, int]:
     """(apparent size, bytes actually allocated) of a file."""
     st = os.stat(path)
     return st.st_size, getattr(st, "st_blocks", 0) * 512
+
+
+# ============================================================================================ issue 13: hostile input
+
+SECRET = "SECRET-TOKEN-do-not-print"  # content of files that must be refused without being echoed
+
+
+def _outside_secret(folder: Path) -> Path:
+    """A file outside the registry / data root that a hostile card or link points at."""
+    path = folder.parent / f"outside-{folder.name}" / "secret.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"root:x:0:0:{SECRET}\n")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- cards
+
+
+def card_billion_laughs(folder: Path) -> Path:
+    """Nine levels of nine aliases: 9^9 = 387 million leaves if anything expanded it."""
+    lines = ['a0: &a0 ["lol"]'] + [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    return _card(folder, "tasks", "laughs.yaml", task_card_text("laughs") + "notes:\n" + "".join(
+        f"  {line}\n" for line in lines))
+
+
+def card_single_alias(folder: Path) -> Path:
+    text = task_card_text("alias").replace("sampling: {positives: 10, negatives: 10}",
+                                           "sampling: &s {positives: 10, negatives: 10}") + "split: *s\n"
+    return _card(folder, "tasks", "alias.yaml", text)
+
+
+def card_symlink_dev_zero(folder: Path) -> Path:
+    path = folder / "tasks" / "zero.yaml"
+    path.symlink_to("/dev/zero")
+    return path
+
+
+def card_is_dev_zero(folder: Path) -> Path:
+    return Path("/dev/zero")
+
+
+def card_fifo(folder: Path) -> Path:
+    path = folder / "tasks" / "fifo.yaml"
+    os.mkfifo(path)
+    return path
+
+
+def card_too_large(folder: Path) -> Path:
+    return _card(folder, "tasks", "large.yaml", task_card_text("large") + "# " + "x" * 1_100_000 + "\n")
+
+
+def card_symlink_outside(folder: Path) -> Path:
+    outside = folder.parent / f"outside-{folder.name}" / "evil.yaml"
+    outside.parent.mkdir(parents=True, exist_ok=True)
+    outside.write_text(task_card_text("evil"))
+    path = folder / "tasks" / "evil.yaml"
+    path.symlink_to(outside)
+    return path
+
+
+def card_extends_outside(folder: Path) -> Path:
+    outside = folder.parent / f"outside-{folder.name}" / "_defaults.yaml"
+    outside.parent.mkdir(parents=True, exist_ok=True)
+    outside.write_text((folder / "tasks" / "_defaults.yaml").read_text())
+    rel = os.path.relpath(outside, folder / "tasks")
+    return _card(folder, "tasks", "escape.yaml", task_card_text("escape").replace("_defaults.yaml", rel))
+
+
+def card_extends_absolute(folder: Path) -> Path:
+    secret = _outside_secret(folder)
+    return _card(folder, "tasks", "absext.yaml", task_card_text("absext").replace("_defaults.yaml", str(secret)))
+
+
+def card_extends_symlink_outside(folder: Path) -> Path:
+    secret = _outside_secret(folder)
+    (folder / "tasks" / "_linked.yaml").symlink_to(secret)
+    return _card(folder, "tasks", "linkext.yaml", task_card_text("linkext").replace("_defaults.yaml", "_linked.yaml"))
+
+
+def card_id_newline(folder: Path) -> Path:
+    return _card(folder, "tasks", "newline.yaml", task_card_text("newline").replace("id: newline", 'id: "newline\\n"'))
+
+
+def card_fallback_folder_dotdot(folder: Path) -> Path:
+    text = GOOD_DATASET_CARD.format(id="fallback") + (
+        "fallback_package: {name: torchxrayvision, folder: ../../../../etc, tables: [metadata]}\n")
+    return _card(folder, "registry/datasets", "fallback.yaml", text)
+
+
+def card_files_nul(folder: Path) -> Path:
+    text = GOOD_DATASET_CARD.format(id="nulpath").replace("[metadata.csv]", '["meta\\0data.csv"]')
+    return _card(folder, "registry/datasets", "nulpath.yaml", text)
+
+
+def card_weights_file_dotdot(folder: Path) -> Path:
+    text = (folder / "encoders" / "rad-dino.yaml").read_text().replace(
+        "id: rad-dino", "id: evil-weights").replace("files: [config.json, model.safetensors]",
+                                                    "files: [config.json, ../../../.ssh/id_rsa]")
+    return _card(folder, "encoders", "evil-weights.yaml", text)
+
+
+def card_invalid_yaml_hides_content(folder: Path) -> Path:
+    return _card(folder, "tasks", "leaky.yaml", f"id: leaky\npassword: {SECRET}\n  bad: [indent\n")
+
+
+def card_seed_negative(folder: Path) -> Path:
+    return _card(folder, "tasks", "negseed.yaml", task_card_text("negseed").replace(
+        "sampling: {positives: 10, negatives: 10}", "sampling: {positives: 10, negatives: 10, seed: -1}"))
+
+
+def card_seed_huge(folder: Path) -> Path:
+    return _card(folder, "tasks", "bigseed.yaml", task_card_text("bigseed") + "split: {method: stratified-group-kfold, "
+                 "folds: 5, seed: 18446744073709551616}\n")
+
+
+def card_budget_out_of_range(folder: Path) -> Path:
+    return _card(folder, "tasks", "budget.yaml", task_card_text("budget").replace(
+        "sampling: {positives: 10, negatives: 10}", "sampling: {positives: 10, negatives: 10, max_excluded_fraction: 1.5}"))
+
+
+# ---------------------------------------------------------------------------------------------- images: bombs
+
+
+def dicom_declared_huge(folder: Path) -> Path:
+    """Rows x Columns = 60,000 x 60,000 declared, a few bytes present: excluded before any decode or allocation."""
+    ds = dicom_dataset()
+    ds.Rows = ds.Columns = 60_000
+    return save_dicom(ds, folder / "declared-huge.dcm")
+
+
+def png_declared_huge(folder: Path) -> Path:
+    """A PNG whose IHDR declares 8,000 x 8,000 (64 MP > the 50 MP bound) with a one-row IDAT."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", 8000, 8000, 8, 0, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 8001)) + chunk(b"IEND", b"")
+    path = folder / "declared-huge.png"
+    path.write_bytes(data)
+    return path
+
+
+def png_pillow_bomb(folder: Path) -> Path:
+    """40,000 x 40,000 declared: past Pillow's own DecompressionBombError limit, refused at open."""
+    path = png_declared_huge(folder)
+    data = path.read_bytes()
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", 40000, 40000, 8, 0, 0, 0, 0)
+    fixed = data[:8] + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
+    out = folder / "pillow-bomb.png"
+    out.write_bytes(fixed + data[8 + 25:])
+    path.unlink()
+    return out
+
+
+def dicom_deflate_bomb(folder: Path) -> Path:
+    """A deflated DICOM of 6,000 x 6,000 zeros (36 MP, 72 MB inflated, ~70 KB on disk): under the default bound, so
+    the corpus test checks it with a bound of 1 MP (the dataset card field), where it must be refused before inflating."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    ds = dicom_dataset()
+    ds.Rows = ds.Columns = 6000
+    ds.PixelData = bytes(6000 * 6000 * 2)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    return save_dicom(ds, folder / "deflate-bomb.dcm")
+
+
+# ---------------------------------------------------------------------------------------------- metadata
+
+
+def meta_same_file_two_ids(folder: Path) -> Path:
+    return write_csv(folder, _with(good_rows(), 3, path="files/img2.dcm"))
+
+
+def meta_same_file_two_patients(folder: Path) -> Path:
+    return write_csv(folder, _with(good_rows(), 5, path="./files/img0.dcm", patient_id="p77"))
+
+
+def meta_table_symlink_outside(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metadata.csv").symlink_to(_outside_secret(folder))
+    return folder
+
+
+def meta_parse_error_hides_content(folder: Path) -> Path:
+    write_csv(folder, good_rows())
+    path = folder / "metadata.csv"
+    path.write_text(path.read_text() + f"img9,p9,s9,files/img9.dcm,PA,1.0,{SECRET},extra\n")
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------- scenarios
+# Each runs one hostile situation end to end at the API and returns what the user is told (an error message or the
+# recorded exclusion reasons); tests/test_corpus.py checks it contains the case's `expect`, never its `forbid`, and
+# that nothing raised a traceback-worthy exception.
+
+
+def _pixels_setup(tmp: Path, n: int = 4):
+    """n good DICOMs under tmp/data/files, a manifest frame for them, the pixels encoder and a cache."""
+    import pandas as pd
+
+    from runner.cache import EmbeddingCache
+    from runner.encoders import load_encoder
+
+    rows = []
+    for i in range(n):
+        dicom_good(tmp / "data" / "files", f"img{i}.dcm", seed=i)
+        rows.append({"image_id": f"img{i}", "path": f"files/img{i}.dcm"})
+    card = {"id": "pixels", "adapter": "pixels", "embedding": {"dim": 16},
+            "preprocess": {"size": 4, "channels": 1, "interpolation": "area", "normalize": "none", "bit_depth": "float"}}
+    cache = EmbeddingCache("corpus", card["preprocess"], root=tmp / "cache")
+    return pd.DataFrame(rows), load_encoder(card, device="cpu"), cache, card
+
+
+def _embed(tmp: Path, frame, encoder, card, cache_root=None):
+    from runner.cache import EmbeddingCache
+    from runner.embed import embed_manifest
+
+    cache = EmbeddingCache("corpus", card["preprocess"], root=cache_root or tmp / "cache")
+    out = embed_manifest(frame, tmp / "data", "corpus", encoder, cache, workers=0, progress=False)
+    return out, cache
+
+
+def _failing_load(exc: BaseException, victim: str):
+    from runner import imaging
+
+    real = imaging.load_image
+
+    def load(path, *args, **kwargs):
+        if Path(path).name == victim:
+            raise exc
+        return real(path, *args, **kwargs)
+    return load
+
+
+def _transient(tmp: Path, exc: BaseException) -> str:
+    """One image fails with a transient error: excluded with a reason, the run goes on, nothing is remembered;
+    the next run (error gone) embeds it."""
+    from runner import imaging
+
+    frame, encoder, _cache, card = _pixels_setup(tmp)
+    real = imaging.load_image
+    imaging.load_image = _failing_load(exc, "img1.dcm")
+    try:
+        out, _cache = _embed(tmp, frame, encoder, card)
+    finally:
+        imaging.load_image = real
+    reasons = [e["reason"] for e in out.exclusions]
+    assert len(out.image_ids) == 3 and len(reasons) == 1, (out.image_ids, reasons)
+    again, _ = _embed(tmp, frame, encoder, card)
+    assert len(again.image_ids) == 4 and again.n_computed == 1, "a transient failure was remembered"
+    return reasons[0] + " (not cached; the next run embedded it)"
+
+
+def scenario_oom_decode(tmp: Path) -> str:
+    return _transient(tmp, MemoryError())
+
+
+def scenario_eio_read(tmp: Path) -> str:
+    import errno
+
+    return _transient(tmp, OSError(errno.EIO, "Input/output error"))
+
+
+def scenario_timeout_read(tmp: Path) -> str:
+    return _transient(tmp, TimeoutError("network file system timed out"))
+
+
+def scenario_permanent_failure_is_remembered(tmp: Path) -> str:
+    """The control: a truncated file fails the same way every time, so it is remembered (no second decode)."""
+    frame, encoder, _cache, card = _pixels_setup(tmp)
+    path = tmp / "data" / "files" / "img2.dcm"
+    path.write_bytes(path.read_bytes()[:300])
+    out, _ = _embed(tmp, frame, encoder, card)
+    again, _ = _embed(tmp, frame, encoder, card)
+    assert again.n_computed == 0, "a permanent failure was decoded again"
+    return out.exclusions[0]["reason"] + " (remembered)"
+
+
+def _corrupt_cache(tmp: Path, corrupt) -> str:
+    import contextlib
+    import io
+
+    frame, encoder, _cache, card = _pixels_setup(tmp)
+    _embed(tmp, frame, encoder, card)
+    namespace = next((tmp / "cache").iterdir())
+    corrupt(namespace)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        out, cache = _embed(tmp, frame, encoder, card)
+    assert len(out.image_ids) == 4 and out.n_computed > 0, "the corrupt shard was not recomputed"
+    assert any((namespace / "quarantine").iterdir()), "nothing was moved aside"
+    return err.getvalue() + " | ".join(cache.quarantined)
+
+
+def scenario_cache_npy_truncated(tmp: Path) -> str:
+    def corrupt(ns: Path):
+        shard = next(ns.glob("shard-*.npy"))
+        shard.write_bytes(shard.read_bytes()[:40])
+    return _corrupt_cache(tmp, corrupt)
+
+
+def scenario_cache_keys_garbage(tmp: Path) -> str:
+    return _corrupt_cache(tmp, lambda ns: next(ns.glob("shard-*.keys.json")).write_text("{not json"))
+
+
+def scenario_cache_rows_mismatch(tmp: Path) -> str:
+    def corrupt(ns: Path):
+        keys = next(ns.glob("shard-*.keys.json"))
+        keys.write_text(json.dumps(json.loads(keys.read_text()) + ["extra-key"]))
+    return _corrupt_cache(tmp, corrupt)
+
+
+def scenario_cache_npy_pickle(tmp: Path) -> str:
+    """A shard replaced by a pickled object array: np.load(allow_pickle=False) refuses it; nothing is unpickled."""
+    def corrupt(ns: Path):
+        shard = next(ns.glob("shard-*.npy"))
+        np.save(shard, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+    return _corrupt_cache(tmp, corrupt)
+
+
+def scenario_cache_failed_record_garbage(tmp: Path) -> str:
+    import contextlib
+    import io
+
+    from runner.cache import EmbeddingCache
+
+    _frame, _encoder, cache, card = _pixels_setup(tmp)
+    cache.put_failures({"k": "decode-failed: truncated"})
+    next(cache.dir.glob("failed-*.json")).write_text("[1, 2")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        EmbeddingCache("corpus", card["preprocess"], root=tmp / "cache")
+    return err.getvalue()
+
+
+def scenario_nul_byte_path(tmp: Path) -> str:
+    """A NUL byte in a metadata path: that image is excluded (sampling and embedding), the others go on."""
+    from runner.sampling import check_file
+
+    frame, encoder, _cache, card = _pixels_setup(tmp)
+    frame.loc[1, "path"] = "files/img\x001.dcm"
+    out, _ = _embed(tmp, frame, encoder, card)
+    assert len(out.image_ids) == 3
+    reason, _detail, _view = check_file(str(tmp / "data"), "files/img\x001.dcm", "decode", None)
+    return f"embedding: {out.exclusions[0]['reason']}; sampling: {reason}"
+
+
+def scenario_deflate_bomb_bounded(tmp: Path) -> str:
+    from runner.imaging import ImageDecodeError, load_image
+
+    path = dicom_deflate_bomb(tmp)
+    assert path.stat().st_size < 2_000_000  # small on disk
+    try:
+        load_image(path, max_pixels=1_000_000)
+    except ImageDecodeError as exc:
+        return f"{exc.reason}: {exc.detail}"
+    return "decoded"
+
+
+def scenario_dataset_card_pixel_bound(tmp: Path) -> str:
+    """The dataset card's max_image_megapixels reaches the sampler: a 48 x 48 image is over a 0.001 MP bound."""
+    from runner.data import read_index
+    from runner.sampling import sample_task
+
+    rows = good_rows(8)
+    for row in rows:
+        dicom_good(tmp / "data" / "files", Path(row["path"]).name, seed=int(row["image_id"][3:]))
+    root = write_csv(tmp / "data", rows)
+    card = csv_dataset_card(max_image_megapixels=0.001)
+    task = {"id": "corpus", "label": {"id": "effusion"}, "views": ["PA"],
+            "label_policy": {"positive": [1.0], "negative": [0.0], "uncertain": "exclude", "blank": "exclude"},
+            "sampling": {"positives": 2, "negatives": 2, "seed": 0},
+            "split": {"method": "stratified-group-kfold", "folds": 2, "seed": 0}}
+    from runner.data.tables import DataError
+
+    try:
+        sample_task(task, card, root, verify="decode", workers=1, index=read_index(card, root, ["effusion"]))
+    except DataError as exc:
+        return str(exc)
+    return "sampled"
+
+
+def _hf_dataset(folder: Path, ids: list[str], images: list[dict]):
+    import datasets
+
+    table = {"image": images, "uid": ids, "patient": [f"p{i}" for i in range(len(ids))],
+             "projection": ["PA"] * len(ids), "effusion": [bool(i % 2) for i in range(len(ids))]}
+    # The image column as its raw storage struct {bytes, path}: how a data set that references files by path arrives
+    # (datasets.Image would embed the referenced file into the data set while saving it).
+    image = {"bytes": datasets.Value("binary"), "path": datasets.Value("string")}
+    features = datasets.Features({"image": image, "uid": datasets.Value("string"),
+                                  "patient": datasets.Value("string"), "projection": datasets.Value("string"),
+                                  "effusion": datasets.Value("bool")})
+    datasets.Dataset.from_dict(table, features=features).save_to_disk(str(folder))
+    return {"id": "tiny-hf", "kind": "huggingface", "title": "tiny", "synthetic": True, "access": "built by the test",
+            "columns": {"image_id": "uid", "patient_id": "patient", "image": "image", "view": "projection"},
+            "labels": {"effusion": {"column": "effusion"}}}
+
+
+def _png_item(value: int) -> dict:
+    return {"bytes": _pil_bytes(np.full((12, 12), value, dtype=np.uint8), "PNG"), "path": None}
+
+
+def _read_hf(card: dict, root: Path) -> str:
+    from runner.data import read_index
+    from runner.data.tables import DataError
+
+    try:
+        read_index(card, root)
+    except DataError as exc:
+        return str(exc)
+    return "read"
+
+
+def scenario_hf_stored_path_outside(tmp: Path) -> str:
+    secret = _outside_secret(tmp / "x")
+    card = _hf_dataset(tmp / "ds", ["a", "b"], [_png_item(1), {"bytes": None, "path": str(secret)}])
+    return _read_hf(card, tmp / "ds")
+
+
+def scenario_hf_stored_path_dotdot(tmp: Path) -> str:
+    _outside_secret(tmp / "ds")
+    card = _hf_dataset(tmp / "ds", ["a", "b"], [_png_item(1), {"bytes": None, "path": "../outside-ds/secret.txt"}])
+    return _read_hf(card, tmp / "ds")
+
+
+def scenario_hf_ids_collide_case(tmp: Path) -> str:
+    card = _hf_dataset(tmp / "ds", ["img-A", "img-a"], [_png_item(1), _png_item(2)])
+    return _read_hf(card, tmp / "ds")
+
+
+def scenario_hf_ids_collide_row_name(tmp: Path) -> str:
+    card = _hf_dataset(tmp / "ds", ["row00000001", "a/b"], [_png_item(1), _png_item(2)])
+    return _read_hf(card, tmp / "ds")
+
+
+def scenario_hf_changed_bytes_rewritten(tmp: Path) -> str:
+    """Same id, same size, other pixels: the file written by the first read is re-written, not reused."""
+    import shutil
+
+    from runner.data import read_index
+
+    card = _hf_dataset(tmp / "ds", ["a", "b"], [_png_item(10), _png_item(20)])
+    first = read_index(card, tmp / "ds").frame
+    path = tmp / "ds" / first["path"].iloc[0]
+    before = path.read_bytes()
+    images = tmp / "ds" / "hf-images"
+    shutil.move(images, tmp / "kept-images")
+    shutil.rmtree(tmp / "ds")
+    card = _hf_dataset(tmp / "ds", ["a", "b"], [_png_item(11), _png_item(20)])
+    shutil.move(tmp / "kept-images", images)
+    assert len(_png_item(11)["bytes"]) == len(before)  # the same size: size alone cannot tell
+    read_index(card, tmp / "ds")
+    return "rewritten" if path.read_bytes() == _png_item(11)["bytes"] else "reused stale bytes"
+
+
+def _fingerprinted(tmp: Path):
+    """A manifest of 4 images (verify decode) with its fingerprint; returns (card, root, sampled, fingerprint)."""
+    from runner.data import read_index
+    from runner.fingerprint import data_fingerprint
+    from runner.sampling import sample_task
+
+    rows = good_rows(8)
+    for row in rows:
+        dicom_good(tmp / "data" / "files", Path(row["path"]).name, seed=int(row["image_id"][3:]))
+    root = write_csv(tmp / "data", rows)
+    card = csv_dataset_card()
+    task = {"id": "corpus", "label": {"id": "effusion"}, "views": ["PA"],
+            "label_policy": {"positive": [1.0], "negative": [0.0], "uncertain": "exclude", "blank": "exclude"},
+            "sampling": {"positives": 2, "negatives": 2, "seed": 0},
+            "split": {"method": "stratified-group-kfold", "folds": 2, "seed": 0}}
+    sampled = sample_task(task, card, root, verify="decode", workers=1, index=read_index(card, root, ["effusion"]))
+    return card, root, sampled, data_fingerprint(card, root, sampled)
+
+
+def scenario_manifest_other_root(tmp: Path) -> str:
+    import shutil
+
+    from runner.fingerprint import fingerprint_differences
+
+    card, root, sampled, fingerprint = _fingerprinted(tmp)
+    other = tmp / "other"
+    shutil.copytree(root, other)
+    for rel in sampled.frame["path"].iloc[:3]:
+        (other / rel).unlink()
+    return str(fingerprint_differences(fingerprint, card, other, sampled.frame))
+
+
+def scenario_manifest_table_changed(tmp: Path) -> str:
+    from runner.fingerprint import fingerprint_differences
+
+    card, root, sampled, fingerprint = _fingerprinted(tmp)
+    with (root / "metadata.csv").open("a") as handle:
+        handle.write("img99,p99,s99,files/img99.dcm,PA,1.0\n")
+    return str(fingerprint_differences(fingerprint, card, root, sampled.frame))
+
+
+def scenario_manifest_image_bytes_changed(tmp: Path) -> str:
+    """Same size, new bytes, new mtime: the content hash recorded at sampling tells."""
+    from runner.fingerprint import fingerprint_differences
+
+    card, root, sampled, fingerprint = _fingerprinted(tmp)
+    path = root / sampled.frame["path"].iloc[0]
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    touched = fingerprint_differences(fingerprint, card, root, sampled.frame)
+    assert fingerprint_differences(fingerprint, card, root, sampled.frame.iloc[1:]) is None  # the others match
+    return str(touched)
+
+
+def scenario_manifest_touched_only(tmp: Path) -> str:
+    """A touched file (new mtime, same bytes) is the same data: the manifest is still usable."""
+    from runner.fingerprint import fingerprint_differences
+
+    card, root, sampled, fingerprint = _fingerprinted(tmp)
+    os.utime(root / sampled.frame["path"].iloc[0], ns=(5_000_000_000, 5_000_000_000))
+    return str(fingerprint_differences(fingerprint, card, root, sampled.frame) or "matches")
+
+
+def _cli(args: list[str], env: dict | None = None) -> str:
+    from typer.testing import CliRunner
+
+    from runner.cli import app
+
+    result = CliRunner().invoke(app, args, env=env or {})
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return f"exit {result.exit_code}: {result.stderr.strip()}"
+
+
+def scenario_cli_sample_seed_negative(tmp: Path) -> str:
+    return _cli(["sample", "--task", "effusion-demo", "--seed", "-1"])
+
+
+def scenario_cli_sample_seed_huge(tmp: Path) -> str:
+    return _cli(["sample", "--task", "effusion-demo", "--seed", str(2**64)])
+
+
+def _site_into(out: Path) -> str:
+    from leaderboard.site import SiteDirError, build_site
+    from leaderboard.submit import RESULTS_DIR
+
+    try:
+        build_site(out, RESULTS_DIR)
+    except SiteDirError as exc:
+        return str(exc)
+    return "built"
+
+
+def scenario_site_out_nonempty(tmp: Path) -> str:
+    (tmp / "mine").mkdir()
+    (tmp / "mine" / "thesis.tex").write_text("years of work")
+    message = _site_into(tmp / "mine")
+    assert (tmp / "mine" / "thesis.tex").read_text() == "years of work"
+    return message
+
+
+def scenario_site_out_repo_root(tmp: Path) -> str:
+    repo = Path(__file__).resolve().parents[2]
+    return _site_into(repo)
+
+
+def scenario_site_out_inside_registry(tmp: Path) -> str:
+    repo = Path(__file__).resolve().parents[2]
+    return _site_into(repo / "tasks")
+
+
+def scenario_site_out_symlinked_subfolder(tmp: Path) -> str:
+    (tmp / "site").mkdir()
+    (tmp / "elsewhere").mkdir()
+    (tmp / "site" / "tasks").symlink_to(tmp / "elsewhere")
+    return _site_into(tmp / "site")
+
+
+def scenario_site_tex_markup_in_titles(tmp: Path) -> str:
+    """`$\\frac{$` in an encoder title (shown in plot legends and titles): the ROC plot is still drawn."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from runs import make_run
+    from test_results import fake_registry
+
+    from leaderboard.site import build_site
+    from leaderboard.submit import submit
+
+    reg = fake_registry()
+    reg.encoders["pixels"].data["title"] = r"$\frac{$ pixels $^{"
+    submit(make_run(tmp / "out", reg), reg, tmp / "results")
+    index = build_site(tmp / "site", tmp / "results", reg)
+    png = index.parent / "tasks" / "effusion-demo-roc.png"
+    return f"plot drawn ({png.stat().st_size} bytes)" if png.read_bytes()[:4] == b"\x89PNG" else "no plot"
+
+
+def _signal_during_eval(tmp: Path, sig: int) -> str:
+    """`runner eval` on the demo data, signalled while it works: a clean message, no traceback, no partial file."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from runner.demo_data import make_demo_dataset
+
+    repo = Path(__file__).resolve().parents[2]
+    make_demo_dataset(tmp / "data", seed=0, n_patients=80, image_size=128)
+    root = tmp / "registry"
+    for sub in ("tasks", "encoders", "registry/datasets"):
+        shutil.copytree(repo / sub, root / sub)
+    (root / "tasks" / "effusion-sig.yaml").write_text(
+        "extends: _defaults.yaml\nid: effusion-sig\ntitle: Signal test\ndataset: demo-cxr\n"
+        "label: {id: effusion, name: Effusion}\nsampling: {positives: 70, negatives: 70, verify: header}\n")
+    env = {**os.environ, "PYTHONPATH": str(repo), "CXR_CACHE_DIR": str(tmp / "cache"), "CXR_REGISTRY_ROOT": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "eval", "--task", "effusion-sig", "--encoder",
+                             "random-cnn", "--data-root", str(tmp / "data"), "--out", str(tmp / "out"),
+                             "--analyses", "none", "--device", "cpu"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None and not list((tmp / "out").glob("*/manifest.json")):
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    _out, err = proc.communicate(timeout=120)
+    leftovers = [p.name for p in tmp.rglob("*.tmp")] + [p.name for p in (tmp / "out").rglob("result.json")]
+    assert "Traceback" not in err, err[-2000:]
+    assert proc.returncode != 0 and not leftovers, (proc.returncode, leftovers)
+    lines = [line for line in err.splitlines() if line.startswith("interrupted")]
+    return f"{signal.Signals(sig).name}: exit {proc.returncode}: {lines[0] if lines else err.strip()[-300:]}"
+
+
+def scenario_sigterm_during_eval(tmp: Path) -> str:
+    import signal
+
+    return _signal_during_eval(tmp, signal.SIGTERM)
+
+
+def scenario_sigint_during_eval(tmp: Path) -> str:
+    import signal
+
+    return _signal_during_eval(tmp, signal.SIGINT)
+
+
+# ---------------------------------------------------------------------------------------------- results (verified)
+# `base` is a real run's result (tests/runs.py): the folder holds its predictions.parquet, the manifest one folder up.
+
+
+def result_deep_analyses(base: dict, folder: Path) -> Path:
+    deep: list = []
+    for _ in range(400):
+        deep = [deep]
+    return result_with(base, folder, "deep-analyses.json", lambda o: o["analyses"].update(deep=deep))
+
+
+def result_edited_auroc(base: dict, folder: Path) -> Path:
+    return result_with(base, folder, "result.json", lambda o: o["metrics"]["auroc"].update(mean=0.999))
+
+
+def result_swapped_predictions(base: dict, folder: Path) -> Path:
+    import pandas as pd
+
+    predictions = pd.read_parquet(folder / "predictions.parquet")
+    predictions.assign(prob=predictions["label"].astype(float)).to_parquet(folder / "predictions.parquet", index=False)
+    return result_with(base, folder, "result.json", lambda o: None)
+
+
+def result_forged_n_images(base: dict, folder: Path) -> Path:
+    return result_with(base, folder, "result.json", lambda o: o["manifest"].update(n_images=2000))
+
+
+def result_no_predictions(base: dict, folder: Path) -> Path:
+    (folder / "predictions.parquet").unlink()
+    return result_with(base, folder, "result.json", lambda o: None)
+
+
+def result_predictions_extra_row(base: dict, folder: Path) -> Path:
+    import pandas as pd
+
+    predictions = pd.read_parquet(folder / "predictions.parquet")
+    extra = predictions.iloc[:1].assign(image_id="img-999")
+    pd.concat([predictions, extra]).to_parquet(folder / "predictions.parquet", index=False)
+    return result_with(base, folder, "result.json", lambda o: None)
+
+
+def result_over_budget(base: dict, folder: Path) -> Path:
+    def mutate(o):
+        lost = [{"image_id": f"img-{i:03d}", "path": f"files/img-{i:03d}.dcm", "reason": "at embedding: missing-file"}
+                for i in range(5)]
+        o["counts"]["exclusions"] = lost
+        o["counts"]["excluded"] = len(lost)
+    return result_with(base, folder, "result.json", mutate)
+
+
+def result_manifest_tampered(base: dict, folder: Path) -> Path:
+    import pandas as pd
+
+    manifest = folder.parent / "manifest.parquet"
+    frame = pd.read_parquet(manifest)
+    frame.loc[0, "label"] = 1 - frame.loc[0, "label"]
+    frame.to_parquet(manifest, index=False)
+    return result_with(base, folder, "result.json", lambda o: None)
+
+
+def result_seed_negative(base: dict, folder: Path) -> Path:
+    return result_with(base, folder, "result.json", lambda o: o["seeds"].update(sampling=-1))
+
+
+def _reported(folder: Path, name: str, mutate) -> Path:
+    from leaderboard.file_reported import TABLE_PATH
+    from leaderboard.publications import load_publication, reported_results
+    from registry.cards import load_registry
+
+    results = reported_results(load_publication(TABLE_PATH), load_registry())
+    obj = next(r for r in results if (r["task"]["id"], r["encoder"]["id"]) == ("effusion-nih", "medimageinsight"))
+    mutate(obj)
+    return write_json_text(folder, name, json.dumps(obj))
+
+
+def result_reported_made_up(base: dict, folder: Path) -> Path:
+    return _reported(folder, "made-up.json", lambda o: o["metrics"]["auroc"].update(mean=0.999))
+
+
+def result_reported_unknown_publication(base: dict, folder: Path) -> Path:
+    return _reported(folder, "nobody.json", lambda o: o.update(publication="nobody2099-table9"))
+
+
+def result_reported_wrong_cell(base: dict, folder: Path) -> Path:
+    """CXR-Foundation's number filed under MedImageInsight: the publication prints another number there."""
+    return _reported(folder, "wrong-cell.json", lambda o: o["metrics"]["auroc"].update(
+        mean=0.901, half_width=0.006, ci_low=0.895, ci_high=0.907))

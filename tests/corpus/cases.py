@@ -8,6 +8,9 @@ outcome:
   error     a clear error (DataError / CardError / ResultError) whose message contains `expect`
   refused   `runner submit` refuses it: exit code `exit_code`, message containing `expect`
   filed     `runner submit` accepts it (exit 0) and the site renders its strings inert
+  observed  (area scenario) a hostile situation run end to end: what the user is told contains `expect`
+
+`forbid`: text that must never appear in the message (the content of a file that was refused).
 
 docs/reliability.md's table is this list; `python -m tests.corpus.cases` prints it as Markdown.
 """
@@ -26,6 +29,8 @@ class Case:
     expect: str
     exit_code: int | None = None  # for CLI-level cases: `runner validate` / `runner sample` / `runner submit`
     behaviour: str = ""
+    forbid: str = ""  # never in the message (issue 13: refused files' content is not echoed)
+    issue: int = 0  # 13: added by issue 13 (hostile input, verified submission)
 
 
 CASES: list[Case] = [
@@ -169,6 +174,157 @@ CASES: list[Case] = [
     Case("result-not-json", "result", "result_not_json", "refused", "invalid JSON", 2,
          behaviour="single quotes: refused with line and column; exit 2"),
 ]
+
+# ================================================================== issue 13: hostile input, verified submission
+SECRET = "SECRET-TOKEN"
+I13: list[Case] = [
+    # ------------------------------------------------------------------ cards
+    Case("card-billion-laughs", "card", "card_billion_laughs", "error", "YAML alias", 2, forbid=SECRET,
+         behaviour="9 levels x 9 aliases (387 million leaves): refused on the composed node graph (linear); exit 2"),
+    Case("card-single-alias", "card", "card_single_alias", "error", "YAML alias (*name) is not allowed", 2,
+         behaviour="any &anchor/*alias: refused (cards need none), with its line; exit 2"),
+    Case("card-symlink-dev-zero", "card", "card_symlink_dev_zero", "error", "outside the registry", 2,
+         behaviour="tasks/zero.yaml -> /dev/zero: refused without reading; exit 2"),
+    Case("card-is-dev-zero", "card", "card_is_dev_zero", "error", "not a regular file", 2,
+         behaviour="`runner validate /dev/zero`: stat before open, refused; exit 2"),
+    Case("card-fifo", "card", "card_fifo", "error", "not a regular file", 2,
+         behaviour="a FIFO named .yaml: refused without opening it (would block forever); exit 2"),
+    Case("card-too-large", "card", "card_too_large", "error", "the most a card may have", 2,
+         behaviour="1.1 MB card: at most 1,000,001 bytes read, refused; exit 2"),
+    Case("card-symlink-outside", "card", "card_symlink_outside", "error", "outside the registry", 2,
+         behaviour="a valid card symlinked from outside the registry: refused; exit 2"),
+    Case("card-extends-outside", "card", "card_extends_outside", "error", "leaves the registry", 2,
+         behaviour="extends: ../../outside/_defaults.yaml: refused; exit 2"),
+    Case("card-extends-absolute", "card", "card_extends_absolute", "error", "leaves the registry", 2, forbid=SECRET,
+         behaviour="extends: /abs/secret.txt: refused, the file is not read; exit 2"),
+    Case("card-extends-symlink-outside", "card", "card_extends_symlink_outside", "error", "leaves the registry", 2,
+         forbid=SECRET, behaviour="extends: _linked.yaml, a symlink to a file outside: refused; exit 2"),
+    Case("card-id-newline", "card", "card_id_newline", "error", "does not match", 2,
+         behaviour='id: "newline\\n": refused (JSON Schema `$` matched before a final newline in Python); exit 2'),
+    Case("card-fallback-folder-dotdot", "card", "card_fallback_folder_dotdot", "error", "leaves the package", 2,
+         behaviour="fallback_package.folder: ../../../../etc: refused; exit 2"),
+    Case("card-files-nul", "card", "card_files_nul", "error", "leaves the data root", 2,
+         behaviour="a NUL byte in a dataset card's files path: refused; exit 2"),
+    Case("card-weights-file-dotdot", "card", "card_weights_file_dotdot", "error", "leaves the weights folder", 2,
+         behaviour="encoder weights.files: ../../../.ssh/id_rsa: refused; exit 2"),
+    Case("card-invalid-yaml-hides-content", "card", "card_invalid_yaml_hides_content", "error", "not valid YAML", 2,
+         forbid=SECRET, behaviour="broken YAML holding a secret: the message names file and line, not the content"),
+    Case("card-seed-negative", "card", "card_seed_negative", "error", "less than the minimum", 2,
+         behaviour="sampling.seed: -1: refused by the schema; exit 2"),
+    Case("card-seed-huge", "card", "card_seed_huge", "error", "greater than the maximum", 2,
+         behaviour="split.seed: 2^64 (NumPy/scikit-learn take 0..2^32-1): refused; exit 2"),
+    Case("card-budget-out-of-range", "card", "card_budget_out_of_range", "error", "greater than the maximum", 2,
+         behaviour="sampling.max_excluded_fraction: 1.5: refused; exit 2"),
+    # ------------------------------------------------------------------ images: decompression bombs
+    Case("dicom-declared-huge", "dicom", "dicom_declared_huge", "excluded", "too-many-pixels",
+         behaviour="Rows x Columns 60,000 x 60,000 declared: excluded before decoding or allocating"),
+    Case("png-declared-huge", "image", "png_declared_huge", "excluded", "too-many-pixels",
+         behaviour="PNG header 8,000 x 8,000 (64 MP > 50 MP): excluded from the header, before decoding"),
+    Case("png-pillow-bomb", "image", "png_pillow_bomb", "excluded", "too-many-pixels",
+         behaviour="PNG header 40,000 x 40,000: Pillow's DecompressionBombError becomes the same exclusion"),
+    Case("dicom-deflate-bomb", "scenario", "scenario_deflate_bomb_bounded", "observed", "decompression-bomb",
+         behaviour="deflated DICOM (70 KB -> 72 MB): inflated in bounded steps and refused past the card's bound"),
+    Case("dataset-card-pixel-bound", "scenario", "scenario_dataset_card_pixel_bound", "observed", "too-many-pixels",
+         behaviour="dataset card max_image_megapixels: 0.001 reaches the sampler: every 48 x 48 file excluded, counted"),
+    Case("decode-out-of-memory", "scenario", "scenario_oom_decode", "observed", "transient: out of memory",
+         behaviour="MemoryError decoding one image: that image excluded, the run goes on, never cached as a failure"),
+    Case("decode-eio", "scenario", "scenario_eio_read", "observed", "transient: OSError (Input/output error)",
+         behaviour="EIO reading one image: excluded this run, not remembered; the next run embeds it"),
+    Case("decode-timeout", "scenario", "scenario_timeout_read", "observed", "transient: TimeoutError",
+         behaviour="a storage timeout: excluded this run, not remembered"),
+    Case("decode-permanent-remembered", "scenario", "scenario_permanent_failure_is_remembered", "observed",
+         "decode-failed: no-pixel-data (remembered)", behaviour="the control: a file cut to 300 bytes is remembered, not decoded again"),
+    # ------------------------------------------------------------------ metadata
+    Case("meta-same-file-two-ids", "metadata", "meta_same_file_two_ids", "error", "is listed under 2 image ids", 2,
+         behaviour="one image file under two image ids: DataError naming the file and ids (a fold leak); exit 2"),
+    Case("meta-same-file-two-patients", "metadata", "meta_same_file_two_patients", "error", "is listed under 2", 2,
+         behaviour="./files/img0.dcm under another patient too (paths normalised): DataError; exit 2"),
+    Case("meta-table-symlink-outside", "metadata", "meta_table_symlink_outside", "error", "outside", 2,
+         forbid=SECRET, behaviour="metadata.csv is a symlink out of the data root: refused, not read; exit 2"),
+    Case("meta-parse-error-hides-content", "metadata", "meta_parse_error_hides_content", "error", "cannot read", 2,
+         forbid=SECRET, behaviour="a malformed row holding a secret: the parser's quote of the row is cut; exit 2"),
+    Case("meta-path-nul", "scenario", "scenario_nul_byte_path", "observed", "embedding: invalid-path; sampling: invalid-path",
+         behaviour="a NUL byte in a metadata path: that image excluded (reason invalid-path), the run goes on"),
+    # ------------------------------------------------------------------ HuggingFace reader
+    Case("hf-stored-path-outside", "scenario", "scenario_hf_stored_path_outside", "observed", "outside the data root",
+         forbid=SECRET, behaviour="an item stored by absolute path outside the data root: DataError, not read"),
+    Case("hf-stored-path-dotdot", "scenario", "scenario_hf_stored_path_dotdot", "observed", "outside the data root",
+         forbid=SECRET, behaviour="an item stored at ../outside/secret.txt: DataError, not read"),
+    Case("hf-ids-collide-case", "scenario", "scenario_hf_ids_collide_case", "observed", "both become the file",
+         behaviour="ids img-A and img-a (one file on a case-folding file system): DataError"),
+    Case("hf-ids-collide-row-name", "scenario", "scenario_hf_ids_collide_row_name", "observed", "both become the file",
+         behaviour="an unsafe id made file-safe as row00000001 collides with a real id row00000001: DataError"),
+    Case("hf-changed-bytes", "scenario", "scenario_hf_changed_bytes_rewritten", "observed", "rewritten",
+         behaviour="an item's bytes changed (same size): the written file is re-written, not reused"),
+    # ------------------------------------------------------------------ embedding cache
+    Case("cache-npy-truncated", "scenario", "scenario_cache_npy_truncated", "observed", "is corrupt",
+         behaviour="a torn shard .npy: named on stderr, moved to quarantine/, its embeddings recomputed"),
+    Case("cache-keys-garbage", "scenario", "scenario_cache_keys_garbage", "observed", "unreadable keys file",
+         behaviour="a shard keys file that is not JSON: named, quarantined, recomputed (was: silently ignored)"),
+    Case("cache-rows-mismatch", "scenario", "scenario_cache_rows_mismatch", "observed", "for 5 keys",
+         behaviour="keys and rows disagree: named, quarantined, recomputed (would misalign embeddings)"),
+    Case("cache-npy-pickle", "scenario", "scenario_cache_npy_pickle", "observed", "is corrupt",
+         behaviour="a shard replaced by a pickled object array: np.load(allow_pickle=False) refuses; quarantined"),
+    Case("cache-failed-record-garbage", "scenario", "scenario_cache_failed_record_garbage", "observed",
+         "unreadable failure record", behaviour="a corrupt failed-*.json: named and quarantined"),
+    # ------------------------------------------------------------------ runs bound to their data
+    Case("manifest-other-data-root", "scenario", "scenario_manifest_other_root", "observed", "3 of 4 image(s) missing",
+         behaviour="a manifest checked against a data root lacking its images: the difference is named"),
+    Case("manifest-table-changed", "scenario", "scenario_manifest_table_changed", "observed",
+         "metadata table(s) differ", behaviour="the metadata table changed since sampling: named"),
+    Case("manifest-image-bytes-changed", "scenario", "scenario_manifest_image_bytes_changed", "observed",
+         "1 of 4 image(s) changed", behaviour="same size, other bytes: the content hash recorded at sampling tells"),
+    Case("manifest-touched-file", "scenario", "scenario_manifest_touched_only", "observed", "matches",
+         behaviour="only the mtime changed, same bytes: still the same data (no needless resample)"),
+    # ------------------------------------------------------------------ seeds on the command line
+    Case("cli-sample-seed-negative", "scenario", "scenario_cli_sample_seed_negative", "observed", "exit 2",
+         behaviour="`runner sample --seed -1`: typer's range check, exit 2, no traceback"),
+    Case("cli-sample-seed-huge", "scenario", "scenario_cli_sample_seed_huge", "observed", "exit 2",
+         behaviour="`runner sample --seed 2^64`: exit 2, no traceback"),
+    # ------------------------------------------------------------------ leaderboard build --out
+    Case("site-out-nonempty", "scenario", "scenario_site_out_nonempty", "observed", "not empty", forbid="built",
+         behaviour="--out a folder with someone's files and no site marker: refused, nothing deleted"),
+    Case("site-out-repo-root", "scenario", "scenario_site_out_repo_root", "observed", "holds the registry",
+         behaviour="--out . in the repo: refused (was: deleted tasks/ and encoders/)"),
+    Case("site-out-inside-registry", "scenario", "scenario_site_out_inside_registry", "observed",
+         "inside the registry's tasks/", behaviour="--out tasks/: refused"),
+    Case("site-out-symlinked-subfolder", "scenario", "scenario_site_out_symlinked_subfolder", "observed",
+         "symbolic link", behaviour="--out DIR whose tasks/ is a symlink (to anywhere): refused"),
+    Case("site-tex-markup", "scenario", "scenario_site_tex_markup_in_titles", "observed", "plot drawn",
+         behaviour="`$\\frac{$` in an encoder title: escaped for matplotlib, the ROC plot is drawn"),
+    # ------------------------------------------------------------------ signals
+    Case("sigterm-during-eval", "scenario", "scenario_sigterm_during_eval", "observed", "exit 130: interrupted (SIGTERM)",
+         behaviour="SIGTERM while embedding: one line 'interrupted', exit 130, no traceback, no temp or result file"),
+    Case("sigint-during-eval", "scenario", "scenario_sigint_during_eval", "observed", "exit 130: interrupted (SIGINT)",
+         behaviour="Ctrl-C while embedding (workers ignore it): one line, exit 130, no partial file"),
+    # ------------------------------------------------------------------ results: verified submission
+    Case("result-deep-analyses", "result", "result_deep_analyses", "refused", "nested deeper than 32", 2,
+         behaviour="400-deep nesting inside analyses (schema-open): refused before any rendering; exit 2"),
+    Case("result-edited-auroc", "result", "result_edited_auroc", "refused", "result says 0.999, recomputed", 1,
+         behaviour="AUROC edited to 0.999: recomputed from the predictions, refused; exit 1"),
+    Case("result-swapped-predictions", "result", "result_swapped_predictions", "refused", "predictions_sha256", 1,
+         behaviour="perfectly separating predictions swapped in: sha256 and every metric differ; exit 1"),
+    Case("result-forged-n-images", "result", "result_forged_n_images", "refused", "n_images 2000", 1,
+         behaviour="manifest.n_images forged: the manifest found one folder up says otherwise; exit 1"),
+    Case("result-no-predictions", "result", "result_no_predictions", "refused", "no predictions file", 1,
+         behaviour="a reproduced result without its predictions: nothing to verify, refused; exit 1"),
+    Case("result-predictions-extra-row", "result", "result_predictions_extra_row", "refused",
+         "not test rows of the manifest", 1, behaviour="a prediction for an image not in the manifest; exit 1"),
+    Case("result-over-budget", "result", "result_over_budget", "refused", "max_excluded_fraction", 1,
+         behaviour="5 of 60 images excluded at embedding (> the card's 2%): refused; exit 1"),
+    Case("result-manifest-tampered", "result", "result_manifest_tampered", "refused", "cannot be used", 1,
+         behaviour="a label flipped in manifest.parquet: its content hash no longer matches, refused; exit 1"),
+    Case("result-seed-negative", "result", "result_seed_negative", "refused", "less than the minimum", 2,
+         behaviour="seeds.sampling -1: refused by the schema; exit 2"),
+    Case("result-reported-made-up", "result", "result_reported_made_up", "refused", "is not what publication", 1,
+         behaviour="a reported AUROC not printed in the cited publication: refused; exit 1"),
+    Case("result-reported-unknown-publication", "result", "result_reported_unknown_publication", "refused",
+         "is not one", 1, behaviour="citing a publication id with no record in leaderboard/publications/; exit 1"),
+    Case("result-reported-wrong-cell", "result", "result_reported_wrong_cell", "refused", "is not what publication", 1,
+         behaviour="another encoder's printed number filed under this one: refused; exit 1"),
+]
+for _case in I13:
+    CASES.append(Case(**{**_case.__dict__, "issue": 13}))
 
 
 def markdown_table() -> str:
