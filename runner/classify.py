@@ -104,17 +104,19 @@ def classify(
     classifier_card: dict | None,
     eval_folds: list[int],
     augmented: dict[str, np.ndarray] | None = None,
+    allow_missing: bool = False,
 ) -> Classification:
     """Train one booster per evaluated fold on `fold != f` rows and predict the `fold == f` rows.
 
     table: image_id, patient_id, label (0/1), fold, aligned row for row with `embeddings`.
     augmented: view id -> embeddings aligned with `table`; used as extra training rows when the card says so.
+    allow_missing: NaN is a missing value (the metadata baseline's features), not an error; Infinity still is.
     """
     import lightgbm as lgb
 
     start = time.perf_counter()
     settings = ClassifierSettings.from_card(classifier_card)
-    x, table = _check_inputs(embeddings, table)
+    x, table = _check_inputs(embeddings, table, allow_missing)
     n = len(table)
     views = list(augmented.values()) if (settings.augmented_training_rows and augmented) else []
     for v in views:
@@ -165,15 +167,16 @@ def classify(
     return Classification(predictions, fits, time.perf_counter() - start)
 
 
-def _check_inputs(embeddings: np.ndarray, table: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+def _check_inputs(embeddings: np.ndarray, table: pd.DataFrame, allow_missing: bool = False
+                  ) -> tuple[np.ndarray, pd.DataFrame]:
     missing = [c for c in ("image_id", "patient_id", "label", "fold") if c not in table.columns]
     if missing:
         raise ClassifyError(f"classify: table lacks column(s) {missing}")
     x = np.asarray(embeddings, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] != len(table):
         raise ClassifyError(f"classify: embeddings of shape {x.shape} for {len(table)} table rows")
-    if not np.isfinite(x).all():
-        raise ClassifyError("classify: embeddings contain NaN or Infinity")
+    if not (np.isfinite(x) | (allow_missing & np.isnan(x))).all():
+        raise ClassifyError("classify: embeddings contain " + ("Infinity" if allow_missing else "NaN or Infinity"))
     if not table["label"].isin([0, 1]).all():
         raise ClassifyError("classify: label must be 0 or 1 in every row")
     return x, table.reset_index(drop=True)

@@ -113,10 +113,13 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     roots = _Roots(task.data["dataset"], data_root, options.data_roots)
 
     t0 = time.perf_counter()
-    manifest = _manifest(task, dataset, roots.of(dataset.data), task_dir)
+    from runner.encoders.metadata import reads_pixels
+
+    defer = not reads_pixels(encoder_card.data)  # a metadata-only data root has no files to verify
+    manifest = _manifest(task, dataset, roots.of(dataset.data), task_dir, defer)
     train_manifest = None
     if train_cards:
-        train_manifest = _manifest(*train_cards, roots.of(train_cards[1].data), out_dir / train_cards[0].id)
+        train_manifest = _manifest(*train_cards, roots.of(train_cards[1].data), out_dir / train_cards[0].id, defer)
     timings["sample"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -136,7 +139,8 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     classifier_card = task.data.get("classifier") or {"type": "lightgbm"}
     t0 = time.perf_counter()
     try:
-        fitted = classify(design.x, design.table, classifier_card, design.eval_folds, augmented=design.augmented)
+        fitted = classify(design.x, design.table, classifier_card, design.eval_folds, augmented=design.augmented,
+                          allow_missing=defer)  # metadata features may be missing (NaN); embeddings never
     except ClassifyError as exc:
         raise EvaluationError(f"{task.id} x {encoder_card.id}: {exc}", exit_code=1) from None
     timings["classify"] = time.perf_counter() - t0
@@ -153,6 +157,8 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
         "trees_per_fold": [fit.n_trees for fit in fitted.folds],
         "train_rows_per_fold": [fit.n_train_rows for fit in fitted.folds],
     }}
+    if getattr(test_side.embedded, "feature_names", None):  # the metadata baseline: which columns it used
+        analyses["metadata_features"] = {"columns": test_side.embedded.feature_names}
     if train_side:  # the transfer block describes how a transfer task's numbers were made: always written
         analyses["transfer"] = _transfer_block(train_side, test_side, summary, out_dir, encoder_card.id)
         wanted = [name for name in wanted if name != "transfer"]
@@ -232,8 +238,11 @@ def _data_root(dataset_card: dict, data_root: Path | None) -> Path:
         raise EvaluationError(str(exc), exit_code=2) from None
 
 
-def _manifest(task, dataset, data_root: Path, task_dir: Path):
-    """The frozen manifest in task_dir when it was made from this task card; otherwise sample and freeze one."""
+def _manifest(task, dataset, data_root: Path, task_dir: Path, defer_verify: bool = False):
+    """The frozen manifest in task_dir when it was made from this task card; otherwise sample and freeze one.
+
+    defer_verify: the encoder reads no pixels, so a data root without image files is sampled with file checks
+    deferred (runner.sampling.sample_task); with the images present they are checked as for any encoder."""
     from runner.data.tables import DataError
     from runner.manifest import ManifestError, read_manifest, write_manifest
     from runner.sampling import sample_task
@@ -246,7 +255,7 @@ def _manifest(task, dataset, data_root: Path, task_dir: Path):
         if existing.meta.get("task_sha256") == task.sha256:
             return existing
     try:
-        sampled = sample_task(task.data, dataset.data, data_root)
+        sampled = sample_task(task.data, dataset.data, data_root, defer_verify_without_images=defer_verify)
     except DataError as exc:
         raise EvaluationError(str(exc), exit_code=2) from None
     return write_manifest(task_dir, sampled, task.sha256)
@@ -290,7 +299,13 @@ def _embed(encoder, encoder_card, dataset_id: str, data_root: Path, frame: pd.Da
            options: EvalOptions):
     from runner.embed import embed_manifest
     from runner.encoders import EncoderError
+    from runner.encoders.metadata import MetadataNotAvailable, metadata_embeddings, reads_pixels
 
+    if not reads_pixels(encoder_card.data):  # the metadata baseline: features from the manifest, no image is read
+        try:
+            return metadata_embeddings(frame, encoder_card.data, dataset_id)
+        except MetadataNotAvailable as exc:
+            raise EvaluationError(str(exc), exit_code=2) from None
     embed = embed_manifest
     try:
         from runner.fastpath import choose_pipeline, embed_manifest_fast
