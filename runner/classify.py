@@ -2,9 +2,9 @@
 
 Entry: `classify(embeddings, table, classifier_card, eval_folds, augmented=None) -> Classification`.
 
-Why it is fast (benchmarks/bench_classify.py has the numbers): the feature matrix is binned once per task into one
-`lgb.Dataset` (originals, then augmented views), and every fold's training and inner-validation sets are
-`Dataset.subset` views of it, so the bin mappers are computed once, not once per fold. Each fold stops adding trees when
+No test row shapes the model: LightGBM's feature bin edges are computed per fold from that fold's training rows
+only (its originals, then their augmented views); the fold's fit and inner-validation sets are `Dataset.subset`
+views of that one binned set, and the test rows are predicted from their raw values. Each fold stops adding trees when
 the log-loss on an inner, patient-grouped, stratified validation split of its *training* rows stops improving (the test
 fold is never looked at). Augmented views are training rows only, and an image's views always follow the image into
 the same inner split, so no image leaks across the early-stopping boundary. `deterministic=True` with a fixed thread
@@ -125,11 +125,10 @@ def classify(
     labels = table["label"].to_numpy(dtype=np.int64)
     folds = table["fold"].to_numpy(dtype=np.int64)
     groups = table["patient_id"].astype(str).to_numpy()
-    # One binning for the whole task: rows 0..n-1 are originals, then each augmented view in turn.
+    # Rows 0..n-1 are originals, then each augmented view in turn.
     all_x = np.vstack([x, *views]) if views else x
     all_y = np.tile(labels, 1 + len(views))
     params = settings.lgb_params()
-    base = lgb.Dataset(all_x, label=all_y, params=params, free_raw_data=False).construct()
 
     def rows_with_views(image_rows: np.ndarray) -> np.ndarray:
         return np.concatenate([image_rows + k * n for k in range(1 + len(views))])
@@ -142,10 +141,15 @@ def classify(
         if len(test) == 0 or len(train) == 0:
             raise ClassifyError(f"fold {fold}: {len(train)} training and {len(test)} test images; both must be > 0")
         fit_rows, valid_rows = _inner_split(train, labels, groups, settings)
-        train_set = base.subset(np.sort(rows_with_views(fit_rows)))
+        # Bin edges from this fold's training rows (and their views) only; positions map all_x rows into it.
+        binned_rows = np.sort(rows_with_views(train))
+        base = lgb.Dataset(all_x[binned_rows], label=all_y[binned_rows], params=params, free_raw_data=False).construct()
+        position = np.full(len(all_x), -1, dtype=np.int64)
+        position[binned_rows] = np.arange(len(binned_rows))
+        train_set = base.subset(np.sort(position[rows_with_views(fit_rows)]))
         callbacks, valid_sets = [], []
         if valid_rows is not None:
-            valid_sets = [base.subset(np.sort(valid_rows))]
+            valid_sets = [base.subset(np.sort(position[valid_rows]))]
             callbacks = [lgb.early_stopping(settings.early_stopping_rounds, verbose=False)]
         booster = lgb.train(
             params, train_set, num_boost_round=settings.n_estimators, valid_sets=valid_sets, callbacks=callbacks

@@ -157,6 +157,9 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
         "trees_per_fold": [fit.n_trees for fit in fitted.folds],
         "train_rows_per_fold": [fit.n_train_rows for fit in fitted.folds],
     }}
+    within_view = _within_view(fitted.predictions, design, task.data)
+    if within_view is not None:
+        analyses["within_view"] = within_view
     if getattr(test_side.embedded, "feature_names", None):  # the metadata baseline: which columns it used
         analyses["metadata_features"] = {"columns": test_side.embedded.feature_names}
     if train_side:  # the transfer block describes how a transfer task's numbers were made: always written
@@ -383,6 +386,21 @@ def _transfer_block(train: _Side, test: _Side, summary: dict, out_dir: Path, enc
             block["in_domain"] = {"task": train.task.id, "auroc": auroc, "ci_method": other["metrics"]["auroc"]["ci_method"],
                                   "auroc_drop": auroc - summary["auroc"]["mean"]}
     return block
+
+
+def _within_view(predictions: pd.DataFrame, design: _Design, task_data: dict) -> dict | None:
+    """AUROC on each of the task's views alone (runner.analysis.within_view), for every task with two or more views."""
+    task_views = list(task_data.get("views") or [])
+    if len(task_views) < 2 or "view" not in design.table.columns:
+        return None
+    from runner.analysis.within_view import within_view_auroc
+    from runner.metrics import MetricsInputError
+
+    views = predictions["image_id"].map(design.table.drop_duplicates("image_id").set_index("image_id")["view"])
+    try:
+        return within_view_auroc(predictions, views, task_data.get("metrics"), task_views, design.eval_folds)
+    except MetricsInputError as exc:
+        return {"status": "skipped", "reason": str(exc)}
 
 
 def _value_with_ci(metric: dict) -> dict:
