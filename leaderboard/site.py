@@ -6,7 +6,7 @@ number shown. Row order and labels come from the task cards' `leaderboard` block
 
 Tie groups: in a row with two or more reproduced results on the same manifest (same manifest sha256) whose predictions
 were filed beside them, the encoders not significantly different from the best are marked (runner.analysis.paired:
-DeLong for AUROC, paired patient bootstrap for F1, at the task card's analyses.paired.alpha, default 0.05). Reported
+paired patient bootstrap on the fold-mean AUROC and F1, Holm across the row, at the task card's analyses.paired.alpha, default 0.05). Reported
 numbers come without predictions, so their rows say that no test was made.
 """
 
@@ -115,7 +115,7 @@ def _cell(entry: Entry, metric: str) -> dict:
     m = entry.result["metrics"][metric]
     if m["mean"] is None:
         text = "n/a"
-    elif m["half_width"] is not None:
+    elif m["half_width"] is not None and m["ci_method"] in ("t-interval", "reported"):  # symmetric intervals only
         text = f"{_fmt(m['mean'])} ± {_fmt(m['half_width'])}"
     elif m["ci_low"] is not None and m["ci_high"] is not None:
         text = f"{_fmt(m['mean'])} [{_fmt(m['ci_low'])}, {_fmt(m['ci_high'])}]"
@@ -234,10 +234,13 @@ def build_tables(entries: list[Entry], registry, ties: dict[str, TieGroups] | No
             task = registry.tasks[entry.result["task"]["id"]]
             if _section_of(task, registry.datasets.get(task.data.get("dataset")), entry.result) != key:
                 continue
+            if key == "table1" and registry.encoders[entry.column[0]].data.get("adapter") == "metadata":
+                continue  # Table 1 shows the metadata baselines as its floor column (leaderboard.floors)
             section_entries.append(entry)
             row = rows.setdefault(task.id, Row(task.id, *_row_labels(task, registry)[1:]))
+            overlap = _trained_on(registry, entry.result)
             for metric, _ in METRICS:
-                row.cells[(metric, *entry.column)] = _cell(entry, metric)
+                row.cells[(metric, *entry.column)] = {**_cell(entry, metric), "trained_on": overlap}
                 tie = (ties or {}).get(task.id)
                 if tie is not None and entry.column[1] == "reproduced":
                     row.cells[(metric, *entry.column)]["tie"] = tie.mark(metric, entry.column[0])
@@ -271,6 +274,13 @@ def build_tables(entries: list[Entry], registry, ties: dict[str, TieGroups] | No
                        "alphas": sorted({t.alpha for t in tested}),
                        "untested_reported": any(t is not None and t.note == NO_TEST_REPORTED for t in section_ties)})
     return tables
+
+
+def _trained_on(registry, result: dict) -> bool | None:
+    from registry.overlap import trained_on
+
+    encoder = registry.encoders.get(result["encoder"]["id"])
+    return None if encoder is None else trained_on(encoder.data, result["task"]["dataset"])
 
 
 def _extra_cells(entry: Entry) -> dict:
@@ -433,9 +443,9 @@ def _csv_safe(value):
     return value
 
 
-def _write_exports(out: Path, records: list[dict]) -> None:
-    (out / "leaderboard.json").write_text(json.dumps({"results": records}, allow_nan=False, indent=2) + "\n",
-                                          encoding="utf-8")
+def _write_exports(out: Path, records: list[dict], floors: dict | None = None) -> None:
+    (out / "leaderboard.json").write_text(json.dumps({"results": records, "floors": floors or {}}, allow_nan=False,
+                                                     indent=2) + "\n", encoding="utf-8")
     buffer = io.StringIO()
     fields = list(records[0]) if records else ["task", "encoder"]
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
@@ -493,6 +503,9 @@ def build_site(out_dir: Path, results_dir: Path = RESULTS_DIR, registry=None) ->
     ties = {task.id: compute_ties(task, [e for e in entries if e.result["task"]["id"] == task.id], results_dir)
             for task in registry.tasks.values()}
     tables = build_tables(entries, registry, ties)
+    from leaderboard.floors import compute_floors
+
+    floors = compute_floors([(e.file, e.result) for e in entries], registry)
     env = _environment()
     common = {"skipped": skipped, "n_results": len(entries), "results_dir": _display_path(Path(results_dir))}
 
@@ -508,7 +521,9 @@ def build_site(out_dir: Path, results_dir: Path = RESULTS_DIR, registry=None) ->
         page = env.get_template("task.html").render(
             root="../", title=task.data.get("title", task.id), card=task, entries=task_entries, roc=roc,
             disease=disease, dataset=dataset, citations=sorted({e.result.get("citation") for e in task_entries} - {None}),
-            ties=ties[task.id], views=analysis_views(task.id, task_entries, out / "tasks"), **common)
+            ties=ties[task.id], views=analysis_views(task.id, task_entries, out / "tasks"),
+            floors=floors["tasks"].get(task.id), floor_source=floors["source"],
+            trained_on={e.result["encoder"]["id"]: _trained_on(registry, e.result) for e in task_entries}, **common)
         (out / "tasks" / f"{task.id}.html").write_text(page, encoding="utf-8")
 
     for encoder in registry.encoders.values():
@@ -520,8 +535,8 @@ def build_site(out_dir: Path, results_dir: Path = RESULTS_DIR, registry=None) ->
     index = out / "index.html"
     index.write_text(env.get_template("index.html").render(
         root="", title="CXR embedding leaderboard", tables=tables, tasks=registry.tasks,
-        encoders=registry.encoders, **common), encoding="utf-8")
-    _write_exports(out, _records(entries, tables, ties))
+        encoders=registry.encoders, floors=floors, **common), encoding="utf-8")
+    _write_exports(out, _records(entries, tables, ties), floors)
     return index
 
 

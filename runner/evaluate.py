@@ -163,7 +163,7 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     if getattr(test_side.embedded, "feature_names", None):  # the metadata baseline: which columns it used
         analyses["metadata_features"] = {"columns": test_side.embedded.feature_names}
     if train_side:  # the transfer block describes how a transfer task's numbers were made: always written
-        analyses["transfer"] = _transfer_block(train_side, test_side, summary, out_dir, encoder_card.id)
+        analyses["transfer"] = _transfer_block(train_side, test_side, summary, out_dir, encoder_card.id, reg)
         wanted = [name for name in wanted if name != "transfer"]
     if wanted:
         t0 = time.perf_counter()
@@ -360,7 +360,7 @@ def _transfer_design(train: _Side, test: _Side) -> _Design:
     return _Design(table, np.vstack([train.embedded.original, test.embedded.original]), augmented, [0])
 
 
-def _transfer_block(train: _Side, test: _Side, summary: dict, out_dir: Path, encoder_id: str) -> dict:
+def _transfer_block(train: _Side, test: _Side, summary: dict, out_dir: Path, encoder_id: str, registry) -> dict:
     """How a transfer task's result was made, and the in-domain number it is compared with when one is at hand."""
     block = {
         "kind": "transfer task",
@@ -372,19 +372,13 @@ def _transfer_block(train: _Side, test: _Side, summary: dict, out_dir: Path, enc
         "test_manifest_sha256": test.manifest.meta["sha256"], "n_test": len(test.embedded.image_ids),
         "auroc": _value_with_ci(summary["auroc"]), "f1": _value_with_ci(summary["f1"]),
     }
-    in_domain = out_dir / train.task.id / encoder_id / "result.json"
-    if in_domain.is_file():  # the cross-validated score on the training task: what transfer loses
-        import json
+    from runner.analysis.transfer import in_domain_reference
 
-        try:
-            other = json.loads(in_domain.read_text(encoding="utf-8"))
-            same = (other.get("manifest") or {}).get("sha256") == train.manifest.meta["sha256"]
-            auroc = other["metrics"]["auroc"]["mean"] if same else None
-        except (OSError, ValueError, KeyError, TypeError):
-            auroc = None
-        if auroc is not None and summary["auroc"]["mean"] is not None:
-            block["in_domain"] = {"task": train.task.id, "auroc": auroc, "ci_method": other["metrics"]["auroc"]["ci_method"],
-                                  "auroc_drop": auroc - summary["auroc"]["mean"]}
+    # In-domain reference: this encoder cross-validated on the target's own images (same manifest sha256).
+    candidates = [t.id for t in registry.tasks.values() if t.data.get("type", "classification") != "transfer"
+                  and t.data.get("dataset") == test.dataset.id and _label_id(t.data) == _label_id(test.task.data)]
+    block["in_domain"] = in_domain_reference(out_dir, sorted(candidates), encoder_id, test.manifest.meta["sha256"],
+                                             summary["auroc"]["mean"])
     return block
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -237,7 +238,7 @@ def stratum_keys(frame: pd.DataFrame, match: dict) -> pd.Series:
     for name in match["strata"]:
         if name == "age_band":
             edges = [float(e) for e in match.get("age_bands", [0, 40, 60, 80, 200])]
-            if any(b <= a for a, b in zip(edges, edges[1:])):
+            if any(b <= a for a, b in pairwise(edges)):
                 raise SamplingError(f"sampling.match.age_bands must increase, got {edges}")
             if "age" not in frame.columns:
                 raise SamplingError("sampling.match names age_band, but the dataset card maps no age column")

@@ -45,6 +45,15 @@ analyses:
   label_efficiency: {positives_per_class: [15], seeds: [0]}
 leaderboard: {table: demo, disease: Effusion, dataset_label: "Tiny A → B"}
 """
+TINY_B = """\
+extends: _defaults-demo.yaml
+id: effusion-tiny-b
+title: Effusion (tiny site B, cross-validated)
+dataset: demo-cxr-site-b
+label: {id: effusion, name: Effusion}
+sampling: {positives: 25, negatives: 25, verify: header}
+leaderboard: {table: demo, disease: Effusion, dataset_label: "Tiny B"}
+"""
 SKIPPED = ("skipped", "failed")
 
 
@@ -60,7 +69,8 @@ def site_b_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def registry_root(tmp_path_factory):
     return make_registry_root(tmp_path_factory.mktemp("reg"),
-                              {"effusion-tiny": TINY_TASK, "effusion-tiny-transfer": TINY_TRANSFER})
+                              {"effusion-tiny": TINY_TASK, "effusion-tiny-transfer": TINY_TRANSFER,
+                               "effusion-tiny-b": TINY_B})
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +95,9 @@ def runs(registry, demo_data_dir, site_b_dir, tmp_path_factory):
 
     first = run("effusion-tiny", "pixels", ["subgroups", "paired"])
     full = run("effusion-tiny", "random-cnn", list(ANALYSES))
+    in_domain = run("effusion-tiny-b", "random-cnn", [])  # the target's own images, cross-validated
     transfer = run("effusion-tiny-transfer", "random-cnn", list(ANALYSES))
-    return {"work": work, "first": first, "full": full, "transfer": transfer}
+    return {"work": work, "first": first, "full": full, "in_domain": in_domain, "transfer": transfer}
 
 
 def test_analyses_all_yields_every_analysis_and_a_valid_result(runs):
@@ -146,7 +157,12 @@ def test_transfer_task_trains_on_one_manifest_and_tests_on_the_other(runs):
     assert [f["n_train"] for f in result["folds"]] == [block["n_train"]]
     assert result["metrics"]["auroc"]["ci_method"] == "cluster-bootstrap"
     assert result["metrics"]["auroc"]["ci_low"] <= result["metrics"]["auroc"]["mean"] <= result["metrics"]["auroc"]["ci_high"]
-    assert "in_domain" in block  # effusion-tiny x random-cnn was evaluated first in the same run folder
+    # the drop is measured against the same encoder cross-validated on the target's own images (same manifest)
+    in_domain = runs["in_domain"].result
+    assert in_domain["manifest"]["sha256"] == block["test_manifest_sha256"]
+    assert block["in_domain"]["task"] == "effusion-tiny-b"
+    assert block["in_domain"]["auroc_drop"] == pytest.approx(
+        in_domain["metrics"]["auroc"]["mean"] - result["metrics"]["auroc"]["mean"])
     predictions = pd.read_parquet(runs["transfer"].result_path.parent / "predictions.parquet")
     assert len(predictions) == block["n_test"] and set(predictions["fold"]) == {0}
     assert not predictions["image_id"].str.startswith("train:").any()  # only test images are scored
