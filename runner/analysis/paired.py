@@ -134,18 +134,26 @@ def tie_groups(
         raise MetricsInputError(f"alpha must be in (0, 1), got {alpha}")
     if len(results_by_encoder) < 2:
         raise MetricsInputError("tie groups need at least two encoders")
-    card = dict(metrics_card or {})
-    card["confidence"] = 1 - alpha
-    settings = MetricsSettings.from_card(card)
     ids = sorted(results_by_encoder)
     reference = results_by_encoder[ids[0]]
     tables = {e: align_predictions(reference, results_by_encoder[e]) for e in ids[1:]}
     table = tables[ids[1]]  # every table is sorted by image_id, so rows line up across encoders
-    labels, folds = table["label"].to_numpy(), table["fold"].to_numpy()
-    scores = [check_probabilities(table, "prob_a")] + [check_probabilities(tables[e], "prob_b") for e in ids[1:]]
+    scores = {ids[0]: check_probabilities(table, "prob_a"), **{e: check_probabilities(tables[e], "prob_b")
+                                                               for e in ids[1:]}}
+    return compare_with_best(table["label"].to_numpy(), table["patient_id"].astype(str).to_numpy(),
+                             table["fold"].to_numpy(), scores, alpha, metric, metrics_card)
+
+
+def compare_with_best(labels: np.ndarray, patients: np.ndarray, folds: np.ndarray, scores_by_encoder: Mapping,
+                      alpha: float = 0.05, metric: str = "auroc", metrics_card: Mapping | None = None) -> dict:
+    """`tie_groups` on aligned arrays: one row per image, the same rows for every encoder's scores."""
+    card = dict(metrics_card or {})
+    card["confidence"] = 1 - alpha
+    settings = MetricsSettings.from_card(card)
+    ids = sorted(scores_by_encoder)
+    scores = [np.asarray(scores_by_encoder[e], dtype=float) for e in ids]
     if all(single_class_reason(labels[folds == f]) for f in np.unique(folds)):
         raise MetricsInputError("tie groups: no fold has both classes")
-    patients = table["patient_id"].astype(str).to_numpy()
     point = fold_mean_metrics(labels, patients, folds, scores, settings.threshold)[metric]
     values = {e: float(point[i]) for i, e in enumerate(ids)}
     best = max(ids, key=lambda e: (values[e], e))
