@@ -62,6 +62,9 @@ def list_cards(kind: Annotated[CardKind, typer.Argument(help="What to list.")]) 
             pre = d.get("preprocess", {})
             size = pre.get("size")
             size_text = "x".join(map(str, size)) if isinstance(size, list) else (f"{size}px" if size else "native")
+            if "embedding" not in d:  # the metadata baseline: no pixels, width set by the data set's features
+                table.add_row(card.id, d["adapter"], "per data set", "metadata features (no pixels)", d["title"])
+                continue
             table.add_row(card.id, d["adapter"], str(d["embedding"]["dim"]),
                           f"{size_text}, {pre.get('channels', '?')}ch, {pre.get('normalize', 'none')}", d["title"])
     else:
