@@ -268,7 +268,8 @@ def build_tables(entries: list[Entry], registry, ties: dict[str, TieGroups] | No
         names = {e: registry.encoders[e].data.get("title", e) for e in encoder_order}
         extras = tuple((k, label) for k, label in EXTRAS if any(k == c[0] for r in rows.values() for c in r.cells))
         section_ties = [(ties or {}).get(r.task_id) for r in ordered_rows]
-        tested = [t for t in section_ties if t is not None and t.by_metric]
+        tested = [t for r, t in zip(ordered_rows, section_ties)  # ties of encoders this table shows as columns
+                  if t is not None and t.by_metric and any(c.get("tie") for c in r.cells.values())]
         tables.append({"key": key, "heading": heading, "rows": ordered_rows, "metrics": METRICS, "extras": extras,
                        "columns": [{"encoder": e, "provenance": p, "name": names[e]} for e, p in columns],
                        "alphas": sorted({t.alpha for t in tested}),

@@ -234,7 +234,7 @@ def test_nih_view_matched_tasks_match_on_the_real_metadata(real_registry, nih_in
     for sample in (base, matched):
         assert sample.verify == "deferred"
         assert (sample.frame["label"] == 1).sum() == 1000 and (sample.frame["label"] == 0).sum() == 1000
-    share = lambda s: s.frame.groupby("label")["view"].apply(lambda v: (v == "AP").mean())  # noqa: E731
+    share = lambda s: s.frame.groupby("label")["view"].apply(lambda v: (v == "AP").mean())
     assert share(base)[1] > share(base)[0] + 0.3  # edema positives are mostly AP films, negatives not
     assert share(matched)[1] == share(matched)[0]  # matched exactly
     assert set(base.frame.query("label == 1")["image_id"]) == set(matched.frame.query("label == 1")["image_id"])
