@@ -7,7 +7,10 @@ Entry: `summarize(predictions, metrics_card, eval_folds=None) -> dict`.
   folds (a patient holdout) it cannot be formed, and the cluster bootstrap is reported instead, saying so.
 * cluster-bootstrap: patients are resampled with replacement (within their test fold, which is where each patient
   lives under a patient-grouped split), the fold-mean metric is recomputed on every replicate, and the percentile
-  interval is taken. Resampling patients, not images, keeps a patient's correlated images together.
+  interval is taken. Resampling patients, not images, keeps a patient's correlated images together. It measures
+  test-sampling uncertainty only: the fitted classifiers are held fixed (no refit on resampled training patients), so
+  it is narrower than the variation a new sample and a new training run would show. Its interval is not symmetric
+  and the site prints it as [low, high].
 
 The bootstrap is vectorised: a replicate is a vector of per-patient draw counts, so every replicate's confusion
 counts and rank-based AUROC come from one sparse matrix product (`bootstrap_fold_mean`). Cost measured on the

@@ -1,7 +1,8 @@
 """Cross-dataset transfer: train on one task's embeddings, test on another task's with the same label.
 
 Entry: `cross_dataset_transfer(train_X, train_y, test_X, test_y, ...)` -> AUROC and F1 on the test set with
-percentile CIs from a patient cluster bootstrap (image-level when no test patient ids are given).
+percentile CIs from a patient cluster bootstrap (image-level when no test patient ids are given): test-sampling
+uncertainty, the one fitted classifier held fixed.
 The classifier is a `fit_predict(train_X, train_y, test_X, params) -> test probabilities` callable, so this module
 does not depend on runner.classify; the default, `lightgbm_fit_predict`, is LightGBM with the given params.
 Cost on the 2-core CPU dev machine (loaded, load average ~7): LightGBM (100 trees) on 1,600 x 64, test 400: up to
@@ -90,7 +91,9 @@ def cross_dataset_transfer(
     point = point_metrics(test_y, probs, settings.threshold)
     out = {"n_train": len(train_y), "n_test": len(test_y), "threshold": settings.threshold,
            "confidence": settings.confidence,
-           "ci_method": "cluster-bootstrap (patients)" if by_patient else "bootstrap (images)"}
+           "ci_method": "cluster-bootstrap (patients)" if by_patient else "bootstrap (images)",
+           # what the interval covers: resampled test patients, the one fitted classifier held fixed
+           "ci_covers": "test-sampling uncertainty (classifier fixed, not refitted)"}
     for m in METRICS:
         low, high, _, reason = percentile_interval(reps[m][0], settings.confidence)
         out[m] = {"value": point[m], "ci_low": low, "ci_high": high, **({"reason": reason} if reason else {})}
