@@ -189,7 +189,7 @@ def compute_ties(task_card, task_entries: list[Entry], results_dir: Path) -> Tie
         by_manifest.setdefault(entry.result["manifest"]["sha256"], []).append(entry)
     sha, group = max(by_manifest.items(), key=lambda kv: (len(kv[1]), kv[0]))
     ties.manifest_sha256 = sha
-    notes = []
+    notes = [NO_TEST_REPORTED] if any(e.result["provenance"] == "reported" for e in task_entries) else []
     if len(by_manifest) > 1:
         notes.append(f"{len(reproduced) - len(group)} result(s) on another manifest not compared")
     predictions = {}
@@ -273,7 +273,7 @@ def build_tables(entries: list[Entry], registry, ties: dict[str, TieGroups] | No
         tables.append({"key": key, "heading": heading, "rows": ordered_rows, "metrics": METRICS, "extras": extras,
                        "columns": [{"encoder": e, "provenance": p, "name": names[e]} for e, p in columns],
                        "alphas": sorted({t.alpha for t in tested}),
-                       "untested_reported": any(t is not None and t.note == NO_TEST_REPORTED for t in section_ties)})
+                       "untested_reported": any(t is not None and NO_TEST_REPORTED in (t.note or "") for t in section_ties)})
     return tables
 
 

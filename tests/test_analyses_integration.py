@@ -188,7 +188,7 @@ def test_tie_groups_and_analyses_on_the_built_site(runs, registry, tmp_path):
     row = html[html.index('data-task="effusion-tiny"'):]
     row = row[:row.index("</tr>")]
     assert row.count('class="tie best"') == 2  # one best per metric
-    assert "α = 0.05" in html and "DeLong" in html
+    assert "α = 0.05" in html and "Holm" in html and "patient bootstrap" in html
     records = {r["encoder"]: r for r in json.loads((index.parent / "leaderboard.json").read_text())["results"]}
     assert {records[e]["auroc_tie"] for e in ("pixels", "random-cnn")} <= {"best", "tied", "worse"}
     assert sorted(r["auroc_tie"] for r in records.values()).count("best") == 1
