@@ -68,15 +68,24 @@ def _read_manifest_sha(path: Path) -> str:
     return sha
 
 
+def _known(name: str, ids, kind: str) -> str:
+    """A short 'did you mean' for an unknown id: the closest known ids, never the whole (growing) list."""
+    import difflib
+
+    ids = sorted(ids)
+    close = difflib.get_close_matches(str(name), ids, n=3, cutoff=0.5)
+    return (f"did you mean {', '.join(close)}? " if close else "") + f"{len(ids)} known: runner list {kind}"
+
+
 def check_against_cards(result: dict, registry) -> None:
     """Refuse a result whose task or encoder is unknown, or whose cards changed since it was made."""
     task_id, encoder_id = result["task"]["id"], result["encoder"]["id"]
     task = registry.tasks.get(task_id)
     if task is None:
-        raise _invalid(f"unknown task {task_id!r} (known: {', '.join(sorted(registry.tasks)) or 'none'})")
+        raise _invalid(f"unknown task {task_id!r} ({_known(task_id, registry.tasks, 'tasks')})")
     encoder = registry.encoders.get(encoder_id)
     if encoder is None:
-        raise _invalid(f"unknown encoder {encoder_id!r} (known: {', '.join(sorted(registry.encoders)) or 'none'})")
+        raise _invalid(f"unknown encoder {encoder_id!r} ({_known(encoder_id, registry.encoders, 'encoders')})")
     for kind, card, claimed in (("task", task, result["task"]["sha256"]), ("encoder", encoder, result["encoder"]["sha256"])):
         if claimed != card.sha256:
             raise _refused(
