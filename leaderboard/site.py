@@ -158,7 +158,7 @@ def render_site(summary_path: Path, out_dir: Path, display_results_dir: str | No
         page = env.get_template("task.html").render(
             root="../", title=task["title"], card=task["card"], entries=task["entries"], roc=roc,
             disease=task["disease"], dataset=task["dataset"], citations=task["citations"], ties=task["ties"],
-            views=views, encoder_titles={e: v["title"] for e, v in summary["encoders"].items()}, **common)
+            views=views, floors=task["floors"], floor_source=summary["floors"]["source"], trained_on=task["trained_on"], encoder_titles={e: v["title"] for e, v in summary["encoders"].items()}, **common)
         (out / "tasks" / f"{task_id}.html").write_text(page, encoding="utf-8")
 
     for encoder_id, encoder in summary["encoders"].items():
@@ -170,7 +170,8 @@ def render_site(summary_path: Path, out_dir: Path, display_results_dir: str | No
     index.write_text(env.get_template("index.html").render(
         root="", title="CXR embedding leaderboard", tables=summary["tables"],
         tasks={k: v["card"] for k, v in summary["tasks"].items()},
-        encoders={k: v["card"] for k, v in summary["encoders"].items()}, **common), encoding="utf-8")
+        encoders={k: v["card"] for k, v in summary["encoders"].items()}, floors=summary["floors"], **common),
+        encoding="utf-8")
     _write_csv(out, summary["results"])
     from leaderboard.encoders_page import (
         write_encoders_page,  # the Encoders page (leaderboard.ranking's numbers)

@@ -92,12 +92,13 @@ def _refused(message: str) -> SubmitError:
     return SubmitError(message, EXIT_REFUSED)
 
 
-def _known(wanted: str, ids) -> str:
-    """A closest match and a count, not every id: with dozens of tasks the full list is not one readable line."""
-    from registry.errors import did_you_mean
+def _known(name: str, ids, kind: str) -> str:
+    """A short 'did you mean' for an unknown id: the closest known ids, never the whole (growing) list."""
+    import difflib
 
-    close = did_you_mean(wanted, ids)
-    return f"{len(ids)} known" + (f"; did you mean {close!r}?" if close else "")
+    ids = sorted(ids)
+    close = difflib.get_close_matches(str(name), ids, n=3, cutoff=0.5)
+    return (f"did you mean {', '.join(close)}? " if close else "") + f"{len(ids)} known: runner list {kind}"
 
 
 def check_against_cards(result: dict, registry) -> None:
@@ -107,10 +108,10 @@ def check_against_cards(result: dict, registry) -> None:
     task_id, encoder_id = result["task"]["id"], result["encoder"]["id"]
     task = registry.tasks.get(task_id)
     if task is None:
-        raise _invalid(f"unknown task {task_id!r} ({_known(task_id, registry.tasks)}; `runner list tasks` lists them)")
+        raise _invalid(f"unknown task {task_id!r} ({_known(task_id, registry.tasks, 'tasks')}; `runner list tasks` lists them)")
     encoder = registry.encoders.get(encoder_id)
     if encoder is None:
-        raise _invalid(f"unknown encoder {encoder_id!r} (known: {', '.join(sorted(registry.encoders)) or 'none'}); "
+        raise _invalid(f"unknown encoder {encoder_id!r} ({_known(encoder_id, registry.encoders, 'encoders')}); "
                        "for a card outside the registry: runner --card PATH/TO/CARD.yaml submit ...")
     stale = card_matches(result, registry)
     if stale:

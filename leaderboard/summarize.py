@@ -85,7 +85,7 @@ def _cell(entry: Entry, metric: str) -> dict:
     m = entry.result["metrics"][metric]
     if m["mean"] is None:
         text = "n/a"
-    elif m["half_width"] is not None:
+    elif m["half_width"] is not None and m["ci_method"] in ("t-interval", "reported"):  # symmetric intervals only
         text = f"{_fmt(m['mean'])} ± {_fmt(m['half_width'])}"
     elif m["ci_low"] is not None and m["ci_high"] is not None:
         text = f"{_fmt(m['mean'])} [{_fmt(m['ci_low'])}, {_fmt(m['ci_high'])}]"
@@ -175,7 +175,7 @@ def compute_ties(task_card, task_entries: list[Entry], results_dir: Path) -> Tie
         by_manifest.setdefault(entry.result["manifest"]["sha256"], []).append(entry)
     sha, group = max(by_manifest.items(), key=lambda kv: (len(kv[1]), kv[0]))
     ties.manifest_sha256 = sha
-    notes = []
+    notes = [NO_TEST_REPORTED] if any(e.result["provenance"] == "reported" for e in task_entries) else []
     if len(by_manifest) > 1:
         notes.append(f"{len(reproduced) - len(group)} result(s) on another manifest not compared")
     predictions = {}
@@ -249,11 +249,14 @@ def build_tables(entries: list[Entry], registry, ties: dict[str, TieGroups] | No
             task = registry.tasks[entry.result["task"]["id"]]
             if _section_of(task, registry.datasets.get(task.spec.dataset), entry.result) != key:
                 continue
+            if key == "table1" and registry.encoders[entry.column[0]].spec.adapter == "metadata":
+                continue  # Table 1 shows the metadata baselines as its floor column (leaderboard.floors)
             section_entries.append(entry)
             row = row_of(task)
             tie = (ties or {}).get(task.id)
+            overlap = _trained_on(registry, entry.result)
             for metric, _ in METRICS:
-                cell = _cell(entry, metric)
+                cell = {**_cell(entry, metric), "trained_on": overlap}
                 if tie is not None and entry.column[1] == "reproduced":
                     cell["tie"] = tie.mark(metric, entry.column[0])
                 row["cells"][cell_key(metric, *entry.column)] = cell
@@ -280,15 +283,24 @@ def build_tables(entries: list[Entry], registry, ties: dict[str, TieGroups] | No
                     c["best"] = bool(means) and c["mean"] == max(means) and not c["unverified"]
         used = {k.split("|")[0] for r in rows.values() for k in r["cells"]}
         section_ties = [(ties or {}).get(r["task_id"]) for r in ordered_rows]
-        tested = [t for t in section_ties if t is not None and t.by_metric]
+        tested = [t for r, t in zip(ordered_rows, section_ties)  # ties of encoders this table shows as columns
+                  if t is not None and t.by_metric and any(c.get("tie") for c in r["cells"].values())]
         tables.append({
             "key": key, "heading": heading, "rows": ordered_rows, "metrics": [list(m) for m in METRICS],
             "extras": [list(x) for x in EXTRAS if x[0] in used],
             "columns": [{"encoder": e, "provenance": p, "name": registry.encoders[e].spec.title} for e, p in columns],
             "alphas": sorted({t.alpha for t in tested}),
-            "untested_reported": any(t is not None and t.note == NO_TEST_REPORTED for t in section_ties),
+            "untested_reported": any(t is not None and NO_TEST_REPORTED in (t.note or "") for t in section_ties),
         })
     return tables
+
+
+def _trained_on(registry, result: dict) -> bool | None:
+    """Whether the encoder was trained on the evaluated data set (True/False), None when its card does not say."""
+    from registry.overlap import trained_on
+
+    encoder = registry.encoders.get(result["encoder"]["id"])
+    return None if encoder is None else trained_on(encoder.data, result["task"]["dataset"])
 
 
 def _extra_cells(entry: Entry) -> dict:
@@ -327,20 +339,25 @@ def roc_points(entry: Entry, results_dir: Path):
     return [float(v) for v in fpr], [float(v) for v in tpr]
 
 
-def in_domain_reference(entry: Entry, entries: list[Entry]) -> dict | None:
-    """For a transfer task's result: the same encoder's cross-validated result on the training task's manifest
-    (what transfer loses), found among the filed results; None when it is not filed."""
+def in_domain_reference(entry: Entry, entries: list[Entry], registry) -> dict | None:
+    """For a transfer task's result: the same encoder cross-validated on the target's own images (a filed result of a
+    non-transfer task with the same label whose manifest is the transfer task's test manifest), and the AUROC lost by
+    transfer; None when no such result is filed. A cross-task reference, so the summarize stage's, not a run's."""
     block = _analysis(entry.result, "transfer")
     if block.get("kind") != "transfer task" or not isinstance(block.get("auroc"), dict):
         return None
+    label = entry.result["task"]["label"]
     for other in entries:
         r = other.result
-        if r["task"]["id"] == block.get("train_task") and r["encoder"]["id"] == entry.result["encoder"]["id"] \
-                and (r.get("manifest") or {}).get("sha256") == block.get("train_manifest_sha256") \
-                and r["metrics"]["auroc"]["mean"] is not None and block["auroc"].get("value") is not None:
-            auroc = r["metrics"]["auroc"]["mean"]
-            return {"task": r["task"]["id"], "file": other.file, "auroc": auroc,
-                    "ci_method": r["metrics"]["auroc"]["ci_method"], "auroc_drop": auroc - block["auroc"]["value"]}
+        task = registry.tasks.get(r["task"]["id"])
+        if task is None or task.spec.type == "transfer" or other.problems or r["task"]["label"] != label \
+                or r["encoder"]["id"] != entry.result["encoder"]["id"] \
+                or (r.get("manifest") or {}).get("sha256") != block.get("test_manifest_sha256") \
+                or r["metrics"]["auroc"]["mean"] is None or block["auroc"].get("value") is None:
+            continue
+        auroc = r["metrics"]["auroc"]["mean"]
+        return {"task": r["task"]["id"], "file": other.file, "auroc": auroc,
+                "ci_method": r["metrics"]["auroc"]["ci_method"], "auroc_drop": auroc - block["auroc"]["value"]}
     return None
 
 
@@ -381,7 +398,7 @@ def analysis_views(task_id: str, entries: list[Entry], all_entries: list[Entry],
                     "positives_per_class", "n_runs", "mean_auroc", "sd_auroc", "reason")}})
         transfer = _analysis(r, "transfer")
         if transfer.get("kind") == "transfer task":
-            reference = in_domain_reference(e, all_entries)
+            reference = in_domain_reference(e, all_entries, registry)
             views["transfer"].append({"encoder": name, "target": transfer.get("test_task"), **transfer,
                                       **({"in_domain": reference} if reference else {})})
         else:
@@ -434,6 +451,9 @@ def summarize(results_dir: Path, registry=None) -> dict:
     by_task = {task_id: [e for e in entries if e.result["task"]["id"] == task_id] for task_id in registry.tasks}
     ties = {task.id: compute_ties(task, by_task[task.id], results_dir) for task in registry.tasks.values()}
     tables = build_tables(entries, registry, ties)
+    from leaderboard.floors import compute_floors
+
+    floors = compute_floors([(e.file, e.result) for e in entries if not e.problems], registry)
     tasks = {}
     for task in registry.tasks.values():
         task_entries = by_task[task.id]
@@ -446,6 +466,8 @@ def summarize(results_dir: Path, registry=None) -> dict:
             "entries": [e.as_json() for e in task_entries], "ties": ties[task.id].as_json(), "roc_curves": curves,
             "citations": sorted({e.result.get("citation") for e in task_entries} - {None}),
             "views": analysis_views(task.id, task_entries, entries, registry),
+            "floors": floors["tasks"].get(task.id),
+            "trained_on": {e.result["encoder"]["id"]: _trained_on(registry, e.result) for e in task_entries},
         }
     encoders = {enc.id: {"card": _card_json(enc), "title": enc.spec.title,
                          "entries": [e.as_json() for e in entries if e.result["encoder"]["id"] == enc.id]}
@@ -454,7 +476,7 @@ def summarize(results_dir: Path, registry=None) -> dict:
 
     return {"summary_version": SUMMARY_VERSION, "results_dir": str(results_dir), "n_results": len(entries),
             "skipped": skipped, "results": _records(entries, tables, ties, registry), "tables": tables,
-            "tasks": tasks, "encoders": encoders,
+            "tasks": tasks, "encoders": encoders, "floors": floors,
             "unverified": [[e.file, list(e.problems)] for e in entries if e.problems],
             "encoders_page": encoders_summary([e for e in entries if not e.problems], registry, results_dir)}
 

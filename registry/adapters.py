@@ -16,4 +16,5 @@ ADAPTER_MODULES: dict[str, str] = {
     "open-clip": "runner.encoders.community",
     "timm": "runner.encoders.community",
     "custom": "runner.encoders.custom",
+    "metadata": "runner.encoders.metadata",  # the no-pixels shortcut baseline (runner.evaluate feeds it the manifest)
 }

@@ -326,8 +326,8 @@ class EncoderSpec:
     entrypoint: str | None
     model: MappingProxyType
     weights: WeightsSpec | None
-    preprocess: PreprocessSpec
-    embedding: EmbeddingSpec
+    preprocess: PreprocessSpec | None  # None: reads no pixels (the metadata baseline)
+    embedding: EmbeddingSpec | None  # None: the width is set by the data set (the metadata baseline)
     precision: PrecisionSpec
     batch_size: int
     seed: int
@@ -354,11 +354,11 @@ def encoder_spec(card) -> EncoderSpec:
     weights = None if w is None else WeightsSpec(
         w.get("hf_repo"), w.get("revision"), tuple(w["files"]), w.get("local_dir_env"), _frozen(w["sha256"]),
         w["random_init"], w.get("how_to_get"))
-    e = d["embedding"]
+    e = d.get("embedding")
     return EncoderSpec(
         id=d["id"], title=d["title"], adapter=d["adapter"], entrypoint=d.get("entrypoint"), model=_frozen(d["model"]),
-        weights=weights, preprocess=preprocess_spec(d["preprocess"]),
-        embedding=EmbeddingSpec(int(e["dim"]), e["pooling"], e.get("output"), e["l2_normalize"]),
+        weights=weights, preprocess=preprocess_spec(d["preprocess"]) if "preprocess" in d else None,
+        embedding=None if e is None else EmbeddingSpec(int(e["dim"]), e["pooling"], e.get("output"), e["l2_normalize"]),
         precision=PrecisionSpec(d["precision"]["bf16"], d["precision"]["channels_last"]),
         batch_size=d["batch_size"], seed=d["seed"], parameters=d.get("parameters"), control=d["control"],
     )

@@ -2,9 +2,9 @@
 
 Entry: `classify(embeddings, table, classifier_card, eval_folds, augmented=None) -> Classification`.
 
-Why it is fast (benchmarks/bench_classify.py has the numbers): the feature matrix is binned once per task into one
-`lgb.Dataset` (originals, then augmented views), and every fold's training and inner-validation sets are
-`Dataset.subset` views of it, so the bin mappers are computed once, not once per fold. Each fold stops adding trees when
+No test row shapes the model: LightGBM's feature bin edges are computed per fold from that fold's training rows
+only (its originals, then their augmented views); the fold's fit and inner-validation sets are `Dataset.subset`
+views of that one binned set, and the test rows are predicted from their raw values. Each fold stops adding trees when
 the log-loss on an inner, patient-grouped, stratified validation split of its *training* rows stops improving (the test
 fold is never looked at). Augmented views are training rows only, and an image's views always follow the image into
 the same inner split, so no image leaks across the early-stopping boundary. `deterministic=True` with a fixed thread
@@ -124,17 +124,19 @@ def classify(
     classifier_card,
     eval_folds: list[int],
     augmented: dict[str, np.ndarray] | None = None,
+    allow_missing: bool = False,
 ) -> Classification:
     """Train one booster per evaluated fold on `fold != f` rows and predict the `fold == f` rows.
 
     table: image_id, patient_id, label (0/1), fold, aligned row for row with `embeddings`.
     augmented: view id -> embeddings aligned with `table`; used as extra training rows when the card says so.
+    allow_missing: NaN is a missing value (the metadata baseline's features), not an error; Infinity still is.
     """
     import lightgbm as lgb
 
     start = time.perf_counter()
     settings = ClassifierSettings.from_card(classifier_card)
-    x, table = _check_inputs(embeddings, table)
+    x, table = _check_inputs(embeddings, table, allow_missing)
     n = len(table)
     views = list(augmented.values()) if (settings.augmented_training_rows and augmented) else []
     for v in views:
@@ -143,11 +145,10 @@ def classify(
     labels = table["label"].to_numpy(dtype=np.int64)
     folds = table["fold"].to_numpy(dtype=np.int64)
     groups = table["patient_id"].astype(str).to_numpy()
-    # One binning for the whole task: rows 0..n-1 are originals, then each augmented view in turn.
+    # Rows 0..n-1 are originals, then each augmented view in turn.
     all_x = np.vstack([x, *views]) if views else x
     all_y = np.tile(labels, 1 + len(views))
     params = settings.lgb_params()
-    base = lgb.Dataset(all_x, label=all_y, params=params, free_raw_data=False).construct()
 
     def rows_with_views(image_rows: np.ndarray) -> np.ndarray:
         return np.concatenate([image_rows + k * n for k in range(1 + len(views))])
@@ -161,10 +162,15 @@ def classify(
             raise ClassifyError(f"fold {fold}: {len(train)} training and {len(test)} test images; both must be > 0")
         fit_rows, valid_rows = _inner_split(train, labels, groups, settings, (table["image_id"].to_numpy(), folds),
                                             fold)
-        train_set = base.subset(np.sort(rows_with_views(fit_rows)))
+        # Bin edges from this fold's training rows (and their views) only; positions map all_x rows into it.
+        binned_rows = np.sort(rows_with_views(train))
+        base = lgb.Dataset(all_x[binned_rows], label=all_y[binned_rows], params=params, free_raw_data=False).construct()
+        position = np.full(len(all_x), -1, dtype=np.int64)
+        position[binned_rows] = np.arange(len(binned_rows))
+        train_set = base.subset(np.sort(position[rows_with_views(fit_rows)]))
         callbacks, valid_sets = [], []
         if valid_rows is not None:
-            valid_sets = [base.subset(np.sort(valid_rows))]
+            valid_sets = [base.subset(np.sort(position[valid_rows]))]
             callbacks = [lgb.early_stopping(settings.early_stopping_rounds, verbose=False)]
         booster = lgb.train(
             params, train_set, num_boost_round=settings.n_estimators, valid_sets=valid_sets, callbacks=callbacks
@@ -186,15 +192,16 @@ def classify(
     return Classification(predictions, fits, time.perf_counter() - start)
 
 
-def _check_inputs(embeddings: np.ndarray, table: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+def _check_inputs(embeddings: np.ndarray, table: pd.DataFrame, allow_missing: bool = False
+                  ) -> tuple[np.ndarray, pd.DataFrame]:
     missing = [c for c in ("image_id", "patient_id", "label", "fold") if c not in table.columns]
     if missing:
         raise ClassifyError(f"classify: table lacks column(s) {missing}")
     x = np.asarray(embeddings, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] != len(table):
         raise ClassifyError(f"classify: embeddings of shape {x.shape} for {len(table)} table rows")
-    if not np.isfinite(x).all():
-        raise ClassifyError("classify: embeddings contain NaN or Infinity")
+    if not (np.isfinite(x) | (allow_missing & np.isnan(x))).all():
+        raise ClassifyError("classify: embeddings contain " + ("Infinity" if allow_missing else "NaN or Infinity"))
     if not table["label"].isin([0, 1]).all():
         raise ClassifyError("classify: label must be 0 or 1 in every row")
     return x, table.reset_index(drop=True)

@@ -120,11 +120,15 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     roots = _Roots(task.spec.dataset, data_root, options.data_roots)
 
     t0 = time.perf_counter()
-    manifest = _manifest(task, dataset, roots.of(dataset.data), task_dir, resample=options.resample)
+    from runner.encoders.metadata import reads_pixels
+
+    defer = not reads_pixels(encoder_card.data)  # a metadata-only data root has no files to verify
+    manifest = _manifest(task, dataset, roots.of(dataset.data), task_dir, resample=options.resample,
+                         defer_verify=defer)
     train_manifest = None
     if train_cards:
         train_manifest = _manifest(*train_cards, roots.of(train_cards[1].data), out_dir / train_cards[0].id,
-                                   resample=options.resample)
+                                   resample=options.resample, defer_verify=defer)
     timings["sample"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -145,7 +149,8 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     design = _transfer_design(train_side, test_side) if train_side else _design(test_side)
     t0 = time.perf_counter()
     try:
-        fitted = classify(design.x, design.table, task.spec.classifier, design.eval_folds, augmented=design.augmented)
+        fitted = classify(design.x, design.table, task.spec.classifier, design.eval_folds, augmented=design.augmented,
+                          allow_missing=defer)  # metadata features may be missing (NaN); embeddings never
     except ClassifyError as exc:
         raise EvaluationError(f"{task.id} x {encoder_card.id}: {exc}", exit_code=1) from None
     timings["classify"] = time.perf_counter() - t0
@@ -162,6 +167,11 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
         "trees_per_fold": [fit.n_trees for fit in fitted.folds],
         "train_rows_per_fold": [fit.n_train_rows for fit in fitted.folds],
     }}
+    within_view = _within_view(fitted.predictions, design, task.data)
+    if within_view is not None:
+        analyses["within_view"] = within_view
+    if getattr(test_side.embedded, "feature_names", None):  # the metadata baseline: which columns it used
+        analyses["metadata_features"] = {"columns": test_side.embedded.feature_names}
     if train_side:  # the transfer block describes how a transfer task's numbers were made: always written
         analyses["transfer"] = _transfer_block(train_side, test_side, summary)
         wanted = [name for name in wanted if name != "transfer"]
@@ -238,11 +248,14 @@ def _data_root(dataset_card: dict, data_root: Path | None) -> Path:
         raise EvaluationError(str(exc), exit_code=2) from None
 
 
-def _manifest(task, dataset, data_root: Path, task_dir: Path, resample: bool = False):
+def _manifest(task, dataset, data_root: Path, task_dir: Path, resample: bool = False, defer_verify: bool = False):
     """The frozen manifest in task_dir when it was made from this task card and its data fingerprint matches the
     files under data_root (runner.fingerprint); else the task's committed manifest (manifests/<task>/, checked
     against the data at data_root); otherwise sample and freeze one. `resample` skips both. A manifest of this
-    card whose data differs is an error (exit 2) naming what differs."""
+    card whose data differs is an error (exit 2) naming what differs.
+
+    defer_verify: the encoder reads no pixels, so a data root without image files is sampled with file checks
+    deferred (runner.sampling.sample_task); with the images present they are checked as for any encoder."""
     from runner.data.tables import DataError
     from runner.fingerprint import data_fingerprint, fingerprint_differences
     from runner.manifest import ManifestError, read_manifest, write_manifest
@@ -270,7 +283,7 @@ def _manifest(task, dataset, data_root: Path, task_dir: Path, resample: bool = F
         if committed is not None:
             return committed
     try:
-        sampled = sample_task(task.data, dataset.data, data_root)
+        sampled = sample_task(task.data, dataset.data, data_root, defer_verify_without_images=defer_verify)
         fingerprint = data_fingerprint(dataset.data, data_root, sampled)
     except DataError as exc:
         raise EvaluationError(str(exc), exit_code=2) from None
@@ -340,7 +353,13 @@ def _embed(encoder, encoder_card, dataset_id: str, data_root: Path, frame: pd.Da
     """runner.embed.embed_manifest, the one embedding entry point (it picks the backend); errors become one line."""
     from runner.embed import embed_manifest
     from runner.encoders import EncoderError
+    from runner.encoders.metadata import MetadataNotAvailable, metadata_embeddings, reads_pixels
 
+    if not reads_pixels(encoder_card.data):  # the metadata baseline: features from the manifest, no image is read
+        try:
+            return metadata_embeddings(frame, encoder_card.data, dataset_id)
+        except MetadataNotAvailable as exc:
+            raise EvaluationError(str(exc), exit_code=2) from None
     try:
         embedded = embed_manifest(frame, data_root, dataset_id, encoder, cache, augment=augment, workers=options.workers,
                                   batch_size=options.batch_size, progress=options.progress, pipeline=options.pipeline,
@@ -395,6 +414,21 @@ def _transfer_block(train: _Side, test: _Side, summary: dict) -> dict:
         "test_manifest_sha256": test.manifest.meta["sha256"], "n_test": len(test.embedded.image_ids),
         "auroc": _value_with_ci(summary["auroc"]), "f1": _value_with_ci(summary["f1"]),
     }
+
+
+def _within_view(predictions: pd.DataFrame, design: _Design, task_data: dict) -> dict | None:
+    """AUROC on each of the task's views alone (runner.analysis.within_view), for every task with two or more views."""
+    task_views = list(task_data.get("views") or [])
+    if len(task_views) < 2 or "view" not in design.table.columns:
+        return None
+    from runner.analysis.within_view import within_view_auroc
+    from runner.metrics import MetricsInputError
+
+    views = predictions["image_id"].map(design.table.drop_duplicates("image_id").set_index("image_id")["view"])
+    try:
+        return within_view_auroc(predictions, views, task_data.get("metrics"), task_views, design.eval_folds)
+    except MetricsInputError as exc:
+        return {"status": "skipped", "reason": str(exc)}
 
 
 def _value_with_ci(metric: dict) -> dict:

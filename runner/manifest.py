@@ -20,6 +20,7 @@ import pandas as pd
 
 from registry.errors import RegistryError
 from runner.atomic import atomic_write_bytes
+from runner.data.tables import METADATA_PREFIX
 
 COLUMNS = ["image_id", "patient_id", "study_id", "path", "view", "label", "fold"]
 OPTIONAL = ["sex", "age"]
@@ -43,15 +44,19 @@ def canonical_frame(frame: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise ManifestError(f"manifest lacks column(s) {', '.join(missing)}")
-    columns = COLUMNS + [c for c in OPTIONAL if c in frame.columns]
+    # Metadata features (dataset card `metadata_features`, columns meta_<name>) follow, in the frame's order.
+    features = [c for c in frame.columns if str(c).startswith(METADATA_PREFIX)]
+    columns = COLUMNS + [c for c in OPTIONAL if c in frame.columns] + features
     out = frame[columns].copy()
-    for name in ("image_id", "patient_id", "study_id", "path", "view") + (("sex",) if "sex" in out else ()):
+    numeric = [c for c in features if pd.api.types.is_numeric_dtype(out[c]) and not pd.api.types.is_bool_dtype(out[c])]
+    text = [c for c in features if c not in numeric]
+    for name in ["image_id", "patient_id", "study_id", "path", "view"] + (["sex"] if "sex" in out else []) + text:
         out[name] = out[name].astype(object).where(out[name].notna(), None)
         out[name] = [None if v is None else str(v) for v in out[name]]
     for name in INT_COLUMNS:
         out[name] = out[name].astype("int64")
-    if "age" in out:
-        out["age"] = out["age"].astype("float64")
+    for name in (["age"] if "age" in out else []) + numeric:
+        out[name] = out[name].astype("float64")
     return out.sort_values("image_id", kind="mergesort").reset_index(drop=True)
 
 
@@ -104,6 +109,8 @@ def write_manifest(out_dir: Path, result, task_sha256: str, fingerprint: dict | 
         "exclusions": exclusions,
         "sources": result.sources,
         **({"data_fingerprint": fingerprint} if fingerprint is not None else {}),
+        **({"matching": result.matching} if getattr(result, "matching", None) else {}),
+        **({"verify_note": result.verify_note} if getattr(result, "verify_note", None) else {}),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     text = io.StringIO()

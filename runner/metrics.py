@@ -7,7 +7,10 @@ Entry: `summarize(predictions, metrics_card, eval_folds=None) -> dict`.
   folds (a patient holdout) it cannot be formed, and the cluster bootstrap is reported instead, saying so.
 * cluster-bootstrap: patients are resampled with replacement (within their test fold, which is where each patient
   lives under a patient-grouped split), the fold-mean metric is recomputed on every replicate, and the percentile
-  interval is taken. Resampling patients, not images, keeps a patient's correlated images together.
+  interval is taken. Resampling patients, not images, keeps a patient's correlated images together. It measures
+  test-sampling uncertainty only: the fitted classifiers are held fixed (no refit on resampled training patients), so
+  it is narrower than the variation a new sample and a new training run would show. Its interval is not symmetric
+  and the site prints it as [low, high].
 
 The bootstrap is vectorised: a replicate is a vector of per-patient draw counts, so every replicate's confusion
 counts and rank-based AUROC come from one sparse matrix product (`bootstrap_fold_mean`). Cost measured on the
@@ -246,6 +249,28 @@ def bootstrap_fold_mean(
     if used == 0:
         return {m: np.full((len(scores), n_reps), np.nan) for m in METRICS}
     return {m: totals[m] / used for m in METRICS}
+
+
+def fold_mean_metrics(labels: np.ndarray, patients: np.ndarray, strata: np.ndarray, scores: Sequence[np.ndarray],
+                      threshold: float) -> dict[str, np.ndarray]:
+    """The point estimate `bootstrap_fold_mean` resamples: the mean over strata with both classes of AUROC and F1,
+    for each score vector ({"auroc": (S,), "f1": (S,)}; NaN when no stratum has both classes). Same arithmetic as
+    the replicates (every patient drawn once), ~50x faster than scikit-learn per fold on small folds."""
+    totals = {m: np.zeros(len(scores)) for m in METRICS}
+    used = 0
+    for stratum in np.unique(strata):
+        rows = strata == stratum
+        y = labels[rows]
+        if single_class_reason(y):
+            continue
+        used += 1
+        _, patient = np.unique(patients[rows], return_inverse=True)
+        ones = np.ones((1, int(patient.max()) + 1))
+        for i, s in enumerate(scores):
+            s = np.asarray(s)[rows]
+            totals["auroc"][i] += _weighted_auroc(ones, patient, y, s)[0]
+            totals["f1"][i] += _weighted_f1(ones, patient, y, s >= threshold)[0]
+    return {m: totals[m] / used if used else np.full(len(scores), np.nan) for m in METRICS}
 
 
 def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[float | None, float | None, int, str | None]:

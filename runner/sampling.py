@@ -5,7 +5,9 @@ Steps, each counted so a shortfall can say where candidates were lost:
 2. view filter (metadata column; DICOM ViewPosition tag when the metadata has no view),
 3. a seeded order per class: stable sort by image_id, then a numpy Generator permutation (same on every platform),
 4. the first N of each class whose file passes the check (`verify`: decode | header | none); a failing file is
-   recorded as an exclusion and replaced by the next candidate of the same class, so counts stay exact,
+   recorded as an exclusion and replaced by the next candidate of the same class, so counts stay exact;
+   with `sampling.match` the negatives are taken per stratum (view, sex, age band), as many in each as the sampled
+   positives have there (`match_counts`), so the control task's negatives look like its positives on those strata,
 5. a patient-wise split (StratifiedGroupKFold or a GroupShuffleSplit holdout): no patient on both sides.
 """
 
@@ -13,13 +15,14 @@ from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from runner.data import DatasetIndex, read_index
-from runner.data.tables import DataError
+from runner.data.tables import METADATA_PREFIX, DataError
 
 VERIFY_MODES = ("decode", "header", "none")
 PIL_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
@@ -59,6 +62,18 @@ class SampleResult:
     exclusions: list[Exclusion] = field(default_factory=list)
     sources: dict[str, list[str]] = field(default_factory=dict)
     synthetic: bool = False
+    matching: dict | None = None  # sampling.match: strata and per-stratum counts (manifest.json `matching`)
+    verify_note: str | None = None  # why files were not checked (verify "deferred")
+
+
+# A data root that holds only the metadata tables (no image files) can still be sampled for an encoder that reads no
+# pixels (the metadata baseline). The candidates are then taken in the seeded order without a file check: exactly the
+# sample that `verify: decode` gives when no sampled file fails its check. A later image run on the same manifest checks
+# every file as it embeds it (a failure is an exclusion "at embedding: ..."); one sampled afresh with the images present
+# is the same manifest (same content sha256) unless a file failed, and a floor is compared only on an equal sha256.
+DEFERRED_NOTE = ("no image files under the data root: candidates were taken in the seeded order without a file check "
+                 "(the metadata baseline reads no pixels); identical to the decode-verified sample unless a sampled file "
+                 "fails its check, which then changes the manifest sha256")
 
 
 # ------------------------------------------------------------------------------------------------ label policy
@@ -138,7 +153,7 @@ class _Checker:
         self.pool: ProcessPoolExecutor | None = None
 
     def __call__(self, paths: list[str]) -> list[tuple[str, str, str]]:
-        if self.verify == "none" and self.views is None:
+        if self.verify in ("none", "deferred") and self.views is None:
             return [("", "", "")] * len(paths)
         args = [(self.root, p, self.verify, self.views, self.max_pixels) for p in paths]
         if self.workers <= 1 or len(paths) < _INLINE_BELOW:
@@ -217,6 +232,66 @@ def assign_folds(frame: pd.DataFrame, split: dict) -> tuple[np.ndarray, list[int
     raise SamplingError(f"split.method {split['method']!r} unknown (stratified-group-kfold or group-holdout)")
 
 
+# ------------------------------------------------------------------------------------------------ matching
+
+
+def stratum_keys(frame: pd.DataFrame, match: dict) -> pd.Series:
+    """One text key per row over the card's `sampling.match.strata` ("view=AP|sex=F|age_band=40-60"); a missing
+    value is "?", a stratum of its own."""
+    parts = []
+    for name in match["strata"]:
+        if name == "age_band":
+            edges = [float(e) for e in match.get("age_bands", [0, 40, 60, 80, 200])]
+            if any(b <= a for a, b in pairwise(edges)):
+                raise SamplingError(f"sampling.match.age_bands must increase, got {edges}")
+            if "age" not in frame.columns:
+                raise SamplingError("sampling.match names age_band, but the dataset card maps no age column")
+            labels = [f"{edges[i]:g}-{edges[i + 1]:g}" for i in range(len(edges) - 1)]
+            values = pd.cut(frame["age"], edges, right=False, labels=labels).astype(object)
+        else:
+            if name not in frame.columns:
+                raise SamplingError(f"sampling.match names {name!r}, but the dataset card maps no {name} column")
+            values = frame[name].astype(object).where(frame[name].notna() & (frame[name].astype(str) != ""), None)
+        parts.append(name + "=" + values.where(values.notna(), "?").astype(str))
+    key = parts[0]
+    for part in parts[1:]:
+        key = key + "|" + part
+    return key
+
+
+def match_counts(positive_keys: pd.Series, n_negatives: int) -> dict[str, int]:
+    """Negatives wanted per stratum: the positives' counts, rescaled to n_negatives by largest remainder."""
+    counts = positive_keys.value_counts().sort_index()
+    quota = counts / counts.sum() * n_negatives
+    wanted = np.floor(quota).astype(int)
+    remainder = (quota - wanted).sort_values(ascending=False, kind="mergesort")
+    for key in remainder.index[: n_negatives - int(wanted.sum())]:
+        wanted[key] += 1
+    return {str(k): int(v) for k, v in wanted.items() if v > 0}
+
+
+def _take_matched(negatives: pd.DataFrame, positives: pd.DataFrame, n: int, match: dict, rng: np.random.Generator,
+                  check: _Checker, task_id: str) -> tuple[pd.DataFrame, list[Exclusion], dict]:
+    """The negatives of a matched sample, stratum by stratum (sorted), each in its own seeded order."""
+    keys = stratum_keys(negatives, match)
+    wanted = match_counts(stratum_keys(positives, match), n)
+    chosen, exclusions, per_stratum = [], [], {}
+    for key, count in sorted(wanted.items()):
+        pool = negatives[keys == key]
+        rows, excluded = take_verified(seeded_order(pool, rng), count, 0, check)
+        per_stratum[key] = {"positives": int((stratum_keys(positives, match) == key).sum()),
+                            "negatives": len(rows), "negative_candidates": len(pool)}
+        if len(rows) < count:
+            raise SamplingError(f"task {task_id!r}: matched sampling needs {count} negatives in stratum {key} "
+                                f"(as many as the positives there) but only {len(rows)} of {len(pool)} candidates "
+                                "could be used; loosen sampling.match or sample fewer images")
+        chosen.append(rows)
+        exclusions += excluded
+    info = {"strata": list(match["strata"]), "per_stratum": per_stratum,
+            **({"age_bands": match.get("age_bands", [0, 40, 60, 80, 200])} if "age_band" in match["strata"] else {})}
+    return pd.concat(chosen) if chosen else negatives.iloc[:0], exclusions, info
+
+
 # ------------------------------------------------------------------------------------------------ entry point
 
 
@@ -229,8 +304,12 @@ def _shortfall(task: dict, steps: list[FilterStep], exclusions: list[Exclusion],
 
 
 def sample_task(task: dict, dataset_card: dict, data_root: Path, *, seed: int | None = None,
-                verify: str | None = None, workers: int | None = None, index: DatasetIndex | None = None) -> SampleResult:
-    """Sample and split one task. `seed` overrides sampling.seed and split.seed; `verify` overrides sampling.verify."""
+                verify: str | None = None, workers: int | None = None, index: DatasetIndex | None = None,
+                defer_verify_without_images: bool = False) -> SampleResult:
+    """Sample and split one task. `seed` overrides sampling.seed and split.seed; `verify` overrides sampling.verify.
+
+    defer_verify_without_images: when the data root holds no image files, sample without file checks and record
+    verify "deferred" (see DEFERRED_NOTE) instead of stopping; for encoders that read no pixels."""
     sampling, policy, split = dict(task["sampling"]), task["label_policy"], dict(task["split"])
     if seed is not None:
         sampling["seed"] = split["seed"] = seed
@@ -257,7 +336,11 @@ def sample_task(task: dict, dataset_card: dict, data_root: Path, *, seed: int | 
         steps.append(counts(frame, f"view in {'/'.join(views)}"))
     else:  # no view column: the DICOM ViewPosition tag is read for each candidate as it is checked
         header_views = views
-    if verify != "none" and index.files_found == 0:
+    verify_note = None
+    if verify != "none" and defer_verify_without_images and header_views is None and \
+            _no_image_files(index, frame, Path(data_root)):
+        verify, verify_note = "deferred", DEFERRED_NOTE
+    if verify not in ("none", "deferred") and index.files_found == 0:
         raise SamplingError(f"no image files found under {index.data_root} for dataset {index.dataset_id!r} "
                             f"(looked in {', '.join(dataset_card.get('files', {}).get('image_dirs', ['.']))}). "
                             f"How to get the data set: {dataset_card.get('access')} "
@@ -269,11 +352,16 @@ def sample_task(task: dict, dataset_card: dict, data_root: Path, *, seed: int | 
     rng = np.random.default_rng(sampling["seed"])
     max_pixels = int(float(dataset_card.get("max_image_megapixels", 50)) * 1_000_000)
     checker = _Checker(Path(data_root), verify, header_views, workers or sampling.get("verify_workers", 2), max_pixels)
-    chosen, exclusions = [], []
+    chosen, exclusions, matching = [], [], None
+    match = sampling.get("match")
     try:
         for cls in (1, 0):
-            ordered = seeded_order(frame[frame["label"] == cls], rng)
-            rows, excluded = take_verified(ordered, want[cls], cls, checker)
+            if cls == 0 and match:
+                rows, excluded, matching = _take_matched(frame[frame["label"] == 0], chosen[0], want[0], match, rng,
+                                                         checker, task["id"])
+            else:
+                ordered = seeded_order(frame[frame["label"] == cls], rng)
+                rows, excluded = take_verified(ordered, want[cls], cls, checker)
             chosen.append(rows)
             exclusions += excluded
     finally:
@@ -288,5 +376,14 @@ def sample_task(task: dict, dataset_card: dict, data_root: Path, *, seed: int | 
     picked["fold"], eval_folds = assign_folds(picked, split)
     columns = ["image_id", "patient_id", "study_id", "path", "view", "label", "fold"]
     columns += [c for c in ("sex", "age") if c in picked.columns]
+    columns += [c for c in picked.columns if c.startswith(METADATA_PREFIX)]  # the metadata features, frozen too
     return SampleResult(task["id"], index.dataset_id, picked[columns], split, eval_folds, sampling["seed"], verify,
-                        steps, exclusions, index.sources, bool(dataset_card.get("synthetic", False)))
+                        steps, exclusions, index.sources, bool(dataset_card.get("synthetic", False)), matching,
+                        verify_note)
+
+
+def _no_image_files(index: DatasetIndex, frame: pd.DataFrame, root: Path, probe: int = 32) -> bool:
+    """True when the data root holds none of the candidates' files (a reader that does not scan: probe some)."""
+    if index.files_found is not None:
+        return index.files_found == 0
+    return not any((root / p).is_file() for p in frame["path"].head(probe))

@@ -45,6 +45,15 @@ analyses:
   label_efficiency: {positives_per_class: [15], seeds: [0]}
 leaderboard: {table: demo, disease: Effusion, dataset_label: "Tiny A → B"}
 """
+TINY_B = """\
+extends: _defaults-demo.yaml
+id: effusion-tiny-b
+title: Effusion (tiny site B, cross-validated)
+dataset: demo-cxr-site-b
+label: {id: effusion, name: Effusion}
+sampling: {positives: 25, negatives: 25, verify: header}
+leaderboard: {table: demo, disease: Effusion, dataset_label: "Tiny B"}
+"""
 SKIPPED = ("skipped", "failed")
 
 
@@ -60,7 +69,8 @@ def site_b_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def registry_root(tmp_path_factory):
     return make_registry_root(tmp_path_factory.mktemp("reg"),
-                              {"effusion-tiny": TINY_TASK, "effusion-tiny-transfer": TINY_TRANSFER})
+                              {"effusion-tiny": TINY_TASK, "effusion-tiny-transfer": TINY_TRANSFER,
+                               "effusion-tiny-b": TINY_B})
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +95,9 @@ def runs(registry, demo_data_dir, site_b_dir, tmp_path_factory):
 
     first = run("effusion-tiny", "pixels", ["subgroups", "paired"])
     full = run("effusion-tiny", "random-cnn", list(ANALYSES))
+    in_domain = run("effusion-tiny-b", "random-cnn", [])  # the target's own images, cross-validated
     transfer = run("effusion-tiny-transfer", "random-cnn", list(ANALYSES))
-    return {"work": work, "first": first, "full": full, "transfer": transfer}
+    return {"work": work, "first": first, "full": full, "in_domain": in_domain, "transfer": transfer}
 
 
 def test_analyses_all_yields_every_analysis_and_a_valid_result(runs):
@@ -165,7 +176,7 @@ def test_tie_groups_and_analyses_on_the_built_site(runs, registry, tmp_path):
 
     results = tmp_path / "results"
     results.mkdir()
-    for run in (runs["first"], runs["full"], runs["transfer"]):
+    for run in (runs["first"], runs["full"], runs["in_domain"], runs["transfer"]):
         submit(run.result_path, registry, results_dir=results,
                manifest_path=run.result_path.parent.parent / "manifest.json")
     assert (results / "effusion-tiny__random-cnn__reproduced.predictions.parquet").is_file()
@@ -174,7 +185,7 @@ def test_tie_groups_and_analyses_on_the_built_site(runs, registry, tmp_path):
     row = html[html.index('data-task="effusion-tiny"'):]
     row = row[:row.index("</tr>")]
     assert row.count('class="tie best"') == 2  # one best per metric
-    assert "α = 0.05" in html and "DeLong" in html
+    assert "α = 0.05" in html and "Holm" in html and "patient bootstrap" in html
     records = {r["encoder"]: r for r in json.loads((index.parent / "leaderboard.json").read_text())["results"]}
     assert {records[e]["auroc_tie"] for e in ("pixels", "random-cnn")} <= {"best", "tied", "worse"}
     assert sorted(r["auroc_tie"] for r in records.values()).count("best") == 1
@@ -189,12 +200,15 @@ def test_tie_groups_and_analyses_on_the_built_site(runs, registry, tmp_path):
     assert 'id="stability-table"' in page and 'id="transfer-table"' in page
     assert (index.parent / "tasks" / "effusion-tiny-label-efficiency.png").is_file()
     assert "effusion-tiny-label-efficiency.png" in page
-    # the transfer task's in-domain reference is paired by the summarize stage from the filed results
+    # The transfer task's in-domain reference (the same encoder cross-validated on the target's own images, same
+    # manifest) is paired by the summarize stage from the filed results.
     summary = json.loads((index.parent / "leaderboard.json").read_text())
     (row,) = [t for t in summary["tasks"]["effusion-tiny-transfer"]["views"]["transfer"] if t.get("kind")]
-    assert row["in_domain"]["auroc"] == runs["full"].result["metrics"]["auroc"]["mean"]
+    in_domain = runs["in_domain"].result
+    assert in_domain["manifest"]["sha256"] == runs["transfer"].result["manifest"]["sha256"]
+    assert row["in_domain"]["task"] == "effusion-tiny-b"
     assert row["in_domain"]["auroc_drop"] == pytest.approx(
-        runs["full"].result["metrics"]["auroc"]["mean"] - runs["transfer"].result["metrics"]["auroc"]["mean"])
+        in_domain["metrics"]["auroc"]["mean"] - runs["transfer"].result["metrics"]["auroc"]["mean"])
 
 
 def test_reported_rows_say_no_significance_test(tmp_path):

@@ -270,8 +270,16 @@ def test_real_registry_front_page_matches_the_paper(tmp_path):
     except CardError as exc:
         pytest.skip(f"the project's cards do not load yet: {str(exc).splitlines()[0]}")
     index = build_site(tmp_path / "site", RESULTS_DIR, reg)
-    shown = {key: cell["text"] for key, cell in grid(parse(index).tables["table-table1"]).items()}
+    import re
+
+    cells = grid(parse(index).tables["table-table1"])
+    # The NIH rows also show the shortcut floor (its own column) and each AUROC's distance above it (leaderboard.floors)
+    floor_column = {key: cell["text"] for key, cell in cells.items() if key[2] == "Shortcut floor"}
+    shown = {key: re.sub(r"[+-]\d\.\d{3} over floor$", "", cell["text"]) for key, cell in cells.items()
+             if key[2] != "Shortcut floor"}
     names = {"MedImageInsight": reg.encoders["medimageinsight"].data["title"],
              "CXR-Foundation": reg.encoders["cxr-foundation"].data["title"]}
     expected = {(d, s, metric, names[enc]): text for (d, s, metric, enc), text in paper_cells().items()}
     assert shown == expected
+    assert {k[:2] for k, text in floor_column.items() if text != "—"} == {(d, "NIH") for d, s, _, _ in expected
+                                                                          if s == "NIH"}

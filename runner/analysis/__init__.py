@@ -66,7 +66,11 @@ def _stability(ctx: AnalysisContext, params) -> dict:
     from runner.analysis.stability import representational_stability
 
     originals = ctx.augmented_originals if ctx.augmented_originals is not None else ctx.embeddings
-    return representational_stability(_need(originals, "original embeddings"), _need(ctx.augmented, "augmented views"))
+    patients = None  # reference pairs come from different patients when the rows' patients are known
+    if ctx.augmented_originals is None and ctx.manifest is not None and "patient_id" in ctx.manifest.columns:
+        patients = ctx.manifest["patient_id"].astype(str).to_numpy()
+    return representational_stability(_need(originals, "original embeddings"), _need(ctx.augmented, "augmented views"),
+                                      patients)
 
 
 def _clustering(ctx: AnalysisContext, params) -> dict:

@@ -1,7 +1,8 @@
 """Cross-dataset transfer: train on one task's embeddings, test on another task's with the same label.
 
 Entry: `cross_dataset_transfer(train_X, train_y, test_X, test_y, ...)` -> AUROC and F1 on the test set with
-percentile CIs from a patient cluster bootstrap (image-level when no test patient ids are given).
+percentile CIs from a patient cluster bootstrap (image-level when no test patient ids are given): test-sampling
+uncertainty, the one fitted classifier held fixed.
 The classifier is a `fit_predict(train_X, train_y, test_X, params) -> test probabilities` callable, so this module
 does not depend on runner.classify; the default, `lightgbm_fit_predict`, is LightGBM with the given params.
 Cost on the 2-core CPU dev machine (loaded, load average ~7): LightGBM (100 trees) on 1,600 x 64, test 400: up to
@@ -90,8 +91,40 @@ def cross_dataset_transfer(
     point = point_metrics(test_y, probs, settings.threshold)
     out = {"n_train": len(train_y), "n_test": len(test_y), "threshold": settings.threshold,
            "confidence": settings.confidence,
-           "ci_method": "cluster-bootstrap (patients)" if by_patient else "bootstrap (images)"}
+           "ci_method": "cluster-bootstrap (patients)" if by_patient else "bootstrap (images)",
+           # what the interval covers: resampled test patients, the one fitted classifier held fixed
+           "ci_covers": "test-sampling uncertainty (classifier fixed, not refitted)"}
     for m in METRICS:
         low, high, _, reason = percentile_interval(reps[m][0], settings.confidence)
         out[m] = {"value": point[m], "ci_low": low, "ci_high": high, **({"reason": reason} if reason else {})}
     return out
+
+
+def in_domain_reference(out_dir, candidate_tasks: list[str], encoder_id: str, test_manifest_sha256: str,
+                        transfer_auroc: float | None) -> dict:
+    """The in-domain number a transfer result is compared with: the same encoder's cross-validated result on the
+    *target's own images* (a classification task on the target data set, same label, whose frozen manifest has the
+    transfer test set's sha256), read from OUT/<task>/<encoder>/result.json. `auroc_drop` = in-domain - transfer.
+
+    Comparing with the training task's own cross-validated score instead (the earlier behaviour) mixes the domain
+    shift with the difference between the two data sets' difficulty; on the same images only the training data differ.
+    """
+    import json
+    from pathlib import Path
+
+    for task_id in candidate_tasks:
+        path = Path(out_dir) / task_id / encoder_id / "result.json"
+        try:
+            other = json.loads(path.read_text(encoding="utf-8"))
+            same = (other.get("manifest") or {}).get("sha256") == test_manifest_sha256
+            auroc = other["metrics"]["auroc"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if same and auroc.get("mean") is not None:
+            return {"task": task_id, "auroc": auroc["mean"], "ci_method": auroc.get("ci_method"),
+                    "manifest_sha256": test_manifest_sha256,
+                    "auroc_drop": None if transfer_auroc is None else auroc["mean"] - transfer_auroc}
+    return {"status": "skipped", "reason": (
+        f"no cross-validated result of {encoder_id} on the target's own images (manifest "
+        f"{test_manifest_sha256[:12]}…) under {out_dir}: evaluate {' or '.join(candidate_tasks) or 'a classification task on the target data set'} "
+        "with this encoder in the same run folder first")}

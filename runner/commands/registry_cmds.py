@@ -41,6 +41,10 @@ def listing(kind: CardKind, reg) -> list[dict]:
         for card in reg.encoders.values():
             d = card.data
             pre = d.get("preprocess", {})
+            if "embedding" not in d:  # the metadata baseline: no pixels, width set by the data set's features
+                records.append({"id": card.id, "adapter": d["adapter"], "dim": None, "control": bool(d.get("control", False)),
+                                "input": "metadata features (no pixels)", "title": d["title"]})
+                continue
             records.append({"id": card.id, "adapter": d["adapter"], "dim": d["embedding"]["dim"],
                             "control": bool(d.get("control", False)),
                             "input": f"{_size_text(pre)}, {pre.get('channels', '?')}ch, {pre.get('normalize', 'none')}",

@@ -13,9 +13,11 @@ from runner.data import DatasetIndex
 from runner.data.tables import (
     DataError,
     add_labels,
+    add_metadata_features,
     align,
     base_index,
     check_ids,
+    feature_columns,
     find_table,
     is_unique,
     key_array,
@@ -43,7 +45,8 @@ def build_paths(template: str, fields: dict[str, pa.Array]) -> np.ndarray:
 def read(card: dict, root: Path, labels: list[str] | None) -> DatasetIndex:
     label_ids = wanted_labels(card, labels)
     columns, join = card["columns"], card.get("join", [])
-    meta, meta_files = find_table(card, root, "metadata", table_columns(card, "metadata", label_ids, join))
+    meta, meta_files = find_table(card, root, "metadata", table_columns(card, "metadata", label_ids, join),
+                                  feature_columns(card))
     index = base_index(meta, card, meta_files[0])
     check_ids(index, card, meta_files[0])
     tables, sources = {"metadata": meta}, {"metadata": meta_files}
@@ -60,6 +63,7 @@ def read(card: dict, root: Path, labels: list[str] | None) -> DatasetIndex:
         tables["labels"] = align(table, table_keys, key_array(meta, join))
         sources["labels"] = files
     add_labels(index, tables, card, label_ids)
+    add_metadata_features(index, tables, card)
 
     if card.get("files", {}).get("split"):
         try:

@@ -9,8 +9,10 @@ from pathlib import Path
 from runner.data import DatasetIndex
 from runner.data.tables import (
     add_labels,
+    add_metadata_features,
     base_index,
     check_ids,
+    feature_columns,
     find_table,
     require_columns,
     table_columns,
@@ -36,7 +38,8 @@ def find_images(root: Path, patterns: list[str]) -> dict[str, str]:
 
 def read(card: dict, root: Path, labels: list[str] | None) -> DatasetIndex:
     label_ids = wanted_labels(card, labels)
-    meta, meta_files = find_table(card, root, "metadata", table_columns(card, "metadata", label_ids))
+    meta, meta_files = find_table(card, root, "metadata", table_columns(card, "metadata", label_ids),
+                                  feature_columns(card))
     index = base_index(meta, card, meta_files[0])
     check_ids(index, card, meta_files[0])
     tables, sources = {"metadata": meta}, {"metadata": meta_files}
@@ -49,6 +52,7 @@ def read(card: dict, root: Path, labels: list[str] | None) -> DatasetIndex:
         tables["relabels"] = relabels.reindex(index["image_id"]).reset_index(drop=True)
         sources["relabels"] = relabel_files
     add_labels(index, tables, card, label_ids)
+    add_metadata_features(index, tables, card)
 
     patterns = card["files"]["image_dirs"]
     on_disk = find_images(root, patterns)

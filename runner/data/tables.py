@@ -20,6 +20,7 @@ from registry.errors import RegistryError
 
 INDEX_COLUMNS = ["image_id", "patient_id", "study_id", "path", "view"]
 OPTIONAL_COLUMNS = ["sex", "age"]
+METADATA_PREFIX = "meta_"  # index/manifest columns of the card's metadata_features: meta_<name>
 
 
 class DataError(RegistryError):
@@ -80,14 +81,18 @@ def _package_folder(card: dict, table: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) / fallback["folder"]
 
 
-def read_csv(path: Path, usecols: list[str] | None = None) -> pd.DataFrame:
-    """Every column as text (ids keep their leading zeros; labels are parsed by `label_column`); blank -> NaN."""
+def read_csv(path: Path, usecols: list[str] | None = None, optional: list[str] = ()) -> pd.DataFrame:
+    """Every column as text (ids keep their leading zeros; labels are parsed by `label_column`); blank -> NaN.
+
+    `optional` columns are read too when the table has them (metadata features: their absence costs only the
+    `metadata` baseline, which then says the feature is not available)."""
     try:
         if usecols is not None:
             header = pd.read_csv(path, nrows=0).columns
             missing = [c for c in usecols if c not in header]
             if missing:
                 raise DataError(f"column {missing[0]!r} not found in {path} (it has: {', '.join(header)})")
+            usecols = list(dict.fromkeys([*usecols, *(c for c in optional if c in header)]))
         try:
             return pd.read_csv(path, dtype=str, usecols=usecols, engine="pyarrow")
         except (pa.ArrowInvalid, pd.errors.ParserError) as exc:
@@ -108,7 +113,8 @@ def without_content(exc: BaseException) -> str:
     return text[:200]
 
 
-def find_table(card: dict, root: Path, table: str, usecols: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+def find_table(card: dict, root: Path, table: str, usecols: list[str] | None = None,
+               optional: list[str] = ()) -> tuple[pd.DataFrame, list[str]]:
     """Read the first alternative of `card.files[table]` present under `root` (else in the fallback package).
 
     Returns the table (alternatives made of several files are concatenated) and the files read.
@@ -123,7 +129,7 @@ def find_table(card: dict, root: Path, table: str, usecols: list[str] | None = N
             paths = [_locate(folder, n) for n in names]
             if all(paths):
                 try:
-                    frames = [read_csv(p, usecols) for p in paths]
+                    frames = [read_csv(p, usecols, optional) for p in paths]
                 except DataError as exc:
                     raise DataError(f"{card['id']}: {exc}. {access_hint(card)}") from None
                 return pd.concat(frames, ignore_index=True), [str(p) for p in paths]
@@ -138,6 +144,27 @@ def table_columns(card: dict, table: str, label_ids: list[str], extra: list[str]
         wanted += list(card["columns"].values())
     wanted += [card["labels"][x]["column"] for x in label_ids if card["labels"][x].get("table", "metadata") == table]
     return list(dict.fromkeys(wanted))
+
+
+def feature_columns(card: dict, table: str = "metadata") -> list[str]:
+    """Source columns of the card's `metadata_features` that live in `table` (read when present, see read_csv)."""
+    return [f["column"] for f in card.get("metadata_features") or [] if f.get("table", "metadata") == table]
+
+
+def add_metadata_features(index: pd.DataFrame, tables: dict[str, pd.DataFrame], card: dict) -> None:
+    """One `meta_<name>` column per declared metadata feature whose source column was read (rows aligned with
+    `index`): categorical as stripped text (blank -> None), numeric as float (unparseable -> NaN). A feature whose
+    column is absent gets no column; the `metadata` baseline names it as not available."""
+    for feature in card.get("metadata_features") or []:
+        table = tables.get(feature.get("table", "metadata"))
+        if table is None or feature["column"] not in table.columns:
+            continue
+        raw = table[feature["column"]].reset_index(drop=True)
+        if feature["type"] == "numeric":
+            index[METADATA_PREFIX + feature["name"]] = pd.to_numeric(raw, errors="coerce").astype("float64").to_numpy()
+        else:
+            text = raw.astype("string").str.strip()
+            index[METADATA_PREFIX + feature["name"]] = text.where(text.notna() & (text != ""), None).astype(object).to_numpy()
 
 
 def require_columns(frame: pd.DataFrame, columns: list[str], where: str, card: dict) -> None:

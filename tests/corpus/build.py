@@ -466,6 +466,28 @@ def card_empty(folder: Path) -> Path:
     return _card(folder, "tasks", "empty.yaml", "")
 
 
+def card_metadata_feature_type(folder: Path) -> Path:
+    text = GOOD_DATASET_CARD.format(id="badfeature") + "metadata_features:\n  - {name: view, column: view, type: text}\n"
+    return _card(folder, "registry/datasets", "badfeature.yaml", text)
+
+
+def card_metadata_feature_name(folder: Path) -> Path:
+    text = GOOD_DATASET_CARD.format(id="badname") + \
+        "metadata_features:\n  - {name: ../x, column: view, type: categorical}\n"
+    return _card(folder, "registry/datasets", "badname.yaml", text)
+
+
+def card_match_unknown_stratum(folder: Path) -> Path:
+    text = task_card_text("badmatch").replace("negatives: 10}", "negatives: 10, match: {strata: [colour]}}")
+    return _card(folder, "tasks", "badmatch.yaml", text)
+
+
+def card_training_dataset_traversal(folder: Path) -> Path:
+    text = (folder / "encoders" / "pixels.yaml").read_text(encoding="utf-8").replace("id: pixels", "id: pixels-bad")
+    text = text.replace("training_datasets: []", 'training_datasets: ["../../etc"]')
+    return _card(folder, "encoders", "pixels-bad.yaml", text)
+
+
 # ---------------------------------------------------------------------------------------------- results
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
