@@ -98,33 +98,3 @@ def cross_dataset_transfer(
         low, high, _, reason = percentile_interval(reps[m][0], settings.confidence)
         out[m] = {"value": point[m], "ci_low": low, "ci_high": high, **({"reason": reason} if reason else {})}
     return out
-
-
-def in_domain_reference(out_dir, candidate_tasks: list[str], encoder_id: str, test_manifest_sha256: str,
-                        transfer_auroc: float | None) -> dict:
-    """The in-domain number a transfer result is compared with: the same encoder's cross-validated result on the
-    *target's own images* (a classification task on the target data set, same label, whose frozen manifest has the
-    transfer test set's sha256), read from OUT/<task>/<encoder>/result.json. `auroc_drop` = in-domain - transfer.
-
-    Comparing with the training task's own cross-validated score instead (the earlier behaviour) mixes the domain
-    shift with the difference between the two data sets' difficulty; on the same images only the training data differ.
-    """
-    import json
-    from pathlib import Path
-
-    for task_id in candidate_tasks:
-        path = Path(out_dir) / task_id / encoder_id / "result.json"
-        try:
-            other = json.loads(path.read_text(encoding="utf-8"))
-            same = (other.get("manifest") or {}).get("sha256") == test_manifest_sha256
-            auroc = other["metrics"]["auroc"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if same and auroc.get("mean") is not None:
-            return {"task": task_id, "auroc": auroc["mean"], "ci_method": auroc.get("ci_method"),
-                    "manifest_sha256": test_manifest_sha256,
-                    "auroc_drop": None if transfer_auroc is None else auroc["mean"] - transfer_auroc}
-    return {"status": "skipped", "reason": (
-        f"no cross-validated result of {encoder_id} on the target's own images (manifest "
-        f"{test_manifest_sha256[:12]}…) under {out_dir}: evaluate {' or '.join(candidate_tasks) or 'a classification task on the target data set'} "
-        "with this encoder in the same run folder first")}
