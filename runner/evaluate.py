@@ -268,7 +268,7 @@ def _manifest(task, dataset, data_root: Path, task_dir: Path, resample: bool = F
             raise EvaluationError(f"{exc}; delete {task_dir} or pass --resample to sample again", exit_code=2) from None
         if existing.meta.get("task_sha256") == task.behaviour_sha256:
             if existing.meta.get("data_fingerprint") is None:  # a copy of the committed manifest: checked again
-                committed = _committed(task, dataset, data_root, task_dir)
+                committed = _committed(task, dataset, data_root, task_dir, defer_verify)
                 if committed is not None and committed.meta["sha256"] == existing.meta["sha256"]:
                     return committed
             differs = fingerprint_differences(existing.meta.get("data_fingerprint"), dataset.data, data_root,
@@ -279,7 +279,7 @@ def _manifest(task, dataset, data_root: Path, task_dir: Path, resample: bool = F
                                       "again", exit_code=2)
             return existing
     if not resample:
-        committed = _committed(task, dataset, data_root, task_dir)
+        committed = _committed(task, dataset, data_root, task_dir, defer_verify)
         if committed is not None:
             return committed
     try:
@@ -290,14 +290,14 @@ def _manifest(task, dataset, data_root: Path, task_dir: Path, resample: bool = F
     return write_manifest(task_dir, sampled, task.behaviour_sha256, fingerprint=fingerprint)
 
 
-def _committed(task, dataset, data_root: Path, task_dir: Path):
+def _committed(task, dataset, data_root: Path, task_dir: Path, defer_verify: bool = False):
     """The task's committed manifest (manifests/<task>/) copied into task_dir after checking the data at data_root
-    against it; None when the task has none for its current card."""
+    against it (its metadata only for an encoder that reads no pixels); None when the task has none for its card."""
     from runner.freeze import FrozenDataError, use_committed
     from runner.manifest import ManifestError
 
     try:
-        return use_committed(task, dataset, data_root, task_dir)
+        return use_committed(task, dataset, data_root, task_dir, check_files=not defer_verify)
     except (FrozenDataError, ManifestError) as exc:
         raise EvaluationError(str(exc), exit_code=2) from None
 

@@ -211,7 +211,7 @@ def committed_for(task) -> Path | None:
     return folder if (folder / "manifest.json").is_file() else None
 
 
-def use_committed(task, dataset, data_root: Path, task_dir: Path):
+def use_committed(task, dataset, data_root: Path, task_dir: Path, check_files: bool = True):
     """The committed manifest copied into task_dir after checking the user's data against it; None when the task
     has no committed manifest for its current card (then the caller samples at run time).
 
@@ -227,7 +227,7 @@ def use_committed(task, dataset, data_root: Path, task_dir: Path):
     committed = read_manifest(folder)
     if committed.meta.get("task_sha256") != task.behaviour_sha256:
         return None  # the card changed since freezing: sample at run time (the CI check flags the stale manifest)
-    problems = check_data(committed.frame, task.data, dataset.data, Path(data_root))
+    problems = check_data(committed.frame, task.data, dataset.data, Path(data_root), check_files=check_files)
     if problems:
         raise FrozenDataError(f"{task.id}: the data under {data_root} does not match the committed manifest "
                               f"{folder} (sha256 {committed.meta['sha256'][:12]}…): {'; '.join(problems)}. Fix the "
@@ -239,14 +239,17 @@ def use_committed(task, dataset, data_root: Path, task_dir: Path):
     return read_manifest(task_dir)
 
 
-def check_data(frame: pd.DataFrame, task: dict, dataset: dict, data_root: Path, examples: int = 3) -> list[str]:
-    """What differs between a manifest and the data at data_root: missing/empty files, rows whose metadata changed."""
+def check_data(frame: pd.DataFrame, task: dict, dataset: dict, data_root: Path, examples: int = 3,
+               check_files: bool = True) -> list[str]:
+    """What differs between a manifest and the data at data_root: missing/empty files (unless `check_files` is off:
+    an encoder that reads no pixels needs only the metadata), rows whose metadata changed."""
     from runner.data import read_index
     from runner.data.tables import DataError
     from runner.sampling import apply_label_policy
 
     problems = []
-    sizes = [(data_root / p).stat().st_size if (data_root / p).is_file() else None for p in frame["path"]]
+    sizes = [(data_root / p).stat().st_size if (data_root / p).is_file() else None for p in frame["path"]] \
+        if check_files else [1] * len(frame)
     missing = [p for p, s in zip(frame["path"], sizes) if s is None]
     empty = [p for p, s in zip(frame["path"], sizes) if s == 0]
     n = len(frame)
