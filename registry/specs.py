@@ -43,12 +43,20 @@ class LabelPolicySpec:
 
 
 @dataclass(frozen=True)
+class MatchSpec:
+    strata: tuple[str, ...]  # view | sex | age_band
+    age_bands: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class SamplingSpec:
     positives: int
     negatives: int
     seed: int
     verify: str  # decode | header | none
     verify_workers: int
+    max_excluded_fraction: float  # the exclusion budget after sampling
+    match: MatchSpec | None  # matched negatives (view-matched controls); None: drawn from the whole pool
 
 
 @dataclass(frozen=True)
@@ -212,7 +220,10 @@ def task_spec(card) -> TaskSpec:
                                      policy["blank"], policy["negative_requires"]),
         views=tuple(d["views"]),
         sampling=SamplingSpec(sampling["positives"], sampling["negatives"], sampling["seed"], sampling["verify"],
-                              sampling["verify_workers"]),
+                              sampling["verify_workers"], float(sampling["max_excluded_fraction"]),
+                              None if sampling["match"] is None else MatchSpec(
+                                  tuple(sampling["match"]["strata"]),
+                                  tuple(float(b) for b in sampling["match"]["age_bands"]))),
         split=SplitSpec(split["method"], split["seed"], split.get("folds"), split.get("test_fraction")),
         augmentations=None if aug is None else AugmentationsSpec(
             aug["seed"], tuple(AugmentationViewSpec(v["op"], float(v["min"]), float(v["max"]), v["signed"])
@@ -333,6 +344,7 @@ class EncoderSpec:
     seed: int
     parameters: int | None
     control: bool
+    training_datasets: tuple[str, ...] | None  # dataset ids the weights saw; None: unknown
 
 
 def preprocess_spec(block: dict) -> PreprocessSpec:
@@ -361,6 +373,7 @@ def encoder_spec(card) -> EncoderSpec:
         embedding=None if e is None else EmbeddingSpec(int(e["dim"]), e["pooling"], e.get("output"), e["l2_normalize"]),
         precision=PrecisionSpec(d["precision"]["bf16"], d["precision"]["channels_last"]),
         batch_size=d["batch_size"], seed=d["seed"], parameters=d.get("parameters"), control=d["control"],
+        training_datasets=None if d["training_datasets"] is None else tuple(d["training_datasets"]),
     )
 
 

@@ -36,12 +36,12 @@ def file_sha256(path: Path) -> str:
 
 
 def _table_entries(dataset_card: dict, data_root: Path, sources: dict[str, list[str]]) -> list[dict]:
-    from runner.data.tables import _package_folder
+    from runner.data.tables import package_folder
 
     root = Path(data_root).resolve()
     entries = []
     for table, files in sorted(sources.items()):
-        package = _package_folder(dataset_card, table)
+        package = package_folder(dataset_card, table)
         for name in files:
             path = Path(name)
             if not path.is_file():  # e.g. a hub data set (hf://repo@revision): pinned by its revision instead
@@ -83,12 +83,12 @@ def data_fingerprint(dataset_card: dict, data_root: Path, sampled) -> dict:
 
 
 def _table_path(entry: dict, dataset_card: dict, data_root: Path) -> Path | None:
-    from runner.data.tables import _package_folder
+    from runner.data.tables import package_folder
 
     if entry["in"] == "data_root":
         return Path(data_root) / entry["file"]
     if entry["in"] == "package":
-        package = _package_folder(dataset_card, entry["table"])
+        package = package_folder(dataset_card, entry["table"])
         return None if package is None else package / entry["file"]
     return Path(entry["file"])
 

@@ -71,7 +71,7 @@ def _locate(folder: Path, name: str) -> Path | None:
     return found
 
 
-def _package_folder(card: dict, table: str) -> Path | None:
+def package_folder(card: dict, table: str) -> Path | None:
     fallback = card.get("fallback_package")
     if not fallback or table not in fallback.get("tables", []):
         return None
@@ -122,7 +122,7 @@ def find_table(card: dict, root: Path, table: str, usecols: list[str] | None = N
     alternatives = card.get("files", {}).get(table)
     if not alternatives:
         raise DataError(f"dataset card {card['id']!r} declares no {table!r} table")
-    folders = [root] + [f for f in [_package_folder(card, table)] if f is not None]
+    folders = [root] + [f for f in [package_folder(card, table)] if f is not None]
     for folder in folders:
         for alternative in alternatives:
             names = [alternative] if isinstance(alternative, str) else alternative
