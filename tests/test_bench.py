@@ -33,7 +33,7 @@ def test_bench_runs_and_reports_every_figure(tmp_path):
     assert all(math.isfinite(x) for x in _numbers(result))
     for fmt in ("png", "dicom"):
         r = result["results"][fmt]
-        assert r["pipeline"]["images"] == 3 and r["naive"]["images"] == 2 and r["pipeline"]["pipeline"] == "cpu"
+        assert r["pipeline"]["images"] == 3 and r["naive"]["images"] == 2 and r["pipeline"]["pipeline"] == "cpu-pool"
         for rate in (r["naive"], r["pipeline"], r["forward"], r["stages"]["read"], r["stages"]["preprocess"]):
             assert rate["images_per_s"] > 0
         assert r["ratios"]["pipeline_over_naive"] == pytest.approx(

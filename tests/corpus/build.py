@@ -519,11 +519,11 @@ def result_infinity(base: dict, folder: Path) -> Path:
 
 
 def result_forged_card_hash(base: dict, folder: Path) -> Path:
-    return result_with(base, folder, "forged-card.json", lambda o: o["task"].update(sha256="0" * 64))
+    return result_with(base, folder, "forged-card.json", lambda o: o["task"].update(behaviour_sha256="0" * 64))
 
 
 def result_forged_encoder_hash(base: dict, folder: Path) -> Path:
-    return result_with(base, folder, "forged-encoder.json", lambda o: o["encoder"].update(sha256="f" * 64))
+    return result_with(base, folder, "forged-encoder.json", lambda o: o["encoder"].update(behaviour_sha256="f" * 64))
 
 
 def result_forged_manifest_hash(base: dict, folder: Path) -> Path:
