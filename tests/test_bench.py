@@ -42,7 +42,7 @@ def test_bench_runs_and_reports_every_figure(tmp_path):
         assert [p["n"] for p in r["rss_by_n"]] == [2, 4] and all(p["embedded"] == p["n"] for p in r["rss_by_n"])
     assert len(list((tmp_path / "in" / "dicom").glob("*.dcm"))) == 3
     table = markdown_table(result)
-    assert "| png (cpu pipeline) |" in table and "| dicom (cpu pipeline) |" in table
+    assert "| png (cpu-pool pipeline) |" in table and "| dicom (cpu-pool pipeline) |" in table
 
 
 def test_bench_cli_rejects_bad_input(tmp_path):

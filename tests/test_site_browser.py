@@ -82,27 +82,23 @@ VISIBLE = "section.encoder-view:not([hidden])"
 @pytest.fixture(scope="module")
 def encoders_site(tmp_path_factory):
     """Table 1 (reported) plus three reproduced demo results, one with its predictions file; tasks in benchmarks."""
-    import numpy as np
-    import pandas as pd
-    from test_results import fake_registry, make_reproduced
+    from runs import make_run
+    from test_results import fake_registry
 
     from leaderboard.file_reported import TABLE_PATH, file_reported
-    from leaderboard.site import build_site
-    from runner.results import write_result
+    from leaderboard.submit import submit
 
     reg = fake_registry()
     for task in reg.tasks.values():
         task.data["benchmarks"] = ["demo"] if task.id == "effusion-demo" else ["paper-table1"]
     results = tmp_path_factory.mktemp("encoder-results")
     file_reported(reg, TABLE_PATH, results)
-    for encoder, auroc in (("pixels", 0.61), ("medimageinsight", 0.74), ("cxr-foundation", 0.68)):
-        write_result(make_reproduced(reg, "effusion-demo", encoder, auroc=auroc),
-                     results / f"effusion-demo__{encoder}__reproduced.json")
-    rng = np.random.default_rng(0)
-    labels = np.tile([0, 1], 20)
-    pd.DataFrame({"image_id": [f"i{i}" for i in range(40)], "patient_id": [f"p{i}" for i in range(40)],
-                  "label": labels, "fold": np.repeat([0, 1], 20), "prob": np.clip(labels * 0.3 + rng.random(40) * 0.7, 0, 1)}
-                 ).to_parquet(results / "effusion-demo__pixels__reproduced.predictions.parquet")
+    runs = tmp_path_factory.mktemp("encoder-runs")
+    # Verifiable runs (their numbers recompute from the filed predictions and manifest): unverified ones are not ranked.
+    for encoder, separation in (("pixels", 0.3), ("medimageinsight", 1.2), ("cxr-foundation", 0.7)):
+        submit(make_run(runs / encoder, reg, "effusion-demo", encoder, separation=separation), reg, results_dir=results)
+    from leaderboard.site import build_site
+
     index = build_site(tmp_path_factory.mktemp("encoder-site"), results, reg)
     return index.parent
 

@@ -240,7 +240,7 @@ def test_leaderboard_build_out_dot_in_the_repo_is_refused(tmp_path):
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        out = CliRunner().invoke(app, ["leaderboard", "build", "--out", ".", "--results", str(results)],
+        out = CliRunner().invoke(app, ["leaderboard", "build", "--out", ".", "--results-dir", str(results)],
                                  env={"CXR_REGISTRY_ROOT": str(root)})
     finally:
         os.chdir(cwd)
@@ -290,9 +290,9 @@ def test_build_marks_a_filed_result_edited_after_filing_and_strict_fails(reg, tm
     assert "not verified" in html and "Results that failed verification" in html
     assert "<strong class=\"v\">0.999" not in html  # never bold, never ranked
     monkeypatch.setattr(cmds, "_registry", lambda: reg)
-    lax = CliRunner().invoke(app, ["leaderboard", "build", "--out", str(tmp_path / "s2"), "--results", str(results)])
+    lax = CliRunner().invoke(app, ["leaderboard", "build", "--out", str(tmp_path / "s2"), "--results-dir", str(results)])
     assert lax.exit_code == 0 and "not verified" in lax.stderr
-    strict = CliRunner().invoke(app, ["leaderboard", "build", "--out", str(tmp_path / "s3"), "--results",
+    strict = CliRunner().invoke(app, ["leaderboard", "build", "--out", str(tmp_path / "s3"), "--results-dir",
                                       str(results), "--strict"])
     assert strict.exit_code == 1 and "failed verification" in strict.stderr
 
