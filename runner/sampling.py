@@ -25,7 +25,6 @@ from runner.data import DatasetIndex, read_index
 from runner.data.tables import METADATA_PREFIX, DataError
 
 VERIFY_MODES = ("decode", "header", "none")
-PIL_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 _INLINE_BELOW = 8  # files; fewer than this are checked in-process (a pool costs more than it saves)
 
 

@@ -15,7 +15,6 @@ same arithmetic in the same order, so the same floating-point values) and the ti
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -89,7 +88,6 @@ class InnerSplitCache:
     def __init__(self, max_entries: int = 256):
         self.max_entries = max_entries
         self._splits: OrderedDict[str, tuple[np.ndarray, np.ndarray] | None] = OrderedDict()
-        self._lock = threading.Lock()  # analyses fit in several threads at once
         self.hits = self.misses = 0
 
     @staticmethod
@@ -107,15 +105,13 @@ class InnerSplitCache:
         return digest.hexdigest()
 
     def get_or_make(self, key: str, make):
-        with self._lock:
-            if key in self._splits:
-                self.hits += 1
-                self._splits.move_to_end(key)
-                return self._splits[key]
-            self.misses += 1
-        value = make()  # outside the lock: two threads may both make a new key; both get the same split
-        with self._lock:
-            self._splits[key] = value
-            while len(self._splits) > self.max_entries:
-                self._splits.popitem(last=False)
+        if key in self._splits:
+            self.hits += 1
+            self._splits.move_to_end(key)
+            return self._splits[key]
+        self.misses += 1
+        value = make()
+        self._splits[key] = value
+        while len(self._splits) > self.max_entries:
+            self._splits.popitem(last=False)
         return value

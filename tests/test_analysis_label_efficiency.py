@@ -43,24 +43,3 @@ def test_size_larger_than_training_set_is_skipped_with_reason():
     assert big["n_runs"] == 0 and big["mean_auroc"] is None and "needs 1000" in big["reason"]
     assert out["points"][0]["n_runs"] == 3
     json.dumps(out, allow_nan=False)
-
-
-def test_concurrent_fits_give_the_sequential_result(monkeypatch):
-    from runner.analysis import label_efficiency as module
-    from runner.classify import classify
-
-    x, manifest = data(n=240, seed=3)
-    card = {"type": "lightgbm", "seed": 0, "params": {"n_estimators": 30, "num_leaves": 5, "min_data_in_leaf": 5}}
-
-    def fit_predict(train_x, train_y, test_x, params):  # the real classifier, one booster per call
-        n, m = len(train_y), len(test_x)
-        table = pd.DataFrame({"image_id": [f"r{i}" for i in range(n + m)], "patient_id": [f"r{i}" for i in range(n + m)],
-                              "label": np.r_[train_y, np.zeros(m, dtype=int)], "fold": np.r_[np.ones(n), np.zeros(m)]})
-        return classify(np.vstack([train_x, test_x]), table, card, [0]).predictions["prob"].to_numpy()
-
-    results = []
-    for workers in (1, 4):
-        monkeypatch.setattr(module, "_concurrent_fits", lambda workers=workers: workers)
-        results.append(label_efficiency(x, manifest, sizes=[10, 30], seeds=[0, 1], fit_predict=fit_predict))
-    assert results[0] == results[1]
-    assert [p["n_runs"] for p in results[0]["points"]] == [6, 6]

@@ -13,7 +13,6 @@ Cost: sizes x seeds x folds classifier fits (6 x 3 x 5 = 90 with the defaults); 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -32,19 +31,6 @@ def _balanced_sample(rng: np.random.Generator, labels: np.ndarray, candidates: n
             return f"needs {size} training {'positives' if value else 'negatives'}, fold has {len(pool)}"
         chosen.append(rng.choice(pool, size=size, replace=False))
     return np.sort(np.concatenate(chosen))
-
-
-def _concurrent_fits() -> int:
-    """Fits at a time: the usable cores over the threads one fit uses (runner.classify's choice for the machine)."""
-    import os
-
-    from runner.classify import machine_threads
-
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, cores // machine_threads())
 
 
 def label_efficiency(
@@ -71,38 +57,22 @@ def label_efficiency(
     folds = manifest["fold"].to_numpy().astype(int)
     eval_folds = sorted(int(f) for f in (eval_folds if eval_folds is not None else np.unique(folds)))
     groups = manifest["patient_id"].astype(str).to_numpy() if "patient_id" in manifest.columns else None
-    # every (size, seed, fold) run is an independent, deterministic fit: they run concurrently (one LightGBM thread
-    # each, runner.classify.machine_threads) and are collected in order, so the result does not depend on it
-    plans = []
+    points = []
     for size in sizes:
+        runs, skipped = [], []
         for seed in seeds:
             for fold in eval_folds:
                 test = np.flatnonzero(folds == fold)
                 reason = single_class_reason(labels[test])
                 train = reason or _balanced_sample(np.random.default_rng([int(seed), size, fold]), labels,
                                                    np.flatnonzero(folds != fold), size)
-                plans.append((size, int(seed), fold, test, train))
-
-    def run(plan):
-        _, _, _, test, train = plan
-        if isinstance(train, str):
-            return None
-        probs = np.asarray(call_fit_predict(fit_predict, x[train], labels[train], x[test], dict(params or {}),
-                                            None if groups is None else groups[train]), dtype=float)
-        return point_metrics(labels[test], probs, threshold)["auroc"]
-
-    with ThreadPoolExecutor(max_workers=_concurrent_fits()) as pool:
-        aurocs = list(pool.map(run, plans))
-    points = []
-    for size in sizes:
-        runs, skipped = [], []
-        for (plan_size, seed, fold, _, train), auroc in zip(plans, aurocs):
-            if plan_size != size:
-                continue
-            if isinstance(train, str):
-                skipped.append({"seed": seed, "fold": fold, "reason": train})
-            else:
-                runs.append({"seed": seed, "fold": fold, "auroc": auroc})
+                if isinstance(train, str):
+                    skipped.append({"seed": int(seed), "fold": fold, "reason": train})
+                    continue
+                probs = np.asarray(call_fit_predict(fit_predict, x[train], labels[train], x[test], dict(params or {}),
+                                                    None if groups is None else groups[train]), dtype=float)
+                runs.append({"seed": int(seed), "fold": fold,
+                             "auroc": point_metrics(labels[test], probs, threshold)["auroc"]})
         values = np.array([r["auroc"] for r in runs])
         point = {"positives_per_class": size, "n_runs": len(runs),
                  "mean_auroc": float(values.mean()) if len(values) else None,
