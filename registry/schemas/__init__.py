@@ -74,6 +74,24 @@ def _branch(schema: dict, doc: dict, value) -> tuple[dict, dict] | None:
     return None
 
 
+def _walk(schema: dict, doc: dict, value, on_mapping):
+    """Follow a valid card value through its schema (refs, the oneOf/anyOf branch it matches, list items);
+    `on_mapping(properties, doc, value, walk)` decides what a mapping becomes."""
+
+    def walk(schema: dict, doc: dict, value):
+        schema, doc = resolve_ref(schema, doc)
+        branch = _branch(schema, doc, value)
+        if branch is not None:
+            return walk(*branch, value)
+        if isinstance(value, dict):
+            return on_mapping(schema.get("properties", {}), doc, value, walk)
+        if isinstance(value, list) and isinstance(schema.get("items"), dict):
+            return [walk(schema["items"], doc, item) for item in value]
+        return value
+
+    return walk(schema, doc, value)
+
+
 def fill_defaults(name: str, data: dict, definition: str | None = None) -> dict:
     """A copy of a (valid) card with every absent field that has a schema `default` filled in, at every depth.
 
@@ -81,54 +99,35 @@ def fill_defaults(name: str, data: dict, definition: str | None = None) -> dict:
     """
     import copy
 
-    def walk(schema: dict, doc: dict, value):
-        schema, doc = resolve_ref(schema, doc)
-        branch = _branch(schema, doc, value)
-        if branch is not None:
-            return walk(*branch, value)
-        if isinstance(value, dict):
-            out = dict(value)
-            for key, sub in schema.get("properties", {}).items():
-                sub_resolved, _ = resolve_ref(sub, doc)
-                if key not in out and "default" in sub_resolved:
-                    out[key] = copy.deepcopy(sub_resolved["default"])
-                if key in out:
-                    out[key] = walk(sub, doc, out[key])
-            return out
-        if isinstance(value, list) and isinstance(schema.get("items"), dict):
-            return [walk(schema["items"], doc, item) for item in value]
-        return value
+    def with_defaults(properties, doc, value, walk):
+        out = dict(value)
+        for key, sub in properties.items():
+            sub_resolved, _ = resolve_ref(sub, doc)
+            if key not in out and "default" in sub_resolved:
+                out[key] = copy.deepcopy(sub_resolved["default"])
+            if key in out:
+                out[key] = walk(sub, doc, out[key])
+        return out
 
     doc = load_schema(name)
-    return walk(doc["$defs"][definition] if definition else doc, doc, data)
+    return _walk(doc["$defs"][definition] if definition else doc, doc, data, with_defaults)
 
 
 def behaviour_part(name: str, data: dict) -> dict:
     """The fields of a card that can change a number: everything except those the schema marks `x-behaviour: false`."""
 
-    def walk(schema: dict, doc: dict, value):
-        schema, doc = resolve_ref(schema, doc)
-        branch = _branch(schema, doc, value)
-        if branch is not None:
-            return walk(*branch, value)
-        if isinstance(value, dict):
-            properties = schema.get("properties", {})
-            out = {}
-            for key, item in value.items():
-                sub = properties.get(key)
-                if sub is None:  # additionalProperties (model options, sha256 pins): behaviour by default
-                    out[key] = item
-                    continue
-                if resolve_ref(sub, doc)[0].get(BEHAVIOUR_KEYWORD, True) is False:
-                    continue
+    def behaviour_only(properties, doc, value, walk):
+        out = {}
+        for key, item in value.items():
+            sub = properties.get(key)
+            if sub is None:  # additionalProperties (model options, sha256 pins): behaviour by default
+                out[key] = item
+            elif resolve_ref(sub, doc)[0].get(BEHAVIOUR_KEYWORD, True) is not False:
                 out[key] = walk(sub, doc, item)
-            return out
-        if isinstance(value, list) and isinstance(schema.get("items"), dict):
-            return [walk(schema["items"], doc, item) for item in value]
-        return value
+        return out
 
     schema = load_schema(name)
-    return walk(schema, schema, data)
+    return _walk(schema, schema, data, behaviour_only)
 
 
 def descriptive_fields(name: str) -> list[str]:
