@@ -44,7 +44,7 @@ class BenchConfig:
     size: int = 1024
     formats: tuple[str, ...] = FORMATS
     device: str = "auto"
-    workers: int = 2
+    workers: int | None = None  # None: what runner eval uses (runner.embed.default_workers)
     batch_size: int | None = None
     naive_limit: int = 32  # the naive loop is measured on the first images only (a rate; it is slow)
     repeat: int = 1  # (b)-(d) embed the n files this many times over (distinct rows), so fixed start-up costs amortise

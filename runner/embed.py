@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -179,6 +180,26 @@ def plan_embedding(encoder_cls: type[Encoder], device: str, pipeline: str = "aut
     return EmbedPlan("cpu-pool", "cpu", "CPU pipeline")
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (a container's or taskset's limit, not the host's count)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):
+        return max(os.cpu_count() or 1, 1)
+
+
+def default_workers(plan: EmbedPlan, cores: int | None = None) -> int:
+    """Decode processes when the user names none (the one place this default lives).
+
+    Device path: every core but two (the main process feeds the GPU and a pin/copy thread runs beside it), at least 1:
+    a 1024² PNG costs ~5 ms of CPU to decode, so two readers would cap a GPU near 400 img/s. CPU pool: one per core
+    (the main process mostly waits on them while the encoder's own threads run)."""
+    cores = available_cores() if cores is None else cores
+    if plan.backend == "device" or plan.actor_pipeline == "fast":
+        return max(cores - 2, 1)
+    return cores
+
+
 def embed_manifest(
     manifest: pd.DataFrame,
     data_root: Path,
@@ -187,7 +208,7 @@ def embed_manifest(
     cache: EmbeddingCache,
     *,
     augment: AugmentationsSpec | None = None,
-    workers: int = 2,
+    workers: int | None = None,
     batch_size: int | None = None,
     progress: bool = True,
     pipeline: str = "auto",
@@ -196,9 +217,11 @@ def embed_manifest(
     """Embed every manifest row (and its augmented views when `augment`, the task card's augmentations, is given).
 
     Each image's views are drawn with `view_seed(augment.seed, path)` and come back in `Embeddings.augmented`
-    keyed by runner.augment.view_ids(augment). The backend is `plan_embedding`'s choice.
+    keyed by runner.augment.view_ids(augment). The backend is `plan_embedding`'s choice; `workers` None ->
+    `default_workers(plan)`.
     """
     plan = plan_embedding(adapter_class(encoder), str(encoder.device), pipeline, backend, augment)
+    workers = default_workers(plan) if workers is None else int(workers)
     batch_size = int(batch_size or encoder.card["batch_size"])
     if plan.backend == "device":
         from runner.fastpath import fast_compute

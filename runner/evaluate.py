@@ -42,7 +42,7 @@ class EvaluationError(RegistryError):
 @dataclass
 class EvalOptions:
     device: str = "auto"  # auto | cpu | cuda[:N]
-    workers: int = 2  # decode worker processes
+    workers: int | None = None  # decode worker processes (None: runner.embed.default_workers)
     analyses: list[str] | None = field(default_factory=list)  # [] none; None: those the task card enables
     cache_dir: Path | None = None  # default: $CXR_CACHE_DIR or ~/.cache/cxr-registry
     trust_custom_code: bool = False

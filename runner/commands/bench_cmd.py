@@ -19,7 +19,9 @@ def bench(
     formats: Annotated[str, typer.Option(
         "--formats", help="Comma-separated: png (8-bit), dicom (uncompressed 16-bit).")] = "png,dicom",
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1, ...")] = "auto",
-    workers: Annotated[int, typer.Option("--workers", min=0, help="Reader processes (0: read in this process).")] = 2,
+    workers: Annotated[int | None, typer.Option("--workers", min=0, help=(
+        "Reader processes (0: read in this process). Default: what runner eval uses (runner.embed.default_workers)."
+    ))] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Default: the card's batch_size.")] = None,
     repeat: Annotated[int, typer.Option(
         "--repeat", min=1, help="Embed the N files this many times over in (b)-(d), to amortise start-up.")] = 1,

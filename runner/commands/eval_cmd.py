@@ -21,6 +21,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 GLOB_CHARS = set("*?[")
+WORKERS_HELP = ("Image decoding processes (0: in-process). Default (runner.embed.default_workers): every core but two "
+                "on the CUDA device path, one per core on the CPU pipeline.")
 
 
 def _did_you_mean(term: str, known) -> str:
@@ -295,7 +297,7 @@ def eval_command(
     analyses: Annotated[str, typer.Option(
         "--analyses", help="none | card (those the task card enables) | all | a comma list, e.g. stability,subgroups."
     )] = "card",
-    workers: Annotated[int, typer.Option("--workers", min=0, help="Image decoding processes (0: in-process).")] = 2,
+    workers: Annotated[int | None, typer.Option("--workers", min=0, help=WORKERS_HELP)] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1,
                                                    help="Images per batch (default: the encoder card's).")] = None,
     cache_dir: Annotated[Path | None, typer.Option(
@@ -380,7 +382,7 @@ DEMO_ANALYSES = ["subgroups"]
 def demo_command(
     out: Annotated[Path, typer.Option("--out", help="Everything goes here: data/, runs/, results/, site/.")] = Path(
         "out/demo"),
-    workers: Annotated[int, typer.Option("--workers", min=0, help="Image decoding processes.")] = 2,
+    workers: Annotated[int | None, typer.Option("--workers", min=0, help=WORKERS_HELP)] = None,
 ):
     """Run the whole pipeline offline on SYNTHETIC data: make the demo DICOM data sets (site A, and site B for the
     transfer task), evaluate every demo task (task cards whose data set is synthetic) with the three built-in
