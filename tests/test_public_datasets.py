@@ -48,7 +48,29 @@ def check_manifest(task, raw: pd.DataFrame):
     rows = raw.loc[frame["image_id"]]
     assert set(rows["view"]) <= set(task.data["views"])  # the raw table's view, not the index's
     assert (rows["patient"].to_numpy() == frame["patient_id"].to_numpy()).all()
+    if (sampling.get("match") or {}).get("strata") == ["view"]:  # view-matched control: each view equally often
+        by_view = rows.assign(label=frame["label"].to_numpy()).groupby(["view", "label"]).size().unstack(fill_value=0)
+        assert (by_view[0] == by_view[1]).all(), by_view
     return frame, rows
+
+
+def check_features(frame: pd.DataFrame, rows: pd.DataFrame, columns: dict[str, str], task, reg) -> None:
+    """The manifest's metadata features (meta_<name>, the `metadata` baseline's input) are the raw table's values."""
+    declared = {f["name"] for f in reg.datasets[task.data["dataset"]].data["metadata_features"]}
+    assert {c.removeprefix("meta_") for c in frame.columns if c.startswith("meta_")} == declared == set(columns)
+    for name, column in columns.items():
+        got, raw = frame["meta_" + name].to_numpy(), rows[column].to_numpy()
+        if pd.api.types.is_float_dtype(frame["meta_" + name]):
+            expected = pd.to_numeric(rows[column], errors="coerce").to_numpy()
+            assert ((got == expected) | (pd.isna(got) & pd.isna(expected))).all(), name
+        else:
+            assert [None if pd.isna(x) else x for x in got] == [None if pd.isna(x) else x.strip() for x in raw], name
+
+
+def has_view_matched_twins(tasks) -> bool:
+    """Every task of a data set with several frontal views has a view-matched control of the same label."""
+    matched = {t.data["label"]["id"] for t in tasks if t.data["sampling"].get("match")}
+    return matched == {t.data["label"]["id"] for t in tasks} and len(tasks) == 2 * len(matched)
 
 
 def test_chexpert(reg):
@@ -59,8 +81,10 @@ def test_chexpert(reg):
     column = {"atelectasis": "Atelectasis", "edema": "Edema", "effusion": "Pleural Effusion", "opacity": "Lung Opacity"}
     tasks = tasks_of(reg, "chexpert")
     assert {t.data["label"]["id"] for t in tasks} == set(column)  # all four of the paper's labels
+    assert has_view_matched_twins(tasks)
     for task in tasks:
         frame, rows = check_manifest(task, raw)
+        check_features(frame, rows, {"view": "view", "sex": "Sex", "age": "Age"}, task, reg)
         values = rows[column[task.data["label"]["id"]]].to_numpy()
         assert (values[frame["label"] == 1] == "1.0").all() and (values[frame["label"] == 0] == "0.0").all()
     # the policy had real -1.0 and blank values to exclude: they exist among the frontal candidates
@@ -81,14 +105,18 @@ PADCHEST_TERMS = {  # PadChest's hierarchy: the finding and its narrower terms (
 
 def test_padchest(reg):
     raw = pd.read_csv(shipped("PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv.gz"), dtype=str,
-                      usecols=["ImageID", "PatientID", "Projection", "Labels"]).set_index("ImageID")
+                      usecols=["ImageID", "PatientID", "Projection", "Labels", "PatientSex_DICOM", "PatientBirth",
+                               "Manufacturer_DICOM", "MethodLabel"]).set_index("ImageID")
     raw["view"] = raw["Projection"].str.upper().replace({"L": "LATERAL"})
     raw["patient"] = raw["PatientID"]
     items = raw["Labels"].map(lambda s: {x.strip() for x in ast.literal_eval(s)} if isinstance(s, str) else None)
     tasks = tasks_of(reg, "padchest")
     assert {t.data["label"]["id"] for t in tasks} == set(PADCHEST_TERMS)  # PadChest has no 'lung opacity' term
+    assert has_view_matched_twins(tasks)
     for task in tasks:
-        frame, _rows = check_manifest(task, raw)
+        frame, rows = check_manifest(task, raw)
+        check_features(frame, rows, {"view": "Projection", "sex": "PatientSex_DICOM", "birth_year": "PatientBirth",
+                                     "manufacturer": "Manufacturer_DICOM", "label_method": "MethodLabel"}, task, reg)
         terms = PADCHEST_TERMS[task.data["label"]["id"]]
         has = [bool(found & terms) for found in items.loc[frame["image_id"]]]
         has = pd.Series(has).to_numpy()
@@ -104,6 +132,8 @@ def test_rsna(reg):
     raw = headers.assign(view=headers["ViewPosition"], patient=headers.index, value=target)
     (task,) = tasks_of(reg, "rsna-pneumonia")
     frame, rows = check_manifest(task, raw)
+    check_features(frame, rows, {"view": "ViewPosition", "sex": "PatientSex", "age": "PatientAge",
+                                 "pixel_spacing": "PixelSpacing"}, task, reg)
     assert (rows["value"].to_numpy() == frame["label"].astype(str).to_numpy()).all()
     size = reg.datasets["rsna-pneumonia"].data["size"]
     assert size["images"] == len(raw) and size["views"] == raw["view"].value_counts().to_dict()

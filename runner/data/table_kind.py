@@ -18,8 +18,10 @@ import pandas as pd
 from runner.data import DatasetIndex
 from runner.data.tables import (
     DataError,
+    add_metadata_features,
     base_index,
     check_ids,
+    feature_columns,
     find_table,
     label_column,
     require_columns,
@@ -40,7 +42,9 @@ def read(card: dict, root: Path, labels: list[str] | None) -> DatasetIndex:
 
     wanted = list(columns.values()) + [card["labels"][x]["column"] for x in by_table["metadata"]]
     wanted += [(card.get("reads") or {}).get("rater_column")] if card.get("reads") else []
-    meta, files = find_table(card, root, "metadata", _source_columns(wanted, derive))
+    # metadata features are read when the table has them; one may also name a derived column (computed below)
+    optional = [c for c in feature_columns(card) if c not in derive]
+    meta, files = find_table(card, root, "metadata", _source_columns(wanted, derive), optional)
     header = pd.read_csv(files[0], nrows=0).columns  # a derived column must not hide a column of the table
     meta = derive_columns(meta.assign(**{c: None for c in derive if c in header}), derive, card, files[0])
     require_columns(meta, list(columns.values()), files[0], card)
@@ -56,6 +60,7 @@ def read(card: dict, root: Path, labels: list[str] | None) -> DatasetIndex:
 
     index = base_index(first, card, files[0])
     check_ids(index, card, files[0])
+    add_metadata_features(index, {"metadata": first}, card)  # an image's first row: features are per image
     if by_table["labels"]:
         values.update(_label_table_values(card, root, by_table["labels"], index["image_id"], sources))
     for label_id in label_ids:
