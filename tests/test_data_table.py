@@ -71,6 +71,25 @@ def test_a_card_change_changes_the_index(tmp_path):
     assert index.loc["b.png", "edema"] == 1.0 and index.loc["a.png", "edema"] == 0.0
 
 
+def test_metadata_features_come_from_the_card(tmp_path):
+    """metadata_features reach the index as meta_<name>: a table column, a derived column, a per-reader table's first
+    row; a feature whose column the table lacks gets no column (the metadata baseline names it), and none declared
+    gives none."""
+    root = write(tmp_path)
+    features = [{"name": "view", "column": "view", "type": "categorical"},        # derived
+                {"name": "birth", "column": "Birth", "type": "numeric"},          # read only for the feature
+                {"name": "scanner", "column": "Manufacturer", "type": "categorical"}]  # not in the table
+    index = read_index(card(metadata_features=features), root).frame.set_index("image_id")
+    assert list(index["meta_view"]) == ["PA", "LATERAL", "AP", "AP"]
+    assert index.loc["a.png", "meta_birth"] == 1950.0 and np.isnan(index.loc["d.png", "meta_birth"])
+    assert "meta_scanner" not in index.columns
+    assert not [c for c in read_index(card(), root).frame.columns if c.startswith("meta_")]
+    reads = read_index(reads_card(metadata_features=[{"name": "rater", "column": "rad_id", "type": "categorical"}]),
+                       write(tmp_path / "reads", rows=READS, header=["image_id", "rad_id", "class_name"]))
+    assert reads.frame.set_index("image_id")["meta_rater"].to_dict() == {"img1": "R1", "img2": "R1", "img3": "R1",
+                                                                         "img4": "R1"}
+
+
 READS = [("img1", "R1", "Effusion"), ("img1", "R2", "Effusion"), ("img1", "R3", "No finding"),
          ("img2", "R1", "Effusion"), ("img2", "R4", "No finding"), ("img2", "R5", "No finding"),
          ("img3", "R1", "No finding"), ("img3", "R2", "No finding"), ("img3", "R6", "No finding"),
