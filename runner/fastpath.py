@@ -22,14 +22,19 @@ when downsampling), applied pass by pass as a gather of each output pixel's taps
 port of the same filters, but its 'area' mode is adaptive average pooling, not Pillow's box filter; using Pillow's
 weights makes the device path agree with the CPU path to float rounding (see tests/test_fastpath.py for the bounds).
 
-Readers run in a torch DataLoader (worker processes, bounded prefetch: memory does not grow with the manifest), batches
-are pinned and copied non_blocking on CUDA, and the device result of batch i is fetched only after batch i+1 has been
-launched, so reading, transfer and compute overlap. bf16 autocast and channels_last follow the card's `precision` block;
-the batch size is the card's (or --batch-size) and is halved on CUDA out-of-memory.
+Readers run in a torch DataLoader (worker processes, bounded prefetch: memory does not grow with the manifest) and
+write each batch's stored integers straight into a shared, page-locked ring (runner.staging: one host copy per
+image). On CUDA each batch then travels in one asynchronous copy on a copy stream; the compute stream waits on that
+copy's event, so the copy of batch i+1 overlaps the preprocessing and forward of batch i, and batch i's result is
+fetched only after batch i+1 has been launched. Preprocessing reads no value back to the host: which images have a
+window is known on the host, and the output rows come in group order and are put back in batch order on the host
+after the fetch. bf16 autocast and channels_last follow the card's `precision` block; the batch size is the card's
+(or --batch-size) and is halved on CUDA out-of-memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -83,6 +88,18 @@ def read_raw(path: str | Path) -> RawImage:
     if raw is None:  # the canonical route: decodes fully, or raises the reason the CPU pipeline records
         return RawImage(pixels=load_image(path), full_scale=1.0)
     return raw
+
+
+def read_one(path: str) -> tuple[RawImage | str, float]:
+    """(RawImage or the exclusion reason, seconds): one image fails, not the run."""
+    start = time.perf_counter()
+    try:
+        item: RawImage | str = read_raw(path)
+    except (ImageDecodeError, OSError, MemoryError) as exc:
+        from runner.imaging import failure_reason
+
+        item = failure_reason(exc)
+    return item, time.perf_counter() - start
 
 
 def _read_pil(path: Path) -> RawImage | None:
@@ -231,9 +248,11 @@ class DevicePreprocessor:
     def __call__(self, raws: list[RawImage]):
         return self.from_groups(group_raws(raws), len(raws))
 
-    def from_groups(self, groups: list[RawGroup], n: int):
+    def from_groups(self, groups: list[RawGroup], n: int, in_group_order: bool = False):
+        """(n, C, h, w): row p is the image at position p of the groups; with `in_group_order`, the rows follow the
+        groups instead (group_order(groups)), which needs no index on the device: the hot path reorders on the host."""
         torch = self.torch
-        out = None
+        out, row = None, 0
         for group in groups:
             pixels = group.pixels.to(self.device, non_blocking=True)
             params = group.params.to(self.device, non_blocking=True)
@@ -243,7 +262,11 @@ class DevicePreprocessor:
                 y = self._resize(self._to_unit(group, pixels[i : i + step], params[i : i + step]))
                 if out is None:
                     out = torch.empty((n, *y.shape[1:]), dtype=torch.float32, device=self.device)
-                out[torch.as_tensor(group.positions[i : i + step], device=self.device)] = y
+                if in_group_order:
+                    out[row : row + len(y)] = y
+                    row += len(y)
+                else:
+                    out[torch.as_tensor(group.positions[i : i + step]).to(self.device)] = y
         if out is None:
             return torch.empty((0, self.spec.channels, 1, 1), device=self.device)
         return self._normalise(out[:, None].expand(-1, self.spec.channels, -1, -1))
@@ -265,7 +288,7 @@ class DevicePreprocessor:
                                        ((x - c) / w + 0.5).clamp_(0.0, 1.0) * y_range + y_min)
             else:  # below the window -> y_min, above -> y_max, linear between: one clamped affine map
                 windowed = x.sub(c).div_(w).add_(0.5).clamp_(0.0, 1.0).mul_(y_range).add_(y_min)
-            x = windowed if bool((has_window > 0).all()) else torch.where(has_window > 0, windowed, x)
+            x = windowed if group.all_window else torch.where(has_window > 0, windowed, x)  # host flag: no sync
         # min-max (DICOM) or / full scale (PNG), and MONOCHROME1 inversion, folded into one affine map per image
         scaled = full_scale > 0
         lo = torch.where(scaled, torch.zeros_like(full_scale), x.amin(dim=(-2, -1), keepdim=True))
@@ -330,10 +353,17 @@ class RawGroup:
     unsigned16: bool
     any_window: bool
     any_sigmoid: bool
+    all_window: bool = False
+    slot_offsets: tuple[int, int] | None = None  # (pixels, params) byte offsets in a StagingRing slot
 
     def pin_memory(self) -> RawGroup:
         self.pixels, self.params = self.pixels.pin_memory(), self.params.pin_memory()
         return self
+
+
+def group_order(groups: list[RawGroup]) -> list[int]:
+    """Batch positions in the order from_groups(in_group_order=True) emits their rows."""
+    return [p for g in groups for p in g.positions]
 
 
 def group_raws(raws: Iterable[RawImage | None]) -> list[RawGroup]:
@@ -350,16 +380,17 @@ def group_raws(raws: Iterable[RawImage | None]) -> list[RawGroup]:
         unsigned16 = pixels.dtype == np.uint16
         if unsigned16:
             pixels = pixels.view(np.int16)
-        params = np.array([_params(r) for _, r in items], dtype=np.float32)
+        params = np.array([raw_params(r) for _, r in items], dtype=np.float32)
         windows = [r.window for _, r in items if r.window is not None]
         groups.append(RawGroup(
             positions=[p for p, _ in items], pixels=torch.from_numpy(pixels), params=torch.from_numpy(params),
             unsigned16=unsigned16, any_window=bool(windows), any_sigmoid=any(w[2] == "SIGMOID" for w in windows),
+            all_window=len(windows) == len(items),
         ))
     return groups
 
 
-def _params(raw: RawImage) -> list[float]:
+def raw_params(raw: RawImage) -> list[float]:
     center, width, function, y_min, y_max = raw.window or (0.0, 1.0, "LINEAR", 0.0, 1.0)
     return [raw.slope, raw.intercept, float(raw.window is not None), center, width, VOI_FUNCTIONS.index(function),
             y_min, y_max, float(raw.invert), raw.full_scale or 0.0]
@@ -374,10 +405,54 @@ class RawBatch:
     groups: list[RawGroup]
     failures: dict[int, str] = field(default_factory=dict)
     read_s: float = 0.0  # CPU seconds spent reading, summed over the batch (in the worker)
+    ring: object = None  # runner.staging.StagingRing holding the pixels (None: the groups own their tensors)
+    number: int = 0  # batch number (its ring slot is number % slots)
+    used_bytes: int = 0  # of the slot
+    released: object = None  # CUDA event after which the slot may be rewritten (its copy to the device is done)
 
     def pin_memory(self) -> RawBatch:
         self.groups = [g.pin_memory() for g in self.groups]
         return self
+
+    def to_device(self, device, stream=None) -> object:
+        """Move the groups to `device` (one copy of the used slot bytes when ring-backed), on `stream` if given;
+        returns the CUDA event the consumer waits on (None on the CPU, where the slot's views are used in place)."""
+        import torch
+
+        device = torch.device(device)
+        if device.type != "cuda":
+            return None
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            buffer = None
+            if self.ring is not None and self.used_bytes:
+                buffer = self.ring.slot_tensor(self.number, 0, self.used_bytes).to(device, non_blocking=True)
+            for g in self.groups:
+                if g.slot_offsets is not None and buffer is not None:
+                    h, w = g.pixels.shape[1:]
+                    count, itemsize = len(g.positions), g.pixels.element_size()
+                    pixels_at, params_at = g.slot_offsets
+                    g.pixels = buffer[pixels_at : pixels_at + count * h * w * itemsize].view(g.pixels.dtype).view(
+                        count, h, w)
+                    g.params = buffer[params_at : params_at + g.params.numel() * 4].view(torch.float32).view(
+                        count, -1)
+                else:
+                    g.pixels, g.params = g.pixels.to(device, non_blocking=True), g.params.to(device, non_blocking=True)
+            self.device_buffer = buffer
+            event = torch.cuda.Event()
+            event.record()
+        self.released = event
+        return event
+
+    def wait_released(self) -> None:
+        """Block until the batch's slot may be rewritten (CUDA: its copy is done; CPU: it was consumed in place)."""
+        if self.released is not None:
+            self.released.synchronize()
+
+    def detached(self) -> RawBatch:
+        """A copy that owns its pixels (a ring-backed batch is valid only until runner.staging.DEPTH more are taken)."""
+        groups = [RawGroup(g.positions, g.pixels.clone(), g.params.clone(), g.unsigned16, g.any_window, g.any_sigmoid,
+                           g.all_window) for g in self.groups]
+        return RawBatch(self.start, self.size, groups, dict(self.failures), self.read_s)
 
 
 class RawReader:
@@ -390,14 +465,8 @@ class RawReader:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        start = time.perf_counter()
-        try:
-            item: RawImage | str = read_raw(self.paths[i])
-        except (ImageDecodeError, OSError, MemoryError) as exc:  # one image fails, not the run
-            from runner.imaging import failure_reason
-
-            item = failure_reason(exc)
-        return i, item, time.perf_counter() - start
+        item, seconds = read_one(self.paths[i])
+        return i, item, seconds
 
 
 def collate_raw(items) -> RawBatch:
@@ -410,16 +479,11 @@ def collate_raw(items) -> RawBatch:
 
 
 def raw_batches(paths: list[str], batch_size: int, workers: int, pin: bool) -> Iterator[RawBatch]:
-    """Read files in worker processes, in order, a bounded number of batches ahead."""
-    from torch.utils.data import DataLoader
+    """Read files in worker processes, in order, a bounded number of batches ahead, into the staging ring
+    (page-locked when `pin`). A batch is valid until runner.staging.DEPTH more have been taken (see detached())."""
+    from runner.staging import staged_batches
 
-    if not paths:
-        return iter(())
-    loader = DataLoader(
-        RawReader(paths), batch_size=batch_size, shuffle=False, num_workers=max(int(workers), 0), collate_fn=collate_raw,
-        pin_memory=pin, prefetch_factor=2 if workers > 0 else None, persistent_workers=False,
-    )
-    return iter(loader)
+    return staged_batches(paths, batch_size, workers, "cuda" if pin else "cpu")
 
 
 # ---------------------------------------------------------------------------------------------- device: embed
@@ -482,32 +546,52 @@ class DeviceEmbedder:
         return torch.cat(parts) if parts else torch.empty((0, self.encoder.dim), device=self.device)
 
     def run(self, batches: Iterable[RawBatch]) -> Iterator[tuple[RawBatch, np.ndarray]]:
-        """(batch, (n_ok, dim) embeddings of its readable images in position order); batch i+1 is launched before
-        batch i's result is copied back, so the host keeps feeding the device."""
-        pending = None
-        for batch in batches:
-            n_ok = batch.size - len(batch.failures)
-            x = self.preprocess.from_groups(_compact(batch), n_ok)
-            launched = (batch, self.forward(x) if n_ok else None)
-            if pending is not None:
-                yield _fetch(pending)
-            pending = launched
+        """(batch, (n_ok, dim) embeddings of its readable images in position order).
+
+        Three batches are in flight: batch i+1's host->device copy runs on the copy stream while batch i is
+        preprocessed and embedded on the compute stream, and batch i-1's result is fetched after that launch."""
+        torch = self.torch
+        copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        staged, pending = None, None
+        for batch in _with_end(iter(batches)):  # None at the end flushes the last staged batch
+            ready = None if batch is None else (batch, batch.to_device(self.device, copy_stream))
+            if staged is not None:
+                launched = self._launch(*staged)
+                if pending is not None:
+                    yield _fetch(pending)
+                pending = launched
+            staged = ready
         if pending is not None:
             yield _fetch(pending)
 
+    def _launch(self, batch: RawBatch, copied):
+        """Preprocess + forward one batch on the compute stream, after its copy (no host wait)."""
+        torch = self.torch
+        if copied is not None:
+            stream = torch.cuda.current_stream(self.device)
+            stream.wait_event(copied)
+            buffer = getattr(batch, "device_buffer", None)
+            for tensor in [buffer] if buffer is not None else [t for g in batch.groups for t in (g.pixels, g.params)]:
+                tensor.record_stream(stream)  # allocated on the copy stream, used here
+        n_ok = batch.size - len(batch.failures)
+        vectors = None
+        if n_ok:
+            vectors = self.forward(self.preprocess.from_groups(batch.groups, n_ok, in_group_order=True))
+        return batch, vectors
 
-def _compact(batch: RawBatch) -> list[RawGroup]:
-    """Renumber group positions to skip failed reads, so the device tensor holds only readable images."""
-    ok = [p for p in range(batch.size) if p not in batch.failures]
-    rank = {p: i for i, p in enumerate(ok)}
-    for g in batch.groups:
-        g.positions = [rank[p] for p in g.positions]
-    return batch.groups
+
+def _with_end(batches: Iterator[RawBatch]) -> Iterator[RawBatch | None]:
+    yield from batches
+    yield None
 
 
 def _fetch(pending) -> tuple[RawBatch, np.ndarray | None]:
+    """Copy the result back and put its rows in position order (they come in group order)."""
     batch, vectors = pending
-    return batch, (None if vectors is None else vectors.float().cpu().numpy().astype(np.float32, copy=False))
+    if vectors is None:
+        return batch, None
+    host = vectors.float().cpu().numpy().astype(np.float32, copy=False)
+    return batch, host[np.argsort(group_order(batch.groups), kind="stable")]
 
 
 # ---------------------------------------------------------------------------------------------- manifest -> cache
@@ -534,6 +618,17 @@ def results_in_order(batch: RawBatch, vectors: np.ndarray | None) -> list:
 
 
 __all__ = [
-    "DeviceEmbedder", "DevicePreprocessor", "RawImage", "RawReader", "collate_raw", "fast_compute", "raw_batches",
-    "read_raw", "resize_weights", "results_in_order",
+    "DeviceEmbedder",
+    "DevicePreprocessor",
+    "RawImage",
+    "RawReader",
+    "collate_raw",
+    "fast_compute",
+    "group_order",
+    "raw_batches",
+    "raw_params",
+    "read_one",
+    "read_raw",
+    "resize_weights",
+    "results_in_order",
 ]
