@@ -198,3 +198,24 @@ def test_fast_manifest_equals_local_backend_with_exclusions(demo_data_dir, tmp_p
     np.testing.assert_array_equal(again.original, fast.original)
     (fast_again, _) = run(functools.partial(embed_manifest, pipeline="fast"), "fast", 1)
     assert fast_again.n_computed == 0 and fast_again.exclusions == fast.exclusions
+
+
+@pytest.mark.parametrize("contract", ["bicubic-meanstd-8bit", "bilinear-xrv-float", "bicubic-imagenet-16bit"])
+def test_lookup_table_route_equals_the_elementwise_route(synthetic_files, contract):
+    """Integer pixels go through one lookup table per image (the CUDA route); the same stored values as float32 take
+    the elementwise chain. Same float32 operations per value, so the same images (up to exp's last bit on the sigmoid window)."""
+    from runner.fastpath import group_raws
+
+    pre = DevicePreprocessor(CONTRACTS[contract], "cpu")
+    pre.lookup_tables = True  # the CUDA default, forced here
+    for name, path in synthetic_files.items():
+        raw = read_raw(path)
+        assert raw.pixels.dtype.kind in "ui", name  # every synthetic file takes the direct (integer) read
+        (group,) = group_raws([raw])
+        as_float = group_raws([raw])[0]
+        as_float.pixels = torch.from_numpy(raw.pixels.astype(np.float32))[None]
+        as_float.unsigned16 = False
+        lut = pre.from_groups([group], 1)
+        elementwise = pre.from_groups([as_float], 1)
+        np.testing.assert_allclose(lut.numpy(), elementwise.numpy(), atol=1e-5 if "sigmoid" in name else 1e-6,
+                                   err_msg=name)
