@@ -30,6 +30,7 @@ ALIGN = 64  # byte alignment of every group inside a slot (any dtype view, cache
 DEPTH = 4  # batches the consumer may hold (staged, launched, being fetched) + one spare
 PREFETCH = 2  # batches outstanding per reader process (DataLoader prefetch_factor)
 IMAGE_BYTES = 8 * 2**20  # slot budget per image: a 2048 x 2048 16-bit frame (the real CR is 1955 x 1841)
+SHARED_MEMORY = "/dev/shm"
 SHARED_MEMORY_SHARE = 0.5  # at most this share of the free /dev/shm (a container's is often small)
 RING_LIMIT = 8 * 2**30
 
@@ -65,19 +66,44 @@ class StagedBatch:
 
 
 class StagingRing:
-    """`slots` x `slot_bytes` bytes of shared memory, page-locked for CUDA when `pin`."""
+    """`slots` x `slot_bytes` bytes of a file in /dev/shm mapped shared (pages allocated on first write), page-locked
+    for CUDA when `pin`. Reader processes forked by the DataLoader inherit the mapping; spawned ones map the file by
+    its path. The mmap object lives as long as any tensor view of it (torch.frombuffer holds it)."""
 
     def __init__(self, slots: int, slot_bytes: int, pin: bool = False):
+        import tempfile
+
         import torch
 
         self.slots, self.slot_bytes = int(slots), int(slot_bytes)
-        self.host = torch.empty(self.slots * self.slot_bytes, dtype=torch.uint8).share_memory_()
+        folder = SHARED_MEMORY if os.path.isdir(SHARED_MEMORY) else None
+        fd, self.path = tempfile.mkstemp(prefix="cxr-staging-", dir=folder)
+        try:
+            os.ftruncate(fd, self.slots * self.slot_bytes)
+            self.host = _map(fd, self.slots * self.slot_bytes, torch)
+        finally:
+            os.close(fd)
+        self._owner = True
         self.pinned = False
         if pin and torch.cuda.is_available():
             result = torch.cuda.cudart().cudaHostRegister(self.host.data_ptr(), self.host.numel(), 0)
             self.pinned = int(result) == 0  # otherwise: pageable, still correct (the copy just synchronises)
         self.stats = {"batches": 0, "inline_batches": 0, "slot_bytes": self.slot_bytes, "slots": self.slots,
                       "pinned": self.pinned}
+
+    def __getstate__(self) -> dict:  # a spawned reader maps the same file
+        return {"path": self.path, "slots": self.slots, "slot_bytes": self.slot_bytes, "stats": self.stats}
+
+    def __setstate__(self, state: dict) -> None:
+        import torch
+
+        self.__dict__.update(state)
+        self._owner, self.pinned = False, False
+        fd = os.open(self.path, os.O_RDWR)
+        try:
+            self.host = _map(fd, self.slots * self.slot_bytes, torch)
+        finally:
+            os.close(fd)
 
     @classmethod
     def for_batches(cls, batch_size: int, workers: int, pin: bool) -> StagingRing:
@@ -96,16 +122,26 @@ class StagingRing:
         return self.host[start : start + nbytes]
 
     def close(self) -> None:
+        """Unpin and remove the segment's name; the memory goes when the last view of it does."""
         if self.pinned:
             import torch
 
             torch.cuda.cudart().cudaHostUnregister(self.host.data_ptr())
             self.pinned = False
+        if self._owner:
+            self._owner = False
+            os.unlink(self.path)
+
+
+def _map(fd: int, size: int, torch):
+    import mmap
+
+    return torch.frombuffer(mmap.mmap(fd, size, mmap.MAP_SHARED), dtype=torch.uint8)
 
 
 def _free_shared_memory() -> float:
     try:
-        st = os.statvfs("/dev/shm")
+        st = os.statvfs(SHARED_MEMORY)
         return float(st.f_bavail * st.f_frsize)
     except OSError:
         return float(RING_LIMIT)

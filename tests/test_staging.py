@@ -159,3 +159,16 @@ def test_to_device_on_cpu_uses_the_slot_in_place(mixed_files):
     copy = batch.detached()
     assert copy.groups[0].pixels.data_ptr() != before
     np.testing.assert_array_equal(copy.groups[0].pixels.numpy(), batch.groups[0].pixels.numpy())
+
+
+def test_a_spawned_reader_maps_the_same_memory_and_close_removes_it():
+    import os
+    import pickle
+
+    ring = staging.StagingRing(slots=3, slot_bytes=128)
+    other = pickle.loads(pickle.dumps(ring))  # what a spawned reader process receives
+    other.slot_array(4)[:5] = [1, 2, 3, 4, 5]  # batch 4 -> slot 1
+    assert ring.slot_tensor(1, 0, 5).tolist() == [1, 2, 3, 4, 5]
+    ring.close()
+    other.close()  # not the owner: removes nothing twice
+    assert not os.path.exists(ring.path)
