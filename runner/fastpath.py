@@ -288,14 +288,15 @@ class DevicePreprocessor:
         ~3 ms per elementwise pass (measured on the 2-core dev machine, one thread); the GPU has not been measured."""
         torch = self.torch
         kind = "uint16" if group.unsigned16 else str(pixels.dtype).removeprefix("torch.")
+        stored = pixels.view(torch.uint16) if group.unsigned16 else pixels  # uint16 travels as int16
         if not self.lookup_tables or kind not in self._LUT_RANGES:  # canonical-route floats, or the CPU device
-            x = pixels.to(torch.float32)
+            x = stored.to(torch.float32)
             windowed = self._window(group, x, params)
             return self._quantise(self._unit(windowed, windowed.amin(dim=(-2, -1), keepdim=True),
                                              windowed.amax(dim=(-2, -1), keepdim=True), params))
         first, count = self._LUT_RANGES[kind]
         g = len(pixels)
-        index = (pixels.view(torch.uint16) if group.unsigned16 else pixels).to(torch.int32)
+        index = stored.to(torch.int32)
         if first:
             index.sub_(first)
         values = torch.arange(first, first + count, dtype=torch.float32, device=pixels.device)
@@ -382,6 +383,7 @@ class DevicePreprocessor:
 
 # ---------------------------------------------------------------------------------------------- batching on the CPU
 
+READ_BATCH = 8  # images per reader task: 8 x a 3.6 Mpx 16-bit frame = 58 MB per staging slot
 _PARAMS = 10  # slope, intercept, has_window, center, width, function, y_min, y_max, invert, full_scale
 
 
@@ -588,38 +590,45 @@ class DeviceEmbedder:
         return torch.cat(parts) if parts else torch.empty((0, self.encoder.dim), device=self.device)
 
     def run(self, batches: Iterable[RawBatch]) -> Iterator[tuple[RawBatch, np.ndarray]]:
-        """(batch, (n_ok, dim) embeddings of its readable images in position order).
+        """(read batch, (n_ok, dim) embeddings of its readable images in position order), in order.
 
-        Three batches are in flight: batch i+1's host->device copy runs on the copy stream while batch i is
-        preprocessed and embedded on the compute stream, and batch i-1's result is fetched after that launch."""
+        Read batches are small (READ_BATCH images: a reader's slot stays ~64 MB even for 3.6 Mpx frames); their
+        preprocessed inputs are gathered into forward batches of `batch_size`. Three stages are in flight: the next
+        read batch's host->device copy on the copy stream, this one's preprocessing and the forward pass on the
+        compute stream, and the previous forward batch's result, fetched only after the next one was launched."""
         torch = self.torch
         copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
-        staged, pending = None, None
-        for batch in _with_end(iter(batches)):  # None at the end flushes the last staged batch
+        staged, gathered, rows, pending = None, [], 0, None
+        for batch in _with_end(iter(batches)):  # None at the end flushes what is staged and gathered
             ready = None if batch is None else (batch, batch.to_device(self.device, copy_stream))
             if staged is not None:
-                launched = self._launch(*staged)
+                gathered.append(self._preprocess(*staged))
+                rows += 0 if gathered[-1][1] is None else len(gathered[-1][1])
+            if gathered and (rows >= self.batch_size or batch is None):
+                launched = (gathered, self._forward_gathered(gathered))
+                gathered, rows = [], 0
                 if pending is not None:
-                    yield _fetch(pending)
+                    yield from _fetch(*pending)
                 pending = launched
             staged = ready
         if pending is not None:
-            yield _fetch(pending)
+            yield from _fetch(*pending)
 
-    def _launch(self, batch: RawBatch, copied):
-        """Preprocess + forward one batch on the compute stream, after its copy (no host wait)."""
+    def _preprocess(self, batch: RawBatch, copied):
+        """One read batch -> (batch, (n_ok, C, h, w) rows in group order) on the compute stream, after its copy."""
         torch = self.torch
         if copied is not None:
             stream = torch.cuda.current_stream(self.device)
-            stream.wait_event(copied)
+            stream.wait_event(copied)  # the device waits, not the host
             buffer = getattr(batch, "device_buffer", None)
             for tensor in [buffer] if buffer is not None else [t for g in batch.groups for t in (g.pixels, g.params)]:
                 tensor.record_stream(stream)  # allocated on the copy stream, used here
         n_ok = batch.size - len(batch.failures)
-        vectors = None
-        if n_ok:
-            vectors = self.forward(self.preprocess.from_groups(batch.groups, n_ok, in_group_order=True))
-        return batch, vectors
+        return batch, (self.preprocess.from_groups(batch.groups, n_ok, in_group_order=True) if n_ok else None)
+
+    def _forward_gathered(self, gathered):
+        inputs = [x for _, x in gathered if x is not None]
+        return self.forward(self.torch.cat(inputs)) if inputs else None
 
 
 def _with_end(batches: Iterator[RawBatch]) -> Iterator[RawBatch | None]:
@@ -627,25 +636,35 @@ def _with_end(batches: Iterator[RawBatch]) -> Iterator[RawBatch | None]:
     yield None
 
 
-def _fetch(pending) -> tuple[RawBatch, np.ndarray | None]:
-    """Copy the result back and put its rows in position order (they come in group order)."""
-    batch, vectors = pending
-    if vectors is None:
-        return batch, None
-    host = vectors.float().cpu().numpy().astype(np.float32, copy=False)
-    return batch, host[np.argsort(group_order(batch.groups), kind="stable")]
+def _fetch(gathered, vectors) -> Iterator[tuple[RawBatch, np.ndarray | None]]:
+    """Copy a forward batch's result back and split it per read batch, rows put in position order (they come in
+    group order)."""
+    host = None if vectors is None else vectors.float().cpu().numpy().astype(np.float32, copy=False)
+    used = 0
+    for batch, x in gathered:
+        if x is None:
+            yield batch, None
+            continue
+        rows = host[used : used + len(x)]
+        used += len(x)
+        yield batch, rows[np.argsort(group_order(batch.groups), kind="stable")]
 
 
 # ---------------------------------------------------------------------------------------------- manifest -> cache
 
 # compute(todo rows) yields (chunk of rows, per row: embedding vector or exclusion reason), in order.
+def read_batch_size(batch_size: int) -> int:
+    """Images per read batch (a reader's unit of work and staging slot); forward batches gather several."""
+    return max(1, min(int(batch_size), READ_BATCH))
+
+
 def fast_compute(data_root: Path, encoder: Encoder, workers: int, batch_size: int | None) -> Compute:
     """The fast path as a `Compute` for embed_rows_with: DataLoader readers -> DeviceEmbedder."""
     embedder = DeviceEmbedder(encoder, batch_size)
 
     def compute(todo):
         paths = [str(Path(data_root) / rel) for _, rel, _ in todo]
-        batches = raw_batches(paths, embedder.batch_size, workers, pin=embedder.device.type == "cuda")
+        batches = raw_batches(paths, read_batch_size(embedder.batch_size), workers, pin=embedder.device.type == "cuda")
         for batch, vectors in embedder.run(batches):
             chunk = todo[batch.start : batch.start + batch.size]
             yield chunk, results_in_order(batch, vectors)

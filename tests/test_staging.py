@@ -123,9 +123,11 @@ def test_the_iterator_waits_for_the_batch_depth_steps_back(mixed_files):
     assert all(before == min(n + staging.DEPTH, len(taken)) for n, before in waited)
 
 
-def test_embedder_rows_come_back_in_position_order(mixed_files):
+@pytest.mark.parametrize("read_batch", [5, 2, 7])
+def test_embedder_rows_come_back_in_position_order(mixed_files, read_batch):
     """Mixed shapes make group order differ from position order; the host permutation after the fetch restores it,
-    and failures stay in their places (results_in_order)."""
+    and failures stay in their places (results_in_order). Read batches of 2 or 7 gather into forward batches of 5
+    (several read batches per forward, and one split across two)."""
     from runner.fastpath import DeviceEmbedder
 
     class Flatten:  # a numpy-free stand-in encoder: the embedding is the preprocessed image itself
@@ -139,11 +141,14 @@ def test_embedder_rows_come_back_in_position_order(mixed_files):
 
     embedder = DeviceEmbedder(Flatten(), 5)
     reference = DevicePreprocessor(CONTRACT, "cpu")
-    results, reordered = [], 0
-    for batch, vectors in embedder.run(raw_batches(mixed_files, 5, 2, pin=False)):
+    results, reordered, forwards = [], 0, []
+    original_forward = embedder.forward
+    embedder.forward = lambda x: forwards.append(len(x)) or original_forward(x)
+    for batch, vectors in embedder.run(raw_batches(mixed_files, read_batch, 2, pin=False)):
         reordered += group_order(batch.groups) != sorted(group_order(batch.groups))
         results += results_in_order(batch, vectors)
-    assert reordered >= 2  # the permutation was exercised
+    assert reordered >= 1 or read_batch < 5  # the permutation was exercised (two images are never out of order)
+    assert sum(forwards) == 21 and all(n >= 5 for n in forwards[:-1])  # gathered up to the forward batch size
     assert [i for i, r in enumerate(results) if isinstance(r, str)] == [5, 17]
     for i, path in enumerate(mixed_files):
         if i not in (5, 17):
