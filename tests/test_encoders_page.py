@@ -82,3 +82,18 @@ def test_table1_and_task_page_numbers_link_their_files(site):
         assert hrefs, page
         for href in hrefs:
             assert href.startswith(prefix + "results/") and (site / page).parent.joinpath(href).is_file(), href
+
+
+def test_each_encoder_page_says_how_its_card_runs_on_cuda(tmp_path_factory):
+    """The card's precision block decides the line (fp32 for every registry card; a card that sets bf16 and
+    channels_last says so)."""
+    from test_site import fake_registry
+
+    from leaderboard.site import build_site
+
+    reg, results, index = build_fake_site(tmp_path_factory)
+    assert "fp32, default memory format" in (index.parent / "encoders" / "pixels.html").read_text()
+    reg.encoders["pixels"].data["precision"] = {"bf16": True, "channels_last": True}
+    changed = build_site(tmp_path_factory.mktemp("site-bf16"), results, reg)
+    assert "bf16 autocast, channels_last" in (changed.parent / "encoders" / "pixels.html").read_text()
+    assert fake_registry  # the fake cards of test_site
