@@ -1,4 +1,5 @@
-"""`runner bench` end to end at a tiny size: every figure present, JSON valid (no NaN), bad input exits 2."""
+"""`runner bench` end to end at a tiny size: every figure present, JSON valid (no NaN), the page cache dropped and
+checked, eval's defaults recorded, CXR Foundation benched through its test SavedModel, bad input exits 2."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ import math
 import pytest
 
 pytest.importorskip("torch")
+
+try:  # the CXR Foundation test SavedModel: reuse that module's fixture (it skips itself without TensorFlow)
+    from test_encoders_cxr_foundation import _card as cxr_foundation_card
+    from test_encoders_cxr_foundation import snapshot  # noqa: F401  (a fixture, used by name)
+except pytest.skip.Exception:
+    cxr_foundation_card = None
 
 
 def _numbers(obj):
@@ -21,16 +28,23 @@ def _numbers(obj):
         yield obj
 
 
+def _json_ready(result: dict) -> None:
+    json.loads(json.dumps(result, allow_nan=False))  # raises on NaN / Infinity
+    assert all(math.isfinite(x) for x in _numbers(result))
+
+
 def test_bench_runs_and_reports_every_figure(tmp_path):
     from registry.cards import load_registry
     from runner.bench import BenchConfig, markdown_table, run_bench
 
     card = load_registry().encoders["random-cnn"]
-    cfg = BenchConfig(encoder_card=card.data, encoder_sha256=card.sha256, n=3, size=96, device="cpu", workers=0,
-                      batch_size=2, naive_limit=2, rss_sizes=(2, 4), formats=("png", "dicom"), inputs=tmp_path / "in")
+    cfg = BenchConfig(encoder_card=card.data, encoder_sha256=card.sha256, n=3, size=96, dicom_size=(80, 72),
+                      device="cpu", workers=0, batch_size=2, naive_limit=2, formats=("png", "dicom"),
+                      inputs=tmp_path / "in")
     result = run_bench(cfg)
-    json.loads(json.dumps(result, allow_nan=False))  # raises on NaN / Infinity
-    assert all(math.isfinite(x) for x in _numbers(result))
+    _json_ready(result)
+    assert result["workers"] == 0 and result["workers_from"] == "--workers"
+    assert result["pipeline"]["backend"] == "cpu-pool" and result["encoder"]["precision"] == card.data["precision"]
     for fmt in ("png", "dicom"):
         r = result["results"][fmt]
         assert r["pipeline"]["images"] == 3 and r["naive"]["images"] == 2 and r["pipeline"]["pipeline"] == "cpu-pool"
@@ -39,10 +53,71 @@ def test_bench_runs_and_reports_every_figure(tmp_path):
         assert r["ratios"]["pipeline_over_naive"] == pytest.approx(
             r["pipeline"]["images_per_s"] / r["naive"]["images_per_s"], rel=1e-2)
         assert r["warm_cache"]["recomputed"] == 0 and r["warm_cache"]["identical"]
-        assert [p["n"] for p in r["rss_by_n"]] == [2, 4] and all(p["embedded"] == p["n"] for p in r["rss_by_n"])
-    assert len(list((tmp_path / "in" / "dicom").glob("*.dcm"))) == 3
+        whole = r["whole_command"]
+        assert whole["computed"] == [3, 0] and whole["cold_s"] > 0 and whole["warm_s"] > 0
+        assert whole["ratio"] == pytest.approx(whole["cold_s"] / whole["warm_s"], rel=1e-2)
+        assert set(r["page_cache"]) == {"naive", "pipeline", "read", "whole_command_cold"}
+        assert all(c["dropped"] and c["resident_after_pct"] < 5 for c in r["page_cache"].values()), r["page_cache"]
+        assert "rss_by_n" not in r
+    dicoms = sorted((tmp_path / "in" / "dicom-80x72").glob("*.dcm"))
+    assert len(dicoms) == 3 and len(list((tmp_path / "in" / "png-96x96").glob("*.png"))) == 3
+    import pydicom
+
+    ds = pydicom.dcmread(dicoms[0])
+    assert (ds.Rows, ds.Columns, ds.BitsStored, ds.PhotometricInterpretation) == (80, 72, 15, "MONOCHROME1")
     table = markdown_table(result)
     assert "| png (cpu-pool pipeline) |" in table and "| dicom (cpu-pool pipeline) |" in table
+    assert "whole command cold/warm" in table and "dropped (verified" in table
+
+
+def test_workers_default_is_eval_s_and_memory_probes(tmp_path, monkeypatch):
+    """workers None -> runner.embed.default_workers(plan), resolved once and reported (to the probes too)."""
+    import runner.embed
+    from registry.cards import load_registry
+    from runner.bench import BenchConfig, run_bench
+
+    monkeypatch.setattr(runner.embed, "default_workers", lambda plan: 1)
+    card = load_registry().encoders["pixels"]
+    cfg = BenchConfig(encoder_card=card.data, encoder_sha256=card.sha256, n=2, size=64, dicom_size=(48, 40),
+                      device="cpu", naive_limit=1, formats=("dicom",), whole_command=False, drop_cache=False,
+                      rss_sizes=(2, 4), inputs=tmp_path / "in")
+    result = run_bench(cfg)
+    assert result["workers"] == 1 and result["workers_from"] == "runner.embed.default_workers"
+    assert result["results"]["dicom"]["stages"]["read"]["workers"] == 1
+    r = result["results"]["dicom"]
+    assert r["page_cache"]["naive"]["note"] == "not dropped (--keep-page-cache)" and "whole_command" not in r
+    assert [p["n"] for p in r["rss_by_n"]] == [2, 4] and all(p["embedded"] == p["n"] for p in r["rss_by_n"])
+
+
+def test_page_cache_eviction_is_verified(tmp_path):
+    from runner.bench import evict_from_page_cache, resident_fraction
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * (1 << 20))
+    path.read_bytes()
+    assert resident_fraction([str(path)]) > 0.9  # just written and read: in the page cache
+    out = evict_from_page_cache([str(path)])
+    assert out["dropped"] and out["resident_after_pct"] < 5, out
+    assert resident_fraction([str(path)]) < 0.05
+
+
+@pytest.mark.skipif(cxr_foundation_card is None, reason="CXR Foundation needs TensorFlow")
+def test_bench_runs_cxr_foundation_on_its_test_savedmodel(tmp_path, snapshot):
+    """An adapter with its own prepare: timed through naive, the CPU pool and warm; forward and stages are null."""
+    from runner.bench import BenchConfig, markdown_table, run_bench
+
+    cfg = BenchConfig(encoder_card=cxr_foundation_card(), encoder_sha256="0" * 64, n=2, size=64, dicom_size=(48, 40),
+                      device="cpu", workers=0, naive_limit=2, formats=("dicom",), weights_dir=snapshot,
+                      inputs=tmp_path / "in")
+    result = run_bench(cfg)
+    _json_ready(result)
+    assert result["pipeline"]["backend"] == "cpu-pool"
+    for r in result["results"].values():
+        assert r["naive"]["images_per_s"] > 0 and r["pipeline"]["images_per_s"] > 0
+        assert r["forward"] is None and r["stages"] is None and r["ratios"]["pipeline_over_forward"] is None
+        assert "prepares its own inputs" in r["not_applicable"]
+        assert r["warm_cache"]["recomputed"] == 0 and r["whole_command"]["computed"] == [2, 0]
+    assert "not applicable" in markdown_table(result)
 
 
 def test_bench_cli_rejects_bad_input(tmp_path):
@@ -52,6 +127,7 @@ def test_bench_cli_rejects_bad_input(tmp_path):
 
     runner = CliRunner()
     for args in (["bench"], ["bench", "--encoder", "random-cnn", "--formats", "gif"],
+                 ["bench", "--encoder", "random-cnn", "--dicom-size", "big"],
                  ["bench", "--encoder", "no-such-encoder"]):
         done = runner.invoke(app, args)
         assert done.exit_code == 2, (args, done.output)
