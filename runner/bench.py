@@ -270,14 +270,14 @@ def measure_forward(embedder, n: int) -> dict:
 
 def measure_stages(embedder, paths: list[str], workers: int) -> dict:
     """Reading alone (worker processes, wall clock and CPU per image) and device preprocessing alone."""
-    from runner.fastpath import raw_batches
+    from runner.fastpath import raw_batches, read_batch_size
 
     pin = embedder.device.type == "cuda"
     start = time.perf_counter()
     read_cpu, first = 0.0, None
-    for batch in raw_batches(paths, embedder.batch_size, workers, pin):
+    for batch in raw_batches(paths, read_batch_size(embedder.batch_size), workers, pin):  # the reads eval makes
         read_cpu += batch.read_s
-        first = first or batch
+        first = first or batch.detached()  # a staged batch's slot is reused a few batches later
     read_s = time.perf_counter() - start
     stages = {"read": {"images_per_s": _rate(len(paths), read_s),
                        "cpu_ms_per_image": round(1000 * read_cpu / len(paths), 3), "workers": workers}}
@@ -471,7 +471,9 @@ def _run_child(job: dict, what: str) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(job, fh)
     try:
-        done = subprocess.run([sys.executable, "-c", "import sys, runner.bench as b; b._embed_child(sys.argv[1])",
+        # The child imports the CLI first: the import cost a `runner eval` process pays before it embeds anything
+        # (in the command line, so this module does not depend on the CLI).
+        done = subprocess.run([sys.executable, "-c", "import sys, runner.cli, runner.bench as b; b._embed_child(sys.argv[1])",
                                fh.name], capture_output=True, text=True, check=False)
     finally:
         os.unlink(fh.name)
@@ -481,8 +483,8 @@ def _run_child(job: dict, what: str) -> dict:
 
 
 def _embed_child(job_file: str) -> None:
-    """What `runner eval`'s embedding stage does, in a fresh process: CLI imports, lazy build, embed into the cache."""
-    import runner.cli  # noqa: F401  (the import cost a `runner eval` process pays before it embeds anything)
+    """What `runner eval`'s embedding stage does, in a fresh process (started by _run_child, which imports the CLI
+    first): lazy build, embed into the cache."""
     from runner.cache import EmbeddingCache
     from runner.embed import embed_manifest
     from runner.encoders import load_encoder
