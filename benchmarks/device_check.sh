@@ -43,7 +43,7 @@ case "$DEVICE" in
   *) echo "device_check: DEVICE must be cuda[:N] or cpu, not $DEVICE" >&2; exit 2 ;;
 esac
 
-if ! "$PY" -c "import pydicom, jsonschema" 2>/dev/null; then
+if ! "$PY" -c "import pydicom, jsonschema, lightgbm" 2>/dev/null; then
   if compgen -G ".whl/*.whl" >/dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
     export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
