@@ -57,6 +57,8 @@ def synthetic_task(n: int = 2000, dim: int = 1024):
 
 def run_side(out_json: str) -> None:
     """One side, in this process: time every analysis; write timings, the clustering result and assignments."""
+    import dataclasses
+
     import sklearn.cluster
 
     from registry.cards import load_registry
@@ -85,12 +87,15 @@ def run_side(out_json: str) -> None:
 
     sklearn.cluster.KMeans = RecordingKMeans
     with tempfile.TemporaryDirectory() as figures:
+        # the paired comparison left the run for the summarize stage (no run reads another's): older code still
+        # takes the other encoder's predictions here
+        fields = {f.name for f in dataclasses.fields(AnalysisContext)}
+        extra = {"comparisons": {"other": other_predictions}} if "comparisons" in fields else {}
         context = AnalysisContext(
             analyses_card=task.get("analyses") or {}, metrics_card=task.get("metrics") or {},
             manifest=table, embeddings=x, predictions=predictions, eval_folds=folds, output_dir=Path(figures),
-            encoder_id="this", augmented=augmented,
-            transfer_targets={"target": TransferSet(tx, ty, tp)}, comparisons={"other": other_predictions},
-            fit_predict=card_fit_predict(classifier), classifier_params=classifier.get("params") or {},
+            encoder_id="this", augmented=augmented, transfer_targets={"target": TransferSet(tx, ty, tp)},
+            fit_predict=card_fit_predict(classifier), classifier_params=classifier.get("params") or {}, **extra,
         )
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
