@@ -7,6 +7,7 @@ canonical JSON (sorted keys, no whitespace, UTF-8), so key order and comments ne
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -103,20 +104,39 @@ def _read_bounded(path: Path) -> bytes:
     return raw
 
 
+_PARSED: dict[bytes, tuple[dict, dict[str, int]]] = {}  # sha256 of a file's bytes -> its parse (see read_yaml)
+
+
 def read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
-    """Parse one YAML card file -> (mapping, line map). Every failure is a CardError naming the file."""
+    """Parse one YAML card file -> (mapping, line map). Every failure is a CardError naming the file.
+
+    A registry load reads each defaults file once per card that extends it (41 task cards share _defaults.yaml):
+    parses are remembered by the sha256 of the file's bytes, so a changed file is parsed again, and each caller gets
+    its own copy."""
     path = Path(path)
     raw = _read_bounded(path)
+    key = sha256(raw).digest()
+    if key not in _PARSED:
+        _PARSED[key] = _parse_yaml(raw, path)
+    data, lines = _PARSED[key]
+    return copy.deepcopy(data), dict(lines)
+
+
+def _parse_yaml(raw: bytes, path: Path) -> tuple[dict, dict[str, int]]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CardError(CardProblem(path, f"not UTF-8 text (byte {exc.start})", expected="a UTF-8 YAML file")) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        if node is None:
-            raise CardError(CardProblem(path, "file is empty", expected="a YAML mapping of card fields"))
-        lines = _line_map(node, path)
-        data = yaml.safe_load(text)
+        loader = yaml.SafeLoader(text)  # one parse: the node tree gives the line map and the data
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                raise CardError(CardProblem(path, "file is empty", expected="a YAML mapping of card fields"))
+            lines = _line_map(node, path)
+            data = loader.construct_document(node)
+        finally:
+            loader.dispose()
     except RecursionError:  # thousands of nested brackets: PyYAML recurses once per level
         raise CardError(CardProblem(path, "YAML nested too deeply", expected="a card of ordinary depth")) from None
     except yaml.YAMLError as exc:
