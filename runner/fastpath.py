@@ -384,7 +384,7 @@ class DevicePreprocessor:
 # ---------------------------------------------------------------------------------------------- batching on the CPU
 
 READ_BATCH = 8  # images per reader task: 8 x a 3.6 Mpx 16-bit frame = 58 MB per staging slot
-_PARAMS = 10  # slope, intercept, has_window, center, width, function, y_min, y_max, invert, full_scale
+PARAMS = 10  # slope, intercept, has_window, center, width, function, y_min, y_max, invert, full_scale
 
 
 @dataclass
@@ -393,16 +393,12 @@ class RawGroup:
 
     positions: list[int]
     pixels: object  # torch tensor (g, H, W)
-    params: object  # torch float32 (g, _PARAMS)
+    params: object  # torch float32 (g, PARAMS)
     unsigned16: bool
     any_window: bool
     any_sigmoid: bool
     all_window: bool = False
     slot_offsets: tuple[int, int] | None = None  # (pixels, params) byte offsets in a StagingRing slot
-
-    def pin_memory(self) -> RawGroup:
-        self.pixels, self.params = self.pixels.pin_memory(), self.params.pin_memory()
-        return self
 
 
 def group_order(groups: list[RawGroup]) -> list[int]:
@@ -410,28 +406,47 @@ def group_order(groups: list[RawGroup]) -> list[int]:
     return [p for g in groups for p in g.positions]
 
 
-def group_raws(raws: Iterable[RawImage | None]) -> list[RawGroup]:
-    """Stack images by (shape, dtype); None entries (failed reads) are skipped but keep their positions free."""
-    import torch
+@dataclass
+class RawBucket:
+    """Same-shape, same-dtype images of one batch and what the device needs to know about them (host side)."""
 
-    buckets: dict[tuple, list[tuple[int, RawImage]]] = {}
+    positions: list[int]
+    raws: list[RawImage]
+    params: np.ndarray  # float32 (g, PARAMS)
+    any_window: bool
+    all_window: bool
+    any_sigmoid: bool
+
+    def stacked(self) -> np.ndarray:
+        """(g, H, W) stored pixels; uint16 travels as int16 (reinterpreted on the device)."""
+        pixels = np.stack([r.pixels for r in self.raws])
+        return pixels.view(np.int16) if pixels.dtype == np.uint16 else pixels
+
+
+def bucket_raws(raws: Iterable[RawImage | None]) -> list[RawBucket]:
+    """Images by (shape, dtype), in order of first appearance; None entries (failed reads) are skipped."""
+    by_key: dict[tuple, list[tuple[int, RawImage]]] = {}
     for pos, raw in enumerate(raws):
         if raw is not None:
-            buckets.setdefault((raw.pixels.shape, raw.pixels.dtype.str), []).append((pos, raw))
-    groups = []
-    for items in buckets.values():
-        pixels = np.stack([r.pixels for _, r in items])
-        unsigned16 = pixels.dtype == np.uint16
-        if unsigned16:
-            pixels = pixels.view(np.int16)
-        params = np.array([raw_params(r) for _, r in items], dtype=np.float32)
+            by_key.setdefault((raw.pixels.shape, raw.pixels.dtype.str), []).append((pos, raw))
+    buckets = []
+    for items in by_key.values():
         windows = [r.window for _, r in items if r.window is not None]
-        groups.append(RawGroup(
-            positions=[p for p, _ in items], pixels=torch.from_numpy(pixels), params=torch.from_numpy(params),
-            unsigned16=unsigned16, any_window=bool(windows), any_sigmoid=any(w[2] == "SIGMOID" for w in windows),
-            all_window=len(windows) == len(items),
-        ))
-    return groups
+        buckets.append(RawBucket(
+            positions=[p for p, _ in items], raws=[r for _, r in items],
+            params=np.array([raw_params(r) for _, r in items], dtype=np.float32), any_window=bool(windows),
+            all_window=len(windows) == len(items), any_sigmoid=any(w[2] == "SIGMOID" for w in windows)))
+    return buckets
+
+
+def group_raws(raws: Iterable[RawImage | None]) -> list[RawGroup]:
+    """Stack images by (shape, dtype) into tensors; failed reads keep their positions free."""
+    import torch
+
+    return [RawGroup(positions=b.positions, pixels=torch.from_numpy(b.stacked()), params=torch.from_numpy(b.params),
+                     unsigned16=b.raws[0].pixels.dtype == np.uint16, any_window=b.any_window,
+                     any_sigmoid=b.any_sigmoid, all_window=b.all_window)
+            for b in bucket_raws(raws)]
 
 
 def raw_params(raw: RawImage) -> list[float]:
@@ -453,10 +468,7 @@ class RawBatch:
     number: int = 0  # batch number (its ring slot is number % slots)
     used_bytes: int = 0  # of the slot
     released: object = None  # CUDA event after which the slot may be rewritten (its copy to the device is done)
-
-    def pin_memory(self) -> RawBatch:
-        self.groups = [g.pin_memory() for g in self.groups]
-        return self
+    device_buffer: object = None  # the slot bytes on the device (to_device), kept alive while the compute stream uses them
 
     def to_device(self, device, stream=None) -> object:
         """Move the groups to `device` (one copy of the used slot bytes when ring-backed), on `stream` if given;
@@ -620,7 +632,7 @@ class DeviceEmbedder:
         if copied is not None:
             stream = torch.cuda.current_stream(self.device)
             stream.wait_event(copied)  # the device waits, not the host
-            buffer = getattr(batch, "device_buffer", None)
+            buffer = batch.device_buffer
             for tensor in [buffer] if buffer is not None else [t for g in batch.groups for t in (g.pixels, g.params)]:
                 tensor.record_stream(stream)  # allocated on the copy stream, used here
         n_ok = batch.size - len(batch.failures)

@@ -152,36 +152,33 @@ def write_batch(ring: StagingRing, number: int, start: int, raws: list, failures
     """Group a batch's RawImages by (shape, dtype) and write each group, then its parameters, into the batch's slot.
 
     One copy per image (its stored pixels into the slot). Positions are batch positions; failed reads are absent."""
-    from runner.fastpath import VOI_FUNCTIONS, raw_params
+    from runner.fastpath import bucket_raws
 
-    buckets: dict[tuple, list[tuple[int, object]]] = {}
-    for pos, raw in enumerate(raws):
-        if raw is not None:
-            buckets.setdefault((raw.pixels.shape, raw.pixels.dtype.str), []).append((pos, raw))
+    buckets = bucket_raws(raws)
     slot = ring.slot_array(number)
-    need = sum(_aligned(len(items) * int(np.prod(shape)) * np.dtype(dt).itemsize) + _aligned(len(items) * 4 * 10)
-               for (shape, dt), items in buckets.items())
-    fits = need <= ring.slot_bytes
+    fits = sum(_aligned(_pixel_bytes(b)) + _aligned(b.params.nbytes) for b in buckets) <= ring.slot_bytes
     offset, groups = 0, []
-    for (shape, dt), items in buckets.items():
-        params = np.array([raw_params(r) for _, r in items], dtype=np.float32)
-        windows = [r.window for _, r in items if r.window is not None]
-        group = StagedGroup(positions=[p for p, _ in items], shape=tuple(shape), dtype=dt, offset=offset,
-                            params_offset=0, any_window=bool(windows), all_window=len(windows) == len(items),
-                            any_sigmoid=any(w[2] == VOI_FUNCTIONS[2] for w in windows))
+    for b in buckets:
+        pixels = b.raws[0].pixels
+        group = StagedGroup(positions=b.positions, shape=tuple(pixels.shape), dtype=pixels.dtype.str, offset=offset,
+                            params_offset=0, any_window=b.any_window, all_window=b.all_window,
+                            any_sigmoid=b.any_sigmoid)
         if fits:
-            nbytes = len(items) * int(np.prod(shape)) * np.dtype(dt).itemsize
-            pixels = slot[offset : offset + nbytes].view(dt).reshape(len(items), *shape)
-            for j, (_, raw) in enumerate(items):
-                pixels[j] = raw.pixels
+            nbytes = _pixel_bytes(b)
+            target = slot[offset : offset + nbytes].view(pixels.dtype).reshape(len(b.raws), *pixels.shape)
+            for j, raw in enumerate(b.raws):
+                target[j] = raw.pixels
             group.params_offset = _aligned(offset + nbytes)
-            slot[group.params_offset : group.params_offset + params.nbytes].view(np.float32)[:] = params.ravel()
-            offset = _aligned(group.params_offset + params.nbytes)
+            slot[group.params_offset : group.params_offset + b.params.nbytes].view(np.float32)[:] = b.params.ravel()
+            offset = _aligned(group.params_offset + b.params.nbytes)
         else:
-            stacked = np.stack([r.pixels for _, r in items])
-            group.inline = (stacked.view(np.int16) if stacked.dtype == np.uint16 else stacked, params)  # as in the slot
+            group.inline = (b.stacked(), b.params)
         groups.append(group)
     return StagedBatch(number, start, len(raws), groups, failures, read_s, offset)
+
+
+def _pixel_bytes(bucket) -> int:
+    return len(bucket.raws) * bucket.raws[0].pixels.nbytes
 
 
 class BatchReader:
@@ -213,7 +210,7 @@ def staged_batches(paths: list[str], batch_size: int, workers: int, device) -> o
     import torch
     from torch.utils.data import DataLoader
 
-    from runner.fastpath import RawBatch, RawGroup
+    from runner.fastpath import PARAMS, RawBatch, RawGroup
 
     if not paths:
         return
@@ -247,7 +244,7 @@ def staged_batches(paths: list[str], batch_size: int, workers: int, device) -> o
                     h, w = g.shape
                     nbytes = len(g.positions) * h * w * np.dtype(g.dtype).itemsize
                     pixels = ring.slot_tensor(staged.number, g.offset, nbytes)
-                    params = ring.slot_tensor(staged.number, g.params_offset, len(g.positions) * 40)
+                    params = ring.slot_tensor(staged.number, g.params_offset, len(g.positions) * PARAMS * 4)
                     pixels = pixels.view(_torch_dtype(torch, g.dtype)).view(len(g.positions), h, w)
                     params = params.view(torch.float32).view(len(g.positions), -1)
                 unsigned16 = np.dtype(g.dtype) == np.uint16
