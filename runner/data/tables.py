@@ -153,7 +153,8 @@ def feature_columns(card: dict, table: str = "metadata") -> list[str]:
 
 def add_metadata_features(index: pd.DataFrame, tables: dict[str, pd.DataFrame], card: dict) -> None:
     """One `meta_<name>` column per declared metadata feature whose source column was read (rows aligned with
-    `index`): categorical as stripped text (blank -> None), numeric as float (unparseable -> NaN). A feature whose
+    `index`): categorical as stripped text (blank -> None), numeric as float (unparseable or non-finite, e.g. "inf"
+    or 1e999 -> NaN: the classifier treats NaN as missing but refuses Infinity). A feature whose
     column is absent gets no column; the `metadata` baseline names it as not available."""
     for feature in card.get("metadata_features") or []:
         table = tables.get(feature.get("table", "metadata"))
@@ -161,7 +162,8 @@ def add_metadata_features(index: pd.DataFrame, tables: dict[str, pd.DataFrame], 
             continue
         raw = table[feature["column"]].reset_index(drop=True)
         if feature["type"] == "numeric":
-            index[METADATA_PREFIX + feature["name"]] = pd.to_numeric(raw, errors="coerce").astype("float64").to_numpy()
+            values = pd.to_numeric(raw, errors="coerce").astype("float64").to_numpy()
+            index[METADATA_PREFIX + feature["name"]] = np.where(np.isfinite(values), values, np.nan)
         else:
             text = raw.astype("string").str.strip()
             index[METADATA_PREFIX + feature["name"]] = text.where(text.notna() & (text != ""), None).astype(object).to_numpy()

@@ -305,6 +305,14 @@ def meta_blank_view(folder: Path) -> Path:
     return write_csv(folder, _with(good_rows(), 5, view=""))
 
 
+def meta_feature_not_finite(folder: Path) -> Path:
+    """A numeric metadata feature holding text, "inf", "-inf" and an overflowing 1e999."""
+    rows = good_rows()
+    for i, age in enumerate(["61", "inf", "-inf", "1e999", "sixty", ""]):
+        rows[i]["age"] = age
+    return write_csv(folder, rows, [*CSV_COLUMNS, "age"])
+
+
 def meta_path_dotdot(folder: Path) -> Path:
     return write_csv(folder, _with(good_rows(), 2, path="../../etc/passwd"))
 

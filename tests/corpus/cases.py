@@ -90,6 +90,9 @@ CASES: list[Case] = [
          behaviour="'NaN' label cell: kept as NaN, dropped by the label policy step (counted)"),
     Case("meta-blank-view", "metadata", "meta_blank_view", "counted", "view",
          behaviour="blank view cell: view '', dropped by the view filter step (counted)"),
+    Case("meta-feature-not-finite", "metadata", "meta_feature_not_finite", "loads", "missing",
+         behaviour="a numeric metadata feature of inf, -inf, 1e999 or text: missing (NaN) for the metadata baseline, "
+                   "never Infinity; every row stays indexed", issue=15),
     Case("meta-duplicate-rows", "metadata", "meta_duplicate_rows", "error", "appears more than once", 2,
          behaviour="DataError naming the repeated image id; exit 2"),
     Case("meta-label-outside-policy", "metadata", "meta_label_outside_policy", "error", "holds 2.0", 2,
