@@ -3,7 +3,11 @@
 before: the code at the base commit (default a5def52, extracted with `git archive`); after: this checkout. Each
 side runs `runner eval --task effusion-demo --encoder random-cnn` (the card's analyses) as a fresh process, once to
 fill its run folder and the shared embedding cache (the encoder card, hence the cache namespace, is the same on both
-sides), then --runs more times warm; `python -X importtime` tells which heavy stacks each warm run imported.
+sides), then --runs more times warm. The after side is timed two ways:
+  after --recompute   every embedding from the cache, the classifier and metrics computed again;
+  after (reused)      the same inputs again: the result in the run folder stands (runner/reuse.py).
+Walls are timed without instrumentation; one more run per row under `python -X importtime` tells which heavy
+stacks it imported.
 
     .venv/bin/python benchmarks/bench_startup.py [--runs 3] [--work /tmp/cxr-bench-startup] [--base a5def52]
 
@@ -27,12 +31,14 @@ from bench_classify import ROOT, base_tree
 HEAVY = ("torch", "tensorflow", "umap", "numba", "ray", "triton", "keras")
 
 
-def _eval(code_root: Path, work: Path, side: str) -> tuple[float, float, list[str]]:
-    """(wall s, CPU s of the process (user + system), heavy stacks it imported) of one `runner eval`."""
+def _eval(code_root: Path, work: Path, side: str, *extra: str, importtime: bool = False
+          ) -> tuple[float, float, list[str]]:
+    """(wall s, CPU s of the process (user + system), heavy stacks it imported (importtime only)) of one run."""
     env = {**os.environ, "PYTHONPATH": str(code_root), "CXR_REGISTRY_ROOT": str(code_root),
            "CXR_CACHE_DIR": str(work / "cache")}
-    cmd = [sys.executable, "-X", "importtime", "-m", "runner.cli", "eval", "--task", "effusion-demo", "--encoder",
-           "random-cnn", "--data-root", str(work / "data"), "--out", str(work / f"runs-{side}")]
+    cmd = [sys.executable, *(["-X", "importtime"] if importtime else []), "-m", "runner.cli", "eval", "--task",
+           "effusion-demo", "--encoder", "random-cnn", "--data-root", str(work / "data"),
+           "--out", str(work / f"runs-{side}"), *extra]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=code_root, capture_output=True, text=True, check=False)
@@ -61,22 +67,25 @@ def main() -> None:
         roots = {"before": base_tree(args.base, Path(tmp) / "base"), "after": ROOT}
         for side, root in roots.items():
             _eval(root, work, side)  # fills the run folder (manifest) and, the first time, the embedding cache
-        walls: dict[str, list[float]] = {side: [] for side in roots}
-        cpus: dict[str, list[float]] = {side: [] for side in roots}
-        heavy: dict[str, list[str]] = {}
-        for _ in range(args.runs):
-            for side, root in roots.items():
-                wall, cpu, heavy[side] = _eval(root, work, side)
-                walls[side].append(wall)
-                cpus[side].append(cpu)
+        rows = {"before": (roots["before"], ()), "after --recompute": (ROOT, ("--recompute",)),
+                "after (reused)": (ROOT, ())}
+        walls: dict[str, list[float]] = {row: [] for row in rows}
+        cpus: dict[str, list[float]] = {row: [] for row in rows}
+        for _ in range(args.runs):  # interleaved, so a change in the machine's load hits every row alike
+            for row, (root, extra) in rows.items():
+                wall, cpu, _ = _eval(root, work, row.split()[0], *extra)
+                walls[row].append(wall)
+                cpus[row].append(cpu)
+        heavy = {row: _eval(root, work, row.split()[0], *extra, importtime=True)[2]
+                 for row, (root, extra) in rows.items()}
     load = os.getloadavg()
     print(f"warm `runner eval --task effusion-demo --encoder random-cnn`, {os.cpu_count()} cores, load average "
           f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; seconds over {args.runs} runs (CPU: user + system of the process)")
-    print(f"{'':8} {'wall min / median':>18} {'CPU min / median':>18}  heavy stacks imported")
-    for side, side_walls in walls.items():
-        w, c = sorted(side_walls), sorted(cpus[side])
-        print(f"{side:8} {w[0]:8.2f} / {w[len(w) // 2]:6.2f} {c[0]:8.2f} / {c[len(c) // 2]:6.2f}  "
-              f"{', '.join(heavy[side]) or 'none'}")
+    print(f"{'':18} {'wall min / median':>18} {'CPU min / median':>18}  heavy stacks imported")
+    for row, row_walls in walls.items():
+        w, c = sorted(row_walls), sorted(cpus[row])
+        print(f"{row:18} {w[0]:8.2f} / {w[len(w) // 2]:6.2f} {c[0]:8.2f} / {c[len(c) // 2]:6.2f}  "
+              f"{', '.join(heavy[row]) or 'none'}")
 
 
 if __name__ == "__main__":

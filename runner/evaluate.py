@@ -54,6 +54,7 @@ class EvalOptions:
     data_roots: dict[str, Path] = field(default_factory=dict)
     resample: bool = False  # sample again: neither a manifest in OUT/<task>/ nor the committed one (manifests/)
     weights_dir: Path | None = None  # --weights-dir: where the encoder's weight files are
+    recompute: bool = False  # compute again even when the run folder's result has these inputs' fingerprint
 
 
 @dataclass
@@ -63,6 +64,7 @@ class EvalRun:
     n_computed: int  # images embedded by this run (0 when the cache had them all)
     cache_hits: int
     cache_misses: int
+    reused: bool = False  # the result already in the run folder was computed from these very inputs (runner.reuse)
 
 
 def evaluate(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Path, options: EvalOptions | None = None,
@@ -147,6 +149,14 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     timings["embed"] = time.perf_counter() - t0
 
     design = _transfer_design(train_side, test_side) if train_side else _design(test_side)
+    fingerprint = _inputs_sha256(task, encoder_card, dataset, test_side, train_side, design, wanted, options)
+    if not options.recompute and "transfer" not in wanted:  # transfer targets are other data sets: not fingerprinted
+        from runner.reuse import reusable_result
+
+        earlier, _ = reusable_result(run_dir, fingerprint)
+        if earlier is not None:
+            return EvalRun(run_dir / "result.json", earlier, _n_computed(test_side, train_side), cache.hits,
+                           cache.misses, reused=True)
     t0 = time.perf_counter()
     try:
         fitted = classify(design.x, design.table, task.spec.classifier, design.eval_folds, augmented=design.augmented,
@@ -190,14 +200,19 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     from runner.fingerprint import file_sha256
 
     result["predictions_sha256"] = file_sha256(run_dir / "predictions.parquet")  # what submit recomputes from
+    result["inputs_sha256"] = fingerprint  # what a later run of the same pair compares (runner.reuse)
     from runner.results import ResultError, write_result
 
     try:
         path = write_result(result, run_dir / "result.json")
     except ResultError as exc:
         raise EvaluationError(str(exc), exit_code=1) from None
-    return EvalRun(path, result, test_side.embedded.n_computed + (train_side.embedded.n_computed if train_side else 0),
-                   cache.hits, cache.misses)
+    return EvalRun(path, result, _n_computed(test_side, train_side), cache.hits, cache.misses)
+
+
+def _n_computed(*sides: _Side | None) -> int:
+    """Images the sides' embedding step decoded and embedded in this run (the rest came from the cache)."""
+    return sum(side.embedded.n_computed for side in sides if side is not None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -376,6 +391,24 @@ def _embed(encoder, encoder_card, dataset_id: str, data_root: Path, frame: pd.Da
             raise EvaluationError(f"{encoder_card.id}: augmented view {aug_id!r} has {views.shape} rows/dims, the "
                                   f"originals {embedded.original.shape}", exit_code=1)
     return embedded
+
+
+def _inputs_sha256(task, encoder_card, dataset, test_side: _Side, train_side: _Side | None, design: _Design,
+                   wanted: list[str], options: EvalOptions) -> str:
+    """The fingerprint of what this run's result is computed from (runner.reuse.inputs_sha256)."""
+    from runner.reuse import array_sha256, inputs_sha256, table_sha256
+
+    sides = [s for s in (test_side, train_side) if s is not None]
+    return inputs_sha256({
+        "task": [task.sha256, task.behaviour_sha256], "encoder": [encoder_card.sha256, encoder_card.behaviour_sha256],
+        "datasets": [s.dataset.sha256 for s in sides],
+        "manifests": [s.manifest.meta["sha256"] for s in sides],
+        "exclusions": [[s.manifest.meta.get("exclusions", []), s.embedded.exclusions] for s in sides],
+        "design": {"table": table_sha256(design.table), "x": array_sha256(design.x), "folds": design.eval_folds,
+                   "augmented": {view: array_sha256(x) for view, x in sorted(design.augmented.items())}},
+        "feature_names": list(getattr(test_side.embedded, "feature_names", None) or []),
+        "analyses": list(wanted), "device": options.device,
+    })
 
 
 def _design(side: _Side) -> _Design:

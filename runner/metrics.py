@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import sparse, stats
 
 from registry.errors import RegistryError
 
@@ -179,6 +178,8 @@ def _weighted_auroc(weights: np.ndarray, patient: np.ndarray, labels: np.ndarray
     ones = np.ones(len(scores))
     pos = labels == 1
     # per-patient image counts in each score group, by class: (n_patients, n_groups), sparse
+    from scipy import sparse  # here, not at import: scipy costs a cached `runner eval` ~1 s it may never need
+
     m_pos = sparse.csr_matrix((ones[pos], (patient[pos], group[pos])), shape=(n_patients, n_groups))
     m_neg = sparse.csr_matrix((ones[~pos], (patient[~pos], group[~pos])), shape=(n_patients, n_groups))
     out = np.empty(weights.shape[0])
@@ -290,6 +291,8 @@ def t_interval(values: Sequence[float], confidence: float) -> tuple[float, float
     """(mean, half_width, t critical value) of the Student-t interval over k >= 2 values."""
     x = np.asarray(values, dtype=float)
     k = len(x)
+    from scipy import stats
+
     t_crit = float(stats.t.ppf(1 - (1 - confidence) / 2, k - 1))
     return float(x.mean()), t_crit * float(x.std(ddof=1)) / math.sqrt(k), t_crit
 

@@ -255,3 +255,16 @@ def test_show_json_roundtrip():
     assert shown.returncode == 0, shown.stderr
     payload = json.loads(shown.stdout)
     assert payload["sha256"] == sha256_of(payload["card"])
+
+
+@pytest.mark.parametrize("schema_path", sorted((REPO / "registry" / "schemas").glob("*.schema.json")),
+                         ids=lambda p: p.name)
+def test_every_schema_is_a_valid_json_schema(schema_path: Path):
+    """The meta-schema check the loaders no longer repeat in every process (registry.schemas.validator)."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    Draft202012Validator.check_schema(json.loads(schema_path.read_text(encoding="utf-8")))
+    broken = {**json.loads(schema_path.read_text(encoding="utf-8")), "type": 42}
+    with pytest.raises(SchemaError):  # the check can fail
+        Draft202012Validator.check_schema(broken)

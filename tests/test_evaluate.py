@@ -90,12 +90,54 @@ def test_end_to_end_result_validates_and_separates_effusion(registry, tmp_path, 
 def test_second_run_computes_no_embedding_and_gives_the_same_result(registry, tmp_path, demo_data_dir):
     first = run(registry, tmp_path, demo_data_dir)
     assert first.n_computed > 0 and first.cache_hits == 0
-    second = run(registry, tmp_path, demo_data_dir)
-    assert second.n_computed == 0
+    second = run(registry, tmp_path, demo_data_dir, recompute=True)  # fitted again, not the reused result
+    assert second.n_computed == 0 and not second.reused
     # every embedding is a hit; the only misses are files that failed to decode (remembered, not retried)
     failed = [e for e in second.result["counts"]["exclusions"] if e["reason"].startswith("at embedding: ")]
     assert second.cache_misses == len(failed) and second.cache_hits == first.cache_misses - len(failed)
     assert second.result["metrics"] == first.result["metrics"]
+
+
+def test_a_rerun_keeps_its_result_only_while_every_input_matches(registry, tmp_path, demo_data_dir, monkeypatch):
+    """runner.reuse: the same inputs keep the result file as it is; any changed input, a tampered file or
+    --recompute computes it again, and what is computed again equals the first computation."""
+    import runner.results
+    import runner.reuse
+
+    first = run(registry, tmp_path, demo_data_dir)
+    assert not first.reused and len(first.result["inputs_sha256"]) == 64
+    result_path, predictions_path = first.result_path, first.result_path.parent / "predictions.parquet"
+    written = result_path.read_bytes(), predictions_path.read_bytes()
+
+    def again(**kw):
+        done = run(registry, tmp_path, demo_data_dir, **kw)
+        assert done.result["metrics"] == first.result["metrics"]
+        return done
+
+    kept = again()
+    assert kept.reused and (result_path.read_bytes(), predictions_path.read_bytes()) == written
+    assert kept.n_computed == 0 and kept.cache_hits > 0  # the embeddings were still looked up to fingerprint them
+    assert not again(recompute=True).reused
+    # a recomputed file differs only in its timings and creation time; it is kept by the next run
+    assert again().reused
+
+    predictions = pd.read_parquet(predictions_path)
+    predictions.loc[0, "prob"] = 1 - predictions.loc[0, "prob"]  # a tampered predictions file
+    predictions.to_parquet(predictions_path, index=False)
+    assert not again().reused and pd.read_parquet(predictions_path).loc[0, "prob"] != predictions.loc[0, "prob"]
+
+    stale = json.loads(result_path.read_text())
+    stale["inputs_sha256"] = "0" * 64  # a result computed from other inputs
+    result_path.write_text(json.dumps(stale))
+    assert not again().reused
+    assert not run(registry, tmp_path, demo_data_dir, analyses=["subgroups"]).reused  # other analyses asked for
+    assert not again().reused  # and back: the subgroups run's result had other inputs
+
+    monkeypatch.setattr(runner.reuse, "code_sha256", lambda: "other code")
+    assert not again().reused
+    assert again().reused
+    monkeypatch.setattr(runner.results, "package_versions", lambda: {"lightgbm": "0.0"})
+    assert not again().reused
 
 
 def test_a_fully_cached_run_never_builds_the_model(registry, tmp_path, demo_data_dir, monkeypatch):

@@ -27,13 +27,13 @@ runpy.run_module("runner.cli", run_name="__main__")
 """
 
 
-def _eval_modules(tmp_path: Path, registry_root: Path, demo: Path, name: str) -> tuple[set[str], str]:
+def _eval_modules(tmp_path: Path, registry_root: Path, demo: Path, name: str, *extra: str) -> tuple[set[str], str]:
     modules_file = tmp_path / f"{name}.json"
     env = {**os.environ, "PYTHONPATH": str(REPO), "CXR_REGISTRY_ROOT": str(registry_root),
            "CXR_CACHE_DIR": str(tmp_path / "cache")}
     proc = subprocess.run(
         [sys.executable, "-c", HOOK, str(modules_file), "eval", "--task", "effusion-tiny", "--encoder", "random-cnn",
-         "--data-root", str(demo), "--out", str(tmp_path / "runs"), "--analyses", "none"],
+         "--data-root", str(demo), "--out", str(tmp_path / "runs"), "--analyses", "none", *extra],
         env=env, capture_output=True, text=True, timeout=600, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -44,9 +44,15 @@ def test_cached_eval_imports_no_heavy_stack(tmp_path, demo_data_dir):
     root = make_registry_root(tmp_path / "reg", {"effusion-tiny": TINY_TASK})
     cold, _ = _eval_modules(tmp_path, root, demo_data_dir, "cold")
     assert "torch" in cold  # the cold run embeds with random-cnn: the hook sees real imports
-    warm, stdout = _eval_modules(tmp_path, root, demo_data_dir, "warm")
-    assert "AUROC" in stdout
+    # all embeddings cached, classifier and metrics computed again
+    warm, stdout = _eval_modules(tmp_path, root, demo_data_dir, "warm", "--recompute")
+    assert "AUROC" in stdout and "reused" not in stdout and "lightgbm" in warm
     heavy = sorted(m for m in warm if m.split(".")[0] in HEAVY)
     assert heavy == [], f"a fully cached eval imported {heavy[:10]}"
+    # the same inputs again: the result there stands (runner.reuse), so not even the classifier stack is loaded
+    reused, stdout = _eval_modules(tmp_path, root, demo_data_dir, "reused")
+    assert "AUROC" in stdout and "reused" in stdout
+    loaded = sorted(m for m in reused if m.split(".")[0] in (*HEAVY, "lightgbm", "sklearn", "scipy"))
+    assert loaded == [], f"a reused result still imported {loaded[:10]}"
     result = json.loads((tmp_path / "runs" / "effusion-tiny" / "random-cnn" / "result.json").read_text())
     assert result["environment"]["device"] == "cpu"

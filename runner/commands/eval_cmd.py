@@ -190,6 +190,7 @@ class PairOutcome:
     error: str | None = None
     exit_code: int = 0
     skipped_analyses: list[dict] = field(default_factory=list)  # [{name, status, reason}]
+    reused: bool = False  # the run folder's result had these very inputs (runner.reuse): nothing was refitted
 
 
 def _say(text: str, to_stderr: bool) -> None:
@@ -199,16 +200,15 @@ def _say(text: str, to_stderr: bool) -> None:
 def run_many(tasks: list[str], encoders: list[str], data_root: Path | None, out: Path, options, reg,
              quiet_stdout: bool = False) -> list[PairOutcome]:
     """Evaluate every task x encoder pair, printing one line each; a failing pair is reported and the next one runs."""
-    from runner.evaluate import evaluate
-    from runner.results import read_result
+    from runner.evaluate import run_evaluation
 
     outcomes = []
     for task_id in tasks:
         for encoder_id in encoders:
             started = time.perf_counter()
             try:
-                path = evaluate(task_id, encoder_id, data_root, out, options, registry=reg)
-                result = read_result(path)
+                run = run_evaluation(task_id, encoder_id, data_root, out, options, registry=reg)
+                path, result = run.result_path, run.result
             except RegistryError as exc:
                 outcome = PairOutcome(task_id, encoder_id, "failed", time.perf_counter() - started,
                                       error=" ".join(str(exc).split()), exit_code=exc.exit_code)
@@ -218,16 +218,20 @@ def run_many(tasks: list[str], encoders: list[str], data_root: Path | None, out:
             else:
                 metrics = result["metrics"]
                 outcome = PairOutcome(task_id, encoder_id, "ok", time.perf_counter() - started, str(path),
-                                      metrics["auroc"], metrics["f1"], skipped_analyses=skipped_analyses(result))
+                                      metrics["auroc"], metrics["f1"], skipped_analyses=skipped_analyses(result),
+                                      reused=run.reused)
             outcomes.append(outcome)
             if outcome.status == "ok":
                 _say(f"{task_id:<20} {encoder_id:<22} AUROC {_fmt(outcome.auroc)}  F1 {_fmt(outcome.f1)}  "
-                     f"({outcome.seconds:.1f} s)  {outcome.result}", quiet_stdout)
+                     f"({outcome.seconds:.1f} s{REUSED_NOTE if outcome.reused else ''})  {outcome.result}", quiet_stdout)
                 for skipped in outcome.skipped_analyses:
                     _say(f"  analysis {skipped['name']} {skipped['status']}: {skipped['reason']}", quiet_stdout)
             else:
                 typer.echo(f"error: {task_id} x {encoder_id}: {outcome.error}", err=True)
     return outcomes
+
+
+REUSED_NOTE = ", reused: same inputs as the result there; --recompute fits again"
 
 
 def skipped_analyses(result: dict) -> list[dict]:
@@ -319,6 +323,10 @@ def eval_command(
     resample: Annotated[bool, typer.Option(
         "--resample", help="Sample again from the data root: neither a manifest already in OUT/<task>/ (otherwise reused "
         "only while its data fingerprint matches) nor the committed one (manifests/<task>/) is used.")] = False,
+    recompute: Annotated[bool, typer.Option(
+        "--recompute", help="Fit and score again even when OUT/<task>/<encoder>/result.json was computed from the "
+        "same inputs (cards, manifest, embeddings, code, package versions: runner/reuse.py); otherwise it is kept.")
+    ] = False,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print a JSON summary of every pair on stdout (progress and per-pair lines go to stderr).")
     ] = False,
@@ -358,6 +366,7 @@ def eval_command(
     options = EvalOptions(device=device, workers=workers, analyses=_analyses(analyses), cache_dir=cache_dir,
                           trust_custom_code=trust_custom_code, progress=True if sys.stderr.isatty() else "log",
                           pipeline=pipeline, batch_size=batch_size, backend=backend, weights_dir=weights_dir, resample=resample,
+                          recompute=recompute,
                           data_roots={**_demo_layout_roots(data_root, reg), **_dataset_roots(dataset_root, reg)})
     outcomes = run_many(tasks, selection.ids, data_root, out, options, reg, quiet_stdout=as_json)
     if len(outcomes) > 1 or exit_code_of(outcomes):
