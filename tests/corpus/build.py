@@ -1316,3 +1316,77 @@ def result_reported_wrong_cell(base: dict, folder: Path) -> Path:
     """CXR-Foundation's number filed under MedImageInsight: the publication prints another number there."""
     return _reported(folder, "wrong-cell.json", lambda o: o["metrics"]["auroc"].update(
         mean=0.901, half_width=0.006, ci_low=0.895, ci_high=0.907))
+
+
+# ---------------------------------------------------------------- an earlier result in the run folder (runner.reuse)
+
+RUN_INPUTS = "f" * 64  # the fingerprint the cases' runs are checked against
+
+
+def _earlier_run(tmp: Path, change=None) -> Path:
+    """A consistent run folder (tests/runs.py) whose result records RUN_INPUTS; `change(result)` edits it after."""
+    from registry.cards import load_registry
+    from tests.runs import edit_result, make_run
+
+    path = make_run(tmp / "out", load_registry())
+    edit_result(path, lambda r: r.update(inputs_sha256=RUN_INPUTS))
+    if change is not None:
+        edit_result(path, change)
+    return path.parent
+
+
+def _reuse_says(run_dir: Path) -> str:
+    from runner.reuse import reusable_result
+
+    result, reason = reusable_result(run_dir, RUN_INPUTS)
+    return "reused" if result is not None else "computed again: " + reason
+
+
+def scenario_earlier_result_truncated(tmp: Path) -> str:
+    run_dir = _earlier_run(tmp)
+    text = (run_dir / "result.json").read_bytes()
+    (run_dir / "result.json").write_bytes(text[: len(text) // 2])
+    return _reuse_says(run_dir)
+
+
+def scenario_earlier_result_huge(tmp: Path) -> str:
+    run_dir = _earlier_run(tmp)
+    with (run_dir / "result.json").open("r+b") as handle:  # sparse: 200 MB on paper, nothing on disk
+        handle.truncate(200_000_000)
+    return _reuse_says(run_dir)
+
+
+def scenario_earlier_result_other_inputs(tmp: Path) -> str:
+    return _reuse_says(_earlier_run(tmp, lambda r: r.update(inputs_sha256="0" * 64)))
+
+
+def scenario_earlier_result_off_schema(tmp: Path) -> str:
+    return _reuse_says(_earlier_run(tmp, lambda r: r["metrics"]["auroc"].update(mean=7.0)))
+
+
+def scenario_earlier_result_predictions_swapped(tmp: Path) -> str:
+    import pandas as pd
+
+    run_dir = _earlier_run(tmp)
+    predictions = pd.read_parquet(run_dir / "predictions.parquet")
+    predictions.assign(prob=predictions["label"].astype(float)).to_parquet(run_dir / "predictions.parquet", index=False)
+    return _reuse_says(run_dir)
+
+
+def scenario_earlier_result_figure_missing(tmp: Path) -> str:
+    return _reuse_says(_earlier_run(tmp, lambda r: r["analyses"].update(
+        clustering={"figure": {"png": "umap.png"}})))
+
+
+def scenario_earlier_result_forged_metric(tmp: Path) -> str:
+    """The fingerprint intact, a number edited: runner eval keeps its owner's file; filing it is refused."""
+    from leaderboard.submit import SubmitError, submit
+    from registry.cards import load_registry
+
+    run_dir = _earlier_run(tmp, lambda r: r["metrics"]["auroc"].update(mean=0.999))
+    said = _reuse_says(run_dir)
+    try:
+        submit(run_dir / "result.json", load_registry(), tmp / "filed")
+    except SubmitError as exc:
+        return f"{said} by runner eval; runner submit: {exc}"
+    return f"{said} by runner eval; runner submit filed it"

@@ -333,6 +333,27 @@ I13: list[Case] = [
          "is not one", 1, behaviour="citing a publication id with no record in leaderboard/publications/; exit 1"),
     Case("result-reported-wrong-cell", "result", "result_reported_wrong_cell", "refused", "is not what publication", 1,
          behaviour="another encoder's printed number filed under this one: refused; exit 1"),
+    # an earlier result in the run folder, which a rerun of the same pair keeps only while it still fits (runner.reuse)
+    Case("earlier-result-truncated", "scenario", "scenario_earlier_result_truncated", "observed",
+         "computed again: the earlier result is unreadable", behaviour="result.json cut in half: computed again, no traceback"),
+    Case("earlier-result-huge", "scenario", "scenario_earlier_result_huge", "observed",
+         "computed again: the earlier result is unreadable", behaviour="a 200 MB result.json: refused by size before reading"),
+    Case("earlier-result-other-inputs", "scenario", "scenario_earlier_result_other_inputs", "observed",
+         "computed again: the earlier result was computed from other inputs",
+         behaviour="the control: another inputs_sha256 (a card, manifest, embedding, code file or package changed)"),
+    Case("earlier-result-off-schema", "scenario", "scenario_earlier_result_off_schema", "observed",
+         "computed again: the earlier result does not pass the result schema",
+         behaviour="fingerprint intact, AUROC 7.0: computed again"),
+    Case("earlier-result-predictions-swapped", "scenario", "scenario_earlier_result_predictions_swapped", "observed",
+         "computed again: the earlier predictions file is missing or not the one the result records",
+         behaviour="predictions.parquet replaced by the labels: computed again"),
+    Case("earlier-result-figure-missing", "scenario", "scenario_earlier_result_figure_missing", "observed",
+         "computed again: a figure of the earlier result is missing (umap.png)",
+         behaviour="a figure the result names is gone: computed again"),
+    Case("earlier-result-forged-metric", "scenario", "scenario_earlier_result_forged_metric", "observed",
+         "result says 0.999, recomputed",
+         behaviour="fingerprint intact, AUROC edited to 0.999: runner eval keeps its owner's file (staleness, not "
+         "forgery, is what reuse guards); runner submit recomputes from the predictions and refuses it"),
 ]
 for _case in I13:
     CASES.append(Case(**{**_case.__dict__, "issue": 13}))
