@@ -11,6 +11,7 @@ import copy
 import json
 import math
 import os
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from hashlib import sha256
@@ -108,7 +109,10 @@ def _read_bounded(path: Path) -> bytes:
     return raw
 
 
-_PARSED: dict[bytes, tuple[dict, dict[str, int]]] = {}  # sha256 of a file's bytes -> its parse (see read_yaml)
+# sha256 of a file's bytes -> its parse (see read_yaml), least recently used first; bounded, so a long process that
+# reads many different files (the fuzz tests read thousands) holds at most PARSED_MAX of them
+_PARSED: OrderedDict[bytes, tuple[dict, dict[str, int]]] = OrderedDict()
+PARSED_MAX = 512  # the registry has ~80 card and defaults files
 
 
 def read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
@@ -122,6 +126,9 @@ def read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
     key = sha256(raw).digest()
     if key not in _PARSED:
         _PARSED[key] = _parse_yaml(raw, path)
+        while len(_PARSED) > PARSED_MAX:
+            _PARSED.popitem(last=False)
+    _PARSED.move_to_end(key)
     data, lines = _PARSED[key]
     return copy.deepcopy(data), dict(lines)
 

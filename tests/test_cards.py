@@ -268,3 +268,23 @@ def test_every_schema_is_a_valid_json_schema(schema_path: Path):
     broken = {**json.loads(schema_path.read_text(encoding="utf-8")), "type": 42}
     with pytest.raises(SchemaError):  # the check can fail
         Draft202012Validator.check_schema(broken)
+
+
+def test_remembered_parses_are_bounded(tmp_path: Path, monkeypatch):
+    """read_yaml remembers parses by content hash, least recently used first out, never more than PARSED_MAX."""
+    from registry import cards
+
+    monkeypatch.setattr(cards, "PARSED_MAX", 5)
+    monkeypatch.setattr(cards, "_PARSED", type(cards._PARSED)())
+    paths = []
+    for i in range(8):
+        paths.append(tmp_path / f"c{i}.yaml")
+        paths[-1].write_text(f"id: card-{i}\n")
+        assert cards.read_yaml(paths[-1])[0] == {"id": f"card-{i}"}
+    assert len(cards._PARSED) == 5
+    cards.read_yaml(paths[3])  # used again: now the most recent
+    paths.append(tmp_path / "c8.yaml")
+    paths[-1].write_text("id: card-8\n")
+    cards.read_yaml(paths[-1])
+    remembered = [data["id"] for data, _ in cards._PARSED.values()]
+    assert remembered == ["card-5", "card-6", "card-7", "card-3", "card-8"]
