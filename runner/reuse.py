@@ -72,7 +72,9 @@ def _figure_names(obj):
     """Every file name under a `figure` block of a result's analyses (the files a run wrote beside its result)."""
     if isinstance(obj, dict):
         for key, value in obj.items():
-            if key == "figure" and isinstance(value, dict):
+            if key == "figure" and isinstance(value, str):  # label efficiency: one file name
+                yield value
+            elif key == "figure" and isinstance(value, dict):  # clustering: {png: name, svg: name}
                 yield from (v for v in value.values() if isinstance(v, str))
             else:
                 yield from _figure_names(value)

@@ -1374,8 +1374,12 @@ def scenario_earlier_result_predictions_swapped(tmp: Path) -> str:
 
 
 def scenario_earlier_result_figure_missing(tmp: Path) -> str:
-    return _reuse_says(_earlier_run(tmp, lambda r: r["analyses"].update(
-        clustering={"figure": {"png": "umap.png"}})))
+    """Both forms a result names its figures in: clustering's {png, svg} and label efficiency's one name."""
+    said = []
+    for analyses in ({"clustering": {"figure": {"png": "umap.png"}}},
+                     {"label_efficiency": {"figure": "label_efficiency.png"}}):
+        said.append(_reuse_says(_earlier_run(tmp / str(len(said)), lambda r, a=analyses: r["analyses"].update(a))))
+    return " | ".join(said)
 
 
 def scenario_earlier_result_forged_metric(tmp: Path) -> str:

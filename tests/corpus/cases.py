@@ -348,8 +348,9 @@ I13: list[Case] = [
          "computed again: the earlier predictions file is missing or not the one the result records",
          behaviour="predictions.parquet replaced by the labels: computed again"),
     Case("earlier-result-figure-missing", "scenario", "scenario_earlier_result_figure_missing", "observed",
-         "computed again: a figure of the earlier result is missing (umap.png)",
-         behaviour="a figure the result names is gone: computed again"),
+         "computed again: a figure of the earlier result is missing (umap.png) | computed again: a figure of the "
+         "earlier result is missing (label_efficiency.png)",
+         behaviour="a figure the result names (clustering's or label efficiency's) is gone: computed again"),
     Case("earlier-result-forged-metric", "scenario", "scenario_earlier_result_forged_metric", "observed",
          "result says 0.999, recomputed",
          behaviour="fingerprint intact, AUROC edited to 0.999: runner eval keeps its owner's file (staleness, not "
