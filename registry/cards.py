@@ -61,8 +61,7 @@ def _line_map(node: yaml.Node, file: Path, pointer: str = "", lines: dict | None
     lines = {} if lines is None else lines
     seen_nodes = set() if seen_nodes is None else seen_nodes
     if depth > MAX_CARD_DEPTH:  # before anything recurses into it (copying, hashing, validating)
-        raise CardError(CardProblem(file, "YAML nested too deeply", pointer, lines.get(pointer),
-                                    expected=f"a card of ordinary depth (at most {MAX_CARD_DEPTH} levels)"))
+        raise _too_deep(file, pointer, lines.get(pointer))
     if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
         if id(node) in seen_nodes:
             raise CardError(CardProblem(file, "YAML alias (*name) is not allowed in a card", pointer,
@@ -87,6 +86,12 @@ def _line_map(node: yaml.Node, file: Path, pointer: str = "", lines: dict | None
             lines[child] = item.start_mark.line + 1
             _line_map(item, file, child, lines, seen_nodes, depth + 1)
     return lines
+
+
+def _too_deep(file: Path, pointer: str = "", line: int | None = None) -> CardError:
+    """The one problem for every way a card can nest too deeply (our bound, libyaml's, Python's recursion limit)."""
+    return CardError(CardProblem(file, "YAML nested too deeply", pointer, line,
+                                 expected=f"a card of ordinary depth (at most {MAX_CARD_DEPTH} levels)"))
 
 
 def _read_bounded(path: Path) -> bytes:
@@ -149,14 +154,13 @@ def _parse_yaml(raw: bytes, path: Path) -> tuple[dict, dict[str, int]]:
             data = loader.construct_document(node)
         finally:
             loader.dispose()
-    except RecursionError:  # thousands of nested brackets: PyYAML recurses once per level
-        raise CardError(CardProblem(path, "YAML nested too deeply", expected="a card of ordinary depth")) from None
+    except RecursionError:  # thousands of nested brackets: PyYAML's pure-Python composer recurses once per level
+        raise _too_deep(path) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        if "maximum nesting depth" in problem:  # libyaml's own limit: the same problem as the RecursionError above
-            raise CardError(CardProblem(path, "YAML nested too deeply", expected="a card of ordinary depth",
-                                        line=mark.line + 1 if mark else None)) from None
+        if "maximum nesting depth" in problem:  # libyaml's own limit
+            raise _too_deep(path, line=mark.line + 1 if mark else None) from None
         raise CardError(
             CardProblem(path, f"not valid YAML: {problem}", line=mark.line + 1 if mark else None)
         ) from None

@@ -270,12 +270,9 @@ def measure_forward(embedder, n: int) -> dict:
 
 def measure_stages(embedder, paths: list[str], workers: int) -> dict:
     """Reading alone (worker processes, wall clock and CPU per image) and device preprocessing alone."""
-    from runner.fastpath import raw_batches, read_batch_size
-
-    pin = embedder.device.type == "cuda"
     start = time.perf_counter()
     read_cpu, first = 0.0, None
-    for batch in raw_batches(paths, read_batch_size(embedder.batch_size), workers, pin):  # the reads eval makes
+    for batch in embedder.read(paths, workers):  # the reads eval makes
         read_cpu += batch.read_s
         first = first or batch.detached()  # a staged batch's slot is reused a few batches later
     read_s = time.perf_counter() - start
@@ -336,9 +333,8 @@ def measure_whole_command(cfg: BenchConfig, inputs: Path, manifest: pd.DataFrame
     wall clock from exec to exit, so interpreter start-up, imports and the lazy build count."""
     job = _child_job(cfg, inputs, list(manifest["image_id"]), list(manifest["path"]), workers, batch_size, cache_root)
     runs = {}
+    evict()  # before the cold run; the warm one follows it directly
     for step in ("cold", "warm"):
-        if step == "cold":
-            evict()
         start = time.perf_counter()
         out = _run_child(job, f"whole-command {step} run")
         runs[step] = (time.perf_counter() - start, out)
@@ -367,7 +363,7 @@ def run_bench(cfg: BenchConfig) -> dict:
         from runner.fastpath import DeviceEmbedder
 
         embedder = DeviceEmbedder(encoder, cfg.batch_size)
-    batch_size = embedder.batch_size if embedder else int(cfg.batch_size or encoder.card["batch_size"])
+    batch_size = int(cfg.batch_size or encoder.card["batch_size"])  # DeviceEmbedder's own choice, too
     not_applicable = (None if on_device else
                       f"{type(encoder).__name__} prepares its own inputs (its prepare), so there is no device "
                       "preprocessing or tensor forward pass to time apart; (b) runs the CPU pool")
@@ -377,9 +373,10 @@ def run_bench(cfg: BenchConfig) -> dict:
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         forward = measure_forward(embedder, cfg.n) if embedder else None
+        paths_of = {fmt: [str(inputs / p) for p in manifest["path"]] for fmt, manifest in manifests.items()}
         results = {}
         for fmt, manifest in manifests.items():
-            paths = [str(inputs / p) for p in manifest["path"]]
+            paths = paths_of[fmt]
             page_cache: dict = {}
             _uncached(cfg, paths[: cfg.naive_limit], page_cache, "naive")
             naive = measure_naive(encoder, paths[: cfg.naive_limit])
@@ -398,7 +395,7 @@ def run_bench(cfg: BenchConfig) -> dict:
         # Before any fresh process runs: ru_maxrss of children would count those too, not only the reader workers.
         peak_rss = _peak_rss_mb()
         for fmt, manifest in manifests.items():  # the fresh-process measurements
-            paths = [str(inputs / p) for p in manifest["path"]]
+            paths = paths_of[fmt]
             if cfg.whole_command:
                 results[fmt]["whole_command"] = measure_whole_command(
                     cfg, inputs, manifest, Path(tmp) / f"cache-whole-{fmt}", workers, batch_size,
@@ -532,7 +529,7 @@ def markdown_table(result: dict) -> str:
             f"{_fmt(stages.get('preprocess', {}).get('images_per_s'))} | {_fmt(r['warm_cache']['speedup'], '×')} | "
             f"{_fmt(whole.get('cold_s'))} / {_fmt(whole.get('warm_s'))} | {_fmt(whole.get('ratio'), '×')} | {rss} |"
         )
-        cache_notes = sorted({f"{n['note']}" for n in r["page_cache"].values()})
+        cache_notes = sorted({n["note"] for n in r["page_cache"].values()})
         notes.append(f"Page cache ({fmt}), before each uncached pass ({', '.join(r['page_cache'])}): "
                      f"{'; '.join(cache_notes) or 'not touched'}.")
     first = next(iter(result["results"].values()), {})

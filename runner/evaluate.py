@@ -149,7 +149,7 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     timings["embed"] = time.perf_counter() - t0
 
     design = _transfer_design(train_side, test_side) if train_side else _design(test_side)
-    fingerprint = _inputs_sha256(task, encoder_card, dataset, test_side, train_side, design, wanted, options)
+    fingerprint = _inputs_sha256(task, encoder_card, test_side, train_side, design, wanted, options)
     if not options.recompute and "transfer" not in wanted:  # transfer targets are other data sets: not fingerprinted
         from runner.reuse import reusable_result
 
@@ -393,7 +393,7 @@ def _embed(encoder, encoder_card, dataset_id: str, data_root: Path, frame: pd.Da
     return embedded
 
 
-def _inputs_sha256(task, encoder_card, dataset, test_side: _Side, train_side: _Side | None, design: _Design,
+def _inputs_sha256(task, encoder_card, test_side: _Side, train_side: _Side | None, design: _Design,
                    wanted: list[str], options: EvalOptions) -> str:
     """The fingerprint of what this run's result is computed from (runner.reuse.inputs_sha256)."""
     from runner.reuse import array_sha256, inputs_sha256, table_sha256

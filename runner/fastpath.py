@@ -525,13 +525,16 @@ class RawReader:
         return i, item, seconds
 
 
+def split_reads(items) -> tuple[list, dict[int, str], float]:
+    """`read_one` results of one batch -> (RawImages, None for failures; {position: reason}; read seconds summed)."""
+    raws = [None if isinstance(item, str) else item for item, _ in items]
+    failures = {pos: item for pos, (item, _) in enumerate(items) if isinstance(item, str)}
+    return raws, failures, sum(s for _, s in items)
+
+
 def collate_raw(items) -> RawBatch:
-    raws = [item if isinstance(item, RawImage) else None for _, item, _ in items]
-    return RawBatch(
-        start=items[0][0], size=len(items), groups=group_raws(raws),
-        failures={pos: item for pos, (_, item, _) in enumerate(items) if isinstance(item, str)},
-        read_s=sum(s for _, _, s in items),
-    )
+    raws, failures, read_s = split_reads([(item, s) for _, item, s in items])
+    return RawBatch(start=items[0][0], size=len(items), groups=group_raws(raws), failures=failures, read_s=read_s)
 
 
 def raw_batches(paths: list[str], batch_size: int, workers: int, pin: bool) -> Iterator[RawBatch]:
@@ -539,7 +542,7 @@ def raw_batches(paths: list[str], batch_size: int, workers: int, pin: bool) -> I
     (page-locked when `pin`). A batch is valid until runner.staging.DEPTH more have been taken (see detached())."""
     from runner.staging import staged_batches
 
-    return staged_batches(paths, batch_size, workers, "cuda" if pin else "cpu")
+    return staged_batches(paths, batch_size, workers, pin)
 
 
 # ---------------------------------------------------------------------------------------------- device: embed
@@ -600,6 +603,10 @@ class DeviceEmbedder:
                 self.batch_size = max(self.batch_size // 2, 1)
                 torch.cuda.empty_cache()
         return torch.cat(parts) if parts else torch.empty((0, self.encoder.dim), device=self.device)
+
+    def read(self, paths: list[str], workers: int) -> Iterator[RawBatch]:
+        """The read batches this embedder is fed (what eval reads): staged, page-locked on CUDA."""
+        return raw_batches(paths, read_batch_size(self.batch_size), workers, pin=self.device.type == "cuda")
 
     def run(self, batches: Iterable[RawBatch]) -> Iterator[tuple[RawBatch, np.ndarray]]:
         """(read batch, (n_ok, dim) embeddings of its readable images in position order), in order.
@@ -676,8 +683,7 @@ def fast_compute(data_root: Path, encoder: Encoder, workers: int, batch_size: in
 
     def compute(todo):
         paths = [str(Path(data_root) / rel) for _, rel, _ in todo]
-        batches = raw_batches(paths, read_batch_size(embedder.batch_size), workers, pin=embedder.device.type == "cuda")
-        for batch, vectors in embedder.run(batches):
+        for batch, vectors in embedder.run(embedder.read(paths, workers)):
             chunk = todo[batch.start : batch.start + batch.size]
             yield chunk, results_in_order(batch, vectors)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
-import functools
 import json
 import math
 import os
@@ -22,7 +21,6 @@ from typing import Any
 from registry.errors import RegistryError
 from runner.atomic import atomic_write_bytes
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "registry" / "schemas" / "result.schema.json"
 MAX_STRING_CHARS = 20_000  # longest string anywhere in a result (citations, paths, reasons are far shorter)
 MAX_FILE_BYTES = 5 * 1024 * 1024  # a result with 5 folds and a few thousand exclusions is well under 1 MB
 MAX_DEPTH = 32  # nesting levels: the deepest block runner eval writes (analyses) is under 8; the site recurses on it
@@ -39,15 +37,9 @@ class ResultError(RegistryError):
 
 def load_result_schema() -> dict:
     """The result JSON Schema as a dict (cached)."""
-    return _schema_and_validator()[0]
+    from registry.schemas import load_schema
 
-
-@functools.lru_cache(maxsize=1)
-def _schema_and_validator():
-    from jsonschema import Draft202012Validator
-
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))  # meta-schema check: tests/test_cards.py
-    return schema, Draft202012Validator(schema)
+    return load_schema("result")
 
 
 def _pointer(parts) -> str:
@@ -109,8 +101,9 @@ def validate_result(obj: Any) -> list[str]:
         return ["/: nested too deeply to be a result"]
     if problems:  # the schema validator would trip over non-JSON values, and NaN compares oddly
         return problems
-    validator = _schema_and_validator()[1]
-    errors = sorted(validator.iter_errors(obj), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    from registry.schemas import validator  # the one validator of every schema (cached, siblings for $ref)
+
+    errors = sorted(validator("result").iter_errors(obj), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     return [_schema_message(e) for e in errors]
 
 

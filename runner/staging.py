@@ -1,6 +1,6 @@
 """Host staging for the device path: reader processes write stored pixels straight into one shared, pinned buffer.
 
-Entry: `staged_batches(paths, batch_size, workers, device) -> iterator of RawBatch` (runner.fastpath.raw_batches).
+Entry: `staged_batches(paths, batch_size, workers, pin) -> iterator of RawBatch` (runner.fastpath.raw_batches).
 
 Why: the plain DataLoader route copies each image three times on the host (np.stack in the worker, the worker ->
 main transfer through shared memory, the pin-memory thread's copy into page-locked memory) before the one
@@ -88,8 +88,7 @@ class StagingRing:
         if pin and torch.cuda.is_available():
             result = torch.cuda.cudart().cudaHostRegister(self.host.data_ptr(), self.host.numel(), 0)
             self.pinned = int(result) == 0  # otherwise: pageable, still correct (the copy just synchronises)
-        self.stats = {"batches": 0, "inline_batches": 0, "slot_bytes": self.slot_bytes, "slots": self.slots,
-                      "pinned": self.pinned}
+        self.stats = {"inline_batches": 0}  # batches with an image too large for its slot (sent through the queue)
 
     def __getstate__(self) -> dict:  # a spawned reader maps the same file
         return {"path": self.path, "slots": self.slots, "slot_bytes": self.slot_bytes, "stats": self.stats}
@@ -191,22 +190,20 @@ class BatchReader:
         return (len(self.paths) + self.batch_size - 1) // self.batch_size
 
     def __getitem__(self, number: int) -> StagedBatch:
-        from runner.fastpath import read_one
+        from runner.fastpath import read_one, split_reads
 
         start = number * self.batch_size
-        items = [read_one(p) for p in self.paths[start : start + self.batch_size]]
-        raws = [item if not isinstance(item, str) else None for item, _ in items]
-        failures = {pos: item for pos, (item, _) in enumerate(items) if isinstance(item, str)}
-        return write_batch(self.ring, number, start, raws, failures, sum(s for _, s in items))
+        raws, failures, read_s = split_reads([read_one(p) for p in self.paths[start : start + self.batch_size]])
+        return write_batch(self.ring, number, start, raws, failures, read_s)
 
 
 def _as_is(batch):
     return batch
 
 
-def staged_batches(paths: list[str], batch_size: int, workers: int, device) -> object:
-    """RawBatches read by `workers` processes (0: in this one) through a StagingRing, in order, each released
-    (its slot reusable) DEPTH batches later. Yields runner.fastpath.RawBatch."""
+def staged_batches(paths: list[str], batch_size: int, workers: int, pin: bool) -> object:
+    """RawBatches read by `workers` processes (0: in this one) through a StagingRing (page-locked when `pin`), in
+    order, each released (its slot reusable) DEPTH batches later. Yields runner.fastpath.RawBatch."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -214,9 +211,8 @@ def staged_batches(paths: list[str], batch_size: int, workers: int, device) -> o
 
     if not paths:
         return
-    device = torch.device(device)
     workers = max(int(workers), 0)
-    ring = StagingRing.for_batches(batch_size, workers, pin=device.type == "cuda")
+    ring = StagingRing.for_batches(batch_size, workers, pin=pin)
     reader = BatchReader(paths, batch_size, ring)
     loader = DataLoader(reader, batch_size=None, sampler=range(len(reader)), num_workers=workers,
                         collate_fn=_as_is, prefetch_factor=PREFETCH if workers else None, pin_memory=False)
@@ -234,7 +230,6 @@ def staged_batches(paths: list[str], batch_size: int, workers: int, device) -> o
                 staged = next(it)
             except StopIteration:
                 break
-            ring.stats["batches"] += 1
             ring.stats["inline_batches"] += any(g.inline is not None for g in staged.groups)
             groups = []
             for g in staged.groups:

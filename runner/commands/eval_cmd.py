@@ -197,6 +197,9 @@ def _say(text: str, to_stderr: bool) -> None:
     typer.echo(text, err=to_stderr)
 
 
+REUSED_NOTE = ", reused: same inputs as the result there; --recompute fits again"
+
+
 def run_many(tasks: list[str], encoders: list[str], data_root: Path | None, out: Path, options, reg,
              quiet_stdout: bool = False) -> list[PairOutcome]:
     """Evaluate every task x encoder pair, printing one line each; a failing pair is reported and the next one runs."""
@@ -229,9 +232,6 @@ def run_many(tasks: list[str], encoders: list[str], data_root: Path | None, out:
             else:
                 typer.echo(f"error: {task_id} x {encoder_id}: {outcome.error}", err=True)
     return outcomes
-
-
-REUSED_NOTE = ", reused: same inputs as the result there; --recompute fits again"
 
 
 def skipped_analyses(result: dict) -> list[dict]:
