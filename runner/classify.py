@@ -7,16 +7,13 @@ only (its originals, then their augmented views); the fold's fit and inner-valid
 views of that one binned set, and the test rows are predicted from their raw values. Each fold stops adding trees when
 the log-loss on an inner, patient-grouped, stratified validation split of its *training* rows stops improving (the test
 fold is never looked at). Augmented views are training rows only, and an image's views always follow the image into
-the same inner split, so no image leaks across the early-stopping boundary. The folds are independent and run side by
-side on the card's threads (runner.cores.split_threads: two folds at a time on two cores, one LightGBM thread each,
-1.4x faster there than one fold on both threads); `deterministic=True` and the seed make the probabilities the same
-bytes run to run, whatever the thread count.
+the same inner split, so no image leaks across the early-stopping boundary. `deterministic=True` with a fixed thread
+count and seed makes probabilities reproducible run to run.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -24,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from registry.errors import RegistryError
-from runner.cores import available_cores, map_in_threads, split_threads
 from runner.splits import InnerSplitCache, first_stratified_group_split
 
 # LightGBM's OpenMP threads spin while they wait; on a machine with more busy threads than cores (2 shared cores
@@ -34,6 +30,19 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 LIGHTGBM_DEFAULT_N_ESTIMATORS = 100  # LightGBM's own default num_iterations
 MIN_INNER_ROWS = 20  # smaller inner-validation sets are too noisy to choose a tree count from
+
+
+def machine_threads() -> int:
+    """LightGBM threads when the card does not set `num_threads`: the one place this is chosen.
+
+    The cores this process may use (its CPU affinity, which containers and `taskset` narrow; os.cpu_count() counts
+    the host's). On the loaded 2-core dev machine two threads beat one for the 2000 x 1024, 5-fold classify
+    (benchmarks/bench_classify.py --threads 1,2 prints both, with equal AUROC).
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 class ClassifyError(RegistryError, ValueError):
@@ -51,7 +60,7 @@ class ClassifierSettings:
     early_stopping_rounds: int | None
     inner_fraction: float
     augmented_training_rows: bool
-    num_threads: int  # threads this classifier may use in all: folds run side by side on them (runner.cores)
+    num_threads: int
     seed: int
 
     @classmethod
@@ -73,7 +82,7 @@ class ClassifierSettings:
             early_stopping_rounds=None if stopping is None else int(stopping.rounds),
             inner_fraction=float(stopping.inner_fraction) if stopping else 0.0,
             augmented_training_rows=spec.augmented_training_rows,
-            num_threads=int(spec.num_threads) or available_cores(),
+            num_threads=int(spec.num_threads) or machine_threads(),
             seed=int(spec.seed),
         )
 
@@ -115,15 +124,12 @@ def classify(
     eval_folds: list[int],
     augmented: dict[str, np.ndarray] | None = None,
     allow_missing: bool = False,
-    threads: int | None = None,
 ) -> Classification:
     """Train one booster per evaluated fold on `fold != f` rows and predict the `fold == f` rows.
 
     table: image_id, patient_id, label (0/1), fold, aligned row for row with `embeddings`.
     augmented: view id -> embeddings aligned with `table`; used as extra training rows when the card says so.
     allow_missing: NaN is a missing value (the metadata baseline's features), not an error; Infinity still is.
-    threads: the threads this call may use, instead of the card's `num_threads` (an analysis that runs several
-    classifiers side by side gives each one thread); predictions do not depend on it.
     """
     import lightgbm as lgb
 
@@ -141,54 +147,48 @@ def classify(
     # Rows 0..n-1 are originals, then each augmented view in turn.
     all_x = np.vstack([x, *views]) if views else x
     all_y = np.tile(labels, 1 + len(views))
+    params = settings.lgb_params()
 
     def rows_with_views(image_rows: np.ndarray) -> np.ndarray:
         return np.concatenate([image_rows + k * n for k in range(1 + len(views))])
 
-    image_ids = table["image_id"].to_numpy()
-    at_once, threads_per_fold = split_threads(settings.num_threads if threads is None else threads, len(eval_folds))
-    params = {**settings.lgb_params(), "num_threads": threads_per_fold}
-
-    def fit_fold(fold: int) -> tuple[pd.DataFrame, FoldFit]:
+    fits, parts = [], []
+    for fold in eval_folds:
         t0 = time.perf_counter()
         test = np.flatnonzero(folds == fold)
         train = np.flatnonzero(folds != fold)
-        fit_rows, valid_rows = _inner_split(train, labels, groups, settings, (image_ids, folds), fold)
+        if len(test) == 0 or len(train) == 0:
+            raise ClassifyError(f"fold {fold}: {len(train)} training and {len(test)} test images; both must be > 0")
+        fit_rows, valid_rows = _inner_split(train, labels, groups, settings, (table["image_id"].to_numpy(), folds),
+                                            fold)
         # Bin edges from this fold's training rows (and their views) only; positions map all_x rows into it.
         binned_rows = np.sort(rows_with_views(train))
+        base = lgb.Dataset(all_x[binned_rows], label=all_y[binned_rows], params=params, free_raw_data=False).construct()
         position = np.full(len(all_x), -1, dtype=np.int64)
         position[binned_rows] = np.arange(len(binned_rows))
+        train_set = base.subset(np.sort(position[rows_with_views(fit_rows)]))
         callbacks, valid_sets = [], []
-        with DATASET_CONSTRUCTION:
-            base = lgb.Dataset(all_x[binned_rows], label=all_y[binned_rows], params=params,
-                               free_raw_data=False).construct()
-            train_set = base.subset(np.sort(position[rows_with_views(fit_rows)])).construct()
-            if valid_rows is not None:
-                valid_sets = [base.subset(np.sort(position[valid_rows])).construct()]
         if valid_rows is not None:
+            valid_sets = [base.subset(np.sort(position[valid_rows]))]
             callbacks = [lgb.early_stopping(settings.early_stopping_rounds, verbose=False)]
         booster = lgb.train(
             params, train_set, num_boost_round=settings.n_estimators, valid_sets=valid_sets, callbacks=callbacks
         )
         n_trees = booster.best_iteration if valid_rows is not None and booster.best_iteration > 0 else booster.num_trees()
         prob = booster.predict(x[test], num_iteration=n_trees)
-        part = pd.DataFrame({"image_id": image_ids[test], "patient_id": groups[test], "label": labels[test],
-                             "fold": fold, "prob": prob.astype(float)})
-        return part, FoldFit(int(fold), len(train), len(rows_with_views(fit_rows)), len(test), int(n_trees),
-                             time.perf_counter() - t0)
-
-    if not eval_folds:
-        raise ClassifyError("classify: no folds to evaluate")
-    for fold in eval_folds:
-        if not (folds == fold).any() or (folds == fold).all():
-            raise ClassifyError(f"fold {fold}: {int((folds != fold).sum())} training and {int((folds == fold).sum())} "
-                                "test images; both must be > 0")
-    # the folds are independent: they run side by side, each on its share of the threads (runner.cores)
-    parts, fits = zip(*map_in_threads(fit_fold, eval_folds, at_once))
+        parts.append(pd.DataFrame({
+            "image_id": table["image_id"].to_numpy()[test],
+            "patient_id": groups[test],
+            "label": labels[test],
+            "fold": fold,
+            "prob": prob.astype(float),
+        }))
+        fits.append(FoldFit(int(fold), len(train), len(rows_with_views(fit_rows)), len(test), int(n_trees),
+                            time.perf_counter() - t0))
     predictions = pd.concat(parts, ignore_index=True)
     if not np.isfinite(predictions["prob"]).all():
         raise ClassifyError("LightGBM produced non-finite probabilities")
-    return Classification(predictions, list(fits), time.perf_counter() - start)
+    return Classification(predictions, fits, time.perf_counter() - start)
 
 
 def _check_inputs(embeddings: np.ndarray, table: pd.DataFrame, allow_missing: bool = False
@@ -205,11 +205,6 @@ def _check_inputs(embeddings: np.ndarray, table: pd.DataFrame, allow_missing: bo
         raise ClassifyError("classify: label must be 0 or 1 in every row")
     return x, table.reset_index(drop=True)
 
-
-# LightGBM Dataset construction, one at a time in this process: a CI run once segfaulted inside `Dataset.construct`
-# when two label-efficiency fits built their datasets at once from two threads (not reproduced since, in ~12,000
-# concurrent constructions on the dev machine). The boosting itself, most of a fit's time, still runs side by side.
-DATASET_CONSTRUCTION = threading.Lock()
 
 INNER_SPLITS = InnerSplitCache()  # per process: every encoder of a task reuses its folds' inner splits
 

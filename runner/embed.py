@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -28,7 +29,6 @@ import pandas as pd
 
 from registry.specs import AugmentationsSpec
 from runner.cache import EmbeddingCache, ImageIdentity
-from runner.cores import available_cores
 from runner.encoders.base import Encoder, adapter_class
 
 ORIGINAL = "original"
@@ -178,6 +178,14 @@ def plan_embedding(encoder_cls: type[Encoder], device: str, pipeline: str = "aut
     if wanted == "fast":
         return EmbedPlan("cpu-pool", "cpu", f"{encoder_cls.__name__} prepares its own inputs")
     return EmbedPlan("cpu-pool", "cpu", "CPU pipeline")
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (a container's or taskset's limit, not the host's count)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):
+        return max(os.cpu_count() or 1, 1)
 
 
 def default_workers(plan: EmbedPlan, cores: int | None = None) -> int:

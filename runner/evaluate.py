@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -29,7 +28,7 @@ from registry.errors import RegistryError
 from runner.atomic import atomic_write  # stdlib only
 
 # Imported before any torch user on purpose: it sets OMP_WAIT_POLICY before torch or lightgbm load OpenMP.
-from runner.classify import ClassifierSettings, ClassifyError, classify
+from runner.classify import ClassifyError, classify
 
 
 class EvaluationError(RegistryError):
@@ -537,37 +536,24 @@ def _transfer_targets(task, reg, encoder, encoder_card, cache, roots, out_dir: P
     return targets, reasons
 
 
-def card_fit_predict(classifier_card) -> CardFitPredict:
-    """The fit_predict the analyses that refit (transfer, label efficiency) use: the task card's classifier."""
-    return CardFitPredict(classifier_card)
-
-
-@dataclass(frozen=True)
-class CardFitPredict:
+def card_fit_predict(classifier_card):
     """A `fit_predict(train_X, train_y, test_X, params)` that trains exactly as the task card's classifier does
-    (runner.classify: one booster, the card's settings; `params` is ignored, the card has them). `train_groups`
-    (patient ids) keep a patient's images on one side of the inner early-stopping split; without them each row is
-    its own group. `threads`: the threads one call may use (None: the card's num_threads, or every core)."""
+    (runner.classify: one booster, the card's settings; `params` is ignored, the card has them), for the analyses
+    that refit (transfer, label efficiency). `train_groups` (patient ids) keep a patient's images on one side of
+    the inner early-stopping split; without them each row is its own group."""
 
-    classifier_card: object
-    threads: int | None = None
-    accepts_groups: ClassVar[bool] = True
-
-    def __call__(self, train_x, train_y, test_x, params=None, train_groups=None) -> np.ndarray:
+    def fit_predict(train_x, train_y, test_x, params=None, train_groups=None) -> np.ndarray:
         n_train, n_test = len(train_y), len(test_x)
         ids = [f"r{i}" for i in range(n_train + n_test)]
         groups = ids if train_groups is None else [*(str(g) for g in train_groups), *ids[n_train:]]
         table = pd.DataFrame({"image_id": ids, "patient_id": groups,
                               "label": np.concatenate([np.asarray(train_y, dtype=int), np.zeros(n_test, dtype=int)]),
                               "fold": np.r_[np.ones(n_train, dtype=int), np.zeros(n_test, dtype=int)]})
-        fitted = classify(np.vstack([train_x, test_x]), table, self.classifier_card, [0], threads=self.threads)
+        fitted = classify(np.vstack([train_x, test_x]), table, classifier_card, [0])
         return fitted.predictions["prob"].to_numpy()
 
-    def side_by_side(self) -> tuple[int, CardFitPredict]:
-        """(fits that may run at once, the fit_predict each runs): the card's threads, one per fit
-        (runner.analysis.transfer.side_by_side); the predictions are the same as one fit at a time on all of them."""
-        budget = self.threads or ClassifierSettings.from_card(self.classifier_card).num_threads
-        return budget, replace(self, threads=1)
+    fit_predict.accepts_groups = True
+    return fit_predict
 
 
 def _write_predictions(predictions: pd.DataFrame, path: Path) -> None:

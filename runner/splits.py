@@ -15,7 +15,6 @@ same arithmetic in the same order, so the same floating-point values) and the ti
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -90,7 +89,6 @@ class InnerSplitCache:
         self.max_entries = max_entries
         self._splits: OrderedDict[str, tuple[np.ndarray, np.ndarray] | None] = OrderedDict()
         self.hits = self.misses = 0
-        self._lock = threading.Lock()
 
     @staticmethod
     def key(image_ids, groups, labels, folds, fold: int, n_splits: int, seed: int, min_rows: int) -> str:
@@ -107,16 +105,13 @@ class InnerSplitCache:
         return digest.hexdigest()
 
     def get_or_make(self, key: str, make):
-        """The split stored under key, else make() stored. Safe from several threads (folds fit side by side)."""
-        with self._lock:
-            if key in self._splits:
-                self.hits += 1
-                self._splits.move_to_end(key)
-                return self._splits[key]
-            self.misses += 1
-        value = make()  # outside the lock: two threads may both make one split, and the two are equal
-        with self._lock:
-            self._splits[key] = value
-            while len(self._splits) > self.max_entries:
-                self._splits.popitem(last=False)
+        if key in self._splits:
+            self.hits += 1
+            self._splits.move_to_end(key)
+            return self._splits[key]
+        self.misses += 1
+        value = make()
+        self._splits[key] = value
+        while len(self._splits) > self.max_entries:
+            self._splits.popitem(last=False)
         return value

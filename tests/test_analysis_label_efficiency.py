@@ -43,34 +43,3 @@ def test_size_larger_than_training_set_is_skipped_with_reason():
     assert big["n_runs"] == 0 and big["mean_auroc"] is None and "needs 1000" in big["reason"]
     assert out["points"][0]["n_runs"] == 3
     json.dumps(out, allow_nan=False)
-
-
-def test_the_card_classifier_fits_side_by_side_with_the_same_points(monkeypatch):
-    """The task card's classifier (CardFitPredict) shares its threads out: two fits at once on 2 threads, one thread
-    each, and every run's AUROC is the one the fits give one at a time; a plain callable runs one at a time."""
-    import threading
-
-    import runner.analysis.label_efficiency as module
-    from runner.evaluate import card_fit_predict
-
-    card = {"type": "lightgbm", "seed": 0, "num_threads": 2, "params": {"n_estimators": 20, "min_data_in_leaf": 5}}
-    x, manifest = data(n=240)
-    workers, threads_per_fit = [], []
-    real_map, real_call = module.map_in_threads, module.call_fit_predict
-    monkeypatch.setattr(module, "map_in_threads", lambda fn, items, n: workers.append(n) or real_map(fn, items, n))
-
-    def call(fit, *args):
-        threads_per_fit.append((getattr(fit, "threads", "plain"), threading.current_thread().name))
-        return real_call(fit, *args)
-
-    monkeypatch.setattr(module, "call_fit_predict", call)
-    side_by_side = label_efficiency(x, manifest, sizes=[20, 40], seeds=[0, 1], fit_predict=card_fit_predict(card))
-    assert workers == [2] and {t for t, _ in threads_per_fit} == {1}
-    assert len({name for _, name in threads_per_fit}) == 2  # two pool threads did the fits
-    one_at_a_time = label_efficiency(x, manifest, sizes=[20, 40], seeds=[0, 1],
-                                     fit_predict=card_fit_predict({**card, "num_threads": 1}))
-    assert workers == [2, 1]
-    assert side_by_side == one_at_a_time
-    threads_per_fit.clear()
-    label_efficiency(x, manifest, sizes=[20], seeds=[0], fit_predict=lambda a, b, c, p: c[:, 0])
-    assert workers[-1] == 1 and {t for t, _ in threads_per_fit} == {"plain"}

@@ -8,8 +8,7 @@ import pytest
 from sklearn.model_selection import StratifiedGroupKFold
 
 from runner import classify as classify_module
-from runner.classify import ClassifierSettings, _inner_split, classify
-from runner.cores import available_cores
+from runner.classify import ClassifierSettings, _inner_split, classify, machine_threads
 from runner.splits import InnerSplitCache, first_stratified_group_split
 
 
@@ -118,11 +117,9 @@ def test_cached_split_is_the_split_scikit_learn_makes(monkeypatch):
 
 
 def test_machine_threads_and_the_card_override(monkeypatch):
-    import runner.cores
-
-    monkeypatch.setattr(runner.cores.os, "sched_getaffinity", lambda pid: {0, 3}, raising=False)
-    assert available_cores() == 2
-    monkeypatch.setattr(runner.cores.os, "cpu_count", lambda: 64)  # the host's count is not what we may use
-    assert available_cores() == 2
+    monkeypatch.setattr(classify_module.os, "sched_getaffinity", lambda pid: {0, 3}, raising=False)
+    assert machine_threads() == 2
+    monkeypatch.setattr(classify_module.os, "cpu_count", lambda: 64)  # the host's count is not what we may use
+    assert machine_threads() == 2
     assert ClassifierSettings.from_card({**CARD, "num_threads": 3}).num_threads == 3
     assert ClassifierSettings.from_card(CARD).num_threads == 2

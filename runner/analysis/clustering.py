@@ -187,10 +187,11 @@ def kmeans_fits(unit: np.ndarray, k_values: Sequence[int], n_init: int, seed: in
     which on the 2-core machine beat one fit at a time on two OpenMP threads; float32 halves the memory traffic.
     The fits are independent, so the result does not depend on the number of threads.
     """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
     from sklearn.cluster import KMeans
     from threadpoolctl import threadpool_limits
-
-    from runner.cores import available_cores, map_in_threads
 
     data = np.ascontiguousarray(unit, dtype=np.float32)
 
@@ -199,8 +200,12 @@ def kmeans_fits(unit: np.ndarray, k_values: Sequence[int], n_init: int, seed: in
         with threadpool_limits(limits=1, user_api="openmp"):
             return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(data)
 
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
     # largest k first: the longest fits start early, so the cores finish together
     order = sorted(k_values, reverse=True)
-    with threadpool_limits(limits=1, user_api="blas"):
-        fitted = dict(zip(order, map_in_threads(fit, order, available_cores())))
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max(1, min(cores, len(order)))) as pool:
+        fitted = dict(zip(order, pool.map(fit, order)))
     return {k: fitted[k] for k in k_values}

@@ -6,10 +6,8 @@ fold is untouched, and as folds are patient-grouped no test patient can enter tr
 `fit_predict` callable (default: LightGBM, runner.analysis.transfer.lightgbm_fit_predict). Per size: mean and sd of
 AUROC over every (seed, fold) run. A size larger than a fold's training positives or negatives is recorded as
 skipped for that run, never silently shrunk. `plot_label_efficiency` draws one curve per encoder (PNG).
-Cost: sizes x seeds x folds classifier fits (6 x 3 x 5 = 90 with the defaults). They are independent, so with the
-card's classifier they run side by side, one LightGBM thread each (runner.cores), with the same draws and the same
-AUROCs; on the 2-core CPU dev machine the defaults on 2000 x 1024 took 32 s one fit at a time on two threads and
-16-18 s side by side (docs/benchmarks.md).
+Cost: sizes x seeds x folds classifier fits (6 x 3 x 5 = 90 with the defaults); on the 2-core CPU dev machine
+(loaded) a LightGBM fit of 100 trees on 500 rows of 64 dims took 1.8 s, so the defaults are minutes per encoder.
 """
 
 from __future__ import annotations
@@ -19,8 +17,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from runner.analysis.transfer import FitPredict, call_fit_predict, side_by_side
-from runner.cores import map_in_threads
+from runner.analysis.transfer import FitPredict, call_fit_predict
 from runner.metrics import MetricsInputError, point_metrics, single_class_reason
 from runner.plots import plot_label_efficiency  # noqa: F401  (re-exported: runs and the site draw the same figure)
 
@@ -60,36 +57,22 @@ def label_efficiency(
     folds = manifest["fold"].to_numpy().astype(int)
     eval_folds = sorted(int(f) for f in (eval_folds if eval_folds is not None else np.unique(folds)))
     groups = manifest["patient_id"].astype(str).to_numpy() if "patient_id" in manifest.columns else None
-    # every (size, seed, fold) run: its training rows, or why it is skipped; drawn in this fixed order
-    planned = []
+    points = []
     for size in sizes:
+        runs, skipped = [], []
         for seed in seeds:
             for fold in eval_folds:
                 test = np.flatnonzero(folds == fold)
                 reason = single_class_reason(labels[test])
                 train = reason or _balanced_sample(np.random.default_rng([int(seed), size, fold]), labels,
                                                    np.flatnonzero(folds != fold), size)
-                planned.append((size, int(seed), fold, test, train))
-    at_once, fit_one = side_by_side(fit_predict)
-
-    def auroc(run) -> float:
-        _, _, _, test, train = run
-        probs = np.asarray(call_fit_predict(fit_one, x[train], labels[train], x[test], dict(params or {}),
-                                            None if groups is None else groups[train]), dtype=float)
-        return point_metrics(labels[test], probs, threshold)["auroc"]
-
-    # the fits are independent: side by side, one thread each, when the classifier allows it (runner.cores)
-    fitted = iter(map_in_threads(auroc, [run for run in planned if not isinstance(run[4], str)], at_once))
-    points = []
-    for size in sizes:
-        runs, skipped = [], []
-        for run_size, seed, fold, _, train in planned:
-            if run_size != size:
-                continue
-            if isinstance(train, str):
-                skipped.append({"seed": seed, "fold": fold, "reason": train})
-            else:
-                runs.append({"seed": seed, "fold": fold, "auroc": next(fitted)})
+                if isinstance(train, str):
+                    skipped.append({"seed": int(seed), "fold": fold, "reason": train})
+                    continue
+                probs = np.asarray(call_fit_predict(fit_predict, x[train], labels[train], x[test], dict(params or {}),
+                                                    None if groups is None else groups[train]), dtype=float)
+                runs.append({"seed": int(seed), "fold": fold,
+                             "auroc": point_metrics(labels[test], probs, threshold)["auroc"]})
         values = np.array([r["auroc"] for r in runs])
         point = {"positives_per_class": size, "n_runs": len(runs),
                  "mean_auroc": float(values.mean()) if len(values) else None,

@@ -37,17 +37,6 @@ def call_fit_predict(fit_predict: FitPredict | None, train_X, train_y, test_X, p
     return fit_predict(train_X, train_y, test_X, params)
 
 
-def side_by_side(fit_predict: FitPredict | None) -> tuple[int, FitPredict]:
-    """(fits that may run at once, the callable each one runs) for independent fits of one analysis.
-
-    A fit_predict with a `side_by_side()` method (the task card's classifier, runner.evaluate.CardFitPredict) shares
-    its threads out, one per fit; any other callable (a test's, or an unknown one that may not be thread-safe) runs
-    one fit at a time."""
-    fit_predict = fit_predict or lightgbm_fit_predict
-    share = getattr(fit_predict, "side_by_side", None)
-    return share() if callable(share) else (1, fit_predict)
-
-
 def lightgbm_fit_predict(train_X: np.ndarray, train_y: np.ndarray, test_X: np.ndarray, params: Mapping) -> np.ndarray:
     """Fit lightgbm.LGBMClassifier(**params) and return P(label = 1) for test_X."""
     import lightgbm
