@@ -1,6 +1,8 @@
 """LightGBM per fold on frozen embeddings -> out-of-fold probabilities.
 
-Entry: `classify(embeddings, table, classifier_card, eval_folds, augmented=None) -> Classification`.
+Entry: `classify(embeddings, table, classifier_card, eval_folds, augmented=None) -> Classification`
+(`classify_many` fits several designs' folds at once). The folds' boosters are fitted by runner.fitpool: side by
+side in fit processes when the card allows more than one thread and the design is large enough to repay it.
 
 No test row shapes the model: LightGBM's feature bin edges are computed per fold from that fold's training rows
 only (its originals, then their augmented views); the fold's fit and inner-validation sets are `Dataset.subset`
@@ -21,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from registry.errors import RegistryError
+from runner.fitpool import FitJob, fit_all
 from runner.splits import InnerSplitCache, first_stratified_group_split
 
 # LightGBM's OpenMP threads spin while they wait; on a machine with more busy threads than cores (2 shared cores
@@ -117,6 +120,17 @@ class Classification:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class Design:
+    """One classify call's inputs: what `classify` takes besides the classifier card."""
+
+    embeddings: np.ndarray
+    table: pd.DataFrame  # image_id, patient_id, label (0/1), fold; aligned row for row with `embeddings`
+    eval_folds: list[int]
+    augmented: dict[str, np.ndarray] | None = None  # view id -> embeddings aligned with `table`
+    allow_missing: bool = False  # NaN is a missing value (the metadata baseline's features), not an error
+
+
 def classify(
     embeddings: np.ndarray,
     table: pd.DataFrame,
@@ -131,12 +145,53 @@ def classify(
     augmented: view id -> embeddings aligned with `table`; used as extra training rows when the card says so.
     allow_missing: NaN is a missing value (the metadata baseline's features), not an error; Infinity still is.
     """
-    import lightgbm as lgb
+    return classify_many([Design(embeddings, table, eval_folds, augmented, allow_missing)], classifier_card)[0]
 
+
+def classify_many(designs: list[Design], classifier_card) -> list[Classification]:
+    """`classify` for independent designs under one classifier card; all their folds' fits share the card's
+    threads at once (runner.fitpool). Each Classification's `seconds` is the whole call's."""
     start = time.perf_counter()
     settings = ClassifierSettings.from_card(classifier_card)
-    x, table = _check_inputs(embeddings, table, allow_missing)
+    planned = [_plan_folds(design, settings) for design in designs]
+    outcomes = iter(fit_all([job for _, folds in planned for _, job in folds], settings.num_threads))
+    results = []
+    for design_table, folds in planned:
+        fits, parts = [], []
+        for fold, job in folds:
+            outcome = next(outcomes)
+            test = fold.test
+            parts.append(pd.DataFrame({
+                "image_id": design_table["image_id"].to_numpy()[test],
+                "patient_id": design_table["patient_id"].astype(str).to_numpy()[test],
+                "label": design_table["label"].to_numpy(dtype=np.int64)[test],
+                "fold": fold.fold,
+                "prob": outcome.prob,
+            }))
+            fits.append(FoldFit(fold.fold, fold.n_train, fold.n_train_rows, len(test), outcome.n_trees,
+                                outcome.seconds))
+        predictions = pd.concat(parts, ignore_index=True)
+        if not np.isfinite(predictions["prob"]).all():
+            raise ClassifyError("LightGBM produced non-finite probabilities")
+        results.append(Classification(predictions, fits))
+    for result in results:
+        result.seconds = time.perf_counter() - start
+    return results
+
+
+@dataclass(frozen=True)
+class _PlannedFold:
+    fold: int
+    test: np.ndarray  # rows of the design's table
+    n_train: int
+    n_train_rows: int
+
+
+def _plan_folds(design: Design, settings: ClassifierSettings) -> tuple[pd.DataFrame, list[tuple[_PlannedFold, FitJob]]]:
+    """(the checked table, one FitJob per evaluated fold): what each fold's booster is binned, grown and tested on."""
+    x, table = _check_inputs(design.embeddings, design.table, design.allow_missing)
     n = len(table)
+    augmented = design.augmented
     views = list(augmented.values()) if (settings.augmented_training_rows and augmented) else []
     for v in views:
         if v.shape != x.shape:
@@ -152,43 +207,27 @@ def classify(
     def rows_with_views(image_rows: np.ndarray) -> np.ndarray:
         return np.concatenate([image_rows + k * n for k in range(1 + len(views))])
 
-    fits, parts = [], []
-    for fold in eval_folds:
-        t0 = time.perf_counter()
+    planned = []
+    for fold in design.eval_folds:
         test = np.flatnonzero(folds == fold)
         train = np.flatnonzero(folds != fold)
         if len(test) == 0 or len(train) == 0:
             raise ClassifyError(f"fold {fold}: {len(train)} training and {len(test)} test images; both must be > 0")
         fit_rows, valid_rows = _inner_split(train, labels, groups, settings, (table["image_id"].to_numpy(), folds),
                                             fold)
-        # Bin edges from this fold's training rows (and their views) only; positions map all_x rows into it.
+        # Bin edges from this fold's training rows (and their views) only; positions map all_x rows into them.
         binned_rows = np.sort(rows_with_views(train))
-        base = lgb.Dataset(all_x[binned_rows], label=all_y[binned_rows], params=params, free_raw_data=False).construct()
         position = np.full(len(all_x), -1, dtype=np.int64)
         position[binned_rows] = np.arange(len(binned_rows))
-        train_set = base.subset(np.sort(position[rows_with_views(fit_rows)]))
-        callbacks, valid_sets = [], []
-        if valid_rows is not None:
-            valid_sets = [base.subset(np.sort(position[valid_rows]))]
-            callbacks = [lgb.early_stopping(settings.early_stopping_rounds, verbose=False)]
-        booster = lgb.train(
-            params, train_set, num_boost_round=settings.n_estimators, valid_sets=valid_sets, callbacks=callbacks
+        job = FitJob(
+            binned_x=all_x[binned_rows], binned_y=all_y[binned_rows],
+            fit_positions=np.sort(position[rows_with_views(fit_rows)]),
+            valid_positions=None if valid_rows is None else np.sort(position[valid_rows]),
+            test_x=x[test], params=params, n_estimators=settings.n_estimators,
+            early_stopping_rounds=settings.early_stopping_rounds,
         )
-        n_trees = booster.best_iteration if valid_rows is not None and booster.best_iteration > 0 else booster.num_trees()
-        prob = booster.predict(x[test], num_iteration=n_trees)
-        parts.append(pd.DataFrame({
-            "image_id": table["image_id"].to_numpy()[test],
-            "patient_id": groups[test],
-            "label": labels[test],
-            "fold": fold,
-            "prob": prob.astype(float),
-        }))
-        fits.append(FoldFit(int(fold), len(train), len(rows_with_views(fit_rows)), len(test), int(n_trees),
-                            time.perf_counter() - t0))
-    predictions = pd.concat(parts, ignore_index=True)
-    if not np.isfinite(predictions["prob"]).all():
-        raise ClassifyError("LightGBM produced non-finite probabilities")
-    return Classification(predictions, fits, time.perf_counter() - start)
+        planned.append((_PlannedFold(int(fold), test, len(train), len(rows_with_views(fit_rows))), job))
+    return table, planned
 
 
 def _check_inputs(embeddings: np.ndarray, table: pd.DataFrame, allow_missing: bool = False

@@ -28,7 +28,7 @@ from registry.errors import RegistryError
 from runner.atomic import atomic_write  # stdlib only
 
 # Imported before any torch user on purpose: it sets OMP_WAIT_POLICY before torch or lightgbm load OpenMP.
-from runner.classify import ClassifyError, classify
+from runner.classify import ClassifyError, Design, classify, classify_many
 
 
 class EvaluationError(RegistryError):
@@ -540,19 +540,27 @@ def card_fit_predict(classifier_card):
     """A `fit_predict(train_X, train_y, test_X, params)` that trains exactly as the task card's classifier does
     (runner.classify: one booster, the card's settings; `params` is ignored, the card has them), for the analyses
     that refit (transfer, label efficiency). `train_groups` (patient ids) keep a patient's images on one side of
-    the inner early-stopping split; without them each row is its own group."""
+    the inner early-stopping split; without them each row is its own group. Its `many(calls)` fits several
+    independent (train_X, train_y, test_X, train_groups) at once, side by side (runner.fitpool)."""
 
-    def fit_predict(train_x, train_y, test_x, params=None, train_groups=None) -> np.ndarray:
+    def design(train_x, train_y, test_x, train_groups=None) -> Design:
         n_train, n_test = len(train_y), len(test_x)
         ids = [f"r{i}" for i in range(n_train + n_test)]
         groups = ids if train_groups is None else [*(str(g) for g in train_groups), *ids[n_train:]]
         table = pd.DataFrame({"image_id": ids, "patient_id": groups,
                               "label": np.concatenate([np.asarray(train_y, dtype=int), np.zeros(n_test, dtype=int)]),
                               "fold": np.r_[np.ones(n_train, dtype=int), np.zeros(n_test, dtype=int)]})
-        fitted = classify(np.vstack([train_x, test_x]), table, classifier_card, [0])
-        return fitted.predictions["prob"].to_numpy()
+        return Design(np.vstack([train_x, test_x]), table, [0])
+
+    def many(calls) -> list[np.ndarray]:
+        fitted = classify_many([design(*call) for call in calls], classifier_card)
+        return [f.predictions["prob"].to_numpy() for f in fitted]
+
+    def fit_predict(train_x, train_y, test_x, params=None, train_groups=None) -> np.ndarray:
+        return many([(train_x, train_y, test_x, train_groups)])[0]
 
     fit_predict.accepts_groups = True
+    fit_predict.many = many
     return fit_predict
 
 

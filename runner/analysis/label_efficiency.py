@@ -6,8 +6,9 @@ fold is untouched, and as folds are patient-grouped no test patient can enter tr
 `fit_predict` callable (default: LightGBM, runner.analysis.transfer.lightgbm_fit_predict). Per size: mean and sd of
 AUROC over every (seed, fold) run. A size larger than a fold's training positives or negatives is recorded as
 skipped for that run, never silently shrunk. `plot_label_efficiency` draws one curve per encoder (PNG).
-Cost: sizes x seeds x folds classifier fits (6 x 3 x 5 = 90 with the defaults); on the 2-core CPU dev machine
-(loaded) a LightGBM fit of 100 trees on 500 rows of 64 dims took 1.8 s, so the defaults are minutes per encoder.
+Cost: sizes x seeds x folds classifier fits (6 x 3 x 5 = 90 with the defaults). They are independent and are
+fitted all at once: with the card's classifier, side by side in fit processes (runner.fitpool), with the same
+AUROCs as one fit at a time (docs/benchmarks.md has the figures).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from runner.analysis.transfer import FitPredict, call_fit_predict
+from runner.analysis.transfer import FitPredict, fit_predict_many
 from runner.metrics import MetricsInputError, point_metrics, single_class_reason
 from runner.plots import plot_label_efficiency  # noqa: F401  (re-exported: runs and the site draw the same figure)
 
@@ -57,22 +58,32 @@ def label_efficiency(
     folds = manifest["fold"].to_numpy().astype(int)
     eval_folds = sorted(int(f) for f in (eval_folds if eval_folds is not None else np.unique(folds)))
     groups = manifest["patient_id"].astype(str).to_numpy() if "patient_id" in manifest.columns else None
-    points = []
+    # every (size, seed, fold) run in a fixed order: its training rows, or why it is skipped
+    planned = []
     for size in sizes:
-        runs, skipped = [], []
         for seed in seeds:
             for fold in eval_folds:
                 test = np.flatnonzero(folds == fold)
                 reason = single_class_reason(labels[test])
                 train = reason or _balanced_sample(np.random.default_rng([int(seed), size, fold]), labels,
                                                    np.flatnonzero(folds != fold), size)
-                if isinstance(train, str):
-                    skipped.append({"seed": int(seed), "fold": fold, "reason": train})
-                    continue
-                probs = np.asarray(call_fit_predict(fit_predict, x[train], labels[train], x[test], dict(params or {}),
-                                                    None if groups is None else groups[train]), dtype=float)
-                runs.append({"seed": int(seed), "fold": fold,
-                             "auroc": point_metrics(labels[test], probs, threshold)["auroc"]})
+                planned.append((size, int(seed), fold, test, train))
+    fitted = [run for run in planned if not isinstance(run[4], str)]
+    # the fits are independent: all at once, side by side when the classifier can (runner.fitpool)
+    probs = iter(fit_predict_many(fit_predict, [(x[train], labels[train], x[test],
+                                                 None if groups is None else groups[train])
+                                                for _, _, _, test, train in fitted], dict(params or {})))
+    points = []
+    for size in sizes:
+        runs, skipped = [], []
+        for run_size, seed, fold, test, train in planned:
+            if run_size != size:
+                continue
+            if isinstance(train, str):
+                skipped.append({"seed": seed, "fold": fold, "reason": train})
+            else:
+                runs.append({"seed": seed, "fold": fold,
+                             "auroc": point_metrics(labels[test], next(probs), threshold)["auroc"]})
         values = np.array([r["auroc"] for r in runs])
         point = {"positives_per_class": size, "n_runs": len(runs),
                  "mean_auroc": float(values.mean()) if len(values) else None,

@@ -37,6 +37,16 @@ def call_fit_predict(fit_predict: FitPredict | None, train_X, train_y, test_X, p
     return fit_predict(train_X, train_y, test_X, params)
 
 
+def fit_predict_many(fit_predict: FitPredict | None, calls, params) -> list[np.ndarray]:
+    """call_fit_predict for independent (train_X, train_y, test_X, train_groups) calls: all at once through the
+    callable's `many` (the task card's classifier: side by side, runner.fitpool), else one after another."""
+    many = getattr(fit_predict, "many", None)
+    if callable(many):
+        return [np.asarray(p, dtype=float) for p in many(list(calls))]
+    return [np.asarray(call_fit_predict(fit_predict, x, y, test_x, params, groups), dtype=float)
+            for x, y, test_x, groups in calls]
+
+
 def lightgbm_fit_predict(train_X: np.ndarray, train_y: np.ndarray, test_X: np.ndarray, params: Mapping) -> np.ndarray:
     """Fit lightgbm.LGBMClassifier(**params) and return P(label = 1) for test_X."""
     import lightgbm
