@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import signal
 import sys
 import time
 from concurrent.futures.process import BrokenProcessPool
@@ -94,9 +93,12 @@ def fit_all(jobs: list[FitJob], threads: int) -> list[FitOutcome]:
         raise FitProcessError(
             "a LightGBM fit process ended before returning its fit (killed, out of memory, or crashed); "
             "run again, or set the task card's classifier.num_threads to 1 to fit in this process") from None
-    except BaseException:  # an error in one fit, or Ctrl-C: nothing left running for fits nobody will read
+    except Exception:  # one fit's own error: the others are not read, the pool stays
         for future in futures:
             future.cancel()
+        raise
+    except BaseException:  # Ctrl-C or SIGTERM (runner.signals): stop the fits now, not when they finish
+        _close_pool()
         raise
 
 
@@ -130,8 +132,9 @@ def _close_pool() -> None:
 atexit.register(_close_pool)
 
 def _start_fit_process() -> None:
-    # Ctrl-C reaches the whole process group; the parent handles it and cancels what is queued.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from runner.signals import quiet_worker
+
+    quiet_worker()  # Ctrl-C reaches the whole process group; the parent acts on it and ends these processes
     # LightGBM imports scikit-learn and pandas when it finds them (~1.5 s of a 2.3 s start); a fit uses neither.
     for optional in ("sklearn", "pandas"):
         sys.modules.setdefault(optional, None)

@@ -4,9 +4,11 @@ fit process dies, a fit's own error unchanged, and callers' scripts need no main
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -122,3 +124,46 @@ def test_a_script_without_a_main_guard_can_fit_side_by_side(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["3", "[2]"]
     assert "Traceback" not in done.stderr
+
+
+def test_ctrl_c_ends_the_fit_processes_instead_of_waiting_for_their_fits(tmp_path):
+    """Ctrl-C (SIGINT to the process group) stops a run at once: its fit processes are ended, not left to finish."""
+    script = tmp_path / "long_fits.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(REPO)!r})
+        import numpy as np
+        from runner import fitpool
+        x = np.random.default_rng(0).normal(size=(3000, 64))
+        y = (x[:, 0] + np.random.default_rng(1).normal(size=3000) > 0).astype(int)
+        params = {{"objective": "binary", "verbosity": -1, "min_data_in_leaf": 1, "num_leaves": 255}}
+        # ~minutes of trees each: far longer than the test waits
+        jobs = [fitpool.FitJob(x, y, np.arange(3000), None, x[:5], params, 200_000, None) for _ in range(2)]
+        fitpool.MIN_POOL_CELLS = 0
+        print("fitting", flush=True)
+        fitpool.fit_all(jobs, threads=2)
+    """))
+    run = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)  # its own process group, as a terminal gives a command
+    try:
+        assert run.stdout.readline().strip() == "fitting"
+        workers: list[int] = []
+        for _ in range(300):  # until both fit processes are up
+            listed = subprocess.run(["pgrep", "-P", str(run.pid)], check=False, capture_output=True, text=True)
+            workers = [int(p) for p in listed.stdout.split()]
+            if len(workers) >= 2:
+                break
+            time.sleep(0.1)
+        time.sleep(2)  # the fits are under way
+        os.killpg(run.pid, signal.SIGINT)
+        run.wait(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode != 0 and "KeyboardInterrupt" in run.stderr.read()
+    for _ in range(100):
+        alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+        if not alive:
+            break
+        time.sleep(0.1)
+    assert not alive, f"fit processes {alive} outlived the interrupted run"
