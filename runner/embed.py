@@ -59,12 +59,18 @@ _worker_augment: AugmentationsSpec | None = None
 
 
 def init_worker(encoder_cls: type[Encoder], card: dict, augment: AugmentationsSpec | None) -> None:
-    """Build a prepare-only instance: `prepare` depends on the card alone, so no weights are loaded in workers."""
-    global _worker_encoder, _worker_augment
+    """In a decode worker process: quiet on Ctrl-C, ends with the run, then the prepare-only encoder."""
     from runner.signals import quiet_worker
 
     quiet_worker()
     _die_with_parent()
+    _set_prepare_only(encoder_cls, card, augment)
+
+
+def _set_prepare_only(encoder_cls: type[Encoder], card: dict, augment: AugmentationsSpec | None) -> None:
+    """Build a prepare-only instance: `prepare` depends on the card alone, so no weights are loaded in workers.
+    The in-process path (workers 0) calls this alone: the run's own process keeps its signal handlers."""
+    global _worker_encoder, _worker_augment
     _worker_encoder, _worker_augment = encoder_cls.prepare_only(card), augment
 
 
@@ -395,7 +401,7 @@ def _prepared_chunks(todo, data_root: Path, encoder: Encoder, augment, workers: 
     paths = [[(str(data_root / rel), rel) for _, rel, _ in chunk] for chunk in chunks]
     init_args = (adapter_class(encoder), encoder.card, augment)
     if workers <= 0:  # in-process (debugging, tiny jobs)
-        init_worker(*init_args)
+        _set_prepare_only(*init_args)
         for chunk, chunk_paths in zip(chunks, paths):
             yield chunk, prepare_chunk(chunk_paths)
         return

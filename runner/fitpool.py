@@ -84,9 +84,10 @@ def fit_all(jobs: list[FitJob], threads: int) -> list[FitOutcome]:
     if side_by_side < 2 or cells < MIN_POOL_CELLS:
         return [fit_one(_with_threads(job, threads)) for job in jobs]
     each = max(1, threads // side_by_side)
-    pool = _pool(threads)
-    futures = [pool.submit(fit_one, _with_threads(job, each)) for job in jobs]
-    try:
+    futures = []
+    try:  # starting the processes is inside: an interrupt while they start must end them too
+        pool = _pool(threads)
+        futures = [pool.submit(fit_one, _with_threads(job, each)) for job in jobs]
         return [future.result() for future in futures]
     except BrokenProcessPool:
         _close_pool()

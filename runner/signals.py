@@ -4,7 +4,8 @@ Python turns SIGINT into KeyboardInterrupt, but SIGTERM (what `kill`, systemd an
 process at once, skipping the clean-up of half-written temp files. `install()` makes SIGTERM raise KeyboardInterrupt
 in the main thread, so both signals unwind through `runner.atomic.atomic_write` (the temp file is removed; the target
 is either the old complete file or absent); one line says so, and the command exits 130 without a traceback.
-Decode workers ignore SIGINT (`quiet_worker`): the run that owns them decides, and they die with it.
+Decode workers and fit processes (runner.fitpool) ignore SIGINT (`quiet_worker`): the run that owns them decides,
+and they end with it. The in-process decoding path (`--workers 0`) leaves the run's own handlers alone.
 """
 
 from __future__ import annotations

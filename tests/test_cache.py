@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+import signal
 import time
 
 import numpy as np
@@ -103,7 +104,10 @@ def test_embed_records_missing_and_undecodable_files_as_exclusions(tmp_path, dem
     manifest = pd.DataFrame({"image_id": [f"i{k}" for k in range(6)], "path": paths})
     encoder = load_encoder(pixels_card.data, device="cpu")
     cache = EmbeddingCache(pixels_card.sha256, encoder.contract, root=tmp_path / "cache")
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     out = embed_manifest(manifest, data, "demo-cxr", encoder, cache, workers=0, progress=False)
+    # in-process decoding leaves the run's Ctrl-C and SIGTERM handling alone (a decode worker's setup ignored SIGINT)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
     reasons = {e["image_id"]: e["reason"] for e in out.exclusions}
     assert reasons["i2"] == "missing-file"
     assert reasons["i1"].startswith("decode-failed")
