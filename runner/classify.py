@@ -154,17 +154,17 @@ def classify_many(designs: list[Design], classifier_card) -> list[Classification
     start = time.perf_counter()
     settings = ClassifierSettings.from_card(classifier_card)
     planned = [_plan_folds(design, settings) for design in designs]
-    outcomes = iter(fit_all([job for _, folds in planned for _, job in folds], settings.num_threads))
+    outcomes = iter(fit_all([job for design in planned for _, job in design.folds], settings.num_threads))
     results = []
-    for design_table, folds in planned:
+    for design in planned:
         fits, parts = [], []
-        for fold, job in folds:
+        for fold, _ in design.folds:
             outcome = next(outcomes)
             test = fold.test
             parts.append(pd.DataFrame({
-                "image_id": design_table["image_id"].to_numpy()[test],
-                "patient_id": design_table["patient_id"].astype(str).to_numpy()[test],
-                "label": design_table["label"].to_numpy(dtype=np.int64)[test],
+                "image_id": design.image_ids[test],
+                "patient_id": design.groups[test],
+                "label": design.labels[test],
                 "fold": fold.fold,
                 "prob": outcome.prob,
             }))
@@ -187,8 +187,18 @@ class _PlannedFold:
     n_train_rows: int
 
 
-def _plan_folds(design: Design, settings: ClassifierSettings) -> tuple[pd.DataFrame, list[tuple[_PlannedFold, FitJob]]]:
-    """(the checked table, one FitJob per evaluated fold): what each fold's booster is binned, grown and tested on."""
+@dataclass(frozen=True)
+class _PlannedDesign:
+    """A checked design's per-row columns and one FitJob per evaluated fold."""
+
+    image_ids: np.ndarray
+    groups: np.ndarray  # patient ids as strings
+    labels: np.ndarray
+    folds: list[tuple[_PlannedFold, FitJob]]
+
+
+def _plan_folds(design: Design, settings: ClassifierSettings) -> _PlannedDesign:
+    """What each evaluated fold's booster is binned, grown and tested on."""
     x, table = _check_inputs(design.embeddings, design.table, design.allow_missing)
     n = len(table)
     augmented = design.augmented
@@ -196,6 +206,7 @@ def _plan_folds(design: Design, settings: ClassifierSettings) -> tuple[pd.DataFr
     for v in views:
         if v.shape != x.shape:
             raise ClassifyError(f"augmented embeddings have shape {v.shape}; originals {x.shape}")
+    image_ids = table["image_id"].to_numpy()
     labels = table["label"].to_numpy(dtype=np.int64)
     folds = table["fold"].to_numpy(dtype=np.int64)
     groups = table["patient_id"].astype(str).to_numpy()
@@ -213,8 +224,7 @@ def _plan_folds(design: Design, settings: ClassifierSettings) -> tuple[pd.DataFr
         train = np.flatnonzero(folds != fold)
         if len(test) == 0 or len(train) == 0:
             raise ClassifyError(f"fold {fold}: {len(train)} training and {len(test)} test images; both must be > 0")
-        fit_rows, valid_rows = _inner_split(train, labels, groups, settings, (table["image_id"].to_numpy(), folds),
-                                            fold)
+        fit_rows, valid_rows = _inner_split(train, labels, groups, settings, (image_ids, folds), fold)
         # Bin edges from this fold's training rows (and their views) only; positions map all_x rows into them.
         binned_rows = np.sort(rows_with_views(train))
         position = np.full(len(all_x), -1, dtype=np.int64)
@@ -227,7 +237,7 @@ def _plan_folds(design: Design, settings: ClassifierSettings) -> tuple[pd.DataFr
             early_stopping_rounds=settings.early_stopping_rounds,
         )
         planned.append((_PlannedFold(int(fold), test, len(train), len(rows_with_views(fit_rows))), job))
-    return table, planned
+    return _PlannedDesign(image_ids, groups, labels, planned)
 
 
 def _check_inputs(embeddings: np.ndarray, table: pd.DataFrame, allow_missing: bool = False

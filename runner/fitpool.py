@@ -4,9 +4,9 @@ Entry: `fit_all(jobs, threads) -> list[FitOutcome]`, in the order of `jobs`.
 
 Independent fits (classify's folds, label efficiency's runs) share the cores the card allows. LightGBM is not safe
 with two boosters training at once in one process: run in Python threads, a fresh-clone `runner demo` segfaulted
-after `std::bad_alloc` (docs/benchmarks.md). So they run in spawned processes, `threads` of them with one LightGBM
-thread each (fewer processes with more threads each when there are fewer jobs than threads), from one pool kept for
-the life of this process: a worker starts once (~0.8 s: numpy and LightGBM) and then fits whatever it is sent.
+after `std::bad_alloc` (docs/benchmarks.md). So they run in `threads` fresh loky processes, one LightGBM thread per
+fit (more per fit when there are fewer jobs than processes), from one pool kept for the life of this process: a
+worker starts once (~0.8 s: numpy and LightGBM) and then fits whatever it is sent.
 Batches too small to repay that start run here, one fit at a time on every thread, as do batches of one job.
 
 A fit gives the same bytes wherever it runs: LightGBM with `deterministic=True` grows the same trees for any thread
