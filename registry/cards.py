@@ -271,7 +271,7 @@ class Card:
     @cached_property
     def spec(self):
         """The typed, frozen spec of this card (registry.specs): what downstream stages take."""
-        from registry import specs
+        import registry.specs as specs
 
         return {"task": specs.task_spec, "encoder": specs.encoder_spec, "dataset": specs.dataset_spec}[self.kind](self)
 

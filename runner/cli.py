@@ -3,7 +3,7 @@
 Each import below registers its commands on `runner.cli_app.app`.
 """
 
-from runner import signals
+import runner.signals as signals
 from runner.cli_app import app
 from runner.commands import (
     bench_cmd,  # noqa: F401  bench

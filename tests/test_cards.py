@@ -272,7 +272,7 @@ def test_every_schema_is_a_valid_json_schema(schema_path: Path):
 
 def test_remembered_parses_are_bounded(tmp_path: Path, monkeypatch):
     """read_yaml remembers parses by content hash, least recently used first out, never more than PARSED_MAX."""
-    from registry import cards
+    import registry.cards as cards
 
     monkeypatch.setattr(cards, "PARSED_MAX", 5)
     monkeypatch.setattr(cards, "_PARSED", type(cards._PARSED)())

@@ -346,7 +346,7 @@ def test_results_through_runner_submit(registry_copy, tmp_path, all_subprocess):
 
 
 def test_100mb_result_is_refused_without_reading_it(tmp_path, monkeypatch):
-    from runner import results
+    import runner.results as results
 
     path = build.result_huge_file(tmp_path)
     apparent, allocated = build.sparse_size(path)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from runner import fitpool
+import runner.fitpool as fitpool
 from runner.classify import Design, classify, classify_many
 from tests.test_classify import CARD, data
 
@@ -115,7 +115,7 @@ def test_a_script_without_a_main_guard_can_fit_side_by_side(tmp_path):
     script.write_text(textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(REPO)!r})
-        from runner import fitpool
+        import runner.fitpool as fitpool
         from tests.test_fitpool import _jobs
         fitpool.MIN_POOL_CELLS = 0
         print(len(fitpool.fit_all(_jobs(3), threads=2)), sorted(fitpool._POOL))
@@ -133,7 +133,8 @@ def test_ctrl_c_ends_the_fit_processes_instead_of_waiting_for_their_fits(tmp_pat
         import sys
         sys.path.insert(0, {str(REPO)!r})
         import numpy as np
-        from runner import fitpool, signals
+        import runner.fitpool as fitpool
+        import runner.signals as signals
         signals.install()  # as the runner CLI does; the test's own process may ignore SIGINT, and a child inherits that
         x = np.random.default_rng(0).normal(size=(3000, 64))
         y = (x[:, 0] + np.random.default_rng(1).normal(size=3000) > 0).astype(int)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from registry.cards import clear_cache, load_registry
-from runner import freeze
+import runner.freeze as freeze
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("torchxrayvision") is None,
                                 reason="the real metadata ships in the torchxrayvision wheel")

@@ -60,7 +60,7 @@ class FakeCard:
 
     @property
     def spec(self):
-        from registry import specs
+        import registry.specs as specs
 
         return {"task": specs.task_spec, "encoder": specs.encoder_spec, "dataset": specs.dataset_spec}[self.kind](
             self.full)

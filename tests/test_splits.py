@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.model_selection import StratifiedGroupKFold
 
-from runner import classify as classify_module
+import runner.classify as classify_module
 from runner.classify import ClassifierSettings, _inner_split, classify, machine_threads
 from runner.splits import InnerSplitCache, first_stratified_group_split
 

@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from runner import staging
+import runner.staging as staging
 from runner.fastpath import (
     DevicePreprocessor,
     RawReader,

@@ -811,7 +811,7 @@ def _embed(tmp: Path, frame, encoder, card, cache_root=None):
 
 
 def _failing_load(exc: BaseException, victim: str):
-    from runner import imaging
+    import runner.imaging as imaging
 
     real = imaging.load_image
 
@@ -825,7 +825,7 @@ def _failing_load(exc: BaseException, victim: str):
 def _transient(tmp: Path, exc: BaseException) -> str:
     """One image fails with a transient error: excluded with a reason, the run goes on, nothing is remembered;
     the next run (error gone) embeds it."""
-    from runner import imaging
+    import runner.imaging as imaging
 
     frame, encoder, _cache, card = _pixels_setup(tmp)
     real = imaging.load_image
