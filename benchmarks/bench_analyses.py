@@ -63,7 +63,7 @@ def run_side(out_json: str) -> None:
 
     from registry.cards import load_registry
     from runner.analysis import ANALYSES, AnalysisContext, TransferSet, run_analyses
-    from runner.classify import classify
+    from runner.classify.out_of_fold import classify
     from runner.evaluate import card_fit_predict
 
     started = time.perf_counter()

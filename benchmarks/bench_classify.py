@@ -2,8 +2,8 @@
 
 before: the code at the base commit (default a5def52), extracted with `git archive` into a temporary folder;
 after:  this checkout. Each side runs in its own processes (PYTHONPATH = its code) and times
-  single: runner.classify.classify with the task card's classifier block (no num_threads: the code's own thread
-          choice), then runner.metrics.summarize (t-interval + 2000-replicate cluster bootstrap);
+  single: runner.classify.out_of_fold.classify with the task card's classifier block (no num_threads: the code's own thread
+          choice), then runner.metrics.summary.summarize (t-interval + 2000-replicate cluster bootstrap);
   batch:  8 tasks x 2 encoders in one process (what `runner eval --task <8> --encoder <2>` does after the
           embeddings are cached: classify + summarize per pair; each task its own labels and folds, each encoder its
           own embeddings). The real embeddings are absent here, so these are synthetic; the images, the cache
@@ -93,8 +93,8 @@ def spawn(script: Path, code_root: Path, out_json: Path, *args: str) -> dict:
 
 
 def run_side(out_json: str, threads: int | None, naive_too: bool, batch: bool = True) -> None:
-    from runner.classify import classify
-    from runner.metrics import summarize
+    from runner.classify.out_of_fold import classify
+    from runner.metrics.summary import summarize
 
     card = task_defaults_classifier()
     if threads:
@@ -121,8 +121,8 @@ def run_side(out_json: str, threads: int | None, naive_too: bool, batch: bool = 
 
 def batch_of_16(card: dict, metrics_card: dict) -> tuple[float, list[float]]:
     """8 tasks x 2 encoders, one process: (seconds, AUROC of each pair)."""
-    from runner.classify import classify
-    from runner.metrics import summarize
+    from runner.classify.out_of_fold import classify
+    from runner.metrics.summary import summarize
 
     designs = [synthetic_embeddings(2000, 1024, seed=task) for task in range(8)]
     t0 = time.perf_counter()
@@ -137,7 +137,7 @@ def batch_of_16(card: dict, metrics_card: dict) -> tuple[float, list[float]]:
 
 
 def fitted_threads(card: dict) -> int:
-    from runner.classify import ClassifierSettings
+    from runner.classify.out_of_fold import ClassifierSettings
 
     return ClassifierSettings.from_card(card).num_threads
 

@@ -27,7 +27,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-eval-"))
     data_root = args.data_root
     if data_root is None:
-        from runner.demo_data import make_demo_dataset
+        from runner.data.synthetic import make_demo_dataset
 
         data_root = work / "data"
         make_demo_dataset(data_root)

@@ -67,7 +67,7 @@ def main() -> None:
 
     from registry.cards import load_registry
     from runner.data import read_index
-    from runner.sampling import sample_task
+    from runner.sample.sampler import sample_task
 
     reg = load_registry()
     task = reg.tasks[args.task].data

@@ -5,7 +5,7 @@ side runs `runner eval --task effusion-demo --encoder random-cnn` (the card's an
 fill its run folder and the shared embedding cache (the encoder card, hence the cache namespace, is the same on both
 sides), then --runs more times warm. The after side is timed two ways:
   after --recompute   every embedding from the cache, the classifier and metrics computed again;
-  after (reused)      the same inputs again: the result in the run folder stands (runner/reuse.py).
+  after (reused)      the same inputs again: the result in the run folder stands (runner/results/reuse.py).
 Walls are timed without instrumentation; one more run per row under `python -X importtime` tells which heavy
 stacks it imported.
 
@@ -36,7 +36,7 @@ def _eval(code_root: Path, work: Path, side: str, *extra: str, importtime: bool 
     """(wall s, CPU s of the process (user + system), heavy stacks it imported (importtime only)) of one run."""
     env = {**os.environ, "PYTHONPATH": str(code_root), "CXR_REGISTRY_ROOT": str(code_root),
            "CXR_CACHE_DIR": str(work / "cache")}
-    cmd = [sys.executable, *(["-X", "importtime"] if importtime else []), "-m", "runner.cli", "eval", "--task",
+    cmd = [sys.executable, *(["-X", "importtime"] if importtime else []), "-m", "runner.cli.main", "eval", "--task",
            "effusion-demo", "--encoder", "random-cnn", "--data-root", str(work / "data"),
            "--out", str(work / f"runs-{side}"), *extra]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -61,7 +61,7 @@ def main() -> None:
     work = args.work
     if not (work / "data" / "demo_data.json").is_file():
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        subprocess.run([sys.executable, "-m", "runner.cli", "demo-data", "--out", str(work / "data")], env=env,
+        subprocess.run([sys.executable, "-m", "runner.cli.main", "demo-data", "--out", str(work / "data")], env=env,
                        cwd=ROOT, check=True)
     with tempfile.TemporaryDirectory() as tmp:
         roots = {"before": base_tree(args.base, Path(tmp) / "base"), "after": ROOT}

@@ -1,7 +1,7 @@
 """Sampling's file checks on pydicom-data's real chest CR (RG1_UNCR.dcm, 1955 x 1841, 16-bit, 7.2 MB).
 
-`decode` (runner.imaging.load_image, what `sampling.verify: decode` runs) against `header`
-(runner.imaging.verify_header: header + pixel length, no decoding). Prints min / median ms per file over --runs
+`decode` (runner.data.imaging.load_image, what `sampling.verify: decode` runs) against `header`
+(runner.data.imaging.verify_header: header + pixel length, no decoding). Prints min / median ms per file over --runs
 rounds of --calls calls each (the file is in the page cache after the first read, as for a re-sampled task).
 
     .venv/bin/python benchmarks/bench_verify.py [--runs 3] [--calls 10]
@@ -22,7 +22,7 @@ def main() -> None:
 
     from pydicom.data import get_testdata_file
 
-    from runner.imaging import load_image, verify_header
+    from runner.data.imaging import load_image, verify_header
 
     path = get_testdata_file("RG1_UNCR.dcm")
     load_image(path)  # warm imports and the page cache

@@ -19,7 +19,7 @@
 #   bench-densenet121      fp32, no channels_last: the proxy stands for xrv-densenet121, whose registry card is fp32
 #   bench-vit-b14-518      bf16 autocast: the proxy stands for rad-dino, whose registry card sets bf16
 #   medimageinsight-random the registry card itself (bf16, as medimageinsight's card)
-# bf16 and channels_last apply on CUDA only (runner.fastpath), so the dry run is fp32 throughout.
+# bf16 and channels_last apply on CUDA only (runner.embed.device), so the dry run is fp32 throughout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -104,7 +104,7 @@ bench_one() {  # seconds, rss sizes, card args...
   local limit="$1" rss="$2" name; shift 2
   name="$(basename "${@: -1}" .yaml)"
   limit=$((limit * SLACK))
-  if timeout "$limit" "$PY" -m runner.cli bench "$@" --n "$N" --size "$PNG_SIZE" --dicom-size "$DICOM_SIZE" \
+  if timeout "$limit" "$PY" -m runner.cli.main bench "$@" --n "$N" --size "$PNG_SIZE" --dicom-size "$DICOM_SIZE" \
       "${EXTRA[@]}" --device "$DEVICE" --naive-limit "$NAIVE" --rss-sizes "$rss" --inputs "$INPUTS" --machine "$MACHINE" \
       --json "$OUT_DIR/bench-$DEVICE-$name.json" --markdown "$OUT_DIR/bench-$DEVICE-$name.md" >/dev/null; then
     { echo "### $name"; echo; cat "$OUT_DIR/bench-$DEVICE-$name.md"; echo; } >> "$REPORT"
@@ -146,8 +146,8 @@ YAML
   fi
   started=$SECONDS
   if timeout 100 bash -c '
-      "$0" -c "import sys; from runner.demo_data import make_demo_dataset as m; m(sys.argv[1], seed=0, n_patients=int(sys.argv[2]), image_size=int(sys.argv[3]))" "$1" "$2" "$3" &&
-      "$0" -m runner.cli "${@:8}" eval --task "$4" --encoder random-cnn --data-root "$1" --out "$5/runs" \
+      "$0" -c "import sys; from runner.data.synthetic import make_demo_dataset as m; m(sys.argv[1], seed=0, n_patients=int(sys.argv[2]), image_size=int(sys.argv[3]))" "$1" "$2" "$3" &&
+      "$0" -m runner.cli.main "${@:8}" eval --task "$4" --encoder random-cnn --data-root "$1" --out "$5/runs" \
         --cache-dir "$5/cache" --device "$6" --json > "$7"' \
       "$PY" "$DEMO" "$DEMO_PATIENTS" "$DEMO_PX" "$DEMO_TASK" "$WORK" "$DEVICE" "$OUT_DIR/eval-$DEVICE-demo.json" \
       "${CARD_ARGS[@]}" 2> "$WORK/eval.err"; then

@@ -34,7 +34,9 @@ _CACHE: dict[tuple, dict[str, Benchmark]] = {}
 
 def load_benchmarks(root: Path | None = None) -> dict[str, Benchmark]:
     """id -> Benchmark, in file order; raises CardError naming the file, line and field of a malformed declaration."""
-    from registry.cards import CardSource, read_yaml, schema_problems
+    from registry.extends import CardSource
+    from registry.yaml_reading import read_yaml
+    from registry.schema_check import schema_problems
     from registry.schemas import validator
 
     path = benchmarks_path(root)
@@ -63,7 +65,7 @@ def load_benchmarks(root: Path | None = None) -> dict[str, Benchmark]:
 
 def benchmark_problems(card, root: Path | None, task_ids=()) -> list[CardProblem]:
     """Problems of one task card's `benchmarks` list: undeclared ids; a task id that is also a benchmark id."""
-    from registry.cards import locate
+    from registry.extends import locate
 
     names = card.data.get("benchmarks") or []
     try:

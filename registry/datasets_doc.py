@@ -84,7 +84,7 @@ def render(reg=None) -> str:
         cells = [_cell(_rule(d.data, label)) if label in d.data["labels"] else "—" for d in datasets]
         lines.append(f"| `{label}` | " + " | ".join(cells) + " |")
     lines += ["", "## Tasks", "",
-              ("Committed manifests (`manifests/<task>/`, made by `python -m runner.freeze` from the shipped "
+              ("Committed manifests (`manifests/<task>/`, made by `python -m runner.sample.committed` from the shipped "
                "metadata) are used by `runner eval` after checking the data root against them; the others are "
                "sampled at run time from the user's data."), "",
               "| task | data set | label | views | positives / negatives | manifest |", "| --- | --- | --- | --- | --- | --- |"]

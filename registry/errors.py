@@ -38,7 +38,7 @@ class CardProblem:
 
 class RegistryError(Exception):
     """Base of every error the project raises for a person to act on: `str()` is the human message, `exit_code` the
-    status the CLI exits with (2 bad input, 1 a failure). `runner.cli_app` prints it in one line, never a traceback."""
+    status the CLI exits with (2 bad input, 1 a failure). `runner.cli.app` prints it in one line, never a traceback."""
 
     exit_code: int = 1
 

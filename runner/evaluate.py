@@ -11,7 +11,7 @@ hash, which covers its dataset card too), so every encoder of a task is scored o
 
 A result depends only on its own inputs: this module never reads another run's result or predictions. Comparisons
 across encoders (paired tests, tie groups) and across tasks (a transfer task's in-domain reference) are made by the
-summarize stage (leaderboard/summarize.py) from filed results.
+summarize stage (leaderboard/summary/summarize.py) from filed results.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 
 from registry.errors import RegistryError
-from runner.atomic import atomic_write  # stdlib only
+from runner.runtime.atomic import atomic_write  # stdlib only
 
 # Imported before any torch user on purpose: it sets OMP_WAIT_POLICY before torch or lightgbm load OpenMP.
-from runner.classify import ClassifyError, Design, classify, classify_many
+from runner.classify.out_of_fold import ClassifyError, Design, classify, classify_many
 
 
 class EvaluationError(RegistryError):
@@ -42,14 +42,14 @@ class EvaluationError(RegistryError):
 @dataclass
 class EvalOptions:
     device: str = "auto"  # auto | cpu | cuda[:N]
-    workers: int | None = None  # decode worker processes (None: runner.embed.default_workers)
+    workers: int | None = None  # decode worker processes (None: runner.embed.plan.default_workers)
     analyses: list[str] | None = field(default_factory=list)  # [] none; None: those the task card enables
     cache_dir: Path | None = None  # default: $CXR_CACHE_DIR or ~/.cache/cxr-registry
     trust_custom_code: bool = False
     progress: bool | str = True  # True: a progress bar; "log": a line on stderr every few seconds (not a terminal)
-    pipeline: str = "auto"  # auto | cpu | fast (runner.fastpath: preprocessing on the device)
+    pipeline: str = "auto"  # auto | cpu | fast (runner.embed.device: preprocessing on the device)
     batch_size: int | None = None  # default: the encoder card's
-    backend: str = "local"  # local | ray (runner.ray_backend: Ray Data actor pool, same cache)
+    backend: str = "local"  # local | ray (runner.embed.ray_pool: Ray Data actor pool, same cache)
     # dataset id -> root, for data sets other than the task's own: a transfer task's training set, transfer targets
     data_roots: dict[str, Path] = field(default_factory=dict)
     resample: bool = False  # sample again: neither a manifest in OUT/<task>/ nor the committed one (manifests/)
@@ -64,7 +64,7 @@ class EvalRun:
     n_computed: int  # images embedded by this run (0 when the cache had them all)
     cache_hits: int
     cache_misses: int
-    reused: bool = False  # the result already in the run folder was computed from these very inputs (runner.reuse)
+    reused: bool = False  # the result already in the run folder was computed from these very inputs (runner.results.reuse)
 
 
 def evaluate(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Path, options: EvalOptions | None = None,
@@ -89,8 +89,8 @@ class _Side:
 
     task: object  # registry Card
     dataset: object
-    manifest: object  # runner.manifest.Manifest
-    embedded: object  # runner.embed.Embeddings
+    manifest: object  # runner.sample.manifest.Manifest
+    embedded: object  # runner.embed.rows.Embeddings
 
 
 def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Path,
@@ -151,7 +151,7 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     design = _transfer_design(train_side, test_side) if train_side else _design(test_side)
     fingerprint = _inputs_sha256(task, encoder_card, test_side, train_side, design, wanted, options)
     if not options.recompute and "transfer" not in wanted:  # transfer targets are other data sets: not fingerprinted
-        from runner.reuse import reusable_result
+        from runner.results.reuse import reusable_result
 
         earlier, _ = reusable_result(run_dir, fingerprint)
         if earlier is not None:
@@ -166,7 +166,7 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     timings["classify"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    from runner.metrics import summarize
+    from runner.metrics.summary import summarize
 
     n_train = {fit.fold: fit.n_train for fit in fitted.folds}
     summary = summarize(fitted.predictions, task.spec.metrics, eval_folds=design.eval_folds, n_train=n_train)
@@ -197,11 +197,11 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     result = _result(task, encoder_card, dataset, manifest, test_side.embedded, fitted, summary, analyses, timings,
                      encoder.device, options)
     _write_predictions(fitted.predictions, run_dir / "predictions.parquet")
-    from runner.fingerprint import file_sha256
+    from runner.data.fingerprint import file_sha256
 
     result["predictions_sha256"] = file_sha256(run_dir / "predictions.parquet")  # what submit recomputes from
-    result["inputs_sha256"] = fingerprint  # what a later run of the same pair compares (runner.reuse)
-    from runner.results import ResultError, write_result
+    result["inputs_sha256"] = fingerprint  # what a later run of the same pair compares (runner.results.reuse)
+    from runner.results.result import ResultError, write_result
 
     try:
         path = write_result(result, run_dir / "result.json")
@@ -265,16 +265,16 @@ def _data_root(dataset_card: dict, data_root: Path | None) -> Path:
 
 def _manifest(task, dataset, data_root: Path, task_dir: Path, resample: bool = False, defer_verify: bool = False):
     """The frozen manifest in task_dir when it was made from this task card and its data fingerprint matches the
-    files under data_root (runner.fingerprint); else the task's committed manifest (manifests/<task>/, checked
+    files under data_root (runner.data.fingerprint); else the task's committed manifest (manifests/<task>/, checked
     against the data at data_root); otherwise sample and freeze one. `resample` skips both. A manifest of this
     card whose data differs is an error (exit 2) naming what differs.
 
     defer_verify: the encoder reads no pixels, so a data root without image files is sampled with file checks
-    deferred (runner.sampling.sample_task); with the images present they are checked as for any encoder."""
+    deferred (runner.sample.sampler.sample_task); with the images present they are checked as for any encoder."""
     from runner.data.tables import DataError
-    from runner.fingerprint import data_fingerprint, fingerprint_differences
-    from runner.manifest import ManifestError, read_manifest, write_manifest
-    from runner.sampling import sample_task
+    from runner.data.fingerprint import data_fingerprint, fingerprint_differences
+    from runner.sample.manifest import ManifestError, read_manifest, write_manifest
+    from runner.sample.sampler import sample_task
 
     if (task_dir / "manifest.json").is_file() and not resample:
         try:
@@ -308,8 +308,8 @@ def _manifest(task, dataset, data_root: Path, task_dir: Path, resample: bool = F
 def _committed(task, dataset, data_root: Path, task_dir: Path, defer_verify: bool = False):
     """The task's committed manifest (manifests/<task>/) copied into task_dir after checking the data at data_root
     against it (its metadata only for an encoder that reads no pixels); None when the task has none for its card."""
-    from runner.freeze import FrozenDataError, use_committed
-    from runner.manifest import ManifestError
+    from runner.sample.committed import FrozenDataError, use_committed
+    from runner.sample.manifest import ManifestError
 
     try:
         return use_committed(task, dataset, data_root, task_dir, check_files=not defer_verify)
@@ -319,7 +319,7 @@ def _committed(task, dataset, data_root: Path, task_dir: Path, defer_verify: boo
 
 def _check_exclusion_budget(side: _Side) -> None:
     """Fail the run (exit 1, a table of reasons) when more images were lost after sampling than the card allows."""
-    from runner.budget import budget_problem, max_excluded_fraction
+    from runner.sample.exclusion_budget import budget_problem, max_excluded_fraction
 
     over = budget_problem(len(side.manifest.frame), side.embedded.exclusions, max_excluded_fraction(side.task.data),
                           table=True)
@@ -358,15 +358,15 @@ def _load_encoder(encoder_card, options: EvalOptions):
 
 def _cache(encoder_card, encoder, options: EvalOptions):
     """Keyed by the encoder card's behaviour hash: a title or licence edit never misses the cache."""
-    from runner.cache import EmbeddingCache
+    from runner.embed.cache import EmbeddingCache
 
     return EmbeddingCache(encoder_card.behaviour_sha256, encoder.contract, root=options.cache_dir)
 
 
 def _embed(encoder, encoder_card, dataset_id: str, data_root: Path, frame: pd.DataFrame, cache, augment,
            options: EvalOptions):
-    """runner.embed.embed_manifest, the one embedding entry point (it picks the backend); errors become one line."""
-    from runner.embed import embed_manifest
+    """runner.embed.embedding.embed_manifest, the one embedding entry point (it picks the backend); errors become one line."""
+    from runner.embed.embedding import embed_manifest
     from runner.encoders import EncoderError
     from runner.encoders.metadata import MetadataNotAvailable, metadata_embeddings, reads_pixels
 
@@ -395,8 +395,8 @@ def _embed(encoder, encoder_card, dataset_id: str, data_root: Path, frame: pd.Da
 
 def _inputs_sha256(task, encoder_card, test_side: _Side, train_side: _Side | None, design: _Design,
                    wanted: list[str], options: EvalOptions) -> str:
-    """The fingerprint of what this run's result is computed from (runner.reuse.inputs_sha256)."""
-    from runner.reuse import array_sha256, inputs_sha256, table_sha256
+    """The fingerprint of what this run's result is computed from (runner.results.reuse.inputs_sha256)."""
+    from runner.results.reuse import array_sha256, inputs_sha256, table_sha256
 
     sides = [s for s in (test_side, train_side) if s is not None]
     return inputs_sha256({
@@ -455,7 +455,7 @@ def _within_view(predictions: pd.DataFrame, design: _Design, task_data: dict) ->
     if len(task_views) < 2 or "view" not in design.table.columns:
         return None
     from runner.analysis.within_view import within_view_auroc
-    from runner.metrics import MetricsInputError
+    from runner.metrics.scores import MetricsInputError
 
     views = predictions["image_id"].map(design.table.drop_duplicates("image_id").set_index("image_id")["view"])
     try:
@@ -538,10 +538,10 @@ def _transfer_targets(task, reg, encoder, encoder_card, cache, roots, out_dir: P
 
 def card_fit_predict(classifier_card):
     """A `fit_predict(train_X, train_y, test_X, params)` that trains exactly as the task card's classifier does
-    (runner.classify: one booster, the card's settings; `params` is ignored, the card has them), for the analyses
+    (runner.classify.out_of_fold: one booster, the card's settings; `params` is ignored, the card has them), for the analyses
     that refit (transfer, label efficiency). `train_groups` (patient ids) keep a patient's images on one side of
     the inner early-stopping split; without them each row is its own group. Its `many(calls)` fits several
-    independent (train_X, train_y, test_X, train_groups) at once, side by side (runner.fitpool)."""
+    independent (train_X, train_y, test_X, train_groups) at once, side by side (runner.classify.fit_processes)."""
 
     def design(train_x, train_y, test_x, train_groups=None) -> Design:
         n_train, n_test = len(train_y), len(test_x)
@@ -573,8 +573,8 @@ def _write_predictions(predictions: pd.DataFrame, path: Path) -> None:
 
 
 def _result(task, encoder_card, dataset, manifest, embedded, fitted, summary, analyses, timings, device, options):
-    from runner.metrics import pooled_roc
-    from runner.results import build_result, environment_info
+    from runner.metrics.scores import pooled_roc
+    from runner.results.result import build_result, environment_info
 
     meta, spec = manifest.meta, task.spec
     exclusions = [_exclusion(e, "") for e in meta.get("exclusions", [])]

@@ -151,8 +151,8 @@ def main() -> int:
     import tempfile
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from leaderboard.site import build_site
-    from leaderboard.submit import RESULTS_DIR
+    from leaderboard.site.render import build_site
+    from leaderboard.filing.submit import RESULTS_DIR
 
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     if not binary:

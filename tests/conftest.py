@@ -12,7 +12,7 @@ def demo_data_dir(tmp_path_factory):
     80 patients -> ~220 DICOM files (~190 frontal), images ~128 px for speed; layout and mix as `runner demo-data`:
     metadata.csv, README.txt, demo_data.json (seed, counts, deliberately corrupt files), files/.
     """
-    from runner.demo_data import make_demo_dataset
+    from runner.data.synthetic import make_demo_dataset
 
     out = tmp_path_factory.mktemp("demo-data") / "demo"
     make_demo_dataset(out, seed=0, n_patients=80, image_size=128)

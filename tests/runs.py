@@ -1,8 +1,8 @@
 """A real run folder for the submit / verify / site tests, made the way `runner eval` makes one.
 
-OUT/<task>/manifest.{parquet,json} (runner.manifest.write_manifest of a SampleResult) and
-OUT/<task>/<encoder>/{predictions.parquet,result.json}: the metrics come from runner.metrics.summarize on seeded
-probabilities, the ROC from runner.evaluate's code, so `leaderboard.verify` must find every number consistent.
+OUT/<task>/manifest.{parquet,json} (runner.sample.manifest.write_manifest of a SampleResult) and
+OUT/<task>/<encoder>/{predictions.parquet,result.json}: the metrics come from runner.metrics.summary.summarize on seeded
+probabilities, the ROC from runner.evaluate's code, so `leaderboard.filing.verify` must find every number consistent.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pandas as pd
 
 
 def sample_result(task_id: str, dataset_id: str, n: int = 40, folds: int = 2, synthetic: bool = True):
-    from runner.sampling import SampleResult
+    from runner.sample.sampler import SampleResult
 
     frame = pd.DataFrame({
         "image_id": [f"img-{i:03d}" for i in range(n)], "patient_id": [f"p{i // 2}" for i in range(n)],
@@ -31,10 +31,10 @@ def make_run(out: Path, reg, task_id: str = "effusion-demo", encoder_id: str = "
 
     excluded: that many manifest images are left out "at embedding" (recorded as exclusions, no prediction).
     """
-    from leaderboard.verify import recompute
-    from runner.fingerprint import file_sha256
-    from runner.manifest import write_manifest
-    from runner.results import encoder_ref, task_ref
+    from leaderboard.filing.verify import recompute
+    from runner.data.fingerprint import file_sha256
+    from runner.sample.manifest import write_manifest
+    from runner.results.result import encoder_ref, task_ref
 
     task = reg.tasks[task_id]
     synthetic = bool(reg.datasets[task.data["dataset"]].data.get("synthetic"))

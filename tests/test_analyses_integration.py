@@ -59,7 +59,7 @@ SKIPPED = ("skipped", "failed")
 
 @pytest.fixture(scope="module")
 def site_b_dir(tmp_path_factory):
-    from runner.demo_data import make_demo_dataset
+    from runner.data.synthetic import make_demo_dataset
 
     out = tmp_path_factory.mktemp("site-b") / "site-b"
     make_demo_dataset(out, seed=1, n_patients=45, image_size=128, site="b")
@@ -101,7 +101,7 @@ def runs(registry, demo_data_dir, site_b_dir, tmp_path_factory):
 
 
 def test_analyses_all_yields_every_analysis_and_a_valid_result(runs):
-    from runner.results import validate_result
+    from runner.results.result import validate_result
 
     result = runs["full"].result
     assert validate_result(result) == []
@@ -144,7 +144,7 @@ def test_an_analysis_that_cannot_apply_says_why(runs):
 
 
 def test_transfer_task_trains_on_one_manifest_and_tests_on_the_other(runs):
-    from runner.results import validate_result
+    from runner.results.result import validate_result
 
     result = runs["transfer"].result
     assert validate_result(result) == []
@@ -171,8 +171,8 @@ def test_transfer_task_trains_on_one_manifest_and_tests_on_the_other(runs):
 
 
 def test_tie_groups_and_analyses_on_the_built_site(runs, registry, tmp_path):
-    from leaderboard.site import build_site
-    from leaderboard.submit import submit
+    from leaderboard.site.render import build_site
+    from leaderboard.filing.submit import submit
 
     results = tmp_path / "results"
     results.mkdir()
@@ -212,9 +212,9 @@ def test_tie_groups_and_analyses_on_the_built_site(runs, registry, tmp_path):
 
 
 def test_reported_rows_say_no_significance_test(tmp_path):
-    from leaderboard.site import build_site
-    from leaderboard.submit import RESULTS_DIR
-    from leaderboard.summarize import NO_TEST_REPORTED
+    from leaderboard.site.render import build_site
+    from leaderboard.filing.submit import RESULTS_DIR
+    from leaderboard.summary.summarize import NO_TEST_REPORTED
     from registry.cards import clear_cache, load_registry
 
     clear_cache()
@@ -224,7 +224,7 @@ def test_reported_rows_say_no_significance_test(tmp_path):
 
 
 def test_site_b_has_another_look_and_unknown_sites_are_refused(tmp_path):
-    from runner.demo_data import DemoDataError, make_demo_dataset
+    from runner.data.synthetic import DemoDataError, make_demo_dataset
 
     a = make_demo_dataset(tmp_path / "a", seed=2, n_patients=8, image_size=64)
     b = make_demo_dataset(tmp_path / "b", seed=2, n_patients=8, image_size=64, site="b")
@@ -246,7 +246,7 @@ def test_cli_rejects_a_bad_dataset_root(registry_root, monkeypatch):
     from typer.testing import CliRunner
 
     from registry.cards import clear_cache
-    from runner.cli import app
+    from runner.cli.main import app
 
     monkeypatch.setenv("CXR_REGISTRY_ROOT", str(registry_root))
     clear_cache()
@@ -257,8 +257,8 @@ def test_cli_rejects_a_bad_dataset_root(registry_root, monkeypatch):
 
 
 def test_runner_eval_finds_the_other_demo_data_set_beside_the_demo_folder(registry, tmp_path, monkeypatch):
-    from runner.commands.eval_cmd import _demo_layout_roots
-    from runner.demo_data import make_demo_dataset
+    from runner.cli.commands.evaluate import _demo_layout_roots
+    from runner.data.synthetic import make_demo_dataset
 
     monkeypatch.delenv("DEMO_CXR_SITE_B_ROOT", raising=False)
     make_demo_dataset(tmp_path / "data", n_patients=2, image_size=64)

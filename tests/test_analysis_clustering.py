@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from runner.analysis.clustering import kmeans_cosine, umap_figure
-from runner.metrics import MetricsInputError
+from runner.metrics.scores import MetricsInputError
 
 
 def directional_clusters(k, per=40, dim=12, seed=0):

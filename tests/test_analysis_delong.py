@@ -6,7 +6,7 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from runner.analysis.delong import delong_auroc, delong_test
-from runner.metrics import MetricsInputError
+from runner.metrics.scores import MetricsInputError
 
 
 def correlated_scores(rng, n_pos=150, n_neg=150, d_a=1.0, d_b=0.6, rho=0.6):

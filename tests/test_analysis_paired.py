@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from runner.analysis.paired import paired_bootstrap, tie_groups
-from runner.metrics import MetricsInputError
+from runner.metrics.scores import MetricsInputError
 
 CARD = {"threshold": 0.5, "bootstrap": {"n": 300, "seed": 0}}
 
@@ -102,7 +102,7 @@ def test_the_best_is_the_number_the_table_bolds():
     """One best per row: the tie test's best is the highest fold-mean AUROC, the leaderboard's number (pooled AUROC,
     what the DeLong version ranked by, can disagree with it)."""
     from runner.analysis.paired import tie_groups
-    from runner.metrics import summarize
+    from runner.metrics.summary import summarize
 
     results = {"x": predictions(1.0, noise_seed=5), "y": predictions(1.05, noise_seed=6),
                "z": predictions(0.9, noise_seed=7)}

@@ -9,7 +9,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from runner.analysis import AnalysisContext, TransferSet, enabled_analyses, json_safe, run_analyses
-from runner.metrics import MetricsInputError
+from runner.metrics.scores import MetricsInputError
 
 METRICS = {"threshold": 0.5, "ci": "t-interval", "confidence": 0.95, "bootstrap": {"n": 200, "seed": 0}}
 ANALYSES = {

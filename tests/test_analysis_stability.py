@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from runner.analysis.stability import augmentation_kind, representational_stability
-from runner.metrics import MetricsInputError
+from runner.metrics.scores import MetricsInputError
 
 
 def test_identical_embeddings_give_cosine_one_and_kinds_by_prefix():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from runner.analysis.transfer import cross_dataset_transfer
-from runner.metrics import MetricsInputError
+from runner.metrics.scores import MetricsInputError
 
 METRICS = {"bootstrap": {"n": 200, "seed": 0}}
 

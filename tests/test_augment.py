@@ -1,4 +1,4 @@
-"""runner.augment: the paper's five seeded views are deterministic, within the paper's ranges, and bounded."""
+"""runner.embed.augment: the paper's five seeded views are deterministic, within the paper's ranges, and bounded."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from registry.cards import load_registry
 from registry.specs import AugmentationsSpec, AugmentationViewSpec
-from runner.augment import augmented_views, settings_tag, view_ids
+from runner.embed.augment import augmented_views, settings_tag, view_ids
 
 PAPER = load_registry().tasks["effusion-mimic"].spec.augmentations  # tasks/_defaults.yaml: the paper's five views
 AUG_IDS = view_ids(PAPER)

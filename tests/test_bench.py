@@ -35,7 +35,7 @@ def _json_ready(result: dict) -> None:
 
 def test_bench_runs_and_reports_every_figure(tmp_path):
     from registry.cards import load_registry
-    from runner.bench import BenchConfig, markdown_table, run_bench
+    from runner.embed.bench import BenchConfig, markdown_table, run_bench
 
     card = load_registry().encoders["random-cnn"]
     cfg = BenchConfig(encoder_card=card.data, encoder_sha256=card.sha256, n=3, size=96, dicom_size=(80, 72),
@@ -71,18 +71,18 @@ def test_bench_runs_and_reports_every_figure(tmp_path):
 
 
 def test_workers_default_is_eval_s_and_memory_probes(tmp_path, monkeypatch):
-    """workers None -> runner.embed.default_workers(plan), resolved once and reported (to the probes too)."""
-    import runner.embed
+    """workers None -> runner.embed.plan.default_workers(plan), resolved once and reported (to the probes too)."""
+    import runner.embed.plan
     from registry.cards import load_registry
-    from runner.bench import BenchConfig, run_bench
+    from runner.embed.bench import BenchConfig, run_bench
 
-    monkeypatch.setattr(runner.embed, "default_workers", lambda plan: 1)
+    monkeypatch.setattr(runner.embed.plan, "default_workers", lambda plan: 1)
     card = load_registry().encoders["pixels"]
     cfg = BenchConfig(encoder_card=card.data, encoder_sha256=card.sha256, n=2, size=64, dicom_size=(48, 40),
                       device="cpu", naive_limit=1, formats=("dicom",), whole_command=False, drop_cache=False,
                       rss_sizes=(2, 4), inputs=tmp_path / "in")
     result = run_bench(cfg)
-    assert result["workers"] == 1 and result["workers_from"] == "runner.embed.default_workers"
+    assert result["workers"] == 1 and result["workers_from"] == "runner.embed.plan.default_workers"
     assert result["results"]["dicom"]["stages"]["read"]["workers"] == 1
     r = result["results"]["dicom"]
     assert r["page_cache"]["naive"]["note"] == "not dropped (--keep-page-cache)" and "whole_command" not in r
@@ -90,7 +90,7 @@ def test_workers_default_is_eval_s_and_memory_probes(tmp_path, monkeypatch):
 
 
 def test_page_cache_eviction_is_verified(tmp_path):
-    from runner.bench import evict_from_page_cache, resident_fraction
+    from runner.embed.bench import evict_from_page_cache, resident_fraction
 
     path = tmp_path / "f.bin"
     path.write_bytes(b"x" * (1 << 20))
@@ -104,7 +104,7 @@ def test_page_cache_eviction_is_verified(tmp_path):
 @pytest.mark.skipif(cxr_foundation_card is None, reason="CXR Foundation needs TensorFlow")
 def test_bench_runs_cxr_foundation_on_its_test_savedmodel(tmp_path, snapshot):
     """An adapter with its own prepare: timed through naive, the CPU pool and warm; forward and stages are null."""
-    from runner.bench import BenchConfig, markdown_table, run_bench
+    from runner.embed.bench import BenchConfig, markdown_table, run_bench
 
     cfg = BenchConfig(encoder_card=cxr_foundation_card(), encoder_sha256="0" * 64, n=2, size=64, dicom_size=(48, 40),
                       device="cpu", workers=0, naive_limit=2, formats=("dicom",), weights_dir=snapshot,
@@ -123,7 +123,7 @@ def test_bench_runs_cxr_foundation_on_its_test_savedmodel(tmp_path, snapshot):
 def test_bench_cli_rejects_bad_input(tmp_path):
     from typer.testing import CliRunner
 
-    from runner.cli import app
+    from runner.cli.main import app
 
     runner = CliRunner()
     for args in (["bench"], ["bench", "--encoder", "random-cnn", "--formats", "gif"],

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from runner.cache import EmbeddingCache, ImageIdentity
+from runner.embed.cache import EmbeddingCache, ImageIdentity
 
 
 def test_put_then_lookup_roundtrip_is_memory_mapped_and_counted(tmp_path):
@@ -92,7 +92,7 @@ def pixels_card():
 
 
 def test_embed_records_missing_and_undecodable_files_as_exclusions(tmp_path, demo_data_dir, pixels_card):
-    from runner.embed import embed_manifest
+    from runner.embed.embedding import embed_manifest
     from runner.encoders import load_encoder
 
     data = tmp_path / "data"

@@ -11,15 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from registry.cards import (
-    CardError,
-    canonical_json,
-    collect,
-    load_card,
-    load_registry,
-    sha256_of,
-    validate_files,
-)
+from registry.cards import CardError, collect, load_card, load_registry, validate_files
+from registry.hashing import canonical_json, sha256_of
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER_TASKS = [f"{label}-{ds}" for label in ("atelectasis", "edema", "effusion", "opacity") for ds in ("mimic", "nih")]
@@ -31,7 +24,7 @@ def run_cli(*args: str, root: Path | None = None) -> subprocess.CompletedProcess
         import os
 
         env = {**os.environ, "CXR_REGISTRY_ROOT": str(root)}
-    return subprocess.run([sys.executable, "-m", "runner.cli", *args], check=False, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "runner.cli.main", *args], check=False, capture_output=True,
                           text=True, env=env, cwd=REPO, timeout=120)
 
 
@@ -272,19 +265,19 @@ def test_every_schema_is_a_valid_json_schema(schema_path: Path):
 
 def test_remembered_parses_are_bounded(tmp_path: Path, monkeypatch):
     """read_yaml remembers parses by content hash, least recently used first out, never more than PARSED_MAX."""
-    import registry.cards as cards
+    import registry.yaml_reading as yaml_reading
 
-    monkeypatch.setattr(cards, "PARSED_MAX", 5)
-    monkeypatch.setattr(cards, "_PARSED", type(cards._PARSED)())
+    monkeypatch.setattr(yaml_reading, "PARSED_MAX", 5)
+    monkeypatch.setattr(yaml_reading, "_PARSED", type(yaml_reading._PARSED)())
     paths = []
     for i in range(8):
         paths.append(tmp_path / f"c{i}.yaml")
         paths[-1].write_text(f"id: card-{i}\n")
-        assert cards.read_yaml(paths[-1])[0] == {"id": f"card-{i}"}
-    assert len(cards._PARSED) == 5
-    cards.read_yaml(paths[3])  # used again: now the most recent
+        assert yaml_reading.read_yaml(paths[-1])[0] == {"id": f"card-{i}"}
+    assert len(yaml_reading._PARSED) == 5
+    yaml_reading.read_yaml(paths[3])  # used again: now the most recent
     paths.append(tmp_path / "c8.yaml")
     paths[-1].write_text("id: card-8\n")
-    cards.read_yaml(paths[-1])
-    remembered = [data["id"] for data, _ in cards._PARSED.values()]
+    yaml_reading.read_yaml(paths[-1])
+    remembered = [data["id"] for data, _ in yaml_reading._PARSED.values()]
     assert remembered == ["card-5", "card-6", "card-7", "card-3", "card-8"]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from registry.cards import load_registry
-from runner.classify import ClassifyError, classify
+from runner.classify.out_of_fold import ClassifyError, classify
 
 # The classifier block every registry task inherits (tasks/_defaults-eval.yaml), on one thread.
 CARD = {**load_registry().tasks["effusion-mimic"].data["classifier"], "num_threads": 1}

@@ -11,7 +11,7 @@ from test_evaluate import TINY_TASK, make_registry_root
 from typer.testing import CliRunner
 
 from registry.cards import clear_cache
-from runner.cli import app
+from runner.cli.main import app
 
 REPO = Path(__file__).resolve().parents[1]
 BOX = set("━│┃┏┓┗┛─╇╈┡┩")
@@ -64,8 +64,8 @@ def test_list_piped_prints_full_ids_without_box_drawing_and_json():
 
 def test_task_selection_by_id_glob_benchmark_and_all():
     from registry.cards import load_registry
-    from runner.cli_app import CLIError
-    from runner.commands.eval_cmd import select_tasks
+    from runner.cli.app import CLIError
+    from runner.cli.commands.evaluate import select_tasks
 
     reg = load_registry(REPO)
     nih = select_tasks("*-nih", reg)  # the four NIH tasks, then the four MIMIC -> NIH transfer tasks
@@ -85,7 +85,7 @@ def test_task_selection_by_id_glob_benchmark_and_all():
 
 def test_encoder_all_leaves_out_controls_and_absent_weights(monkeypatch, tmp_path):
     from registry.cards import load_registry
-    from runner.commands.eval_cmd import select_encoders
+    from runner.cli.commands.evaluate import select_encoders
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty hub cache: no hub weights are present
@@ -202,7 +202,7 @@ def test_submit_replace_says_what_changed(tmp_path):
     from runs import make_run
     from test_results import fake_registry
 
-    from leaderboard.submit import submit
+    from leaderboard.filing.submit import submit
 
     reg = fake_registry()
     first_run = make_run(tmp_path / "a", reg, separation=1.0)  # verifiable runs: numbers recompute from files
@@ -216,18 +216,18 @@ def test_submit_replace_says_what_changed(tmp_path):
 
 
 def test_every_error_type_is_a_registry_error_with_an_exit_code():
-    from leaderboard.submit import SubmitError
+    from leaderboard.filing.submit import SubmitError
     from registry.errors import CardError, RegistryError
-    from runner.classify import ClassifyError
+    from runner.classify.out_of_fold import ClassifyError
     from runner.data.tables import DataError
-    from runner.demo_data import DemoDataError
+    from runner.data.synthetic import DemoDataError
     from runner.encoders import EncoderError, WeightsNotFoundError
     from runner.evaluate import EvaluationError
-    from runner.imaging import ImageDecodeError
-    from runner.manifest import ManifestError
-    from runner.metrics import MetricsInputError
-    from runner.results import ResultError
-    from runner.sampling import SamplingError
+    from runner.data.imaging import ImageDecodeError
+    from runner.sample.manifest import ManifestError
+    from runner.metrics.scores import MetricsInputError
+    from runner.results.result import ResultError
+    from runner.sample.sampler import SamplingError
 
     expected = {CardError: 2, DataError: 2, SamplingError: 2, ManifestError: 2, ClassifyError: 2, MetricsInputError: 2,
                 ImageDecodeError: 2, DemoDataError: 2, EncoderError: 1, WeightsNotFoundError: 1, ResultError: 1,
@@ -242,8 +242,8 @@ def test_every_error_type_is_a_registry_error_with_an_exit_code():
 def test_the_handler_prints_one_line_and_exits_with_the_code():
     import typer
 
-    from runner.cli_app import handle_errors
-    from runner.manifest import ManifestError
+    from runner.cli.app import handle_errors
+    from runner.sample.manifest import ManifestError
 
     @handle_errors
     def command():
@@ -257,7 +257,7 @@ def test_the_handler_prints_one_line_and_exits_with_the_code():
 
 
 def test_log_progress_lines(capsys):
-    from runner.progress import LogProgress
+    from runner.runtime.progress import LogProgress
 
     with LogProgress(every_s=0.0) as bar:
         task = bar.add_task("embedding with x", total=4)

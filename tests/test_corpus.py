@@ -19,7 +19,7 @@ from corpus import build
 from corpus.cases import CASES, Case
 
 REPO = Path(__file__).resolve().parents[1]
-RUNNER = [sys.executable, "-c", "from runner.cli import app; app()"]
+RUNNER = [sys.executable, "-c", "from runner.cli.main import app; app()"]
 
 BY_AREA = {area: [c for c in CASES if c.area == area]
            for area in ("dicom", "image", "metadata", "card", "result", "scenario")}
@@ -65,7 +65,7 @@ def run_in_process(args: list[str], env: dict | None = None, cwd: Path | None = 
     from typer.testing import CliRunner
 
     from registry.cards import clear_cache
-    from runner.cli import app
+    from runner.cli.main import app
 
     clear_cache()
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200", **(env or {})})
@@ -118,8 +118,8 @@ OVERFLOW_WARNING = pytest.mark.filterwarnings("ignore:overflow encountered:Runti
 @OVERFLOW_WARNING
 @pytest.mark.parametrize("case", BY_AREA["dicom"] + BY_AREA["image"], ids=ids(BY_AREA["dicom"] + BY_AREA["image"]))
 def test_image_case(case: Case, tmp_path):
-    from runner.imaging import ImageDecodeError, load_image
-    from runner.sampling import check_file
+    from runner.data.imaging import ImageDecodeError, load_image
+    from runner.sample.sampler import check_file
 
     path = getattr(build, case.builder)(tmp_path)
     # The view case is checked as the sampler does without a view column: the ViewPosition tag decides.
@@ -139,7 +139,7 @@ def test_image_case(case: Case, tmp_path):
 
 
 def test_16bit_png_keeps_its_16_bits(tmp_path):
-    from runner.imaging import load_image
+    from runner.data.imaging import load_image
 
     image = load_image(build.png_16bit(tmp_path))
     expected = build.png_16bit_values() / 65535.0
@@ -152,8 +152,8 @@ def test_every_bad_image_in_a_manifest_is_a_recorded_exclusion(tmp_path):
     """All image cases in one manifest through embed_manifest: bad files are listed with their reason, good ones kept."""
     import pandas as pd
 
-    from runner.cache import EmbeddingCache
-    from runner.embed import embed_manifest
+    from runner.embed.cache import EmbeddingCache
+    from runner.embed.embedding import embed_manifest
     from runner.encoders import load_encoder
 
     cases = BY_AREA["dicom"] + BY_AREA["image"]
@@ -200,7 +200,7 @@ def test_metadata_case(case: Case, tmp_path):
         ages = read_index(card, root).frame["meta_age"].to_numpy()
         assert len(ages) == len(build.good_rows()) and ages[0] == 61.0 and np.isnan(ages[1:]).all()
         return
-    from runner.sampling import apply_label_policy
+    from runner.sample.sampler import apply_label_policy
 
     index = read_index(card, root).frame
     assert len(index) == len(build.good_rows())  # the odd row is still indexed, not dropped on reading
@@ -217,7 +217,7 @@ def test_metadata_case(case: Case, tmp_path):
 def test_odd_rows_are_counted_by_the_sampler(tmp_path):
     """Blank/NaN label and blank view rows show up in the sampler's per-step counts (the manifest's `filters`)."""
     from runner.data import read_index
-    from runner.sampling import sample_task
+    from runner.sample.sampler import sample_task
 
     rows = build.good_rows(24)
     rows[1]["effusion"], rows[3]["effusion"], rows[5]["view"] = "", "NaN", ""
@@ -305,7 +305,7 @@ def build_result_case(case: Case, registry_root: Path, folder: Path) -> Path:
 
 @pytest.mark.parametrize("case", BY_AREA["result"], ids=ids(BY_AREA["result"]))
 def test_result_case(case: Case, registry_copy, tmp_path):
-    from leaderboard.submit import SubmitError, submit
+    from leaderboard.filing.submit import SubmitError, submit
     from registry.cards import load_registry
 
     path = build_result_case(case, registry_copy, tmp_path / "run")
@@ -319,7 +319,7 @@ def test_result_case(case: Case, registry_copy, tmp_path):
         assert not filed_dir.exists() or not any(filed_dir.iterdir())  # nothing filed
     else:
         filed = submit(path, reg, filed_dir)
-        from leaderboard.site import build_site
+        from leaderboard.site.render import build_site
 
         index = build_site(tmp_path / "site", filed_dir, reg)
         pages = list(index.parent.rglob("*.html"))
@@ -346,7 +346,7 @@ def test_results_through_runner_submit(registry_copy, tmp_path, all_subprocess):
 
 
 def test_100mb_result_is_refused_without_reading_it(tmp_path, monkeypatch):
-    import runner.results as results
+    import runner.results.result as results
 
     path = build.result_huge_file(tmp_path)
     apparent, allocated = build.sparse_size(path)

@@ -55,7 +55,7 @@ def make_registry(root: Path) -> Path:
 
 
 def eval_command(encoder: str, data_root: Path, out: Path, task: str = TASK_ID) -> list[str]:
-    return [sys.executable, "-c", "from runner.cli import app; app()", "eval", "--task", task, "--encoder", encoder,
+    return [sys.executable, "-c", "from runner.cli.main import app; app()", "eval", "--task", task, "--encoder", encoder,
             "--data-root", str(data_root), "--out", str(out), "--device", "cpu", "--analyses", "none",
             "--workers", "0", "--batch-size", "1"]
 

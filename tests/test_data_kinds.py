@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from registry.cards import load_registry
 from runner.data import DataError, read_index
-from runner.manifest import read_manifest
-from runner.sampling import apply_label_policy, sample_task
+from runner.sample.manifest import read_manifest
+from runner.sample.sampler import apply_label_policy, sample_task
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -95,7 +95,7 @@ def test_huggingface_kind_reads_a_locally_saved_dataset(tmp_path):
             "split": {"method": "group-holdout", "test_fraction": 0.25, "seed": 0}}
     result = sample_task(task, card, tmp_path / "ds", workers=1)
     assert len(result.frame) == 16 and not result.exclusions
-    from runner.imaging import load_image
+    from runner.data.imaging import load_image
 
     first = result.frame.iloc[0]
     pixels = load_image(tmp_path / "ds" / first["path"])
@@ -129,7 +129,7 @@ def small_registry(tmp_path, monkeypatch):
 
 
 def test_runner_sample_writes_manifest_and_exclusion_report(small_registry, demo_data_dir, tmp_path):
-    from runner.cli import app
+    from runner.cli.main import app
 
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["sample", "--task", "effusion-demo", "--data-root", str(demo_data_dir),
@@ -149,7 +149,7 @@ def test_runner_sample_writes_manifest_and_exclusion_report(small_registry, demo
     (["--task", "effusion-demo", "--verify", "maybe"], "verify 'maybe' unknown"),
 ])
 def test_runner_sample_bad_input_exits_2_without_traceback(small_registry, demo_data_dir, args, message):
-    from runner.cli import app
+    from runner.cli.main import app
 
     if "--data-root" not in args:
         args = [*args, "--data-root", str(demo_data_dir)]
@@ -159,7 +159,7 @@ def test_runner_sample_bad_input_exits_2_without_traceback(small_registry, demo_
 
 
 def test_runner_sample_not_enough_candidates_exits_2(demo_data_dir, tmp_path):
-    from runner.cli import app
+    from runner.cli.main import app
 
     result = CliRunner().invoke(app, ["sample", "--task", "effusion-demo", "--data-root", str(demo_data_dir),
                                       "--out", str(tmp_path)])

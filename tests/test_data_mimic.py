@@ -11,8 +11,8 @@ import pytest
 
 from registry.cards import load_registry
 from runner.data import DataError, read_index
-from runner.manifest import write_manifest
-from runner.sampling import SamplingError, sample_task
+from runner.sample.manifest import write_manifest
+from runner.sample.sampler import SamplingError, sample_task
 
 _spec = importlib.util.spec_from_file_location(
     "bench_sampling", Path(__file__).resolve().parent.parent / "benchmarks" / "bench_sampling.py")

@@ -12,8 +12,8 @@ import pytest
 
 from registry.cards import load_registry
 from runner.data import DataError, read_index
-from runner.manifest import content_sha256
-from runner.sampling import SamplingError, sample_task
+from runner.sample.manifest import content_sha256
+from runner.sample.sampler import SamplingError, sample_task
 
 PACKAGE = importlib.util.find_spec("torchxrayvision")
 pytestmark = pytest.mark.skipif(PACKAGE is None, reason="torchxrayvision (ships the NIH metadata) not installed")

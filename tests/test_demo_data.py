@@ -1,4 +1,4 @@
-"""runner.demo_data: real, reproducible synthetic DICOMs with the promised mix of formats, views, labels and corruption."""
+"""runner.data.synthetic: real, reproducible synthetic DICOMs with the promised mix of formats, views, labels and corruption."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pydicom
 import pytest
 from typer.testing import CliRunner
 
-from runner.demo_data import (
+from runner.data.synthetic import (
     DEFAULT_PATIENTS,
     FINDINGS,
     DemoDataError,
@@ -19,7 +19,7 @@ from runner.demo_data import (
     _plan_images,
     make_demo_dataset,
 )
-from runner.imaging import ImageDecodeError, load_image, read_view_position
+from runner.data.imaging import ImageDecodeError, load_image, read_view_position
 
 COLUMNS = ["path", "image_id", "patient_id", "study_id", "view", "sex", "age",
            "atelectasis", "edema", "effusion", "opacity"]
@@ -125,7 +125,7 @@ def test_findings_are_visible_but_not_trivially(demo_data_dir, rows, record):
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import GroupKFold, cross_val_predict
 
-    from runner.imaging import to_encoder_input
+    from runner.data.imaging import to_encoder_input
 
     corrupt = {c["image_id"] for c in record["corrupt"]}
     usable = [r for r in rows if r["view"] in ("PA", "AP") and r["image_id"] not in corrupt]
@@ -161,7 +161,7 @@ def test_refuses_foreign_non_empty_directory(tmp_path):
 
 
 def test_cli_writes_and_rejects(tmp_path):
-    from runner.cli import app
+    from runner.cli.main import app
 
     runner = CliRunner()
     ok = runner.invoke(app, ["demo-data", "--out", str(tmp_path / "demo"), "--seed", "3", "--patients", "4"])

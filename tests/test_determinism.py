@@ -56,10 +56,10 @@ def test_predictions_and_metrics_are_identical(two_runs):
 @pytest.mark.parametrize("encoder_id", BUILTIN_ENCODERS)
 def test_builtin_embeddings_are_byte_identical(encoder_id, registry, two_runs, demo_data_dir, tmp_path):
     """Each built-in encoder, built afresh and run twice on the manifest (cold caches): the same bytes."""
-    from runner.cache import EmbeddingCache
-    from runner.embed import embed_manifest
+    from runner.embed.cache import EmbeddingCache
+    from runner.embed.embedding import embed_manifest
     from runner.encoders import load_encoder
-    from runner.manifest import read_manifest
+    from runner.sample.manifest import read_manifest
 
     frame = read_manifest(two_runs[0]).frame.iloc[:24]
     card = registry.encoders[encoder_id]

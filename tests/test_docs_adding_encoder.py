@@ -41,7 +41,7 @@ def test_the_guide_runs_as_written(tmp_path):
     files, commands = guide_blocks(GUIDE.read_text(encoding="utf-8"))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "runner").write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m runner.cli \"$@\"\n")
+    (bin_dir / "runner").write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m runner.cli.main \"$@\"\n")
     (bin_dir / "runner").chmod(0o755)
     work = tmp_path / "work"
     work.mkdir()

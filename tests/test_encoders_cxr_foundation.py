@@ -223,17 +223,17 @@ def test_missing_savedmodel_is_a_weights_error(tmp_path):
 @pytest.mark.parametrize("name", ["RG1_UNCR.dcm", "MR2_UNCR.dcm"])
 def test_dicoms_reach_the_png_without_the_reference_window_crash(name):
     # RG1_UNCR: the real MONOCHROME1 chest CR. MR2_UNCR: Rescale Slope 3.77 + a VOI window, the combination on which
-    # Google's client calls np.iinfo(float64) and crashes; runner.imaging windows in float instead.
+    # Google's client calls np.iinfo(float64) and crashes; runner.data.imaging windows in float instead.
     from pydicom.data import get_testdata_file
 
     from runner.encoders.base import Encoder
     from runner.encoders.cxr_foundation import CXRFoundationEncoder
-    from runner.imaging import load_image
+    from runner.data.imaging import load_image
 
     path = get_testdata_file(name)
     if path is None:
         pytest.skip(f"{name} is not in the installed pydicom test data")
-    enc = CXRFoundationEncoder.__new__(CXRFoundationEncoder)  # prepare-only, as runner.embed builds it in workers
+    enc = CXRFoundationEncoder.__new__(CXRFoundationEncoder)  # prepare-only, as runner.embed.cpu_pool builds it in workers
     Encoder.__init__(enc, _card(), device="cpu")
     image = load_image(path)
     example = tf.train.Example.FromString(bytes(enc.prepare(image)[()]))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from test_site import build_fake_site, parse
 
-from leaderboard.text import citation_html, p_value
+from leaderboard.site.text import citation_html, p_value
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +60,8 @@ def test_reported_rows_show_their_publication_not_a_creation_time(site):
 def test_empty_column_groups_are_not_shown(tmp_path):
     from test_results import fake_registry, make_reproduced
 
-    from leaderboard.site import build_site
-    from runner.results import write_result
+    from leaderboard.site.render import build_site
+    from runner.results.result import write_result
 
     reg = fake_registry()
     for card in reg.encoders.values():
@@ -89,7 +89,7 @@ def test_each_encoder_page_says_how_its_card_runs_on_cuda(tmp_path_factory):
     channels_last says so)."""
     from test_site import fake_registry
 
-    from leaderboard.site import build_site
+    from leaderboard.site.render import build_site
 
     reg, results, index = build_fake_site(tmp_path_factory)
     assert "fp32, default memory format" in (index.parent / "encoders" / "pixels.html").read_text()

@@ -64,7 +64,7 @@ def run(registry, tmp_path, demo_data_dir, encoder="random-cnn", cache=None, **k
 
 
 def test_end_to_end_result_validates_and_separates_effusion(registry, tmp_path, demo_data_dir):
-    from runner.results import read_result, validate_result
+    from runner.results.result import read_result, validate_result
 
     done = run(registry, tmp_path, demo_data_dir)
     result = read_result(done.result_path)
@@ -99,10 +99,10 @@ def test_second_run_computes_no_embedding_and_gives_the_same_result(registry, tm
 
 
 def test_a_rerun_keeps_its_result_only_while_every_input_matches(registry, tmp_path, demo_data_dir, monkeypatch):
-    """runner.reuse: the same inputs keep the result file as it is; any changed input, a tampered file or
+    """runner.results.reuse: the same inputs keep the result file as it is; any changed input, a tampered file or
     --recompute computes it again, and what is computed again equals the first computation."""
-    import runner.results
-    import runner.reuse
+    import runner.results.result
+    import runner.results.reuse
 
     first = run(registry, tmp_path, demo_data_dir)
     assert not first.reused and len(first.result["inputs_sha256"]) == 64
@@ -133,10 +133,10 @@ def test_a_rerun_keeps_its_result_only_while_every_input_matches(registry, tmp_p
     assert not run(registry, tmp_path, demo_data_dir, analyses=["subgroups"]).reused  # other analyses asked for
     assert not again().reused  # and back: the subgroups run's result had other inputs
 
-    monkeypatch.setattr(runner.reuse, "code_sha256", lambda: "other code")
+    monkeypatch.setattr(runner.results.reuse, "code_sha256", lambda: "other code")
     assert not again().reused
     assert again().reused
-    monkeypatch.setattr(runner.results, "package_versions", lambda: {"lightgbm": "0.0"})
+    monkeypatch.setattr(runner.results.result, "package_versions", lambda: {"lightgbm": "0.0"})
     assert not again().reused
 
 
@@ -207,7 +207,7 @@ def _children(pid: int) -> list[int]:
 def test_killed_run_resumes_and_gives_identical_results(registry_root, tmp_path, demo_data_dir):
     """SIGKILL a real `runner eval` once some cache shards exist; the rerun reuses them and matches a clean run."""
     env = {**os.environ, "CXR_REGISTRY_ROOT": str(registry_root), "CXR_CACHE_DIR": str(tmp_path / "cache")}
-    cmd = [sys.executable, "-m", "runner.cli", "eval", "--task", "effusion-tiny", "--encoder", "radiomics",
+    cmd = [sys.executable, "-m", "runner.cli.main", "eval", "--task", "effusion-tiny", "--encoder", "radiomics",
            "--data-root", str(demo_data_dir), "--out", str(tmp_path / "out"), "--device", "cpu",
            "--batch-size", "4", "--workers", "1"]
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -252,12 +252,12 @@ def test_killed_run_resumes_and_gives_identical_results(registry_root, tmp_path,
 
 def test_cli_bad_ids_exit_2_with_a_suggestion(registry_root, tmp_path):
     env = {**os.environ, "CXR_REGISTRY_ROOT": str(registry_root)}
-    bad = subprocess.run([sys.executable, "-m", "runner.cli", "eval", "--task", "efusion-tiny", "--encoder",
+    bad = subprocess.run([sys.executable, "-m", "runner.cli.main", "eval", "--task", "efusion-tiny", "--encoder",
                           "random-cnn", "--data-root", str(tmp_path), "--out", str(tmp_path / "o")],
                          check=False, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert "effusion-tiny" in bad.stderr and "Traceback" not in bad.stderr
-    bad_enc = subprocess.run([sys.executable, "-m", "runner.cli", "eval", "--task", "effusion-tiny", "--encoder",
+    bad_enc = subprocess.run([sys.executable, "-m", "runner.cli.main", "eval", "--task", "effusion-tiny", "--encoder",
                               "random_cnn", "--data-root", str(tmp_path), "--out", str(tmp_path / "o")],
                              check=False, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert bad_enc.returncode == 2 and "random-cnn" in bad_enc.stderr and "Traceback" not in bad_enc.stderr
@@ -266,17 +266,17 @@ def test_cli_bad_ids_exit_2_with_a_suggestion(registry_root, tmp_path):
 def test_runner_eval_embeds_through_the_one_entry_point_with_a_lazy_encoder(registry, tmp_path, demo_data_dir,
                                                                              monkeypatch):
     """The call `runner bench` measures (tests/test_architecture.py) is the call eval makes."""
-    import runner.embed
+    import runner.embed.embedding
     from runner.encoders import LazyEncoder
 
     calls = []
-    real = runner.embed.embed_manifest
+    real = runner.embed.embedding.embed_manifest
 
     def recording(*args, **kwargs):
         calls.append((isinstance(args[3], LazyEncoder), kwargs.get("pipeline"), kwargs.get("backend")))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner.embed, "embed_manifest", recording)
+    monkeypatch.setattr(runner.embed.embedding, "embed_manifest", recording)
     done = run(registry, tmp_path, demo_data_dir, encoder="pixels")
     assert calls == [(True, "auto", "local")]
     assert done.result["throughput"]["stage"].endswith("[cpu-pool]") or done.n_computed == 0

@@ -19,8 +19,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from runner.fastpath import DevicePreprocessor, read_raw, resize_weights
-from runner.imaging import load_image, to_encoder_input
+from runner.embed.device.preprocess import DevicePreprocessor, resize_weights
+from runner.embed.device.read import read_raw
+from runner.data.imaging import load_image, to_encoder_input
 
 CONTRACTS = {
     "area-zscore-float": {"size": 48, "channels": 1, "interpolation": "area", "normalize": "zscore", "bit_depth": "float"},
@@ -156,7 +157,7 @@ def test_batched_preprocessing_equals_one_at_a_time(synthetic_files):
 def test_resize_weights_are_pillows(interpolation):
     from PIL import Image
 
-    from runner.imaging import _quantise_and_resize
+    from runner.data.imaging import _quantise_and_resize
 
     image = np.random.default_rng(1).random((37, 76)).astype(np.float32)  # 76 -> 150: an exact .0 centre
     for out in ((11, 19), (37, 76), (80, 90), (150, 150)):
@@ -169,8 +170,8 @@ def test_resize_weights_are_pillows(interpolation):
 def test_fast_manifest_equals_local_backend_with_exclusions(demo_data_dir, tmp_path):
     """Same ids, same exclusion reasons (corrupt files, a missing one), same embeddings, same cache keys."""
     from registry.cards import load_registry
-    from runner.cache import EmbeddingCache
-    from runner.embed import embed_manifest
+    from runner.embed.cache import EmbeddingCache
+    from runner.embed.embedding import embed_manifest
     from runner.encoders import load_encoder
 
     meta = pd.read_csv(demo_data_dir / "metadata.csv")
@@ -204,7 +205,7 @@ def test_fast_manifest_equals_local_backend_with_exclusions(demo_data_dir, tmp_p
 def test_lookup_table_route_equals_the_elementwise_route(synthetic_files, contract):
     """Integer pixels go through one lookup table per image (the CUDA route); the same stored values as float32 take
     the elementwise chain. Same float32 operations per value, so the same images (up to exp's last bit on the sigmoid window)."""
-    from runner.fastpath import group_raws
+    from runner.embed.device.batches import group_raws
 
     pre = DevicePreprocessor(CONTRACTS[contract], "cpu")
     pre.lookup_tables = True  # the CUDA default, forced here

@@ -1,4 +1,4 @@
-"""Fits side by side in fit processes (runner.fitpool): the same bytes as one fit at a time here, a clear error when a
+"""Fits side by side in fit processes (runner.classify.fit_processes): the same bytes as one fit at a time here, a clear error when a
 fit process dies, a fit's own error unchanged, and callers' scripts need no main guard."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import runner.fitpool as fitpool
-from runner.classify import Design, classify, classify_many
+import runner.classify.fit_processes as fitpool
+from runner.classify.out_of_fold import Design, classify, classify_many
 from tests.test_classify import CARD, data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,7 +115,7 @@ def test_a_script_without_a_main_guard_can_fit_side_by_side(tmp_path):
     script.write_text(textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(REPO)!r})
-        import runner.fitpool as fitpool
+        import runner.classify.fit_processes as fitpool
         from tests.test_fitpool import _jobs
         fitpool.MIN_POOL_CELLS = 0
         print(len(fitpool.fit_all(_jobs(3), threads=2)), sorted(fitpool._POOL))
@@ -133,8 +133,8 @@ def test_ctrl_c_ends_the_fit_processes_instead_of_waiting_for_their_fits(tmp_pat
         import sys
         sys.path.insert(0, {str(REPO)!r})
         import numpy as np
-        import runner.fitpool as fitpool
-        import runner.signals as signals
+        import runner.classify.fit_processes as fitpool
+        import runner.runtime.signals as signals
         signals.install()  # as the runner CLI does; the test's own process may ignore SIGINT, and a child inherits that
         x = np.random.default_rng(0).normal(size=(3000, 64))
         y = (x[:, 0] + np.random.default_rng(1).normal(size=3000) > 0).astype(int)

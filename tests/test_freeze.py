@@ -1,4 +1,4 @@
-"""Committed manifests (manifests/<task>/, `python -m runner.freeze`): they reproduce from the shipped metadata, a
+"""Committed manifests (manifests/<task>/, `python -m runner.sample.committed`): they reproduce from the shipped metadata, a
 changed card is caught, and `runner eval` uses them only after checking the user's data against them."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from registry.cards import clear_cache, load_registry
-import runner.freeze as freeze
+import runner.sample.committed as freeze
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("torchxrayvision") is None,
                                 reason="the real metadata ships in the torchxrayvision wheel")
@@ -70,7 +70,7 @@ def fake_data_root(root: Path, paths) -> Path:
 
 def test_eval_uses_the_committed_manifest_after_checking_the_data(registry_copy, tmp_path):
     from runner.evaluate import EvaluationError, _manifest
-    from runner.manifest import read_manifest
+    from runner.sample.manifest import read_manifest
 
     reg = load_registry(registry_copy)
     task, dataset = reg.tasks["effusion-vindr"], reg.datasets["vindr-cxr"]
@@ -114,7 +114,7 @@ def test_another_layout_is_named_as_such(tmp_path):
     """NIH's Kaggle copy (images_001/images/) versus the official tarballs' images/ of the committed manifest."""
     reg = load_registry()
     task, dataset = reg.tasks["effusion-nih"], reg.datasets["nih-cxr14"]
-    from runner.manifest import read_manifest
+    from runner.sample.manifest import read_manifest
 
     committed = read_manifest(REPO / "manifests" / task.id)
     assert committed.frame["path"].str.startswith("images/").all()
@@ -128,7 +128,7 @@ def test_another_layout_is_named_as_such(tmp_path):
 def test_resample_bypasses_the_committed_manifest(registry_copy, tmp_path):
     """--resample samples from the data root (here: files that are not DICOMs, so the decode check refuses them)."""
     from runner.evaluate import EvaluationError, _manifest
-    from runner.manifest import read_manifest
+    from runner.sample.manifest import read_manifest
 
     reg = load_registry(registry_copy)
     task, dataset = reg.tasks["effusion-vindr"], reg.datasets["vindr-cxr"]
@@ -143,7 +143,7 @@ def test_refreezing_one_task_rewrites_it_and_its_index_entry(registry_copy):
     card.write_text(card.read_text().replace("positives: 600, negatives: 600", "positives: 500, negatives: 500"))
     reg = load_registry(registry_copy)
     assert freeze.freeze(reg, ["effusion-vindr"], check=True)[1]          # stale before
-    (item,), problems = freeze.freeze(reg, ["effusion-vindr"])              # python -m runner.freeze effusion-vindr
+    (item,), problems = freeze.freeze(reg, ["effusion-vindr"])              # python -m runner.sample.committed effusion-vindr
     assert problems == [] and item.n_images == 1000
     assert freeze.freeze(reg, ["effusion-vindr"], check=True)[1] == []     # reproduced after
     index = (registry_copy / "manifests" / "index.json").read_text()

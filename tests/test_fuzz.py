@@ -18,8 +18,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registry.cards import CardError, load_card, read_yaml
-from runner.results import ResultError, read_result, validate_result
+from registry.cards import load_card
+from registry.errors import CardError
+from registry.yaml_reading import read_yaml
+from runner.results.result import ResultError, read_result, validate_result
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = settings(max_examples=100, deadline=None, derandomize=True,
@@ -99,7 +101,7 @@ def check_structured_card(sandbox: CardSandbox, data: dict, kind: str) -> None:
 
 def base_cards() -> dict[str, dict]:
     """Real cards, renamed to the sandbox file's id, as the starting point for structured-but-wrong mutations."""
-    from registry.cards import resolve
+    from registry.extends import resolve
 
     task = resolve(REPO / "tasks" / "effusion-demo.yaml")[0]  # resolved: every numeric field is present
     encoder = yaml.safe_load((REPO / "encoders" / "random-cnn.yaml").read_text())
@@ -182,7 +184,7 @@ def check_result_object(obj) -> None:
     # A result that validates must also survive the submission checks and be writable as strict JSON.
     from test_results import fake_registry
 
-    from leaderboard.submit import SubmitError, check_against_cards
+    from leaderboard.filing.submit import SubmitError, check_against_cards
 
     json.dumps(obj, allow_nan=False)
     try:

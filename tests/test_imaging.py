@@ -1,4 +1,4 @@
-"""runner.imaging: DICOM/PNG decoding to [0, 1] MONOCHROME2, decode errors, and the encoder preprocessing contract."""
+"""runner.data.imaging: DICOM/PNG decoding to [0, 1] MONOCHROME2, decode errors, and the encoder preprocessing contract."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 
-from runner.imaging import ImageDecodeError, load_image, read_view_position, to_encoder_input
+from runner.data.imaging import ImageDecodeError, load_image, read_view_position, to_encoder_input
 
 CR_WITH_RESCALE = "6154"  # pydicom wheel: 16x16 CR, MONOCHROME1, RescaleSlope 0.684 / Intercept 200, WC/WW
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from runner.manifest import (
+from runner.sample.manifest import (
     COLUMNS,
     ManifestError,
     canonical_frame,
@@ -16,7 +16,7 @@ from runner.manifest import (
     read_manifest,
     write_manifest,
 )
-from runner.sampling import Exclusion, FilterStep, SampleResult
+from runner.sample.sampler import Exclusion, FilterStep, SampleResult
 
 
 def _frame(n: int = 40) -> pd.DataFrame:

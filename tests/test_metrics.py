@@ -1,4 +1,4 @@
-"""runner.metrics: per-fold AUROC/F1, t-interval and patient cluster-bootstrap CIs."""
+"""runner.metrics (scores, intervals, summary): per-fold AUROC/F1, t-interval and patient cluster-bootstrap CIs."""
 
 import json
 
@@ -9,7 +9,9 @@ from jsonschema import Draft202012Validator
 from scipy import stats
 from sklearn.metrics import f1_score, roc_auc_score
 
-from runner.metrics import MetricsInputError, bootstrap_fold_mean, percentile_interval, summarize
+from runner.metrics.scores import MetricsInputError
+from runner.metrics.intervals import bootstrap_fold_mean, percentile_interval
+from runner.metrics.summary import summarize
 
 CARD_T = {"threshold": 0.5, "ci": "t-interval", "confidence": 0.95, "bootstrap": {"n": 400, "seed": 0}}
 CARD_B = {**CARD_T, "ci": "cluster-bootstrap"}

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from registry.cards import load_registry
-from runner.manifest import read_manifest
+from runner.sample.manifest import read_manifest
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("torchxrayvision") is None,
                                 reason="the real metadata ships in the torchxrayvision wheel")
@@ -40,7 +40,7 @@ def check_manifest(task, raw: pd.DataFrame):
     """raw: indexed by image id, columns view, patient, value (the raw label value, text)."""
     manifest = read_manifest(REPO / "manifests" / task.id)
     frame, sampling = manifest.frame, task.data["sampling"]
-    assert manifest.meta["task_sha256"] == task.behaviour_sha256, "stale: rerun python -m runner.freeze"
+    assert manifest.meta["task_sha256"] == task.behaviour_sha256, "stale: rerun python -m runner.sample.committed"
     assert (frame["label"] == 1).sum() == sampling["positives"] and (frame["label"] == 0).sum() == sampling["negatives"]
     assert frame["image_id"].is_unique
     assert frame.groupby("patient_id")["fold"].nunique().max() == 1  # no patient in two folds

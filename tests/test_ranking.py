@@ -1,4 +1,4 @@
-"""leaderboard.ranking on its own: ranks, ties, Borda, coverage, views, card metadata, overlap marks."""
+"""leaderboard.summary.ranking on its own: ranks, ties, Borda, coverage, views, card metadata, overlap marks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from leaderboard.ranking import rank_encoders, rank_view
+from leaderboard.summary.ranking import rank_encoders, rank_view
 
 
 def rec(task, encoder, auroc, provenance="reproduced", dataset="nih-cxr14", benchmarks=("paper-table1",)):

@@ -11,7 +11,7 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def local_ray():
-    from runner.ray_backend import ensure_ray
+    from runner.embed.ray_pool import ensure_ray
 
     started = not ray.is_initialized()
     yield ensure_ray(2)
@@ -21,8 +21,8 @@ def local_ray():
 
 def test_ray_backend_equals_local_backend(local_ray, demo_data_dir, tmp_path, monkeypatch):
     from registry.cards import load_registry
-    from runner.cache import EmbeddingCache
-    from runner.embed import embed_manifest
+    from runner.embed.cache import EmbeddingCache
+    from runner.embed.embedding import embed_manifest
     from runner.encoders import load_encoder
 
     meta = pd.read_csv(demo_data_dir / "metadata.csv")

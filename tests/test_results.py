@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from registry.cards import sha256_of
-from runner.results import (
+from registry.hashing import sha256_of
+from runner.results.result import (
     MAX_FILE_BYTES,
     ResultError,
     encoder_ref,
@@ -42,7 +42,8 @@ class FakeCard:
 
     @property
     def full(self) -> dict:
-        from registry.cards import deep_merge, load_registry
+        from registry.extends import deep_merge
+        from registry.cards import load_registry
 
         template = dict(load_registry().of_kind(self.kind)[TEMPLATES[self.kind]].data)
         template.pop("benchmarks", None)  # a fake task belongs to the benchmarks its own data names, if any
@@ -267,7 +268,7 @@ def test_environment_info_is_schema_valid(result):
 def test_metrics_summary_drops_into_a_valid_result(result):
     """The contract with runner.metrics: summarize() output fills `metrics`, `folds` and `ci_alternatives` as is."""
     pd = pytest.importorskip("pandas")
-    from runner.metrics import summarize
+    from runner.metrics.summary import summarize
 
     rows = [{"image_id": f"i{i}", "patient_id": f"p{i // 2}", "label": i % 2, "fold": (i // 2) % 3,
              "prob": (0.3 + 0.4 * (i % 2) + 0.01 * (i % 7)) if i % 5 else 0.5} for i in range(36)]

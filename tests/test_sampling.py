@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from runner.data import read_index
-from runner.sampling import SamplingError, apply_label_policy, assign_folds, sample_task, seeded_order
+from runner.sample.sampler import SamplingError, apply_label_policy, assign_folds, sample_task, seeded_order
 
 CARD = {"id": "png-set", "kind": "csv", "title": "t", "synthetic": True, "access": "made by the test",
         "files": {"metadata": ["meta.csv"]},

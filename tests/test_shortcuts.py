@@ -90,8 +90,8 @@ def _metadata_only_copy(demo_data_dir: Path, folder: Path) -> Path:
 
 
 def test_metadata_only_root_samples_the_same_images(real_registry, demo_data_dir, tmp_path):
-    from runner.manifest import content_sha256
-    from runner.sampling import SamplingError, sample_task
+    from runner.sample.manifest import content_sha256
+    from runner.sample.sampler import SamplingError, sample_task
 
     task, dataset = dict(real_registry.tasks["effusion-demo"].data), real_registry.datasets["demo-cxr"].data
     task["sampling"] = {**task["sampling"], "positives": 50, "negatives": 50}  # the session's small demo data
@@ -125,8 +125,8 @@ def metadata_registry(tmp_path_factory):
 def test_metadata_baseline_runs_from_a_metadata_only_root(metadata_registry, demo_data_dir, tmp_path):
     from registry.cards import clear_cache, load_registry
     from runner.evaluate import EvalOptions, run_evaluation
-    from runner.manifest import read_manifest
-    from runner.results import validate_result
+    from runner.sample.manifest import read_manifest
+    from runner.results.result import validate_result
 
     clear_cache()
     reg = load_registry(metadata_registry)
@@ -192,7 +192,7 @@ def _task(match=None, n=200):
 @pytest.mark.parametrize("strata", [["view"], ["view", "sex", "age_band"]])
 def test_matched_negatives_have_the_positives_strata(strata):
     from runner.data import DatasetIndex
-    from runner.sampling import sample_task, stratum_keys
+    from runner.sample.sampler import sample_task, stratum_keys
 
     index = DatasetIndex("synthetic", Path("."), _pool())
     match = {"strata": strata}
@@ -212,7 +212,7 @@ def test_matched_negatives_have_the_positives_strata(strata):
 
 def test_match_counts_and_shortfall():
     from runner.data import DatasetIndex
-    from runner.sampling import SamplingError, match_counts, sample_task
+    from runner.sample.sampler import SamplingError, match_counts, sample_task
 
     keys = pd.Series(["a"] * 5 + ["b"] * 3 + ["c"] * 2)
     assert match_counts(keys, 10) == {"a": 5, "b": 3, "c": 2}
@@ -225,7 +225,7 @@ def test_match_counts_and_shortfall():
 
 
 def test_nih_view_matched_tasks_match_on_the_real_metadata(real_registry, nih_index, tmp_path):
-    from runner.sampling import sample_task
+    from runner.sample.sampler import sample_task
 
     base = sample_task(real_registry.tasks["edema-nih"].data, real_registry.datasets["nih-cxr14"].data, tmp_path,
                        index=nih_index, defer_verify_without_images=True)
@@ -256,7 +256,7 @@ def test_every_view_matched_card_matches_a_base_task(real_registry):
 
 def test_bin_edges_come_from_training_rows_only():
     """An extreme value in one test row must not move the predictions of the other test rows (shared binning did)."""
-    from runner.classify import classify
+    from runner.classify.out_of_fold import classify
 
     rng = np.random.default_rng(0)
     n = 300
@@ -274,7 +274,7 @@ def test_bin_edges_come_from_training_rows_only():
 
 
 def test_missing_values_only_where_allowed():
-    from runner.classify import ClassifyError, classify
+    from runner.classify.out_of_fold import ClassifyError, classify
 
     x = np.ones((40, 2), dtype=np.float32)
     x[::3, 1] = np.nan
@@ -291,7 +291,7 @@ def test_missing_values_only_where_allowed():
 
 def test_a_view_detector_is_at_chance_within_each_view():
     from runner.analysis.within_view import within_view_auroc
-    from runner.metrics import summarize
+    from runner.metrics.summary import summarize
 
     rng = np.random.default_rng(0)
     n = 800
@@ -328,7 +328,7 @@ def test_training_data_overlap(real_registry):
 
 
 def _filed(task_id: str, encoder_id: str) -> dict:
-    from leaderboard.submit import RESULTS_DIR
+    from leaderboard.filing.submit import RESULTS_DIR
 
     return json.loads((RESULTS_DIR / f"{task_id}__{encoder_id}__reproduced.json").read_text(encoding="utf-8"))
 
@@ -337,7 +337,7 @@ NIH_TASKS = ("atelectasis-nih", "edema-nih", "effusion-nih", "opacity-nih")
 
 
 def test_filed_floors_are_real_and_the_view_matched_view_floor_is_near_chance(real_registry):
-    """The floors `python -m leaderboard.file_floors` filed: all 16, from the real metadata, N/N as the cards say."""
+    """The floors `python -m leaderboard.filing.file_floors` filed: all 16, from the real metadata, N/N as the cards say."""
     for task_id in NIH_TASKS:
         for task in (task_id, task_id + "-view-matched"):
             sampling = real_registry.tasks[task].data["sampling"]
@@ -353,9 +353,9 @@ def test_filed_floors_are_real_and_the_view_matched_view_floor_is_near_chance(re
 
 
 def test_compute_floors_and_the_site_shows_them(real_registry, tmp_path):
-    from leaderboard.floors import compute_floors
-    from leaderboard.site import build_site
-    from leaderboard.submit import RESULTS_DIR
+    from leaderboard.summary.floors import compute_floors
+    from leaderboard.site.render import build_site
+    from leaderboard.filing.submit import RESULTS_DIR
 
     results = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(RESULTS_DIR.glob("*.json"))]
     floors = compute_floors(results, real_registry)
@@ -386,6 +386,6 @@ def test_compute_floors_and_the_site_shows_them(real_registry, tmp_path):
 
 
 def _filed_reported(task_id: str, encoder_id: str) -> dict:
-    from leaderboard.submit import RESULTS_DIR
+    from leaderboard.filing.submit import RESULTS_DIR
 
     return json.loads((RESULTS_DIR / f"{task_id}__{encoder_id}__reported.json").read_text(encoding="utf-8"))

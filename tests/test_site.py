@@ -10,9 +10,9 @@ import pytest
 from runs import make_run
 from test_results import fake_registry, make_reproduced
 
-from leaderboard.file_reported import TABLE_PATH, file_reported
-from leaderboard.site import build_site
-from runner.results import write_result
+from leaderboard.filing.file_reported import TABLE_PATH, file_reported
+from leaderboard.site.render import build_site
+from runner.results.result import write_result
 
 # Table 1 of the paper, typed here independently of leaderboard/paper_table1.yaml:
 # disease, dataset, AUROC MedImageInsight, AUROC CXR-Foundation, F1 MedImageInsight, F1 CXR-Foundation.
@@ -112,7 +112,7 @@ def build_fake_site(tmp_path_factory):
     reg = fake_registry()
     results = tmp_path_factory.mktemp("results")
     file_reported(reg, TABLE_PATH, results)
-    from leaderboard.submit import submit  # a real, verified run: filed with its predictions and manifest
+    from leaderboard.filing.submit import submit  # a real, verified run: filed with its predictions and manifest
 
     submit(make_run(tmp_path_factory.mktemp("run"), reg, "effusion-demo", "pixels"), reg, results)
     index = build_site(tmp_path_factory.mktemp("site"), results, reg)
@@ -239,7 +239,7 @@ def test_html_in_result_strings_is_inert(tmp_path):
     assert "&lt;script&gt;" in (out / "index.html").read_text()
     # These results have no filed predictions, so they do not verify and are not ranked: the Encoders page's
     # plot is drawn here directly from a hostile row, as the renderer draws it from the summary.
-    from leaderboard.encoders_page import plot_auroc_vs_parameters
+    from leaderboard.site.encoders_page import plot_auroc_vs_parameters
 
     svg = tmp_path / "plot.svg"
     assert plot_auroc_vs_parameters({"rows": [{"parameters": 1000, "mean_auroc": 0.7, "title": HOSTILE}]}, svg)
@@ -249,8 +249,8 @@ def test_html_in_result_strings_is_inert(tmp_path):
 def test_cli_build_prints_index_path(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import runner.commands.leaderboard_cmds as cmds
-    from runner.cli import app
+    import runner.cli.commands.leaderboard as cmds
+    from runner.cli.main import app
 
     reg = fake_registry()
     monkeypatch.setattr(cmds, "_registry", lambda: reg)
@@ -265,7 +265,7 @@ def test_cli_build_prints_index_path(tmp_path, monkeypatch):
 
 def test_real_registry_front_page_matches_the_paper(tmp_path):
     """The filed reported results, rendered against the project's own cards."""
-    from leaderboard.submit import RESULTS_DIR
+    from leaderboard.filing.submit import RESULTS_DIR
     from registry.cards import load_registry
     from registry.errors import CardError
 
@@ -277,7 +277,7 @@ def test_real_registry_front_page_matches_the_paper(tmp_path):
     import re
 
     cells = grid(parse(index).tables["table-table1"])
-    # The NIH rows also show the shortcut floor (its own column) and each AUROC's distance above it (leaderboard.floors)
+    # The NIH rows also show the shortcut floor (its own column) and each AUROC's distance above it (leaderboard.summary.floors)
     floor_column = {key: cell["text"] for key, cell in cells.items() if key[2] == "Shortcut floor"}
     shown = {key: re.sub(r"[+-]\d\.\d{3} over floor$", "", cell["text"]) for key, cell in cells.items()
              if key[2] != "Shortcut floor"}

@@ -85,8 +85,8 @@ def encoders_site(tmp_path_factory):
     from runs import make_run
     from test_results import fake_registry
 
-    from leaderboard.file_reported import TABLE_PATH, file_reported
-    from leaderboard.submit import submit
+    from leaderboard.filing.file_reported import TABLE_PATH, file_reported
+    from leaderboard.filing.submit import submit
 
     reg = fake_registry()
     for task in reg.tasks.values():
@@ -97,7 +97,7 @@ def encoders_site(tmp_path_factory):
     # Verifiable runs (their numbers recompute from the filed predictions and manifest): unverified ones are not ranked.
     for encoder, separation in (("pixels", 0.3), ("medimageinsight", 1.2), ("cxr-foundation", 0.7)):
         submit(make_run(runs / encoder, reg, "effusion-demo", encoder, separation=separation), reg, results_dir=results)
-    from leaderboard.site import build_site
+    from leaderboard.site.render import build_site
 
     index = build_site(tmp_path_factory.mktemp("encoder-site"), results, reg)
     return index.parent
@@ -223,8 +223,8 @@ def test_front_page_fits_at_1400(browser, encoders_site):
 
 def test_the_stock_site_fits_at_1400(browser, tmp_path):
     """The project's filed results (Table 1 and the demo's) as `runner leaderboard build` renders them."""
-    from leaderboard.site import build_site
-    from leaderboard.submit import RESULTS_DIR
+    from leaderboard.site.render import build_site
+    from leaderboard.filing.submit import RESULTS_DIR
     from registry.cards import load_registry
 
     site = build_site(tmp_path / "site", RESULTS_DIR, load_registry(REPO)).parent

@@ -7,7 +7,8 @@ import dataclasses
 
 import pytest
 
-from registry.cards import load_registry, sha256_of
+from registry.cards import load_registry
+from registry.hashing import sha256_of
 from registry.schemas import behaviour_part, descriptive_fields, fill_defaults, load_schema, resolve_ref
 
 
@@ -105,8 +106,8 @@ def test_every_schema_default_reaches_the_spec(kind, minimal, build):
 
 def test_no_python_defaults_shadow_the_schema():
     """The runner's settings classes take every value from the spec: none has a default of its own."""
-    from runner.classify import ClassifierSettings
-    from runner.metrics import MetricsSettings
+    from runner.classify.out_of_fold import ClassifierSettings
+    from runner.metrics.summary import MetricsSettings
 
     for cls in (ClassifierSettings, MetricsSettings):
         assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(cls)), cls
@@ -228,7 +229,7 @@ def _predictions(n=200, seed=0):
 
 def test_metrics_block_fields_change_the_numbers():
     from registry.specs import metrics_spec
-    from runner.metrics import summarize
+    from runner.metrics.summary import summarize
 
     base = summarize(_predictions(), metrics_spec({}))
     assert summarize(_predictions(), metrics_spec({"threshold": 0.3}))["f1"] != base["f1"]
@@ -245,7 +246,7 @@ def test_classifier_block_fields_change_the_predictions():
     import pandas as pd
 
     from registry.specs import classifier_spec
-    from runner.classify import classify
+    from runner.classify.out_of_fold import classify
 
     rng = np.random.default_rng(0)
     n = 300
@@ -283,7 +284,7 @@ def test_preprocess_block_fields_change_the_encoder_input():
     import numpy as np
 
     from registry.specs import preprocess_spec
-    from runner.imaging import to_encoder_input
+    from runner.data.imaging import to_encoder_input
 
     image = np.linspace(0, 1, 64 * 48, dtype=np.float32).reshape(64, 48)
     base = fill_defaults("encoder", {**MINIMAL_ENCODER, "preprocess": {"size": 16}})["preprocess"]

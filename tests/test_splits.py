@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from sklearn.model_selection import StratifiedGroupKFold
 
-import runner.classify as classify_module
-from runner.classify import ClassifierSettings, _inner_split, classify, machine_threads
-from runner.splits import InnerSplitCache, first_stratified_group_split
+import runner.classify.out_of_fold as classify_module
+from runner.classify.out_of_fold import ClassifierSettings, _inner_split, classify, machine_threads
+from runner.classify.inner_split import InnerSplitCache, first_stratified_group_split
 
 
 def _design(seed: int, n: int, max_images: int, positive_rate: float):

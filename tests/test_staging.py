@@ -13,16 +13,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import runner.staging as staging
-from runner.fastpath import (
-    DevicePreprocessor,
-    RawReader,
-    collate_raw,
-    group_order,
-    raw_batches,
-    read_raw,
-    results_in_order,
-)
+import runner.embed.device.staging as staging
+from runner.embed.device.preprocess import DevicePreprocessor
+from runner.embed.device.batches import RawReader, collate_raw, group_order
+from runner.embed.device.embedder import raw_batches, results_in_order
+from runner.embed.device.read import read_raw
 
 CONTRACT = {"size": 24, "channels": 1, "interpolation": "bilinear", "normalize": "none", "bit_depth": "float"}
 
@@ -128,7 +123,7 @@ def test_embedder_rows_come_back_in_position_order(mixed_files, read_batch):
     """Mixed shapes make group order differ from position order; the host permutation after the fetch restores it,
     and failures stay in their places (results_in_order). Read batches of 2 or 7 gather into forward batches of 5
     (several read batches per forward, and one split across two)."""
-    from runner.fastpath import DeviceEmbedder
+    from runner.embed.device.embedder import DeviceEmbedder
 
     class Flatten:  # a numpy-free stand-in encoder: the embedding is the preprocessed image itself
         def __init__(self):

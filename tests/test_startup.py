@@ -23,7 +23,7 @@ import atexit, json, runpy, sys
 out = sys.argv.pop(1)
 atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
 sys.argv[0] = "runner"
-runpy.run_module("runner.cli", run_name="__main__")
+runpy.run_module("runner.cli.main", run_name="__main__")
 """
 
 
@@ -49,7 +49,7 @@ def test_cached_eval_imports_no_heavy_stack(tmp_path, demo_data_dir):
     assert "AUROC" in stdout and "reused" not in stdout and "lightgbm" in warm
     heavy = sorted(m for m in warm if m.split(".")[0] in HEAVY)
     assert heavy == [], f"a fully cached eval imported {heavy[:10]}"
-    # the same inputs again: the result there stands (runner.reuse), so not even the classifier stack is loaded
+    # the same inputs again: the result there stands (runner.results.reuse), so not even the classifier stack is loaded
     reused, stdout = _eval_modules(tmp_path, root, demo_data_dir, "reused")
     assert "AUROC" in stdout and "reused" in stdout
     loaded = sorted(m for m in reused if m.split(".")[0] in (*HEAVY, "lightgbm", "sklearn", "scipy"))

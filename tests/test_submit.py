@@ -9,9 +9,9 @@ import yaml
 from runs import edit_result, make_run
 from test_results import fake_registry
 
-from leaderboard.file_reported import TABLE_PATH, file_reported
-from leaderboard.submit import EXIT_INVALID, EXIT_REFUSED, SubmitError, submit
-from runner.results import read_result, validate_result
+from leaderboard.filing.file_reported import TABLE_PATH, file_reported
+from leaderboard.filing.submit import EXIT_INVALID, EXIT_REFUSED, SubmitError, submit
+from runner.results.result import read_result, validate_result
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def test_refuses_when_the_card_changed_after_the_run(run_dir, reg, tmp_path):
 
 
 def test_a_descriptive_card_edit_after_the_run_does_not_refuse_the_result(run_dir, reg, tmp_path):
-    from leaderboard.submit import submit
+    from leaderboard.filing.submit import submit
 
     reg.tasks["effusion-demo"].data["title"] = "edited"
     filed = submit(run_dir / "result.json", reg, results_dir=tmp_path / "results")
@@ -114,7 +114,7 @@ def test_refuses_manifest_mismatch(run_dir, reg, tmp_path):
 
 
 def test_files_the_manifest_beside_the_result(run_dir, reg, tmp_path):
-    from leaderboard.submit import manifest_folder
+    from leaderboard.filing.submit import manifest_folder
 
     filed = submit(run_dir / "result.json", reg, tmp_path / "results")
     sha = read_result(filed.path)["manifest"]["sha256"]
@@ -150,8 +150,8 @@ def test_file_reported_writes_the_16_paper_cells(reg, tmp_path):
 def test_cli_exit_codes(run_dir, reg, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import runner.commands.leaderboard_cmds as cmds
-    from runner.cli import app
+    import runner.cli.commands.leaderboard as cmds
+    from runner.cli.main import app
 
     monkeypatch.setattr(cmds, "_registry", lambda: reg)
     cli = CliRunner()
@@ -169,10 +169,10 @@ def test_cli_exit_codes(run_dir, reg, tmp_path, monkeypatch):
 def test_filed_results_match_the_current_cards():
     """Every file in leaderboard/results/ is valid and filed against today's cards.
 
-    When this fails after a card edit, re-file the paper's numbers: `python -m leaderboard.file_reported`, and the
+    When this fails after a card edit, re-file the paper's numbers: `python -m leaderboard.filing.file_reported`, and the
     demo's: `runner demo --out DIR && runner submit --replace DIR/runs/*/*/result.json`.
     """
-    from leaderboard.submit import RESULTS_DIR, check_against_cards, filed_problems
+    from leaderboard.filing.submit import RESULTS_DIR, check_against_cards, filed_problems
     from registry.cards import load_registry
     from registry.errors import CardError
 

@@ -62,7 +62,7 @@ def test_cli_refuses_custom_code_without_the_flag(command, custom_setup, demo_da
            "CXR_CACHE_DIR": str(tmp_path / "cache")}
     if command[0] == "eval":
         command = command + ["--data-root", str(demo_data_dir), "--out", str(tmp_path / "out"), "--workers", "0"]
-    proc = subprocess.run([sys.executable, "-c", "from runner.cli import app; app()", *command], env=env,
+    proc = subprocess.run([sys.executable, "-c", "from runner.cli.main import app; app()", *command], env=env,
                           check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode in (1, 2), (proc.returncode, proc.stdout, proc.stderr)
     assert "--trust-custom-code" in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
@@ -127,8 +127,8 @@ HOSTILE = '"><script>alert(document.domain)</script><img src=x onerror=alert(1)>
 def test_hostile_task_and_dataset_titles_are_inert_on_the_site(tmp_path):
     from test_results import fake_registry, make_reproduced
 
-    from leaderboard.site import build_site
-    from runner.results import write_result
+    from leaderboard.site.render import build_site
+    from runner.results.result import write_result
 
     reg = fake_registry()
     reg.tasks["effusion-demo"].data.update(title=HOSTILE, description=HOSTILE)
@@ -182,7 +182,7 @@ def test_nih_image_ids_cannot_leave_the_data_root(tmp_path):
 
 def test_tampered_manifest_paths_are_refused(tmp_path):
     """A manifest whose rows point outside the data root is refused even when its hash was recomputed to match."""
-    from runner.manifest import ManifestError, canonical_frame, content_sha256, read_manifest
+    from runner.sample.manifest import ManifestError, canonical_frame, content_sha256, read_manifest
 
     frame = pd.DataFrame({"image_id": ["a", "b"], "patient_id": ["p1", "p2"], "study_id": ["s1", "s2"],
                           "path": ["files/a.dcm", "../../../home/user/.ssh/id_rsa"], "view": ["PA", "PA"],

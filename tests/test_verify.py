@@ -17,7 +17,7 @@ from runs import edit_result, make_run
 from test_evaluate import TINY_TASK, make_registry_root
 from test_results import fake_registry
 
-from leaderboard.submit import EXIT_INVALID, EXIT_REFUSED, SubmitError, filed_problems, submit
+from leaderboard.filing.submit import EXIT_INVALID, EXIT_REFUSED, SubmitError, filed_problems, submit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,7 +95,7 @@ def test_a_second_data_root_never_hits_the_first_ones_embeddings(tmp_path):
     """Same relative paths, same sizes and mtimes (cp -p), other bytes: another cache key."""
     import os
 
-    from runner.cache import ImageIdentity
+    from runner.embed.cache import ImageIdentity
 
     a, b = tmp_path / "a", tmp_path / "b"
     for root, content in ((a, b"AAAA"), (b, b"BBBB")):
@@ -127,7 +127,7 @@ def test_exclusion_budget_fails_the_run_with_a_table_of_reasons(tiny_registry, d
 
 
 def test_exclusion_budget_field_changes_the_outcome():
-    from runner.budget import budget_problem
+    from runner.sample.exclusion_budget import budget_problem
 
     lost = [{"image_id": f"i{i}", "path": f"p{i}", "reason": "at embedding: missing-file"} for i in range(5)]
     assert budget_problem(300, lost, 0.02) is None  # 5 of 300 = 1.7%
@@ -156,7 +156,7 @@ def test_swapped_predictions_are_refused(reg, tmp_path):
     error = refused(path, reg, tmp_path / "results")
     assert "predictions_sha256 in the result" in str(error) and "numbers differ" in str(error), str(error)
     # and with the sha256 forged to match, the numbers still give it away
-    from runner.fingerprint import file_sha256
+    from runner.data.fingerprint import file_sha256
 
     edit_result(path, lambda r: r.update(predictions_sha256=file_sha256(path.parent / "predictions.parquet")))
     assert "numbers differ" in str(refused(path, reg, tmp_path / "results"))
@@ -180,8 +180,8 @@ def test_readme_submit_path_finds_the_manifest_and_refuses_forged_manifest_field
 
 def test_made_up_reported_number_is_refused(reg, tmp_path):
     """Was: a made-up reported number citing nobody landed in Table 1."""
-    from leaderboard.file_reported import TABLE_PATH
-    from leaderboard.publications import load_publication, reported_results
+    from leaderboard.filing.file_reported import TABLE_PATH
+    from leaderboard.filing.publications import load_publication, reported_results
 
     publication = load_publication(TABLE_PATH)
     result = next(r for r in reported_results(publication, reg)
@@ -206,7 +206,7 @@ def test_made_up_reported_number_is_refused(reg, tmp_path):
 
 def test_names_on_the_site_come_from_the_cards(reg, tmp_path):
     """Was: a result's encoder.name "MedImageInsight (official)" was shown for another encoder."""
-    from leaderboard.site import build_site
+    from leaderboard.site.render import build_site
 
     path = make_run(tmp_path / "out", reg)
     edit_result(path, lambda r: r["encoder"].update(name="MedImageInsight (official)"))
@@ -226,7 +226,7 @@ def test_leaderboard_build_out_dot_in_the_repo_is_refused(tmp_path):
     from typer.testing import CliRunner
 
     from registry.cards import clear_cache
-    from runner.cli import app
+    from runner.cli.main import app
 
     root = tmp_path / "repo"
     for sub in ("tasks", "encoders", "registry/datasets"):
@@ -250,7 +250,7 @@ def test_leaderboard_build_out_dot_in_the_repo_is_refused(tmp_path):
 
 
 def test_site_folder_rebuild_removes_only_what_it_made(reg, tmp_path):
-    from leaderboard.site import SiteDirError, build_site
+    from leaderboard.site.render import SiteDirError, build_site
 
     results = tmp_path / "results"
     submit(make_run(tmp_path / "out", reg), reg, results)
@@ -275,9 +275,9 @@ def test_site_folder_rebuild_removes_only_what_it_made(reg, tmp_path):
 def test_build_marks_a_filed_result_edited_after_filing_and_strict_fails(reg, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import runner.commands.leaderboard_cmds as cmds
-    from leaderboard.site import build_site
-    from runner.cli import app
+    import runner.cli.commands.leaderboard as cmds
+    from leaderboard.site.render import build_site
+    from runner.cli.main import app
 
     results = tmp_path / "results"
     filed = submit(make_run(tmp_path / "out", reg), reg, results).path
@@ -298,8 +298,8 @@ def test_build_marks_a_filed_result_edited_after_filing_and_strict_fails(reg, tm
 
 
 def test_verification_is_exact_rows_of_the_manifest(reg, tmp_path):
-    from leaderboard.verify import verify_result
-    from runner.manifest import read_manifest
+    from leaderboard.filing.verify import verify_result
+    from runner.sample.manifest import read_manifest
 
     path = make_run(tmp_path / "out", reg, excluded=0)
     result = json.loads(path.read_text())

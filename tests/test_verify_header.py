@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.imaging import ImageDecodeError, load_image, verify_header
-from runner.sampling import check_file
+from runner.data.imaging import ImageDecodeError, load_image, verify_header
+from runner.sample.sampler import check_file
 
 
 def _reason(fn, path):

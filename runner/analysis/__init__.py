@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from registry.specs import AnalysesSpec, MetricsSpec, analyses_spec, metrics_spec
-from runner.metrics import MetricsInputError
+from runner.metrics.scores import MetricsInputError
 
 ANALYSES = AnalysesSpec.NAMES
-# Paired tests compare encoders, so they are not part of one run: the summarize stage (leaderboard/summarize.py)
+# Paired tests compare encoders, so they are not part of one run: the summarize stage (leaderboard/summary/summarize.py)
 # computes them across filed results. A run asked for them says so.
 PAIRED_ELSEWHERE = ("paired tests compare encoders: computed by the summarize stage across filed results "
                     "(runner leaderboard build), never from other runs' files")

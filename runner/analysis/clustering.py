@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runner.metrics import MetricsInputError
-from runner.plots import plot_umap
+from runner.metrics.scores import MetricsInputError
+from runner.results.figures import plot_umap
 
 # up to this many rows the exact N x N cosine distance matrix is computed once and shared (32 MB at 2,000 rows);
 # umap-learn also switches from exact distances to approximate neighbours at 4,096 rows

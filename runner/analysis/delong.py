@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-from runner.metrics import MetricsInputError, single_class_reason
+from runner.metrics.scores import MetricsInputError, single_class_reason
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ fold is untouched, and as folds are patient-grouped no test patient can enter tr
 AUROC over every (seed, fold) run. A size larger than a fold's training positives or negatives is recorded as
 skipped for that run, never silently shrunk. `plot_label_efficiency` draws one curve per encoder (PNG).
 Cost: sizes x seeds x folds classifier fits (6 x 3 x 5 = 90 with the defaults). They are independent and are
-fitted all at once: with the card's classifier, side by side in fit processes (runner.fitpool), with the same
+fitted all at once: with the card's classifier, side by side in fit processes (runner.classify.fit_processes), with the same
 AUROCs as one fit at a time (docs/benchmarks.md has the figures).
 """
 
@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from runner.analysis.transfer import FitPredict, fit_predict_many
-from runner.metrics import MetricsInputError, point_metrics, single_class_reason
-from runner.plots import plot_label_efficiency  # noqa: F401  (re-exported: runs and the site draw the same figure)
+from runner.metrics.scores import MetricsInputError, point_metrics, single_class_reason
+from runner.results.figures import plot_label_efficiency  # noqa: F401  (re-exported: runs and the site draw the same figure)
 
 
 def _balanced_sample(rng: np.random.Generator, labels: np.ndarray, candidates: np.ndarray, size: int) -> np.ndarray | str:
@@ -69,7 +69,7 @@ def label_efficiency(
                                                    np.flatnonzero(folds != fold), size)
                 planned.append((size, int(seed), fold, test, train))
     fitted = [run for run in planned if not isinstance(run[4], str)]
-    # the fits are independent: all at once, side by side when the classifier can (runner.fitpool)
+    # the fits are independent: all at once, side by side when the classifier can (runner.classify.fit_processes)
     probs = iter(fit_predict_many(fit_predict, [(x[train], labels[train], x[test],
                                                  None if groups is None else groups[train])
                                                 for _, _, _, test, train in fitted], dict(params or {})))

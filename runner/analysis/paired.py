@@ -2,7 +2,7 @@
 
 Entries:
 * `paired_bootstrap(pred_a, pred_b, metrics_card)`: the patient-level paired bootstrap of the difference (a - b) of
-  the fold-mean F1 and AUROC; both encoders are scored on the same patient draws (runner.metrics.bootstrap_fold_mean).
+  the fold-mean F1 and AUROC; both encoders are scored on the same patient draws (runner.metrics.intervals.bootstrap_fold_mean).
 * `tie_groups(results_by_encoder, alpha=0.05)`: which encoders are not significantly different from the best one.
   For both metrics the estimand is the one the leaderboard shows and bolds: the mean over the evaluated folds of the
   per-fold metric, so "best" here is always the bolded cell. Each other encoder is compared with the best by the
@@ -23,19 +23,17 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from runner.metrics import (
+from runner.metrics.scores import (
     METRICS,
     MetricsInputError,
-    MetricsSettings,
-    bootstrap_fold_mean,
     check_predictions,
     check_probabilities,
     finite_or_none,
-    fold_mean_metrics,
-    percentile_interval,
     point_metrics,
     single_class_reason,
 )
+from runner.metrics.summary import MetricsSettings
+from runner.metrics.intervals import bootstrap_fold_mean, fold_mean_metrics, percentile_interval
 
 
 def align_predictions(pred_a: pd.DataFrame, pred_b: pd.DataFrame) -> pd.DataFrame:

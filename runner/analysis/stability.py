@@ -23,7 +23,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from runner.metrics import MetricsInputError
+from runner.metrics.scores import MetricsInputError
 
 PERCENTILES = (5, 25, 50, 75, 95)
 

@@ -16,15 +16,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from runner.metrics import (
-    MetricsInputError,
-    MetricsSettings,
-    bootstrap_fold_mean,
-    check_predictions,
-    check_probabilities,
-    percentile_interval,
-    point_metrics,
-)
+from runner.metrics.scores import MetricsInputError, check_predictions, check_probabilities, point_metrics
+from runner.metrics.summary import MetricsSettings
+from runner.metrics.intervals import bootstrap_fold_mean, percentile_interval
 
 
 def age_band_labels(bands: Sequence[float]) -> list[str]:

@@ -4,7 +4,7 @@ Entry: `cross_dataset_transfer(train_X, train_y, test_X, test_y, ...)` -> AUROC 
 percentile CIs from a patient cluster bootstrap (image-level when no test patient ids are given): test-sampling
 uncertainty, the one fitted classifier held fixed.
 The classifier is a `fit_predict(train_X, train_y, test_X, params) -> test probabilities` callable, so this module
-does not depend on runner.classify; the default, `lightgbm_fit_predict`, is LightGBM with the given params.
+does not depend on runner.classify.out_of_fold; the default, `lightgbm_fit_predict`, is LightGBM with the given params.
 Cost on the 2-core CPU dev machine (loaded, load average ~7): LightGBM (100 trees) on 1,600 x 64, test 400: up to
 10 s; the bootstrap adds 0.1 s.
 """
@@ -15,15 +15,9 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from runner.metrics import (
-    METRICS,
-    MetricsInputError,
-    MetricsSettings,
-    bootstrap_fold_mean,
-    percentile_interval,
-    point_metrics,
-    single_class_reason,
-)
+from runner.metrics.scores import METRICS, MetricsInputError, point_metrics, single_class_reason
+from runner.metrics.summary import MetricsSettings
+from runner.metrics.intervals import bootstrap_fold_mean, percentile_interval
 
 FitPredict = Callable[[np.ndarray, np.ndarray, np.ndarray, Mapping], np.ndarray]
 
@@ -39,7 +33,7 @@ def call_fit_predict(fit_predict: FitPredict | None, train_X, train_y, test_X, p
 
 def fit_predict_many(fit_predict: FitPredict | None, calls, params) -> list[np.ndarray]:
     """call_fit_predict for independent (train_X, train_y, test_X, train_groups) calls: all at once through the
-    callable's `many` (the task card's classifier: side by side, runner.fitpool), else one after another."""
+    callable's `many` (the task card's classifier: side by side, runner.classify.fit_processes), else one after another."""
     many = getattr(fit_predict, "many", None)
     if callable(many):
         return [np.asarray(p, dtype=float) for p in many(list(calls))]

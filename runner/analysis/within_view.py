@@ -8,7 +8,7 @@ one classifier, restricted to the images of one view.
 
 Entry: `within_view_auroc(predictions, views, metrics_card, task_views)`. The estimand is the table's: the mean over
 the evaluated folds of the per-fold AUROC on that view's test images, with the patient cluster bootstrap interval
-(runner.metrics.summarize with ci = cluster-bootstrap, i.e. test-sampling uncertainty given the fitted classifiers).
+(runner.metrics.summary.summarize with ci = cluster-bootstrap, i.e. test-sampling uncertainty given the fitted classifiers).
 Cost: one bootstrap per view; 2,000 predictions: ~0.2 s on the 2-core CPU dev machine.
 """
 
@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from runner.metrics import MetricsInputError, summarize
+from runner.metrics.scores import MetricsInputError
+from runner.metrics.summary import summarize
 
 
 def within_view_auroc(predictions: pd.DataFrame, views: pd.Series | Sequence[str], metrics_card: Mapping | None,

@@ -93,7 +93,7 @@ class Encoder:
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """Common [0,1] MONOCHROME2 image -> this encoder's input (default: the card's preprocessing contract)."""
-        from runner.imaging import to_encoder_input
+        from runner.data.imaging import to_encoder_input
 
         return to_encoder_input(image, self.contract)
 

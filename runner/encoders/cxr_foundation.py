@@ -6,7 +6,7 @@ ELIXR-C (`elixr-c-v2-pooled`) takes a serialized tf.train.Example holding a PNG 
 `embedding.pooling` the pooling (paper: img_emb, mean -> 768); signature and tensor names are in its `model` block.
 
 Input encoding follows Google's client: a 16-bit greyscale PNG. Our common image is float [0,1] after modality LUT,
-windowing (done in float by runner.imaging, which avoids the reference client's np.iinfo(float64) crash on DICOMs with
+windowing (done in float by runner.data.imaging, which avoids the reference client's np.iinfo(float64) crash on DICOMs with
 Rescale Slope/Intercept) and MONOCHROME1 inversion; it is min-max rescaled to the full uint16 range, as the client does for
 non-uint8 input. The image keeps its resolution unless the card's `preprocess.size` asks for a resize (the model resizes
 internally). `prepare` returns the serialized Example (a 0-d object array), so the PNG encoding runs in decode workers.
@@ -180,7 +180,7 @@ class CXRFoundationEncoder(Encoder):
     def prepare(self, image: np.ndarray) -> np.ndarray:
         image = np.asarray(image, dtype=np.float32)
         if self.contract.get("size"):
-            from runner.imaging import to_encoder_input
+            from runner.data.imaging import to_encoder_input
 
             image = to_encoder_input(image, {**self.contract, "channels": 1, "normalize": "none"})[0]
         out = np.empty((), dtype=object)

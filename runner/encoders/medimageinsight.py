@@ -7,7 +7,7 @@ the package's module names, so the released safetensors checkpoint loads by key 
 names are mapped as the package maps them), and the load is strict: a key that does not fit stops the run.
 
 Preprocessing is the card's contract {size: 480, channels: 3, interpolation: bicubic, normalize: imagenet, bit_depth: 8},
-which runner.imaging applies as the package's eval transform does: the image as 8 bits, PIL bicubic resize to 480x480
+which runner.data.imaging applies as the package's eval transform does: the image as 8 bits, PIL bicubic resize to 480x480
 (what torchvision's Resize does on a PIL image), /255, ImageNet mean/std (tests/test_encoders_medimageinsight.py checks it).
 """
 

@@ -7,7 +7,7 @@ of an encoder's number is available without looking at the image. It goes throug
 classifier and metrics as any encoder (runner.evaluate calls `metadata_embeddings` instead of the image loop).
 
 Entries: `feature_matrix(frame, encoder_card)` -> (X float32 (n, d) with NaN for missing, column names);
-`metadata_embeddings(frame, encoder_card, dataset_id)` -> runner.embed.Embeddings. Categorical features are one-hot
+`metadata_embeddings(frame, encoder_card, dataset_id)` -> runner.embed.rows.Embeddings. Categorical features are one-hot
 over the values present in the manifest (sorted, so the columns are the same on every run); a missing categorical
 value is NaN in each of its columns and a missing number is NaN, which LightGBM routes as missing.
 The encoder card's `model.features` lists the feature names it uses (e.g. [view] for the view-only floor); without
@@ -72,7 +72,7 @@ def feature_matrix(frame: pd.DataFrame, encoder_card: dict, dataset_id: str = "?
 
 def metadata_embeddings(frame: pd.DataFrame, encoder_card: dict, dataset_id: str):
     """The manifest's metadata features as the `Embeddings` of every row (no file is opened, nothing is cached)."""
-    from runner.embed import Embeddings
+    from runner.embed.rows import Embeddings
 
     started = time.perf_counter()
     x, names = feature_matrix(frame, encoder_card, dataset_id)

@@ -788,7 +788,7 @@ def _pixels_setup(tmp: Path, n: int = 4):
     """n good DICOMs under tmp/data/files, a manifest frame for them, the pixels encoder and a cache."""
     import pandas as pd
 
-    from runner.cache import EmbeddingCache
+    from runner.embed.cache import EmbeddingCache
     from runner.encoders import load_encoder
 
     rows = []
@@ -802,8 +802,8 @@ def _pixels_setup(tmp: Path, n: int = 4):
 
 
 def _embed(tmp: Path, frame, encoder, card, cache_root=None):
-    from runner.cache import EmbeddingCache
-    from runner.embed import embed_manifest
+    from runner.embed.cache import EmbeddingCache
+    from runner.embed.embedding import embed_manifest
 
     cache = EmbeddingCache("corpus", card["preprocess"], root=cache_root or tmp / "cache")
     out = embed_manifest(frame, tmp / "data", "corpus", encoder, cache, workers=0, progress=False)
@@ -811,7 +811,7 @@ def _embed(tmp: Path, frame, encoder, card, cache_root=None):
 
 
 def _failing_load(exc: BaseException, victim: str):
-    import runner.imaging as imaging
+    import runner.data.imaging as imaging
 
     real = imaging.load_image
 
@@ -825,7 +825,7 @@ def _failing_load(exc: BaseException, victim: str):
 def _transient(tmp: Path, exc: BaseException) -> str:
     """One image fails with a transient error: excluded with a reason, the run goes on, nothing is remembered;
     the next run (error gone) embeds it."""
-    import runner.imaging as imaging
+    import runner.data.imaging as imaging
 
     frame, encoder, _cache, card = _pixels_setup(tmp)
     real = imaging.load_image
@@ -912,7 +912,7 @@ def scenario_cache_failed_record_garbage(tmp: Path) -> str:
     import contextlib
     import io
 
-    from runner.cache import EmbeddingCache
+    from runner.embed.cache import EmbeddingCache
 
     _frame, _encoder, cache, card = _pixels_setup(tmp)
     cache.put_failures({"k": "decode-failed: truncated"})
@@ -925,7 +925,7 @@ def scenario_cache_failed_record_garbage(tmp: Path) -> str:
 
 def scenario_nul_byte_path(tmp: Path) -> str:
     """A NUL byte in a metadata path: that image is excluded (sampling and embedding), the others go on."""
-    from runner.sampling import check_file
+    from runner.sample.sampler import check_file
 
     frame, encoder, _cache, card = _pixels_setup(tmp)
     frame.loc[1, "path"] = "files/img\x001.dcm"
@@ -936,7 +936,7 @@ def scenario_nul_byte_path(tmp: Path) -> str:
 
 
 def scenario_deflate_bomb_bounded(tmp: Path) -> str:
-    from runner.imaging import ImageDecodeError, load_image
+    from runner.data.imaging import ImageDecodeError, load_image
 
     path = dicom_deflate_bomb(tmp)
     assert path.stat().st_size < 2_000_000  # small on disk
@@ -950,7 +950,7 @@ def scenario_deflate_bomb_bounded(tmp: Path) -> str:
 def scenario_dataset_card_pixel_bound(tmp: Path) -> str:
     """The dataset card's max_image_megapixels reaches the sampler: a 48 x 48 image is over a 0.001 MP bound."""
     from runner.data import read_index
-    from runner.sampling import sample_task
+    from runner.sample.sampler import sample_task
 
     rows = good_rows(8)
     for row in rows:
@@ -1047,8 +1047,8 @@ def scenario_hf_changed_bytes_rewritten(tmp: Path) -> str:
 def _fingerprinted(tmp: Path):
     """A manifest of 4 images (verify decode) with its fingerprint; returns (card, root, sampled, fingerprint)."""
     from runner.data import read_index
-    from runner.fingerprint import data_fingerprint
-    from runner.sampling import sample_task
+    from runner.data.fingerprint import data_fingerprint
+    from runner.sample.sampler import sample_task
 
     rows = good_rows(8)
     for row in rows:
@@ -1066,7 +1066,7 @@ def _fingerprinted(tmp: Path):
 def scenario_manifest_other_root(tmp: Path) -> str:
     import shutil
 
-    from runner.fingerprint import fingerprint_differences
+    from runner.data.fingerprint import fingerprint_differences
 
     card, root, sampled, fingerprint = _fingerprinted(tmp)
     other = tmp / "other"
@@ -1077,7 +1077,7 @@ def scenario_manifest_other_root(tmp: Path) -> str:
 
 
 def scenario_manifest_table_changed(tmp: Path) -> str:
-    from runner.fingerprint import fingerprint_differences
+    from runner.data.fingerprint import fingerprint_differences
 
     card, root, sampled, fingerprint = _fingerprinted(tmp)
     with (root / "metadata.csv").open("a") as handle:
@@ -1087,7 +1087,7 @@ def scenario_manifest_table_changed(tmp: Path) -> str:
 
 def scenario_manifest_image_bytes_changed(tmp: Path) -> str:
     """Same size, new bytes, new mtime: the content hash recorded at sampling tells."""
-    from runner.fingerprint import fingerprint_differences
+    from runner.data.fingerprint import fingerprint_differences
 
     card, root, sampled, fingerprint = _fingerprinted(tmp)
     path = root / sampled.frame["path"].iloc[0]
@@ -1101,7 +1101,7 @@ def scenario_manifest_image_bytes_changed(tmp: Path) -> str:
 
 def scenario_manifest_touched_only(tmp: Path) -> str:
     """A touched file (new mtime, same bytes) is the same data: the manifest is still usable."""
-    from runner.fingerprint import fingerprint_differences
+    from runner.data.fingerprint import fingerprint_differences
 
     card, root, sampled, fingerprint = _fingerprinted(tmp)
     os.utime(root / sampled.frame["path"].iloc[0], ns=(5_000_000_000, 5_000_000_000))
@@ -1111,7 +1111,7 @@ def scenario_manifest_touched_only(tmp: Path) -> str:
 def _cli(args: list[str], env: dict | None = None) -> str:
     from typer.testing import CliRunner
 
-    from runner.cli import app
+    from runner.cli.main import app
 
     result = CliRunner().invoke(app, args, env=env or {})
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
@@ -1127,8 +1127,8 @@ def scenario_cli_sample_seed_huge(tmp: Path) -> str:
 
 
 def _site_into(out: Path) -> str:
-    from leaderboard.site import SiteDirError, build_site
-    from leaderboard.submit import RESULTS_DIR
+    from leaderboard.site.render import SiteDirError, build_site
+    from leaderboard.filing.submit import RESULTS_DIR
 
     try:
         build_site(out, RESULTS_DIR)
@@ -1170,8 +1170,8 @@ def scenario_site_tex_markup_in_titles(tmp: Path) -> str:
     from runs import make_run
     from test_results import fake_registry
 
-    from leaderboard.site import build_site
-    from leaderboard.submit import submit
+    from leaderboard.site.render import build_site
+    from leaderboard.filing.submit import submit
 
     reg = fake_registry()
     reg.encoders["pixels"].data["title"] = r"$\frac{$ pixels $^{"
@@ -1189,7 +1189,7 @@ def _signal_during_eval(tmp: Path, sig: int) -> str:
     import sys
     import time
 
-    from runner.demo_data import make_demo_dataset
+    from runner.data.synthetic import make_demo_dataset
 
     repo = Path(__file__).resolve().parents[2]
     make_demo_dataset(tmp / "data", seed=0, n_patients=80, image_size=128)
@@ -1200,7 +1200,7 @@ def _signal_during_eval(tmp: Path, sig: int) -> str:
         "extends: _defaults.yaml\nid: effusion-sig\ntitle: Signal test\ndataset: demo-cxr\n"
         "label: {id: effusion, name: Effusion}\nsampling: {positives: 70, negatives: 70, verify: header}\n")
     env = {**os.environ, "PYTHONPATH": str(repo), "CXR_CACHE_DIR": str(tmp / "cache"), "CXR_REGISTRY_ROOT": str(root)}
-    proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "eval", "--task", "effusion-sig", "--encoder",
+    proc = subprocess.Popen([sys.executable, "-m", "runner.cli.main", "eval", "--task", "effusion-sig", "--encoder",
                              "random-cnn", "--data-root", str(tmp / "data"), "--out", str(tmp / "out"),
                              "--analyses", "none", "--device", "cpu"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -1294,8 +1294,8 @@ def result_seed_negative(base: dict, folder: Path) -> Path:
 
 
 def _reported(folder: Path, name: str, mutate) -> Path:
-    from leaderboard.file_reported import TABLE_PATH
-    from leaderboard.publications import load_publication, reported_results
+    from leaderboard.filing.file_reported import TABLE_PATH
+    from leaderboard.filing.publications import load_publication, reported_results
     from registry.cards import load_registry
 
     results = reported_results(load_publication(TABLE_PATH), load_registry())
@@ -1318,7 +1318,7 @@ def result_reported_wrong_cell(base: dict, folder: Path) -> Path:
         mean=0.901, half_width=0.006, ci_low=0.895, ci_high=0.907))
 
 
-# ---------------------------------------------------------------- an earlier result in the run folder (runner.reuse)
+# ---------------------------------------------------------------- an earlier result in the run folder (runner.results.reuse)
 
 RUN_INPUTS = "f" * 64  # the fingerprint the cases' runs are checked against
 
@@ -1336,7 +1336,7 @@ def _earlier_run(tmp: Path, change=None) -> Path:
 
 
 def _reuse_says(run_dir: Path) -> str:
-    from runner.reuse import reusable_result
+    from runner.results.reuse import reusable_result
 
     result, reason = reusable_result(run_dir, RUN_INPUTS)
     return "reused" if result is not None else "computed again: " + reason
@@ -1384,7 +1384,7 @@ def scenario_earlier_result_figure_missing(tmp: Path) -> str:
 
 def scenario_earlier_result_forged_metric(tmp: Path) -> str:
     """The fingerprint intact, a number edited: runner eval keeps its owner's file; filing it is refused."""
-    from leaderboard.submit import SubmitError, submit
+    from leaderboard.filing.submit import SubmitError, submit
     from registry.cards import load_registry
 
     run_dir = _earlier_run(tmp, lambda r: r["metrics"]["auroc"].update(mean=0.999))

@@ -2,7 +2,7 @@
 
 outcome:
   excluded  the file is not used and the exclusion is recorded with `expect` as its reason (images: the
-            ImageDecodeError.reason and the reason `runner.sampling.check_file` records)
+            ImageDecodeError.reason and the reason `runner.sample.sampler.check_file` records)
   loads     the input is fine after all (or must be read correctly): no error, a finite [0, 1] image
   counted   the row stays in the index and is dropped by a counted filter step (label policy or view filter)
   error     a clear error (DataError / CardError / ResultError) whose message contains `expect`
@@ -330,10 +330,10 @@ I13: list[Case] = [
     Case("result-reported-made-up", "result", "result_reported_made_up", "refused", "is not what publication", 1,
          behaviour="a reported AUROC not printed in the cited publication: refused; exit 1"),
     Case("result-reported-unknown-publication", "result", "result_reported_unknown_publication", "refused",
-         "is not one", 1, behaviour="citing a publication id with no record in leaderboard/publications/; exit 1"),
+         "is not one", 1, behaviour="citing a publication id with no record in leaderboard/filing/publications/; exit 1"),
     Case("result-reported-wrong-cell", "result", "result_reported_wrong_cell", "refused", "is not what publication", 1,
          behaviour="another encoder's printed number filed under this one: refused; exit 1"),
-    # an earlier result in the run folder, which a rerun of the same pair keeps only while it still fits (runner.reuse)
+    # an earlier result in the run folder, which a rerun of the same pair keeps only while it still fits (runner.results.reuse)
     Case("earlier-result-truncated", "scenario", "scenario_earlier_result_truncated", "observed",
          "computed again: the earlier result is unreadable", behaviour="result.json cut in half: computed again, no traceback"),
     Case("earlier-result-huge", "scenario", "scenario_earlier_result_huge", "observed",

@@ -1,0 +1,1 @@
+"""The summarize stage: filed results -> leaderboard.json (tables, tie groups, floors, ranking)."""

@@ -1,0 +1,489 @@
+"""The summarize stage (run -> summarize -> render, as HELM does): filed results -> leaderboard.json.
+
+Entry: `summarize(results_dir, registry) -> dict`, written by `write_summary(summary, path)`.
+
+Every number the site shows is computed here, once: the table cells and their best marks, tie groups (paired tests
+on the predictions filed beside reproduced results of the same manifest), ROC curves, the analysis views of each
+task page, and the cross-task references (a transfer task's in-domain score). The renderer (leaderboard/site/render.py)
+only fills templates from this JSON; it imports nothing from runner.analysis or runner.metrics.
+
+Tie groups: in a row with two or more reproduced results on the same manifest (same manifest sha256) whose
+predictions were filed beside them, the encoders not significantly different from the best are marked
+(runner.analysis.paired, at the task card's analyses.paired.alpha, when analyses.paired.enabled). Reported numbers
+come without predictions, so their rows say that no test was made.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from leaderboard.filing.submit import PREDICTIONS_NAME
+from leaderboard.filing.verify import card_matches
+from runner.results.result import ResultError, read_result, validate_result
+
+SUMMARY_VERSION = 1
+SECTIONS = {  # section key -> heading; which section a task belongs to is said by its card (leaderboard.table)
+    "table1": "Table 1 — MedImageInsight vs. CXR-Foundation on MIMIC-CXR and NIH ChestX-ray14",
+    "extra": "More tasks",
+    "demo": "Synthetic demo data — not a clinical benchmark",
+}
+METRICS = (("auroc", "AUROC"), ("f1", "F1"))
+EXTRAS = (("stability", "Stability (mean cos)"), ("subgroup_gap", "Largest subgroup AUROC gap"))
+NO_TEST_REPORTED = "no significance test: reported numbers (no per-image predictions were published)"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One filed result, as the summary carries it."""
+
+    file: str
+    result: dict
+    stale: bool  # a card's behaviour changed after the result was filed: shown, but flagged
+    problems: tuple = ()  # why its numbers did not verify (leaderboard.filing.verify): shown marked, never ranked or tested
+
+    @property
+    def column(self) -> tuple[str, str]:
+        return self.result["encoder"]["id"], self.result["provenance"]
+
+    def as_json(self) -> dict:
+        return {"file": self.file, "stale": self.stale, "problems": list(self.problems), "result": self.result}
+
+
+def load_entries(results_dir: Path, registry) -> tuple[list[Entry], list[str]]:
+    """Every valid filed result whose cards exist, verified again (leaderboard.filing.verify: numbers recomputed from the
+    filed predictions and manifest, reported numbers against their publication); and one message per file that
+    could not be shown."""
+    from leaderboard.filing.submit import filed_problems
+
+    entries, skipped = [], []
+    for path in sorted(Path(results_dir).glob("*.json")):
+        try:
+            result = read_result(path)
+        except ResultError as exc:
+            skipped.append(str(exc))
+            continue
+        problems = validate_result(result)
+        if problems:
+            skipped.append(f"{path.name}: invalid result: {problems[0]}")
+            continue
+        if result["task"]["id"] not in registry.tasks or result["encoder"]["id"] not in registry.encoders:
+            skipped.append(f"{path.name}: {card_matches(result, registry)}")
+            continue
+        entries.append(Entry(path.name, result, card_matches(result, registry) is not None,
+                             tuple(filed_problems(path, result, registry))))
+    return entries, skipped
+
+
+def _fmt(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _cell(entry: Entry, metric: str) -> dict:
+    m = entry.result["metrics"][metric]
+    if m["mean"] is None:
+        text = "n/a"
+    elif m["half_width"] is not None and m["ci_method"] in ("t-interval", "reported"):  # symmetric intervals only
+        text = f"{_fmt(m['mean'])} ± {_fmt(m['half_width'])}"
+    elif m["ci_low"] is not None and m["ci_high"] is not None:
+        text = f"{_fmt(m['mean'])} [{_fmt(m['ci_low'])}, {_fmt(m['ci_high'])}]"
+    else:
+        text = _fmt(m["mean"])
+    return {"text": text, "mean": m["mean"], "reason": m.get("reason"), "best": False, "tie": None,
+            "provenance": entry.result["provenance"], "stale": entry.stale, "ci_method": m["ci_method"],
+            "file": entry.file, "unverified": bool(entry.problems)}
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else -1.0
+
+
+def _analysis(result: dict, name: str) -> dict:
+    """result["analyses"][name] when it is a computed block (not skipped/failed), else {}."""
+    block = (result.get("analyses") or {}).get(name)
+    return block if isinstance(block, dict) and block.get("status") not in ("skipped", "failed") else {}
+
+
+def stability_mean(result: dict) -> float | None:
+    """Mean cosine of every augmented view to its original (analyses.stability.overall.mean)."""
+    overall = _analysis(result, "stability").get("overall")
+    value = overall.get("mean") if isinstance(overall, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def largest_subgroup_gap(result: dict) -> tuple[float, str] | None:
+    """(largest AUROC gap over the attributes, 'attribute: group vs group') from analyses.subgroups."""
+    best = None
+    attributes = _analysis(result, "subgroups").get("attributes")
+    for attribute, data in sorted((attributes or {}).items() if isinstance(attributes, dict) else []):
+        gap = data.get("largest_gap") if isinstance(data, dict) else None
+        if isinstance(gap, dict) and isinstance(gap.get("auroc_diff"), (int, float)) and \
+                (best is None or gap["auroc_diff"] > best[0]):
+            hi, lo = (list(gap.get("between") or []) + ["?", "?"])[:2]
+            best = (float(gap["auroc_diff"]), f"{attribute}: {hi} vs {lo}")
+    return best
+
+
+# ---------------------------------------------------------------------------------------------- tie groups
+
+
+@dataclass
+class TieGroups:
+    """Which reproduced results of one task are not significantly different from the best, per metric."""
+
+    task_id: str
+    alpha: float
+    manifest_sha256: str | None = None
+    by_metric: dict = field(default_factory=dict)  # metric -> runner.analysis.paired.tie_groups() output
+    note: str | None = None  # why there is no test, or what was left out
+
+    def mark(self, metric: str, encoder_id: str) -> str | None:
+        """'best', 'tied' or 'worse' for a compared encoder; None when it was not compared."""
+        groups = self.by_metric.get(metric)
+        if not groups or encoder_id not in groups["values"]:
+            return None
+        if encoder_id == groups["best"]:
+            return "best"
+        return "tied" if encoder_id in groups["tied_with_best"] else "worse"
+
+    def as_json(self) -> dict:
+        return {"task_id": self.task_id, "alpha": self.alpha, "manifest_sha256": self.manifest_sha256,
+                "by_metric": self.by_metric, "note": self.note}
+
+
+def _predictions_path(results_dir: Path, entry: Entry) -> Path:
+    return Path(results_dir) / (Path(entry.file).stem + "." + PREDICTIONS_NAME)
+
+
+def compute_ties(task_card, task_entries: list[Entry], results_dir: Path) -> TieGroups:
+    """Tie groups of one task from the predictions filed beside its reproduced results (same manifest only)."""
+    paired = task_card.spec.analyses.paired
+    ties = TieGroups(task_card.id, paired.alpha)
+    reproduced = [e for e in task_entries if e.result["provenance"] == "reproduced" and e.result.get("manifest")
+                  and not e.problems]  # an unverified result is never tested against the others
+    if not reproduced:
+        ties.note = NO_TEST_REPORTED if task_entries else None
+        return ties
+    if not paired.enabled:
+        ties.note = "no paired comparison: the task card's analyses.paired.enabled is false"
+        return ties
+    by_manifest: dict[str, list[Entry]] = {}
+    for entry in reproduced:
+        by_manifest.setdefault(entry.result["manifest"]["sha256"], []).append(entry)
+    sha, group = max(by_manifest.items(), key=lambda kv: (len(kv[1]), kv[0]))
+    ties.manifest_sha256 = sha
+    notes = [NO_TEST_REPORTED] if any(e.result["provenance"] == "reported" for e in task_entries) else []
+    if len(by_manifest) > 1:
+        notes.append(f"{len(reproduced) - len(group)} result(s) on another manifest not compared")
+    predictions = {}
+    for entry in group:
+        path = _predictions_path(results_dir, entry)
+        if not path.is_file():
+            notes.append(f"{entry.result['encoder']['id']}: no predictions filed")
+            continue
+        try:
+            import pandas as pd
+
+            predictions[entry.result["encoder"]["id"]] = pd.read_parquet(path)
+        except (OSError, ValueError) as exc:
+            notes.append(f"{entry.result['encoder']['id']}: unreadable predictions ({exc})")
+    if len(predictions) < 2:
+        ties.note = "; ".join(notes + ["fewer than two reproduced results with predictions on one manifest: no test"])
+        return ties
+    from runner.analysis import json_safe
+    from runner.analysis.paired import tie_groups
+    from runner.metrics.scores import MetricsInputError
+
+    for metric, _ in METRICS:
+        try:
+            ties.by_metric[metric] = json_safe(tie_groups(predictions, alpha=ties.alpha, metric=metric,
+                                                          metrics_card=task_card.spec.metrics), f"ties.{metric}")
+        except (MetricsInputError, ValueError, KeyError) as exc:
+            notes.append(f"{metric}: no test ({exc})")
+    ties.note = "; ".join(notes) or None
+    return ties
+
+
+# ---------------------------------------------------------------------------------------------- tables
+
+
+def _section_of(task_card, dataset_card, result: dict | None) -> str:
+    if (result and result.get("synthetic")) or (dataset_card and dataset_card.spec.synthetic):
+        return "demo"
+    return task_card.spec.leaderboard.table
+
+
+def _row_labels(task_card, registry) -> tuple[int, str, str]:
+    """(order, disease, dataset) shown for a task, from its card (falling back to label and dataset card)."""
+    spec = task_card.spec
+    dataset = registry.datasets.get(spec.dataset)
+    dataset_name = dataset.spec.title if dataset else spec.dataset
+    return spec.leaderboard.order, spec.leaderboard.disease or spec.label.name, spec.leaderboard.dataset_label or \
+        dataset_name
+
+
+def cell_key(metric: str, encoder_id: str, provenance: str) -> str:
+    """How a row's cells are keyed in the summary (the templates build the same key)."""
+    return f"{metric}|{encoder_id}|{provenance}"
+
+
+def build_tables(entries: list[Entry], registry, ties: dict[str, TieGroups] | None = None) -> list[dict]:
+    """One table per section: rows (tasks, in card order) x columns (encoder x provenance, ranked)."""
+    tables = []
+    for key, heading in SECTIONS.items():
+        rows: dict[str, dict] = {}
+
+        def row_of(task, rows=rows):
+            _, disease, dataset = _row_labels(task, registry)
+            return rows.setdefault(task.id, {"task_id": task.id, "disease": disease, "dataset": dataset, "cells": {}})
+
+        if key == "table1":  # Table 1 keeps every row the cards put there, filled or not
+            for task in registry.tasks.values():
+                if _section_of(task, registry.datasets.get(task.spec.dataset), None) == key:
+                    row_of(task)
+        section_entries = []
+        for entry in entries:
+            task = registry.tasks[entry.result["task"]["id"]]
+            if _section_of(task, registry.datasets.get(task.spec.dataset), entry.result) != key:
+                continue
+            if key == "table1" and registry.encoders[entry.column[0]].spec.adapter == "metadata":
+                continue  # Table 1 shows the metadata baselines as its floor column (leaderboard.summary.floors)
+            section_entries.append(entry)
+            row = row_of(task)
+            tie = (ties or {}).get(task.id)
+            overlap = _trained_on(registry, entry.result)
+            for metric, _ in METRICS:
+                cell = {**_cell(entry, metric), "trained_on": overlap}
+                if tie is not None and entry.column[1] == "reproduced":
+                    cell["tie"] = tie.mark(metric, entry.column[0])
+                row["cells"][cell_key(metric, *entry.column)] = cell
+            for extra, cell in _extra_cells(entry).items():
+                row["cells"][cell_key(extra, *entry.column)] = cell
+        if not rows:
+            continue
+        # Columns: encoders with a reported (published) number first, as the paper prints them; then by mean AUROC.
+        by_encoder: dict[str, list[Entry]] = {}
+        for entry in section_entries:
+            by_encoder.setdefault(entry.column[0], []).append(entry)
+        encoder_order = sorted(by_encoder, key=lambda e: (
+            not any(x.column[1] == "reported" for x in by_encoder[e]),
+            -_mean([x.result["metrics"]["auroc"]["mean"] for x in by_encoder[e]]), e))
+        columns = [(e, p) for e in encoder_order for p in ("reported", "reproduced")
+                   if any(x.column == (e, p) for x in by_encoder[e])]
+        order = {t.id: _row_labels(t, registry) for t in registry.tasks.values()}
+        ordered_rows = sorted(rows.values(), key=lambda r: (order[r["task_id"]], r["task_id"]))
+        for row in ordered_rows:
+            for metric, _ in METRICS:
+                cells = [c for k, c in row["cells"].items() if k.split("|")[0] == metric]
+                means = [c["mean"] for c in cells if c["mean"] is not None and not c["unverified"]]
+                for c in cells:
+                    c["best"] = bool(means) and c["mean"] == max(means) and not c["unverified"]
+        used = {k.split("|")[0] for r in rows.values() for k in r["cells"]}
+        section_ties = [(ties or {}).get(r["task_id"]) for r in ordered_rows]
+        tested = [t for r, t in zip(ordered_rows, section_ties)  # ties of encoders this table shows as columns
+                  if t is not None and t.by_metric and any(c.get("tie") for c in r["cells"].values())]
+        tables.append({
+            "key": key, "heading": heading, "rows": ordered_rows, "metrics": [list(m) for m in METRICS],
+            "extras": [list(x) for x in EXTRAS if x[0] in used],
+            "columns": [{"encoder": e, "provenance": p, "name": registry.encoders[e].spec.title} for e, p in columns],
+            "alphas": sorted({t.alpha for t in tested}),
+            "untested_reported": any(t is not None and NO_TEST_REPORTED in (t.note or "") for t in section_ties),
+        })
+    return tables
+
+
+def _trained_on(registry, result: dict) -> bool | None:
+    """Whether the encoder was trained on the evaluated data set (True/False), None when its card does not say."""
+    from registry.overlap import trained_on
+
+    encoder = registry.encoders.get(result["encoder"]["id"])
+    return None if encoder is None else trained_on(encoder.data, result["task"]["dataset"])
+
+
+def _extra_cells(entry: Entry) -> dict:
+    """The stability and subgroup-gap cells of a result, where it has those analyses."""
+    cells = {}
+    base = {"best": False, "tie": None, "provenance": entry.result["provenance"], "stale": entry.stale,
+            "ci_method": None, "file": entry.file, "unverified": bool(entry.problems)}
+    stability = stability_mean(entry.result)
+    if stability is not None:
+        cells["stability"] = {**base, "text": f"{stability:.4f}", "mean": stability, "reason": None}
+    gap = largest_subgroup_gap(entry.result)
+    if gap is not None:
+        cells["subgroup_gap"] = {**base, "text": f"{gap[0]:.3f}", "mean": gap[0], "reason": gap[1]}
+    return cells
+
+
+# ---------------------------------------------------------------------------------------------- task pages
+
+
+def roc_points(entry: Entry, results_dir: Path):
+    """(fpr, tpr) of a result: from its `roc` block, else from the predictions file filed beside it."""
+    if "roc" in entry.result:
+        return entry.result["roc"]["fpr"], entry.result["roc"]["tpr"]
+    predictions = _predictions_path(results_dir, entry)
+    if not predictions.is_file():
+        return None
+    try:
+        import pandas as pd
+        from sklearn.metrics import roc_curve
+
+        frame = pd.read_parquet(predictions, columns=["label", "prob"])
+        fpr, tpr, _ = roc_curve(frame["label"].astype(int), frame["prob"].astype(float))
+    except (OSError, ValueError, KeyError, ImportError) as exc:  # a broken predictions file costs the plot, not the site
+        print(f"warning: {predictions.name}: no ROC curve ({exc})", file=sys.stderr)
+        return None
+    return [float(v) for v in fpr], [float(v) for v in tpr]
+
+
+def in_domain_reference(entry: Entry, entries: list[Entry], registry) -> dict | None:
+    """For a transfer task's result: the same encoder cross-validated on the target's own images (a filed result of a
+    non-transfer task with the same label whose manifest is the transfer task's test manifest), and the AUROC lost by
+    transfer; None when no such result is filed. A cross-task reference, so the summarize stage's, not a run's."""
+    block = _analysis(entry.result, "transfer")
+    if block.get("kind") != "transfer task" or not isinstance(block.get("auroc"), dict):
+        return None
+    label = entry.result["task"]["label"]
+    for other in entries:
+        r = other.result
+        task = registry.tasks.get(r["task"]["id"])
+        if task is None or task.spec.type == "transfer" or other.problems or r["task"]["label"] != label \
+                or r["encoder"]["id"] != entry.result["encoder"]["id"] \
+                or (r.get("manifest") or {}).get("sha256") != block.get("test_manifest_sha256") \
+                or r["metrics"]["auroc"]["mean"] is None or block["auroc"].get("value") is None:
+            continue
+        auroc = r["metrics"]["auroc"]["mean"]
+        return {"task": r["task"]["id"], "file": other.file, "auroc": auroc,
+                "ci_method": r["metrics"]["auroc"]["ci_method"], "auroc_drop": auroc - block["auroc"]["value"]}
+    return None
+
+
+def analysis_views(task_id: str, entries: list[Entry], all_entries: list[Entry], registry) -> dict:
+    """What the task page shows of the results' analyses, flattened for the template (figures are the renderer's)."""
+    views: dict = {"stability": [], "kmeans": [], "umap": [], "subgroups": [], "label_efficiency": {},
+                   "label_efficiency_rows": [], "transfer": []}
+    for e in entries:
+        r = e.result
+        name = registry.encoders[r["encoder"]["id"]].spec.title
+        stability = _analysis(r, "stability")
+        if isinstance(stability.get("overall"), dict):
+            kinds = stability.get("by_kind") if isinstance(stability.get("by_kind"), dict) else {}
+            views["stability"].append({"encoder": name, "overall": stability["overall"],
+                                       "kinds": {k: v.get("mean") for k, v in kinds.items() if isinstance(v, dict)},
+                                       "different_images": (stability.get("different_images") or {}).get("mean")})
+        clustering = _analysis(r, "clustering")
+        kmeans = clustering.get("kmeans") if isinstance(clustering.get("kmeans"), dict) else {}
+        if kmeans:
+            chosen = kmeans.get("chosen_k")
+            views["kmeans"].append({"encoder": name, "chosen_k": chosen, "n_init": kmeans.get("n_init"),
+                                    "silhouette": (kmeans.get("silhouette") or {}).get(str(chosen)),
+                                    "k_tried": sorted(int(k) for k in (kmeans.get("silhouette") or {})),
+                                    "ari": kmeans.get("ari"), "nmi": kmeans.get("nmi"), "reason": kmeans.get("reason")})
+        umap = clustering.get("umap") if isinstance(clustering.get("umap"), dict) else {}
+        coordinates = umap.get("coordinates")
+        if isinstance(coordinates, dict) and all(isinstance(coordinates.get(k), list) for k in ("x", "y", "label")):
+            views["umap"].append({"encoder": name, "stem": f"{task_id}-{r['encoder']['id']}-{r['provenance']}-umap",
+                                  "x": coordinates["x"], "y": coordinates["y"], "label": coordinates["label"]})
+        for attribute, data in sorted((_analysis(r, "subgroups").get("attributes") or {}).items()):
+            for group, g in sorted(((data or {}).get("groups") or {}).items()):
+                views["subgroups"].append({"encoder": name, "attribute": attribute, "group": group, **g})
+        efficiency = _analysis(r, "label_efficiency")
+        if isinstance(efficiency.get("points"), list):
+            views["label_efficiency"][name] = {"points": efficiency["points"]}
+            for point in efficiency["points"]:
+                views["label_efficiency_rows"].append({"encoder": name, **{k: point.get(k) for k in (
+                    "positives_per_class", "n_runs", "mean_auroc", "sd_auroc", "reason")}})
+        transfer = _analysis(r, "transfer")
+        if transfer.get("kind") == "transfer task":
+            reference = in_domain_reference(e, all_entries, registry)
+            views["transfer"].append({"encoder": name, "target": transfer.get("test_task"), **transfer,
+                                      **({"in_domain": reference} if reference else {})})
+        else:
+            for target, t in sorted(transfer.items()):
+                if isinstance(t, dict):
+                    views["transfer"].append({"encoder": name, "target": target, "train_task": task_id, **t})
+    return views
+
+
+def _records(entries: list[Entry], tables: list[dict], ties: dict[str, TieGroups], registry) -> list[dict]:
+    """Every number on the site, flat: one record per result file (leaderboard.csv is these rows)."""
+    section = {(r["task_id"], c["file"]): t["key"] for t in tables for r in t["rows"] for c in r["cells"].values()}
+    records = []
+    for entry in entries:
+        r = entry.result
+        task = registry.tasks[r["task"]["id"]]
+        record = {"section": section.get((r["task"]["id"], entry.file)), "file": entry.file,
+                  "task": r["task"]["id"], "dataset": r["task"]["dataset"], "label": r["task"]["label"],
+                  "label_name": task.spec.label.name, "encoder": r["encoder"]["id"],
+                  "encoder_name": registry.encoders[r["encoder"]["id"]].spec.title, "provenance": r["provenance"],
+                  "stale": entry.stale, "verified": not entry.problems, "synthetic": bool(r.get("synthetic")),
+                  "manifest_sha256": (r.get("manifest") or {}).get("sha256"),
+                  "images_per_s": (r.get("throughput") or {}).get("images_per_s")}
+        for metric, _ in METRICS:
+            for part in ("mean", "ci_low", "ci_high", "half_width", "ci_method"):
+                record[f"{metric}_{part}"] = r["metrics"][metric][part]
+        tie = ties.get(r["task"]["id"])
+        for metric, _ in METRICS:  # best | tied (not significantly different from the best) | worse | None
+            record[f"{metric}_tie"] = tie.mark(metric, r["encoder"]["id"]) if tie and r["provenance"] == "reproduced" \
+                else None
+        record["tie_alpha"] = tie.alpha if tie and tie.by_metric else None
+        record["stability_mean_cosine"] = stability_mean(r)
+        gap = largest_subgroup_gap(r)
+        record["subgroup_gap_auroc"] = gap[0] if gap else None
+        records.append(record)
+    return records
+
+
+def _card_json(card) -> dict:
+    return {"id": card.id, "sha256": card.sha256, "behaviour_sha256": card.behaviour_sha256, "data": card.data}
+
+
+def summarize(results_dir: Path, registry=None) -> dict:
+    """Filed results -> the summary the site is rendered from (and leaderboard.json): JSON-safe, no NaN."""
+    if registry is None:
+        from registry.cards import load_registry
+
+        registry = load_registry()
+    entries, skipped = load_entries(results_dir, registry)
+    by_task = {task_id: [e for e in entries if e.result["task"]["id"] == task_id] for task_id in registry.tasks}
+    ties = {task.id: compute_ties(task, by_task[task.id], results_dir) for task in registry.tasks.values()}
+    tables = build_tables(entries, registry, ties)
+    from leaderboard.summary.floors import compute_floors
+
+    floors = compute_floors([(e.file, e.result) for e in entries if not e.problems], registry)
+    tasks = {}
+    for task in registry.tasks.values():
+        task_entries = by_task[task.id]
+        _, disease, dataset = _row_labels(task, registry)
+        curves = [{"label": f"{registry.encoders[e.result['encoder']['id']].spec.title} ({e.result['provenance']})",
+                   "fpr": list(points[0]), "tpr": list(points[1])}
+                  for e in task_entries if (points := roc_points(e, results_dir))]
+        tasks[task.id] = {
+            "card": _card_json(task), "title": task.spec.title, "disease": disease, "dataset": dataset,
+            "entries": [e.as_json() for e in task_entries], "ties": ties[task.id].as_json(), "roc_curves": curves,
+            "citations": sorted({e.result.get("citation") for e in task_entries} - {None}),
+            "views": analysis_views(task.id, task_entries, entries, registry),
+            "floors": floors["tasks"].get(task.id),
+            "trained_on": {e.result["encoder"]["id"]: _trained_on(registry, e.result) for e in task_entries},
+        }
+    encoders = {enc.id: {"card": _card_json(enc), "title": enc.spec.title,
+                         "entries": [e.as_json() for e in entries if e.result["encoder"]["id"] == enc.id]}
+                for enc in registry.encoders.values()}
+    from leaderboard.summary.encoders import encoders_summary
+
+    return {"summary_version": SUMMARY_VERSION, "results_dir": str(results_dir), "n_results": len(entries),
+            "skipped": skipped, "results": _records(entries, tables, ties, registry), "tables": tables,
+            "tasks": tasks, "encoders": encoders, "floors": floors,
+            "unverified": [[e.file, list(e.problems)] for e in entries if e.problems],
+            "encoders_page": encoders_summary([e for e in entries if not e.problems], registry, results_dir)}
+
+
+def write_summary(summary: dict, path: Path) -> Path:
+    """leaderboard.json: the summary as strict JSON (NaN refused)."""
+    from runner.runtime.atomic import atomic_write_bytes
+
+    text = json.dumps(summary, allow_nan=False, indent=1, ensure_ascii=False) + "\n"
+    return atomic_write_bytes(Path(path), text.encode("utf-8"))

@@ -1,0 +1,71 @@
+"""`extends:` resolution: a card merged over the defaults files it extends (`resolve`), and which file and
+line defines a field of the resolved card (`locate`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from registry.errors import CardError, CardProblem, did_you_mean
+from registry.yaml_reading import read_yaml
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Mappings merge key by key; lists and scalars in `override` replace those in `base`."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@dataclass
+class CardSource:
+    """A file that contributed to a resolved card, with its line map, nearest first."""
+
+    file: Path
+    lines: dict[str, int]
+
+
+def resolve(path: Path, _stack: tuple[Path, ...] = (), within: Path | None = None) -> tuple[dict, list[CardSource]]:
+    """Load a card and everything it `extends:` -> (resolved mapping without `extends`, sources nearest first).
+
+    `extends` targets (after following symlinks) must stay inside `within` (default: the first card's folder)."""
+    path = Path(path).resolve()
+    within = Path(within).resolve() if within is not None else path.parent
+    data, lines = read_yaml(path)
+    parent = data.pop("extends", None)
+    sources = [CardSource(path, lines)]
+    if parent is None:
+        return data, sources
+    if not isinstance(parent, str) or not parent.strip() or "\x00" in parent:  # NUL: no such file name exists
+        raise CardError(CardProblem(path, "`extends` must name a file", "/extends", lines.get("/extends"),
+                                    expected="a relative path such as _defaults.yaml"))
+    target = (path.parent / parent).resolve()
+    if not target.is_relative_to(within):
+        raise CardError(CardProblem(path, f"`extends` target {parent!r} leaves the registry ({within})", "/extends",
+                                    lines.get("/extends"), expected="a defaults file beside the card"))
+    if target in _stack or target == path:
+        chain = " -> ".join(p.name for p in (*_stack, path, target))
+        raise CardError(CardProblem(path, f"`extends` cycle: {chain}", "/extends", lines.get("/extends")))
+    if not target.is_file():
+        siblings = [p.name for p in path.parent.glob("*.yaml")]
+        raise CardError(CardProblem(path, f"`extends` target {parent!r} does not exist", "/extends",
+                                    lines.get("/extends"), suggestion=did_you_mean(parent, siblings)))
+    base, base_sources = resolve(target, (*_stack, path), within)
+    return deep_merge(base, data), sources + base_sources
+
+
+def locate(sources: list[CardSource], pointer: str) -> tuple[Path, int | None]:
+    """The file and line that define `pointer` (or its nearest defined parent) in a resolved card."""
+    probe = pointer
+    while True:
+        for source in sources:
+            if probe in source.lines:
+                return source.file, source.lines[probe]
+        if not probe:
+            return sources[0].file, None
+        probe = probe.rsplit("/", 1)[0]

@@ -1,0 +1,142 @@
+"""LightGBM boosters fitted side by side, each in its own process: the one place fits run in parallel.
+
+Entry: `fit_all(jobs, threads) -> list[FitOutcome]`, in the order of `jobs`.
+
+Independent fits (classify's folds, label efficiency's runs) share the cores the card allows. LightGBM is not safe
+with two boosters training at once in one process: run in Python threads, a fresh-clone `runner demo` segfaulted
+after `std::bad_alloc` (docs/benchmarks.md). So they run in `threads` fresh loky processes, one LightGBM thread per
+fit (more per fit when there are fewer jobs than processes), from one pool kept for the life of this process: a
+worker starts once (~0.8 s: numpy and LightGBM) and then fits whatever it is sent.
+Batches too small to repay that start run here, one fit at a time on every thread, as do batches of one job.
+
+A fit gives the same bytes wherever it runs: LightGBM with `deterministic=True` grows the same trees for any thread
+count (tests/test_classify.py, tests/test_fitpool.py).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import time
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from registry.errors import RegistryError
+
+# Below this many binned cells (rows x features, summed over the jobs) the fits run here: a 2000 x 1024, 5-fold
+# classify bins 8.2 M cells and costs ~7.6 CPU-s, so 2 M cells (~2 s) is about where a worker start is repaid.
+MIN_POOL_CELLS = 2_000_000
+
+
+class FitProcessError(RegistryError, RuntimeError):
+    """A fit process ended before returning its fit (killed, out of memory, or crashed)."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class FitJob:
+    """Everything one booster needs, so that it can be fitted here or in a fit process."""
+
+    binned_x: np.ndarray  # the rows LightGBM bins: its feature bin edges come from these rows only
+    binned_y: np.ndarray
+    fit_positions: np.ndarray  # rows of binned_x the trees are grown on (sorted)
+    valid_positions: np.ndarray | None  # rows of binned_x that decide when to stop adding trees; None: all rounds
+    test_x: np.ndarray  # rows to predict, raw values
+    params: dict  # LightGBM parameters; fit_all sets num_threads
+    n_estimators: int
+    early_stopping_rounds: int | None
+
+
+@dataclass(frozen=True)
+class FitOutcome:
+    prob: np.ndarray  # P(label = 1) for each row of test_x
+    n_trees: int  # trees used to predict: the best iteration when early stopping chose one
+    seconds: float
+
+
+def fit_one(job: FitJob) -> FitOutcome:
+    """Bin, grow and predict one booster in this process."""
+    import lightgbm as lgb
+
+    start = time.perf_counter()
+    base = lgb.Dataset(job.binned_x, label=job.binned_y, params=job.params, free_raw_data=False).construct()
+    callbacks, valid_sets = [], []
+    if job.valid_positions is not None:
+        valid_sets = [base.subset(job.valid_positions)]
+        callbacks = [lgb.early_stopping(job.early_stopping_rounds, verbose=False)]
+    booster = lgb.train(job.params, base.subset(job.fit_positions), num_boost_round=job.n_estimators,
+                        valid_sets=valid_sets, callbacks=callbacks)
+    stopped = job.valid_positions is not None and booster.best_iteration > 0
+    n_trees = booster.best_iteration if stopped else booster.num_trees()
+    prob = booster.predict(job.test_x, num_iteration=n_trees)
+    return FitOutcome(np.asarray(prob, dtype=float), int(n_trees), time.perf_counter() - start)
+
+
+def fit_all(jobs: list[FitJob], threads: int) -> list[FitOutcome]:
+    """Fit every job on `threads` threads in all: side by side in fit processes when that pays, else here."""
+    jobs = list(jobs)
+    side_by_side = min(threads, len(jobs))
+    cells = sum(job.binned_x.size for job in jobs)
+    if side_by_side < 2 or cells < MIN_POOL_CELLS:
+        return [fit_one(_with_threads(job, threads)) for job in jobs]
+    each = max(1, threads // side_by_side)
+    futures = []
+    try:  # starting the processes is inside: an interrupt while they start must end them too
+        pool = _pool(threads)
+        futures = [pool.submit(fit_one, _with_threads(job, each)) for job in jobs]
+        return [future.result() for future in futures]
+    except BrokenProcessPool:
+        _close_pool()
+        raise FitProcessError(
+            "a LightGBM fit process ended before returning its fit (killed, out of memory, or crashed); "
+            "run again, or set the task card's classifier.num_threads to 1 to fit in this process") from None
+    except Exception:  # one fit's own error: the others are not read, the pool stays
+        for future in futures:
+            future.cancel()
+        raise
+    except BaseException:  # Ctrl-C or SIGTERM (runner.runtime.signals): stop the fits now, not when they finish
+        _close_pool()
+        raise
+
+
+def _with_threads(job: FitJob, threads: int) -> FitJob:
+    return replace(job, params={**job.params, "num_threads": int(threads)})
+
+
+_POOL: dict = {}  # threads -> the pool of that many fit processes (at most one)
+
+
+def _pool(workers: int):
+    """loky's executor, private to the fits: its processes start fresh (no fork of a parent that may hold torch's
+    or LightGBM's OpenMP threads) and, unlike multiprocessing's spawn, do not re-run the caller's main script, so a
+    script without an `if __name__ == "__main__":` guard can call classify."""
+    if workers not in _POOL:
+        from loky import ProcessPoolExecutor
+
+        _close_pool()
+        _POOL[workers] = ProcessPoolExecutor(
+            workers, initializer=_start_fit_process,
+            env={"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")})  # runner.classify.out_of_fold says why
+    return _POOL[workers]
+
+
+def _close_pool() -> None:
+    for pool in _POOL.values():
+        pool.shutdown(wait=False, kill_workers=True)
+    _POOL.clear()
+
+
+atexit.register(_close_pool)
+
+def _start_fit_process() -> None:
+    from runner.runtime.signals import quiet_worker
+
+    quiet_worker()  # Ctrl-C reaches the whole process group; the parent acts on it and ends these processes
+    # LightGBM imports scikit-learn and pandas when it finds them (~1.5 s of a 2.3 s start); a fit uses neither.
+    for optional in ("sklearn", "pandas"):
+        sys.modules.setdefault(optional, None)
+    import lightgbm  # noqa: F401  (imported once per process, before the first job)

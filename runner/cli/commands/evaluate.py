@@ -1,0 +1,455 @@
+"""`runner eval` (evaluate encoders on tasks) and `runner demo` (the whole pipeline on synthetic data, offline)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from registry.errors import RegistryError
+from runner.cli.app import app, fail, is_card_path, load_cli_registry
+
+# Before torch or lightgbm load OpenMP: spinning idle threads made LightGBM 5-25x slower after a torch encoder had
+# run on this 2-core machine (see runner/classify/out_of_fold.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+GLOB_CHARS = set("*?[")
+WORKERS_HELP = ("Image decoding processes (0: in-process). Default (runner.embed.plan.default_workers): every core but two "
+                "on the CUDA device path, one per core on the CPU pipeline.")
+
+
+def _did_you_mean(term: str, known) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(term, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(sorted(known))}"
+
+
+def _terms(spec: str, kind: str) -> list[str]:
+    terms = [s.strip() for s in spec.split(",") if s.strip()]
+    if not terms:
+        fail(f"--{kind} is empty; give an id, a glob such as '*-nih', several separated by commas, or 'all'")
+    return terms
+
+
+def select_tasks(spec: str, reg) -> list[str]:
+    """--task: ids, globs ('*-nih'), benchmark ids ('paper-table1') or 'all', comma-separated -> task ids in order
+    (a transfer task after the tasks it trains on)."""
+    from fnmatch import fnmatchcase
+
+    from registry.benchmarks import load_benchmarks, tasks_of
+
+    benchmarks = load_benchmarks(reg.root)
+    chosen: list[str] = []
+    for term in _terms(spec, "task"):
+        if term == "all":
+            found = sorted(reg.tasks)
+        elif term in reg.tasks:
+            found = [term]
+        elif term in benchmarks:
+            found = tasks_of(term, reg.tasks)
+            if not found:
+                fail(f"benchmark {term!r} has no tasks yet (no task card lists it in `benchmarks`)")
+        elif GLOB_CHARS & set(term):
+            found = sorted(t for t in reg.tasks if fnmatchcase(t, term))
+            if not found:
+                fail(f"--task {term!r} matches no task id; see `runner list tasks`")
+        else:
+            fail(f"no task card or benchmark with id {term!r}{_did_you_mean(term, [*reg.tasks, *benchmarks])}")
+        chosen.extend(t for t in found if t not in chosen)
+    return sorted(chosen, key=lambda t: (reg.tasks[t].data.get("type") == "transfer", chosen.index(t)))
+
+
+@dataclass
+class EncoderSelection:
+    ids: list[str]
+    left_out: dict[str, str]  # encoder id -> why `all` or a glob left it out
+
+
+def select_encoders(spec: str, reg, include_controls: bool = False, weights_dir: Path | None = None
+                    ) -> EncoderSelection:
+    """--encoder: ids, card paths (already added to `reg`), globs or 'all'. 'all' and globs leave out control encoders
+    (card `control: true`) unless include_controls, and encoders whose weights are not on this machine; an id asked
+    for by name is always run."""
+    from fnmatch import fnmatchcase
+
+    from runner.encoders.weights import weights_present
+
+    chosen: list[str] = []
+    left_out: dict[str, str] = {}
+    for term in _terms(spec, "encoder"):
+        if is_card_path(term):
+            chosen.append(card_id_of(term))
+            continue
+        if term in reg.encoders:
+            chosen.append(term)
+            continue
+        if term != "all" and not GLOB_CHARS & set(term):
+            fail(f"no encoder card with id {term!r}{_did_you_mean(term, reg.encoders)}")
+        matched = sorted(reg.encoders) if term == "all" else sorted(e for e in reg.encoders if fnmatchcase(e, term))
+        if not matched:
+            fail(f"--encoder {term!r} matches no encoder id; see `runner list encoders`")
+        for encoder_id in matched:
+            card = reg.encoders[encoder_id].data
+            if card.get("control") and not include_controls:
+                left_out[encoder_id] = "control (random or built-in features): add --include-controls"
+            elif not weights_present(card, weights_dir):
+                left_out[encoder_id] = "weights not on this machine (runner encoders check " + encoder_id + ")"
+            else:
+                chosen.append(encoder_id)
+    ids = list(dict.fromkeys(chosen))
+    if not ids:
+        fail("--encoder " + spec + " selects no encoder: " + "; ".join(f"{e}: {why}" for e, why in left_out.items()))
+    return EncoderSelection(ids, {e: why for e, why in left_out.items() if e not in ids})
+
+
+def card_id_of(path: str) -> str:
+    return Path(path).stem
+
+
+def encoders_with_weights(reg, weights_dir: Path | None = None) -> list[str]:
+    from runner.encoders.weights import weights_present
+
+    return [e for e, card in sorted(reg.encoders.items()) if weights_present(card.data, weights_dir)]
+
+
+def _analyses(spec: str) -> list[str] | None:
+    from runner.analysis import ANALYSES
+
+    if spec == "card":
+        return None
+    if spec == "none":
+        return []
+    if spec == "all":
+        return list(ANALYSES)
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    unknown = [n for n in names if n not in ANALYSES]
+    if unknown:
+        fail(f"unknown analysis {unknown[0]!r}; expected none, card, all or a comma list of {', '.join(ANALYSES)}")
+    return names
+
+
+def _dataset_roots(specs: list[str] | None, reg) -> dict[str, Path]:
+    """['ID=DIR', ...] -> {ID: Path(DIR)}; an unknown dataset id or a spec without '=' exits 2."""
+    roots = {}
+    for spec in specs or []:
+        dataset_id, sep, folder = spec.partition("=")
+        if not sep or not dataset_id.strip() or not folder.strip():
+            fail(f"--dataset-root {spec!r}; expected DATASET=DIR, e.g. demo-cxr-site-b=out/demo/data-site-b")
+        if dataset_id.strip() not in reg.datasets:
+            fail(f"--dataset-root: no dataset card with id {dataset_id.strip()!r}; known: "
+                  f"{', '.join(sorted(reg.datasets))}")
+        roots[dataset_id.strip()] = Path(folder.strip())
+    return roots
+
+
+def _demo_layout_roots(data_root: Path | None, reg) -> dict[str, Path]:
+    """The other demo data sets beside a `runner demo` data folder (OUT/data, OUT/data-site-b), when --data-root is
+    one of them and the dataset card's environment variable is unset: so that after `runner demo`,
+    `runner eval --task effusion-demo --analyses all --data-root OUT/data` finds site B for the transfer analysis."""
+    import json
+    import os
+
+    def site_of(folder: Path) -> str | None:
+        try:
+            return json.loads((folder / "demo_data.json").read_text(encoding="utf-8")).get("site", "a")
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    if data_root is None or site_of(data_root) is None:
+        return {}
+    found = {}
+    for dataset_id, (folder, kwargs) in DEMO_DATA.items():
+        card = reg.datasets.get(dataset_id)
+        candidate = data_root.parent / folder
+        if card is None or os.environ.get(card.data.get("root_env") or ""):
+            continue
+        if site_of(candidate) == kwargs.get("site", "a"):
+            found[dataset_id] = candidate
+    return found
+
+
+@dataclass
+class PairOutcome:
+    """One task x encoder evaluation as `runner eval` reports it (and prints with --json)."""
+
+    task: str
+    encoder: str
+    status: str  # ok | failed
+    seconds: float
+    result: str | None = None
+    auroc: dict | None = None
+    f1: dict | None = None
+    error: str | None = None
+    exit_code: int = 0
+    skipped_analyses: list[dict] = field(default_factory=list)  # [{name, status, reason}]
+    reused: bool = False  # the run folder's result had these very inputs (runner.results.reuse): nothing was refitted
+
+
+def _say(text: str, to_stderr: bool) -> None:
+    typer.echo(text, err=to_stderr)
+
+
+REUSED_NOTE = ", reused: same inputs as the result there; --recompute fits again"
+
+
+def run_many(tasks: list[str], encoders: list[str], data_root: Path | None, out: Path, options, reg,
+             quiet_stdout: bool = False) -> list[PairOutcome]:
+    """Evaluate every task x encoder pair, printing one line each; a failing pair is reported and the next one runs."""
+    from runner.evaluate import run_evaluation
+
+    outcomes = []
+    for task_id in tasks:
+        for encoder_id in encoders:
+            started = time.perf_counter()
+            try:
+                run = run_evaluation(task_id, encoder_id, data_root, out, options, registry=reg)
+                path, result = run.result_path, run.result
+            except RegistryError as exc:
+                outcome = PairOutcome(task_id, encoder_id, "failed", time.perf_counter() - started,
+                                      error=" ".join(str(exc).split()), exit_code=exc.exit_code)
+            except Exception as exc:  # noqa: BLE001 - the CLI promises a one-line message, never a traceback
+                outcome = PairOutcome(task_id, encoder_id, "failed", time.perf_counter() - started,
+                                      error=f"unexpected {type(exc).__name__}: {exc}", exit_code=1)
+            else:
+                metrics = result["metrics"]
+                outcome = PairOutcome(task_id, encoder_id, "ok", time.perf_counter() - started, str(path),
+                                      metrics["auroc"], metrics["f1"], skipped_analyses=skipped_analyses(result),
+                                      reused=run.reused)
+            outcomes.append(outcome)
+            if outcome.status == "ok":
+                _say(f"{task_id:<20} {encoder_id:<22} AUROC {_fmt(outcome.auroc)}  F1 {_fmt(outcome.f1)}  "
+                     f"({outcome.seconds:.1f} s{REUSED_NOTE if outcome.reused else ''})  {outcome.result}", quiet_stdout)
+                for skipped in outcome.skipped_analyses:
+                    _say(f"  analysis {skipped['name']} {skipped['status']}: {skipped['reason']}", quiet_stdout)
+            else:
+                typer.echo(f"error: {task_id} x {encoder_id}: {outcome.error}", err=True)
+    return outcomes
+
+
+def skipped_analyses(result: dict) -> list[dict]:
+    """The analyses a run asked for but did not compute, with the reason each gives."""
+    return [{"name": name, "status": block["status"], "reason": block.get("reason", "no reason given")}
+            for name, block in sorted((result.get("analyses") or {}).items())
+            if isinstance(block, dict) and block.get("status") in ("skipped", "failed")]
+
+
+def summary_lines(outcomes: list[PairOutcome]) -> list[str]:
+    """The table printed after several pairs: every pair, its status and AUROC (or its error)."""
+    width_t = max([len("task")] + [len(o.task) for o in outcomes])
+    width_e = max([len("encoder")] + [len(o.encoder) for o in outcomes])
+    lines = [f"{'task':<{width_t}}  {'encoder':<{width_e}}  status  AUROC"]
+    for o in outcomes:
+        what = _fmt(o.auroc) if o.status == "ok" else o.error
+        lines.append(f"{o.task:<{width_t}}  {o.encoder:<{width_e}}  {o.status:<6}  {what}")
+    failed = sum(o.status != "ok" for o in outcomes)
+    lines.append(f"{len(outcomes) - failed} of {len(outcomes)} evaluation(s) done, {failed} failed")
+    return lines
+
+
+def exit_code_of(outcomes: list[PairOutcome]) -> int:
+    """0 when every pair ran; else 2 when any failed for bad input, 1 otherwise."""
+    codes = {o.exit_code for o in outcomes if o.status != "ok"}
+    return 0 if not codes else (2 if 2 in codes else 1)
+
+
+def _fmt(metric: dict) -> str:
+    if metric["mean"] is None:
+        return f"n/a ({metric.get('reason', 'not computable')})"
+    half = metric.get("half_width")
+    return f"{metric['mean']:.3f}" + (f" ± {half:.3f}" if half is not None else "")
+
+
+def check_device(device: str) -> None:
+    """--device cuda[:N] on a machine without that GPU: exit 2 now, before any sampling."""
+    if device != "auto" and device != "cpu" and not device.startswith("cuda"):
+        fail(f"--device {device!r}; expected auto, cpu or cuda[:N]")
+    if not device.startswith("cuda"):
+        return
+    index = device.partition(":")[2]
+    if index and not index.isdigit():
+        fail(f"--device {device!r}; expected cuda or cuda:N with N a number")
+    import torch
+
+    if not torch.cuda.is_available():
+        fail(f"--device {device}: CUDA is not available on this machine (torch {torch.__version__}, "
+             f"built for CUDA {torch.version.cuda or 'none'}); use --device cpu or auto")
+    if index and int(index) >= torch.cuda.device_count():
+        fail(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+
+
+@app.command("eval")
+def eval_command(
+    task: Annotated[str, typer.Option("--task", help="Task id, glob ('*-nih'), benchmark id ('paper-table1', see "
+                                      "`runner list benchmarks`) or 'all'; several separated by commas.")],
+    encoder: Annotated[str | None, typer.Option(
+        "--encoder", help="Encoder id, glob ('xrv-*'), the path of a card file outside the registry, or 'all' (the "
+        "encoders whose weights are here, controls left out); several separated by commas.",
+        show_default=False)] = None,
+    data_root: Annotated[Path | None, typer.Option(
+        "--data-root", help="Folder holding the data set (default: the dataset card's environment variable).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Run folder: OUT/<task>/manifest.*, "
+                                      "OUT/<task>/<encoder>/result.json + predictions.parquet.")] = Path("out/runs"),
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N] (auto: CUDA when present).")] = "auto",
+    analyses: Annotated[str, typer.Option(
+        "--analyses", help="none | card (those the task card enables) | all | a comma list, e.g. stability,subgroups."
+    )] = "card",
+    workers: Annotated[int | None, typer.Option("--workers", min=0, help=WORKERS_HELP)] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1,
+                                                   help="Images per batch (default: the encoder card's).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(
+        "--cache-dir", help="Embedding cache (default: $CXR_CACHE_DIR or ~/.cache/cxr-registry).")] = None,
+    weights_dir: Annotated[Path | None, typer.Option(
+        "--weights-dir", help="Folder holding the encoder's weight files (default: the card's local_dir_env, "
+        "$CXR_WEIGHTS_DIR/<id>, then the Hub cache).")] = None,
+    include_controls: Annotated[bool, typer.Option(
+        "--include-controls", help="Let 'all' and globs select control encoders (random weights, built-ins) too.")
+    ] = False,
+    pipeline: Annotated[str, typer.Option("--pipeline", help="auto | cpu | fast (preprocess on the device).")] = "auto",
+    backend: Annotated[str, typer.Option(
+        "--backend", help="local | ray (Ray Data actor pool; $RAY_ADDRESS for a cluster).")] = "local",
+    trust_custom_code: Annotated[bool, typer.Option(
+        "--trust-custom-code", help="Allow encoder cards with adapter: custom to run their Python entry point.")] = False,
+    dataset_root: Annotated[list[str] | None, typer.Option(
+        "--dataset-root", help="DATASET=DIR: the root of another data set a run needs (a transfer task's training "
+        "set, a transfer analysis target); repeatable. Default: that dataset card's environment variable.")] = None,
+    resample: Annotated[bool, typer.Option(
+        "--resample", help="Sample again from the data root: neither a manifest already in OUT/<task>/ (otherwise reused "
+        "only while its data fingerprint matches) nor the committed one (manifests/<task>/) is used.")] = False,
+    recompute: Annotated[bool, typer.Option(
+        "--recompute", help="Fit and score again even when OUT/<task>/<encoder>/result.json was computed from the "
+        "same inputs (cards, manifest, embeddings, code, package versions: runner/results/reuse.py); otherwise it is kept.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print a JSON summary of every pair on stdout (progress and per-pair lines go to stderr).")
+    ] = False,
+):
+    """Evaluate encoder(s) on task(s): sample (or reuse the frozen manifest), embed (cached), LightGBM per fold,
+    AUROC and F1 with 95% CIs, and a validated result JSON per pair. A failing pair does not stop the others: a
+    summary follows, and the exit code is non-zero if any failed.
+
+    Exit codes: 0 done, 1 failure, 2 invalid input (unknown id, missing data, bad option).
+    """
+    import json
+
+    from runner.evaluate import EvalOptions
+
+    check_device(device)
+    if pipeline not in ("auto", "cpu", "fast"):
+        fail(f"--pipeline {pipeline!r}; expected auto, cpu or fast")
+    if backend not in ("local", "ray"):
+        fail(f"--backend {backend!r}; expected local or ray")
+    card_files = [Path(t.strip()) for t in (encoder or "").split(",") if t.strip() and is_card_path(t.strip())]
+    reg = load_cli_registry(extra_cards=card_files)
+    if encoder is None:
+        present = encoders_with_weights(reg, weights_dir)
+        marks = {e: " (control)" for e in present if reg.encoders[e].data.get("control")}
+        fail("no --encoder given. Encoders whose weights are on this machine: "
+             + ", ".join(e + marks.get(e, "") for e in present)
+             + ". Pick one with --encoder ID (several: a,b; by pattern: 'xrv-*'; every one with weights: all, "
+             "controls only with --include-controls), "
+             "or a card file outside the registry with --encoder path/to/card.yaml; `runner list encoders` lists them.")
+    tasks = select_tasks(task, reg)
+    selection = select_encoders(encoder, reg, include_controls, weights_dir)
+    for encoder_id, why in selection.left_out.items():
+        typer.echo(f"left out {encoder_id}: {why}", err=True)
+    if data_root is not None and len({reg.tasks[t].data["dataset"] for t in tasks}) > 1:
+        fail("the tasks span several data sets, but --data-root names one folder: pick the tasks of one data set, "
+             "or leave --data-root out and set each dataset card's environment variable")
+    options = EvalOptions(device=device, workers=workers, analyses=_analyses(analyses), cache_dir=cache_dir,
+                          trust_custom_code=trust_custom_code, progress=True if sys.stderr.isatty() else "log",
+                          pipeline=pipeline, batch_size=batch_size, backend=backend, weights_dir=weights_dir, resample=resample,
+                          recompute=recompute,
+                          data_roots={**_demo_layout_roots(data_root, reg), **_dataset_roots(dataset_root, reg)})
+    outcomes = run_many(tasks, selection.ids, data_root, out, options, reg, quiet_stdout=as_json)
+    if len(outcomes) > 1 or exit_code_of(outcomes):
+        for line in summary_lines(outcomes):
+            typer.echo(line, err=as_json)
+    if as_json:
+        typer.echo(json.dumps({"runs": [o.__dict__ for o in outcomes], "left_out": selection.left_out,
+                               "n_ok": sum(o.status == "ok" for o in outcomes),
+                               "n_failed": sum(o.status != "ok" for o in outcomes)}, indent=2, allow_nan=False))
+    raise typer.Exit(exit_code_of(outcomes))
+
+
+BUILTIN_ENCODERS = ("pixels", "random-cnn", "radiomics")
+# The demo data sets, one folder each under OUT: dataset card id -> (folder, make_demo_dataset arguments).
+DEMO_DATA = {"demo-cxr": ("data", {"seed": 0}),
+             "demo-cxr-site-b": ("data-site-b", {"seed": 1, "n_patients": 250, "site": "b"})}
+# Cheap analyses only (seconds on the demo): stability, clustering and label efficiency are opt-in via runner eval.
+DEMO_ANALYSES = ["subgroups"]
+
+
+@app.command("demo")
+def demo_command(
+    out: Annotated[Path, typer.Option("--out", help="Everything goes here: data/, runs/, results/, site/.")] = Path(
+        "out/demo"),
+    workers: Annotated[int | None, typer.Option("--workers", min=0, help=WORKERS_HELP)] = None,
+):
+    """Run the whole pipeline offline on SYNTHETIC data: make the demo DICOM data sets (site A, and site B for the
+    transfer task), evaluate every demo task (task cards whose data set is synthetic) with the three built-in
+    encoders, file the results into OUT/results and build the leaderboard site (with tie groups) into OUT/site.
+    The numbers say nothing about real X-rays.
+    """
+    from runner.data.synthetic import make_demo_dataset
+    from runner.evaluate import EvalOptions
+
+    started = time.perf_counter()
+    reg = load_cli_registry()
+    tasks = sorted(t for t, card in reg.tasks.items() if reg.datasets[card.data["dataset"]].data.get("synthetic"))
+    if not tasks:
+        fail("no demo task: no task card uses a dataset card with synthetic: true")
+    roots = {}
+    needed = {reg.tasks[t].data["dataset"] for t in tasks} | {
+        reg.tasks[reg.tasks[t].data["transfer"]["train_task"]].data["dataset"]
+        for t in tasks if reg.tasks[t].data.get("type") == "transfer"}
+    for dataset_id in sorted(needed):
+        if dataset_id not in DEMO_DATA:
+            fail(f"demo task data set {dataset_id!r} is not one runner demo can make ({', '.join(DEMO_DATA)})")
+        folder, kwargs = DEMO_DATA[dataset_id]
+        roots[dataset_id] = out / folder
+        if not (roots[dataset_id] / "demo_data.json").is_file():
+            typer.echo(f"making the synthetic data set {dataset_id} in {roots[dataset_id]} ...")
+            make_demo_dataset(roots[dataset_id], **kwargs)
+    options = EvalOptions(device="auto", workers=workers, analyses=DEMO_ANALYSES, cache_dir=out / "cache",
+                          progress=True if sys.stderr.isatty() else "log", data_roots=roots)
+    outcomes = run_many(tasks, list(BUILTIN_ENCODERS), None, out / "runs", options, reg)
+    if exit_code_of(outcomes):
+        for line in summary_lines(outcomes):
+            typer.echo(line)
+        raise typer.Exit(exit_code_of(outcomes))
+    paths = [Path(o.result) for o in outcomes]
+
+    results_dir = out / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        from leaderboard.site.render import build_site
+        from leaderboard.filing.submit import submit
+    except ImportError:
+        build_site = None
+    if build_site is None:
+        typer.echo(f"{len(paths)} results under {out / 'runs'} (the leaderboard package is not installed)")
+        return
+    # The demo's leaderboard starts from the registry's filed results (the paper's Table 1, reported) and adds its own.
+    from leaderboard.filing.submit import RESULTS_DIR
+
+    for filed in RESULTS_DIR.iterdir():  # results, predictions and the frozen manifests they are verified against
+        if filed.is_file() and not (results_dir / filed.name).exists():
+            shutil.copyfile(filed, results_dir / filed.name)
+        elif filed.is_dir():
+            shutil.copytree(filed, results_dir / filed.name, dirs_exist_ok=True)
+    for path in paths:  # submit finds the task's frozen manifest one folder up from each result
+        try:
+            submit(path, reg, results_dir=results_dir, replace=True)
+        except RegistryError as exc:  # SubmitError and friends: one line, not a traceback
+            fail(f"filing {path}: {exc}", 1)
+    index = build_site(out / "site", results_dir, reg)
+    typer.echo(f"demo finished in {time.perf_counter() - started:.0f} s; results in {results_dir}")
+    typer.echo(f"site: {index}")

@@ -1,0 +1,109 @@
+"""`runner submit` and `runner leaderboard build|serve`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from runner.cli.app import RunnerApp, app, fail, load_cli_registry
+
+leaderboard_app = RunnerApp(help="Build or view the static leaderboard site.", no_args_is_help=True)
+app.add_typer(leaderboard_app, name="leaderboard")
+
+RESULTS_DIR_HELP = "Folder of filed results (default: leaderboard/results/)."
+
+
+def _registry():
+    """The registry the commands check against (a seam for tests)."""
+    return load_cli_registry()
+
+
+@app.command("submit")
+def submit(
+    results: Annotated[list[Path], typer.Argument(help="Result JSON file(s) written by `runner eval`.")],
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Overwrite a result already filed for the same task, encoder and provenance "
+        "(prints what changed).")] = False,
+    manifest: Annotated[Path | None, typer.Option(
+        "--manifest", help="The frozen manifest to verify the result against: a folder holding manifest.json + "
+        "manifest.parquet (or its manifest.json); default: beside the result or one folder up (OUT/<task>/).")] = None,
+    results_dir: Annotated[Path | None, typer.Option("--results-dir", help=RESULTS_DIR_HELP)] = None,
+):
+    """Check result files against the schema and the current cards, recompute every number from the predictions
+    against the frozen manifest (reported results: against their publication record), then file them.
+
+    Exit codes: 0 filed, 1 refused (card changed since the run, manifest mismatch, numbers not verified, over the
+    exclusion budget, already filed), 2 invalid input.
+    """
+    from leaderboard.filing.submit import RESULTS_DIR, SubmitError
+    from leaderboard.filing.submit import submit as submit_one
+    from runner.results.result import read_result
+
+    registry = _registry()
+    worst = 0
+    for path in results:
+        try:
+            filed = submit_one(path, registry, results_dir or RESULTS_DIR, replace=replace, manifest_path=manifest)
+        except SubmitError as exc:
+            typer.echo(f"error: {path}: {exc}" if str(path) not in str(exc) else f"error: {exc}", err=True)
+            worst = max(worst, exc.exit_code)
+            continue
+        if not filed.replaced:
+            typer.echo(f"filed {filed.path}")
+            continue
+        changed = filed.changes(read_result(filed.path)) if filed.previous is not None else ["(earlier file unreadable)"]
+        typer.echo(f"replaced {filed.path}: " + ("; ".join(changed) if changed else "nothing shown changed"))
+    raise typer.Exit(worst)
+
+
+@leaderboard_app.command("build")
+def build(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the site into.")] = Path("site"),
+    results_dir: Annotated[Path | None, typer.Option("--results-dir", help=RESULTS_DIR_HELP)] = None,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Exit 1 when any filed result fails verification (it is shown marked either way).")] = False,
+):
+    """Render the static site (index.html = Table 1, encoders.html = the encoders ranked, a page per task and
+    encoder, leaderboard.json/.csv); prints index.html's path.
+
+    Every filed result is verified again (numbers recomputed from its predictions and filed manifest, reported numbers
+    against their publication); one that fails is an error here and a visible mark on the site, never left out.
+    OUT must be empty, absent, or a site this command built: only the files it wrote there are ever replaced.
+    """
+    from leaderboard.site.render import SiteDirError, build_site
+    from leaderboard.filing.submit import RESULTS_DIR
+
+    results_dir = results_dir or RESULTS_DIR
+    if not results_dir.is_dir():
+        fail(f"results folder {results_dir} does not exist")
+    registry = _registry()
+    problems: list[tuple[str, str]] = []
+    try:
+        index = build_site(out, results_dir, registry, problems=problems)
+    except SiteDirError as exc:
+        fail(str(exc), 2)
+    except OSError as exc:
+        fail(f"cannot write the site to {out}: {exc}", 1)
+    for name, problem in problems:
+        typer.echo(f"error: {name}: not verified: {problem}", err=True)
+    typer.echo(str(index))
+    if strict and problems:
+        fail(f"{len({n for n, _ in problems})} filed result(s) failed verification (--strict)", 1)
+
+
+@leaderboard_app.command("serve")
+def serve(
+    site_dir: Annotated[Path, typer.Option("--dir", help="Folder of a built site.")] = Path("site"),
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port on 127.0.0.1.")] = 8000,
+):
+    """Serve a built site on http://127.0.0.1:PORT/ for viewing (Ctrl-C stops it)."""
+    from leaderboard.site.render import serve as serve_site
+
+    if not (site_dir / "index.html").is_file():
+        fail(f"{site_dir} has no index.html; run `runner leaderboard build --out {site_dir}` first")
+    try:
+        serve_site(site_dir, port)
+    except OSError as exc:
+        fail(f"cannot serve on 127.0.0.1:{port}: {exc}", 1)

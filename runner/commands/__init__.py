@@ -1,1 +1,0 @@
-"""CLI command modules, one per area; each registers on runner.cli_app.app."""

@@ -1,0 +1,146 @@
+"""Confidence intervals: the across-fold Student-t interval and the patient cluster bootstrap of the fold-mean
+metric.
+
+The bootstrap is vectorised: a replicate is a vector of per-patient draw counts, so every replicate's confusion
+counts and rank-based AUROC come from one sparse matrix product (`bootstrap_fold_mean`). Cost measured on the
+2-core CPU dev machine: 2,000 images / 1,600 patients / 5 folds, 2,000 replicates, AUROC and F1: 0.15-0.2 s.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from runner.metrics.scores import METRICS, single_class_reason
+
+# Fewer valid bootstrap replicates than this and the percentile interval is not trusted.
+MIN_VALID_REPLICATES = 50
+
+
+def _patient_count_draws(rng: np.random.Generator, n_patients: int, n_reps: int) -> np.ndarray:
+    """(n_reps, n_patients) how often each patient is drawn when n_patients are drawn with replacement."""
+    draws = rng.integers(0, n_patients, size=(n_reps, n_patients))
+    flat = draws + (np.arange(n_reps)[:, None] * n_patients)
+    return np.bincount(flat.ravel(), minlength=n_reps * n_patients).reshape(n_reps, n_patients).astype(float)
+
+
+def _weighted_auroc(weights: np.ndarray, patient: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Mann-Whitney AUROC (ties count one half) for each row of per-patient weights; NaN if a class is absent.
+
+    An image's weight is its patient's draw count, so this equals the AUROC of the resampled data set.
+    """
+    n_patients = weights.shape[1]
+    _, group = np.unique(scores, return_inverse=True)  # score ties share a group
+    n_groups = int(group.max()) + 1
+    ones = np.ones(len(scores))
+    pos = labels == 1
+    # per-patient image counts in each score group, by class: (n_patients, n_groups), sparse
+    from scipy import sparse  # here, not at import: scipy costs a cached `runner eval` ~1 s it may never need
+
+    m_pos = sparse.csr_matrix((ones[pos], (patient[pos], group[pos])), shape=(n_patients, n_groups))
+    m_neg = sparse.csr_matrix((ones[~pos], (patient[~pos], group[~pos])), shape=(n_patients, n_groups))
+    out = np.empty(weights.shape[0])
+    chunk = max(1, 1_000_000 // max(n_groups, 1))  # bounds each dense block at ~8 MB
+    for start in range(0, weights.shape[0], chunk):
+        w = weights[start:start + chunk]
+        n_pos = np.asarray((m_pos.T @ w.T).T)
+        n_neg = np.asarray((m_neg.T @ w.T).T)
+        below = np.cumsum(n_neg, axis=1) - n_neg
+        wins = np.sum(n_pos * (below + 0.5 * n_neg), axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[start:start + chunk] = wins / (n_pos.sum(axis=1) * n_neg.sum(axis=1))
+    return out
+
+
+def _weighted_f1(weights: np.ndarray, patient: np.ndarray, labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    n_patients = weights.shape[1]
+    tp = np.bincount(patient, weights=(labels == 1) & predicted, minlength=n_patients)
+    fp = np.bincount(patient, weights=(labels == 0) & predicted, minlength=n_patients)
+    fn = np.bincount(patient, weights=(labels == 1) & ~predicted, minlength=n_patients)
+    tp_w, fp_w, fn_w = weights @ tp, weights @ fp, weights @ fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = 2 * tp_w / (2 * tp_w + fp_w + fn_w)
+    return np.where(tp_w + fn_w > 0, f1, np.nan)  # no positives drawn: F1 undefined
+
+
+def bootstrap_fold_mean(
+    labels: np.ndarray,
+    patients: np.ndarray,
+    strata: np.ndarray,
+    scores: Sequence[np.ndarray],
+    threshold: float,
+    n_reps: int,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Patient cluster bootstrap of the mean over strata (test folds) of AUROC and F1.
+
+    Patients are resampled with replacement within each stratum; every score vector in `scores` is evaluated on
+    the same replicates, so differences between them are paired. Returns {"auroc": (S, n_reps), "f1": (S, n_reps)}
+    with NaN for replicates in which some stratum lost a class. Strata with one class are skipped entirely,
+    as the point estimate skips them.
+    """
+    rng = np.random.default_rng(seed)
+    totals = {m: np.zeros((len(scores), n_reps)) for m in METRICS}
+    used = 0
+    for stratum in np.unique(strata):
+        rows = strata == stratum
+        y = labels[rows]
+        if single_class_reason(y):
+            continue
+        used += 1
+        patient_ids, patient = np.unique(patients[rows], return_inverse=True)
+        weights = _patient_count_draws(rng, len(patient_ids), n_reps)
+        for i, s in enumerate(scores):
+            s = np.asarray(s)[rows]
+            totals["auroc"][i] += _weighted_auroc(weights, patient, y, s)
+            totals["f1"][i] += _weighted_f1(weights, patient, y, s >= threshold)
+    if used == 0:
+        return {m: np.full((len(scores), n_reps), np.nan) for m in METRICS}
+    return {m: totals[m] / used for m in METRICS}
+
+
+def fold_mean_metrics(labels: np.ndarray, patients: np.ndarray, strata: np.ndarray, scores: Sequence[np.ndarray],
+                      threshold: float) -> dict[str, np.ndarray]:
+    """The point estimate `bootstrap_fold_mean` resamples: the mean over strata with both classes of AUROC and F1,
+    for each score vector ({"auroc": (S,), "f1": (S,)}; NaN when no stratum has both classes). Same arithmetic as
+    the replicates (every patient drawn once), ~50x faster than scikit-learn per fold on small folds."""
+    totals = {m: np.zeros(len(scores)) for m in METRICS}
+    used = 0
+    for stratum in np.unique(strata):
+        rows = strata == stratum
+        y = labels[rows]
+        if single_class_reason(y):
+            continue
+        used += 1
+        _, patient = np.unique(patients[rows], return_inverse=True)
+        ones = np.ones((1, int(patient.max()) + 1))
+        for i, s in enumerate(scores):
+            s = np.asarray(s)[rows]
+            totals["auroc"][i] += _weighted_auroc(ones, patient, y, s)[0]
+            totals["f1"][i] += _weighted_f1(ones, patient, y, s >= threshold)[0]
+    return {m: totals[m] / used if used else np.full(len(scores), np.nan) for m in METRICS}
+
+
+def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[float | None, float | None, int, str | None]:
+    """(low, high, n_valid, reason) of the percentile interval over the finite replicates."""
+    valid = replicates[np.isfinite(replicates)]
+    if len(valid) < MIN_VALID_REPLICATES:
+        return None, None, len(valid), (
+            f"only {len(valid)} of {len(replicates)} bootstrap replicates had both classes "
+            f"(need {MIN_VALID_REPLICATES})"
+        )
+    alpha = 1.0 - confidence
+    low, high = np.quantile(valid, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high), len(valid), None
+
+
+def t_interval(values: Sequence[float], confidence: float) -> tuple[float, float, float]:
+    """(mean, half_width, t critical value) of the Student-t interval over k >= 2 values."""
+    x = np.asarray(values, dtype=float)
+    k = len(x)
+    from scipy import stats
+
+    t_crit = float(stats.t.ppf(1 - (1 - confidence) / 2, k - 1))
+    return float(x.mean()), t_crit * float(x.std(ddof=1)) / math.sqrt(k), t_crit

@@ -1,0 +1,107 @@
+"""May an earlier result stand? The fingerprint of everything a result is computed from, and the check against it.
+
+Entries:
+* `inputs_sha256(parts)`: sha256 of a run's inputs: the cards (full and behaviour hashes), the frozen manifest(s),
+  the classifier's design (embeddings, augmented views, table, folds) and the embedding-time exclusions, the
+  analyses asked for, the device, the code that computes a result (`code_sha256`) and the key packages' versions.
+  `runner.evaluate` writes it into the result as `inputs_sha256`.
+* `reusable_result(run_dir, fingerprint) -> (result or None, reason)`: the result already in the run folder, when it
+  records exactly this fingerprint, still passes the result schema, its predictions file has the sha256 it records,
+  and every figure it names is there; otherwise None and why it must be computed again.
+
+Why: a second `runner eval` of the same task and encoder (a batch resumed after an interruption, a warm rerun)
+would otherwise refit every classifier and analysis to write the same file. Nothing is reused on trust: a changed
+card, manifest, embedding, code file or package version gives another fingerprint, and the run is computed again.
+This guards against staleness, not forgery: a run folder is its owner's working space, and what is filed to the
+leaderboard is checked against its predictions by `leaderboard/filing/verify.py` whatever made it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+# the code a result is computed from: every source file and schema of these packages (not the site's renderer)
+CODE_PACKAGES = ("runner", "registry")
+CODE_SUFFIXES = (".py", ".json")
+
+
+@lru_cache(maxsize=1)
+def code_sha256() -> str:
+    """sha256 over the relative path and bytes of every source file of CODE_PACKAGES (caches: __pycache__ skipped)."""
+    root = Path(__file__).resolve().parents[2]
+    digest = hashlib.sha256()
+    for package in CODE_PACKAGES:
+        for path in sorted((root / package).rglob("*")):
+            if path.suffix in CODE_SUFFIXES and path.is_file() and "__pycache__" not in path.parts:
+                digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def array_sha256(array: np.ndarray) -> str:
+    """sha256 of an array's dtype, shape and bytes (C order)."""
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.data)
+    return digest.hexdigest()
+
+
+def table_sha256(table) -> str:
+    """sha256 of a DataFrame's column names, dtypes and values (pandas' own row hashing, index excluded)."""
+    import pandas as pd
+
+    rows = pd.util.hash_pandas_object(table, index=False).to_numpy()
+    header = json.dumps([[str(c), str(t)] for c, t in table.dtypes.items()])
+    return hashlib.sha256(header.encode() + rows.tobytes()).hexdigest()
+
+
+def inputs_sha256(parts: dict) -> str:
+    """One sha256 over a run's input parts (JSON-able values) plus the code and package versions computing it."""
+    from registry.hashing import sha256_of
+    from runner.results.result import package_versions
+
+    return sha256_of({**parts, "code_sha256": code_sha256(), "packages": package_versions()})
+
+
+def _figure_names(obj):
+    """Every file name under a `figure` block of a result's analyses (the files a run wrote beside its result)."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if key == "figure" and isinstance(value, str):  # label efficiency: one file name
+                yield value
+            elif key == "figure" and isinstance(value, dict):  # clustering: {png: name, svg: name}
+                yield from (v for v in value.values() if isinstance(v, str))
+            else:
+                yield from _figure_names(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            yield from _figure_names(value)
+
+
+def reusable_result(run_dir: Path, fingerprint: str) -> tuple[dict | None, str]:
+    """(the earlier result, "") when it may stand for a run with this fingerprint, else (None, why not)."""
+    from runner.data.fingerprint import file_sha256
+    from runner.results.result import ResultError, read_result, validate_result
+
+    result_path, predictions_path = run_dir / "result.json", run_dir / "predictions.parquet"
+    if not result_path.is_file():
+        return None, "no earlier result"
+    try:
+        result = read_result(result_path)
+    except ResultError as exc:
+        return None, f"the earlier result is unreadable ({exc})"
+    if result.get("inputs_sha256") != fingerprint:
+        return None, "the earlier result was computed from other inputs"
+    if validate_result(result):
+        return None, "the earlier result does not pass the result schema"
+    if not predictions_path.is_file() or file_sha256(predictions_path) != result.get("predictions_sha256"):
+        return None, "the earlier predictions file is missing or not the one the result records"
+    missing = [name for name in _figure_names(result.get("analyses")) if not (run_dir / name).is_file()]
+    if missing:
+        return None, f"a figure of the earlier result is missing ({missing[0]})"
+    return result, ""

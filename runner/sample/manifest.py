@@ -1,0 +1,149 @@
+"""The frozen manifest: the exact images, labels and folds a result refers to.
+
+`manifest.parquet` holds the rows; `manifest.json` the provenance and the sha256 of the canonical content.
+The hash is of a canonical JSON text (rows sorted by image_id, columns in contract order, floats as shortest
+round-trip repr), never of parquet bytes, so the same sample gives the same hash on every platform and version.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from hashlib import sha256
+from pathlib import Path
+
+import pandas as pd
+
+from registry.errors import RegistryError
+from runner.runtime.atomic import atomic_write_bytes
+from runner.data.tables import METADATA_PREFIX
+
+COLUMNS = ["image_id", "patient_id", "study_id", "path", "view", "label", "fold"]
+OPTIONAL = ["sex", "age"]
+INT_COLUMNS = ("label", "fold")
+
+
+class ManifestError(RegistryError):
+    """A manifest that is missing, malformed or does not match its recorded hash."""
+
+    exit_code = 2
+
+
+@dataclass
+class Manifest:
+    frame: pd.DataFrame
+    meta: dict  # the manifest.json content
+
+
+def canonical_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Contract columns in contract order, rows sorted by image_id, ids as text, label/fold as int64."""
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise ManifestError(f"manifest lacks column(s) {', '.join(missing)}")
+    # Metadata features (dataset card `metadata_features`, columns meta_<name>) follow, in the frame's order.
+    features = [c for c in frame.columns if str(c).startswith(METADATA_PREFIX)]
+    columns = COLUMNS + [c for c in OPTIONAL if c in frame.columns] + features
+    out = frame[columns].copy()
+    numeric = [c for c in features if pd.api.types.is_numeric_dtype(out[c]) and not pd.api.types.is_bool_dtype(out[c])]
+    text = [c for c in features if c not in numeric]
+    for name in ["image_id", "patient_id", "study_id", "path", "view"] + (["sex"] if "sex" in out else []) + text:
+        out[name] = out[name].astype(object).where(out[name].notna(), None)
+        out[name] = [None if v is None else str(v) for v in out[name]]
+    for name in INT_COLUMNS:
+        out[name] = out[name].astype("int64")
+    for name in (["age"] if "age" in out else []) + numeric:
+        out[name] = out[name].astype("float64")
+    return out.sort_values("image_id", kind="mergesort").reset_index(drop=True)
+
+
+def _cell(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def content_sha256(frame: pd.DataFrame) -> str:
+    """sha256 of the canonical JSON of the canonical frame: [[columns...], [row...], ...]."""
+    canon = canonical_frame(frame)
+    rows = [list(canon.columns)] + [[_cell(v) for v in row] for row in canon.itertuples(index=False, name=None)]
+    text = json.dumps(rows, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_manifest(out_dir: Path, result, task_sha256: str, fingerprint: dict | None = None) -> Manifest:
+    """Write manifest.parquet, manifest.json and exclusions.csv for a `runner.sample.sampler.SampleResult`.
+
+    `fingerprint` (runner.data.fingerprint.data_fingerprint) is stored as `data_fingerprint`: it is not part of the
+    content sha256 (which stays a function of the rows alone), it is what proves a reuse is on the same files."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame = canonical_frame(result.frame)
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    exclusions = [asdict(e) for e in result.exclusions]
+    meta = {
+        "task_id": result.task_id,
+        "task_sha256": task_sha256,
+        "dataset_id": result.dataset_id,
+        "synthetic": result.synthetic,
+        "split": result.split,
+        "eval_folds": result.eval_folds,
+        "seed": result.seed,
+        "verify": result.verify,
+        "sha256": content_sha256(frame),
+        "n_images": len(frame),
+        "counts": {
+            "positives": int((frame["label"] == 1).sum()),
+            "negatives": int((frame["label"] == 0).sum()),
+            "excluded": len(exclusions),
+            "patients": int(frame["patient_id"].nunique()),
+            "per_fold": {str(f): {"positives": int(((frame["fold"] == f) & (frame["label"] == 1)).sum()),
+                                  "negatives": int(((frame["fold"] == f) & (frame["label"] == 0)).sum())}
+                         for f in sorted(frame["fold"].unique())},
+            "filters": [asdict(s) for s in result.steps],
+        },
+        "exclusions": exclusions,
+        "sources": result.sources,
+        **({"data_fingerprint": fingerprint} if fingerprint is not None else {}),
+        **({"matching": result.matching} if getattr(result, "matching", None) else {}),
+        **({"verify_note": result.verify_note} if getattr(result, "verify_note", None) else {}),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    text = io.StringIO()
+    writer = csv.DictWriter(text, ["image_id", "path", "reason", "label", "detail"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(exclusions)
+    atomic_write_bytes(out_dir / "exclusions.csv", text.getvalue().encode("utf-8"))
+    atomic_write_bytes(out_dir / "manifest.parquet", buffer.getvalue())
+    atomic_write_bytes(out_dir / "manifest.json",
+                  (json.dumps(meta, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8"))
+    return Manifest(frame, meta)
+
+
+def read_manifest(folder: Path) -> Manifest:
+    """Read manifest.parquet + manifest.json from `folder` and check the rows still hash to the recorded sha256."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        frame = pd.read_parquet(folder / "manifest.parquet")
+    except FileNotFoundError as exc:
+        raise ManifestError(f"no manifest in {folder}: {Path(exc.filename).name} missing "
+                            "(make one with `runner sample --task ID`)") from None
+    except (OSError, ValueError) as exc:
+        raise ManifestError(f"cannot read the manifest in {folder}: {exc}") from None
+    frame = canonical_frame(frame)
+    from runner.data.tables import leaves_root
+
+    outside = frame["path"].map(leaves_root)
+    if outside.any():  # a hand-made manifest must not point the run at files outside the data root
+        raise ManifestError(f"{folder}/manifest.parquet: {int(outside.sum())} path(s) leave the data root, e.g. "
+                            f"{frame.loc[outside, 'path'].iloc[0]!r}; paths must be relative, without '..'")
+    actual = content_sha256(frame)
+    if actual != meta.get("sha256"):
+        raise ManifestError(f"{folder}/manifest.parquet hashes to {actual[:12]}…, but manifest.json records "
+                            f"{str(meta.get('sha256'))[:12]}…: the manifest was changed after sampling")
+    return Manifest(frame, meta)

@@ -1,0 +1,388 @@
+"""Task card + dataset index -> the sampled, split images of one task (a `SampleResult`, frozen by runner.sample.manifest).
+
+Steps, each counted so a shortfall can say where candidates were lost:
+1. label policy (positive / negative / uncertain / blank, optional 'No Finding' negatives),
+2. view filter (metadata column; DICOM ViewPosition tag when the metadata has no view),
+3. a seeded order per class: stable sort by image_id, then a numpy Generator permutation (same on every platform),
+4. the first N of each class whose file passes the check (`verify`: decode | header | none); a failing file is
+   recorded as an exclusion and replaced by the next candidate of the same class, so counts stay exact;
+   with `sampling.match` the negatives are taken per stratum (view, sex, age band), as many in each as the sampled
+   positives have there (`match_counts`), so the control task's negatives look like its positives on those strata,
+5. a patient-wise split (StratifiedGroupKFold or a GroupShuffleSplit holdout): no patient on both sides.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from runner.data import DatasetIndex, read_index
+from runner.data.tables import METADATA_PREFIX, DataError
+
+VERIFY_MODES = ("decode", "header", "none")
+_INLINE_BELOW = 8  # files; fewer than this are checked in-process (a pool costs more than it saves)
+
+
+class SamplingError(DataError):
+    """Not enough candidates, or a task card the sampler cannot apply. str() is the human message."""
+
+
+@dataclass
+class Exclusion:
+    image_id: str
+    path: str
+    reason: str  # short slug: missing-file, zero-bytes, not-dicom, truncated, view-lateral, ...
+    label: int
+    detail: str = ""
+
+
+@dataclass
+class FilterStep:
+    step: str
+    positives: int
+    negatives: int
+
+
+@dataclass
+class SampleResult:
+    task_id: str
+    dataset_id: str
+    frame: pd.DataFrame  # manifest rows: image_id, patient_id, study_id, path, view, label, fold, [sex, age]
+    split: dict
+    eval_folds: list[int]
+    seed: int
+    verify: str
+    steps: list[FilterStep] = field(default_factory=list)
+    exclusions: list[Exclusion] = field(default_factory=list)
+    sources: dict[str, list[str]] = field(default_factory=dict)
+    synthetic: bool = False
+    matching: dict | None = None  # sampling.match: strata and per-stratum counts (manifest.json `matching`)
+    verify_note: str | None = None  # why files were not checked (verify "deferred")
+
+
+# A data root that holds only the metadata tables (no image files) can still be sampled for an encoder that reads no
+# pixels (the metadata baseline). The candidates are then taken in the seeded order without a file check: exactly the
+# sample that `verify: decode` gives when no sampled file fails its check. A later image run on the same manifest checks
+# every file as it embeds it (a failure is an exclusion "at embedding: ..."); one sampled afresh with the images present
+# is the same manifest (same content sha256) unless a file failed, and a floor is compared only on an equal sha256.
+DEFERRED_NOTE = ("no image files under the data root: candidates were taken in the seeded order without a file check "
+                 "(the metadata baseline reads no pixels); identical to the decode-verified sample unless a sampled file "
+                 "fails its check, which then changes the manifest sha256")
+
+
+# ------------------------------------------------------------------------------------------------ label policy
+
+
+def apply_label_policy(values: pd.Series, policy: dict, requires: pd.Series | None = None) -> pd.Series:
+    """Label values (1.0 / 0.0 / -1.0 / NaN) -> class 1.0 / 0.0, NaN where the image is not a candidate."""
+    positive = values.isin(policy["positive"])
+    negative = values.isin(policy["negative"])
+    overlap = set(policy["positive"]) & set(policy["negative"])
+    if overlap:
+        raise SamplingError(f"label_policy: value(s) {sorted(overlap)} are both positive and negative")
+    uncertain = values == -1.0
+    if policy["uncertain"] == "positive":
+        positive |= uncertain
+    elif policy["uncertain"] == "negative":
+        negative |= uncertain & ~positive
+    if policy["blank"] == "negative":
+        negative |= values.isna()
+    if requires is not None:  # 'No Finding' negatives: the image must also be positive for that label
+        negative &= requires == 1.0
+    cls = pd.Series(np.nan, index=values.index)
+    cls[negative & ~positive] = 0.0
+    cls[positive] = 1.0
+    return cls
+
+
+def seeded_order(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Stable sort by image_id (independent of file order), then a seeded permutation."""
+    ordered = frame.sort_values("image_id", kind="mergesort")
+    return ordered.iloc[rng.permutation(len(ordered))]
+
+
+# ------------------------------------------------------------------------------------------------ file checks
+
+
+def check_file(root: str, rel_path: str, verify: str, views: tuple[str, ...] | None,
+               max_pixels: int | None = None) -> tuple[str, str, str]:
+    """(reason, detail, view) for one file; reason "" means it may be used. Runs in a worker process.
+
+    `views` is given when the metadata has no view column: the DICOM ViewPosition tag decides. `max_pixels` is the
+    dataset card's decompression-bomb bound. A path the file system cannot take (a NUL byte) is an exclusion; a
+    transient error (out of memory, EIO, a timeout) stops sampling instead, since it says nothing about the file.
+    """
+    from runner.data.imaging import ImageDecodeError, is_transient, load_image, read_view_position, verify_header
+
+    if "\x00" in rel_path or not rel_path.strip():
+        return "invalid-path", "the metadata names an invalid path (NUL byte or blank)", ""
+    path = Path(root) / rel_path
+    view = ""
+    try:
+        if views is not None:
+            view = read_view_position(path)
+            if view not in views:
+                return f"view-{(view or 'unknown').lower()}", "DICOM ViewPosition not in the task's views", view
+        if verify == "decode":
+            load_image(path, max_pixels=max_pixels)
+        elif verify == "header":
+            verify_header(path)  # header parses and the pixel data is all there, without decoding it
+    except ImageDecodeError as exc:
+        return exc.reason, exc.detail, view
+    except Exception as exc:  # noqa: BLE001 - a decoder bug must not end a 2,000-file run; it is recorded like any failure
+        if is_transient(exc):
+            raise SamplingError(f"{rel_path}: transient error while checking the file ({type(exc).__name__}: "
+                                f"{str(exc)[:200]}); nothing was frozen, run again") from None
+        return "decode-failed", f"{type(exc).__name__}: {exc}"[:300], view
+    return "", "", view
+
+
+class _Checker:
+    """Checks batches of files, in a small process pool when there are enough of them."""
+
+    def __init__(self, root: Path, verify: str, views: tuple[str, ...] | None, workers: int,
+                 max_pixels: int | None = None):
+        self.root, self.verify, self.views, self.workers = str(root), verify, views, workers
+        self.max_pixels = max_pixels
+        self.pool: ProcessPoolExecutor | None = None
+
+    def __call__(self, paths: list[str]) -> list[tuple[str, str, str]]:
+        if self.verify in ("none", "deferred") and self.views is None:
+            return [("", "", "")] * len(paths)
+        args = [(self.root, p, self.verify, self.views, self.max_pixels) for p in paths]
+        if self.workers <= 1 or len(paths) < _INLINE_BELOW:
+            return [check_file(*a) for a in args]
+        if self.pool is None:
+            from runner.runtime.signals import quiet_worker
+
+            self.pool = ProcessPoolExecutor(max_workers=self.workers, initializer=quiet_worker)
+        return list(self.pool.map(check_file, *zip(*args), chunksize=max(1, len(args) // (4 * self.workers))))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
+def take_verified(ordered: pd.DataFrame, n: int, label: int, check: _Checker) -> tuple[pd.DataFrame, list[Exclusion]]:
+    """The first `n` rows of `ordered` whose file passes `check`; failures before the n-th are exclusions.
+
+    More than max(100, n) failures means something is wrong with the data root, not with a few files: stop early.
+    """
+    limit = max(100, n)
+    taken: list[int] = []
+    views: dict[int, str] = {}
+    exclusions: list[Exclusion] = []
+    position = 0
+    while len(taken) < n and position < len(ordered):
+        batch = ordered.iloc[position: position + n - len(taken)]
+        position += len(batch)
+        for row, (reason, detail, view) in enumerate(check(list(batch["path"]))):
+            record = batch.iloc[row]
+            if reason:
+                exclusions.append(Exclusion(str(record["image_id"]), str(record["path"]), reason, label, detail))
+            else:
+                taken.append(position - len(batch) + row)
+                views[len(taken) - 1] = view
+        if len(exclusions) > limit:
+            reasons = pd.Series([e.reason for e in exclusions]).value_counts()
+            raise SamplingError(
+                f"{len(exclusions)} of {position} {'positive' if label else 'negative'} candidates checked could not be "
+                f"used ({', '.join(f'{c} {r}' for r, c in reasons.items())}; e.g. {exclusions[0].path}: "
+                f"{exclusions[0].detail}). Is the data root right? (--verify none samples from metadata alone)")
+    chosen = ordered.iloc[taken].copy()
+    if check.views is not None:
+        chosen["view"] = [views[i] for i in range(len(taken))]
+    return chosen, exclusions
+
+
+# ------------------------------------------------------------------------------------------------ splits
+
+
+def assign_folds(frame: pd.DataFrame, split: dict) -> tuple[np.ndarray, list[int]]:
+    """Fold per row (k-fold: test fold 0..k-1; holdout: 0 = test, 1 = train) and the folds to evaluate."""
+    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+
+    labels, groups = frame["label"].to_numpy(), frame["patient_id"].to_numpy()
+    folds = np.full(len(frame), -1, dtype=np.int64)
+    if split["method"] == "stratified-group-kfold":
+        k = split["folds"]
+        n_patients = {c: frame.loc[frame["label"] == c, "patient_id"].nunique() for c in (0, 1)}
+        if min(n_patients.values()) < k:
+            raise SamplingError(f"split: {k} folds need at least {k} patients per class; "
+                                f"have {n_patients[1]} with positives and {n_patients[0]} with negatives")
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=split["seed"])
+        for fold, (_train, test) in enumerate(splitter.split(np.zeros(len(frame)), labels, groups)):
+            folds[test] = fold
+        return folds, list(range(k))
+    if split["method"] == "group-holdout":
+        splitter = GroupShuffleSplit(n_splits=1, test_size=split["test_fraction"], random_state=split["seed"])
+        _train, test = next(splitter.split(np.zeros(len(frame)), labels, groups))
+        folds[:] = 1
+        folds[test] = 0
+        if len(set(labels[folds == 0])) < 2 or len(set(labels[folds == 1])) < 2:
+            raise SamplingError("split: the patient holdout left one side with a single class; "
+                                "use more images or another split.seed")
+        return folds, [0]
+    raise SamplingError(f"split.method {split['method']!r} unknown (stratified-group-kfold or group-holdout)")
+
+
+# ------------------------------------------------------------------------------------------------ matching
+
+
+def stratum_keys(frame: pd.DataFrame, match: dict) -> pd.Series:
+    """One text key per row over the card's `sampling.match.strata` ("view=AP|sex=F|age_band=40-60"); a missing
+    value is "?", a stratum of its own."""
+    parts = []
+    for name in match["strata"]:
+        if name == "age_band":
+            edges = [float(e) for e in match.get("age_bands", [0, 40, 60, 80, 200])]
+            if any(b <= a for a, b in pairwise(edges)):
+                raise SamplingError(f"sampling.match.age_bands must increase, got {edges}")
+            if "age" not in frame.columns:
+                raise SamplingError("sampling.match names age_band, but the dataset card maps no age column")
+            labels = [f"{edges[i]:g}-{edges[i + 1]:g}" for i in range(len(edges) - 1)]
+            values = pd.cut(frame["age"], edges, right=False, labels=labels).astype(object)
+        else:
+            if name not in frame.columns:
+                raise SamplingError(f"sampling.match names {name!r}, but the dataset card maps no {name} column")
+            values = frame[name].astype(object).where(frame[name].notna() & (frame[name].astype(str) != ""), None)
+        parts.append(name + "=" + values.where(values.notna(), "?").astype(str))
+    key = parts[0]
+    for part in parts[1:]:
+        key = key + "|" + part
+    return key
+
+
+def match_counts(positive_keys: pd.Series, n_negatives: int) -> dict[str, int]:
+    """Negatives wanted per stratum: the positives' counts, rescaled to n_negatives by largest remainder."""
+    counts = positive_keys.value_counts().sort_index()
+    quota = counts / counts.sum() * n_negatives
+    wanted = np.floor(quota).astype(int)
+    remainder = (quota - wanted).sort_values(ascending=False, kind="mergesort")
+    for key in remainder.index[: n_negatives - int(wanted.sum())]:
+        wanted[key] += 1
+    return {str(k): int(v) for k, v in wanted.items() if v > 0}
+
+
+def _take_matched(negatives: pd.DataFrame, positives: pd.DataFrame, n: int, match: dict, rng: np.random.Generator,
+                  check: _Checker, task_id: str) -> tuple[pd.DataFrame, list[Exclusion], dict]:
+    """The negatives of a matched sample, stratum by stratum (sorted), each in its own seeded order."""
+    keys = stratum_keys(negatives, match)
+    wanted = match_counts(stratum_keys(positives, match), n)
+    chosen, exclusions, per_stratum = [], [], {}
+    for key, count in sorted(wanted.items()):
+        pool = negatives[keys == key]
+        rows, excluded = take_verified(seeded_order(pool, rng), count, 0, check)
+        per_stratum[key] = {"positives": int((stratum_keys(positives, match) == key).sum()),
+                            "negatives": len(rows), "negative_candidates": len(pool)}
+        if len(rows) < count:
+            raise SamplingError(f"task {task_id!r}: matched sampling needs {count} negatives in stratum {key} "
+                                f"(as many as the positives there) but only {len(rows)} of {len(pool)} candidates "
+                                "could be used; loosen sampling.match or sample fewer images")
+        chosen.append(rows)
+        exclusions += excluded
+    info = {"strata": list(match["strata"]), "per_stratum": per_stratum,
+            **({"age_bands": match.get("age_bands", [0, 40, 60, 80, 200])} if "age_band" in match["strata"] else {})}
+    return pd.concat(chosen) if chosen else negatives.iloc[:0], exclusions, info
+
+
+# ------------------------------------------------------------------------------------------------ entry point
+
+
+def _shortfall(task: dict, steps: list[FilterStep], exclusions: list[Exclusion], want: dict[int, int]) -> str:
+    trail = "; ".join(f"{s.step}: {s.positives:,} positives / {s.negatives:,} negatives" for s in steps)
+    reasons = pd.Series([e.reason for e in exclusions], dtype=object).value_counts()
+    excluded = ", ".join(f"{n} {r}" for r, n in reasons.items()) or "none"
+    return (f"task {task['id']!r}: not enough candidates for {want[1]:,} positives and {want[0]:,} negatives. "
+            f"Remaining after each filter — {trail}. Files excluded: {excluded}.")
+
+
+def sample_task(task: dict, dataset_card: dict, data_root: Path, *, seed: int | None = None,
+                verify: str | None = None, workers: int | None = None, index: DatasetIndex | None = None,
+                defer_verify_without_images: bool = False) -> SampleResult:
+    """Sample and split one task. `seed` overrides sampling.seed and split.seed; `verify` overrides sampling.verify.
+
+    defer_verify_without_images: when the data root holds no image files, sample without file checks and record
+    verify "deferred" (see DEFERRED_NOTE) instead of stopping; for encoders that read no pixels."""
+    sampling, policy, split = dict(task["sampling"]), task["label_policy"], dict(task["split"])
+    if seed is not None:
+        sampling["seed"] = split["seed"] = seed
+    verify = verify or sampling.get("verify", "decode")
+    if verify not in VERIFY_MODES:
+        raise SamplingError(f"verify {verify!r} unknown (one of {', '.join(VERIFY_MODES)})")
+    label_id, requires = task["label"]["id"], policy.get("negative_requires")
+    if index is None:
+        index = read_index(dataset_card, data_root, [label_id] + ([requires] if requires else []))
+    frame = index.frame
+    if label_id not in frame.columns or (requires and requires not in frame.columns):
+        raise SamplingError(f"dataset {index.dataset_id!r} index has no {label_id!r} label column")
+
+    frame = frame.assign(label=apply_label_policy(frame[label_id], policy, frame[requires] if requires else None))
+    steps = [FilterStep(f"indexed ({label_id} = 1 / 0)", int((frame[label_id] == 1.0).sum()),
+                        int((frame[label_id] == 0.0).sum()))]
+    frame = frame[frame["label"].notna()]
+    counts = lambda f, step: FilterStep(step, int((f["label"] == 1).sum()), int((f["label"] == 0).sum()))
+    steps.append(counts(frame, "label policy"))
+    views = tuple(task["views"])
+    header_views = None
+    if index.views_known:
+        frame = frame[frame["view"].isin(views)]
+        steps.append(counts(frame, f"view in {'/'.join(views)}"))
+    else:  # no view column: the DICOM ViewPosition tag is read for each candidate as it is checked
+        header_views = views
+    verify_note = None
+    if verify != "none" and defer_verify_without_images and header_views is None and \
+            _no_image_files(index, frame, Path(data_root)):
+        verify, verify_note = "deferred", DEFERRED_NOTE
+    if verify not in ("none", "deferred") and index.files_found == 0:
+        raise SamplingError(f"no image files found under {index.data_root} for dataset {index.dataset_id!r} "
+                            f"(looked in {', '.join(dataset_card.get('files', {}).get('image_dirs', ['.']))}). "
+                            f"How to get the data set: {dataset_card.get('access')} "
+                            "(or sample from metadata alone with --verify none)")
+
+    want = {1: sampling["positives"], 0: sampling["negatives"]}
+    if any(int((frame["label"] == c).sum()) < want[c] for c in (0, 1)):
+        raise SamplingError(_shortfall(task, steps, [], want))
+    rng = np.random.default_rng(sampling["seed"])
+    max_pixels = int(float(dataset_card.get("max_image_megapixels", 50)) * 1_000_000)
+    checker = _Checker(Path(data_root), verify, header_views, workers or sampling.get("verify_workers", 2), max_pixels)
+    chosen, exclusions, matching = [], [], None
+    match = sampling.get("match")
+    try:
+        for cls in (1, 0):
+            if cls == 0 and match:
+                rows, excluded, matching = _take_matched(frame[frame["label"] == 0], chosen[0], want[0], match, rng,
+                                                         checker, task["id"])
+            else:
+                ordered = seeded_order(frame[frame["label"] == cls], rng)
+                rows, excluded = take_verified(ordered, want[cls], cls, checker)
+            chosen.append(rows)
+            exclusions += excluded
+    finally:
+        checker.close()
+    picked = pd.concat(chosen)
+    steps.append(counts(picked, f"sampled after file checks ({verify})"))
+    if any(int((picked["label"] == c).sum()) < want[c] for c in (0, 1)):
+        raise SamplingError(_shortfall(task, steps, exclusions, want))
+
+    picked = picked.sort_values("image_id", kind="mergesort").reset_index(drop=True)
+    picked["label"] = picked["label"].astype("int64")
+    picked["fold"], eval_folds = assign_folds(picked, split)
+    columns = ["image_id", "patient_id", "study_id", "path", "view", "label", "fold"]
+    columns += [c for c in ("sex", "age") if c in picked.columns]
+    columns += [c for c in picked.columns if c.startswith(METADATA_PREFIX)]  # the metadata features, frozen too
+    return SampleResult(task["id"], index.dataset_id, picked[columns], split, eval_folds, sampling["seed"], verify,
+                        steps, exclusions, index.sources, bool(dataset_card.get("synthetic", False)), matching,
+                        verify_note)
+
+
+def _no_image_files(index: DatasetIndex, frame: pd.DataFrame, root: Path, probe: int = 32) -> bool:
+    """True when the data root holds none of the candidates' files (a reader that does not scan: probe some)."""
+    if index.files_found is not None:
+        return index.files_found == 0
+    return not any((root / p).is_file() for p in frame["path"].head(probe))
