@@ -195,7 +195,7 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     timings["total"] = time.perf_counter() - started
 
     result = _result(task, encoder_card, dataset, manifest, test_side.embedded, fitted, summary, analyses, timings,
-                     encoder.device, options)
+                     encoder.device, options, frameworks=encoder.devices_used())
     _write_predictions(fitted.predictions, run_dir / "predictions.parquet")
     from runner.data.fingerprint import file_sha256
 
@@ -572,7 +572,8 @@ def _write_predictions(predictions: pd.DataFrame, path: Path) -> None:
 # the result object
 
 
-def _result(task, encoder_card, dataset, manifest, embedded, fitted, summary, analyses, timings, device, options):
+def _result(task, encoder_card, dataset, manifest, embedded, fitted, summary, analyses, timings, device, options,
+            frameworks=None):
     from runner.metrics.scores import pooled_roc
     from runner.results.result import build_result, environment_info
 
@@ -591,7 +592,7 @@ def _result(task, encoder_card, dataset, manifest, embedded, fitted, summary, an
         timings_s={k: round(v, 3) for k, v in timings.items()},
         throughput={"images_per_s": None if embedded.images_per_s is None else round(embedded.images_per_s, 2),
                     "stage": stage + (f" [{embedded.backend}]" if embedded.backend else "")},
-        environment=environment_info(device),
+        environment=environment_info(device, frameworks),
         seeds={
             "sampling": _int_or_none(meta.get("seed")),
             "split": _int_or_none((meta.get("split") or {}).get("seed")),

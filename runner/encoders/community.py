@@ -25,6 +25,8 @@ class XRVEncoder(TorchEncoder):
     the file (see encoders/xrv-densenet121-all.yaml, weights.how_to_get) and name the safetensors file in the card.
     """
 
+    requires = ("torch", "torchxrayvision")
+
     def build(self, weights):
         import torchxrayvision as xrv
 
@@ -42,6 +44,8 @@ class XRVEncoder(TorchEncoder):
 class HFTransformersEncoder(TorchEncoder):
     """Any transformers vision backbone (AutoModel) from a local snapshot: last_hidden_state pooled per the card
     (`cls`, `mean`), or `pooling: pooler` for the model's pooler_output."""
+
+    requires = ("torch", "transformers")
 
     def build(self, weights):
         from transformers import AutoConfig, AutoModel
@@ -68,6 +72,8 @@ class OpenCLIPEncoder(TorchEncoder):
     """The image tower of an OpenCLIP model (e.g. BiomedCLIP), built from the repo's open_clip_config.json `model_cfg`
     (or the card's `model.model_cfg`) — only the vision tower, so no text model or tokenizer is fetched."""
 
+    requires = ("torch", "open_clip")
+
     def build(self, weights):
         from open_clip.model import CLIPVisionCfg, _build_vision_tower
 
@@ -89,6 +95,8 @@ class OpenCLIPEncoder(TorchEncoder):
 @register_adapter("timm")
 class TimmEncoder(TorchEncoder):
     """Any timm model by name (`model.name`, `model.kwargs`), classifier removed (num_classes=0): timm's pooled features."""
+
+    requires = ("torch", "timm")
 
     def build(self, weights):
         import timm

@@ -200,17 +200,33 @@ def _say(text: str, to_stderr: bool) -> None:
 REUSED_NOTE = ", reused: same inputs as the result there; --recompute fits again"
 
 
+def evaluate_pair(task_id: str, encoder_id: str, data_root: Path | None, out: Path, options, reg):
+    """One pair's run_evaluation; a TensorFlow encoder's in a child process of its own (runner.encoders.isolation:
+    its GPU memory and CUDA-12 libraries go with that process, so the torch encoders after it get the whole GPU)."""
+    import dataclasses
+
+    from runner.encoders import resolve_device
+    from runner.encoders.isolation import call_in_child, child_environment, needs_own_process
+    from runner.evaluate import run_evaluation
+
+    card = reg.encoders[encoder_id].data
+    if not needs_own_process(card):
+        return run_evaluation(task_id, encoder_id, data_root, out, options, registry=reg)
+    # "auto" is decided here, by torch in this process, so the child never imports torch to decide it
+    options = dataclasses.replace(options, device=resolve_device(options.device))
+    return call_in_child(run_evaluation, task_id, encoder_id, data_root, out, options, registry=reg,
+                         env=child_environment(card), what=f"{task_id} x {encoder_id} (a TensorFlow child process)")
+
+
 def run_many(tasks: list[str], encoders: list[str], data_root: Path | None, out: Path, options, reg,
              quiet_stdout: bool = False) -> list[PairOutcome]:
     """Evaluate every task x encoder pair, printing one line each; a failing pair is reported and the next one runs."""
-    from runner.evaluate import run_evaluation
-
     outcomes = []
     for task_id in tasks:
         for encoder_id in encoders:
             started = time.perf_counter()
             try:
-                run = run_evaluation(task_id, encoder_id, data_root, out, options, registry=reg)
+                run = evaluate_pair(task_id, encoder_id, data_root, out, options, reg)
                 path, result = run.result_path, run.result
             except RegistryError as exc:
                 outcome = PairOutcome(task_id, encoder_id, "failed", time.perf_counter() - started,
