@@ -3,8 +3,10 @@ folder and the child environment, and the isolation of TensorFlow encoders in a 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -106,8 +108,15 @@ def test_the_child_environment_puts_the_cuda12_libraries_first(monkeypatch, tmp_
     assert "LD_LIBRARY_PATH" not in tf_runtime.child_environment({})
 
 
+def _needs_tensorflow():
+    # find_spec, not importorskip: importing TensorFlow here, before triton, would make a later triton import crash
+    # this process (runner.encoders.tf_runtime.import_tensorflow keeps the order)
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("tensorflow is not installed (the `tf` extra)")
+
+
 def test_install_gpu_reads_tensorflows_own_cuda_requirements():
-    pytest.importorskip("tensorflow")
+    _needs_tensorflow()
     requirements = tf_runtime.and_cuda_requirements()
     names = {r.split("<")[0].split(">")[0].split("=")[0] for r in requirements}
     assert {"nvidia-cudnn-cu12", "nvidia-cublas-cu12", "nvidia-cuda-runtime-cu12"} <= names
@@ -145,3 +154,49 @@ def test_call_in_child_runs_in_another_process_and_carries_errors_back(monkeypat
         call_in_child(_raise_value_error)
     with pytest.raises(EncoderError, match=r"the test child ended without an answer \(signal SIGKILL"):
         call_in_child(_die, what="the test child")
+
+
+EVAL_BOTH = """\
+import json, sys
+from pathlib import Path
+from registry.cards import load_registry
+from runner.cli.commands.evaluate import run_many
+from runner.evaluate import EvalOptions
+root, data, out, snapshot = map(Path, sys.argv[1:5])
+options = EvalOptions(device="cpu", workers=0, progress=False, cache_dir=out / "cache", weights_dir=snapshot)
+outcomes = run_many(["effusion-tiny"], ["cxr-foundation-native", "random-cnn"], data, out / "runs", options, load_registry(root),
+                    quiet_stdout=True)
+print(json.dumps({"outcomes": [o.__dict__ for o in outcomes],
+                  "tensorflow_in_parent": any(m.split(".")[0] == "tensorflow" for m in sys.modules)}))
+"""
+
+
+def test_eval_runs_a_tensorflow_encoder_in_a_child_and_the_torch_encoder_after_it_without_tensorflow(
+        tmp_path, demo_data_dir):
+    """`runner eval --encoder all`'s loop (run_many): the TensorFlow encoder in a process of its own, then a torch
+    encoder in a parent process that never imported TensorFlow (so on a GPU it gets the memory TensorFlow held)."""
+    import json
+    import subprocess
+
+    _needs_tensorflow()
+    from test_evaluate import TINY_TASK, make_registry_root
+
+    import cxr_foundation_models as models
+
+    small = TINY_TASK.replace("positives: 70, negatives: 70", "positives: 30, negatives: 30")  # speed only
+    root = make_registry_root(tmp_path / "reg", {"effusion-tiny": small})
+    for name in ("cxr-foundation", "cxr-foundation-native"):  # the real cards, on the stand-in SavedModels
+        (root / "encoders" / f"{name}.yaml").write_text((REPO / "encoders" / f"{name}.yaml").read_text())
+    snapshot = models.save_snapshot(tmp_path / "snapshot")
+    done = subprocess.run([sys.executable, "-c", EVAL_BOTH, root, demo_data_dir, tmp_path, snapshot],
+                          capture_output=True, text=True, timeout=900, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])})
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["tensorflow_in_parent"] is False
+    outcomes = {o["encoder"]: o for o in answer["outcomes"]}
+    assert [o["status"] for o in answer["outcomes"]] == ["ok", "ok"], answer["outcomes"]
+    results = {e: json.loads(Path(o["result"]).read_text()) for e, o in outcomes.items()}
+    assert results["cxr-foundation-native"]["environment"]["frameworks"] == {"tensorflow": "cpu"}
+    assert results["random-cnn"]["environment"]["frameworks"] == {"torch": "cpu"}
+    assert results["cxr-foundation-native"]["environment"]["device"] == "cpu"
