@@ -73,7 +73,7 @@ def test_state_dicts_load_but_pickled_models_do_not(tmp_path):
 
 
 def test_size_pin_mismatch_stops_before_hashing_with_one_line(tmp_path, monkeypatch):
-    import runner.encoders.weights as weights
+    from runner.encoders import weights
 
     path = _write(tmp_path)  # 7 bytes
     assert resolve_weights(_card(sizes={"sub/w.safetensors": 7}), tmp_path)

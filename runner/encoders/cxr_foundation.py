@@ -8,14 +8,21 @@ ELIXR-C (`elixr-c-v2-pooled`) takes a serialized tf.train.Example holding a PNG 
 Input encoding follows Google's client: a 16-bit greyscale PNG. Our common image is float [0,1] after modality LUT,
 windowing (done in float by runner.data.imaging, which avoids the reference client's np.iinfo(float64) crash on DICOMs with
 Rescale Slope/Intercept) and MONOCHROME1 inversion; it is min-max rescaled to the full uint16 range, as the client does for
-non-uint8 input. The image keeps its resolution unless the card's `preprocess.size` asks for a resize (the model resizes
-internally). `prepare` returns the serialized Example (a 0-d object array), so the PNG encoding runs in decode workers.
+non-uint8 input (tests/test_encoders_cxr_foundation.py writes the client's steps out and compares). The card's
+`preprocess.size` resizes first: `cxr-foundation` to 1024 x 1024 as the paper did, `cxr-foundation-native` not at all
+(the model resizes internally). `prepare` returns the serialized Example (a 0-d object array), so the PNG encoding runs
+in decode workers.
+
+Where it runs: runner.encoders.tf_runtime.select_device (a GPU TensorFlow itself sees for --device cuda, else one line;
+memory growth on; the CPU only when asked), reported by `devices_used` into the result's environment. `runner eval`
+runs this adapter in a child process of its own (runner.encoders.isolation). TensorFlow is imported after triton and
+with tensorflow_text (tf_runtime.import_tensorflow).
 
 Speed: the PNG is stored at zlib level 0 (same pixels; ~10 ms instead of ~575 ms at Pillow's default level for a
 3.6-Mpx CR), and the Example is written in the protobuf wire format here, so decode workers
 never import TensorFlow. `embed` sends the whole batch through ELIXR-C and the QFormer in one call each when both
 signatures have an unknown batch dimension; the first such batch is checked against a per-image call of its last
-image, and a model that does not batch truly falls back to one call per image with one logged line.
+image (BATCH_CHECK_RTOL), and a model that does not batch truly falls back to one call per image with one logged line.
 """
 
 from __future__ import annotations
