@@ -324,10 +324,10 @@ def test_png_and_example_follow_googles_client_for_the_same_dicom(tmp_path):
         assert (height, width, depth, colour) == (*client.shape, 16, 0), name  # 16-bit greyscale, same size
         ours = decode_png16(png).astype(np.int64)
         assert ours.min() == 0 and ours.max() == 65535, name
-        # The same image up to quantisation: the client rounds the window to integer levels (int16: 32767 of them)
-        # and truncates its rescale; this adapter windows in float and rounds.
+        # The same image up to quantisation: the client rounds the window to integer levels and truncates its
+        # rescale; this adapter windows in float and rounds (measured: at most 1 level of 65535 on these three).
         diff = np.abs(ours - client)
-        assert diff.max() <= 3 and diff.mean() < 1.5, (name, diff.max(), diff.mean())
+        assert diff.max() <= 2 and diff.mean() < 1.0, (name, diff.max(), diff.mean())
 
 
 # --------------------------------------------------------------------------------------------------------------------
