@@ -199,7 +199,7 @@ def dataset_facts(card: dict, request: DoctorRequest) -> dict:
 
 def _holdings(card: dict, root: Path) -> dict:
     """Which of the card's tables (first alternative found, or the fallback package) and image folders are there."""
-    from runner.data.tables import DataError, _locate, package_folder
+    from runner.data.tables import DataError, locate_table
 
     held: dict = {"entries": sum(1 for _ in zip(range(100_000), os.scandir(root)))}
     for table, alternatives in (card.get("files") or {}).items():
@@ -208,19 +208,15 @@ def _holdings(card: dict, root: Path) -> dict:
                     if p.is_dir()]
             held[table] = dirs[:5] + ([f"... {len(dirs) - 5} more"] if len(dirs) > 5 else [])
             continue
-        held[table] = None
-        for folder, where in ((root, ""), (package_folder(card, table), " (fallback package)")):
-            for alternative in alternatives if folder else []:
-                names = [alternative] if isinstance(alternative, str) else alternative
-                try:
-                    paths = [_locate(folder, n) for n in names]
-                except DataError:
-                    paths = [None]
-                if all(paths):
-                    held[table] = " + ".join(p.name for p in paths) + where
-                    break
-            if held[table]:
-                break
+        try:
+            paths = locate_table(card, root, table)
+        except DataError as exc:  # e.g. a table that links outside the root
+            paths, held[table] = None, f"refused: {exc}"
+        if paths is not None:
+            inside = all(p.resolve().is_relative_to(root.resolve()) for p in paths)
+            held[table] = " + ".join(p.name for p in paths) + ("" if inside else " (fallback package)")
+        else:
+            held.setdefault(table, None)
     return held
 
 
@@ -286,7 +282,8 @@ def problems(report: dict, request: DoctorRequest) -> list[str]:
         elif facts["holds"] == "not a folder":
             found.append(f"{dataset_id}: data root {facts['root']} is not a folder")
         else:
-            missing = [t for t, v in facts["holds"].items() if v in (None, [])]
+            missing = [t for t, v in facts["holds"].items()
+                       if v in (None, []) or (isinstance(v, str) and v.startswith("refused"))]
             if missing:
                 found.append(f"{dataset_id}: {facts['root']} has no {' and no '.join(missing)} "
                              "(see the dataset card's `files`)")

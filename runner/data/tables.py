@@ -122,19 +122,28 @@ def find_table(card: dict, root: Path, table: str, usecols: list[str] | None = N
     alternatives = card.get("files", {}).get(table)
     if not alternatives:
         raise DataError(f"dataset card {card['id']!r} declares no {table!r} table")
+    paths = locate_table(card, root, table)
+    if paths is not None:
+        try:
+            frames = [read_csv(p, usecols, optional) for p in paths]
+        except DataError as exc:
+            raise DataError(f"{card['id']}: {exc}. {access_hint(card)}") from None
+        return pd.concat(frames, ignore_index=True), [str(p) for p in paths]
+    wanted = " or ".join(" + ".join([a] if isinstance(a, str) else a) for a in alternatives)
+    raise DataError(f"{card['id']}: {table} table not found: looked for {wanted} in {root}. {access_hint(card)}")
+
+
+def locate_table(card: dict, root: Path, table: str) -> list[Path] | None:
+    """The files of the first alternative of `card.files[table]` present under `root`, else in the fallback package;
+    None when neither has one (nothing is read: `runner doctor` asks this too)."""
     folders = [root] + [f for f in [package_folder(card, table)] if f is not None]
     for folder in folders:
-        for alternative in alternatives:
+        for alternative in card.get("files", {}).get(table) or []:
             names = [alternative] if isinstance(alternative, str) else alternative
             paths = [_locate(folder, n) for n in names]
             if all(paths):
-                try:
-                    frames = [read_csv(p, usecols, optional) for p in paths]
-                except DataError as exc:
-                    raise DataError(f"{card['id']}: {exc}. {access_hint(card)}") from None
-                return pd.concat(frames, ignore_index=True), [str(p) for p in paths]
-    wanted = " or ".join(" + ".join([a] if isinstance(a, str) else a) for a in alternatives)
-    raise DataError(f"{card['id']}: {table} table not found: looked for {wanted} in {root}. {access_hint(card)}")
+                return paths
+    return None
 
 
 def table_columns(card: dict, table: str, label_ids: list[str], extra: list[str] = ()) -> list[str]:
