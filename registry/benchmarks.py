@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from registry.errors import CardError, CardProblem, did_you_mean
-
-BENCHMARKS_FILE = Path("registry/benchmarks.yaml")
-PROJECT_FILE = Path(__file__).resolve().parent / "benchmarks.yaml"
+from registry.extends import CardSource, locate
+from registry.home import find_home
+from registry.schema_check import schema_problems
+from registry.schemas import validator
+from registry.specs import AnalysesSpec
+from registry.yaml_reading import read_yaml
 
 
 @dataclass(frozen=True)
@@ -21,12 +24,13 @@ class Benchmark:
     id: str
     title: str
     description: str = ""
+    run_encoders: tuple[str, ...] = ()  # `run.encoders`: what `runner demo` evaluates this benchmark's tasks with
+    run_analyses: tuple[str, ...] = ()  # `run.analyses`: the analyses of each such run
 
 
 def benchmarks_path(root: Path | None) -> Path:
-    """The root's registry/benchmarks.yaml, or the project's when the root has none (a test or partial registry)."""
-    own = Path(root) / BENCHMARKS_FILE if root is not None else None
-    return own if own is not None and own.is_file() else PROJECT_FILE
+    """The root's registry/benchmarks.yaml, or the project's when the root has none (registry.home)."""
+    return find_home(root).benchmarks_file
 
 
 _CACHE: dict[tuple, dict[str, Benchmark]] = {}
@@ -34,10 +38,6 @@ _CACHE: dict[tuple, dict[str, Benchmark]] = {}
 
 def load_benchmarks(root: Path | None = None) -> dict[str, Benchmark]:
     """id -> Benchmark, in file order; raises CardError naming the file, line and field of a malformed declaration."""
-    from registry.extends import CardSource
-    from registry.yaml_reading import read_yaml
-    from registry.schema_check import schema_problems
-    from registry.schemas import validator
 
     path = benchmarks_path(root)
     try:
@@ -56,7 +56,9 @@ def load_benchmarks(root: Path | None = None) -> dict[str, Benchmark]:
             problems.append(CardProblem(path, f"benchmark id {item['id']!r} is declared twice",
                                         f"/benchmarks/{index}/id", lines.get(f"/benchmarks/{index}/id")))
             continue
-        declared[item["id"]] = Benchmark(item["id"], item["title"], item.get("description", ""))
+        run = item.get("run") or {}
+        declared[item["id"]] = Benchmark(item["id"], item["title"], item.get("description", ""),
+                                         tuple(run.get("encoders", ())), tuple(run.get("analyses", ())))
     if problems:
         raise CardError(problems)
     _CACHE[key] = declared
@@ -65,7 +67,6 @@ def load_benchmarks(root: Path | None = None) -> dict[str, Benchmark]:
 
 def benchmark_problems(card, root: Path | None, task_ids=()) -> list[CardProblem]:
     """Problems of one task card's `benchmarks` list: undeclared ids; a task id that is also a benchmark id."""
-    from registry.extends import locate
 
     names = card.data.get("benchmarks") or []
     try:
@@ -88,3 +89,24 @@ def benchmark_problems(card, root: Path | None, task_ids=()) -> list[CardProblem
 def tasks_of(benchmark_id: str, tasks: dict) -> list[str]:
     """Ids of the task cards that join a benchmark, sorted."""
     return sorted(t for t, card in tasks.items() if benchmark_id in (card.data.get("benchmarks") or []))
+
+
+def run_block_problems(reg) -> list[CardProblem]:
+    """Problems of the benchmarks' `run` blocks against the registry's cards: unknown encoders or analyses."""
+    try:
+        declared = load_benchmarks(reg.root)
+    except CardError as exc:
+        return list(exc.problems)
+    path, problems = benchmarks_path(reg.root), []
+    for bench in declared.values():
+        for encoder_id in bench.run_encoders:
+            if encoder_id not in reg.encoders:
+                problems.append(CardProblem(path, f"benchmark {bench.id!r}: run.encoders names unknown encoder "
+                                            f"{encoder_id!r}", expected="an encoder card id",
+                                            suggestion=did_you_mean(encoder_id, reg.encoders)))
+        for name in bench.run_analyses:
+            if name not in AnalysesSpec.NAMES:
+                problems.append(CardProblem(path, f"benchmark {bench.id!r}: run.analyses names unknown analysis "
+                                            f"{name!r}", expected="one of " + ", ".join(AnalysesSpec.NAMES),
+                                            suggestion=did_you_mean(name, AnalysesSpec.NAMES)))
+    return problems

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from registry.schemas import fill_defaults
+
 
 def _frozen(mapping) -> MappingProxyType:
     """A read-only view of a card mapping (model options, LightGBM params), deep for nested mappings."""
@@ -240,7 +242,6 @@ def metrics_spec(block) -> MetricsSpec:
     """The MetricsSpec of a `metrics:` block; absent fields take the schema's defaults. A MetricsSpec passes as is."""
     if isinstance(block, MetricsSpec):
         return block
-    from registry.schemas import fill_defaults
 
     block = fill_defaults("analysis-defs", dict(block or {}), "metrics")
     return MetricsSpec(float(block["threshold"]), block["ci"], float(block["confidence"]),
@@ -251,7 +252,6 @@ def analyses_spec(block) -> AnalysesSpec:
     """The AnalysesSpec of an `analyses:` block; absent fields take the schema's defaults. A spec passes as is."""
     if isinstance(block, AnalysesSpec):
         return block
-    from registry.schemas import fill_defaults
 
     an = fill_defaults("analysis-defs", dict(block or {}), "analyses")
     clustering, subgroups, efficiency = an["clustering"], an["subgroups"], an["label_efficiency"]
@@ -275,7 +275,6 @@ def classifier_spec(block) -> ClassifierSpec:
     """The ClassifierSpec of a `classifier:` block; absent fields take the schema's defaults. A spec passes as is."""
     if isinstance(block, ClassifierSpec):
         return block
-    from registry.schemas import fill_defaults
 
     clf = fill_defaults("classifier-defs", dict(block or {"type": "lightgbm"}), "classifier")
     stopping = clf["early_stopping"]
@@ -381,6 +380,17 @@ def encoder_spec(card) -> EncoderSpec:
 
 
 @dataclass(frozen=True)
+class SyntheticDataSpec:
+    """How `runner demo` makes a synthetic data set (runner.data.synthetic.make_demo_dataset) and where under --out."""
+
+    seed: int
+    patients: int
+    site: str
+    image_size: int
+    folder: str
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """What the runner needs of a dataset card beyond its reader (which reads the card's own mapping)."""
 
@@ -391,9 +401,12 @@ class DatasetSpec:
     root_env: str | None
     access: str
     labels: tuple[str, ...]
+    synthetic_data: SyntheticDataSpec | None
 
 
 def dataset_spec(card) -> DatasetSpec:
     d = _data(card)
+    made = d.get("synthetic_data")
     return DatasetSpec(d["id"], d["kind"], d["title"], d["synthetic"], d.get("root_env"), d["access"],
-                       tuple(d["labels"]))
+                       tuple(d["labels"]), None if made is None else SyntheticDataSpec(
+                           made["seed"], made["patients"], made["site"], made["image_size"], made["folder"]))

@@ -152,7 +152,7 @@ def main() -> int:
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from leaderboard.site.render import build_site
-    from leaderboard.filing.submit import RESULTS_DIR
+    from tests.support import RESULTS_DIR
 
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     if not binary:

@@ -33,8 +33,8 @@ def make_run(out: Path, reg, task_id: str = "effusion-demo", encoder_id: str = "
     """
     from leaderboard.filing.verify import recompute
     from runner.data.fingerprint import file_sha256
-    from runner.sample.manifest import write_manifest
     from runner.results.result import encoder_ref, task_ref
+    from runner.sample.manifest import write_manifest
 
     task = reg.tasks[task_id]
     synthetic = bool(reg.datasets[task.data["dataset"]].data.get("synthetic"))

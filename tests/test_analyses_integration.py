@@ -171,8 +171,8 @@ def test_transfer_task_trains_on_one_manifest_and_tests_on_the_other(runs):
 
 
 def test_tie_groups_and_analyses_on_the_built_site(runs, registry, tmp_path):
-    from leaderboard.site.render import build_site
     from leaderboard.filing.submit import submit
+    from leaderboard.site.render import build_site
 
     results = tmp_path / "results"
     results.mkdir()
@@ -213,9 +213,9 @@ def test_tie_groups_and_analyses_on_the_built_site(runs, registry, tmp_path):
 
 def test_reported_rows_say_no_significance_test(tmp_path):
     from leaderboard.site.render import build_site
-    from leaderboard.filing.submit import RESULTS_DIR
     from leaderboard.summary.summarize import NO_TEST_REPORTED
     from registry.cards import clear_cache, load_registry
+    from tests.support import RESULTS_DIR
 
     clear_cache()
     index = build_site(tmp_path / "site", RESULTS_DIR, load_registry())

@@ -9,8 +9,8 @@ from jsonschema import Draft202012Validator
 from scipy import stats
 from sklearn.metrics import f1_score, roc_auc_score
 
-from runner.metrics.scores import MetricsInputError
 from runner.metrics.intervals import bootstrap_fold_mean, percentile_interval
+from runner.metrics.scores import MetricsInputError
 from runner.metrics.summary import summarize
 
 CARD_T = {"threshold": 0.5, "ci": "t-interval", "confidence": 0.95, "bootstrap": {"n": 400, "seed": 0}}

@@ -42,8 +42,8 @@ class FakeCard:
 
     @property
     def full(self) -> dict:
-        from registry.extends import deep_merge
         from registry.cards import load_registry
+        from registry.extends import deep_merge
 
         template = dict(load_registry().of_kind(self.kind)[TEMPLATES[self.kind]].data)
         template.pop("benchmarks", None)  # a fake task belongs to the benchmarks its own data names, if any
@@ -61,7 +61,7 @@ class FakeCard:
 
     @property
     def spec(self):
-        import registry.specs as specs
+        from registry import specs
 
         return {"task": specs.task_spec, "encoder": specs.encoder_spec, "dataset": specs.dataset_spec}[self.kind](
             self.full)

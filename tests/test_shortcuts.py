@@ -125,8 +125,8 @@ def metadata_registry(tmp_path_factory):
 def test_metadata_baseline_runs_from_a_metadata_only_root(metadata_registry, demo_data_dir, tmp_path):
     from registry.cards import clear_cache, load_registry
     from runner.evaluate import EvalOptions, run_evaluation
-    from runner.sample.manifest import read_manifest
     from runner.results.result import validate_result
+    from runner.sample.manifest import read_manifest
 
     clear_cache()
     reg = load_registry(metadata_registry)
@@ -328,7 +328,7 @@ def test_training_data_overlap(real_registry):
 
 
 def _filed(task_id: str, encoder_id: str) -> dict:
-    from leaderboard.filing.submit import RESULTS_DIR
+    from tests.support import RESULTS_DIR
 
     return json.loads((RESULTS_DIR / f"{task_id}__{encoder_id}__reproduced.json").read_text(encoding="utf-8"))
 
@@ -353,9 +353,9 @@ def test_filed_floors_are_real_and_the_view_matched_view_floor_is_near_chance(re
 
 
 def test_compute_floors_and_the_site_shows_them(real_registry, tmp_path):
-    from leaderboard.summary.floors import compute_floors
     from leaderboard.site.render import build_site
-    from leaderboard.filing.submit import RESULTS_DIR
+    from leaderboard.summary.floors import compute_floors
+    from tests.support import RESULTS_DIR
 
     results = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(RESULTS_DIR.glob("*.json"))]
     floors = compute_floors(results, real_registry)
@@ -386,6 +386,6 @@ def test_compute_floors_and_the_site_shows_them(real_registry, tmp_path):
 
 
 def _filed_reported(task_id: str, encoder_id: str) -> dict:
-    from leaderboard.filing.submit import RESULTS_DIR
+    from tests.support import RESULTS_DIR
 
     return json.loads((RESULTS_DIR / f"{task_id}__{encoder_id}__reported.json").read_text(encoding="utf-8"))

@@ -10,9 +10,10 @@ import pytest
 from runs import make_run
 from test_results import fake_registry, make_reproduced
 
-from leaderboard.filing.file_reported import TABLE_PATH, file_reported
+from leaderboard.filing.file_reported import file_reported
 from leaderboard.site.render import build_site
 from runner.results.result import write_result
+from tests.support import TABLE_PATH
 
 # Table 1 of the paper, typed here independently of leaderboard/paper_table1.yaml:
 # disease, dataset, AUROC MedImageInsight, AUROC CXR-Foundation, F1 MedImageInsight, F1 CXR-Foundation.
@@ -112,7 +113,9 @@ def build_fake_site(tmp_path_factory):
     reg = fake_registry()
     results = tmp_path_factory.mktemp("results")
     file_reported(reg, TABLE_PATH, results)
-    from leaderboard.filing.submit import submit  # a real, verified run: filed with its predictions and manifest
+    from leaderboard.filing.submit import (
+        submit,  # a real, verified run: filed with its predictions and manifest
+    )
 
     submit(make_run(tmp_path_factory.mktemp("run"), reg, "effusion-demo", "pixels"), reg, results)
     index = build_site(tmp_path_factory.mktemp("site"), results, reg)
@@ -265,9 +268,9 @@ def test_cli_build_prints_index_path(tmp_path, monkeypatch):
 
 def test_real_registry_front_page_matches_the_paper(tmp_path):
     """The filed reported results, rendered against the project's own cards."""
-    from leaderboard.filing.submit import RESULTS_DIR
     from registry.cards import load_registry
     from registry.errors import CardError
+    from tests.support import RESULTS_DIR
 
     try:
         reg = load_registry()

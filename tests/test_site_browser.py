@@ -85,8 +85,9 @@ def encoders_site(tmp_path_factory):
     from runs import make_run
     from test_results import fake_registry
 
-    from leaderboard.filing.file_reported import TABLE_PATH, file_reported
+    from leaderboard.filing.file_reported import file_reported
     from leaderboard.filing.submit import submit
+    from tests.support import TABLE_PATH
 
     reg = fake_registry()
     for task in reg.tasks.values():
@@ -224,8 +225,8 @@ def test_front_page_fits_at_1400(browser, encoders_site):
 def test_the_stock_site_fits_at_1400(browser, tmp_path):
     """The project's filed results (Table 1 and the demo's) as `runner leaderboard build` renders them."""
     from leaderboard.site.render import build_site
-    from leaderboard.filing.submit import RESULTS_DIR
     from registry.cards import load_registry
+    from tests.support import RESULTS_DIR
 
     site = build_site(tmp_path / "site", RESULTS_DIR, load_registry(REPO)).parent
     for page in ("index.html", "encoders.html", "tasks/effusion-demo.html"):

@@ -1,6 +1,6 @@
 """Publications: the only source of `reported` results.
 
-A publication record (`leaderboard/filing/publications/<id>.yaml`, schema `registry/schemas/publication.schema.json`) holds a
+A publication record (`leaderboard/publications/<id>.yaml`, schema `registry/schemas/publication.schema.json`) holds a
 citation, a DOI or URL, the table the numbers came from and the numbers themselves. A reported result exists only by
 naming a publication id (`publication`) and carrying exactly that publication's numbers for its task and encoder:
 `check_reported` is what `runner submit` and `runner leaderboard build` ask.
@@ -11,7 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-PUBLICATIONS_DIR = Path(__file__).resolve().parents[1] / "publications"
+from registry.errors import CardError
+from registry.schemas import validator
+from registry.yaml_reading import read_yaml
+from runner.results.result import encoder_ref, task_ref
+
 METRICS = ("auroc", "f1")
 
 
@@ -38,9 +42,6 @@ class Publication:
 
 def load_publication(path: Path) -> Publication:
     """Read and validate one publication record (safe YAML, size-bounded, duplicate keys refused)."""
-    from registry.yaml_reading import read_yaml
-    from registry.errors import CardError
-    from registry.schemas import validator
 
     path = Path(path)
     try:
@@ -56,8 +57,8 @@ def load_publication(path: Path) -> Publication:
     return Publication(data["id"], path, data)
 
 
-def load_publications(folder: Path = PUBLICATIONS_DIR) -> dict[str, Publication]:
-    """Every publication record in `folder`, by id."""
+def load_publications(folder: Path) -> dict[str, Publication]:
+    """Every publication record in `folder` (a registry's: registry.home publications_dir), by id."""
     return {p.stem: load_publication(p) for p in sorted(Path(folder).glob("*.yaml"))}
 
 
@@ -69,7 +70,6 @@ def reported_metric(mean: float, half_width: float) -> dict:
 
 def reported_results(publication: Publication, registry) -> list[dict]:
     """Result objects (provenance: reported) for every number of a publication, against the current cards."""
-    from runner.results.result import encoder_ref, task_ref
 
     results = []
     for task_id, row in publication.data["numbers"].items():
@@ -96,7 +96,7 @@ def check_reported(result: dict, publications: dict[str, Publication]) -> str | 
     publication = publications.get(pub_id) if isinstance(pub_id, str) else None
     if publication is None:
         known = ", ".join(sorted(publications)) or "none"
-        return (f"a reported result must cite a publication record in leaderboard/filing/publications/ by id; "
+        return (f"a reported result must cite a publication record in leaderboard/publications/ by id; "
                 f"{pub_id!r} is not one (known: {known})")
     task_id, encoder_id = result["task"]["id"], result["encoder"]["id"]
     printed = publication.numbers(task_id, encoder_id)

@@ -23,10 +23,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from leaderboard.filing.publications import check_reported, load_publications
+from leaderboard.filing.verify import card_matches, read_predictions, verify_result
 from registry.errors import RegistryError
 from runner.results.result import ResultError, read_result, validate_result, write_result
+from runner.sample.manifest import ManifestError, read_manifest
+from runner.sample.store import find_stored, results_store, store_manifest
 
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 EXIT_OK, EXIT_REFUSED, EXIT_INVALID = 0, 1, 2
 PREDICTIONS_NAME = "predictions.parquet"  # written by `runner eval` beside result.json in the run folder
 
@@ -103,7 +106,6 @@ def _known(name: str, ids, kind: str) -> str:
 
 def check_against_cards(result: dict, registry) -> None:
     """Refuse a result whose task or encoder is unknown, or whose cards changed since it was made."""
-    from leaderboard.filing.verify import card_matches
 
     task_id, encoder_id = result["task"]["id"], result["encoder"]["id"]
     task = registry.tasks.get(task_id)
@@ -125,12 +127,10 @@ def check_against_cards(result: dict, registry) -> None:
                        f"{task.data.get('dataset')!r} says synthetic={card_synthetic}")
 
 
-MANIFESTS_DIR = "manifests"  # under the results folder: <task>__<manifest sha256[:12]>/manifest.{parquet,json}
-
-
-def manifest_folder(results_dir: Path, task_id: str, manifest_sha256: str) -> Path:
-    """Where a filed result's frozen manifest is kept, so `leaderboard build` can verify it again."""
-    return Path(results_dir) / MANIFESTS_DIR / f"{task_id}__{manifest_sha256[:12]}"
+def manifest_stores(results_dir: Path, registry) -> list[Path]:
+    """Where a filed result's frozen manifest is found: the results folder's store, then the registry's committed
+    manifests (runner.sample.store: each manifest is stored once)."""
+    return [results_store(results_dir), registry.home.manifests_dir]
 
 
 def find_manifest(manifest_path: Path | None, run_dir: Path | None) -> Path | None:
@@ -146,7 +146,6 @@ def find_manifest(manifest_path: Path | None, run_dir: Path | None) -> Path | No
 
 
 def _load_manifest(folder: Path | None):
-    from runner.sample.manifest import ManifestError, read_manifest
 
     if folder is None:
         return None
@@ -174,11 +173,11 @@ def result_problems(result: dict, registry, manifest, predictions_path: Path | N
     """Why a schema-valid result with current cards may not stand on the leaderboard: its numbers do not follow from
     its predictions and frozen manifest (reproduced), or from its cited publication (reported). [] when it stands."""
     if result["provenance"] == "reported":
-        from leaderboard.filing.publications import check_reported, load_publications
 
-        problem = check_reported(result, load_publications() if publications is None else publications)
+        if publications is None:
+            publications = load_publications(registry.home.publications_dir)
+        problem = check_reported(result, publications)
         return [problem] if problem else []
-    from leaderboard.filing.verify import read_predictions, verify_result
 
     predictions, sha, unreadable = read_predictions(predictions_path) if predictions_path else (None, None, None)
     if unreadable:
@@ -188,12 +187,12 @@ def result_problems(result: dict, registry, manifest, predictions_path: Path | N
 
 def filed_problems(path: Path, result: dict, registry, publications=None) -> list[str]:
     """`result_problems` of a result filed at `path` (its manifest under manifests/, its predictions beside it)."""
-    from runner.sample.manifest import ManifestError, read_manifest
 
     manifest = None
     if result["provenance"] == "reproduced" and isinstance(result.get("manifest"), dict):
-        folder = manifest_folder(Path(path).parent, result["task"]["id"], result["manifest"]["sha256"])
-        if (folder / "manifest.json").is_file():
+        folder = find_stored(manifest_stores(Path(path).parent, registry), result["task"]["id"],
+                             str(result["manifest"]["sha256"]))
+        if folder is not None:
             try:
                 manifest = read_manifest(folder)
             except ManifestError as exc:
@@ -202,14 +201,17 @@ def filed_problems(path: Path, result: dict, registry, publications=None) -> lis
     return result_problems(result, registry, manifest, predictions, publications)
 
 
-def file_result(result: dict, registry, results_dir: Path = RESULTS_DIR, replace: bool = False,
+def file_result(result: dict, registry, results_dir: Path | None = None, replace: bool = False,
                 manifest_path: Path | None = None, run_dir: Path | None = None, source: Path | None = None,
                 publications=None) -> Filed:
     """Check one result object and file it atomically; raises SubmitError when it is not filed.
 
     A reproduced result is filed only when every number recomputes from its predictions against its frozen manifest
-    (leaderboard.filing.verify); the manifest is filed beside it. A reported one only when it carries a publication's numbers.
+    (leaderboard.filing.verify); the manifest is stored in the results folder's manifest store unless the registry
+    commits it. A reported one only when it carries a publication's numbers. `results_dir` defaults to the
+    registry's (registry.home).
     """
+    results_dir = Path(results_dir) if results_dir is not None else registry.home.results_dir
     problems = validate_result(result)
     if problems:
         where = f"{source}: " if source else ""
@@ -235,11 +237,10 @@ def file_result(result: dict, registry, results_dir: Path = RESULTS_DIR, replace
         except ResultError:  # an unreadable earlier filing is simply replaced
             previous = None
     try:
-        if manifest is not None:  # first the manifest, then the predictions, the result last: it is what the site reads
-            folder = manifest_folder(results_dir, result["task"]["id"], manifest.meta["sha256"])
-            source_dir = find_manifest(manifest_path, run_dir)
-            for name in ("manifest.parquet", "manifest.json"):
-                _copy_atomic(source_dir / name, folder / name)
+        task_id, sha = result["task"]["id"], manifest.meta["sha256"] if manifest is not None else None
+        if manifest is not None and find_stored([registry.home.manifests_dir], task_id, sha) is None:
+            # first the manifest, then the predictions, the result last: it is what the site reads
+            store_manifest(results_store(results_dir), task_id, sha, find_manifest(manifest_path, run_dir))
         if predictions is not None and predictions.is_file():  # the site draws ROC curves and ties from it
             _copy_atomic(predictions, target.with_name(target.stem + "." + PREDICTIONS_NAME))
         write_result(result, target)
@@ -259,7 +260,7 @@ def _copy_atomic(src: Path, dst: Path) -> None:
         tmp_path.unlink(missing_ok=True)
 
 
-def submit(path: Path, registry, results_dir: Path = RESULTS_DIR, replace: bool = False,
+def submit(path: Path, registry, results_dir: Path | None = None, replace: bool = False,
            manifest_path: Path | None = None) -> Filed:
     """`runner submit PATH`: read, check and file one result file (its folder is taken as the run folder)."""
     path = Path(path)

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from runner.sample.exclusion_budget import EMBEDDING_PREFIX, budget_problem, max_excluded_fraction
 from runner.data.fingerprint import file_sha256
+from runner.metrics.scores import MetricsInputError, pooled_roc
+from runner.metrics.summary import summarize
+from runner.sample.exclusion_budget import EMBEDDING_PREFIX, budget_problem, max_excluded_fraction
 
 FLOAT_TOLERANCE = 1e-9  # numbers are recomputed by the same code on the same rows: only float noise may differ
 PREDICTION_COLUMNS = ("image_id", "patient_id", "label", "fold", "prob")
@@ -121,8 +123,6 @@ def _differences(claimed, recomputed, pointer: str, out: list[str]) -> None:
 
 def recompute(predictions: pd.DataFrame, manifest, task_data: dict, result: dict) -> dict:
     """The metric blocks of a result (metrics, folds, roc, counts) as `runner eval` computes them."""
-    from runner.metrics.scores import pooled_roc
-    from runner.metrics.summary import summarize
 
     _expected, folds = expected_rows(result, manifest, task_data)
     if task_data.get("type") == "transfer":  # trained on another task's manifest: its size is recorded, not derived
@@ -179,7 +179,6 @@ def verify_result(result: dict, predictions: pd.DataFrame | None, manifest, task
     row_problems = _rows_problems(predictions, expected)
     if row_problems:
         return problems + row_problems
-    from runner.metrics.scores import MetricsInputError
 
     try:
         again = recompute(predictions, manifest, task_card.data, result)

@@ -21,8 +21,11 @@ from pathlib import Path
 
 import yaml
 
+from leaderboard.site.encoders_page import write_encoders_page
 from leaderboard.site.site_dir import SiteDir, SiteDirError  # noqa: F401  SiteDirError: re-exported for the CLI
-from leaderboard.filing.submit import RESULTS_DIR
+from leaderboard.site.text import citation_html, p_value
+from registry.cards import load_registry
+from runner.results.figures import plot_label_efficiency, plot_roc, plot_umap
 
 HERE = Path(__file__).resolve().parent
 
@@ -79,7 +82,6 @@ def _environment():
     env.filters["fmt"] = _fmt
     env.filters["yaml"] = _card_yaml
     env.filters["num"] = _num
-    from leaderboard.site.text import citation_html, p_value
 
     env.filters["pvalue"] = p_value
     env.filters["cite"] = citation_html
@@ -97,7 +99,7 @@ def _display_path(path: Path) -> str:
         return str(path) + "/"
 
 
-def build_site(out_dir: Path, results_dir: Path = RESULTS_DIR, registry=None, problems: list | None = None) -> Path:
+def build_site(out_dir: Path, results_dir: Path | None = None, registry=None, problems: list | None = None) -> Path:
     """Summarize the filed results into OUT/leaderboard.json, then render the site from that file alone.
 
     `out_dir` must be absent, empty or a site built here (leaderboard.site.site_dir: only files listed in its marker are
@@ -107,11 +109,10 @@ def build_site(out_dir: Path, results_dir: Path = RESULTS_DIR, registry=None, pr
     from leaderboard.summary.summarize import summarize, write_summary
 
     if registry is None:
-        from registry.cards import load_registry
-
         registry = load_registry()
+    results_dir = Path(results_dir) if results_dir is not None else registry.home.results_dir
     out = Path(out_dir)
-    site = SiteDir.claim(out, protected=[Path(getattr(registry, "root", None) or HERE.parent), HERE.parent])
+    site = SiteDir.claim(out, protected=[registry.root, HERE.parent])
     out.mkdir(parents=True, exist_ok=True)
     summary_path = write_summary(summarize(Path(results_dir), registry), out / "leaderboard.json")
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
@@ -126,7 +127,6 @@ def build_site(out_dir: Path, results_dir: Path = RESULTS_DIR, registry=None, pr
 
 def render_site(summary_path: Path, out_dir: Path, display_results_dir: str | None = None) -> Path:
     """Fill the templates from a summary file (leaderboard.json) into `out_dir`; returns the path of index.html."""
-    from runner.results.figures import plot_label_efficiency, plot_roc, plot_umap
 
     summary = json.loads(Path(summary_path).read_text(encoding="utf-8"))
     out = Path(out_dir)
@@ -173,9 +173,6 @@ def render_site(summary_path: Path, out_dir: Path, display_results_dir: str | No
         encoders={k: v["card"] for k, v in summary["encoders"].items()}, floors=summary["floors"], **common),
         encoding="utf-8")
     _write_csv(out, summary["results"])
-    from leaderboard.site.encoders_page import (
-        write_encoders_page,  # the Encoders page (leaderboard.summary.ranking's numbers)
-    )
 
     write_encoders_page(out, summary["encoders_page"], Path(summary["results_dir"]), env, common)
     return index

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from leaderboard.filing.submit import PREDICTIONS_NAME
 from leaderboard.summary.ranking import ALL, rank_encoders
+from registry.benchmarks import load_benchmarks
 
 
 def predictions_name(result_file: str) -> str:
@@ -45,7 +46,6 @@ def view_label(key: str, benchmarks: dict, registry) -> str:
 
 def encoders_summary(entries, registry, results_dir: Path) -> dict:
     """The Encoders page's numbers and labels (the summarize stage's part): JSON-safe."""
-    from registry.benchmarks import load_benchmarks
 
     encoders = {e: card.data for e, card in registry.encoders.items()}
     benchmarks = load_benchmarks(getattr(registry, "root", None))

@@ -20,9 +20,17 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from leaderboard.filing.submit import PREDICTIONS_NAME
+from leaderboard.filing.submit import PREDICTIONS_NAME, filed_problems
 from leaderboard.filing.verify import card_matches
+from leaderboard.summary.encoders import encoders_summary
+from leaderboard.summary.floors import compute_floors
+from registry.cards import load_registry
+from registry.overlap import trained_on
+from runner.analysis import json_safe
+from runner.analysis.paired import tie_groups
+from runner.metrics.scores import MetricsInputError
 from runner.results.result import ResultError, read_result, validate_result
+from runner.runtime.atomic import atomic_write_bytes
 
 SUMMARY_VERSION = 1
 SECTIONS = {  # section key -> heading; which section a task belongs to is said by its card (leaderboard.table)
@@ -56,7 +64,6 @@ def load_entries(results_dir: Path, registry) -> tuple[list[Entry], list[str]]:
     """Every valid filed result whose cards exist, verified again (leaderboard.filing.verify: numbers recomputed from the
     filed predictions and manifest, reported numbers against their publication); and one message per file that
     could not be shown."""
-    from leaderboard.filing.submit import filed_problems
 
     entries, skipped = [], []
     for path in sorted(Path(results_dir).glob("*.json")):
@@ -193,9 +200,6 @@ def compute_ties(task_card, task_entries: list[Entry], results_dir: Path) -> Tie
     if len(predictions) < 2:
         ties.note = "; ".join(notes + ["fewer than two reproduced results with predictions on one manifest: no test"])
         return ties
-    from runner.analysis import json_safe
-    from runner.analysis.paired import tie_groups
-    from runner.metrics.scores import MetricsInputError
 
     for metric, _ in METRICS:
         try:
@@ -297,7 +301,6 @@ def build_tables(entries: list[Entry], registry, ties: dict[str, TieGroups] | No
 
 def _trained_on(registry, result: dict) -> bool | None:
     """Whether the encoder was trained on the evaluated data set (True/False), None when its card does not say."""
-    from registry.overlap import trained_on
 
     encoder = registry.encoders.get(result["encoder"]["id"])
     return None if encoder is None else trained_on(encoder.data, result["task"]["dataset"])
@@ -444,14 +447,12 @@ def _card_json(card) -> dict:
 def summarize(results_dir: Path, registry=None) -> dict:
     """Filed results -> the summary the site is rendered from (and leaderboard.json): JSON-safe, no NaN."""
     if registry is None:
-        from registry.cards import load_registry
 
         registry = load_registry()
     entries, skipped = load_entries(results_dir, registry)
     by_task = {task_id: [e for e in entries if e.result["task"]["id"] == task_id] for task_id in registry.tasks}
     ties = {task.id: compute_ties(task, by_task[task.id], results_dir) for task in registry.tasks.values()}
     tables = build_tables(entries, registry, ties)
-    from leaderboard.summary.floors import compute_floors
 
     floors = compute_floors([(e.file, e.result) for e in entries if not e.problems], registry)
     tasks = {}
@@ -472,7 +473,6 @@ def summarize(results_dir: Path, registry=None) -> dict:
     encoders = {enc.id: {"card": _card_json(enc), "title": enc.spec.title,
                          "entries": [e.as_json() for e in entries if e.result["encoder"]["id"] == enc.id]}
                 for enc in registry.encoders.values()}
-    from leaderboard.summary.encoders import encoders_summary
 
     return {"summary_version": SUMMARY_VERSION, "results_dir": str(results_dir), "n_results": len(entries),
             "skipped": skipped, "results": _records(entries, tables, ties, registry), "tables": tables,
@@ -483,7 +483,6 @@ def summarize(results_dir: Path, registry=None) -> dict:
 
 def write_summary(summary: dict, path: Path) -> Path:
     """leaderboard.json: the summary as strict JSON (NaN refused)."""
-    from runner.runtime.atomic import atomic_write_bytes
 
     text = json.dumps(summary, allow_nan=False, indent=1, ensure_ascii=False) + "\n"
     return atomic_write_bytes(Path(path), text.encode("utf-8"))

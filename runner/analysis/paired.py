@@ -23,6 +23,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from registry.specs import metrics_spec
+from runner.metrics.intervals import bootstrap_fold_mean, fold_mean_metrics, percentile_interval
 from runner.metrics.scores import (
     METRICS,
     MetricsInputError,
@@ -33,7 +35,6 @@ from runner.metrics.scores import (
     single_class_reason,
 )
 from runner.metrics.summary import MetricsSettings
-from runner.metrics.intervals import bootstrap_fold_mean, fold_mean_metrics, percentile_interval
 
 
 def align_predictions(pred_a: pd.DataFrame, pred_b: pd.DataFrame) -> pd.DataFrame:
@@ -147,7 +148,6 @@ def compare_with_best(labels: np.ndarray, patients: np.ndarray, folds: np.ndarra
     """`tie_groups` on aligned arrays: one row per image, the same rows for every encoder's scores."""
     import dataclasses
 
-    from registry.specs import metrics_spec
 
     settings = MetricsSettings.from_card(dataclasses.replace(metrics_spec(metrics_card), confidence=1 - alpha))
     ids = sorted(scores_by_encoder)

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from registry.specs import metrics_spec
 from runner.metrics.intervals import bootstrap_fold_mean, percentile_interval, t_interval
 from runner.metrics.scores import (
     METRICS,
@@ -56,7 +57,6 @@ class MetricsSettings:
     def from_card(cls, card) -> MetricsSettings:
         """From the task's MetricsSpec (or a `metrics:` block: absent fields take the schema's defaults, which live
         only in the schema), checked."""
-        from registry.specs import metrics_spec
 
         try:
             spec = metrics_spec(card)

@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from registry.errors import RegistryError
+from runner.data.tables import METADATA_PREFIX, leaves_root
 from runner.runtime.atomic import atomic_write_bytes
-from runner.data.tables import METADATA_PREFIX
 
 COLUMNS = ["image_id", "patient_id", "study_id", "path", "view", "label", "fold"]
 OPTIONAL = ["sex", "age"]
@@ -136,7 +136,6 @@ def read_manifest(folder: Path) -> Manifest:
     except (OSError, ValueError) as exc:
         raise ManifestError(f"cannot read the manifest in {folder}: {exc}") from None
     frame = canonical_frame(frame)
-    from runner.data.tables import leaves_root
 
     outside = frame["path"].map(leaves_root)
     if outside.any():  # a hand-made manifest must not point the run at files outside the data root

@@ -22,7 +22,9 @@ import numpy as np
 import pandas as pd
 
 from runner.data import DatasetIndex, read_index
+from runner.data.imaging import ImageDecodeError, is_transient, load_image, read_view_position, verify_header
 from runner.data.tables import METADATA_PREFIX, DataError
+from runner.runtime.signals import quiet_worker
 
 VERIFY_MODES = ("decode", "header", "none")
 _INLINE_BELOW = 8  # files; fewer than this are checked in-process (a pool costs more than it saves)
@@ -117,7 +119,6 @@ def check_file(root: str, rel_path: str, verify: str, views: tuple[str, ...] | N
     dataset card's decompression-bomb bound. A path the file system cannot take (a NUL byte) is an exclusion; a
     transient error (out of memory, EIO, a timeout) stops sampling instead, since it says nothing about the file.
     """
-    from runner.data.imaging import ImageDecodeError, is_transient, load_image, read_view_position, verify_header
 
     if "\x00" in rel_path or not rel_path.strip():
         return "invalid-path", "the metadata names an invalid path (NUL byte or blank)", ""
@@ -158,7 +159,6 @@ class _Checker:
         if self.workers <= 1 or len(paths) < _INLINE_BELOW:
             return [check_file(*a) for a in args]
         if self.pool is None:
-            from runner.runtime.signals import quiet_worker
 
             self.pool = ProcessPoolExecutor(max_workers=self.workers, initializer=quiet_worker)
         return list(self.pool.map(check_file, *zip(*args), chunksize=max(1, len(args) // (4 * self.workers))))

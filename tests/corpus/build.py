@@ -811,7 +811,7 @@ def _embed(tmp: Path, frame, encoder, card, cache_root=None):
 
 
 def _failing_load(exc: BaseException, victim: str):
-    import runner.data.imaging as imaging
+    from runner.data import imaging
 
     real = imaging.load_image
 
@@ -825,7 +825,7 @@ def _failing_load(exc: BaseException, victim: str):
 def _transient(tmp: Path, exc: BaseException) -> str:
     """One image fails with a transient error: excluded with a reason, the run goes on, nothing is remembered;
     the next run (error gone) embeds it."""
-    import runner.data.imaging as imaging
+    from runner.data import imaging
 
     frame, encoder, _cache, card = _pixels_setup(tmp)
     real = imaging.load_image
@@ -1128,7 +1128,7 @@ def scenario_cli_sample_seed_huge(tmp: Path) -> str:
 
 def _site_into(out: Path) -> str:
     from leaderboard.site.render import SiteDirError, build_site
-    from leaderboard.filing.submit import RESULTS_DIR
+    from tests.support import RESULTS_DIR
 
     try:
         build_site(out, RESULTS_DIR)
@@ -1170,8 +1170,8 @@ def scenario_site_tex_markup_in_titles(tmp: Path) -> str:
     from runs import make_run
     from test_results import fake_registry
 
-    from leaderboard.site.render import build_site
     from leaderboard.filing.submit import submit
+    from leaderboard.site.render import build_site
 
     reg = fake_registry()
     reg.encoders["pixels"].data["title"] = r"$\frac{$ pixels $^{"
@@ -1294,9 +1294,9 @@ def result_seed_negative(base: dict, folder: Path) -> Path:
 
 
 def _reported(folder: Path, name: str, mutate) -> Path:
-    from leaderboard.filing.file_reported import TABLE_PATH
     from leaderboard.filing.publications import load_publication, reported_results
     from registry.cards import load_registry
+    from tests.support import TABLE_PATH
 
     results = reported_results(load_publication(TABLE_PATH), load_registry())
     obj = next(r for r in results if (r["task"]["id"], r["encoder"]["id"]) == ("effusion-nih", "medimageinsight"))

@@ -330,7 +330,7 @@ I13: list[Case] = [
     Case("result-reported-made-up", "result", "result_reported_made_up", "refused", "is not what publication", 1,
          behaviour="a reported AUROC not printed in the cited publication: refused; exit 1"),
     Case("result-reported-unknown-publication", "result", "result_reported_unknown_publication", "refused",
-         "is not one", 1, behaviour="citing a publication id with no record in leaderboard/filing/publications/; exit 1"),
+         "is not one", 1, behaviour="citing a publication id with no record in leaderboard/publications/; exit 1"),
     Case("result-reported-wrong-cell", "result", "result_reported_wrong_cell", "refused", "is not what publication", 1,
          behaviour="another encoder's printed number filed under this one: refused; exit 1"),
     # an earlier result in the run folder, which a rerun of the same pair keeps only while it still fits (runner.results.reuse)

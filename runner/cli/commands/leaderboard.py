@@ -12,7 +12,7 @@ from runner.cli.app import RunnerApp, app, fail, load_cli_registry
 leaderboard_app = RunnerApp(help="Build or view the static leaderboard site.", no_args_is_help=True)
 app.add_typer(leaderboard_app, name="leaderboard")
 
-RESULTS_DIR_HELP = "Folder of filed results (default: leaderboard/results/)."
+RESULTS_DIR_HELP = "Folder of filed results (default: the registry's leaderboard/results/)."
 
 
 def _registry():
@@ -37,7 +37,7 @@ def submit(
     Exit codes: 0 filed, 1 refused (card changed since the run, manifest mismatch, numbers not verified, over the
     exclusion budget, already filed), 2 invalid input.
     """
-    from leaderboard.filing.submit import RESULTS_DIR, SubmitError
+    from leaderboard.filing.submit import SubmitError
     from leaderboard.filing.submit import submit as submit_one
     from runner.results.result import read_result
 
@@ -45,7 +45,7 @@ def submit(
     worst = 0
     for path in results:
         try:
-            filed = submit_one(path, registry, results_dir or RESULTS_DIR, replace=replace, manifest_path=manifest)
+            filed = submit_one(path, registry, results_dir, replace=replace, manifest_path=manifest)
         except SubmitError as exc:
             typer.echo(f"error: {path}: {exc}" if str(path) not in str(exc) else f"error: {exc}", err=True)
             worst = max(worst, exc.exit_code)
@@ -73,12 +73,11 @@ def build(
     OUT must be empty, absent, or a site this command built: only the files it wrote there are ever replaced.
     """
     from leaderboard.site.render import SiteDirError, build_site
-    from leaderboard.filing.submit import RESULTS_DIR
 
-    results_dir = results_dir or RESULTS_DIR
+    registry = _registry()
+    results_dir = results_dir or registry.home.results_dir
     if not results_dir.is_dir():
         fail(f"results folder {results_dir} does not exist")
-    registry = _registry()
     problems: list[tuple[str, str]] = []
     try:
         index = build_site(out, results_dir, registry, problems=problems)
