@@ -12,7 +12,7 @@ from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from registry.home import DATA_PATHS  # noqa: E402  (stdlib only)
+from registry.home import DATA_PATHS  # stdlib only, after the path insert
 
 
 class BuildPyWithRegistryData(build_py):

@@ -49,29 +49,32 @@ def _import_graph(include_function_level: bool = True) -> dict[str, set[str]]:
     for f in files:
         me = _module_name(f)
         package = me if f.name == "__init__.py" else me.rpartition(".")[0]
-        targets: set[str] = set()
-
-        def visit(node, in_function: bool):
-            for child in ast.iter_child_nodes(node):
-                if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
-                    continue
-                if not in_function or include_function_level:
-                    if isinstance(child, ast.Import):
-                        targets.update(a.name for a in child.names if a.name.split(".")[0] in PACKAGES)
-                    elif isinstance(child, ast.ImportFrom):
-                        module = child.module or ""
-                        if child.level:
-                            base = package.split(".")[: len(package.split(".")) - child.level + 1]
-                            module = ".".join([*base, module] if module else base)
-                        if module.split(".")[0] in PACKAGES:
-                            targets.update(f"{module}.{a.name}" if f"{module}.{a.name}" in names else module
-                                           for a in child.names)
-                visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)))
-
-        visit(ast.parse(f.read_text(encoding="utf-8")), False)
+        targets = _imported(ast.parse(f.read_text(encoding="utf-8")), package, names, include_function_level)
         graph[me] = {ancestor for target in targets for ancestor in _ancestors(target, names)
                      if not (me == ancestor or me.startswith(ancestor + "."))}
     return graph
+
+
+def _imported(node, package: str, names: set[str], include_function_level: bool, in_function: bool = False) -> set:
+    """The project modules a module's statements import (relative imports resolved against `package`)."""
+    targets: set[str] = set()
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+            continue
+        if not in_function or include_function_level:
+            if isinstance(child, ast.Import):
+                targets.update(a.name for a in child.names if a.name.split(".")[0] in PACKAGES)
+            elif isinstance(child, ast.ImportFrom):
+                module = child.module or ""
+                if child.level:
+                    base = package.split(".")[: len(package.split(".")) - child.level + 1]
+                    module = ".".join([*base, module] if module else base)
+                if module.split(".")[0] in PACKAGES:
+                    targets.update(f"{module}.{a.name}" if f"{module}.{a.name}" in names else module
+                                   for a in child.names)
+        nested = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+        targets |= _imported(child, package, names, include_function_level, nested)
+    return targets
 
 
 def _ancestors(module: str, names: set[str]) -> list[str]:
