@@ -92,6 +92,7 @@ class AugmentationsSpec:
 class EarlyStoppingSpec:
     rounds: int
     inner_fraction: float
+    min_inner_rows: int
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ class MetricsSpec:
     confidence: float
     bootstrap_n: int
     bootstrap_seed: int
+    bootstrap_min_valid: int  # fewer computable replicates and no bootstrap CI is reported
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,8 @@ def metrics_spec(block) -> MetricsSpec:
 
     block = fill_defaults("analysis-defs", dict(block or {}), "metrics")
     return MetricsSpec(float(block["threshold"]), block["ci"], float(block["confidence"]),
-                       int(block["bootstrap"]["n"]), int(block["bootstrap"]["seed"]))
+                       int(block["bootstrap"]["n"]), int(block["bootstrap"]["seed"]),
+                       int(block["bootstrap"]["min_valid_replicates"]))
 
 
 def analyses_spec(block) -> AnalysesSpec:
@@ -280,7 +283,8 @@ def classifier_spec(block) -> ClassifierSpec:
     stopping = clf["early_stopping"]
     return ClassifierSpec(
         clf["type"], _frozen(clf["params"]),
-        None if stopping is None else EarlyStoppingSpec(stopping["rounds"], stopping["inner_fraction"]),
+        None if stopping is None else EarlyStoppingSpec(stopping["rounds"], stopping["inner_fraction"],
+                                                             stopping["min_inner_rows"]),
         clf["augmented_training_rows"], clf["num_threads"], clf["seed"])
 
 

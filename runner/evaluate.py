@@ -30,9 +30,9 @@ from registry.errors import RegistryError
 from runner.analysis.for_run import (
     RunContext,
     augmentations_needed,
+    prediction_analyses,
     run_task_analyses,
     wanted_analyses,
-    within_view_block,
 )
 from runner.classify.design import cross_validation_design, transfer_design
 from runner.classify.out_of_fold import classify_many
@@ -41,9 +41,11 @@ from runner.data.roots import DataRoots
 from runner.embed.for_task import EmbedSettings, embed_task, open_cache, open_encoder
 from runner.encoders.metadata import reads_pixels
 from runner.metrics.summary import summarize
+from runner.results.bundle import NAME as BUNDLE_NAME
+from runner.results.bundle import write_bundle
 from runner.results.result import write_result
 from runner.results.reuse import reusable_result, run_inputs_sha256
-from runner.results.run_result import run_result, transfer_block, write_predictions
+from runner.results.run_result import RunFacts, run_result, transfer_block, write_predictions
 from runner.sample.exclusion_budget import check_budget, max_excluded_fraction
 from runner.sample.run_manifest import manifest_for_run
 
@@ -71,6 +73,7 @@ class EvalOptions:
     resample: bool = False  # sample again: neither a manifest in OUT/<task>/ nor the committed one (manifests/)
     weights_dir: Path | None = None  # --weights-dir: where the encoder's weight files are
     recompute: bool = False  # compute again even when the run folder's result has these inputs' fingerprint
+    save_embeddings: bool = False  # write OUT/<task>/<encoder>/embeddings.npz for the registry's refit (runner submit)
 
     def embed_settings(self) -> EmbedSettings:
         return EmbedSettings(self.device, self.workers, self.batch_size, self.backend, self.progress, self.cache_dir,
@@ -181,13 +184,12 @@ def _run(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Path, o
     timings["metrics"] = time.perf_counter() - t0
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    analyses: dict = {"ci": summary["ci_alternatives"], "classifier": {
-        "trees_per_fold": [fit.n_trees for fit in fitted.folds],
-        "train_rows_per_fold": [fit.n_train_rows for fit in fitted.folds],
-    }}
-    within_view = within_view_block(fitted.predictions, design, task.data)
-    if within_view is not None:
-        analyses["within_view"] = within_view
+    t0 = time.perf_counter()
+    per_analysis: dict[str, float] = {}
+    analyses = prediction_analyses(task, fitted.predictions, design.table, design.eval_folds, summary, wanted,
+                                   per_analysis)
+    analyses["classifier"] = {"trees_per_fold": [fit.n_trees for fit in fitted.folds],
+                              "train_rows_per_fold": [fit.n_train_rows for fit in fitted.folds]}
     if getattr(test_side.embedded, "feature_names", None):  # the metadata baseline: which columns it used
         analyses["metadata_features"] = {"columns": test_side.embedded.feature_names}
     if train_side:  # the transfer block describes how a transfer task's numbers were made: always written
@@ -196,18 +198,24 @@ def _run(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Path, o
                                               test_side.embedded, summary)
         wanted = [name for name in wanted if name != "transfer"]
     if wanted:
-        t0 = time.perf_counter()
-        per_analysis: dict[str, float] = {}
         run = RunContext(task, reg, encoder, encoder_card, cache, roots, run_dir, out_dir, settings, options.resample)
         analyses.update(run_task_analyses(wanted, run, design, fitted, per_analysis))
         timings["analyses"] = time.perf_counter() - t0
         timings.update({f"analysis.{name}": seconds for name, seconds in per_analysis.items()})
     timings["total"] = time.perf_counter() - started
 
-    result = run_result(task, encoder_card, dataset, test_side.manifest, test_side.embedded, fitted, summary,
-                        analyses, timings, encoder.device)
+    facts = RunFacts.of_run(test_side.embedded, timings, encoder.device)
+    result = run_result(task, encoder_card, dataset, test_side.manifest, fitted.predictions,
+                        test_side.embedded.exclusions, summary, analyses, facts)
     write_predictions(fitted.predictions, run_dir / "predictions.parquet")
     result["predictions_sha256"] = file_sha256(run_dir / "predictions.parquet")  # what submit recomputes from
+    if options.save_embeddings and train_side is None and reads_images:  # what the registry refits from
+        header = {"task_id": task.id, "task_behaviour_sha256": task.behaviour_sha256, "encoder_id": encoder_card.id,
+                  "encoder_behaviour_sha256": encoder_card.behaviour_sha256,
+                  "manifest_sha256": test_side.manifest.meta["sha256"]}
+        bundle = write_bundle(run_dir / BUNDLE_NAME, design.table["image_id"].astype(str).tolist(),
+                              design.embeddings, design.augmented or {}, header)
+        result["embeddings_sha256"] = file_sha256(bundle)
     result["inputs_sha256"] = fingerprint  # what a later run of the same pair compares (runner.results.reuse)
     path = write_result(result, run_dir / "result.json")
     return EvalRun(path, result, _n_computed(sides), cache.hits, cache.misses)

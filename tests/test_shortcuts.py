@@ -101,12 +101,12 @@ def test_metadata_only_root_samples_the_same_images(real_registry, demo_data_dir
     deferred = sample_task(task, dataset, bare, defer_verify_without_images=True)
     assert deferred.verify == "deferred" and "without a file check" in deferred.verify_note
     unchecked = sample_task(task, dataset, demo_data_dir, verify="none")
-    assert content_sha256(deferred.frame) == content_sha256(unchecked.frame)
+    assert content_sha256(deferred.frame, {}) == content_sha256(unchecked.frame, {})
     checked = sample_task(task, dataset, demo_data_dir, defer_verify_without_images=True)  # images there: checked
     assert checked.verify == "decode" and checked.verify_note is None
     replaced = set(deferred.frame["image_id"]) - set(checked.frame["image_id"])
     assert replaced == {e.image_id for e in checked.exclusions}  # differs exactly by the files that fail a check
-    assert (content_sha256(deferred.frame) == content_sha256(checked.frame)) == (not checked.exclusions)
+    assert (content_sha256(deferred.frame, {}) == content_sha256(checked.frame, {})) == (not checked.exclusions)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from leaderboard.filing.regenerate import differences, summarise
 from registry.errors import CardError
 from registry.schemas import validator
 from registry.yaml_reading import read_yaml
@@ -88,8 +89,10 @@ def reported_results(publication: Publication, registry) -> list[dict]:
     return results
 
 
-def check_reported(result: dict, publications: dict[str, Publication]) -> str | None:
-    """None when a reported result carries exactly its cited publication's numbers; else why not (one line)."""
+def reported_problems(result: dict, publications: dict[str, Publication], registry) -> str | None:
+    """None when a reported result is exactly what its cited publication prints (the object `reported_results`
+    builds for its task and encoder: the printed means, half-widths and citation, and nothing more: no per-fold
+    values, ROC curve or analyses a publication did not print); else why not (one line)."""
     if result.get("provenance") != "reported":
         return None
     pub_id = result.get("publication")
@@ -99,15 +102,11 @@ def check_reported(result: dict, publications: dict[str, Publication]) -> str | 
         return (f"a reported result must cite a publication record in leaderboard/publications/ by id; "
                 f"{pub_id!r} is not one (known: {known})")
     task_id, encoder_id = result["task"]["id"], result["encoder"]["id"]
-    printed = publication.numbers(task_id, encoder_id)
-    if printed is None:
+    if publication.numbers(task_id, encoder_id) is None:
         return f"publication {pub_id!r} has no numbers for task {task_id!r} and encoder {encoder_id!r}"
-    for metric in METRICS:
-        want, have = reported_metric(*printed[metric]), result["metrics"][metric]
-        differs = [k for k in ("mean", "half_width", "ci_low", "ci_high") if have.get(k) != want[k]]
-        if differs:
-            return (f"{metric} {differs[0]} {have.get(differs[0])!r} is not what publication {pub_id!r} prints for "
-                    f"{task_id} x {encoder_id} ({want[differs[0]]!r})")
-    if result.get("citation") != publication.citation:
-        return f"citation differs from publication {pub_id!r}'s"
+    printed = next(r for r in reported_results(publication, registry)
+                   if r["task"]["id"] == task_id and r["encoder"]["id"] == encoder_id)
+    found = differences(result, printed)
+    if found:
+        return f"not what publication {pub_id!r} prints for {task_id} x {encoder_id}: {summarise(found)}"
     return None

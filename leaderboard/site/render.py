@@ -104,7 +104,8 @@ def build_site(out_dir: Path, results_dir: Path | None = None, registry=None, pr
 
     `out_dir` must be absent, empty or a site built here (leaderboard.site.site_dir: only files listed in its marker are
     ever removed; the registry is never touched). `problems`, when given, receives (file, problem) for every filed
-    result that failed verification; such results are shown marked, never ranked or tie-tested.
+    result that failed verification (shown marked, never ranked or tie-tested) and every file of the results folder
+    that could not be shown at all (unparseable, invalid, a card that no longer exists): `--strict` fails on any.
     """
     from leaderboard.summary.summarize import summarize, write_summary
 
@@ -116,10 +117,12 @@ def build_site(out_dir: Path, results_dir: Path | None = None, registry=None, pr
     out.mkdir(parents=True, exist_ok=True)
     summary_path = write_summary(summarize(Path(results_dir), registry), out / "leaderboard.json")
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    for message in summary["skipped"]:
-        print(f"warning: not shown: {message}", file=sys.stderr)
     if problems is not None:
         problems.extend((file, problem) for file, found in summary["unverified"] for problem in found)
+        problems.extend(("(not shown)", message) for message in summary["skipped"])
+    else:
+        for message in summary["skipped"]:
+            print(f"warning: not shown: {message}", file=sys.stderr)
     index = render_site(summary_path, out, display_results_dir=_display_path(Path(results_dir)))
     site.commit()
     return index

@@ -20,7 +20,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from leaderboard.filing.submit import PREDICTIONS_NAME, filed_problems
+from leaderboard.filing.layout import predictions_of
+from leaderboard.filing.submit import filed_problems
 from leaderboard.filing.verify import card_matches
 from leaderboard.summary.encoders import encoders_summary
 from leaderboard.summary.floors import compute_floors
@@ -161,8 +162,8 @@ class TieGroups:
                 "by_metric": self.by_metric, "note": self.note}
 
 
-def _predictions_path(results_dir: Path, entry: Entry) -> Path:
-    return Path(results_dir) / (Path(entry.file).stem + "." + PREDICTIONS_NAME)
+def _predictions_path(results_dir: Path, entry: Entry) -> Path | None:
+    return predictions_of(results_dir, entry.result)
 
 
 def compute_ties(task_card, task_entries: list[Entry], results_dir: Path) -> TieGroups:
@@ -188,7 +189,7 @@ def compute_ties(task_card, task_entries: list[Entry], results_dir: Path) -> Tie
     predictions = {}
     for entry in group:
         path = _predictions_path(results_dir, entry)
-        if not path.is_file():
+        if path is None or not path.is_file():
             notes.append(f"{entry.result['encoder']['id']}: no predictions filed")
             continue
         try:
@@ -328,7 +329,7 @@ def roc_points(entry: Entry, results_dir: Path):
     if "roc" in entry.result:
         return entry.result["roc"]["fpr"], entry.result["roc"]["tpr"]
     predictions = _predictions_path(results_dir, entry)
-    if not predictions.is_file():
+    if predictions is None or not predictions.is_file():
         return None
     try:
         import pandas as pd

@@ -25,6 +25,9 @@ from registry.specs import AnalysesSpec, MetricsSpec, analyses_spec
 from runner.metrics.scores import MetricsInputError
 
 ANALYSES = AnalysesSpec.NAMES
+# The analyses a result's out-of-fold predictions and its manifest rows are enough for: the registry recomputes them
+# when it files a result (leaderboard.filing.regenerate); the others need the run's embeddings.
+FROM_PREDICTIONS = ("subgroups",)
 # Paired tests compare encoders, so they are not part of one run: the summarize stage (leaderboard/summary/summarize.py)
 # computes them across filed results. A run asked for them says so.
 PAIRED_ELSEWHERE = ("paired tests compare encoders: computed by the summarize stage across filed results "

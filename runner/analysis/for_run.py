@@ -3,7 +3,8 @@
 Entry: `run_task_analyses(names, run, design, fitted, timings) -> {name: JSON-safe block}` (runner.analysis
 run_analyses does the per-analysis work). Also: `wanted_analyses` (named, or those the task card enables),
 `augmentations_needed` (the card's augmentations when the classifier or the stability analysis needs views), and
-`within_view_block` (AUROC on each of a task's views, written into every result of a task with 2+ views).
+`prediction_analyses` (what the predictions alone give: CI alternatives, within-view AUROC, subgroups; the registry
+recomputes exactly these when it files a result).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from registry.errors import CardError, RegistryError
-from runner.analysis import AnalysisContext, TransferSet, enabled_analyses, run_analyses
+from runner.analysis import FROM_PREDICTIONS, AnalysisContext, TransferSet, enabled_analyses, run_analyses
 from runner.analysis.within_view import within_view_auroc
 from runner.classify.design import Design, cross_validation_design
 from runner.classify.out_of_fold import card_fit_predict
@@ -64,20 +65,43 @@ def augmentations_needed(task, wanted: list[str]):
     return spec.augmentations
 
 
-def within_view_block(predictions: pd.DataFrame, design: Design, task_data: dict) -> dict | None:
+def within_view_block(predictions: pd.DataFrame, table: pd.DataFrame, eval_folds: list[int],
+                      task_data: dict) -> dict | None:
     """AUROC on each of the task's views alone (runner.analysis.within_view), for every task with two or more views."""
     task_views = list(task_data.get("views") or [])
-    if len(task_views) < 2 or "view" not in design.table.columns:
+    if len(task_views) < 2 or "view" not in table.columns:
         return None
-    views = predictions["image_id"].map(design.table.drop_duplicates("image_id").set_index("image_id")["view"])
+    views = predictions["image_id"].map(table.drop_duplicates("image_id").set_index("image_id")["view"])
     try:
-        return within_view_auroc(predictions, views, task_data.get("metrics"), task_views, design.eval_folds)
+        return within_view_auroc(predictions, views, task_data.get("metrics"), task_views, eval_folds)
     except MetricsInputError as exc:
         return {"status": "skipped", "reason": str(exc)}
 
 
+def prediction_analyses(task, predictions: pd.DataFrame, table: pd.DataFrame, eval_folds: list[int], summary: dict,
+                        names: list[str], timings: dict | None = None) -> dict:
+    """The result `analyses` that need nothing but the out-of-fold predictions and the manifest rows (`table`: sex,
+    age, view per image): the CI alternatives, within-view AUROC and those of `names` in FROM_PREDICTIONS. `runner eval`
+    and the registry's regeneration of a submitted result (leaderboard.filing.regenerate) both call this."""
+    spec = task.spec
+    out: dict = {"ci": summary["ci_alternatives"]}
+    within_view = within_view_block(predictions, table, eval_folds, task.data)
+    if within_view is not None:
+        out["within_view"] = within_view
+    chosen = [name for name in names if name in FROM_PREDICTIONS]
+    if chosen:
+        context = AnalysisContext(analyses_card=spec.analyses, metrics_card=spec.metrics, manifest=table,
+                                  predictions=predictions, eval_folds=eval_folds)
+        out.update(run_analyses(chosen, context, timings))
+    return out
+
+
 def run_task_analyses(names: list[str], run: RunContext, design: Design, fitted, timings: dict) -> dict:
-    """{analysis name: block} for result `analyses`; `timings` receives seconds per analysis."""
+    """{analysis name: block} for result `analyses` of the named analyses that need the run's embeddings (those in
+    FROM_PREDICTIONS are prediction_analyses'); `timings` receives seconds per analysis."""
+    names = [name for name in names if name not in FROM_PREDICTIONS]
+    if not names:
+        return {}
     targets, target_reasons = {}, {}
     if "transfer" in names:
         started = time.perf_counter()

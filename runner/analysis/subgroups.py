@@ -86,7 +86,7 @@ def _group_result(rows: pd.DataFrame, probs: np.ndarray, min_per_class: int, set
         return {"status": "too-small", **counts, "min": min_per_class}
     reps = bootstrap_fold_mean(labels, rows["patient_id"].astype(str).to_numpy(), np.zeros(len(rows), dtype=int),
                                [probs], settings.threshold, settings.bootstrap_n, settings.bootstrap_seed)
-    low, high, _, reason = percentile_interval(reps["auroc"][0], settings.confidence)
+    low, high, _, reason = percentile_interval(reps["auroc"][0], settings.confidence, settings.min_valid_replicates)
     result = {"status": "computed", **counts, "auroc": point_metrics(labels, probs, settings.threshold)["auroc"],
               "ci_low": low, "ci_high": high}
     if reason:

@@ -104,7 +104,7 @@ def cross_dataset_transfer(
            # what the interval covers: resampled test patients, the one fitted classifier held fixed
            "ci_covers": "test-sampling uncertainty (classifier fixed, not refitted)"}
     for m in METRICS:
-        low, high, _, reason = percentile_interval(reps[m][0], settings.confidence)
+        low, high, _, reason = percentile_interval(reps[m][0], settings.confidence, settings.min_valid_replicates)
         out[m] = {"value": point[m], "ci_low": low, "ci_high": high, **({"reason": reason} if reason else {})}
     return out
 

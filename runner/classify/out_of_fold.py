@@ -34,7 +34,6 @@ from runner.classify.inner_split import InnerSplitCache, first_stratified_group_
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 LIGHTGBM_DEFAULT_N_ESTIMATORS = 100  # LightGBM's own default num_iterations
-MIN_INNER_ROWS = 20  # smaller inner-validation sets are too noisy to choose a tree count from
 
 
 def machine_threads() -> int:
@@ -64,6 +63,7 @@ class ClassifierSettings:
     n_estimators: int
     early_stopping_rounds: int | None
     inner_fraction: float
+    min_inner_rows: int  # a smaller inner-validation set is too noisy to choose a tree count from: no early stopping
     augmented_training_rows: bool
     num_threads: int
     seed: int
@@ -85,6 +85,7 @@ class ClassifierSettings:
             n_estimators=n_estimators,
             early_stopping_rounds=None if stopping is None else int(stopping.rounds),
             inner_fraction=float(stopping.inner_fraction) if stopping else 0.0,
+            min_inner_rows=int(stopping.min_inner_rows) if stopping else 0,
             augmented_training_rows=spec.augmented_training_rows,
             num_threads=int(spec.num_threads) or machine_threads(),
             seed=int(spec.seed),
@@ -263,7 +264,7 @@ def _inner_split(train: np.ndarray, labels: np.ndarray, groups: np.ndarray, sett
 
     def make():
         fit_idx, valid_idx = first_stratified_group_split(y, groups[train], n_splits, settings.seed)
-        if len(valid_idx) < MIN_INNER_ROWS or len(np.unique(y[valid_idx])) < 2:
+        if len(valid_idx) < settings.min_inner_rows or len(np.unique(y[valid_idx])) < 2:
             return None
         return fit_idx, valid_idx
 
@@ -272,7 +273,7 @@ def _inner_split(train: np.ndarray, labels: np.ndarray, groups: np.ndarray, sett
     else:
         image_ids, folds = design
         split = INNER_SPLITS.get_or_make(
-            InnerSplitCache.key(image_ids, groups, labels, folds, fold, n_splits, settings.seed, MIN_INNER_ROWS), make)
+            InnerSplitCache.key(image_ids, groups, labels, folds, fold, n_splits, settings.seed, settings.min_inner_rows), make)
     if split is None:
         return train, None
     return train[split[0]], train[split[1]]

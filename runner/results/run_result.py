@@ -1,39 +1,69 @@
-"""The result object of one `runner eval` run, from its stages' outputs: `run_result(...)` (then
+"""The result object of one reproduced run, from its predictions: `run_result(...)` (then
 runner.results.result.write_result validates and writes it), and the block a transfer task's result carries about
 how its numbers were made (`transfer_block`).
+
+`runner eval` and the registry's regeneration of a submitted result (leaderboard.filing.regenerate) both build the
+result here, from the same inputs: the cards, the frozen manifest, the out-of-fold predictions, the exclusions made
+at embedding, the metric summary and the analyses. What only the run itself knows (timings, throughput, the
+environment, when) is its `RunFacts`: the registry files those as the submitter reports them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from runner.metrics.scores import pooled_roc
-from runner.results.result import build_result, environment_info
+from runner.results.result import build_result, environment_info, utc_now
 from runner.runtime.atomic import atomic_write
 from runner.sample.exclusion_budget import EMBEDDING_PREFIX
 
 
-def run_result(task, encoder_card, dataset, manifest, embedded, fitted, summary: dict, analyses: dict,
-               timings: dict[str, float], device: str) -> dict:
-    """The result JSON object of a reproduced run (cards, manifest, embeddings, classification, metric summary)."""
+@dataclass(frozen=True)
+class RunFacts:
+    """What only the run knows about itself, copied into its result as it is (never recomputed)."""
+
+    timings_s: dict
+    throughput: dict
+    environment: dict
+    created_at: str
+
+    @classmethod
+    def of_run(cls, embedded, timings: dict[str, float], device: str) -> RunFacts:
+        """This process's facts: its timings, the embedding throughput, the environment, now."""
+        stage = "embed" if embedded.n_computed else "embed (all embeddings came from the cache)"
+        return cls({k: round(v, 3) for k, v in timings.items()},
+                   {"images_per_s": None if embedded.images_per_s is None else round(embedded.images_per_s, 2),
+                    "stage": stage + (f" [{embedded.backend}]" if embedded.backend else "")},
+                   environment_info(device), utc_now())
+
+    @classmethod
+    def of_result(cls, result: dict) -> RunFacts:
+        """The facts a submitted result reports about its run."""
+        return cls(dict(result.get("timings_s") or {}), dict(result.get("throughput") or {}),
+                   dict(result.get("environment") or {}), str(result.get("created_at") or utc_now()))
+
+
+def run_result(task, encoder_card, dataset, manifest, predictions: pd.DataFrame, embedding_exclusions: list[dict],
+               summary: dict, analyses: dict, facts: RunFacts) -> dict:
+    """The result JSON object of a reproduced run: cards, frozen manifest, out-of-fold predictions, the exclusions
+    made at embedding (their reasons without the prefix), the metric summary and the analyses."""
     meta, spec = manifest.meta, task.spec
     exclusions = [exclusion_entry(e, "") for e in meta.get("exclusions", [])]
-    exclusions += [exclusion_entry(e, EMBEDDING_PREFIX) for e in embedded.exclusions]
-    used = fitted.predictions
-    stage = "embed" if embedded.n_computed else "embed (all embeddings came from the cache)"
+    exclusions += [exclusion_entry(e, EMBEDDING_PREFIX) for e in embedding_exclusions]
+    labels = pd.to_numeric(predictions["label"])
     return build_result(
-        provenance="reproduced", task_card=task, encoder_card=encoder_card,
+        provenance="reproduced", task_card=task, encoder_card=encoder_card, created_at=facts.created_at,
         manifest={"sha256": meta["sha256"], "n_images": int(meta.get("n_images", len(manifest.frame)))},
         metrics={"auroc": summary["auroc"], "f1": summary["f1"]},
         folds=summary["folds"],
-        counts={"positives": int((used["label"] == 1).sum()), "negatives": int((used["label"] == 0).sum()),
+        counts={"positives": int((labels == 1).sum()), "negatives": int((labels == 0).sum()),
                 "excluded": len(exclusions), "exclusions": exclusions},
-        timings_s={k: round(v, 3) for k, v in timings.items()},
-        throughput={"images_per_s": None if embedded.images_per_s is None else round(embedded.images_per_s, 2),
-                    "stage": stage + (f" [{embedded.backend}]" if embedded.backend else "")},
-        environment=environment_info(device),
+        timings_s=facts.timings_s,
+        throughput=facts.throughput,
+        environment=facts.environment,
         seeds={
             "sampling": _int_or_none(meta.get("seed")),
             "split": _int_or_none((meta.get("split") or {}).get("seed")),
@@ -44,7 +74,7 @@ def run_result(task, encoder_card, dataset, manifest, embedded, fitted, summary:
         },
         synthetic=bool(meta.get("synthetic", dataset.spec.synthetic)),
         analyses=analyses,
-        roc=pooled_roc(used),
+        roc=pooled_roc(predictions),
     )
 
 

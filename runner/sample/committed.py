@@ -30,7 +30,7 @@ from registry.errors import CardError
 from runner.data import read_index
 from runner.data.tables import DataError
 from runner.runtime.atomic import atomic_write_bytes
-from runner.sample.manifest import ManifestError, content_sha256, read_manifest, write_manifest
+from runner.sample.manifest import ManifestError, card_problems, read_manifest, write_manifest
 from runner.sample.sampler import apply_label_policy, sample_task
 from runner.sample.store import committed_folder, store_manifest
 
@@ -153,7 +153,7 @@ def freeze(reg, task_ids: list[str] | None = None, check: bool = False) -> tuple
         with tempfile.TemporaryDirectory(prefix="cxr-freeze-check-") as scratch:
             fresh = write_manifest(Path(scratch), result, task.behaviour_sha256)
             differ = [name for name in BYTE_EQUAL if (Path(scratch) / name).read_bytes() != (folder / name).read_bytes()]
-        if fresh.meta["sha256"] != content_sha256(committed.frame):
+        if fresh.meta["sha256"] != committed.meta["sha256"]:
             problems.append(f"{task_id}: re-sampled rows hash to {fresh.meta['sha256'][:12]}…, the committed manifest "
                             f"to {committed.meta['sha256'][:12]}…")
         elif _comparable(fresh.meta) != _comparable(committed.meta):
@@ -233,6 +233,10 @@ def use_committed(task, dataset, data_root: Path, task_dir: Path, manifests_dir:
     committed = read_manifest(folder)
     if committed.meta.get("task_sha256") != task.behaviour_sha256:
         return None  # the card changed since freezing: sample at run time (the CI check flags the stale manifest)
+    wrong = card_problems(committed, task)
+    if wrong:
+        raise FrozenDataError(f"{task.id}: the committed manifest {folder} does not sample the task as its card says "
+                              f"({'; '.join(wrong)}); rerun `python -m runner.sample.committed {task.id}`")
     problems = check_data(committed.frame, task.data, dataset.data, Path(data_root), check_files=check_files)
     if problems:
         raise FrozenDataError(f"{task.id}: the data under {data_root} does not match the committed manifest "

@@ -14,7 +14,7 @@ from pathlib import Path
 from registry.errors import RegistryError
 from runner.data.fingerprint import data_fingerprint, fingerprint_differences
 from runner.sample.committed import FrozenDataError, use_committed
-from runner.sample.manifest import Manifest, ManifestError, read_manifest, write_manifest
+from runner.sample.manifest import Manifest, ManifestError, card_problems, read_manifest, write_manifest
 from runner.sample.sampler import sample_task
 
 
@@ -36,6 +36,10 @@ def manifest_for_run(task, dataset, data_root: Path, task_dir: Path, manifests_d
         except ManifestError as exc:
             raise RunManifestError(f"{exc}; delete {task_dir} or pass --resample to sample again") from None
         if existing.meta.get("task_sha256") == task.behaviour_sha256:
+            wrong = card_problems(existing, task)
+            if wrong:  # the hash holds, so it was made this way: not by this card's sampler
+                raise RunManifestError(f"{task_dir / 'manifest.json'} does not sample task {task.id!r} as its card says "
+                                       f"({'; '.join(wrong)}); delete it or pass --resample to sample again")
             if existing.meta.get("data_fingerprint") is None:  # a copy of the committed manifest: checked again
                 committed = _committed(task, dataset, data_root, task_dir, manifests_dir, defer_verify)
                 if committed is not None and committed.meta["sha256"] == existing.meta["sha256"]:

@@ -65,6 +65,7 @@ class SampleResult:
     synthetic: bool = False
     matching: dict | None = None  # sampling.match: strata and per-stratum counts (manifest.json `matching`)
     verify_note: str | None = None  # why files were not checked (verify "deferred")
+    label: str = ""  # the task's label id (manifest.json `label`, part of what the manifest hash pins)
 
 
 # A data root that holds only the metadata tables (no image files) can still be sampled for an encoder that reads no
@@ -203,6 +204,11 @@ def take_verified(ordered: pd.DataFrame, n: int, label: int, check: _Checker) ->
 # ------------------------------------------------------------------------------------------------ splits
 
 
+def eval_folds_of(split: dict) -> list[int]:
+    """The folds a result is evaluated on: every test fold of a k-fold split, the test side (0) of a holdout."""
+    return list(range(int(split["folds"]))) if split["method"] == "stratified-group-kfold" else [0]
+
+
 def assign_folds(frame: pd.DataFrame, split: dict) -> tuple[np.ndarray, list[int]]:
     """Fold per row (k-fold: test fold 0..k-1; holdout: 0 = test, 1 = train) and the folds to evaluate."""
     from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
@@ -218,7 +224,7 @@ def assign_folds(frame: pd.DataFrame, split: dict) -> tuple[np.ndarray, list[int
         splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=split["seed"])
         for fold, (_train, test) in enumerate(splitter.split(np.zeros(len(frame)), labels, groups)):
             folds[test] = fold
-        return folds, list(range(k))
+        return folds, eval_folds_of(split)
     if split["method"] == "group-holdout":
         splitter = GroupShuffleSplit(n_splits=1, test_size=split["test_fraction"], random_state=split["seed"])
         _train, test = next(splitter.split(np.zeros(len(frame)), labels, groups))
@@ -378,7 +384,7 @@ def sample_task(task: dict, dataset_card: dict, data_root: Path, *, seed: int | 
     columns += [c for c in picked.columns if c.startswith(METADATA_PREFIX)]  # the metadata features, frozen too
     return SampleResult(task["id"], index.dataset_id, picked[columns], split, eval_folds, sampling["seed"], verify,
                         steps, exclusions, index.sources, bool(dataset_card.get("synthetic", False)), matching,
-                        verify_note)
+                        verify_note, task["label"]["id"])
 
 
 def _no_image_files(index: DatasetIndex, frame: pd.DataFrame, root: Path, probe: int = 32) -> bool:

@@ -329,6 +329,10 @@ def eval_command(
         "--recompute", help="Fit and score again even when OUT/<task>/<encoder>/result.json was computed from the "
         "same inputs (cards, manifest, embeddings, code, package versions: runner/results/reuse.py); otherwise it is kept.")
     ] = False,
+    save_embeddings: Annotated[bool, typer.Option(
+        "--save-embeddings", help="Also write OUT/<task>/<encoder>/embeddings.npz (float16): `runner submit` then has "
+        "the registry refit the classifier itself (the stronger tier), and `runner audit` can check the embeddings "
+        "against the images.")] = False,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print a JSON summary of every pair on stdout (progress and per-pair lines go to stderr).")
     ] = False,
@@ -367,7 +371,7 @@ def eval_command(
     options = EvalOptions(device=device, workers=workers, analyses=_analyses(analyses), cache_dir=cache_dir,
                           trust_custom_code=trust_custom_code, progress=True if sys.stderr.isatty() else "log",
                           batch_size=batch_size, backend=backend, weights_dir=weights_dir, resample=resample,
-                          recompute=recompute,
+                          recompute=recompute, save_embeddings=save_embeddings,
                           data_roots={**_demo_layout_roots(data_root, reg), **_dataset_roots(dataset_root, reg)})
     outcomes = run_many(tasks, selection.ids, data_root, out, options, reg, quiet_stdout=as_json)
     if len(outcomes) > 1 or exit_code_of(outcomes):

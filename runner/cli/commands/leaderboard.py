@@ -30,12 +30,17 @@ def submit(
         "--manifest", help="The frozen manifest to verify the result against: a folder holding manifest.json + "
         "manifest.parquet (or its manifest.json); default: beside the result or one folder up (OUT/<task>/).")] = None,
     results_dir: Annotated[Path | None, typer.Option("--results-dir", help=RESULTS_DIR_HELP)] = None,
+    data_root: Annotated[Path | None, typer.Option(
+        "--data-root", help="The task's data set: every image the run says it could not embed is read again, and a "
+        "claim that does not hold is refused.")] = None,
 ):
-    """Check result files against the schema and the current cards, recompute every number from the predictions
-    against the frozen manifest (reported results: against their publication record), then file them.
+    """File results as the registry regenerates them: against the schema and the current cards, on the manifest the
+    registry pins for the task, every number recomputed from the run's predictions (with an embeddings bundle beside
+    the result, the classifier refitted by the registry itself); reported results: exactly their publication's
+    numbers. The filed file is the registry's regeneration, never the submitted one.
 
-    Exit codes: 0 filed, 1 refused (card changed since the run, manifest mismatch, numbers not verified, over the
-    exclusion budget, already filed), 2 invalid input.
+    Exit codes: 0 filed, 1 refused (card changed since the run, another manifest than the pinned one, numbers that do
+    not regenerate, over the exclusion budget, a false exclusion claim, already filed), 2 invalid input.
     """
     from leaderboard.filing.submit import SubmitError
     from leaderboard.filing.submit import submit as submit_one
@@ -45,7 +50,8 @@ def submit(
     worst = 0
     for path in results:
         try:
-            filed = submit_one(path, registry, results_dir, replace=replace, manifest_path=manifest)
+            filed = submit_one(path, registry, results_dir, replace=replace, manifest_path=manifest,
+                               data_root=data_root)
         except SubmitError as exc:
             typer.echo(f"error: {path}: {exc}" if str(path) not in str(exc) else f"error: {exc}", err=True)
             worst = max(worst, exc.exit_code)
@@ -63,7 +69,8 @@ def build(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the site into.")] = Path("site"),
     results_dir: Annotated[Path | None, typer.Option("--results-dir", help=RESULTS_DIR_HELP)] = None,
     strict: Annotated[bool, typer.Option(
-        "--strict", help="Exit 1 when any filed result fails verification (it is shown marked either way).")] = False,
+        "--strict", help="Exit 1 when any file of the results folder is unparseable, left off the site or fails "
+        "verification (a result that fails is shown marked either way).")] = False,
 ):
     """Render the static site (index.html = Table 1, encoders.html = the encoders ranked, a page per task and
     encoder, leaderboard.json/.csv); prints index.html's path.
@@ -86,10 +93,12 @@ def build(
     except OSError as exc:
         fail(f"cannot write the site to {out}: {exc}", 1)
     for name, problem in problems:
-        typer.echo(f"error: {name}: not verified: {problem}", err=True)
+        what = "not shown" if name == "(not shown)" else f"{name}: not verified"
+        typer.echo(f"error: {what}: {problem}", err=True)
     typer.echo(str(index))
     if strict and problems:
-        fail(f"{len({n for n, _ in problems})} filed result(s) failed verification (--strict)", 1)
+        fail(f"{len(problems)} problem(s) with filed results: unverified, unparseable or left off the site "
+             "(--strict)", 1)
 
 
 @leaderboard_app.command("serve")
