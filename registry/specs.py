@@ -178,7 +178,6 @@ class AnalysesSpec:
 
 @dataclass(frozen=True)
 class LeaderboardSpec:
-    table: str  # table1 | demo | extra
     disease: str | None
     dataset_label: str | None
     order: int
@@ -231,7 +230,7 @@ def task_spec(card) -> TaskSpec:
         classifier=classifier_spec(clf),
         metrics=metrics_spec(metrics),
         analyses=analyses_spec(an),
-        leaderboard=LeaderboardSpec(board["table"], board.get("disease"), board.get("dataset_label"), board["order"]),
+        leaderboard=LeaderboardSpec(board.get("disease"), board.get("dataset_label"), board["order"]),
         benchmarks=tuple(d["benchmarks"]),
     )
 
