@@ -23,9 +23,10 @@ def copy_result_files(files: list[str], results_dir: Path, out: Path) -> None:
 
 
 def plot_auroc_vs_parameters(view: dict, path: Path) -> bool:
-    """Mean AUROC against parameters (log scale), one labelled point per encoder with a known size; False if none."""
+    """Mean AUROC over the ranked tasks against parameters (log scale), one labelled point per ranked encoder with a
+    known size; False (no figure) with fewer than two such points: one point compares nothing."""
     points = [(row["parameters"], row["mean_auroc"], row["title"]) for row in view["rows"] if row.get("parameters")]
-    if not points:
+    if len(points) < 2:
         return False
     import matplotlib
 
@@ -68,7 +69,6 @@ def write_encoders_page(out: Path, page: dict, results_dir: Path, env, common: d
         name = f"auroc-vs-parameters-{index}.svg"
         if plot_auroc_vs_parameters(ranking["views"][key], out / "static" / name):
             plots[key] = name
-    env.filters["si"] = si_count
     html = env.get_template("encoders.html").render(
         root="", title="Encoders ranked", ranking=ranking, plots=plots, labels=page["labels"],
         benchmark_titles=page["benchmark_titles"], dataset_titles=page["dataset_titles"], **common)
