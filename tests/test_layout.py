@@ -146,3 +146,49 @@ def test_tasks_in_no_section_are_listed_not_dropped(tmp_path, results):
     note = index.read_text()
     note = note[note.index('id="unplaced"'):]
     assert "Results of 8 tasks in no section" in note and "effusion-nih" in note
+
+
+def test_all_rows_and_the_ranking_settings_change_the_site(tmp_path, results):
+    import shutil
+
+    some = tmp_path / "some-results"
+    some.mkdir()
+    for path in results.glob("effusion-*"):  # two of Table 1's eight rows filed
+        shutil.copy(path, some)
+    parsed, index = build(tmp_path / "base", some, None)
+    assert len(parsed.tables["table-table1"]["body"]) == 8  # all_rows: every row of the benchmark, filled or not
+    html = (index.parent / "encoders.html").read_text()
+    assert "95% interval" in html and "2000 bootstrap" in html
+
+    data = project_layout()
+    data["leaderboard"]["sections"][0]["all_rows"] = False
+    data["leaderboard"]["ranking"].update(level=0.5, replicates=300, seed=7)
+    parsed, index = build(tmp_path / "edited", some, data)
+    assert [row_label(r)[0] for r in parsed.tables["table-table1"]["body"]] == ["Effusion", "Effusion"]
+    html = (index.parent / "encoders.html").read_text()
+    assert "50% interval" in html and "300 bootstrap" in html and "seed 7" in html
+    ranking = json.loads((index.parent / "encoders.json").read_text())
+    assert ranking["settings"] == {"replicates": 300, "level": 0.5, "seed": 7}
+
+
+def test_extra_columns_are_the_files(tmp_path):
+    from test_results import make_reproduced
+
+    from runner.results.result import write_result
+
+    reg = fake_registry()
+    result = make_reproduced(reg, "effusion-demo", "pixels")
+    result["analyses"] = {"stability": {"overall": {"mean": 0.91}}}
+    folder = tmp_path / "results"
+    write_result(result, folder / "effusion-demo__pixels__reproduced.json")
+    groups = {}
+    for name, extras in (("project", None), ("relabelled", [{"id": "stability", "label": "Steadiness"}]),
+                         ("none", [])):
+        data = project_layout()
+        if extras is not None:
+            data["leaderboard"]["extras"] = extras
+        parsed, _ = build(tmp_path / name, folder, data)
+        groups[name] = [c["text"] for c in parsed.tables["table-demo"]["head"][0]]
+    assert groups["project"] == ["Task", "AUROC", "F1", "Stability (mean cos)"]  # the subgroup gap: no result has it
+    assert groups["relabelled"] == ["Task", "AUROC", "F1", "Steadiness"]
+    assert groups["none"] == ["Task", "AUROC", "F1"]
