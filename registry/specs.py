@@ -182,7 +182,6 @@ class AnalysesSpec:
 
 @dataclass(frozen=True)
 class LeaderboardSpec:
-    table: str  # table1 | demo | extra
     disease: str | None
     dataset_label: str | None
     order: int
@@ -235,7 +234,7 @@ def task_spec(card) -> TaskSpec:
         classifier=classifier_spec(clf),
         metrics=metrics_spec(metrics),
         analyses=analyses_spec(an),
-        leaderboard=LeaderboardSpec(board["table"], board.get("disease"), board.get("dataset_label"), board["order"]),
+        leaderboard=LeaderboardSpec(board.get("disease"), board.get("dataset_label"), board["order"]),
         benchmarks=tuple(d["benchmarks"]),
     )
 

@@ -27,7 +27,7 @@ analyses:
   clustering: {k_min: 2, k_max: 4, n_init: 3, umap: {n_neighbors: 10}}
   subgroups: {min_per_class: 8}
   label_efficiency: {positives_per_class: [15, 30], seeds: [0]}
-leaderboard: {table: demo, disease: Effusion, dataset_label: Tiny}
+leaderboard: {disease: Effusion, dataset_label: Tiny}
 """
 TINY_TRANSFER = """\
 extends: _defaults-demo.yaml
@@ -43,7 +43,7 @@ analyses:
   clustering: {k_min: 2, k_max: 3, n_init: 2, umap: {n_neighbors: 10}}
   subgroups: {min_per_class: 8}
   label_efficiency: {positives_per_class: [15], seeds: [0]}
-leaderboard: {table: demo, disease: Effusion, dataset_label: "Tiny A → B"}
+leaderboard: {disease: Effusion, dataset_label: "Tiny A → B"}
 """
 TINY_B = """\
 extends: _defaults-demo.yaml
@@ -52,7 +52,7 @@ title: Effusion (tiny site B, cross-validated)
 dataset: demo-cxr-site-b
 label: {id: effusion, name: Effusion}
 sampling: {positives: 25, negatives: 25, verify: header}
-leaderboard: {table: demo, disease: Effusion, dataset_label: "Tiny B"}
+leaderboard: {disease: Effusion, dataset_label: "Tiny B"}
 """
 SKIPPED = ("skipped", "failed")
 

@@ -23,7 +23,6 @@ description: "Test-only task on the synthetic demo data."
 dataset: demo-cxr
 label: {id: effusion, name: Effusion}
 sampling: {positives: 70, negatives: 70, verify: header}
-leaderboard: {table: demo}
 """
 
 

@@ -116,7 +116,7 @@ def metadata_registry(tmp_path_factory):
     root = make_registry_root(tmp_path_factory.mktemp("reg-meta"), {
         "effusion-small": "extends: _defaults-demo.yaml\nid: effusion-small\ntitle: Effusion (small)\n"
                           "dataset: demo-cxr\nlabel: {id: effusion, name: Effusion}\n"
-                          "sampling: {positives: 50, negatives: 50}\nleaderboard: {table: demo}\n"})
+                          "sampling: {positives: 50, negatives: 50}\n"})
     for enc in ("metadata", "metadata-view"):
         shutil.copy(REPO / "encoders" / f"{enc}.yaml", root / "encoders" / f"{enc}.yaml")
     return root

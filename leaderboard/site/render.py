@@ -7,7 +7,8 @@ runner.metrics: the site shows what the summary computed, and nothing else.
 
 Pages: index.html (Table 1 and any further tasks, synthetic demo results in a section of their own), one page per task
 (card, hashes, per-fold numbers, ROC curve, analyses), one per encoder; leaderboard.json and leaderboard.csv carry every
-number shown. Row order and labels come from the task cards' `leaderboard` block, never from this module.
+number shown. Sections, their headings and columns come from registry/benchmarks.yaml (through the summary), row
+order and labels from the task cards' `leaderboard` block, never from this module.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from pathlib import Path
 
 import yaml
 
-from leaderboard.site.encoders_page import write_encoders_page
+from leaderboard.site.encoders_page import si_count, write_encoders_page
 from leaderboard.site.site_dir import SiteDir, SiteDirError  # noqa: F401  SiteDirError: re-exported for the CLI
-from leaderboard.site.text import citation_html, p_value
+from leaderboard.site.text import citation_html, external_link, hub_url, p_value
 from registry.cards import load_registry
 from runner.results.figures import plot_label_efficiency, plot_roc, plot_umap
 
@@ -85,6 +86,9 @@ def _environment():
 
     env.filters["pvalue"] = p_value
     env.filters["cite"] = citation_html
+    env.filters["link"] = external_link
+    env.filters["hub"] = hub_url
+    env.filters["si"] = si_count
     env.filters["keys_of"] = lambda rows: list(dict.fromkeys(k for row in rows if isinstance(row, dict) for k in row))
     env.tests["mapping"] = lambda v: isinstance(v, dict)
     env.tests["sequence"] = lambda v: isinstance(v, (list, tuple))
@@ -140,6 +144,7 @@ def render_site(summary_path: Path, out_dir: Path, display_results_dir: str | No
     env = _environment()
     titles = {e: v["title"] for e, v in summary["encoders"].items()}
     env.globals["encoder_title"] = lambda e: titles.get(e, e)
+    env.filters["encoder_title"] = env.globals["encoder_title"]
     common = {"skipped": summary["skipped"], "n_results": summary["n_results"],
               "results_dir": display_results_dir or summary["results_dir"], "unverified": summary["unverified"]}
 
@@ -161,17 +166,21 @@ def render_site(summary_path: Path, out_dir: Path, display_results_dir: str | No
         page = env.get_template("task.html").render(
             root="../", title=task["title"], card=task["card"], entries=task["entries"], roc=roc,
             disease=task["disease"], dataset=task["dataset"], citations=task["citations"], ties=task["ties"],
-            views=views, floors=task["floors"], floor_source=summary["floors"]["source"], trained_on=task["trained_on"], encoder_titles={e: v["title"] for e, v in summary["encoders"].items()}, **common)
+            views=views, floors=task["floors"], floor_source=summary["floors"]["source"], trained_on=task["trained_on"],
+            encoder_titles=titles, dataset_card=task["dataset_card"], controls=task["controls"],
+            benchmarks=task["benchmarks"], **common)
         (out / "tasks" / f"{task_id}.html").write_text(page, encoding="utf-8")
 
     for encoder_id, encoder in summary["encoders"].items():
         page = env.get_template("encoder.html").render(
-            root="../", title=encoder["title"], card=encoder["card"], entries=encoder["entries"], **common)
+            root="../", title=encoder["title"], card=encoder["card"], entries=encoder["entries"],
+            control=encoder["control"], p=encoder["profile"], places=encoder["places"],
+            trained_on_datasets=encoder["trained_on_datasets"], seen_tasks=encoder["seen_tasks"], **common)
         (out / "encoders" / f"{encoder_id}.html").write_text(page, encoding="utf-8")
 
     index = out / "index.html"
     index.write_text(env.get_template("index.html").render(
-        root="", title="CXR embedding leaderboard", tables=summary["tables"],
+        root="", title="CXR embedding leaderboard", tables=summary["tables"], unplaced=summary["unplaced"],
         tasks={k: v["card"] for k, v in summary["tasks"].items()},
         encoders={k: v["card"] for k, v in summary["encoders"].items()}, floors=summary["floors"], **common),
         encoding="utf-8")
