@@ -55,12 +55,23 @@ class RankingSettings:
 
 
 @dataclass(frozen=True)
+class AuditPolicy:
+    """What `runner audit` checks before a result refitted from its embeddings is shown as audited."""
+
+    images: int
+    seed: int
+    min_cosine: float
+
+
+@dataclass(frozen=True)
 class LeaderboardLayout:
     benchmarks: dict  # id -> Benchmark, in file order
     sections: tuple[Section, ...]
     metrics: tuple[tuple[str, str], ...]  # (metric id, column label)
     extras: tuple[tuple[str, str], ...]
     ranking: RankingSettings
+    audit: AuditPolicy
+    min_tier: str  # predictions | embeddings: the weakest verification runner submit files a reproduced result at
 
     def synthetic(self, benchmark_ids, data_synthetic: bool = False) -> bool:
         """Whether a task (its benchmarks; its data or result being synthetic) is kept out of clinical views."""
@@ -148,7 +159,9 @@ def load_layout(root: Path | None = None) -> LeaderboardLayout:
         declared, tuple(sections), tuple((m["id"], m["label"]) for m in board["metrics"]),
         tuple((x["id"], x["label"]) for x in board["extras"]),
         RankingSettings(ranking["default_benchmark"], ranking["replicates"], float(ranking["level"]),
-                        ranking["seed"]))
+                        ranking["seed"]),
+        AuditPolicy(board["audit"]["images"], board["audit"]["seed"], float(board["audit"]["min_cosine"])),
+        board["min_tier"])
     _CACHE[key] = layout
     return layout
 

@@ -66,7 +66,7 @@ def test_round_trip_and_json_has_no_nan(tmp_path):
     assert (tmp_path / "exclusions.csv").read_text().splitlines()[1].startswith("bad1,files/bad1.dcm,truncated")
 
 
-@pytest.mark.parametrize(("key", "value"), [("eval_folds", [0]), ("task_id", "edema-demo"), ("label", "edema"),
+@pytest.mark.parametrize(("key", "value"), [("eval_folds", [0]), ("task_id", "edema-demo"), ("label", "edema"), ("task_sha256", "beef"),
                                           ("dataset_id", "nih-cxr14"), ("split", {"method": "group-holdout"})])
 def test_the_hash_pins_what_the_sample_is_for(tmp_path, key, value):
     """Cherry-picked folds, another task's or label's manifest: an edited pinned field no longer hashes to sha256."""

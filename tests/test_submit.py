@@ -106,7 +106,7 @@ def test_nan_inside_a_valid_looking_result(run_dir, reg, tmp_path):
 
 
 def test_refuses_manifest_mismatch(run_dir, reg, tmp_path):
-    other_run = make_run(tmp_path / "other", reg, n=44)  # another sample of the same task: another manifest
+    other_run = make_run(tmp_path / "other", reg, sample=1)  # another sample of the same task: another manifest
     error = _submit(run_dir / "result.json", reg, tmp_path / "results", manifest_path=other_run.parent.parent)
     assert error.exit_code == EXIT_REFUSED and "manifest sha256" in str(error)
     # an explicit --manifest (folder or its manifest.json) wins over the run folder's

@@ -3,6 +3,7 @@
     <task>__<encoder>__<provenance>.json     a filed result: the registry's regeneration (leaderboard.filing.regenerate)
     predictions/<sha256>.parquet             the out-of-fold predictions a result's numbers come from (by content)
     embeddings/<sha256>.npz                  the embeddings bundle the registry refitted the classifier from, if filed
+    audits/<bundle sha256>.json              `runner audit`'s record: that bundle re-embedded from the images
     manifests/<task>/<sha256>/               the manifests filed results were scored on that the registry does not
                                              commit (runner.sample.store), and manifests/pins.json (leaderboard.filing.pins)
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 PREDICTIONS = "predictions"
 EMBEDDINGS = "embeddings"
+AUDITS = "audits"
 RUN_PREDICTIONS = "predictions.parquet"  # what `runner eval` writes beside result.json in the run folder
 
 
@@ -34,6 +36,10 @@ def predictions_path(results_dir: Path, sha256: str) -> Path:
 
 def embeddings_path(results_dir: Path, sha256: str) -> Path:
     return Path(results_dir) / EMBEDDINGS / f"{sha256}.npz"
+
+
+def audit_path(results_dir: Path, embeddings_sha256: str) -> Path:
+    return Path(results_dir) / AUDITS / f"{embeddings_sha256}.json"
 
 
 def predictions_of(results_dir: Path, result: dict) -> Path | None:

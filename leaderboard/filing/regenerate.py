@@ -39,6 +39,7 @@ from runner.results.run_result import RunFacts, run_result, transfer_block
 from runner.sample.exclusion_budget import EMBEDDING_PREFIX, budget_problem, max_excluded_fraction
 from runner.sample.manifest import card_problems
 
+TIERS = ("predictions", "embeddings")  # how a reproduced result is verified, weakest first
 FLOAT_TOLERANCE = 1e-9  # the same code on the same rows: only float noise may differ
 PREDICTION_COLUMNS = ("image_id", "patient_id", "label", "fold", "prob")
 MAX_SHOWN = 3  # differences listed per result; the rest are counted
@@ -193,14 +194,6 @@ def regenerate(submitted: dict, predictions: pd.DataFrame | None, manifest, regi
                bundle=None) -> Regenerated:
     """The result the registry files for a reproduced submission (see the module docstring). With a bundle (or for
     the metadata baseline) the registry refits the classifier and files its own predictions (tier embeddings)."""
-    refitted, refit_analyses, refit_problems = refit(submitted, manifest, registry, bundle)
-    if refit_problems:
-        return Regenerated(None, refit_problems)
-    tier = "predictions"
-    if refitted is not None:
-        predictions, tier = refitted, "embeddings"
-    if predictions is None:
-        return Regenerated(None, [NO_PREDICTIONS])
     task = registry.tasks[submitted["task"]["id"]]
     encoder_card = registry.encoders[submitted["encoder"]["id"]]
     dataset = registry.datasets[task.spec.dataset]
@@ -214,8 +207,18 @@ def regenerate(submitted: dict, predictions: pd.DataFrame | None, manifest, regi
         problems.append(over)
     if transfer and train_manifest is None:
         problems.append(f"no pinned manifest of the training task {task.spec.transfer_train_task!r}")
+    if problems:
+        return Regenerated(None, problems)
+    refitted, refit_analyses, refit_problems = refit(submitted, manifest, registry, bundle)
+    if refit_problems:
+        return Regenerated(None, refit_problems)
+    tier = "predictions"
+    if refitted is not None:
+        predictions, tier = refitted, "embeddings"
+    if predictions is None:
+        return Regenerated(None, [NO_PREDICTIONS])
     expected, folds = expected_rows(manifest, exclusions, transfer)
-    problems += prediction_problems(predictions, expected)
+    problems = prediction_problems(predictions, expected)
     if problems:
         return Regenerated(None, problems)
 
@@ -334,6 +337,21 @@ def differences(submitted: dict, regenerated: dict) -> list[str]:
                                                                .get("not_verified", {})))):
         _leaf_differences(claimed.get(name), recomputed.get(name), f"/analyses/{name}", out)
     return out
+
+
+def prediction_differences(submitted: pd.DataFrame, refitted: pd.DataFrame) -> str | None:
+    """How the submitted predictions differ from the registry's refit (None: the same rows and probabilities)."""
+    mine = refitted.assign(image_id=refitted["image_id"].astype(str)).set_index("image_id")
+    theirs = submitted.assign(image_id=submitted["image_id"].astype(str)).set_index("image_id")
+    if set(mine.index) != set(theirs.index):
+        return f"{len(set(theirs.index) ^ set(mine.index))} image(s) predicted on one side only"
+    gap = np.abs(pd.to_numeric(theirs.loc[mine.index, "prob"], errors="coerce").to_numpy(dtype=float)
+                 - mine["prob"].to_numpy(dtype=float))
+    if not (gap <= FLOAT_TOLERANCE).all():
+        worst = int(np.nanargmax(np.where(np.isfinite(gap), gap, np.inf)))
+        return (f"{int((~(gap <= FLOAT_TOLERANCE)).sum())} probabilities differ, e.g. image {mine.index[worst]!r}: "
+                f"{theirs.loc[mine.index[worst], 'prob']!r} submitted, {mine['prob'].iloc[worst]!r} refitted")
+    return None
 
 
 def filed_differences(filed: dict, regenerated: dict) -> list[str]:

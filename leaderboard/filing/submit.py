@@ -34,8 +34,19 @@ from leaderboard.filing.layout import (
 )
 from leaderboard.filing.pins import Pin, PinError, describe_difference, pin, pinned_manifest
 from leaderboard.filing.publications import load_publications, reported_problems
-from leaderboard.filing.regenerate import differences, filed_differences, regenerate, summarise
+from leaderboard.filing.regenerate import (
+    TIERS,
+    differences,
+    embedding_exclusions,
+    expected_rows,
+    filed_differences,
+    prediction_differences,
+    prediction_problems,
+    regenerate,
+    summarise,
+)
 from leaderboard.filing.verify import card_matches, read_predictions, retry_exclusions
+from registry.benchmarks import load_layout
 from registry.errors import RegistryError
 from runner.data.fingerprint import file_sha256
 from runner.results.bundle import NAME as BUNDLE_NAME
@@ -233,6 +244,11 @@ def result_problems(result: dict, registry, results_dir: Path, *, run_dir: Path 
         problem = (f"predictions_sha256 in the result ({str(result.get('predictions_sha256'))[:12]}…) differs from "
                    f"the predictions file's ({sha[:12]}…)")
         return None, [problem], []
+    if predictions is not None:  # the submitted rows first: exactly the manifest's test rows, probabilities
+        expected, _ = expected_rows(scored.manifest, embedding_exclusions(result), task.spec.type == "transfer")
+        wrong = prediction_problems(predictions, expected)
+        if wrong:
+            return None, wrong, []
     bundle, bundle_file, problem = _bundle(result, run_dir, results_dir)
     if problem:
         return None, [problem], []
@@ -245,10 +261,20 @@ def result_problems(result: dict, registry, results_dir: Path, *, run_dir: Path 
     if regenerated.problems:
         return None, regenerated.problems, []
     filed = regenerated.result
-    if regenerated.predictions is None or bundle is None:  # the registry's numbers must be the submitted ones
-        found = differences(result, filed)
-        if found:
-            return None, ["numbers differ from those the registry recomputes: " + summarise(found)], []
+    policy = load_layout(registry.root)
+    if regenerated.predictions is not None and predictions is not None:  # the registry refitted: same predictions?
+        off = prediction_differences(predictions, regenerated.predictions)
+        if off:
+            problem = f"the submitted predictions are not what the task's classifier gives on the submitted embeddings: {off}"
+            return None, [problem], []
+    found = differences(result, filed)
+    if found:
+        return None, ["numbers differ from those the registry recomputes: " + summarise(found)], []
+    if TIERS.index(regenerated.tier) < TIERS.index(policy.min_tier):
+        problem = (f"this registry files reproduced results only as its own refit (min_tier {policy.min_tier}): "
+                   "submit the run's embeddings too (runner eval --save-embeddings writes embeddings.npz beside the "
+                   "result)")
+        return None, [problem], []
     if regenerated.predictions is not None:  # the registry files its own predictions
         source = _predictions_file(regenerated.predictions, results_dir)
         sha = file_sha256(source)

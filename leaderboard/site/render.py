@@ -146,7 +146,8 @@ def render_site(summary_path: Path, out_dir: Path, display_results_dir: str | No
     env.globals["encoder_title"] = lambda e: titles.get(e, e)
     env.filters["encoder_title"] = env.globals["encoder_title"]
     common = {"skipped": summary["skipped"], "n_results": summary["n_results"],
-              "results_dir": display_results_dir or summary["results_dir"], "unverified": summary["unverified"]}
+              "results_dir": display_results_dir or summary["results_dir"], "unverified": summary["unverified"],
+              "tiers": summary["tiers"], "tier_counts": summary["tier_counts"]}
 
     for task_id, task in summary["tasks"].items():
         roc = None

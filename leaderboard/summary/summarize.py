@@ -25,6 +25,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from leaderboard.filing.audit import audited
 from leaderboard.filing.layout import predictions_of
 from leaderboard.filing.submit import filed_problems
 from leaderboard.filing.verify import card_matches
@@ -52,14 +53,16 @@ class Entry:
     file: str
     result: dict
     stale: bool  # a card's behaviour changed after the result was filed: shown, but flagged
-    problems: tuple = ()  # why its numbers did not verify (leaderboard.filing.verify): shown marked, never ranked or tested
+    problems: tuple = ()  # why it does not regenerate as filed (leaderboard.filing): shown marked, never ranked or tested
+    tier: str | None = None  # how its numbers are verified (TIERS); None when they are not
 
     @property
     def column(self) -> tuple[str, str]:
         return self.result["encoder"]["id"], self.result["provenance"]
 
     def as_json(self) -> dict:
-        return {"file": self.file, "stale": self.stale, "problems": list(self.problems), "result": self.result}
+        return {"file": self.file, "stale": self.stale, "problems": list(self.problems), "tier": self.tier,
+                "result": self.result}
 
 
 def load_entries(results_dir: Path, registry) -> tuple[list[Entry], list[str]]:
@@ -81,9 +84,32 @@ def load_entries(results_dir: Path, registry) -> tuple[list[Entry], list[str]]:
         if result["task"]["id"] not in registry.tasks or result["encoder"]["id"] not in registry.encoders:
             skipped.append(f"{path.name}: {card_matches(result, registry)}")
             continue
-        entries.append(Entry(path.name, result, card_matches(result, registry) is not None,
-                             tuple(filed_problems(path, result, registry))))
+        problems = tuple(filed_problems(path, result, registry))
+        entries.append(Entry(path.name, result, card_matches(result, registry) is not None, problems,
+                             None if problems else tier_of(result, Path(results_dir), registry)))
     return entries, skipped
+
+
+# How a number on the site was verified, weakest first (the site's legend says the same).
+TIERS = {
+    "reported": "printed in a publication; the registry checks it is exactly what the publication prints",
+    "predictions": "recomputed by the registry from the filed out-of-fold predictions on the task's pinned manifest; "
+                   "the predictions themselves are the submitter's",
+    "embeddings": "the registry refitted the classifier itself from the filed embeddings (or, for the metadata "
+                  "baseline, the manifest's own columns) and recomputed every number",
+    "audited": "refitted from the filed embeddings, and a seeded sample of those embeddings re-computed from the "
+               "images with the encoder matched them (runner audit)",
+}
+
+
+def tier_of(result: dict, results_dir: Path, registry) -> str:
+    """The tier of a result that regenerates as filed (leaderboard.filing: its verification block is the registry's)."""
+    if result["provenance"] == "reported":
+        return "reported"
+    tier = (result.get("verification") or {}).get("tier", "predictions")
+    if tier == "embeddings" and audited(results_dir, result, load_layout(registry.root).audit):
+        return "audited"
+    return tier
 
 
 def _fmt(value) -> str:
@@ -102,7 +128,7 @@ def _cell(entry: Entry, metric: str) -> dict:
         text = _fmt(m["mean"])
     return {"text": text, "mean": m["mean"], "reason": m.get("reason"), "best": False, "tie": None,
             "provenance": entry.result["provenance"], "stale": entry.stale, "ci_method": m["ci_method"],
-            "file": entry.file, "unverified": bool(entry.problems)}
+            "file": entry.file, "unverified": bool(entry.problems), "tier": entry.tier}
 
 
 def _mean(values):
@@ -554,6 +580,7 @@ def summarize(results_dir: Path, registry=None) -> dict:
             "unplaced": sorted({e.result["task"]["id"] for e in entries} - placed),
             "tasks": tasks, "encoders": encoders, "floors": floors,
             "unverified": [[e.file, list(e.problems)] for e in entries if e.problems],
+            "tiers": TIERS, "tier_counts": {t: sum(e.tier == t for e in entries) for t in TIERS},
             "encoders_page": page}
 
 

@@ -2,10 +2,12 @@
 refit the classifier itself (leaderboard.filing.regenerate) and an auditor can re-embed a sample (`runner audit`).
 
 `runner eval --save-embeddings` writes OUT/<task>/<encoder>/embeddings.npz: the image ids in design order, the
-original embeddings and each augmented view as float16 (half the size; the registry's refit reads them as float32),
-and a JSON header naming what they belong to (task and encoder behaviour hashes, manifest sha256, the weights'
-sha256 when the card pins files). Written atomically, read with `allow_pickle=False` (a bundle is untrusted input):
-every array is checked for shape, dtype and finiteness before use.
+original embeddings and each augmented view exactly as the classifier saw them (float32), and a JSON header naming
+what they belong to (task and encoder behaviour hashes, manifest sha256). float32, not float16: LightGBM bins the
+features per fold, and float16 rounding moved the bin edges enough to change F1 by 0.03 on a 300-image demo task,
+so a refit from float16 could not reproduce the run; from float32 it gives the run's predictions bit for bit.
+Written atomically, read with `allow_pickle=False` (a bundle is untrusted input): every array is checked for shape,
+dtype and finiteness before use.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from registry.errors import RegistryError
 from runner.runtime.atomic import atomic_write
 
-FORMAT = 1
+FORMAT = 1  # float32 arrays
 NAME = "embeddings.npz"  # in the run folder, beside result.json
 MAX_ROWS = 1_000_000
 MAX_DIM = 65_536
@@ -36,7 +38,7 @@ class BundleError(RegistryError):
 @dataclass
 class Bundle:
     image_ids: list[str]
-    original: np.ndarray  # (n, dim) float32 (stored as float16)
+    original: np.ndarray  # (n, dim) float32
     augmented: dict[str, np.ndarray] = field(default_factory=dict)  # view id -> (n, dim) float32
     header: dict = field(default_factory=dict)  # format, task/encoder behaviour sha256, manifest sha256, weights
 
@@ -49,9 +51,9 @@ def write_bundle(path: Path, image_ids: list[str], original: np.ndarray, augment
                  header: dict) -> Path:
     """Write a bundle atomically; returns its path."""
     arrays = {"image_ids": np.asarray([str(i) for i in image_ids], dtype=np.str_),
-              "original": np.asarray(original, dtype=np.float16),
+              "original": np.asarray(original, dtype=np.float32),
               "header": np.asarray(json.dumps({**header, "format": FORMAT}, sort_keys=True))}
-    arrays.update({VIEW_PREFIX + view: np.asarray(x, dtype=np.float16) for view, x in sorted(augmented.items())})
+    arrays.update({VIEW_PREFIX + view: np.asarray(x, dtype=np.float32) for view, x in sorted(augmented.items())})
 
     def write(handle):
         buffer = io.BytesIO()
@@ -87,11 +89,10 @@ def read_bundle(path: Path) -> Bundle:
     if len(set(ids.tolist())) != len(ids):
         raise BundleError(f"{path}: image_ids repeat an image")
     for name, array in [("original", original), *views.items()]:
-        if array.dtype != np.float16 or array.ndim != 2 or array.shape[0] != len(ids) \
+        if array.dtype != np.float32 or array.ndim != 2 or array.shape[0] != len(ids) \
                 or not 0 < array.shape[1] <= MAX_DIM or array.shape != original.shape:
-            raise BundleError(f"{path}: {name} must be float16 of shape ({len(ids)}, dim), like the originals; "
+            raise BundleError(f"{path}: {name} must be float32 of shape ({len(ids)}, dim), like the originals; "
                               f"it is {array.dtype} {array.shape}")
         if not np.isfinite(array).all():
             raise BundleError(f"{path}: {name} holds NaN or Infinity")
-    return Bundle(ids.tolist(), original.astype(np.float32), {v: x.astype(np.float32) for v, x in views.items()},
-                  header)
+    return Bundle(ids.tolist(), original, views, header)

@@ -1,8 +1,8 @@
 """The frozen manifest: the exact images, labels and folds a result refers to.
 
 `manifest.parquet` holds the rows; `manifest.json` the provenance and the sha256 of the canonical content.
-The hash covers the rows and what the sample is for (PINNED: the task, data set, label, split and the folds a result
-is evaluated on), so a manifest cannot be given to another task, nor its evaluated folds cherry-picked, without its
+The hash covers the rows and what the sample is for (PINNED: the task and the card behaviour it was drawn under, the
+data set, label, split and the folds a result is evaluated on), so a manifest cannot be given to another task, nor its evaluated folds cherry-picked, without its
 hash changing; the registry pins one hash per task (leaderboard.filing.pins). It is the sha256 of a canonical JSON
 text (rows sorted by image_id, columns in contract order, floats as shortest round-trip repr), never of parquet
 bytes, so the same sample gives the same hash on every platform and version.
@@ -27,7 +27,9 @@ from runner.runtime.atomic import atomic_write_bytes
 from runner.sample.sampler import eval_folds_of
 
 FORMAT = 2  # 2: the hash covers PINNED as well as the rows
-PINNED = ("task_id", "dataset_id", "label", "split", "eval_folds")  # manifest.json fields the hash covers
+# manifest.json fields the hash covers: what the sample is for, and the task card behaviour it was drawn under (one
+# manifest per task behaviour: a card change that keeps the rows still makes a new manifest, never an edited one)
+PINNED = ("task_id", "task_sha256", "dataset_id", "label", "split", "eval_folds")
 COLUMNS = ["image_id", "patient_id", "study_id", "path", "view", "label", "fold"]
 OPTIONAL = ["sex", "age"]
 INT_COLUMNS = ("label", "fold")
@@ -97,11 +99,10 @@ def write_manifest(out_dir: Path, result, task_sha256: str, fingerprint: dict | 
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     exclusions = [asdict(e) for e in result.exclusions]
-    pinned = {"task_id": result.task_id, "dataset_id": result.dataset_id, "label": result.label,
-              "split": result.split, "eval_folds": [int(f) for f in result.eval_folds]}
+    pinned = {"task_id": result.task_id, "task_sha256": task_sha256, "dataset_id": result.dataset_id,
+              "label": result.label, "split": result.split, "eval_folds": [int(f) for f in result.eval_folds]}
     meta = {
         **pinned,
-        "task_sha256": task_sha256,
         "synthetic": result.synthetic,
         "seed": result.seed,
         "verify": result.verify,

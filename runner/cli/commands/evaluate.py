@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -330,7 +331,7 @@ def eval_command(
         "same inputs (cards, manifest, embeddings, code, package versions: runner/results/reuse.py); otherwise it is kept.")
     ] = False,
     save_embeddings: Annotated[bool, typer.Option(
-        "--save-embeddings", help="Also write OUT/<task>/<encoder>/embeddings.npz (float16): `runner submit` then has "
+        "--save-embeddings", help="Also write OUT/<task>/<encoder>/embeddings.npz (float32): `runner submit` then has "
         "the registry refit the classifier itself (the stronger tier), and `runner audit` can check the embeddings "
         "against the images.")] = False,
     as_json: Annotated[bool, typer.Option(
@@ -423,7 +424,8 @@ def demo_command(
             make_demo_dataset(roots[dataset_id], seed=made.seed, n_patients=made.patients,
                               image_size=made.image_size, site=made.site)
     options = EvalOptions(device="auto", workers=workers, analyses=list(benchmark.run_analyses),
-                          cache_dir=out / "cache", progress=True if sys.stderr.isatty() else "log", data_roots=roots)
+                          cache_dir=out / "cache", progress=True if sys.stderr.isatty() else "log", data_roots=roots,
+                          save_embeddings=True)  # the registry refits from them, and the demo audits them
     outcomes = run_many(tasks, list(benchmark.run_encoders), None, out / "runs", options, reg)
     if exit_code_of(outcomes):
         for line in summary_lines(outcomes):
@@ -434,6 +436,7 @@ def demo_command(
     results_dir = out / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     try:
+        from leaderboard.filing.audit import audit
         from leaderboard.filing.submit import submit
         from leaderboard.site.render import build_site
     except ImportError:
@@ -448,11 +451,22 @@ def demo_command(
             shutil.copyfile(filed, results_dir / filed.name)
         elif filed.is_dir():
             shutil.copytree(filed, results_dir / filed.name, dirs_exist_ok=True)
+    filed = []
     for path in paths:  # submit finds the task's frozen manifest one folder up from each result
         try:
-            submit(path, reg, results_dir=results_dir, replace=True)
+            filed.append(submit(path, reg, results_dir=results_dir, replace=True).path)
         except RegistryError as exc:  # SubmitError and friends: one line, not a traceback
             fail(f"filing {path}: {exc}", 1)
+    typer.echo(f"filed {len(filed)} results: the registry's regenerations, refitted from their embeddings")
+    passed = 0
+    for path in filed:  # the demo has its images: every filed bundle is audited against them
+        result = json.loads(path.read_text(encoding="utf-8"))
+        if result.get("embeddings_sha256"):
+            try:
+                passed += audit(path, reg, roots[result["task"]["dataset"]], workers=0).passed
+            except RegistryError as exc:
+                fail(f"auditing {path}: {exc}", 1)
+    typer.echo(f"audited: {passed} results whose embeddings re-computed from the images match the filed ones")
     index = build_site(out / "site", results_dir, reg)
     typer.echo(f"demo finished in {time.perf_counter() - started:.0f} s; results in {results_dir}")
     typer.echo(f"site: {index}")

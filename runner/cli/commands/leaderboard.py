@@ -64,6 +64,32 @@ def submit(
     raise typer.Exit(worst)
 
 
+@app.command("audit")
+def audit_command(
+    result: Annotated[Path, typer.Argument(help="A filed result (in a results folder) with an embeddings bundle.")],
+    data_root: Annotated[Path, typer.Option("--data-root", help="The task's data set (its images).")],
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N].")] = "auto",
+    weights_dir: Annotated[Path | None, typer.Option("--weights-dir", help="Folder of the encoder's weights.")] = None,
+    trust_custom_code: Annotated[bool, typer.Option(
+        "--trust-custom-code", help="Allow an encoder card with adapter: custom to run its Python entry point.")
+    ] = False,
+):
+    """Re-embed a seeded sample of a filed result's images with its encoder and compare each with the filed
+    embeddings (registry/benchmarks.yaml leaderboard.audit: how many, seed, minimum cosine); the outcome is recorded
+    beside the result (audits/), and the site shows the result as audited only while a passed record is there.
+
+    Exit codes: 0 passed, 1 failed (an embedding differs, or an image could not be embedded), 2 invalid input.
+    """
+    from leaderboard.filing.audit import audit
+
+    record = audit(result, _registry(), data_root, device=device, weights_dir=weights_dir,
+                   trust_custom_code=trust_custom_code)
+    worst = "n/a" if record.worst is None else f"{record.worst:.6f}"
+    typer.echo(f"{'passed' if record.passed else 'FAILED'}: {len(record.image_ids)} images re-embedded, lowest "
+               f"cosine {worst} (needed {record.min_cosine}); recorded in audits/{record.embeddings_sha256}.json")
+    raise typer.Exit(0 if record.passed else 1)
+
+
 @leaderboard_app.command("build")
 def build(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the site into.")] = Path("site"),
