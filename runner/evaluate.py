@@ -209,7 +209,7 @@ def _run(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Path, o
                         test_side.embedded.exclusions, summary, analyses, facts)
     write_predictions(fitted.predictions, run_dir / "predictions.parquet")
     result["predictions_sha256"] = file_sha256(run_dir / "predictions.parquet")  # what submit recomputes from
-    if options.save_embeddings and train_side is None and reads_images:  # what the registry refits from
+    if options.save_embeddings and reads_images:  # what the registry refits from
         header = {"task_id": task.id, "task_behaviour_sha256": task.behaviour_sha256, "encoder_id": encoder_card.id,
                   "encoder_behaviour_sha256": encoder_card.behaviour_sha256,
                   "manifest_sha256": test_side.manifest.meta["sha256"]}

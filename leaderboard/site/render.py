@@ -31,13 +31,6 @@ from runner.results.figures import plot_label_efficiency, plot_roc, plot_umap
 HERE = Path(__file__).resolve().parent
 
 
-def plot_text(text: str) -> str:
-    """Text for matplotlib, inert: `$...$` would be parsed as mathtext (a `$\\frac{$` in a card title fails the
-    whole plot), so dollar signs are escaped; control characters dropped; length bounded."""
-    text = "".join(ch for ch in str(text) if ch.isprintable())[:200]
-    return text.replace("$", "\\$")
-
-
 def _fmt(value) -> str:
     return "—" if value is None else f"{value:.3f}"
 
