@@ -26,6 +26,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from registry.errors import RegistryError
+from runner.data.tables import DataError, locate_table
+from runner.embed.cache import default_cache_dir
+from runner.encoders.base import EncoderError
+from runner.encoders.isolation import adapter_of, call_in_child, child_environment
+from runner.encoders.tf_runtime import build_info, has_tensorflow_text, import_tensorflow, tf_cuda_dir
+from runner.encoders.weights import find_local, verify_pins
+
 PACKAGES = ("cxr-embedding-registry", "numpy", "pandas", "scikit-learn", "lightgbm", "pydicom", "pillow", "torch",
             "torchvision", "timm", "transformers", "open_clip_torch", "torchxrayvision", "medimageinsights",
             "tensorflow", "tensorflow-text", "huggingface_hub", "safetensors", "ray", "umap-learn", "jsonschema")
@@ -92,8 +100,6 @@ def torch_facts() -> dict:
 def _tensorflow_probe() -> dict:
     """In the TensorFlow child process: what TensorFlow sees there."""
     started = time.perf_counter()
-    from runner.encoders.tf_runtime import build_info, has_tensorflow_text, import_tensorflow, tf_cuda_dir
-
     tf = import_tensorflow()
     import_s = round(time.perf_counter() - started, 2)
     gpus = tf.config.list_physical_devices("GPU")
@@ -109,9 +115,6 @@ def tensorflow_facts() -> dict:
     """TensorFlow as a TensorFlow encoder's child process sees it (see the module docstring)."""
     if importlib.util.find_spec("tensorflow") is None:
         return {"installed": False, "checked": True}
-    from registry.errors import RegistryError
-    from runner.encoders.isolation import call_in_child, child_environment
-
     started = time.perf_counter()
     try:
         facts = call_in_child(_tensorflow_probe, env=child_environment(), what="the TensorFlow check", quiet=True)
@@ -147,14 +150,9 @@ def nvidia_smi() -> dict | None:
 
 
 def encoder_facts(card: dict, request: DoctorRequest) -> dict:
-    from registry.adapters import ADAPTER_MODULES
-    from runner.encoders.base import EncoderError, registered_adapters
-    from runner.encoders.isolation import framework_of
-    from runner.encoders.weights import find_local, verify_pins
-
-    facts = {"id": card["id"], "adapter": card["adapter"], "framework": framework_of(card),
+    cls = adapter_of(card)
+    facts = {"id": card["id"], "adapter": card["adapter"], "framework": getattr(cls, "framework", None),
              "missing_packages": [], "weights": "not needed", "pins": None}
-    cls = registered_adapters().get(card["adapter"]) if card["adapter"] in ADAPTER_MODULES else None
     facts["missing_packages"] = [p for p in getattr(cls, "requires", ()) if importlib.util.find_spec(p) is None]
     spec = card.get("weights") or {}
     if spec.get("random_init") or not spec.get("files"):
@@ -199,8 +197,6 @@ def dataset_facts(card: dict, request: DoctorRequest) -> dict:
 
 def _holdings(card: dict, root: Path) -> dict:
     """Which of the card's tables (first alternative found, or the fallback package) and image folders are there."""
-    from runner.data.tables import DataError, locate_table
-
     held: dict = {"entries": sum(1 for _ in zip(range(100_000), os.scandir(root)))}
     for table, alternatives in (card.get("files") or {}).items():
         if table == "image_dirs":
@@ -228,8 +224,6 @@ def _space(path: Path) -> dict:
 
 
 def folder_facts(weights_dir: Path | None) -> dict:
-    from runner.embed.cache import default_cache_dir
-
     folders = {"embedding_cache": _space(default_cache_dir())}
     hub = os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
     folders["huggingface_cache"] = _space(Path(hub) if os.environ.get("HF_HUB_CACHE") else Path(hub) / "hub")

@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from registry.specs import SubgroupsSpec, analyses_spec
+from runner.analysis import need
+from runner.metrics.intervals import bootstrap_fold_mean, percentile_interval
 from runner.metrics.scores import MetricsInputError, check_predictions, check_probabilities, point_metrics
 from runner.metrics.summary import MetricsSettings
-from runner.metrics.intervals import bootstrap_fold_mean, percentile_interval
+
+if TYPE_CHECKING:
+    from runner.analysis import AnalysisContext
 
 
 def age_band_labels(bands: Sequence[float]) -> list[str]:
@@ -40,7 +46,6 @@ def subgroup_auroc(predictions: pd.DataFrame, params=None, metrics_card=None) ->
 
     params: the task's SubgroupsSpec (or an `analyses.subgroups` block; absent fields take the schema's defaults).
     """
-    from registry.specs import SubgroupsSpec, analyses_spec
 
     spec = params if isinstance(params, SubgroupsSpec) else analyses_spec({"subgroups": dict(params or {})}).subgroups
     settings = MetricsSettings.from_card(metrics_card)
@@ -81,9 +86,21 @@ def _group_result(rows: pd.DataFrame, probs: np.ndarray, min_per_class: int, set
         return {"status": "too-small", **counts, "min": min_per_class}
     reps = bootstrap_fold_mean(labels, rows["patient_id"].astype(str).to_numpy(), np.zeros(len(rows), dtype=int),
                                [probs], settings.threshold, settings.bootstrap_n, settings.bootstrap_seed)
-    low, high, _, reason = percentile_interval(reps["auroc"][0], settings.confidence)
+    low, high, _, reason = percentile_interval(reps["auroc"][0], settings.confidence, settings.min_valid_replicates)
     result = {"status": "computed", **counts, "auroc": point_metrics(labels, probs, settings.threshold)["auroc"],
               "ci_low": low, "ci_high": high}
     if reason:
         result["reason"] = reason
     return result
+
+
+def run(ctx: AnalysisContext, params) -> dict:
+    """The subgroups block of a run's result: AUROC per subgroup of the task's eval folds."""
+    predictions = need(ctx.predictions, "out-of-fold predictions")
+    if ctx.manifest is not None:  # sex/age/view live in the manifest
+        extra = [c for c in ("sex", "age", "view") if c in ctx.manifest.columns and c not in predictions.columns]
+        if extra:
+            predictions = predictions.merge(ctx.manifest[["image_id", *extra]], on="image_id", how="left")
+    if ctx.eval_folds is not None:
+        predictions = predictions[predictions["fold"].isin(list(ctx.eval_folds))]
+    return subgroup_auroc(predictions, params, ctx.metrics_card)

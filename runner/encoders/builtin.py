@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from runner.encoders.base import Encoder, EncoderError, register_adapter
+from runner.encoders.base import Encoder, EncoderError
+from runner.encoders.torch_base import torch_device_name
 
 
 def _check_dim(encoder: Encoder, produced: int) -> None:
@@ -25,7 +26,6 @@ def _check_dim(encoder: Encoder, produced: int) -> None:
         )
 
 
-@register_adapter("pixels")
 class PixelsEncoder(Encoder):
     """Raw intensities of the image resized per the card (e.g. 32x32x1 -> 1024-d)."""
 
@@ -38,7 +38,6 @@ class PixelsEncoder(Encoder):
         return np.ascontiguousarray(batch.reshape(batch.shape[0], -1), dtype=np.float32)
 
 
-@register_adapter("random-cnn")
 class RandomCNNEncoder(Encoder):
     """A seeded, randomly initialised CNN; features are last-layer activations averaged over a 2x2 region grid."""
 
@@ -81,12 +80,9 @@ class RandomCNNEncoder(Encoder):
         return pooled.cpu().numpy().astype(np.float32)
 
     def devices_used(self) -> dict[str, str]:
-        from runner.encoders.torch_base import torch_device_name
-
         return {"torch": torch_device_name(self.device)}
 
 
-@register_adapter("radiomics")
 class RadiomicsEncoder(Encoder):
     """Handcrafted descriptor: global histogram, region-grid intensity/gradient statistics and GLCM texture.
 

@@ -32,7 +32,8 @@ import logging
 
 import numpy as np
 
-from runner.encoders.base import Encoder, EncoderError, pool_tokens, register_adapter
+from runner.data.imaging import to_encoder_input
+from runner.encoders.base import Encoder, EncoderError, pool_tokens
 from runner.encoders.tf_runtime import has_tensorflow_text, import_tensorflow, select_device
 from runner.encoders.weights import resolve_weights
 
@@ -148,7 +149,6 @@ def _has_batch_dim(fn, name: str) -> bool:
         return False
 
 
-@register_adapter("cxr-foundation")
 class CXRFoundationEncoder(Encoder):
     framework = "tensorflow"
     requires = ("tensorflow",)
@@ -198,8 +198,6 @@ class CXRFoundationEncoder(Encoder):
     def prepare(self, image: np.ndarray) -> np.ndarray:
         image = np.asarray(image, dtype=np.float32)
         if self.contract.get("size"):
-            from runner.data.imaging import to_encoder_input
-
             image = to_encoder_input(image, {**self.contract, "channels": 1, "normalize": "none"})[0]
         out = np.empty((), dtype=object)
         out[()] = example_bytes(png16_bytes(to_uint16(image)))

@@ -20,8 +20,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from registry import plugins
 from registry.errors import RegistryError
 from runner.encoders.base import EncoderError
+from runner.encoders.tf_runtime import child_environment as tf_environment
+from runner.runtime.signals import install as install_signal_handlers
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding runner/ (this checkout)
 
@@ -30,22 +33,18 @@ class ChildError(RegistryError):
     """An error raised in the child process: its message and exit code, carried over."""
 
 
+def adapter_of(card: dict) -> type | None:
+    """The card's adapter class (its module imported, not its framework); None when the name is unknown or its
+    module cannot be imported: load_encoder names which when the run builds it."""
+    try:
+        return plugins.load("adapter", card.get("adapter", ""))
+    except plugins.PluginError:
+        return None
+
+
 def framework_of(card: dict) -> str | None:
     """The framework the card's adapter runs on ("torch", "tensorflow"; None for numpy-only adapters)."""
-    import importlib
-
-    from registry.adapters import ADAPTER_MODULES
-    from runner.encoders.base import registered_adapters
-
-    module = ADAPTER_MODULES.get(card.get("adapter", ""))
-    if module is None:
-        return None
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        return None  # load_encoder names the missing package when the run builds it
-    cls = registered_adapters().get(card["adapter"])
-    return getattr(cls, "framework", None)
+    return getattr(adapter_of(card), "framework", None)
 
 
 def needs_own_process(card: dict) -> bool:
@@ -56,8 +55,6 @@ def needs_own_process(card: dict) -> bool:
 def child_environment(card: dict | None = None) -> dict[str, str]:
     """The child's environment: this process's, the runner package first on PYTHONPATH, and for a TensorFlow card
     TensorFlow's CUDA-12 libraries on LD_LIBRARY_PATH."""
-    from runner.encoders.tf_runtime import child_environment as tf_environment
-
     env = tf_environment() if card is None or needs_own_process(card) else dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT), *filter(None, [env.get("PYTHONPATH")])])
     return env
@@ -108,9 +105,7 @@ def call_in_child(func, *args, env: dict[str, str] | None = None, what: str = "t
 
 def _child_main() -> None:
     """In the child: read the pickled call from stdin, run it, write ("ok", value) or the error to the answer pipe."""
-    from runner.runtime.signals import install
-
-    install()  # SIGTERM from the parent unwinds like Ctrl-C: files being written are discarded
+    install_signal_handlers()  # SIGTERM from the parent unwinds like Ctrl-C: files being written are discarded
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the whole group: the parent decides
     answer_fd = int(sys.argv[1])
     try:
