@@ -113,3 +113,39 @@ def test_the_best_is_the_number_the_table_bolds():
         assert out["values"][e] == pytest.approx(value, abs=1e-12)
     for c in out["comparisons"].values():
         assert c["p"] >= 1 / (CARD["bootstrap"]["n"] + 1) and c["p_holm"] >= c["p"]
+
+
+def test_fold_t_test_against_scipy():
+    """Naive: scipy's one-sample t-test. Corrected: the same statistic with the variance of the mean (1/k) replaced
+    by 1/k + n_test/n_train (Nadeau & Bengio 2003), p from scipy's t distribution with k - 1 df."""
+    from scipy import stats
+
+    from runner.analysis.paired import fold_t_test
+
+    d = np.array([0.012, -0.004, 0.020, 0.007, 0.001])
+    naive = fold_t_test(d, 1600, 400, corrected=False)
+    reference = stats.ttest_1samp(d, 0.0)
+    assert naive.t == pytest.approx(reference.statistic, rel=1e-12) and naive.p == pytest.approx(reference.pvalue)
+    assert naive.df == 4 and naive.variance_factor == pytest.approx(0.2)
+    n_train, n_test = np.array([1599, 1601, 1600, 1600, 1600]), np.array([401, 399, 400, 400, 400])
+    corrected = fold_t_test(d, n_train, n_test)
+    factor = 1 / 5 + np.mean(n_test / n_train)
+    t = d.mean() / np.sqrt(factor * d.var(ddof=1))
+    assert corrected.variance_factor == pytest.approx(factor) and corrected.t == pytest.approx(t, rel=1e-12)
+    assert corrected.p == pytest.approx(2 * stats.t.sf(abs(t), 4), rel=1e-12)
+    assert corrected.p > naive.p  # the correction only widens
+    seeds = fold_t_test(np.stack([d + 0.01, d - 0.01]), 1600, 400)  # (seeds, folds): averaged over seeds first
+    assert seeds.seeds == 2 and seeds.t == pytest.approx(fold_t_test(d, 1600, 400).t)
+
+
+def test_fold_t_test_edge_cases():
+    from runner.analysis.paired import fold_t_test
+
+    assert fold_t_test(np.zeros(5), 1600, 400).p == 1.0  # identical predictions
+    same = fold_t_test(np.full(5, 0.01), 1600, 400)
+    assert same.t is None and same.p == 0.0
+    for bad, match in (([0.1], "at least two"), ([0.1, np.nan, 0.0], "finite"), (np.zeros((2, 2, 2)), "shape")):
+        with pytest.raises(MetricsInputError, match=match):
+            fold_t_test(bad, 1600, 400)
+    with pytest.raises(MetricsInputError, match="positive"):
+        fold_t_test([0.1, 0.2], 0, 400)

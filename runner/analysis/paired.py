@@ -18,7 +18,9 @@ Cost on the 2-core CPU dev machine: 2,000 images, 2,000 replicates, two encoders
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -103,6 +105,61 @@ def bootstrap_p(diffs: np.ndarray) -> float | None:
         return 1.0
     tail = min(int(np.sum(valid <= 0)), int(np.sum(valid >= 0)))
     return float(min(1.0, 2 * (tail + 1) / (len(valid) + 1)))
+
+
+@dataclass(frozen=True)
+class FoldTTest:
+    """The corrected resampled t-test of per-fold metric differences (`fold_t_test`)."""
+
+    diff: float  # mean over folds (and seeds) of the per-fold difference a - b
+    se: float  # its standard error, refit variance included
+    t: float | None  # None when se is 0 (every fold the same difference)
+    df: int
+    p: float
+    variance_factor: float  # what multiplies the sample variance of the per-fold differences: 1/k + n_test/n_train
+    folds: int
+    seeds: int
+
+
+def fold_t_test(diffs, n_train, n_test, corrected: bool = True) -> FoldTTest:
+    """Two-sided t-test of "mean per-fold difference = 0" over the k folds of one cross-validation.
+
+    diffs: the k per-fold differences (metric of a - metric of b, each fold's models fitted on that fold's training
+    rows), or an (R, k) array of them over R classifier seeds on the same folds, averaged over seeds first (the
+    folds stay fixed, so seeds shrink the refit noise of each fold's difference but the folds stay the k units).
+    n_train, n_test: per-fold training and test sizes (or one number each).
+    Each fold's difference comes from models refitted on that fold's training rows, so their spread carries the
+    refit variance that the fixed-prediction bootstrap ignores; the training sets overlap, so the differences are
+    correlated, which Nadeau & Bengio's correction (Machine Learning 52, 2003) allows for by replacing the 1/k of
+    the naive variance of the mean with 1/k + n_test/n_train. corrected=False gives the naive t-test over folds.
+    """
+    d = np.asarray(diffs, dtype=float)
+    if d.ndim == 2:
+        seeds, d = d.shape[0], d.mean(axis=0)
+    elif d.ndim == 1:
+        seeds = 1
+    else:
+        raise MetricsInputError(f"fold differences must be a vector or a (seeds, folds) array, got shape {d.shape}")
+    k = len(d)
+    if k < 2:
+        raise MetricsInputError(f"the fold t-test needs at least two folds, got {k}")
+    if not np.all(np.isfinite(d)):
+        raise MetricsInputError("fold differences must be finite (a fold with one class has no AUROC or F1)")
+    n_train = np.broadcast_to(np.asarray(n_train, dtype=float), (k,))
+    n_test = np.broadcast_to(np.asarray(n_test, dtype=float), (k,))
+    if np.any(n_train <= 0) or np.any(n_test <= 0):
+        raise MetricsInputError("training and test sizes must be positive")
+    factor = 1.0 / k + (float(np.mean(n_test / n_train)) if corrected else 0.0)
+    mean = float(d.mean())
+    se = math.sqrt(factor * float(d.var(ddof=1)))
+    if se == 0.0:  # the same difference in every fold: no spread to test against
+        t, p = None, (1.0 if mean == 0.0 else 0.0)
+    else:
+        from scipy import stats
+
+        t = mean / se
+        p = float(min(1.0, 2.0 * stats.t.sf(abs(t), k - 1)))
+    return FoldTTest(mean, se, t, k - 1, p, factor, k, seeds)
 
 
 def holm(p_values: Mapping[str, float]) -> dict[str, float]:
