@@ -27,18 +27,18 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one thread: a shared 2-core box
     os.environ.setdefault(_var, "1")
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import sys
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sim_encoders import (  # noqa: E402
+from sim_encoders import (
     Clock,
     EncoderModel,
     Refitter,
@@ -49,9 +49,9 @@ from sim_encoders import (  # noqa: E402
     uptime,
 )
 
-from runner.analysis.paired import fold_t_test  # noqa: E402
-from runner.analysis.subgroups import subgroup_auroc  # noqa: E402
-from runner.metrics.summary import summarize  # noqa: E402
+from runner.analysis.paired import fold_t_test
+from runner.analysis.subgroups import subgroup_auroc
+from runner.metrics.summary import summarize
 
 METRICS = ("auroc", "f1")
 ATTRIBUTES = ("sex", "age", "view")
@@ -69,7 +69,7 @@ def one_simulation(structure, model, refitter, args, rng, clock: Clock, seed: in
     n_train = np.array([f["n_train"] for f in summary["folds"]], dtype=float)
     row = {"task": structure.task}
     for m in METRICS:
-        alternatives = summary["ci_alternatives"][m] if m in summary["ci_alternatives"] else None
+        alternatives = summary["ci_alternatives"].get(m)
         point = summary[m]["mean"]
         row[f"{m}_mean"] = point
         per_fold = np.asarray(summary[m]["per_fold"], dtype=float)
@@ -122,8 +122,8 @@ def coverage_table(frame: pd.DataFrame) -> list[str]:
 
 
 def subgroup_table(frame: pd.DataFrame, alpha: float) -> list[str]:
-    lines = ["| attribute | sims | groups computed (median) | largest gap: mean | 95th pct | CI covers 0 | "
-             "null reference rejects at 0.05 | null 95th pct (mean) |",
+    lines = [("| attribute | sims | groups computed (median) | largest gap: mean | 95th pct | CI covers 0 | "
+              "null reference rejects at 0.05 | null 95th pct (mean) |"),
              "| --- | ---: | ---: | ---: | ---: | --- | --- | ---: |"]
     for a in ATTRIBUTES:
         if f"{a}_gap" not in frame:

@@ -32,18 +32,18 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one thread: a shared 2-core box
     os.environ.setdefault(_var, "1")
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import sys
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sim_encoders import (  # noqa: E402
+from sim_encoders import (
     Clock,
     EncoderModel,
     Refitter,
@@ -55,7 +55,7 @@ from sim_encoders import (  # noqa: E402
     uptime,
 )
 
-from runner.analysis.paired import compare_with_best, fold_t_test  # noqa: E402
+from runner.analysis.paired import compare_with_best, fold_t_test
 
 METRICS = ("auroc", "f1")
 NIH_TASKS = ("effusion-nih", "atelectasis-nih", "edema-nih", "opacity-nih")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from runner.metrics.intervals import bootstrap_fold_mean, fold_mean_metrics, percentile_interval
 from runner.metrics.scores import (
     METRICS,
     MetricsInputError,
@@ -35,7 +36,6 @@ from runner.metrics.scores import (
     single_class_reason,
 )
 from runner.metrics.summary import MetricsSettings
-from runner.metrics.intervals import bootstrap_fold_mean, fold_mean_metrics, percentile_interval
 
 
 def align_predictions(pred_a: pd.DataFrame, pred_b: pd.DataFrame) -> pd.DataFrame:

@@ -28,14 +28,14 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from runner.metrics.scores import MetricsInputError, check_predictions, check_probabilities, point_metrics
-from runner.metrics.summary import MetricsSettings
 from runner.metrics.intervals import (
     _patient_count_draws,
     _weighted_auroc,
     bootstrap_fold_mean,
     percentile_interval,
 )
+from runner.metrics.scores import MetricsInputError, check_predictions, check_probabilities, point_metrics
+from runner.metrics.summary import MetricsSettings
 
 
 def age_band_labels(bands: Sequence[float]) -> list[str]:
@@ -175,10 +175,11 @@ def gap_null_reference(labels: np.ndarray, patients: np.ndarray, scores: np.ndar
 
     groups: the group of each row (None/NaN: attribute missing, left out)."""
     patients = np.asarray(patients).astype(str)
+    groups = pd.Series(groups, dtype=object)
+    keep = groups.notna().to_numpy()
     codes = np.full(len(labels), -1)
     for i, g in enumerate(computed):
-        codes[np.asarray([x == g for x in groups])] = i
-    keep = np.asarray([x is not None and x == x for x in groups])  # NaN != NaN
+        codes[(groups == g).to_numpy()] = i
     donors = _donor_rows(labels, patients, keep, n_perm, seed)
     permuted = codes[donors]  # (n_perm, n) group code of every row in every permutation
     observed = [_subset_auroc(codes[None, :] == i, labels, scores)[0] for i in range(len(computed))]
