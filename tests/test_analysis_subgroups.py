@@ -95,12 +95,14 @@ def test_permutation_keeps_labels_groups_and_patients_together():
     pred.loc[[5, 6], "sex"] = None  # missing: never a donor, never permuted
     labels, patients = pred["label"].to_numpy(), pred["patient_id"].to_numpy()
     keep = pred["sex"].notna().to_numpy()
-    donors = _donor_rows(labels, patients, keep, n_perm=50, seed=0)
+    folds = pred["fold"].to_numpy()
+    donors = _donor_rows(labels, patients, keep, n_perm=50, seed=0, folds=folds)
     sex = pred["sex"].to_numpy(dtype=object)
     assert (donors[:, ~keep] == np.flatnonzero(~keep)).all()
     moved = 0
     for row in donors:
         assert (labels[row] == labels).all()  # a donor row has the receiver's label: group x class counts kept
+        assert (folds[row] == folds).all()  # and the receiver's test fold
         permuted = sex[row]
         assert pd.crosstab(permuted[keep], labels[keep]).equals(pd.crosstab(sex[keep], labels[keep]))
         donor_patient = pd.Series(patients[row][keep]).groupby(patients[keep]).nunique()

@@ -172,16 +172,27 @@ def holm(p_values: Mapping[str, float]) -> dict[str, float]:
     return adjusted
 
 
+# What each tie test resamples, as the leaderboard states it; "patient-bootstrap" is today's default.
+TIE_TESTS = {
+    "patient-bootstrap": "paired patient bootstrap (patients resampled within test folds, same draws for every encoder)",
+    "fold-t": ("t-test over the per-fold differences (each fold's classifiers refitted on that fold's training "
+               "rows, so refit variance is counted; df = folds - 1)"),
+    "corrected-fold-t": ("t-test over the per-fold differences with Nadeau & Bengio's variance correction "
+                         "(1/k + n_test/n_train; df = folds - 1)"),
+}
+
+
 def tie_groups(
     results_by_encoder: Mapping[str, pd.DataFrame],
     alpha: float = 0.05,
     metric: str = "auroc",
     metrics_card: Mapping | None = None,
+    test: str = "patient-bootstrap",
 ) -> dict:
     """Encoders not significantly different from the best at level alpha (two-sided, Holm across the row).
 
     results_by_encoder: encoder id -> out-of-fold predictions on one manifest. The best is the highest fold-mean
-    metric (what the table bolds); every other encoder is compared with it by the paired patient bootstrap.
+    metric (what the table bolds); every other encoder is compared with it by `test` (a TIE_TESTS key).
     """
     if metric not in METRICS:
         raise MetricsInputError(f"metric must be one of {list(METRICS)}, got {metric!r}")
@@ -196,16 +207,36 @@ def tie_groups(
     scores = {ids[0]: check_probabilities(table, "prob_a"), **{e: check_probabilities(tables[e], "prob_b")
                                                                for e in ids[1:]}}
     return compare_with_best(table["label"].to_numpy(), table["patient_id"].astype(str).to_numpy(),
-                             table["fold"].to_numpy(), scores, alpha, metric, metrics_card)
+                             table["fold"].to_numpy(), scores, alpha, metric, metrics_card, test)
+
+
+def per_fold_metric(labels: np.ndarray, patients: np.ndarray, folds: np.ndarray, scores: list[np.ndarray],
+                    threshold: float, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """((S, k) metric of each score vector in each fold with both classes, (k,) test rows of those folds)."""
+    values, n_test = [], []
+    for fold in np.unique(folds):
+        rows = folds == fold
+        if single_class_reason(labels[rows]):
+            continue
+        values.append(fold_mean_metrics(labels[rows], patients[rows], folds[rows],
+                                        [s[rows] for s in scores], threshold)[metric])
+        n_test.append(int(rows.sum()))
+    return np.asarray(values).T, np.asarray(n_test)
 
 
 def compare_with_best(labels: np.ndarray, patients: np.ndarray, folds: np.ndarray, scores_by_encoder: Mapping,
-                      alpha: float = 0.05, metric: str = "auroc", metrics_card: Mapping | None = None) -> dict:
-    """`tie_groups` on aligned arrays: one row per image, the same rows for every encoder's scores."""
+                      alpha: float = 0.05, metric: str = "auroc", metrics_card: Mapping | None = None,
+                      test: str = "patient-bootstrap") -> dict:
+    """`tie_groups` on aligned arrays: one row per image, the same rows for every encoder's scores.
+
+    The fold t-tests need two or more folds with both classes; with fewer (a holdout) the patient bootstrap is used
+    and the result says so (`requested_test`, `test_reason`)."""
     import dataclasses
 
     from registry.specs import metrics_spec
 
+    if test not in TIE_TESTS:
+        raise MetricsInputError(f"tie test must be one of {list(TIE_TESTS)}, got {test!r}")
     settings = MetricsSettings.from_card(dataclasses.replace(metrics_spec(metrics_card), confidence=1 - alpha))
     ids = sorted(scores_by_encoder)
     scores = [np.asarray(scores_by_encoder[e], dtype=float) for e in ids]
@@ -214,28 +245,57 @@ def compare_with_best(labels: np.ndarray, patients: np.ndarray, folds: np.ndarra
     point = fold_mean_metrics(labels, patients, folds, scores, settings.threshold)[metric]
     values = {e: float(point[i]) for i, e in enumerate(ids)}
     best = max(ids, key=lambda e: (values[e], e))
-    reps = bootstrap_fold_mean(labels, patients, folds, scores,
-                               settings.threshold, settings.bootstrap_n, settings.bootstrap_seed)[metric]
+    b = ids.index(best)
+    requested, fallback = test, None
+    if test != "patient-bootstrap":
+        per_fold, n_test = per_fold_metric(labels, patients, folds, scores, settings.threshold, metric)
+        if len(n_test) < 2:
+            test, fallback = "patient-bootstrap", f"{len(n_test)} fold(s) with both classes: a fold t-test needs 2"
     comparisons, raw = {}, {}
-    for i, e in enumerate(ids):
-        if e == best:
-            continue
-        diffs = reps[ids.index(best)] - reps[i]
-        low, high, _, reason = percentile_interval(diffs, 1 - alpha)
-        raw[e] = bootstrap_p(diffs)
-        comparisons[e] = {"diff": values[best] - values[e], "ci_low": low, "ci_high": high, "p": raw[e],
-                          **({"reason": reason} if reason else {})}
+    if test == "patient-bootstrap":
+        reps = bootstrap_fold_mean(labels, patients, folds, scores,
+                                   settings.threshold, settings.bootstrap_n, settings.bootstrap_seed)[metric]
+        for i, e in enumerate(ids):
+            if e == best:
+                continue
+            diffs = reps[b] - reps[i]
+            low, high, _, reason = percentile_interval(diffs, 1 - alpha)
+            raw[e] = bootstrap_p(diffs)
+            comparisons[e] = {"diff": values[best] - values[e], "ci_low": low, "ci_high": high, "p": raw[e],
+                              **({"reason": reason} if reason else {})}
+    else:
+        from scipy import stats
+
+        n_train = len(labels) - n_test  # k-fold CV: every other evaluated row trained the fold's model
+        for i, e in enumerate(ids):
+            if e == best:
+                continue
+            result = fold_t_test(per_fold[b] - per_fold[i], n_train, n_test, corrected=test == "corrected-fold-t")
+            half = float(stats.t.ppf(1 - alpha / 2, result.df)) * result.se
+            raw[e] = result.p
+            comparisons[e] = {"diff": values[best] - values[e], "ci_low": result.diff - half,
+                              "ci_high": result.diff + half, "p": result.p, "t": finite_or_none(result.t),
+                              "df": result.df}
     adjusted = holm({e: (1.0 if p is None else p) for e, p in raw.items()})
     for e, c in comparisons.items():
         c["p_holm"] = adjusted[e]
         c["tied"] = bool(raw[e] is None or adjusted[e] >= alpha)
-    return {
+    out = {
         "metric": metric,
         "estimand": "mean over evaluated folds of the per-fold metric (the leaderboard's number)",
-        "test": "paired patient bootstrap (patients resampled within test folds, same draws for every encoder)",
+        "test": TIE_TESTS[test],
+        "test_id": test,
         "alpha": alpha,
         "multiplicity_correction": "holm",
-        "bootstrap": {"n": settings.bootstrap_n, "seed": settings.bootstrap_seed},
+    }
+    if test == "patient-bootstrap":
+        out["bootstrap"] = {"n": settings.bootstrap_n, "seed": settings.bootstrap_seed}
+    else:
+        out["folds"] = len(n_test)
+    if fallback:
+        out.update({"requested_test": requested, "test_reason": fallback})
+    return {
+        **out,
         "best": best,
         "values": values,
         "tied_with_best": sorted([best] + [e for e, c in comparisons.items() if c["tied"]]),

@@ -11,10 +11,11 @@ groups, with
   pair was chosen as the extremes after looking, so this CI is too optimistic for "the largest gap": the null
   reference is the test.
 * a null reference (`gap_null_reference`): the same largest gap recomputed after permuting the attribute between
-  patients with the same labels (a patient's images keep one donor, label for label, so every group keeps its
-  positives and negatives and a patient's images stay together); p = (1 + #{permuted gap >= observed}) / (1 + n),
-  n = the card's bootstrap n. What it holds fixed: the labels, the scores, the patients and the group sizes by
-  class; it tests "the attribute says nothing about the score beyond the label".
+  patients with the same labels in the same test fold (a patient's images keep one donor, label for label, so
+  every group keeps its positives and negatives per fold and a patient's images stay together);
+  p = (1 + #{permuted gap >= observed}) / (1 + n), n = the card's bootstrap n. What it holds fixed: the labels,
+  the scores, the patients and the group sizes by class and fold; it tests "the attribute says nothing about the
+  score beyond the label".
 Under no true difference the largest gap is not 0 (benchmarks/simulate_ci_coverage.py, docs/analyses.md): a gap
 is a finding only when its null-reference p is small.
 Cost on the 2-core CPU dev machine (loaded): 2,000 images, 8 groups, 2,000 replicates: 1.7 s.
@@ -91,7 +92,7 @@ def subgroup_auroc(predictions: pd.DataFrame, params=None, metrics_card=None) ->
                                                 settings.confidence, settings.bootstrap_n, settings.bootstrap_seed)
             gap.update({"ci_low": low, "ci_high": high, **({"ci_reason": reason} if reason else {})})
             gap["null"] = gap_null_reference(labels, patients, probs, group_of_row, sorted(computed),
-                                             settings.bootstrap_n, settings.bootstrap_seed)
+                                             settings.bootstrap_n, settings.bootstrap_seed, frame["fold"].to_numpy())
         out["attributes"][attribute] = {"groups": results, "missing": int(groups.isna().sum()), "largest_gap": gap}
     if skipped:
         out["not_available"] = skipped
@@ -124,10 +125,12 @@ def gap_interval(labels: np.ndarray, patients: np.ndarray, scores: np.ndarray, i
     return percentile_interval(auroc[0] - auroc[1], confidence)
 
 
-def _donor_rows(labels: np.ndarray, patients: np.ndarray, keep: np.ndarray, n_perm: int, seed: int) -> np.ndarray:
+def _donor_rows(labels: np.ndarray, patients: np.ndarray, keep: np.ndarray, n_perm: int, seed: int,
+                folds: np.ndarray | None = None) -> np.ndarray:
     """(n_perm, n) row whose attribute each row takes in each permutation: patients are shuffled among patients
-    with the same multiset of labels (over their rows in `keep`), a donor's rows matched to the receiver's label
-    for label; rows outside `keep` take their own."""
+    of the same test fold with the same multiset of labels (over their rows in `keep`), a donor's rows matched to
+    the receiver's label for label; rows outside `keep` take their own. Within fold: each fold's model scores its
+    own patients, so a group's mix of folds stays as observed."""
     n = len(labels)
     donors = np.tile(np.arange(n, dtype=np.int32), (n_perm, 1))
     rows = np.flatnonzero(keep)
@@ -137,7 +140,8 @@ def _donor_rows(labels: np.ndarray, patients: np.ndarray, keep: np.ndarray, n_pe
         by_patient.setdefault(patients[r], []).append(r)
     strata: dict = {}
     for patient_rows in by_patient.values():
-        strata.setdefault(tuple(labels[patient_rows]), []).append(patient_rows)
+        fold = None if folds is None else folds[patient_rows[0]]  # a patient lives in one test fold
+        strata.setdefault((fold, *labels[patient_rows]), []).append(patient_rows)
     rng = np.random.default_rng(seed)
     for members in strata.values():
         if len(members) < 2:
@@ -169,7 +173,7 @@ def _subset_auroc(member: np.ndarray, labels: np.ndarray, scores: np.ndarray) ->
 
 
 def gap_null_reference(labels: np.ndarray, patients: np.ndarray, scores: np.ndarray, groups: np.ndarray,
-                       computed: list[str], n_perm: int, seed: int) -> dict:
+                       computed: list[str], n_perm: int, seed: int, folds: np.ndarray | None = None) -> dict:
     """The largest AUROC gap among the `computed` groups, under permutations of the attribute between patients
     with the same labels; p of the observed gap against them (see the module docstring).
 
@@ -180,14 +184,14 @@ def gap_null_reference(labels: np.ndarray, patients: np.ndarray, scores: np.ndar
     codes = np.full(len(labels), -1)
     for i, g in enumerate(computed):
         codes[(groups == g).to_numpy()] = i
-    donors = _donor_rows(labels, patients, keep, n_perm, seed)
+    donors = _donor_rows(labels, patients, keep, n_perm, seed, folds)
     permuted = codes[donors]  # (n_perm, n) group code of every row in every permutation
     observed = [_subset_auroc(codes[None, :] == i, labels, scores)[0] for i in range(len(computed))]
     null = np.stack([_subset_auroc(permuted == i, labels, scores) for i in range(len(computed))])
     gap, null_gaps = float(np.max(observed) - np.min(observed)), null.max(axis=0) - null.min(axis=0)
     null_gaps = null_gaps[np.isfinite(null_gaps)]
     return {
-        "method": "attribute permuted between patients with the same labels",
+        "method": "attribute permuted between patients with the same labels in the same test fold",
         "n": int(n_perm), "seed": int(seed),
         "p": float((1 + np.sum(null_gaps >= gap - 1e-12)) / (1 + len(null_gaps))),
         "null_mean": float(np.mean(null_gaps)), "null_q95": float(np.quantile(null_gaps, 0.95)),
