@@ -217,3 +217,22 @@ def test_fold_t_tie_groups_output_and_holdout_fallback():
     assert out["test_id"] == "patient-bootstrap" and out["requested_test"] == "fold-t" and "2" in out["test_reason"]
     with pytest.raises(MetricsInputError, match="tie test"):
         tie_groups(results, test="delong")
+
+
+def test_per_fold_metric_matches_scikit_learn():
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    from runner.analysis.paired import per_fold_metric
+
+    pred = predictions(1.0, n=500)
+    pred.loc[pred["fold"] == 2, "label"] = 0  # a one-class fold is left out, as the leaderboard's mean leaves it
+    labels, folds, prob = pred["label"].to_numpy(), pred["fold"].to_numpy(), np.round(pred["prob"].to_numpy(), 2)
+    used = [f for f in range(5) if f != 2]
+    auroc, n_test = per_fold_metric(labels, folds, [prob, 1 - prob], 0.5, "auroc")
+    f1, _ = per_fold_metric(labels, folds, [prob], 0.5, "f1")
+    assert auroc.shape == (2, 4) and list(n_test) == [int((folds == f).sum()) for f in used]
+    for j, f in enumerate(used):
+        rows = folds == f
+        assert auroc[0, j] == pytest.approx(roc_auc_score(labels[rows], prob[rows]), abs=1e-12)
+        assert auroc[1, j] == pytest.approx(1 - auroc[0, j], abs=1e-12)
+        assert f1[0, j] == pytest.approx(f1_score(labels[rows], prob[rows] >= 0.5), abs=1e-12)

@@ -55,14 +55,14 @@ def test_missing_attribute_is_listed():
 def test_subset_auroc_matches_scikit_learn_with_ties():
     from sklearn.metrics import roc_auc_score
 
-    from runner.analysis.subgroups import _subset_auroc
+    from runner.metrics.intervals import subset_auroc
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 300)
     for scores in (rng.normal(size=300) + labels, np.round(rng.normal(size=300) + labels, 1)):  # no ties, ties
         member = rng.random((40, 300)) < 0.3
         expected = [roc_auc_score(labels[m], scores[m]) for m in member]
-        assert np.allclose(_subset_auroc(member, labels, scores), expected, atol=1e-12)
+        assert np.allclose(subset_auroc(member, labels, scores), expected, atol=1e-12)
 
 
 def test_gap_interval_is_the_bootstrap_of_resampled_patients():

@@ -10,6 +10,11 @@ Entries:
   encoder: a patient's correlated images stay together, which image-level DeLong ignores), and the p-values of the
   comparisons in a row are Holm-adjusted; an encoder is tied when its adjusted p >= alpha.
   A bootstrap p is never 0: with B replicates it is at least 1/(B+1) (`bootstrap_p`).
+  `test="fold-t"` compares by the t-test over the per-fold differences instead (`fold_t_test`): each fold's
+  classifiers were refitted on that fold's training rows, so the folds' spread counts refit variance, which the
+  bootstrap (fitted classifiers held fixed) does not; with the classifier refitted per encoder the bootstrap
+  rejected a true null too often (benchmarks/simulate_tie_test.py, docs/analyses.md "Calibration").
+  `test="corrected-fold-t"` adds Nadeau & Bengio's correction. Both need only the filed out-of-fold predictions.
 Why not DeLong: with several images per patient the images are not independent, and in the simulation of
 tests/test_analysis_paired.py (4 images per patient, patient-level effects) image-level DeLong rejected a true null
 far more often than alpha (measured rate in that test's docstring); the patient bootstrap keeps it near alpha.
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from runner.metrics.intervals import bootstrap_fold_mean, fold_mean_metrics, percentile_interval
+from runner.metrics.intervals import bootstrap_fold_mean, fold_mean_metrics, percentile_interval, subset_auroc
 from runner.metrics.scores import (
     METRICS,
     MetricsInputError,
@@ -210,18 +215,25 @@ def tie_groups(
                              table["fold"].to_numpy(), scores, alpha, metric, metrics_card, test)
 
 
-def per_fold_metric(labels: np.ndarray, patients: np.ndarray, folds: np.ndarray, scores: list[np.ndarray],
-                    threshold: float, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """((S, k) metric of each score vector in each fold with both classes, (k,) test rows of those folds)."""
-    values, n_test = [], []
-    for fold in np.unique(folds):
-        rows = folds == fold
-        if single_class_reason(labels[rows]):
-            continue
-        values.append(fold_mean_metrics(labels[rows], patients[rows], folds[rows],
-                                        [s[rows] for s in scores], threshold)[metric])
-        n_test.append(int(rows.sum()))
-    return np.asarray(values).T, np.asarray(n_test)
+def per_fold_metric(labels: np.ndarray, folds: np.ndarray, scores: list[np.ndarray], threshold: float,
+                    metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """((S, k) metric of each score vector in each fold with both classes, (k,) test rows of those folds).
+
+    The same arithmetic as `fold_mean_metrics` per fold (Mann-Whitney AUROC, ties one half; F1 at `threshold`),
+    all folds at once."""
+    used = [f for f in np.unique(folds) if not single_class_reason(labels[folds == f])]
+    member = np.stack([folds == f for f in used]) if used else np.zeros((0, len(labels)), dtype=bool)
+    if metric == "auroc":
+        values = [subset_auroc(member, labels, s) for s in scores]
+    else:
+        positive, counts = labels == 1, member.astype(float)  # float: a bool matrix product is a logical "or"
+        values = []
+        for s in scores:
+            predicted = s >= threshold
+            tp, fp = counts @ (positive & predicted), counts @ (~positive & predicted)
+            fn = counts @ (positive & ~predicted)
+            values.append(2 * tp / (2 * tp + fp + fn))  # each used fold has positives: never 0 / 0
+    return np.asarray(values, dtype=float).reshape(len(scores), len(used)), member.sum(axis=1)
 
 
 def compare_with_best(labels: np.ndarray, patients: np.ndarray, folds: np.ndarray, scores_by_encoder: Mapping,
@@ -248,7 +260,7 @@ def compare_with_best(labels: np.ndarray, patients: np.ndarray, folds: np.ndarra
     b = ids.index(best)
     requested, fallback = test, None
     if test != "patient-bootstrap":
-        per_fold, n_test = per_fold_metric(labels, patients, folds, scores, settings.threshold, metric)
+        per_fold, n_test = per_fold_metric(labels, folds, scores, settings.threshold, metric)
         if len(n_test) < 2:
             test, fallback = "patient-bootstrap", f"{len(n_test)} fold(s) with both classes: a fold t-test needs 2"
     comparisons, raw = {}, {}

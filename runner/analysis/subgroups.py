@@ -34,6 +34,7 @@ from runner.metrics.intervals import (
     _weighted_auroc,
     bootstrap_fold_mean,
     percentile_interval,
+    subset_auroc,
 )
 from runner.metrics.scores import MetricsInputError, check_predictions, check_probabilities, point_metrics
 from runner.metrics.summary import MetricsSettings
@@ -152,26 +153,6 @@ def _donor_rows(labels: np.ndarray, patients: np.ndarray, keep: np.ndarray, n_pe
     return donors
 
 
-def _subset_auroc(member: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Mann-Whitney AUROC (ties count one half) of the rows selected by each row of `member` ((P, n) bool); the
-    scores are sorted once, so each subset costs O(n) dense work (the permutations' inner loop)."""
-    order = np.argsort(scores, kind="stable")
-    ordered = scores[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # first row of each run of tied scores
-    is_pos = labels[order] == 1
-    out = np.empty(member.shape[0])
-    for start in range(0, member.shape[0], 256):  # bounds each dense block
-        chosen = member[start:start + 256][:, order]
-        n_pos, n_neg = (chosen & is_pos).astype(float), (chosen & ~is_pos).astype(float)
-        if len(starts) < len(order):  # tied scores: count each run of ties together
-            n_pos, n_neg = np.add.reduceat(n_pos, starts, axis=1), np.add.reduceat(n_neg, starts, axis=1)
-        below = np.cumsum(n_neg, axis=1) - n_neg
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[start:start + 256] = (np.sum(n_pos * (below + 0.5 * n_neg), axis=1)
-                                      / (n_pos.sum(axis=1) * n_neg.sum(axis=1)))
-    return out
-
-
 def gap_null_reference(labels: np.ndarray, patients: np.ndarray, scores: np.ndarray, groups: np.ndarray,
                        computed: list[str], n_perm: int, seed: int, folds: np.ndarray | None = None) -> dict:
     """The largest AUROC gap among the `computed` groups, under permutations of the attribute between patients
@@ -186,8 +167,8 @@ def gap_null_reference(labels: np.ndarray, patients: np.ndarray, scores: np.ndar
         codes[(groups == g).to_numpy()] = i
     donors = _donor_rows(labels, patients, keep, n_perm, seed, folds)
     permuted = codes[donors]  # (n_perm, n) group code of every row in every permutation
-    observed = [_subset_auroc(codes[None, :] == i, labels, scores)[0] for i in range(len(computed))]
-    null = np.stack([_subset_auroc(permuted == i, labels, scores) for i in range(len(computed))])
+    observed = [subset_auroc(codes[None, :] == i, labels, scores)[0] for i in range(len(computed))]
+    null = np.stack([subset_auroc(permuted == i, labels, scores) for i in range(len(computed))])
     gap, null_gaps = float(np.max(observed) - np.min(observed)), null.max(axis=0) - null.min(axis=0)
     null_gaps = null_gaps[np.isfinite(null_gaps)]
     return {
