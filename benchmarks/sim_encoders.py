@@ -39,10 +39,20 @@ class Structure:
         return int(self.patient_index.max()) + 1
 
 
+def committed_manifest(task: str) -> Path:
+    """manifests/<task>/manifest.parquet, or the one manifests/<task>/<sha256>/manifest.parquet (the layout since the
+    manifests are stored by hash)."""
+    flat = ROOT / "manifests" / task / "manifest.parquet"
+    found = [flat] if flat.is_file() else sorted((ROOT / "manifests" / task).glob("*/manifest.parquet"))
+    if len(found) != 1:
+        raise SystemExit(f"{task}: expected one committed manifest, found {[str(f) for f in found]}")
+    return found[0]
+
+
 def load_structure(task: str, subsample: float = 1.0, seed: int = 0) -> Structure:
-    """The committed manifest of `task` (manifests/<task>/manifest.parquet); `subsample` < 1 keeps that share of its
+    """The committed manifest of `task` (`committed_manifest`); `subsample` < 1 keeps that share of its
     patients (all their images), chosen at random, for cheaper runs."""
-    table = pd.read_parquet(ROOT / "manifests" / task / "manifest.parquet")
+    table = pd.read_parquet(committed_manifest(task))
     if subsample < 1.0:
         patients = table["patient_id"].astype(str).unique()
         keep = np.random.default_rng(seed).choice(patients, max(2, round(subsample * len(patients))), replace=False)

@@ -28,7 +28,8 @@ class CardProblem:
         where = str(self.file) if self.file else "<card>"
         if self.line:
             where += f":{self.line}"
-        text = f"{where}: {self.pointer or '/'}: {self.message}"
+        # a problem of the registry as a whole (no file, no field) is its message alone
+        text = self.message if self.file is None and not self.pointer else f"{where}: {self.pointer or '/'}: {self.message}"
         if self.expected:
             text += f" (expected {self.expected})"
         if self.suggestion:

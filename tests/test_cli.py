@@ -219,14 +219,14 @@ def test_every_error_type_is_a_registry_error_with_an_exit_code():
     from leaderboard.filing.submit import SubmitError
     from registry.errors import CardError, RegistryError
     from runner.classify.out_of_fold import ClassifyError
-    from runner.data.tables import DataError
+    from runner.data.imaging import ImageDecodeError
     from runner.data.synthetic import DemoDataError
+    from runner.data.tables import DataError
     from runner.encoders import EncoderError, WeightsNotFoundError
     from runner.evaluate import EvaluationError
-    from runner.data.imaging import ImageDecodeError
-    from runner.sample.manifest import ManifestError
     from runner.metrics.scores import MetricsInputError
     from runner.results.result import ResultError
+    from runner.sample.manifest import ManifestError
     from runner.sample.sampler import SamplingError
 
     expected = {CardError: 2, DataError: 2, SamplingError: 2, ManifestError: 2, ClassifyError: 2, MetricsInputError: 2,

@@ -291,7 +291,7 @@ def base_run(registry_root: Path, out: Path) -> Path:
 
     from registry.cards import load_registry
 
-    return make_run(out, load_registry(registry_root), "effusion-demo", "pixels", n=60, excluded=1)
+    return make_run(out, load_registry(registry_root), "effusion-demo", "pixels", excluded=1)
 
 
 def build_result_case(case: Case, registry_root: Path, folder: Path) -> Path:

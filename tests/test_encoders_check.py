@@ -7,8 +7,8 @@ import re
 import numpy as np
 from typer.testing import CliRunner
 
-from runner.cli.main import app
 from runner.cli.commands.encoders import fingerprint, reference_image
+from runner.cli.main import app
 
 
 def test_fingerprint_is_stable_under_tiny_noise_and_sign_of_zero():

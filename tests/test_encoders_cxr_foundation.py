@@ -226,9 +226,9 @@ def test_dicoms_reach_the_png_without_the_reference_window_crash(name):
     # Google's client calls np.iinfo(float64) and crashes; runner.data.imaging windows in float instead.
     from pydicom.data import get_testdata_file
 
+    from runner.data.imaging import load_image
     from runner.encoders.base import Encoder
     from runner.encoders.cxr_foundation import CXRFoundationEncoder
-    from runner.data.imaging import load_image
 
     path = get_testdata_file(name)
     if path is None:

@@ -9,8 +9,8 @@ from jsonschema import Draft202012Validator
 from scipy import stats
 from sklearn.metrics import f1_score, roc_auc_score
 
-from runner.metrics.scores import MetricsInputError
 from runner.metrics.intervals import bootstrap_fold_mean, percentile_interval
+from runner.metrics.scores import MetricsInputError
 from runner.metrics.summary import summarize
 
 CARD_T = {"threshold": 0.5, "ci": "t-interval", "confidence": 0.95, "bootstrap": {"n": 400, "seed": 0}}
@@ -151,6 +151,17 @@ def test_bootstrap_ci_covers_true_auroc():
     for i in range(sims):
         scores = np.r_[rng.normal(1.0, 1, 100), rng.normal(0, 1, 100)]
         reps = bootstrap_fold_mean(labels, np.arange(200), np.zeros(200, int), [scores], 0.5, 300, i)
-        low, high, _, _ = percentile_interval(reps["auroc"][0], 0.95)
+        low, high, _, _ = percentile_interval(reps["auroc"][0], 0.95, 50)
         hits += low <= true_auc <= high
     assert hits / sims >= 0.93
+
+
+def test_min_valid_replicates_is_a_card_field_that_decides_whether_a_bootstrap_ci_is_reported():
+    """metrics.bootstrap.min_valid_replicates (schema default 50): asking for more computable replicates than the
+    bootstrap draws leaves the CI out, saying why; the default reports it."""
+    predictions = make_predictions()
+    reported = summarize(predictions, CARD_B)["auroc"]
+    strict = summarize(predictions, {**CARD_B, "bootstrap": {**CARD_B["bootstrap"], "min_valid_replicates": 401}})
+    assert reported["ci_low"] is not None and reported["ci_high"] is not None
+    assert strict["auroc"]["ci_low"] is None and "min_valid_replicates" in strict["auroc"]["reason"]
+    assert strict["auroc"]["mean"] == reported["mean"]

@@ -42,8 +42,8 @@ class FakeCard:
 
     @property
     def full(self) -> dict:
-        from registry.extends import deep_merge
         from registry.cards import load_registry
+        from registry.extends import deep_merge
 
         template = dict(load_registry().of_kind(self.kind)[TEMPLATES[self.kind]].data)
         template.pop("benchmarks", None)  # a fake task belongs to the benchmarks its own data names, if any
@@ -61,7 +61,7 @@ class FakeCard:
 
     @property
     def spec(self):
-        import registry.specs as specs
+        from registry import specs
 
         return {"task": specs.task_spec, "encoder": specs.encoder_spec, "dataset": specs.dataset_spec}[self.kind](
             self.full)
@@ -97,12 +97,12 @@ def fake_registry(order=None) -> FakeRegistry:
         dataset_id, dataset_label = DATASETS[short]
         data = {"id": task_id, "title": f"{name} on {dataset_label}", "dataset": dataset_id,
                 "label": {"id": label, "name": name},
-                "leaderboard": {"table": "table1", "disease": name, "dataset_label": dataset_label,
-                                "order": (order or {}).get(task_id, 10 + i)}}
+                "leaderboard": {"disease": name, "dataset_label": dataset_label,
+                                "order": (order or {}).get(task_id, 10 + i)}, "benchmarks": ["paper-table1"]}
         reg.tasks[task_id] = FakeCard(task_id, "task", data)
     reg.tasks["effusion-demo"] = FakeCard("effusion-demo", "task", {
         "id": "effusion-demo", "title": "Effusion (synthetic demo)", "dataset": "demo-cxr",
-        "label": {"id": "effusion", "name": "Effusion"}, "leaderboard": {"table": "demo", "order": 0}})
+        "label": {"id": "effusion", "name": "Effusion"}, "leaderboard": {"order": 0}, "benchmarks": ["demo"]})
     for encoder_id, title, dim in (("medimageinsight", "MedImageInsight", 1024),
                                    ("cxr-foundation", "CXR-Foundation", 32 * 768), ("pixels", "Raw pixels", 1024)):
         reg.encoders[encoder_id] = FakeCard(encoder_id, "encoder", {"id": encoder_id, "title": title,

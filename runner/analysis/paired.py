@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from registry.specs import metrics_spec
 from runner.metrics.intervals import bootstrap_fold_mean, fold_mean_metrics, percentile_interval, subset_auroc
 from runner.metrics.scores import (
     METRICS,
@@ -92,7 +93,7 @@ def paired_bootstrap(pred_a: pd.DataFrame, pred_b: pd.DataFrame, metrics_card: M
     for m in METRICS:
         a, b = float(np.mean(point[m][0])), float(np.mean(point[m][1]))
         diffs = reps[m][0] - reps[m][1]
-        low, high, n_valid, reason = percentile_interval(diffs, settings.confidence)
+        low, high, n_valid, reason = percentile_interval(diffs, settings.confidence, settings.min_valid_replicates)
         p = bootstrap_p(diffs)
         out[m] = {"a": a, "b": b, "diff": a - b, "ci_low": low, "ci_high": high, "p": finite_or_none(p),
                   "n_valid_replicates": n_valid, **({"reason": reason} if reason else {})}
@@ -245,8 +246,6 @@ def compare_with_best(labels: np.ndarray, patients: np.ndarray, folds: np.ndarra
     and the result says so (`requested_test`, `test_reason`)."""
     import dataclasses
 
-    from registry.specs import metrics_spec
-
     if test not in TIE_TESTS:
         raise MetricsInputError(f"tie test must be one of {list(TIE_TESTS)}, got {test!r}")
     settings = MetricsSettings.from_card(dataclasses.replace(metrics_spec(metrics_card), confidence=1 - alpha))
@@ -271,7 +270,7 @@ def compare_with_best(labels: np.ndarray, patients: np.ndarray, folds: np.ndarra
             if e == best:
                 continue
             diffs = reps[b] - reps[i]
-            low, high, _, reason = percentile_interval(diffs, 1 - alpha)
+            low, high, _, reason = percentile_interval(diffs, 1 - alpha, settings.min_valid_replicates)
             raw[e] = bootstrap_p(diffs)
             comparisons[e] = {"diff": values[best] - values[e], "ci_low": low, "ci_high": high, "p": raw[e],
                               **({"reason": reason} if reason else {})}

@@ -27,10 +27,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from registry.specs import SubgroupsSpec, analyses_spec
+from runner.analysis import need
 from runner.metrics.intervals import (
     _patient_count_draws,
     _weighted_auroc,
@@ -40,6 +43,9 @@ from runner.metrics.intervals import (
 )
 from runner.metrics.scores import MetricsInputError, check_predictions, check_probabilities, point_metrics
 from runner.metrics.summary import MetricsSettings
+
+if TYPE_CHECKING:
+    from runner.analysis import AnalysisContext
 
 
 def age_band_labels(bands: Sequence[float]) -> list[str]:
@@ -61,7 +67,6 @@ def subgroup_auroc(predictions: pd.DataFrame, params=None, metrics_card=None) ->
 
     params: the task's SubgroupsSpec (or an `analyses.subgroups` block; absent fields take the schema's defaults).
     """
-    from registry.specs import SubgroupsSpec, analyses_spec
 
     spec = params if isinstance(params, SubgroupsSpec) else analyses_spec({"subgroups": dict(params or {})}).subgroups
     settings = MetricsSettings.from_card(metrics_card)
@@ -92,7 +97,8 @@ def subgroup_auroc(predictions: pd.DataFrame, params=None, metrics_card=None) ->
             patients = frame["patient_id"].astype(str).to_numpy()
             group_of_row = groups.astype(str).where(groups.notna()).to_numpy(dtype=object)
             low, high, _, reason = gap_interval(labels, patients, probs, group_of_row == hi, group_of_row == lo,
-                                                settings.confidence, settings.bootstrap_n, settings.bootstrap_seed)
+                                                settings.confidence, settings.bootstrap_n, settings.bootstrap_seed,
+                                                settings.min_valid_replicates)
             gap.update({"ci_low": low, "ci_high": high, **({"ci_reason": reason} if reason else {})})
             gap["null"] = gap_null_reference(labels, patients, probs, group_of_row, sorted(computed),
                                              settings.bootstrap_n, settings.bootstrap_seed, frame["fold"].to_numpy())
@@ -110,7 +116,7 @@ def _group_result(rows: pd.DataFrame, probs: np.ndarray, min_per_class: int, set
         return {"status": "too-small", **counts, "min": min_per_class}
     reps = bootstrap_fold_mean(labels, rows["patient_id"].astype(str).to_numpy(), np.zeros(len(rows), dtype=int),
                                [probs], settings.threshold, settings.bootstrap_n, settings.bootstrap_seed)
-    low, high, _, reason = percentile_interval(reps["auroc"][0], settings.confidence)
+    low, high, _, reason = percentile_interval(reps["auroc"][0], settings.confidence, settings.min_valid_replicates)
     result = {"status": "computed", **counts, "auroc": point_metrics(labels, probs, settings.threshold)["auroc"],
               "ci_low": low, "ci_high": high}
     if reason:
@@ -119,13 +125,14 @@ def _group_result(rows: pd.DataFrame, probs: np.ndarray, min_per_class: int, set
 
 
 def gap_interval(labels: np.ndarray, patients: np.ndarray, scores: np.ndarray, in_hi: np.ndarray, in_lo: np.ndarray,
-                 confidence: float, n_reps: int, seed: int) -> tuple[float | None, float | None, int, str | None]:
+                 confidence: float, n_reps: int, seed: int, min_valid: int
+                 ) -> tuple[float | None, float | None, int, str | None]:
     """Percentile CI of AUROC(rows in_hi) - AUROC(rows in_lo): patients resampled with replacement (pooled, as the
     groups' AUROCs are), the same draw for both groups. Returns (low, high, n_valid, reason)."""
     _, patient = np.unique(np.asarray(patients).astype(str), return_inverse=True)
     weights = _patient_count_draws(np.random.default_rng(seed), int(patient.max()) + 1, n_reps)
     auroc = [_weighted_auroc(weights, patient[rows], labels[rows], scores[rows]) for rows in (in_hi, in_lo)]
-    return percentile_interval(auroc[0] - auroc[1], confidence)
+    return percentile_interval(auroc[0] - auroc[1], confidence, min_valid)
 
 
 def _donor_rows(labels: np.ndarray, patients: np.ndarray, keep: np.ndarray, n_perm: int, seed: int,
@@ -179,3 +186,15 @@ def gap_null_reference(labels: np.ndarray, patients: np.ndarray, scores: np.ndar
         "p": float((1 + np.sum(null_gaps >= gap - 1e-12)) / (1 + len(null_gaps))),
         "null_mean": float(np.mean(null_gaps)), "null_q95": float(np.quantile(null_gaps, 0.95)),
     }
+
+
+def run(ctx: AnalysisContext, params) -> dict:
+    """The subgroups block of a run's result: AUROC per subgroup of the task's eval folds."""
+    predictions = need(ctx.predictions, "out-of-fold predictions")
+    if ctx.manifest is not None:  # sex/age/view live in the manifest
+        extra = [c for c in ("sex", "age", "view") if c in ctx.manifest.columns and c not in predictions.columns]
+        if extra:
+            predictions = predictions.merge(ctx.manifest[["image_id", *extra]], on="image_id", how="left")
+    if ctx.eval_folds is not None:
+        predictions = predictions[predictions["fold"].isin(list(ctx.eval_folds))]
+    return subgroup_auroc(predictions, params, ctx.metrics_card)

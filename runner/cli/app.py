@@ -19,7 +19,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from registry.errors import RegistryError
+from registry.errors import CardError, CardProblem, RegistryError
 
 EXIT_FAILURE, EXIT_INVALID = 1, 2
 
@@ -140,9 +140,8 @@ def load_cli_registry(extra_cards: list[Path] = ()):
     """
     import dataclasses
 
-    from registry.cross_checks import cross_card_problems
     from registry.cards import load_card, load_registry
-    from registry.errors import CardError, CardProblem
+    from registry.cross_checks import cross_card_problems
 
     reg = load_registry(registry_root())
     paths = [*STATE.extra_cards, *extra_cards]

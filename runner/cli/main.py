@@ -3,7 +3,6 @@
 Each import below registers its commands on `runner.cli.app.app`.
 """
 
-import runner.runtime.signals as signals
 from runner.cli.app import app
 from runner.cli.commands import (
     bench,  # noqa: F401  bench
@@ -14,6 +13,7 @@ from runner.cli.commands import (
     leaderboard,  # noqa: F401  submit, leaderboard build|serve
     sample,  # noqa: F401  sample
 )
+from runner.runtime import signals
 
 __all__ = ["app"]
 signals.install()  # SIGTERM unwinds like Ctrl-C: temp files removed, one line instead of a traceback (exit 130)

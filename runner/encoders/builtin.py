@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runner.encoders.base import Encoder, EncoderError, register_adapter
+from runner.encoders.base import Encoder, EncoderError
 
 
 def _check_dim(encoder: Encoder, produced: int) -> None:
@@ -25,7 +25,6 @@ def _check_dim(encoder: Encoder, produced: int) -> None:
         )
 
 
-@register_adapter("pixels")
 class PixelsEncoder(Encoder):
     """Raw intensities of the image resized per the card (e.g. 32x32x1 -> 1024-d)."""
 
@@ -38,7 +37,6 @@ class PixelsEncoder(Encoder):
         return np.ascontiguousarray(batch.reshape(batch.shape[0], -1), dtype=np.float32)
 
 
-@register_adapter("random-cnn")
 class RandomCNNEncoder(Encoder):
     """A seeded, randomly initialised CNN; features are last-layer activations averaged over a 2x2 region grid."""
 
@@ -79,7 +77,6 @@ class RandomCNNEncoder(Encoder):
         return pooled.cpu().numpy().astype(np.float32)
 
 
-@register_adapter("radiomics")
 class RadiomicsEncoder(Encoder):
     """Handcrafted descriptor: global histogram, region-grid intensity/gradient statistics and GLCM texture.
 

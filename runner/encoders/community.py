@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from runner.encoders.base import EncoderError, register_adapter
+from runner.encoders.base import EncoderError
 from runner.encoders.torch_base import TorchEncoder
 
 
@@ -17,7 +17,6 @@ def _model_cfg(card: dict) -> dict:
     return card.get("model") or {}
 
 
-@register_adapter("torchxrayvision")
 class XRVEncoder(TorchEncoder):
     """torchxrayvision DenseNet; `features2` (ReLU + global average pool of the last dense block) -> 1024-d.
 
@@ -38,7 +37,6 @@ class XRVEncoder(TorchEncoder):
         return self.model.features2(x)
 
 
-@register_adapter("hf-transformers")
 class HFTransformersEncoder(TorchEncoder):
     """Any transformers vision backbone (AutoModel) from a local snapshot: last_hidden_state pooled per the card
     (`cls`, `mean`), or `pooling: pooler` for the model's pooler_output."""
@@ -63,7 +61,6 @@ class HFTransformersEncoder(TorchEncoder):
         return out.last_hidden_state
 
 
-@register_adapter("open-clip")
 class OpenCLIPEncoder(TorchEncoder):
     """The image tower of an OpenCLIP model (e.g. BiomedCLIP), built from the repo's open_clip_config.json `model_cfg`
     (or the card's `model.model_cfg`) — only the vision tower, so no text model or tokenizer is fetched."""
@@ -86,7 +83,6 @@ class OpenCLIPEncoder(TorchEncoder):
         return visual
 
 
-@register_adapter("timm")
 class TimmEncoder(TorchEncoder):
     """Any timm model by name (`model.name`, `model.kwargs`), classifier removed (num_classes=0): timm's pooled features."""
 

@@ -25,7 +25,8 @@ import logging
 
 import numpy as np
 
-from runner.encoders.base import Encoder, EncoderError, pool_tokens, register_adapter
+from runner.data.imaging import to_encoder_input
+from runner.encoders.base import Encoder, EncoderError, pool_tokens
 from runner.encoders.weights import resolve_weights
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,6 @@ def _has_batch_dim(fn, name: str) -> bool:
         return False
 
 
-@register_adapter("cxr-foundation")
 class CXRFoundationEncoder(Encoder):
     def __init__(self, card: dict, device: str = "cpu", weights_dir=None):
         super().__init__(card, device=device, weights_dir=weights_dir)
@@ -180,7 +180,6 @@ class CXRFoundationEncoder(Encoder):
     def prepare(self, image: np.ndarray) -> np.ndarray:
         image = np.asarray(image, dtype=np.float32)
         if self.contract.get("size"):
-            from runner.data.imaging import to_encoder_input
 
             image = to_encoder_input(image, {**self.contract, "channels": 1, "normalize": "none"})[0]
         out = np.empty((), dtype=object)

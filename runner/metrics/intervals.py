@@ -15,9 +15,6 @@ import numpy as np
 
 from runner.metrics.scores import METRICS, single_class_reason
 
-# Fewer valid bootstrap replicates than this and the percentile interval is not trusted.
-MIN_VALID_REPLICATES = 50
-
 
 def _patient_count_draws(rng: np.random.Generator, n_patients: int, n_reps: int) -> np.ndarray:
     """(n_reps, n_patients) how often each patient is drawn when n_patients are drawn with replacement."""
@@ -144,13 +141,15 @@ def subset_auroc(member: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> 
     return out
 
 
-def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[float | None, float | None, int, str | None]:
-    """(low, high, n_valid, reason) of the percentile interval over the finite replicates."""
+def percentile_interval(replicates: np.ndarray, confidence: float, min_valid: int
+                        ) -> tuple[float | None, float | None, int, str | None]:
+    """(low, high, n_valid, reason) of the percentile interval over the finite replicates; none when fewer than
+    `min_valid` (the card's metrics.bootstrap.min_valid_replicates) could be computed."""
     valid = replicates[np.isfinite(replicates)]
-    if len(valid) < MIN_VALID_REPLICATES:
+    if len(valid) < min_valid:
         return None, None, len(valid), (
             f"only {len(valid)} of {len(replicates)} bootstrap replicates had both classes "
-            f"(need {MIN_VALID_REPLICATES})"
+            f"(need {min_valid}: metrics.bootstrap.min_valid_replicates)"
         )
     alpha = 1.0 - confidence
     low, high = np.quantile(valid, [alpha / 2, 1 - alpha / 2])

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from registry.errors import RegistryError
+from registry.schemas import load_schema, validator
 from runner.runtime.atomic import atomic_write_bytes
 
 MAX_STRING_CHARS = 20_000  # longest string anywhere in a result (citations, paths, reasons are far shorter)
@@ -37,7 +38,6 @@ class ResultError(RegistryError):
 
 def load_result_schema() -> dict:
     """The result JSON Schema as a dict (cached)."""
-    from registry.schemas import load_schema
 
     return load_schema("result")
 
@@ -101,7 +101,6 @@ def validate_result(obj: Any) -> list[str]:
         return ["/: nested too deeply to be a result"]
     if problems:  # the schema validator would trip over non-JSON values, and NaN compares oddly
         return problems
-    from registry.schemas import validator  # the one validator of every schema (cached, siblings for $ref)
 
     errors = sorted(validator("result").iter_errors(obj), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     return [_schema_message(e) for e in errors]

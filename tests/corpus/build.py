@@ -811,7 +811,7 @@ def _embed(tmp: Path, frame, encoder, card, cache_root=None):
 
 
 def _failing_load(exc: BaseException, victim: str):
-    import runner.data.imaging as imaging
+    from runner.data import imaging
 
     real = imaging.load_image
 
@@ -825,7 +825,7 @@ def _failing_load(exc: BaseException, victim: str):
 def _transient(tmp: Path, exc: BaseException) -> str:
     """One image fails with a transient error: excluded with a reason, the run goes on, nothing is remembered;
     the next run (error gone) embeds it."""
-    import runner.data.imaging as imaging
+    from runner.data import imaging
 
     frame, encoder, _cache, card = _pixels_setup(tmp)
     real = imaging.load_image
@@ -1128,7 +1128,7 @@ def scenario_cli_sample_seed_huge(tmp: Path) -> str:
 
 def _site_into(out: Path) -> str:
     from leaderboard.site.render import SiteDirError, build_site
-    from leaderboard.filing.submit import RESULTS_DIR
+    from tests.support import RESULTS_DIR
 
     try:
         build_site(out, RESULTS_DIR)
@@ -1170,8 +1170,8 @@ def scenario_site_tex_markup_in_titles(tmp: Path) -> str:
     from runs import make_run
     from test_results import fake_registry
 
-    from leaderboard.site.render import build_site
     from leaderboard.filing.submit import submit
+    from leaderboard.site.render import build_site
 
     reg = fake_registry()
     reg.encoders["pixels"].data["title"] = r"$\frac{$ pixels $^{"
@@ -1258,7 +1258,8 @@ def result_forged_n_images(base: dict, folder: Path) -> Path:
 
 def result_no_predictions(base: dict, folder: Path) -> Path:
     (folder / "predictions.parquet").unlink()
-    return result_with(base, folder, "result.json", lambda o: None)
+    (folder / "embeddings.npz").unlink(missing_ok=True)
+    return result_with(base, folder, "result.json", lambda o: o.pop("embeddings_sha256", None))
 
 
 def result_predictions_extra_row(base: dict, folder: Path) -> Path:
@@ -1294,9 +1295,9 @@ def result_seed_negative(base: dict, folder: Path) -> Path:
 
 
 def _reported(folder: Path, name: str, mutate) -> Path:
-    from leaderboard.filing.file_reported import TABLE_PATH
     from leaderboard.filing.publications import load_publication, reported_results
     from registry.cards import load_registry
+    from tests.support import TABLE_PATH
 
     results = reported_results(load_publication(TABLE_PATH), load_registry())
     obj = next(r for r in results if (r["task"]["id"], r["encoder"]["id"]) == ("effusion-nih", "medimageinsight"))
@@ -1394,3 +1395,119 @@ def scenario_earlier_result_forged_metric(tmp: Path) -> str:
     except SubmitError as exc:
         return f"{said} by runner eval; runner submit: {exc}"
     return f"{said} by runner eval; runner submit filed it"
+
+
+# ------------------------------------------------------------------ issue 25: verification is regeneration
+# Forged runs: the forger edits the manifest or the predictions and recomputes every hash and number with the
+# registry's own code, so only the registry's pins, its checks against the card and its own refit can refuse them.
+
+
+def _forged_run(folder: Path, change_frame=None, change_meta=None, change_predictions=None,
+                keep_bundle: bool = True, registry=None) -> Path:
+    """Rewrite the run in `folder` (OUT/<task>/<encoder>/, made by tests/runs.py make_run) as a forger would."""
+    import pandas as pd
+
+    from registry.cards import load_registry
+    from runner.analysis.for_run import prediction_analyses
+    from runner.data.fingerprint import file_sha256
+    from runner.metrics.summary import summarize
+    from runner.results.run_result import RunFacts, run_result
+    from runner.sample.manifest import Manifest, canonical_frame, content_sha256, pinned_fields
+
+    result = json.loads((folder / "result.json").read_text())
+    reg = registry or load_registry()
+    task, encoder = reg.tasks[result["task"]["id"]], reg.encoders[result["encoder"]["id"]]
+    meta = json.loads((folder.parent / "manifest.json").read_text())
+    frame = canonical_frame(pd.read_parquet(folder.parent / "manifest.parquet"))
+    frame = canonical_frame(change_frame(frame)) if change_frame else frame
+    if change_meta:
+        change_meta(meta)
+    meta.update(sha256=content_sha256(frame, pinned_fields(meta)), n_images=len(frame))
+    frame.to_parquet(folder.parent / "manifest.parquet", index=False)
+    (folder.parent / "manifest.json").write_text(json.dumps(meta, indent=1))
+    old = pd.read_parquet(folder / "predictions.parquet").set_index("image_id")["prob"]
+    excluded = {e["image_id"] for e in result["counts"]["exclusions"] if e["reason"].startswith("at embedding: ")}
+    rows = frame[~frame["image_id"].isin(excluded)].reset_index(drop=True)
+    predictions = rows[["image_id", "patient_id", "label", "fold"]].assign(
+        prob=[float(old.get(i, 0.5)) for i in rows["image_id"]])
+    if change_predictions:
+        predictions = change_predictions(predictions)
+    predictions.to_parquet(folder / "predictions.parquet", index=False)
+    folds = [int(f) for f in meta["eval_folds"]]
+    summary = summarize(predictions, task.spec.metrics, eval_folds=folds,
+                        n_train={f: int((rows["fold"] != f).sum()) for f in folds})
+    analyses = prediction_analyses(task, predictions, rows, folds, summary, [])
+    analyses["classifier"] = result["analyses"]["classifier"]
+    exclusions = [{**e, "reason": e["reason"].removeprefix("at embedding: ")} for e in result["counts"]["exclusions"]
+                  if e["image_id"] in excluded]
+    forged = run_result(task, encoder, reg.datasets[task.spec.dataset], Manifest(frame, meta), predictions,
+                        exclusions, summary, analyses, RunFacts.of_result(result))
+    forged["predictions_sha256"] = file_sha256(folder / "predictions.parquet")
+    if keep_bundle and result.get("embeddings_sha256"):
+        forged["embeddings_sha256"] = result["embeddings_sha256"]
+    else:
+        (folder / "embeddings.npz").unlink(missing_ok=True)
+    (folder / "result.json").write_text(json.dumps(forged, indent=1))
+    return folder / "result.json"
+
+
+def result_cherry_picked_folds(base: dict, folder: Path) -> Path:
+    """Only the best fold evaluated (eval_folds [0]), manifest hash and every number recomputed."""
+    return _forged_run(folder, change_meta=lambda m: m.update(eval_folds=[0]),
+                       change_predictions=lambda p: p[p["fold"] == 0])
+
+
+def result_manifest_without_task(base: dict, folder: Path) -> Path:
+    """The manifest's task_id removed (another task's sample passed off), hash recomputed."""
+    return _forged_run(folder, change_meta=lambda m: m.update(task_id=None))
+
+
+def result_hand_picked_subset(base: dict, folder: Path) -> Path:
+    """Only the images a model got right kept (a third of the negatives dropped), hash and numbers recomputed."""
+    def drop(frame):
+        negatives = frame.index[frame["label"] == 0]
+        return frame.drop(negatives[: len(negatives) // 3])
+    return _forged_run(folder, change_frame=drop)
+
+
+def result_made_up_predictions(base: dict, folder: Path) -> Path:
+    """Predictions 0.9 x label + 0.05 with every number recomputed; the run's genuine embeddings still filed."""
+    return _forged_run(folder, change_predictions=lambda p: p.assign(prob=0.9 * p["label"] + 0.05))
+
+
+def result_made_up_predictions_only(base: dict, folder: Path) -> Path:
+    """The same made-up predictions, and no embeddings for the registry to refit from."""
+    return _forged_run(folder, change_predictions=lambda p: p.assign(prob=0.9 * p["label"] + 0.05),
+                       keep_bundle=False)
+
+
+def result_scores_outside_unit(base: dict, folder: Path) -> Path:
+    """Scores that are not probabilities (x 10), every number recomputed (AUROC is rank-based: it does not change)."""
+    return _forged_run(folder, change_predictions=lambda p: p.assign(prob=p["prob"] * 10), keep_bundle=False)
+
+
+def result_edited_subgroup_gap(base: dict, folder: Path) -> Path:
+    """An analysis number the registry recomputes from the predictions, edited."""
+    def mutate(o):
+        o["analyses"]["within_view"] = {"status": "skipped", "reason": "nothing to see here"}
+    return result_with(base, folder, "result.json", mutate)
+
+
+def result_manifest_of_committed_task(base: dict, folder: Path) -> Path:
+    """A hand-made sample of a task whose manifest the registry commits (atelectasis-vindr), every hash and number
+    consistent: the registry scores the task on its committed manifest only."""
+    from runs import make_run
+
+    from registry.cards import load_registry
+
+    return make_run(folder.parent.parent / "vindr", load_registry(), "atelectasis-vindr", "pixels")
+
+
+def result_reported_with_made_up_folds(base: dict, folder: Path) -> Path:
+    """A reported result that keeps the paper's means but adds per-fold values, a ROC curve and a subgroup analysis
+    the publication never printed."""
+    def mutate(o):
+        o["metrics"]["auroc"]["per_fold"] = [0.95, 0.96, 0.97, 0.95, 0.96]
+        o["roc"] = {"fpr": [0.0, 0.1, 1.0], "tpr": [0.0, 0.9, 1.0]}
+        o["analyses"] = {"subgroups": {"sex": {"gap": 0.0001}}}
+    return _reported(folder, "made-up-folds.json", mutate)

@@ -311,14 +311,14 @@ I13: list[Case] = [
     # ------------------------------------------------------------------ results: verified submission
     Case("result-deep-analyses", "result", "result_deep_analyses", "refused", "nested deeper than 32", 2,
          behaviour="400-deep nesting inside analyses (schema-open): refused before any rendering; exit 2"),
-    Case("result-edited-auroc", "result", "result_edited_auroc", "refused", "result says 0.999, recomputed", 1,
+    Case("result-edited-auroc", "result", "result_edited_auroc", "refused", "submission says 0.999, recomputed", 1,
          behaviour="AUROC edited to 0.999: recomputed from the predictions, refused; exit 1"),
     Case("result-swapped-predictions", "result", "result_swapped_predictions", "refused", "predictions_sha256", 1,
          behaviour="perfectly separating predictions swapped in: sha256 and every metric differ; exit 1"),
-    Case("result-forged-n-images", "result", "result_forged_n_images", "refused", "n_images 2000", 1,
+    Case("result-forged-n-images", "result", "result_forged_n_images", "refused", "submission says 2000", 1,
          behaviour="manifest.n_images forged: the manifest found one folder up says otherwise; exit 1"),
     Case("result-no-predictions", "result", "result_no_predictions", "refused", "no predictions file", 1,
-         behaviour="a reproduced result without its predictions: nothing to verify, refused; exit 1"),
+         behaviour="a reproduced result without its predictions or embeddings: nothing to verify, refused; exit 1"),
     Case("result-predictions-extra-row", "result", "result_predictions_extra_row", "refused",
          "not test rows of the manifest", 1, behaviour="a prediction for an image not in the manifest; exit 1"),
     Case("result-over-budget", "result", "result_over_budget", "refused", "max_excluded_fraction", 1,
@@ -330,7 +330,7 @@ I13: list[Case] = [
     Case("result-reported-made-up", "result", "result_reported_made_up", "refused", "is not what publication", 1,
          behaviour="a reported AUROC not printed in the cited publication: refused; exit 1"),
     Case("result-reported-unknown-publication", "result", "result_reported_unknown_publication", "refused",
-         "is not one", 1, behaviour="citing a publication id with no record in leaderboard/filing/publications/; exit 1"),
+         "is not one", 1, behaviour="citing a publication id with no record in leaderboard/publications/; exit 1"),
     Case("result-reported-wrong-cell", "result", "result_reported_wrong_cell", "refused", "is not what publication", 1,
          behaviour="another encoder's printed number filed under this one: refused; exit 1"),
     # an earlier result in the run folder, which a rerun of the same pair keeps only while it still fits (runner.results.reuse)
@@ -352,12 +352,49 @@ I13: list[Case] = [
          "earlier result is missing (label_efficiency.png)",
          behaviour="a figure the result names (clustering's or label efficiency's) is gone: computed again"),
     Case("earlier-result-forged-metric", "scenario", "scenario_earlier_result_forged_metric", "observed",
-         "result says 0.999, recomputed",
+         "submission says 0.999, recomputed",
          behaviour="fingerprint intact, AUROC edited to 0.999: runner eval keeps its owner's file (staleness, not "
          "forgery, is what reuse guards); runner submit recomputes from the predictions and refuses it"),
 ]
 for _case in I13:
     CASES.append(Case(**{**_case.__dict__, "issue": 13}))
+
+# Verification is regeneration (issue 25): forged runs whose every hash and number was recomputed by the forger.
+CASES += [
+    # ------------------------------------------------------------------ results: verification is regeneration (issue 25)
+    Case("result-cherry-picked-folds", "result", "result_cherry_picked_folds", "refused",
+         "eval_folds is [0], the task card says [0, 1, 2, 3, 4]", 1, issue=25,
+         behaviour="only the best fold evaluated, hash and numbers recomputed: the pinned eval_folds are checked "
+                   "against the card; exit 1"),
+    Case("result-manifest-without-task", "result", "result_manifest_without_task", "refused",
+         "task_id is None, the task card says 'effusion-demo'", 1, issue=25,
+         behaviour="a manifest without task_id (another task's labels passed off): refused; exit 1"),
+    Case("result-hand-picked-subset", "result", "result_hand_picked_subset", "refused",
+         "negatives in the rows, the task card samples 150", 1, issue=25,
+         behaviour="a third of the negatives dropped, every hash and number recomputed: the class sizes are checked "
+                   "against the card's sampling; exit 1"),
+    Case("result-made-up-predictions", "result", "result_made_up_predictions", "refused",
+         "not what the task's classifier gives on the submitted embeddings", 1, issue=25,
+         behaviour="predictions 0.9 x label + 0.05 with every number recomputed, the genuine embeddings filed: the "
+                   "registry refits and the predictions differ; exit 1"),
+    Case("result-made-up-predictions-only", "result", "result_made_up_predictions_only", "refused",
+         "min_tier embeddings", 1, issue=25,
+         behaviour="the same, without embeddings: this registry files reproduced results only as its own refit; "
+                   "exit 1"),
+    Case("result-scores-outside-unit", "result", "result_scores_outside_unit", "refused",
+         "not a probability in [0, 1]", 1, issue=25,
+         behaviour="scores x 10 (AUROC unchanged), every number recomputed: refused; exit 1"),
+    Case("result-edited-analysis", "result", "result_edited_subgroup_gap", "refused", "/analyses/within_view", 1,
+         issue=25, behaviour="an analysis the registry recomputes from the predictions, edited: refused; exit 1"),
+    Case("result-manifest-of-committed-task", "result", "result_manifest_of_committed_task", "refused",
+         "is scored on its committed manifest", 1, issue=25,
+         behaviour="a hand-made sample of a task whose manifest is committed, consistent in every number: refused; "
+                   "exit 1"),
+    Case("result-reported-made-up-folds", "result", "result_reported_with_made_up_folds", "refused",
+         "is not what publication", 1, issue=25,
+         behaviour="a reported result with the printed means but made-up per-fold values, ROC and subgroups: a "
+                   "reported result carries only what the publication prints; exit 1"),
+]
 
 
 def markdown_table() -> str:

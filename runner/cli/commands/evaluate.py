@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -45,6 +46,7 @@ def select_tasks(spec: str, reg) -> list[str]:
     from fnmatch import fnmatchcase
 
     from registry.benchmarks import load_benchmarks, tasks_of
+
 
     benchmarks = load_benchmarks(reg.root)
     chosen: list[str] = []
@@ -166,12 +168,12 @@ def _demo_layout_roots(data_root: Path | None, reg) -> dict[str, Path]:
     if data_root is None or site_of(data_root) is None:
         return {}
     found = {}
-    for dataset_id, (folder, kwargs) in DEMO_DATA.items():
-        card = reg.datasets.get(dataset_id)
-        candidate = data_root.parent / folder
-        if card is None or os.environ.get(card.data.get("root_env") or ""):
+    for dataset_id, card in reg.datasets.items():
+        made = card.spec.synthetic_data
+        if made is None or os.environ.get(card.spec.root_env or ""):
             continue
-        if site_of(candidate) == kwargs.get("site", "a"):
+        candidate = data_root.parent / made.folder
+        if site_of(candidate) == made.site:
             found[dataset_id] = candidate
     return found
 
@@ -312,9 +314,10 @@ def eval_command(
     include_controls: Annotated[bool, typer.Option(
         "--include-controls", help="Let 'all' and globs select control encoders (random weights, built-ins) too.")
     ] = False,
-    pipeline: Annotated[str, typer.Option("--pipeline", help="auto | cpu | fast (preprocess on the device).")] = "auto",
     backend: Annotated[str, typer.Option(
-        "--backend", help="local | ray (Ray Data actor pool; $RAY_ADDRESS for a cluster).")] = "local",
+        "--backend", help="Where embeddings are computed: auto (device on CUDA, else cpu) | cpu (decode workers + "
+        "the encoder on this process) | device (read on CPU workers, preprocess + forward on the device) | ray (a Ray "
+        "Data actor pool; $RAY_ADDRESS for a cluster).")] = "auto",
     trust_custom_code: Annotated[bool, typer.Option(
         "--trust-custom-code", help="Allow encoder cards with adapter: custom to run their Python entry point.")] = False,
     dataset_root: Annotated[list[str] | None, typer.Option(
@@ -327,6 +330,10 @@ def eval_command(
         "--recompute", help="Fit and score again even when OUT/<task>/<encoder>/result.json was computed from the "
         "same inputs (cards, manifest, embeddings, code, package versions: runner/results/reuse.py); otherwise it is kept.")
     ] = False,
+    save_embeddings: Annotated[bool, typer.Option(
+        "--save-embeddings", help="Also write OUT/<task>/<encoder>/embeddings.npz (float32): `runner submit` then has "
+        "the registry refit the classifier itself (the stronger tier), and `runner audit` can check the embeddings "
+        "against the images.")] = False,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print a JSON summary of every pair on stdout (progress and per-pair lines go to stderr).")
     ] = False,
@@ -339,13 +346,12 @@ def eval_command(
     """
     import json
 
+    from runner.embed.plan import BACKENDS
     from runner.evaluate import EvalOptions
 
     check_device(device)
-    if pipeline not in ("auto", "cpu", "fast"):
-        fail(f"--pipeline {pipeline!r}; expected auto, cpu or fast")
-    if backend not in ("local", "ray"):
-        fail(f"--backend {backend!r}; expected local or ray")
+    if backend not in BACKENDS:
+        fail(f"--backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     card_files = [Path(t.strip()) for t in (encoder or "").split(",") if t.strip() and is_card_path(t.strip())]
     reg = load_cli_registry(extra_cards=card_files)
     if encoder is None:
@@ -365,8 +371,8 @@ def eval_command(
              "or leave --data-root out and set each dataset card's environment variable")
     options = EvalOptions(device=device, workers=workers, analyses=_analyses(analyses), cache_dir=cache_dir,
                           trust_custom_code=trust_custom_code, progress=True if sys.stderr.isatty() else "log",
-                          pipeline=pipeline, batch_size=batch_size, backend=backend, weights_dir=weights_dir, resample=resample,
-                          recompute=recompute,
+                          batch_size=batch_size, backend=backend, weights_dir=weights_dir, resample=resample,
+                          recompute=recompute, save_embeddings=save_embeddings,
                           data_roots={**_demo_layout_roots(data_root, reg), **_dataset_roots(dataset_root, reg)})
     outcomes = run_many(tasks, selection.ids, data_root, out, options, reg, quiet_stdout=as_json)
     if len(outcomes) > 1 or exit_code_of(outcomes):
@@ -379,12 +385,7 @@ def eval_command(
     raise typer.Exit(exit_code_of(outcomes))
 
 
-BUILTIN_ENCODERS = ("pixels", "random-cnn", "radiomics")
-# The demo data sets, one folder each under OUT: dataset card id -> (folder, make_demo_dataset arguments).
-DEMO_DATA = {"demo-cxr": ("data", {"seed": 0}),
-             "demo-cxr-site-b": ("data-site-b", {"seed": 1, "n_patients": 250, "site": "b"})}
-# Cheap analyses only (seconds on the demo): stability, clustering and label efficiency are opt-in via runner eval.
-DEMO_ANALYSES = ["subgroups"]
+DEMO_BENCHMARK = "demo"  # registry/benchmarks.yaml: its tasks, and its `run` block's encoders and analyses
 
 
 @app.command("demo")
@@ -393,34 +394,39 @@ def demo_command(
         "out/demo"),
     workers: Annotated[int | None, typer.Option("--workers", min=0, help=WORKERS_HELP)] = None,
 ):
-    """Run the whole pipeline offline on SYNTHETIC data: make the demo DICOM data sets (site A, and site B for the
-    transfer task), evaluate every demo task (task cards whose data set is synthetic) with the three built-in
-    encoders, file the results into OUT/results and build the leaderboard site (with tie groups) into OUT/site.
-    The numbers say nothing about real X-rays.
+    """Run the whole pipeline offline on SYNTHETIC data: the `demo` benchmark (registry/benchmarks.yaml). Make its data
+    sets as their dataset cards' `synthetic_data` blocks say (site A, and site B for the transfer task), evaluate every
+    task of the benchmark with the encoders and analyses of its `run` block, file the results into OUT/results and
+    build the leaderboard site (with tie groups) into OUT/site. The numbers say nothing about real X-rays.
     """
+    from registry.benchmarks import load_benchmarks, tasks_of
     from runner.data.synthetic import make_demo_dataset
     from runner.evaluate import EvalOptions
 
     started = time.perf_counter()
     reg = load_cli_registry()
-    tasks = sorted(t for t, card in reg.tasks.items() if reg.datasets[card.data["dataset"]].data.get("synthetic"))
-    if not tasks:
-        fail("no demo task: no task card uses a dataset card with synthetic: true")
+    benchmark = load_benchmarks(reg.root).get(DEMO_BENCHMARK)
+    tasks = tasks_of(DEMO_BENCHMARK, reg.tasks) if benchmark else []
+    if not tasks or not benchmark.run_encoders:
+        fail(f"no demo: benchmark {DEMO_BENCHMARK!r} needs tasks (task cards listing it in `benchmarks`) and a "
+             f"`run.encoders` list in {reg.home.benchmarks_file}")
     roots = {}
-    needed = {reg.tasks[t].data["dataset"] for t in tasks} | {
-        reg.tasks[reg.tasks[t].data["transfer"]["train_task"]].data["dataset"]
-        for t in tasks if reg.tasks[t].data.get("type") == "transfer"}
+    needed = {reg.tasks[t].spec.dataset for t in tasks} | {
+        reg.tasks[reg.tasks[t].spec.transfer_train_task].spec.dataset
+        for t in tasks if reg.tasks[t].spec.type == "transfer"}
     for dataset_id in sorted(needed):
-        if dataset_id not in DEMO_DATA:
-            fail(f"demo task data set {dataset_id!r} is not one runner demo can make ({', '.join(DEMO_DATA)})")
-        folder, kwargs = DEMO_DATA[dataset_id]
-        roots[dataset_id] = out / folder
+        made = reg.datasets[dataset_id].spec.synthetic_data
+        if made is None:
+            fail(f"demo task data set {dataset_id!r} has no `synthetic_data` block: runner demo cannot make it")
+        roots[dataset_id] = out / made.folder
         if not (roots[dataset_id] / "demo_data.json").is_file():
             typer.echo(f"making the synthetic data set {dataset_id} in {roots[dataset_id]} ...")
-            make_demo_dataset(roots[dataset_id], **kwargs)
-    options = EvalOptions(device="auto", workers=workers, analyses=DEMO_ANALYSES, cache_dir=out / "cache",
-                          progress=True if sys.stderr.isatty() else "log", data_roots=roots)
-    outcomes = run_many(tasks, list(BUILTIN_ENCODERS), None, out / "runs", options, reg)
+            make_demo_dataset(roots[dataset_id], seed=made.seed, n_patients=made.patients,
+                              image_size=made.image_size, site=made.site)
+    options = EvalOptions(device="auto", workers=workers, analyses=list(benchmark.run_analyses),
+                          cache_dir=out / "cache", progress=True if sys.stderr.isatty() else "log", data_roots=roots,
+                          save_embeddings=True)  # the registry refits from them, and the demo audits them
+    outcomes = run_many(tasks, list(benchmark.run_encoders), None, out / "runs", options, reg)
     if exit_code_of(outcomes):
         for line in summary_lines(outcomes):
             typer.echo(line)
@@ -430,26 +436,37 @@ def demo_command(
     results_dir = out / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     try:
-        from leaderboard.site.render import build_site
+        from leaderboard.filing.audit import audit
         from leaderboard.filing.submit import submit
+        from leaderboard.site.render import build_site
     except ImportError:
         build_site = None
     if build_site is None:
         typer.echo(f"{len(paths)} results under {out / 'runs'} (the leaderboard package is not installed)")
         return
     # The demo's leaderboard starts from the registry's filed results (the paper's Table 1, reported) and adds its own.
-    from leaderboard.filing.submit import RESULTS_DIR
 
-    for filed in RESULTS_DIR.iterdir():  # results, predictions and the frozen manifests they are verified against
+    for filed in reg.home.results_dir.iterdir():  # results, predictions and the frozen manifests they are verified against
         if filed.is_file() and not (results_dir / filed.name).exists():
             shutil.copyfile(filed, results_dir / filed.name)
         elif filed.is_dir():
             shutil.copytree(filed, results_dir / filed.name, dirs_exist_ok=True)
+    filed = []
     for path in paths:  # submit finds the task's frozen manifest one folder up from each result
         try:
-            submit(path, reg, results_dir=results_dir, replace=True)
+            filed.append(submit(path, reg, results_dir=results_dir, replace=True).path)
         except RegistryError as exc:  # SubmitError and friends: one line, not a traceback
             fail(f"filing {path}: {exc}", 1)
+    typer.echo(f"filed {len(filed)} results: the registry's regenerations, refitted from their embeddings")
+    passed = 0
+    for path in filed:  # the demo has its images: every filed bundle is audited against them
+        result = json.loads(path.read_text(encoding="utf-8"))
+        if result.get("embeddings_sha256"):
+            try:
+                passed += audit(path, reg, roots[result["task"]["dataset"]], workers=0).passed
+            except RegistryError as exc:
+                fail(f"auditing {path}: {exc}", 1)
+    typer.echo(f"audited: {passed} results whose embeddings re-computed from the images match the filed ones")
     index = build_site(out / "site", results_dir, reg)
     typer.echo(f"demo finished in {time.perf_counter() - started:.0f} s; results in {results_dir}")
     typer.echo(f"site: {index}")

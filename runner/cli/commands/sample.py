@@ -30,8 +30,8 @@ def sample(
 
     Exit codes: 0 written, 1 failure (cannot write), 2 invalid input (unknown task, missing data, too few candidates).
     """
-    from runner.data.tables import resolve_data_root
     from runner.data.fingerprint import data_fingerprint
+    from runner.data.tables import resolve_data_root
     from runner.sample.manifest import write_manifest
     from runner.sample.sampler import sample_task
 

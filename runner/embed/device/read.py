@@ -19,6 +19,7 @@ from runner.data.imaging import (
     PIL_SUFFIXES,
     ImageDecodeError,
     check_dicom_header,
+    failure_reason,
     load_image,
     read_dicom,
 )
@@ -63,7 +64,6 @@ def read_one(path: str) -> tuple[RawImage | str, float]:
     try:
         item: RawImage | str = read_raw(path)
     except (ImageDecodeError, OSError, MemoryError) as exc:
-        from runner.data.imaging import failure_reason
 
         item = failure_reason(exc)
     return item, time.perf_counter() - start

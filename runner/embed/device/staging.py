@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from runner.embed.device.batches import PARAMS, RawBatch, RawGroup, bucket_raws, split_reads
+from runner.embed.device.read import read_one
+
 ALIGN = 64  # byte alignment of every group inside a slot (any dtype view, cache lines)
 DEPTH = 4  # batches the consumer may hold (staged, launched, being fetched) + one spare
 PREFETCH = 2  # batches outstanding per reader process (DataLoader prefetch_factor)
@@ -151,7 +154,6 @@ def write_batch(ring: StagingRing, number: int, start: int, raws: list, failures
     """Group a batch's RawImages by (shape, dtype) and write each group, then its parameters, into the batch's slot.
 
     One copy per image (its stored pixels into the slot). Positions are batch positions; failed reads are absent."""
-    from runner.embed.device.batches import bucket_raws
 
     buckets = bucket_raws(raws)
     slot = ring.slot_array(number)
@@ -190,8 +192,6 @@ class BatchReader:
         return (len(self.paths) + self.batch_size - 1) // self.batch_size
 
     def __getitem__(self, number: int) -> StagedBatch:
-        from runner.embed.device.read import read_one
-        from runner.embed.device.batches import split_reads
 
         start = number * self.batch_size
         raws, failures, read_s = split_reads([read_one(p) for p in self.paths[start : start + self.batch_size]])
@@ -208,7 +208,6 @@ def staged_batches(paths: list[str], batch_size: int, workers: int, pin: bool) -
     import torch
     from torch.utils.data import DataLoader
 
-    from runner.embed.device.batches import PARAMS, RawBatch, RawGroup
 
     if not paths:
         return
