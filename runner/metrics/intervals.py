@@ -120,6 +120,27 @@ def fold_mean_metrics(labels: np.ndarray, patients: np.ndarray, strata: np.ndarr
     return {m: totals[m] / used if used else np.full(len(scores), np.nan) for m in METRICS}
 
 
+def subset_auroc(member: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Mann-Whitney AUROC (ties count one half) of the rows selected by each row of `member` ((P, n) bool); the
+    scores are sorted once and no sparse matrix is built, so each subset costs O(n) dense work (a subgroup
+    permutation null, the per-fold metrics of a fold t-test)."""
+    order = np.argsort(scores, kind="stable")
+    ordered = scores[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # first row of each run of tied scores
+    is_pos = labels[order] == 1
+    out = np.empty(member.shape[0])
+    for start in range(0, member.shape[0], 256):  # bounds each dense block
+        chosen = member[start:start + 256][:, order]
+        n_pos, n_neg = (chosen & is_pos).astype(float), (chosen & ~is_pos).astype(float)
+        if len(starts) < len(order):  # tied scores: count each run of ties together
+            n_pos, n_neg = np.add.reduceat(n_pos, starts, axis=1), np.add.reduceat(n_neg, starts, axis=1)
+        below = np.cumsum(n_neg, axis=1) - n_neg
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[start:start + 256] = (np.sum(n_pos * (below + 0.5 * n_neg), axis=1)
+                                      / (n_pos.sum(axis=1) * n_neg.sum(axis=1)))
+    return out
+
+
 def percentile_interval(replicates: np.ndarray, confidence: float, min_valid: int
                         ) -> tuple[float | None, float | None, int, str | None]:
     """(low, high, n_valid, reason) of the percentile interval over the finite replicates; none when fewer than
