@@ -454,6 +454,7 @@ def demo_command(
     try:
         from leaderboard.filing.audit import audit
         from leaderboard.filing.submit import submit
+        from leaderboard.filing.verified import remember_filed
         from leaderboard.site.render import build_site
     except ImportError:
         build_site = None
@@ -468,11 +469,13 @@ def demo_command(
         elif filed.is_dir():
             shutil.copytree(filed, results_dir / filed.name, dirs_exist_ok=True)
     filed = []
+    records_dir = out / "cache" / "verified"  # regeneration records: the site build need not refit these again
     for path in paths:  # submit finds the task's frozen manifest one folder up from each result
         try:
             filed.append(submit(path, reg, results_dir=results_dir, replace=True).path)
         except RegistryError as exc:  # SubmitError and friends: one line, not a traceback
             fail(f"filing {path}: {exc}", 1)
+        remember_filed(filed[-1], reg, records_dir)
     typer.echo(f"filed {len(filed)} results: the registry's regenerations, refitted from their embeddings")
     passed = 0
     for path in filed:  # the demo has its images: every filed bundle is audited against them
@@ -483,6 +486,6 @@ def demo_command(
             except RegistryError as exc:
                 fail(f"auditing {path}: {exc}", 1)
     typer.echo(f"audited: {passed} results whose embeddings re-computed from the images match the filed ones")
-    index = build_site(out / "site", results_dir, reg)
+    index = build_site(out / "site", results_dir, reg, records_dir=records_dir)
     typer.echo(f"demo finished in {time.perf_counter() - started:.0f} s; results in {results_dir}")
     typer.echo(f"site: {index}")
