@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import re
 from pathlib import Path
 
@@ -37,6 +38,32 @@ def leaves_root(path) -> bool:
         return True
     text = str(path).strip().replace("\\", "/")
     return not text or PurePosixPath(text).is_absolute() or ".." in PurePosixPath(text).parts or text[1:2] == ":"
+
+
+OUTSIDE_ROOT = "outside-data-root"  # exclusion reason: the file is reached through a link that leaves the root
+
+
+class RootGuard:
+    """Whether an image path under the data root leads outside it through a symbolic link (the file itself, or a
+    folder on its way). The sampler and the embedding stage exclude such a file (reason OUTSIDE_ROOT): a run reads
+    only what lies under the data root it names. One lstat per file; each folder is resolved once."""
+
+    def __init__(self, root: str | Path):
+        self.root = str(root)
+        self.real = os.path.realpath(root)
+        self._folders: dict[str, bool] = {}
+
+    def _inside(self, real: str) -> bool:
+        return real == self.real or real.startswith(self.real.rstrip(os.sep) + os.sep)
+
+    def outside(self, rel_path: str) -> bool:
+        path = os.path.join(self.root, rel_path)
+        folder = os.path.dirname(path)
+        if folder not in self._folders:
+            self._folders[folder] = self._inside(os.path.realpath(folder))
+        if not self._folders[folder]:
+            return True
+        return os.path.islink(path) and not self._inside(os.path.realpath(path))
 
 
 def paths_leaving_root(paths: pd.Series) -> pd.Series:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from runner.data import DatasetIndex, read_index
 from runner.data.imaging import ImageDecodeError, is_transient, load_image, read_view_position, verify_header
-from runner.data.tables import METADATA_PREFIX, DataError
+from runner.data.tables import METADATA_PREFIX, OUTSIDE_ROOT, DataError, RootGuard
 from runner.runtime.signals import quiet_worker
 
 VERIFY_MODES = ("decode", "header", "none")
@@ -123,6 +123,8 @@ def check_file(root: str, rel_path: str, verify: str, views: tuple[str, ...] | N
 
     if "\x00" in rel_path or not rel_path.strip():
         return "invalid-path", "the metadata names an invalid path (NUL byte or blank)", ""
+    if RootGuard(root).outside(rel_path):
+        return OUTSIDE_ROOT, "a symbolic link on the way to the file leads outside the data root", ""
     path = Path(root) / rel_path
     view = ""
     try:
