@@ -114,8 +114,14 @@ def read_csv(path: Path, usecols: list[str] | None = None, optional: list[str] =
     `optional` columns are read too when the table has them (metadata features: their absence costs only the
     `metadata` baseline, which then says the feature is not available)."""
     try:
+        header = list(pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0])
+        # pandas renames a repeated column (effusion, effusion.1) without a word: which one is the label?
+        wanted = set(header) if usecols is None else {*usecols, *optional}
+        repeated = [c for c in dict.fromkeys(header) if header.count(c) > 1 and c in wanted]
+        if repeated:
+            raise DataError(f"column {str(repeated[0])[:80]!r} appears {header.count(repeated[0])} times in {path}: "
+                            "which one to read is ambiguous; rename or remove the extra column(s)")
         if usecols is not None:
-            header = pd.read_csv(path, nrows=0).columns
             missing = [c for c in usecols if c not in header]
             if missing:
                 raise DataError(f"column {missing[0]!r} not found in {path} (it has: {', '.join(header)})")
