@@ -97,7 +97,7 @@ def embed_rows_with(
             v: identity.key(augmentation=f"{v}|" + ("" if v == ORIGINAL else settings_tag(augment))) for v in views
         }))
 
-    found = cache.lookup([k for _, _, keys in rows for k in keys.values()])
+    found = cache.lookup([k for _, _, keys in rows for k in keys.values()], dim=encoder.dim)
     failed = recorded_failures(cache, [(i, p, keys[ORIGINAL]) for i, p, keys in rows], found, exclusions)
     todo = [r for r in rows if r[0] not in failed and any(k not in found for k in r[2].values())]
 
