@@ -35,6 +35,15 @@ def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
     raise CLIError(message, exit_code=code)
 
 
+def check_workers_option(workers: int | None, option: str = "--workers") -> None:
+    """Refuse a number of processes past runner.runtime.workers.worker_cap (4 a core)."""
+    from runner.runtime.workers import check_workers
+
+    problem = check_workers(workers, option)
+    if problem:
+        fail(problem)
+
+
 def report(exc: BaseException, code: int) -> NoReturn:
     lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
     for line in lines:

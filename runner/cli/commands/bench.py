@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from runner.cli.app import EXIT_FAILURE, EXIT_INVALID, app, fail, load_cli_registry
+from runner.cli.app import EXIT_FAILURE, EXIT_INVALID, app, check_workers_option, fail, load_cli_registry
 
 
 @app.command("bench")
@@ -51,6 +51,7 @@ def bench(
 
     if (encoder is None) == (encoder_card is None):
         fail("give exactly one of --encoder ID or --encoder-card FILE", EXIT_INVALID)
+    check_workers_option(workers)
     chosen = tuple(f.strip() for f in formats.split(",") if f.strip())
     if not chosen or set(chosen) - set(FORMATS):
         fail(f"--formats {formats!r}: expected a comma-separated subset of {', '.join(FORMATS)}", EXIT_INVALID)

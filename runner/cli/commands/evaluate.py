@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from registry.errors import RegistryError
-from runner.cli.app import app, fail, is_card_path, load_cli_registry
+from runner.cli.app import app, check_workers_option, fail, is_card_path, load_cli_registry
 
 # Before torch or lightgbm load OpenMP: spinning idle threads made LightGBM 5-25x slower after a torch encoder had
 # run on this 2-core machine (see runner/classify/out_of_fold.py).
@@ -365,6 +365,7 @@ def eval_command(
     from runner.embed.plan import BACKENDS
     from runner.evaluate import EvalOptions
 
+    check_workers_option(workers)
     check_device(device)
     if backend not in BACKENDS:
         fail(f"--backend {backend!r}; expected one of {', '.join(BACKENDS)}")
@@ -419,6 +420,7 @@ def demo_command(
     from runner.data.synthetic import make_demo_dataset
     from runner.evaluate import EvalOptions
 
+    check_workers_option(workers)
     started = time.perf_counter()
     reg = load_cli_registry()
     benchmark = load_benchmarks(reg.root).get(DEMO_BENCHMARK)
