@@ -17,6 +17,8 @@ import os
 import sys
 from pathlib import Path
 
+from runner.runtime.atomic import atomic_write_bytes
+
 MARKER = ".cxr-leaderboard-site.json"
 SUBDIRS = ("tasks", "encoders", "static", "results")
 REGISTRY_FOLDERS = ("tasks", "encoders", "registry", "leaderboard", "runner", ".git")
@@ -90,8 +92,6 @@ class SiteDir:
         return [f for f in files if isinstance(f, str) and not Path(f).is_absolute() and ".." not in Path(f).parts]
 
     def _write_marker(self, data: dict) -> None:
-        from runner.runtime.atomic import atomic_write_bytes
-
         atomic_write_bytes(self.out / MARKER, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
 
     @staticmethod

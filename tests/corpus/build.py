@@ -1548,19 +1548,26 @@ def result_predictions_nan_label(base: dict, folder: Path) -> Path:
     return result_with(base, folder, "result.json", lambda o: o.update(predictions_sha256=file_sha256(path)))
 
 
-def scenario_site_filed_manifest_list(tmp: Path) -> str:
-    """A filed result's manifest.json (under results/manifests/) replaced by a JSON list, then the site is built."""
+def _filed_results(tmp: Path):
+    """One real run of the real effusion-demo task and pixels encoder (tests/runs.py), filed under tmp/results."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from runs import make_run
-    from test_results import fake_registry
 
     from leaderboard.filing.submit import submit
+    from registry.cards import load_registry
+
+    reg = load_registry()
+    submit(make_run(tmp / "out", reg, "effusion-demo", "pixels"), reg, tmp / "results")
+    return reg
+
+
+def scenario_site_filed_manifest_list(tmp: Path) -> str:
+    """A filed result's manifest.json (under results/manifests/) replaced by a JSON list, then the site is built."""
     from leaderboard.site.render import build_site
 
-    reg = fake_registry()
-    submit(make_run(tmp / "out", reg), reg, tmp / "results")
+    reg = _filed_results(tmp)
     filed = next((tmp / "results" / "manifests").rglob("manifest.json"))
     filed.write_text("[1, 2]")
     problems: list = []
@@ -1672,20 +1679,6 @@ def scenario_demo_data_killed_partial(tmp: Path) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- leaderboard build
-
-
-def _filed_results(tmp: Path):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from runs import make_run
-    from test_results import fake_registry
-
-    from leaderboard.filing.submit import submit
-
-    reg = fake_registry()
-    submit(make_run(tmp / "out", reg), reg, tmp / "results")
-    return reg
 
 
 def scenario_site_user_file_in_results(tmp: Path) -> str:
