@@ -409,7 +409,7 @@ I25: list[Case] = [
          behaviour="a NaN label in predictions.parquet: refused naming the image (was `np.float64(nan) vs "
                    "np.int64(0)`)"),
     Case("site-filed-manifest-list", "scenario", "scenario_site_filed_manifest_list", "observed",
-         "filed manifest unusable", behaviour="`leaderboard build` on a filed manifest.json that is a JSON list: the "
+         "manifest.json must hold a JSON object", behaviour="`leaderboard build` on a filed manifest.json that is a JSON list: the "
          "result is marked not verified (was an AttributeError traceback)"),
     # ------------------------------------------------------------------ Hugging Face reader
     Case("hf-path-nul", "scenario", "scenario_hf_path_nul", "observed", "b: usable; c: missing-file",
