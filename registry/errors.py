@@ -6,7 +6,6 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-
 SHOWN_CHARACTERS = 80  # of a user-given string quoted back in a message
 
 

@@ -18,9 +18,9 @@ from registry.specs import AugmentationsSpec
 from runner.data.imaging import ImageDecodeError, failure_reason, load_image
 from runner.embed.augment import augmented_views
 from runner.embed.rows import ORIGINAL, check_shape
-from runner.runtime.workers import bounded_workers
 from runner.encoders.base import Encoder, adapter_class
 from runner.runtime.signals import quiet_worker
+from runner.runtime.workers import bounded_workers
 
 if TYPE_CHECKING:
     from runner.embed.rows import Compute, Row
