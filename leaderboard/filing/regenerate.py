@@ -115,6 +115,11 @@ def prediction_problems(predictions: pd.DataFrame, expected: pd.DataFrame) -> li
     if problems:
         return problems
     have = have.loc[want.index]
+    odd = ~pd.to_numeric(have["label"], errors="coerce").isin([0, 1])
+    if odd.any():  # NaN, 2, "yes": never compared as if it were a label
+        first = int(odd.argmax())
+        return [f"{int(odd.sum())} prediction row(s) have a label that is not 0 or 1, e.g. image "
+                + f"{str(have.index[first])[:80]!r}: {str(have['label'].iloc[first])[:40]}"]
     for column in ("patient_id", "label", "fold"):
         left = have[column].astype(str) if column == "patient_id" else pd.to_numeric(have[column], errors="coerce")
         right = want[column].astype(str) if column == "patient_id" else want[column].astype("int64")

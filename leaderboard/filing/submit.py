@@ -53,7 +53,7 @@ from runner.data.fingerprint import file_sha256
 from runner.results.bundle import NAME as BUNDLE_NAME
 from runner.results.bundle import BundleError, read_bundle
 from runner.results.result import ResultError, read_result, validate_result, write_result
-from runner.sample.manifest import Manifest, ManifestError, read_manifest
+from runner.sample.manifest import Manifest, ManifestError, ManifestFormatError, read_manifest
 from runner.sample.store import results_store, store_manifest
 
 EXIT_OK, EXIT_REFUSED, EXIT_INVALID = 0, 1, 2
@@ -164,8 +164,9 @@ def _read(folder: Path | None, what: str) -> Manifest | None:
         return None
     try:
         return read_manifest(folder)
-    except ManifestError as exc:
-        raise _refused(f"{what} cannot be used: {exc}") from None
+    except ManifestError as exc:  # a malformed file is bad input (2); an edited one is refused (1)
+        code = EXIT_INVALID if isinstance(exc, ManifestFormatError) else EXIT_REFUSED
+        raise SubmitError(f"{what} cannot be used: {exc}", code) from None
 
 
 @dataclass

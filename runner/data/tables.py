@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import re
 from pathlib import Path
 
@@ -37,6 +38,32 @@ def leaves_root(path) -> bool:
         return True
     text = str(path).strip().replace("\\", "/")
     return not text or PurePosixPath(text).is_absolute() or ".." in PurePosixPath(text).parts or text[1:2] == ":"
+
+
+OUTSIDE_ROOT = "outside-data-root"  # exclusion reason: the file is reached through a link that leaves the root
+
+
+class RootGuard:
+    """Whether an image path under the data root leads outside it through a symbolic link (the file itself, or a
+    folder on its way). The sampler and the embedding stage exclude such a file (reason OUTSIDE_ROOT): a run reads
+    only what lies under the data root it names. One lstat per file; each folder is resolved once."""
+
+    def __init__(self, root: str | Path):
+        self.root = str(root)
+        self.real = os.path.realpath(root)
+        self._folders: dict[str, bool] = {}
+
+    def _inside(self, real: str) -> bool:
+        return real == self.real or real.startswith(self.real.rstrip(os.sep) + os.sep)
+
+    def outside(self, rel_path: str) -> bool:
+        path = os.path.join(self.root, rel_path)
+        folder = os.path.dirname(path)
+        if folder not in self._folders:
+            self._folders[folder] = self._inside(os.path.realpath(folder))
+        if not self._folders[folder]:
+            return True
+        return os.path.islink(path) and not self._inside(os.path.realpath(path))
 
 
 def paths_leaving_root(paths: pd.Series) -> pd.Series:
@@ -87,8 +114,14 @@ def read_csv(path: Path, usecols: list[str] | None = None, optional: list[str] =
     `optional` columns are read too when the table has them (metadata features: their absence costs only the
     `metadata` baseline, which then says the feature is not available)."""
     try:
+        header = list(pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0])
+        # pandas renames a repeated column (effusion, effusion.1) without a word: which one is the label?
+        wanted = set(header) if usecols is None else {*usecols, *optional}
+        repeated = [c for c in dict.fromkeys(header) if header.count(c) > 1 and c in wanted]
+        if repeated:
+            raise DataError(f"column {str(repeated[0])[:80]!r} appears {header.count(repeated[0])} times in {path}: "
+                            "which one to read is ambiguous; rename or remove the extra column(s)")
         if usecols is not None:
-            header = pd.read_csv(path, nrows=0).columns
             missing = [c for c in usecols if c not in header]
             if missing:
                 raise DataError(f"column {missing[0]!r} not found in {path} (it has: {', '.join(header)})")
