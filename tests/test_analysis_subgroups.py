@@ -71,14 +71,14 @@ def test_gap_interval_is_the_bootstrap_of_resampled_patients():
     from sklearn.metrics import roc_auc_score
 
     from runner.analysis.subgroups import gap_interval
-    from runner.metrics.intervals import _patient_count_draws
+    from runner.metrics.intervals import patient_count_draws
 
     pred = predictions(300, seed=3)
     labels, probs = pred["label"].to_numpy(), pred["prob"].to_numpy()
     patient_ids, patient = np.unique(pred["patient_id"].to_numpy(), return_inverse=True)
     hi, lo = (pred["sex"] == "F").to_numpy(), (pred["sex"] == "M").to_numpy()
     low, high, n_valid, reason = gap_interval(labels, pred["patient_id"].to_numpy(), probs, hi, lo, 0.9, 200, 5, 50)
-    weights = _patient_count_draws(np.random.default_rng(5), len(patient_ids), 200)
+    weights = patient_count_draws(np.random.default_rng(5), len(patient_ids), 200)
     diffs = []
     for w in weights:
         repeat = w[patient].astype(int)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-import leaderboard.filing.verified as verified
+from leaderboard.filing import verified
 from leaderboard.filing.submit import submit
 from registry.cards import load_registry
 from tests.runs import make_run

@@ -35,11 +35,11 @@ import pandas as pd
 from registry.specs import SubgroupsSpec, analyses_spec
 from runner.analysis import need
 from runner.metrics.intervals import (
-    _patient_count_draws,
-    _weighted_auroc,
     bootstrap_fold_mean,
+    patient_count_draws,
     percentile_interval,
     subset_auroc,
+    weighted_auroc,
 )
 from runner.metrics.scores import MetricsInputError, check_predictions, check_probabilities, point_metrics
 from runner.metrics.summary import MetricsSettings
@@ -130,8 +130,8 @@ def gap_interval(labels: np.ndarray, patients: np.ndarray, scores: np.ndarray, i
     """Percentile CI of AUROC(rows in_hi) - AUROC(rows in_lo): patients resampled with replacement (pooled, as the
     groups' AUROCs are), the same draw for both groups. Returns (low, high, n_valid, reason)."""
     _, patient = np.unique(np.asarray(patients).astype(str), return_inverse=True)
-    weights = _patient_count_draws(np.random.default_rng(seed), int(patient.max()) + 1, n_reps)
-    auroc = [_weighted_auroc(weights, patient[rows], labels[rows], scores[rows]) for rows in (in_hi, in_lo)]
+    weights = patient_count_draws(np.random.default_rng(seed), int(patient.max()) + 1, n_reps)
+    auroc = [weighted_auroc(weights, patient[rows], labels[rows], scores[rows]) for rows in (in_hi, in_lo)]
     return percentile_interval(auroc[0] - auroc[1], confidence, min_valid)
 
 

@@ -16,14 +16,14 @@ import numpy as np
 from runner.metrics.scores import METRICS, single_class_reason
 
 
-def _patient_count_draws(rng: np.random.Generator, n_patients: int, n_reps: int) -> np.ndarray:
+def patient_count_draws(rng: np.random.Generator, n_patients: int, n_reps: int) -> np.ndarray:
     """(n_reps, n_patients) how often each patient is drawn when n_patients are drawn with replacement."""
     draws = rng.integers(0, n_patients, size=(n_reps, n_patients))
     flat = draws + (np.arange(n_reps)[:, None] * n_patients)
     return np.bincount(flat.ravel(), minlength=n_reps * n_patients).reshape(n_reps, n_patients).astype(float)
 
 
-def _weighted_auroc(weights: np.ndarray, patient: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+def weighted_auroc(weights: np.ndarray, patient: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Mann-Whitney AUROC (ties count one half) for each row of per-patient weights; NaN if a class is absent.
 
     An image's weight is its patient's draw count, so this equals the AUROC of the resampled data set.
@@ -88,10 +88,10 @@ def bootstrap_fold_mean(
             continue
         used += 1
         patient_ids, patient = np.unique(patients[rows], return_inverse=True)
-        weights = _patient_count_draws(rng, len(patient_ids), n_reps)
+        weights = patient_count_draws(rng, len(patient_ids), n_reps)
         for i, s in enumerate(scores):
             s = np.asarray(s)[rows]
-            totals["auroc"][i] += _weighted_auroc(weights, patient, y, s)
+            totals["auroc"][i] += weighted_auroc(weights, patient, y, s)
             totals["f1"][i] += _weighted_f1(weights, patient, y, s >= threshold)
     if used == 0:
         return {m: np.full((len(scores), n_reps), np.nan) for m in METRICS}
@@ -115,7 +115,7 @@ def fold_mean_metrics(labels: np.ndarray, patients: np.ndarray, strata: np.ndarr
         ones = np.ones((1, int(patient.max()) + 1))
         for i, s in enumerate(scores):
             s = np.asarray(s)[rows]
-            totals["auroc"][i] += _weighted_auroc(ones, patient, y, s)[0]
+            totals["auroc"][i] += weighted_auroc(ones, patient, y, s)[0]
             totals["f1"][i] += _weighted_f1(ones, patient, y, s >= threshold)[0]
     return {m: totals[m] / used if used else np.full(len(scores), np.nan) for m in METRICS}
 

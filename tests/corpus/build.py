@@ -1700,7 +1700,7 @@ def scenario_site_killed_build(tmp: Path) -> str:
     import contextlib
     import io
 
-    import leaderboard.site.render as render
+    from leaderboard.site import render
 
     reg = _filed_results(tmp)
     real = render._write_csv
@@ -1738,9 +1738,9 @@ def scenario_workers_bounded_by_work(tmp: Path) -> str:
     """--workers 40 with 2 chunks to embed and 8 files to check: count the processes each pool is asked for."""
     import concurrent.futures
 
-    import runner.embed.cpu_pool as cpu_pool
-    import runner.sample.sampler as sampler
     from runner.data import read_index
+    from runner.embed import cpu_pool
+    from runner.sample import sampler
     from runner.sample.sampler import sample_task
 
     asked: dict[str, int] = {}
