@@ -73,6 +73,17 @@ class FakeRegistry:
     tasks: dict = field(default_factory=dict)
     encoders: dict = field(default_factory=dict)
 
+    # The project's own registry folders (committed manifests, publications, floors, benchmarks.yaml): the fakes
+    # replace cards only. A test may point `root` at a folder of its own (its registry/benchmarks.yaml).
+    root: Path | None = None
+
+    def __post_init__(self):
+        from registry.cards import load_registry
+
+        self.home = load_registry().home
+        if self.root is None:
+            self.root = load_registry().root
+
     def get(self, kind, card_id):
         return {"task": self.tasks, "encoder": self.encoders, "dataset": self.datasets}[kind][card_id]
 
