@@ -79,22 +79,28 @@ def kmeans_plusplus(unit: np.ndarray, k: int, n_init: int, rng: np.random.Genera
     return np.stack(chosen, axis=1)
 
 
-def _assign(unit: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest centre of every row for every restart: (labels (R, N), squared distance to it (R, N) float32).
+def _assign(rows1: np.ndarray, centers: np.ndarray, distances: bool = False
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Nearest centre of every row for every restart: (labels (R, N), with `distances` the squared distance to it
+    (R, N) float32). `rows1`: the unit rows with a column of ones appended.
 
-    ||x - c||^2 = 1 - 2 x.c + ||c||^2 for unit rows; all restarts' centres in one GEMM per block of rows."""
+    ||x - c||^2 = 1 + 2 (||c||^2 / 2 - x.c) for unit rows: the bracket for all restarts' centres comes from one GEMM
+    per block of rows (the column of ones adds ||c||^2 / 2)."""
     n_restarts, k, dim = centers.shape
     flat = centers.reshape(n_restarts * k, dim)
-    half_norms = 0.5 * np.einsum("ij,ij->i", flat, flat)
-    labels = np.empty((n_restarts, unit.shape[0]), dtype=np.intp)
-    nearest = np.empty((n_restarts, unit.shape[0]), dtype=np.float32)
-    for rows in _row_blocks(unit.shape[0], n_restarts * k):
-        # half of (||c||^2 - 2 x.c): the argmin is the same, and one multiply is saved
-        scores = (half_norms - unit[rows] @ flat.T).reshape(-1, n_restarts, k)
+    weights = np.empty((dim + 1, n_restarts * k), dtype=np.float32)
+    weights[:dim] = -flat.T
+    weights[dim] = 0.5 * np.einsum("ij,ij->i", flat, flat)
+    labels = np.empty((n_restarts, rows1.shape[0]), dtype=np.intp)
+    nearest = np.empty((n_restarts, rows1.shape[0]), dtype=np.float32) if distances else None
+    for rows in _row_blocks(rows1.shape[0], n_restarts * k):
+        scores = (rows1[rows] @ weights).reshape(-1, n_restarts, k)
         best = scores.argmin(axis=2)  # (rows, R)
         labels[:, rows] = best.T
-        nearest[:, rows] = (np.take_along_axis(scores, best[:, :, None], axis=2)[:, :, 0].T * 2 + 1)
-    np.maximum(nearest, 0.0, out=nearest)
+        if distances:
+            nearest[:, rows] = np.take_along_axis(scores, best[:, :, None], axis=2)[:, :, 0].T * 2 + 1
+    if distances:
+        np.maximum(nearest, 0.0, out=nearest)
     return labels, nearest
 
 
@@ -145,6 +151,7 @@ def lloyd(unit: np.ndarray, initial: np.ndarray, max_iter: int = MAX_ITER, tol: 
     its centres falls to `tol` x the mean per-dimension variance of the rows; its rows are then assigned to its final
     centres once more (which is what the labels and the inertia are computed from)."""
     x = np.ascontiguousarray(unit, dtype=np.float32)
+    x1 = np.hstack([x, np.ones((x.shape[0], 1), dtype=np.float32)])
     n_init, k, _ = initial.shape
     final = np.array(initial, dtype=np.float32)  # each restart's centres when it stopped
     threshold = tol * float(np.mean(np.var(x, axis=0, dtype=np.float64)))
@@ -156,7 +163,7 @@ def lloyd(unit: np.ndarray, initial: np.ndarray, max_iter: int = MAX_ITER, tol: 
     sums = np.zeros((n_init, k, x.shape[1]))  # float64, kept up to date by the rows that move
     stale = np.ones(n_init, dtype=bool)  # sums that no longer match the labels: summed again from zero
     for _ in range(max_iter):
-        new_labels, nearest = _assign(x, centers)
+        new_labels, _ = _assign(x1, centers)
         sums[stale] = 0.0
         sums += _moved_sums(x, np.where(stale[:, None], -1, labels), new_labels, k)
         counts = np.stack([np.bincount(row, minlength=k) for row in new_labels]).astype(np.float64)
@@ -164,7 +171,7 @@ def lloyd(unit: np.ndarray, initial: np.ndarray, max_iter: int = MAX_ITER, tol: 
         stale[:] = False
         if (counts == 0).any():
             live = sums.copy()
-            stale = _relocate_empty(x, live, counts, new_labels, nearest)
+            stale = _relocate_empty(x, live, counts, new_labels, _assign(x1, centers, distances=True)[1])
         new_centers = (live / counts[:, :, None]).astype(np.float32)
         shift = ((new_centers - centers) ** 2).sum(axis=(1, 2), dtype=np.float64)
         done = (new_labels == labels).all(axis=1) | (shift <= threshold)
@@ -178,7 +185,7 @@ def lloyd(unit: np.ndarray, initial: np.ndarray, max_iter: int = MAX_ITER, tol: 
                 break
     else:
         final[ids] = centers
-    labels, nearest = _assign(x, final)
+    labels, nearest = _assign(x1, final, distances=True)
     return labels, nearest.sum(axis=1, dtype=np.float64), n_iter
 
 
