@@ -4,7 +4,7 @@
 `git archive` into a temporary folder and run in a subprocess with that folder first on PYTHONPATH; "after" is this
 checkout, run the same way. Each side times every analysis of `runner.analysis.ANALYSES` on the same synthetic task
 (the paper task's own card blocks: clustering k = 2..10, n_init 50, cosine; label efficiency 25..800 x 3 seeds;
-classifier = the task card's LightGBM through runner.evaluate.card_fit_predict), then the parent compares:
+classifier = the task card's LightGBM through runner.classify.out_of_fold.card_fit_predict), then the parent compares:
 chosen k, silhouettes (3 decimals), ARI of the chosen clustering between the two sides, and UMAP trustworthiness
 (sklearn.manifold.trustworthiness, cosine, 15 neighbours) of each side's layout.
 
@@ -68,7 +68,10 @@ def run_side(out_json: str) -> None:
     from registry.cards import load_registry
     from runner.analysis import ANALYSES, AnalysisContext, TransferSet, clustering, run_analyses
     from runner.classify.out_of_fold import classify
-    from runner.evaluate import card_fit_predict
+    try:
+        from runner.classify.out_of_fold import card_fit_predict
+    except ImportError:  # the base tree of a before/after run
+        from runner.evaluate import card_fit_predict
 
     started = time.perf_counter()
     task = load_registry().tasks[TASK].data

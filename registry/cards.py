@@ -6,23 +6,22 @@ canonical JSON (sorted keys, no whitespace, UTF-8), so key order and comments ne
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from pathlib import Path
 
+from registry import specs
+from registry.benchmarks import run_block_problems
 from registry.cross_checks import cross_card_problems
-from registry.errors import CardError, CardProblem, did_you_mean
+from registry.errors import CardError, CardProblem, did_you_mean, shown
 from registry.extends import locate, resolve
 from registry.hashing import sha256_of
+from registry.home import RegistryHome, find_home
 from registry.schema_check import non_finite_problems, schema_problems
 from registry.schemas import behaviour_part, fill_defaults
 
 KINDS = ("dataset", "task", "encoder")
 
-# Where each kind of card lives, relative to the registry root. Files whose name starts with "_" are shared
-# defaults that cards extend, not cards themselves.
-CARD_DIRS = {"dataset": Path("registry/datasets"), "task": Path("tasks"), "encoder": Path("encoders")}
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,6 @@ class Card:
     @cached_property
     def spec(self):
         """The typed, frozen spec of this card (registry.specs): what downstream stages take."""
-        import registry.specs as specs
 
         return {"task": specs.task_spec, "encoder": specs.encoder_spec, "dataset": specs.dataset_spec}[self.kind](self)
 
@@ -92,23 +90,24 @@ def load_card(path: Path, kind: str | None = None, root: Path | None = None) -> 
                 behaviour_sha256=sha256_of(behaviour_part(kind, data)))
 
 
-def default_root() -> Path:
-    """The registry root: $CXR_REGISTRY_ROOT, else the checkout this package lives in."""
-    env = os.environ.get("CXR_REGISTRY_ROOT")
-    return Path(env).resolve() if env else Path(__file__).resolve().parent.parent
-
-
-def card_paths(root: Path, kind: str) -> list[Path]:
-    folder = root / CARD_DIRS[kind]
+def card_paths(home: RegistryHome, kind: str) -> list[Path]:
+    """The card files of one kind (registry.home says where); files starting with "_" are defaults, not cards."""
+    folder = home.card_dir(kind)
+    if not folder.is_dir():
+        return []
     return sorted(p for p in folder.glob("*.y*ml") if not p.name.startswith("_") and p.suffix in (".yaml", ".yml"))
 
 
 @dataclass
 class Registry:
-    root: Path
+    home: RegistryHome
     datasets: dict[str, Card]
     tasks: dict[str, Card]
     encoders: dict[str, Card]
+
+    @property
+    def root(self) -> Path:
+        return self.home.root
 
     def of_kind(self, kind: str) -> dict[str, Card]:
         return {"dataset": self.datasets, "task": self.tasks, "encoder": self.encoders}[kind]
@@ -116,17 +115,18 @@ class Registry:
     def get(self, kind: str, card_id: str) -> Card:
         cards = self.of_kind(kind)
         if card_id not in cards:
-            raise CardError(CardProblem(None, f"no {kind} card with id {card_id!r}", expected="one of " +
+            raise CardError(CardProblem(None, f"no {kind} card with id {shown(card_id)}", expected="one of " +
                                         ", ".join(sorted(cards)), suggestion=did_you_mean(card_id, cards)))
         return cards[card_id]
 
 
 def collect(root: Path | None = None) -> tuple[Registry, list[CardProblem]]:
     """Load every card under `root`, returning the valid ones and every problem found."""
-    root = Path(root).resolve() if root else default_root()
+    home = find_home(root)
+    root = home.root
     found: dict[str, dict[str, Card]] = {kind: {} for kind in KINDS}
-    problems: list[CardProblem] = []
-    for card_kind, path in [(k, p) for k in KINDS for p in card_paths(root, k)]:
+    problems: list[CardProblem] = [CardProblem(None, message) for message in home.problems()]
+    for card_kind, path in [(k, p) for k in KINDS for p in card_paths(home, k)]:
         try:
             card = load_card(path, card_kind, root=root)
         except CardError as exc:
@@ -138,7 +138,7 @@ def collect(root: Path | None = None) -> tuple[Registry, list[CardProblem]]:
                                         "/id"))
             continue
         found[card.kind][card.id] = card
-    reg = Registry(root, found["dataset"], found["task"], found["encoder"])
+    reg = Registry(home, found["dataset"], found["task"], found["encoder"])
     for kind in KINDS:
         for card in list(reg.of_kind(kind).values()):
             card_problems = cross_card_problems(card, reg)
@@ -147,6 +147,7 @@ def collect(root: Path | None = None) -> tuple[Registry, list[CardProblem]]:
                 del reg.of_kind(kind)[card.id]
     for task_id in list(reg.tasks):
         reg.tasks[task_id] = with_task_behaviour(reg.tasks[task_id], reg)
+    problems.extend(run_block_problems(reg))
     return reg, problems
 
 
@@ -187,7 +188,7 @@ def _load_registry_cached(root: Path) -> Registry:
 
 def load_registry(root: Path | None = None) -> Registry:
     """The registry of every card under `root`; raises CardError listing every invalid card."""
-    return _load_registry_cached(Path(root).resolve() if root else default_root())
+    return _load_registry_cached(find_home(root).root)
 
 
 def clear_cache() -> None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from registry.adapters import ADAPTER_MODULES
+from registry import plugins
+from registry.benchmarks import benchmark_problems
 from registry.errors import CardProblem, did_you_mean
 from registry.extends import locate
 from registry.yaml_reading import json_pointer
@@ -45,19 +46,23 @@ def cross_card_problems(card: Card, reg: Registry) -> list[CardProblem]:
         train_task = (data.get("transfer") or {}).get("train_task") if isinstance(data.get("transfer"), dict) else None
         if train_task and train_task not in reg.tasks:
             problem("/transfer/train_task", f"unknown task {train_task!r}", suggestion=did_you_mean(train_task, reg.tasks))
-        from registry.benchmarks import benchmark_problems
 
         problems.extend(benchmark_problems(card, reg.root))
     elif card.kind == "encoder":
         adapter = data.get("adapter")
-        if adapter not in ADAPTER_MODULES and adapter != "custom":
-            problem("/adapter", f"unknown adapter {adapter!r}", expected="one of " + ", ".join(sorted(ADAPTER_MODULES)),
-                    suggestion=did_you_mean(adapter, ADAPTER_MODULES))
+        adapters = plugins.names("adapter")
+        if adapter not in adapters:
+            problem("/adapter", f"unknown adapter {adapter!r}", expected="one of " + ", ".join(adapters),
+                    suggestion=did_you_mean(adapter, adapters))
         for pointer, value in _strings_under((data.get("weights") or {}).get("files", []), "/weights/files"):
             if _leaves(value):
                 problem(pointer, f"path {value!r} leaves the weights folder",
                         expected="a path relative to the weights snapshot, without '..'")
     elif card.kind == "dataset":
+        kinds = plugins.names("dataset_kind")
+        if data.get("kind") not in kinds:
+            problem("/kind", f"unknown dataset kind {data.get('kind')!r}", expected="one of " + ", ".join(kinds),
+                    suggestion=did_you_mean(str(data.get("kind")), kinds))
         named = [*_strings_under(data.get("files", {}), "/files")]
         fallback = data.get("fallback_package") if isinstance(data.get("fallback_package"), dict) else {}
         named += [("/fallback_package/folder", fallback["folder"])] if isinstance(fallback.get("folder"), str) else []

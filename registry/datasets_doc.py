@@ -53,7 +53,7 @@ def _rule(dataset: dict, label_id: str) -> str:
 def render(reg=None) -> str:
     reg = reg or load_registry()
     datasets = [d for d in sorted(reg.datasets.values(), key=lambda c: c.id) if not d.data.get("synthetic")]
-    index_path = reg.root / "manifests" / "index.json"
+    index_path = reg.home.manifests_dir / "index.json"
     frozen = json.loads(index_path.read_text(encoding="utf-8"))["manifests"] if index_path.is_file() else {}
     lines = [
         "# Data sets",

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from registry.schemas import fill_defaults
+
 
 def _frozen(mapping) -> MappingProxyType:
     """A read-only view of a card mapping (model options, LightGBM params), deep for nested mappings."""
@@ -90,6 +92,7 @@ class AugmentationsSpec:
 class EarlyStoppingSpec:
     rounds: int
     inner_fraction: float
+    min_inner_rows: int
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ class MetricsSpec:
     confidence: float
     bootstrap_n: int
     bootstrap_seed: int
+    bootstrap_min_valid: int  # fewer computable replicates and no bootstrap CI is reported
 
 
 @dataclass(frozen=True)
@@ -178,7 +182,6 @@ class AnalysesSpec:
 
 @dataclass(frozen=True)
 class LeaderboardSpec:
-    table: str  # table1 | demo | extra
     disease: str | None
     dataset_label: str | None
     order: int
@@ -231,7 +234,7 @@ def task_spec(card) -> TaskSpec:
         classifier=classifier_spec(clf),
         metrics=metrics_spec(metrics),
         analyses=analyses_spec(an),
-        leaderboard=LeaderboardSpec(board["table"], board.get("disease"), board.get("dataset_label"), board["order"]),
+        leaderboard=LeaderboardSpec(board.get("disease"), board.get("dataset_label"), board["order"]),
         benchmarks=tuple(d["benchmarks"]),
     )
 
@@ -240,18 +243,17 @@ def metrics_spec(block) -> MetricsSpec:
     """The MetricsSpec of a `metrics:` block; absent fields take the schema's defaults. A MetricsSpec passes as is."""
     if isinstance(block, MetricsSpec):
         return block
-    from registry.schemas import fill_defaults
 
     block = fill_defaults("analysis-defs", dict(block or {}), "metrics")
     return MetricsSpec(float(block["threshold"]), block["ci"], float(block["confidence"]),
-                       int(block["bootstrap"]["n"]), int(block["bootstrap"]["seed"]))
+                       int(block["bootstrap"]["n"]), int(block["bootstrap"]["seed"]),
+                       int(block["bootstrap"]["min_valid_replicates"]))
 
 
 def analyses_spec(block) -> AnalysesSpec:
     """The AnalysesSpec of an `analyses:` block; absent fields take the schema's defaults. A spec passes as is."""
     if isinstance(block, AnalysesSpec):
         return block
-    from registry.schemas import fill_defaults
 
     an = fill_defaults("analysis-defs", dict(block or {}), "analyses")
     clustering, subgroups, efficiency = an["clustering"], an["subgroups"], an["label_efficiency"]
@@ -275,13 +277,13 @@ def classifier_spec(block) -> ClassifierSpec:
     """The ClassifierSpec of a `classifier:` block; absent fields take the schema's defaults. A spec passes as is."""
     if isinstance(block, ClassifierSpec):
         return block
-    from registry.schemas import fill_defaults
 
     clf = fill_defaults("classifier-defs", dict(block or {"type": "lightgbm"}), "classifier")
     stopping = clf["early_stopping"]
     return ClassifierSpec(
         clf["type"], _frozen(clf["params"]),
-        None if stopping is None else EarlyStoppingSpec(stopping["rounds"], stopping["inner_fraction"]),
+        None if stopping is None else EarlyStoppingSpec(stopping["rounds"], stopping["inner_fraction"],
+                                                             stopping["min_inner_rows"]),
         clf["augmented_training_rows"], clf["num_threads"], clf["seed"])
 
 
@@ -313,6 +315,7 @@ class WeightsSpec:
     sha256: MappingProxyType
     random_init: bool
     how_to_get: str | None
+    sizes: MappingProxyType  # file -> bytes
 
 
 @dataclass(frozen=True)
@@ -365,7 +368,7 @@ def encoder_spec(card) -> EncoderSpec:
     w = d.get("weights")
     weights = None if w is None else WeightsSpec(
         w.get("hf_repo"), w.get("revision"), tuple(w["files"]), w.get("local_dir_env"), _frozen(w["sha256"]),
-        w["random_init"], w.get("how_to_get"))
+        w["random_init"], w.get("how_to_get"), _frozen(w["sizes"]))
     e = d.get("embedding")
     return EncoderSpec(
         id=d["id"], title=d["title"], adapter=d["adapter"], entrypoint=d.get("entrypoint"), model=_frozen(d["model"]),
@@ -381,6 +384,17 @@ def encoder_spec(card) -> EncoderSpec:
 
 
 @dataclass(frozen=True)
+class SyntheticDataSpec:
+    """How `runner demo` makes a synthetic data set (runner.data.synthetic.make_demo_dataset) and where under --out."""
+
+    seed: int
+    patients: int
+    site: str
+    image_size: int
+    folder: str
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """What the runner needs of a dataset card beyond its reader (which reads the card's own mapping)."""
 
@@ -391,9 +405,12 @@ class DatasetSpec:
     root_env: str | None
     access: str
     labels: tuple[str, ...]
+    synthetic_data: SyntheticDataSpec | None
 
 
 def dataset_spec(card) -> DatasetSpec:
     d = _data(card)
+    made = d.get("synthetic_data")
     return DatasetSpec(d["id"], d["kind"], d["title"], d["synthetic"], d.get("root_env"), d["access"],
-                       tuple(d["labels"]))
+                       tuple(d["labels"]), None if made is None else SyntheticDataSpec(
+                           made["seed"], made["patients"], made["site"], made["image_size"], made["folder"]))

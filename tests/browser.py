@@ -3,7 +3,8 @@
 Chromium reads NUL-terminated JSON commands on fd 3 and writes replies and events on fd 4. `Browser` opens one page,
 sets its viewport, navigates, evaluates JavaScript, presses keys (Input.dispatchKeyEvent: real keyboard events) and
 takes screenshots. Used by tests/test_site_browser.py; `python tests/browser.py` rewrites the docs screenshots of the
-Encoders page from the project's filed results (docs/encoders-1400.png, docs/encoders-420.png).
+Encoders page and the front page from the project's filed results (docs/encoders-{1440,390}.png,
+docs/leaderboard-{1440,390}.png).
 """
 
 from __future__ import annotations
@@ -146,13 +147,14 @@ def png_size(png: bytes) -> tuple[int, int]:
 
 
 def main() -> int:
-    """Rewrite docs/encoders-{1400,420}.png from the project's filed results (leaderboard/results/)."""
+    """Rewrite docs/encoders-{1440,390}.png and docs/leaderboard-{1440,390}.png (full-page shots of the Encoders page
+    and the front page) from the project's filed results (leaderboard/results/)."""
     import shutil
     import tempfile
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from leaderboard.site.render import build_site
-    from leaderboard.filing.submit import RESULTS_DIR
+    from tests.support import RESULTS_DIR
 
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     if not binary:
@@ -162,11 +164,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         index = build_site(Path(tmp) / "site", RESULTS_DIR)
         with Browser(binary, Path(tmp) / "profile") as browser:
-            for width in (1400, 420):
-                browser.viewport(width, 900)
-                browser.open((index.parent / "encoders.html").resolve().as_uri())
-                browser.screenshot(docs / f"encoders-{width}.png")
-                print(docs / f"encoders-{width}.png")
+            for page, name in (("encoders.html", "encoders"), ("index.html", "leaderboard")):
+                for width in (1440, 390):
+                    browser.viewport(width, 900)
+                    browser.open((index.parent / page).resolve().as_uri())
+                    browser.screenshot(docs / f"{name}-{width}.png")
+                    print(docs / f"{name}-{width}.png")
     return 0
 
 

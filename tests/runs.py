@@ -1,8 +1,11 @@
 """A real run folder for the submit / verify / site tests, made the way `runner eval` makes one.
 
-OUT/<task>/manifest.{parquet,json} (runner.sample.manifest.write_manifest of a SampleResult) and
-OUT/<task>/<encoder>/{predictions.parquet,result.json}: the metrics come from runner.metrics.summary.summarize on seeded
-probabilities, the ROC from runner.evaluate's code, so `leaderboard.filing.verify` must find every number consistent.
+OUT/<task>/manifest.{parquet,json} (runner.sample.manifest.write_manifest of a SampleResult that samples the task
+exactly as its card says: its label, split, evaluated folds and class sizes) and OUT/<task>/<encoder>/{predictions.
+parquet,result.json,embeddings.npz}: seeded embeddings classified by the task's own classifier, and the result built
+from them by the code `runner eval` uses
+(runner.metrics.summary, runner.analysis.for_run, runner.results.run_result), so `runner submit` must find every number
+consistent.
 """
 
 from __future__ import annotations
@@ -14,58 +17,82 @@ import numpy as np
 import pandas as pd
 
 
-def sample_result(task_id: str, dataset_id: str, n: int = 40, folds: int = 2, synthetic: bool = True):
-    from runner.sample.sampler import SampleResult
+def sample_result(task, sample: int = 0, synthetic: bool = True):
+    """A SampleResult of `task` (a registry Card) as its card samples it; `sample` changes which images (another
+    sample of the same task, as another data root would give)."""
+    from runner.sample.sampler import SampleResult, eval_folds_of
 
+    spec = task.spec
+    positives, negatives = spec.sampling.positives, spec.sampling.negatives
+    n = positives + negatives
+    folds = spec.split.folds or 2
+    labels = [1] * positives + [0] * negatives
+    patients = [f"s{sample}-p{i // 2}" for i in range(n)]
     frame = pd.DataFrame({
-        "image_id": [f"img-{i:03d}" for i in range(n)], "patient_id": [f"p{i // 2}" for i in range(n)],
-        "study_id": [f"s{i}" for i in range(n)], "path": [f"files/img-{i:03d}.dcm" for i in range(n)],
-        "view": "PA", "label": [(i // 2) % 2 for i in range(n)], "fold": [(i // 4) % folds for i in range(n)]})
-    return SampleResult(task_id, dataset_id, frame, {"method": "stratified-group-kfold", "folds": folds, "seed": 0},
-                        list(range(folds)), 0, "none", synthetic=synthetic)
+        "image_id": [f"s{sample}-img-{i:04d}" for i in range(n)], "patient_id": patients,
+        "study_id": [f"s{sample}-s{i}" for i in range(n)], "path": [f"files/s{sample}-img-{i:04d}.dcm" for i in range(n)],
+        "view": "PA", "label": labels, "fold": [(i // 2) % folds for i in range(n)]})
+    if spec.split.method == "group-holdout":
+        frame["fold"] = (frame["fold"] == 0).astype(int).map({1: 0, 0: 1})
+    split = spec.split.as_dict()
+    return SampleResult(task.id, spec.dataset, frame, split, eval_folds_of(split), spec.sampling.seed, "none",
+                        synthetic=synthetic, label=spec.label.id)
 
 
-def make_run(out: Path, reg, task_id: str = "effusion-demo", encoder_id: str = "pixels", *, n: int = 40,
-             seed: int = 0, excluded: int = 0, separation: float = 1.0) -> Path:
+def make_run(out: Path, reg, task_id: str = "effusion-demo", encoder_id: str = "pixels", *, sample: int = 0,
+             seed: int = 0, excluded: int = 0, separation: float = 1.0, embeddings: bool = True) -> Path:
     """Write a consistent run under `out`; returns OUT/<task>/<encoder>/result.json.
 
+    The run's embeddings are seeded (16 dimensions, `separation` apart between the classes); the predictions come
+    from the task card's own classifier on them, and with `embeddings` the run files them as a bundle (what
+    `runner eval --save-embeddings` writes), so the registry can refit. Without, the predictions are seeded
+    probabilities and the run has predictions only.
     excluded: that many manifest images are left out "at embedding" (recorded as exclusions, no prediction).
     """
-    from leaderboard.filing.verify import recompute
+    from runner.analysis.for_run import prediction_analyses
+    from runner.classify.out_of_fold import classify
     from runner.data.fingerprint import file_sha256
+    from runner.metrics.summary import summarize
+    from runner.results.bundle import NAME, write_bundle
+    from runner.results.run_result import RunFacts, run_result
     from runner.sample.manifest import write_manifest
-    from runner.results.result import encoder_ref, task_ref
 
     task = reg.tasks[task_id]
-    synthetic = bool(reg.datasets[task.data["dataset"]].data.get("synthetic"))
-    manifest = write_manifest(Path(out) / task_id, sample_result(task_id, task.data["dataset"], n,
-                                                                 synthetic=synthetic), task.sha256)
-    rows = manifest.frame.iloc[excluded:]
+    dataset = reg.datasets[task.spec.dataset]
+    encoder = reg.encoders[encoder_id]
+    manifest = write_manifest(Path(out) / task_id, sample_result(task, sample, dataset.spec.synthetic),
+                              task.behaviour_sha256)
+    rows = manifest.frame.iloc[excluded:].reset_index(drop=True)
+    folds = [int(f) for f in manifest.meta["eval_folds"]]
     rng = np.random.default_rng(seed)
-    prob = 1 / (1 + np.exp(-(separation * (rows["label"].to_numpy() * 2 - 1) + rng.normal(0, 1, len(rows)))))
-    predictions = pd.DataFrame({"image_id": rows["image_id"], "patient_id": rows["patient_id"],
-                                "label": rows["label"], "fold": rows["fold"], "prob": prob}).reset_index(drop=True)
+    labels = rows["label"].to_numpy()
+    if embeddings:
+        x = rng.normal(0, 1, (len(rows), 16)).astype(np.float32)
+        x[:, :3] += separation * labels[:, None]
+        predictions = classify(x, rows, task.spec.classifier, folds).predictions
+    else:
+        prob = 1 / (1 + np.exp(-(separation * (labels * 2 - 1) + rng.normal(0, 1, len(rows)))))
+        predictions = pd.DataFrame({"image_id": rows["image_id"], "patient_id": rows["patient_id"],
+                                    "label": rows["label"], "fold": rows["fold"], "prob": prob})
     run_dir = Path(out) / task_id / encoder_id
     run_dir.mkdir(parents=True, exist_ok=True)
     predictions.to_parquet(run_dir / "predictions.parquet", index=False)
-    exclusions = [{"image_id": r.image_id, "path": r.path, "reason": "at embedding: missing-file"}
+    exclusions = [{"image_id": r.image_id, "path": r.path, "reason": "missing-file"}
                   for r in manifest.frame.iloc[:excluded].itertuples()]
-    result = {
-        "schema_version": 1, "provenance": "reproduced",
-        "task": task_ref(task), "encoder": encoder_ref(reg.encoders[encoder_id]),
-        "manifest": {"sha256": manifest.meta["sha256"], "n_images": len(manifest.frame)},
-        "predictions_sha256": file_sha256(run_dir / "predictions.parquet"),
-        "counts": {"positives": 0, "negatives": 0, "excluded": len(exclusions), "exclusions": exclusions},
-        "timings_s": {"embed": 1.5}, "throughput": {"images_per_s": 26.7},
-        "environment": {"device": "cpu", "python": "3.11", "platform": "Linux", "packages": {}, "git_commit": None},
-        "seeds": {"sampling": 0}, "synthetic": synthetic, "analyses": {"stability": {"mean_cosine": 0.98}},
-        "created_at": "2026-11-28T10:00:00Z",
-    }
-    again = recompute(predictions, manifest, task.data, result)
-    result.update(metrics=again["metrics"], folds=again["folds"])
-    result["counts"].update(positives=again["positives"], negatives=again["negatives"])
-    if again["roc"] is not None:
-        result["roc"] = again["roc"]
+    summary = summarize(predictions, task.spec.metrics, eval_folds=folds,
+                        n_train={f: int((rows["fold"] != f).sum()) for f in folds})
+    analyses = prediction_analyses(task, predictions, rows, folds, summary, [])
+    analyses["classifier"] = {"trees_per_fold": [1] * len(folds)}
+    facts = RunFacts({"embed": 1.5}, {"images_per_s": 26.7}, {"device": "cpu", "python": "3.11", "platform": "Linux",
+                                                              "packages": {}, "git_commit": None},
+                     "2026-11-28T10:00:00Z")
+    result = run_result(task, encoder, dataset, manifest, predictions, exclusions, summary, analyses, facts)
+    result["predictions_sha256"] = file_sha256(run_dir / "predictions.parquet")
+    if embeddings:
+        header = {"task_id": task.id, "task_behaviour_sha256": task.behaviour_sha256, "encoder_id": encoder.id,
+                  "encoder_behaviour_sha256": encoder.behaviour_sha256, "manifest_sha256": manifest.meta["sha256"]}
+        result["embeddings_sha256"] = file_sha256(write_bundle(run_dir / NAME, rows["image_id"].tolist(), x, {},
+                                                               header))
     (run_dir / "result.json").write_text(json.dumps(result, indent=1))
     return run_dir / "result.json"
 

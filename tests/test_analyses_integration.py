@@ -27,7 +27,7 @@ analyses:
   clustering: {k_min: 2, k_max: 4, n_init: 3, umap: {n_neighbors: 10}}
   subgroups: {min_per_class: 8}
   label_efficiency: {positives_per_class: [15, 30], seeds: [0]}
-leaderboard: {table: demo, disease: Effusion, dataset_label: Tiny}
+leaderboard: {disease: Effusion, dataset_label: Tiny}
 """
 TINY_TRANSFER = """\
 extends: _defaults-demo.yaml
@@ -43,7 +43,7 @@ analyses:
   clustering: {k_min: 2, k_max: 3, n_init: 2, umap: {n_neighbors: 10}}
   subgroups: {min_per_class: 8}
   label_efficiency: {positives_per_class: [15], seeds: [0]}
-leaderboard: {table: demo, disease: Effusion, dataset_label: "Tiny A → B"}
+leaderboard: {disease: Effusion, dataset_label: "Tiny A → B"}
 """
 TINY_B = """\
 extends: _defaults-demo.yaml
@@ -52,7 +52,7 @@ title: Effusion (tiny site B, cross-validated)
 dataset: demo-cxr-site-b
 label: {id: effusion, name: Effusion}
 sampling: {positives: 25, negatives: 25, verify: header}
-leaderboard: {table: demo, disease: Effusion, dataset_label: "Tiny B"}
+leaderboard: {disease: Effusion, dataset_label: "Tiny B"}
 """
 SKIPPED = ("skipped", "failed")
 
@@ -171,8 +171,8 @@ def test_transfer_task_trains_on_one_manifest_and_tests_on_the_other(runs):
 
 
 def test_tie_groups_and_analyses_on_the_built_site(runs, registry, tmp_path):
-    from leaderboard.site.render import build_site
     from leaderboard.filing.submit import submit
+    from leaderboard.site.render import build_site
 
     results = tmp_path / "results"
     results.mkdir()
@@ -213,9 +213,9 @@ def test_tie_groups_and_analyses_on_the_built_site(runs, registry, tmp_path):
 
 def test_reported_rows_say_no_significance_test(tmp_path):
     from leaderboard.site.render import build_site
-    from leaderboard.filing.submit import RESULTS_DIR
     from leaderboard.summary.summarize import NO_TEST_REPORTED
     from registry.cards import clear_cache, load_registry
+    from tests.support import RESULTS_DIR
 
     clear_cache()
     index = build_site(tmp_path / "site", RESULTS_DIR, load_registry())

@@ -4,7 +4,6 @@ a renderer that only renders, and a result that depends only on its own inputs."
 from __future__ import annotations
 
 import ast
-import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +32,112 @@ def _imports(path: Path):
 
 def _files(package: str):
     return sorted((REPO / package).rglob("*.py"))
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph(include_function_level: bool = True) -> dict[str, set[str]]:
+    """module -> the project modules importing it runs, at module level and (optionally) inside functions; an import
+    of a.b.c also runs a and a.b (their __init__), except the packages the importer itself lives in.
+    Imports under `if TYPE_CHECKING:` never run and are left out."""
+    files = [f for package in PACKAGES for f in _files(package)]
+    names = {_module_name(f) for f in files}
+    graph: dict[str, set[str]] = {}
+    for f in files:
+        me = _module_name(f)
+        package = me if f.name == "__init__.py" else me.rpartition(".")[0]
+        targets = _imported(ast.parse(f.read_text(encoding="utf-8")), package, names, include_function_level)
+        graph[me] = {ancestor for target in targets for ancestor in _ancestors(target, names)
+                     if not (me == ancestor or me.startswith(ancestor + "."))}
+    return graph
+
+
+def _imported(node, package: str, names: set[str], include_function_level: bool, in_function: bool = False) -> set:
+    """The project modules a module's statements import (relative imports resolved against `package`)."""
+    targets: set[str] = set()
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+            continue
+        if not in_function or include_function_level:
+            if isinstance(child, ast.Import):
+                targets.update(a.name for a in child.names if a.name.split(".")[0] in PACKAGES)
+            elif isinstance(child, ast.ImportFrom):
+                module = child.module or ""
+                if child.level:
+                    base = package.split(".")[: len(package.split(".")) - child.level + 1]
+                    module = ".".join([*base, module] if module else base)
+                if module.split(".")[0] in PACKAGES:
+                    targets.update(f"{module}.{a.name}" if f"{module}.{a.name}" in names else module
+                                   for a in child.names)
+        nested = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+        targets |= _imported(child, package, names, include_function_level, nested)
+    return targets
+
+
+def _ancestors(module: str, names: set[str]) -> list[str]:
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1) if ".".join(parts[:i]) in names]
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def connect(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    return found
+
+
+def test_no_import_cycles_in_any_package():
+    """Over registry/, runner/ and leaderboard/, imports inside functions included (they hid two cycles before)."""
+    assert _cycles(_import_graph()) == []
+
+
+def test_the_cycle_check_can_fail():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# Modules whose functions may import project modules: the CLI defers every stage so that `runner --help` loads no
+# pandas, jsonschema or torch, and the renderer's build_site runs the summarize stage without the renderer proper
+# importing statistics. Everywhere else a function-level import defers a heavy third-party library only.
+LAZY_IMPORTERS = ("runner.cli", "leaderboard.site.render")
+
+
+def test_function_level_imports_of_project_modules_only_where_they_defer_startup_cost():
+    top_level = _import_graph(include_function_level=False)
+    everything = _import_graph()
+    bad = sorted(f"{module} imports {target} inside a function" for module, targets in everything.items()
+                 for target in targets - top_level[module] if not module.startswith(LAZY_IMPORTERS))
+    assert bad == []
 
 
 def test_the_registry_imports_nothing_from_the_runner_or_the_leaderboard():
@@ -69,8 +174,8 @@ def test_the_renderer_imports_no_statistics():
 
 
 def test_rendering_from_the_summary_alone_loads_no_statistics_module(tmp_path):
-    from leaderboard.filing.submit import RESULTS_DIR
     from leaderboard.summary.summarize import summarize, write_summary
+    from tests.support import RESULTS_DIR
 
     summary = write_summary(summarize(RESULTS_DIR), tmp_path / "leaderboard.json")
     code = ("import sys, pathlib; from leaderboard.site.render import render_site; "
@@ -84,11 +189,18 @@ def test_rendering_from_the_summary_alone_loads_no_statistics_module(tmp_path):
     assert (tmp_path / "site" / "index.html").is_file()
 
 
-def test_adapter_names_live_in_the_registry_and_the_runner_uses_them():
-    from registry.adapters import ADAPTER_MODULES
-    from runner.encoders import ADAPTER_MODULES as RUNNER_VIEW
+def test_every_plugin_name_is_one_lazy_entry_that_resolves():
+    """Every adapter, dataset kind and analysis name is a lazy "module:attr" entry of registry.plugins that resolves,
+    and the names cards may use are exactly those: the schema's analyses, the readers, the adapters."""
+    from registry import plugins
+    from registry.specs import AnalysesSpec
 
-    assert RUNNER_VIEW is ADAPTER_MODULES
+    for kind in plugins.BUILTIN:
+        for name in plugins.names(kind):
+            assert callable(plugins.load(kind, name)), (kind, name)
+    assert set(plugins.names("analysis")) == set(AnalysesSpec.NAMES) - {"paired"}  # paired: the summarize stage's
+    with pytest.raises(plugins.PluginError, match="did you mean 'timm'"):
+        plugins.load("adapter", "tim")
 
 
 # ---------------------------------------------------------------------------------------------- embedding path
@@ -97,41 +209,45 @@ def test_adapter_names_live_in_the_registry_and_the_runner_uses_them():
 def test_a_lazily_built_encoder_plans_the_device_path_on_cuda_like_an_eager_one():
     """`runner eval` builds encoders lazily, `runner bench` eagerly: on a CUDA device both get the same plan, and the
     device embedder treats the lazy torch encoder as a torch module (no device -> host -> device round trip)."""
+    from registry import plugins
     from registry.cards import load_registry
-    from runner.embed.plan import plan_embedding
-    from runner.encoders import adapter_class, load_encoder, registered_adapters
     from runner.embed.device.embedder import DeviceEmbedder
+    from runner.embed.plan import plan_embedding
+    from runner.encoders import adapter_class, load_encoder
 
     card = load_registry().encoders["xrv-densenet121-random"]
     lazy = load_encoder(card.data, device="cpu", lazy=True)
-    eager_class = registered_adapters()[card.data["adapter"]]
+    eager_class = plugins.load("adapter", card.data["adapter"])
     assert plan_embedding(adapter_class(lazy), "cuda").backend == "device"
     assert plan_embedding(adapter_class(lazy), "cuda") == plan_embedding(eager_class, "cuda")
-    assert plan_embedding(adapter_class(lazy), "cpu").backend == "cpu-pool"
+    assert plan_embedding(adapter_class(lazy), "cpu").backend == "cpu"
     embedder = DeviceEmbedder(lazy)
     assert embedder.on_device and not lazy.built  # decided from the class; the model is built on the first batch
 
 
-@pytest.mark.parametrize(("encoder_id", "device", "pipeline", "backend", "augment", "expected"), [
-    ("random-cnn", "cuda", "auto", "local", False, "device"),
-    ("random-cnn", "cpu", "auto", "local", False, "cpu-pool"),
-    ("random-cnn", "cpu", "fast", "local", False, "device"),
-    ("random-cnn", "cuda", "auto", "local", True, "cpu-pool"),  # augmented views are drawn on the CPU image
-    ("random-cnn", "cuda", "auto", "ray", False, "ray"),
-    ("cxr-foundation", "cuda", "auto", "local", False, "cpu-pool"),  # prepares its own inputs (PNG bytes)
+@pytest.mark.parametrize(("encoder_id", "device", "backend", "augment", "expected"), [
+    ("random-cnn", "cuda", "auto", False, "device"),
+    ("random-cnn", "cpu", "auto", False, "cpu"),
+    ("random-cnn", "cpu", "device", False, "device"),
+    ("random-cnn", "cuda", "cpu", False, "cpu"),
+    ("random-cnn", "cuda", "auto", True, "cpu"),  # augmented views are drawn on the CPU image
+    ("random-cnn", "cuda", "ray", False, "ray"),
+    ("cxr-foundation", "cuda", "auto", False, "cpu"),  # prepares its own inputs (PNG bytes)
+    ("cxr-foundation", "cuda", "device", False, "cpu"),
 ])
-def test_the_backend_is_chosen_in_one_place(encoder_id, device, pipeline, backend, augment, expected):
-    from registry.adapters import ADAPTER_MODULES
+def test_the_backend_is_chosen_in_one_place(encoder_id, device, backend, augment, expected):
+    from registry import plugins
     from registry.cards import load_registry
     from runner.embed.plan import plan_embedding
-    from runner.encoders import registered_adapters
 
     reg = load_registry()
     card = reg.encoders[encoder_id]
-    importlib.import_module(ADAPTER_MODULES[card.data["adapter"]])
+    adapter = plugins.load("adapter", card.data["adapter"])
     spec = reg.tasks["effusion-demo"].spec.augmentations if augment else None
-    plan = plan_embedding(registered_adapters()[card.data["adapter"]], device, pipeline, backend, spec)
+    plan = plan_embedding(adapter, device, backend, spec)
     assert plan.backend == expected, plan
+    with pytest.raises(ValueError, match="expected one of auto, cpu, device, ray"):
+        plan_embedding(adapter, device, "fast", spec)
 
 
 def test_the_old_entry_points_are_gone():
@@ -144,23 +260,25 @@ def test_the_old_entry_points_are_gone():
 
 
 def test_runner_bench_measures_the_call_runner_eval_makes(tmp_path, monkeypatch, demo_data_dir):
-    """bench's pipeline stage calls runner.embed.embedding.embed_manifest with pipeline auto on a lazily built encoder, as
-    runner.evaluate._embed does."""
+    """bench's pipeline stage calls runner.embed.embedding.embed_manifest with backend auto on a lazily built encoder,
+    as runner.embed.for_task.embed_task does."""
     import pandas as pd
 
+    import runner.embed.bench
     import runner.embed.embedding
     from registry.cards import load_registry
     from runner.embed.bench import measure_pipeline
     from runner.encoders import LazyEncoder, load_encoder
 
+    assert runner.embed.bench.embed_manifest is runner.embed.embedding.embed_manifest
     calls = []
     real = runner.embed.embedding.embed_manifest
 
     def recording(*args, **kwargs):
-        calls.append({"lazy": isinstance(args[3], LazyEncoder), "pipeline": kwargs.get("pipeline")})
+        calls.append({"lazy": isinstance(args[3], LazyEncoder), "backend": kwargs.get("backend")})
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner.embed.embedding, "embed_manifest", recording)
+    monkeypatch.setattr(runner.embed.bench, "embed_manifest", recording)
     card = load_registry().encoders["pixels"]
     meta = pd.read_csv(demo_data_dir / "metadata.csv")
     frame = meta[meta["view"].isin(["PA", "AP"])].head(6)[["image_id", "path"]].astype(str)
@@ -170,4 +288,4 @@ def test_runner_bench_measures_the_call_runner_eval_makes(tmp_path, monkeypatch,
         measure_pipeline(frame, demo_data_dir, encoder, card.behaviour_sha256, tmp_path / "cache", 0, 4)
     except RuntimeError:  # a corrupt demo file in the sample: the call was made all the same
         pass
-    assert calls and all(c == {"lazy": True, "pipeline": "auto"} for c in calls), calls
+    assert calls and all(c == {"lazy": True, "backend": "auto"} for c in calls), calls

@@ -44,10 +44,10 @@ def test_bench_runs_and_reports_every_figure(tmp_path):
     result = run_bench(cfg)
     _json_ready(result)
     assert result["workers"] == 0 and result["workers_from"] == "--workers"
-    assert result["pipeline"]["backend"] == "cpu-pool" and result["encoder"]["precision"] == card.data["precision"]
+    assert result["pipeline"]["backend"] == "cpu" and result["encoder"]["precision"] == card.data["precision"]
     for fmt in ("png", "dicom"):
         r = result["results"][fmt]
-        assert r["pipeline"]["images"] == 3 and r["naive"]["images"] == 2 and r["pipeline"]["pipeline"] == "cpu-pool"
+        assert r["pipeline"]["images"] == 3 and r["naive"]["images"] == 2 and r["pipeline"]["backend"] == "cpu"
         for rate in (r["naive"], r["pipeline"], r["forward"], r["stages"]["read"], r["stages"]["preprocess"]):
             assert rate["images_per_s"] > 0
         assert r["ratios"]["pipeline_over_naive"] == pytest.approx(
@@ -66,17 +66,19 @@ def test_bench_runs_and_reports_every_figure(tmp_path):
     ds = pydicom.dcmread(dicoms[0])
     assert (ds.Rows, ds.Columns, ds.BitsStored, ds.PhotometricInterpretation) == (80, 72, 15, "MONOCHROME1")
     table = markdown_table(result)
-    assert "| png (cpu-pool pipeline) |" in table and "| dicom (cpu-pool pipeline) |" in table
+    assert "| png (cpu backend) |" in table and "| dicom (cpu backend) |" in table
     assert "whole command cold/warm" in table and "dropped (verified" in table
 
 
 def test_workers_default_is_eval_s_and_memory_probes(tmp_path, monkeypatch):
     """workers None -> runner.embed.plan.default_workers(plan), resolved once and reported (to the probes too)."""
+    import runner.embed.bench
     import runner.embed.plan
     from registry.cards import load_registry
     from runner.embed.bench import BenchConfig, run_bench
 
-    monkeypatch.setattr(runner.embed.plan, "default_workers", lambda plan: 1)
+    assert runner.embed.bench.default_workers is runner.embed.plan.default_workers
+    monkeypatch.setattr(runner.embed.bench, "default_workers", lambda plan: 1)
     card = load_registry().encoders["pixels"]
     cfg = BenchConfig(encoder_card=card.data, encoder_sha256=card.sha256, n=2, size=64, dicom_size=(48, 40),
                       device="cpu", naive_limit=1, formats=("dicom",), whole_command=False, drop_cache=False,
@@ -111,7 +113,7 @@ def test_bench_runs_cxr_foundation_on_its_test_savedmodel(tmp_path, snapshot):
                       inputs=tmp_path / "in")
     result = run_bench(cfg)
     _json_ready(result)
-    assert result["pipeline"]["backend"] == "cpu-pool"
+    assert result["pipeline"]["backend"] == "cpu"
     for r in result["results"].values():
         assert r["naive"]["images_per_s"] > 0 and r["pipeline"]["images_per_s"] > 0
         assert r["forward"] is None and r["stages"] is None and r["ratios"]["pipeline_over_forward"] is None

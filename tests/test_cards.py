@@ -265,7 +265,7 @@ def test_every_schema_is_a_valid_json_schema(schema_path: Path):
 
 def test_remembered_parses_are_bounded(tmp_path: Path, monkeypatch):
     """read_yaml remembers parses by content hash, least recently used first out, never more than PARSED_MAX."""
-    import registry.yaml_reading as yaml_reading
+    from registry import yaml_reading
 
     monkeypatch.setattr(yaml_reading, "PARSED_MAX", 5)
     monkeypatch.setattr(yaml_reading, "_PARSED", type(yaml_reading._PARSED)())

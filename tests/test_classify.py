@@ -107,3 +107,14 @@ def test_bad_input_is_a_clear_error(problem):
         card["type"] = "xgboost"
     with pytest.raises(ClassifyError):
         classify(x, table, card, [0])
+
+
+def test_min_inner_rows_is_a_card_field_that_decides_whether_a_fold_stops_early():
+    """classifier.early_stopping.min_inner_rows (schema default 20): an inner-validation set smaller than it grows
+    params.n_estimators trees; below it, early stopping chooses fewer."""
+    x, table = data(signal=0.8)
+    stopping = CARD["early_stopping"]
+    early = classify(x, table, CARD, [0, 1])
+    never = classify(x, table, {**CARD, "early_stopping": {**stopping, "min_inner_rows": 100000}}, [0, 1])
+    assert [f.n_trees for f in never.folds] == [CARD["params"]["n_estimators"]] * 2
+    assert all(f.n_trees < CARD["params"]["n_estimators"] for f in early.folds)

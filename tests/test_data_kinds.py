@@ -114,7 +114,7 @@ def test_huggingface_kind_without_local_data_or_hub_is_a_clear_error(tmp_path):
 @pytest.fixture
 def small_registry(tmp_path, monkeypatch):
     """A copy of the registry whose effusion-demo task fits the small session demo data set."""
-    import registry.cards as cards
+    from registry import cards
 
     for folder in ("tasks", "encoders", "registry/datasets"):
         shutil.copytree(REPO / folder, tmp_path / folder)

@@ -85,7 +85,7 @@ def test_files_are_found_in_the_kaggle_layout_and_checked(reg, nih_card, nih_ind
     second = sample_task(task, nih_card, tmp_path, verify="header", workers=2)
     assert second.sources["metadata"][0].startswith(str(tmp_path))
     assert not second.exclusions
-    assert content_sha256(second.frame.assign(path=first.frame["path"])) == content_sha256(first.frame)
+    assert content_sha256(second.frame.assign(path=first.frame["path"]), {}) == content_sha256(first.frame, {})
     assert second.frame["path"].str.match(r"^images_00[123]/images/\d{8}_\d{3}\.png$").all()
 
 

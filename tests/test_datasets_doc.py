@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import registry.datasets_doc as datasets_doc
+from registry import datasets_doc
 from registry.cards import load_registry
 
 REPO = Path(__file__).resolve().parents[1]

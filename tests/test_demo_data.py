@@ -11,6 +11,7 @@ import pydicom
 import pytest
 from typer.testing import CliRunner
 
+from runner.data.imaging import ImageDecodeError, load_image, read_view_position
 from runner.data.synthetic import (
     DEFAULT_PATIENTS,
     FINDINGS,
@@ -19,7 +20,6 @@ from runner.data.synthetic import (
     _plan_images,
     make_demo_dataset,
 )
-from runner.data.imaging import ImageDecodeError, load_image, read_view_position
 
 COLUMNS = ["path", "image_id", "patient_id", "study_id", "view", "sex", "age",
            "atelectasis", "edema", "effusion", "opacity"]

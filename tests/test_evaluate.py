@@ -23,7 +23,6 @@ description: "Test-only task on the synthetic demo data."
 dataset: demo-cxr
 label: {id: effusion, name: Effusion}
 sampling: {positives: 70, negatives: 70, verify: header}
-leaderboard: {table: demo}
 """
 
 
@@ -136,16 +135,16 @@ def test_a_rerun_keeps_its_result_only_while_every_input_matches(registry, tmp_p
     monkeypatch.setattr(runner.results.reuse, "code_sha256", lambda: "other code")
     assert not again().reused
     assert again().reused
-    monkeypatch.setattr(runner.results.result, "package_versions", lambda: {"lightgbm": "0.0"})
+    monkeypatch.setattr(runner.results.reuse, "package_versions", lambda: {"lightgbm": "0.0"})
     assert not again().reused
 
 
 def test_a_fully_cached_run_never_builds_the_model(registry, tmp_path, demo_data_dir, monkeypatch):
     """Warm runs skip loading weights (seconds to minutes for real encoders): the model is built only to embed."""
-    from runner.encoders import registered_adapters
+    from registry import plugins
 
     run(registry, tmp_path, demo_data_dir)
-    adapter = registered_adapters()["random-cnn"]
+    adapter = plugins.load("adapter", "random-cnn")
     built = []
     original_init = adapter.__init__
 
@@ -267,16 +266,18 @@ def test_runner_eval_embeds_through_the_one_entry_point_with_a_lazy_encoder(regi
                                                                              monkeypatch):
     """The call `runner bench` measures (tests/test_architecture.py) is the call eval makes."""
     import runner.embed.embedding
+    import runner.embed.for_task
     from runner.encoders import LazyEncoder
 
+    assert runner.embed.for_task.embed_manifest is runner.embed.embedding.embed_manifest
     calls = []
     real = runner.embed.embedding.embed_manifest
 
     def recording(*args, **kwargs):
-        calls.append((isinstance(args[3], LazyEncoder), kwargs.get("pipeline"), kwargs.get("backend")))
+        calls.append((isinstance(args[3], LazyEncoder), kwargs.get("backend")))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner.embed.embedding, "embed_manifest", recording)
+    monkeypatch.setattr(runner.embed.for_task, "embed_manifest", recording)
     done = run(registry, tmp_path, demo_data_dir, encoder="pixels")
-    assert calls == [(True, "auto", "local")]
-    assert done.result["throughput"]["stage"].endswith("[cpu-pool]") or done.n_computed == 0
+    assert calls == [(True, "auto")]
+    assert done.result["throughput"]["stage"].endswith("[cpu]") or done.n_computed == 0

@@ -19,9 +19,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from runner.data.imaging import load_image, to_encoder_input
 from runner.embed.device.preprocess import DevicePreprocessor, resize_weights
 from runner.embed.device.read import read_raw
-from runner.data.imaging import load_image, to_encoder_input
 
 CONTRACTS = {
     "area-zscore-float": {"size": 48, "channels": 1, "interpolation": "area", "normalize": "zscore", "bit_depth": "float"},
@@ -185,7 +185,7 @@ def test_fast_manifest_equals_local_backend_with_exclusions(demo_data_dir, tmp_p
         cache = EmbeddingCache(card.sha256, encoder.contract, root=tmp_path / name)
         return fn(manifest, demo_data_dir, "demo", encoder, cache, workers=workers, batch_size=8, progress=False), cache
 
-    (local, _), (fast, fast_cache) = run(embed_manifest, "local", 0), run(functools.partial(embed_manifest, pipeline="fast"), "fast", 1)
+    (local, _), (fast, fast_cache) = run(embed_manifest, "local", 0), run(functools.partial(embed_manifest, backend="device"), "fast", 1)
     assert len(corrupt) >= 2 and len(fast.exclusions) == len(corrupt) + 1
     assert fast.exclusions == local.exclusions
     assert fast.image_ids == local.image_ids and len(fast.image_ids) == len(manifest) - len(fast.exclusions)
@@ -197,7 +197,7 @@ def test_fast_manifest_equals_local_backend_with_exclusions(demo_data_dir, tmp_p
     # the fast path's cache entries, failures included, serve the local backend (same keys): nothing is decoded again
     assert again.n_computed == 0 and again.exclusions == fast.exclusions
     np.testing.assert_array_equal(again.original, fast.original)
-    (fast_again, _) = run(functools.partial(embed_manifest, pipeline="fast"), "fast", 1)
+    (fast_again, _) = run(functools.partial(embed_manifest, backend="device"), "fast", 1)
     assert fast_again.n_computed == 0 and fast_again.exclusions == fast.exclusions
 
 

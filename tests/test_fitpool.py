@@ -51,7 +51,7 @@ def test_classify_many_matches_classify_design_by_design(through_the_pool):
 
 def test_label_efficiency_aurocs_are_the_same_side_by_side(through_the_pool):
     from runner.analysis.label_efficiency import label_efficiency
-    from runner.evaluate import card_fit_predict
+    from runner.classify.out_of_fold import card_fit_predict
 
     x, table = data(n=300, dim=16)
 

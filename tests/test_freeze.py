@@ -11,8 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from registry.cards import clear_cache, load_registry
 import runner.sample.committed as freeze
+from registry.cards import clear_cache, load_registry
+from registry.errors import RegistryError
+from runner.sample.store import committed_folder
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("torchxrayvision") is None,
                                 reason="the real metadata ships in the torchxrayvision wheel")
@@ -35,6 +37,7 @@ def test_what_is_frozen_and_what_is_not():
     assert "credentialed" in skipped["effusion-mimic"] and "credentialed" in skipped["effusion-mimic-jpg"]
     assert "synthetic" in skipped["effusion-demo"]
     assert sorted(p.name for p in (REPO / "manifests").iterdir() if p.is_dir()) == sorted(ids)
+    assert all(committed_folder(REPO / "manifests", task_id) is not None for task_id in ids)
 
 
 @pytest.fixture
@@ -43,6 +46,7 @@ def registry_copy(tmp_path):
     for folder in ("registry/datasets", "tasks", "encoders"):
         shutil.copytree(REPO / folder, root / folder)
     shutil.copytree(REPO / "manifests" / "effusion-vindr", root / "manifests" / "effusion-vindr")
+    shutil.copyfile(REPO / "manifests" / "index.json", root / "manifests" / "index.json")
     return root
 
 
@@ -58,7 +62,7 @@ def test_a_changed_task_card_is_a_stale_manifest(registry_copy):
     # ... and runner eval no longer uses it (the card hash differs): it samples at run time instead
     reg = load_registry(registry_copy)
     assert freeze.use_committed(reg.tasks["effusion-vindr"], reg.datasets["vindr-cxr"], registry_copy, registry_copy
-                                / "out") is None
+                                / "out", reg.home.manifests_dir) is None
 
 
 def fake_data_root(root: Path, paths) -> Path:
@@ -69,14 +73,14 @@ def fake_data_root(root: Path, paths) -> Path:
 
 
 def test_eval_uses_the_committed_manifest_after_checking_the_data(registry_copy, tmp_path):
-    from runner.evaluate import EvaluationError, _manifest
     from runner.sample.manifest import read_manifest
+    from runner.sample.run_manifest import RunManifestError, manifest_for_run
 
     reg = load_registry(registry_copy)
     task, dataset = reg.tasks["effusion-vindr"], reg.datasets["vindr-cxr"]
-    committed = read_manifest(registry_copy / "manifests" / "effusion-vindr")
+    committed = read_manifest(committed_folder(registry_copy / "manifests", "effusion-vindr"))
     data = fake_data_root(tmp_path / "data", committed.frame["path"])
-    manifest = _manifest(task, dataset, data, tmp_path / "out" / task.id)
+    manifest = manifest_for_run(task, dataset, data, tmp_path / "out" / task.id, reg.home.manifests_dir)
     assert manifest.meta["sha256"] == committed.meta["sha256"] and manifest.meta["verify"] == "none"
     assert (tmp_path / "out" / task.id / "manifest.parquet").is_file()
 
@@ -91,8 +95,8 @@ def test_eval_uses_the_committed_manifest_after_checking_the_data(registry_copy,
     gone = committed.frame["image_id"].iloc[-1]
     reads.loc[(reads["image_id"] == positive) & (reads["class_name"] == "Pleural effusion"), "class_name"] = "ILD"
     reads[reads["image_id"] != gone].to_csv(data / "train.csv", index=False)   # the user's own table, edited
-    with pytest.raises(EvaluationError) as raised:
-        _manifest(task, dataset, data, tmp_path / "out2" / task.id)
+    with pytest.raises(RunManifestError) as raised:
+        manifest_for_run(task, dataset, data, tmp_path / "out2" / task.id, reg.home.manifests_dir)
     message = str(raised.value)
     assert raised.value.exit_code == 2 and "\n" not in message
     for part in ("3 of 1200 files missing", "1 of 1200 files empty", "1 of 1200 images absent from its metadata",
@@ -106,7 +110,7 @@ def test_freeze_cli_check_exit_codes(registry_copy, monkeypatch, capsys):
     assert freeze.main(["--check", "effusion-vindr"]) == 0
     assert freeze.main(["--check", "effusion-mimic"]) == 2   # not frozen: says why
     assert "credentialed" in capsys.readouterr().err
-    (registry_copy / "manifests" / "effusion-vindr" / "manifest.json").write_text("{}")
+    (committed_folder(registry_copy / "manifests", "effusion-vindr") / "manifest.json").write_text("{}")
     assert freeze.main(["--check", "effusion-vindr"]) == 1
 
 
@@ -116,26 +120,26 @@ def test_another_layout_is_named_as_such(tmp_path):
     task, dataset = reg.tasks["effusion-nih"], reg.datasets["nih-cxr14"]
     from runner.sample.manifest import read_manifest
 
-    committed = read_manifest(REPO / "manifests" / task.id)
+    committed = read_manifest(committed_folder(REPO / "manifests", task.id))
     assert committed.frame["path"].str.startswith("images/").all()
     data = fake_data_root(tmp_path, ["images_001/" + p for p in committed.frame["path"]])
     with pytest.raises(freeze.FrozenDataError) as raised:
-        freeze.use_committed(task, dataset, data, tmp_path / "out")
+        freeze.use_committed(task, dataset, data, tmp_path / "out", reg.home.manifests_dir)
     assert "2000 of 2000 files missing" in str(raised.value)
     assert "2000 of 2000 images lie at another path" in str(raised.value) and "images_001/images/" in str(raised.value)
 
 
 def test_resample_bypasses_the_committed_manifest(registry_copy, tmp_path):
     """--resample samples from the data root (here: files that are not DICOMs, so the decode check refuses them)."""
-    from runner.evaluate import EvaluationError, _manifest
     from runner.sample.manifest import read_manifest
+    from runner.sample.run_manifest import manifest_for_run
 
     reg = load_registry(registry_copy)
     task, dataset = reg.tasks["effusion-vindr"], reg.datasets["vindr-cxr"]
-    committed = read_manifest(registry_copy / "manifests" / "effusion-vindr")
+    committed = read_manifest(committed_folder(registry_copy / "manifests", "effusion-vindr"))
     data = fake_data_root(tmp_path / "data", committed.frame["path"])
-    with pytest.raises(EvaluationError, match="could not be used"):
-        _manifest(task, dataset, data, tmp_path / "out" / task.id, resample=True)
+    with pytest.raises(RegistryError, match="could not be used"):
+        manifest_for_run(task, dataset, data, tmp_path / "out" / task.id, reg.home.manifests_dir, resample=True)
 
 
 def test_refreezing_one_task_rewrites_it_and_its_index_entry(registry_copy):

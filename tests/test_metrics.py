@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 from scipy import stats
 from sklearn.metrics import f1_score, roc_auc_score, roc_curve
 
-from runner.metrics.intervals import _weighted_auroc, bootstrap_fold_mean, percentile_interval, t_interval
+from runner.metrics.intervals import bootstrap_fold_mean, percentile_interval, t_interval, weighted_auroc
 from runner.metrics.scores import MetricsInputError, f1, point_metrics, pooled_roc, roc_points
 from runner.metrics.summary import summarize
 
@@ -154,9 +154,20 @@ def test_bootstrap_ci_covers_true_auroc():
     for i in range(sims):
         scores = np.r_[rng.normal(1.0, 1, 100), rng.normal(0, 1, 100)]
         reps = bootstrap_fold_mean(labels, np.arange(200), np.zeros(200, int), [scores], 0.5, 300, i)
-        low, high, _, _ = percentile_interval(reps["auroc"][0], 0.95)
+        low, high, _, _ = percentile_interval(reps["auroc"][0], 0.95, 50)
         hits += low <= true_auc <= high
     assert hits / sims >= 0.93
+
+
+def test_min_valid_replicates_is_a_card_field_that_decides_whether_a_bootstrap_ci_is_reported():
+    """metrics.bootstrap.min_valid_replicates (schema default 50): asking for more computable replicates than the
+    bootstrap draws leaves the CI out, saying why; the default reports it."""
+    predictions = make_predictions()
+    reported = summarize(predictions, CARD_B)["auroc"]
+    strict = summarize(predictions, {**CARD_B, "bootstrap": {**CARD_B["bootstrap"], "min_valid_replicates": 401}})
+    assert reported["ci_low"] is not None and reported["ci_high"] is not None
+    assert strict["auroc"]["ci_low"] is None and "min_valid_replicates" in strict["auroc"]["reason"]
+    assert strict["auroc"]["mean"] == reported["mean"]
 
 
 # --- the numpy metrics against scikit-learn's (runner.metrics.scores says why they are numpy) -------------------------
@@ -229,7 +240,7 @@ def test_bootstrap_replicate_auroc_is_sklearns_on_the_resampled_set(data, seed):
     rng = np.random.default_rng(seed)
     patient = rng.integers(0, max(1, len(labels) // 2), len(labels))
     weights = rng.integers(0, 4, size=(3, int(patient.max()) + 1)).astype(float)
-    got = _weighted_auroc(weights, patient, labels, scores)
+    got = weighted_auroc(weights, patient, labels, scores)
     for w, value in zip(weights, got, strict=True):
         repeat = w[patient].astype(int)
         y, s = np.repeat(labels, repeat), np.repeat(scores, repeat)

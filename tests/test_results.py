@@ -42,8 +42,8 @@ class FakeCard:
 
     @property
     def full(self) -> dict:
-        from registry.extends import deep_merge
         from registry.cards import load_registry
+        from registry.extends import deep_merge
 
         template = dict(load_registry().of_kind(self.kind)[TEMPLATES[self.kind]].data)
         template.pop("benchmarks", None)  # a fake task belongs to the benchmarks its own data names, if any
@@ -61,7 +61,7 @@ class FakeCard:
 
     @property
     def spec(self):
-        import registry.specs as specs
+        from registry import specs
 
         return {"task": specs.task_spec, "encoder": specs.encoder_spec, "dataset": specs.dataset_spec}[self.kind](
             self.full)
@@ -97,12 +97,12 @@ def fake_registry(order=None) -> FakeRegistry:
         dataset_id, dataset_label = DATASETS[short]
         data = {"id": task_id, "title": f"{name} on {dataset_label}", "dataset": dataset_id,
                 "label": {"id": label, "name": name},
-                "leaderboard": {"table": "table1", "disease": name, "dataset_label": dataset_label,
-                                "order": (order or {}).get(task_id, 10 + i)}}
+                "leaderboard": {"disease": name, "dataset_label": dataset_label,
+                                "order": (order or {}).get(task_id, 10 + i)}, "benchmarks": ["paper-table1"]}
         reg.tasks[task_id] = FakeCard(task_id, "task", data)
     reg.tasks["effusion-demo"] = FakeCard("effusion-demo", "task", {
         "id": "effusion-demo", "title": "Effusion (synthetic demo)", "dataset": "demo-cxr",
-        "label": {"id": "effusion", "name": "Effusion"}, "leaderboard": {"table": "demo", "order": 0}})
+        "label": {"id": "effusion", "name": "Effusion"}, "leaderboard": {"order": 0}, "benchmarks": ["demo"]})
     for encoder_id, title, dim in (("medimageinsight", "MedImageInsight", 1024),
                                    ("cxr-foundation", "CXR-Foundation", 32 * 768), ("pixels", "Raw pixels", 1024)):
         reg.encoders[encoder_id] = FakeCard(encoder_id, "encoder", {"id": encoder_id, "title": title,
@@ -263,6 +263,17 @@ def test_environment_info_is_schema_valid(result):
     result["created_at"] = utc_now()
     assert validate_result(result) == []
     json.dumps(env, allow_nan=False)
+
+
+def test_environment_names_the_device_each_framework_used(result):
+    # a TensorFlow encoder that ran on the CPU of a box where torch would use the GPU: the result says "cpu"
+    env = environment_info(device="cuda", frameworks={"tensorflow": "cpu"})
+    assert env["device"] == "cpu" and env["frameworks"] == {"tensorflow": "cpu"}
+    result["environment"] = env
+    assert validate_result(result) == []
+    assert "frameworks" not in environment_info(device="cpu", frameworks={})  # nothing ran: all embeddings cached
+    result["environment"]["frameworks"] = {"Not A Name!": "cpu"}
+    assert any("/environment/frameworks" in p for p in validate_result(result))
 
 
 def test_metrics_summary_drops_into_a_valid_result(result):

@@ -101,12 +101,12 @@ def test_metadata_only_root_samples_the_same_images(real_registry, demo_data_dir
     deferred = sample_task(task, dataset, bare, defer_verify_without_images=True)
     assert deferred.verify == "deferred" and "without a file check" in deferred.verify_note
     unchecked = sample_task(task, dataset, demo_data_dir, verify="none")
-    assert content_sha256(deferred.frame) == content_sha256(unchecked.frame)
+    assert content_sha256(deferred.frame, {}) == content_sha256(unchecked.frame, {})
     checked = sample_task(task, dataset, demo_data_dir, defer_verify_without_images=True)  # images there: checked
     assert checked.verify == "decode" and checked.verify_note is None
     replaced = set(deferred.frame["image_id"]) - set(checked.frame["image_id"])
     assert replaced == {e.image_id for e in checked.exclusions}  # differs exactly by the files that fail a check
-    assert (content_sha256(deferred.frame) == content_sha256(checked.frame)) == (not checked.exclusions)
+    assert (content_sha256(deferred.frame, {}) == content_sha256(checked.frame, {})) == (not checked.exclusions)
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def metadata_registry(tmp_path_factory):
     root = make_registry_root(tmp_path_factory.mktemp("reg-meta"), {
         "effusion-small": "extends: _defaults-demo.yaml\nid: effusion-small\ntitle: Effusion (small)\n"
                           "dataset: demo-cxr\nlabel: {id: effusion, name: Effusion}\n"
-                          "sampling: {positives: 50, negatives: 50}\nleaderboard: {table: demo}\n"})
+                          "sampling: {positives: 50, negatives: 50}\n"})
     for enc in ("metadata", "metadata-view"):
         shutil.copy(REPO / "encoders" / f"{enc}.yaml", root / "encoders" / f"{enc}.yaml")
     return root
@@ -125,8 +125,8 @@ def metadata_registry(tmp_path_factory):
 def test_metadata_baseline_runs_from_a_metadata_only_root(metadata_registry, demo_data_dir, tmp_path):
     from registry.cards import clear_cache, load_registry
     from runner.evaluate import EvalOptions, run_evaluation
-    from runner.sample.manifest import read_manifest
     from runner.results.result import validate_result
+    from runner.sample.manifest import read_manifest
 
     clear_cache()
     reg = load_registry(metadata_registry)
@@ -328,7 +328,7 @@ def test_training_data_overlap(real_registry):
 
 
 def _filed(task_id: str, encoder_id: str) -> dict:
-    from leaderboard.filing.submit import RESULTS_DIR
+    from tests.support import RESULTS_DIR
 
     return json.loads((RESULTS_DIR / f"{task_id}__{encoder_id}__reproduced.json").read_text(encoding="utf-8"))
 
@@ -353,9 +353,9 @@ def test_filed_floors_are_real_and_the_view_matched_view_floor_is_near_chance(re
 
 
 def test_compute_floors_and_the_site_shows_them(real_registry, tmp_path):
-    from leaderboard.summary.floors import compute_floors
     from leaderboard.site.render import build_site
-    from leaderboard.filing.submit import RESULTS_DIR
+    from leaderboard.summary.floors import compute_floors
+    from tests.support import RESULTS_DIR
 
     results = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(RESULTS_DIR.glob("*.json"))]
     floors = compute_floors(results, real_registry)
@@ -386,6 +386,6 @@ def test_compute_floors_and_the_site_shows_them(real_registry, tmp_path):
 
 
 def _filed_reported(task_id: str, encoder_id: str) -> dict:
-    from leaderboard.filing.submit import RESULTS_DIR
+    from tests.support import RESULTS_DIR
 
     return json.loads((RESULTS_DIR / f"{task_id}__{encoder_id}__reported.json").read_text(encoding="utf-8"))

@@ -10,9 +10,10 @@ import pytest
 from runs import make_run
 from test_results import fake_registry, make_reproduced
 
-from leaderboard.filing.file_reported import TABLE_PATH, file_reported
+from leaderboard.filing.file_reported import file_reported
 from leaderboard.site.render import build_site
 from runner.results.result import write_result
+from tests.support import TABLE_PATH
 
 # Table 1 of the paper, typed here independently of leaderboard/paper_table1.yaml:
 # disease, dataset, AUROC MedImageInsight, AUROC CXR-Foundation, F1 MedImageInsight, F1 CXR-Foundation.
@@ -94,17 +95,22 @@ def parse(path):
 
 
 def grid(table) -> dict:
-    """(disease, dataset, metric group, encoder heading) -> cell, from the table's own headings."""
+    """(disease, dataset, metric group, encoder heading) -> cell, from the table's own headings. The first column is
+    the task (one cell: disease and data set, so that one column stays fixed when the table scrolls sideways)."""
     groups = []
     for cell in table["head"][0]:
         groups += [cell["text"]] * int(cell["attrs"].get("colspan", 1))
     names = [c["text"] for c in table["head"][1]]
     out = {}
     for row in table["body"]:
-        disease, dataset = row[0]["text"], row[1]["text"]
-        for i, cell in enumerate(row[2:], start=2):
+        disease, dataset = row[0]["attrs"]["data-disease"], row[0]["attrs"]["data-dataset"]
+        for i, cell in enumerate(row[1:], start=1):
             out[(disease, dataset, groups[i], names[i])] = cell
     return out
+
+
+def row_label(row) -> tuple[str, str]:
+    return row[0]["attrs"]["data-disease"], row[0]["attrs"]["data-dataset"]
 
 
 def build_fake_site(tmp_path_factory):
@@ -112,7 +118,9 @@ def build_fake_site(tmp_path_factory):
     reg = fake_registry()
     results = tmp_path_factory.mktemp("results")
     file_reported(reg, TABLE_PATH, results)
-    from leaderboard.filing.submit import submit  # a real, verified run: filed with its predictions and manifest
+    from leaderboard.filing.submit import (
+        submit,  # a real, verified run: filed with its predictions and manifest
+    )
 
     submit(make_run(tmp_path_factory.mktemp("run"), reg, "effusion-demo", "pixels"), reg, results)
     index = build_site(tmp_path_factory.mktemp("site"), results, reg)
@@ -136,7 +144,7 @@ def test_front_page_has_all_32_paper_numbers_in_the_right_cells(site):
 def test_rows_follow_the_paper_order_and_best_is_bold(site):
     _, _, index = site
     table = parse(index).tables["table-table1"]
-    rows = [(r[0]["text"], r[1]["text"]) for r in table["body"]]
+    rows = [row_label(r) for r in table["body"]]
     assert rows == [(d, s) for d in ("Atelectasis", "Edema", "Effusion", "Opacity") for s in ("MIMIC", "NIH")]
     cells = grid(table)
     assert cells[("Opacity", "NIH", "AUROC", "CXR-Foundation")]["bold"]
@@ -151,16 +159,16 @@ def test_row_order_comes_from_the_cards(tmp_path):
     results = tmp_path / "results"
     file_reported(reg, TABLE_PATH, results)
     table = parse(build_site(tmp_path / "site", results, reg)).tables["table-table1"]
-    assert next(r[0]["text"] + " " + r[1]["text"] for r in table["body"]) == "Opacity NIH"
+    assert next(row_label(r) for r in table["body"]) == ("Opacity", "NIH")
     reg.tasks["edema-nih"].data["leaderboard"]["disease"] = "Pulmonary oedema"
     table = parse(build_site(tmp_path / "site", results, reg)).tables["table-table1"]
-    row = next(r for r in table["body"] if r[0]["text"] == "Pulmonary oedema")
+    row = next(r for r in table["body"] if row_label(r)[0] == "Pulmonary oedema")
     # a display edit changes no number: the results filed before it still belong to the card
-    assert not any("stale" in c["attrs"]["class"] for c in row[2:])
+    assert not any("stale" in c["attrs"]["class"] for c in row[1:])
     reg.tasks["edema-nih"].data["metrics"] = {"threshold": 0.4}  # a behaviour edit: the filed numbers are flagged
     table = parse(build_site(tmp_path / "site", results, reg)).tables["table-table1"]
-    row = next(r for r in table["body"] if r[0]["text"] == "Pulmonary oedema")
-    assert all("stale" in c["attrs"]["class"] for c in row[2:])
+    row = next(r for r in table["body"] if row_label(r)[0] == "Pulmonary oedema")
+    assert all("stale" in c["attrs"]["class"] for c in row[1:])
 
 
 def test_demo_results_stay_out_of_table1(site):
@@ -193,11 +201,57 @@ def test_pages_and_exports(site):
     assert (out / "static" / "site.js").is_file() and (out / "static" / "site.css").is_file()
 
 
+class LinkParser(HTMLParser):
+    """Every (tag, attribute, value) that loads or links something."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.refs = []
+
+    def handle_starttag(self, tag, attrs):
+        self.refs += [(tag, k, v or "") for k, v in attrs if k in ("src", "href", "data", "srcset", "action")]
+
+
+def refs(page) -> list[tuple[str, str, str]]:
+    parser = LinkParser()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser.refs
+
+
 def test_no_external_resources(site):
+    """The site works offline: nothing is loaded from elsewhere (links out, <a href>, are fine: they load nothing)."""
     _, _, index = site
     for page in index.parent.rglob("*.html"):
-        text = page.read_text()
-        assert "http://" not in text and "https://" not in text and "//cdn" not in text, page
+        loaded = [(t, k, v) for t, k, v in refs(page) if t != "a"]
+        assert loaded and all("//" not in v and not v.startswith(("data:", "javascript:")) for _, _, v in loaded), page
+        assert "//cdn" not in page.read_text(), page
+
+
+def test_external_links_come_from_the_cards_and_only_http_is_linked(tmp_path_factory):
+    """Encoder homepage, hub repo (at its revision) and paper; the data set's paper and access page on a task page.
+    Changing a card field changes the link; a card's javascript: address is shown as text, never linked."""
+    reg, results, _ = build_fake_site(tmp_path_factory)
+    card = reg.encoders["medimageinsight"].data
+    card.update(homepage="https://example.org/mii", citation="Someone. A model. arXiv:2410.06542 (2024).",
+                weights={"hf_repo": "org/mii", "revision": "abc1234", "files": ["w.pt"], "sha256": {},
+                         "random_init": False})
+    reg.datasets["nih-cxr14"].data.update(citation="Wang X. ChestX-ray8. doi:10.1109/CVPR.2017.369",
+                                          access="Download from https://nihcc.app.box.com/v/ChestXray-NIHCC .")
+    out = build_site(tmp_path_factory.mktemp("linked"), results, reg).parent
+    links = {v for t, k, v in refs(out / "encoders" / "medimageinsight.html") if t == "a"}
+    assert {"https://example.org/mii", "https://huggingface.co/org/mii/tree/abc1234",
+            "https://arxiv.org/abs/2410.06542"} <= links
+    task_links = {v for t, k, v in refs(out / "tasks" / "effusion-nih.html") if t == "a"}
+    assert {"https://doi.org/10.1109/CVPR.2017.369", "https://nihcc.app.box.com/v/ChestXray-NIHCC"} <= task_links
+
+    card["homepage"] = "javascript:alert(1)"
+    card["weights"]["revision"] = "def5678"
+    out = build_site(tmp_path_factory.mktemp("hostile-link"), results, reg).parent
+    page = out / "encoders" / "medimageinsight.html"
+    links = {v for t, k, v in refs(page) if t == "a"}
+    assert "https://huggingface.co/org/mii/tree/def5678" in links
+    assert not any(v.startswith("javascript:") for _, _, v in refs(page))
+    assert "javascript:alert(1)" in page.read_text()  # shown, as text
 
 
 def test_roc_curve_from_a_filed_predictions_file(tmp_path):
@@ -242,7 +296,8 @@ def test_html_in_result_strings_is_inert(tmp_path):
     from leaderboard.site.encoders_page import plot_auroc_vs_parameters
 
     svg = tmp_path / "plot.svg"
-    assert plot_auroc_vs_parameters({"rows": [{"parameters": 1000, "mean_auroc": 0.7, "title": HOSTILE}]}, svg)
+    assert plot_auroc_vs_parameters({"rows": [{"parameters": 1000, "mean_auroc": 0.7, "title": HOSTILE},
+                                              {"parameters": 5000, "mean_auroc": 0.8, "title": "B"}]}, svg)
     assert "<script" not in svg.read_text() and "&lt;script&gt;alert(1)" in svg.read_text()  # the title, as text
 
 
@@ -265,9 +320,9 @@ def test_cli_build_prints_index_path(tmp_path, monkeypatch):
 
 def test_real_registry_front_page_matches_the_paper(tmp_path):
     """The filed reported results, rendered against the project's own cards."""
-    from leaderboard.filing.submit import RESULTS_DIR
     from registry.cards import load_registry
     from registry.errors import CardError
+    from tests.support import RESULTS_DIR
 
     try:
         reg = load_registry()
@@ -287,3 +342,77 @@ def test_real_registry_front_page_matches_the_paper(tmp_path):
     assert shown == expected
     assert {k[:2] for k, text in floor_column.items() if text != "—"} == {(d, "NIH") for d, s, _, _ in expected
                                                                           if s == "NIH"}
+
+
+@pytest.fixture(scope="module")
+def view_matched_site(tmp_path_factory):
+    """A clinical task outside Table 1 (benchmark view-matched: the "More tasks" section) with verified reproduced
+    results of a metadata-only control (the highest AUROC) and two encoders."""
+    import copy
+
+    from test_results import FakeCard
+
+    from leaderboard.filing.submit import submit
+
+    tmp_path = tmp_path_factory.mktemp("view-matched")
+    reg = fake_registry()
+    data = copy.deepcopy(reg.tasks["effusion-nih"].data)
+    data.update(id="effusion-nih-vm", benchmarks=["view-matched"],
+                leaderboard={"disease": "Effusion", "dataset_label": "NIH, view-matched", "order": 50})
+    reg.tasks["effusion-nih-vm"] = FakeCard("effusion-nih-vm", "task", data)
+    reg.encoders["metadata"] = FakeCard("metadata", "encoder", {"id": "metadata", "title": "Metadata only",
+                                                                "adapter": "metadata", "control": True})
+    results = tmp_path / "results"
+    for encoder, separation in (("metadata", 3.0), ("medimageinsight", 0.8), ("cxr-foundation", 0.4)):
+        submit(make_run(tmp_path / encoder, reg, "effusion-nih-vm", encoder, separation=separation), reg, results)
+    return build_site(tmp_path / "site", results, reg)
+
+
+def test_a_control_is_never_marked_best_in_a_clinical_section(view_matched_site):
+    """Was: the "More tasks" section marked a metadata-only control ★ best (and bold): controls are reference
+    columns there, left out of the paired test; the encoders compete among themselves."""
+    index = view_matched_site
+    cells = grid(parse(index).tables["table-extra"])
+    [control] = [c for k, c in cells.items() if k[2] == "AUROC" and k[3].startswith("Metadata only")]
+    others = {k[3]: c for k, c in cells.items() if k[2] == "AUROC" and "Metadata" not in k[3]}
+    assert float(control["attrs"]["data-sort"]) > max(float(c["attrs"]["data-sort"]) for c in others.values())
+    assert not control["bold"] and "control" in control["attrs"]["class"]
+    assert sum(c["bold"] for c in others.values()) == 1  # the best encoder, not the control
+    html = index.read_text()
+    row = html[html.index('data-task="effusion-nih-vm"'):]
+    row = row[:row.index("</tr>")]
+    assert row.count('class="tie best"') == 2  # one per metric, both on encoders (the test left the control out)
+    assert 'data-encoder="metadata"' in row and all(
+        'class="tie best"' not in cell for cell in row.split("<td")[1:] if 'data-encoder="metadata"' in cell)
+    summary = json.loads((index.parent / "leaderboard.json").read_text())
+    ties = summary["tasks"]["effusion-nih-vm"]["ties"]
+    assert set(ties["by_metric"]["auroc"]["values"]) == {"medimageinsight", "cxr-foundation"}
+    assert "controls not compared" in ties["note"] and "metadata" in ties["note"]
+
+
+def test_task_page_verdicts_sit_under_their_heading_and_results_run_best_first(view_matched_site):
+    """Was: "significantly below the best" printed under "p (Holm)", the Verdict column empty, results unsorted."""
+    page = view_matched_site.parent / "tasks" / "effusion-nih-vm.html"
+    tables = parse(page).tables
+    ties = tables["ties-auroc"]
+    heads = [c["text"] for c in ties["head"][0]]
+    assert heads[-2:] == ["p (Holm)", "Verdict"]
+    for row in ties["body"]:
+        assert len(row) == len(heads)
+        assert row[-1]["text"] in ("best", "≈ best (tied)", "significantly below the best")
+        assert row[-2]["text"] == "—" or row[-2]["text"] == "< 0.001" or 0 <= float(row[-2]["text"]) <= 1
+    assert ties["body"][0][-1]["text"] == "best"  # best first here too
+    summary = json.loads((view_matched_site.parent / "leaderboard.json").read_text())
+    holm = summary["tasks"]["effusion-nih-vm"]["ties"]["by_metric"]["auroc"]["comparisons"]
+    (other,) = holm.values()
+    assert ties["body"][1][-2]["text"] == p_value_text(other["p_holm"])
+    results = tables["task-results"]
+    aurocs = [float(r[2]["attrs"]["data-sort"]) for r in results["body"]]
+    assert aurocs == sorted(aurocs, reverse=True) and len(aurocs) == 3
+    assert "control" in results["body"][0][0]["text"]  # the control's row is there, labelled
+
+
+def p_value_text(p):
+    from leaderboard.site.text import p_value
+
+    return p_value(p)

@@ -1,4 +1,5 @@
-"""The built site in a real headless browser (Debian's chromium): it renders, its table is there, its JavaScript ran."""
+"""The built site in a real headless browser (Debian's chromium): it renders, its JavaScript runs, its views are kept in
+the address, and nothing sticks out past the window at 390, 1024 and 1440 px."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from test_site import build_fake_site
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
-SCREENSHOT_COPY = REPO / "docs" / "leaderboard-screenshot.png"  # kept for the docs; refreshed when missing
+# docs/{leaderboard,encoders}-{1440,390}.png are drawn from the project's filed results by `python tests/browser.py`
 
 
 @pytest.fixture(scope="session")
@@ -55,9 +56,6 @@ def test_front_page_renders_and_its_script_runs(chromium, built_site, tmp_path):
     assert shot.is_file(), f"no screenshot: {done.stderr[-500:]}"
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000  # a blank 1280x1600 page compresses to a few KB
-    if not SCREENSHOT_COPY.exists():
-        SCREENSHOT_COPY.parent.mkdir(exist_ok=True)
-        shutil.copyfile(shot, SCREENSHOT_COPY)
 
     dom = _chromium(chromium, tmp_path / "profile-dom", "--dump-dom", url).stdout
     assert 'id="table-table1"' in dom and "0.958 ± 0.011" in dom
@@ -85,8 +83,9 @@ def encoders_site(tmp_path_factory):
     from runs import make_run
     from test_results import fake_registry
 
-    from leaderboard.filing.file_reported import TABLE_PATH, file_reported
+    from leaderboard.filing.file_reported import file_reported
     from leaderboard.filing.submit import submit
+    from tests.support import TABLE_PATH
 
     reg = fake_registry()
     for task in reg.tasks.values():
@@ -137,18 +136,19 @@ def _column(browser, heading: str) -> list:
 def test_encoders_page_sorts_by_keyboard(browser, encoders_site):
     _open(browser, encoders_site, 1400)
     assert browser.js("document.body.getAttribute('data-encoders-js')") == "1"
+    _set(browser, "filter-benchmark", "demo", "change")
     browser.js(f"document.querySelector('{VISIBLE} thead th[title=\"mean of the per-task ranks\"]').focus()")
     browser.press("Tab")  # headings are in the tab order: Rank -> SD -> Borda -> AUROC
     browser.press("Tab")
     browser.press("Tab")
     assert browser.js("document.activeElement.textContent.trim()") == "AUROC"
-    browser.press("Enter")
-    ascending = [float(v) for v in _column(browser, "AUROC")]
-    assert ascending == sorted(ascending) and len(ascending) == 2
-    assert browser.js("document.activeElement.getAttribute('aria-sort')") == "ascending"
-    browser.press(" ")
+    browser.press("Enter")  # a metric: best first on the first press
     descending = [float(v) for v in _column(browser, "AUROC")]
-    assert descending == sorted(ascending, reverse=True) and descending != ascending
+    assert descending == sorted(descending, reverse=True) and len(descending) == 3
+    assert browser.js("document.activeElement.getAttribute('aria-sort')") == "descending"
+    browser.press(" ")
+    ascending = [float(v) for v in _column(browser, "AUROC")]
+    assert ascending == sorted(descending) and descending != ascending
 
 
 def test_encoders_page_filters_by_benchmark_and_searches(browser, encoders_site):
@@ -187,16 +187,132 @@ def test_a_cell_links_to_its_result_file(browser, encoders_site):
     assert browser.js("location.href") == by_class["result-link"]
 
 
-@pytest.mark.parametrize("width", [1400, 420])
-def test_encoders_page_screenshots_do_not_overflow(browser, encoders_site, width, tmp_path):
+# ---------------------------------------------------------------------------------------------- shareable views
+
+
+def test_filters_and_sort_are_kept_in_the_address_and_restored(browser, encoders_site):
+    _open(browser, encoders_site, 1400)
+    _set(browser, "filter-benchmark", "demo", "change")
+    _set(browser, "filter-search", "raw", "input")
+    browser.js(f"[...document.querySelectorAll('{VISIBLE} thead th')].find(th => th.textContent.trim() === 'AUROC')"
+               ".click()")
+    url = browser.js("location.href")
+    assert "benchmark=demo" in url and "q=raw" in url and "sort=" in url and ":auroc:desc" in url.replace("%3A", ":")
+    _open_url(browser, url)  # the copied link, in a fresh page
+    assert browser.js(f"document.querySelector('{VISIBLE}').dataset.view") == "demo|*"
+    assert browser.js("document.getElementById('filter-search').value") == "raw"
+    assert browser.js(f"[...document.querySelectorAll('{VISIBLE} tbody tr')].filter(r => !r.hidden)"
+                      ".map(r => r.dataset.encoder)") == ["pixels"]
+    assert browser.js(f"[...document.querySelectorAll('{VISIBLE} thead th')]"
+                      ".find(th => th.textContent.trim() === 'AUROC').getAttribute('aria-sort')") == "descending"
+
+
+def test_front_page_sort_is_kept_in_the_address(browser, encoders_site):
+    _open(browser, encoders_site, 1400, "index.html")
+    browser.js("document.querySelector('#table-table1 thead tr:last-child th[data-metric=auroc]').click()")
+    url = browser.js("location.href")
+    assert "sort=table-table1" in url
+    first = browser.js("[...document.querySelectorAll('#table-table1 tbody tr')].map(r => r.dataset.task)")
+    _open_url(browser, url)
+    assert browser.js("[...document.querySelectorAll('#table-table1 tbody tr')].map(r => r.dataset.task)") == first
+    values = [float(v) for v in browser.js(
+        "(() => { const th = document.querySelector('#table-table1 thead tr:last-child th[data-metric=auroc]');"
+        " const i = [...th.parentNode.children].indexOf(th);"
+        " return [...document.querySelectorAll('#table-table1 tbody tr')].map(r => r.children[i].dataset.sort)"
+        ".filter(v => v !== ''); })()")]
+    assert values == sorted(values, reverse=True) and len(values) == 8  # best first on the first click
+
+
+def test_a_hostile_address_is_ignored(browser, encoders_site):
+    hostile = "#benchmark=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E&dataset=%22%5D%3Cb&q=%3Cscript%3E&sort=x%22%5D:y:z"
+    _open_url(browser, (encoders_site / "encoders.html").resolve().as_uri() + hostile)
+    assert browser.js("document.body.getAttribute('data-js-ok')") == "1"
+    assert browser.js(f"document.querySelector('{VISIBLE}').dataset.view") == "paper-table1|*"  # the default
+    assert browser.js("document.querySelectorAll('img[src=x], b').length") == 0
+    assert browser.js("document.getElementById('filter-search').value") == "<script>"  # text in a box, nothing run
+
+
+# ---------------------------------------------------------------------------------------------- every width
+# At 390 (a phone), 1024 and 1440 px nothing may stick out past the right edge of the window except inside a box that
+# scrolls on its own (.table-wrap, pre); every <details> is opened first so that what it holds is measured too.
+
+WIDTHS = (390, 1024, 1440)
+OVERFLOW = """(() => {
+    document.querySelectorAll('details').forEach(d => { d.open = true; });
+    const width = document.documentElement.clientWidth, out = [];
+    for (const el of document.querySelectorAll('body *')) {
+        if (el.parentElement.closest('.table-wrap, pre')) continue;  // inside a box that scrolls by itself
+        const r = el.getBoundingClientRect();
+        if (r.width > 0 && r.right > width + 1)
+            out.push(`${el.tagName.toLowerCase()}.${el.className} right=${Math.round(r.right)}: `
+                     + (el.textContent || '').trim().slice(0, 40));
+    }
+    return [document.documentElement.scrollWidth, width, out.slice(0, 8)];
+})()"""
+
+
+def _fits(browser, site, page, width):
+    _open(browser, site, width, page)
+    scroll, window, sticking_out = browser.js(OVERFLOW)
+    assert scroll <= window and sticking_out == [], (page, width, scroll, sticking_out)
+
+
+@pytest.fixture(scope="module")
+def stock_site(tmp_path_factory):
+    """The project's filed results (Table 1, floors, the demo's) as `runner leaderboard build` renders them."""
+    from leaderboard.site.render import build_site
+    from registry.cards import load_registry
+    from tests.support import RESULTS_DIR
+
+    return build_site(tmp_path_factory.mktemp("stock-site"), RESULTS_DIR, load_registry(REPO)).parent
+
+
+STOCK_PAGES = ("index.html", "encoders.html", "tasks/atelectasis-nih.html", "tasks/effusion-demo.html",
+               "encoders/medimageinsight.html", "encoders/metadata.html")
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_stock_site_fits_every_width(browser, stock_site, width):
+    for page in STOCK_PAGES:
+        _fits(browser, stock_site, page, width)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_test_site_fits_every_width(browser, encoders_site, width):
+    for page in ("index.html", "encoders.html", "tasks/effusion-demo.html", "encoders/pixels.html"):
+        _fits(browser, encoders_site, page, width)
+
+
+def test_table1_on_a_phone_keeps_the_task_column_and_shows_model_numbers_first(browser, stock_site):
+    _open(browser, stock_site, 390, "index.html")
+    heads = browser.js("[...document.querySelectorAll('#table-table1 thead tr:last-child th')]"
+                       ".map(th => th.dataset.metric || 'task')")
+    assert heads[0] == "task" and "floor" in heads
+    assert heads.index("auroc") < heads.index("floor"), heads  # the encoders' numbers before the floor column
+    first_number = browser.js("""(() => {
+        const cell = document.querySelector('#table-table1 tbody tr td[data-encoder]');
+        return [cell.getBoundingClientRect().left, cell.getBoundingClientRect().right,
+                document.documentElement.clientWidth]; })()""")
+    assert first_number[1] <= first_number[2], f"no model number on the first screen: {first_number}"
+    stays = browser.js("""(() => {
+        const wrap = document.querySelector('#table-table1').closest('.table-wrap');
+        wrap.scrollLeft = wrap.scrollWidth;
+        const cell = wrap.querySelector('tbody th'), left = cell.getBoundingClientRect().left;
+        return [wrap.scrollLeft > 0, Math.abs(left - wrap.getBoundingClientRect().left) < 2,
+                getComputedStyle(cell).position, cell.textContent.trim()]; })()""")
+    assert stays[:3] == [True, True, "sticky"] and "Atelectasis" in stays[3] and "MIMIC" in stays[3], stays
+
+
+@pytest.mark.parametrize("width", [1440, 390])
+def test_encoders_page_screenshots_do_not_overflow(browser, stock_site, width, tmp_path):
     from browser import png_size
 
-    _open(browser, encoders_site, width)
+    _open(browser, stock_site, width)
     page = browser.js("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
     assert page[0] <= page[1], f"the page scrolls sideways at {width} px: {page}"
     wraps = browser.js(f"[...document.querySelectorAll('{VISIBLE} .table-wrap')].map(w => [w.scrollWidth, w.clientWidth])")
-    if width == 1400:
-        assert all(s <= c + 1 for s, c in wraps), f"a table scrolls sideways at 1400 px: {wraps}"
+    if width == 1440:
+        assert all(s <= c + 1 for s, c in wraps), f"a table scrolls sideways at 1440 px: {wraps}"
     else:  # on a phone the table scrolls inside its box, and its first column stays in view
         stays = browser.js(f"""(() => {{
             const wrap = document.querySelector('{VISIBLE} .table-wrap'); wrap.scrollLeft = wrap.scrollWidth;
@@ -209,28 +325,21 @@ def test_encoders_page_screenshots_do_not_overflow(browser, encoders_site, width
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     assert png_size(png)[0] == width  # a page wider than the window would make a wider full-page shot
     docs_copy = REPO / "docs" / f"encoders-{width}.png"
-    if not docs_copy.exists():  # `python tests/browser.py` draws them from the project's filed results
+    if not docs_copy.exists():  # `python tests/browser.py` redraws them all
         shutil.copyfile(shot, docs_copy)
 
 
-def test_front_page_fits_at_1400(browser, encoders_site):
-    _open(browser, encoders_site, 1400, "index.html")
-    page = browser.js("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
-    assert page[0] <= page[1], page
-    wraps = browser.js("[...document.querySelectorAll('.table-wrap')].map(w => [w.scrollWidth, w.clientWidth])")
-    assert all(s <= c + 1 for s, c in wraps), wraps
+def _open_url(browser, url):
+    """Load `url` (address-bar state included) as a new document, the way a shared link opens."""
+    browser.open("about:blank")  # else a change of #fragment alone would not reload the page
+    browser.send("Page.navigate", url=url)
+    import time
 
-
-def test_the_stock_site_fits_at_1400(browser, tmp_path):
-    """The project's filed results (Table 1 and the demo's) as `runner leaderboard build` renders them."""
-    from leaderboard.site.render import build_site
-    from leaderboard.filing.submit import RESULTS_DIR
-    from registry.cards import load_registry
-
-    site = build_site(tmp_path / "site", RESULTS_DIR, load_registry(REPO)).parent
-    for page in ("index.html", "encoders.html", "tasks/effusion-demo.html"):
-        _open(browser, site, 1400, page)
-        widths = browser.js("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
-        wraps = browser.js("[...document.querySelectorAll('.table-wrap')].filter(w => w.offsetParent)"
-                           ".map(w => w.scrollWidth - w.clientWidth)")
-        assert widths[0] <= widths[1] and all(extra <= 1 for extra in wraps), (page, widths, wraps)
+    deadline = time.monotonic() + 30
+    while browser.js("document.readyState") != "complete" or browser.js("location.href").split("#")[0] != \
+            url.split("#")[0] or browser.js("document.body && document.body.getAttribute('data-js-ok')") is None:
+        if browser.js("document.body && document.body.getAttribute('data-js-error')"):
+            break
+        assert time.monotonic() < deadline, f"{url} did not load"
+        time.sleep(0.05)
+    assert browser.js("document.body.getAttribute('data-js-error')") is None

@@ -81,7 +81,7 @@ SKIP = {  # defaults that land in another shape in the spec
     ("task", MINIMAL_TASK, "task_spec"), ("encoder", MINIMAL_ENCODER, "encoder_spec")])
 def test_every_schema_default_reaches_the_spec(kind, minimal, build):
     """The schema is the one place a default is stated: the loader fills it in, the spec carries it unchanged."""
-    import registry.specs as specs
+    from registry import specs
 
     filled = fill_defaults(kind, copy.deepcopy(minimal))
     spec = getattr(specs, build)(filled)

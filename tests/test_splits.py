@@ -8,8 +8,8 @@ import pytest
 from sklearn.model_selection import StratifiedGroupKFold
 
 import runner.classify.out_of_fold as classify_module
-from runner.classify.out_of_fold import ClassifierSettings, _inner_split, classify, machine_threads
 from runner.classify.inner_split import InnerSplitCache, first_stratified_group_split
+from runner.classify.out_of_fold import ClassifierSettings, _inner_split, classify, machine_threads
 
 
 def _design(seed: int, n: int, max_images: int, positive_rate: float):

@@ -13,10 +13,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import runner.embed.device.staging as staging
-from runner.embed.device.preprocess import DevicePreprocessor
+from runner.embed.device import staging
 from runner.embed.device.batches import RawReader, collate_raw, group_order
 from runner.embed.device.embedder import raw_batches, results_in_order
+from runner.embed.device.preprocess import DevicePreprocessor
 from runner.embed.device.read import read_raw
 
 CONTRACT = {"size": 24, "channels": 1, "interpolation": "bilinear", "normalize": "none", "bit_depth": "float"}

@@ -9,9 +9,10 @@ import yaml
 from runs import edit_result, make_run
 from test_results import fake_registry
 
-from leaderboard.filing.file_reported import TABLE_PATH, file_reported
+from leaderboard.filing.file_reported import file_reported
 from leaderboard.filing.submit import EXIT_INVALID, EXIT_REFUSED, SubmitError, submit
 from runner.results.result import read_result, validate_result
+from tests.support import TABLE_PATH
 
 
 @pytest.fixture
@@ -105,7 +106,7 @@ def test_nan_inside_a_valid_looking_result(run_dir, reg, tmp_path):
 
 
 def test_refuses_manifest_mismatch(run_dir, reg, tmp_path):
-    other_run = make_run(tmp_path / "other", reg, n=44)  # another sample of the same task: another manifest
+    other_run = make_run(tmp_path / "other", reg, sample=1)  # another sample of the same task: another manifest
     error = _submit(run_dir / "result.json", reg, tmp_path / "results", manifest_path=other_run.parent.parent)
     assert error.exit_code == EXIT_REFUSED and "manifest sha256" in str(error)
     # an explicit --manifest (folder or its manifest.json) wins over the run folder's
@@ -114,11 +115,11 @@ def test_refuses_manifest_mismatch(run_dir, reg, tmp_path):
 
 
 def test_files_the_manifest_beside_the_result(run_dir, reg, tmp_path):
-    from leaderboard.filing.submit import manifest_folder
+    from runner.sample.store import manifest_folder, results_store
 
     filed = submit(run_dir / "result.json", reg, tmp_path / "results")
     sha = read_result(filed.path)["manifest"]["sha256"]
-    folder = manifest_folder(tmp_path / "results", "effusion-demo", sha)
+    folder = manifest_folder(results_store(tmp_path / "results"), "effusion-demo", sha)
     assert (folder / "manifest.parquet").is_file() and (folder / "manifest.json").is_file()
     assert (tmp_path / "results" / "effusion-demo__pixels__reproduced.predictions.parquet").is_file()
 
@@ -172,9 +173,10 @@ def test_filed_results_match_the_current_cards():
     When this fails after a card edit, re-file the paper's numbers: `python -m leaderboard.filing.file_reported`, and the
     demo's: `runner demo --out DIR && runner submit --replace DIR/runs/*/*/result.json`.
     """
-    from leaderboard.filing.submit import RESULTS_DIR, check_against_cards, filed_problems
+    from leaderboard.filing.submit import check_against_cards, filed_problems
     from registry.cards import load_registry
     from registry.errors import CardError
+    from tests.support import RESULTS_DIR
 
     try:
         registry = load_registry()

@@ -189,6 +189,6 @@ def test_tampered_manifest_paths_are_refused(tmp_path):
                           "label": [1, 0], "fold": [0, 1]})
     canon = canonical_frame(frame)
     canon.to_parquet(tmp_path / "manifest.parquet", index=False)
-    (tmp_path / "manifest.json").write_text(f'{{"sha256": "{content_sha256(canon)}"}}')
+    (tmp_path / "manifest.json").write_text(f'{{"sha256": "{content_sha256(canon, {})}"}}')
     with pytest.raises(ManifestError, match="leave the data root"):
         read_manifest(tmp_path)

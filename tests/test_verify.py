@@ -180,8 +180,8 @@ def test_readme_submit_path_finds_the_manifest_and_refuses_forged_manifest_field
 
 def test_made_up_reported_number_is_refused(reg, tmp_path):
     """Was: a made-up reported number citing nobody landed in Table 1."""
-    from leaderboard.filing.file_reported import TABLE_PATH
     from leaderboard.filing.publications import load_publication, reported_results
+    from tests.support import TABLE_PATH
 
     publication = load_publication(TABLE_PATH)
     result = next(r for r in reported_results(publication, reg)

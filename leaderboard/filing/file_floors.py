@@ -16,17 +16,18 @@ from pathlib import Path
 
 import yaml
 
-from leaderboard.filing.submit import RESULTS_DIR, Filed, SubmitError, submit
+from leaderboard.filing.submit import Filed, SubmitError, submit
+from registry.cards import load_registry
+from registry.errors import CardError
+from runner.evaluate import EvalOptions, EvaluationError, evaluate
 
-FLOORS_PATH = Path(__file__).resolve().parents[1] / "floors.yaml"
 
-
-def file_floors(registry, data_root: Path, out_dir: Path, results_dir: Path = RESULTS_DIR,
-                floors_path: Path = FLOORS_PATH, progress: bool = False) -> list[Filed]:
-    """Evaluate and file every (task, encoder) pair of the floors file; returns where each result was filed."""
-    from runner.evaluate import EvalOptions, evaluate
-
-    spec = yaml.safe_load(Path(floors_path).read_text(encoding="utf-8"))
+def file_floors(registry, data_root: Path, out_dir: Path, results_dir: Path | None = None,
+                floors_path: Path | None = None, progress: bool = False) -> list[Filed]:
+    """Evaluate and file every (task, encoder) pair of the floors file (default: the registry's
+    leaderboard/floors.yaml, into its leaderboard/results/); returns where each result was filed."""
+    results_dir = Path(results_dir) if results_dir is not None else registry.home.results_dir
+    spec = yaml.safe_load(Path(floors_path or registry.home.floors_file).read_text(encoding="utf-8"))
     filed = []
     for task_id in spec["tasks"]:
         for encoder_id in spec["encoders"]:
@@ -36,9 +37,6 @@ def file_floors(registry, data_root: Path, out_dir: Path, results_dir: Path = RE
 
 
 def main(argv: list[str] | None = None) -> int:
-    from registry.cards import load_registry
-    from registry.errors import CardError
-    from runner.evaluate import EvaluationError
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, default=None,

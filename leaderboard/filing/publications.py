@@ -1,6 +1,6 @@
 """Publications: the only source of `reported` results.
 
-A publication record (`leaderboard/filing/publications/<id>.yaml`, schema `registry/schemas/publication.schema.json`) holds a
+A publication record (`leaderboard/publications/<id>.yaml`, schema `registry/schemas/publication.schema.json`) holds a
 citation, a DOI or URL, the table the numbers came from and the numbers themselves. A reported result exists only by
 naming a publication id (`publication`) and carrying exactly that publication's numbers for its task and encoder:
 `check_reported` is what `runner submit` and `runner leaderboard build` ask.
@@ -11,7 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-PUBLICATIONS_DIR = Path(__file__).resolve().parents[1] / "publications"
+from leaderboard.filing.regenerate import differences, summarise
+from registry.errors import CardError
+from registry.schemas import validator
+from registry.yaml_reading import read_yaml
+from runner.results.result import encoder_ref, task_ref
+
 METRICS = ("auroc", "f1")
 
 
@@ -38,9 +43,6 @@ class Publication:
 
 def load_publication(path: Path) -> Publication:
     """Read and validate one publication record (safe YAML, size-bounded, duplicate keys refused)."""
-    from registry.yaml_reading import read_yaml
-    from registry.errors import CardError
-    from registry.schemas import validator
 
     path = Path(path)
     try:
@@ -56,8 +58,8 @@ def load_publication(path: Path) -> Publication:
     return Publication(data["id"], path, data)
 
 
-def load_publications(folder: Path = PUBLICATIONS_DIR) -> dict[str, Publication]:
-    """Every publication record in `folder`, by id."""
+def load_publications(folder: Path) -> dict[str, Publication]:
+    """Every publication record in `folder` (a registry's: registry.home publications_dir), by id."""
     return {p.stem: load_publication(p) for p in sorted(Path(folder).glob("*.yaml"))}
 
 
@@ -69,7 +71,6 @@ def reported_metric(mean: float, half_width: float) -> dict:
 
 def reported_results(publication: Publication, registry) -> list[dict]:
     """Result objects (provenance: reported) for every number of a publication, against the current cards."""
-    from runner.results.result import encoder_ref, task_ref
 
     results = []
     for task_id, row in publication.data["numbers"].items():
@@ -88,26 +89,24 @@ def reported_results(publication: Publication, registry) -> list[dict]:
     return results
 
 
-def check_reported(result: dict, publications: dict[str, Publication]) -> str | None:
-    """None when a reported result carries exactly its cited publication's numbers; else why not (one line)."""
+def reported_problems(result: dict, publications: dict[str, Publication], registry) -> str | None:
+    """None when a reported result is exactly what its cited publication prints (the object `reported_results`
+    builds for its task and encoder: the printed means, half-widths and citation, and nothing more: no per-fold
+    values, ROC curve or analyses a publication did not print); else why not (one line)."""
     if result.get("provenance") != "reported":
         return None
     pub_id = result.get("publication")
     publication = publications.get(pub_id) if isinstance(pub_id, str) else None
     if publication is None:
         known = ", ".join(sorted(publications)) or "none"
-        return (f"a reported result must cite a publication record in leaderboard/filing/publications/ by id; "
+        return (f"a reported result must cite a publication record in leaderboard/publications/ by id; "
                 f"{pub_id!r} is not one (known: {known})")
     task_id, encoder_id = result["task"]["id"], result["encoder"]["id"]
-    printed = publication.numbers(task_id, encoder_id)
-    if printed is None:
+    if publication.numbers(task_id, encoder_id) is None:
         return f"publication {pub_id!r} has no numbers for task {task_id!r} and encoder {encoder_id!r}"
-    for metric in METRICS:
-        want, have = reported_metric(*printed[metric]), result["metrics"][metric]
-        differs = [k for k in ("mean", "half_width", "ci_low", "ci_high") if have.get(k) != want[k]]
-        if differs:
-            return (f"{metric} {differs[0]} {have.get(differs[0])!r} is not what publication {pub_id!r} prints for "
-                    f"{task_id} x {encoder_id} ({want[differs[0]]!r})")
-    if result.get("citation") != publication.citation:
-        return f"citation differs from publication {pub_id!r}'s"
+    printed = next(r for r in reported_results(publication, registry)
+                   if r["task"]["id"] == task_id and r["encoder"]["id"] == encoder_id)
+    found = differences(result, printed)
+    if found:
+        return f"not what publication {pub_id!r} prints for {task_id} x {encoder_id}: {summarise(found)}"
     return None

@@ -1,4 +1,4 @@
-"""`runner submit`: check a result file against the schema and the current cards, then file it under leaderboard/results/.
+"""`runner submit`: file a result under the registry's results folder — the registry's own regeneration of it.
 
 Why a result whose card hash no longer matches is REFUSED rather than filed and marked stale: the leaderboard shows a
 number next to a task and an encoder, and a reader takes the current card of each as the description of how that number
@@ -7,28 +7,56 @@ description is false for this number, and a "stale" badge is easy to miss and ge
 out of the site. Refusing keeps the invariant "every filed number was made with the card the site links to"; the fix is
 cheap and explicit: re-run with the current card, or re-file a reported number with `leaderboard/filing/file_reported.py`.
 
-Why numbers are recomputed rather than trusted: a result file is text anyone can edit, and a predictions file can be
-swapped. `leaderboard.filing.verify` recomputes every metric from the predictions against the frozen manifest (found in the
-run folder, or given with --manifest), so a filed number is what the filed data gives; a reported number must be
-printed in a publication record (`leaderboard.filing.publications`).
+Why the filed result is regenerated rather than the submitted one checked: a result file is text anyone can edit, a
+predictions file or a manifest can be swapped or hand-made. The registry pins the manifest each task is scored on
+(leaderboard.filing.pins), takes from the submitter only the out-of-fold predictions and the images the run could not
+embed, and computes every number itself with the code `runner eval` uses (leaderboard.filing.regenerate); a submitted
+number that differs is refused, and what is filed is the regeneration. A reported number must be exactly what a
+publication record prints (leaderboard.filing.publications), and nothing more.
 
-Exit codes of the command: 0 filed, 1 refused (stale card, manifest mismatch, numbers not verified, over the
-exclusion budget, already filed), 2 invalid input.
+Exit codes of the command: 0 filed, 1 refused (stale card, another manifest than the pinned one, numbers that do not
+regenerate, over the exclusion budget, a false exclusion claim, already filed), 2 invalid input.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from leaderboard.filing.layout import (
+    RUN_PREDICTIONS,
+    embeddings_path,
+    filed_name,
+    predictions_of,
+    predictions_path,
+    store_once,
+)
+from leaderboard.filing.pins import Pin, PinError, describe_difference, pin, pinned_manifest
+from leaderboard.filing.publications import load_publications, reported_problems
+from leaderboard.filing.regenerate import (
+    TIERS,
+    differences,
+    embedding_exclusions,
+    expected_rows,
+    filed_differences,
+    prediction_differences,
+    prediction_problems,
+    regenerate,
+    summarise,
+)
+from leaderboard.filing.verify import card_matches, read_predictions, retry_exclusions
+from registry.benchmarks import load_layout
 from registry.errors import RegistryError
+from runner.data.fingerprint import file_sha256
+from runner.results.bundle import NAME as BUNDLE_NAME
+from runner.results.bundle import BundleError, read_bundle
 from runner.results.result import ResultError, read_result, validate_result, write_result
+from runner.sample.manifest import Manifest, ManifestError, ManifestFormatError, read_manifest
+from runner.sample.store import results_store, store_manifest
 
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 EXIT_OK, EXIT_REFUSED, EXIT_INVALID = 0, 1, 2
-PREDICTIONS_NAME = "predictions.parquet"  # written by `runner eval` beside result.json in the run folder
 
 
 class SubmitError(RegistryError):
@@ -79,11 +107,6 @@ def describe_changes(old: dict, new: dict) -> list[str]:
     return out
 
 
-def filed_name(result: dict) -> str:
-    """`<task>__<encoder>__<provenance>.json`: one slot per task, encoder and provenance."""
-    return f"{result['task']['id']}__{result['encoder']['id']}__{result['provenance']}.json"
-
-
 def _invalid(message: str) -> SubmitError:
     return SubmitError(message, EXIT_INVALID)
 
@@ -103,7 +126,6 @@ def _known(name: str, ids, kind: str) -> str:
 
 def check_against_cards(result: dict, registry) -> None:
     """Refuse a result whose task or encoder is unknown, or whose cards changed since it was made."""
-    from leaderboard.filing.verify import card_matches
 
     task_id, encoder_id = result["task"]["id"], result["encoder"]["id"]
     task = registry.tasks.get(task_id)
@@ -125,14 +147,6 @@ def check_against_cards(result: dict, registry) -> None:
                        f"{task.data.get('dataset')!r} says synthetic={card_synthetic}")
 
 
-MANIFESTS_DIR = "manifests"  # under the results folder: <task>__<manifest sha256[:12]>/manifest.{parquet,json}
-
-
-def manifest_folder(results_dir: Path, task_id: str, manifest_sha256: str) -> Path:
-    """Where a filed result's frozen manifest is kept, so `leaderboard build` can verify it again."""
-    return Path(results_dir) / MANIFESTS_DIR / f"{task_id}__{manifest_sha256[:12]}"
-
-
 def find_manifest(manifest_path: Path | None, run_dir: Path | None) -> Path | None:
     """The folder holding the run's manifest.json: --manifest (a file or folder), else beside the result
     (OUT/<task>/<encoder>/) or one folder up (OUT/<task>/, where `runner eval` freezes it)."""
@@ -145,86 +159,194 @@ def find_manifest(manifest_path: Path | None, run_dir: Path | None) -> Path | No
     return None
 
 
-def _load_manifest(folder: Path | None):
-    from runner.sample.manifest import ManifestError, read_manifest
-
+def _read(folder: Path | None, what: str) -> Manifest | None:
     if folder is None:
         return None
     try:
         return read_manifest(folder)
-    except ManifestError as exc:
-        raise _refused(f"the run's manifest cannot be used: {exc}") from None
+    except ManifestError as exc:  # a malformed file is bad input (2); an edited one is refused (1)
+        code = EXIT_INVALID if isinstance(exc, ManifestFormatError) else EXIT_REFUSED
+        raise SubmitError(f"{what} cannot be used: {exc}", code) from None
 
 
-def check_manifest(result: dict, task_card, manifest) -> None:
-    """Refuse a result whose manifest hash differs from the one the task card pins, where it pins one."""
-    if result.get("manifest") is None:
-        return
-    claimed = result["manifest"]["sha256"]
-    pinned = (task_card.data.get("manifest") or {}) if isinstance(task_card.data.get("manifest"), dict) else {}
-    if pinned.get("sha256") and pinned["sha256"] != claimed:
-        raise _refused(f"manifest sha256 {claimed[:12]}… differs from the one task {task_card.id!r} pins "
-                       f"({pinned['sha256'][:12]}…): the run did not use the task's frozen images and folds")
-    if manifest is not None and manifest.meta.get("sha256") != claimed:
-        raise _refused(f"manifest sha256 in the result ({claimed[:12]}…) differs from the run's manifest "
-                       f"({str(manifest.meta.get('sha256'))[:12]}…)")
+@dataclass
+class Scored:
+    """The manifest a reproduced result is scored on, and where it comes from."""
+
+    manifest: Manifest
+    pin: Pin
+    source: Path | None = None  # the run's manifest folder, to store and pin when nothing is pinned yet
 
 
-def result_problems(result: dict, registry, manifest, predictions_path: Path | None, publications=None) -> list[str]:
-    """Why a schema-valid result with current cards may not stand on the leaderboard: its numbers do not follow from
-    its predictions and frozen manifest (reproduced), or from its cited publication (reported). [] when it stands."""
+def scored_manifest(task, registry, results_dir: Path, claimed_sha: str, run_folder: Path | None) -> Scored:
+    """The task's pinned manifest, which the result must have used; the run's own when the task has no pin yet (it
+    will pin it). Refused: another manifest than the pinned one (naming what differs), a stale committed manifest,
+    a first manifest that does not sample the task as its card says."""
+    try:
+        found = pinned_manifest(task, registry, results_dir)
+        pinned = found.load() if found.sha256 else None
+    except (PinError, ManifestError) as exc:
+        raise _refused(str(exc)) from None
+    if found.source == "stale":
+        raise _refused(f"task {task.id!r}: its committed manifest was frozen from another version of the card; "
+                       f"rerun `python -m runner.sample.committed {task.id}` before filing")
+    run = _read(run_folder, "the run's manifest")
+    if run is not None and run.meta["sha256"] != claimed_sha:
+        raise _refused(f"manifest sha256 in the result ({claimed_sha[:12]}…) differs from the run's manifest "
+                       f"({run.meta['sha256'][:12]}…)")
+    if pinned is not None:
+        if claimed_sha != found.sha256:
+            what = f": {describe_difference(pinned, run)}" if run is not None else ""
+            raise _refused(f"task {task.id!r} is scored on its {found.source} manifest {found.sha256[:12]}…; this "
+                           f"result used {claimed_sha[:12]}…{what}")
+        return Scored(pinned, found)
+    if run is None:
+        raise _refused("no frozen manifest to score the result on (pass --manifest DIR, or submit from the run "
+                       "folder); the task has none pinned yet")
+    return Scored(run, found, run_folder)
+
+
+def result_problems(result: dict, registry, results_dir: Path, *, run_dir: Path | None = None,
+                    manifest_path: Path | None = None, data_root: Path | None = None, publications=None
+                    ) -> tuple[dict | None, list[str], list]:
+    """(the result the registry files, why it cannot stand, what to store first) for a schema-valid result with
+    current cards. Reproduced: regenerated from the pinned manifest and the predictions (from the run folder when
+    given, else the filed ones); reported: exactly what its publication prints."""
     if result["provenance"] == "reported":
-        from leaderboard.filing.publications import check_reported, load_publications
+        if publications is None:
+            publications = load_publications(registry.home.publications_dir)
+        problem = reported_problems(result, publications, registry)
+        return (None, [problem], []) if problem else (result, [], [])
 
-        problem = check_reported(result, load_publications() if publications is None else publications)
-        return [problem] if problem else []
-    from leaderboard.filing.verify import read_predictions, verify_result
-
-    predictions, sha, unreadable = read_predictions(predictions_path) if predictions_path else (None, None, None)
+    task = registry.tasks[result["task"]["id"]]
+    claimed = (result.get("manifest") or {}).get("sha256")
+    if not isinstance(claimed, str):
+        return None, ["the result names no manifest sha256"], []
+    scored = scored_manifest(task, registry, results_dir, claimed,
+                             find_manifest(manifest_path, run_dir) if run_dir or manifest_path else None)
+    to_store = [("manifest", task, scored)] if scored.source is not None else []
+    train_manifest = None
+    if task.spec.type == "transfer":
+        train_task = registry.tasks[task.spec.transfer_train_task]
+        train_claimed = ((result.get("analyses") or {}).get("transfer") or {}).get("train_manifest_sha256")
+        if not isinstance(train_claimed, str):
+            return None, ["a transfer task's result names no training manifest (analyses.transfer)"], []
+        train_folder = (run_dir.parent.parent / train_task.id) if run_dir else None
+        train_scored = scored_manifest(train_task, registry, results_dir, train_claimed,
+                                       train_folder if train_folder and (train_folder / "manifest.json").is_file()
+                                       else None)
+        train_manifest = train_scored.manifest
+        if train_scored.source is not None:
+            to_store.append(("manifest", train_task, train_scored))
+    source = (run_dir / RUN_PREDICTIONS) if run_dir else predictions_of(results_dir, result)
+    predictions, sha, unreadable = read_predictions(source) if source else (None, None, None)
     if unreadable:
-        return [unreadable]
-    return verify_result(result, predictions, manifest, registry.tasks[result["task"]["id"]], predictions_sha256=sha)
+        return None, [unreadable], []
+    if predictions is not None and result.get("predictions_sha256") != sha:
+        problem = (f"predictions_sha256 in the result ({str(result.get('predictions_sha256'))[:12]}…) differs from "
+                   f"the predictions file's ({sha[:12]}…)")
+        return None, [problem], []
+    if predictions is not None:  # the submitted rows first: exactly the manifest's test rows, probabilities
+        expected, _ = expected_rows(scored.manifest, embedding_exclusions(result), task.spec.type == "transfer")
+        wrong = prediction_problems(predictions, expected)
+        if wrong:
+            return None, wrong, []
+    bundle, bundle_file, problem = _bundle(result, run_dir, results_dir)
+    if problem:
+        return None, [problem], []
+    if data_root is not None:
+        false_claims = retry_exclusions(result, scored.manifest, Path(data_root))
+        if false_claims:
+            return None, false_claims, []
+    regenerated = regenerate(result, predictions, scored.manifest, registry, train_manifest=train_manifest,
+                             bundle=bundle)
+    if regenerated.problems:
+        return None, regenerated.problems, []
+    filed = regenerated.result
+    policy = load_layout(registry.root)
+    if regenerated.predictions is not None and predictions is not None:  # the registry refitted: same predictions?
+        off = prediction_differences(predictions, regenerated.predictions)
+        if off:
+            problem = ("the submitted predictions are not what the task's classifier gives on the submitted "
+                       f"embeddings: {off}")
+            return None, [problem], []
+    found = differences(result, filed)
+    if found:
+        return None, ["numbers differ from those the registry recomputes: " + summarise(found)], []
+    if TIERS.index(regenerated.tier) < TIERS.index(policy.min_tier):
+        problem = (f"this registry files reproduced results only as its own refit (min_tier {policy.min_tier}): "
+                   "submit the run's embeddings too (runner eval --save-embeddings writes embeddings.npz beside the "
+                   "result)")
+        return None, [problem], []
+    if predictions is None:  # embeddings alone: the registry files the predictions it refitted
+        data = _parquet_bytes(regenerated.predictions)
+        sha = hashlib.sha256(data).hexdigest()
+        filed["predictions_sha256"] = sha
+        to_store.append(("predictions", data, sha))
+    else:  # the submitted file: the registry's own predictions (refitted) or the numbers' source (regenerated)
+        to_store.append(("predictions", source, sha))
+    if bundle_file is not None:
+        to_store.append(("embeddings", bundle_file, filed["embeddings_sha256"]))
+    return filed, [], to_store
 
 
-def filed_problems(path: Path, result: dict, registry, publications=None) -> list[str]:
-    """`result_problems` of a result filed at `path` (its manifest under manifests/, its predictions beside it)."""
-    from runner.sample.manifest import ManifestError, read_manifest
+def _bundle(result: dict, run_dir: Path | None, results_dir: Path):
+    """(the embeddings bundle the result names, its file, problem): from the run folder, else the filed one."""
+    claimed = result.get("embeddings_sha256")
+    if claimed is None:
+        return None, None, None
+    path = (run_dir / BUNDLE_NAME) if run_dir else embeddings_path(results_dir, claimed)
+    if not path.is_file():
+        return None, None, f"the result names an embeddings bundle ({claimed[:12]}…) that is not there ({path})"
+    if file_sha256(path) != claimed:
+        return None, None, f"embeddings_sha256 in the result differs from the bundle file's ({path})"
+    try:
+        return read_bundle(path), path, None
+    except BundleError as exc:
+        return None, None, str(exc)
 
-    manifest = None
-    if result["provenance"] == "reproduced" and isinstance(result.get("manifest"), dict):
-        folder = manifest_folder(Path(path).parent, result["task"]["id"], result["manifest"]["sha256"])
-        if (folder / "manifest.json").is_file():
-            try:
-                manifest = read_manifest(folder)
-            except ManifestError as exc:
-                return [f"filed manifest unusable: {exc}"]
-    predictions = Path(path).with_name(Path(path).stem + "." + PREDICTIONS_NAME)
-    return result_problems(result, registry, manifest, predictions, publications)
+
+def _parquet_bytes(predictions) -> bytes:
+    buffer = io.BytesIO()
+    predictions.to_parquet(buffer, index=False)
+    return buffer.getvalue()
 
 
-def file_result(result: dict, registry, results_dir: Path = RESULTS_DIR, replace: bool = False,
+def filed_problems(path: Path, result: dict, registry) -> list[str]:
+    """Why a result filed at `path` does not stand: a card changed since, or it does not regenerate as filed from its
+    filed predictions and the task's pinned manifest (or is not what its publication prints). [] when it stands."""
+    stale = card_matches(result, registry)
+    if stale:
+        return [stale]
+    try:
+        filed, problems, _ = result_problems(result, registry, Path(path).parent)
+    except SubmitError as exc:
+        return [str(exc)]
+    if not problems:  # the filed file is the registry's regeneration, field for field
+        found = filed_differences(result, filed)
+        problems = [f"not the registry's regeneration of it: {summarise(found)}"] if found else []
+    return problems
+
+
+def file_result(result: dict, registry, results_dir: Path | None = None, replace: bool = False,
                 manifest_path: Path | None = None, run_dir: Path | None = None, source: Path | None = None,
-                publications=None) -> Filed:
-    """Check one result object and file it atomically; raises SubmitError when it is not filed.
-
-    A reproduced result is filed only when every number recomputes from its predictions against its frozen manifest
-    (leaderboard.filing.verify); the manifest is filed beside it. A reported one only when it carries a publication's numbers.
-    """
+                publications=None, data_root: Path | None = None) -> Filed:
+    """Check one submitted result, regenerate it, and file the regeneration atomically; raises SubmitError when it is
+    not filed. `results_dir` defaults to the registry's (registry.home); `data_root` (runner submit --data-root)
+    re-tries the images the run says it could not embed."""
+    results_dir = Path(results_dir) if results_dir is not None else registry.home.results_dir
     problems = validate_result(result)
     if problems:
         where = f"{source}: " if source else ""
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise _invalid(f"{where}invalid result: {problems[0]}{more}")
     check_against_cards(result, registry)
-    manifest = None
-    if result["provenance"] == "reproduced":
-        manifest = _load_manifest(find_manifest(manifest_path, run_dir))
-        check_manifest(result, registry.tasks[result["task"]["id"]], manifest)
-    predictions = run_dir / PREDICTIONS_NAME if run_dir else None
-    refused = result_problems(result, registry, manifest, predictions, publications)
+    filed, refused, to_store = result_problems(result, registry, results_dir, run_dir=run_dir,
+                                               manifest_path=manifest_path, data_root=data_root,
+                                               publications=publications)
     if refused:
         raise _refused("not verified: " + "; ".join(refused))
-    target = Path(results_dir) / filed_name(result)
+    target = results_dir / filed_name(filed)
     existed = target.exists()
     if existed and not replace:
         raise _refused(f"{target} is already filed; pass --replace to overwrite it")
@@ -235,36 +357,27 @@ def file_result(result: dict, registry, results_dir: Path = RESULTS_DIR, replace
         except ResultError:  # an unreadable earlier filing is simply replaced
             previous = None
     try:
-        if manifest is not None:  # first the manifest, then the predictions, the result last: it is what the site reads
-            folder = manifest_folder(results_dir, result["task"]["id"], manifest.meta["sha256"])
-            source_dir = find_manifest(manifest_path, run_dir)
-            for name in ("manifest.parquet", "manifest.json"):
-                _copy_atomic(source_dir / name, folder / name)
-        if predictions is not None and predictions.is_file():  # the site draws ROC curves and ties from it
-            _copy_atomic(predictions, target.with_name(target.stem + "." + PREDICTIONS_NAME))
-        write_result(result, target)
-    except (ResultError, OSError) as exc:
+        for kind, first, second in to_store:  # content-addressed, written once; the result, which names them, last
+            if kind == "manifest":
+                store_manifest(results_store(results_dir), first.id, second.manifest.meta["sha256"], second.source)
+                pin(first, results_dir, second.manifest.meta["sha256"])
+            elif kind == "predictions":
+                store_once(first, predictions_path(results_dir, second))  # a file, or the registry's own bytes
+            else:
+                store_once(first, embeddings_path(results_dir, second))
+        write_result(filed, target)
+    except (ResultError, PinError, OSError) as exc:
         raise _invalid(str(exc)) from None
     return Filed(source, target, existed, previous)
 
 
-def _copy_atomic(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=dst.parent, prefix=f".{dst.name}.", delete=False) as tmp:
-        tmp_path = Path(tmp.name)
-    try:
-        shutil.copyfile(src, tmp_path)
-        tmp_path.replace(dst)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
-def submit(path: Path, registry, results_dir: Path = RESULTS_DIR, replace: bool = False,
-           manifest_path: Path | None = None) -> Filed:
-    """`runner submit PATH`: read, check and file one result file (its folder is taken as the run folder)."""
+def submit(path: Path, registry, results_dir: Path | None = None, replace: bool = False,
+           manifest_path: Path | None = None, data_root: Path | None = None) -> Filed:
+    """`runner submit PATH`: read, check, regenerate and file one result file (its folder is the run folder)."""
     path = Path(path)
     try:
         result = read_result(path)
     except ResultError as exc:
         raise _invalid(str(exc)) from None
-    return file_result(result, registry, results_dir, replace, manifest_path, run_dir=path.parent, source=path)
+    return file_result(result, registry, results_dir, replace, manifest_path, run_dir=path.parent, source=path,
+                       data_root=data_root)

@@ -7,7 +7,8 @@ runner.metrics: the site shows what the summary computed, and nothing else.
 
 Pages: index.html (Table 1 and any further tasks, synthetic demo results in a section of their own), one page per task
 (card, hashes, per-fold numbers, ROC curve, analyses), one per encoder; leaderboard.json and leaderboard.csv carry every
-number shown. Row order and labels come from the task cards' `leaderboard` block, never from this module.
+number shown. Sections, their headings and columns come from registry/benchmarks.yaml (through the summary), row
+order and labels from the task cards' `leaderboard` block, never from this module.
 """
 
 from __future__ import annotations
@@ -21,17 +22,13 @@ from pathlib import Path
 
 import yaml
 
+from leaderboard.site.encoders_page import si_count, write_encoders_page
 from leaderboard.site.site_dir import SiteDir, SiteDirError  # noqa: F401  SiteDirError: re-exported for the CLI
-from leaderboard.filing.submit import RESULTS_DIR
+from leaderboard.site.text import citation_html, external_link, hub_url, p_value
+from registry.cards import load_registry
+from runner.results.figures import plot_label_efficiency, plot_roc, plot_umap
 
 HERE = Path(__file__).resolve().parent
-
-
-def plot_text(text: str) -> str:
-    """Text for matplotlib, inert: `$...$` would be parsed as mathtext (a `$\\frac{$` in a card title fails the
-    whole plot), so dollar signs are escaped; control characters dropped; length bounded."""
-    text = "".join(ch for ch in str(text) if ch.isprintable())[:200]
-    return text.replace("$", "\\$")
 
 
 def _fmt(value) -> str:
@@ -79,10 +76,12 @@ def _environment():
     env.filters["fmt"] = _fmt
     env.filters["yaml"] = _card_yaml
     env.filters["num"] = _num
-    from leaderboard.site.text import citation_html, p_value
 
     env.filters["pvalue"] = p_value
     env.filters["cite"] = citation_html
+    env.filters["link"] = external_link
+    env.filters["hub"] = hub_url
+    env.filters["si"] = si_count
     env.filters["keys_of"] = lambda rows: list(dict.fromkeys(k for row in rows if isinstance(row, dict) for k in row))
     env.tests["mapping"] = lambda v: isinstance(v, dict)
     env.tests["sequence"] = lambda v: isinstance(v, (list, tuple))
@@ -97,28 +96,32 @@ def _display_path(path: Path) -> str:
         return str(path) + "/"
 
 
-def build_site(out_dir: Path, results_dir: Path = RESULTS_DIR, registry=None, problems: list | None = None) -> Path:
+def build_site(out_dir: Path, results_dir: Path | None = None, registry=None, problems: list | None = None,
+               records_dir: Path | None = None) -> Path:
     """Summarize the filed results into OUT/leaderboard.json, then render the site from that file alone.
 
     `out_dir` must be absent, empty or a site built here (leaderboard.site.site_dir: only files listed in its marker are
     ever removed; the registry is never touched). `problems`, when given, receives (file, problem) for every filed
-    result that failed verification; such results are shown marked, never ranked or tie-tested.
+    result that failed verification (shown marked, never ranked or tie-tested) and every file of the results folder
+    that could not be shown at all (unparseable, invalid, a card that no longer exists): `--strict` fails on any.
+    `records_dir`: regeneration records to reuse where their key matches (leaderboard.filing.verified).
     """
     from leaderboard.summary.summarize import summarize, write_summary
 
     if registry is None:
-        from registry.cards import load_registry
-
         registry = load_registry()
+    results_dir = Path(results_dir) if results_dir is not None else registry.home.results_dir
     out = Path(out_dir)
-    site = SiteDir.claim(out, protected=[Path(getattr(registry, "root", None) or HERE.parent), HERE.parent])
+    site = SiteDir.claim(out, protected=[registry.root, HERE.parent])
     out.mkdir(parents=True, exist_ok=True)
-    summary_path = write_summary(summarize(Path(results_dir), registry), out / "leaderboard.json")
+    summary_path = write_summary(summarize(Path(results_dir), registry, records_dir), out / "leaderboard.json")
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    for message in summary["skipped"]:
-        print(f"warning: not shown: {message}", file=sys.stderr)
     if problems is not None:
         problems.extend((file, problem) for file, found in summary["unverified"] for problem in found)
+        problems.extend(("(not shown)", message) for message in summary["skipped"])
+    else:
+        for message in summary["skipped"]:
+            print(f"warning: not shown: {message}", file=sys.stderr)
     index = render_site(summary_path, out, display_results_dir=_display_path(Path(results_dir)))
     site.commit()
     return index
@@ -126,7 +129,6 @@ def build_site(out_dir: Path, results_dir: Path = RESULTS_DIR, registry=None, pr
 
 def render_site(summary_path: Path, out_dir: Path, display_results_dir: str | None = None) -> Path:
     """Fill the templates from a summary file (leaderboard.json) into `out_dir`; returns the path of index.html."""
-    from runner.results.figures import plot_label_efficiency, plot_roc, plot_umap
 
     summary = json.loads(Path(summary_path).read_text(encoding="utf-8"))
     out = Path(out_dir)
@@ -137,8 +139,10 @@ def render_site(summary_path: Path, out_dir: Path, display_results_dir: str | No
     env = _environment()
     titles = {e: v["title"] for e, v in summary["encoders"].items()}
     env.globals["encoder_title"] = lambda e: titles.get(e, e)
+    env.filters["encoder_title"] = env.globals["encoder_title"]
     common = {"skipped": summary["skipped"], "n_results": summary["n_results"],
-              "results_dir": display_results_dir or summary["results_dir"], "unverified": summary["unverified"]}
+              "results_dir": display_results_dir or summary["results_dir"], "unverified": summary["unverified"],
+              "tiers": summary["tiers"], "tier_counts": summary["tier_counts"]}
 
     for task_id, task in summary["tasks"].items():
         roc = None
@@ -158,24 +162,25 @@ def render_site(summary_path: Path, out_dir: Path, display_results_dir: str | No
         page = env.get_template("task.html").render(
             root="../", title=task["title"], card=task["card"], entries=task["entries"], roc=roc,
             disease=task["disease"], dataset=task["dataset"], citations=task["citations"], ties=task["ties"],
-            views=views, floors=task["floors"], floor_source=summary["floors"]["source"], trained_on=task["trained_on"], encoder_titles={e: v["title"] for e, v in summary["encoders"].items()}, **common)
+            views=views, floors=task["floors"], floor_source=summary["floors"]["source"], trained_on=task["trained_on"],
+            encoder_titles=titles, dataset_card=task["dataset_card"], controls=task["controls"],
+            benchmarks=task["benchmarks"], **common)
         (out / "tasks" / f"{task_id}.html").write_text(page, encoding="utf-8")
 
     for encoder_id, encoder in summary["encoders"].items():
         page = env.get_template("encoder.html").render(
-            root="../", title=encoder["title"], card=encoder["card"], entries=encoder["entries"], **common)
+            root="../", title=encoder["title"], card=encoder["card"], entries=encoder["entries"],
+            control=encoder["control"], p=encoder["profile"], places=encoder["places"],
+            trained_on_datasets=encoder["trained_on_datasets"], seen_tasks=encoder["seen_tasks"], **common)
         (out / "encoders" / f"{encoder_id}.html").write_text(page, encoding="utf-8")
 
     index = out / "index.html"
     index.write_text(env.get_template("index.html").render(
-        root="", title="CXR embedding leaderboard", tables=summary["tables"],
+        root="", title="CXR embedding leaderboard", tables=summary["tables"], unplaced=summary["unplaced"],
         tasks={k: v["card"] for k, v in summary["tasks"].items()},
         encoders={k: v["card"] for k, v in summary["encoders"].items()}, floors=summary["floors"], **common),
         encoding="utf-8")
     _write_csv(out, summary["results"])
-    from leaderboard.site.encoders_page import (
-        write_encoders_page,  # the Encoders page (leaderboard.summary.ranking's numbers)
-    )
 
     write_encoders_page(out, summary["encoders_page"], Path(summary["results_dir"]), env, common)
     return index

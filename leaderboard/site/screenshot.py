@@ -13,13 +13,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from leaderboard.site.render import build_site
+
 REPO = Path(__file__).resolve().parents[2]
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--no-first-run", "--disable-dev-shm-usage", "--hide-scrollbars"]
 
 
 def screenshot(out: Path, width: int = 1400, height: int = 1100) -> Path:
-    from leaderboard.site.render import build_site
 
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     if binary is None:

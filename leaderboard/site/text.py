@@ -34,3 +34,24 @@ def citation_html(text: str | None) -> Markup:
         last = match.end()
     out.append(escape(text[last:]))
     return Markup("").join(out)
+
+
+def external_link(url: str | None, text: str | None = None) -> Markup:
+    """A link to an http(s) address from a card (its text escaped); any other scheme (javascript:, data:, a path) is
+    shown as text, never linked: cards are submitted by anyone."""
+    if not url:
+        return Markup("—")
+    label = text or url
+    if not re.fullmatch(r"https?://[^\s<>\"']+", str(url)):
+        return escape(label)
+    return Markup('<a class="external" href="{}" rel="noopener">{}</a>').format(url, label)
+
+
+def hub_url(repo: str | None, revision: str | None = None) -> str | None:
+    """The Hugging Face page of a model repo (at its revision when one is pinned), or None."""
+    from urllib.parse import quote
+
+    if not repo:
+        return None
+    url = "https://huggingface.co/" + quote(str(repo), safe="/")
+    return url + "/tree/" + quote(str(revision), safe="") if revision else url

@@ -7,6 +7,11 @@ on the predictions filed beside reproduced results of the same manifest), ROC cu
 task page, and the cross-task references (a transfer task's in-domain score). The renderer (leaderboard/site/render.py)
 only fills templates from this JSON; it imports nothing from runner.analysis or runner.metrics.
 
+The layout is the registry's (registry/benchmarks.yaml `leaderboard`, read by registry.benchmarks.load_layout): the
+sections and which benchmarks each holds (the benchmark a task joins decides its section), the metric and extra
+columns. Controls (encoder cards with `control: true`, and metadata-only baselines) are shown in clinical sections
+for reference but never marked best nor tie-tested there; on synthetic tasks they are all there is, and compete.
+
 Tie groups: in a row with two or more reproduced results on the same manifest (same manifest sha256) whose
 predictions were filed beside them, the encoders not significantly different from the best are marked
 (runner.analysis.paired, at the task card's analyses.paired.alpha, when analyses.paired.enabled). Reported numbers
@@ -20,18 +25,24 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from leaderboard.filing.submit import PREDICTIONS_NAME
+from leaderboard.filing.audit import audited
+from leaderboard.filing.layout import predictions_of
+from leaderboard.filing.verified import verified_problems
 from leaderboard.filing.verify import card_matches
+from leaderboard.summary.encoders import encoders_summary
+from leaderboard.summary.floors import compute_floors
+from leaderboard.summary.ranking import is_control
+from registry.benchmarks import LeaderboardLayout, load_layout
+from registry.cards import load_registry
+from registry.overlap import trained_on
+from runner.analysis import json_safe
+from runner.analysis.paired import tie_groups
+from runner.metrics.scores import METRICS as RESULT_METRICS
+from runner.metrics.scores import MetricsInputError
 from runner.results.result import ResultError, read_result, validate_result
+from runner.runtime.atomic import atomic_write_bytes
 
-SUMMARY_VERSION = 1
-SECTIONS = {  # section key -> heading; which section a task belongs to is said by its card (leaderboard.table)
-    "table1": "Table 1 — MedImageInsight vs. CXR-Foundation on MIMIC-CXR and NIH ChestX-ray14",
-    "extra": "More tasks",
-    "demo": "Synthetic demo data — not a clinical benchmark",
-}
-METRICS = (("auroc", "AUROC"), ("f1", "F1"))
-EXTRAS = (("stability", "Stability (mean cos)"), ("subgroup_gap", "Largest subgroup AUROC gap"))
+SUMMARY_VERSION = 2
 NO_TEST_REPORTED = "no significance test: reported numbers (no per-image predictions were published)"
 
 
@@ -42,21 +53,23 @@ class Entry:
     file: str
     result: dict
     stale: bool  # a card's behaviour changed after the result was filed: shown, but flagged
-    problems: tuple = ()  # why its numbers did not verify (leaderboard.filing.verify): shown marked, never ranked or tested
+    problems: tuple = ()  # why it does not regenerate as filed (leaderboard.filing): shown marked, never ranked or tested
+    tier: str | None = None  # how its numbers are verified (TIERS); None when they are not
 
     @property
     def column(self) -> tuple[str, str]:
         return self.result["encoder"]["id"], self.result["provenance"]
 
     def as_json(self) -> dict:
-        return {"file": self.file, "stale": self.stale, "problems": list(self.problems), "result": self.result}
+        return {"file": self.file, "stale": self.stale, "problems": list(self.problems), "tier": self.tier,
+                "result": self.result}
 
 
-def load_entries(results_dir: Path, registry) -> tuple[list[Entry], list[str]]:
-    """Every valid filed result whose cards exist, verified again (leaderboard.filing.verify: numbers recomputed from the
-    filed predictions and manifest, reported numbers against their publication); and one message per file that
-    could not be shown."""
-    from leaderboard.filing.submit import filed_problems
+def load_entries(results_dir: Path, registry, records_dir: Path | None = None) -> tuple[list[Entry], list[str]]:
+    """Every valid filed result whose cards exist, verified again (leaderboard.filing.submit.filed_problems: the filed
+    file must be the registry's regeneration of it; reported numbers what their publication prints; a record in
+    `records_dir` stands in for the regeneration when its key matches every input, leaderboard.filing.verified); and one
+    message per file that could not be shown."""
 
     entries, skipped = [], []
     for path in sorted(Path(results_dir).glob("*.json")):
@@ -72,9 +85,32 @@ def load_entries(results_dir: Path, registry) -> tuple[list[Entry], list[str]]:
         if result["task"]["id"] not in registry.tasks or result["encoder"]["id"] not in registry.encoders:
             skipped.append(f"{path.name}: {card_matches(result, registry)}")
             continue
-        entries.append(Entry(path.name, result, card_matches(result, registry) is not None,
-                             tuple(filed_problems(path, result, registry))))
+        problems = tuple(verified_problems(path, result, registry, records_dir))
+        entries.append(Entry(path.name, result, card_matches(result, registry) is not None, problems,
+                             None if problems else tier_of(result, Path(results_dir), registry)))
     return entries, skipped
+
+
+# How a number on the site was verified, weakest first (the site's legend says the same).
+TIERS = {
+    "reported": "printed in a publication; the registry checks it is exactly what the publication prints",
+    "predictions": "recomputed by the registry from the filed out-of-fold predictions on the task's pinned manifest; "
+                   "the predictions themselves are the submitter's",
+    "embeddings": "the registry refitted the classifier itself from the filed embeddings (or, for the metadata "
+                  "baseline, the manifest's own columns) and recomputed every number",
+    "audited": "refitted from the filed embeddings, and a seeded sample of those embeddings re-computed from the "
+               "images with the encoder matched them (runner audit)",
+}
+
+
+def tier_of(result: dict, results_dir: Path, registry) -> str:
+    """The tier of a result that regenerates as filed (leaderboard.filing: its verification block is the registry's)."""
+    if result["provenance"] == "reported":
+        return "reported"
+    tier = (result.get("verification") or {}).get("tier", "predictions")
+    if tier == "embeddings" and audited(results_dir, result, load_layout(registry.root).audit):
+        return "audited"
+    return tier
 
 
 def _fmt(value) -> str:
@@ -93,7 +129,7 @@ def _cell(entry: Entry, metric: str) -> dict:
         text = _fmt(m["mean"])
     return {"text": text, "mean": m["mean"], "reason": m.get("reason"), "best": False, "tie": None,
             "provenance": entry.result["provenance"], "stale": entry.stale, "ci_method": m["ci_method"],
-            "file": entry.file, "unverified": bool(entry.problems)}
+            "file": entry.file, "unverified": bool(entry.problems), "tier": entry.tier}
 
 
 def _mean(values):
@@ -154,18 +190,24 @@ class TieGroups:
                 "by_metric": self.by_metric, "note": self.note}
 
 
-def _predictions_path(results_dir: Path, entry: Entry) -> Path:
-    return Path(results_dir) / (Path(entry.file).stem + "." + PREDICTIONS_NAME)
+def _predictions_path(results_dir: Path, entry: Entry) -> Path | None:
+    return predictions_of(results_dir, entry.result)
 
 
-def compute_ties(task_card, task_entries: list[Entry], results_dir: Path) -> TieGroups:
-    """Tie groups of one task from the predictions filed beside its reproduced results (same manifest only)."""
+def compute_ties(task_card, task_entries: list[Entry], results_dir: Path, metrics=RESULT_METRICS,
+                 controls=frozenset()) -> TieGroups:
+    """Tie groups of one task from the predictions filed beside its reproduced results (same manifest only).
+    `controls`: encoder ids left out of the test (a control is never the best of a clinical row)."""
     paired = task_card.spec.analyses.paired
     ties = TieGroups(task_card.id, paired.alpha)
+    left_out = sorted({e.result["encoder"]["id"] for e in task_entries} & set(controls))
     reproduced = [e for e in task_entries if e.result["provenance"] == "reproduced" and e.result.get("manifest")
-                  and not e.problems]  # an unverified result is never tested against the others
+                  and not e.problems  # an unverified result is never tested against the others
+                  and e.result["encoder"]["id"] not in controls]
     if not reproduced:
-        ties.note = NO_TEST_REPORTED if task_entries else None
+        ties.note = NO_TEST_REPORTED if any(e.result["provenance"] == "reported" for e in task_entries) else None
+        if left_out:
+            ties.note = "; ".join(filter(None, [ties.note, _controls_note(left_out)]))
         return ties
     if not paired.enabled:
         ties.note = "no paired comparison: the task card's analyses.paired.enabled is false"
@@ -176,12 +218,14 @@ def compute_ties(task_card, task_entries: list[Entry], results_dir: Path) -> Tie
     sha, group = max(by_manifest.items(), key=lambda kv: (len(kv[1]), kv[0]))
     ties.manifest_sha256 = sha
     notes = [NO_TEST_REPORTED] if any(e.result["provenance"] == "reported" for e in task_entries) else []
+    if left_out:
+        notes.append(_controls_note(left_out))
     if len(by_manifest) > 1:
         notes.append(f"{len(reproduced) - len(group)} result(s) on another manifest not compared")
     predictions = {}
     for entry in group:
         path = _predictions_path(results_dir, entry)
-        if not path.is_file():
+        if path is None or not path.is_file():
             notes.append(f"{entry.result['encoder']['id']}: no predictions filed")
             continue
         try:
@@ -193,11 +237,8 @@ def compute_ties(task_card, task_entries: list[Entry], results_dir: Path) -> Tie
     if len(predictions) < 2:
         ties.note = "; ".join(notes + ["fewer than two reproduced results with predictions on one manifest: no test"])
         return ties
-    from runner.analysis import json_safe
-    from runner.analysis.paired import tie_groups
-    from runner.metrics.scores import MetricsInputError
 
-    for metric, _ in METRICS:
+    for metric in metrics:
         try:
             ties.by_metric[metric] = json_safe(tie_groups(predictions, alpha=ties.alpha, metric=metric,
                                                           metrics_card=task_card.spec.metrics), f"ties.{metric}")
@@ -207,13 +248,30 @@ def compute_ties(task_card, task_entries: list[Entry], results_dir: Path) -> Tie
     return ties
 
 
+def _controls_note(encoder_ids: list[str]) -> str:
+    return f"controls not compared (reference only, see the shortcut floor): {', '.join(encoder_ids)}"
+
+
 # ---------------------------------------------------------------------------------------------- tables
 
 
-def _section_of(task_card, dataset_card, result: dict | None) -> str:
-    if (result and result.get("synthetic")) or (dataset_card and dataset_card.spec.synthetic):
-        return "demo"
-    return task_card.spec.leaderboard.table
+def _data_synthetic(task_card, registry, result: dict | None = None) -> bool:
+    dataset = registry.datasets.get(task_card.spec.dataset)
+    return bool((result or {}).get("synthetic")) or bool(dataset and dataset.spec.synthetic)
+
+
+def task_is_synthetic(task_card, registry, layout: LeaderboardLayout, result: dict | None = None) -> bool:
+    """Kept out of clinical views: its data (or the result) is synthetic, or it joins a synthetic benchmark."""
+    return layout.synthetic(task_card.spec.benchmarks, _data_synthetic(task_card, registry, result))
+
+
+def section_of(task_card, registry, layout: LeaderboardLayout, result: dict | None = None) -> str | None:
+    """The front-page section a task (or one result of it) is shown in: decided by the benchmarks it joins."""
+    return layout.section_of(task_card.spec.benchmarks, _data_synthetic(task_card, registry, result))
+
+
+def control_ids(registry) -> frozenset[str]:
+    return frozenset(e for e, card in registry.encoders.items() if is_control(card.data))
 
 
 def _row_labels(task_card, registry) -> tuple[int, str, str]:
@@ -230,65 +288,75 @@ def cell_key(metric: str, encoder_id: str, provenance: str) -> str:
     return f"{metric}|{encoder_id}|{provenance}"
 
 
-def build_tables(entries: list[Entry], registry, ties: dict[str, TieGroups] | None = None) -> list[dict]:
-    """One table per section: rows (tasks, in card order) x columns (encoder x provenance, ranked)."""
+def build_tables(entries: list[Entry], registry, ties: dict[str, TieGroups] | None = None,
+                 layout: LeaderboardLayout | None = None) -> list[dict]:
+    """One table per section of the layout: rows (tasks, in card order) x columns (encoder x provenance, ranked)."""
+    layout = layout or load_layout(getattr(registry, "root", None))
+    controls = control_ids(registry)
     tables = []
-    for key, heading in SECTIONS.items():
+    for section in layout.sections:
         rows: dict[str, dict] = {}
 
         def row_of(task, rows=rows):
             _, disease, dataset = _row_labels(task, registry)
             return rows.setdefault(task.id, {"task_id": task.id, "disease": disease, "dataset": dataset, "cells": {}})
 
-        if key == "table1":  # Table 1 keeps every row the cards put there, filled or not
+        if section.all_rows:  # e.g. Table 1 keeps every row of its benchmark, filled or not
             for task in registry.tasks.values():
-                if _section_of(task, registry.datasets.get(task.spec.dataset), None) == key:
+                if section_of(task, registry, layout) == section.id:
                     row_of(task)
         section_entries = []
         for entry in entries:
             task = registry.tasks[entry.result["task"]["id"]]
-            if _section_of(task, registry.datasets.get(task.spec.dataset), entry.result) != key:
+            if section_of(task, registry, layout, entry.result) != section.id:
                 continue
-            if key == "table1" and registry.encoders[entry.column[0]].spec.adapter == "metadata":
-                continue  # Table 1 shows the metadata baselines as its floor column (leaderboard.summary.floors)
+            if section.floor_column and registry.encoders[entry.column[0]].spec.adapter == "metadata":
+                continue  # shown as the section's floor column (leaderboard.summary.floors)
             section_entries.append(entry)
             row = row_of(task)
             tie = (ties or {}).get(task.id)
             overlap = _trained_on(registry, entry.result)
-            for metric, _ in METRICS:
-                cell = {**_cell(entry, metric), "trained_on": overlap}
+            control = entry.column[0] in controls and not section.synthetic
+            for metric, _ in layout.metrics:
+                cell = {**_cell(entry, metric), "trained_on": overlap, "control": control}
                 if tie is not None and entry.column[1] == "reproduced":
                     cell["tie"] = tie.mark(metric, entry.column[0])
                 row["cells"][cell_key(metric, *entry.column)] = cell
+            wanted = {x for x, _ in layout.extras}
             for extra, cell in _extra_cells(entry).items():
-                row["cells"][cell_key(extra, *entry.column)] = cell
+                if extra in wanted:
+                    row["cells"][cell_key(extra, *entry.column)] = {**cell, "control": control}
         if not rows:
             continue
-        # Columns: encoders with a reported (published) number first, as the paper prints them; then by mean AUROC.
+        # Columns: encoders with a reported (published) number first, as the paper prints them; then by mean AUROC;
+        # controls last (in a clinical section: reference columns, never marked best).
         by_encoder: dict[str, list[Entry]] = {}
         for entry in section_entries:
             by_encoder.setdefault(entry.column[0], []).append(entry)
+        first = layout.metrics[0][0]
         encoder_order = sorted(by_encoder, key=lambda e: (
-            not any(x.column[1] == "reported" for x in by_encoder[e]),
-            -_mean([x.result["metrics"]["auroc"]["mean"] for x in by_encoder[e]]), e))
+            e in controls and not section.synthetic, not any(x.column[1] == "reported" for x in by_encoder[e]),
+            -_mean([x.result["metrics"][first]["mean"] for x in by_encoder[e]]), e))
         columns = [(e, p) for e in encoder_order for p in ("reported", "reproduced")
                    if any(x.column == (e, p) for x in by_encoder[e])]
         order = {t.id: _row_labels(t, registry) for t in registry.tasks.values()}
         ordered_rows = sorted(rows.values(), key=lambda r: (order[r["task_id"]], r["task_id"]))
         for row in ordered_rows:
-            for metric, _ in METRICS:
+            for metric, _ in layout.metrics:
                 cells = [c for k, c in row["cells"].items() if k.split("|")[0] == metric]
-                means = [c["mean"] for c in cells if c["mean"] is not None and not c["unverified"]]
+                means = [c["mean"] for c in cells if c["mean"] is not None and not c["unverified"] and not c["control"]]
                 for c in cells:
-                    c["best"] = bool(means) and c["mean"] == max(means) and not c["unverified"]
+                    c["best"] = bool(means) and c["mean"] == max(means) and not c["unverified"] and not c["control"]
         used = {k.split("|")[0] for r in rows.values() for k in r["cells"]}
         section_ties = [(ties or {}).get(r["task_id"]) for r in ordered_rows]
         tested = [t for r, t in zip(ordered_rows, section_ties)  # ties of encoders this table shows as columns
                   if t is not None and t.by_metric and any(c.get("tie") for c in r["cells"].values())]
         tables.append({
-            "key": key, "heading": heading, "rows": ordered_rows, "metrics": [list(m) for m in METRICS],
-            "extras": [list(x) for x in EXTRAS if x[0] in used],
-            "columns": [{"encoder": e, "provenance": p, "name": registry.encoders[e].spec.title} for e, p in columns],
+            "key": section.id, "heading": section.heading, "rows": ordered_rows,
+            "metrics": [list(m) for m in layout.metrics], "extras": [list(x) for x in layout.extras if x[0] in used],
+            "floor_column": section.floor_column, "synthetic": section.synthetic,
+            "columns": [{"encoder": e, "provenance": p, "name": registry.encoders[e].spec.title,
+                         "control": e in controls and not section.synthetic} for e, p in columns],
             "alphas": sorted({t.alpha for t in tested}),
             "untested_reported": any(t is not None and NO_TEST_REPORTED in (t.note or "") for t in section_ties),
         })
@@ -297,7 +365,6 @@ def build_tables(entries: list[Entry], registry, ties: dict[str, TieGroups] | No
 
 def _trained_on(registry, result: dict) -> bool | None:
     """Whether the encoder was trained on the evaluated data set (True/False), None when its card does not say."""
-    from registry.overlap import trained_on
 
     encoder = registry.encoders.get(result["encoder"]["id"])
     return None if encoder is None else trained_on(encoder.data, result["task"]["dataset"])
@@ -307,7 +374,7 @@ def _extra_cells(entry: Entry) -> dict:
     """The stability and subgroup-gap cells of a result, where it has those analyses."""
     cells = {}
     base = {"best": False, "tie": None, "provenance": entry.result["provenance"], "stale": entry.stale,
-            "ci_method": None, "file": entry.file, "unverified": bool(entry.problems)}
+            "ci_method": None, "file": entry.file, "unverified": bool(entry.problems), "tier": entry.tier}
     stability = stability_mean(entry.result)
     if stability is not None:
         cells["stability"] = {**base, "text": f"{stability:.4f}", "mean": stability, "reason": None}
@@ -325,7 +392,7 @@ def roc_points(entry: Entry, results_dir: Path):
     if "roc" in entry.result:
         return entry.result["roc"]["fpr"], entry.result["roc"]["tpr"]
     predictions = _predictions_path(results_dir, entry)
-    if not predictions.is_file():
+    if predictions is None or not predictions.is_file():
         return None
     try:
         import pandas as pd
@@ -422,11 +489,11 @@ def _records(entries: list[Entry], tables: list[dict], ties: dict[str, TieGroups
                   "stale": entry.stale, "verified": not entry.problems, "synthetic": bool(r.get("synthetic")),
                   "manifest_sha256": (r.get("manifest") or {}).get("sha256"),
                   "images_per_s": (r.get("throughput") or {}).get("images_per_s")}
-        for metric, _ in METRICS:
+        for metric in RESULT_METRICS:
             for part in ("mean", "ci_low", "ci_high", "half_width", "ci_method"):
                 record[f"{metric}_{part}"] = r["metrics"][metric][part]
         tie = ties.get(r["task"]["id"])
-        for metric, _ in METRICS:  # best | tied (not significantly different from the best) | worse | None
+        for metric in RESULT_METRICS:  # best | tied (not significantly different from the best) | worse | None
             record[f"{metric}_tie"] = tie.mark(metric, r["encoder"]["id"]) if tie and r["provenance"] == "reproduced" \
                 else None
         record["tie_alpha"] = tie.alpha if tie and tie.by_metric else None
@@ -441,49 +508,86 @@ def _card_json(card) -> dict:
     return {"id": card.id, "sha256": card.sha256, "behaviour_sha256": card.behaviour_sha256, "data": card.data}
 
 
-def summarize(results_dir: Path, registry=None) -> dict:
-    """Filed results -> the summary the site is rendered from (and leaderboard.json): JSON-safe, no NaN."""
+def _best_first(entries: list[Entry]) -> list[Entry]:
+    """A task page's results, best AUROC first (results without a number last)."""
+    def key(e: Entry):
+        mean = e.result["metrics"]["auroc"]["mean"]
+        return (mean is None, -(mean or 0.0), e.result["encoder"]["id"], e.result["provenance"])
+
+    return sorted(entries, key=key)
+
+
+def _dataset_json(card) -> dict | None:
+    """What a task page says about its data set, with the card's links (citation, access)."""
+    if card is None:
+        return None
+    data = card.data
+    return {"id": card.id, "title": card.spec.title, "synthetic": card.spec.synthetic, "access": card.spec.access,
+            **{k: data.get(k) for k in ("citation", "license", "description")}}
+
+
+def summarize(results_dir: Path, registry=None, records_dir: Path | None = None) -> dict:
+    """Filed results -> the summary the site is rendered from (and leaderboard.json): JSON-safe, no NaN.
+    `records_dir`: where regeneration records are kept (None: every result regenerated)."""
     if registry is None:
-        from registry.cards import load_registry
 
         registry = load_registry()
-    entries, skipped = load_entries(results_dir, registry)
+    layout = load_layout(getattr(registry, "root", None))
+    entries, skipped = load_entries(results_dir, registry, records_dir)
     by_task = {task_id: [e for e in entries if e.result["task"]["id"] == task_id] for task_id in registry.tasks}
-    ties = {task.id: compute_ties(task, by_task[task.id], results_dir) for task in registry.tasks.values()}
-    tables = build_tables(entries, registry, ties)
-    from leaderboard.summary.floors import compute_floors
+    controls = control_ids(registry)
+    ties = {task.id: compute_ties(task, by_task[task.id], results_dir, [m for m, _ in layout.metrics],
+                                  frozenset() if task_is_synthetic(task, registry, layout) else controls)
+            for task in registry.tasks.values()}
+    tables = build_tables(entries, registry, ties, layout)
 
     floors = compute_floors([(e.file, e.result) for e in entries if not e.problems], registry)
+    from leaderboard.summary.encoders import encoder_profile
+
+    page = encoders_summary([e for e in entries if not e.problems], registry, results_dir)
     tasks = {}
     for task in registry.tasks.values():
-        task_entries = by_task[task.id]
+        task_entries = _best_first(by_task[task.id])
         _, disease, dataset = _row_labels(task, registry)
         curves = [{"label": f"{registry.encoders[e.result['encoder']['id']].spec.title} ({e.result['provenance']})",
                    "fpr": list(points[0]), "tpr": list(points[1])}
                   for e in task_entries if (points := roc_points(e, results_dir))]
         tasks[task.id] = {
             "card": _card_json(task), "title": task.spec.title, "disease": disease, "dataset": dataset,
+            "dataset_card": _dataset_json(registry.datasets.get(task.spec.dataset)),
+            "section": section_of(task, registry, layout), "benchmarks": list(task.spec.benchmarks),
             "entries": [e.as_json() for e in task_entries], "ties": ties[task.id].as_json(), "roc_curves": curves,
             "citations": sorted({e.result.get("citation") for e in task_entries} - {None}),
             "views": analysis_views(task.id, task_entries, entries, registry),
             "floors": floors["tasks"].get(task.id),
             "trained_on": {e.result["encoder"]["id"]: _trained_on(registry, e.result) for e in task_entries},
+            "controls": sorted({e.result["encoder"]["id"] for e in task_entries} & controls),
         }
-    encoders = {enc.id: {"card": _card_json(enc), "title": enc.spec.title,
-                         "entries": [e.as_json() for e in entries if e.result["encoder"]["id"] == enc.id]}
-                for enc in registry.encoders.values()}
-    from leaderboard.summary.encoders import encoders_summary
-
+    encoders = {}
+    for enc in registry.encoders.values():
+        mine = _best_first([e for e in entries if e.result["encoder"]["id"] == enc.id])
+        trained = enc.spec.training_datasets
+        encoders[enc.id] = {
+            "card": _card_json(enc), "title": enc.spec.title, "control": enc.id in controls,
+            "profile": encoder_profile(enc.id, enc.data),
+            "entries": [e.as_json() for e in mine], "places": page["places"].get(enc.id),
+            "trained_on_datasets": None if trained is None else [
+                {"id": d, "title": registry.datasets[d].spec.title if d in registry.datasets else d} for d in trained],
+            "seen_tasks": None if trained is None else sorted(t.id for t in registry.tasks.values()
+                                                              if t.spec.dataset in trained),
+        }
+    placed = {r["task_id"] for t in tables for r in t["rows"]}
     return {"summary_version": SUMMARY_VERSION, "results_dir": str(results_dir), "n_results": len(entries),
             "skipped": skipped, "results": _records(entries, tables, ties, registry), "tables": tables,
+            "unplaced": sorted({e.result["task"]["id"] for e in entries} - placed),
             "tasks": tasks, "encoders": encoders, "floors": floors,
             "unverified": [[e.file, list(e.problems)] for e in entries if e.problems],
-            "encoders_page": encoders_summary([e for e in entries if not e.problems], registry, results_dir)}
+            "tiers": TIERS, "tier_counts": {t: sum(e.tier == t for e in entries) for t in TIERS},
+            "encoders_page": page}
 
 
 def write_summary(summary: dict, path: Path) -> Path:
     """leaderboard.json: the summary as strict JSON (NaN refused)."""
-    from runner.runtime.atomic import atomic_write_bytes
 
     text = json.dumps(summary, allow_nan=False, indent=1, ensure_ascii=False) + "\n"
     return atomic_write_bytes(Path(path), text.encode("utf-8"))

@@ -5,7 +5,9 @@ Entry: `run_analyses(names, context) -> dict` (analysis name -> JSON-safe dict, 
 {"status": "skipped", "reason"} for bad or missing input, {"status": "failed", "reason"} for anything else.
 Every value is checked: no NaN or Infinity can reach the result file.
 
-Modules (each documents its cost): stability, clustering, subgroups, transfer, label_efficiency, paired, delong.
+Each analysis module has a `run(context, spec)` that the plugin registry names (registry.plugins: "analysis"
+entries), imported only when the analysis runs; each documents its cost: stability, clustering, subgroups, transfer,
+label_efficiency. paired and delong are the summarize stage's (they compare encoders).
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from registry.specs import AnalysesSpec, MetricsSpec, analyses_spec, metrics_spec
+from registry import plugins
+from registry.specs import AnalysesSpec, MetricsSpec, analyses_spec
 from runner.metrics.scores import MetricsInputError
 
 ANALYSES = AnalysesSpec.NAMES
+# The analyses a result's out-of-fold predictions and its manifest rows are enough for: the registry recomputes them
+# when it files a result (leaderboard.filing.regenerate); the others need the run's embeddings.
+FROM_PREDICTIONS = ("subgroups",)
 # Paired tests compare encoders, so they are not part of one run: the summarize stage (leaderboard/summary/summarize.py)
 # computes them across filed results. A run asked for them says so.
 PAIRED_ELSEWHERE = ("paired tests compare encoders: computed by the summarize stage across filed results "
@@ -56,93 +62,11 @@ class AnalysisContext:
     classifier_params: Mapping = field(default_factory=dict)
 
 
-def _need(value, what: str):
+def need(value, what: str):
+    """`value`, or MetricsInputError (the analysis is skipped, saying why) when the run did not provide it."""
     if value is None:
         raise MetricsInputError(f"needs {what}, which this evaluation did not provide")
     return value
-
-
-def _stability(ctx: AnalysisContext, params) -> dict:
-    from runner.analysis.stability import representational_stability
-
-    originals = ctx.augmented_originals if ctx.augmented_originals is not None else ctx.embeddings
-    patients = None  # reference pairs come from different patients when the rows' patients are known
-    if ctx.augmented_originals is None and ctx.manifest is not None and "patient_id" in ctx.manifest.columns:
-        patients = ctx.manifest["patient_id"].astype(str).to_numpy()
-    return representational_stability(_need(originals, "original embeddings"), _need(ctx.augmented, "augmented views"),
-                                      patients)
-
-
-def _clustering(ctx: AnalysisContext, params) -> dict:
-    from runner.analysis.clustering import (
-        EXACT_MAX_ROWS,
-        cosine_distance_matrix,
-        kmeans_cosine,
-        umap_figure,
-        unit_rows,
-    )
-
-    x = _need(ctx.embeddings, "embeddings")
-    labels = _need(ctx.manifest, "the manifest")["label"].to_numpy()
-    # one exact cosine distance matrix for every silhouette and the UMAP layout
-    distances = cosine_distance_matrix(unit_rows(np.asarray(x, dtype=float))) if len(x) <= EXACT_MAX_ROWS else None
-    out = {"kmeans": kmeans_cosine(x, labels, range(params.k_min, params.k_max + 1), n_init=params.n_init,
-                                   seed=params.seed, distances=distances)}
-    if params.umap.enabled and ctx.output_dir is not None:
-        out["umap"] = umap_figure(x, labels, Path(ctx.output_dir) / "umap.png", Path(ctx.output_dir) / "umap.svg",
-                                  seed=params.seed, n_neighbors=params.umap.n_neighbors, min_dist=params.umap.min_dist,
-                                  distances=distances)
-    return out
-
-
-def _subgroups(ctx: AnalysisContext, params) -> dict:
-    from runner.analysis.subgroups import subgroup_auroc
-
-    predictions = _need(ctx.predictions, "out-of-fold predictions")
-    if ctx.manifest is not None:  # sex/age/view live in the manifest
-        extra = [c for c in ("sex", "age", "view") if c in ctx.manifest.columns and c not in predictions.columns]
-        if extra:
-            predictions = predictions.merge(ctx.manifest[["image_id", *extra]], on="image_id", how="left")
-    if ctx.eval_folds is not None:
-        predictions = predictions[predictions["fold"].isin(list(ctx.eval_folds))]
-    return subgroup_auroc(predictions, params, ctx.metrics_card)
-
-
-def _transfer(ctx: AnalysisContext, params) -> dict:
-    from runner.analysis.transfer import cross_dataset_transfer
-
-    x = _need(ctx.embeddings, "embeddings")
-    manifest = _need(ctx.manifest, "the manifest")
-    y = manifest["label"].to_numpy()
-    patients = manifest["patient_id"].astype(str).to_numpy() if "patient_id" in manifest.columns else None
-    targets = _need(ctx.transfer_targets, "embeddings of the target task(s)")
-    return {target: cross_dataset_transfer(x, y, t.embeddings, t.labels, t.patients, ctx.fit_predict,
-                                           ctx.classifier_params, ctx.metrics_card, train_patients=patients)
-            for target, t in sorted(targets.items())}
-
-
-def _label_efficiency(ctx: AnalysisContext, params) -> dict:
-    from runner.analysis.label_efficiency import label_efficiency, plot_label_efficiency
-
-    result = label_efficiency(
-        _need(ctx.embeddings, "embeddings"), _need(ctx.manifest, "the manifest"),
-        sizes=params.positives_per_class, seeds=params.seeds,
-        eval_folds=ctx.eval_folds, fit_predict=ctx.fit_predict, params=ctx.classifier_params,
-        threshold=metrics_spec(ctx.metrics_card).threshold,
-    )
-    if ctx.output_dir is not None:
-        result["figure"] = Path(plot_label_efficiency({ctx.encoder_id or "encoder": result},
-                                                      Path(ctx.output_dir) / "label_efficiency.png")).name
-    return result
-
-
-_RUNNERS: dict[str, Callable[[AnalysisContext, object], dict]] = {
-    "stability": _stability,
-    "clustering": _clustering,
-    "subgroups": _subgroups,
-    "transfer": _transfer,
-    "label_efficiency": _label_efficiency,
-}
 
 
 def json_safe(value, where: str = "analysis"):
@@ -189,7 +113,7 @@ def run_analyses(names: Sequence[str] | None, context: AnalysisContext, timings:
         params = getattr(spec, name)
         started = time.perf_counter()
         try:
-            results[name] = json_safe(_RUNNERS[name](context, params), name)
+            results[name] = json_safe(plugins.load("analysis", name)(context, params), name)
         except MetricsInputError as exc:
             results[name] = {"status": "skipped", "reason": str(exc)}
         except Exception as exc:  # noqa: BLE001 - one analysis failing must not lose the evaluation's other results

@@ -33,13 +33,18 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from runner.analysis import need
 from runner.analysis.kmeans import kmeans_restarts, silhouette_scores
 from runner.embed.cache import numba_cache_dir
 from runner.metrics.scores import MetricsInputError
 from runner.results.figures import plot_umap
+
+if TYPE_CHECKING:
+    from runner.analysis import AnalysisContext
 
 # up to this many rows the exact N x N cosine distance matrix is computed once and shared (32 MB at 2,000 rows);
 # umap-learn also switches from exact distances to approximate neighbours at 4,096 rows
@@ -225,3 +230,18 @@ def kmeans_fits(unit: np.ndarray, k_values: Sequence[int], n_init: int, seed: in
                 distances: np.ndarray | None = None) -> dict[int, np.ndarray]:
     """{k: cluster of each row}: the best of n_init restarts of each k (runner.analysis.kmeans.kmeans_restarts)."""
     return {k: kmeans_restarts(unit, k, n_init, seed, distances).labels for k in k_values}
+
+
+def run(ctx: AnalysisContext, params) -> dict:
+    """The clustering block of a run's result: k-means over the card's k range and the UMAP figure."""
+    x = need(ctx.embeddings, "embeddings")
+    labels = need(ctx.manifest, "the manifest")["label"].to_numpy()
+    # one exact cosine distance matrix for every silhouette and the UMAP layout
+    distances = cosine_distance_matrix(unit_rows(np.asarray(x, dtype=float))) if len(x) <= EXACT_MAX_ROWS else None
+    out = {"kmeans": kmeans_cosine(x, labels, range(params.k_min, params.k_max + 1), n_init=params.n_init,
+                                   seed=params.seed, distances=distances)}
+    if params.umap.enabled and ctx.output_dir is not None:
+        out["umap"] = umap_figure(x, labels, Path(ctx.output_dir) / "umap.png", Path(ctx.output_dir) / "umap.svg",
+                                  seed=params.seed, n_neighbors=params.umap.n_neighbors, min_dist=params.umap.min_dist,
+                                  distances=distances)
+    return out

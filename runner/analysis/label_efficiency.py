@@ -14,13 +14,20 @@ AUROCs as one fit at a time (docs/benchmarks.md has the figures).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from registry.specs import metrics_spec
+from runner.analysis import need
 from runner.analysis.transfer import FitPredict, fit_predict_many
 from runner.metrics.scores import MetricsInputError, point_metrics, single_class_reason
-from runner.results.figures import plot_label_efficiency  # noqa: F401  (re-exported: runs and the site draw the same figure)
+from runner.results.figures import plot_label_efficiency
+
+if TYPE_CHECKING:
+    from runner.analysis import AnalysisContext
 
 
 def _balanced_sample(rng: np.random.Generator, labels: np.ndarray, candidates: np.ndarray, size: int) -> np.ndarray | str:
@@ -98,3 +105,17 @@ def label_efficiency(
         points.append(point)
     return {"sampling": "class-balanced by image from each fold's training rows; test fold untouched",
             "seeds": [int(s) for s in seeds], "folds": eval_folds, "points": points}
+
+
+def run(ctx: AnalysisContext, params) -> dict:
+    """The label-efficiency block of a run's result, and its figure beside the result."""
+    result = label_efficiency(
+        need(ctx.embeddings, "embeddings"), need(ctx.manifest, "the manifest"),
+        sizes=params.positives_per_class, seeds=params.seeds,
+        eval_folds=ctx.eval_folds, fit_predict=ctx.fit_predict, params=ctx.classifier_params,
+        threshold=metrics_spec(ctx.metrics_card).threshold,
+    )
+    if ctx.output_dir is not None:
+        result["figure"] = Path(plot_label_efficiency({ctx.encoder_id or "encoder": result},
+                                                      Path(ctx.output_dir) / "label_efficiency.png")).name
+    return result

@@ -20,10 +20,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from runner.analysis import need
 from runner.metrics.scores import MetricsInputError
+
+if TYPE_CHECKING:
+    from runner.analysis import AnalysisContext
 
 PERCENTILES = (5, 25, 50, 75, 95)
 
@@ -111,3 +116,13 @@ def representational_stability(originals: np.ndarray, views: Mapping[str, np.nda
             out["normalised"] = {"mean": (overall - ref) / (1 - ref),
                                  "measure": "(overall - different_images) / (1 - different_images)"}
     return out
+
+
+def run(ctx: AnalysisContext, params) -> dict:
+    """The stability block of a run's result: representational stability of its augmented views."""
+    originals = ctx.augmented_originals if ctx.augmented_originals is not None else ctx.embeddings
+    patients = None  # reference pairs come from different patients when the rows' patients are known
+    if ctx.augmented_originals is None and ctx.manifest is not None and "patient_id" in ctx.manifest.columns:
+        patients = ctx.manifest["patient_id"].astype(str).to_numpy()
+    return representational_stability(need(originals, "original embeddings"), need(ctx.augmented, "augmented views"),
+                                      patients)

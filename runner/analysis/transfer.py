@@ -12,13 +12,18 @@ Cost on the 2-core CPU dev machine (loaded, load average ~7): LightGBM (100 tree
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from runner.analysis import need
 from runner.classify.fit_processes import lightgbm_classifier
 from runner.metrics.intervals import bootstrap_fold_mean, percentile_interval
 from runner.metrics.scores import METRICS, MetricsInputError, point_metrics, single_class_reason
 from runner.metrics.summary import MetricsSettings
+
+if TYPE_CHECKING:
+    from runner.analysis import AnalysisContext
 
 FitPredict = Callable[[np.ndarray, np.ndarray, np.ndarray, Mapping], np.ndarray]
 
@@ -98,6 +103,18 @@ def cross_dataset_transfer(
            # what the interval covers: resampled test patients, the one fitted classifier held fixed
            "ci_covers": "test-sampling uncertainty (classifier fixed, not refitted)"}
     for m in METRICS:
-        low, high, _, reason = percentile_interval(reps[m][0], settings.confidence)
+        low, high, _, reason = percentile_interval(reps[m][0], settings.confidence, settings.min_valid_replicates)
         out[m] = {"value": point[m], "ci_low": low, "ci_high": high, **({"reason": reason} if reason else {})}
     return out
+
+
+def run(ctx: AnalysisContext, params) -> dict:
+    """The transfer block of a run's result: the card's classifier trained here, scored on each target."""
+    x = need(ctx.embeddings, "embeddings")
+    manifest = need(ctx.manifest, "the manifest")
+    y = manifest["label"].to_numpy()
+    patients = manifest["patient_id"].astype(str).to_numpy() if "patient_id" in manifest.columns else None
+    targets = need(ctx.transfer_targets, "embeddings of the target task(s)")
+    return {target: cross_dataset_transfer(x, y, t.embeddings, t.labels, t.patients, ctx.fit_predict,
+                                           ctx.classifier_params, ctx.metrics_card, train_patients=patients)
+            for target, t in sorted(targets.items())}

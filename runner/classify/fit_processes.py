@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from registry.errors import RegistryError
+from runner.runtime.signals import quiet_worker
 
 # Below this many binned cells (rows x features, summed over the jobs) the fits run here: a 2000 x 1024, 5-fold
 # classify bins 8.2 M cells and costs ~7.6 CPU-s, so 2 M cells (~2 s) is about where a worker start is repaid.
@@ -165,7 +166,6 @@ def _close_pool() -> None:
 atexit.register(_close_pool)
 
 def _start_fit_process() -> None:
-    from runner.runtime.signals import quiet_worker
 
     quiet_worker()  # Ctrl-C reaches the whole process group; the parent acts on it and ends these processes
     # LightGBM imports scikit-learn and pandas when it finds them (~1.5 s of a 2.3 s start); a fit uses neither.

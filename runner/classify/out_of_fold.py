@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 
 from registry.errors import RegistryError
+from registry.specs import classifier_spec
+from runner.classify.design import Design
 from runner.classify.fit_processes import FitJob, fit_all
 from runner.classify.inner_split import InnerSplitCache, first_stratified_group_split
 
@@ -32,7 +34,6 @@ from runner.classify.inner_split import InnerSplitCache, first_stratified_group_
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 LIGHTGBM_DEFAULT_N_ESTIMATORS = 100  # LightGBM's own default num_iterations
-MIN_INNER_ROWS = 20  # smaller inner-validation sets are too noisy to choose a tree count from
 
 
 def machine_threads() -> int:
@@ -62,6 +63,7 @@ class ClassifierSettings:
     n_estimators: int
     early_stopping_rounds: int | None
     inner_fraction: float
+    min_inner_rows: int  # a smaller inner-validation set is too noisy to choose a tree count from: no early stopping
     augmented_training_rows: bool
     num_threads: int
     seed: int
@@ -69,7 +71,6 @@ class ClassifierSettings:
     @classmethod
     def from_card(cls, card) -> ClassifierSettings:
         """From the task's ClassifierSpec (or a `classifier:` block, whose absent fields take the schema's defaults)."""
-        from registry.specs import classifier_spec
 
         spec = classifier_spec(card)
         if spec.type != "lightgbm":
@@ -84,6 +85,7 @@ class ClassifierSettings:
             n_estimators=n_estimators,
             early_stopping_rounds=None if stopping is None else int(stopping.rounds),
             inner_fraction=float(stopping.inner_fraction) if stopping else 0.0,
+            min_inner_rows=int(stopping.min_inner_rows) if stopping else 0,
             augmented_training_rows=spec.augmented_training_rows,
             num_threads=int(spec.num_threads) or machine_threads(),
             seed=int(spec.seed),
@@ -118,17 +120,6 @@ class Classification:
     predictions: pd.DataFrame  # image_id, patient_id, label, fold, prob (out-of-fold, test rows of eval folds)
     folds: list[FoldFit] = field(default_factory=list)
     seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class Design:
-    """One classify call's inputs: what `classify` takes besides the classifier card."""
-
-    embeddings: np.ndarray
-    table: pd.DataFrame  # image_id, patient_id, label (0/1), fold; aligned row for row with `embeddings`
-    eval_folds: list[int]
-    augmented: dict[str, np.ndarray] | None = None  # view id -> embeddings aligned with `table`
-    allow_missing: bool = False  # NaN is a missing value (the metadata baseline's features), not an error
 
 
 def classify(
@@ -188,7 +179,7 @@ class _PlannedFold:
 
 
 @dataclass(frozen=True)
-class _PlannedDesign:
+class _FoldPlan:
     """A checked design's per-row columns and one FitJob per evaluated fold."""
 
     image_ids: np.ndarray
@@ -197,7 +188,7 @@ class _PlannedDesign:
     folds: list[tuple[_PlannedFold, FitJob]]
 
 
-def _plan_folds(design: Design, settings: ClassifierSettings) -> _PlannedDesign:
+def _plan_folds(design: Design, settings: ClassifierSettings) -> _FoldPlan:
     """What each evaluated fold's booster is binned, grown and tested on."""
     x, table = _check_inputs(design.embeddings, design.table, design.allow_missing)
     n = len(table)
@@ -237,7 +228,7 @@ def _plan_folds(design: Design, settings: ClassifierSettings) -> _PlannedDesign:
             early_stopping_rounds=settings.early_stopping_rounds,
         )
         planned.append((_PlannedFold(int(fold), test, len(train), len(rows_with_views(fit_rows))), job))
-    return _PlannedDesign(image_ids, groups, labels, planned)
+    return _FoldPlan(image_ids, groups, labels, planned)
 
 
 def _check_inputs(embeddings: np.ndarray, table: pd.DataFrame, allow_missing: bool = False
@@ -273,7 +264,7 @@ def _inner_split(train: np.ndarray, labels: np.ndarray, groups: np.ndarray, sett
 
     def make():
         fit_idx, valid_idx = first_stratified_group_split(y, groups[train], n_splits, settings.seed)
-        if len(valid_idx) < MIN_INNER_ROWS or len(np.unique(y[valid_idx])) < 2:
+        if len(valid_idx) < settings.min_inner_rows or len(np.unique(y[valid_idx])) < 2:
             return None
         return fit_idx, valid_idx
 
@@ -282,7 +273,35 @@ def _inner_split(train: np.ndarray, labels: np.ndarray, groups: np.ndarray, sett
     else:
         image_ids, folds = design
         split = INNER_SPLITS.get_or_make(
-            InnerSplitCache.key(image_ids, groups, labels, folds, fold, n_splits, settings.seed, MIN_INNER_ROWS), make)
+            InnerSplitCache.key(image_ids, groups, labels, folds, fold, n_splits, settings.seed, settings.min_inner_rows), make)
     if split is None:
         return train, None
     return train[split[0]], train[split[1]]
+
+
+def card_fit_predict(classifier_card):
+    """A `fit_predict(train_X, train_y, test_X, params)` that trains exactly as the task card's classifier does
+    (runner.classify.out_of_fold: one booster, the card's settings; `params` is ignored, the card has them), for the analyses
+    that refit (transfer, label efficiency). `train_groups` (patient ids) keep a patient's images on one side of
+    the inner early-stopping split; without them each row is its own group. Its `many(calls)` fits several
+    independent (train_X, train_y, test_X, train_groups) at once, side by side (runner.classify.fit_processes)."""
+
+    def design(train_x, train_y, test_x, train_groups=None) -> Design:
+        n_train, n_test = len(train_y), len(test_x)
+        ids = [f"r{i}" for i in range(n_train + n_test)]
+        groups = ids if train_groups is None else [*(str(g) for g in train_groups), *ids[n_train:]]
+        table = pd.DataFrame({"image_id": ids, "patient_id": groups,
+                              "label": np.concatenate([np.asarray(train_y, dtype=int), np.zeros(n_test, dtype=int)]),
+                              "fold": np.r_[np.ones(n_train, dtype=int), np.zeros(n_test, dtype=int)]})
+        return Design(np.vstack([train_x, test_x]), table, [0])
+
+    def many(calls) -> list[np.ndarray]:
+        fitted = classify_many([design(*call) for call in calls], classifier_card)
+        return [f.predictions["prob"].to_numpy() for f in fitted]
+
+    def fit_predict(train_x, train_y, test_x, params=None, train_groups=None) -> np.ndarray:
+        return many([(train_x, train_y, test_x, train_groups)])[0]
+
+    fit_predict.accepts_groups = True
+    fit_predict.many = many
+    return fit_predict

@@ -7,16 +7,13 @@ message names the missing file or column and says how to get the data set.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from runner.data.tables import DataError, access_hint, paths_leaving_root
-
-READERS = {"nih-cxr14": "runner.data.nih", "mimic-cxr": "runner.data.mimic", "csv": "runner.data.csv_kind",
-           "huggingface": "runner.data.huggingface", "table": "runner.data.table_kind"}
+from registry import plugins
+from runner.data.tables import DataError, access_hint, check_paths_unique, paths_leaving_root
 
 
 @dataclass
@@ -38,16 +35,15 @@ class DatasetIndex:
 
 def read_index(dataset_card: dict, data_root: Path, labels: list[str] | None = None) -> DatasetIndex:
     """Index the data set at `data_root` as `dataset_card` describes it; `labels` limits which label columns are read."""
-    kind = dataset_card.get("kind")
-    if kind not in READERS:
-        raise DataError(f"dataset {dataset_card.get('id')!r}: unknown kind {kind!r} (known: {', '.join(READERS)})")
+    try:
+        read = plugins.load("dataset_kind", str(dataset_card.get("kind")))  # the reader the card's kind names
+    except plugins.PluginError as exc:
+        raise DataError(f"dataset {dataset_card.get('id')!r}: {exc}") from None
     data_root = Path(data_root).expanduser()
     if not data_root.is_dir():
         raise DataError(f"data root {str(data_root)!r} is not a folder. {access_hint(dataset_card)}")
-    reader = importlib.import_module(READERS[kind])
-    index = reader.read(dataset_card, data_root, labels)
+    index = read(dataset_card, data_root, labels)
     _refuse_paths_outside_root(index, dataset_card)
-    from runner.data.tables import check_paths_unique
 
     check_paths_unique(index.frame, dataset_card, "the index")
     return index

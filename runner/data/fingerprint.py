@@ -22,6 +22,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from runner.data.tables import package_folder
+
 FORMAT = 1
 MAX_LISTED = 3  # differing files named in a message
 
@@ -36,7 +38,6 @@ def file_sha256(path: Path) -> str:
 
 
 def _table_entries(dataset_card: dict, data_root: Path, sources: dict[str, list[str]]) -> list[dict]:
-    from runner.data.tables import package_folder
 
     root = Path(data_root).resolve()
     entries = []
@@ -83,7 +84,6 @@ def data_fingerprint(dataset_card: dict, data_root: Path, sampled) -> dict:
 
 
 def _table_path(entry: dict, dataset_card: dict, data_root: Path) -> Path | None:
-    from runner.data.tables import package_folder
 
     if entry["in"] == "data_root":
         return Path(data_root) / entry["file"]

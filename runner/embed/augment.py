@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from registry.hashing import sha256_of
 from registry.specs import AugmentationsSpec
 
 # Short id prefix of each op; the n-th view of an op is `<prefix><n>` (rot1, rot2, bright1, bright2, contrast1).
@@ -41,7 +42,6 @@ def settings_tag(spec: AugmentationsSpec | None) -> str:
     is derived from spec.seed and the image path by the caller)."""
     if spec is None:
         return ""
-    from registry.hashing import sha256_of
 
     return "aug=" + sha256_of(asdict(spec))[:16]
 

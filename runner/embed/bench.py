@@ -43,6 +43,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from runner.data.imaging import load_image
+from runner.embed.cache import EmbeddingCache
+from runner.embed.device.embedder import DeviceEmbedder
+from runner.embed.embedding import embed_manifest
+from runner.embed.plan import default_workers, plan_embedding, supports_device_preprocessing
+from runner.encoders import adapter_class, load_encoder, resolve_device
+
 FORMATS = ("png", "dicom")
 DICOM_SIZE = (1955, 1841)  # rows x columns of RG1_UNCR, the real chest CR in pydicom-data
 DROPPED_BELOW = 0.05  # fraction of pages still resident under which the page cache counts as dropped
@@ -238,7 +245,6 @@ def _peak_rss_mb() -> dict:
 
 def measure_naive(encoder, paths: list[str]) -> dict:
     """(a) one image at a time, everything on the CPU until the forward pass."""
-    from runner.data.imaging import load_image
 
     start = time.perf_counter()
     for path in paths:
@@ -294,18 +300,14 @@ def measure_stages(embedder, paths: list[str], workers: int) -> dict:
 
 def measure_pipeline(manifest, data_root: Path, encoder, sha256: str, cache_root: Path, workers: int | None,
                      batch_size, before_cold=None):
-    """(b) what `runner eval` runs: runner.embed.embedding.embed_manifest with pipeline auto on a lazily built encoder (the
+    """(b) what `runner eval` runs: runner.embed.embedding.embed_manifest with backend auto on a lazily built encoder (the
     backend is runner.embed.plan.plan_embedding's choice, the same call eval makes), into an empty cache; then (d) the same
     call through the filled cache. `before_cold` runs untimed just before (b) (the page-cache eviction)."""
-    from runner.embed.cache import EmbeddingCache
-    from runner.embed.embedding import embed_manifest
-    from runner.embed.plan import plan_embedding
-    from runner.encoders import adapter_class
 
     name = plan_embedding(adapter_class(encoder), str(encoder.device)).backend
 
     def embed(*args, **kwargs):
-        return embed_manifest(*args, pipeline="auto", **kwargs)
+        return embed_manifest(*args, backend="auto", **kwargs)
 
     runs = []
     for step in ("cold", "warm"):  # a new cache object each time, as a second `runner eval` process would have
@@ -321,7 +323,7 @@ def measure_pipeline(manifest, data_root: Path, encoder, sha256: str, cache_root
         raise RuntimeError(f"benchmark images were excluded: {cold.exclusions[:3]}")
     same = bool(np.array_equal(cold.original, warm.original))
     return (
-        {"pipeline": name, "images": len(cold.image_ids), "seconds": round(cold_s, 4),
+        {"backend": name, "images": len(cold.image_ids), "seconds": round(cold_s, 4),
          "images_per_s": _rate(len(cold.image_ids), cold_s)},
         {"seconds": round(warm_s, 5), "speedup": _ratio(cold_s, warm_s), "recomputed": warm.n_computed,
          "identical": same, "scope": "embedding stage only, inside this process"},
@@ -349,8 +351,6 @@ def run_bench(cfg: BenchConfig) -> dict:
     """Run every measurement for each format; JSON-ready dict (no NaN: a rate that cannot be computed is null)."""
     import torch
 
-    from runner.embed.plan import default_workers, plan_embedding, supports_device_preprocessing
-    from runner.encoders import adapter_class, load_encoder, resolve_device
 
     device = resolve_device(cfg.device)
     # Built as `runner eval` builds it (lazily) for (b), (d); the naive loop and (c) need a model in this process.
@@ -361,7 +361,6 @@ def run_bench(cfg: BenchConfig) -> dict:
     on_device = supports_device_preprocessing(adapter_class(eval_encoder))
     embedder = None
     if on_device:
-        from runner.embed.device.embedder import DeviceEmbedder
 
         embedder = DeviceEmbedder(encoder, cfg.batch_size)
     batch_size = int(cfg.batch_size or encoder.card["batch_size"])  # DeviceEmbedder's own choice, too
@@ -483,9 +482,6 @@ def _run_child(job: dict, what: str) -> dict:
 def _embed_child(job_file: str) -> None:
     """What `runner eval`'s embedding stage does, in a fresh process (started by _run_child, which imports the CLI
     first): lazy build, embed into the cache."""
-    from runner.embed.cache import EmbeddingCache
-    from runner.embed.embedding import embed_manifest
-    from runner.encoders import load_encoder
 
     job = json.loads(Path(job_file).read_text())
     weights = Path(job["weights_dir"]) if job["weights_dir"] else None
@@ -493,7 +489,7 @@ def _embed_child(job_file: str) -> None:
     manifest = pd.DataFrame({"image_id": job["ids"], "path": job["paths"]})
     before = _peak_rss_mb()["self_mb"]
     cache = EmbeddingCache(job["sha256"], encoder.contract, root=Path(job["cache"]))
-    emb = embed_manifest(manifest, Path(job["inputs"]), "bench", encoder, cache, pipeline="auto",
+    emb = embed_manifest(manifest, Path(job["inputs"]), "bench", encoder, cache, backend="auto",
                          workers=job["workers"], batch_size=job["batch_size"], progress=False)
     print(json.dumps({"n": len(job["paths"]), "embedded": len(emb.image_ids), "computed": emb.n_computed,
                       "rss_before_mb": before, **_peak_rss_mb()}))
@@ -523,7 +519,7 @@ def markdown_table(result: dict) -> str:
         stages = r["stages"] or {}
         whole = r.get("whole_command") or {}
         lines.append(
-            f"| {fmt} ({r['pipeline']['pipeline']} pipeline) | {_fmt(r['naive']['images_per_s'])} | "
+            f"| {fmt} ({r['pipeline']['backend']} backend) | {_fmt(r['naive']['images_per_s'])} | "
             f"{_fmt(r['pipeline']['images_per_s'])} | {_fmt((r['forward'] or {}).get('images_per_s'))} | "
             f"{_fmt(r['ratios']['pipeline_over_naive'])} | {_fmt(r['ratios']['pipeline_over_forward'])} | "
             f"{_fmt(stages.get('read', {}).get('images_per_s'))} | "

@@ -15,8 +15,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from registry.specs import AugmentationsSpec
+from runner.data.imaging import ImageDecodeError, failure_reason, load_image
+from runner.embed.augment import augmented_views
 from runner.embed.rows import ORIGINAL, check_shape
 from runner.encoders.base import Encoder, adapter_class
+from runner.runtime.signals import quiet_worker
+from runner.runtime.workers import bounded_workers
 
 if TYPE_CHECKING:
     from runner.embed.rows import Compute, Row
@@ -29,7 +33,6 @@ _worker_augment: AugmentationsSpec | None = None
 
 def init_worker(encoder_cls: type[Encoder], card: dict, augment: AugmentationsSpec | None) -> None:
     """In a decode worker process: quiet on Ctrl-C, ends with the run, then the prepare-only encoder."""
-    from runner.runtime.signals import quiet_worker
 
     quiet_worker()
     _die_with_parent()
@@ -65,7 +68,6 @@ def _die_with_parent() -> None:
 
 def _prepare_one(path: str, rel_path: str) -> dict[str, np.ndarray] | str:
     """{view id: prepared input} for one file, or the exclusion reason when it cannot be decoded."""
-    from runner.data.imaging import ImageDecodeError, failure_reason, load_image
 
     try:
         image = load_image(path)
@@ -73,7 +75,6 @@ def _prepare_one(path: str, rel_path: str) -> dict[str, np.ndarray] | str:
         return failure_reason(exc)
     views = {ORIGINAL: image}
     if _worker_augment is not None:
-        from runner.embed.augment import augmented_views
 
         seed = view_seed(_worker_augment.seed, rel_path)
         views.update({v.aug_id: v.image for v in augmented_views(image, _worker_augment, seed=seed)})
@@ -122,6 +123,7 @@ def _prepared_chunks(todo, data_root: Path, encoder: Encoder, augment, workers: 
         return
     paths = [[(str(data_root / rel), rel) for _, rel, _ in chunk] for chunk in chunks]
     init_args = (adapter_class(encoder), encoder.card, augment)
+    workers = bounded_workers(workers, len(chunks))  # never more processes than chunks
     if workers <= 0:  # in-process (debugging, tiny jobs)
         _set_prepare_only(*init_args)
         for chunk, chunk_paths in zip(chunks, paths):

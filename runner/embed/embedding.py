@@ -1,16 +1,11 @@
 """Manifest -> embeddings: the one entry point every caller (`runner eval`, `runner bench`, the analyses) uses.
 
-Entry: `embed_manifest(manifest, data_root, dataset_id, encoder, cache, ..., pipeline=, backend=) -> Embeddings`.
-`plan_embedding` decides, in this one place, which backend computes the missing embeddings:
-  cpu-pool  decode + prepare in worker processes, embed in batches (this module)
-  device    read on CPU workers, preprocess + forward on the encoder's device (runner.embed.device; automatic on CUDA)
-  ray       a Ray Data actor pool (runner.embed.ray_pool; `--backend ray`)
-Whatever the backend, `embed_rows_with` does the rest the same way: cache keys, lookup, recorded failures, shards.
-
-Only images (and augmented views) missing from the cache are decoded. Work goes out in chunks of one batch; a bounded
-number of chunks is in flight, so memory does not grow with the manifest. Each finished batch is written to the cache
-as one shard straight away, so a run that is killed resumes at the first batch it had not finished.
-An image that cannot be read or decoded here becomes a recorded exclusion (image id, path, reason), never a crash."""
+Entry: `embed_manifest(manifest, data_root, dataset_id, encoder, cache, ..., backend=) -> Embeddings`.
+`runner.embed.plan.plan_embedding` decides, in that one place, which backend computes the missing embeddings
+(`--backend auto|cpu|device|ray`): the CPU pool (runner.embed.cpu_pool), the device path (runner.embed.device) or a
+Ray actor pool (runner.embed.ray_pool). Whatever the backend, `runner.embed.rows.embed_rows_with` does the rest the
+same way: cache keys, lookup, recorded failures, one cache shard per chunk, exclusions, assembly in manifest order.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +17,9 @@ import pandas as pd
 from registry.specs import AugmentationsSpec
 from runner.embed.cache import EmbeddingCache
 from runner.embed.cpu_pool import pool_compute
+from runner.embed.device.embedder import fast_compute
 from runner.embed.plan import default_workers, plan_embedding
+from runner.embed.ray_pool import ray_compute
 from runner.embed.rows import embed_rows_with
 from runner.encoders.base import Encoder, adapter_class
 
@@ -41,8 +38,7 @@ def embed_manifest(
     workers: int | None = None,
     batch_size: int | None = None,
     progress: bool = True,
-    pipeline: str = "auto",
-    backend: str = "local",
+    backend: str = "auto",
 ) -> Embeddings:
     """Embed every manifest row (and its augmented views when `augment`, the task card's augmentations, is given).
 
@@ -50,17 +46,13 @@ def embed_manifest(
     keyed by runner.embed.augment.view_ids(augment). The backend is `plan_embedding`'s choice; `workers` None ->
     `default_workers(plan)`.
     """
-    plan = plan_embedding(adapter_class(encoder), str(encoder.device), pipeline, backend, augment)
+    plan = plan_embedding(adapter_class(encoder), str(encoder.device), backend, augment)
     workers = default_workers(plan) if workers is None else int(workers)
     batch_size = int(batch_size or encoder.card["batch_size"])
     if plan.backend == "device":
-        from runner.embed.device.embedder import fast_compute
-
         compute = fast_compute(Path(data_root), encoder, workers, batch_size)
     elif plan.backend == "ray":
-        from runner.embed.ray_pool import ray_compute
-
-        compute = ray_compute(Path(data_root), encoder, workers, batch_size, plan.actor_pipeline)
+        compute = ray_compute(Path(data_root), encoder, workers, batch_size, plan.actor_backend)
     else:
         compute = pool_compute(Path(data_root), encoder, augment, workers, batch_size)
     embedded = embed_rows_with(compute, manifest, data_root, dataset_id, encoder, cache, augment=augment,

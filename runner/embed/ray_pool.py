@@ -23,6 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from runner.embed.cpu_pool import init_worker, prepare_chunk
+from runner.embed.device.batches import RawReader, collate_raw
+from runner.embed.device.embedder import DeviceEmbedder, results_in_order
+from runner.encoders import load_encoder
 from runner.encoders.base import Encoder
 
 
@@ -41,15 +45,12 @@ def ensure_ray(num_cpus: int = 2):
 class EmbedActor:
     """One per actor: builds the encoder once, then embeds batches of {"row", "path"} into {"row", "vector", "reason"}."""
 
-    def __init__(self, card: dict, pipeline: str, batch_size: int | None):
-        from runner.encoders import load_encoder
-        from runner.embed.device.embedder import DeviceEmbedder
+    def __init__(self, card: dict, actor_backend: str, batch_size: int | None):
 
         self.encoder = load_encoder(card, device="auto")
-        fast = pipeline == "fast"  # the driver's plan_embedding chose it for this adapter
+        fast = actor_backend == "device"  # the driver's plan_embedding chose it for this adapter
         self.embedder = DeviceEmbedder(self.encoder, batch_size) if fast else None
         if not fast:  # the local backend's own preparation code, in this actor process
-            from runner.embed.cpu_pool import init_worker
 
             init_worker(type(self.encoder), card, None)
 
@@ -67,7 +68,6 @@ class EmbedActor:
         return {"row": np.asarray(batch["row"]), "vector": vectors, "reason": np.asarray(reasons, dtype=object)}
 
     def _cpu(self, paths: list[str]) -> list:
-        from runner.embed.cpu_pool import prepare_chunk
 
         prepared = prepare_chunk([(p, p) for p in paths])
         ok = [item["original"] for item in prepared if not isinstance(item, str)]
@@ -75,8 +75,6 @@ class EmbedActor:
         return [item if isinstance(item, str) else next(vectors) for item in prepared]
 
     def _fast(self, paths: list[str]) -> list:
-        from runner.embed.device.batches import RawReader, collate_raw
-        from runner.embed.device.embedder import results_in_order
 
         reader = RawReader(paths)
         batch = collate_raw([reader[i] for i in range(len(paths))])
@@ -84,7 +82,7 @@ class EmbedActor:
         return results_in_order(batch, vectors)
 
 
-def ray_compute(data_root: Path, encoder: Encoder, workers: int, batch_size: int | None, pipeline: str):
+def ray_compute(data_root: Path, encoder: Encoder, workers: int, batch_size: int | None, actor_backend: str):
     """A `Compute` (see runner.embed.rows.embed_rows_with) that runs the todo rows through a Ray actor pool."""
 
     def compute(todo):
@@ -96,7 +94,8 @@ def ray_compute(data_root: Path, encoder: Encoder, workers: int, batch_size: int
         items = [{"row": i, "path": str(Path(data_root) / rel)} for i, (_, rel, _) in enumerate(todo)]
         actors = max(1, min(gpus or 2, len(items)))
         out = ray.data.from_items(items).map_batches(
-            EmbedActor, fn_constructor_kwargs={"card": encoder.card, "pipeline": pipeline, "batch_size": batch_size},
+            EmbedActor, fn_constructor_kwargs={"card": encoder.card, "actor_backend": actor_backend,
+                                                      "batch_size": batch_size},
             batch_size=size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
             num_gpus=1 if gpus else 0, num_cpus=None if gpus else 0.5,
         )

@@ -17,8 +17,11 @@ import numpy as np
 import pandas as pd
 
 from registry.specs import AugmentationsSpec
+from runner.data.tables import OUTSIDE_ROOT, RootGuard
+from runner.embed.augment import settings_tag, view_ids
 from runner.embed.cache import EmbeddingCache, ImageIdentity
-from runner.encoders.base import Encoder
+from runner.encoders.base import Encoder, EncoderError
+from runner.runtime.progress import LogProgress
 
 ORIGINAL = "original"
 
@@ -35,14 +38,13 @@ class Embeddings:
     exclusions: list[dict] = field(default_factory=list)  # {image_id, path, reason}
     n_computed: int = 0  # images decoded and embedded by this call (the rest came from the cache)
     seconds: float = 0.0
-    backend: str = ""  # the plan that computed them: cpu-pool | device | ray ("" when nothing was computed)
+    backend: str = ""  # the plan that computed them: cpu | device | ray ("" when nothing was computed)
     images_per_s: float | None = None  # over computed images; None when everything came from the cache
 
 
 def _progress_bar(enabled: bool | str):
     """A rich progress bar showing images/s (disabled: prints nothing; "log": periodic lines on stderr)."""
     if enabled == "log":
-        from runner.runtime.progress import LogProgress
 
         return LogProgress()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeRemainingColumn
@@ -73,17 +75,19 @@ def embed_rows_with(
     recorded failures, one cache shard per computed chunk, exclusions and assembly in manifest order."""
     start = time.perf_counter()
     data_root = Path(data_root)
-    from runner.embed.augment import settings_tag
 
     views = [ORIGINAL]
     if augment is not None:
-        from runner.embed.augment import view_ids
 
         views += list(view_ids(augment))
     exclusions: list[dict] = []
     rows: list[Row] = []
+    guard = RootGuard(data_root)
     for image_id, rel_path in zip(manifest["image_id"].astype(str), manifest["path"].astype(str)):
         try:
+            if guard.outside(rel_path):  # a link out of the data root: not read, whatever it points at
+                exclusions.append({"image_id": image_id, "path": rel_path, "reason": OUTSIDE_ROOT})
+                continue
             identity = ImageIdentity.of_file(dataset_id, data_root, rel_path)
         except (OSError, ValueError) as exc:  # ValueError: a path the OS cannot take (a NUL byte in the metadata)
             exclusions.append({"image_id": image_id, "path": rel_path, "reason": _missing_reason(exc)})
@@ -93,7 +97,7 @@ def embed_rows_with(
             v: identity.key(augmentation=f"{v}|" + ("" if v == ORIGINAL else settings_tag(augment))) for v in views
         }))
 
-    found = cache.lookup([k for _, _, keys in rows for k in keys.values()])
+    found = cache.lookup([k for _, _, keys in rows for k in keys.values()], dim=encoder.dim)
     failed = recorded_failures(cache, [(i, p, keys[ORIGINAL]) for i, p, keys in rows], found, exclusions)
     todo = [r for r in rows if r[0] not in failed and any(k not in found for k in r[2].values())]
 
@@ -166,7 +170,6 @@ def _missing_reason(exc: OSError | ValueError) -> str:
 
 def check_shape(vectors: np.ndarray, n: int, encoder: Encoder) -> None:
     if vectors.shape != (n, encoder.dim):
-        from runner.encoders.base import EncoderError
 
         raise EncoderError(
             f"encoder {encoder.id!r} returned embeddings of shape {vectors.shape}; its card says ({n}, {encoder.dim})"

@@ -1,11 +1,12 @@
-"""Encoder adapters. `load_encoder(card)` builds the adapter the card names, importing its module only then."""
+"""Encoder adapters. `load_encoder(card)` builds the adapter the card names (registry.plugins: the module is imported
+only then, so heavy stacks such as TensorFlow or timm load only when a card asks for them)."""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
-from registry.adapters import ADAPTER_MODULES  # adapter name -> module; heavy stacks import only when used
+from registry import plugins
+from registry.schemas import fill_defaults
 from runner.encoders.base import (
     Encoder,
     EncoderError,
@@ -13,8 +14,6 @@ from runner.encoders.base import (
     WeightsNotFoundError,
     adapter_class,
     pool_tokens,
-    register_adapter,
-    registered_adapters,
 )
 
 
@@ -48,7 +47,6 @@ def load_encoder(
 
     lazy: return a LazyEncoder that builds the model (loads weights) only when something is embedded.
     """
-    from registry.schemas import fill_defaults
 
     card = fill_defaults("encoder", dict(card))  # a card from the registry has them already: idempotent
     name = card["adapter"]
@@ -57,26 +55,19 @@ def load_encoder(
             f"encoder {card['id']!r} runs custom code ({card.get('entrypoint', '?')}); "
             "re-run with --trust-custom-code if you trust it"
         )
-    module = ADAPTER_MODULES.get(name)
-    if module is None:
-        raise EncoderError(f"unknown adapter {name!r}; known: {', '.join(sorted(ADAPTER_MODULES))}")
     try:
-        importlib.import_module(module)
-    except ImportError as exc:
-        raise EncoderError(
-            f"adapter {name!r} needs a package that is not installed ({exc.name or exc}); "
-            "install the project's extra for it (see README, 'Optional stacks')"
-        ) from exc
+        cls = plugins.load("adapter", name)
+    except plugins.PluginError as exc:
+        raise EncoderError(str(exc)) from exc
     # Only adapters with weight files take weights_dir; built-ins keep the plain (card, device) constructor.
     extra = {"weights_dir": Path(weights_dir)} if weights_dir is not None else {}
-    cls, device = registered_adapters()[name], resolve_device(device)
+    device = resolve_device(device)
     if lazy:
         return LazyEncoder(cls, card, device, lambda: cls(card, device=device, **extra))
     return cls(card, device=device, **extra)
 
 
 __all__ = [
-    "ADAPTER_MODULES",
     "Encoder",
     "EncoderError",
     "LazyEncoder",
@@ -84,6 +75,5 @@ __all__ = [
     "adapter_class",
     "load_encoder",
     "pool_tokens",
-    "register_adapter",
     "resolve_device",
 ]

@@ -1,9 +1,9 @@
-"""The encoder interface every adapter implements, and the adapter registry.
+"""The encoder interface every adapter implements.
 
 An encoder card names an adapter (`adapter: pixels`); the adapter class turns the card into a model that maps a batch of
-preprocessed images to float32 embeddings. Adapters register themselves with `@register_adapter("name")`; the module that
-defines an adapter is imported only when a card asks for it (see ADAPTER_MODULES in runner/encoders/__init__.py), so a
-TensorFlow or timm adapter costs nothing to users who never run it.
+preprocessed images to float32 embeddings. Which class a name means is a "module:attr" entry of the one plugin registry
+(registry.plugins); its module is imported only when a card asks for it, so a TensorFlow or timm adapter costs nothing
+to users who never run it.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from registry.errors import RegistryError
+from registry.schemas import fill_defaults
+from registry.specs import encoder_spec
+from runner.data.imaging import to_encoder_input
 
 
 class EncoderError(RegistryError):
@@ -29,22 +32,6 @@ class WeightsNotFoundError(EncoderError):
         self.how_to_get = how_to_get
 
 
-_ADAPTERS: dict[str, type[Encoder]] = {}
-
-
-def register_adapter(name: str) -> Callable[[type[Encoder]], type[Encoder]]:
-    def decorate(cls: type[Encoder]) -> type[Encoder]:
-        _ADAPTERS[name] = cls
-        cls.adapter_name = name
-        return cls
-
-    return decorate
-
-
-def registered_adapters() -> dict[str, type[Encoder]]:
-    return dict(_ADAPTERS)
-
-
 class Encoder:
     """Base class: a frozen image encoder described by an encoder card.
 
@@ -52,10 +39,10 @@ class Encoder:
     e.g. PNG bytes). `prepare` runs in decode worker processes, so it must be a pure function of the image and the card.
     """
 
-    adapter_name = "base"
+    framework: str | None = None  # "torch" | "tensorflow": what it computes with (None: numpy only)
+    requires: tuple[str, ...] = ()  # import names it needs beyond the core install (`runner doctor` checks them)
 
     def __init__(self, card: dict, device: str = "cpu", weights_dir: Path | None = None):
-        from registry.schemas import fill_defaults
 
         self.card = fill_defaults("encoder", dict(card))  # idempotent: a registry card has its defaults already
         self.device = device
@@ -78,7 +65,6 @@ class Encoder:
     @property
     def spec(self):
         """The card's EncoderSpec (registry.specs); the card a runner encoder gets has its schema defaults filled."""
-        from registry.specs import encoder_spec
 
         return encoder_spec(self.card)
 
@@ -93,13 +79,16 @@ class Encoder:
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """Common [0,1] MONOCHROME2 image -> this encoder's input (default: the card's preprocessing contract)."""
-        from runner.data.imaging import to_encoder_input
 
         return to_encoder_input(image, self.contract)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """A batch of prepared inputs, stacked on axis 0 -> (B, dim) float32 embeddings, pooled as the card says."""
         raise NotImplementedError
+
+    def devices_used(self) -> dict[str, str]:
+        """{framework: device it really runs on} for the result's environment (e.g. {"tensorflow": "cpu"})."""
+        return {}
 
 
 def pool_tokens(tokens: np.ndarray, pooling: str) -> np.ndarray:
@@ -144,6 +133,10 @@ class LazyEncoder:
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         return self.encoder.embed(batch)
+
+    def devices_used(self) -> dict[str, str]:
+        """Empty while the model was never built (every embedding came from the cache: nothing ran anywhere)."""
+        return self._encoder.devices_used() if self._encoder is not None else {}
 
     @property
     def encoder(self) -> Encoder:

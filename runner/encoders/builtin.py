@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from runner.encoders.base import Encoder, EncoderError, register_adapter
+from runner.encoders.base import Encoder, EncoderError
+from runner.encoders.torch_base import torch_device_name
 
 
 def _check_dim(encoder: Encoder, produced: int) -> None:
@@ -25,7 +26,6 @@ def _check_dim(encoder: Encoder, produced: int) -> None:
         )
 
 
-@register_adapter("pixels")
 class PixelsEncoder(Encoder):
     """Raw intensities of the image resized per the card (e.g. 32x32x1 -> 1024-d)."""
 
@@ -38,12 +38,13 @@ class PixelsEncoder(Encoder):
         return np.ascontiguousarray(batch.reshape(batch.shape[0], -1), dtype=np.float32)
 
 
-@register_adapter("random-cnn")
 class RandomCNNEncoder(Encoder):
     """A seeded, randomly initialised CNN; features are last-layer activations averaged over a 2x2 region grid."""
 
     WIDTHS = (16, 32, 64, 128)  # four stride-2 3x3 conv + ReLU layers
     GRID = 2
+    framework = "torch"
+    requires = ("torch",)
 
     def __init__(self, card: dict, device: str = "cpu", weights_dir=None):
         super().__init__(card, device, weights_dir)
@@ -78,8 +79,10 @@ class RandomCNNEncoder(Encoder):
         pooled = torch.nn.functional.adaptive_avg_pool2d(maps, self.GRID).flatten(1)
         return pooled.cpu().numpy().astype(np.float32)
 
+    def devices_used(self) -> dict[str, str]:
+        return {"torch": torch_device_name(self.device)}
 
-@register_adapter("radiomics")
+
 class RadiomicsEncoder(Encoder):
     """Handcrafted descriptor: global histogram, region-grid intensity/gradient statistics and GLCM texture.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from runner.encoders.base import EncoderError, register_adapter
+from runner.encoders.base import EncoderError
 from runner.encoders.torch_base import TorchEncoder
 
 
@@ -17,13 +17,14 @@ def _model_cfg(card: dict) -> dict:
     return card.get("model") or {}
 
 
-@register_adapter("torchxrayvision")
 class XRVEncoder(TorchEncoder):
     """torchxrayvision DenseNet; `features2` (ReLU + global average pool of the last dense block) -> 1024-d.
 
     torchxrayvision's released .pt files are pickled whole models, which we do not unpickle; convert once where you trust
     the file (see encoders/xrv-densenet121-all.yaml, weights.how_to_get) and name the safetensors file in the card.
     """
+
+    requires = ("torch", "torchxrayvision")
 
     def build(self, weights):
         import torchxrayvision as xrv
@@ -38,10 +39,11 @@ class XRVEncoder(TorchEncoder):
         return self.model.features2(x)
 
 
-@register_adapter("hf-transformers")
 class HFTransformersEncoder(TorchEncoder):
     """Any transformers vision backbone (AutoModel) from a local snapshot: last_hidden_state pooled per the card
     (`cls`, `mean`), or `pooling: pooler` for the model's pooler_output."""
+
+    requires = ("torch", "transformers")
 
     def build(self, weights):
         from transformers import AutoConfig, AutoModel
@@ -63,10 +65,11 @@ class HFTransformersEncoder(TorchEncoder):
         return out.last_hidden_state
 
 
-@register_adapter("open-clip")
 class OpenCLIPEncoder(TorchEncoder):
     """The image tower of an OpenCLIP model (e.g. BiomedCLIP), built from the repo's open_clip_config.json `model_cfg`
     (or the card's `model.model_cfg`) — only the vision tower, so no text model or tokenizer is fetched."""
+
+    requires = ("torch", "open_clip")
 
     def build(self, weights):
         from open_clip.model import CLIPVisionCfg, _build_vision_tower
@@ -86,9 +89,10 @@ class OpenCLIPEncoder(TorchEncoder):
         return visual
 
 
-@register_adapter("timm")
 class TimmEncoder(TorchEncoder):
     """Any timm model by name (`model.name`, `model.kwargs`), classifier removed (num_classes=0): timm's pooled features."""
+
+    requires = ("torch", "timm")
 
     def build(self, weights):
         import timm

@@ -12,7 +12,7 @@ import importlib
 
 import numpy as np
 
-from runner.encoders.base import EncoderError, register_adapter
+from runner.encoders.base import EncoderError
 from runner.encoders.torch_base import TorchEncoder
 
 
@@ -51,7 +51,6 @@ class _NumpyModel:
         return torch.as_tensor(np.asarray(self.fn(x.cpu().numpy()), dtype=np.float32))
 
 
-@register_adapter("custom")
 class CustomEncoder(TorchEncoder):
     def build(self, weights):
         import torch

@@ -16,7 +16,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from runner.encoders.base import register_adapter
 from runner.encoders.davit import DaViT, DaViTConfig, remap_davit_key
 from runner.encoders.torch_base import TorchEncoder
 
@@ -50,7 +49,6 @@ def checkpoint_to_tower_keys(state: dict) -> dict:
     return out
 
 
-@register_adapter("medimageinsight")
 class MedImageInsightEncoder(TorchEncoder):
     """Card: `model: {davit: {...DaViTConfig overrides...}, dim_projection: 1024}`; weights.files[0] = the checkpoint."""
 

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from runner.data.tables import METADATA_PREFIX
-from runner.encoders.base import Encoder, EncoderError, register_adapter
+from runner.embed.rows import Embeddings
+from runner.encoders.base import Encoder, EncoderError
 
 
 class MetadataNotAvailable(EncoderError):
@@ -72,7 +73,6 @@ def feature_matrix(frame: pd.DataFrame, encoder_card: dict, dataset_id: str = "?
 
 def metadata_embeddings(frame: pd.DataFrame, encoder_card: dict, dataset_id: str):
     """The manifest's metadata features as the `Embeddings` of every row (no file is opened, nothing is cached)."""
-    from runner.embed.rows import Embeddings
 
     started = time.perf_counter()
     x, names = feature_matrix(frame, encoder_card, dataset_id)
@@ -83,7 +83,6 @@ def metadata_embeddings(frame: pd.DataFrame, encoder_card: dict, dataset_id: str
     return embedded
 
 
-@register_adapter("metadata")
 class MetadataEncoder(Encoder):
     """Registered so that the card loads like any encoder's; `runner eval` never calls prepare/embed for it."""
 

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from registry.specs import metrics_spec
 from runner.metrics.intervals import bootstrap_fold_mean, percentile_interval, t_interval
 from runner.metrics.scores import (
     METRICS,
@@ -51,19 +52,20 @@ class MetricsSettings:
     confidence: float
     bootstrap_n: int
     bootstrap_seed: int
+    min_valid_replicates: int
 
     @classmethod
     def from_card(cls, card) -> MetricsSettings:
         """From the task's MetricsSpec (or a `metrics:` block: absent fields take the schema's defaults, which live
         only in the schema), checked."""
-        from registry.specs import metrics_spec
 
         try:
             spec = metrics_spec(card)
         except (KeyError, TypeError, ValueError) as exc:
             raise MetricsInputError(f"metrics card: {exc}") from None
         settings = cls(threshold=spec.threshold, ci=spec.ci, confidence=spec.confidence,
-                       bootstrap_n=spec.bootstrap_n, bootstrap_seed=spec.bootstrap_seed)
+                       bootstrap_n=spec.bootstrap_n, bootstrap_seed=spec.bootstrap_seed,
+                       min_valid_replicates=spec.bootstrap_min_valid)
         if settings.ci not in CI_METHODS:
             raise MetricsInputError(f"metrics.ci must be one of {list(CI_METHODS)}, got {settings.ci!r}")
         if not 0.0 < settings.confidence < 1.0:
@@ -150,7 +152,8 @@ def summarize(
     for m in METRICS:
         summaries = {
             "t-interval": _t_summary(per_fold[m], settings.confidence),
-            "cluster-bootstrap": _bootstrap_summary(per_fold[m], boot[m][0], settings.confidence),
+            "cluster-bootstrap": _bootstrap_summary(per_fold[m], boot[m][0], settings.confidence,
+                                                    settings.min_valid_replicates),
         }
         reported, note = settings.ci, None
         if reported == "t-interval" and summaries["t-interval"].ci_low is None and summaries["t-interval"].mean is not None:
@@ -187,12 +190,13 @@ def _t_summary(per_fold: list[float | None], confidence: float) -> MetricSummary
     )
 
 
-def _bootstrap_summary(per_fold: list[float | None], replicates: np.ndarray, confidence: float) -> MetricSummary:
+def _bootstrap_summary(per_fold: list[float | None], replicates: np.ndarray, confidence: float,
+                       min_valid: int) -> MetricSummary:
     values = _computable(per_fold)
     if not values:
         return MetricSummary(None, None, None, None, "cluster-bootstrap", per_fold, "no fold has both classes")
     mean = float(np.mean(values))
-    low, high, _, reason = percentile_interval(replicates, confidence)
+    low, high, _, reason = percentile_interval(replicates, confidence, min_valid)
     half = None if low is None else (high - low) / 2
     return MetricSummary(
         unit_clip(mean), unit_clip(low), unit_clip(high), unit_clip(half), "cluster-bootstrap", per_fold, reason

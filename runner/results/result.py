@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from registry.errors import RegistryError
+from registry.schemas import load_schema, validator
 from runner.runtime.atomic import atomic_write_bytes
 
 MAX_STRING_CHARS = 20_000  # longest string anywhere in a result (citations, paths, reasons are far shorter)
@@ -26,7 +27,8 @@ MAX_FILE_BYTES = 5 * 1024 * 1024  # a result with 5 folds and a few thousand exc
 MAX_DEPTH = 32  # nesting levels: the deepest block runner eval writes (analyses) is under 8; the site recurses on it
 KEY_PACKAGES = (
     "cxr-embedding-registry", "numpy", "pandas", "scikit-learn", "scipy", "lightgbm", "pydicom", "pylibjpeg",
-    "pylibjpeg-openjpeg", "pillow", "torch", "torchvision", "timm", "transformers", "tensorflow", "umap-learn",
+    "pylibjpeg-openjpeg", "pillow", "torch", "torchvision", "timm", "transformers", "tensorflow", "tensorflow-text",
+    "umap-learn",
     "jsonschema", "pyyaml",
 )
 
@@ -37,7 +39,6 @@ class ResultError(RegistryError):
 
 def load_result_schema() -> dict:
     """The result JSON Schema as a dict (cached)."""
-    from registry.schemas import load_schema
 
     return load_schema("result")
 
@@ -101,7 +102,6 @@ def validate_result(obj: Any) -> list[str]:
         return ["/: nested too deeply to be a result"]
     if problems:  # the schema validator would trip over non-JSON values, and NaN compares oddly
         return problems
-    from registry.schemas import validator  # the one validator of every schema (cached, siblings for $ref)
 
     errors = sorted(validator("result").iter_errors(obj), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     return [_schema_message(e) for e in errors]
@@ -213,15 +213,25 @@ def package_versions() -> dict[str, str]:
     return packages
 
 
-def environment_info(device: str | None = None) -> dict:
-    """The `environment` block of a result: device, Python, platform, versions of key packages, git commit."""
-    return {
+def environment_info(device: str | None = None, frameworks: dict[str, str] | None = None) -> dict:
+    """The `environment` block of a result: device, Python, platform, versions of key packages, git commit.
+
+    frameworks: {framework: device it really ran on} as the encoder reports it (Encoder.devices_used; empty when
+    every embedding came from the cache). When one framework ran, `device` is its device: a TensorFlow encoder on the
+    CPU of a GPU box says "cpu", not torch's GPU.
+    """
+    info = {
         "device": _device_name(device),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": package_versions(),
         "git_commit": _git_commit(Path(__file__).resolve().parents[2]),
     }
+    if frameworks:
+        info["frameworks"] = dict(sorted(frameworks.items()))
+        if len(frameworks) == 1:
+            info["device"] = next(iter(frameworks.values()))
+    return info
 
 
 def task_ref(card) -> dict:

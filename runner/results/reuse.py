@@ -25,6 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from registry.hashing import sha256_of
+from runner.data.fingerprint import file_sha256
+from runner.results.result import ResultError, package_versions, read_result, validate_result
+
 # the code a result is computed from: every source file and schema of these packages (not the site's renderer)
 CODE_PACKAGES = ("runner", "registry")
 CODE_SUFFIXES = (".py", ".json")
@@ -62,10 +66,26 @@ def table_sha256(table) -> str:
 
 def inputs_sha256(parts: dict) -> str:
     """One sha256 over a run's input parts (JSON-able values) plus the code and package versions computing it."""
-    from registry.hashing import sha256_of
-    from runner.results.result import package_versions
 
     return sha256_of({**parts, "code_sha256": code_sha256(), "packages": package_versions()})
+
+
+def run_inputs_sha256(task, encoder_card, sides: list[tuple], design, analyses: list[str], device: str) -> str:
+    """The fingerprint of what one run's result is computed from: cards, each side's (dataset card, manifest,
+    embeddings: the task's own first, then a transfer task's training side), the classifier's design (embeddings,
+    augmented views, table, folds), the embedding-time exclusions, the analyses asked for and the device."""
+    embedded_first = sides[0][2]
+    return inputs_sha256({
+        "task": [task.sha256, task.behaviour_sha256], "encoder": [encoder_card.sha256, encoder_card.behaviour_sha256],
+        "datasets": [dataset.sha256 for dataset, _, _ in sides],
+        "manifests": [manifest.meta["sha256"] for _, manifest, _ in sides],
+        "exclusions": [[manifest.meta.get("exclusions", []), embedded.exclusions] for _, manifest, embedded in sides],
+        "design": {"table": table_sha256(design.table), "x": array_sha256(design.embeddings),
+                   "folds": design.eval_folds,
+                   "augmented": {view: array_sha256(x) for view, x in sorted((design.augmented or {}).items())}},
+        "feature_names": list(getattr(embedded_first, "feature_names", None) or []),
+        "analyses": list(analyses), "device": device,
+    })
 
 
 def _figure_names(obj):
@@ -85,8 +105,6 @@ def _figure_names(obj):
 
 def reusable_result(run_dir: Path, fingerprint: str) -> tuple[dict | None, str]:
     """(the earlier result, "") when it may stand for a run with this fingerprint, else (None, why not)."""
-    from runner.data.fingerprint import file_sha256
-    from runner.results.result import ResultError, read_result, validate_result
 
     result_path, predictions_path = run_dir / "result.json", run_dir / "predictions.parquet"
     if not result_path.is_file():

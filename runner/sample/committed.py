@@ -1,9 +1,10 @@
-"""Frozen manifests committed to the repository: `manifests/<task>/` for every task whose metadata ships here.
+"""Frozen manifests committed to the registry, for every task whose metadata ships here.
 
 `python -m runner.sample.committed` samples each such task from the metadata a package ships (the dataset card's
 `fallback_package`: torchxrayvision's copies of the NIH, CheXpert, PadChest, RSNA and VinDr tables), writes
-`manifests/<task>/manifest.{parquet,json}` + `exclusions.csv` with runner.sample.manifest.write_manifest, and
-`manifests/index.json` (task -> content sha256). `--check` re-samples and compares instead of writing (exit 1 when a
+`manifests/<task>/<sha256>/manifest.{parquet,json}` + `exclusions.csv` with runner.sample.manifest.write_manifest
+into the registry's content-addressed store (runner.sample.store), and `manifests/index.json` (task -> content
+sha256). `--check` re-samples and compares instead of writing (exit 1 when a
 committed manifest is stale or differs). The comparison: the canonical-content sha256 (rows, labels, folds),
 manifest.json without `created_at`, and manifest.parquet + exclusions.csv byte for byte (parquet bytes carry the
 writer's version, so a pyarrow upgrade asks for a refreeze even when the content is the same). MIMIC tasks are not frozen: their metadata is credentialed, so they are sampled at run time.
@@ -24,7 +25,15 @@ from pathlib import Path
 
 import pandas as pd
 
-MANIFEST_DIR = "manifests"
+from registry.cards import load_registry
+from registry.errors import CardError
+from runner.data import read_index
+from runner.data.tables import DataError
+from runner.runtime.atomic import atomic_write_bytes
+from runner.sample.manifest import ManifestError, card_problems, read_manifest, write_manifest
+from runner.sample.sampler import apply_label_policy, sample_task
+from runner.sample.store import committed_folder, store_manifest
+
 VOLATILE_KEYS = ("created_at",)  # manifest.json keys that differ between two identical samplings
 BYTE_EQUAL = ("manifest.parquet", "exclusions.csv")  # reproduced byte for byte (given the same pyarrow)
 
@@ -39,10 +48,6 @@ class Frozen:
     sha256: str
     n_images: int
     folder: Path
-
-
-def manifests_root(registry_root: Path) -> Path:
-    return Path(registry_root) / MANIFEST_DIR
 
 
 def freezable(reg) -> tuple[list, dict[str, str]]:
@@ -93,8 +98,6 @@ def _portable_sources(sources: dict[str, list[str]], dataset: dict) -> dict[str,
 
 def sample_frozen(tasks: list, reg):
     """task id -> SampleResult, sampled from shipped metadata only (an empty data root), one index read per dataset."""
-    from runner.data import read_index
-    from runner.sample.sampler import sample_task
 
     results = {}
     by_dataset: dict[str, list] = {}
@@ -120,7 +123,6 @@ def _comparable(meta: dict) -> dict:
 
 def freeze(reg, task_ids: list[str] | None = None, check: bool = False) -> tuple[list[Frozen], list[str]]:
     """Write (or, with check, compare) the committed manifests. Returns (frozen, problems)."""
-    from runner.sample.manifest import ManifestError, content_sha256, read_manifest, write_manifest
 
     tasks, _skipped = freezable(reg)
     if task_ids:
@@ -128,14 +130,20 @@ def freeze(reg, task_ids: list[str] | None = None, check: bool = False) -> tuple
         if unknown:
             raise FrozenDataError(f"task {unknown[0]!r} is not frozen ({_skipped.get(unknown[0], 'unknown task')})")
         tasks = [t for t in tasks if t.id in task_ids]
-    root = manifests_root(reg.root)
+    root = reg.home.manifests_dir
     frozen, problems = [], []
     for task_id, result in sample_frozen(tasks, reg).items():
         task = reg.tasks[task_id]
-        folder = root / task_id
         if not check:
-            manifest = write_manifest(folder, result, task.behaviour_sha256)
+            with tempfile.TemporaryDirectory(prefix="cxr-freeze-") as scratch:
+                manifest = write_manifest(Path(scratch), result, task.behaviour_sha256)
+                folder = store_manifest(root, task_id, manifest.meta["sha256"], Path(scratch))
             frozen.append(Frozen(task_id, manifest.meta["sha256"], manifest.meta["n_images"], folder))
+            continue
+        folder = committed_folder(root, task_id)
+        if folder is None:
+            problems.append(f"{task_id}: no committed manifest in {root} (index.json names none, or its folder is "
+                            "missing); rerun `python -m runner.sample.committed`")
             continue
         try:
             committed = read_manifest(folder)
@@ -145,7 +153,7 @@ def freeze(reg, task_ids: list[str] | None = None, check: bool = False) -> tuple
         with tempfile.TemporaryDirectory(prefix="cxr-freeze-check-") as scratch:
             fresh = write_manifest(Path(scratch), result, task.behaviour_sha256)
             differ = [name for name in BYTE_EQUAL if (Path(scratch) / name).read_bytes() != (folder / name).read_bytes()]
-        if fresh.meta["sha256"] != content_sha256(committed.frame):
+        if fresh.meta["sha256"] != committed.meta["sha256"]:
             problems.append(f"{task_id}: re-sampled rows hash to {fresh.meta['sha256'][:12]}…, the committed manifest "
                             f"to {committed.meta['sha256'][:12]}…")
         elif _comparable(fresh.meta) != _comparable(committed.meta):
@@ -171,19 +179,21 @@ def _index_entries(frozen: list[Frozen]) -> dict:
 
 
 def _write_index(root: Path, frozen: list[Frozen], skipped: dict[str, str]) -> None:
-    from runner.runtime.atomic import atomic_write_bytes
 
-    kept = {f.task_id for f in frozen}
-    for folder in root.iterdir() if root.is_dir() else []:  # a task that is no longer frozen loses its folder
+    kept = {f.task_id: f.folder.name for f in frozen}
+    for folder in root.iterdir() if root.is_dir() else []:  # a task no longer frozen, or an older sample, goes
         if folder.is_dir() and folder.name not in kept:
             shutil.rmtree(folder)
+        elif folder.is_dir():
+            for sample in folder.iterdir():
+                if sample.is_dir() and sample.name != kept[folder.name]:
+                    shutil.rmtree(sample)
     index = {"generated_by": "python -m runner.sample.committed", "manifests": _index_entries(frozen),
              "sampled_at_run_time": dict(sorted(skipped.items()))}
     atomic_write_bytes(root / "index.json", (json.dumps(index, indent=2) + "\n").encode("utf-8"))
 
 
 def _update_index(root: Path, frozen: list[Frozen]) -> None:
-    from runner.runtime.atomic import atomic_write_bytes
 
     path = root / "index.json"
     index = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"manifests": {}}
@@ -198,20 +208,17 @@ def _index_problems(root: Path, frozen: list[Frozen]) -> list[str]:
         return [f"{root / 'index.json'}: {exc}"]
     if index.get("manifests") != _index_entries(frozen):
         return [f"{root / 'index.json'} does not list the committed manifests; rerun `python -m runner.sample.committed`"]
-    extra = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in {f.task_id for f in frozen})
-    return [f"{root}/{name}: a committed manifest for a task that is not frozen" for name in extra]
+    kept = {f.task_id: f.folder.name for f in frozen}
+    extra = sorted(str(sample.relative_to(root)) for task in root.iterdir() if task.is_dir()
+                   for sample in ([task] if task.name not in kept else
+                                  [s for s in task.iterdir() if s.is_dir() and s.name != kept[task.name]]))
+    return [f"{root}/{name}: a manifest the index does not name (not frozen, or an older sample)" for name in extra]
 
 
 # ------------------------------------------------------------------------------------------------ runner eval
 
 
-def committed_for(task) -> Path | None:
-    """The committed manifest folder of a task card (repo root = the folder above tasks/), if there is one."""
-    folder = manifests_root(Path(task.path).resolve().parent.parent) / task.id
-    return folder if (folder / "manifest.json").is_file() else None
-
-
-def use_committed(task, dataset, data_root: Path, task_dir: Path, check_files: bool = True):
+def use_committed(task, dataset, data_root: Path, task_dir: Path, manifests_dir: Path, check_files: bool = True):
     """The committed manifest copied into task_dir after checking the user's data against it; None when the task
     has no committed manifest for its current card (then the caller samples at run time).
 
@@ -219,14 +226,17 @@ def use_committed(task, dataset, data_root: Path, task_dir: Path, check_files: b
     dataset card says; the package's copy when the data root has none) has each image with the same patient, path,
     view and class under the task's label policy. Any difference is a FrozenDataError counting each kind.
     """
-    from runner.sample.manifest import read_manifest
 
-    folder = committed_for(task)
+    folder = committed_folder(manifests_dir, task.id)
     if folder is None:
         return None
     committed = read_manifest(folder)
     if committed.meta.get("task_sha256") != task.behaviour_sha256:
         return None  # the card changed since freezing: sample at run time (the CI check flags the stale manifest)
+    wrong = card_problems(committed, task)
+    if wrong:
+        raise FrozenDataError(f"{task.id}: the committed manifest {folder} does not sample the task as its card says "
+                              f"({'; '.join(wrong)}); rerun `python -m runner.sample.committed {task.id}`")
     problems = check_data(committed.frame, task.data, dataset.data, Path(data_root), check_files=check_files)
     if problems:
         raise FrozenDataError(f"{task.id}: the data under {data_root} does not match the committed manifest "
@@ -243,9 +253,6 @@ def check_data(frame: pd.DataFrame, task: dict, dataset: dict, data_root: Path, 
                check_files: bool = True) -> list[str]:
     """What differs between a manifest and the data at data_root: missing/empty files (unless `check_files` is off:
     an encoder that reads no pixels needs only the metadata), rows whose metadata changed."""
-    from runner.data import read_index
-    from runner.data.tables import DataError
-    from runner.sample.sampler import apply_label_policy
 
     problems = []
     sizes = [(data_root / p).stat().st_size if (data_root / p).is_file() else None for p in frame["path"]] \
@@ -291,9 +298,6 @@ def check_data(frame: pd.DataFrame, task: dict, dataset: dict, data_root: Path, 
 
 def main(argv: list[str] | None = None) -> int:
     """python -m runner.sample.committed [--check] [TASK ...]: write (or check) the committed manifests."""
-    from registry.cards import load_registry
-    from registry.errors import CardError
-    from runner.data.tables import DataError
 
     argv = sys.argv[1:] if argv is None else argv
     check = "--check" in argv

@@ -9,7 +9,22 @@ half-synced copy). The task card's `sampling.max_excluded_fraction` (default in 
 
 from __future__ import annotations
 
+from registry.errors import RegistryError
+
 EMBEDDING_PREFIX = "at embedding: "  # runner.evaluate prefixes the exclusions it made after sampling
+
+
+class OverBudgetError(RegistryError):
+    """A run lost more images after sampling than its task card allows (exit 1); str() has a table of reasons."""
+
+    exit_code = 1
+
+
+def check_budget(task_id: str, n_images: int, exclusions: list[dict], max_fraction: float) -> None:
+    """Raise OverBudgetError (with one line per reason) when `exclusions` made after sampling exceed the budget."""
+    over = budget_problem(n_images, exclusions, max_fraction, table=True)
+    if over:
+        raise OverBudgetError(f"{task_id}: {over}")
 
 
 def max_excluded_fraction(task_data: dict) -> float:

@@ -1,8 +1,11 @@
 """The frozen manifest: the exact images, labels and folds a result refers to.
 
 `manifest.parquet` holds the rows; `manifest.json` the provenance and the sha256 of the canonical content.
-The hash is of a canonical JSON text (rows sorted by image_id, columns in contract order, floats as shortest
-round-trip repr), never of parquet bytes, so the same sample gives the same hash on every platform and version.
+The hash covers the rows and what the sample is for (PINNED: the task and the card behaviour it was drawn under, the
+data set, label, split and the folds a result is evaluated on), so a manifest cannot be given to another task, nor its evaluated folds cherry-picked, without its
+hash changing; the registry pins one hash per task (leaderboard.filing.pins). It is the sha256 of a canonical JSON
+text (rows sorted by image_id, columns in contract order, floats as shortest round-trip repr), never of parquet
+bytes, so the same sample gives the same hash on every platform and version.
 """
 
 from __future__ import annotations
@@ -19,9 +22,14 @@ from pathlib import Path
 import pandas as pd
 
 from registry.errors import RegistryError
+from runner.data.tables import METADATA_PREFIX, leaves_root
 from runner.runtime.atomic import atomic_write_bytes
-from runner.data.tables import METADATA_PREFIX
+from runner.sample.sampler import eval_folds_of
 
+FORMAT = 2  # 2: the hash covers PINNED as well as the rows
+# manifest.json fields the hash covers: what the sample is for, and the task card behaviour it was drawn under (one
+# manifest per task behaviour: a card change that keeps the rows still makes a new manifest, never an edited one)
+PINNED = ("task_id", "task_sha256", "dataset_id", "label", "split", "eval_folds")
 COLUMNS = ["image_id", "patient_id", "study_id", "path", "view", "label", "fold"]
 OPTIONAL = ["sex", "age"]
 INT_COLUMNS = ("label", "fold")
@@ -31,6 +39,11 @@ class ManifestError(RegistryError):
     """A manifest that is missing, malformed or does not match its recorded hash."""
 
     exit_code = 2
+
+
+class ManifestFormatError(ManifestError):
+    """A manifest file that is not what `write_manifest` writes (unreadable, not an object, a label that is not 0/1):
+    bad input, as opposed to a well-formed manifest whose rows no longer hash to its record (edited)."""
 
 
 @dataclass
@@ -66,11 +79,17 @@ def _cell(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def content_sha256(frame: pd.DataFrame) -> str:
-    """sha256 of the canonical JSON of the canonical frame: [[columns...], [row...], ...]."""
+def pinned_fields(meta: dict) -> dict:
+    """The manifest.json fields the content hash covers (PINNED), as recorded."""
+    return {key: meta.get(key) for key in PINNED}
+
+
+def content_sha256(frame: pd.DataFrame, pinned: dict) -> str:
+    """sha256 of the canonical JSON of {format, pinned fields, rows: [[columns...], [row...], ...]}."""
     canon = canonical_frame(frame)
     rows = [list(canon.columns)] + [[_cell(v) for v in row] for row in canon.itertuples(index=False, name=None)]
-    text = json.dumps(rows, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    content = {"format": FORMAT, "pinned": {key: pinned.get(key) for key in PINNED}, "rows": rows}
+    text = json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -85,16 +104,15 @@ def write_manifest(out_dir: Path, result, task_sha256: str, fingerprint: dict | 
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     exclusions = [asdict(e) for e in result.exclusions]
+    pinned = {"task_id": result.task_id, "task_sha256": task_sha256, "dataset_id": result.dataset_id,
+              "label": result.label, "split": result.split, "eval_folds": [int(f) for f in result.eval_folds]}
     meta = {
-        "task_id": result.task_id,
-        "task_sha256": task_sha256,
-        "dataset_id": result.dataset_id,
+        **pinned,
         "synthetic": result.synthetic,
-        "split": result.split,
-        "eval_folds": result.eval_folds,
         "seed": result.seed,
         "verify": result.verify,
-        "sha256": content_sha256(frame),
+        "format": FORMAT,
+        "sha256": content_sha256(frame, pinned),
         "n_images": len(frame),
         "counts": {
             "positives": int((frame["label"] == 1).sum()),
@@ -124,6 +142,19 @@ def write_manifest(out_dir: Path, result, task_sha256: str, fingerprint: dict | 
     return Manifest(frame, meta)
 
 
+def _check_int_columns(frame: pd.DataFrame, folder: Path) -> None:
+    """label must be 0 or 1 and fold a whole number >= 0 in every row (a NaN would not survive canonical_frame)."""
+    for name in (c for c in INT_COLUMNS if c in frame.columns):
+        values = pd.to_numeric(frame[name], errors="coerce")
+        whole = values.notna() & (values == values.round()) & (values >= 0)
+        bad = ~(values.isin([0, 1]) if name == "label" else whole)
+        if bad.any():
+            first = frame.loc[bad, "image_id"].iloc[0] if "image_id" in frame.columns else int(bad.argmax())
+            want = "0 or 1" if name == "label" else "a whole number >= 0"
+            raise ManifestFormatError(f"{folder}/manifest.parquet: {int(bad.sum())} {name}(s) not {want}, e.g. image "
+                                      f"{str(first)[:80]!r}: {str(frame.loc[bad, name].iloc[0])[:40]}")
+
+
 def read_manifest(folder: Path) -> Manifest:
     """Read manifest.parquet + manifest.json from `folder` and check the rows still hash to the recorded sha256."""
     folder = Path(folder)
@@ -134,16 +165,48 @@ def read_manifest(folder: Path) -> Manifest:
         raise ManifestError(f"no manifest in {folder}: {Path(exc.filename).name} missing "
                             "(make one with `runner sample --task ID`)") from None
     except (OSError, ValueError) as exc:
-        raise ManifestError(f"cannot read the manifest in {folder}: {exc}") from None
+        raise ManifestFormatError(f"cannot read the manifest in {folder}: {str(exc)[:200]}") from None
+    if not isinstance(meta, dict):
+        raise ManifestFormatError(f"{folder}/manifest.json must hold a JSON object (as `runner sample` writes it), "
+                                  f"not a JSON {type(meta).__name__}")
+    _check_int_columns(frame, folder)
     frame = canonical_frame(frame)
-    from runner.data.tables import leaves_root
 
     outside = frame["path"].map(leaves_root)
     if outside.any():  # a hand-made manifest must not point the run at files outside the data root
         raise ManifestError(f"{folder}/manifest.parquet: {int(outside.sum())} path(s) leave the data root, e.g. "
                             f"{frame.loc[outside, 'path'].iloc[0]!r}; paths must be relative, without '..'")
-    actual = content_sha256(frame)
+    if not isinstance(meta, dict):
+        raise ManifestError(f"{folder}/manifest.json is a JSON {type(meta).__name__}, not a manifest object")
+    if meta.get("format", 1) != FORMAT:
+        raise ManifestError(f"{folder}/manifest.json is manifest format {meta.get('format', 1)!r}; this version hashes "
+                            f"format {FORMAT} (the rows and the task, label, split and folds they are for): sample "
+                            "again (`runner eval --resample`, `runner sample`)")
+    try:
+        actual = content_sha256(frame, pinned_fields(meta))
+    except (TypeError, ValueError) as exc:  # a pinned field that JSON cannot hold canonically
+        raise ManifestError(f"{folder}/manifest.json: {exc}") from None
     if actual != meta.get("sha256"):
-        raise ManifestError(f"{folder}/manifest.parquet hashes to {actual[:12]}…, but manifest.json records "
-                            f"{str(meta.get('sha256'))[:12]}…: the manifest was changed after sampling")
+        raise ManifestError(f"{folder}: the rows and the pinned fields ({', '.join(PINNED)}) hash to {actual[:12]}…, but "
+                            f"manifest.json records {str(meta.get('sha256'))[:12]}…: the manifest was changed after "
+                            "sampling")
     return Manifest(frame, meta)
+
+
+def card_problems(manifest: Manifest, task_card) -> list[str]:
+    """What does not match between a manifest and the task card it claims to sample (empty: it belongs to the card).
+
+    Checked: the pinned fields (task, data set, label, split, evaluated folds) against the card, and the class counts
+    of the rows against the card's exact `sampling` sizes (the sampler replaces failing files, so they are exact)."""
+    meta, spec = manifest.meta, task_card.spec
+    split = spec.split.as_dict()
+    expected = {"task_id": task_card.id, "dataset_id": spec.dataset, "label": spec.label.id, "split": split,
+                "eval_folds": eval_folds_of(split)}
+    problems = [f"{key} is {meta.get(key)!r}, the task card says {want!r}" for key, want in expected.items()
+                if meta.get(key) != want]
+    labels = manifest.frame["label"]
+    for name, cls, want in (("positives", 1, spec.sampling.positives), ("negatives", 0, spec.sampling.negatives)):
+        have = int((labels == cls).sum())
+        if have != want:
+            problems.append(f"{have} {name} in the rows, the task card samples {want}")
+    return problems

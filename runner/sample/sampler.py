@@ -22,7 +22,10 @@ import numpy as np
 import pandas as pd
 
 from runner.data import DatasetIndex, read_index
-from runner.data.tables import METADATA_PREFIX, DataError
+from runner.data.imaging import ImageDecodeError, is_transient, load_image, read_view_position, verify_header
+from runner.data.tables import METADATA_PREFIX, OUTSIDE_ROOT, DataError, RootGuard
+from runner.runtime.signals import quiet_worker
+from runner.runtime.workers import bounded_workers
 
 VERIFY_MODES = ("decode", "header", "none")
 _INLINE_BELOW = 8  # files; fewer than this are checked in-process (a pool costs more than it saves)
@@ -63,6 +66,7 @@ class SampleResult:
     synthetic: bool = False
     matching: dict | None = None  # sampling.match: strata and per-stratum counts (manifest.json `matching`)
     verify_note: str | None = None  # why files were not checked (verify "deferred")
+    label: str = ""  # the task's label id (manifest.json `label`, part of what the manifest hash pins)
 
 
 # A data root that holds only the metadata tables (no image files) can still be sampled for an encoder that reads no
@@ -117,10 +121,11 @@ def check_file(root: str, rel_path: str, verify: str, views: tuple[str, ...] | N
     dataset card's decompression-bomb bound. A path the file system cannot take (a NUL byte) is an exclusion; a
     transient error (out of memory, EIO, a timeout) stops sampling instead, since it says nothing about the file.
     """
-    from runner.data.imaging import ImageDecodeError, is_transient, load_image, read_view_position, verify_header
 
     if "\x00" in rel_path or not rel_path.strip():
         return "invalid-path", "the metadata names an invalid path (NUL byte or blank)", ""
+    if RootGuard(root).outside(rel_path):
+        return OUTSIDE_ROOT, "a symbolic link on the way to the file leads outside the data root", ""
     path = Path(root) / rel_path
     view = ""
     try:
@@ -158,9 +163,10 @@ class _Checker:
         if self.workers <= 1 or len(paths) < _INLINE_BELOW:
             return [check_file(*a) for a in args]
         if self.pool is None:
-            from runner.runtime.signals import quiet_worker
 
-            self.pool = ProcessPoolExecutor(max_workers=self.workers, initializer=quiet_worker)
+            # The first batch is the largest (the ones after it replace failures): one process per file at most.
+            self.pool = ProcessPoolExecutor(max_workers=max(bounded_workers(self.workers, len(paths)), 1),
+                                            initializer=quiet_worker)
         return list(self.pool.map(check_file, *zip(*args), chunksize=max(1, len(args) // (4 * self.workers))))
 
     def close(self) -> None:
@@ -203,6 +209,11 @@ def take_verified(ordered: pd.DataFrame, n: int, label: int, check: _Checker) ->
 # ------------------------------------------------------------------------------------------------ splits
 
 
+def eval_folds_of(split: dict) -> list[int]:
+    """The folds a result is evaluated on: every test fold of a k-fold split, the test side (0) of a holdout."""
+    return list(range(int(split["folds"]))) if split["method"] == "stratified-group-kfold" else [0]
+
+
 def assign_folds(frame: pd.DataFrame, split: dict) -> tuple[np.ndarray, list[int]]:
     """Fold per row (k-fold: test fold 0..k-1; holdout: 0 = test, 1 = train) and the folds to evaluate."""
     from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
@@ -218,7 +229,7 @@ def assign_folds(frame: pd.DataFrame, split: dict) -> tuple[np.ndarray, list[int
         splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=split["seed"])
         for fold, (_train, test) in enumerate(splitter.split(np.zeros(len(frame)), labels, groups)):
             folds[test] = fold
-        return folds, list(range(k))
+        return folds, eval_folds_of(split)
     if split["method"] == "group-holdout":
         splitter = GroupShuffleSplit(n_splits=1, test_size=split["test_fraction"], random_state=split["seed"])
         _train, test = next(splitter.split(np.zeros(len(frame)), labels, groups))
@@ -378,7 +389,7 @@ def sample_task(task: dict, dataset_card: dict, data_root: Path, *, seed: int | 
     columns += [c for c in picked.columns if c.startswith(METADATA_PREFIX)]  # the metadata features, frozen too
     return SampleResult(task["id"], index.dataset_id, picked[columns], split, eval_folds, sampling["seed"], verify,
                         steps, exclusions, index.sources, bool(dataset_card.get("synthetic", False)), matching,
-                        verify_note)
+                        verify_note, task["label"]["id"])
 
 
 def _no_image_files(index: DatasetIndex, frame: pd.DataFrame, root: Path, probe: int = 32) -> bool:

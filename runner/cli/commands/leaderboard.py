@@ -12,7 +12,7 @@ from runner.cli.app import RunnerApp, app, fail, load_cli_registry
 leaderboard_app = RunnerApp(help="Build or view the static leaderboard site.", no_args_is_help=True)
 app.add_typer(leaderboard_app, name="leaderboard")
 
-RESULTS_DIR_HELP = "Folder of filed results (default: leaderboard/results/)."
+RESULTS_DIR_HELP = "Folder of filed results (default: the registry's leaderboard/results/)."
 
 
 def _registry():
@@ -30,26 +30,34 @@ def submit(
         "--manifest", help="The frozen manifest to verify the result against: a folder holding manifest.json + "
         "manifest.parquet (or its manifest.json); default: beside the result or one folder up (OUT/<task>/).")] = None,
     results_dir: Annotated[Path | None, typer.Option("--results-dir", help=RESULTS_DIR_HELP)] = None,
+    data_root: Annotated[Path | None, typer.Option(
+        "--data-root", help="The task's data set: every image the run says it could not embed is read again, and a "
+        "claim that does not hold is refused.")] = None,
 ):
-    """Check result files against the schema and the current cards, recompute every number from the predictions
-    against the frozen manifest (reported results: against their publication record), then file them.
+    """File results as the registry regenerates them: against the schema and the current cards, on the manifest the
+    registry pins for the task, every number recomputed from the run's predictions (with an embeddings bundle beside
+    the result, the classifier refitted by the registry itself); reported results: exactly their publication's
+    numbers. The filed file is the registry's regeneration, never the submitted one.
 
-    Exit codes: 0 filed, 1 refused (card changed since the run, manifest mismatch, numbers not verified, over the
-    exclusion budget, already filed), 2 invalid input.
+    Exit codes: 0 filed, 1 refused (card changed since the run, another manifest than the pinned one, numbers that do
+    not regenerate, over the exclusion budget, a false exclusion claim, already filed), 2 invalid input.
     """
-    from leaderboard.filing.submit import RESULTS_DIR, SubmitError
+    from leaderboard.filing.submit import SubmitError
     from leaderboard.filing.submit import submit as submit_one
+    from leaderboard.filing.verified import default_records_dir, remember_filed
     from runner.results.result import read_result
 
     registry = _registry()
     worst = 0
     for path in results:
         try:
-            filed = submit_one(path, registry, results_dir or RESULTS_DIR, replace=replace, manifest_path=manifest)
+            filed = submit_one(path, registry, results_dir, replace=replace, manifest_path=manifest,
+                               data_root=data_root)
         except SubmitError as exc:
             typer.echo(f"error: {path}: {exc}" if str(path) not in str(exc) else f"error: {exc}", err=True)
             worst = max(worst, exc.exit_code)
             continue
+        remember_filed(filed.path, registry, default_records_dir())  # a build need not regenerate it again
         if not filed.replaced:
             typer.echo(f"filed {filed.path}")
             continue
@@ -58,39 +66,75 @@ def submit(
     raise typer.Exit(worst)
 
 
+@app.command("audit")
+def audit_command(
+    result: Annotated[Path, typer.Argument(help="A filed result (in a results folder) with an embeddings bundle.")],
+    data_root: Annotated[Path, typer.Option("--data-root", help="The task's data set (its images).")],
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N].")] = "auto",
+    weights_dir: Annotated[Path | None, typer.Option("--weights-dir", help="Folder of the encoder's weights.")] = None,
+    trust_custom_code: Annotated[bool, typer.Option(
+        "--trust-custom-code", help="Allow an encoder card with adapter: custom to run its Python entry point.")
+    ] = False,
+):
+    """Re-embed a seeded sample of a filed result's images with its encoder and compare each with the filed
+    embeddings (registry/benchmarks.yaml leaderboard.audit: how many, seed, minimum cosine); the outcome is recorded
+    beside the result (audits/), and the site shows the result as audited only while a passed record is there.
+
+    Exit codes: 0 passed, 1 failed (an embedding differs, or an image could not be embedded), 2 invalid input.
+    """
+    from leaderboard.filing.audit import audit
+
+    record = audit(result, _registry(), data_root, device=device, weights_dir=weights_dir,
+                   trust_custom_code=trust_custom_code)
+    worst = "n/a" if record.worst is None else f"{record.worst:.6f}"
+    typer.echo(f"{'passed' if record.passed else 'FAILED'}: {len(record.image_ids)} images re-embedded, lowest "
+               f"cosine {worst} (needed {record.min_cosine}); recorded in audits/{record.embeddings_sha256}.json")
+    raise typer.Exit(0 if record.passed else 1)
+
+
 @leaderboard_app.command("build")
 def build(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the site into.")] = Path("site"),
     results_dir: Annotated[Path | None, typer.Option("--results-dir", help=RESULTS_DIR_HELP)] = None,
     strict: Annotated[bool, typer.Option(
-        "--strict", help="Exit 1 when any filed result fails verification (it is shown marked either way).")] = False,
+        "--strict", help="Exit 1 when any file of the results folder is unparseable, left off the site or fails "
+        "verification (a result that fails is shown marked either way).")] = False,
+    reverify: Annotated[bool, typer.Option(
+        "--reverify", help="Regenerate every filed result, ignoring the records of earlier checks (a record is "
+        "reused only when the result, its predictions, embeddings, pinned manifest, cards and the registry's code "
+        "are all byte-identical to when it was made).")] = False,
 ):
     """Render the static site (index.html = Table 1, encoders.html = the encoders ranked, a page per task and
     encoder, leaderboard.json/.csv); prints index.html's path.
 
-    Every filed result is verified again (numbers recomputed from its predictions and filed manifest, reported numbers
-    against their publication); one that fails is an error here and a visible mark on the site, never left out.
+    Every filed result is verified again: regenerated by the registry (refitted from its embeddings where filed, every
+    number recomputed on the task's pinned manifest) and compared field by field; reported numbers against their
+    publication. One that fails is an error here and a visible mark on the site, never left out. A regeneration is
+    skipped only where a record (under the embedding cache folder) proves every input unchanged since it passed.
     OUT must be empty, absent, or a site this command built: only the files it wrote there are ever replaced.
     """
+    from leaderboard.filing.verified import default_records_dir
     from leaderboard.site.render import SiteDirError, build_site
-    from leaderboard.filing.submit import RESULTS_DIR
 
-    results_dir = results_dir or RESULTS_DIR
+    registry = _registry()
+    results_dir = results_dir or registry.home.results_dir
     if not results_dir.is_dir():
         fail(f"results folder {results_dir} does not exist")
-    registry = _registry()
     problems: list[tuple[str, str]] = []
     try:
-        index = build_site(out, results_dir, registry, problems=problems)
+        index = build_site(out, results_dir, registry, problems=problems,
+                           records_dir=None if reverify else default_records_dir())
     except SiteDirError as exc:
         fail(str(exc), 2)
     except OSError as exc:
         fail(f"cannot write the site to {out}: {exc}", 1)
     for name, problem in problems:
-        typer.echo(f"error: {name}: not verified: {problem}", err=True)
+        what = "not shown" if name == "(not shown)" else f"{name}: not verified"
+        typer.echo(f"error: {what}: {problem}", err=True)
     typer.echo(str(index))
     if strict and problems:
-        fail(f"{len({n for n, _ in problems})} filed result(s) failed verification (--strict)", 1)
+        fail(f"{len(problems)} problem(s) with filed results: unverified, unparseable or left off the site "
+             "(--strict)", 1)
 
 
 @leaderboard_app.command("serve")

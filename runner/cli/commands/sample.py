@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from runner.cli.app import app, fail, load_cli_registry
+from runner.cli.app import app, check_workers_option, fail, load_cli_registry
 
 
 @app.command("sample")
@@ -30,11 +30,12 @@ def sample(
 
     Exit codes: 0 written, 1 failure (cannot write), 2 invalid input (unknown task, missing data, too few candidates).
     """
-    from runner.data.tables import resolve_data_root
     from runner.data.fingerprint import data_fingerprint
+    from runner.data.tables import resolve_data_root
     from runner.sample.manifest import write_manifest
     from runner.sample.sampler import sample_task
 
+    check_workers_option(workers)
     reg = load_cli_registry()
     card = reg.get("task", task)
     dataset = reg.get("dataset", card.data["dataset"])

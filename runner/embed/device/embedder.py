@@ -1,35 +1,22 @@
-"""Read on the CPU, preprocess on the device: the fast embedding pipeline.
+"""Read on the CPU, preprocess and embed on the device: the device backend.
 
 Entry: `fast_compute(data_root, encoder, workers, batch_size) -> Compute`, the device backend of
-`runner.embed.embedding.embed_manifest` (chosen there by `plan_embedding`: automatic on CUDA, `--pipeline fast`); same result,
-same cache keys as the CPU pool.
+`runner.embed.embedding.embed_manifest` (chosen by runner.embed.plan: automatic on CUDA, `--backend device`); same
+result, same cache keys as the CPU backend.
 
 Why: decoding + LUTs + resizing a 2k x 2k DICOM costs ~0.1 s of CPU, merely reading its pixel bytes ~2 ms, and a GPU
-does the LUTs and the resize at thousands of images/s. So the CPU side here only *reads*:
-  * uncompressed DICOM: PixelData straight into a uint8/uint16/int16 buffer (np.frombuffer, no float copy);
-  * compressed DICOM: pydicom's decoder, still to integers;
-  * 8/16-bit grayscale PNG (and JPEG/TIFF in mode L / I;16) via Pillow, to uint8/uint16.
-Anything unusual (LUT sequences, big-endian, RGB PNGs, a file that fails the fast read) takes the canonical
-`runner.data.imaging.load_image` route instead, so exclusions carry exactly the reasons the CPU pipeline gives.
-
-The device side, batched per image shape, in float32: modality LUT (slope/intercept), VOI window (DICOM PS3.3
-C.11.2.1.2: LINEAR, LINEAR_EXACT, SIGMOID, with pydicom's output range), min-max to [0, 1] (PNG: divide by the bit
-depth's maximum), MONOCHROME1 inversion, then the encoder card's contract exactly as `imaging.to_encoder_input` applies
-it: quantise to `bit_depth`, resize, replicate channels, normalise.
-
-The resize is Pillow's own separable filter (box/bilinear/bicubic a=-0.5/nearest, antialiased by widening the support
-when downsampling), applied pass by pass as a gather of each output pixel's taps times the weights Pillow computes. F.interpolate(antialias=True) is a
-port of the same filters, but its 'area' mode is adaptive average pooling, not Pillow's box filter; using Pillow's
-weights makes the device path agree with the CPU path to float rounding (see tests/test_fastpath.py for the bounds).
+does the LUTs and the resize at thousands of images/s. So the CPU side only *reads* (runner.embed.device.read) and the
+device preprocesses (runner.embed.device.preprocess).
 
 Readers run in a torch DataLoader (worker processes, bounded prefetch: memory does not grow with the manifest) and
-write each batch's stored integers straight into a shared, page-locked ring (runner.embed.device.staging: one host copy per
-image). On CUDA each batch then travels in one asynchronous copy on a copy stream; the compute stream waits on that
-copy's event, so the copy of batch i+1 overlaps the preprocessing and forward of batch i, and batch i's result is
+write each batch's stored integers straight into a shared, page-locked ring (runner.embed.device.staging: one host
+copy per image). On CUDA each batch then travels in one asynchronous copy on a copy stream; the compute stream waits on
+that copy's event, so the copy of batch i+1 overlaps the preprocessing and forward of batch i, and batch i's result is
 fetched only after batch i+1 has been launched. Preprocessing reads no value back to the host: which images have a
 window is known on the host, and the output rows come in group order and are put back in batch order on the host
 after the fetch. bf16 autocast and channels_last follow the card's `precision` block; the batch size is the card's
-(or --batch-size) and is halved on CUDA out-of-memory."""
+(or --batch-size) and is halved on CUDA out-of-memory.
+"""
 
 from __future__ import annotations
 
@@ -41,8 +28,10 @@ import numpy as np
 
 from runner.embed.device.batches import group_order, read_batch_size
 from runner.embed.device.preprocess import DevicePreprocessor
+from runner.embed.device.staging import staged_batches
 from runner.embed.rows import Compute
 from runner.encoders.base import Encoder, LazyEncoder, adapter_class, pool_tokens
+from runner.encoders.torch_base import TorchEncoder
 
 if TYPE_CHECKING:
     from runner.embed.device.batches import RawBatch
@@ -51,7 +40,6 @@ if TYPE_CHECKING:
 def raw_batches(paths: list[str], batch_size: int, workers: int, pin: bool) -> Iterator[RawBatch]:
     """Read files in worker processes, in order, a bounded number of batches ahead, into the staging ring
     (page-locked when `pin`). A batch is valid until runner.embed.device.staging.DEPTH more have been taken (see detached())."""
-    from runner.embed.device.staging import staged_batches
 
     return staged_batches(paths, batch_size, workers, pin)
 
@@ -67,7 +55,6 @@ class DeviceEmbedder:
     def __init__(self, encoder: Encoder | LazyEncoder, batch_size: int | None = None):
         import torch
 
-        from runner.encoders.torch_base import TorchEncoder
 
         self.torch = torch
         self.encoder = encoder

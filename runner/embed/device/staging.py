@@ -26,6 +26,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from runner.embed.device.batches import PARAMS, RawBatch, RawGroup, bucket_raws, split_reads
+from runner.embed.device.read import read_one
+from runner.runtime.workers import bounded_workers
+
 ALIGN = 64  # byte alignment of every group inside a slot (any dtype view, cache lines)
 DEPTH = 4  # batches the consumer may hold (staged, launched, being fetched) + one spare
 PREFETCH = 2  # batches outstanding per reader process (DataLoader prefetch_factor)
@@ -151,7 +155,6 @@ def write_batch(ring: StagingRing, number: int, start: int, raws: list, failures
     """Group a batch's RawImages by (shape, dtype) and write each group, then its parameters, into the batch's slot.
 
     One copy per image (its stored pixels into the slot). Positions are batch positions; failed reads are absent."""
-    from runner.embed.device.batches import bucket_raws
 
     buckets = bucket_raws(raws)
     slot = ring.slot_array(number)
@@ -190,8 +193,6 @@ class BatchReader:
         return (len(self.paths) + self.batch_size - 1) // self.batch_size
 
     def __getitem__(self, number: int) -> StagedBatch:
-        from runner.embed.device.read import read_one
-        from runner.embed.device.batches import split_reads
 
         start = number * self.batch_size
         raws, failures, read_s = split_reads([read_one(p) for p in self.paths[start : start + self.batch_size]])
@@ -208,11 +209,10 @@ def staged_batches(paths: list[str], batch_size: int, workers: int, pin: bool) -
     import torch
     from torch.utils.data import DataLoader
 
-    from runner.embed.device.batches import PARAMS, RawBatch, RawGroup
 
     if not paths:
         return
-    workers = max(int(workers), 0)
+    workers = bounded_workers(workers, -(-len(paths) // max(int(batch_size), 1)))  # at most one per batch
     ring = StagingRing.for_batches(batch_size, workers, pin=pin)
     reader = BatchReader(paths, batch_size, ring)
     loader = DataLoader(reader, batch_size=None, sampler=range(len(reader)), num_workers=workers,
