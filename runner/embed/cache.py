@@ -21,7 +21,8 @@ Layout: ROOT/<namespace>/shard-<hash>.npy (float32, n x dim) + shard-<hash>.keys
   the same way, so a rerun reports the exclusion again without decoding the file again.
 * Writers hold a file lock (filelock) per namespace so two runs filling the same cache never interleave a shard.
 
-Default root: $CXR_CACHE_DIR, else ~/.cache/cxr-registry.
+Default root: $CXR_CACHE_DIR, else ~/.cache/cxr-registry. numba's compiled UMAP code goes under ROOT/numba unless
+$NUMBA_CACHE_DIR is set (`numba_cache_dir`, runner.analysis.clustering).
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ QUARANTINE = "quarantine"
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("CXR_CACHE_DIR") or Path.home() / ".cache" / "cxr-registry")
+
+
+def numba_cache_dir() -> Path:
+    """Where numba keeps the machine code it compiles (UMAP's): $NUMBA_CACHE_DIR when the user set it, else
+    <cache root>/numba, beside the embeddings (numba's own default is next to the sources, in site-packages)."""
+    return Path(os.environ.get("NUMBA_CACHE_DIR") or default_cache_dir() / "numba")
 
 
 def _sha256_json(obj) -> str:
