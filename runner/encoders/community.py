@@ -24,6 +24,8 @@ class XRVEncoder(TorchEncoder):
     the file (see encoders/xrv-densenet121-all.yaml, weights.how_to_get) and name the safetensors file in the card.
     """
 
+    NUMBER_PACKAGES = ("torchxrayvision", "torchvision")  # the DenseNet code, built on torchvision
+
     def build(self, weights):
         import torchxrayvision as xrv
 
@@ -40,6 +42,8 @@ class XRVEncoder(TorchEncoder):
 class HFTransformersEncoder(TorchEncoder):
     """Any transformers vision backbone (AutoModel) from a local snapshot: last_hidden_state pooled per the card
     (`cls`, `mean`), or `pooling: pooler` for the model's pooler_output."""
+
+    NUMBER_PACKAGES = ("transformers",)  # the model code
 
     def build(self, weights):
         from transformers import AutoConfig, AutoModel
@@ -65,6 +69,8 @@ class OpenCLIPEncoder(TorchEncoder):
     """The image tower of an OpenCLIP model (e.g. BiomedCLIP), built from the repo's open_clip_config.json `model_cfg`
     (or the card's `model.model_cfg`) — only the vision tower, so no text model or tokenizer is fetched."""
 
+    NUMBER_PACKAGES = ("open_clip_torch", "timm")  # the vision tower code (timm towers for some models)
+
     def build(self, weights):
         from open_clip.model import CLIPVisionCfg, _build_vision_tower
 
@@ -85,6 +91,8 @@ class OpenCLIPEncoder(TorchEncoder):
 
 class TimmEncoder(TorchEncoder):
     """Any timm model by name (`model.name`, `model.kwargs`), classifier removed (num_classes=0): timm's pooled features."""
+
+    NUMBER_PACKAGES = ("timm", "torchvision")  # the model code, and the torchvision ops some models use
 
     def build(self, weights):
         import timm

@@ -144,6 +144,8 @@ def _has_batch_dim(fn, name: str) -> bool:
 
 
 class CXRFoundationEncoder(Encoder):
+    NUMBER_PACKAGES = ("tensorflow", "tensorflow-text")  # the SavedModels run on them
+
     def __init__(self, card: dict, device: str = "cpu", weights_dir=None):
         super().__init__(card, device=device, weights_dir=weights_dir)
         # Weights first: a missing snapshot is reported before TensorFlow's seconds-long, log-heavy import.

@@ -13,6 +13,8 @@ from runner.encoders.weights import ResolvedWeights, load_state_dict, resolve_we
 class TorchEncoder(Encoder):
     """Subclasses build `self.model` in `build(weights)` and may override `forward(x)` (default: `self.model(x)`)."""
 
+    NUMBER_PACKAGES = ("torch",)  # its kernels; a seeded random initialisation is drawn by torch's init code
+
     def __init__(self, card: dict, device: str = "cpu", weights_dir: Path | None = None):
         super().__init__(card, device=device, weights_dir=weights_dir)
         import torch

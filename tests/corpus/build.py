@@ -896,7 +896,9 @@ def scenario_cache_keys_garbage(tmp: Path) -> str:
 def scenario_cache_rows_mismatch(tmp: Path) -> str:
     def corrupt(ns: Path):
         keys = next(ns.glob("shard-*.keys.json"))
-        keys.write_text(json.dumps(json.loads(keys.read_text()) + ["extra-key"]))
+        meta = json.loads(keys.read_text())
+        meta["keys"].append("extra-key")
+        keys.write_text(json.dumps(meta))
     return _corrupt_cache(tmp, corrupt)
 
 
