@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from runner.embed.made_by import encoder_inputs, number_packages
+from runner.encoders import EncoderError
 from runner.encoders import weights as weights_module
 from runner.encoders.weights import INDEX_NAME, FileHashes
 
@@ -116,5 +117,22 @@ def test_custom_code_is_hashed_from_its_local_files_without_running_them(tmp_pat
     changed = encoder_inputs(card, plugins.load("adapter", "custom"))
     assert changed.code_sha256["mine_pkg.inner"] != made.code_sha256["mine_pkg.inner"]
     assert changed.sha256 != made.sha256 and changed.code_sha256["mine_entry"] == made.code_sha256["mine_entry"]
-    with pytest.raises(Exception, match="cannot find module"):
+    with pytest.raises(EncoderError, match="cannot find module"):
         local_code("no_such_module_here:build")
+
+
+def test_the_filed_result_keeps_what_made_the_embeddings(tmp_path):
+    """The registry regenerates a submitted result from its predictions and files the run's `environment` as the run
+    reports it (leaderboard/filing/regenerate.py RUN_FACTS): the weights' sha256 stays in the filed result."""
+    from leaderboard.filing.submit import filed_problems, submit
+    from registry.cards import load_registry
+    from tests.runs import edit_result, make_run
+
+    reg = load_registry()
+    made = {"sha256": "a" * 64, "weights_sha256": {"model.safetensors": "b" * 64}, "code_sha256": {},
+            "packages": {"torch": "2.14.1", "pylibjpeg-libjpeg": None}}
+    path = make_run(tmp_path / "run", reg)
+    edit_result(path, lambda r: r["environment"].update(encoder_inputs=made))
+    filed = submit(path, reg, tmp_path / "results").path
+    assert json.loads(filed.read_text())["environment"]["encoder_inputs"] == made
+    assert filed_problems(filed, json.loads(filed.read_text()), reg) == []

@@ -1,6 +1,7 @@
 """Embedding cache on disk: content-addressed, memory-mapped, written atomically, safe for concurrent runs.
 
-Layout: ROOT/<namespace>/shard-<hash>.npy (float32, n x dim) + shard-<hash>.keys.json (the n entry keys, in row order).
+Layout: ROOT/<namespace>/shard-<checksum>.npy (float32, n x dim) + shard-<checksum>.keys.json (the n entry keys, in
+row order, with the checksum and the write time).
 
 * namespace = sha256 of (cache format, encoder card behaviour hash, preprocessing contract, what else made the
   embeddings: runner.embed.made_by.EncoderInputs — the sha256 of every weight file the encoder loads, a custom
@@ -17,14 +18,15 @@ Layout: ROOT/<namespace>/shard-<hash>.npy (float32, n x dim) + shard-<hash>.keys
   bytes), written in its keys file with it and checked the first time the shard is read, over the bytes read then
   (the rows a run uses pass through the page cache once). A shard that cannot be what its keys file says (a torn or
   edited .npy, rows reversed, a byte flipped, another width, a keys file that is not this format, rows that do not
-  match its keys) is named on stderr in one line and moved aside into quarantine/ (`_checked_array` is the one
-  place a shard is checked); its entries count as misses and are recomputed.
+  match its keys) is named on stderr in one line and moved aside into quarantine/ (`_array` -> `_shard_problem` is
+  the one place a shard is checked); its entries count as misses and are recomputed.
 * `not_before_ns` (`runner eval --re-embed`: the time the command started) reads nothing written earlier: every
   embedding and recorded failure is computed again, once per command, and the new shards win over the old for every
   later reader (a keys file records when it was written; the newest shard holding a key is the one indexed).
 * A shard is committed by its keys file: the .npy is written first (temp + os.replace), then the keys file the same
   way. Readers only index shards whose keys file exists, so a run killed at any moment leaves either a whole shard
-  or an orphan .npy that is ignored (and overwritten by the next run that computes the same batch).
+  or an orphan .npy that is ignored (and overwritten by the next run that computes the same rows). Other rows for
+  the same keys go to another shard name (the checksum), so a reader never pairs one write's .npy with another's keys.
 * Images that cannot be decoded are remembered too (failed-<hash>.json: entry key -> reason): the same bytes fail
   the same way, so a rerun reports the exclusion again without decoding the file again.
 * Writers hold a file lock (filelock) per namespace so two runs filling the same cache never interleave a shard.
@@ -254,9 +256,11 @@ class EmbeddingCache:
         if not np.isfinite(embeddings).all():
             raise ValueError("put: embeddings contain NaN or Infinity; refusing to cache them")
         keys = [str(k) for k in keys]
-        shard = "shard-" + _sha256_json(keys)[:32]
         keys_sha256 = _keys_sha256(keys)
         meta = _Shard(len(keys), keys_sha256, _checksum(keys_sha256, embeddings), time.time_ns())
+        # Named by its checksum: other rows for the same keys (--re-embed, a GPU's bf16 noise in a concurrent run)
+        # go to other files, so no reader ever pairs one write's .npy with another write's keys file.
+        shard = "shard-" + meta.checksum[:32]
         record = {"format": CACHE_FORMAT, "keys": keys, "sha256": meta.checksum, "written_ns": meta.written_ns}
         with self._lock:
             atomic_write(self.dir / f"{shard}.npy", lambda f: np.save(f, embeddings))

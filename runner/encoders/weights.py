@@ -216,14 +216,20 @@ class FileHashes:
         self.computed = 0
 
     def sha256(self, path: Path) -> str:
-        real, stamp = _stamp(path)
+        try:
+            real, stamp = _stamp(path)
+        except OSError as exc:
+            raise EncoderError(f"cannot read weight file {path}: {exc.strerror or exc}") from None
         if (real, *stamp) in _KNOWN:
             return _KNOWN[(real, *stamp)]
         entry = self._read().get(real)
         if isinstance(entry, dict) and entry.get("stamp") == stamp and _SHA256.match(str(entry.get("sha256"))):
             digest = entry["sha256"]
         else:
-            digest = _read_sha256(real)
+            try:
+                digest = _read_sha256(real)
+            except OSError as exc:
+                raise EncoderError(f"cannot read weight file {path}: {exc.strerror or exc}") from None
             if _stamp(real)[1] != stamp:  # written to while being read: neither version's hash
                 raise EncoderError(f"{path} changed while its sha256 was computed; run again once it is written")
             self.computed += 1

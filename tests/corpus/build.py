@@ -1513,3 +1513,60 @@ def result_reported_with_made_up_folds(base: dict, folder: Path) -> Path:
         o["roc"] = {"fpr": [0.0, 0.1, 1.0], "tpr": [0.0, 0.9, 1.0]}
         o["analyses"] = {"subgroups": {"sex": {"gap": 0.0001}}}
     return _reported(folder, "made-up-folds.json", mutate)
+
+
+# ------------------------------------------------------------------ issue 25 item 6: every reuse is keyed by what made it
+
+
+def scenario_cache_rows_reversed(tmp: Path) -> str:
+    """A shard with its rows reversed: a valid .npy of the right shape, every row finite; only its checksum tells
+    (the review: AUROC 0.843 -> 0.508, exit 0, no warning)."""
+    def corrupt(ns: Path):
+        shard = next(ns.glob("shard-*.npy"))
+        np.save(shard, np.load(shard)[::-1].copy())
+    return _corrupt_cache(tmp, corrupt)
+
+
+def scenario_cache_changed_checkpoint(tmp: Path) -> str:
+    """A timm card with local weights and no sha256 pin; the checkpoint file is replaced by another one at the same
+    path between two runs (the review: identical numbers, the second run embedded nothing)."""
+    from types import SimpleNamespace
+
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    from registry.hashing import sha256_of
+    from runner.embed.for_task import EmbedSettings, embed_task, open_cache, open_encoder
+
+    frame, _encoder, _cache, _card = _pixels_setup(tmp)
+    checkpoint = tmp / "weights" / "model.safetensors"
+    checkpoint.parent.mkdir()
+
+    def save_checkpoint(seed: int):
+        torch.manual_seed(seed)
+        model = timm.create_model("test_efficientnet", pretrained=False, num_classes=0)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, checkpoint)
+        return model.num_features
+
+    dim = save_checkpoint(0)
+    data = {"id": "timm-local", "title": "a timm card with local weights", "adapter": "timm",
+            "model": {"name": "test_efficientnet"}, "weights": {"files": ["model.safetensors"]},
+            "preprocess": {"size": 32, "channels": 3, "interpolation": "bilinear", "normalize": "imagenet",
+                           "bit_depth": 8},
+            "embedding": {"dim": dim, "pooling": "none"}, "precision": {"bf16": False}, "batch_size": 4}
+    card = SimpleNamespace(id=data["id"], data=data, behaviour_sha256=sha256_of(data))
+    settings = EmbedSettings(device="cpu", workers=0, progress=False, cache_dir=tmp / "cache",
+                             weights_dir=checkpoint.parent)
+
+    def embed():
+        encoder = open_encoder(card, settings)
+        return embed_task(encoder, card, "corpus", tmp / "data", frame, open_cache(card, encoder, settings), None,
+                          settings)
+
+    first = embed()
+    save_checkpoint(1)  # another checkpoint, same path and name
+    second = embed()
+    changed = not np.allclose(first.original, second.original)
+    return (f"computed {second.n_computed} of {len(frame)} again; embeddings "
+            f"{'changed' if changed else 'identical to the old ones'}")
