@@ -126,7 +126,7 @@ def test_embed_records_missing_and_undecodable_files_as_exclusions(tmp_path, dem
     assert repaired.n_computed == 1 and "i1" in repaired.image_ids
 
 
-# ---------------------------------------------------------------------------------------------- issue 25 item 6
+# ------------------------------------------------------------------------------------------ issue 25 item 6
 
 
 def _reverse_rows(shard):

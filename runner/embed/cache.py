@@ -129,11 +129,12 @@ def _read_keys_file(path: Path) -> tuple[list[str], _Shard]:
 class EmbeddingCache:
     """Embeddings of one encoder (card + preprocessing contract + what made them), looked up by entry key.
 
-    made_by: the weights, custom code and package versions the embeddings come from (runner.embed.made_by; `runner
-    eval` always passes it: runner.embed.for_task.open_cache); None keys the cache by card and contract alone, for
-    tests and caches nothing else reads (`runner audit`'s fresh folder, `runner bench`'s own). not_before_ns: read nothing written before this
-    time (`runner eval --re-embed` passes the time the command started: module docstring). `hits` and `misses` count entries found / not found by `lookup`;
-    `written` counts entries stored by `put`.
+    made_by: the weights, custom code and package versions the embeddings come from (runner.embed.made_by;
+    `runner eval` always passes it: runner.embed.for_task.open_cache); None keys the cache by card and contract
+    alone, for tests and caches nothing else reads (`runner audit`'s fresh folder, `runner bench`'s own).
+    not_before_ns: read nothing written before this time (`runner eval --re-embed` passes the time the command
+    started: module docstring). `hits` and `misses` count entries found / not found by `lookup`; `written` counts
+    entries stored by `put`.
     """
 
     def __init__(self, encoder_sha256: str, contract: dict, root: Path | None = None,

@@ -1,25 +1,26 @@
-"""What an encoder's embeddings are made from besides its card: the content of its weight files, a custom adapter's
-source, and the versions of the packages that change its numbers.
+"""What an encoder's embeddings are made from besides its card: the content of its weight files, a custom
+adapter's source, and the versions of the packages that change its numbers.
 
-Entry: `encoder_inputs(card, adapter, weights_dir, hashes) -> EncoderInputs`. Its `sha256` keys the embedding cache
-(runner.embed.cache: embeddings made from other weights, code or packages are never read), it enters the run
-fingerprint (runner.results.reuse.run_inputs_sha256: a result computed from other ones is never kept), and its
-`record()` is written into the result as `environment.encoder_inputs` (the registry's regeneration files a run's
-`environment` as the run reports it, so the filed result keeps it).
+Entry: `encoder_inputs(card, adapter, weights_dir, hashes) -> EncoderInputs`. Its `sha256` keys the embedding
+cache (runner.embed.cache: embeddings made from other weights, code or packages are never read), it enters the
+run fingerprint (runner.results.reuse.run_inputs_sha256: a result computed from other ones is never kept), and
+its `record()` is written into the result as `environment.encoder_inputs` (the registry's regeneration files a
+run's `environment` as the run reports it, so the filed result keeps it).
 
-* weights: the sha256 of every file the card's `weights.files` lists (a folder entry: every file under it), found
-  where the model will load them (runner.encoders.weights.resolve_weights) and hashed once per version of the file
-  (runner.encoders.weights.FileHashes, indexed in the cache folder). A card with random weights (`weights:
-  {random_init: true}`, drawn from its `seed`) or none (pixels, radiomics, random-cnn, metadata) has nothing to hash,
-  and the key says so (`no_weights`).
-* code: a custom adapter's module files from outside the installed packages (runner.encoders.custom.local_code);
-  an adapter from another package's plugin entry point is treated the same way.
-* packages: NUMBER_PACKAGES of the adapter class and its bases (runner.encoders.base.Encoder says why each), plus
-  torch where the device backend may prepare the inputs (its resize is torch's), plus the installed distributions a
-  custom adapter's code imports. A package that is not installed is recorded as null: which decoder plugins exist
-  decides how a compressed DICOM decodes. Not in the key: packages that move bytes without changing them
-  (safetensors, huggingface_hub), and the registry's own code (runner/, registry/; a run's fingerprint holds its
-  code_sha256).
+* weights: the sha256 of every file the card's `weights.files` lists (a folder entry: every file under it),
+  found where the model will load them (runner.encoders.weights.resolve_weights) and hashed once per version
+  of the file (runner.encoders.weights.FileHashes, indexed in the cache folder). A card with random weights
+  (`weights: {random_init: true}`, drawn from its `seed`) or none (pixels, radiomics, random-cnn, metadata)
+  has nothing to hash, and the key says so (`no_weights`).
+* code: a custom adapter's module files from outside the installed packages
+  (runner.encoders.custom.local_code); an adapter from another package's plugin entry point is treated the
+  same way.
+* packages: NUMBER_PACKAGES of the adapter class and its bases (runner.encoders.base.Encoder says why each),
+  plus torch where the device backend may prepare the inputs (its resize is torch's), plus the installed
+  distributions a custom adapter's code imports. A package that is not installed is recorded as null: which
+  decoder plugins exist decides how a compressed DICOM decodes. Not in the key: packages that move bytes
+  without changing them (safetensors, huggingface_hub), and the registry's own code (runner/, registry/; a
+  run's fingerprint holds its code_sha256).
 """
 
 from __future__ import annotations

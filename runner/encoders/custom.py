@@ -5,14 +5,14 @@ which load_encoder enforces before this module is imported).
 float32 batch as a tensor) or any callable taking the numpy batch; its output, (B, D) or tokens (B, T, D), is pooled as the
 card says. Weight files the card lists are found and sha256-checked by runner.encoders.weights before the factory runs.
 
-`local_code(entrypoint)` is what the embedding cache key and the run fingerprint know of the code (runner.embed.made_by):
-the sha256 of every module file the entrypoint's module imports, directly or through other such files, from outside
-the installed packages (site-packages and the standard library; an editable install's sources count as outside, since
-editing them changes no version), found by reading their `import` statements (also those inside functions) without
-running anything; and the versions of the installed distributions those files import. Not seen: a module named only
-at run time (`importlib.import_module(name)` with a computed name). The model is built from the same files: `build`
-imports them afresh (dropping this process's earlier import of them and their stale bytecode), so a process that ran
-an older version of the code never embeds with it under the new key.
+`local_code(entrypoint)` is what the embedding cache key and the run fingerprint know of the code
+(runner.embed.made_by): the sha256 of every module file the entrypoint's module imports, directly or through other
+such files, from outside the installed packages (site-packages and the standard library; an editable install's
+sources count as outside, since editing them changes no version), found by reading their `import` statements (also
+those inside functions) without running anything; and the versions of the installed distributions those files
+import. Not seen: a module named only at run time (`importlib.import_module(name)` with a computed name). The model
+is built from the same files: `build` imports them afresh (dropping this process's earlier import of them and their
+stale bytecode), so a process that ran an older version of the code never embeds with it under the new key.
 """
 
 from __future__ import annotations

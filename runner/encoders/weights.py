@@ -16,7 +16,7 @@ Where files are looked for, first hit wins: the `--weights-dir` argument; the di
 
 What the weights *are* is their content: `weights_sha256(resolved, hashes)` gives the sha256 of every file the card
 lists (a folder entry: every file under it), which keys the embedding cache and the run fingerprint and is recorded in
-the result (runner.encoders.inputs). `FileHashes` computes each file's sha256 once per version of the file and
+the result (runner.embed.made_by). `FileHashes` computes each file's sha256 once per version of the file and
 remembers it by real path, size, mtime, ctime, device and inode, in memory and in a small index in the cache folder
 (INDEX_NAME): a 2.4 GB checkpoint costs one read (~2-5 s) the first time and one stat() per later run. ctime is in
 the stamp because it cannot be set back: a same-size file copied over the old one with `cp -p` (same inode, its mtime

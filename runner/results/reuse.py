@@ -1,10 +1,10 @@
 """May an earlier result stand? The fingerprint of everything a result is computed from, and the check against it.
 
 Entries:
-* `inputs_sha256(parts)`: sha256 of a run's inputs: the cards (full and behaviour hashes), what made the embeddings
-  besides the card (the weights' sha256, custom code, the packages that change the encoder's numbers), the frozen manifest(s),
-  the classifier's design (embeddings, augmented views, table, folds) and the embedding-time exclusions, the
-  analyses asked for, the device, the code that computes a result (`code_sha256`) and the key packages' versions.
+* `inputs_sha256(parts)`: sha256 of a run's inputs: the cards (full and behaviour hashes), what made the
+  embeddings besides the card (the weights' sha256, custom code, the packages that change the encoder's numbers),
+  the frozen manifest(s), the classifier's design (embeddings, augmented views, table, folds) and the
+  embedding-time exclusions, the analyses asked for, the device, the code that computes a result (`code_sha256`) and the key packages' versions.
   `runner.evaluate` writes it into the result as `inputs_sha256`.
 * `reusable_result(run_dir, fingerprint) -> (result or None, reason)`: the result already in the run folder, when it
   records exactly this fingerprint, still passes the result schema, its predictions file has the sha256 it records,

@@ -1515,7 +1515,7 @@ def result_reported_with_made_up_folds(base: dict, folder: Path) -> Path:
     return _reported(folder, "made-up-folds.json", mutate)
 
 
-# ------------------------------------------------------------------ issue 25 item 6: every reuse is keyed by what made it
+# ---------------------------------------------------- issue 25 item 6: every reuse is keyed by what made it
 
 
 def scenario_cache_rows_reversed(tmp: Path) -> str:

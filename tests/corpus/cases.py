@@ -396,7 +396,7 @@ CASES += [
                    "reported result carries only what the publication prints; exit 1"),
 ]
 
-# Every reuse is keyed by what made it (issue 25, item 6): the embedding cache follows the weights and each shard's checksum.
+# Every reuse is keyed by what made it (issue 25, item 6): the cache key follows the weights; shards carry checksums.
 CASES += [
     Case("cache-rows-reversed", "scenario", "scenario_cache_rows_reversed", "observed", "checksum mismatch",
          issue=25, behaviour="a cache shard with its rows reversed (a valid file: AUROC 0.843 -> 0.508, no warning): "

@@ -328,12 +328,12 @@ def eval_command(
         "only while its data fingerprint matches) nor the committed one (manifests/<task>/) is used.")] = False,
     recompute: Annotated[bool, typer.Option(
         "--recompute", help="Fit and score again even when OUT/<task>/<encoder>/result.json was computed from the "
-        "same inputs (cards, manifest, embeddings, code, package versions: runner/results/reuse.py); otherwise it is kept. "
-        "Cached embeddings are still read: only those made from these very weights, code and packages ever are.")
+        "same inputs (cards, manifest, embeddings, code, package versions: runner/results/reuse.py); otherwise it is "
+        "kept. Cached embeddings are still read: only those made from these very weights, code and packages ever are.")
     ] = False,
     re_embed: Annotated[bool, typer.Option(
-        "--re-embed", help="Compute every embedding again (and retry images that failed to decode) instead of reading "
-        "the cache; the new embeddings replace the cached ones. The result is fitted again when they differ.")
+        "--re-embed", help="Compute every embedding again (and retry images that failed to decode) instead of "
+        "reading the cache; the new embeddings replace the cached ones. The result is fitted again when they differ.")
     ] = False,
     save_embeddings: Annotated[bool, typer.Option(
         "--save-embeddings", help="Also write OUT/<task>/<encoder>/embeddings.npz (float32): `runner submit` then has "
