@@ -209,12 +209,13 @@ def _run(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Path, o
         timings.update({f"analysis.{name}": seconds for name, seconds in per_analysis.items()})
     timings["total"] = time.perf_counter() - started
 
-    facts = RunFacts.of_run(test_side.embedded, timings, encoder.device, cache.made_by.record())
+    facts = RunFacts.of_run(test_side.embedded, timings, encoder.device, encoder.devices_used(),
+                            cache.made_by.record())
     result = run_result(task, encoder_card, dataset, test_side.manifest, fitted.predictions,
                         test_side.embedded.exclusions, summary, analyses, facts)
     write_predictions(fitted.predictions, run_dir / "predictions.parquet")
     result["predictions_sha256"] = file_sha256(run_dir / "predictions.parquet")  # what submit recomputes from
-    if options.save_embeddings and train_side is None and reads_images:  # what the registry refits from
+    if options.save_embeddings and reads_images:  # what the registry refits from
         header = {"task_id": task.id, "task_behaviour_sha256": task.behaviour_sha256, "encoder_id": encoder_card.id,
                   "encoder_behaviour_sha256": encoder_card.behaviour_sha256,
                   "manifest_sha256": test_side.manifest.meta["sha256"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import shutil
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from runner.embed.cache import EmbeddingCache, ImageIdentity
+from runner.embed.cache import EmbeddingCache, ImageIdentity, _checksum, _keys_sha256
 
 
 def test_put_then_lookup_roundtrip_is_memory_mapped_and_counted(tmp_path):
@@ -145,8 +146,6 @@ def _wider(shard):
 
 
 def _keys_reversed(shard):
-    import json
-
     keys_file = shard.with_name(shard.name[: -len(".npy")] + ".keys.json")
     meta = json.loads(keys_file.read_text())
     if isinstance(meta, dict):
@@ -172,6 +171,43 @@ def test_a_shard_that_is_not_what_was_written_is_quarantined_and_recomputed(tmp_
     assert (shard.parent / "quarantine" / shard.name).exists() and not shard.exists()
     again.put(["k1", "k2", "k3"], vectors)  # recomputed, and read back intact
     np.testing.assert_array_equal(EmbeddingCache("a" * 64, {}, root=tmp_path).lookup(["k3"])["k3"], vectors[2])
+
+
+def _forge(shard, rows):
+    """Replace a shard's rows and write the checksum that matches them: only the other checks can refuse it."""
+    keys_file = shard.with_name(shard.name[: -len(".npy")] + ".keys.json")
+    meta = json.loads(keys_file.read_text())
+    np.save(shard, rows)
+    meta["sha256"] = _checksum(_keys_sha256(meta["keys"]), np.load(shard))
+    keys_file.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("rows, why", [
+    (np.full((3, 4), np.nan, dtype=np.float32), "3 of its 3 rows hold NaN or Infinity"),
+    (np.ones((3, 5), dtype=np.float32), "rows 5 wide, the encoder's embeddings are 4 wide"),
+])
+def test_a_shard_put_would_never_write_is_quarantined_even_with_its_checksum(tmp_path, capfd, rows, why):
+    """One check and one quarantine for every shard problem: rows `put` refuses (NaN, another width than the
+    encoder's) are refused even when the keys file's checksum was made to match them."""
+    EmbeddingCache("a" * 64, {}, root=tmp_path).put(["k1", "k2", "k3"], np.zeros((3, 4), dtype=np.float32))
+    shard = next(tmp_path.glob("*/shard-*.npy"))
+    _forge(shard, rows)
+    capfd.readouterr()
+    again = EmbeddingCache("a" * 64, {}, root=tmp_path)
+    assert again.lookup(["k1", "k2", "k3"], dim=4) == {} and again.misses == 3
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and why in lines[0] and "is corrupt" in lines[0], lines
+    assert (shard.parent / "quarantine" / shard.name).exists() and not shard.exists()
+
+
+def test_the_width_is_checked_on_every_lookup(tmp_path, capfd):
+    """A shard already read (its checksum checked) is still refused by a lookup that expects another width."""
+    EmbeddingCache("a" * 64, {}, root=tmp_path).put(["k1"], np.zeros((1, 4), dtype=np.float32))
+    cache = EmbeddingCache("a" * 64, {}, root=tmp_path)
+    assert cache.lookup(["k1"], dim=4).keys() == {"k1"}
+    assert cache.lookup(["k1"], dim=8) == {} and "rows 4 wide, the encoder's embeddings are 8 wide" in \
+        capfd.readouterr().err
+    assert len(cache.quarantined) == 1 and "k1" not in cache
 
 
 def test_an_intact_shard_passes_its_check_once(tmp_path, capfd):

@@ -20,7 +20,8 @@ regenerate, over the exclusion budget, a false exclusion claim, already filed), 
 
 from __future__ import annotations
 
-import os
+import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +53,7 @@ from runner.data.fingerprint import file_sha256
 from runner.results.bundle import NAME as BUNDLE_NAME
 from runner.results.bundle import BundleError, read_bundle
 from runner.results.result import ResultError, read_result, validate_result, write_result
-from runner.sample.manifest import Manifest, ManifestError, read_manifest
+from runner.sample.manifest import Manifest, ManifestError, ManifestFormatError, read_manifest
 from runner.sample.store import results_store, store_manifest
 
 EXIT_OK, EXIT_REFUSED, EXIT_INVALID = 0, 1, 2
@@ -163,8 +164,9 @@ def _read(folder: Path | None, what: str) -> Manifest | None:
         return None
     try:
         return read_manifest(folder)
-    except ManifestError as exc:
-        raise _refused(f"{what} cannot be used: {exc}") from None
+    except ManifestError as exc:  # a malformed file is bad input (2); an edited one is refused (1)
+        code = EXIT_INVALID if isinstance(exc, ManifestFormatError) else EXIT_REFUSED
+        raise SubmitError(f"{what} cannot be used: {exc}", code) from None
 
 
 @dataclass
@@ -265,7 +267,8 @@ def result_problems(result: dict, registry, results_dir: Path, *, run_dir: Path 
     if regenerated.predictions is not None and predictions is not None:  # the registry refitted: same predictions?
         off = prediction_differences(predictions, regenerated.predictions)
         if off:
-            problem = f"the submitted predictions are not what the task's classifier gives on the submitted embeddings: {off}"
+            problem = ("the submitted predictions are not what the task's classifier gives on the submitted "
+                       f"embeddings: {off}")
             return None, [problem], []
     found = differences(result, filed)
     if found:
@@ -275,11 +278,13 @@ def result_problems(result: dict, registry, results_dir: Path, *, run_dir: Path 
                    "submit the run's embeddings too (runner eval --save-embeddings writes embeddings.npz beside the "
                    "result)")
         return None, [problem], []
-    if regenerated.predictions is not None:  # the registry files its own predictions
-        source = _predictions_file(regenerated.predictions, results_dir)
-        sha = file_sha256(source)
+    if predictions is None:  # embeddings alone: the registry files the predictions it refitted
+        data = _parquet_bytes(regenerated.predictions)
+        sha = hashlib.sha256(data).hexdigest()
         filed["predictions_sha256"] = sha
-    to_store.append(("predictions", source, sha))
+        to_store.append(("predictions", data, sha))
+    else:  # the submitted file: the registry's own predictions (refitted) or the numbers' source (regenerated)
+        to_store.append(("predictions", source, sha))
     if bundle_file is not None:
         to_store.append(("embeddings", bundle_file, filed["embeddings_sha256"]))
     return filed, [], to_store
@@ -301,15 +306,10 @@ def _bundle(result: dict, run_dir: Path | None, results_dir: Path):
         return None, None, str(exc)
 
 
-def _predictions_file(predictions, results_dir: Path) -> Path:
-    """The registry's own predictions written to a temporary file in the results folder (stored by hash next)."""
-    import tempfile
-
-    results_dir.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".refit.", suffix=".parquet", dir=results_dir)
-    with os.fdopen(fd, "wb") as handle:
-        predictions.to_parquet(handle, index=False)
-    return Path(name)
+def _parquet_bytes(predictions) -> bytes:
+    buffer = io.BytesIO()
+    predictions.to_parquet(buffer, index=False)
+    return buffer.getvalue()
 
 
 def filed_problems(path: Path, result: dict, registry) -> list[str]:
@@ -362,16 +362,12 @@ def file_result(result: dict, registry, results_dir: Path | None = None, replace
                 store_manifest(results_store(results_dir), first.id, second.manifest.meta["sha256"], second.source)
                 pin(first, results_dir, second.manifest.meta["sha256"])
             elif kind == "predictions":
-                store_once(first, predictions_path(results_dir, second))
+                store_once(first, predictions_path(results_dir, second))  # a file, or the registry's own bytes
             else:
                 store_once(first, embeddings_path(results_dir, second))
         write_result(filed, target)
     except (ResultError, PinError, OSError) as exc:
         raise _invalid(str(exc)) from None
-    finally:
-        for _, first, _ in to_store:  # the registry's own predictions, written to a temporary file
-            if isinstance(first, Path) and first.name.startswith(".refit."):
-                first.unlink(missing_ok=True)
     return Filed(source, target, existed, previous)
 
 

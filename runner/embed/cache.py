@@ -17,9 +17,10 @@ row order, with the checksum and the write time).
 * Each shard carries a checksum of its keys and rows (sha256 over the keys, the array's dtype and shape, and its
   bytes), written in its keys file with it and checked the first time the shard is read, over the bytes read then
   (the rows a run uses pass through the page cache once). A shard that cannot be what its keys file says (a torn or
-  edited .npy, rows reversed, a byte flipped, another width, a keys file that is not this format, rows that do not
-  match its keys) is named on stderr in one line and moved aside into quarantine/ (`_array` -> `_shard_problem` is
-  the one place a shard is checked); its entries count as misses and are recomputed.
+  edited .npy, rows reversed, a byte flipped, a keys file that is not this format, rows that do not match its keys),
+  whose rows are of another width than the encoder's, or that holds a NaN or Infinity (which `put` never stores) is
+  named on stderr in one line and moved aside into quarantine/ (`_array` -> `_shard_problem` is the one place a
+  shard is checked); its entries count as misses and are recomputed.
 * `not_before_ns` (`runner eval --re-embed`: the time the command started) reads nothing written earlier: every
   embedding and recorded failure is computed again, once per command, and the new shards win over the old for every
   later reader (a keys file records when it was written; the newest shard holding a key is the one indexed).
@@ -206,39 +207,48 @@ class EmbeddingCache:
         self.quarantined.append(message)
         print(f"warning: {message}", file=sys.stderr)
 
-    def _array(self, shard: str) -> np.ndarray | None:
+    def _array(self, shard: str, dim: int | None = None) -> np.ndarray | None:
         """The shard's rows (memory-mapped), or None after quarantining a shard that fails `_shard_problem`."""
-        if shard not in self._arrays:
-            try:
+        array = self._arrays.get(shard)
+        try:
+            if array is None:
                 array = np.load(self.dir / f"{shard}.npy", mmap_mode="r", allow_pickle=False)
-                problem = self._shard_problem(shard, array)
-            except (OSError, ValueError, EOFError) as exc:
-                problem = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            if problem:
-                self._quarantine(shard, problem)
-                return None
-            self._arrays[shard] = array
-        return self._arrays[shard]
+            problem = self._shard_problem(shard, array, dim)
+        except (OSError, ValueError, EOFError) as exc:
+            problem = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        if problem:
+            self._quarantine(shard, problem)
+            return None
+        self._arrays[shard] = array
+        return array
 
-    def _shard_problem(self, shard: str, array: np.ndarray) -> str | None:
-        """Why a shard's array cannot be the rows its keys file describes (None: it is), checked once per shard."""
+    def _shard_problem(self, shard: str, array: np.ndarray, dim: int | None) -> str | None:
+        """Why a shard's array cannot be the rows its keys file describes, `dim` wide (None: it is). Its shape is
+        checked on every read (free), its content (finite rows, the checksum) the first time it is read."""
         meta = self._shards[shard]
         if array.ndim != 2 or array.dtype != np.float32 or array.shape[0] != meta.rows:
             return f"array of shape {array.shape} and dtype {array.dtype} for {meta.rows} keys"
+        if dim is not None and array.shape[1] != dim:
+            return f"rows {array.shape[1]} wide, the encoder's embeddings are {dim} wide"
+        if shard in self._arrays:
+            return None
         if not array.flags.c_contiguous:  # `put` writes C order; the checksum is over C-order bytes
             return "array not in C order"
+        if not np.isfinite(array).all():  # `put` refuses them: a shard holding one was not written by it
+            return f"{int((~np.isfinite(array)).any(axis=1).sum())} of its {array.shape[0]} rows hold NaN or Infinity"
         if _checksum(meta.keys_sha256, array) != meta.checksum:
             return "its rows or keys are not the ones written (checksum mismatch: reordered, edited or swapped)"
         return None
 
-    def lookup(self, keys: list[str]) -> dict[str, np.ndarray]:
-        """The cached embeddings among `keys` (memory-mapped rows); counts hits and misses."""
+    def lookup(self, keys: list[str], dim: int | None = None) -> dict[str, np.ndarray]:
+        """The cached embeddings among `keys` (memory-mapped rows); counts hits and misses. `dim`: the encoder's
+        embedding width; a shard of another width is quarantined (its entries are misses)."""
         found = {}
         for key in keys:
             where = self._index.get(key)
             if where is None:
                 continue
-            array = self._array(where[0])
+            array = self._array(where[0], dim)
             if array is None:
                 continue
             found[key] = array[where[1]]

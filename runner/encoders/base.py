@@ -44,9 +44,10 @@ class Encoder:
     and numpy (every array operation).
     """
 
+    framework: str | None = None  # "torch" | "tensorflow": what it computes with (None: numpy only)
+    requires: tuple[str, ...] = ()  # import names it needs beyond the core install (`runner doctor` checks them)
     NUMBER_PACKAGES: tuple[str, ...] = ("numpy", "pillow", "pydicom", "pylibjpeg", "pylibjpeg-openjpeg",
                                         "pylibjpeg-libjpeg")
-
 
     def __init__(self, card: dict, device: str = "cpu", weights_dir: Path | None = None):
 
@@ -92,6 +93,10 @@ class Encoder:
         """A batch of prepared inputs, stacked on axis 0 -> (B, dim) float32 embeddings, pooled as the card says."""
         raise NotImplementedError
 
+    def devices_used(self) -> dict[str, str]:
+        """{framework: device it really runs on} for the result's environment (e.g. {"tensorflow": "cpu"})."""
+        return {}
+
 
 def pool_tokens(tokens: np.ndarray, pooling: str) -> np.ndarray:
     """(B, T, D) token outputs -> (B, D') as the card's `embedding.pooling` says; (B, D) passes through for `none`."""
@@ -135,6 +140,10 @@ class LazyEncoder:
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         return self.encoder.embed(batch)
+
+    def devices_used(self) -> dict[str, str]:
+        """Empty while the model was never built (every embedding came from the cache: nothing ran anywhere)."""
+        return self._encoder.devices_used() if self._encoder is not None else {}
 
     @property
     def encoder(self) -> Encoder:

@@ -24,6 +24,7 @@ class XRVEncoder(TorchEncoder):
     the file (see encoders/xrv-densenet121-all.yaml, weights.how_to_get) and name the safetensors file in the card.
     """
 
+    requires = ("torch", "torchxrayvision")
     NUMBER_PACKAGES = ("torchxrayvision", "torchvision")  # the DenseNet code, built on torchvision
 
     def build(self, weights):
@@ -43,6 +44,7 @@ class HFTransformersEncoder(TorchEncoder):
     """Any transformers vision backbone (AutoModel) from a local snapshot: last_hidden_state pooled per the card
     (`cls`, `mean`), or `pooling: pooler` for the model's pooler_output."""
 
+    requires = ("torch", "transformers")
     NUMBER_PACKAGES = ("transformers",)  # the model code
 
     def build(self, weights):
@@ -69,6 +71,7 @@ class OpenCLIPEncoder(TorchEncoder):
     """The image tower of an OpenCLIP model (e.g. BiomedCLIP), built from the repo's open_clip_config.json `model_cfg`
     (or the card's `model.model_cfg`) — only the vision tower, so no text model or tokenizer is fetched."""
 
+    requires = ("torch", "open_clip")
     NUMBER_PACKAGES = ("open_clip_torch", "timm")  # the vision tower code (timm towers for some models)
 
     def build(self, weights):
@@ -92,6 +95,7 @@ class OpenCLIPEncoder(TorchEncoder):
 class TimmEncoder(TorchEncoder):
     """Any timm model by name (`model.name`, `model.kwargs`), classifier removed (num_classes=0): timm's pooled features."""
 
+    requires = ("torch", "timm")
     NUMBER_PACKAGES = ("timm", "torchvision")  # the model code, and the torchvision ops some models use
 
     def build(self, weights):
