@@ -25,6 +25,7 @@ class XRVEncoder(TorchEncoder):
     """
 
     requires = ("torch", "torchxrayvision")
+    NUMBER_PACKAGES = ("torchxrayvision", "torchvision")  # the DenseNet code, built on torchvision
 
     def build(self, weights):
         import torchxrayvision as xrv
@@ -44,6 +45,7 @@ class HFTransformersEncoder(TorchEncoder):
     (`cls`, `mean`), or `pooling: pooler` for the model's pooler_output."""
 
     requires = ("torch", "transformers")
+    NUMBER_PACKAGES = ("transformers",)  # the model code
 
     def build(self, weights):
         from transformers import AutoConfig, AutoModel
@@ -70,6 +72,7 @@ class OpenCLIPEncoder(TorchEncoder):
     (or the card's `model.model_cfg`) — only the vision tower, so no text model or tokenizer is fetched."""
 
     requires = ("torch", "open_clip")
+    NUMBER_PACKAGES = ("open_clip_torch", "timm")  # the vision tower code (timm towers for some models)
 
     def build(self, weights):
         from open_clip.model import CLIPVisionCfg, _build_vision_tower
@@ -93,6 +96,7 @@ class TimmEncoder(TorchEncoder):
     """Any timm model by name (`model.name`, `model.kwargs`), classifier removed (num_classes=0): timm's pooled features."""
 
     requires = ("torch", "timm")
+    NUMBER_PACKAGES = ("timm", "torchvision")  # the model code, and the torchvision ops some models use
 
     def build(self, weights):
         import timm

@@ -31,15 +31,19 @@ class RunFacts:
     created_at: str
 
     @classmethod
-    def of_run(cls, embedded, timings: dict[str, float], device: str,
-               frameworks: dict[str, str] | None = None) -> RunFacts:
+    def of_run(cls, embedded, timings: dict[str, float], device: str, frameworks: dict[str, str] | None = None,
+               encoder_inputs: dict | None = None) -> RunFacts:
         """This process's facts: its timings, the embedding throughput, the environment (with the device each
-        framework really ran on, Encoder.devices_used), now."""
+        framework really ran on, Encoder.devices_used, and what made the embeddings: runner.embed.made_by, the
+        weights' sha256 among it), now."""
         stage = "embed" if embedded.n_computed else "embed (all embeddings came from the cache)"
+        environment = environment_info(device, frameworks)
+        if encoder_inputs is not None:
+            environment["encoder_inputs"] = encoder_inputs
         return cls({k: round(v, 3) for k, v in timings.items()},
                    {"images_per_s": None if embedded.images_per_s is None else round(embedded.images_per_s, 2),
                     "stage": stage + (f" [{embedded.backend}]" if embedded.backend else "")},
-                   environment_info(device, frameworks), utc_now())
+                   environment, utc_now())
 
     @classmethod
     def of_result(cls, result: dict) -> RunFacts:

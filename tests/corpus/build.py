@@ -896,7 +896,9 @@ def scenario_cache_keys_garbage(tmp: Path) -> str:
 def scenario_cache_rows_mismatch(tmp: Path) -> str:
     def corrupt(ns: Path):
         keys = next(ns.glob("shard-*.keys.json"))
-        keys.write_text(json.dumps(json.loads(keys.read_text()) + ["extra-key"]))
+        meta = json.loads(keys.read_text())
+        meta["keys"].append("extra-key")
+        keys.write_text(json.dumps(meta))
     return _corrupt_cache(tmp, corrupt)
 
 
@@ -2044,3 +2046,60 @@ def scenario_false_exclusion_claim(tmp: Path) -> str:
     done.result_path.write_text(json.dumps(result))
     forged = _forged_run(done.result_path.parent, keep_bundle=False, registry=reg)
     return _submit_said(forged, reg, tmp / "results", data_root=data)
+
+
+# ---------------------------------------------------- issue 25 item 6: every reuse is keyed by what made it
+
+
+def scenario_cache_rows_reversed(tmp: Path) -> str:
+    """A shard with its rows reversed: a valid .npy of the right shape, every row finite; only its checksum tells
+    (the review: AUROC 0.843 -> 0.508, exit 0, no warning)."""
+    def corrupt(ns: Path):
+        shard = next(ns.glob("shard-*.npy"))
+        np.save(shard, np.load(shard)[::-1].copy())
+    return _corrupt_cache(tmp, corrupt)
+
+
+def scenario_cache_changed_checkpoint(tmp: Path) -> str:
+    """A timm card with local weights and no sha256 pin; the checkpoint file is replaced by another one at the same
+    path between two runs (the review: identical numbers, the second run embedded nothing)."""
+    from types import SimpleNamespace
+
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    from registry.hashing import sha256_of
+    from runner.embed.for_task import EmbedSettings, embed_task, open_cache, open_encoder
+
+    frame, _encoder, _cache, _card = _pixels_setup(tmp)
+    checkpoint = tmp / "weights" / "model.safetensors"
+    checkpoint.parent.mkdir()
+
+    def save_checkpoint(seed: int):
+        torch.manual_seed(seed)
+        model = timm.create_model("test_efficientnet", pretrained=False, num_classes=0)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, checkpoint)
+        return model.num_features
+
+    dim = save_checkpoint(0)
+    data = {"id": "timm-local", "title": "a timm card with local weights", "adapter": "timm",
+            "model": {"name": "test_efficientnet"}, "weights": {"files": ["model.safetensors"]},
+            "preprocess": {"size": 32, "channels": 3, "interpolation": "bilinear", "normalize": "imagenet",
+                           "bit_depth": 8},
+            "embedding": {"dim": dim, "pooling": "none"}, "precision": {"bf16": False}, "batch_size": 4}
+    card = SimpleNamespace(id=data["id"], data=data, behaviour_sha256=sha256_of(data))
+    settings = EmbedSettings(device="cpu", workers=0, progress=False, cache_dir=tmp / "cache",
+                             weights_dir=checkpoint.parent)
+
+    def embed():
+        encoder = open_encoder(card, settings)
+        return embed_task(encoder, card, "corpus", tmp / "data", frame, open_cache(card, encoder, settings), None,
+                          settings)
+
+    first = embed()
+    save_checkpoint(1)  # another checkpoint, same path and name
+    second = embed()
+    changed = not np.allclose(first.original, second.original)
+    return (f"computed {second.n_computed} of {len(frame)} again; embeddings "
+            f"{'changed' if changed else 'identical to the old ones'}")

@@ -507,6 +507,18 @@ I25: list[Case] = [
 for _case in I25:
     CASES.append(Case(**{**_case.__dict__, "issue": 25}))
 
+# Every reuse is keyed by what made it (issue 25, item 6): the cache key follows the weights; shards carry checksums.
+CASES += [
+    Case("cache-rows-reversed", "scenario", "scenario_cache_rows_reversed", "observed", "checksum mismatch",
+         issue=25, behaviour="a cache shard with its rows reversed (a valid file: AUROC 0.843 -> 0.508, no warning): "
+                             "its checksum fails, named on stderr, quarantined, recomputed"),
+    Case("cache-changed-checkpoint", "scenario", "scenario_cache_changed_checkpoint", "observed",
+         "computed 4 of 4 again; embeddings changed", issue=25,
+         behaviour="a timm card with local weights and no sha256 pin, another checkpoint at the same path: the cache "
+                   "key holds the weights' sha256, every image is embedded again (was: the old embeddings, "
+                   "identical numbers)"),
+]
+
 
 def markdown_table() -> str:
     rows = ["| # | area | case | behaviour |", "| --- | --- | --- | --- |"]
