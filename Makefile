@@ -11,6 +11,10 @@ TEST_EXTRAS := analysis,vision,community,tf,ray,data,dev
 DEMO_OUT ?= out/demo
 PYTEST_ARGS ?=
 
+# Read by OpenMP (torch, scikit-learn, LightGBM) once, when it loads: the values of runner/runtime/threads.py
+# THREAD_ENVIRONMENT, which the `runner` entry point and the test session also set (a value already set wins).
+demo test: export OMP_WAIT_POLICY ?= PASSIVE
+
 .PHONY: demo test install install-test install-gpu lint clean
 
 $(PY):

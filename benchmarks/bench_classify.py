@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from runner.runtime.threads import set_thread_environment
+
 
 def task_defaults_classifier() -> dict:
     """The classifier block every registry task inherits (tasks/_defaults-eval.yaml)."""
@@ -87,6 +89,7 @@ def base_tree(base: str, into: Path) -> Path:
 def spawn(script: Path, code_root: Path, out_json: Path, *args: str) -> dict:
     """Run `script --side out_json *args` with `code_root` first on PYTHONPATH; its JSON plus the process wall."""
     env = {**os.environ, "PYTHONPATH": str(code_root), "CXR_REGISTRY_ROOT": str(code_root)}
+    set_thread_environment(env)  # as the `runner` entry point does (runner.runtime.threads), before OpenMP loads
     t0 = time.perf_counter()
     subprocess.run([sys.executable, str(script), "--side", str(out_json), *args], env=env, check=True, cwd=code_root)
     return {**json.loads(out_json.read_text()), "wall_s": time.perf_counter() - t0}
