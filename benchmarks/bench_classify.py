@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from runner.runtime.threads import set_thread_environment
+
 
 def task_defaults_classifier() -> dict:
     """The classifier block every registry task inherits (tasks/_defaults-eval.yaml)."""
@@ -90,6 +92,7 @@ def spawn(script: Path, code_root: Path, out_json: Path, *args: str) -> dict:
     """Run `script --side out_json *args` with `code_root` first on PYTHONPATH; its JSON plus the process's wall
     and CPU seconds (user + system, its fit processes included)."""
     env = {**os.environ, "PYTHONPATH": str(code_root), "CXR_REGISTRY_ROOT": str(code_root)}
+    set_thread_environment(env)  # as the `runner` entry point does (runner.runtime.threads), before OpenMP loads
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, str(script), "--side", str(out_json), *args], env=env, check=True, cwd=code_root)

@@ -214,16 +214,11 @@ def test_tie_groups_and_analyses_on_the_built_site(runs, registry, tmp_path):
         in_domain["metrics"]["auroc"]["mean"] - runs["transfer"].result["metrics"]["auroc"]["mean"])
 
 
-def test_reported_rows_say_no_significance_test(tmp_path):
-    from leaderboard.site.render import build_site
+def test_reported_rows_say_no_significance_test(real_site):
     from leaderboard.summary.summarize import NO_TEST_REPORTED
-    from registry.cards import clear_cache, load_registry
-    from tests.support import RESULTS_DIR
 
-    clear_cache()
-    index = build_site(tmp_path / "site", RESULTS_DIR, load_registry())
-    assert "no significance test: reported numbers" in index.read_text()
-    assert NO_TEST_REPORTED in (index.parent / "tasks" / "effusion-nih.html").read_text()
+    assert "no significance test: reported numbers" in real_site.index.read_text()
+    assert NO_TEST_REPORTED in (real_site.out / "tasks" / "effusion-nih.html").read_text()
 
 
 def test_site_b_has_another_look_and_unknown_sites_are_refused(tmp_path):

@@ -173,11 +173,8 @@ def test_the_renderer_imports_no_statistics():
     assert bad == []
 
 
-def test_rendering_from_the_summary_alone_loads_no_statistics_module(tmp_path):
-    from leaderboard.summary.summarize import summarize, write_summary
-    from tests.support import RESULTS_DIR
-
-    summary = write_summary(summarize(RESULTS_DIR), tmp_path / "leaderboard.json")
+def test_rendering_from_the_summary_alone_loads_no_statistics_module(tmp_path, real_site):
+    summary = real_site.out / "leaderboard.json"  # summarize() of the filed results, as build_site wrote it
     code = ("import sys, pathlib; from leaderboard.site.render import render_site; "
             f"render_site(pathlib.Path({str(summary)!r}), pathlib.Path({str(tmp_path / 'site')!r})); "
             "bad = sorted(m for m in sys.modules if m.startswith(('runner.analysis', 'runner.metrics', 'sklearn')));"

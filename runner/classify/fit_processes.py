@@ -26,6 +26,7 @@ import numpy as np
 
 from registry.errors import RegistryError
 from runner.runtime.signals import quiet_worker
+from runner.runtime.threads import set_thread_environment
 
 # Below this many binned cells (rows x features, summed over the jobs) the fits run here: a 2000 x 1024, 5-fold
 # classify bins 8.2 M cells and costs ~7.6 CPU-s, so 2 M cells (~2 s) is about where a worker start is repaid.
@@ -153,7 +154,7 @@ def _pool(workers: int):
         _close_pool()
         _POOL[workers] = ProcessPoolExecutor(
             workers, initializer=_start_fit_process,
-            env={"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")})  # runner.classify.out_of_fold says why
+            env=set_thread_environment(dict(os.environ)))  # their OpenMP loads after this: runner.runtime.threads
     return _POOL[workers]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -15,11 +14,6 @@ import typer
 
 from registry.errors import RegistryError, did_you_mean, shown
 from runner.cli.app import app, check_workers_option, fail, is_card_path, load_cli_registry
-
-# Before torch or lightgbm load OpenMP: spinning idle threads made LightGBM 5-25x slower after a torch encoder had
-# run on this 2-core machine (see runner/classify/out_of_fold.py).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 
 GLOB_CHARS = set("*?[")
 WORKERS_HELP = ("Image decoding processes (0: in-process). Default (runner.embed.plan.default_workers): every core but two "
