@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from registry.errors import RegistryError
-from runner.analysis import FROM_PREDICTIONS, PAIRED_ELSEWHERE, AnalysisContext, run_analyses
+from runner.analysis import ANALYSES, FROM_PREDICTIONS, PAIRED_ELSEWHERE, AnalysisContext, run_analyses
 from runner.analysis.for_run import prediction_analyses
 from runner.classify.design import TRAIN_PREFIX, cross_validation_design, transfer_design
 from runner.classify.out_of_fold import card_fit_predict, classify_many
@@ -279,7 +279,12 @@ def regenerate(submitted: dict, predictions: pd.DataFrame | None, manifest, regi
     analyses.update(refit_analyses)
     result = run_result(task, encoder_card, dataset, manifest, predictions, exclusions, summary, analyses,
                         RunFacts.of_result(submitted))
-    not_verified = {name: NEEDS_EMBEDDINGS for name in claimed if name not in result["analyses"]}
+    # A filed result regenerates to itself: the analyses left out when it was filed stay listed (by name, with the
+    # registry's own reason), so the check at build does not depend on what else was filed since.
+    left_out = ((submitted.get("verification") or {}).get("not_verified") or {}) if isinstance(
+        submitted.get("verification"), dict) else {}
+    not_verified = {name: NEEDS_EMBEDDINGS for name in [*claimed, *(n for n in left_out if n in ANALYSES)]
+                    if name not in result["analyses"]}
     result["verification"] = {"tier": tier, "not_verified": not_verified}
     for key in ("predictions_sha256", "embeddings_sha256", "inputs_sha256", "notes"):
         if submitted.get(key) is not None:
