@@ -24,7 +24,7 @@ import yaml
 
 from leaderboard.site.encoders_page import si_count, write_encoders_page
 from leaderboard.site.site_dir import SiteDir, SiteDirError  # noqa: F401  SiteDirError: re-exported for the CLI
-from leaderboard.site.text import citation_html, external_link, hub_url, p_value
+from leaderboard.site.text import citation_html, code_html, external_link, hub_url, p_value
 from registry.cards import load_registry
 from runner.results.figures import plot_label_efficiency, plot_roc, plot_umap
 
@@ -79,6 +79,7 @@ def _environment():
 
     env.filters["pvalue"] = p_value
     env.filters["cite"] = citation_html
+    env.filters["code"] = code_html
     env.filters["link"] = external_link
     env.filters["hub"] = hub_url
     env.filters["si"] = si_count
