@@ -11,7 +11,7 @@ from runs import edit_result, make_run
 from leaderboard.filing import verified
 from leaderboard.filing.publications import load_publication, reported_problems, reported_results
 from leaderboard.filing.submit import submit
-from runner.results.provenance import code_fingerprint, code_provenance, git_state
+from runner.results.provenance import code_fingerprint, code_provenance, fingerprint, git_state
 from runner.results.result import read_result, validate_result
 from runner.results.run_result import RunFacts
 from tests.support import REPO, TABLE_PATH
@@ -29,17 +29,46 @@ def test_one_fingerprint_for_results_and_regeneration_records():
     assert isinstance(block["git_dirty"], bool)
 
 
-def test_git_state_says_dirty_only_when_a_tracked_file_differs(tmp_path):
+def test_git_state_says_dirty_only_when_a_code_file_differs_or_is_new(tmp_path):
     assert git_state(tmp_path) == (None, None)  # not a repository: no claim
     _git(tmp_path, "init", "-q")
-    (tmp_path / "a.py").write_text("x = 1\n")
-    _git(tmp_path, "add", "a.py")
+    (tmp_path / "runner").mkdir()
+    (tmp_path / "runner" / "a.py").write_text("x = 1\n")
+    (tmp_path / "notes.txt").write_text("data\n")
+    _git(tmp_path, "add", "runner/a.py", "notes.txt")
     _git(tmp_path, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "one")
     head = _git(tmp_path, "rev-parse", "HEAD")
-    (tmp_path / "untracked.py").write_text("y = 2\n")
-    assert git_state(tmp_path) == (head, False)
-    (tmp_path / "a.py").write_text("x = 2\n")
-    assert git_state(tmp_path) == (head, True)
+    code = (":(glob)runner/**/*.py",)
+    assert git_state(tmp_path, code) == (head, False)
+    (tmp_path / "notes.txt").write_text("more data\n")  # a tracked file that is not code
+    assert git_state(tmp_path, code) == (head, False) and git_state(tmp_path) == (head, True)
+    (tmp_path / "runner" / "sub").mkdir()
+    (tmp_path / "runner" / "sub" / "new.py").write_text("y = 2\n")  # new code, not committed
+    assert git_state(tmp_path, code) == (head, True)
+    (tmp_path / "runner" / "sub" / "new.py").unlink()
+    (tmp_path / "runner" / "a.py").write_text("x = 2\n")
+    assert git_state(tmp_path, code) == (head, True)
+
+
+def test_the_fingerprint_covers_code_and_schemas_not_filed_results(tmp_path):
+    (tmp_path / "pkg" / "schemas").mkdir(parents=True)
+    (tmp_path / "pkg" / "results").mkdir()
+    (tmp_path / "pkg" / "m.py").write_text("x = 1\n")
+    (tmp_path / "pkg" / "schemas" / "r.schema.json").write_text("{}")
+    versions = {"numpy": "2.0", "lightgbm": None}
+
+    def now():
+        return fingerprint({"pkg": tmp_path / "pkg"}, versions)
+
+    first = now()
+    (tmp_path / "pkg" / "results" / "a__b__reproduced.json").write_text("{}")  # filing a result
+    assert now() == first
+    (tmp_path / "pkg" / "schemas" / "r.schema.json").write_text('{"type": "object"}')
+    second = now()
+    assert second != first
+    (tmp_path / "pkg" / "m.py").write_text("x = 2\n")
+    assert now() != second
+    assert fingerprint({"pkg": tmp_path / "pkg"}, {"numpy": "2.1", "lightgbm": None}) != now()
 
 
 def test_a_run_records_its_code_and_filing_keeps_it(tmp_path):

@@ -10,7 +10,7 @@ by the sha256 of everything the regeneration reads:
 - the result file's bytes, its predictions file and embeddings bundle (the files themselves, hashed again);
 - the pinned manifest's stored files, for the task and a transfer task's training task;
 - the full content hash of every card involved (task, encoder, data set, training task) and registry/benchmarks.yaml;
-- the registry's code (runner.results.provenance code_fingerprint: every .py and schema file of runner, registry and
+- the registry's code (runner.results.provenance code_fingerprint: every .py and JSON Schema file of runner, registry and
   leaderboard) and the versions of the numeric packages; every result records the same fingerprint (its `code`).
 
 Change any of them and the key changes, so the result is regenerated in full. Reported results are checked against
