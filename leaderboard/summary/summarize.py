@@ -29,6 +29,7 @@ from leaderboard.filing.audit import audited
 from leaderboard.filing.layout import predictions_of
 from leaderboard.filing.verified import verified_problems
 from leaderboard.filing.verify import card_matches
+from leaderboard.site.text import metric_text
 from leaderboard.summary.encoders import encoders_summary
 from leaderboard.summary.floors import compute_floors
 from leaderboard.summary.ranking import is_control
@@ -113,20 +114,9 @@ def tier_of(result: dict, results_dir: Path, registry) -> str:
     return tier
 
 
-def _fmt(value) -> str:
-    return "—" if value is None else f"{value:.3f}"
-
-
 def _cell(entry: Entry, metric: str) -> dict:
     m = entry.result["metrics"][metric]
-    if m["mean"] is None:
-        text = "n/a"
-    elif m["half_width"] is not None and m["ci_method"] in ("t-interval", "reported"):  # symmetric intervals only
-        text = f"{_fmt(m['mean'])} ± {_fmt(m['half_width'])}"
-    elif m["ci_low"] is not None and m["ci_high"] is not None:
-        text = f"{_fmt(m['mean'])} [{_fmt(m['ci_low'])}, {_fmt(m['ci_high'])}]"
-    else:
-        text = _fmt(m["mean"])
+    text = metric_text(m)
     return {"text": text, "mean": m["mean"], "reason": m.get("reason"), "best": False, "tie": None,
             "provenance": entry.result["provenance"], "stale": entry.stale, "ci_method": m["ci_method"],
             "file": entry.file, "unverified": bool(entry.problems), "tier": entry.tier}
