@@ -12,8 +12,8 @@ What is recomputed: metrics, per-fold values, CIs (both methods), the pooled ROC
 subgroups, the metadata baseline's feature list, a transfer task's block (from the training task's pinned manifest).
 What needs the run's embeddings (stability, clustering, label efficiency, the transfer analysis) is recomputed only
 from a submitted embeddings bundle; without one it is left out and listed under `verification.not_verified`, never
-shown as verified. What only the run knows (timings, throughput, environment, the classifier's tree counts) is filed
-as the submitter reports it.
+shown as verified. What only the run knows (timings, throughput, environment, the code that ran, the classifier's tree counts) is
+filed as the submitter reports it.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ TIERS = ("predictions", "embeddings")  # how a reproduced result is verified, we
 FLOAT_TOLERANCE = 1e-9  # the same code on the same rows: only float noise may differ
 PREDICTION_COLUMNS = ("image_id", "patient_id", "label", "fold", "prob")
 MAX_SHOWN = 3  # differences listed per result; the rest are counted
-RUN_FACTS = ("timings_s", "throughput", "environment", "created_at", "inputs_sha256", "notes")  # never recomputed
+RUN_FACTS = ("timings_s", "throughput", "environment", "code", "created_at", "inputs_sha256", "notes")  # never recomputed
 # The card references: their behaviour hashes are checked against today's cards (leaderboard.filing.verify
 # card_matches); a title edit since the run changes the full sha256 and is filed under today's card.
 CARD_BLOCKS = ("task", "encoder")
