@@ -183,6 +183,8 @@ def test_tie_groups_and_analyses_on_the_built_site(runs, registry, tmp_path):
                manifest_path=run.result_path.parent.parent / "manifest.json")
     filed = json.loads((results / "effusion-tiny__random-cnn__reproduced.json").read_text())
     assert predictions_of(results, filed).is_file() and filed["verification"]["tier"] == "embeddings"
+    # the registry recomputed the embedding analyses from the bundle (the transfer analysis needs other tasks' images)
+    assert {"stability", "clustering", "label_efficiency"} <= set(filed["analyses"]), filed["verification"]
     problems: list = []
     index = build_site(tmp_path / "site", results, registry, problems=problems)
     assert problems == []  # every filed result regenerates at build as it did at submit
@@ -202,7 +204,12 @@ def test_tie_groups_and_analyses_on_the_built_site(runs, registry, tmp_path):
     umap_png = re.search(r'<img src="(effusion-tiny-random-cnn-reproduced-umap\.png)"', page)
     assert umap_png and (index.parent / "tasks" / umap_png.group(1)).read_bytes()[:4] == b"\x89PNG"
     assert 'id="subgroup-table"' in page and 'id="kmeans-table"' in page and 'id="ties-auroc"' in page
-    assert 'id="stability-table"' in page and 'id="transfer-table"' in page
+    assert 'id="stability-table"' in page
+    # the run's own transfer analysis needs the other task's images (not verified, left out); the registry's transfer
+    # numbers are the transfer task's result, on its page with the in-domain reference
+    assert 'id="transfer-table"' not in page
+    transfer_page = (index.parent / "tasks" / "effusion-tiny-transfer.html").read_text()
+    assert 'id="transfer-table"' in transfer_page
     assert (index.parent / "tasks" / "effusion-tiny-label-efficiency.png").is_file()
     assert "effusion-tiny-label-efficiency.png" in page
     # The transfer task's in-domain reference (the same encoder cross-validated on the target's own images, same
@@ -210,7 +217,8 @@ def test_tie_groups_and_analyses_on_the_built_site(runs, registry, tmp_path):
     summary = json.loads((index.parent / "leaderboard.json").read_text())
     (row,) = [t for t in summary["tasks"]["effusion-tiny-transfer"]["views"]["transfer"] if t.get("kind")]
     in_domain = runs["in_domain"].result
-    assert in_domain["manifest"]["sha256"] == runs["transfer"].result["manifest"]["sha256"]
+    # the same images and labels, under two manifests whose hashes pin their own task and split
+    assert in_domain["manifest"]["sha256"] != runs["transfer"].result["manifest"]["sha256"]
     assert row["in_domain"]["task"] == "effusion-tiny-b"
     assert row["in_domain"]["auroc_drop"] == pytest.approx(
         in_domain["metrics"]["auroc"]["mean"] - runs["transfer"].result["metrics"]["auroc"]["mean"])

@@ -365,15 +365,16 @@ def test_compute_floors_and_the_site_shows_them(real_registry, real_site):
         {"metadata", "metadata-view"}
     reported = edema["above"]["medimageinsight|reported"]
     paper = _filed_reported("edema-nih", "medimageinsight")["metrics"]["auroc"]["mean"]
-    assert reported["above_floor"] == pytest.approx(paper - edema["primary"]["mean"])
-    assert reported["same_sample"] is None  # the paper lists no images: not claimed to be the same sample
+    assert reported["auroc"] == paper and reported["floor"] == edema["primary"]["mean"]
+    # the paper lists no images: not the floor's sample, so no difference is computed and the summary says why
+    assert reported["same_sample"] is None and reported["above_floor"] is None and reported["not_compared"]
     assert "edema-mimic" not in floors["tasks"]  # no MIMIC floor filed: none invented
 
     html = real_site.index.read_text(encoding="utf-8")
     assert "AUROC from metadata only" in html and "Where the floor comes from" in html
     row = html[html.index('<tr data-task="edema-nih">'):]
     row = row[: row.index("</tr>")]
-    assert f"{edema['primary']['mean']:.3f}" in row and "over floor" in row
+    assert f"{edema['primary']['mean']:.3f}" in row and "over floor" not in row  # beside, never subtracted
     assert 'class="overlap"' in row  # MedImageInsight was trained on ChestX-ray14
     table1 = html[html.index('id="table-table1"'):html.index("</table>", html.index('id="table-table1"'))]
     assert 'data-encoder="metadata"' not in table1  # the baselines are the floor column, not competitors

@@ -42,6 +42,8 @@ from runner.metrics.scores import METRICS as RESULT_METRICS
 from runner.metrics.scores import MetricsInputError
 from runner.results.result import ResultError, read_result, validate_result
 from runner.runtime.atomic import atomic_write_bytes
+from runner.sample.manifest import ManifestError, read_manifest
+from runner.sample.store import find_stored, results_store
 
 SUMMARY_VERSION = 2
 NO_TEST_REPORTED = "no significance test: reported numbers (no per-image predictions were published)"
@@ -399,21 +401,41 @@ def roc_points(entry: Entry, results_dir: Path):
     return [float(v) for v in fpr], [float(v) for v in tpr]
 
 
-def in_domain_reference(entry: Entry, entries: list[Entry], registry) -> dict | None:
+def _sampled_images(results_dir: Path, registry, task_id: str, sha256) -> frozenset | None:
+    """The (image, label) pairs of a task's filed or committed manifest (None: not found or unreadable)."""
+    folder = find_stored([results_store(results_dir), registry.home.manifests_dir], task_id, str(sha256)) \
+        if isinstance(sha256, str) and sha256.isalnum() else None
+    if folder is None:
+        return None
+    try:
+        frame = read_manifest(folder).frame
+    except ManifestError:
+        return None
+    return frozenset(zip(frame["image_id"].astype(str), frame["label"].astype(int)))
+
+
+def in_domain_reference(entry: Entry, entries: list[Entry], registry, results_dir: Path) -> dict | None:
     """For a transfer task's result: the same encoder cross-validated on the target's own images (a filed result of a
-    non-transfer task with the same label whose manifest is the transfer task's test manifest), and the AUROC lost by
-    transfer; None when no such result is filed. A cross-task reference, so the summarize stage's, not a run's."""
+    non-transfer task with the same label whose manifest holds exactly the transfer task's test images and labels;
+    the manifests' hashes differ, as they pin their own task and split), and the AUROC lost by transfer; None when no
+    such result is filed. A cross-task reference, so the summarize stage's, not a run's."""
     block = _analysis(entry.result, "transfer")
-    if block.get("kind") != "transfer task" or not isinstance(block.get("auroc"), dict):
+    if block.get("kind") != "transfer task" or not isinstance(block.get("auroc"), dict) \
+            or block["auroc"].get("value") is None:
         return None
     label = entry.result["task"]["label"]
+    tested = None
     for other in entries:
         r = other.result
         task = registry.tasks.get(r["task"]["id"])
         if task is None or task.spec.type == "transfer" or other.problems or r["task"]["label"] != label \
-                or r["encoder"]["id"] != entry.result["encoder"]["id"] \
-                or (r.get("manifest") or {}).get("sha256") != block.get("test_manifest_sha256") \
-                or r["metrics"]["auroc"]["mean"] is None or block["auroc"].get("value") is None:
+                or r["encoder"]["id"] != entry.result["encoder"]["id"] or r["metrics"]["auroc"]["mean"] is None:
+            continue
+        tested = tested or _sampled_images(results_dir, registry, entry.result["task"]["id"],
+                                           block.get("test_manifest_sha256"))
+        if tested is None:
+            return None
+        if _sampled_images(results_dir, registry, r["task"]["id"], (r.get("manifest") or {}).get("sha256")) != tested:
             continue
         auroc = r["metrics"]["auroc"]["mean"]
         return {"task": r["task"]["id"], "file": other.file, "auroc": auroc,
@@ -421,7 +443,8 @@ def in_domain_reference(entry: Entry, entries: list[Entry], registry) -> dict | 
     return None
 
 
-def analysis_views(task_id: str, entries: list[Entry], all_entries: list[Entry], registry) -> dict:
+def analysis_views(task_id: str, entries: list[Entry], all_entries: list[Entry], registry,
+                   results_dir: Path) -> dict:
     """What the task page shows of the results' analyses, flattened for the template (figures are the renderer's)."""
     views: dict = {"stability": [], "kmeans": [], "umap": [], "subgroups": [], "label_efficiency": {},
                    "label_efficiency_rows": [], "transfer": []}
@@ -458,7 +481,7 @@ def analysis_views(task_id: str, entries: list[Entry], all_entries: list[Entry],
                     "positives_per_class", "n_runs", "mean_auroc", "sd_auroc", "reason")}})
         transfer = _analysis(r, "transfer")
         if transfer.get("kind") == "transfer task":
-            reference = in_domain_reference(e, all_entries, registry)
+            reference = in_domain_reference(e, all_entries, registry, results_dir)
             views["transfer"].append({"encoder": name, "target": transfer.get("test_task"), **transfer,
                                       **({"in_domain": reference} if reference else {})})
         else:
@@ -551,7 +574,7 @@ def summarize(results_dir: Path, registry=None, records_dir: Path | None = None)
             "section": section_of(task, registry, layout), "benchmarks": list(task.spec.benchmarks),
             "entries": [e.as_json() for e in task_entries], "ties": ties[task.id].as_json(), "roc_curves": curves,
             "citations": sorted({e.result.get("citation") for e in task_entries} - {None}),
-            "views": analysis_views(task.id, task_entries, entries, registry),
+            "views": analysis_views(task.id, task_entries, entries, registry, results_dir),
             "floors": floors["tasks"].get(task.id),
             "trained_on": {e.result["encoder"]["id"]: _trained_on(registry, e.result) for e in task_entries},
             "controls": sorted({e.result["encoder"]["id"] for e in task_entries} & controls),
