@@ -97,12 +97,13 @@ class EarlyStoppingSpec:
 
 @dataclass(frozen=True)
 class ClassifierSpec:
-    type: str
-    params: MappingProxyType  # LightGBM parameters as the card names them
-    early_stopping: EarlyStoppingSpec | None
+    type: str  # lightgbm | logistic | knn (classifier-defs.schema.json)
+    params: MappingProxyType  # the classifier's parameters as the card names them (LightGBM's or scikit-learn's)
+    early_stopping: EarlyStoppingSpec | None  # LightGBM only
     augmented_training_rows: bool
-    num_threads: int  # 0 = one per core
+    num_threads: int  # 0 = one per core (LightGBM; the scikit-learn probes fit in the calling process: 1)
     seed: int
+    standardize: bool  # logistic: z-score the features with the training rows' statistics
 
 
 @dataclass(frozen=True)
@@ -279,12 +280,15 @@ def classifier_spec(block) -> ClassifierSpec:
         return block
 
     clf = fill_defaults("classifier-defs", dict(block or {"type": "lightgbm"}), "classifier")
+    if clf["type"] != "lightgbm":  # the scikit-learn probes: fields LightGBM alone has are absent from their blocks
+        return ClassifierSpec(clf["type"], _frozen(clf["params"]), None, clf["augmented_training_rows"], 1,
+                              clf.get("seed", 0), clf.get("standardize", False))
     stopping = clf["early_stopping"]
     return ClassifierSpec(
         clf["type"], _frozen(clf["params"]),
         None if stopping is None else EarlyStoppingSpec(stopping["rounds"], stopping["inner_fraction"],
                                                              stopping["min_inner_rows"]),
-        clf["augmented_training_rows"], clf["num_threads"], clf["seed"])
+        clf["augmented_training_rows"], clf["num_threads"], clf["seed"], False)
 
 
 # ---------------------------------------------------------------------------------------------- encoder blocks

@@ -1,4 +1,5 @@
-"""LightGBM per fold on frozen embeddings -> out-of-fold probabilities.
+"""The task card's classifier per fold on frozen embeddings -> out-of-fold probabilities: LightGBM (below), or a
+scikit-learn probe (logistic regression, kNN: runner.classify.sklearn_probes) when the card's `classifier.type` says so.
 
 Entry: `classify(embeddings, table, classifier_card, eval_folds, augmented=None) -> Classification`
 (`classify_many` fits several designs' folds at once). The folds' boosters are fitted by runner.classify.fit_processes: side by
@@ -27,6 +28,8 @@ from registry.specs import classifier_spec
 from runner.classify.design import Design
 from runner.classify.fit_processes import FitJob, fit_all
 from runner.classify.inner_split import InnerSplitCache, first_stratified_group_split
+from runner.classify.sklearn_probes import ProbeError
+from runner.classify.sklearn_probes import fit_predict as probe_fit_predict
 
 # LightGBM's OpenMP threads spin while they wait; on a machine with more busy threads than cores (2 shared cores
 # here) that made a 5-fold fit 5-10x slower. Passive waiting costs nothing measurable when cores are free.
@@ -111,7 +114,7 @@ class FoldFit:
     n_train: int  # original training images (augmented rows not counted)
     n_train_rows: int  # rows the booster saw, augmented views included
     n_test: int
-    n_trees: int
+    n_trees: int | None  # None: not a tree model (a scikit-learn probe)
     seconds: float
 
 
@@ -143,6 +146,12 @@ def classify_many(designs: list[Design], classifier_card) -> list[Classification
     """`classify` for independent designs under one classifier card; all their folds' fits share the card's
     threads at once (runner.classify.fit_processes). Each Classification's `seconds` is the whole call's."""
     start = time.perf_counter()
+    spec = classifier_spec(classifier_card)
+    if spec.type != "lightgbm":
+        results = [_classify_with_probe(design, spec) for design in designs]
+        for result in results:
+            result.seconds = time.perf_counter() - start
+        return results
     settings = ClassifierSettings.from_card(classifier_card)
     planned = [_plan_folds(design, settings) for design in designs]
     outcomes = iter(fit_all([job for design in planned for _, job in design.folds], settings.num_threads))
@@ -168,6 +177,34 @@ def classify_many(designs: list[Design], classifier_card) -> list[Classification
     for result in results:
         result.seconds = time.perf_counter() - start
     return results
+
+
+def _classify_with_probe(design: Design, spec) -> Classification:
+    """A scikit-learn probe (runner.classify.sklearn_probes) per evaluated fold, in this process: each fit takes
+    milliseconds to a second, far less than starting fit processes would."""
+    x, table = _check_inputs(design.embeddings, design.table, design.allow_missing)
+    views = list(design.augmented.values()) if (spec.augmented_training_rows and design.augmented) else []
+    labels = table["label"].to_numpy(dtype=np.int64)
+    folds = table["fold"].to_numpy(dtype=np.int64)
+    parts, fits = [], []
+    for fold in design.eval_folds:
+        test, train = np.flatnonzero(folds == fold), np.flatnonzero(folds != fold)
+        if len(test) == 0 or len(train) == 0:
+            raise ClassifyError(f"fold {fold}: {len(train)} training and {len(test)} test images; both must be > 0")
+        started = time.perf_counter()
+        train_x = np.vstack([x[train], *(v[train] for v in views)])
+        try:
+            prob = probe_fit_predict(spec, train_x, np.tile(labels[train], 1 + len(views)), x[test])
+        except ProbeError as exc:
+            raise ClassifyError(f"fold {fold}: {exc}") from None
+        parts.append(pd.DataFrame({"image_id": table["image_id"].to_numpy()[test],
+                                   "patient_id": table["patient_id"].astype(str).to_numpy()[test],
+                                   "label": labels[test], "fold": fold, "prob": prob}))
+        fits.append(FoldFit(int(fold), len(train), len(train_x), len(test), None, time.perf_counter() - started))
+    predictions = pd.concat(parts, ignore_index=True)
+    if not np.isfinite(predictions["prob"]).all():
+        raise ClassifyError(f"{spec.type} produced non-finite probabilities")
+    return Classification(predictions, fits)
 
 
 @dataclass(frozen=True)
