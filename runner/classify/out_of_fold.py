@@ -316,12 +316,13 @@ def _inner_split(train: np.ndarray, labels: np.ndarray, groups: np.ndarray, sett
     return train[split[0]], train[split[1]]
 
 
-def card_fit_predict(classifier_card):
+def card_fit_predict(classifier_card, allow_missing: bool = False):
     """A `fit_predict(train_X, train_y, test_X, params)` that trains exactly as the task card's classifier does
     (runner.classify.out_of_fold: one booster, the card's settings; `params` is ignored, the card has them), for the analyses
     that refit (transfer, label efficiency). `train_groups` (patient ids) keep a patient's images on one side of
     the inner early-stopping split; without them each row is its own group. Its `many(calls)` fits several
-    independent (train_X, train_y, test_X, train_groups) at once, side by side (runner.classify.fit_processes)."""
+    independent (train_X, train_y, test_X, train_groups) at once, side by side (runner.classify.fit_processes).
+    allow_missing: NaN features are missing values (the metadata baseline's), as in `classify`."""
 
     def design(train_x, train_y, test_x, train_groups=None) -> Design:
         n_train, n_test = len(train_y), len(test_x)
@@ -330,7 +331,7 @@ def card_fit_predict(classifier_card):
         table = pd.DataFrame({"image_id": ids, "patient_id": groups,
                               "label": np.concatenate([np.asarray(train_y, dtype=int), np.zeros(n_test, dtype=int)]),
                               "fold": np.r_[np.ones(n_train, dtype=int), np.zeros(n_test, dtype=int)]})
-        return Design(np.vstack([train_x, test_x]), table, [0])
+        return Design(np.vstack([train_x, test_x]), table, [0], allow_missing=allow_missing)
 
     def many(calls) -> list[np.ndarray]:
         fitted = classify_many([design(*call) for call in calls], classifier_card)
