@@ -76,10 +76,10 @@ def _label_problems(data: dict, dataset, problem) -> None:
     sampling = data.get("sampling") or {}
     label = data.get("label", {})
     label_id = label.get("id") if isinstance(label, dict) else label
-    if "images" not in sampling and "patients" not in sampling:  # binary sampling reads the label
-        if label_id not in declared:
-            problem("/label/id", f"label {label_id!r} is not declared by dataset {dataset.id!r}",
-                    expected="one of " + ", ".join(sorted(declared)), suggestion=did_you_mean(label_id, declared))
+    binary = "images" not in sampling and "patients" not in sampling  # binary sampling reads the label
+    if binary and label_id not in declared:
+        problem("/label/id", f"label {label_id!r} is not declared by dataset {dataset.id!r}",
+                expected="one of " + ", ".join(sorted(declared)), suggestion=did_you_mean(label_id, declared))
     for index, item in enumerate(data.get("labels") or []):
         if isinstance(item, dict) and item.get("id") not in declared:
             problem(f"/labels/{index}/id", f"label {item.get('id')!r} is not declared by dataset {dataset.id!r}",

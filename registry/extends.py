@@ -10,7 +10,6 @@ from pathlib import Path
 from registry.errors import CardError, CardProblem, did_you_mean
 from registry.yaml_reading import read_yaml
 
-
 # A mapping that names another kind of thing than the one it extends (`classifier: {type: logistic}` over the
 # defaults' LightGBM block, `split: {method: group-holdout, ...}` over k-fold, `sampling: {images: 400, seed: 0}` over
 # the defaults' positives/negatives) replaces it instead of merging: the parent's fields belong to the other kind

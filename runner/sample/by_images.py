@@ -17,6 +17,7 @@ seeded order (a patient's images always share a fold).
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,7 @@ def attribute_classes(target: dict, views: list[str]) -> list[str]:
     if target["attribute"] == "view":
         return list(views)
     edges = [float(e) for e in target["age_bands"]]
-    if any(b <= a for a, b in zip(edges, edges[1:])):
+    if any(b <= a for a, b in pairwise(edges)):
         raise SamplingError(f"target.age_bands must increase, got {edges}")
     return [f"{edges[i]:g}-{edges[i + 1]:g}" for i in range(len(edges) - 1)]
 

@@ -31,8 +31,8 @@ from registry.errors import CardError
 from runner.data import read_index
 from runner.data.tables import DataError
 from runner.runtime.atomic import atomic_write_bytes
-from runner.sample.manifest import ManifestError, card_problems, read_manifest, write_manifest
 from runner.sample.draw import labels_of, read_labels, sample
+from runner.sample.manifest import ManifestError, card_problems, read_manifest, write_manifest
 from runner.sample.store import committed_folder, store_manifest
 
 VOLATILE_KEYS = ("created_at",)  # manifest.json keys that differ between two identical samplings

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from runner.sample.by_images import TARGET_PREFIX, attribute_classes, attribute_label, sample_images, sample_patients
+from runner.sample.by_images import (
+    TARGET_PREFIX,
+    attribute_classes,
+    attribute_label,
+    sample_images,
+    sample_patients,
+)
 from runner.sample.sampler import SampleResult, apply_label_policy, sample_task
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from registry.errors import RegistryError
 from runner.data.fingerprint import data_fingerprint, fingerprint_differences
 from runner.sample.committed import FrozenDataError, use_committed
-from runner.sample.manifest import Manifest, ManifestError, card_problems, read_manifest, write_manifest
 from runner.sample.draw import sample
+from runner.sample.manifest import Manifest, ManifestError, card_problems, read_manifest, write_manifest
 
 
 class RunManifestError(RegistryError):

@@ -92,7 +92,7 @@ def score_same_patient(inputs: ScoreInputs) -> Scores:
     details = {"relevant": "same patient", "gallery": "every other image of the manifest",
                "folds": list(inputs.eval_folds), "queries_per_fold": n_queries,
                "chance_recall_at_1": float(np.mean(usable)) if usable else None, "chance_recall_at_1_per_fold": chance,
-               "patients": int(len(counts)), "images_per_patient": {str(k): int(v) for k, v in
+               "patients": len(counts), "images_per_patient": {str(k): int(v) for k, v in
                                                                     zip(*np.unique(counts, return_counts=True))},
                "privacy": "high is a privacy risk: the embedding identifies the patient"}
     return Scores(metrics, details)

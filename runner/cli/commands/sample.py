@@ -32,8 +32,8 @@ def sample(
     """
     from runner.data.fingerprint import data_fingerprint
     from runner.data.tables import resolve_data_root
-    from runner.sample.manifest import write_manifest
     from runner.sample.draw import sample
+    from runner.sample.manifest import write_manifest
 
     reg = load_cli_registry()
     card = reg.get("task", task)
