@@ -54,6 +54,7 @@ from runner.results.bundle import BundleError, read_bundle
 from runner.results.result import ResultError, read_result, validate_result, write_result
 from runner.sample.manifest import Manifest, ManifestError, read_manifest
 from runner.sample.store import results_store, store_manifest
+from runner.task_types import scores_itself
 
 EXIT_OK, EXIT_REFUSED, EXIT_INVALID = 0, 1, 2
 
@@ -236,6 +237,8 @@ def result_problems(result: dict, registry, results_dir: Path, *, run_dir: Path 
         train_manifest = train_scored.manifest
         if train_scored.source is not None:
             to_store.append(("manifest", train_task, train_scored))
+    if scores_itself(task):
+        return _typed_problems(result, registry, scored, to_store, run_dir, results_dir, data_root)
     source = (run_dir / RUN_PREDICTIONS) if run_dir else predictions_of(results_dir, result)
     predictions, sha, unreadable = read_predictions(source) if source else (None, None, None)
     if unreadable:
@@ -283,6 +286,28 @@ def result_problems(result: dict, registry, results_dir: Path, *, run_dir: Path 
     if bundle_file is not None:
         to_store.append(("embeddings", bundle_file, filed["embeddings_sha256"]))
     return filed, [], to_store
+
+
+def _typed_problems(result: dict, registry, scored, to_store: list, run_dir: Path | None, results_dir: Path,
+                    data_root: Path | None) -> tuple[dict | None, list[str], list]:
+    """result_problems for a task type with its own score function: regenerated from the embeddings bundle (or, for
+    the metadata baseline, the manifest's columns) and compared number for number; the bundle is filed with it."""
+    bundle, bundle_file, problem = _bundle(result, run_dir, results_dir)
+    if problem:
+        return None, [problem], []
+    if data_root is not None:
+        false_claims = retry_exclusions(result, scored.manifest, Path(data_root))
+        if false_claims:
+            return None, false_claims, []
+    regenerated = regenerate(result, None, scored.manifest, registry, bundle=bundle)
+    if regenerated.problems:
+        return None, regenerated.problems, []
+    found = differences(result, regenerated.result)
+    if found:
+        return None, ["numbers differ from those the registry recomputes: " + summarise(found)], []
+    if bundle_file is not None:
+        to_store.append(("embeddings", bundle_file, regenerated.result["embeddings_sha256"]))
+    return regenerated.result, [], to_store
 
 
 def _bundle(result: dict, run_dir: Path | None, results_dir: Path):

@@ -99,6 +99,12 @@ def task_type_of(task) -> TaskType:
     return kind
 
 
+def column_group(task) -> str:
+    """The leaderboard column group of a task's results: its type; transfer shares classification's (AUROC, F1)."""
+    kind = task_type_of(task)
+    return "classification" if kind.score is None else kind.name
+
+
 def scores_itself(task) -> bool:
     """True for a type with its own score function (every type but classification and transfer)."""
     return task_type_of(task).score is not None
