@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from leaderboard.filing.layout import predictions_of
-from registry import plugins
 from leaderboard.summary.ranking import ALL, RankSettings, rank_encoders, task_ranks
+from registry import plugins
 from registry.benchmarks import load_layout
 from runner.task_types import column_group, task_type_of
 

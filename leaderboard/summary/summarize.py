@@ -32,9 +32,9 @@ from leaderboard.filing.verify import card_matches
 from leaderboard.summary.encoders import encoders_summary
 from leaderboard.summary.floors import compute_floors
 from leaderboard.summary.ranking import is_control
+from registry import plugins
 from registry.benchmarks import LeaderboardLayout, load_layout
 from registry.cards import load_registry
-from registry import plugins
 from registry.overlap import trained_on
 from runner.analysis import json_safe
 from runner.analysis.paired import tie_groups
