@@ -42,7 +42,7 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _candidate_dirs(card: dict, weights_dir: Path | None) -> list[tuple[str, Path]]:
+def candidate_dirs(card: dict, weights_dir: Path | None) -> list[tuple[str, Path]]:
     spec = card.get("weights") or {}
     found: list[tuple[str, Path]] = []
     if weights_dir is not None:
@@ -107,7 +107,7 @@ def weights_present(card: dict, weights_dir: Path | None = None) -> bool:
     files = list(spec.get("files") or [])
     if spec.get("random_init") or not files:
         return True
-    if any(root.is_dir() and not _missing(root, files) for _, root in _candidate_dirs(card, weights_dir)):
+    if any(root.is_dir() and not _missing(root, files) for _, root in candidate_dirs(card, weights_dir)):
         return True
     if not spec.get("hf_repo"):
         return False
@@ -127,7 +127,7 @@ def resolve_weights(card: dict, weights_dir: Path | None = None) -> ResolvedWeig
     files = list(spec.get("files") or [])
     if not files:
         raise EncoderError(f"encoder card {card['id']!r} has no weights.files to load")
-    for label, root in _candidate_dirs(card, weights_dir):
+    for label, root in candidate_dirs(card, weights_dir):
         if root.is_dir() and not _missing(root, files):
             resolved = ResolvedWeights(root, tuple(files), f"local:{root}")
             break
@@ -143,7 +143,7 @@ def resolve_weights(card: dict, weights_dir: Path | None = None) -> ResolvedWeig
             where = f"hf:{spec.get('hf_repo')}" + (" (HF_HUB_OFFLINE=1: cache only)" if _offline() else "")
             raise WeightsNotFoundError(
                 f"{files[0]} for encoder {card['id']!r} (looked in "
-                + ", ".join([str(p) for _, p in _candidate_dirs(card, weights_dir)] + ([where] if spec.get("hf_repo") else []))
+                + ", ".join([str(p) for _, p in candidate_dirs(card, weights_dir)] + ([where] if spec.get("hf_repo") else []))
                 + ")",
                 how_to_get(card),
             )
