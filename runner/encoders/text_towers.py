@@ -78,18 +78,21 @@ class Tokenizer:
             from transformers import CLIPTokenizer
 
             by_name = {f.name: f for f in files}
-            if not {"vocab.json", "merges.txt"} <= set(by_name):
+            if not {"vocab.json", "merges.txt"} <= set(by_name) or \
+                    by_name["vocab.json"].parent != by_name["merges.txt"].parent:
                 raise EncoderError(f"encoder {card['id']!r}: a clip-bpe tokenizer from files needs vocab.json and "
-                                   f"merges.txt; the card names {', '.join(sorted(by_name))}")
-            self._hf = CLIPTokenizer(vocab_file=str(by_name["vocab.json"]), merges_file=str(by_name["merges.txt"]),
-                                     pad_token="<|endoftext|>")
+                                   f"merges.txt in one folder; the card names {', '.join(map(str, files))}")
+            # from_pretrained on the folder: transformers 5 mis-reads the files given to the constructor
+            self._hf = CLIPTokenizer.from_pretrained(str(by_name["vocab.json"].parent), local_files_only=True)
+            self._hf.pad_token = "<|endoftext|>"  # MedImageInsight's clip_tokenizer_v4162 pads with end of text
         elif self.kind == "wordpiece":
             from transformers import BertTokenizerFast
 
             vocab = next((f for f in files if f.name == "vocab.txt"), None)
             if vocab is None:
                 raise EncoderError(f"encoder {card['id']!r}: a wordpiece tokenizer needs vocab.txt in text.files")
-            self._hf = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=bool(text.get("lowercase", True)))
+            self._hf = BertTokenizerFast.from_pretrained(str(vocab.parent), local_files_only=True,
+                                                         do_lower_case=bool(text.get("lowercase", True)))
         else:
             raise EncoderError(f"encoder {card['id']!r}: unknown text.tokenizer {self.kind!r}")
 
