@@ -63,8 +63,8 @@ DEFAULT_TF = {
 }
 
 
-# ELIXR-B's text inputs and output (Google's client: ids/paddings (1, 1, 128), [SEP] = 102, contrastive_txt_emb)
-TEXT_DEFAULTS = {"ids_input": "ids", "paddings_input": "paddings", "output": "contrastive_txt_emb", "sep_id": 102,
+# ELIXR-B's text inputs and output (Google's client: ids/paddings (1, 1, 128), contrastive_txt_emb)
+TEXT_DEFAULTS = {"ids_input": "ids", "paddings_input": "paddings", "output": "contrastive_txt_emb",
                  "image_feature_shape": [8, 8, 1376]}
 
 
@@ -251,7 +251,7 @@ class CXRFoundationEncoder(Encoder):
         tokens = self._tokenizer.tokenize([p.lower() for p in prompts])
         ids = tokens.ids.astype(np.int32)
         paddings = 1.0 - tokens.mask.astype(np.float32)
-        sep = ids == int(cfg["sep_id"])
+        sep = ids == self._tokenizer.sep_id  # [SEP]: 102 in BERT's uncased vocabulary
         ids[sep], paddings[sep] = 0, 1.0
         zeros = np.zeros([1, *cfg["image_feature_shape"]], dtype=np.float32)
         out = []

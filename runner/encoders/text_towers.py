@@ -96,6 +96,11 @@ class Tokenizer:
         else:
             raise EncoderError(f"encoder {card['id']!r}: unknown text.tokenizer {self.kind!r}")
 
+    @property
+    def sep_id(self) -> int | None:
+        """The separator token's id (WordPiece [SEP]); None for CLIP BPE."""
+        return None if self._hf is None else self._hf.sep_token_id
+
     def tokenize(self, prompts: list[str]) -> TokenizedPrompts:
         if self._hf is None:
             ids = self._simple(list(prompts)).numpy().astype(np.int64)

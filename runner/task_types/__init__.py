@@ -82,7 +82,7 @@ class TaskType:
     def metric_ids(self, task_spec) -> tuple[str, ...]:
         """The metric ids a result of this task carries."""
         if self.name == "few-shot" and task_spec.few_shot is not None:
-            return tuple(f"auroc_at_{n}" for n in sorted(task_spec.few_shot.shots))
+            return tuple(f"auroc_at_{n}" for n in sorted(task_spec.few_shot.shots, reverse=True))  # most shots first
         if self.name in ("retrieval", "reidentification") and task_spec.retrieval is not None:
             at = "precision" if self.name == "retrieval" else "recall"
             return (*self.metrics, *(f"{at}_at_{k}" for k in sorted(task_spec.retrieval.k)))
