@@ -344,7 +344,8 @@ def filed_problems(path: Path, result: dict, registry) -> list[str]:
     if stale:
         return [stale]
     try:
-        filed, problems, _ = result_problems(result, registry, Path(path).parent)
+        filed, problems, to_store = result_problems(result, registry, Path(path).parent)
+        _discard_temporary(to_store)
     except SubmitError as exc:
         return [str(exc)]
     if not problems:  # the filed file is the registry's regeneration, field for field
@@ -369,6 +370,21 @@ def file_result(result: dict, registry, results_dir: Path | None = None, replace
     filed, refused, to_store = result_problems(result, registry, results_dir, run_dir=run_dir,
                                                manifest_path=manifest_path, data_root=data_root,
                                                publications=publications)
+    try:
+        return _file(filed, refused, to_store, results_dir, replace, source)
+    finally:
+        _discard_temporary(to_store)
+
+
+def _discard_temporary(to_store: list) -> None:
+    """Remove the registry's own predictions written to a temporary file, on every exit path."""
+    for _, first, _ in to_store:
+        if isinstance(first, Path) and first.name.startswith(".refit."):
+            first.unlink(missing_ok=True)
+
+
+def _file(filed: dict, refused: list[str], to_store: list, results_dir: Path, replace: bool, source: Path | None
+          ) -> Filed:
     if refused:
         raise _refused("not verified: " + "; ".join(refused))
     target = results_dir / filed_name(filed)
@@ -393,10 +409,6 @@ def file_result(result: dict, registry, results_dir: Path | None = None, replace
         write_result(filed, target)
     except (ResultError, PinError, OSError) as exc:
         raise _invalid(str(exc)) from None
-    finally:
-        for _, first, _ in to_store:  # the registry's own predictions, written to a temporary file
-            if isinstance(first, Path) and first.name.startswith(".refit."):
-                first.unlink(missing_ok=True)
     return Filed(source, target, existed, previous)
 
 
