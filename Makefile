@@ -11,7 +11,7 @@ TEST_EXTRAS := analysis,vision,community,tf,ray,data,dev
 DEMO_OUT ?= out/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test install install-test lint clean
+.PHONY: demo test install install-test install-gpu lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,18 @@ $(VENV)/.test-deps: pyproject.toml $(VENV)/.torch
 
 install: $(VENV)/.demo-deps
 install-test: $(VENV)/.test-deps
+
+## install-gpu: the TensorFlow stack for CXR Foundation on a GPU: TensorFlow (the `tf` extra) and, in a folder of their
+## own ($(VENV)/tf-cuda12), the CUDA-12 libraries its `and-cuda` extra lists; torch keeps its CUDA-13 ones. TensorFlow
+## encoders run in a child process that puts that folder first on LD_LIBRARY_PATH (runner/encoders/tf_runtime.py).
+## Installs on a CPU machine too (~4.2 GB more); `runner doctor` then shows what each framework sees.
+install-gpu: $(VENV)/.gpu-deps
+
+$(VENV)/.gpu-deps: pyproject.toml $(VENV)/.torch
+	$(PIP) install $(TORCH_PINS) -e '.[tf]'
+	$(PY) -m runner.encoders.tf_runtime requirements > $(VENV)/tf-cuda12.txt
+	$(PIP) install --no-deps --upgrade --target $(VENV)/tf-cuda12 -r $(VENV)/tf-cuda12.txt
+	touch $@
 
 ## demo: synthetic DICOM data set -> sample -> embed (built-in encoders) -> LightGBM -> results -> static site
 demo: $(VENV)/.demo-deps

@@ -31,12 +31,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from registry.benchmarks import tasks_of  # noqa: E402
-from registry.cards import load_registry  # noqa: E402
-from runner.sample.store import committed_folder  # noqa: E402
-from runner.sample.manifest import read_manifest  # noqa: E402
-from runner.task_types import task_type_of  # noqa: E402
-from runner.task_types.run import score_inputs  # noqa: E402
+from registry.benchmarks import tasks_of
+from registry.cards import load_registry
+from runner.sample.manifest import read_manifest
+from runner.sample.store import committed_folder
+from runner.task_types import task_type_of
+from runner.task_types.run import score_inputs
 
 H100_VIT_B_IMAGES_PER_S = 994  # reference/cxr-facts.md: vit_base_patch14_dinov2 at 518 px, bf16, one H100
 GPU_HOST_CORES = 16

@@ -13,7 +13,7 @@ from pathlib import Path
 from registry import specs
 from registry.benchmarks import run_block_problems
 from registry.cross_checks import cross_card_problems
-from registry.errors import CardError, CardProblem, did_you_mean
+from registry.errors import CardError, CardProblem, did_you_mean, shown
 from registry.extends import locate, resolve
 from registry.hashing import sha256_of
 from registry.home import RegistryHome, find_home
@@ -115,7 +115,7 @@ class Registry:
     def get(self, kind: str, card_id: str) -> Card:
         cards = self.of_kind(kind)
         if card_id not in cards:
-            raise CardError(CardProblem(None, f"no {kind} card with id {card_id!r}", expected="one of " +
+            raise CardError(CardProblem(None, f"no {kind} card with id {shown(card_id)}", expected="one of " +
                                         ", ".join(sorted(cards)), suggestion=did_you_mean(card_id, cards)))
         return cards[card_id]
 

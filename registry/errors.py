@@ -6,9 +6,20 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
+SHOWN_CHARACTERS = 80  # of a user-given string quoted back in a message
+
+
+def shown(value, limit: int = SHOWN_CHARACTERS) -> str:
+    """repr() of a user-given string for a message, at most `limit` of its characters: a 100,000-character --task
+    is named, not echoed whole."""
+    text = str(value)
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"… ({len(text):,} characters)"
+
 
 def did_you_mean(word: str, candidates, cutoff: float = 0.6) -> str | None:
-    """The closest candidate to a misspelled key or id, or None."""
+    """The closest candidate to a misspelled key or id, or None (none for a word far longer than any id)."""
+    if len(str(word)) > 4 * SHOWN_CHARACTERS:
+        return None
     matches = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=1, cutoff=cutoff)
     return matches[0] if matches else None
 

@@ -48,18 +48,6 @@ class RegistryHome:
 
     root: Path
 
-    @property
-    def tasks_dir(self) -> Path:
-        return self.root / TASKS
-
-    @property
-    def encoders_dir(self) -> Path:
-        return self.root / ENCODERS
-
-    @property
-    def datasets_dir(self) -> Path:
-        return self.root / DATASETS
-
     def card_dir(self, kind: str) -> Path:
         return self.root / CARD_DIRS[kind]
 

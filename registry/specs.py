@@ -374,6 +374,7 @@ class WeightsSpec:
     sha256: MappingProxyType
     random_init: bool
     how_to_get: str | None
+    sizes: MappingProxyType  # file -> bytes
 
 
 @dataclass(frozen=True)
@@ -426,7 +427,7 @@ def encoder_spec(card) -> EncoderSpec:
     w = d.get("weights")
     weights = None if w is None else WeightsSpec(
         w.get("hf_repo"), w.get("revision"), tuple(w["files"]), w.get("local_dir_env"), _frozen(w["sha256"]),
-        w["random_init"], w.get("how_to_get"))
+        w["random_init"], w.get("how_to_get"), _frozen(w["sizes"]))
     e = d.get("embedding")
     return EncoderSpec(
         id=d["id"], title=d["title"], adapter=d["adapter"], entrypoint=d.get("entrypoint"), model=_frozen(d["model"]),

@@ -45,7 +45,7 @@ from runner.embed.for_task import EmbedSettings, embed_task, open_cache, open_en
 from runner.encoders.metadata import reads_pixels
 from runner.metrics.summary import summarize
 from runner.results.bundle import NAME as BUNDLE_NAME
-from runner.results.bundle import write_bundle
+from runner.results.bundle import bundle_header, write_bundle
 from runner.results.result import write_result
 from runner.results.reuse import reusable_result, run_inputs_sha256
 from runner.results.run_result import RunFacts, run_result, transfer_block, write_predictions
@@ -215,17 +215,15 @@ def _run(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Path, o
         timings.update({f"analysis.{name}": seconds for name, seconds in per_analysis.items()})
     timings["total"] = time.perf_counter() - started
 
-    facts = RunFacts.of_run(test_side.embedded, timings, encoder.device)
+    facts = RunFacts.of_run(test_side.embedded, timings, encoder.device, encoder.devices_used())
     result = run_result(task, encoder_card, dataset, test_side.manifest, fitted.predictions,
                         test_side.embedded.exclusions, summary, analyses, facts)
     write_predictions(fitted.predictions, run_dir / "predictions.parquet")
     result["predictions_sha256"] = file_sha256(run_dir / "predictions.parquet")  # what submit recomputes from
-    if options.save_embeddings and train_side is None and reads_images:  # what the registry refits from
-        header = {"task_id": task.id, "task_behaviour_sha256": task.behaviour_sha256, "encoder_id": encoder_card.id,
-                  "encoder_behaviour_sha256": encoder_card.behaviour_sha256,
-                  "manifest_sha256": test_side.manifest.meta["sha256"]}
+    if options.save_embeddings and reads_images:  # what the registry refits from
         bundle = write_bundle(run_dir / BUNDLE_NAME, design.table["image_id"].astype(str).tolist(),
-                              design.embeddings, design.augmented or {}, header)
+                              design.embeddings, design.augmented or {},
+                              bundle_header(task, encoder_card, test_side.manifest))
         result["embeddings_sha256"] = file_sha256(bundle)
     result["inputs_sha256"] = fingerprint  # what a later run of the same pair compares (runner.results.reuse)
     path = write_result(result, run_dir / "result.json")

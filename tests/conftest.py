@@ -17,3 +17,17 @@ def demo_data_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo-data") / "demo"
     make_demo_dataset(out, seed=0, n_patients=80, image_size=128)
     return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_dir(tmp_path_factory):
+    """Every test's default cache folder (embeddings, regeneration records) is the session's own, never ~/.cache."""
+    import os
+
+    before = os.environ.get("CXR_CACHE_DIR")
+    os.environ["CXR_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        os.environ.pop("CXR_CACHE_DIR", None)
+    else:
+        os.environ["CXR_CACHE_DIR"] = before

@@ -265,3 +265,126 @@ def test_log_progress_lines(capsys):
         bar.advance(task, 2)
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith("embedding with x: 2/4 (50%)") and lines[-1].startswith("embedding with x: 4/4 (100%)")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# runner doctor
+
+
+def _doctor(*args, env=None):
+    done = invoke("doctor", *args, env=env)
+    return done, (json.loads(done.output) if "--json" in args and done.output.startswith("{") else None)
+
+
+def test_doctor_prints_every_section_and_the_same_as_json():
+    table, _ = _doctor("--no-tensorflow")
+    assert table.exit_code == 0, table.output  # nothing asked for: nothing can be missing
+    for heading in ("packages", "frameworks", "encoders", "data roots", "folders", "checked in"):
+        assert f"\n{heading}" in table.output, heading
+    assert "tensorflow  not checked (--no-tensorflow)" in table.output
+    done, report = _doctor("--no-tensorflow", "--json")
+    assert done.exit_code == 0 and report["problems"] == []
+    assert report["torch"]["version"].startswith("2.") and report["packages"]["numpy"]
+    encoders = {e["id"]: e for e in report["encoders"]}
+    assert encoders["cxr-foundation"]["framework"] == "tensorflow" and encoders["random-cnn"]["framework"] == "torch"
+    assert encoders["pixels"]["weights"] == "not needed"
+    assert encoders["rad-dino"]["revision"] == "110cbc18d5133582e320b43d53bf5c44e410c936"
+    assert {"embedding_cache", "huggingface_cache"} <= set(report["folders"])
+    assert report["folders"]["embedding_cache"]["free_gib"] > 0
+
+
+FAKE_GPU = {"index": 0, "name": "NVIDIA Fake", "free_mib": 80000, "total_mib": 81559}
+
+
+def _fake_frameworks(monkeypatch, torch_gpus, tf_gpus):
+    from runner import doctor
+
+    monkeypatch.setattr(doctor, "torch_facts", lambda: {
+        "installed": True, "version": "2.14.1", "import_s": 0.0, "cuda_built": "13.0", "cudnn": 92400,
+        "gpus": list(torch_gpus)})
+    monkeypatch.setattr(doctor, "tensorflow_facts", lambda: {
+        "installed": True, "checked": True, "version": "2.21.0", "import_s": 0.0, "child_s": 0.0,
+        "cuda_built": "12.5.1", "cudnn_built": "9", "gpus": list(tf_gpus), "tensorflow_text": True,
+        "cuda12_libraries": None})
+
+
+def test_doctor_exit_code_follows_what_the_asked_run_needs(monkeypatch, tmp_path):
+    for name in ("elixr-c-v2-pooled", "pax-elixr-b-text"):  # where the files are; doctor loads nothing
+        (tmp_path / "cxr" / name).mkdir(parents=True)
+    ask = ("--encoder", "cxr-foundation", "--weights-dir", tmp_path / "cxr", "--device", "cuda", "--json")
+    _fake_frameworks(monkeypatch, torch_gpus=[FAKE_GPU], tf_gpus=[])  # torch's CUDA-13 GPU, none for TensorFlow
+    done, report = _doctor(*ask)
+    assert done.exit_code == 1
+    [problem] = report["problems"]
+    assert problem.startswith("cxr-foundation: --device cuda: TensorFlow 2.21.0 sees 0 GPU(s)")
+    assert "make install-gpu" in problem
+    table, _ = _doctor(*ask[:-1])
+    assert table.exit_code == 1 and "missing for the asked-for run:\n  - cxr-foundation: --device cuda" in table.output
+    assert "torch       2.14.1" in table.output and "0: NVIDIA Fake, 80,000 of 81,559 MiB free" in table.output
+    _fake_frameworks(monkeypatch, torch_gpus=[FAKE_GPU], tf_gpus=["NVIDIA Fake"])
+    done, report = _doctor(*ask)
+    assert done.exit_code == 0 and report["problems"] == []
+    done, report = _doctor("--encoder", "cxr-foundation", "--device", "cpu", "--json",
+                           env={"CXR_WEIGHTS_DIR": str(tmp_path / "none"), "HF_HUB_OFFLINE": "1",
+                                "HF_HUB_CACHE": str(tmp_path / "hub")})
+    assert done.exit_code == 1 and report["problems"][0].startswith("cxr-foundation: weights not on this machine")
+    _fake_frameworks(monkeypatch, torch_gpus=[], tf_gpus=["NVIDIA Fake"])
+    done, report = _doctor("--encoder", "random-cnn", "--device", "cuda:0", "--json")
+    assert done.exit_code == 1 and "torch sees 0 GPU(s) (built for CUDA 13.0)" in report["problems"][0]
+    done, _ = _doctor("--encoder", "random-cnn", "--device", "cpu", "--json")
+    assert done.exit_code == 0
+
+
+def test_doctor_checks_pinned_sizes_and_the_asked_encoders_sha256(tmp_path):
+    import hashlib
+
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "model.safetensors").write_bytes(b"0123456789")
+    good = hashlib.sha256(b"0123456789").hexdigest()
+    card = tmp_path / "pinned.yaml"
+    pins = f"local_dir_env: NO_SUCH_DIR_FOR_TESTS, sizes: {{model.safetensors: 10}}, sha256: {{model.safetensors: {good}}}"
+    card.write_text(LOCAL_ONLY_CARD.format(id="pinned").replace("local_dir_env: NO_SUCH_DIR_FOR_TESTS", pins))
+    base = ("--card", card, "doctor", "--no-tensorflow", "--weights-dir", tmp_path / "w", "--device", "cpu", "--json")
+    done = invoke(*base)
+    pinned = {e["id"]: e for e in json.loads(done.output)["encoders"]}["pinned"]
+    assert pinned["pins"] == "size match; sha256 not checked (--hashes)"  # not asked for: size only
+    done = invoke(*base, "--encoder", "pinned")
+    pinned = {e["id"]: e for e in json.loads(done.output)["encoders"]}["pinned"]
+    assert done.exit_code == 0 and pinned["pins"].startswith("size and sha256 match")
+    (tmp_path / "w" / "model.safetensors").write_bytes(b"01234567890")  # one byte more
+    done = invoke(*base, "--encoder", "pinned")
+    report = json.loads(done.output)
+    assert done.exit_code == 1
+    expected = (f"pinned: MISMATCH: size mismatch for {tmp_path / 'w' / 'model.safetensors'}: the card pins 10 bytes, "
+                "the file has 11 (an interrupted download, or other weights than the card describes) — re-download it "
+                "or fix the pin")
+    assert report["problems"] == [expected]
+
+
+def test_doctor_says_what_a_data_root_holds(tiny_root, demo_data_dir, tmp_path):
+    ask = ("--registry", tiny_root, "doctor", "--no-tensorflow", "--task", "effusion-tiny", "--json")
+    done = invoke(*ask, env={"DEMO_CXR_ROOT": ""})
+    report = json.loads(done.output)
+    assert done.exit_code == 1 and report["problems"] == [
+        "demo-cxr: no data root: set $DEMO_CXR_ROOT or pass --data-root"]
+    done = invoke(*ask, "--data-root", demo_data_dir)
+    demo = {d["id"]: d for d in json.loads(done.output)["datasets"]}["demo-cxr"]
+    assert done.exit_code == 0 and demo["root"] == str(demo_data_dir)
+    assert demo["holds"]["metadata"] == "metadata.csv" and demo["holds"]["entries"] >= 3
+    done = invoke(*ask, "--data-root", tmp_path)  # an empty folder
+    assert done.exit_code == 1 and "has no metadata" in json.loads(done.output)["problems"][0]
+
+
+def test_doctor_asks_tensorflow_in_the_process_tensorflow_encoders_run_in():
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:  # not imported here: doctor asks a child process
+        pytest.skip("tensorflow is not installed (the `tf` extra)")
+    done, report = _doctor("--encoder", "cxr-foundation-native", "--device", "cuda", "--json",
+                           env={"CXR_WEIGHTS_DIR": "/nonexistent"})
+    tf = report["tensorflow"]
+    assert tf["checked"] and tf["version"] and tf["cuda_built"] and tf["import_s"] > 0
+    assert tf["child_s"] >= tf["import_s"]  # measured in the child that probed it
+    if not tf["gpus"]:  # a CPU machine: the asked-for GPU run cannot happen, and doctor says why
+        assert done.exit_code == 1
+        assert any(p.startswith("cxr-foundation-native: --device cuda: TensorFlow") for p in report["problems"])

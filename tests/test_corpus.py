@@ -29,6 +29,7 @@ ids = lambda cases: [c.id for c in cases]
 def test_corpus_is_big_and_names_are_unique():
     assert len(CASES) >= 30
     assert len([c for c in CASES if c.issue == 13]) >= 40  # issue 13: hostile input and verified submission
+    assert len([c for c in CASES if c.issue == 25]) >= 25  # issue 25 item 8: the rest of the review's list
     assert len({c.id for c in CASES}) == len(CASES)
     for case in CASES:
         assert hasattr(build, case.builder), case.builder
@@ -113,9 +114,11 @@ def registry_copy(tmp_path_factory) -> Path:
 
 
 OVERFLOW_WARNING = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the rescale case
+INVALID_VR = pytest.mark.filterwarnings("ignore:Invalid value for VR IS:UserWarning")  # NumberOfFrames "ab"
 
 
 @OVERFLOW_WARNING
+@INVALID_VR
 @pytest.mark.parametrize("case", BY_AREA["dicom"] + BY_AREA["image"], ids=ids(BY_AREA["dicom"] + BY_AREA["image"]))
 def test_image_case(case: Case, tmp_path):
     from runner.data.imaging import ImageDecodeError, load_image
@@ -138,6 +141,21 @@ def test_image_case(case: Case, tmp_path):
     assert reason == case.expect and detail  # the sampler records the same reason, with a detail
 
 
+@OVERFLOW_WARNING
+@INVALID_VR
+@pytest.mark.parametrize("case", BY_AREA["dicom"] + BY_AREA["image"], ids=ids(BY_AREA["dicom"] + BY_AREA["image"]))
+def test_device_reader_gives_the_same_reason(case: Case, tmp_path):
+    """The device path's CPU reader (runner.embed.device.read) excludes a file with the reason load_image gives."""
+    from runner.embed.device.read import RawImage, read_one
+
+    path = getattr(build, case.builder)(tmp_path)
+    item, _seconds = read_one(str(path))
+    if case.outcome == "loads" or case.expect.startswith("view-"):
+        assert isinstance(item, RawImage) and item.pixels.shape[0] >= 2 and item.pixels.shape[1] >= 2, item
+    else:
+        assert item == f"decode-failed: {case.expect}", (case.id, item)
+
+
 def test_16bit_png_keeps_its_16_bits(tmp_path):
     from runner.data.imaging import load_image
 
@@ -148,6 +166,7 @@ def test_16bit_png_keeps_its_16_bits(tmp_path):
 
 
 @OVERFLOW_WARNING
+@INVALID_VR
 def test_every_bad_image_in_a_manifest_is_a_recorded_exclusion(tmp_path):
     """All image cases in one manifest through embed_manifest: bad files are listed with their reason, good ones kept."""
     import pandas as pd

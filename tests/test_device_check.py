@@ -1,9 +1,12 @@
-"""benchmarks/device_check.sh as a dry run on the CPU (DEVICE=cpu): every step runs, every table and JSON appears.
+"""benchmarks/device_check.sh as a dry run on the CPU (DEVICE=cpu): every step runs, every table and JSON appears
+(runner doctor, CXR Foundation's stand-in SavedModels through runner encoders check and runner eval, the benches,
+runner eval of the demo task).
 
 Marked slow: CI runs it with `-m slow`; locally `pytest -m slow tests/test_device_check.py`."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -19,13 +22,13 @@ REPO = Path(__file__).resolve().parents[1]
 BENCHES = ("bench-densenet121", "bench-vit-b14-518")  # the MedImageInsight tower: on CUDA only (minutes on a CPU)
 
 
-@pytest.mark.slow  # ~3-4 min on the 2-core dev machine: three models (one of 360 M parameters) built twice each
+@pytest.mark.slow  # ~5 min on the 2-core dev machine: doctor, TensorFlow twice, two models built twice each
 def test_device_check_dry_run_writes_every_table(tmp_path):
     env = {**os.environ, "DEVICE": "cpu", "OUT": str(tmp_path), "PYTHON": sys.executable,
            "PYTHONPATH": str(REPO)}
     env.pop("N", None)
     done = subprocess.run(["bash", str(REPO / "benchmarks" / "device_check.sh")], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=600, check=False)
+                          capture_output=True, text=True, timeout=1200, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     report = (tmp_path / "device-check.md").read_text()
     assert "device_check:" not in report, report  # no step failed or was skipped
@@ -40,3 +43,14 @@ def test_device_check_dry_run_writes_every_table(tmp_path):
     runs = json.loads((tmp_path / "eval-cpu-demo.json").read_text())["runs"]
     assert [(r["task"], r["encoder"], r["status"]) for r in runs] == [("effusion-dryrun", "random-cnn", "ok")]
     assert "### runner eval" in report and "| effusion-dryrun | random-cnn | ok |" in report
+    # issue 26, item 8: runner doctor and CXR Foundation (stand-in SavedModels) through the device path
+    doctor = json.loads((tmp_path / "doctor-cpu.json").read_text())
+    assert doctor["torch"]["installed"] and "### runner doctor" in report and "| torch | " in report
+    if importlib.util.find_spec("tensorflow") is None:
+        assert "CXR Foundation: not run here: TensorFlow is not installed" in report
+        return
+    cxr = json.loads((tmp_path / "cxr-eval-cpu.json").read_text())["runs"]
+    assert [(r["encoder"], r["status"]) for r in cxr] == [("cxr-foundation", "ok"), ("random-cnn", "ok")]
+    assert "### CXR Foundation on the device path" in report
+    assert "| cxr-foundation | ok | tensorflow: cpu |" in report and "| random-cnn | ok | torch: cpu |" in report
+    assert "ran on      cpu (tensorflow)" in (tmp_path / "cxr-check-cpu.txt").read_text()

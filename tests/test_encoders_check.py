@@ -52,3 +52,11 @@ def test_unknown_encoder_and_unreadable_image_exit_2(tmp_path):
     bad.write_bytes(b"not an image")
     result = CliRunner().invoke(app, ["encoders", "check", "pixels", "--image", str(bad)])
     assert result.exit_code == 2 and "cannot read image" in result.output
+
+
+def test_check_names_the_device_the_framework_ran_on():
+    result = CliRunner().invoke(app, ["encoders", "check", "random-cnn", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "ran on      cpu (torch)" in result.output
+    numpy_only = CliRunner().invoke(app, ["encoders", "check", "pixels"])
+    assert numpy_only.exit_code == 0 and "ran on" not in numpy_only.output

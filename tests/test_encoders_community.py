@@ -19,7 +19,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _card(name):
-    return copy.deepcopy(load_card(ROOT / "encoders" / f"{name}.yaml").data)
+    """A registry card for a small random model saved under the card's file names: the real weights' pins (sha256,
+    size) do not apply to those files, so they are dropped (tests/test_encoders_weights.py checks the pins)."""
+    card = copy.deepcopy(load_card(ROOT / "encoders" / f"{name}.yaml").data)
+    if card.get("weights"):
+        card["weights"].pop("sha256", None)
+        card["weights"].pop("sizes", None)
+    return card
 
 
 def _images(n=2, size=64):
@@ -141,3 +147,29 @@ def test_custom_entrypoint_needs_trust(tmp_path, monkeypatch):
     with pytest.raises(EncoderError, match="has no attribute"):
         load_encoder(card, device="cpu", trust_custom_code=True, weights_dir=tmp_path / "w")
     sys.modules.pop("my_custom_encoder", None)
+
+
+def test_biomedclip_preprocessing_against_open_clips_own_transform():
+    """open_clip builds BiomedCLIP's eval transform from its config: bicubic to 224, CLIP's mean/std, resize_mode
+    'shortest' (shorter side to 224, then the centre crop). The card's contract resizes the whole image: open_clip's
+    'squash'. So: equal to BiomedCLIP's own transform on square images (NIH's 1024² PNGs), equal to 'squash' on any
+    image, and different from BiomedCLIP's crop on non-square ones (MIMIC's DICOMs), as the card's notes say."""
+    open_clip = pytest.importorskip("open_clip")
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+    from PIL import Image
+
+    from runner.data.imaging import to_encoder_input
+
+    contract = _card("biomedclip")["preprocess"]
+
+    def theirs(image, resize_mode=None):  # None: open_clip's default, what BiomedCLIP's config gets
+        transform = open_clip.image_transform(contract["size"], is_train=False, mean=OPENAI_DATASET_MEAN,
+                                              std=OPENAI_DATASET_STD, resize_mode=resize_mode, interpolation="bicubic")
+        return transform(Image.fromarray(np.round(image * 255).astype(np.uint8), mode="L").convert("RGB")).numpy()
+
+    rng = np.random.default_rng(7)
+    square = rng.uniform(0, 1, (300, 300)).astype(np.float32)
+    tall = np.clip(np.linspace(0, 1, 301)[:, None] + rng.normal(0, 0.05, (301, 263)), 0, 1).astype(np.float32)
+    np.testing.assert_allclose(to_encoder_input(square, contract), theirs(square), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(to_encoder_input(tall, contract), theirs(tall, "squash"), rtol=0, atol=1e-6)
+    assert np.abs(to_encoder_input(tall, contract) - theirs(tall)).max() > 0.05  # the crop is not expressible yet

@@ -14,101 +14,40 @@ from runner.encoders import EncoderError, load_encoder
 from runner.encoders.cxr_foundation import (
     decode_png16,
     example_bytes,
-    import_tensorflow,
     png16_bytes,
     to_uint16,
 )
 
 try:  # through the adapter's import, which keeps TensorFlow and triton (torch) in one process
-    tf = import_tensorflow()
+    import cxr_foundation_models as models
 except ImportError:
     pytest.skip("CXR Foundation needs the `tf` extra (pip install -e '.[tf]'); tensorflow is not importable",
                 allow_module_level=True)
 
+tf = models.tf
 ROOT = Path(__file__).resolve().parents[1]
-OFFSET = 1e-6  # feature_maps_0[..., k] = image mean + k * OFFSET, k the flat index
-
-
-class _ElixrC(tf.Module):
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="input_example")])
-    def serve(self, input_example):
-        parsed = tf.io.parse_single_example(input_example[0], {
-            "image/encoded": tf.io.FixedLenFeature([], tf.string), "image/format": tf.io.FixedLenFeature([], tf.string)})
-        tf.debugging.assert_equal(parsed["image/format"], tf.constant("png"))
-        pixels = tf.io.decode_png(parsed["image/encoded"], channels=1, dtype=tf.uint16)
-        mean = tf.reduce_mean(tf.cast(pixels, tf.float32)) / 65535.0
-        ramp = tf.reshape(tf.range(8 * 8 * 1376, dtype=tf.float32) * OFFSET, [1, 8, 8, 1376])
-        return {"feature_maps_0": mean + ramp}
-
-
-class _QFormer(tf.Module):
-    @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 1376], tf.float32, name="image_feature"),
-                                  tf.TensorSpec([None, 1, 128], tf.int32, name="ids"),
-                                  tf.TensorSpec([None, 1, 128], tf.float32, name="paddings")])
-    def serve(self, image_feature, ids, paddings):
-        pooled = tf.reduce_mean(image_feature, axis=[1, 2])  # (B, 1376)
-        text = tf.cast(tf.reduce_sum(ids), tf.float32) + tf.reduce_sum(paddings)  # 0 for the empty text
-        token = tf.range(32, dtype=tf.float32)[None, :, None]
-        # ELIXR-B's text side: here the sum of the ids that are not padding, plus the output position
-        kept = tf.reduce_sum(tf.cast(ids, tf.float32) * (1.0 - paddings), axis=[1, 2])  # (B,)
-        return {"img_emb": pooled[:, None, :768] + token + text,
-                "all_contrastive_img_emb": pooled[:, None, :128] - token + text,
-                "contrastive_txt_emb": kept[:, None, None] + tf.range(128, dtype=tf.float32)[None, None, :]}
-
-
-class _ElixrCBatched(tf.Module):
-    """The same features as _ElixrC for every Example of a batch (images of different sizes: one map_fn step each)."""
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="input_example")])
-    def serve(self, input_example):
-        parsed = tf.io.parse_example(input_example, {
-            "image/encoded": tf.io.FixedLenFeature([], tf.string), "image/format": tf.io.FixedLenFeature([], tf.string)})
-        tf.debugging.assert_equal(parsed["image/format"], tf.constant("png"))
-
-        def mean_of(png):
-            return tf.reduce_mean(tf.cast(tf.io.decode_png(png, channels=1, dtype=tf.uint16), tf.float32)) / 65535.0
-
-        means = tf.map_fn(mean_of, parsed["image/encoded"], fn_output_signature=tf.float32)
-        ramp = tf.reshape(tf.range(8 * 8 * 1376, dtype=tf.float32) * OFFSET, [1, 8, 8, 1376])
-        return {"feature_maps_0": means[:, None, None, None] + ramp}
-
-
-class _ElixrCFixedBatch(_ElixrC):
-    """A signature traced for batch 1 only."""
-
-    @tf.function(input_signature=[tf.TensorSpec([1], tf.string, name="input_example")])
-    def serve(self, input_example):
-        return _ElixrC.serve.python_function(self, input_example)
-
-
-def _save_snapshot(root, image_module):
-    for name, module in (("elixr-c-v2-pooled", image_module), ("pax-elixr-b-text", _QFormer())):
-        tf.saved_model.save(module, str(root / name), signatures={"serving_default": module.serve})
-    return root
 
 
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory):
     """ELIXR-C that reads item 0 of its batch only (declares [None] but is a batch-1 graph): the fallback case."""
-    return _save_snapshot(tmp_path_factory.mktemp("cxr-foundation"), _ElixrC())
+    return models.save_snapshot(tmp_path_factory.mktemp("cxr-foundation"), models.ElixrC())
 
 
 @pytest.fixture(scope="module")
 def batched_snapshot(tmp_path_factory):
-    return _save_snapshot(tmp_path_factory.mktemp("cxr-foundation-batched"), _ElixrCBatched())
+    return models.save_snapshot(tmp_path_factory.mktemp("cxr-foundation-batched"), models.ElixrCBatched())
 
 
-def _card(**embedding):
-    card = copy.deepcopy(load_card(ROOT / "encoders" / "cxr-foundation.yaml").data)
+def _card(name="cxr-foundation-native", **embedding):
+    """The native-resolution card (images keep their size, so the expected values are easy to state)."""
+    card = copy.deepcopy(load_card(ROOT / "encoders" / f"{name}.yaml").data)
     card["embedding"].update(embedding)
     return card
 
 
 def _expected_img_emb(image01):
-    u16 = to_uint16(image01)
-    mean = u16.astype(np.float64).mean() / 65535.0
-    per_channel = mean + (31.5 * 1376 + np.arange(768)) * OFFSET  # mean over the 64 positions of the ramp
-    return per_channel + 15.5  # mean of the 32 token offsets
+    return models.expected_img_emb(to_uint16(image01))
 
 
 def _image(seed, h=64, w=48):
@@ -274,7 +213,7 @@ def test_a_batch_one_graph_falls_back_with_one_line(snapshot, caplog):
 
 
 def test_a_signature_without_batch_dimension_is_called_per_image(tmp_path, caplog):
-    root = _save_snapshot(tmp_path, _ElixrCFixedBatch())
+    root = models.save_snapshot(tmp_path, models.ElixrCFixedBatch())
     with caplog.at_level("INFO", logger="runner.encoders.cxr_foundation"):
         enc = load_encoder(_card(), device="cpu", weights_dir=root)
     assert enc._batched is False
@@ -315,3 +254,188 @@ def test_a_missing_bert_vocabulary_is_one_line_naming_it(snapshot, tmp_path):
             as caught:
         encoder.embed_text(["effusion"])
     assert "\n" not in str(caught.value)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the paper's 1024 x 1024 card and the native-resolution card
+
+
+def _decoded_png(encoder, image) -> np.ndarray:
+    example = tf.train.Example.FromString(bytes(encoder.prepare(image)[()]))
+    return decode_png16(example.features.feature["image/encoded"].bytes_list.value[0])
+
+
+def test_paper_card_resizes_to_1024_and_the_native_card_keeps_the_size():
+    from registry.cards import load_registry
+    from runner.data.imaging import to_encoder_input
+    from runner.encoders.cxr_foundation import CXRFoundationEncoder
+
+    image = _image(5, 300, 200)
+    paper = CXRFoundationEncoder.prepare_only(_card("cxr-foundation"))
+    native = CXRFoundationEncoder.prepare_only(_card())
+    assert _decoded_png(native, image).shape == (300, 200)
+    resized = to_encoder_input(image, {"size": 1024, "channels": 1, "interpolation": "bilinear", "bit_depth": 16,
+                                       "normalize": "none"})[0]
+    np.testing.assert_array_equal(_decoded_png(paper, image), to_uint16(resized))  # 1024 x 1024, then 16 bits
+    reg = load_registry()
+    assert reg.encoders["cxr-foundation"].spec.preprocess.size == (1024, 1024)
+    assert reg.encoders["cxr-foundation"].behaviour_sha256 != reg.encoders["cxr-foundation-native"].behaviour_sha256
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Google's client, step by step (Google-Health/cxr-foundation, python/data_processing: _apply_pydicom_prep and
+# _process_xray_image_array_to_tf_example), written out here from its description
+
+
+def _client_pixels(ds) -> np.ndarray:
+    """The 16-bit image the client puts in its PNG, for a DICOM it can read.
+
+    1. modality LUT (pydicom's apply_modality_lut);
+    2. when the DICOM has WindowCenter/WindowWidth: clip to [center - width/2, center - 1 + width/2] and map that
+       linearly onto [0, largest value of the array's integer type], cast back to that type;
+    3. MONOCHROME1: subtract every pixel from the image's maximum;
+    4. shift to an unsigned type: int16 minus its minimum; a float image minus its minimum (scaled down to 65535 if
+       larger), as uint16;
+    5. not uint8: map [min, max] linearly onto [0, 65535] and cast (truncating) to uint16.
+    """
+    from pydicom.pixels import apply_modality_lut
+
+    pixels = apply_modality_lut(ds.pixel_array, ds)
+    if "WindowWidth" in ds and "WindowCenter" in ds:
+        low = float(ds.WindowCenter) - float(ds.WindowWidth) / 2
+        high = float(ds.WindowCenter) - 1 + float(ds.WindowWidth) / 2
+        top = np.iinfo(pixels.dtype).max
+        pixels = np.interp(pixels.clip(low, high), (low, high), (0, top)).astype(pixels.dtype)
+    if ds.PhotometricInterpretation == "MONOCHROME1":
+        pixels = pixels.max() - pixels
+    if pixels.dtype == np.int16:
+        pixels = (pixels.astype(np.int32) - pixels.min()).astype(np.uint16)
+    elif pixels.dtype.kind == "f":
+        pixels = pixels - pixels.min()
+        if pixels.max() > 65535:
+            pixels = np.minimum(pixels * (65535 / pixels.max()), 65535)
+        pixels = pixels.astype(np.uint16)
+    return np.interp(pixels, (pixels.min(), pixels.max()), (0, 65535)).astype(np.uint16)
+
+
+def _dicom_cases(tmp_path):
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    cases = {}
+    for name in ("RG1_UNCR.dcm", "CT_small.dcm"):  # MONOCHROME1 CR with a window; signed CT with a rescale
+        path = get_testdata_file(name)
+        if path is not None:
+            cases[name] = path
+    if "RG1_UNCR.dcm" in cases:  # a narrow window that clips at both ends, MONOCHROME2
+        ds = pydicom.dcmread(cases["RG1_UNCR.dcm"])
+        ds.WindowCenter, ds.WindowWidth, ds.PhotometricInterpretation = 12000, 8000, "MONOCHROME2"
+        ds.save_as(tmp_path / "narrow-window.dcm")
+        cases["narrow-window"] = tmp_path / "narrow-window.dcm"
+    if not cases:
+        pytest.skip("pydicom-data's test DICOMs are not installed")
+    return cases
+
+
+def test_png_and_example_follow_googles_client_for_the_same_dicom(tmp_path):
+    import struct
+
+    import pydicom
+
+    from runner.data.imaging import load_image
+    from runner.encoders.cxr_foundation import CXRFoundationEncoder
+
+    native = CXRFoundationEncoder.prepare_only(_card())
+    for name, path in _dicom_cases(tmp_path).items():
+        client = _client_pixels(pydicom.dcmread(path))
+        example = tf.train.Example.FromString(bytes(native.prepare(load_image(path))[()]))
+        features = example.features.feature
+        assert set(features) == {"image/encoded", "image/format"}, name
+        assert features["image/format"].bytes_list.value == [b"png"], name
+        png = features["image/encoded"].bytes_list.value[0]
+        width, height, depth, colour = struct.unpack(">IIBB", png[16:26])  # IHDR
+        assert (height, width, depth, colour) == (*client.shape, 16, 0), name  # 16-bit greyscale, same size
+        ours = decode_png16(png).astype(np.int64)
+        assert ours.min() == 0 and ours.max() == 65535, name
+        # The same image up to quantisation: the client rounds the window to integer levels and truncates its
+        # rescale; this adapter windows in float and rounds (measured: at most 1 level of 65535 on these three).
+        diff = np.abs(ours - client)
+        assert diff.max() <= 2 and diff.mean() < 1.0, (name, diff.max(), diff.mean())
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the batched-call check at GPU tolerance, tensorflow_text, the device TensorFlow really uses
+
+
+def test_gpu_sized_batch_noise_keeps_the_batched_path(tmp_path, caplog):
+    from runner.encoders.cxr_foundation import BATCH_CHECK_RTOL, relative_difference
+
+    enc = load_encoder(_card(), device="cpu", weights_dir=models.save_snapshot(tmp_path, models.ElixrCNoisy()))
+    batch = np.stack([enc.prepare(_image(40 + i)) for i in range(4)])
+    with caplog.at_level("WARNING", logger="runner.encoders.cxr_foundation"):
+        batched = enc.embed(batch)
+    assert enc._batched is True and not caplog.records
+    single = enc.embed(batch[-1:])
+    # ~1e-3 apart (GPU-like): the old 1e-5 check would have fallen back to one call per image for good
+    assert 1e-5 < relative_difference(batched[-1], single[0]) < BATCH_CHECK_RTOL
+
+
+def test_a_graph_that_mixes_items_falls_back_with_one_line_naming_the_difference(tmp_path, caplog):
+    enc = load_encoder(_card(), device="cpu", weights_dir=models.save_snapshot(tmp_path, models.ElixrCFirstItem()))
+    images = [np.full((40, 40), 0.1, np.float32), _image(50)]
+    images[0][0, 0] = 0.9  # a dark image beside a mid-grey one: different means, different features
+    batch = np.stack([enc.prepare(im) for im in images])
+    with caplog.at_level("WARNING", logger="runner.encoders.cxr_foundation"):
+        out = enc.embed(batch)
+    assert enc._batched is False
+    [record] = caplog.records
+    assert "batched output differs from a per-image call by" in record.getMessage()
+    assert "more than 1e-02" in record.getMessage()
+    for row, im in zip(out, images):  # the per-image fallback is right
+        np.testing.assert_allclose(row, _expected_img_emb(im), rtol=0, atol=1e-4)
+
+
+def test_tensorflow_text_is_imported_before_loading():
+    import sys
+
+    pytest.importorskip("tensorflow_text")
+    from runner.encoders.tf_runtime import import_tensorflow
+
+    import_tensorflow()
+    assert "tensorflow_text" in sys.modules
+
+
+def test_unregistered_op_without_tensorflow_text_says_what_to_install(monkeypatch, tmp_path):
+    import runner.encoders.cxr_foundation as adapter
+
+    class FakeSavedModel:
+        @staticmethod
+        def load(path):
+            raise ValueError("Op type not registered 'SentencepieceOp' in binary running on this host.\nmore")
+
+    class FakeTF:
+        saved_model = FakeSavedModel
+
+    enc = adapter.CXRFoundationEncoder.prepare_only(_card())
+    monkeypatch.setattr(adapter, "has_tensorflow_text", lambda: False)
+    with pytest.raises(EncoderError, match="Op type not registered .*install tensorflow-text"):
+        enc._load(FakeTF, tmp_path)
+    monkeypatch.setattr(adapter, "has_tensorflow_text", lambda: True)
+    with pytest.raises(EncoderError) as err:
+        enc._load(FakeTF, tmp_path)
+    assert "install tensorflow-text" not in str(err.value)
+
+
+def test_the_result_names_the_device_tensorflow_used(batched_snapshot):
+    enc = load_encoder(_card(), device="cpu", weights_dir=batched_snapshot)
+    assert enc.devices_used() == {"tensorflow": "cpu"} and enc.tf_device.scope == "/CPU:0"
+
+
+def test_device_cuda_without_a_gpu_tensorflow_sees_is_one_clear_line(batched_snapshot):
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("TensorFlow sees a GPU here")
+    with pytest.raises(EncoderError) as err:
+        load_encoder(_card(), device="cuda", weights_dir=batched_snapshot)
+    message = str(err.value)
+    assert "\n" not in message and f"TensorFlow {tf.__version__} sees no GPU" in message
+    assert "--device cpu" in message and "runner doctor" in message

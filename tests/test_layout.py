@@ -13,13 +13,13 @@ from test_site import grid, parse, row_label
 
 from leaderboard.filing.file_reported import file_reported
 from leaderboard.site.render import build_site
-from registry.benchmarks import PROJECT_FILE, load_layout
+from registry.benchmarks import benchmarks_path, load_layout
 from registry.errors import CardError
 from tests.support import TABLE_PATH
 
 
 def project_layout() -> dict:
-    return yaml.safe_load(PROJECT_FILE.read_text(encoding="utf-8"))
+    return yaml.safe_load(benchmarks_path(None).read_text(encoding="utf-8"))
 
 
 def write_layout(root: Path, data: dict) -> Path:

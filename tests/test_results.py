@@ -265,6 +265,17 @@ def test_environment_info_is_schema_valid(result):
     json.dumps(env, allow_nan=False)
 
 
+def test_environment_names_the_device_each_framework_used(result):
+    # a TensorFlow encoder that ran on the CPU of a box where torch would use the GPU: the result says "cpu"
+    env = environment_info(device="cuda", frameworks={"tensorflow": "cpu"})
+    assert env["device"] == "cpu" and env["frameworks"] == {"tensorflow": "cpu"}
+    result["environment"] = env
+    assert validate_result(result) == []
+    assert "frameworks" not in environment_info(device="cpu", frameworks={})  # nothing ran: all embeddings cached
+    result["environment"]["frameworks"] = {"Not A Name!": "cpu"}
+    assert any("/environment/frameworks" in p for p in validate_result(result))
+
+
 def test_metrics_summary_drops_into_a_valid_result(result):
     """The contract with runner.metrics: summarize() output fills `metrics`, `folds` and `ci_alternatives` as is."""
     pd = pytest.importorskip("pandas")

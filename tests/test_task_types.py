@@ -423,3 +423,29 @@ def test_images_and_patients_sampling_on_the_demo_data(demo_data_dir):
     assert manifest.meta["classes"] == result.classes
     fake = replace(REG.tasks["age-demo"], data=task)
     assert card_problems(manifest, fake) == []
+
+
+def test_a_manifest_of_class_indices_reads_only_with_its_classes(tmp_path):
+    """An age-band manifest's label is a class index 0-3 (its manifest.json names the 4 classes); without `classes`,
+    or with an index past them, the rows are refused as in any binary manifest."""
+    import shutil
+
+    from runner.sample.manifest import ManifestFormatError, read_manifest
+    from runner.sample.store import committed_folder
+
+    folder = committed_folder(REG.home.manifests_dir, "age-nih")
+    manifest = read_manifest(folder)
+    assert len(manifest.meta["classes"]) == 4 and set(manifest.frame["label"]) == {0, 1, 2, 3}
+    binary = tmp_path / "binary"
+    shutil.copytree(folder, binary)
+    meta = json.loads((binary / "manifest.json").read_text())
+    (binary / "manifest.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "classes"}))
+    with pytest.raises(ManifestFormatError, match="label\\(s\\) not 0 or 1"):
+        read_manifest(binary)
+    past = tmp_path / "past"
+    shutil.copytree(folder, past)
+    frame = pd.read_parquet(past / "manifest.parquet")
+    frame.loc[0, "label"] = 4
+    frame.to_parquet(past / "manifest.parquet", index=False)
+    with pytest.raises(ManifestFormatError, match="1 label\\(s\\) not 0 to 3"):
+        read_manifest(past)

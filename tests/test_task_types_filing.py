@@ -62,13 +62,16 @@ def test_each_type_runs_and_writes_its_metrics_and_bundle(runs):
 
 
 def test_the_registry_files_its_own_regeneration_and_refuses_forgeries(runs, tmp_path):
-    from leaderboard.filing.submit import SubmitError, submit
+    from leaderboard.filing.submit import SubmitError, filed_problems, submit
 
     reg, results = runs
     filed = tmp_path / "filed"
     for task_id, path in results.items():
         out = submit(path, reg, results_dir=filed)
         assert json.loads(out.path.read_text())["verification"]["tier"] == "embeddings", task_id
+        # what leaderboard build checks: the filed result regenerates as filed from the filed bundle alone
+        assert filed_problems(out.path, json.loads(out.path.read_text()), reg) == [], task_id
+    assert not list(filed.glob("predictions/*"))  # a scored type files no predictions
     # a number edited in the result: refused, naming it
     path = results["findings-demo"]
     forged = json.loads(path.read_text())

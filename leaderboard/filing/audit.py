@@ -23,6 +23,7 @@ from leaderboard.filing.layout import audit_path, embeddings_path
 from leaderboard.filing.pins import pinned_manifest
 from registry.benchmarks import load_layout
 from registry.errors import RegistryError
+from runner.classify.design import TRAIN_PREFIX
 from runner.embed.cache import EmbeddingCache
 from runner.embed.embedding import embed_manifest
 from runner.encoders import EncoderError, load_encoder
@@ -77,7 +78,9 @@ def audit(result_path: Path, registry, data_root: Path, device: str = "auto", we
         raise AuditError(f"{result_path.name}: no pinned manifest of task {task.id!r} with the result's sha256")
     policy = load_layout(registry.root).audit
     rng = np.random.default_rng(policy.seed)
-    chosen = sorted(rng.choice(len(bundle.image_ids), size=min(policy.images, len(bundle.image_ids)), replace=False))
+    # a transfer task's bundle also holds the training task's rows (another data set): audit the evaluated ones
+    evaluated = [i for i, image_id in enumerate(bundle.image_ids) if not image_id.startswith(TRAIN_PREFIX)]
+    chosen = sorted(rng.choice(evaluated, size=min(policy.images, len(evaluated)), replace=False).tolist())
     ids = [bundle.image_ids[i] for i in chosen]
     frame = manifest.frame.set_index("image_id").loc[ids].reset_index()
     try:
@@ -97,7 +100,7 @@ def audit(result_path: Path, registry, data_root: Path, device: str = "auto", we
     record = AuditRecord(FORMAT, result_path.name, task.id, encoder_card.id, sha, policy.images, policy.seed,
                          policy.min_cosine, ids, cosines, worst,
                          len(known) == len(ids) and worst is not None and worst >= policy.min_cosine,
-                         environment_info(str(encoder.device)), utc_now())
+                         environment_info(str(encoder.device), encoder.devices_used()), utc_now())
     text = json.dumps(asdict(record), indent=1, sort_keys=True, allow_nan=False) + "\n"
     atomic_write_bytes(audit_path(results_dir, sha), text.encode("utf-8"))
     return record

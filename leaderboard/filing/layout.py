@@ -48,15 +48,22 @@ def predictions_of(results_dir: Path, result: dict) -> Path | None:
     return predictions_path(results_dir, sha) if isinstance(sha, str) and sha.isalnum() else None
 
 
-def store_once(source: Path, target: Path) -> Path:
-    """Copy `source` to the content-addressed `target` unless it is there already (same name: same content)."""
+def store_once(source: Path | bytes, target: Path) -> Path:
+    """Write `source` (a file, or bytes) to the content-addressed `target` unless it is there already (same name:
+    same content); atomically, so a reader never sees half of it."""
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
     try:
-        shutil.copyfile(source, tmp)
+        with os.fdopen(fd, "wb") as handle:
+            if isinstance(source, bytes):
+                handle.write(source)
+            else:
+                with open(source, "rb") as original:
+                    shutil.copyfileobj(original, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -9,9 +9,10 @@ prediction_analyses, runner.results.run_result), plus the problems that keep it 
 `runner submit` refuses on any.
 
 A task type with its own score function (runner.task_types: multi-label, few-shot, demographic, retrieval,
-reidentification, clustering, zero-shot) is regenerated from the submitted embeddings bundle alone (`regenerate_typed`:
-the manifest rows it embedded, the embeddings, a zero-shot task's prompt embeddings -> the type's score -> the result),
-or for the metadata baseline from the manifest's columns: nothing the submitter computed is taken.
+reidentification, clustering, zero-shot) goes through the same checks of the manifest and the exclusions, then is
+scored from the submitted embeddings bundle alone (the manifest rows it embedded, the embeddings, a zero-shot task's
+prompt embeddings -> the type's score -> the result), or for the metadata baseline from the manifest's columns:
+nothing the submitter computed is taken.
 
 What is recomputed: metrics, per-fold values, CIs (both methods), the pooled ROC, counts, within-view AUROC,
 subgroups, the metadata baseline's feature list, a transfer task's block (from the training task's pinned manifest).
@@ -35,7 +36,7 @@ import pandas as pd
 from registry.errors import RegistryError
 from runner.analysis import FROM_PREDICTIONS, PAIRED_ELSEWHERE, AnalysisContext, run_analyses
 from runner.analysis.for_run import prediction_analyses
-from runner.classify.design import cross_validation_design
+from runner.classify.design import TRAIN_PREFIX, cross_validation_design, transfer_design
 from runner.classify.out_of_fold import card_fit_predict, classify_many
 from runner.encoders.metadata import MetadataNotAvailable, metadata_embeddings, reads_pixels
 from runner.metrics.scores import MetricsInputError
@@ -124,6 +125,11 @@ def prediction_problems(predictions: pd.DataFrame, expected: pd.DataFrame) -> li
     if problems:
         return problems
     have = have.loc[want.index]
+    odd = ~pd.to_numeric(have["label"], errors="coerce").isin([0, 1])
+    if odd.any():  # NaN, 2, "yes": never compared as if it were a label
+        first = int(odd.argmax())
+        return [f"{int(odd.sum())} prediction row(s) have a label that is not 0 or 1, e.g. image "
+                + f"{str(have.index[first])[:80]!r}: {str(have['label'].iloc[first])[:40]}"]
     for column in ("patient_id", "label", "fold"):
         left = have[column].astype(str) if column == "patient_id" else pd.to_numeric(have[column], errors="coerce")
         right = want[column].astype(str) if column == "patient_id" else want[column].astype("int64")
@@ -140,26 +146,42 @@ def prediction_problems(predictions: pd.DataFrame, expected: pd.DataFrame) -> li
     return problems
 
 
-def refit(submitted: dict, manifest, registry, bundle=None) -> tuple[pd.DataFrame | None, dict, list[str]]:
+def refit(submitted: dict, manifest, registry, bundle=None, train_manifest=None
+          ) -> tuple[pd.DataFrame | None, dict, list[str]]:
     """The registry's own classification, from embeddings it has: a submitted bundle (runner.results.bundle), or, for
     the metadata baseline, the manifest's own metadata columns. Returns (its out-of-fold predictions, the analyses
-    that need embeddings recomputed from them, problems); predictions None when there is nothing to refit from."""
+    that need embeddings recomputed from them, problems); predictions None when there is nothing to refit from.
+    A transfer task's bundle holds both sides, the training task's rows under TRAIN_PREFIX."""
     task = registry.tasks[submitted["task"]["id"]]
     encoder_card = registry.encoders[submitted["encoder"]["id"]]
-    if task.spec.type == "transfer":
-        return None, {}, []  # trained on another task's manifest: verified from its predictions
+    transfer = task.spec.type == "transfer"
     exclusions = embedding_exclusions(submitted)
     expected, _ = expected_rows(manifest, exclusions, transfer=False)
-    if bundle is None and reads_pixels(encoder_card.data):
+    train = _TrainSide.of(submitted, train_manifest) if transfer else None
+    if bundle is None and (reads_pixels(encoder_card.data) or transfer):
         return None, {}, []
+    allow_missing = not reads_pixels(encoder_card.data)
     if bundle is None:  # the metadata baseline's features are frozen in the manifest: the registry has them itself
         embedded = metadata_embeddings(expected, encoder_card.data, task.spec.dataset)
+        design = cross_validation_design(manifest, embedded, allow_missing=allow_missing)
     else:
-        problems = bundle_problems(bundle, submitted, manifest, expected, task, encoder_card)
+        want = expected["image_id"].astype(str).tolist() + [TRAIN_PREFIX + i for i in (train.image_ids if train else [])]
+        problems = bundle_problems(bundle, manifest, want, task, encoder_card)
         if problems:
             return None, {}, problems
-        embedded = SimpleNamespace(image_ids=bundle.image_ids, original=bundle.original, augmented=bundle.augmented)
-    design = cross_validation_design(manifest, embedded, allow_missing=not reads_pixels(encoder_card.data))
+        rows = {image_id: i for i, image_id in enumerate(bundle.image_ids)}
+
+        def side(ids: list[str]):
+            at = [rows[i] for i in ids]
+            return SimpleNamespace(image_ids=[i.removeprefix(TRAIN_PREFIX) for i in ids], original=bundle.original[at],
+                                   augmented={v: x[at] for v, x in bundle.augmented.items()})
+
+        test_ids = [i for i in bundle.image_ids if not i.startswith(TRAIN_PREFIX)]
+        if transfer:
+            train_ids = [i for i in bundle.image_ids if i.startswith(TRAIN_PREFIX)]
+            design = transfer_design(train_manifest, side(train_ids), manifest, side(test_ids), allow_missing)
+        else:
+            design = cross_validation_design(manifest, side(test_ids), allow_missing=allow_missing)
     try:
         fitted = classify_many([design], task.spec.classifier)[0]
     except RegistryError as exc:
@@ -180,16 +202,16 @@ def refit(submitted: dict, manifest, registry, bundle=None) -> tuple[pd.DataFram
     return fitted.predictions, analyses, []
 
 
-def bundle_problems(bundle, submitted: dict, manifest, expected: pd.DataFrame, task, encoder_card) -> list[str]:
+def bundle_problems(bundle, manifest, expected_ids: list[str], task, encoder_card) -> list[str]:
     """A bundle belongs to the submission: the same task and encoder behaviour, the manifest, and exactly the rows
-    that reached the classifier."""
+    that reached the classifier (`expected_ids`)."""
     header, problems = bundle.header, []
     for key, want in (("task_behaviour_sha256", task.behaviour_sha256),
                       ("encoder_behaviour_sha256", encoder_card.behaviour_sha256),
                       ("manifest_sha256", manifest.meta["sha256"])):
         if header.get(key) != want:
             problems.append(f"the embeddings bundle's {key} is {str(header.get(key))[:12]}…, not {want[:12]}…")
-    want_ids = set(expected["image_id"].astype(str))
+    want_ids = set(expected_ids)
     have_ids = set(bundle.image_ids)
     if want_ids != have_ids:
         problems.append(f"the embeddings bundle has {len(have_ids - want_ids)} image(s) that are not rows the "
@@ -210,8 +232,6 @@ def regenerate(submitted: dict, predictions: pd.DataFrame | None, manifest, regi
     """The result the registry files for a reproduced submission (see the module docstring). With a bundle (or for
     the metadata baseline) the registry refits the classifier and files its own predictions (tier embeddings)."""
     task = registry.tasks[submitted["task"]["id"]]
-    if scores_itself(task):
-        return regenerate_typed(submitted, manifest, registry, bundle)
     encoder_card = registry.encoders[submitted["encoder"]["id"]]
     dataset = registry.datasets[task.spec.dataset]
     transfer = task.spec.type == "transfer"
@@ -226,7 +246,9 @@ def regenerate(submitted: dict, predictions: pd.DataFrame | None, manifest, regi
         problems.append(f"no pinned manifest of the training task {task.spec.transfer_train_task!r}")
     if problems:
         return Regenerated(None, problems)
-    refitted, refit_analyses, refit_problems = refit(submitted, manifest, registry, bundle)
+    if scores_itself(task):  # the task type's own score function, on the bundle alone
+        return _scored_by_type(submitted, manifest, bundle, task, encoder_card, dataset, exclusions)
+    refitted, refit_analyses, refit_problems = refit(submitted, manifest, registry, bundle, train_manifest)
     if refit_problems:
         return Regenerated(None, refit_problems)
     tier = "predictions"
@@ -283,21 +305,10 @@ def regenerate(submitted: dict, predictions: pd.DataFrame | None, manifest, regi
     return Regenerated(result, [], tier, predictions if tier == "embeddings" else None)
 
 
-def regenerate_typed(submitted: dict, manifest, registry, bundle=None) -> Regenerated:
-    """The result the registry files for a task type with its own score function: that function on the pinned
-    manifest and the submitted embeddings bundle (the metadata baseline: the manifest's own columns)."""
-    task = registry.tasks[submitted["task"]["id"]]
-    encoder_card = registry.encoders[submitted["encoder"]["id"]]
-    dataset = registry.datasets[task.spec.dataset]
-    exclusions = embedding_exclusions(submitted)
-    problems = [f"the pinned manifest does not sample the task as its card says: {p}"
-                for p in card_problems(manifest, task)]
-    problems += exclusion_problems(manifest, exclusions)
-    over = budget_problem(len(manifest.frame), exclusions, max_excluded_fraction(task.data))
-    if over:
-        problems.append(over)
-    if problems:
-        return Regenerated(None, problems)
+def _scored_by_type(submitted: dict, manifest, bundle, task, encoder_card, dataset, exclusions: list[dict]
+                    ) -> Regenerated:
+    """regenerate for a task type with its own score function: that function on the pinned manifest and the submitted
+    embeddings bundle (the metadata baseline: the manifest's own columns), as `runner eval` calls it."""
     expected, _ = expected_rows(manifest, exclusions, transfer=False)
     pixels = reads_pixels(encoder_card.data)
     if not pixels:  # the metadata baseline's features are frozen in the manifest
@@ -309,7 +320,7 @@ def regenerate_typed(submitted: dict, manifest, registry, bundle=None) -> Regene
     elif bundle is None:
         return Regenerated(None, [NO_BUNDLE])
     else:
-        problems = bundle_problems(bundle, submitted, manifest, expected, task, encoder_card)
+        problems = bundle_problems(bundle, manifest, expected["image_id"].astype(str).tolist(), task, encoder_card)
         if problems:
             return Regenerated(None, problems)
         embedded, texts = bundle, bundle.texts

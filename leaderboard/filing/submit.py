@@ -20,7 +20,8 @@ regenerate, over the exclusion budget, a false exclusion claim, already filed), 
 
 from __future__ import annotations
 
-import os
+import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +53,7 @@ from runner.data.fingerprint import file_sha256
 from runner.results.bundle import NAME as BUNDLE_NAME
 from runner.results.bundle import BundleError, read_bundle
 from runner.results.result import ResultError, read_result, validate_result, write_result
-from runner.sample.manifest import Manifest, ManifestError, read_manifest
+from runner.sample.manifest import Manifest, ManifestError, ManifestFormatError, read_manifest
 from runner.sample.store import results_store, store_manifest
 from runner.task_types import scores_itself
 
@@ -164,8 +165,9 @@ def _read(folder: Path | None, what: str) -> Manifest | None:
         return None
     try:
         return read_manifest(folder)
-    except ManifestError as exc:
-        raise _refused(f"{what} cannot be used: {exc}") from None
+    except ManifestError as exc:  # a malformed file is bad input (2); an edited one is refused (1)
+        code = EXIT_INVALID if isinstance(exc, ManifestFormatError) else EXIT_REFUSED
+        raise SubmitError(f"{what} cannot be used: {exc}", code) from None
 
 
 @dataclass
@@ -210,7 +212,8 @@ def result_problems(result: dict, registry, results_dir: Path, *, run_dir: Path 
                     ) -> tuple[dict | None, list[str], list]:
     """(the result the registry files, why it cannot stand, what to store first) for a schema-valid result with
     current cards. Reproduced: regenerated from the pinned manifest and the predictions (from the run folder when
-    given, else the filed ones); reported: exactly what its publication prints."""
+    given, else the filed ones) or the embeddings bundle (a task type with its own score function takes only the
+    bundle); reported: exactly what its publication prints."""
     if result["provenance"] == "reported":
         if publications is None:
             publications = load_publications(registry.home.publications_dir)
@@ -237,9 +240,10 @@ def result_problems(result: dict, registry, results_dir: Path, *, run_dir: Path 
         train_manifest = train_scored.manifest
         if train_scored.source is not None:
             to_store.append(("manifest", train_task, train_scored))
-    if scores_itself(task):
-        return _typed_problems(result, registry, scored, to_store, run_dir, results_dir, data_root)
-    source = (run_dir / RUN_PREDICTIONS) if run_dir else predictions_of(results_dir, result)
+    if scores_itself(task):  # a type with its own score function takes no predictions: only the embeddings bundle
+        source = None
+    else:
+        source = (run_dir / RUN_PREDICTIONS) if run_dir else predictions_of(results_dir, result)
     predictions, sha, unreadable = read_predictions(source) if source else (None, None, None)
     if unreadable:
         return None, [unreadable], []
@@ -268,7 +272,8 @@ def result_problems(result: dict, registry, results_dir: Path, *, run_dir: Path 
     if regenerated.predictions is not None and predictions is not None:  # the registry refitted: same predictions?
         off = prediction_differences(predictions, regenerated.predictions)
         if off:
-            problem = f"the submitted predictions are not what the task's classifier gives on the submitted embeddings: {off}"
+            problem = ("the submitted predictions are not what the task's classifier gives on the submitted "
+                       f"embeddings: {off}")
             return None, [problem], []
     found = differences(result, filed)
     if found:
@@ -278,36 +283,16 @@ def result_problems(result: dict, registry, results_dir: Path, *, run_dir: Path 
                    "submit the run's embeddings too (runner eval --save-embeddings writes embeddings.npz beside the "
                    "result)")
         return None, [problem], []
-    if regenerated.predictions is not None:  # the registry files its own predictions
-        source = _predictions_file(regenerated.predictions, results_dir)
-        sha = file_sha256(source)
+    if predictions is None and regenerated.predictions is not None:  # embeddings alone: the registry's refit
+        data = _parquet_bytes(regenerated.predictions)
+        sha = hashlib.sha256(data).hexdigest()
         filed["predictions_sha256"] = sha
-    to_store.append(("predictions", source, sha))
+        to_store.append(("predictions", data, sha))
+    elif predictions is not None:  # the submitted file: the registry's own predictions (refitted) or the numbers'
+        to_store.append(("predictions", source, sha))  # source (regenerated); a scored type files none
     if bundle_file is not None:
         to_store.append(("embeddings", bundle_file, filed["embeddings_sha256"]))
     return filed, [], to_store
-
-
-def _typed_problems(result: dict, registry, scored, to_store: list, run_dir: Path | None, results_dir: Path,
-                    data_root: Path | None) -> tuple[dict | None, list[str], list]:
-    """result_problems for a task type with its own score function: regenerated from the embeddings bundle (or, for
-    the metadata baseline, the manifest's columns) and compared number for number; the bundle is filed with it."""
-    bundle, bundle_file, problem = _bundle(result, run_dir, results_dir)
-    if problem:
-        return None, [problem], []
-    if data_root is not None:
-        false_claims = retry_exclusions(result, scored.manifest, Path(data_root))
-        if false_claims:
-            return None, false_claims, []
-    regenerated = regenerate(result, None, scored.manifest, registry, bundle=bundle)
-    if regenerated.problems:
-        return None, regenerated.problems, []
-    found = differences(result, regenerated.result)
-    if found:
-        return None, ["numbers differ from those the registry recomputes: " + summarise(found)], []
-    if bundle_file is not None:
-        to_store.append(("embeddings", bundle_file, regenerated.result["embeddings_sha256"]))
-    return regenerated.result, [], to_store
 
 
 def _bundle(result: dict, run_dir: Path | None, results_dir: Path):
@@ -326,15 +311,10 @@ def _bundle(result: dict, run_dir: Path | None, results_dir: Path):
         return None, None, str(exc)
 
 
-def _predictions_file(predictions, results_dir: Path) -> Path:
-    """The registry's own predictions written to a temporary file in the results folder (stored by hash next)."""
-    import tempfile
-
-    results_dir.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".refit.", suffix=".parquet", dir=results_dir)
-    with os.fdopen(fd, "wb") as handle:
-        predictions.to_parquet(handle, index=False)
-    return Path(name)
+def _parquet_bytes(predictions) -> bytes:
+    buffer = io.BytesIO()
+    predictions.to_parquet(buffer, index=False)
+    return buffer.getvalue()
 
 
 def filed_problems(path: Path, result: dict, registry) -> list[str]:
@@ -344,8 +324,7 @@ def filed_problems(path: Path, result: dict, registry) -> list[str]:
     if stale:
         return [stale]
     try:
-        filed, problems, to_store = result_problems(result, registry, Path(path).parent)
-        _discard_temporary(to_store)
+        filed, problems, _ = result_problems(result, registry, Path(path).parent)
     except SubmitError as exc:
         return [str(exc)]
     if not problems:  # the filed file is the registry's regeneration, field for field
@@ -370,21 +349,6 @@ def file_result(result: dict, registry, results_dir: Path | None = None, replace
     filed, refused, to_store = result_problems(result, registry, results_dir, run_dir=run_dir,
                                                manifest_path=manifest_path, data_root=data_root,
                                                publications=publications)
-    try:
-        return _file(filed, refused, to_store, results_dir, replace, source)
-    finally:
-        _discard_temporary(to_store)
-
-
-def _discard_temporary(to_store: list) -> None:
-    """Remove the registry's own predictions written to a temporary file, on every exit path."""
-    for _, first, _ in to_store:
-        if isinstance(first, Path) and first.name.startswith(".refit."):
-            first.unlink(missing_ok=True)
-
-
-def _file(filed: dict, refused: list[str], to_store: list, results_dir: Path, replace: bool, source: Path | None
-          ) -> Filed:
     if refused:
         raise _refused("not verified: " + "; ".join(refused))
     target = results_dir / filed_name(filed)
@@ -403,7 +367,7 @@ def _file(filed: dict, refused: list[str], to_store: list, results_dir: Path, re
                 store_manifest(results_store(results_dir), first.id, second.manifest.meta["sha256"], second.source)
                 pin(first, results_dir, second.manifest.meta["sha256"])
             elif kind == "predictions":
-                store_once(first, predictions_path(results_dir, second))
+                store_once(first, predictions_path(results_dir, second))  # a file, or the registry's own bytes
             else:
                 store_once(first, embeddings_path(results_dir, second))
         write_result(filed, target)

@@ -8,17 +8,31 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from leaderboard.site.site_dir import SiteDirError
+
 
 def copy_result_files(files: list[str], results_dir: Path, out: Path) -> None:
     """SITE/results/<file> for every shown result and its predictions (paths relative to the results folder, as the
-    summary lists them), so each number is one click from the files it is recomputed from."""
+    summary lists them), so each number is one click from the files it is recomputed from.
+
+    Nothing else in SITE/results/ is touched: the previous build's copies were removed when the folder was claimed
+    (leaderboard.site.site_dir), so a file still there under a name this build writes is someone else's: refused."""
     target = out / "results"
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
+    target.mkdir(parents=True, exist_ok=True)
+    copied: set[str] = set()
     for name in files:
-        if (Path(results_dir) / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(Path(results_dir) / name, target / name)
+        if name in copied or not (Path(results_dir) / name).is_file():
+            continue
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise SiteDirError(f"a shown result file is named {name[:200]!r}: not a path inside the results folder")
+        if (target / name).exists() or (target / name).is_symlink():
+            raise SiteDirError(f"{target / name} was not written by `runner leaderboard build` and a filed result "
+                               "has that name: move it away, then build again")
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        if not (target / name).parent.resolve().is_relative_to(target.resolve()):  # a linked sub-folder
+            raise SiteDirError(f"{(target / name).parent} leads outside {target} (a symbolic link): remove it")
+        shutil.copyfile(Path(results_dir) / name, target / name)
+        copied.add(name)
 
 
 def plot_auroc_vs_parameters(view: dict, path: Path) -> bool:

@@ -31,13 +31,6 @@ from runner.results.figures import plot_label_efficiency, plot_roc, plot_umap
 HERE = Path(__file__).resolve().parent
 
 
-def plot_text(text: str) -> str:
-    """Text for matplotlib, inert: `$...$` would be parsed as mathtext (a `$\\frac{$` in a card title fails the
-    whole plot), so dollar signs are escaped; control characters dropped; length bounded."""
-    text = "".join(ch for ch in str(text) if ch.isprintable())[:200]
-    return text.replace("$", "\\$")
-
-
 def _fmt(value) -> str:
     return "—" if value is None else f"{value:.3f}"
 
@@ -103,13 +96,15 @@ def _display_path(path: Path) -> str:
         return str(path) + "/"
 
 
-def build_site(out_dir: Path, results_dir: Path | None = None, registry=None, problems: list | None = None) -> Path:
+def build_site(out_dir: Path, results_dir: Path | None = None, registry=None, problems: list | None = None,
+               records_dir: Path | None = None) -> Path:
     """Summarize the filed results into OUT/leaderboard.json, then render the site from that file alone.
 
     `out_dir` must be absent, empty or a site built here (leaderboard.site.site_dir: only files listed in its marker are
     ever removed; the registry is never touched). `problems`, when given, receives (file, problem) for every filed
     result that failed verification (shown marked, never ranked or tie-tested) and every file of the results folder
     that could not be shown at all (unparseable, invalid, a card that no longer exists): `--strict` fails on any.
+    `records_dir`: regeneration records to reuse where their key matches (leaderboard.filing.verified).
     """
     from leaderboard.summary.summarize import summarize, write_summary
 
@@ -119,7 +114,7 @@ def build_site(out_dir: Path, results_dir: Path | None = None, registry=None, pr
     out = Path(out_dir)
     site = SiteDir.claim(out, protected=[registry.root, HERE.parent])
     out.mkdir(parents=True, exist_ok=True)
-    summary_path = write_summary(summarize(Path(results_dir), registry), out / "leaderboard.json")
+    summary_path = write_summary(summarize(Path(results_dir), registry, records_dir), out / "leaderboard.json")
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
     if problems is not None:
         problems.extend((file, problem) for file, found in summary["unverified"] for problem in found)

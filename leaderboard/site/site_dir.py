@@ -4,16 +4,23 @@ A built site holds a marker file (MARKER) listing every file the build wrote. A 
 and nothing else; a folder that is not empty and has no marker is refused, as is a folder that holds (or lies inside)
 the registry's own folders, and a site sub-folder that is a symlink (it could point anywhere, the registry included).
 Before this, `runner leaderboard build --out .` in the repo deleted `tasks/` and `encoders/`.
+
+The marker is written when the folder is claimed, marked incomplete and listing the files that were someone else's
+then; `commit` rewrites it complete, listing the build's files. A build killed in between leaves an incomplete marker:
+the next build removes every file but those listed as someone else's (what the killed build wrote) and says so.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
+from runner.runtime.atomic import atomic_write_bytes
+
 MARKER = ".cxr-leaderboard-site.json"
-SUBDIRS = ("tasks", "encoders", "static")
+SUBDIRS = ("tasks", "encoders", "static", "results")
 REGISTRY_FOLDERS = ("tasks", "encoders", "registry", "leaderboard", "runner", ".git")
 
 
@@ -52,21 +59,40 @@ class SiteDir:
             raise SiteDirError(f"refusing to build the site into {out}: the folder is not empty and was not made by "
                                f"`runner leaderboard build` (no {MARKER}); pass an empty or new folder")
         if marker.is_file():
-            for rel in cls._listed(marker):
+            data = cls._marker(marker)
+            if data.get("complete", True):
+                removed = cls._safe(data.get("files", []))
+            else:  # a killed build: all but the files that were someone else's when it began are its own
+                kept = set(cls._safe(data.get("kept", [])))
+                removed = sorted(cls._files(out) - kept)
+                print(f"note: removed {len(removed)} file(s) in {out} left by an interrupted build of the site",
+                      file=sys.stderr)
+            for rel in removed:
                 target = out / rel
                 if target.is_file() and not target.is_symlink() and _inside(target.parent.resolve(), resolved):
                     target.unlink()
         out.mkdir(parents=True, exist_ok=True)
-        return cls(out, cls._files(out))
+        site = cls(out, cls._files(out))
+        site._write_marker({"made_by": "runner leaderboard build", "complete": False, "kept": sorted(site.before)})
+        return site
 
     @staticmethod
-    def _listed(marker: Path) -> list[str]:
+    def _marker(marker: Path) -> dict:
         try:
             data = json.loads(marker.read_text(encoding="utf-8"))
-            files = data.get("files", []) if isinstance(data, dict) else []
         except (OSError, ValueError):
-            raise SiteDirError(f"{marker} is unreadable: delete the folder by hand if it is a site") from None
+            data = None
+        if not isinstance(data, dict):
+            raise SiteDirError(f"{marker} is unreadable: delete the folder by hand if it is a site")
+        return data
+
+    @staticmethod
+    def _safe(files) -> list[str]:
+        files = files if isinstance(files, list) else []
         return [f for f in files if isinstance(f, str) and not Path(f).is_absolute() and ".." not in Path(f).parts]
+
+    def _write_marker(self, data: dict) -> None:
+        atomic_write_bytes(self.out / MARKER, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
 
     @staticmethod
     def _files(out: Path) -> set[str]:
@@ -79,5 +105,4 @@ class SiteDir:
     def commit(self) -> None:
         """Record the files this build wrote (not those someone else put there)."""
         made = sorted(self._files(self.out) - self.before)
-        text = json.dumps({"made_by": "runner leaderboard build", "files": made}, indent=1) + "\n"
-        (self.out / MARKER).write_text(text, encoding="utf-8")
+        self._write_marker({"made_by": "runner leaderboard build", "complete": True, "files": made})

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from leaderboard.filing.audit import audited
 from leaderboard.filing.layout import predictions_of
-from leaderboard.filing.submit import filed_problems
+from leaderboard.filing.verified import verified_problems
 from leaderboard.filing.verify import card_matches
 from leaderboard.summary.encoders import encoders_summary
 from leaderboard.summary.floors import compute_floors
@@ -70,10 +70,11 @@ class Entry:
                 "result": self.result}
 
 
-def load_entries(results_dir: Path, registry) -> tuple[list[Entry], list[str]]:
-    """Every valid filed result whose cards exist, verified again (leaderboard.filing.verify: numbers recomputed from the
-    filed predictions and manifest, reported numbers against their publication); and one message per file that
-    could not be shown."""
+def load_entries(results_dir: Path, registry, records_dir: Path | None = None) -> tuple[list[Entry], list[str]]:
+    """Every valid filed result whose cards exist, verified again (leaderboard.filing.submit.filed_problems: the filed
+    file must be the registry's regeneration of it; reported numbers what their publication prints; a record in
+    `records_dir` stands in for the regeneration when its key matches every input, leaderboard.filing.verified); and one
+    message per file that could not be shown."""
 
     entries, skipped = [], []
     for path in sorted(Path(results_dir).glob("*.json")):
@@ -89,7 +90,7 @@ def load_entries(results_dir: Path, registry) -> tuple[list[Entry], list[str]]:
         if result["task"]["id"] not in registry.tasks or result["encoder"]["id"] not in registry.encoders:
             skipped.append(f"{path.name}: {card_matches(result, registry)}")
             continue
-        problems = tuple(filed_problems(path, result, registry))
+        problems = tuple(verified_problems(path, result, registry, records_dir))
         entries.append(Entry(path.name, result, card_matches(result, registry) is not None, problems,
                              None if problems else tier_of(result, Path(results_dir), registry)))
     return entries, skipped
@@ -414,7 +415,7 @@ def _extra_cells(entry: Entry) -> dict:
     """The stability and subgroup-gap cells of a result, where it has those analyses."""
     cells = {}
     base = {"best": False, "tie": None, "provenance": entry.result["provenance"], "stale": entry.stale,
-            "ci_method": None, "file": entry.file, "unverified": bool(entry.problems)}
+            "ci_method": None, "file": entry.file, "unverified": bool(entry.problems), "tier": entry.tier}
     stability = stability_mean(entry.result)
     if stability is not None:
         cells["stability"] = {**base, "text": f"{stability:.4f}", "mean": stability, "reason": None}
@@ -578,13 +579,14 @@ def _dataset_json(card) -> dict | None:
             **{k: data.get(k) for k in ("citation", "license", "description")}}
 
 
-def summarize(results_dir: Path, registry=None) -> dict:
-    """Filed results -> the summary the site is rendered from (and leaderboard.json): JSON-safe, no NaN."""
+def summarize(results_dir: Path, registry=None, records_dir: Path | None = None) -> dict:
+    """Filed results -> the summary the site is rendered from (and leaderboard.json): JSON-safe, no NaN.
+    `records_dir`: where regeneration records are kept (None: every result regenerated)."""
     if registry is None:
 
         registry = load_registry()
     layout = load_layout(getattr(registry, "root", None))
-    entries, skipped = load_entries(results_dir, registry)
+    entries, skipped = load_entries(results_dir, registry, records_dir)
     by_task = {task_id: [e for e in entries if e.result["task"]["id"] == task_id] for task_id in registry.tasks}
     controls = control_ids(registry)
     ties = {task.id: compute_ties(task, by_task[task.id], results_dir, [m for m, _ in layout.metrics],

@@ -10,6 +10,11 @@ Entries:
   encoder: a patient's correlated images stay together, which image-level DeLong ignores), and the p-values of the
   comparisons in a row are Holm-adjusted; an encoder is tied when its adjusted p >= alpha.
   A bootstrap p is never 0: with B replicates it is at least 1/(B+1) (`bootstrap_p`).
+  `test="fold-t"` compares by the t-test over the per-fold differences instead (`fold_t_test`): each fold's
+  classifiers were refitted on that fold's training rows, so the folds' spread counts refit variance, which the
+  bootstrap (fitted classifiers held fixed) does not; with the classifier refitted per encoder the bootstrap
+  rejected a true null too often (benchmarks/simulate_tie_test.py, docs/analyses.md "Calibration").
+  `test="corrected-fold-t"` adds Nadeau & Bengio's correction. Both need only the filed out-of-fold predictions.
 Why not DeLong: with several images per patient the images are not independent, and in the simulation of
 tests/test_analysis_paired.py (4 images per patient, patient-level effects) image-level DeLong rejected a true null
 far more often than alpha (measured rate in that test's docstring); the patient bootstrap keeps it near alpha.
@@ -18,13 +23,15 @@ Cost on the 2-core CPU dev machine: 2,000 images, 2,000 replicates, two encoders
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from registry.specs import metrics_spec
-from runner.metrics.intervals import bootstrap_fold_mean, fold_mean_metrics, percentile_interval
+from runner.metrics.intervals import bootstrap_fold_mean, fold_mean_metrics, percentile_interval, subset_auroc
 from runner.metrics.scores import (
     METRICS,
     MetricsInputError,
@@ -106,6 +113,61 @@ def bootstrap_p(diffs: np.ndarray) -> float | None:
     return float(min(1.0, 2 * (tail + 1) / (len(valid) + 1)))
 
 
+@dataclass(frozen=True)
+class FoldTTest:
+    """The corrected resampled t-test of per-fold metric differences (`fold_t_test`)."""
+
+    diff: float  # mean over folds (and seeds) of the per-fold difference a - b
+    se: float  # its standard error, refit variance included
+    t: float | None  # None when se is 0 (every fold the same difference)
+    df: int
+    p: float
+    variance_factor: float  # what multiplies the sample variance of the per-fold differences: 1/k + n_test/n_train
+    folds: int
+    seeds: int
+
+
+def fold_t_test(diffs, n_train, n_test, corrected: bool = True) -> FoldTTest:
+    """Two-sided t-test of "mean per-fold difference = 0" over the k folds of one cross-validation.
+
+    diffs: the k per-fold differences (metric of a - metric of b, each fold's models fitted on that fold's training
+    rows), or an (R, k) array of them over R classifier seeds on the same folds, averaged over seeds first (the
+    folds stay fixed, so seeds shrink the refit noise of each fold's difference but the folds stay the k units).
+    n_train, n_test: per-fold training and test sizes (or one number each).
+    Each fold's difference comes from models refitted on that fold's training rows, so their spread carries the
+    refit variance that the fixed-prediction bootstrap ignores; the training sets overlap, so the differences are
+    correlated, which Nadeau & Bengio's correction (Machine Learning 52, 2003) allows for by replacing the 1/k of
+    the naive variance of the mean with 1/k + n_test/n_train. corrected=False gives the naive t-test over folds.
+    """
+    d = np.asarray(diffs, dtype=float)
+    if d.ndim == 2:
+        seeds, d = d.shape[0], d.mean(axis=0)
+    elif d.ndim == 1:
+        seeds = 1
+    else:
+        raise MetricsInputError(f"fold differences must be a vector or a (seeds, folds) array, got shape {d.shape}")
+    k = len(d)
+    if k < 2:
+        raise MetricsInputError(f"the fold t-test needs at least two folds, got {k}")
+    if not np.all(np.isfinite(d)):
+        raise MetricsInputError("fold differences must be finite (a fold with one class has no AUROC or F1)")
+    n_train = np.broadcast_to(np.asarray(n_train, dtype=float), (k,))
+    n_test = np.broadcast_to(np.asarray(n_test, dtype=float), (k,))
+    if np.any(n_train <= 0) or np.any(n_test <= 0):
+        raise MetricsInputError("training and test sizes must be positive")
+    factor = 1.0 / k + (float(np.mean(n_test / n_train)) if corrected else 0.0)
+    mean = float(d.mean())
+    se = math.sqrt(factor * float(d.var(ddof=1)))
+    if se == 0.0:  # the same difference in every fold: no spread to test against
+        t, p = None, (1.0 if mean == 0.0 else 0.0)
+    else:
+        from scipy import stats
+
+        t = mean / se
+        p = float(min(1.0, 2.0 * stats.t.sf(abs(t), k - 1)))
+    return FoldTTest(mean, se, t, k - 1, p, factor, k, seeds)
+
+
 def holm(p_values: Mapping[str, float]) -> dict[str, float]:
     """Holm's step-down adjusted p-values (family-wise error at alpha over the comparisons given)."""
     order = sorted(p_values, key=lambda k: (p_values[k], k))
@@ -116,16 +178,27 @@ def holm(p_values: Mapping[str, float]) -> dict[str, float]:
     return adjusted
 
 
+# What each tie test resamples, as the leaderboard states it; "patient-bootstrap" is today's default.
+TIE_TESTS = {
+    "patient-bootstrap": "paired patient bootstrap (patients resampled within test folds, same draws for every encoder)",
+    "fold-t": ("t-test over the per-fold differences (each fold's classifiers refitted on that fold's training "
+               "rows, so refit variance is counted; df = folds - 1)"),
+    "corrected-fold-t": ("t-test over the per-fold differences with Nadeau & Bengio's variance correction "
+                         "(1/k + n_test/n_train; df = folds - 1)"),
+}
+
+
 def tie_groups(
     results_by_encoder: Mapping[str, pd.DataFrame],
     alpha: float = 0.05,
     metric: str = "auroc",
     metrics_card: Mapping | None = None,
+    test: str = "patient-bootstrap",
 ) -> dict:
     """Encoders not significantly different from the best at level alpha (two-sided, Holm across the row).
 
     results_by_encoder: encoder id -> out-of-fold predictions on one manifest. The best is the highest fold-mean
-    metric (what the table bolds); every other encoder is compared with it by the paired patient bootstrap.
+    metric (what the table bolds); every other encoder is compared with it by `test` (a TIE_TESTS key).
     """
     if metric not in METRICS:
         raise MetricsInputError(f"metric must be one of {list(METRICS)}, got {metric!r}")
@@ -140,15 +213,41 @@ def tie_groups(
     scores = {ids[0]: check_probabilities(table, "prob_a"), **{e: check_probabilities(tables[e], "prob_b")
                                                                for e in ids[1:]}}
     return compare_with_best(table["label"].to_numpy(), table["patient_id"].astype(str).to_numpy(),
-                             table["fold"].to_numpy(), scores, alpha, metric, metrics_card)
+                             table["fold"].to_numpy(), scores, alpha, metric, metrics_card, test)
+
+
+def per_fold_metric(labels: np.ndarray, folds: np.ndarray, scores: list[np.ndarray], threshold: float,
+                    metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """((S, k) metric of each score vector in each fold with both classes, (k,) test rows of those folds).
+
+    The same arithmetic as `fold_mean_metrics` per fold (Mann-Whitney AUROC, ties one half; F1 at `threshold`),
+    all folds at once."""
+    used = [f for f in np.unique(folds) if not single_class_reason(labels[folds == f])]
+    member = np.stack([folds == f for f in used]) if used else np.zeros((0, len(labels)), dtype=bool)
+    if metric == "auroc":
+        values = [subset_auroc(member, labels, s) for s in scores]
+    else:
+        positive, counts = labels == 1, member.astype(float)  # float: a bool matrix product is a logical "or"
+        values = []
+        for s in scores:
+            predicted = s >= threshold
+            tp, fp = counts @ (positive & predicted), counts @ (~positive & predicted)
+            fn = counts @ (positive & ~predicted)
+            values.append(2 * tp / (2 * tp + fp + fn))  # each used fold has positives: never 0 / 0
+    return np.asarray(values, dtype=float).reshape(len(scores), len(used)), member.sum(axis=1)
 
 
 def compare_with_best(labels: np.ndarray, patients: np.ndarray, folds: np.ndarray, scores_by_encoder: Mapping,
-                      alpha: float = 0.05, metric: str = "auroc", metrics_card: Mapping | None = None) -> dict:
-    """`tie_groups` on aligned arrays: one row per image, the same rows for every encoder's scores."""
+                      alpha: float = 0.05, metric: str = "auroc", metrics_card: Mapping | None = None,
+                      test: str = "patient-bootstrap") -> dict:
+    """`tie_groups` on aligned arrays: one row per image, the same rows for every encoder's scores.
+
+    The fold t-tests need two or more folds with both classes; with fewer (a holdout) the patient bootstrap is used
+    and the result says so (`requested_test`, `test_reason`)."""
     import dataclasses
 
-
+    if test not in TIE_TESTS:
+        raise MetricsInputError(f"tie test must be one of {list(TIE_TESTS)}, got {test!r}")
     settings = MetricsSettings.from_card(dataclasses.replace(metrics_spec(metrics_card), confidence=1 - alpha))
     ids = sorted(scores_by_encoder)
     scores = [np.asarray(scores_by_encoder[e], dtype=float) for e in ids]
@@ -157,28 +256,57 @@ def compare_with_best(labels: np.ndarray, patients: np.ndarray, folds: np.ndarra
     point = fold_mean_metrics(labels, patients, folds, scores, settings.threshold)[metric]
     values = {e: float(point[i]) for i, e in enumerate(ids)}
     best = max(ids, key=lambda e: (values[e], e))
-    reps = bootstrap_fold_mean(labels, patients, folds, scores,
-                               settings.threshold, settings.bootstrap_n, settings.bootstrap_seed)[metric]
+    b = ids.index(best)
+    requested, fallback = test, None
+    if test != "patient-bootstrap":
+        per_fold, n_test = per_fold_metric(labels, folds, scores, settings.threshold, metric)
+        if len(n_test) < 2:
+            test, fallback = "patient-bootstrap", f"{len(n_test)} fold(s) with both classes: a fold t-test needs 2"
     comparisons, raw = {}, {}
-    for i, e in enumerate(ids):
-        if e == best:
-            continue
-        diffs = reps[ids.index(best)] - reps[i]
-        low, high, _, reason = percentile_interval(diffs, 1 - alpha, settings.min_valid_replicates)
-        raw[e] = bootstrap_p(diffs)
-        comparisons[e] = {"diff": values[best] - values[e], "ci_low": low, "ci_high": high, "p": raw[e],
-                          **({"reason": reason} if reason else {})}
+    if test == "patient-bootstrap":
+        reps = bootstrap_fold_mean(labels, patients, folds, scores,
+                                   settings.threshold, settings.bootstrap_n, settings.bootstrap_seed)[metric]
+        for i, e in enumerate(ids):
+            if e == best:
+                continue
+            diffs = reps[b] - reps[i]
+            low, high, _, reason = percentile_interval(diffs, 1 - alpha, settings.min_valid_replicates)
+            raw[e] = bootstrap_p(diffs)
+            comparisons[e] = {"diff": values[best] - values[e], "ci_low": low, "ci_high": high, "p": raw[e],
+                              **({"reason": reason} if reason else {})}
+    else:
+        from scipy import stats
+
+        n_train = len(labels) - n_test  # k-fold CV: every other evaluated row trained the fold's model
+        for i, e in enumerate(ids):
+            if e == best:
+                continue
+            result = fold_t_test(per_fold[b] - per_fold[i], n_train, n_test, corrected=test == "corrected-fold-t")
+            half = float(stats.t.ppf(1 - alpha / 2, result.df)) * result.se
+            raw[e] = result.p
+            comparisons[e] = {"diff": values[best] - values[e], "ci_low": result.diff - half,
+                              "ci_high": result.diff + half, "p": result.p, "t": finite_or_none(result.t),
+                              "df": result.df}
     adjusted = holm({e: (1.0 if p is None else p) for e, p in raw.items()})
     for e, c in comparisons.items():
         c["p_holm"] = adjusted[e]
         c["tied"] = bool(raw[e] is None or adjusted[e] >= alpha)
-    return {
+    out = {
         "metric": metric,
         "estimand": "mean over evaluated folds of the per-fold metric (the leaderboard's number)",
-        "test": "paired patient bootstrap (patients resampled within test folds, same draws for every encoder)",
+        "test": TIE_TESTS[test],
+        "test_id": test,
         "alpha": alpha,
         "multiplicity_correction": "holm",
-        "bootstrap": {"n": settings.bootstrap_n, "seed": settings.bootstrap_seed},
+    }
+    if test == "patient-bootstrap":
+        out["bootstrap"] = {"n": settings.bootstrap_n, "seed": settings.bootstrap_seed}
+    else:
+        out["folds"] = len(n_test)
+    if fallback:
+        out.update({"requested_test": requested, "test_reason": fallback})
+    return {
+        **out,
         "best": best,
         "values": values,
         "tied_with_best": sorted([best] + [e for e, c in comparisons.items() if c["tied"]]),

@@ -18,10 +18,15 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
-from registry.errors import CardError, CardProblem, RegistryError
+from registry.errors import CardError, CardProblem, RegistryError, shown
 
 EXIT_FAILURE, EXIT_INVALID = 1, 2
+# No id, path or option value a command takes is longer than a Linux path (PATH_MAX); anything longer is refused
+# before a command runs, so no message can echo 100,000 characters back.
+MAX_ARGUMENT = 4096
+MAX_LINE = 2000  # characters of one message line; the rest is cut (user strings are already bounded at the source)
 
 
 class CLIError(RegistryError):
@@ -35,9 +40,20 @@ def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
     raise CLIError(message, exit_code=code)
 
 
+def check_workers_option(workers: int | None, option: str = "--workers") -> None:
+    """Refuse a number of processes past runner.runtime.workers.worker_cap (4 a core)."""
+    from runner.runtime.workers import check_workers
+
+    problem = check_workers(workers, option)
+    if problem:
+        fail(problem)
+
+
 def report(exc: BaseException, code: int) -> NoReturn:
     lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
     for line in lines:
+        if len(line) > MAX_LINE:
+            line = line[: MAX_LINE - 200] + f" … [{len(line) - MAX_LINE + 200:,} characters cut] … " + line[-150:]
         typer.echo(line if line.startswith("error: ") else f"error: {line}", err=True)
     raise typer.Exit(code)
 
@@ -56,6 +72,18 @@ def handle_errors(func):
             report(RuntimeError(f"{where}{exc.strerror or exc}"), EXIT_FAILURE)
 
     return wrapper
+
+
+class BoundedGroup(TyperGroup):
+    """The root command: refuses an argument longer than MAX_ARGUMENT before any command (or click's own usage
+    messages, which quote the value) sees it."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        for number, arg in enumerate(args, 1):
+            if len(arg) > MAX_ARGUMENT:  # a usage error: typer prints it as one, exit 2
+                raise typer.BadParameter(f"argument {number} is {len(arg):,} characters long; at most "
+                                         f"{MAX_ARGUMENT:,} are taken (it starts {shown(arg, 40)})", ctx=ctx)
+        return super().parse_args(ctx, args)
 
 
 class RunnerApp(typer.Typer):
@@ -81,6 +109,7 @@ class CLIState:
 STATE = CLIState()
 
 app = RunnerApp(
+    cls=BoundedGroup,
     name="runner",
     help="Benchmark registry for chest X-ray embedding models: validate cards, sample, evaluate, submit, publish.",
     no_args_is_help=True,

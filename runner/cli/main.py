@@ -8,6 +8,7 @@ from runner.cli.commands import (
     bench,  # noqa: F401  bench
     cards,  # noqa: F401  list, show, validate
     demo_data,  # noqa: F401  demo-data
+    doctor,  # noqa: F401  doctor
     encoders,  # noqa: F401  encoders check
     evaluate,  # noqa: F401  eval, demo
     leaderboard,  # noqa: F401  submit, leaderboard build|serve

@@ -11,10 +11,14 @@ import re
 from pathlib import Path
 
 from runner.data import DatasetIndex
+from runner.data.imaging import is_transient
 from runner.data.tables import DataError, access_hint, add_labels, base_index, check_ids, wanted_labels
 
 IMAGE_FOLDER = "hf-images"
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
+# A stored path's suffix names the file type only when it looks like one (".png", ".dcm", ".jpeg"): a NUL byte or a
+# 300-character "suffix" cannot be part of a file name, and then the bytes name the type, as for an item without one.
+_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
 
 
 def _open(card: dict, root: Path):
@@ -45,8 +49,9 @@ def _open(card: dict, root: Path):
 
 
 def _extension(data: bytes, stored_path: str | None) -> str:
-    if stored_path and Path(stored_path).suffix:
-        return Path(stored_path).suffix.lower()
+    suffix = _stored_suffix(stored_path)
+    if suffix:
+        return suffix
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         return ".png"
     if data[:2] == b"\xff\xd8":
@@ -54,6 +59,41 @@ def _extension(data: bytes, stored_path: str | None) -> str:
     if data[128:132] == b"DICM":
         return ".dcm"
     return ".bin"
+
+
+def _stored_suffix(stored_path: str | None) -> str:
+    """The stored path's suffix, lower case, when it can be a file type's ("" otherwise)."""
+    try:
+        suffix = Path(stored_path).suffix if stored_path else ""
+    except (TypeError, ValueError):
+        return ""
+    return suffix.lower() if _SUFFIX.match(suffix) else ""
+
+
+def _image_folder(root: Path) -> Path:
+    """ROOT/hf-images, made if absent; refused when it (a link, say) leads outside the data root."""
+    folder = root / IMAGE_FOLDER
+    if folder.is_symlink() or (folder.exists() and not folder.resolve().is_relative_to(Path(root).resolve())):
+        raise DataError(f"{folder} is a symbolic link (or leads outside the data root): the images of the data set "
+                        "are written only inside the data root; remove the link")
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def _write_file(target: Path, data: bytes) -> None:
+    """Write through a fresh temp file (O_EXCL: never through a link planted beside the target) renamed over the
+    target, which replaces a link there instead of writing through it."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:60]}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _write_images(dataset, image_column: str, image_ids, root: Path) -> list[str]:
@@ -66,8 +106,7 @@ def _write_images(dataset, image_column: str, image_ids, root: Path) -> list[str
 
     if isinstance(dataset.features.get(image_column), datasets.Image):
         dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
-    folder = root / IMAGE_FOLDER
-    folder.mkdir(exist_ok=True)
+    _image_folder(root)
     paths, row, taken = [], 0, {}
     for batch in dataset.select_columns([image_column]).iter(batch_size=256):
         for item in batch[image_column]:
@@ -83,10 +122,9 @@ def _write_images(dataset, image_column: str, image_ids, root: Path) -> list[str
                                 "row numbers)")
             taken[relative.lower()] = image_id
             target = root / relative
-            if data and not (target.is_file() and target.stat().st_size == len(data) and target.read_bytes() == data):
-                tmp = target.with_suffix(target.suffix + ".tmp")
-                tmp.write_bytes(data)
-                tmp.replace(target)
+            if data and (target.is_symlink() or not (target.is_file() and target.stat().st_size == len(data)
+                                                     and target.read_bytes() == data)):
+                _write_file(target, data)
             paths.append(relative)  # a row without bytes points at a missing file: recorded when sampled
             row += 1
     return paths
@@ -94,15 +132,21 @@ def _write_images(dataset, image_column: str, image_ids, root: Path) -> list[str
 
 def _read_stored(stored: str, root: Path, image_id: str) -> bytes | None:
     """The bytes of an image the data set stores by path, refused when that path leaves the data root."""
-    path = (root / stored) if not Path(stored).is_absolute() else Path(stored)
     try:
+        path = (root / stored) if not Path(stored).is_absolute() else Path(stored)
         resolved = path.resolve()
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # a NUL byte: no file can have that name
         return None
     if not resolved.is_relative_to(Path(root).resolve()):
-        raise DataError(f"image {image_id!r}: the data set stores its image at a path outside the data root "
+        raise DataError(f"image {image_id[:80]!r}: the data set stores its image at a path outside the data root "
                         f"({stored[:200]!r}); refusing to read it")
-    return resolved.read_bytes() if resolved.is_file() else None
+    try:
+        return resolved.read_bytes() if resolved.is_file() else None
+    except OSError as exc:  # a name too long for the file system: the row's file is then missing (counted)
+        if is_transient(exc):
+            raise DataError(f"image {image_id[:80]!r}: {exc.strerror or type(exc).__name__} reading the file the "
+                            "data set stores it in (a storage error, not the file's fault); run again") from None
+        return None
 
 
 def read(card: dict, root: Path, labels: list[str] | None) -> DatasetIndex:

@@ -12,6 +12,7 @@ pipeline can count and record the exclusion instead of crashing.
 from __future__ import annotations
 
 import errno
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,11 @@ PIL_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 # the largest CXRs are ~4300 x 3500). Its float64 working copy is then at most 400 MB. The dataset card field
 # `max_image_megapixels` overrides it where sampling checks files (runner.sample.sampler); this default is the schema's.
 DEFAULT_MAX_PIXELS = 50_000_000
+# Fewer pixels a side than this is no image (a 1 x 1 file min-max scales to one flat value): excluded, reason
+# `bad-dimensions`. The bound DICOM always had (Rows/Columns >= 2), now for PNG/JPEG too; it excludes no radiograph,
+# so it changes no number of a valid image and lives here rather than in a card.
+MIN_IMAGE_SIDE = 2
+PNG_COLOUR_TYPES_WITH_CHANNELS = {2: "RGB", 4: "grey + alpha", 6: "RGBA"}  # PNG spec, IHDR colour type
 DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian: the whole dataset is zlib-compressed
 # Errors that say nothing about the file: the same bytes may read fine on the next try, so they are never
 # remembered as a permanent decode failure (runner.embed.rows does not cache them).
@@ -69,10 +75,15 @@ def load_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     I/O errors propagate (`is_transient`): they are not a property of the file."""
     path = Path(path)
     limit = int(max_pixels or DEFAULT_MAX_PIXELS)
-    _check_file(path)
-    if path.suffix.lower() in PIL_SUFFIXES:
-        return _load_pil(path, limit)
-    return _load_dicom(path, limit)
+    try:
+        _check_file(path)
+        if path.suffix.lower() in PIL_SUFFIXES:
+            return _load_pil(path, limit)
+        return _load_dicom(path, limit)
+    except (ImageDecodeError, MemoryError, OSError):  # OSError: the callers tell transient from unreadable
+        raise
+    except Exception as exc:  # noqa: BLE001 - a header value no check foresaw: this file is excluded, on every path
+        raise ImageDecodeError("decode-failed", path, f"{type(exc).__name__}: {exc}"[:300]) from None
 
 
 def read_view_position(path: str | Path) -> str:
@@ -179,17 +190,63 @@ def check_dicom_header(ds, path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
         raise ImageDecodeError("no-pixel-data", path, "DICOM has no PixelData element")
     _check_dicom_geometry(ds, path)
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
-    rows, cols, bits = (int(ds.get(k, 0) or 0) for k in ("Rows", "Columns", "BitsAllocated"))
+    rows, cols, bits = (int_tag(ds, k, 0, path) for k in ("Rows", "Columns", "BitsAllocated"))
     if rows * cols > max_pixels:
         raise ImageDecodeError("too-many-pixels", path, f"{rows} x {cols} = {rows * cols:,} pixels declared, more than "
                                f"the {max_pixels:,} allowed (dataset card max_image_megapixels)")
-    stored = int(ds.get("BitsStored", bits) or bits)
+    stored = int_tag(ds, "BitsStored", bits, path)
     if not 1 <= stored <= bits:
         raise ImageDecodeError("bad-bit-depth", path, f"BitsStored={stored} does not fit BitsAllocated={bits}")
     tsyntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
     if tsyntax is not None and not tsyntax.is_transfer_syntax:  # .is_compressed raises on an unknown UID
         raise ImageDecodeError("unsupported-transfer-syntax", path, f"unknown transfer syntax UID {tsyntax}")
-    return DicomHeader(rows, cols, bits, stored, int(ds.get("PixelRepresentation", 0) or 0), photometric, tsyntax)
+    _check_rescale(ds, path)
+    return DicomHeader(rows, cols, bits, stored, int_tag(ds, "PixelRepresentation", 0, path), photometric, tsyntax)
+
+
+def _one_value(ds, keyword: str, path: Path):
+    """A header element's single value (None when absent or empty); several values are a malformed header."""
+    value = ds.get(keyword)
+    if value is None or isinstance(value, (str, bytes)) and not value.strip():
+        return None
+    if not isinstance(value, (str, bytes, int, float)):  # pydicom's MultiValue (or a list): VM > 1
+        shown = ", ".join(str(v)[:20] for v in list(value)[:4])
+        raise ImageDecodeError("bad-header", path, f"{keyword} holds {len(value)} values ({shown}); one expected")
+    return value
+
+
+def int_tag(ds, keyword: str, default: int, path: Path) -> int:
+    """A DICOM integer tag (Rows, SamplesPerPixel, NumberOfFrames...) that pydicom read but int() may refuse:
+    a tag with several values or text that is not a whole number becomes ImageDecodeError `bad-header`."""
+    value = _one_value(ds, keyword, path)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+        if not number.is_integer():
+            raise ValueError
+        return int(number)
+    except (TypeError, ValueError, OverflowError):
+        raise ImageDecodeError("bad-header", path, f"{keyword} is {str(value)[:40]!r}, not a whole number") from None
+
+
+def _check_rescale(ds, path: Path) -> None:
+    """RescaleSlope 0 maps every pixel to the intercept (a blank image that min-max would pass on as zeros): the
+    file is excluded, like a slope that is not a finite number. A Modality LUT Sequence, where present, is used
+    instead of the slope (pydicom apply_modality_lut) and is not judged here."""
+    if "ModalityLUTSequence" in ds:
+        return
+    for keyword in ("RescaleSlope", "RescaleIntercept"):
+        value = _one_value(ds, keyword, path)
+        if value is None:
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ImageDecodeError("bad-rescale", path, f"{keyword} is {str(value)[:40]!r}, not a number") from None
+        if not math.isfinite(number) or (keyword == "RescaleSlope" and number == 0):
+            raise ImageDecodeError("bad-rescale", path, f"{keyword} {str(value)[:40]}: every pixel would be the "
+                                   "same value (slope 0) or not a number; the image is not usable")
 
 
 def verify_header(path: str | Path, max_pixels: int | None = None) -> None:
@@ -209,7 +266,10 @@ def verify_header(path: str | Path, max_pixels: int | None = None) -> None:
 
         try:
             with Image.open(path) as image:
+                check_pil_header(image, path, int(max_pixels or DEFAULT_MAX_PIXELS))
                 image.verify()
+        except ImageDecodeError:
+            raise
         except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a bad file
             raise ImageDecodeError("bad-header", path, f"{type(exc).__name__}: {exc}"[:300]) from None
         return
@@ -239,12 +299,13 @@ def verify_header(path: str | Path, max_pixels: int | None = None) -> None:
 def _check_dicom_geometry(ds, path: Path) -> None:
     """Grayscale, one frame, sane dimensions: what `load_image` accepts (ImageDecodeError otherwise)."""
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
-    if int(ds.get("SamplesPerPixel", 1) or 1) != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+    if int_tag(ds, "SamplesPerPixel", 1, path) != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise ImageDecodeError("not-grayscale", path, f"PhotometricInterpretation {photometric or 'missing'} is not grayscale")
-    if int(ds.get("NumberOfFrames", 1) or 1) != 1:
-        raise ImageDecodeError("multi-frame", path, f"{ds.NumberOfFrames} frames; one frame expected")
-    rows, cols, bits = (int(ds.get(k, 0) or 0) for k in ("Rows", "Columns", "BitsAllocated"))
-    if rows < 2 or cols < 2 or bits not in (8, 16, 32):
+    frames = int_tag(ds, "NumberOfFrames", 1, path)
+    if frames != 1:
+        raise ImageDecodeError("multi-frame", path, f"{frames} frames; one frame expected")
+    rows, cols, bits = (int_tag(ds, k, 0, path) for k in ("Rows", "Columns", "BitsAllocated"))
+    if rows < MIN_IMAGE_SIDE or cols < MIN_IMAGE_SIDE or bits not in (8, 16, 32):
         raise ImageDecodeError("bad-dimensions", path, f"Rows={rows} Columns={cols} BitsAllocated={bits}")
 
 
@@ -300,15 +361,32 @@ def _min_max(image: np.ndarray, path: Path) -> np.ndarray:
     return ((image - lo) / (hi - lo)).astype(np.float32)
 
 
+def check_pil_header(im, path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """What an opened (not yet decoded) PNG/JPEG/... must be for `load_image` to read it fully: no more than
+    `max_pixels` declared, at least MIN_IMAGE_SIDE a side, and not a 16-bit PNG with colour or alpha channels
+    (Pillow reads those at 8 bits a channel, so their low byte would be cut silently). ImageDecodeError otherwise."""
+    width, height = im.size
+    if width * height > max_pixels:
+        raise ImageDecodeError("too-many-pixels", path, f"{width} x {height} = {width * height:,} pixels "
+                               f"declared, more than the {max_pixels:,} allowed (dataset card max_image_megapixels)")
+    if width < MIN_IMAGE_SIDE or height < MIN_IMAGE_SIDE:
+        raise ImageDecodeError("bad-dimensions", path, f"{width} x {height} pixels; at least {MIN_IMAGE_SIDE} a side")
+    if im.format == "PNG":
+        with open(path, "rb") as handle:  # IHDR: signature (8), length (4), "IHDR", width, height, depth, colour type
+            header = handle.read(26)
+        depth, colour = (header[24], header[25]) if header[12:16] == b"IHDR" else (0, 0)
+        if depth == 16 and colour in PNG_COLOUR_TYPES_WITH_CHANNELS:
+            raise ImageDecodeError("16-bit-colour", path, f"a 16-bit {PNG_COLOUR_TYPES_WITH_CHANNELS[colour]} PNG: "
+                                   "Pillow reads it at 8 bits a channel, which would cut its depth; save the image "
+                                   "as 16-bit greyscale")
+
+
 def _load_pil(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:  # reads the header only: the declared size is checked before any decode
-            width, height = im.size
-            if width * height > max_pixels:
-                raise ImageDecodeError("too-many-pixels", path, f"{width} x {height} = {width * height:,} pixels "
-                                       f"declared, more than the {max_pixels:,} allowed (dataset card max_image_megapixels)")
+            check_pil_header(im, path, max_pixels)
             im.load()
             if getattr(im, "n_frames", 1) != 1:
                 raise ImageDecodeError("multi-frame", path, f"{im.n_frames} frames; one frame expected")

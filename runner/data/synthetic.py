@@ -26,6 +26,7 @@ import csv
 import json
 import os
 import shutil
+import socket
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -113,14 +114,16 @@ def make_demo_dataset(
         raise DemoDataError(f"n_patients must be >= 1, got {n_patients}")
     if image_size < 64:
         raise DemoDataError(f"image_size must be >= 64, got {image_size}")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "demo_data.json").exists():
-        raise DemoDataError(f"{out_dir} is a non-empty directory that is not a demo data set; choose another --out")
+    out_dir = _claim_out_dir(Path(out_dir))
+    _remove_leftovers(out_dir)
 
-    # Build beside the target and swap in at the end, so an interrupted run never leaves half a data set.
+    # Build beside the target and swap in at the end, so an interrupted run never leaves half a data set; the partial
+    # folder is marked with this process's id, so the next run can tell a killed run's leftover from a live one.
     partial = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
+    (partial / PARTIAL_MARKER).write_text(json.dumps({"made_by": "runner demo-data", "pid": os.getpid(),
+                                                      "host": socket.gethostname()}) + "\n")
     try:
         images = _plan_images(seed, n_patients)
         corrupt = _choose_corrupt(images, seed)
@@ -149,11 +152,85 @@ def make_demo_dataset(
         record.pop("out_dir")
         (partial / "demo_data.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         if out_dir.exists():
-            shutil.rmtree(out_dir)
+            shutil.rmtree(out_dir)  # _claim_out_dir checked it holds nothing this command did not write
         partial.rename(out_dir)
+        (out_dir / PARTIAL_MARKER).unlink()
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return summary
+
+
+PARTIAL_MARKER = ".runner-demo-data-partial"  # in a folder being written; removed once it is the data set
+OWN_FILES = ("metadata.csv", "README.txt", "demo_data.json", PARTIAL_MARKER)  # + the image files metadata.csv lists
+
+
+def _claim_out_dir(out_dir: Path) -> Path:
+    """The absolute --out folder, once it is known to be replaceable: absent, empty, or a demo data set this command
+    wrote holding nothing else. Never the folder the shell is in (or one holding it)."""
+    absolute = Path(os.path.abspath(out_dir))
+    if not absolute.name:
+        raise DemoDataError(f"--out {out_dir}: the root of the file system cannot be a demo data set; name a folder")
+    here = Path.cwd().resolve()
+    if here == absolute.resolve() or here.is_relative_to(absolute.resolve()):
+        raise DemoDataError(f"--out {out_dir} is the folder you are in (or holds it): it would be replaced from under "
+                            "your shell; pass a new folder, e.g. --out demo-data")
+    if absolute.is_symlink() or (absolute.exists() and not absolute.is_dir()):
+        raise DemoDataError(f"--out {out_dir} is a file or a symbolic link, not a folder; choose another --out")
+    foreign = _not_written_here(absolute) if absolute.is_dir() and any(absolute.iterdir()) else None
+    if foreign:
+        raise DemoDataError(f"--out {out_dir} holds {foreign!r}, which `runner demo-data` did not write: only a demo "
+                            "data set this command made (and nothing else) is replaced; choose another --out")
+    return absolute
+
+
+def _not_written_here(folder: Path) -> str | None:
+    """The first entry of `folder` (relative path) that an earlier `runner demo-data` did not write; None when the
+    folder is exactly a demo data set: demo_data.json by this generator, metadata.csv, README.txt, the files listed."""
+    try:
+        record = json.loads((folder / "demo_data.json").read_text(encoding="utf-8"))
+        with (folder / "metadata.csv").open(newline="", encoding="utf-8") as handle:
+            listed = {row["path"] for row in csv.DictReader(handle)}
+    except (OSError, ValueError, KeyError, csv.Error):
+        record, listed = None, set()
+    if not (isinstance(record, dict) and record.get("generator") == "runner.data.synthetic"):
+        return next((p.name for p in sorted(folder.iterdir()) if p.name != "demo_data.json"), "demo_data.json")
+    own = listed | set(OWN_FILES)
+    own_folders = {str(Path(p).parents[i].as_posix()) for p in listed for i in range(len(Path(p).parents) - 1)}
+    for where, folders, files in os.walk(folder):
+        for name in sorted(folders) + sorted(files):
+            path = Path(where) / name
+            rel = path.relative_to(folder).as_posix()
+            if path.is_symlink() or rel not in (own_folders if name in folders else own):
+                return rel
+    return None
+
+
+def _remove_leftovers(out_dir: Path) -> None:
+    """Remove the partial folders (.NAME.partial-PID) that a killed run of this command left beside `out_dir`: only
+    those it marked, made on this machine by a process that is gone; says so on stderr."""
+    import sys
+
+    for partial in sorted(out_dir.parent.glob(f".{out_dir.name}.partial-*")):
+        try:
+            mark = json.loads((partial / PARTIAL_MARKER).read_text(encoding="utf-8"))
+            pid, host = int(mark["pid"]), mark["host"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not one this command marked: left alone
+        if partial.is_symlink() or host != socket.gethostname() or _running(pid):
+            continue
+        shutil.rmtree(partial)
+        print(f"note: removed {partial}, a partial data set left by an interrupted run of `runner demo-data` "
+              f"(process {pid} is gone)", file=sys.stderr)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    return True
 
 
 # ---------------------------------------------------------------------------------------------- planning

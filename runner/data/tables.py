@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import re
 from pathlib import Path
 
@@ -37,6 +38,32 @@ def leaves_root(path) -> bool:
         return True
     text = str(path).strip().replace("\\", "/")
     return not text or PurePosixPath(text).is_absolute() or ".." in PurePosixPath(text).parts or text[1:2] == ":"
+
+
+OUTSIDE_ROOT = "outside-data-root"  # exclusion reason: the file is reached through a link that leaves the root
+
+
+class RootGuard:
+    """Whether an image path under the data root leads outside it through a symbolic link (the file itself, or a
+    folder on its way). The sampler and the embedding stage exclude such a file (reason OUTSIDE_ROOT): a run reads
+    only what lies under the data root it names. One lstat per file; each folder is resolved once."""
+
+    def __init__(self, root: str | Path):
+        self.root = str(root)
+        self.real = os.path.realpath(root)
+        self._folders: dict[str, bool] = {}
+
+    def _inside(self, real: str) -> bool:
+        return real == self.real or real.startswith(self.real.rstrip(os.sep) + os.sep)
+
+    def outside(self, rel_path: str) -> bool:
+        path = os.path.join(self.root, rel_path)
+        folder = os.path.dirname(path)
+        if folder not in self._folders:
+            self._folders[folder] = self._inside(os.path.realpath(folder))
+        if not self._folders[folder]:
+            return True
+        return os.path.islink(path) and not self._inside(os.path.realpath(path))
 
 
 def paths_leaving_root(paths: pd.Series) -> pd.Series:
@@ -87,8 +114,14 @@ def read_csv(path: Path, usecols: list[str] | None = None, optional: list[str] =
     `optional` columns are read too when the table has them (metadata features: their absence costs only the
     `metadata` baseline, which then says the feature is not available)."""
     try:
+        header = list(pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0])
+        # pandas renames a repeated column (effusion, effusion.1) without a word: which one is the label?
+        wanted = set(header) if usecols is None else {*usecols, *optional}
+        repeated = [c for c in dict.fromkeys(header) if header.count(c) > 1 and c in wanted]
+        if repeated:
+            raise DataError(f"column {str(repeated[0])[:80]!r} appears {header.count(repeated[0])} times in {path}: "
+                            "which one to read is ambiguous; rename or remove the extra column(s)")
         if usecols is not None:
-            header = pd.read_csv(path, nrows=0).columns
             missing = [c for c in usecols if c not in header]
             if missing:
                 raise DataError(f"column {missing[0]!r} not found in {path} (it has: {', '.join(header)})")
@@ -122,19 +155,28 @@ def find_table(card: dict, root: Path, table: str, usecols: list[str] | None = N
     alternatives = card.get("files", {}).get(table)
     if not alternatives:
         raise DataError(f"dataset card {card['id']!r} declares no {table!r} table")
+    paths = locate_table(card, root, table)
+    if paths is not None:
+        try:
+            frames = [read_csv(p, usecols, optional) for p in paths]
+        except DataError as exc:
+            raise DataError(f"{card['id']}: {exc}. {access_hint(card)}") from None
+        return pd.concat(frames, ignore_index=True), [str(p) for p in paths]
+    wanted = " or ".join(" + ".join([a] if isinstance(a, str) else a) for a in alternatives)
+    raise DataError(f"{card['id']}: {table} table not found: looked for {wanted} in {root}. {access_hint(card)}")
+
+
+def locate_table(card: dict, root: Path, table: str) -> list[Path] | None:
+    """The files of the first alternative of `card.files[table]` present under `root`, else in the fallback package;
+    None when neither has one (nothing is read: `runner doctor` asks this too)."""
     folders = [root] + [f for f in [package_folder(card, table)] if f is not None]
     for folder in folders:
-        for alternative in alternatives:
+        for alternative in card.get("files", {}).get(table) or []:
             names = [alternative] if isinstance(alternative, str) else alternative
             paths = [_locate(folder, n) for n in names]
             if all(paths):
-                try:
-                    frames = [read_csv(p, usecols, optional) for p in paths]
-                except DataError as exc:
-                    raise DataError(f"{card['id']}: {exc}. {access_hint(card)}") from None
-                return pd.concat(frames, ignore_index=True), [str(p) for p in paths]
-    wanted = " or ".join(" + ".join([a] if isinstance(a, str) else a) for a in alternatives)
-    raise DataError(f"{card['id']}: {table} table not found: looked for {wanted} in {root}. {access_hint(card)}")
+                return paths
+    return None
 
 
 def table_columns(card: dict, table: str, label_ids: list[str], extra: list[str] = ()) -> list[str]:

@@ -12,7 +12,8 @@ Layout: ROOT/<namespace>/shard-<hash>.npy (float32, n x dim) + shard-<hash>.keys
   after `cp -p`, the same sizes and mtimes) is other bytes and never hits the first one's embeddings. A copied,
   moved-to-another-disk or touched file is simply re-embedded (the safe direction).
 * A shard that cannot be read (a torn or edited .npy, a keys file that is not a JSON list, rows that do not match its
-  keys) is named on stderr and moved aside into quarantine/; its entries count as misses and are recomputed.
+  keys, rows of another width than the encoder's, a NaN or Infinity, which `put` never stores) is named on stderr
+  and moved aside into quarantine/; its entries count as misses and are recomputed.
 * A shard is committed by its keys file: the .npy is written first (temp + os.replace), then the keys file the same
   way. Readers only index shards whose keys file exists, so a run killed at any moment leaves either a whole shard
   or an orphan .npy that is ignored (and overwritten by the next run that computes the same batch).
@@ -140,28 +141,37 @@ class EmbeddingCache:
         self.quarantined.append(message)
         print(f"warning: {message}", file=sys.stderr)
 
-    def _array(self, shard: str) -> np.ndarray | None:
-        """The shard's rows (memory-mapped), or None after quarantining a shard that cannot be what its keys say."""
+    def _array(self, shard: str, dim: int | None = None) -> np.ndarray | None:
+        """The shard's rows (memory-mapped), or None after quarantining a shard that cannot be what its keys say
+        (or whose rows are not `dim` wide, or not all finite: `put` stores neither)."""
         if shard not in self._arrays:
             try:
                 array = np.load(self.dir / f"{shard}.npy", mmap_mode="r", allow_pickle=False)
                 if array.ndim != 2 or array.dtype != np.float32 or array.shape[0] != self._rows.get(shard, -1):
                     raise ValueError(f"array of shape {array.shape} and dtype {array.dtype} for "
                                      f"{self._rows.get(shard)} keys")
+                if not np.isfinite(array).all():
+                    raise ValueError(f"{int((~np.isfinite(array)).any(axis=1).sum())} of its {array.shape[0]} rows "
+                                     "hold NaN or Infinity")
             except (OSError, ValueError, EOFError) as exc:
                 self._quarantine(shard, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
                 return None
             self._arrays[shard] = array
-        return self._arrays[shard]
+        array = self._arrays[shard]
+        if dim is not None and array.shape[1] != dim:
+            self._quarantine(shard, f"rows {array.shape[1]} wide, the encoder's embeddings are {dim} wide")
+            return None
+        return array
 
-    def lookup(self, keys: list[str]) -> dict[str, np.ndarray]:
-        """The cached embeddings among `keys` (memory-mapped rows); counts hits and misses."""
+    def lookup(self, keys: list[str], dim: int | None = None) -> dict[str, np.ndarray]:
+        """The cached embeddings among `keys` (memory-mapped rows); counts hits and misses. `dim`: the encoder's
+        embedding width; a shard of another width is quarantined (its entries are misses)."""
         found = {}
         for key in keys:
             where = self._index.get(key)
             if where is None:
                 continue
-            array = self._array(where[0])
+            array = self._array(where[0], dim)
             if array is None:
                 continue
             found[key] = array[where[1]]

@@ -20,6 +20,7 @@ from runner.embed.augment import augmented_views
 from runner.embed.rows import ORIGINAL, check_shape
 from runner.encoders.base import Encoder, adapter_class
 from runner.runtime.signals import quiet_worker
+from runner.runtime.workers import bounded_workers
 
 if TYPE_CHECKING:
     from runner.embed.rows import Compute, Row
@@ -122,6 +123,7 @@ def _prepared_chunks(todo, data_root: Path, encoder: Encoder, augment, workers: 
         return
     paths = [[(str(data_root / rel), rel) for _, rel, _ in chunk] for chunk in chunks]
     init_args = (adapter_class(encoder), encoder.card, augment)
+    workers = bounded_workers(workers, len(chunks))  # never more processes than chunks
     if workers <= 0:  # in-process (debugging, tiny jobs)
         _set_prepare_only(*init_args)
         for chunk, chunk_paths in zip(chunks, paths):

@@ -9,11 +9,11 @@ result's throughput line:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from registry.specs import AugmentationsSpec
 from runner.encoders.base import Encoder
+from runner.runtime.workers import available_cores
 
 BACKENDS = ("auto", "cpu", "device", "ray")
 
@@ -51,14 +51,6 @@ def plan_embedding(encoder_cls: type[Encoder], device: str, backend: str = "auto
             return EmbedPlan("device", "device", f"preprocessing on {device}")
         return EmbedPlan("cpu", "cpu", f"{encoder_cls.__name__} prepares its own inputs")
     return EmbedPlan("cpu", "cpu", "CPU backend")
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (a container's or taskset's limit, not the host's count)."""
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except (AttributeError, OSError):
-        return max(os.cpu_count() or 1, 1)
 
 
 def default_workers(plan: EmbedPlan, cores: int | None = None) -> int:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from registry.specs import AugmentationsSpec
+from runner.data.tables import OUTSIDE_ROOT, RootGuard
 from runner.embed.augment import settings_tag, view_ids
 from runner.embed.cache import EmbeddingCache, ImageIdentity
 from runner.encoders.base import Encoder, EncoderError
@@ -81,8 +82,12 @@ def embed_rows_with(
         views += list(view_ids(augment))
     exclusions: list[dict] = []
     rows: list[Row] = []
+    guard = RootGuard(data_root)
     for image_id, rel_path in zip(manifest["image_id"].astype(str), manifest["path"].astype(str)):
         try:
+            if guard.outside(rel_path):  # a link out of the data root: not read, whatever it points at
+                exclusions.append({"image_id": image_id, "path": rel_path, "reason": OUTSIDE_ROOT})
+                continue
             identity = ImageIdentity.of_file(dataset_id, data_root, rel_path)
         except (OSError, ValueError) as exc:  # ValueError: a path the OS cannot take (a NUL byte in the metadata)
             exclusions.append({"image_id": image_id, "path": rel_path, "reason": _missing_reason(exc)})
@@ -92,7 +97,7 @@ def embed_rows_with(
             v: identity.key(augmentation=f"{v}|" + ("" if v == ORIGINAL else settings_tag(augment))) for v in views
         }))
 
-    found = cache.lookup([k for _, _, keys in rows for k in keys.values()])
+    found = cache.lookup([k for _, _, keys in rows for k in keys.values()], dim=encoder.dim)
     failed = recorded_failures(cache, [(i, p, keys[ORIGINAL]) for i, p, keys in rows], found, exclusions)
     todo = [r for r in rows if r[0] not in failed and any(k not in found for k in r[2].values())]
 

@@ -39,6 +39,8 @@ class Encoder:
     e.g. PNG bytes). `prepare` runs in decode worker processes, so it must be a pure function of the image and the card.
     """
 
+    framework: str | None = None  # "torch" | "tensorflow": what it computes with (None: numpy only)
+    requires: tuple[str, ...] = ()  # import names it needs beyond the core install (`runner doctor` checks them)
 
     def __init__(self, card: dict, device: str = "cpu", weights_dir: Path | None = None):
 
@@ -93,6 +95,10 @@ class Encoder:
         """Prompts -> (n, dim) float32 embeddings in the image embeddings' space (adapters with a text tower)."""
         raise EncoderError(f"encoder {self.id!r} ({type(self).__name__}) has no text tower")
 
+    def devices_used(self) -> dict[str, str]:
+        """{framework: device it really runs on} for the result's environment (e.g. {"tensorflow": "cpu"})."""
+        return {}
+
 
 def pool_tokens(tokens: np.ndarray, pooling: str) -> np.ndarray:
     """(B, T, D) token outputs -> (B, D') as the card's `embedding.pooling` says; (B, D) passes through for `none`."""
@@ -140,6 +146,10 @@ class LazyEncoder:
 
     def embed_text(self, prompts: list[str]) -> np.ndarray:
         return self.encoder.embed_text(prompts)
+
+    def devices_used(self) -> dict[str, str]:
+        """Empty while the model was never built (every embedding came from the cache: nothing ran anywhere)."""
+        return self._encoder.devices_used() if self._encoder is not None else {}
 
     @property
     def encoder(self) -> Encoder:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from runner.encoders.base import Encoder, EncoderError
+from runner.encoders.torch_base import torch_device_name
 
 
 def _check_dim(encoder: Encoder, produced: int) -> None:
@@ -42,6 +43,8 @@ class RandomCNNEncoder(Encoder):
 
     WIDTHS = (16, 32, 64, 128)  # four stride-2 3x3 conv + ReLU layers
     GRID = 2
+    framework = "torch"
+    requires = ("torch",)
 
     def __init__(self, card: dict, device: str = "cpu", weights_dir=None):
         super().__init__(card, device, weights_dir)
@@ -75,6 +78,9 @@ class RandomCNNEncoder(Encoder):
         # (effusion at the bases, edema central), and global pooling would throw that away.
         pooled = torch.nn.functional.adaptive_avg_pool2d(maps, self.GRID).flatten(1)
         return pooled.cpu().numpy().astype(np.float32)
+
+    def devices_used(self) -> dict[str, str]:
+        return {"torch": torch_device_name(self.device)}
 
 
 class RadiomicsEncoder(Encoder):

@@ -24,6 +24,8 @@ class XRVEncoder(TorchEncoder):
     the file (see encoders/xrv-densenet121-all.yaml, weights.how_to_get) and name the safetensors file in the card.
     """
 
+    requires = ("torch", "torchxrayvision")
+
     def build(self, weights):
         import torchxrayvision as xrv
 
@@ -40,6 +42,8 @@ class XRVEncoder(TorchEncoder):
 class HFTransformersEncoder(TorchEncoder):
     """Any transformers vision backbone (AutoModel) from a local snapshot: last_hidden_state pooled per the card
     (`cls`, `mean`), or `pooling: pooler` for the model's pooler_output."""
+
+    requires = ("torch", "transformers")
 
     def build(self, weights):
         from transformers import AutoConfig, AutoModel
@@ -66,6 +70,8 @@ class OpenCLIPEncoder(TorchEncoder):
     card's `model.model_cfg`): the image tower, and the text tower too when the card declares one (`text`), so a card
     without it fetches no text model or tokenizer. A Hugging Face text tower (BiomedCLIP's BiomedBERT) is built from
     the card's `text.model.hf_config` (transformers AutoConfig.for_model), never downloaded."""
+
+    requires = ("torch", "open_clip")
 
     def build(self, weights):
         from open_clip.model import CLIPTextCfg, CLIPVisionCfg, _build_text_tower, _build_vision_tower
@@ -141,6 +147,8 @@ def _towers_class():
 
 class TimmEncoder(TorchEncoder):
     """Any timm model by name (`model.name`, `model.kwargs`), classifier removed (num_classes=0): timm's pooled features."""
+
+    requires = ("torch", "timm")
 
     def build(self, weights):
         import timm

@@ -14,6 +14,9 @@ from runner.encoders.weights import ResolvedWeights, load_state_dict, resolve_we
 class TorchEncoder(Encoder):
     """Subclasses build `self.model` in `build(weights)` and may override `forward(x)` (default: `self.model(x)`)."""
 
+    framework = "torch"
+    requires = ("torch",)
+
     def __init__(self, card: dict, device: str = "cpu", weights_dir: Path | None = None):
         super().__init__(card, device=device, weights_dir=weights_dir)
         import torch
@@ -82,6 +85,9 @@ class TorchEncoder(Encoder):
                                f"image embeddings are {self.dim}-d")
         return out.astype(np.float32, copy=False)
 
+    def devices_used(self) -> dict[str, str]:
+        return {"torch": torch_device_name(self.device)}
+
     def embed(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
@@ -95,3 +101,14 @@ class TorchEncoder(Encoder):
                 f"encoder {self.id!r} produced embeddings of shape {pooled.shape}; the card says dim {self.dim}"
             )
         return pooled.astype(np.float32, copy=False)
+
+
+def torch_device_name(device: str) -> str:
+    """"cuda:0 (NVIDIA H100 80GB HBM3)" for a CUDA device torch has, else the device as given ("cpu")."""
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        index = torch.device(device).index
+        index = torch.cuda.current_device() if index is None else index
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return str(device)

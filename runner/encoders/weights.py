@@ -8,11 +8,15 @@ The card's `weights` block says what to find:
       files: [2024.09.27/vision_model/medimageinsigt-v1.0.0.pt]   # paths inside the snapshot; "dir/" = a whole folder
       local_dir_env: MEDIMAGEINSIGHT_DIR        # optional: env var naming a local snapshot directory
       sha256: {2024.09.27/vision_model/medimageinsigt-v1.0.0.pt: "<64 hex>"}   # optional pins, per file
+      sizes: {2024.09.27/vision_model/medimageinsigt-v1.0.0.pt: 2464060700}  # optional, bytes, checked first
       how_to_get: "accept the model's terms on its Hugging Face page first"    # optional note for the error message
 
 Where files are looked for, first hit wins: the `--weights-dir` argument; the directory in `$<local_dir_env>`;
 `$CXR_WEIGHTS_DIR/<encoder id>`; then the Hugging Face Hub (`hf_repo` at `revision`; only the local cache when
-`HF_HUB_OFFLINE=1`). A missing file raises WeightsNotFoundError naming the file and how to get it.
+`HF_HUB_OFFLINE=1`). A missing file raises WeightsNotFoundError naming the file and how to get it; a hub that refuses
+(gated repo without a granted request, private or unknown repo, unknown revision, file not in that revision) raises
+WeightsAccessError saying which. A file whose size or sha256 differs from the card's pin stops the run with one line
+naming the file and both values (the size first: it costs nothing, a 2.5 GB sha256 ~10 s).
 """
 
 from __future__ import annotations
@@ -23,6 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.encoders.base import EncoderError, WeightsNotFoundError
+
+
+class WeightsAccessError(WeightsNotFoundError):
+    """The Hub answered but will not give the files: gated and not granted, private or unknown repo, unknown revision."""
+
+    def __init__(self, message: str):
+        EncoderError.__init__(self, message)
+        self.what = message
+        self.how_to_get = ""
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,34 @@ def _missing(root: Path, files: list[str]) -> list[str]:
     return [f for f in files if not (root / f.rstrip("/")).exists()]
 
 
+def _hub_errors():
+    """huggingface_hub's error classes (in .errors since 0.24, in .utils before)."""
+    try:
+        from huggingface_hub import errors
+    except ImportError:  # pragma: no cover - huggingface_hub < 0.24
+        from huggingface_hub import utils as errors
+    return errors
+
+
+def access_problem(exc: BaseException, repo: str, revision: str | None) -> str | None:
+    """The one-line reason when a Hub error means "the Hub will not give these files", else None (offline, no
+    network, not in the cache: the files are merely not available here)."""
+    errors = _hub_errors()
+    page = f"https://huggingface.co/{repo}"
+    if isinstance(exc, errors.GatedRepoError):
+        return (f"access not granted: {repo} is a gated repo and the Hugging Face account of this machine's token has "
+                f"no granted access request; ask for access on {page}, wait for the grant, then `hf auth login`")
+    if isinstance(exc, errors.RepositoryNotFoundError):
+        return (f"access refused: {repo} is not a repo this machine's Hugging Face token can see (misspelt, private, "
+                "or not logged in: `hf auth login`)")
+    if isinstance(exc, errors.RevisionNotFoundError):
+        return f"revision {revision!r} does not exist in {repo}; fix weights.revision in the card"
+    remote_missing = getattr(errors, "RemoteEntryNotFoundError", None)
+    if remote_missing is not None and isinstance(exc, remote_missing):
+        return f"{repo} at revision {revision or 'main'} does not hold a file the card lists; fix weights.files"
+    return None
+
+
 def _from_hub(card: dict, files: list[str]) -> ResolvedWeights | None:
     spec = card.get("weights") or {}
     repo = spec.get("hf_repo")
@@ -92,7 +133,10 @@ def _from_hub(card: dict, files: list[str]) -> ResolvedWeights | None:
             allow_patterns=patterns or None,
             local_files_only=_offline(),
         )
-    except Exception:  # noqa: BLE001 — any hub failure (offline, gated, 404, no network) means "not available here"
+    except Exception as exc:  # noqa: BLE001 — offline, no network, not cached: "not available here"
+        problem = access_problem(exc, repo, spec.get("revision"))
+        if problem is not None:
+            raise WeightsAccessError(f"encoder {card['id']!r}: {problem}") from None
         return None
     root = Path(root)
     if _missing(root, files):
@@ -104,21 +148,31 @@ def weights_present(card: dict, weights_dir: Path | None = None) -> bool:
     """True when the card needs no weight files (built-ins, random-weight controls) or every file it lists is on this
     machine already: in a local candidate directory or the Hugging Face cache (nothing is downloaded)."""
     spec = card.get("weights") or {}
+    if spec.get("random_init") or not spec.get("files"):
+        return True
+    return find_local(card, weights_dir) is not None
+
+
+def find_local(card: dict, weights_dir: Path | None = None) -> ResolvedWeights | None:
+    """Where every file the card lists already is on this machine (a local candidate directory, else the Hugging Face
+    cache at the card's revision), without downloading or checking pins; None when not all of them are anywhere."""
+    spec = card.get("weights") or {}
     files = list(spec.get("files") or [])
-    if spec.get("random_init") or not files:
-        return True
-    if any(root.is_dir() and not _missing(root, files) for _, root in candidate_dirs(card, weights_dir)):
-        return True
-    if not spec.get("hf_repo"):
-        return False
+    for label, root in candidate_dirs(card, weights_dir):
+        if root.is_dir() and not _missing(root, files):
+            return ResolvedWeights(root, tuple(files), f"local:{root} ({label})")
+    if not spec.get("hf_repo") or not files:
+        return None
     try:
         from huggingface_hub import snapshot_download
 
-        root = snapshot_download(repo_id=spec["hf_repo"], revision=spec.get("revision"), local_files_only=True,
-                                 allow_patterns=[f + "*" if f.endswith("/") else f for f in files])
+        root = Path(snapshot_download(repo_id=spec["hf_repo"], revision=spec.get("revision"), local_files_only=True,
+                                      allow_patterns=[f + "*" if f.endswith("/") else f for f in files]))
     except Exception:  # noqa: BLE001 - not in the cache (or no hub library): not present
-        return False
-    return not _missing(Path(root), files)
+        return None
+    if _missing(root, files):
+        return None
+    return ResolvedWeights(root, tuple(files), f"hf-cache:{spec['hf_repo']}@{spec.get('revision') or 'main'}")
 
 
 def resolve_weights(card: dict, weights_dir: Path | None = None) -> ResolvedWeights:
@@ -147,9 +201,25 @@ def resolve_weights(card: dict, weights_dir: Path | None = None) -> ResolvedWeig
                 + ")",
                 how_to_get(card),
             )
-    for name, expected in (spec.get("sha256") or {}).items():
-        verify_sha256(resolved.root / name, expected)
+    verify_pins(resolved.root, spec)
     return resolved
+
+
+def verify_pins(root: Path, spec: dict, hashes: bool = True) -> None:
+    """Every pinned size (and, with `hashes`, sha256) of the card's `weights` block against the files under `root`."""
+    for name, expected in (spec.get("sizes") or {}).items():
+        verify_size(root / name, int(expected))
+    if hashes:
+        for name, expected in (spec.get("sha256") or {}).items():
+            verify_sha256(root / name, expected)
+
+
+def verify_size(path: Path, expected: int) -> None:
+    actual = Path(path).stat().st_size
+    if actual != expected:
+        raise EncoderError(
+            f"size mismatch for {path}: the card pins {expected:,} bytes, the file has {actual:,} "
+            "(an interrupted download, or other weights than the card describes) — re-download it or fix the pin")
 
 
 def sha256_file(path: Path) -> str:
@@ -165,8 +235,8 @@ def verify_sha256(path: Path, expected: str) -> None:
     actual = sha256_file(path)
     if actual != expected.lower():
         raise EncoderError(
-            f"sha256 mismatch for {path}: the card pins {expected.lower()}, the file has {actual}; "
-            "the weights differ from the ones the card describes — re-download them or fix the pin"
+            f"sha256 mismatch for {path}: the card pins {expected.lower()}, the file has {actual} "
+            "(other weights than the card describes) — re-download them or fix the pin"
         )
 
 

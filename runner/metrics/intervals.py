@@ -16,14 +16,14 @@ import numpy as np
 from runner.metrics.scores import METRICS, single_class_reason
 
 
-def _patient_count_draws(rng: np.random.Generator, n_patients: int, n_reps: int) -> np.ndarray:
+def patient_count_draws(rng: np.random.Generator, n_patients: int, n_reps: int) -> np.ndarray:
     """(n_reps, n_patients) how often each patient is drawn when n_patients are drawn with replacement."""
     draws = rng.integers(0, n_patients, size=(n_reps, n_patients))
     flat = draws + (np.arange(n_reps)[:, None] * n_patients)
     return np.bincount(flat.ravel(), minlength=n_reps * n_patients).reshape(n_reps, n_patients).astype(float)
 
 
-def _weighted_auroc(weights: np.ndarray, patient: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+def weighted_auroc(weights: np.ndarray, patient: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Mann-Whitney AUROC (ties count one half) for each row of per-patient weights; NaN if a class is absent.
 
     An image's weight is its patient's draw count, so this equals the AUROC of the resampled data set.
@@ -88,10 +88,10 @@ def bootstrap_fold_mean(
             continue
         used += 1
         patient_ids, patient = np.unique(patients[rows], return_inverse=True)
-        weights = _patient_count_draws(rng, len(patient_ids), n_reps)
+        weights = patient_count_draws(rng, len(patient_ids), n_reps)
         for i, s in enumerate(scores):
             s = np.asarray(s)[rows]
-            totals["auroc"][i] += _weighted_auroc(weights, patient, y, s)
+            totals["auroc"][i] += weighted_auroc(weights, patient, y, s)
             totals["f1"][i] += _weighted_f1(weights, patient, y, s >= threshold)
     if used == 0:
         return {m: np.full((len(scores), n_reps), np.nan) for m in METRICS}
@@ -115,9 +115,30 @@ def fold_mean_metrics(labels: np.ndarray, patients: np.ndarray, strata: np.ndarr
         ones = np.ones((1, int(patient.max()) + 1))
         for i, s in enumerate(scores):
             s = np.asarray(s)[rows]
-            totals["auroc"][i] += _weighted_auroc(ones, patient, y, s)[0]
+            totals["auroc"][i] += weighted_auroc(ones, patient, y, s)[0]
             totals["f1"][i] += _weighted_f1(ones, patient, y, s >= threshold)[0]
     return {m: totals[m] / used if used else np.full(len(scores), np.nan) for m in METRICS}
+
+
+def subset_auroc(member: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Mann-Whitney AUROC (ties count one half) of the rows selected by each row of `member` ((P, n) bool); the
+    scores are sorted once and no sparse matrix is built, so each subset costs O(n) dense work (a subgroup
+    permutation null, the per-fold metrics of a fold t-test)."""
+    order = np.argsort(scores, kind="stable")
+    ordered = scores[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # first row of each run of tied scores
+    is_pos = labels[order] == 1
+    out = np.empty(member.shape[0])
+    for start in range(0, member.shape[0], 256):  # bounds each dense block
+        chosen = member[start:start + 256][:, order]
+        n_pos, n_neg = (chosen & is_pos).astype(float), (chosen & ~is_pos).astype(float)
+        if len(starts) < len(order):  # tied scores: count each run of ties together
+            n_pos, n_neg = np.add.reduceat(n_pos, starts, axis=1), np.add.reduceat(n_neg, starts, axis=1)
+        below = np.cumsum(n_neg, axis=1) - n_neg
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[start:start + 256] = (np.sum(n_pos * (below + 0.5 * n_neg), axis=1)
+                                      / (n_pos.sum(axis=1) * n_neg.sum(axis=1)))
+    return out
 
 
 def percentile_interval(replicates: np.ndarray, confidence: float, min_valid: int

@@ -52,6 +52,13 @@ class Bundle:
         return int(self.original.shape[1])
 
 
+def bundle_header(task, encoder_card, manifest) -> dict:
+    """What a bundle belongs to (leaderboard.filing.regenerate.bundle_problems checks each): the task and encoder
+    behaviour and the manifest it embeds."""
+    return {"task_id": task.id, "task_behaviour_sha256": task.behaviour_sha256, "encoder_id": encoder_card.id,
+            "encoder_behaviour_sha256": encoder_card.behaviour_sha256, "manifest_sha256": manifest.meta["sha256"]}
+
+
 def write_bundle(path: Path, image_ids: list[str], original: np.ndarray, augmented: dict[str, np.ndarray],
                  header: dict, texts: dict[str, np.ndarray] | None = None) -> Path:
     """Write a bundle atomically; returns its path. `texts`: a zero-shot task's prompt embeddings."""

@@ -28,7 +28,8 @@ MAX_FILE_BYTES = 5 * 1024 * 1024  # a result with 5 folds and a few thousand exc
 MAX_DEPTH = 32  # nesting levels: the deepest block runner eval writes (analyses) is under 8; the site recurses on it
 KEY_PACKAGES = (
     "cxr-embedding-registry", "numpy", "pandas", "scikit-learn", "scipy", "lightgbm", "pydicom", "pylibjpeg",
-    "pylibjpeg-openjpeg", "pillow", "torch", "torchvision", "timm", "transformers", "tensorflow", "umap-learn",
+    "pylibjpeg-openjpeg", "pillow", "torch", "torchvision", "timm", "transformers", "tensorflow", "tensorflow-text",
+    "umap-learn",
     "jsonschema", "pyyaml",
 )
 
@@ -213,15 +214,25 @@ def package_versions() -> dict[str, str]:
     return packages
 
 
-def environment_info(device: str | None = None) -> dict:
-    """The `environment` block of a result: device, Python, platform, versions of key packages, git commit."""
-    return {
+def environment_info(device: str | None = None, frameworks: dict[str, str] | None = None) -> dict:
+    """The `environment` block of a result: device, Python, platform, versions of key packages, git commit.
+
+    frameworks: {framework: device it really ran on} as the encoder reports it (Encoder.devices_used; empty when
+    every embedding came from the cache). When one framework ran, `device` is its device: a TensorFlow encoder on the
+    CPU of a GPU box says "cpu", not torch's GPU.
+    """
+    info = {
         "device": _device_name(device),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": package_versions(),
         "git_commit": _git_commit(Path(__file__).resolve().parents[2]),
     }
+    if frameworks:
+        info["frameworks"] = dict(sorted(frameworks.items()))
+        if len(frameworks) == 1:
+            info["device"] = next(iter(frameworks.values()))
+    return info
 
 
 def task_ref(card) -> dict:

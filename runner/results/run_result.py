@@ -31,13 +31,15 @@ class RunFacts:
     created_at: str
 
     @classmethod
-    def of_run(cls, embedded, timings: dict[str, float], device: str) -> RunFacts:
-        """This process's facts: its timings, the embedding throughput, the environment, now."""
+    def of_run(cls, embedded, timings: dict[str, float], device: str,
+               frameworks: dict[str, str] | None = None) -> RunFacts:
+        """This process's facts: its timings, the embedding throughput, the environment (with the device each
+        framework really ran on, Encoder.devices_used), now."""
         stage = "embed" if embedded.n_computed else "embed (all embeddings came from the cache)"
         return cls({k: round(v, 3) for k, v in timings.items()},
                    {"images_per_s": None if embedded.images_per_s is None else round(embedded.images_per_s, 2),
                     "stage": stage + (f" [{embedded.backend}]" if embedded.backend else "")},
-                   environment_info(device), utc_now())
+                   environment_info(device, frameworks), utc_now())
 
     @classmethod
     def of_result(cls, result: dict) -> RunFacts:

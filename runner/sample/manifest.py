@@ -43,6 +43,11 @@ class ManifestError(RegistryError):
     exit_code = 2
 
 
+class ManifestFormatError(ManifestError):
+    """A manifest file that is not what `write_manifest` writes (unreadable, not an object, a label that is not 0/1):
+    bad input, as opposed to a well-formed manifest whose rows no longer hash to its record (edited)."""
+
+
 @dataclass
 class Manifest:
     frame: pd.DataFrame
@@ -142,6 +147,20 @@ def write_manifest(out_dir: Path, result, task_sha256: str, fingerprint: dict | 
     return Manifest(frame, meta)
 
 
+def _check_int_columns(frame: pd.DataFrame, folder: Path, n_classes: int = 2) -> None:
+    """label must be a class index (0 or 1; 0 to n - 1 in a manifest that names its n `classes`, e.g. age bands) and
+    fold a whole number >= 0 in every row (a NaN would not survive canonical_frame)."""
+    for name in (c for c in INT_COLUMNS if c in frame.columns):
+        values = pd.to_numeric(frame[name], errors="coerce")
+        whole = values.notna() & (values == values.round()) & (values >= 0)
+        bad = ~(values.isin(range(n_classes)) if name == "label" else whole)
+        if bad.any():
+            first = frame.loc[bad, "image_id"].iloc[0] if "image_id" in frame.columns else int(bad.argmax())
+            want = ("0 or 1" if n_classes == 2 else f"0 to {n_classes - 1}") if name == "label" else "a whole number >= 0"
+            raise ManifestFormatError(f"{folder}/manifest.parquet: {int(bad.sum())} {name}(s) not {want}, e.g. image "
+                                      f"{str(first)[:80]!r}: {str(frame.loc[bad, name].iloc[0])[:40]}")
+
+
 def read_manifest(folder: Path) -> Manifest:
     """Read manifest.parquet + manifest.json from `folder` and check the rows still hash to the recorded sha256."""
     folder = Path(folder)
@@ -152,7 +171,12 @@ def read_manifest(folder: Path) -> Manifest:
         raise ManifestError(f"no manifest in {folder}: {Path(exc.filename).name} missing "
                             "(make one with `runner sample --task ID`)") from None
     except (OSError, ValueError) as exc:
-        raise ManifestError(f"cannot read the manifest in {folder}: {exc}") from None
+        raise ManifestFormatError(f"cannot read the manifest in {folder}: {str(exc)[:200]}") from None
+    if not isinstance(meta, dict):
+        raise ManifestFormatError(f"{folder}/manifest.json must hold a JSON object (as `runner sample` writes it), "
+                                  f"not a JSON {type(meta).__name__}")
+    classes = meta.get("classes")
+    _check_int_columns(frame, folder, len(classes) if isinstance(classes, list) and len(classes) > 2 else 2)
     frame = canonical_frame(frame)
 
     outside = frame["path"].map(leaves_root)

@@ -23,8 +23,9 @@ import pandas as pd
 
 from runner.data import DatasetIndex, read_index
 from runner.data.imaging import ImageDecodeError, is_transient, load_image, read_view_position, verify_header
-from runner.data.tables import METADATA_PREFIX, DataError
+from runner.data.tables import METADATA_PREFIX, OUTSIDE_ROOT, DataError, RootGuard
 from runner.runtime.signals import quiet_worker
+from runner.runtime.workers import bounded_workers
 
 VERIFY_MODES = ("decode", "header", "none")
 _INLINE_BELOW = 8  # files; fewer than this are checked in-process (a pool costs more than it saves)
@@ -124,6 +125,8 @@ def check_file(root: str, rel_path: str, verify: str, views: tuple[str, ...] | N
 
     if "\x00" in rel_path or not rel_path.strip():
         return "invalid-path", "the metadata names an invalid path (NUL byte or blank)", ""
+    if RootGuard(root).outside(rel_path):
+        return OUTSIDE_ROOT, "a symbolic link on the way to the file leads outside the data root", ""
     path = Path(root) / rel_path
     view = ""
     try:
@@ -162,7 +165,9 @@ class FileChecker:
             return [check_file(*a) for a in args]
         if self.pool is None:
 
-            self.pool = ProcessPoolExecutor(max_workers=self.workers, initializer=quiet_worker)
+            # The first batch is the largest (the ones after it replace failures): one process per file at most.
+            self.pool = ProcessPoolExecutor(max_workers=max(bounded_workers(self.workers, len(paths)), 1),
+                                            initializer=quiet_worker)
         return list(self.pool.map(check_file, *zip(*args), chunksize=max(1, len(args) // (4 * self.workers))))
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from runner.classify.design import cross_validation_design
 from runner.data.fingerprint import file_sha256
 from runner.results.bundle import NAME as BUNDLE_NAME
-from runner.results.bundle import write_bundle
+from runner.results.bundle import bundle_header, write_bundle
 from runner.results.result import build_result, write_result
 from runner.results.reuse import reusable_result, run_inputs_sha256
 from runner.results.run_result import RunFacts, exclusion_entry
@@ -88,15 +88,12 @@ def run_typed(task, encoder_card, dataset, manifest, embedded, encoder, run_dir:
     scores = kind.score(inputs)
     timings["score"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - started
-    facts = RunFacts.of_run(embedded, timings, encoder.device)
+    facts = RunFacts.of_run(embedded, timings, encoder.device, encoder.devices_used())
     result = typed_result(task, encoder_card, dataset, manifest, embedded.exclusions, scores, facts)
     run_dir.mkdir(parents=True, exist_ok=True)
     if reads_pixels:  # what the registry regenerates the result from (the metadata baseline's are the manifest's)
-        header = {"task_id": task.id, "task_behaviour_sha256": task.behaviour_sha256, "encoder_id": encoder_card.id,
-                  "encoder_behaviour_sha256": encoder_card.behaviour_sha256,
-                  "manifest_sha256": manifest.meta["sha256"]}
         bundle = write_bundle(run_dir / BUNDLE_NAME, list(embedded.image_ids), embedded.original,
-                              dict(embedded.augmented), header, texts)
+                              dict(embedded.augmented), bundle_header(task, encoder_card, manifest), texts)
         result["embeddings_sha256"] = file_sha256(bundle)
     result["inputs_sha256"] = fingerprint
     return write_result(result, run_dir / "result.json"), result, False

@@ -1537,3 +1537,395 @@ def result_reported_with_made_up_folds(base: dict, folder: Path) -> Path:
         o["roc"] = {"fpr": [0.0, 0.1, 1.0], "tpr": [0.0, 0.9, 1.0]}
         o["analyses"] = {"subgroups": {"sex": {"gap": 0.0001}}}
     return _reported(folder, "made-up-folds.json", mutate)
+
+
+# ============================================================================================ issue 25 item 8
+# ---------------------------------------------------------------------------------------------- results: manifests
+
+
+def result_manifest_json_list(base: dict, folder: Path) -> Path:
+    (folder.parent / "manifest.json").write_text("[1, 2]")
+    return result_with(base, folder, "result.json", lambda o: None)
+
+
+def result_manifest_nan_label(base: dict, folder: Path) -> Path:
+    """A label cell NaN in manifest.parquet (the rows otherwise as written; their hash no longer matters)."""
+    import pandas as pd
+
+    manifest = folder.parent / "manifest.parquet"
+    frame = pd.read_parquet(manifest)
+    frame["label"] = frame["label"].astype("float64")
+    frame.loc[3, "label"] = np.nan
+    frame.to_parquet(manifest, index=False)
+    return result_with(base, folder, "result.json", lambda o: None)
+
+
+def result_predictions_nan_label(base: dict, folder: Path) -> Path:
+    """A NaN label in predictions.parquet, with the result's predictions_sha256 made to match the edited file."""
+    import pandas as pd
+
+    from runner.data.fingerprint import file_sha256
+
+    path = folder / "predictions.parquet"
+    predictions = pd.read_parquet(path)
+    predictions["label"] = predictions["label"].astype("float64")
+    predictions.loc[3, "label"] = np.nan
+    predictions.to_parquet(path, index=False)
+    return result_with(base, folder, "result.json", lambda o: o.update(predictions_sha256=file_sha256(path)))
+
+
+def _filed_results(tmp: Path):
+    """One real run of the real effusion-demo task and pixels encoder (tests/runs.py), filed under tmp/results."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from runs import make_run
+
+    from leaderboard.filing.submit import submit
+    from registry.cards import load_registry
+
+    reg = load_registry()
+    submit(make_run(tmp / "out", reg, "effusion-demo", "pixels"), reg, tmp / "results")
+    return reg
+
+
+def scenario_site_filed_manifest_list(tmp: Path) -> str:
+    """A filed result's manifest.json (under results/manifests/) replaced by a JSON list, then the site is built."""
+    from leaderboard.site.render import build_site
+
+    reg = _filed_results(tmp)
+    filed = next((tmp / "results" / "manifests").rglob("manifest.json"))
+    filed.write_text("[1, 2]")
+    problems: list = []
+    build_site(tmp / "site", tmp / "results", reg, problems=problems)
+    return " | ".join(f"{name}: {problem}" for name, problem in problems) or "verified"
+
+
+# ---------------------------------------------------------------------------------------------- Hugging Face reader
+
+
+def _hf_rows_said(card: dict, root: Path) -> str:
+    """Each row of the read index: 'usable' or the reason the sampler's file check records for it."""
+    from runner.data import read_index
+    from runner.sample.sampler import check_file
+
+    frame = read_index(card, root).frame
+    said = []
+    for image_id, path in zip(frame["image_id"], frame["path"]):
+        reason, _detail, _view = check_file(str(root), path, "decode", None)
+        said.append(f"{image_id}: {reason or 'usable'}")
+    return "; ".join(said)
+
+
+def _hf_odd_paths(tmp: Path, stored: str) -> str:
+    """Row a: a plain item; b: bytes plus an odd stored path; c: only the odd stored path (no bytes)."""
+    png = _png_item(3)["bytes"]
+    card = _hf_dataset(tmp / "ds", ["a", "b", "c"], [_png_item(1), {"bytes": png, "path": stored},
+                                                      {"bytes": None, "path": stored}])
+    return _hf_rows_said(card, tmp / "ds")
+
+
+def scenario_hf_path_nul(tmp: Path) -> str:
+    return _hf_odd_paths(tmp, "scan.png\x00")  # the NUL in the suffix the file would be named with
+
+
+def scenario_hf_path_long_suffix(tmp: Path) -> str:
+    return _hf_odd_paths(tmp, "scan." + "p" * 300)
+
+
+def scenario_hf_images_symlink_outside(tmp: Path) -> str:
+    outside = tmp / "outside"
+    outside.mkdir()
+    card = _hf_dataset(tmp / "ds", ["a", "b"], [_png_item(1), _png_item(2)])
+    (tmp / "ds" / "hf-images").symlink_to(outside, target_is_directory=True)
+    said = _read_hf(card, tmp / "ds")
+    assert not any(outside.iterdir()), "images were written outside the data root"
+    return said
+
+
+# ---------------------------------------------------------------------------------------------- runner demo-data
+
+
+def scenario_demo_data_out_dot(tmp: Path) -> str:
+    """`--out .` in an empty folder (a non-empty one was refused before): the folder the shell is in."""
+    (tmp / "work").mkdir()
+    here = Path.cwd()
+    os.chdir(tmp / "work")
+    try:
+        said = _cli(["demo-data", "--out", ".", "--patients", "2"])
+    finally:
+        os.chdir(here)
+    assert (tmp / "work").is_dir()
+    return said
+
+
+def scenario_demo_data_foreign_files(tmp: Path) -> str:
+    from runner.data.synthetic import make_demo_dataset
+
+    make_demo_dataset(tmp / "demo", n_patients=2, image_size=64)
+    (tmp / "demo" / "files" / "notes.txt").write_text("my notes")  # a user's file inside an earlier demo set
+    said = _cli(["demo-data", "--out", str(tmp / "demo"), "--patients", "2"])
+    assert (tmp / "demo" / "files" / "notes.txt").read_text() == "my notes", "a user's file was deleted"
+    mine = tmp / "mine"
+    mine.mkdir()
+    (mine / "demo_data.json").write_text("{}")  # a folder that merely holds a file of that name
+    (mine / "thesis.tex").write_text("years of work")
+    said += " | " + _cli(["demo-data", "--out", str(mine), "--patients", "2"])
+    assert (mine / "thesis.tex").read_text() == "years of work", "a user's file was deleted"
+    return said
+
+
+def scenario_demo_data_killed_partial(tmp: Path) -> str:
+    """`runner demo-data` killed with SIGKILL while it writes: the next run removes the partial folder it left."""
+    import contextlib
+    import io
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from runner.data.synthetic import make_demo_dataset
+
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", "from runner.cli.main import app; app()", "demo-data", "--out",
+                             str(tmp / "demo"), "--patients", "300"], env={**os.environ, "PYTHONPATH": str(repo)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(tmp.glob(".demo.partial-*/files/*/*/*.dcm")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    left = list(tmp.glob(".demo.partial-*"))
+    assert left, "the killed run left nothing to clean up (it finished, or never started)"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        make_demo_dataset(tmp / "demo", n_patients=2, image_size=64)
+    assert not list(tmp.glob(".demo.partial-*")), f"still there: {[p.name for p in tmp.glob('.demo.partial-*')]}"
+    return err.getvalue().strip()
+
+
+# ---------------------------------------------------------------------------------------------- leaderboard build
+
+
+def scenario_site_user_file_in_results(tmp: Path) -> str:
+    from leaderboard.site.render import build_site
+
+    reg = _filed_results(tmp)
+    build_site(tmp / "site", tmp / "results", reg)
+    (tmp / "site" / "results" / "notes.txt").write_text("my notes")
+    build_site(tmp / "site", tmp / "results", reg)
+    kept = (tmp / "site" / "results" / "notes.txt").is_file()
+    return f"notes.txt {'kept' if kept else 'deleted'} by the rebuild"
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing after the point it is raised runs (not even `finally` blocks of the build)."""
+
+
+def scenario_site_killed_build(tmp: Path) -> str:
+    import contextlib
+    import io
+
+    from leaderboard.site import render
+
+    reg = _filed_results(tmp)
+    real = render._write_csv
+
+    def killed(*args, **kwargs):  # the pages are written by now; the CSV, the encoders page, the marker are not
+        raise _Killed()
+    render._write_csv = killed
+    try:
+        render.build_site(tmp / "site", tmp / "results", reg)
+    except _Killed:
+        pass
+    finally:
+        render._write_csv = real
+    assert (tmp / "site" / "index.html").is_file(), "the interrupted build wrote nothing"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        message = _site_build(tmp / "site", tmp / "results", reg)
+    return f"{message} {err.getvalue().strip()}"
+
+
+def _site_build(out: Path, results: Path, reg) -> str:
+    from leaderboard.site.render import SiteDirError, build_site
+
+    try:
+        build_site(out, results, reg)
+    except SiteDirError as exc:
+        return str(exc)
+    return "built"
+
+
+# ---------------------------------------------------------------------------------------------- --workers
+
+
+def scenario_workers_bounded_by_work(tmp: Path) -> str:
+    """--workers 40 with 2 chunks to embed and 8 files to check: count the processes each pool is asked for."""
+    import concurrent.futures
+
+    from runner.data import read_index
+    from runner.embed import cpu_pool
+    from runner.sample import sampler
+    from runner.sample.sampler import sample_task
+
+    asked: dict[str, int] = {}
+
+    def recording(name, real):
+        class Pool(real):
+            def __init__(self, max_workers=None, *args, **kwargs):
+                asked[name] = max_workers
+                super().__init__(max_workers, *args, **kwargs)
+        return Pool
+
+    frame, encoder, _cache, card = _pixels_setup(tmp)  # 4 images; batch size 2 -> 2 chunks
+    real = concurrent.futures.ProcessPoolExecutor
+    cpu_pool.ProcessPoolExecutor = recording("embedding", real)
+    sampler.ProcessPoolExecutor = recording("sampling", real)
+    try:
+        from runner.embed.cache import EmbeddingCache
+        from runner.embed.embedding import embed_manifest
+
+        cache = EmbeddingCache("corpus", card["preprocess"], root=tmp / "cache")
+        embed_manifest(frame, tmp / "data", "corpus", encoder, cache, workers=40, batch_size=2, progress=False)
+        rows = good_rows(40)
+        for row in rows:
+            dicom_good(tmp / "meta" / "files", Path(row["path"]).name, seed=int(row["image_id"][3:]))
+        root = write_csv(tmp / "meta", rows)
+        task = {"id": "corpus", "label": {"id": "effusion"}, "views": ["PA"],
+                "label_policy": {"positive": [1.0], "negative": [0.0], "uncertain": "exclude", "blank": "exclude"},
+                "sampling": {"positives": 8, "negatives": 8, "seed": 0},  # checked 8 files at a time
+                "split": {"method": "stratified-group-kfold", "folds": 2, "seed": 0}}
+        sample_task(task, csv_dataset_card(), root, verify="decode", workers=40,
+                    index=read_index(csv_dataset_card(), root, ["effusion"]))
+    finally:
+        cpu_pool.ProcessPoolExecutor = real
+        sampler.ProcessPoolExecutor = real
+    return (f"embedding: {asked.get('embedding')} processes for 2 chunks; "
+            f"sampling: {asked.get('sampling')} processes for 8 files")
+
+
+def scenario_cli_workers_absurd(tmp: Path) -> str:
+    return _cli(["eval", "--task", "effusion-demo", "--encoder", "pixels", "--workers", "100000",
+                 "--data-root", str(tmp), "--out", str(tmp / "out")])
+
+
+# ---------------------------------------------------------------------------------------------- DICOM tags
+
+
+def dicom_rows_two_values(folder: Path) -> Path:
+    ds = dicom_dataset()
+    ds.Rows = [ROWS, ROWS]  # US allows a value multiplicity pydicom reads back as a list; int() of it fails
+    return save_dicom(ds, folder / "rows-two-values.dcm")
+
+
+def dicom_samples_two_values(folder: Path) -> Path:
+    ds = dicom_dataset()
+    ds.SamplesPerPixel = [1, 1]
+    return save_dicom(ds, folder / "samples-two-values.dcm")
+
+
+def dicom_frames_not_number(folder: Path) -> Path:
+    """NumberOfFrames (IS) "ab": pydicom will not write it, so the valid "1 " is written and its 2 bytes replaced."""
+    ds = dicom_dataset()
+    ds.NumberOfFrames = 1
+    path = save_dicom(ds, folder / "frames-not-number.dcm")
+    element = b"\x28\x00\x08\x00IS\x02\x00"  # tag (0028,0008), explicit VR IS, length 2
+    data = path.read_bytes()
+    assert data.count(element + b"1 ") == 1
+    path.write_bytes(data.replace(element + b"1 ", element + b"ab"))
+    return path
+
+
+def dicom_rescale_slope_zero(folder: Path) -> Path:
+    ds = dicom_dataset()
+    ds.RescaleSlope, ds.RescaleIntercept = "0", "100"  # every pixel becomes 100: a blank image
+    return save_dicom(ds, folder / "slope-zero.dcm")
+
+
+# ---------------------------------------------------------------------------------------------- PNG
+
+
+def png_one_pixel(folder: Path) -> Path:
+    path = folder / "one-pixel.png"
+    path.write_bytes(_pil_bytes(np.array([[200]], dtype=np.uint8), "PNG"))
+    return path
+
+
+def png_16bit_rgb_values() -> np.ndarray:
+    """A grey ramp over 0..65535 in all three channels: its low bytes carry information an 8-bit read drops."""
+    grey = png_16bit_values()
+    return np.stack([grey, grey, grey], axis=-1)
+
+
+def png_16bit_rgb(folder: Path) -> Path:
+    """A 16-bit RGB PNG (colour type 2, bit depth 16). Pillow cannot write one (it has no 48-bit mode), so the chunks
+    are written by the PNG specification; Pillow, the decoder under test, reads it back as 8-bit RGB."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    values = png_16bit_rgb_values()
+    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in values)  # filter type 0 per scanline
+    ihdr = struct.pack(">IIBBBBB", COLS, ROWS, 16, 2, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    path = folder / "rgb16.png"
+    path.write_bytes(data)
+    return path
+
+
+def scenario_image_symlink_outside(tmp: Path) -> str:
+    """img1.dcm is a link to a valid DICOM outside the data root: excluded at sampling and at embedding."""
+    from runner.sample.sampler import check_file
+
+    frame, encoder, _cache, card = _pixels_setup(tmp)
+    outside = dicom_good(tmp / "outside", "elsewhere.dcm", seed=9)
+    link = tmp / "data" / "files" / "img1.dcm"
+    link.unlink()
+    link.symlink_to(outside)
+    out, _ = _embed(tmp, frame, encoder, card)
+    reasons = [e["reason"] for e in out.exclusions if e["image_id"] == "img1"]
+    reason, _detail, _view = check_file(str(tmp / "data"), "files/img1.dcm", "decode", None)
+    return f"embedding: {reasons[0] if reasons else 'embedded'}; sampling: {reason or 'sampled'}"
+
+
+# ---------------------------------------------------------------------------------------------- metadata
+
+
+def meta_duplicate_label_column(folder: Path) -> Path:
+    """Two columns named effusion with different values: pandas would rename the second effusion.1."""
+    write_csv(folder, good_rows())
+    path = folder / "metadata.csv"
+    lines = path.read_text().splitlines()
+    lines[0] += ",effusion"
+    lines[1:] = [line + ("," + ("0.0" if line.endswith("1.0") else "1.0")) for line in lines[1:]]
+    path.write_text("\n".join(lines) + "\n")
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------- embedding cache
+
+
+def _replace_shard(ns: Path, make) -> None:
+    shard = next(ns.glob("shard-*.npy"))
+    rows = np.load(shard).shape[0]
+    np.save(shard, make(rows))
+
+
+def scenario_cache_shard_wrong_width(tmp: Path) -> str:
+    return _corrupt_cache(tmp, lambda ns: _replace_shard(ns, lambda n: np.ones((n, 19), dtype=np.float32)))
+
+
+def scenario_cache_shard_nan(tmp: Path) -> str:
+    return _corrupt_cache(tmp, lambda ns: _replace_shard(ns, lambda n: np.full((n, 16), np.nan, dtype=np.float32)))
+
+
+# ---------------------------------------------------------------------------------------------- echoed strings
+
+
+def scenario_cli_task_huge(tmp: Path) -> str:
+    said = _cli(["sample", "--task", "a" * 100_000])
+    assert len(said) < 1000, f"{len(said):,} characters echoed"
+    return said

@@ -30,7 +30,7 @@ class Case:
     exit_code: int | None = None  # for CLI-level cases: `runner validate` / `runner sample` / `runner submit`
     behaviour: str = ""
     forbid: str = ""  # never in the message (issue 13: refused files' content is not echoed)
-    issue: int = 0  # 13: added by issue 13 (hostile input, verified submission)
+    issue: int = 0  # 13: added by issue 13 (hostile input, verified submission); 25: by issue 25 item 8
 
 
 CASES: list[Case] = [
@@ -184,18 +184,6 @@ CASES: list[Case] = [
          behaviour="a JSON list: refused; exit 2"),
     Case("result-not-json", "result", "result_not_json", "refused", "invalid JSON", 2,
          behaviour="single quotes: refused with line and column; exit 2"),
-    # ------------------------------------------------------------------ task types (#28)
-    Case("card-type-unknown", "card", "card_type_unknown", "error", "did you mean 'retrieval'", 2,
-         behaviour="type: retreival -> CardError listing the task types; exit 2", issue=28),
-    Case("card-type-block-missing", "card", "card_type_block_missing", "error", "missing required field 'zero_shot'",
-         2, behaviour="type: zero-shot without its prompts -> CardError; exit 2", issue=28),
-    Case("card-multilabel-unknown-label", "card", "card_multilabel_unknown_label", "error",
-         "label 'efusion' is not declared", 2,
-         behaviour="a multi-label task naming a finding its data set lacks -> CardError with a did-you-mean", issue=28),
-    Case("card-sampling-two-modes", "card", "card_sampling_two_modes", "error", "sampling", 2,
-         behaviour="positives/negatives and images at once -> CardError (one sampling mode per card)", issue=28),
-    Case("card-zero-shot-prompts-for-another-label", "card", "card_zero_shot_prompts_for_another_label", "error",
-         "no prompts for the task's label 'effusion'", 2, behaviour="prompts only for edema on an effusion task", issue=28),
 ]
 
 # ================================================================== issue 13: hostile input, verified submission
@@ -406,6 +394,105 @@ CASES += [
          "is not what publication", 1, issue=25,
          behaviour="a reported result with the printed means but made-up per-fold values, ROC and subgroups: a "
                    "reported result carries only what the publication prints; exit 1"),
+]
+
+# ================================================================== issue 25 item 8: the rest of the review's list
+I25: list[Case] = [
+    # ------------------------------------------------------------------ `runner submit` on malformed manifests
+    Case("result-manifest-json-list", "result", "result_manifest_json_list", "refused",
+         "manifest.json must hold a JSON object", 2,
+         behaviour="the run's manifest.json is a JSON list: refused naming the file (was an AttributeError traceback)"),
+    Case("result-manifest-nan-label", "result", "result_manifest_nan_label", "refused", "not 0 or 1", 2,
+         behaviour="a NaN label in manifest.parquet: refused naming the image (was an IntCastingNaNError traceback)"),
+    Case("result-predictions-nan-label", "result", "result_predictions_nan_label", "refused",
+         "label that is not 0 or 1", 1,
+         behaviour="a NaN label in predictions.parquet: refused naming the image (was `np.float64(nan) vs "
+                   "np.int64(0)`)"),
+    Case("site-filed-manifest-list", "scenario", "scenario_site_filed_manifest_list", "observed",
+         "manifest.json must hold a JSON object", behaviour="`leaderboard build` on a filed manifest.json that is a JSON list: the "
+         "result is marked not verified (was an AttributeError traceback)"),
+    # ------------------------------------------------------------------ Hugging Face reader
+    Case("hf-path-nul", "scenario", "scenario_hf_path_nul", "observed", "b: usable; c: missing-file",
+         behaviour="an item's stored path with a NUL byte: with bytes, the bytes name the type and the row is used; "
+                   "without, the row is a counted missing-file exclusion (was a ValueError traceback)"),
+    Case("hf-path-long-suffix", "scenario", "scenario_hf_path_long_suffix", "observed", "b: usable; c: missing-file",
+         behaviour="a 300-character suffix: not used as a file name (the bytes name the type); an item without bytes "
+                   "is a counted exclusion (was: the whole data set failed, File name too long)"),
+    Case("hf-images-symlink-outside", "scenario", "scenario_hf_images_symlink_outside", "observed",
+         "outside the data root", behaviour="hf-images/ a symlink to a folder outside the data root: DataError, "
+         "nothing written there (was: images written through the link)"),
+    # ------------------------------------------------------------------ `runner demo-data --out`
+    Case("demo-data-out-dot", "scenario", "scenario_demo_data_out_dot", "observed", "the folder you are in",
+         behaviour="`runner demo-data --out .`: exit 2, one line (was a ValueError traceback)"),
+    Case("demo-data-foreign-files", "scenario", "scenario_demo_data_foreign_files", "observed",
+         "did not write", behaviour="--out DIR holding demo_data.json and a user's file: refused naming the file, "
+                                    "nothing deleted (was: the folder deleted)"),
+    Case("demo-data-killed-partial", "scenario", "scenario_demo_data_killed_partial", "observed",
+         "left by an interrupted run", behaviour="a `demo-data` killed with SIGKILL leaves .NAME.partial-PID: the "
+         "next run removes it and says so (was: left forever)"),
+    # ------------------------------------------------------------------ `runner leaderboard build --out`
+    Case("site-user-file-in-results", "scenario", "scenario_site_user_file_in_results", "observed",
+         "notes.txt kept", behaviour="a user's file in SITE/results/: a rebuild keeps it (was: rmtree of results/)"),
+    Case("site-killed-build", "scenario", "scenario_site_killed_build", "observed", "left by an interrupted build",
+         behaviour="a build killed half way into a new --out: the next build removes what it had written and says "
+                   "so (was: refused, the folder not empty and unmarked)"),
+    # ------------------------------------------------------------------ --workers
+    Case("workers-bounded-by-work", "scenario", "scenario_workers_bounded_by_work", "observed",
+         "embedding: 2 processes for 2 chunks; sampling: 8 processes for 8 files",
+         behaviour="--workers 40 for 2 chunks (and 8 files to check): as many processes as pieces of work "
+                   "(was: 40 processes)"),
+    Case("cli-workers-absurd", "scenario", "scenario_cli_workers_absurd", "observed", "exit 2: error: --workers 100000",
+         behaviour="`runner eval --workers 100000`: refused naming the bound (4 per core) (was: hung starting "
+                   "processes)"),
+    # ------------------------------------------------------------------ DICOM tags pydicom reads but int() refuses
+    Case("dicom-rows-two-values", "dicom", "dicom_rows_two_values", "excluded", "bad-header",
+         behaviour="Rows with two values: excluded naming the tag (was a TypeError that failed the whole pair)"),
+    Case("dicom-samples-two-values", "dicom", "dicom_samples_two_values", "excluded", "bad-header",
+         behaviour="SamplesPerPixel with two values: excluded (was a TypeError)"),
+    Case("dicom-frames-not-number", "dicom", "dicom_frames_not_number", "excluded", "bad-header",
+         behaviour='NumberOfFrames "ab": excluded (was a ValueError that failed the whole pair)'),
+    Case("dicom-rescale-slope-zero", "dicom", "dicom_rescale_slope_zero", "excluded", "bad-rescale",
+         behaviour="RescaleSlope 0 (every pixel the intercept): excluded (was: embedded as a blank image)"),
+    # ------------------------------------------------------------------ PNG
+    Case("png-one-pixel", "image", "png_one_pixel", "excluded", "bad-dimensions",
+         behaviour="a 1 x 1 PNG: excluded, fewer than MIN_IMAGE_SIDE (2) pixels a side, the DICOM rule "
+                   "(runner.data.imaging) (was: embedded)"),
+    Case("png-16bit-rgb", "image", "png_16bit_rgb", "excluded", "16-bit-colour",
+         behaviour="a 16-bit RGB PNG (Pillow reads colour at 8 bits a channel): excluded (was: cut to 8 bits "
+                   "silently)"),
+    Case("image-symlink-outside", "scenario", "scenario_image_symlink_outside", "observed",
+         "embedding: outside-data-root; sampling: outside-data-root",
+         behaviour="an image that is a symlink to a file outside the data root: excluded at sampling and at "
+                   "embedding (was: read and sampled)"),
+    # ------------------------------------------------------------------ metadata
+    Case("meta-duplicate-label-column", "metadata", "meta_duplicate_label_column", "error",
+         "column 'effusion' appears 2 times", 2,
+         behaviour="two 'effusion' columns: DataError naming the column (was: pandas renamed one effusion.1)"),
+    # ------------------------------------------------------------------ embedding cache
+    Case("cache-shard-wrong-width", "scenario", "scenario_cache_shard_wrong_width", "observed", "is corrupt",
+         behaviour="a shard of width 19 for a 16-wide encoder: quarantined, recomputed (was: every later run failed)"),
+    Case("cache-shard-nan", "scenario", "scenario_cache_shard_nan", "observed", "is corrupt",
+         behaviour="a shard full of NaN: quarantined, recomputed (was: NaN embeddings reached the classifier)"),
+    # ------------------------------------------------------------------ echoed user strings
+    Case("cli-task-huge", "scenario", "scenario_cli_task_huge", "observed", "characters long",
+         behaviour="`runner sample --task` of 100,000 characters: one short line (was: echoed whole)"),
+]
+for _case in I25:
+    CASES.append(Case(**{**_case.__dict__, "issue": 25}))
+
+# ================================================================== issue 28: task types
+CASES += [
+    Case("card-type-unknown", "card", "card_type_unknown", "error", "did you mean 'retrieval'", 2,
+         behaviour="type: retreival -> CardError listing the task types; exit 2", issue=28),
+    Case("card-type-block-missing", "card", "card_type_block_missing", "error", "missing required field 'zero_shot'",
+         2, behaviour="type: zero-shot without its prompts -> CardError; exit 2", issue=28),
+    Case("card-multilabel-unknown-label", "card", "card_multilabel_unknown_label", "error",
+         "label 'efusion' is not declared", 2,
+         behaviour="a multi-label task naming a finding its data set lacks -> CardError with a did-you-mean", issue=28),
+    Case("card-sampling-two-modes", "card", "card_sampling_two_modes", "error", "sampling", 2,
+         behaviour="positives/negatives and images at once -> CardError (one sampling mode per card)", issue=28),
+    Case("card-zero-shot-prompts-for-another-label", "card", "card_zero_shot_prompts_for_another_label", "error",
+         "no prompts for the task's label 'effusion'", 2, behaviour="prompts only for edema on an effusion task", issue=28),
 ]
 
 

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from runner.cli.app import EXIT_FAILURE, EXIT_INVALID, app, fail, load_cli_registry
+from registry.errors import shown
+from runner.cli.app import EXIT_FAILURE, EXIT_INVALID, app, check_workers_option, fail, load_cli_registry
 
 
 @app.command("bench")
@@ -51,19 +52,20 @@ def bench(
 
     if (encoder is None) == (encoder_card is None):
         fail("give exactly one of --encoder ID or --encoder-card FILE", EXIT_INVALID)
+    check_workers_option(workers)
     chosen = tuple(f.strip() for f in formats.split(",") if f.strip())
     if not chosen or set(chosen) - set(FORMATS):
-        fail(f"--formats {formats!r}: expected a comma-separated subset of {', '.join(FORMATS)}", EXIT_INVALID)
+        fail(f"--formats {shown(formats)}: expected a comma-separated subset of {', '.join(FORMATS)}", EXIT_INVALID)
     try:
         sizes = tuple(int(x) for x in rss_sizes.split(",") if x.strip())
     except ValueError:
-        fail(f"--rss-sizes {rss_sizes!r}: expected comma-separated image counts", EXIT_INVALID)
+        fail(f"--rss-sizes {shown(rss_sizes)}: expected comma-separated image counts", EXIT_INVALID)
     try:
         rows, cols = (int(x) for x in dicom_size.lower().split("x"))
     except ValueError:
-        fail(f"--dicom-size {dicom_size!r}: expected ROWSxCOLS, e.g. 1955x1841", EXIT_INVALID)
+        fail(f"--dicom-size {shown(dicom_size)}: expected ROWSxCOLS, e.g. 1955x1841", EXIT_INVALID)
     if min(rows, cols) < 16:
-        fail(f"--dicom-size {dicom_size!r}: each side must be at least 16", EXIT_INVALID)
+        fail(f"--dicom-size {shown(dicom_size)}: each side must be at least 16", EXIT_INVALID)
     card = load_card(encoder_card, kind="encoder") if encoder_card else load_cli_registry().get("encoder", encoder)
     cfg = BenchConfig(
         encoder_card=card.data, encoder_sha256=card.behaviour_sha256, n=n, size=size, dicom_size=(rows, cols),

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from registry.errors import shown
 from runner.cli.app import app, fail, load_cli_registry, registry_root
 
 
@@ -116,7 +117,7 @@ def show_card(
 
     kind = kind.rstrip("s")
     if kind not in ("task", "encoder", "dataset"):
-        fail(f"unknown kind {kind!r}; expected task, encoder or dataset")
+        fail(f"unknown kind {shown(kind)}; expected task, encoder or dataset")
     reg = load_cli_registry()
     try:
         card = reg.get(kind, card_id)

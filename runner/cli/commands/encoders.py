@@ -48,6 +48,7 @@ class CheckReport:
     load_s: float = 0.0
     prepare_s: float = 0.0
     embed_s: float = 0.0
+    frameworks: dict = field(default_factory=dict)  # framework -> the device it really ran on
 
     @property
     def images_per_s(self) -> float:
@@ -103,7 +104,20 @@ def check_encoder(card: dict, images: list[tuple[str, np.ndarray]], weights_dir:
     if not np.isfinite(vectors).all():
         raise EncoderError("the embeddings contain NaN or Infinity")
     report.fingerprints = [fingerprint(v) for v in vectors]
+    report.frameworks = encoder.devices_used()
     return report
+
+
+def check_isolated(card: dict, images, weights_dir: Path | None = None, device: str = "auto",
+                   trust_custom_code: bool = False) -> CheckReport:
+    """check_encoder, in a child process for a TensorFlow encoder (as `runner eval` runs it: runner.encoders.isolation)."""
+    from runner.encoders import resolve_device
+    from runner.encoders.isolation import call_in_child, child_environment, needs_own_process
+
+    if not needs_own_process(card):
+        return check_encoder(card, images, weights_dir, device, trust_custom_code)
+    return call_in_child(check_encoder, card, images, weights_dir, resolve_device(device), trust_custom_code,
+                         env=child_environment(card), what=f"encoders check {card['id']} (a TensorFlow child process)")
 
 
 def encoder_card(encoder: str):
@@ -137,10 +151,12 @@ def check(
     except (ImageDecodeError, OSError) as exc:
         fail(f"cannot read image: {exc}")
     try:
-        report = check_encoder(card, images, weights_dir, device, trust_custom_code)
+        report = check_isolated(card, images, weights_dir, device, trust_custom_code)
     except ValueError as exc:  # a preprocessing contract the imaging module rejects
         fail(f"encoder {card['id']!r}: {exc}")
     typer.echo(f"encoder     {report.encoder_id} (adapter {report.adapter}, device {report.device})")
+    for framework, used in report.frameworks.items():
+        typer.echo(f"ran on      {used} ({framework})")
     typer.echo(f"preprocess  {report.contract}")
     typer.echo(f"embedding   {report.dim}-d")
     for name, fp in zip(report.images, report.fingerprints):

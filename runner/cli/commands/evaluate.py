@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
-from registry.errors import RegistryError
-from runner.cli.app import app, fail, is_card_path, load_cli_registry
+from registry.errors import RegistryError, did_you_mean, shown
+from runner.cli.app import app, check_workers_option, fail, is_card_path, load_cli_registry
 
 # Before torch or lightgbm load OpenMP: spinning idle threads made LightGBM 5-25x slower after a torch encoder had
 # run on this 2-core machine (see runner/classify/out_of_fold.py).
@@ -27,10 +27,8 @@ WORKERS_HELP = ("Image decoding processes (0: in-process). Default (runner.embed
 
 
 def _did_you_mean(term: str, known) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(term, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(sorted(known))}"
+    close = did_you_mean(term, known)
+    return f" (did you mean {close!r}?)" if close else f"; known: {', '.join(sorted(known))}"
 
 
 def _terms(spec: str, kind: str) -> list[str]:
@@ -58,13 +56,13 @@ def select_tasks(spec: str, reg) -> list[str]:
         elif term in benchmarks:
             found = tasks_of(term, reg.tasks)
             if not found:
-                fail(f"benchmark {term!r} has no tasks yet (no task card lists it in `benchmarks`)")
+                fail(f"benchmark {shown(term)} has no tasks yet (no task card lists it in `benchmarks`)")
         elif GLOB_CHARS & set(term):
             found = sorted(t for t in reg.tasks if fnmatchcase(t, term))
             if not found:
-                fail(f"--task {term!r} matches no task id; see `runner list tasks`")
+                fail(f"--task {shown(term)} matches no task id; see `runner list tasks`")
         else:
-            fail(f"no task card or benchmark with id {term!r}{_did_you_mean(term, [*reg.tasks, *benchmarks])}")
+            fail(f"no task card or benchmark with id {shown(term)}{_did_you_mean(term, [*reg.tasks, *benchmarks])}")
         chosen.extend(t for t in found if t not in chosen)
     return sorted(chosen, key=lambda t: (reg.tasks[t].data.get("type") == "transfer", chosen.index(t)))
 
@@ -94,10 +92,10 @@ def select_encoders(spec: str, reg, include_controls: bool = False, weights_dir:
             chosen.append(term)
             continue
         if term != "all" and not GLOB_CHARS & set(term):
-            fail(f"no encoder card with id {term!r}{_did_you_mean(term, reg.encoders)}")
+            fail(f"no encoder card with id {shown(term)}{_did_you_mean(term, reg.encoders)}")
         matched = sorted(reg.encoders) if term == "all" else sorted(e for e in reg.encoders if fnmatchcase(e, term))
         if not matched:
-            fail(f"--encoder {term!r} matches no encoder id; see `runner list encoders`")
+            fail(f"--encoder {shown(term)} matches no encoder id; see `runner list encoders`")
         for encoder_id in matched:
             card = reg.encoders[encoder_id].data
             if card.get("control") and not include_controls:
@@ -134,7 +132,7 @@ def _analyses(spec: str) -> list[str] | None:
     names = [s.strip() for s in spec.split(",") if s.strip()]
     unknown = [n for n in names if n not in ANALYSES]
     if unknown:
-        fail(f"unknown analysis {unknown[0]!r}; expected none, card, all or a comma list of {', '.join(ANALYSES)}")
+        fail(f"unknown analysis {shown(unknown[0])}; expected none, card, all or a comma list of {', '.join(ANALYSES)}")
     return names
 
 
@@ -144,9 +142,9 @@ def _dataset_roots(specs: list[str] | None, reg) -> dict[str, Path]:
     for spec in specs or []:
         dataset_id, sep, folder = spec.partition("=")
         if not sep or not dataset_id.strip() or not folder.strip():
-            fail(f"--dataset-root {spec!r}; expected DATASET=DIR, e.g. demo-cxr-site-b=out/demo/data-site-b")
+            fail(f"--dataset-root {shown(spec)}; expected DATASET=DIR, e.g. demo-cxr-site-b=out/demo/data-site-b")
         if dataset_id.strip() not in reg.datasets:
-            fail(f"--dataset-root: no dataset card with id {dataset_id.strip()!r}; known: "
+            fail(f"--dataset-root: no dataset card with id {shown(dataset_id.strip())}; known: "
                   f"{', '.join(sorted(reg.datasets))}")
         roots[dataset_id.strip()] = Path(folder.strip())
     return roots
@@ -203,10 +201,27 @@ def _say(text: str, to_stderr: bool) -> None:
 REUSED_NOTE = ", reused: same inputs as the result there; --recompute fits again"
 
 
+def evaluate_pair(task_id: str, encoder_id: str, data_root: Path | None, out: Path, options, reg):
+    """One pair's run_evaluation; a TensorFlow encoder's in a child process of its own (runner.encoders.isolation:
+    its GPU memory and CUDA-12 libraries go with that process, so the torch encoders after it get the whole GPU)."""
+    import dataclasses
+
+    from runner.encoders import resolve_device
+    from runner.encoders.isolation import call_in_child, child_environment, needs_own_process
+    from runner.evaluate import run_evaluation
+
+    card = reg.encoders[encoder_id].data
+    if not needs_own_process(card):
+        return run_evaluation(task_id, encoder_id, data_root, out, options, registry=reg)
+    # "auto" is decided here, by torch in this process, so the child never imports torch to decide it
+    options = dataclasses.replace(options, device=resolve_device(options.device))
+    return call_in_child(run_evaluation, task_id, encoder_id, data_root, out, options, registry=reg,
+                         env=child_environment(card), what=f"{task_id} x {encoder_id} (a TensorFlow child process)")
+
+
 def run_many(tasks: list[str], encoders: list[str], data_root: Path | None, out: Path, options, reg,
              quiet_stdout: bool = False) -> list[PairOutcome]:
     """Evaluate every task x encoder pair, printing one line each; a failing pair is reported and the next one runs."""
-    from runner.evaluate import run_evaluation
     from runner.task_types import task_type_of
 
     outcomes = []
@@ -214,7 +229,7 @@ def run_many(tasks: list[str], encoders: list[str], data_root: Path | None, out:
         for encoder_id in encoders:
             started = time.perf_counter()
             try:
-                run = run_evaluation(task_id, encoder_id, data_root, out, options, registry=reg)
+                run = evaluate_pair(task_id, encoder_id, data_root, out, options, reg)
                 path, result = run.result_path, run.result
             except RegistryError as exc:
                 outcome = PairOutcome(task_id, encoder_id, "failed", time.perf_counter() - started,
@@ -284,12 +299,12 @@ def _fmt(metric: dict) -> str:
 def check_device(device: str) -> None:
     """--device cuda[:N] on a machine without that GPU: exit 2 now, before any sampling."""
     if device != "auto" and device != "cpu" and not device.startswith("cuda"):
-        fail(f"--device {device!r}; expected auto, cpu or cuda[:N]")
+        fail(f"--device {shown(device)}; expected auto, cpu or cuda[:N]")
     if not device.startswith("cuda"):
         return
     index = device.partition(":")[2]
     if index and not index.isdigit():
-        fail(f"--device {device!r}; expected cuda or cuda:N with N a number")
+        fail(f"--device {shown(device)}; expected cuda or cuda:N with N a number")
     import torch
 
     if not torch.cuda.is_available():
@@ -361,9 +376,10 @@ def eval_command(
     from runner.embed.plan import BACKENDS
     from runner.evaluate import EvalOptions
 
+    check_workers_option(workers)
     check_device(device)
     if backend not in BACKENDS:
-        fail(f"--backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        fail(f"--backend {shown(backend)}; expected one of {', '.join(BACKENDS)}")
     card_files = [Path(t.strip()) for t in (encoder or "").split(",") if t.strip() and is_card_path(t.strip())]
     reg = load_cli_registry(extra_cards=card_files)
     if encoder is None:
@@ -415,6 +431,7 @@ def demo_command(
     from runner.data.synthetic import make_demo_dataset
     from runner.evaluate import EvalOptions
 
+    check_workers_option(workers)
     started = time.perf_counter()
     reg = load_cli_registry()
     benchmark = load_benchmarks(reg.root).get(DEMO_BENCHMARK)
@@ -450,6 +467,7 @@ def demo_command(
     try:
         from leaderboard.filing.audit import audit
         from leaderboard.filing.submit import submit
+        from leaderboard.filing.verified import remember_filed
         from leaderboard.site.render import build_site
     except ImportError:
         build_site = None
@@ -464,11 +482,13 @@ def demo_command(
         elif filed.is_dir():
             shutil.copytree(filed, results_dir / filed.name, dirs_exist_ok=True)
     filed = []
+    records_dir = out / "cache" / "verified"  # regeneration records: the site build need not refit these again
     for path in paths:  # submit finds the task's frozen manifest one folder up from each result
         try:
             filed.append(submit(path, reg, results_dir=results_dir, replace=True).path)
         except RegistryError as exc:  # SubmitError and friends: one line, not a traceback
             fail(f"filing {path}: {exc}", 1)
+        remember_filed(filed[-1], reg, records_dir)
     typer.echo(f"filed {len(filed)} results: the registry's regenerations, refitted from their embeddings")
     passed = 0
     for path in filed:  # the demo has its images: every filed bundle is audited against them
@@ -479,6 +499,6 @@ def demo_command(
             except RegistryError as exc:
                 fail(f"auditing {path}: {exc}", 1)
     typer.echo(f"audited: {passed} results whose embeddings re-computed from the images match the filed ones")
-    index = build_site(out / "site", results_dir, reg)
+    index = build_site(out / "site", results_dir, reg, records_dir=records_dir)
     typer.echo(f"demo finished in {time.perf_counter() - started:.0f} s; results in {results_dir}")
     typer.echo(f"site: {index}")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from runner.cli.app import app, fail, load_cli_registry
+from runner.cli.app import app, check_workers_option, fail, load_cli_registry
 
 
 @app.command("sample")
@@ -35,6 +35,7 @@ def sample(
     from runner.sample.draw import sample
     from runner.sample.manifest import write_manifest
 
+    check_workers_option(workers)
     reg = load_cli_registry()
     card = reg.get("task", task)
     dataset = reg.get("dataset", card.data["dataset"])

@@ -19,6 +19,7 @@ from runner.data.imaging import (
     PIL_SUFFIXES,
     ImageDecodeError,
     check_dicom_header,
+    check_pil_header,
     failure_reason,
     load_image,
     read_dicom,
@@ -28,6 +29,7 @@ from runner.data.imaging import (
 _NATIVE_DTYPES = {(8, 0): np.uint8, (8, 1): np.int8, (16, 0): np.uint16, (16, 1): np.int16}
 
 VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+FLOAT32_SAFE = 1e30  # modality LUT outputs beyond this (float32 tops out at 3.4e38) take the canonical route
 
 
 @dataclass
@@ -73,6 +75,7 @@ def _read_pil(path: Path) -> RawImage | None:
     from PIL import Image
 
     with Image.open(path) as im:
+        check_pil_header(im, path)  # too small, 16-bit colour: the canonical route names the reason
         if getattr(im, "n_frames", 1) != 1 or im.mode not in ("L", "I;16", "I;16L", "I;16B"):
             return None
         im.load()
@@ -110,6 +113,8 @@ def _read_dicom_raw(path: Path) -> RawImage | None:
     slope, intercept = 1.0, 0.0
     if "RescaleSlope" in ds and "RescaleIntercept" in ds:
         slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+    if abs(slope) * 2.0**stored + abs(intercept) > FLOAT32_SAFE:
+        return None  # the device computes in float32: past its range the canonical float64 route decides
     return RawImage(pixels=pixels, slope=slope, intercept=intercept, window=_window(ds, stored, signed, slope, intercept),
                     invert=photometric == "MONOCHROME1")
 

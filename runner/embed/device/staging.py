@@ -28,6 +28,7 @@ import numpy as np
 
 from runner.embed.device.batches import PARAMS, RawBatch, RawGroup, bucket_raws, split_reads
 from runner.embed.device.read import read_one
+from runner.runtime.workers import bounded_workers
 
 ALIGN = 64  # byte alignment of every group inside a slot (any dtype view, cache lines)
 DEPTH = 4  # batches the consumer may hold (staged, launched, being fetched) + one spare
@@ -211,7 +212,7 @@ def staged_batches(paths: list[str], batch_size: int, workers: int, pin: bool) -
 
     if not paths:
         return
-    workers = max(int(workers), 0)
+    workers = bounded_workers(workers, -(-len(paths) // max(int(batch_size), 1)))  # at most one per batch
     ring = StagingRing.for_batches(batch_size, workers, pin=pin)
     reader = BatchReader(paths, batch_size, ring)
     loader = DataLoader(reader, batch_size=None, sampler=range(len(reader)), num_workers=workers,
