@@ -10,6 +10,11 @@ DEMO_EXTRAS := analysis
 TEST_EXTRAS := analysis,vision,community,tf,ray,data,dev
 DEMO_OUT ?= out/demo
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
+
+# Read by OpenMP (torch, scikit-learn, LightGBM) once, when it loads: the values of runner/runtime/threads.py
+# THREAD_ENVIRONMENT, which the `runner` entry point and the test session also set (a value already set wins).
+demo test: export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: demo test install install-test install-gpu lint clean
 
@@ -48,10 +53,12 @@ demo: $(VENV)/.demo-deps
 	$(VENV)/bin/runner validate
 	$(VENV)/bin/runner demo --out $(DEMO_OUT)
 
-## test: the whole test suite on CPU (installs Debian's chromium for the browser test when missing)
+## test: the whole test suite on CPU (installs Debian's chromium for the browser test when missing), in
+## PYTEST_WORKERS processes (pytest-xdist; whole files per worker, so a module's fixtures are built once; 0: none),
+## the 25 slowest steps listed at the end
 test: $(VENV)/.test-deps
 	$(VENV)/bin/runner validate
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" -n $(PYTEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 lint: $(VENV)/.test-deps
 	$(VENV)/bin/ruff check registry runner leaderboard tests benchmarks

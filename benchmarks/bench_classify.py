@@ -1,6 +1,6 @@
 """Classifier stage benchmark: classify + CIs on 2000 x 1024 float32 embeddings, 5 folds, before vs after, one run.
 
-before: the code at the base commit (default a5def52), extracted with `git archive` into a temporary folder;
+before: the code at the base commit (default 3e7b68d), extracted with `git archive` into a temporary folder;
 after:  this checkout. Each side runs in its own processes (PYTHONPATH = its code) and times
   single: runner.classify.out_of_fold.classify with the task card's classifier block (no num_threads: the code's own thread
           choice), then runner.metrics.summary.summarize (t-interval + 2000-replicate cluster bootstrap);
@@ -8,14 +8,15 @@ after:  this checkout. Each side runs in its own processes (PYTHONPATH = its cod
           embeddings are cached: classify + summarize per pair; each task its own labels and folds, each encoder its
           own embeddings). The real embeddings are absent here, so these are synthetic; the images, the cache
           lookup and the result file are not part of this figure.
-The parent prints min / median over --runs processes per side and the AUROC differences. `--threads 1,2` adds the
+The parent prints min / median over --runs processes per side (and each process's CPU seconds, its fit processes
+included), the machine's load average at the start and the end, and the AUROC differences. `--threads 1,2` adds the
 after side with the card's num_threads forced, to show the machine's thread choice. `--naive` adds the naive
 baseline: `LGBMClassifier(n_estimators=200)` (LightGBM defaults otherwise) fitted from the raw matrix in every fold.
 
 The embeddings are synthetic but shaped like real ones: correlated dimensions, a label signal spread over a few dozen
 directions with a non-linear part, and 1-3 images per patient. Usage:
 
-    .venv/bin/python benchmarks/bench_classify.py [--runs 3] [--base a5def52] [--threads 1,2] [--naive] [--json out]
+    .venv/bin/python benchmarks/bench_classify.py [--runs 3] [--base 3e7b68d] [--threads 1,2] [--naive] [--json out]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -31,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from runner.runtime.threads import set_thread_environment
 
 
 def task_defaults_classifier() -> dict:
@@ -85,11 +89,22 @@ def base_tree(base: str, into: Path) -> Path:
 
 
 def spawn(script: Path, code_root: Path, out_json: Path, *args: str) -> dict:
-    """Run `script --side out_json *args` with `code_root` first on PYTHONPATH; its JSON plus the process wall."""
+    """Run `script --side out_json *args` with `code_root` first on PYTHONPATH; its JSON plus the process's wall
+    and CPU seconds (user + system, its fit processes included)."""
     env = {**os.environ, "PYTHONPATH": str(code_root), "CXR_REGISTRY_ROOT": str(code_root)}
+    set_thread_environment(env)  # as the `runner` entry point does (runner.runtime.threads), before OpenMP loads
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, str(script), "--side", str(out_json), *args], env=env, check=True, cwd=code_root)
-    return {**json.loads(out_json.read_text()), "wall_s": time.perf_counter() - t0}
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {**json.loads(out_json.read_text()), "wall_s": wall, "cpu_s": cpu}
+
+
+def load_line() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.1f} {five:.1f} {fifteen:.1f}"
 
 
 def run_side(out_json: str, threads: int | None, naive_too: bool, batch: bool = True) -> None:
@@ -148,7 +163,7 @@ def main() -> None:
     parser.add_argument("--side-threads", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--side-naive", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--runs", type=int, default=3, help="processes per side (min and median are reported)")
-    parser.add_argument("--base", default="a5def52", help="git commit of the 'before' code")
+    parser.add_argument("--base", default="3e7b68d", help="git commit of the 'before' code")
     parser.add_argument("--threads", default="", help="also run the after side with num_threads forced, e.g. 1,2")
     parser.add_argument("--naive", action="store_true", help="also time the naive baseline (after side)")
     parser.add_argument("--side-no-batch", action="store_true", help=argparse.SUPPRESS)
@@ -165,6 +180,7 @@ def main() -> None:
     sides.update({f"after, {t} thread(s)": [*common, "--side-threads", t] for t in args.threads.split(",")
                   if t.strip()})
     runs: dict[str, list[dict]] = {side: [] for side in sides}
+    load_before = load_line()
     with tempfile.TemporaryDirectory() as tmp:
         before_root = base_tree(args.base, Path(tmp) / "base")
         for i in range(args.runs):  # interleaved, so a change in the machine's load hits every side alike
@@ -177,13 +193,14 @@ def main() -> None:
         return f"{values[0]:.2f} / {values[len(values) // 2]:.2f}"
 
     load = os.getloadavg()
-    print(f"2000 x 1024 float32, 5 folds, {os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f} "
-          f"{load[2]:.1f}; {args.runs} process(es) per side; seconds min / median")
-    print(f"{'':24} {'threads':>7} {'classify':>14} {'classify+CIs':>14} {'8 tasks x 2 enc':>16} {'AUROC':>7}")
+    print(f"2000 x 1024 float32, 5 folds, {os.cpu_count()} cores, {load_before} at the start, {load_line()} at the "
+          f"end; {args.runs} process(es) per side, interleaved; seconds min / median")
+    print(f"{'':24} {'threads':>7} {'classify':>14} {'classify+CIs':>14} {'8 tasks x 2 enc':>16} "
+          f"{'process CPU':>14} {'AUROC':>7}")
     for side in runs:
         r = runs[side][0]
         print(f"{side:24} {r['threads']:>7} {stat(side, 'single_classify_s'):>14} {stat(side, 'single_s'):>14} "
-              f"{stat(side, 'batch_s'):>16} {r['single_auroc']:7.4f}")
+              f"{stat(side, 'batch_s'):>16} {stat(side, 'cpu_s'):>14} {r['single_auroc']:7.4f}")
     before = runs["before"][0]
     for side in runs:
         if side == "before":

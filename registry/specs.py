@@ -166,6 +166,7 @@ class LabelEfficiencySpec:
 class PairedSpec:
     enabled: bool
     alpha: float
+    test: str  # patient-bootstrap | fold-t | corrected-fold-t (runner.analysis.paired TIE_TESTS)
 
 
 @dataclass(frozen=True)
@@ -325,7 +326,7 @@ def analyses_spec(block) -> AnalysesSpec:
                                       tuple(an["transfer"]["targets"]) if "targets" in an["transfer"] else None),
         label_efficiency=LabelEfficiencySpec(efficiency["enabled"], tuple(efficiency["positives_per_class"]),
                                              tuple(efficiency["seeds"])),
-        paired=PairedSpec(an["paired"]["enabled"], an["paired"]["alpha"]),
+        paired=PairedSpec(an["paired"]["enabled"], an["paired"]["alpha"], an["paired"]["test"]),
     )
 
 

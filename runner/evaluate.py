@@ -77,12 +77,17 @@ class EvalOptions:
     data_roots: dict[str, Path] = field(default_factory=dict)
     resample: bool = False  # sample again: neither a manifest in OUT/<task>/ nor the committed one (manifests/)
     weights_dir: Path | None = None  # --weights-dir: where the encoder's weight files are
-    recompute: bool = False  # compute again even when the run folder's result has these inputs' fingerprint
+    recompute: bool = False  # fit and score again even when the run folder's result has these inputs' fingerprint
     save_embeddings: bool = False  # write OUT/<task>/<encoder>/embeddings.npz for the registry's refit (runner submit)
+    re_embed: bool = False  # compute every embedding again: nothing cached before these options were made is read
+    re_embed_since: int = field(default=0, init=False)  # that moment (ns), so the runs of one command embed once
+
+    def __post_init__(self):
+        self.re_embed_since = time.time_ns() if self.re_embed else 0
 
     def embed_settings(self) -> EmbedSettings:
         return EmbedSettings(self.device, self.workers, self.batch_size, self.backend, self.progress, self.cache_dir,
-                             self.weights_dir, self.trust_custom_code)
+                             self.weights_dir, self.trust_custom_code, self.re_embed_since)
 
 
 @dataclass
@@ -168,7 +173,7 @@ def _run(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Path, o
     if typed:
         path, result, reused = run_typed(task, encoder_card, dataset, test_side.manifest, test_side.embedded, encoder,
                                          run_dir, timings, started, device=options.device, reads_pixels=reads_images,
-                                         recompute=options.recompute)
+                                         recompute=options.recompute, made_by=cache.made_by)
         return EvalRun(path, result, _n_computed(sides), cache.hits, cache.misses, reused=reused)
 
     allow_missing = not reads_images  # metadata features may be missing (NaN); embeddings never
@@ -176,7 +181,7 @@ def _run(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Path, o
                               allow_missing) if train_side else
               cross_validation_design(test_side.manifest, test_side.embedded, allow_missing))
     fingerprint = run_inputs_sha256(task, encoder_card, [(s.dataset, s.manifest, s.embedded) for s in sides], design,
-                                    wanted, options.device)
+                                    wanted, options.device, cache.made_by.record())
     if not options.recompute and "transfer" not in wanted:  # transfer targets are other data sets: not fingerprinted
         earlier, _ = reusable_result(run_dir, fingerprint)
         if earlier is not None:
@@ -215,7 +220,8 @@ def _run(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Path, o
         timings.update({f"analysis.{name}": seconds for name, seconds in per_analysis.items()})
     timings["total"] = time.perf_counter() - started
 
-    facts = RunFacts.of_run(test_side.embedded, timings, encoder.device, encoder.devices_used())
+    facts = RunFacts.of_run(test_side.embedded, timings, encoder.device, encoder.devices_used(),
+                            cache.made_by.record())
     result = run_result(task, encoder_card, dataset, test_side.manifest, fitted.predictions,
                         test_side.embedded.exclusions, summary, analyses, facts)
     write_predictions(fitted.predictions, run_dir / "predictions.parquet")
@@ -223,7 +229,8 @@ def _run(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Path, o
     if options.save_embeddings and reads_images:  # what the registry refits from
         bundle = write_bundle(run_dir / BUNDLE_NAME, design.table["image_id"].astype(str).tolist(),
                               design.embeddings, design.augmented or {},
-                              bundle_header(task, encoder_card, test_side.manifest))
+                              bundle_header(task, encoder_card, test_side.manifest,
+                                            cache.made_by.weights_sha256))
         result["embeddings_sha256"] = file_sha256(bundle)
     result["inputs_sha256"] = fingerprint  # what a later run of the same pair compares (runner.results.reuse)
     path = write_result(result, run_dir / "result.json")

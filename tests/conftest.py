@@ -1,8 +1,34 @@
-"""Shared fixtures. Data is made by code (synthetic DICOMs) or comes from packages (pydicom-data)."""
+"""Shared fixtures. Data is made by code (synthetic DICOMs) or comes from packages (pydicom-data).
+
+The thread environment is set first, before anything here or in a test module can load OpenMP (torch, scikit-learn,
+LightGBM read it only when their library loads: runner.runtime.threads).
+
+Session fixtures are built once and shared read-only: a test that changes one works on its own copy. `real_site` is
+built once even when pytest-xdist runs the session in several workers (tests/support.py shared_folder).
+"""
 
 from __future__ import annotations
 
+import os
+
+from runner.runtime.threads import THREAD_ENVIRONMENT, loaded_openmp_libraries, set_thread_environment
+
+# What had already loaded (and read its settings) and what the user had set, for tests/test_threads.py.
+THREADS_AT_SETUP = (loaded_openmp_libraries(), {name: os.environ.get(name) for name in THREAD_ENVIRONMENT})
+THREADS_IN_EFFECT = set_thread_environment()
+
+# Below here anything may load OpenMP.
+import json
+
 import pytest
+
+from tests.support import REPO, RESULTS_DIR, RealSite, shared_folder
+
+
+@pytest.fixture(scope="session")
+def thread_environment_at_setup():
+    """(OpenMP runtimes loaded when conftest set the thread environment, what was set before, what is in effect)."""
+    return (*THREADS_AT_SETUP, THREADS_IN_EFFECT)
 
 
 @pytest.fixture(scope="session")
@@ -22,8 +48,6 @@ def demo_data_dir(tmp_path_factory):
 @pytest.fixture(scope="session", autouse=True)
 def private_cache_dir(tmp_path_factory):
     """Every test's default cache folder (embeddings, regeneration records) is the session's own, never ~/.cache."""
-    import os
-
     before = os.environ.get("CXR_CACHE_DIR")
     os.environ["CXR_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
     yield
@@ -31,3 +55,20 @@ def private_cache_dir(tmp_path_factory):
         os.environ.pop("CXR_CACHE_DIR", None)
     else:
         os.environ["CXR_CACHE_DIR"] = before
+
+
+@pytest.fixture(scope="session")
+def real_site(tmp_path_factory) -> RealSite:
+    """The site of the project's own cards and filed results (leaderboard/results/), as `runner leaderboard build`
+    makes it, every filed result verified again (no regeneration record reused): built once per session, shared by
+    every xdist worker. Read-only; a test that changes a site builds its own. A card that does not load fails the
+    first test that asks for this (tests that check the cards load them first, so the failure is theirs)."""
+    from leaderboard.site.render import build_site
+    from registry.cards import clear_cache, load_registry
+
+    def build(folder):
+        clear_cache()
+        build_site(folder / "site", RESULTS_DIR, load_registry(REPO))
+
+    out = shared_folder(tmp_path_factory, "real-site", build) / "site"
+    return RealSite(out / "index.html", json.loads((out / "leaderboard.json").read_text(encoding="utf-8")))

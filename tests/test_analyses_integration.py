@@ -90,6 +90,7 @@ def runs(registry, demo_data_dir, site_b_dir, tmp_path_factory):
 
     def run(task, encoder, analyses):
         options = EvalOptions(device="cpu", workers=0, cache_dir=work / "cache", progress=False, analyses=analyses,
+                              save_embeddings=True,  # what `runner submit` refits from
                               data_roots={"demo-cxr": demo_data_dir, "demo-cxr-site-b": site_b_dir})
         return run_evaluation(task, encoder, None, work / "out", options, registry=registry)
 
@@ -171,6 +172,7 @@ def test_transfer_task_trains_on_one_manifest_and_tests_on_the_other(runs):
 
 
 def test_tie_groups_and_analyses_on_the_built_site(runs, registry, tmp_path):
+    from leaderboard.filing.layout import predictions_of
     from leaderboard.filing.submit import submit
     from leaderboard.site.render import build_site
 
@@ -179,8 +181,11 @@ def test_tie_groups_and_analyses_on_the_built_site(runs, registry, tmp_path):
     for run in (runs["first"], runs["full"], runs["in_domain"], runs["transfer"]):
         submit(run.result_path, registry, results_dir=results,
                manifest_path=run.result_path.parent.parent / "manifest.json")
-    assert (results / "effusion-tiny__random-cnn__reproduced.predictions.parquet").is_file()
-    index = build_site(tmp_path / "site", results, registry)
+    filed = json.loads((results / "effusion-tiny__random-cnn__reproduced.json").read_text())
+    assert predictions_of(results, filed).is_file() and filed["verification"]["tier"] == "embeddings"
+    problems: list = []
+    index = build_site(tmp_path / "site", results, registry, problems=problems)
+    assert problems == []  # every filed result regenerates at build as it did at submit
     html = index.read_text()
     row = html[html.index('data-task="effusion-tiny"'):]
     row = row[:row.index("</tr>")]
@@ -211,16 +216,11 @@ def test_tie_groups_and_analyses_on_the_built_site(runs, registry, tmp_path):
         in_domain["metrics"]["auroc"]["mean"] - runs["transfer"].result["metrics"]["auroc"]["mean"])
 
 
-def test_reported_rows_say_no_significance_test(tmp_path):
-    from leaderboard.site.render import build_site
+def test_reported_rows_say_no_significance_test(real_site):
     from leaderboard.summary.summarize import NO_TEST_REPORTED
-    from registry.cards import clear_cache, load_registry
-    from tests.support import RESULTS_DIR
 
-    clear_cache()
-    index = build_site(tmp_path / "site", RESULTS_DIR, load_registry())
-    assert "no significance test: reported numbers" in index.read_text()
-    assert NO_TEST_REPORTED in (index.parent / "tasks" / "effusion-nih.html").read_text()
+    assert "no significance test: reported numbers" in real_site.index.read_text()
+    assert NO_TEST_REPORTED in (real_site.out / "tasks" / "effusion-nih.html").read_text()
 
 
 def test_site_b_has_another_look_and_unknown_sites_are_refused(tmp_path):

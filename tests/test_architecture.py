@@ -4,6 +4,7 @@ a renderer that only renders, and a result that depends only on its own inputs."
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -173,11 +174,8 @@ def test_the_renderer_imports_no_statistics():
     assert bad == []
 
 
-def test_rendering_from_the_summary_alone_loads_no_statistics_module(tmp_path):
-    from leaderboard.summary.summarize import summarize, write_summary
-    from tests.support import RESULTS_DIR
-
-    summary = write_summary(summarize(RESULTS_DIR), tmp_path / "leaderboard.json")
+def test_rendering_from_the_summary_alone_loads_no_statistics_module(tmp_path, real_site):
+    summary = real_site.out / "leaderboard.json"  # summarize() of the filed results, as build_site wrote it
     code = ("import sys, pathlib; from leaderboard.site.render import render_site; "
             f"render_site(pathlib.Path({str(summary)!r}), pathlib.Path({str(tmp_path / 'site')!r})); "
             "bad = sorted(m for m in sys.modules if m.startswith(('runner.analysis', 'runner.metrics', 'sklearn')));"
@@ -290,3 +288,92 @@ def test_runner_bench_measures_the_call_runner_eval_makes(tmp_path, monkeypatch,
     except RuntimeError:  # a corrupt demo file in the sample: the call was made all the same
         pass
     assert calls and all(c == {"lazy": True, "backend": "auto"} for c in calls), calls
+
+
+# ---------------------------------------------------------------------------------------------- docs/ARCHITECTURE.md
+
+ARCHITECTURE = REPO / "docs" / "ARCHITECTURE.md"
+FILE_SUFFIXES = ("json", "csv", "yaml", "yml", "md", "html", "py", "txt", "parquet", "npz", "js", "css")
+
+
+def _documented_modules(text: str) -> list[str]:
+    """The module lines of the "Packages and modules" section: under a heading "### `pkg/dir/` ...", each line
+    "- `name.py` ..." documents pkg/dir/name.py. Returned in order, repeats kept."""
+    modules, package, in_section = [], None, False
+    for line in text.splitlines():
+        if line.startswith("## "):
+            in_section, package = line.strip() == "## Packages and modules", None
+        elif in_section and (heading := re.match(r"### `((?:[\w-]+/)+)`", line)):
+            package = heading.group(1)
+        elif in_section and package and (module := re.match(r"- `([\w-]+\.py)`", line)):
+            modules.append(package + module.group(1))
+    return modules
+
+
+def _package_modules(repo: Path) -> set[str]:
+    return {p.relative_to(repo).as_posix() for package in PACKAGES for p in (repo / package).rglob("*.py")
+            if p.name != "__init__.py" and "__pycache__" not in p.parts}
+
+
+def _module_line_problems(text: str, modules: set[str]) -> list[str]:
+    documented = _documented_modules(text)
+    return ([f"{m}: no line in docs/ARCHITECTURE.md" for m in sorted(modules - set(documented))]
+            + [f"{m}: documented but no such module" for m in sorted(set(documented) - modules)]
+            + [f"{m}: documented twice" for m in sorted({m for m in documented if documented.count(m) > 1})])
+
+
+def _top_level_names(path: Path) -> set[str]:
+    names = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
+def _stale_references(text: str, repo: Path) -> list[str]:
+    """Paths ending in .py that do not exist, and dotted names (runner.x.y.name) whose module or top-level name does
+    not. A bare file name ("`plan.py`") must name some file of the packages, tests/, benchmarks/ or the root."""
+    stale = []
+    known = {p.name for d in (*PACKAGES, "tests", "benchmarks") for p in (repo / d).rglob("*.py")}
+    known |= {p.name for p in repo.glob("*.py")}
+    for path in set(re.findall(r"(?<![\w/.-])((?:[\w-]+/)*[\w-]+\.py)\b", text)):
+        if not ((repo / path).is_file() if "/" in path else path in known):
+            stale.append(f"{path}: no such file")
+    for dotted in set(re.findall(rf"(?<![\w/.-])((?:{'|'.join(PACKAGES)})(?:\.\w+)+)", text)):
+        parts = dotted.split(".")
+        if parts[-1] in FILE_SUFFIXES:  # leaderboard.json, a file name
+            continue
+        files = [next((f for f in (repo.joinpath(*parts[:i]) / "__init__.py",
+                                   repo.joinpath(*parts[:i]).with_suffix(".py")) if f.is_file()), None)
+                 for i in range(1, len(parts) + 1)]
+        depth = max(i + 1 for i, f in enumerate(files) if f is not None)  # the longest prefix that is a module
+        if depth < len(parts) and parts[depth] not in _top_level_names(files[depth - 1]):
+            stale.append(f"{dotted}: {'.'.join(parts[:depth])} has no {parts[depth]}")
+    return sorted(stale)
+
+
+def test_every_module_has_one_line_in_the_architecture_doc_and_every_line_a_module():
+    """A new module needs its line in docs/ARCHITECTURE.md, a removed one takes its line away."""
+    assert _module_line_problems(ARCHITECTURE.read_text(encoding="utf-8"), _package_modules(REPO)) == []
+
+
+def test_the_architecture_doc_names_no_missing_file_or_name():
+    assert _stale_references(ARCHITECTURE.read_text(encoding="utf-8"), REPO) == []
+
+
+def test_the_architecture_doc_checks_can_fail():
+    doc = ("## Packages and modules\n### `runner/embed/` — x\n- `plan.py` — y\n- `plan.py` — again\n- `gone.py` — z\n"
+           "## Later\n- `rows.py` — outside the section, not a module line\n")
+    assert _module_line_problems(doc, {"runner/embed/plan.py", "runner/embed/rows.py"}) == [
+        "runner/embed/rows.py: no line in docs/ARCHITECTURE.md", "runner/embed/gone.py: documented but no such module",
+        "runner/embed/plan.py: documented twice"]
+    stale = ("`runner/fastpath.py`, `nowhere.py`, runner.embed.plan.plan_embedding, runner.embed.plan.gone, "
+             "runner.metrics.summary.summarize, runner.no_module, leaderboard.json")
+    assert _stale_references(stale, REPO) == [
+        "nowhere.py: no such file", "runner.embed.plan.gone: runner.embed.plan has no gone",
+        "runner.no_module: runner has no no_module", "runner/fastpath.py: no such file"]

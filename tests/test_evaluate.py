@@ -71,6 +71,9 @@ def test_end_to_end_result_validates_and_separates_effusion(registry, tmp_path, 
     assert done.result_path == tmp_path / "out" / "effusion-tiny" / "random-cnn" / "result.json"
     assert (tmp_path / "out" / "effusion-tiny" / "manifest.json").is_file()
     assert result["provenance"] == "reproduced" and result["synthetic"] is True
+    from runner.results.provenance import code_provenance
+
+    assert result["code"] == code_provenance()  # the code that ran (issue 27 item 5)
     assert result["task"]["sha256"] == registry.tasks["effusion-tiny"].sha256
     assert result["encoder"]["sha256"] == registry.encoders["random-cnn"].sha256
     assert result["metrics"]["auroc"]["mean"] > 0.65  # the demo data draws effusion visibly (n = 140)

@@ -5,12 +5,15 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from jsonschema import Draft202012Validator
 from scipy import stats
-from sklearn.metrics import f1_score, roc_auc_score
+from sklearn.metrics import f1_score, roc_auc_score, roc_curve
 
-from runner.metrics.intervals import bootstrap_fold_mean, percentile_interval
-from runner.metrics.scores import MetricsInputError
+from runner.metrics.intervals import bootstrap_fold_mean, percentile_interval, t_interval, weighted_auroc
+from runner.metrics.scores import MetricsInputError, f1, point_metrics, pooled_roc, roc_points
 from runner.metrics.summary import summarize
 
 CARD_T = {"threshold": 0.5, "ci": "t-interval", "confidence": 0.95, "bootstrap": {"n": 400, "seed": 0}}
@@ -165,3 +168,90 @@ def test_min_valid_replicates_is_a_card_field_that_decides_whether_a_bootstrap_c
     assert reported["ci_low"] is not None and reported["ci_high"] is not None
     assert strict["auroc"]["ci_low"] is None and "min_valid_replicates" in strict["auroc"]["reason"]
     assert strict["auroc"]["mean"] == reported["mean"]
+
+
+# --- the numpy metrics against scikit-learn's (runner.metrics.scores says why they are numpy) -------------------------
+
+@st.composite
+def labelled_scores(draw, both_classes: bool = True):
+    """(labels, scores): often few distinct scores (ties, whole runs of them), sometimes continuous ones."""
+    n = draw(st.integers(2, 250))
+    labels = draw(hnp.arrays(np.int64, n, elements=st.integers(0, 1)))
+    if both_classes:  # one negative and one positive at drawn places
+        negative = draw(st.integers(0, n - 1))
+        positive = (negative + draw(st.integers(1, n - 1))) % n
+        labels[negative], labels[positive] = 0, 1
+    levels = draw(st.integers(1, 12))
+    tied = st.integers(0, levels).map(lambda v: v / levels)
+    scores = draw(hnp.arrays(np.float64, n, elements=st.one_of(
+        tied, st.floats(0, 1, allow_nan=False, allow_infinity=False))))
+    return labels, scores
+
+
+@settings(max_examples=300, deadline=None)
+@given(labelled_scores(), st.floats(0, 1))
+def test_auroc_f1_and_roc_points_equal_sklearn(data, threshold):
+    labels, scores = data
+    assert len(np.unique(labels)) == 2
+    fpr, tpr, _ = roc_curve(labels, scores)
+    ours_fpr, ours_tpr = roc_points(labels, scores)
+    assert len(ours_fpr) == len(fpr)
+    np.testing.assert_allclose(ours_fpr, fpr, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ours_tpr, tpr, rtol=0, atol=1e-12)
+    got = point_metrics(labels, scores, threshold)
+    assert abs(got["auroc"] - roc_auc_score(labels, scores)) <= 1e-12
+    for t in (threshold, 0.5, float(scores[0])):  # a threshold equal to a score: >= counts it as positive
+        assert abs(point_metrics(labels, scores, t)["f1"] - f1_score(labels, scores >= t)) <= 1e-12
+
+
+@settings(max_examples=100, deadline=None)
+@given(labelled_scores(both_classes=False))
+def test_one_class_inputs_behave_as_with_sklearn(data):
+    labels, scores = data
+    labels = np.full_like(labels, labels[0])  # all one class
+    frame = pd.DataFrame({"label": labels, "prob": scores})
+    assert pooled_roc(frame) is None
+    with pytest.raises(MetricsInputError, match="only one class"):
+        point_metrics(labels, scores, 0.5)
+    for t in (0.0, 0.5, 1.1):  # F1 itself is defined (0 with nothing to score), as scikit-learn's zero_division=0
+        assert f1(labels, scores >= t) == pytest.approx(f1_score(labels, scores >= t, zero_division=0.0), abs=1e-12)
+
+
+def test_pooled_roc_equals_sklearn_and_keeps_5000_points():
+    rng = np.random.default_rng(3)
+    n = 12_000
+    frame = pd.DataFrame({"label": rng.integers(0, 2, n), "prob": rng.random(n)})
+    fpr, tpr, _ = roc_curve(frame["label"], frame["prob"])
+    assert len(fpr) > 5000
+    keep = np.unique(np.linspace(0, len(fpr) - 1, 5000).astype(int))
+    out = pooled_roc(frame)
+    np.testing.assert_allclose(out["fpr"], fpr[keep], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(out["tpr"], tpr[keep], rtol=0, atol=1e-12)
+    small = frame.iloc[:300].assign(prob=lambda f: np.round(f["prob"], 1))  # ties
+    fpr, tpr, _ = roc_curve(small["label"], small["prob"])
+    assert pooled_roc(small) == {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
+
+
+@settings(max_examples=150, deadline=None)
+@given(labelled_scores(), st.integers(0, 2**32 - 1))
+def test_bootstrap_replicate_auroc_is_sklearns_on_the_resampled_set(data, seed):
+    """A replicate's AUROC equals scikit-learn's on the data set with each image repeated by its patient's draws."""
+    labels, scores = data
+    rng = np.random.default_rng(seed)
+    patient = rng.integers(0, max(1, len(labels) // 2), len(labels))
+    weights = rng.integers(0, 4, size=(3, int(patient.max()) + 1)).astype(float)
+    got = weighted_auroc(weights, patient, labels, scores)
+    for w, value in zip(weights, got, strict=True):
+        repeat = w[patient].astype(int)
+        y, s = np.repeat(labels, repeat), np.repeat(scores, repeat)
+        if len(np.unique(y)) < 2:
+            assert np.isnan(value)
+        else:
+            assert abs(value - roc_auc_score(y, s)) <= 1e-12
+
+
+def test_t_critical_value_is_scipy_stats():
+    for k in range(2, 40):
+        for confidence in (0.8, 0.9, 0.95, 0.99):
+            assert t_interval(np.arange(k, dtype=float), confidence)[2] == pytest.approx(
+                stats.t.ppf(1 - (1 - confidence) / 2, k - 1), rel=1e-13)

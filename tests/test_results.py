@@ -73,6 +73,17 @@ class FakeRegistry:
     tasks: dict = field(default_factory=dict)
     encoders: dict = field(default_factory=dict)
 
+    # The project's own registry folders (committed manifests, publications, floors, benchmarks.yaml): the fakes
+    # replace cards only. A test may point `root` at a folder of its own (its registry/benchmarks.yaml).
+    root: Path | None = None
+
+    def __post_init__(self):
+        from registry.cards import load_registry
+
+        self.home = load_registry().home
+        if self.root is None:
+            self.root = load_registry().root
+
     def get(self, kind, card_id):
         return {"task": self.tasks, "encoder": self.encoders, "dataset": self.datasets}[kind][card_id]
 
@@ -129,8 +140,8 @@ def make_reproduced(reg: FakeRegistry, task_id="effusion-demo", encoder_id="pixe
                    "exclusions": [{"image_id": "img-7", "path": "p/7.dcm", "reason": "truncated"}]},
         "timings_s": {"embed": 1.5, "classify": 0.25},
         "throughput": {"images_per_s": 26.7},
-        "environment": {"device": "cpu", "python": "3.11.9", "platform": "Linux", "packages": {"numpy": "2.0"},
-                        "git_commit": None},
+        "environment": {"device": "cpu", "python": "3.11.9", "platform": "Linux", "packages": {"numpy": "2.0"}},
+        "code": {"sha256": "cd" * 32, "git_commit": "0123456789abcdef0123456789abcdef01234567", "git_dirty": False},
         "seeds": {"sampling": 0, "classifier": 0},
         "synthetic": synthetic,
         "analyses": {"stability": {"mean_cosine": 0.98}},
@@ -173,7 +184,10 @@ def test_reported_result_needs_citation_publication_and_null_manifest(result):
     (lambda r: r["metrics"]["f1"].update(ci_method="reported"), "/metrics/f1/ci_method"),
     (lambda r: r["metrics"]["f1"].update(mean=None), "/metrics/f1"),  # null needs a reason
     (lambda r: r["folds"][1].update(auroc=-0.1), "/folds/1/auroc"),
-    (lambda r: r["environment"].pop("git_commit"), "/environment"),
+    (lambda r: r["environment"].pop("device"), "/environment"),
+    (lambda r: r["code"].pop("git_dirty"), "/code"),
+    (lambda r: r["code"].update(sha256="abc"), "/code/sha256"),
+    (lambda r: r["code"].update(git_commit="HEAD-dirty"), "/code/git_commit"),
     (lambda r: r.pop("synthetic"), "/"),
 ])
 def test_schema_problems_name_their_pointer(result, mutate, pointer):

@@ -352,8 +352,7 @@ def test_filed_floors_are_real_and_the_view_matched_view_floor_is_near_chance(re
         assert _filed(task_id, "metadata-view")["metrics"]["auroc"]["mean"] > matched_view
 
 
-def test_compute_floors_and_the_site_shows_them(real_registry, tmp_path):
-    from leaderboard.site.render import build_site
+def test_compute_floors_and_the_site_shows_them(real_registry, real_site):
     from leaderboard.summary.floors import compute_floors
     from tests.support import RESULTS_DIR
 
@@ -370,8 +369,7 @@ def test_compute_floors_and_the_site_shows_them(real_registry, tmp_path):
     assert reported["same_sample"] is None  # the paper lists no images: not claimed to be the same sample
     assert "edema-mimic" not in floors["tasks"]  # no MIMIC floor filed: none invented
 
-    index = build_site(tmp_path / "site", RESULTS_DIR, real_registry)
-    html = index.read_text(encoding="utf-8")
+    html = real_site.index.read_text(encoding="utf-8")
     assert "AUROC from metadata only" in html and "Where the floor comes from" in html
     row = html[html.index('<tr data-task="edema-nih">'):]
     row = row[: row.index("</tr>")]
@@ -379,9 +377,9 @@ def test_compute_floors_and_the_site_shows_them(real_registry, tmp_path):
     assert 'class="overlap"' in row  # MedImageInsight was trained on ChestX-ray14
     table1 = html[html.index('id="table-table1"'):html.index("</table>", html.index('id="table-table1"'))]
     assert 'data-encoder="metadata"' not in table1  # the baselines are the floor column, not competitors
-    exported = json.loads((tmp_path / "site" / "leaderboard.json").read_text(encoding="utf-8"))
+    exported = real_site.summary
     assert exported["floors"]["tasks"]["edema-nih"]["primary"]["mean"] == edema["primary"]["mean"]
-    page = (tmp_path / "site" / "tasks" / "edema-nih.html").read_text(encoding="utf-8")
+    page = (real_site.out / "tasks" / "edema-nih.html").read_text(encoding="utf-8")
     assert 'id="floor-table"' in page and 'id="within-view-table"' in page
 
 

@@ -1,4 +1,4 @@
-"""Start-up: a fully cached `runner eval` loads no torch, TensorFlow, UMAP (numba) or Ray.
+"""Start-up: a fully cached `runner eval` loads no torch, TensorFlow, UMAP (numba), Ray or scikit-learn.
 
 Each run is a real `runner eval` subprocess; a wrapper records `sys.modules` when the process exits. The first run
 (cache cold) must import torch to embed with random-cnn, which shows the check can fail; the second, all cached,
@@ -49,6 +49,11 @@ def test_cached_eval_imports_no_heavy_stack(tmp_path, demo_data_dir):
     assert "AUROC" in stdout and "reused" not in stdout and "lightgbm" in warm
     heavy = sorted(m for m in warm if m.split(".")[0] in HEAVY)
     assert heavy == [], f"a fully cached eval imported {heavy[:10]}"
+    # nor scikit-learn (LightGBM would import it: runner.classify.fit_processes.import_lightgbm) or SciPy's statistics
+    # (the metrics are numpy; the t quantile comes from scipy.special): ~1.5 s of the warm start between them
+    scientific = sorted(m for m in warm if m.split(".")[0] == "sklearn" or m.startswith("scipy.stats"))
+    assert scientific == [], f"a fully cached eval imported {scientific[:10]}"
+    assert "sklearn" in cold  # the cold run samples the manifest (scikit-learn's splitters): the check can fail
     # the same inputs again: the result there stands (runner.results.reuse), so not even the classifier stack is loaded
     reused, stdout = _eval_modules(tmp_path, root, demo_data_dir, "reused")
     assert "AUROC" in stdout and "reused" in stdout
@@ -56,3 +61,20 @@ def test_cached_eval_imports_no_heavy_stack(tmp_path, demo_data_dir):
     assert loaded == [], f"a reused result still imported {loaded[:10]}"
     result = json.loads((tmp_path / "runs" / "effusion-tiny" / "random-cnn" / "result.json").read_text())
     assert result["environment"]["device"] == "cpu"
+
+
+def test_lightgbm_without_sklearn_keeps_its_sklearn_api_reachable():
+    """import_lightgbm leaves scikit-learn out; scikit-learn and LightGBM's LGBMClassifier still work afterwards."""
+    code = """
+import sys, numpy as np
+from runner.classify.fit_processes import import_lightgbm, lightgbm_classifier
+import_lightgbm()
+print("sklearn" in sys.modules)
+from runner.analysis.transfer import lightgbm_fit_predict
+x = np.random.default_rng(0).normal(size=(200, 4)); y = (x[:, 0] > 0).astype(int)
+print((float(lightgbm_fit_predict(x, y, x[:1], {"n_estimators": 5})[0]) > 0.5) == bool(y[0]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["False", "True"]

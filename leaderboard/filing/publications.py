@@ -15,6 +15,7 @@ from leaderboard.filing.regenerate import differences, summarise
 from registry.errors import CardError
 from registry.schemas import validator
 from registry.yaml_reading import read_yaml
+from runner.results.provenance import code_provenance
 from runner.results.result import encoder_ref, task_ref
 
 METRICS = ("auroc", "f1")
@@ -85,6 +86,7 @@ def reported_results(publication: Publication, registry) -> list[dict]:
                 "citation": publication.citation,
                 "metrics": {name: reported_metric(*cell[name]) for name in METRICS},
                 "created_at": publication.data["transcribed_at"],
+                "code": code_provenance(),  # the code that filed it (a run fact: never compared with the record)
             })
     return results
 

@@ -18,8 +18,8 @@ What is recomputed: metrics, per-fold values, CIs (both methods), the pooled ROC
 subgroups, the metadata baseline's feature list, a transfer task's block (from the training task's pinned manifest).
 What needs the run's embeddings (stability, clustering, label efficiency, the transfer analysis) is recomputed only
 from a submitted embeddings bundle; without one it is left out and listed under `verification.not_verified`, never
-shown as verified. What only the run knows (timings, throughput, environment, the classifier's tree counts) is filed
-as the submitter reports it.
+shown as verified. What only the run knows (timings, throughput, environment, the code that ran, the classifier's tree counts) is
+filed as the submitter reports it.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from registry.errors import RegistryError
-from runner.analysis import FROM_PREDICTIONS, PAIRED_ELSEWHERE, AnalysisContext, run_analyses
+from runner.analysis import ANALYSES, FROM_PREDICTIONS, PAIRED_ELSEWHERE, AnalysisContext, run_analyses
 from runner.analysis.for_run import prediction_analyses
 from runner.classify.design import TRAIN_PREFIX, cross_validation_design, transfer_design
 from runner.classify.out_of_fold import card_fit_predict, classify_many
@@ -51,7 +51,7 @@ TIERS = ("predictions", "embeddings")  # how a reproduced result is verified, we
 FLOAT_TOLERANCE = 1e-9  # the same code on the same rows: only float noise may differ
 PREDICTION_COLUMNS = ("image_id", "patient_id", "label", "fold", "prob")
 MAX_SHOWN = 3  # differences listed per result; the rest are counted
-RUN_FACTS = ("timings_s", "throughput", "environment", "created_at", "inputs_sha256", "notes")  # never recomputed
+RUN_FACTS = ("timings_s", "throughput", "environment", "code", "created_at", "inputs_sha256", "notes")  # never recomputed
 # The card references: their behaviour hashes are checked against today's cards (leaderboard.filing.verify
 # card_matches); a title edit since the run changes the full sha256 and is filed under today's card.
 CARD_BLOCKS = ("task", "encoder")
@@ -297,7 +297,12 @@ def regenerate(submitted: dict, predictions: pd.DataFrame | None, manifest, regi
     analyses.update(refit_analyses)
     result = run_result(task, encoder_card, dataset, manifest, predictions, exclusions, summary, analyses,
                         RunFacts.of_result(submitted))
-    not_verified = {name: NEEDS_EMBEDDINGS for name in claimed if name not in result["analyses"]}
+    # A filed result regenerates to itself: the analyses left out when it was filed stay listed (by name, with the
+    # registry's own reason), so the check at build does not depend on what else was filed since.
+    left_out = ((submitted.get("verification") or {}).get("not_verified") or {}) if isinstance(
+        submitted.get("verification"), dict) else {}
+    not_verified = {name: NEEDS_EMBEDDINGS for name in [*claimed, *(n for n in left_out if n in ANALYSES)]
+                    if name not in result["analyses"]}
     result["verification"] = {"tier": tier, "not_verified": not_verified}
     for key in ("predictions_sha256", "embeddings_sha256", "inputs_sha256", "notes"):
         if submitted.get(key) is not None:

@@ -10,8 +10,8 @@ by the sha256 of everything the regeneration reads:
 - the result file's bytes, its predictions file and embeddings bundle (the files themselves, hashed again);
 - the pinned manifest's stored files, for the task and a transfer task's training task;
 - the full content hash of every card involved (task, encoder, data set, training task) and registry/benchmarks.yaml;
-- the registry's code (every .py and schema file of runner, registry and leaderboard) and the versions of the
-  numeric packages.
+- the registry's code (runner.results.provenance code_fingerprint: every .py and JSON Schema file of runner, registry and
+  leaderboard) and the versions of the numeric packages; every result records the same fingerprint (its `code`).
 
 Change any of them and the key changes, so the result is regenerated in full. Reported results are checked against
 their publication, which is cheap, and are never recorded. `runner leaderboard build --reverify` ignores the records.
@@ -21,23 +21,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 
-import leaderboard
-import registry as registry_package
-import runner
 from leaderboard.filing.layout import embeddings_path, predictions_of
 from leaderboard.filing.pins import PinError, pinned_manifest
 from leaderboard.filing.submit import filed_problems
 from runner.data.fingerprint import file_sha256
 from runner.embed.cache import default_cache_dir
+from runner.results.provenance import code_fingerprint
 from runner.runtime.atomic import atomic_write_bytes
 
 FORMAT = 1
-NUMERIC_PACKAGES = ("numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "lightgbm")  # change numbers
-CODE_SUFFIXES = (".py", ".json")  # the packages' code and their JSON Schemas
 
 
 def default_records_dir() -> Path:
@@ -100,23 +94,6 @@ def regeneration_key(path: Path, result: dict, registry) -> str | None:
                         if isinstance(result.get("embeddings_sha256"), str) else None)):
         inputs[name] = file_sha256(file) if file is not None and file.is_file() else None
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode("utf-8")).hexdigest()
-
-
-@lru_cache(maxsize=1)
-def code_fingerprint() -> str:
-    """sha256 over the registry's own code and schemas, and the versions of the packages that compute numbers."""
-    digest = hashlib.sha256()
-    for package in (runner, registry_package, leaderboard):
-        root = Path(package.__file__).parent
-        for file in sorted(p for p in root.rglob("*") if p.suffix in CODE_SUFFIXES and p.is_file()):
-            digest.update(f"{package.__name__}/{file.relative_to(root).as_posix()}\0".encode())
-            digest.update(file.read_bytes())
-    for name in NUMERIC_PACKAGES:
-        try:
-            digest.update(f"{name}=={metadata.version(name)}\0".encode())
-        except metadata.PackageNotFoundError:
-            digest.update(f"{name} absent\0".encode())
-    return digest.hexdigest()
 
 
 def _folder_sha256(folder: Path) -> str:

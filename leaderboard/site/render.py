@@ -24,7 +24,7 @@ import yaml
 
 from leaderboard.site.encoders_page import si_count, write_encoders_page
 from leaderboard.site.site_dir import SiteDir, SiteDirError  # noqa: F401  SiteDirError: re-exported for the CLI
-from leaderboard.site.text import citation_html, external_link, hub_url, p_value
+from leaderboard.site.text import citation_html, code_html, external_link, hub_url, metric_text, p_value
 from registry.cards import load_registry
 from runner.results.figures import plot_label_efficiency, plot_roc, plot_umap
 
@@ -79,6 +79,8 @@ def _environment():
 
     env.filters["pvalue"] = p_value
     env.filters["cite"] = citation_html
+    env.filters["code"] = code_html
+    env.filters["metric"] = metric_text
     env.filters["link"] = external_link
     env.filters["hub"] = hub_url
     env.filters["si"] = si_count
@@ -162,7 +164,8 @@ def render_site(summary_path: Path, out_dir: Path, display_results_dir: str | No
         page = env.get_template("task.html").render(
             root="../", title=task["title"], card=task["card"], entries=task["entries"], roc=roc,
             disease=task["disease"], dataset=task["dataset"], citations=task["citations"], ties=task["ties"],
-            views=views, floors=task["floors"], floor_source=summary["floors"]["source"], trained_on=task["trained_on"],
+            views=views, floors=task["floors"], floor_source=summary["floors"]["source"],
+            floor_below_chance=summary["floors"]["below_chance"], trained_on=task["trained_on"],
             encoder_titles=titles, dataset_card=task["dataset_card"], controls=task["controls"],
             benchmarks=task["benchmarks"], task_type=task["task_type"], **common)
         (out / "tasks" / f"{task_id}.html").write_text(page, encoding="utf-8")

@@ -7,10 +7,12 @@ Entry: `compute_floors(results, registry) -> dict` (JSON-safe). A pure function 
   (e.g. view only) are listed beside it;
 * a task's *matched control* is the task with the same data set and label whose `sampling.match` is set (the
   view-matched cards), with its own floors;
-* for every other result of the task, `above_floor` = its AUROC minus the primary floor's, and `same_sample` says
-  whether the two were measured on the same frozen manifest (true/false for reproduced results; null for reported
-  numbers, whose images the publication does not list: the floor is then the registry's sample under the same
-  protocol, not the paper's own images).
+* for every other result of the task, `same_sample` says whether it and the primary floor were measured on the same
+  frozen manifest (true/false for reproduced results; null for reported numbers, whose images the publication does
+  not list), and `above_floor` = its AUROC minus the floor's only when they were: a difference across two samples is
+  not what the image adds, so it is not computed (`not_compared` says why);
+* a floor below 0.5 is marked `below_chance`: a metadata classifier cannot be systematically wrong, so it is the
+  cross-validation artefact of an uninformative feature (BELOW_CHANCE), shown as such and never as a signal.
 Used by leaderboard/site/render.py (Table 1's floor column and the "above the floor" line in each AUROC cell) and written to
 leaderboard.json under "floors".
 """
@@ -25,6 +27,17 @@ SOURCE = (
     "patient-wise folds, classifier and metrics as every encoder (filed by `python -m leaderboard.filing.file_floors`). "
     "The view-only floor uses the view position alone; a view-matched control task draws its negatives with the "
     "positives' view mix.")
+
+BELOW_CHANCE = (
+    "below 0.5: the features carry no signal here; cross-validation of an uninformative feature lands below 0.5 "
+    "(each training fold's class balance within a feature value is shifted against its test fold's), so read it as "
+    "0.5, not as a signal")
+NOT_COMPARED = {
+    None: "not subtracted: the floor is measured on the registry's sample, the publication's own images are not "
+          "listed, so the difference would not be what the image adds",
+    False: "not subtracted: the floor is measured on a different manifest",
+}
+CHANCE = 0.5  # the AUROC of a classifier that knows nothing
 
 
 def _metadata_encoders(registry) -> dict[str, dict]:
@@ -43,7 +56,8 @@ def _floor(result: dict, file: str | None) -> dict:
     return {**_metric(result), "encoder": result["encoder"]["id"], "encoder_name": result["encoder"]["name"],
             "features": list(features), "dataset": result["task"]["dataset"],
             "manifest_sha256": manifest.get("sha256"), "n_images": manifest.get("n_images"),
-            "positives": counts.get("positives"), "negatives": counts.get("negatives"), "file": file}
+            "positives": counts.get("positives"), "negatives": counts.get("negatives"), "file": file,
+            "below_chance": result["metrics"]["auroc"]["mean"] < CHANCE}
 
 
 def _matched_task(registry, task) -> str | None:
@@ -57,8 +71,8 @@ def _matched_task(registry, task) -> str | None:
 
 
 def compute_floors(results: Iterable[dict] | Iterable[tuple[str, dict]], registry) -> dict:
-    """{source, primary_encoder, encoders: {id: title}, tasks: {task_id: {floors, primary, matched_task,
-    matched_floors, above: {"<encoder>|<provenance>": {auroc, floor, above_floor, same_sample}}}}}.
+    """{source, below_chance, primary_encoder, encoders: {id: title}, tasks: {task_id: {floors, primary, matched_task,
+    matched_floors, above: {"<encoder>|<provenance>": {auroc, floor, same_sample, above_floor, not_compared}}}}}.
 
     results: result dicts, or (file name, result) pairs (the file name is recorded with each floor).
     """
@@ -84,10 +98,11 @@ def compute_floors(results: Iterable[dict] | Iterable[tuple[str, dict]], registr
                 continue
             auroc = (result["metrics"].get("auroc") or {}).get("mean")
             sha = (result.get("manifest") or {}).get("sha256")
+            same = None if sha is None else sha == base["manifest_sha256"]
             above[f"{result['encoder']['id']}|{result['provenance']}"] = {
-                "auroc": auroc, "floor": base["mean"],
-                "above_floor": None if auroc is None else auroc - base["mean"],
-                "same_sample": None if sha is None else sha == base["manifest_sha256"]}
+                "auroc": auroc, "floor": base["mean"], "same_sample": same,
+                "above_floor": auroc - base["mean"] if same and auroc is not None else None,
+                "not_compared": None if same else NOT_COMPARED[same]}
         dataset = registry.datasets.get(task.data.get("dataset"))
         package = (dataset.data.get("fallback_package") or {}).get("name") if dataset else None
         tasks[task_id] = {"floors": by_encoder, "primary": base, "matched_task": matched,
@@ -95,5 +110,5 @@ def compute_floors(results: Iterable[dict] | Iterable[tuple[str, dict]], registr
                                             + (f" (without the images, the copies the {package} package ships)"
                                                if package else "")) if dataset else None,
                           "matched_floors": floors.get(matched, {}) if matched else {}, "above": above}
-    return {"source": SOURCE, "primary_encoder": primary,
+    return {"source": SOURCE, "below_chance": BELOW_CHANCE, "primary_encoder": primary,
             "encoders": {e: card.get("title", e) for e, card in sorted(baselines.items())}, "tasks": tasks}

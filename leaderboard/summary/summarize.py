@@ -14,7 +14,7 @@ for reference but never marked best nor tie-tested there; on synthetic tasks the
 
 Tie groups: in a row with two or more reproduced results on the same manifest (same manifest sha256) whose
 predictions were filed beside them, the encoders not significantly different from the best are marked
-(runner.analysis.paired, at the task card's analyses.paired.alpha, when analyses.paired.enabled). Reported numbers
+(runner.analysis.paired, by the task card's analyses.paired.test at its alpha, when analyses.paired.enabled). Reported numbers
 come without predictions, so their rows say that no test was made.
 """
 
@@ -29,6 +29,7 @@ from leaderboard.filing.audit import audited
 from leaderboard.filing.layout import predictions_of
 from leaderboard.filing.verified import verified_problems
 from leaderboard.filing.verify import card_matches
+from leaderboard.site.text import metric_text
 from leaderboard.summary.encoders import encoders_summary
 from leaderboard.summary.floors import compute_floors
 from leaderboard.summary.ranking import is_control
@@ -118,21 +119,10 @@ def tier_of(result: dict, results_dir: Path, registry) -> str:
     return tier
 
 
-def _fmt(value) -> str:
-    return "—" if value is None else f"{value:.3f}"
-
-
 def _cell(entry: Entry, metric: str) -> dict:
     """One table cell of a result's metric (the caller checks the result has it)."""
     m = entry.result["metrics"][metric]
-    if m["mean"] is None:
-        text = "n/a"
-    elif m["half_width"] is not None and m["ci_method"] in ("t-interval", "reported"):  # symmetric intervals only
-        text = f"{_fmt(m['mean'])} ± {_fmt(m['half_width'])}"
-    elif m["ci_low"] is not None and m["ci_high"] is not None:
-        text = f"{_fmt(m['mean'])} [{_fmt(m['ci_low'])}, {_fmt(m['ci_high'])}]"
-    else:
-        text = _fmt(m["mean"])
+    text = metric_text(m)
     return {"text": text, "mean": m["mean"], "reason": m.get("reason"), "best": False, "tie": None,
             "provenance": entry.result["provenance"], "stale": entry.stale, "ci_method": m["ci_method"],
             "file": entry.file, "unverified": bool(entry.problems), "tier": entry.tier}
@@ -247,7 +237,8 @@ def compute_ties(task_card, task_entries: list[Entry], results_dir: Path, metric
     for metric in metrics:
         try:
             ties.by_metric[metric] = json_safe(tie_groups(predictions, alpha=ties.alpha, metric=metric,
-                                                          metrics_card=task_card.spec.metrics), f"ties.{metric}")
+                                                          metrics_card=task_card.spec.metrics, test=paired.test),
+                                               f"ties.{metric}")
         except (MetricsInputError, ValueError, KeyError) as exc:
             notes.append(f"{metric}: no test ({exc})")
     ties.note = "; ".join(notes) or None
@@ -400,6 +391,8 @@ def _group_table(section, group: str, entries: list[Entry], registry, ties, layo
         "columns": [{"encoder": e, "provenance": p, "name": registry.encoders[e].spec.title,
                      "control": e in controls and not section.synthetic} for e, p in columns],
         "alphas": sorted({t.alpha for t in tested}),
+        "tests": [{"id": i, "test": name, "holds_fixed": fixed} for i, name, fixed in sorted(
+            {(g["test_id"], g["test"], g["holds_fixed"]) for t in tested for g in t.by_metric.values()})],
         "untested_reported": any(t is not None and NO_TEST_REPORTED in (t.note or "") for t in section_ties),
     }
 

@@ -7,17 +7,30 @@ Entries:
   L2-normalised, so Euclidean k-means on the unit sphere ranks like cosine), k chosen by the largest mean silhouette
   coefficient (metric="cosine"); reports silhouette per k, the chosen k, and ARI / NMI of its clusters with the labels.
 
+The k-means is the project's own batched one (runner/analysis/kmeans.py), no longer scikit-learn's `KMeans`: the
+n_init restarts of one k run side by side, so each Lloyd iteration is one matrix product of the rows with every
+restart's centres (and one, over the rows that moved, to update the centres), float32; the k-means++ seeding is
+vectorised over the restarts and reads its distances from the cosine distance matrix. scikit-learn ran the restarts
+one after another, each iteration a small (N x k) distance block: for the paper's setting (2,000 x 1,024, n_init 50,
+k = 2..10) 19-29 CPU-s of the analysis, against 4-7 CPU-s now. scikit-learn's KMeans stays the reference in
+tests/test_analysis_kmeans.py: the same chosen k, silhouettes equal where the partitions agree, ARI against it within
+scikit-learn's own seed-to-seed spread. The random numbers differ from scikit-learn's (numpy's Generator, seeded with
+(seed, k)), so on data without clear clusters the partitions differ as much as two scikit-learn seeds would.
+The result block (silhouette per k, chosen k, cluster sizes, ARI / NMI with the labels) is unchanged.
+
 Speed (benchmarks/bench_analyses.py prints before/after on one task): for N <= EXACT_MAX_ROWS the cosine distance
-matrix is computed once (one float32 matrix product, kept in float64) and shared by every silhouette and by UMAP
-(`metric="precomputed"`; umap-learn would otherwise compute the same exact matrix for N < 4096 through a Python
-callback per pair); k-means fits run in float32, one thread per fit, the k values spread over the cores; UMAP's
-numba functions are cached on disk (`_import_umap`), so only the first run on a machine compiles them.
-Earlier cost on the 2-core CPU dev machine (load ~7): 2,000 x 1,024 with n_init=50, k = 2..10 took 100 s
-(UMAP 23.5 s first call, 10 s after).
+matrix is computed once (one float32 matrix product, kept in float64) and shared by the k-means++ seeding, every
+silhouette (all k in one product with the stacked one-hot cluster matrices) and UMAP (`metric="precomputed"`;
+umap-learn would otherwise compute the same exact matrix for N < 4096 through a Python callback per pair); above it,
+the silhouettes make the matrix block by block. UMAP's numba functions are cached on disk (`_import_umap`), under
+the project's cache folder, so only the first run on a machine compiles them (~50 s on the 2-core machine; the
+progress output says so before such a fit).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +38,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from runner.analysis import need
+from runner.analysis.kmeans import kmeans_restarts, silhouette_scores
+from runner.embed.cache import numba_cache_dir
 from runner.metrics.scores import MetricsInputError
 from runner.results.figures import plot_umap
 
@@ -44,13 +59,14 @@ def _import_umap():
     Marking the submodule absent makes umap take its own "TensorFlow not installed" path; plain UMAP is unaffected.
 
     umap-learn compiles most of its numba functions without `cache=True`: every new process spent 10-25 s of the
-    2-core machine compiling them again. `enable_caching()` gives them numba's on-disk cache (next to the module, or
-    under $NUMBA_CACHE_DIR), which numba invalidates itself when the source or numba changes; the compiled code is
-    the same, so layouts are identical with and without the cache.
+    2-core machine compiling them again. `enable_caching()` gives them numba's on-disk cache, which numba invalidates
+    itself when the source or numba changes; the compiled code is the same, so layouts are identical with and without
+    the cache. The cache lives in the project's cache folder (runner.embed.cache.numba_cache_dir) unless
+    $NUMBA_CACHE_DIR is set: numba's default is beside umap's sources, inside the virtual environment.
     """
     import contextlib
-    import sys
 
+    _use_project_numba_cache()
     if "umap" not in sys.modules:
         sys.modules.setdefault("umap.parametric_umap", None)
     import umap
@@ -69,6 +85,33 @@ def _import_umap():
     return umap
 
 
+def _use_project_numba_cache() -> None:
+    if not os.environ.get("NUMBA_CACHE_DIR"):
+        os.environ["NUMBA_CACHE_DIR"] = str(numba_cache_dir())  # numba reads it when it is imported
+        if "numba" in sys.modules:  # imported already: its settings were read then
+            sys.modules["numba"].core.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
+
+
+def umap_will_compile() -> bool:
+    """Whether UMAP's first import and fit in this process compile numba code (umap-learn's and pynndescent's):
+    numba's cache holds no entry for umap's functions yet (a new machine, cache folder, umap-learn or numba)."""
+    import importlib.util
+
+    if "umap" in sys.modules and getattr(sys.modules["umap"], "_cxr_fitted", False):
+        return False  # compiled in this process already
+    spec = importlib.util.find_spec("umap")
+    if spec is None or spec.origin is None:
+        return False  # not installed: the import will say so
+    _use_project_numba_cache()
+    try:
+        from numba.core.caching import UserProvidedCacheLocator
+
+        subdir = UserProvidedCacheLocator.get_suitable_cache_subpath(str(Path(spec.origin).parent / "umap_.py"))
+    except (ImportError, AttributeError):  # numba's internals moved: any umap entries will do
+        subdir = "umap_*"
+    return not any(numba_cache_dir().glob(f"{subdir}/umap_.*.nbi"))
+
+
 def cosine_distance_matrix(unit: np.ndarray) -> np.ndarray:
     """Exact cosine distances of L2-normalised rows: 1 - cos, float64, zero diagonal, never negative."""
     unit32 = np.ascontiguousarray(unit, dtype=np.float32)
@@ -79,11 +122,12 @@ def cosine_distance_matrix(unit: np.ndarray) -> np.ndarray:
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
-    from sklearn.preprocessing import normalize
-
-    if (np.linalg.norm(x, axis=1) == 0).any():
+    """Rows divided by their L2 norm (an all-zero row has no direction: an error)."""
+    x = np.asarray(x, dtype=float)
+    norms = np.linalg.norm(x, axis=1)
+    if (norms == 0).any():
         raise MetricsInputError("an embedding row is all zeros: its cosine distance is undefined")
-    return normalize(x)
+    return x / norms[:, None]
 
 
 def _check_embeddings(embeddings, labels=None) -> np.ndarray:
@@ -116,6 +160,9 @@ def umap_figure(
     """
     import warnings
 
+    if umap_will_compile():
+        print(f"UMAP: the first fit with this cache folder compiles umap-learn's numba code (about a minute on two "
+              f"cores, once); later runs reuse it from {numba_cache_dir()}", file=sys.stderr, flush=True)
     umap = _import_umap()
     x = _check_embeddings(embeddings, labels)
     labels = np.asarray(labels).astype(int)
@@ -123,6 +170,7 @@ def umap_figure(
     if distances is None and x.shape[0] <= EXACT_MAX_ROWS and (np.linalg.norm(x, axis=1) > 0).all():
         distances = cosine_distance_matrix(unit_rows(x))
     metric = "cosine" if distances is None else "precomputed"
+    umap._cxr_fitted = True
     reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric,
                         random_state=seed, n_jobs=1)
     with warnings.catch_warnings():  # "inverse_transform will be unavailable": never used here
@@ -146,7 +194,7 @@ def kmeans_cosine(
     """Cosine k-means over k_values; k chosen by the mean silhouette (cosine); ARI/NMI of the chosen clustering.
 
     `distances`: the rows' cosine distance matrix when the caller has it (`cosine_distance_matrix`)."""
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     x = _check_embeddings(embeddings, labels)
     unit = unit_rows(x)
@@ -155,16 +203,9 @@ def kmeans_cosine(
         raise MetricsInputError(f"k values must lie in [2, N-1] = [2, {x.shape[0] - 1}], got {k_values}")
     if distances is None and x.shape[0] <= EXACT_MAX_ROWS:
         distances = cosine_distance_matrix(unit)
-    assignments = kmeans_fits(unit, k_values, n_init, seed)
-    silhouettes = {}
-    for k in k_values:
-        # a degenerate fit (fewer distinct clusters than k, e.g. duplicate rows) has no silhouette
-        if len(np.unique(assignments[k])) < 2:
-            silhouettes[k] = None
-        elif distances is not None:
-            silhouettes[k] = float(silhouette_score(distances, assignments[k], metric="precomputed"))
-        else:
-            silhouettes[k] = float(silhouette_score(unit, assignments[k], metric="cosine"))
+    assignments = kmeans_fits(unit, k_values, n_init, seed, distances)
+    # a degenerate fit (fewer distinct clusters than k, e.g. duplicate rows) has no silhouette: None
+    silhouettes = silhouette_scores(assignments, distances=distances, unit=unit)
     scored = {k: s for k, s in silhouettes.items() if s is not None}
     if not scored:
         return {"chosen_k": None, "reason": "no k gave two or more distinct clusters",
@@ -185,35 +226,10 @@ def kmeans_cosine(
     return out
 
 
-def kmeans_fits(unit: np.ndarray, k_values: Sequence[int], n_init: int, seed: int) -> dict[int, np.ndarray]:
-    """{k: cluster of each row}: scikit-learn KMeans (n_init restarts, random_state=seed) on float32 unit rows.
-
-    Each fit runs on one thread and the k values are spread over the cores (Python threads: KMeans releases the GIL),
-    which on the 2-core machine beat one fit at a time on two OpenMP threads; float32 halves the memory traffic.
-    The fits are independent, so the result does not depend on the number of threads.
-    """
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
-    from sklearn.cluster import KMeans
-    from threadpoolctl import threadpool_limits
-
-    data = np.ascontiguousarray(unit, dtype=np.float32)
-
-    def fit(k: int) -> np.ndarray:
-        # OpenMP's thread count is a per-thread setting, so each fit limits its own thread to one
-        with threadpool_limits(limits=1, user_api="openmp"):
-            return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(data)
-
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    # largest k first: the longest fits start early, so the cores finish together
-    order = sorted(k_values, reverse=True)
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max(1, min(cores, len(order)))) as pool:
-        fitted = dict(zip(order, pool.map(fit, order)))
-    return {k: fitted[k] for k in k_values}
+def kmeans_fits(unit: np.ndarray, k_values: Sequence[int], n_init: int, seed: int,
+                distances: np.ndarray | None = None) -> dict[int, np.ndarray]:
+    """{k: cluster of each row}: the best of n_init restarts of each k (runner.analysis.kmeans.kmeans_restarts)."""
+    return {k: kmeans_restarts(unit, k, n_init, seed, distances).labels for k in k_values}
 
 
 def run(ctx: AnalysisContext, params) -> dict:

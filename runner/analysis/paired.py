@@ -3,18 +3,21 @@
 Entries:
 * `paired_bootstrap(pred_a, pred_b, metrics_card)`: the patient-level paired bootstrap of the difference (a - b) of
   the fold-mean F1 and AUROC; both encoders are scored on the same patient draws (runner.metrics.intervals.bootstrap_fold_mean).
-* `tie_groups(results_by_encoder, alpha=0.05)`: which encoders are not significantly different from the best one.
-  For both metrics the estimand is the one the leaderboard shows and bolds: the mean over the evaluated folds of the
-  per-fold metric, so "best" here is always the bolded cell. Each other encoder is compared with the best by the
-  paired patient bootstrap of the difference (patients resampled within their test fold, the same draws for every
-  encoder: a patient's correlated images stay together, which image-level DeLong ignores), and the p-values of the
-  comparisons in a row are Holm-adjusted; an encoder is tied when its adjusted p >= alpha.
-  A bootstrap p is never 0: with B replicates it is at least 1/(B+1) (`bootstrap_p`).
-  `test="fold-t"` compares by the t-test over the per-fold differences instead (`fold_t_test`): each fold's
+* `tie_groups(results_by_encoder, alpha=0.05, test=...)`: which encoders are not significantly different from the
+  best one. For both metrics the estimand is the one the leaderboard shows and bolds: the mean over the evaluated
+  folds of the per-fold metric, so "best" here is always the bolded cell. Each other encoder is compared with the
+  best by `test` (the task card's analyses.paired.test; TIE_TESTS says what each resamples, TEST_SCOPE what it holds
+  fixed), and the p-values of the comparisons in a row are Holm-adjusted; an encoder is tied when its adjusted
+  p >= alpha.
+  `test="fold-t"` (the schema's default): the t-test over the per-fold differences (`fold_t_test`): each fold's
   classifiers were refitted on that fold's training rows, so the folds' spread counts refit variance, which the
   bootstrap (fitted classifiers held fixed) does not; with the classifier refitted per encoder the bootstrap
   rejected a true null too often (benchmarks/simulate_tie_test.py, docs/analyses.md "Calibration").
   `test="corrected-fold-t"` adds Nadeau & Bengio's correction. Both need only the filed out-of-fold predictions.
+  `test="patient-bootstrap"`: the paired patient bootstrap of the difference (patients resampled within their test
+  fold, the same draws for every encoder: a patient's correlated images stay together, which image-level DeLong
+  ignores); its p is never 0: with B replicates it is at least 1/(B+1) (`bootstrap_p`). The demo tasks keep it:
+  the fold t-test's level at 150/150 was not established.
 Why not DeLong: with several images per patient the images are not independent, and in the simulation of
 tests/test_analysis_paired.py (4 images per patient, patient-level effects) image-level DeLong rejected a true null
 far more often than alpha (measured rate in that test's docstring); the patient bootstrap keeps it near alpha.
@@ -178,13 +181,27 @@ def holm(p_values: Mapping[str, float]) -> dict[str, float]:
     return adjusted
 
 
-# What each tie test resamples, as the leaderboard states it; "patient-bootstrap" is today's default.
+# What each tie test resamples, as the leaderboard states it; the task card's analyses.paired.test picks one.
 TIE_TESTS = {
     "patient-bootstrap": "paired patient bootstrap (patients resampled within test folds, same draws for every encoder)",
     "fold-t": ("t-test over the per-fold differences (each fold's classifiers refitted on that fold's training "
                "rows, so refit variance is counted; df = folds - 1)"),
     "corrected-fold-t": ("t-test over the per-fold differences with Nadeau & Bengio's variance correction "
                          "(1/k + n_test/n_train; df = folds - 1)"),
+}
+
+
+# What each tie test holds fixed and which variance it counts, as the leaderboard states it beside the test's name.
+TEST_SCOPE = {
+    "patient-bootstrap": ("holds fixed the manifest (the sampled images and their folds) and each encoder's fitted "
+                          "classifiers; counts test-sampling variance only (patients resampled within their test "
+                          "fold), not refit variance, other splits or other samples"),
+    "fold-t": ("holds fixed the manifest (the sampled images and their folds); counts test-sampling and refit variance "
+               "through the spread of the per-fold differences (each fold's classifiers were refitted on its "
+               "training rows); not the variation from other splits or another sample"),
+    "corrected-fold-t": ("holds fixed the manifest (the sampled images and their folds); counts test-sampling and "
+                         "refit variance through the spread of the per-fold differences, inflated for the folds' "
+                         "overlapping training sets; not the variation from other splits or another sample"),
 }
 
 
@@ -296,6 +313,7 @@ def compare_with_best(labels: np.ndarray, patients: np.ndarray, folds: np.ndarra
         "estimand": "mean over evaluated folds of the per-fold metric (the leaderboard's number)",
         "test": TIE_TESTS[test],
         "test_id": test,
+        "holds_fixed": TEST_SCOPE[test],
         "alpha": alpha,
         "multiplicity_correction": "holm",
     }

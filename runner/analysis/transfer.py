@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from runner.analysis import need
+from runner.classify.fit_processes import lightgbm_classifier
 from runner.metrics.intervals import bootstrap_fold_mean, percentile_interval
 from runner.metrics.scores import METRICS, MetricsInputError, point_metrics, single_class_reason
 from runner.metrics.summary import MetricsSettings
@@ -48,9 +49,7 @@ def fit_predict_many(fit_predict: FitPredict | None, calls, params) -> list[np.n
 
 def lightgbm_fit_predict(train_X: np.ndarray, train_y: np.ndarray, test_X: np.ndarray, params: Mapping) -> np.ndarray:
     """Fit lightgbm.LGBMClassifier(**params) and return P(label = 1) for test_X."""
-    import lightgbm
-
-    model = lightgbm.LGBMClassifier(**{"verbose": -1, **dict(params or {})})
+    model = lightgbm_classifier()(**{"verbose": -1, **dict(params or {})})
     model.fit(train_X, train_y)
     return model.predict_proba(test_X)[:, 1]
 

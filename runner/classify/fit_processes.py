@@ -26,6 +26,7 @@ import numpy as np
 
 from registry.errors import RegistryError
 from runner.runtime.signals import quiet_worker
+from runner.runtime.threads import set_thread_environment
 
 # Below this many binned cells (rows x features, summed over the jobs) the fits run here: a 2000 x 1024, 5-fold
 # classify bins 8.2 M cells and costs ~7.6 CPU-s, so 2 M cells (~2 s) is about where a worker start is repaid.
@@ -59,9 +60,41 @@ class FitOutcome:
     seconds: float
 
 
+def import_lightgbm():
+    """lightgbm, imported without scikit-learn unless this process has already imported it.
+
+    lightgbm imports scikit-learn (and through it SciPy's statistics) for its scikit-learn API when it is installed:
+    ~1.3 s of a warm `runner eval --recompute`, which fits through `lgb.train` and needs none of it. scikit-learn is
+    blocked for this one import and stays importable afterwards; `lightgbm_classifier()` gives the scikit-learn API.
+    """
+    if "lightgbm" not in sys.modules and "sklearn" not in sys.modules:
+        sys.modules["sklearn"] = None  # lightgbm.compat then takes its "scikit-learn is not installed" path
+        try:
+            import lightgbm
+        finally:
+            if "sklearn" in sys.modules and sys.modules["sklearn"] is None:
+                del sys.modules["sklearn"]
+    import lightgbm
+
+    return lightgbm
+
+
+def lightgbm_classifier():
+    """lightgbm.LGBMClassifier, its module loaded again with scikit-learn when `import_lightgbm` left that out."""
+    import importlib
+
+    import sklearn  # noqa: F401  (lightgbm.compat looks for it)
+
+    lightgbm = import_lightgbm()
+    if not lightgbm.compat.SKLEARN_INSTALLED:
+        importlib.reload(lightgbm.compat)
+        importlib.reload(lightgbm.sklearn)
+    return lightgbm.sklearn.LGBMClassifier
+
+
 def fit_one(job: FitJob) -> FitOutcome:
     """Bin, grow and predict one booster in this process."""
-    import lightgbm as lgb
+    lgb = import_lightgbm()
 
     start = time.perf_counter()
     base = lgb.Dataset(job.binned_x, label=job.binned_y, params=job.params, free_raw_data=False).construct()
@@ -121,7 +154,7 @@ def _pool(workers: int):
         _close_pool()
         _POOL[workers] = ProcessPoolExecutor(
             workers, initializer=_start_fit_process,
-            env={"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")})  # runner.classify.out_of_fold says why
+            env=set_thread_environment(dict(os.environ)))  # their OpenMP loads after this: runner.runtime.threads
     return _POOL[workers]
 
 

@@ -31,11 +31,6 @@ from runner.classify.inner_split import InnerSplitCache, first_stratified_group_
 from runner.classify.sklearn_probes import ProbeError
 from runner.classify.sklearn_probes import fit_predict as probe_fit_predict
 
-# LightGBM's OpenMP threads spin while they wait; on a machine with more busy threads than cores (2 shared cores
-# here) that made a 5-fold fit 5-10x slower. Passive waiting costs nothing measurable when cores are free.
-# libgomp reads this once, when lightgbm is first imported, so it is set before that import.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 LIGHTGBM_DEFAULT_N_ESTIMATORS = 100  # LightGBM's own default num_iterations
 
 

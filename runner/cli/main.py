@@ -1,7 +1,12 @@
 """Entry point of the `runner` console script.
 
-Each import below registers its commands on `runner.cli.app.app`.
+Each import below registers its commands on `runner.cli.app.app`. The thread environment is set first, before any
+of them can load OpenMP (runner.runtime.threads says why).
 """
+
+from runner.runtime.threads import set_thread_environment
+
+set_thread_environment()
 
 from runner.cli.app import app
 from runner.cli.commands import (

@@ -14,11 +14,13 @@ import pandas as pd
 
 from registry.errors import RegistryError
 from registry.specs import AugmentationsSpec
-from runner.embed.cache import EmbeddingCache
+from runner.embed.cache import EmbeddingCache, default_cache_dir
 from runner.embed.embedding import embed_manifest
+from runner.embed.made_by import encoder_inputs
 from runner.embed.rows import Embeddings
-from runner.encoders import EncoderError, load_encoder
+from runner.encoders import EncoderError, adapter_class, load_encoder
 from runner.encoders.metadata import MetadataNotAvailable, metadata_embeddings, reads_pixels
+from runner.encoders.weights import FileHashes
 
 
 class EmbeddingError(RegistryError):
@@ -37,6 +39,7 @@ class EmbedSettings:
     cache_dir: Path | None = None  # default: $CXR_CACHE_DIR or ~/.cache/cxr-registry
     weights_dir: Path | None = None  # --weights-dir: where the encoder's weight files are
     trust_custom_code: bool = False
+    not_before_ns: int = 0  # --re-embed: cached embeddings written before this time are not read (computed again)
 
 
 def open_encoder(encoder_card, settings: EmbedSettings):
@@ -49,8 +52,15 @@ def open_encoder(encoder_card, settings: EmbedSettings):
 
 
 def open_cache(encoder_card, encoder, settings: EmbedSettings) -> EmbeddingCache:
-    """Keyed by the encoder card's behaviour hash: a title or licence edit never misses the cache."""
-    return EmbeddingCache(encoder_card.behaviour_sha256, encoder.contract, root=settings.cache_dir)
+    """Keyed by the encoder card's behaviour hash (a title or licence edit never misses the cache) and by what made
+    the embeddings: the weight files' sha256, custom code, package versions (runner.embed.made_by)."""
+    root = settings.cache_dir or default_cache_dir()
+    try:
+        made_by = encoder_inputs(encoder_card.data, adapter_class(encoder), settings.weights_dir, FileHashes(root))
+    except EncoderError as exc:
+        raise EmbeddingError(str(exc), exit_code=2) from None
+    return EmbeddingCache(encoder_card.behaviour_sha256, encoder.contract, root=root, made_by=made_by,
+                          not_before_ns=settings.not_before_ns)
 
 
 def embed_task(encoder, encoder_card, dataset_id: str, data_root: Path, frame: pd.DataFrame, cache: EmbeddingCache,

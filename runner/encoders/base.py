@@ -37,10 +37,17 @@ class Encoder:
 
     Subclasses implement `embed` (and may override `prepare` when the model takes something other than a CxHxW float array,
     e.g. PNG bytes). `prepare` runs in decode worker processes, so it must be a pure function of the image and the card.
+
+    NUMBER_PACKAGES: the installed packages whose version can change this adapter's numbers; each class names its own
+    and runner.embed.made_by collects them over the class hierarchy into the embedding cache key. Here: decoding
+    (pydicom and the pylibjpeg decoder plugins for compressed DICOM, Pillow for PNG/JPEG and the contract's resize)
+    and numpy (every array operation).
     """
 
     framework: str | None = None  # "torch" | "tensorflow": what it computes with (None: numpy only)
     requires: tuple[str, ...] = ()  # import names it needs beyond the core install (`runner doctor` checks them)
+    NUMBER_PACKAGES: tuple[str, ...] = ("numpy", "pillow", "pydicom", "pylibjpeg", "pylibjpeg-openjpeg",
+                                        "pylibjpeg-libjpeg")
 
     def __init__(self, card: dict, device: str = "cpu", weights_dir: Path | None = None):
 

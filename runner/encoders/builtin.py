@@ -41,6 +41,8 @@ class PixelsEncoder(Encoder):
 class RandomCNNEncoder(Encoder):
     """A seeded, randomly initialised CNN; features are last-layer activations averaged over a 2x2 region grid."""
 
+    NUMBER_PACKAGES = ("torch",)  # the network and its seeded random weights are torch's
+
     WIDTHS = (16, 32, 64, 128)  # four stride-2 3x3 conv + ReLU layers
     GRID = 2
     framework = "torch"
@@ -91,6 +93,8 @@ class RadiomicsEncoder(Encoder):
       grid x grid region means, stds and mean gradient magnitudes (3 x 16)
       4 GLCM properties (contrast, homogeneity, energy, correlation) x 2 distances x 4 angles (32)
     """
+
+    NUMBER_PACKAGES = ("scikit-image",)  # grey-level co-occurrence texture (graycomatrix, graycoprops)
 
     grid = 4  # regions per side
     levels = 32  # grey levels for the co-occurrence matrix

@@ -25,6 +25,7 @@ class XRVEncoder(TorchEncoder):
     """
 
     requires = ("torch", "torchxrayvision")
+    NUMBER_PACKAGES = ("torchxrayvision", "torchvision")  # the DenseNet code, built on torchvision
 
     def build(self, weights):
         import torchxrayvision as xrv
@@ -44,6 +45,7 @@ class HFTransformersEncoder(TorchEncoder):
     (`cls`, `mean`), or `pooling: pooler` for the model's pooler_output."""
 
     requires = ("torch", "transformers")
+    NUMBER_PACKAGES = ("transformers",)  # the model code
 
     def build(self, weights):
         from transformers import AutoConfig, AutoModel
@@ -72,6 +74,7 @@ class OpenCLIPEncoder(TorchEncoder):
     the card's `text.model.hf_config` (transformers AutoConfig.for_model), never downloaded."""
 
     requires = ("torch", "open_clip")
+    NUMBER_PACKAGES = ("open_clip_torch", "timm")  # the vision tower code (timm towers for some models)
 
     def build(self, weights):
         from open_clip.model import CLIPTextCfg, CLIPVisionCfg, _build_text_tower, _build_vision_tower
@@ -149,6 +152,7 @@ class TimmEncoder(TorchEncoder):
     """Any timm model by name (`model.name`, `model.kwargs`), classifier removed (num_classes=0): timm's pooled features."""
 
     requires = ("torch", "timm")
+    NUMBER_PACKAGES = ("timm", "torchvision")  # the model code, and the torchvision ops some models use
 
     def build(self, weights):
         import timm

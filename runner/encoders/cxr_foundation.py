@@ -158,6 +158,7 @@ def _has_batch_dim(fn, name: str) -> bool:
 class CXRFoundationEncoder(Encoder):
     framework = "tensorflow"
     requires = ("tensorflow",)
+    NUMBER_PACKAGES = ("tensorflow", "tensorflow-text")  # the SavedModels run on them
 
     def __init__(self, card: dict, device: str = "cpu", weights_dir=None):
         super().__init__(card, device=device, weights_dir=weights_dir)

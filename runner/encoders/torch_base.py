@@ -16,6 +16,7 @@ class TorchEncoder(Encoder):
 
     framework = "torch"
     requires = ("torch",)
+    NUMBER_PACKAGES = ("torch",)  # its kernels; a seeded random initialisation is drawn by torch's init code
 
     def __init__(self, card: dict, device: str = "cpu", weights_dir: Path | None = None):
         super().__init__(card, device=device, weights_dir=weights_dir)

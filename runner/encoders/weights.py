@@ -17,16 +17,34 @@ Where files are looked for, first hit wins: the `--weights-dir` argument; the di
 (gated repo without a granted request, private or unknown repo, unknown revision, file not in that revision) raises
 WeightsAccessError saying which. A file whose size or sha256 differs from the card's pin stops the run with one line
 naming the file and both values (the size first: it costs nothing, a 2.5 GB sha256 ~10 s).
+
+What the weights *are* is their content: `weights_sha256(resolved, hashes)` gives the sha256 of every file the card
+lists (a folder entry: every file under it), which keys the embedding cache and the run fingerprint and is recorded in
+the result (runner.embed.made_by). `FileHashes` computes each file's sha256 once per version of the file and
+remembers it by real path, size, mtime, ctime, device and inode, in memory and in a small index in the cache folder
+(INDEX_NAME): a 2.4 GB checkpoint costs one read (~2-5 s) the first time and one stat() per later run. ctime is in
+the stamp because it cannot be set back: a same-size file copied over the old one with `cp -p` (same inode, its mtime
+restored) still changes it, so a changed file is always hashed again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock
+
 from runner.encoders.base import EncoderError, WeightsNotFoundError
+from runner.runtime.atomic import atomic_write_bytes
+
+INDEX_NAME = "weights-sha256.json"  # in the embedding cache folder: real path -> {stamp, sha256}
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_KNOWN: dict[tuple, str] = {}  # this process's hashes: (real path, *stamp) -> sha256
+_HUB: dict[tuple, ResolvedWeights] = {}  # snapshots found on the hub by this process: one lookup per run, not two
 
 
 class WeightsAccessError(WeightsNotFoundError):
@@ -123,6 +141,11 @@ def _from_hub(card: dict, files: list[str]) -> ResolvedWeights | None:
     repo = spec.get("hf_repo")
     if not repo:
         return None
+    # The cache key hashes the files found here and the model is built from them later in the same run: one lookup,
+    # so both see the same snapshot even when a branch revision moves in between.
+    memo = (repo, spec.get("revision"), tuple(files), _offline())
+    if memo in _HUB and not _missing(_HUB[memo].root, files):
+        return _HUB[memo]
     from huggingface_hub import snapshot_download
 
     patterns = [f + "*" if f.endswith("/") else f for f in files]
@@ -141,7 +164,8 @@ def _from_hub(card: dict, files: list[str]) -> ResolvedWeights | None:
     root = Path(root)
     if _missing(root, files):
         return None
-    return ResolvedWeights(root, tuple(files), f"hf:{repo}@{spec.get('revision') or 'main'}")
+    _HUB[memo] = ResolvedWeights(root, tuple(files), f"hf:{repo}@{spec.get('revision') or 'main'}")
+    return _HUB[memo]
 
 
 def weights_present(card: dict, weights_dir: Path | None = None) -> bool:
@@ -175,8 +199,9 @@ def find_local(card: dict, weights_dir: Path | None = None) -> ResolvedWeights |
     return ResolvedWeights(root, tuple(files), f"hf-cache:{spec['hf_repo']}@{spec.get('revision') or 'main'}")
 
 
-def resolve_weights(card: dict, weights_dir: Path | None = None) -> ResolvedWeights:
-    """Locate every file the card's `weights.files` lists and verify its sha256 pin; see the module docstring."""
+def resolve_weights(card: dict, weights_dir: Path | None = None, hashes: FileHashes | None = None) -> ResolvedWeights:
+    """Locate every file the card's `weights.files` lists and verify its sha256 pin; see the module docstring.
+    `hashes`: where pins are looked up before a file is read again (default: this process's memory only)."""
     spec = card.get("weights") or {}
     files = list(spec.get("files") or [])
     if not files:
@@ -201,17 +226,18 @@ def resolve_weights(card: dict, weights_dir: Path | None = None) -> ResolvedWeig
                 + ")",
                 how_to_get(card),
             )
-    verify_pins(resolved.root, spec)
+    verify_pins(resolved.root, spec, known=hashes)
     return resolved
 
 
-def verify_pins(root: Path, spec: dict, hashes: bool = True) -> None:
-    """Every pinned size (and, with `hashes`, sha256) of the card's `weights` block against the files under `root`."""
+def verify_pins(root: Path, spec: dict, hashes: bool = True, known: FileHashes | None = None) -> None:
+    """Every pinned size (and, with `hashes`, sha256) of the card's `weights` block against the files under `root`;
+    `known`: where a sha256 is looked up before the file is read again (FileHashes)."""
     for name, expected in (spec.get("sizes") or {}).items():
         verify_size(root / name, int(expected))
     if hashes:
         for name, expected in (spec.get("sha256") or {}).items():
-            verify_sha256(root / name, expected)
+            verify_sha256(root / name, expected, known)
 
 
 def verify_size(path: Path, expected: int) -> None:
@@ -222,17 +248,101 @@ def verify_size(path: Path, expected: int) -> None:
             "(an interrupted download, or other weights than the card describes) — re-download it or fix the pin")
 
 
-def sha256_file(path: Path) -> str:
+def weight_files(resolved: ResolvedWeights) -> list[tuple[str, Path]]:
+    """(name, path) of every file the encoder loads: each listed file, and every file under a listed folder
+    ("dir/"), named by its path under the weights root; sorted by name."""
+    found: dict[str, Path] = {}
+    for name in resolved.files:
+        path = resolved.root / name.rstrip("/")
+        if path.is_dir():
+            for inner in path.rglob("*"):
+                if inner.is_file():
+                    found[inner.relative_to(resolved.root).as_posix()] = inner
+        else:
+            found[name] = path
+    return sorted(found.items())
+
+
+def weights_sha256(resolved: ResolvedWeights, hashes: FileHashes | None = None) -> dict[str, str]:
+    """{name: sha256} of every file the encoder loads (weight_files); each file read at most once per version."""
+    hashes = hashes or FileHashes()
+    return {name: hashes.sha256(path) for name, path in weight_files(resolved)}
+
+
+def _stamp(path: Path) -> tuple[str, list[int]]:
+    """(real path, [size, mtime_ns, ctime_ns, device, inode]): what says a file is still the version once hashed."""
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    return real, [int(st.st_size), int(st.st_mtime_ns), int(st.st_ctime_ns), int(st.st_dev), int(st.st_ino)]
+
+
+class FileHashes:
+    """sha256 of files, each computed once per version of the file (see the module docstring).
+
+    folder: where the index file lives (the embedding cache folder); None: remembered in this process only.
+    `computed` counts the files this object read in full (the rest came from memory or the index)."""
+
+    def __init__(self, folder: Path | None = None):
+        self.index = None if folder is None else Path(folder) / INDEX_NAME
+        self.computed = 0
+
+    def sha256(self, path: Path) -> str:
+        try:
+            real, stamp = _stamp(path)
+        except OSError as exc:
+            raise EncoderError(f"cannot read weight file {path}: {exc.strerror or exc}") from None
+        if (real, *stamp) in _KNOWN:
+            return _KNOWN[(real, *stamp)]
+        entry = self._read().get(real)
+        if isinstance(entry, dict) and entry.get("stamp") == stamp and _SHA256.match(str(entry.get("sha256"))):
+            digest = entry["sha256"]
+        else:
+            try:
+                digest = _read_sha256(real)
+            except OSError as exc:
+                raise EncoderError(f"cannot read weight file {path}: {exc.strerror or exc}") from None
+            if _stamp(real)[1] != stamp:  # written to while being read: neither version's hash
+                raise EncoderError(f"{path} changed while its sha256 was computed; run again once it is written")
+            self.computed += 1
+            self._remember(real, stamp, digest)
+        _KNOWN[(real, *stamp)] = digest
+        return digest
+
+    def _read(self) -> dict:
+        if self.index is None:
+            return {}
+        try:
+            index = json.loads(self.index.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # none yet, or unreadable: every file is hashed again and the index rewritten
+            return {}
+        return index if isinstance(index, dict) else {}
+
+    def _remember(self, real: str, stamp: list[int], digest: str) -> None:
+        if self.index is None:
+            return
+        self.index.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.index) + ".lock"):  # concurrent runs: read, merge and replace under one lock
+            index = {path: entry for path, entry in self._read().items() if os.path.exists(path)}
+            index[real] = {"stamp": stamp, "sha256": digest}
+            atomic_write_bytes(self.index, json.dumps(index, sort_keys=True, indent=0).encode("utf-8"))
+
+
+def _read_sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def verify_sha256(path: Path, expected: str) -> None:
+def sha256_file(path: Path, hashes: FileHashes | None = None) -> str:
+    """A file's sha256, read at most once per version of the file (FileHashes)."""
+    return (hashes or FileHashes()).sha256(path)
+
+
+def verify_sha256(path: Path, expected: str, hashes: FileHashes | None = None) -> None:
     """Stop the run when a pinned weight file's content is not the one the card names."""
-    actual = sha256_file(path)
+    actual = sha256_file(path, hashes)
     if actual != expected.lower():
         raise EncoderError(
             f"sha256 mismatch for {path}: the card pins {expected.lower()}, the file has {actual} "

@@ -52,11 +52,12 @@ class Bundle:
         return int(self.original.shape[1])
 
 
-def bundle_header(task, encoder_card, manifest) -> dict:
-    """What a bundle belongs to (leaderboard.filing.regenerate.bundle_problems checks each): the task and encoder
-    behaviour and the manifest it embeds."""
+def bundle_header(task, encoder_card, manifest, weights_sha256: dict) -> dict:
+    """What a bundle belongs to: the task and encoder behaviour and the manifest it embeds (each checked by
+    leaderboard.filing.regenerate.bundle_problems), and the weight files' sha256 that made the embeddings."""
     return {"task_id": task.id, "task_behaviour_sha256": task.behaviour_sha256, "encoder_id": encoder_card.id,
-            "encoder_behaviour_sha256": encoder_card.behaviour_sha256, "manifest_sha256": manifest.meta["sha256"]}
+            "encoder_behaviour_sha256": encoder_card.behaviour_sha256, "manifest_sha256": manifest.meta["sha256"],
+            "weights_sha256": weights_sha256}
 
 
 def write_bundle(path: Path, image_ids: list[str], original: np.ndarray, augmented: dict[str, np.ndarray],

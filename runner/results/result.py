@@ -12,7 +12,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -173,21 +172,6 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def _git_commit(repo: Path) -> str | None:
-    """HEAD of the repository holding this code, with '-dirty' when tracked files changed; None without git."""
-    def git(*args):
-        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=5, check=False)
-
-    try:
-        head = git("rev-parse", "HEAD")
-        if head.returncode != 0:
-            return None
-        dirty = git("status", "--porcelain", "--untracked-files=no")
-        return head.stdout.strip() + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def _device_name(device: str | None) -> str:
     if device and device not in ("auto",):
         if device.startswith("cuda") and "torch" in sys.modules:
@@ -215,7 +199,8 @@ def package_versions() -> dict[str, str]:
 
 
 def environment_info(device: str | None = None, frameworks: dict[str, str] | None = None) -> dict:
-    """The `environment` block of a result: device, Python, platform, versions of key packages, git commit.
+    """The `environment` block of a result: device, Python, platform, versions of key packages (the code that ran is
+    the result's `code` block, runner.results.provenance).
 
     frameworks: {framework: device it really ran on} as the encoder reports it (Encoder.devices_used; empty when
     every embedding came from the cache). When one framework ran, `device` is its device: a TensorFlow encoder on the
@@ -226,7 +211,6 @@ def environment_info(device: str | None = None, frameworks: dict[str, str] | Non
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": package_versions(),
-        "git_commit": _git_commit(Path(__file__).resolve().parents[2]),
     }
     if frameworks:
         info["frameworks"] = dict(sorted(frameworks.items()))

@@ -1,9 +1,10 @@
 """May an earlier result stand? The fingerprint of everything a result is computed from, and the check against it.
 
 Entries:
-* `inputs_sha256(parts)`: sha256 of a run's inputs: the cards (full and behaviour hashes), the frozen manifest(s),
-  the classifier's design (embeddings, augmented views, table, folds) and the embedding-time exclusions, the
-  analyses asked for, the device, the code that computes a result (`code_sha256`) and the key packages' versions.
+* `inputs_sha256(parts)`: sha256 of a run's inputs: the cards (full and behaviour hashes), what made the
+  embeddings besides the card (the weights' sha256, custom code, the packages that change the encoder's numbers),
+  the frozen manifest(s), the classifier's design (embeddings, augmented views, table, folds) and the
+  embedding-time exclusions, the analyses asked for, the device, the code that computes a result (`code_sha256`) and the key packages' versions.
   `runner.evaluate` writes it into the result as `inputs_sha256`.
 * `reusable_result(run_dir, fingerprint) -> (result or None, reason)`: the result already in the run folder, when it
   records exactly this fingerprint, still passes the result schema, its predictions file has the sha256 it records,
@@ -70,13 +71,17 @@ def inputs_sha256(parts: dict) -> str:
     return sha256_of({**parts, "code_sha256": code_sha256(), "packages": package_versions()})
 
 
-def run_inputs_sha256(task, encoder_card, sides: list[tuple], design, analyses: list[str], device: str) -> str:
-    """The fingerprint of what one run's result is computed from: cards, each side's (dataset card, manifest,
-    embeddings: the task's own first, then a transfer task's training side), the classifier's design (embeddings,
-    augmented views, table, folds), the embedding-time exclusions, the analyses asked for and the device."""
+def run_inputs_sha256(task, encoder_card, sides: list[tuple], design, analyses: list[str], device: str,
+                      encoder_inputs: dict) -> str:
+    """The fingerprint of what one run's result is computed from: cards, what made the embeddings besides the
+    encoder card (`encoder_inputs`: runner.embed.made_by's record — weights' sha256, custom code, package versions),
+    each side's (dataset card, manifest, embeddings: the task's own first, then a transfer task's training side), the
+    classifier's design (embeddings, augmented views, table, folds), the embedding-time exclusions, the analyses asked
+    for and the device."""
     embedded_first = sides[0][2]
     return inputs_sha256({
         "task": [task.sha256, task.behaviour_sha256], "encoder": [encoder_card.sha256, encoder_card.behaviour_sha256],
+        "encoder_inputs": encoder_inputs,
         "datasets": [dataset.sha256 for dataset, _, _ in sides],
         "manifests": [manifest.meta["sha256"] for _, manifest, _ in sides],
         "exclusions": [[manifest.meta.get("exclusions", []), embedded.exclusions] for _, manifest, embedded in sides],

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from runner.metrics.scores import pooled_roc
+from runner.results.provenance import code_provenance
 from runner.results.result import build_result, environment_info, utc_now
 from runner.runtime.atomic import atomic_write
 from runner.sample.exclusion_budget import EMBEDDING_PREFIX
@@ -29,23 +30,29 @@ class RunFacts:
     throughput: dict
     environment: dict
     created_at: str
+    code: dict | None = None  # runner.results.provenance code_provenance(): the code that ran
 
     @classmethod
-    def of_run(cls, embedded, timings: dict[str, float], device: str,
-               frameworks: dict[str, str] | None = None) -> RunFacts:
+    def of_run(cls, embedded, timings: dict[str, float], device: str, frameworks: dict[str, str] | None = None,
+               encoder_inputs: dict | None = None) -> RunFacts:
         """This process's facts: its timings, the embedding throughput, the environment (with the device each
-        framework really ran on, Encoder.devices_used), now."""
+        framework really ran on, Encoder.devices_used, and what made the embeddings: runner.embed.made_by, the
+        weights' sha256 among it), now."""
         stage = "embed" if embedded.n_computed else "embed (all embeddings came from the cache)"
+        environment = environment_info(device, frameworks)
+        if encoder_inputs is not None:
+            environment["encoder_inputs"] = encoder_inputs
         return cls({k: round(v, 3) for k, v in timings.items()},
                    {"images_per_s": None if embedded.images_per_s is None else round(embedded.images_per_s, 2),
                     "stage": stage + (f" [{embedded.backend}]" if embedded.backend else "")},
-                   environment_info(device, frameworks), utc_now())
+                   environment, utc_now(), code_provenance())
 
     @classmethod
     def of_result(cls, result: dict) -> RunFacts:
         """The facts a submitted result reports about its run."""
         return cls(dict(result.get("timings_s") or {}), dict(result.get("throughput") or {}),
-                   dict(result.get("environment") or {}), str(result.get("created_at") or utc_now()))
+                   dict(result.get("environment") or {}), str(result.get("created_at") or utc_now()),
+                   dict(result["code"]) if isinstance(result.get("code"), dict) else None)
 
 
 def run_result(task, encoder_card, dataset, manifest, predictions: pd.DataFrame, embedding_exclusions: list[dict],
@@ -66,6 +73,7 @@ def run_result(task, encoder_card, dataset, manifest, predictions: pd.DataFrame,
         timings_s=facts.timings_s,
         throughput=facts.throughput,
         environment=facts.environment,
+        code=facts.code,
         seeds={
             "sampling": _int_or_none(meta.get("seed")),
             "split": _int_or_none((meta.get("split") or {}).get("seed")),

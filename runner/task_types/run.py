@@ -60,7 +60,7 @@ def typed_result(task, encoder_card, dataset, manifest, embedding_exclusions: li
         manifest={"sha256": meta["sha256"], "n_images": int(meta.get("n_images", len(manifest.frame)))},
         metrics=scores.metrics, details=scores.details,
         counts={**scores.counts, "excluded": len(exclusions), "exclusions": exclusions},
-        timings_s=facts.timings_s, throughput=facts.throughput, environment=facts.environment,
+        timings_s=facts.timings_s, throughput=facts.throughput, environment=facts.environment, code=facts.code,
         seeds={"sampling": None if meta.get("seed") is None else int(meta["seed"]),
                "split": (meta.get("split") or {}).get("seed"), "classifier": spec.classifier.seed,
                "encoder": encoder_card.spec.seed, "bootstrap": spec.metrics.bootstrap_seed},
@@ -68,12 +68,14 @@ def typed_result(task, encoder_card, dataset, manifest, embedding_exclusions: li
 
 
 def run_typed(task, encoder_card, dataset, manifest, embedded, encoder, run_dir: Path, timings: dict, started: float,
-              *, device: str, reads_pixels: bool, recompute: bool) -> tuple[Path, dict, bool]:
+              *, device: str, reads_pixels: bool, recompute: bool, made_by) -> tuple[Path, dict, bool]:
     """Score one run of a typed task and write result.json and embeddings.npz into run_dir; returns (result path,
-    result, reused): a result in run_dir computed from these very inputs is kept (runner.results.reuse)."""
+    result, reused): a result in run_dir computed from these very inputs is kept (runner.results.reuse). `made_by`:
+    what made the embeddings (runner.embed.made_by: the weights' sha256 among it), recorded and fingerprinted."""
     kind = task_type_of(task)
     design = cross_validation_design(manifest, embedded, allow_missing=not reads_pixels)
-    fingerprint = run_inputs_sha256(task, encoder_card, [(dataset, manifest, embedded)], design, [], device)
+    fingerprint = run_inputs_sha256(task, encoder_card, [(dataset, manifest, embedded)], design, [], device,
+                                    made_by.record())
     if not recompute:
         earlier, _ = reusable_result(run_dir, fingerprint)
         if earlier is not None:
@@ -88,12 +90,13 @@ def run_typed(task, encoder_card, dataset, manifest, embedded, encoder, run_dir:
     scores = kind.score(inputs)
     timings["score"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - started
-    facts = RunFacts.of_run(embedded, timings, encoder.device, encoder.devices_used())
+    facts = RunFacts.of_run(embedded, timings, encoder.device, encoder.devices_used(), made_by.record())
     result = typed_result(task, encoder_card, dataset, manifest, embedded.exclusions, scores, facts)
     run_dir.mkdir(parents=True, exist_ok=True)
     if reads_pixels:  # what the registry regenerates the result from (the metadata baseline's are the manifest's)
+        header = bundle_header(task, encoder_card, manifest, made_by.weights_sha256)
         bundle = write_bundle(run_dir / BUNDLE_NAME, list(embedded.image_ids), embedded.original,
-                              dict(embedded.augmented), bundle_header(task, encoder_card, manifest), texts)
+                              dict(embedded.augmented), header, texts)
         result["embeddings_sha256"] = file_sha256(bundle)
     result["inputs_sha256"] = fingerprint
     return write_result(result, run_dir / "result.json"), result, False

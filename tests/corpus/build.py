@@ -922,7 +922,9 @@ def scenario_cache_keys_garbage(tmp: Path) -> str:
 def scenario_cache_rows_mismatch(tmp: Path) -> str:
     def corrupt(ns: Path):
         keys = next(ns.glob("shard-*.keys.json"))
-        keys.write_text(json.dumps(json.loads(keys.read_text()) + ["extra-key"]))
+        meta = json.loads(keys.read_text())
+        meta["keys"].append("extra-key")
+        keys.write_text(json.dumps(meta))
     return _corrupt_cache(tmp, corrupt)
 
 
@@ -1929,3 +1931,201 @@ def scenario_cli_task_huge(tmp: Path) -> str:
     said = _cli(["sample", "--task", "a" * 100_000])
     assert len(said) < 1000, f"{len(said):,} characters echoed"
     return said
+
+
+# ---------------------------------------------------------------------------------------------- issue 25: several steps
+
+
+def _submit_said(path: Path, reg, results: Path, **options) -> str:
+    """What `runner submit` says about one result: 'filed' or the refusal's message."""
+    from leaderboard.filing.submit import SubmitError, submit
+
+    try:
+        submit(path, reg, results, **options)
+    except SubmitError as exc:
+        return f"exit {exc.exit_code}: {exc}"
+    return "filed"
+
+
+def _build_said(reg, results: Path, site: Path) -> str:
+    """What `leaderboard build --strict` would fail on (the problems it lists), or 'verified'."""
+    from leaderboard.site.render import build_site
+
+    problems: list = []
+    build_site(site, results, reg, problems=problems)
+    return " | ".join(f"{name}: {problem}" for name, problem in problems) or "verified"
+
+
+def _runs():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from runs import make_run
+
+    from registry.cards import load_registry
+
+    return make_run, load_registry()
+
+
+def scenario_labels_flipped_after_pin(tmp: Path) -> str:
+    """Every label of a run-time-sampled task flipped, hash and numbers recomputed, after a genuine first filing: the
+    class sizes still match the card (150/150), but the task is pinned to the first filing's manifest."""
+    make_run, reg = _runs()
+    assert _submit_said(make_run(tmp / "a", reg), reg, tmp / "results") == "filed"
+    forged = _forged_run(make_run(tmp / "b", reg, encoder_id="radiomics").parent,
+                         change_frame=lambda f: f.assign(label=1 - f["label"]), registry=reg)
+    return _submit_said(forged, reg, tmp / "results")
+
+
+def scenario_later_submission_keeps_earlier_files(tmp: Path) -> str:
+    """A second encoder filed on the same task: the first filing's manifest and predictions are untouched and the
+    first result still regenerates as filed."""
+    from leaderboard.filing.submit import filed_problems
+
+    make_run, reg = _runs()
+    results = tmp / "results"
+    assert _submit_said(make_run(tmp / "a", reg), reg, results) == "filed"
+    before = {p: p.read_bytes() for p in results.rglob("*") if p.is_file() and p.name != "pins.json"}
+    assert _submit_said(make_run(tmp / "b", reg, encoder_id="radiomics", seed=3), reg, results) == "filed"
+    changed = [p.name for p, data in before.items() if p.read_bytes() != data]
+    first = results / "effusion-demo__pixels__reproduced.json"
+    return f"changed: {changed or 'none'}; first result: {filed_problems(first, json.loads(first.read_text()), reg)}"
+
+
+def scenario_interrupted_replace(tmp: Path) -> str:
+    """`runner submit --replace` killed after the new predictions are stored, before the result is written: the old
+    result stands with its own files."""
+    import leaderboard.filing.submit as filing
+
+    make_run, reg = _runs()
+    results = tmp / "results"
+    assert _submit_said(make_run(tmp / "a", reg), reg, results) == "filed"
+    first = results / "effusion-demo__pixels__reproduced.json"
+    old, real = first.read_bytes(), filing.write_result
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed while filing")
+
+    filing.write_result = killed
+    try:
+        _submit_said(make_run(tmp / "b", reg, separation=2.0), reg, results, replace=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        filing.write_result = real
+    same = "unchanged" if first.read_bytes() == old else "CHANGED"
+    return f"old result {same}; it regenerates: {filing.filed_problems(first, json.loads(old), reg) or 'yes'}"
+
+
+def _planted(tmp: Path, plant) -> str:
+    make_run, reg = _runs()
+    results = tmp / "results"
+    assert _submit_said(make_run(tmp / "a", reg), reg, results) == "filed"
+    assert _build_said(reg, results, tmp / "site0") == "verified"
+    plant(results / "effusion-demo__pixels__reproduced.json")
+    return _build_said(reg, results, tmp / "site1")
+
+
+def scenario_planted_forged_number(tmp: Path) -> str:
+    """A filed result's AUROC edited to 0.999 by hand in the results folder (never through runner submit)."""
+    def plant(path: Path):
+        result = json.loads(path.read_text())
+        result["metrics"]["auroc"]["mean"] = 0.999
+        path.write_text(json.dumps(result))
+    return _planted(tmp, plant)
+
+
+def scenario_planted_truncated_result(tmp: Path) -> str:
+    return _planted(tmp, lambda path: path.write_text(path.read_text()[:500]))
+
+
+def scenario_planted_result_of_deleted_card(tmp: Path) -> str:
+    """A filed result whose task card no longer exists (a copy under another task id)."""
+    def plant(path: Path):
+        text = path.read_text().replace('"effusion-demo"', '"effusion-ghost"')
+        (path.parent / "effusion-ghost__pixels__reproduced.json").write_text(text)
+    return _planted(tmp, plant)
+
+
+def scenario_false_exclusion_claim(tmp: Path) -> str:
+    """Two negatives claimed undecodable at embedding (within the budget), every number recomputed: `runner submit
+    --data-root` reads them again, they decode, and the claim is refused."""
+    import pandas as pd
+    from test_evaluate import TINY_TASK, make_registry_root
+
+    from registry.cards import load_registry
+    from runner.data.synthetic import make_demo_dataset
+    from runner.evaluate import EvalOptions, run_evaluation
+
+    _runs()  # tests/ on the path
+    data = tmp / "data"
+    make_demo_dataset(data, seed=0, n_patients=80, image_size=128)
+    reg = load_registry(make_registry_root(tmp / "reg", {"effusion-tiny": TINY_TASK}))
+    done = run_evaluation("effusion-tiny", "pixels", data, tmp / "runs",
+                          EvalOptions(device="cpu", workers=0, cache_dir=tmp / "cache", progress=False,
+                                      save_embeddings=True), reg)
+    manifest = pd.read_parquet(done.result_path.parent.parent / "manifest.parquet")
+    claimed = manifest[manifest["label"] == 0].head(2)
+    result = json.loads(done.result_path.read_text())
+    result["counts"]["exclusions"] += [{"image_id": r.image_id, "path": r.path, "reason": "at embedding: truncated"}
+                                       for r in claimed.itertuples()]
+    done.result_path.write_text(json.dumps(result))
+    forged = _forged_run(done.result_path.parent, keep_bundle=False, registry=reg)
+    return _submit_said(forged, reg, tmp / "results", data_root=data)
+
+
+# ---------------------------------------------------- issue 25 item 6: every reuse is keyed by what made it
+
+
+def scenario_cache_rows_reversed(tmp: Path) -> str:
+    """A shard with its rows reversed: a valid .npy of the right shape, every row finite; only its checksum tells
+    (the review: AUROC 0.843 -> 0.508, exit 0, no warning)."""
+    def corrupt(ns: Path):
+        shard = next(ns.glob("shard-*.npy"))
+        np.save(shard, np.load(shard)[::-1].copy())
+    return _corrupt_cache(tmp, corrupt)
+
+
+def scenario_cache_changed_checkpoint(tmp: Path) -> str:
+    """A timm card with local weights and no sha256 pin; the checkpoint file is replaced by another one at the same
+    path between two runs (the review: identical numbers, the second run embedded nothing)."""
+    from types import SimpleNamespace
+
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    from registry.hashing import sha256_of
+    from runner.embed.for_task import EmbedSettings, embed_task, open_cache, open_encoder
+
+    frame, _encoder, _cache, _card = _pixels_setup(tmp)
+    checkpoint = tmp / "weights" / "model.safetensors"
+    checkpoint.parent.mkdir()
+
+    def save_checkpoint(seed: int):
+        torch.manual_seed(seed)
+        model = timm.create_model("test_efficientnet", pretrained=False, num_classes=0)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, checkpoint)
+        return model.num_features
+
+    dim = save_checkpoint(0)
+    data = {"id": "timm-local", "title": "a timm card with local weights", "adapter": "timm",
+            "model": {"name": "test_efficientnet"}, "weights": {"files": ["model.safetensors"]},
+            "preprocess": {"size": 32, "channels": 3, "interpolation": "bilinear", "normalize": "imagenet",
+                           "bit_depth": 8},
+            "embedding": {"dim": dim, "pooling": "none"}, "precision": {"bf16": False}, "batch_size": 4}
+    card = SimpleNamespace(id=data["id"], data=data, behaviour_sha256=sha256_of(data))
+    settings = EmbedSettings(device="cpu", workers=0, progress=False, cache_dir=tmp / "cache",
+                             weights_dir=checkpoint.parent)
+
+    def embed():
+        encoder = open_encoder(card, settings)
+        return embed_task(encoder, card, "corpus", tmp / "data", frame, open_cache(card, encoder, settings), None,
+                          settings)
+
+    first = embed()
+    save_checkpoint(1)  # another checkpoint, same path and name
+    second = embed()
+    changed = not np.allclose(first.original, second.original)
+    return (f"computed {second.n_computed} of {len(frame)} again; embeddings "
+            f"{'changed' if changed else 'identical to the old ones'}")

@@ -396,6 +396,33 @@ CASES += [
                    "reported result carries only what the publication prints; exit 1"),
 ]
 
+# Verification is regeneration (issue 25), the forgeries that take several steps: run end to end.
+CASES += [
+    Case("forged-labels-flipped-after-pin", "scenario", "scenario_labels_flipped_after_pin", "observed",
+         "with another label", issue=25,
+         behaviour="every label flipped, hash and numbers recomputed, after a genuine first filing pinned the task: "
+                   "refused naming the difference (was: filed at AUROC 1.000); exit 1"),
+    Case("later-submission-keeps-earlier-files", "scenario", "scenario_later_submission_keeps_earlier_files",
+         "observed", "changed: none; first result: []", issue=25,
+         behaviour="a second submission on the same task: the first filing's manifest and predictions untouched, it "
+                   "still regenerates (was: the shared manifest.json overwritten, earlier results failing)"),
+    Case("interrupted-replace", "scenario", "scenario_interrupted_replace", "observed",
+         "old result unchanged; it regenerates: yes", issue=25,
+         behaviour="`runner submit --replace` killed between storing the new predictions and writing the result: "
+                   "the old result stands with its own files (was: a mixed, failing pair)"),
+    Case("planted-forged-number", "scenario", "scenario_planted_forged_number", "observed",
+         "numbers differ from those the registry recomputes", issue=25,
+         behaviour="an AUROC edited in the results folder: shown marked, `leaderboard build --strict` exits 1"),
+    Case("planted-truncated-result", "scenario", "scenario_planted_truncated_result", "observed", "(not shown)",
+         issue=25, behaviour="a filed result truncated: `--strict` exits 1 (was: left off the site, exit 0)"),
+    Case("planted-result-of-deleted-card", "scenario", "scenario_planted_result_of_deleted_card", "observed",
+         "(not shown)", issue=25,
+         behaviour="a filed result whose task card is gone: `--strict` exits 1 (was: left off the site, exit 0)"),
+    Case("false-exclusion-claim", "scenario", "scenario_false_exclusion_claim", "observed", "decodes under",
+         issue=25, behaviour="two negatives claimed undecodable at embedding, within the budget, numbers "
+                             "recomputed: `runner submit --data-root` reads them again and refuses the claim; exit 1"),
+]
+
 # ================================================================== issue 25 item 8: the rest of the review's list
 I25: list[Case] = [
     # ------------------------------------------------------------------ `runner submit` on malformed manifests
@@ -479,6 +506,18 @@ I25: list[Case] = [
 ]
 for _case in I25:
     CASES.append(Case(**{**_case.__dict__, "issue": 25}))
+
+# Every reuse is keyed by what made it (issue 25, item 6): the cache key follows the weights; shards carry checksums.
+CASES += [
+    Case("cache-rows-reversed", "scenario", "scenario_cache_rows_reversed", "observed", "checksum mismatch",
+         issue=25, behaviour="a cache shard with its rows reversed (a valid file: AUROC 0.843 -> 0.508, no warning): "
+                             "its checksum fails, named on stderr, quarantined, recomputed"),
+    Case("cache-changed-checkpoint", "scenario", "scenario_cache_changed_checkpoint", "observed",
+         "computed 4 of 4 again; embeddings changed", issue=25,
+         behaviour="a timm card with local weights and no sha256 pin, another checkpoint at the same path: the cache "
+                   "key holds the weights' sha256, every image is embedded again (was: the old embeddings, "
+                   "identical numbers)"),
+]
 
 # ================================================================== issue 28: task types
 CASES += [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -15,11 +14,6 @@ import typer
 
 from registry.errors import RegistryError, did_you_mean, shown
 from runner.cli.app import app, check_workers_option, fail, is_card_path, load_cli_registry
-
-# Before torch or lightgbm load OpenMP: spinning idle threads made LightGBM 5-25x slower after a torch encoder had
-# run on this 2-core machine (see runner/classify/out_of_fold.py).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 
 GLOB_CHARS = set("*?[")
 WORKERS_HELP = ("Image decoding processes (0: in-process). Default (runner.embed.plan.default_workers): every core but two "
@@ -355,7 +349,12 @@ def eval_command(
         "only while its data fingerprint matches) nor the committed one (manifests/<task>/) is used.")] = False,
     recompute: Annotated[bool, typer.Option(
         "--recompute", help="Fit and score again even when OUT/<task>/<encoder>/result.json was computed from the "
-        "same inputs (cards, manifest, embeddings, code, package versions: runner/results/reuse.py); otherwise it is kept.")
+        "same inputs (cards, manifest, embeddings, code, package versions: runner/results/reuse.py); otherwise it is "
+        "kept. Cached embeddings are still read: only those made from these very weights, code and packages ever are.")
+    ] = False,
+    re_embed: Annotated[bool, typer.Option(
+        "--re-embed", help="Compute every embedding again (and retry images that failed to decode) instead of "
+        "reading the cache; the new embeddings replace the cached ones. The result is fitted again when they differ.")
     ] = False,
     save_embeddings: Annotated[bool, typer.Option(
         "--save-embeddings", help="Also write OUT/<task>/<encoder>/embeddings.npz (float32): `runner submit` then has "
@@ -400,7 +399,7 @@ def eval_command(
     options = EvalOptions(device=device, workers=workers, analyses=_analyses(analyses), cache_dir=cache_dir,
                           trust_custom_code=trust_custom_code, progress=True if sys.stderr.isatty() else "log",
                           batch_size=batch_size, backend=backend, weights_dir=weights_dir, resample=resample,
-                          recompute=recompute, save_embeddings=save_embeddings,
+                          recompute=recompute, save_embeddings=save_embeddings, re_embed=re_embed,
                           data_roots={**_demo_layout_roots(data_root, reg), **_dataset_roots(dataset_root, reg)})
     outcomes = run_many(tasks, selection.ids, data_root, out, options, reg, quiet_stdout=as_json)
     if len(outcomes) > 1 or exit_code_of(outcomes):
