@@ -121,7 +121,7 @@ class MetricsSpec:
     confidence: float
     bootstrap_n: int
     bootstrap_seed: int
-    bootstrap_min_valid: int  # fewer computable replicates and no bootstrap CI is reported
+    bootstrap_min_valid_replicates: int  # fewer computable replicates and no bootstrap CI is reported
 
 
 @dataclass(frozen=True)

@@ -131,10 +131,11 @@ def test_eval_runs_every_pair_and_summarises_as_json(tiny_root, demo_data_dir, t
                                    f"{card},pixels", "--data-root", str(demo_data_dir), "--out", str(tmp_path / "runs"),
                                    "--analyses", "transfer", "--json", "--workers", "0"],
                              env={"CXR_CACHE_DIR": str(tmp_path / "cache")})
-    assert out.exit_code == 1, out.output  # one pair failed (no weights), the other ran
+    assert out.exit_code == 2, out.output  # one pair failed for missing input (its weights), the other ran
     summary = json.loads(out.stdout)
     runs = {r["encoder"]: r for r in summary["runs"]}
     assert runs["local-only"]["status"] == "failed" and "missing weights" in runs["local-only"]["error"]
+    assert "no weights folder given" in runs["local-only"]["error"]
     assert runs["pixels"]["status"] == "ok" and 0.0 <= runs["pixels"]["auroc"]["mean"] <= 1.0
     assert Path(runs["pixels"]["result"]).is_file()
     assert summary["n_failed"] == 1 and summary["n_ok"] == 1

@@ -103,9 +103,10 @@ def assert_clean_failure(proc: subprocess.CompletedProcess, case: Case) -> None:
 
 @pytest.fixture(scope="module")
 def registry_copy(tmp_path_factory) -> Path:
-    """A copy of the project's cards to add corpus cards to (CXR_REGISTRY_ROOT points the CLI at it)."""
+    """A copy of the project's registry (cards, publication records, committed manifests; no filed results) to add
+    corpus cards to (CXR_REGISTRY_ROOT points the CLI at it)."""
     root = tmp_path_factory.mktemp("registry")
-    for sub in ("tasks", "encoders", "registry/datasets"):
+    for sub in ("tasks", "encoders", "registry/datasets", "leaderboard/publications", "manifests"):
         shutil.copytree(REPO / sub, root / sub)
     return root
 

@@ -73,8 +73,10 @@ def read_cache(cache: Path) -> dict[str, np.ndarray]:
     """Every committed entry (key -> vector), checking that no shard is corrupt on the way."""
     entries: dict[str, np.ndarray] = {}
     for keys_file in sorted(cache.glob("*/shard-*.keys.json")):
-        keys = json.loads(keys_file.read_text(encoding="utf-8"))
+        meta = json.loads(keys_file.read_text(encoding="utf-8"))  # {format, keys, sha256 (the shard's checksum), ...}
+        keys = meta.get("keys") if isinstance(meta, dict) else None
         assert isinstance(keys, list) and keys and all(isinstance(k, str) and len(k) == 64 for k in keys), keys_file
+        assert isinstance(meta.get("sha256"), str) and meta["sha256"][:32] in keys_file.name, keys_file
         array = np.load(keys_file.with_name(keys_file.name.replace(".keys.json", ".npy")), allow_pickle=False)
         assert array.dtype == np.float32 and array.ndim == 2 and array.shape[0] == len(keys), keys_file
         assert np.isfinite(array).all(), keys_file

@@ -85,12 +85,20 @@ def python_sources():
         yield from sorted((REPO / folder).rglob("*.py"))
 
 
+# The one exception: pickle over the pipes between the runner and the child process it starts for TensorFlow (as
+# multiprocessing does). Both ends are this code base; no file or network byte goes through it.
+PIPE_ONLY = {"runner/encoders/isolation.py": re.compile(r"pickle\.(load\(sys\.stdin\.buffer\)|loads\(data\))")}
+
+
 def test_no_pickle_or_unsafe_loaders_in_the_code_base():
     found = []
     for path in python_sources():
+        rel = path.relative_to(REPO).as_posix()
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             code = line.split("#", 1)[0]
-            found += [f"{path.relative_to(REPO)}:{number}: {what}" for pattern, what in UNSAFE if pattern.search(code)]
+            if rel in PIPE_ONLY and PIPE_ONLY[rel].search(code):
+                continue
+            found += [f"{rel}:{number}: {what}" for pattern, what in UNSAFE if pattern.search(code)]
     assert not found, found
 
 

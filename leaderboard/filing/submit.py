@@ -53,7 +53,7 @@ from runner.data.fingerprint import file_sha256
 from runner.results.bundle import NAME as BUNDLE_NAME
 from runner.results.bundle import BundleError, read_bundle
 from runner.results.result import ResultError, read_result, validate_result, write_result
-from runner.sample.manifest import Manifest, ManifestError, ManifestFormatError, read_manifest
+from runner.sample.manifest import Manifest, ManifestError, ManifestFormatError, card_problems, read_manifest
 from runner.sample.store import results_store, store_manifest
 from runner.task_types import scores_itself
 
@@ -227,6 +227,9 @@ def result_problems(result: dict, registry, results_dir: Path, *, run_dir: Path 
     scored = scored_manifest(task, registry, results_dir, claimed,
                              find_manifest(manifest_path, run_dir) if run_dir or manifest_path else None)
     to_store = [("manifest", task, scored)] if scored.source is not None else []
+    sampled_otherwise = card_problems(scored.manifest, task)  # before any row is compared with it
+    if sampled_otherwise:
+        return None, [f"the manifest does not sample the task as its card says: {p}" for p in sampled_otherwise], []
     train_manifest = None
     if task.spec.type == "transfer":
         train_task = registry.tasks[task.spec.transfer_train_task]

@@ -220,12 +220,9 @@ def resolve_weights(card: dict, weights_dir: Path | None = None, hashes: FileHas
         resolved = _from_hub(card, files)
         if resolved is None:
             where = f"hf:{spec.get('hf_repo')}" + (" (HF_HUB_OFFLINE=1: cache only)" if _offline() else "")
-            raise WeightsNotFoundError(
-                f"{files[0]} for encoder {card['id']!r} (looked in "
-                + ", ".join([str(p) for _, p in candidate_dirs(card, weights_dir)] + ([where] if spec.get("hf_repo") else []))
-                + ")",
-                how_to_get(card),
-            )
+            looked = [str(p) for _, p in candidate_dirs(card, weights_dir)] + ([where] if spec.get("hf_repo") else [])
+            place = f"looked in {', '.join(looked)}" if looked else "no weights folder given, no hub repo in its card"
+            raise WeightsNotFoundError(f"{files[0]} for encoder {card['id']!r} ({place})", how_to_get(card))
     verify_pins(resolved.root, spec, known=hashes)
     return resolved
 

@@ -66,7 +66,7 @@ class MetricsSettings:
             raise MetricsInputError(f"metrics card: {exc}") from None
         settings = cls(threshold=spec.threshold, ci=spec.ci, confidence=spec.confidence,
                        bootstrap_n=spec.bootstrap_n, bootstrap_seed=spec.bootstrap_seed,
-                       min_valid_replicates=spec.bootstrap_min_valid)
+                       min_valid_replicates=spec.bootstrap_min_valid_replicates)
         if settings.ci not in CI_METHODS:
             raise MetricsInputError(f"metrics.ci must be one of {list(CI_METHODS)}, got {settings.ci!r}")
         if not 0.0 < settings.confidence < 1.0:

@@ -851,15 +851,15 @@ def _failing_load(exc: BaseException, victim: str):
 def _transient(tmp: Path, exc: BaseException) -> str:
     """One image fails with a transient error: excluded with a reason, the run goes on, nothing is remembered;
     the next run (error gone) embeds it."""
-    from runner.data import imaging
+    from runner.embed import cpu_pool
 
     frame, encoder, _cache, card = _pixels_setup(tmp)
-    real = imaging.load_image
-    imaging.load_image = _failing_load(exc, "img1.dcm")
+    real = cpu_pool.load_image  # the embed stage's reader (imported by name there)
+    cpu_pool.load_image = _failing_load(exc, "img1.dcm")
     try:
         out, _cache = _embed(tmp, frame, encoder, card)
     finally:
-        imaging.load_image = real
+        cpu_pool.load_image = real
     reasons = [e["reason"] for e in out.exclusions]
     assert len(out.image_ids) == 3 and len(reasons) == 1, (out.image_ids, reasons)
     again, _ = _embed(tmp, frame, encoder, card)
@@ -1293,19 +1293,26 @@ def result_no_predictions(base: dict, folder: Path) -> Path:
 def result_predictions_extra_row(base: dict, folder: Path) -> Path:
     import pandas as pd
 
+    from runner.data.fingerprint import file_sha256
+
     predictions = pd.read_parquet(folder / "predictions.parquet")
     extra = predictions.iloc[:1].assign(image_id="img-999")
     pd.concat([predictions, extra]).to_parquet(folder / "predictions.parquet", index=False)
-    return result_with(base, folder, "result.json", lambda o: None)
+    sha = file_sha256(folder / "predictions.parquet")  # a forger keeps the result's hash of the file in step
+    return result_with(base, folder, "result.json", lambda o: o.update(predictions_sha256=sha))
 
 
 def result_over_budget(base: dict, folder: Path) -> Path:
-    def mutate(o):
-        lost = [{"image_id": f"img-{i:03d}", "path": f"files/img-{i:03d}.dcm", "reason": "at embedding: missing-file"}
-                for i in range(5)]
-        o["counts"]["exclusions"] = lost
-        o["counts"]["excluded"] = len(lost)
-    return result_with(base, folder, "result.json", mutate)
+    """Ten of the 300 manifest images lost at embedding (over the card's 2% budget), every number recomputed without
+    them."""
+    import pandas as pd
+
+    frame = pd.read_parquet(folder.parent / "manifest.parquet")
+    result = json.loads((folder / "result.json").read_text())
+    result["counts"]["exclusions"] = [{"image_id": r.image_id, "path": r.path, "reason": "at embedding: missing-file"}
+                                      for r in frame.head(10).itertuples()]
+    (folder / "result.json").write_text(json.dumps(result, indent=1))
+    return _forged_run(folder)
 
 
 def result_manifest_tampered(base: dict, folder: Path) -> Path:

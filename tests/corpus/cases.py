@@ -322,16 +322,16 @@ I13: list[Case] = [
     Case("result-predictions-extra-row", "result", "result_predictions_extra_row", "refused",
          "not test rows of the manifest", 1, behaviour="a prediction for an image not in the manifest; exit 1"),
     Case("result-over-budget", "result", "result_over_budget", "refused", "max_excluded_fraction", 1,
-         behaviour="5 of 60 images excluded at embedding (> the card's 2%): refused; exit 1"),
+         behaviour="10 of 300 images excluded at embedding (> the card's 2%): refused; exit 1"),
     Case("result-manifest-tampered", "result", "result_manifest_tampered", "refused", "cannot be used", 1,
          behaviour="a label flipped in manifest.parquet: its content hash no longer matches, refused; exit 1"),
     Case("result-seed-negative", "result", "result_seed_negative", "refused", "less than the minimum", 2,
          behaviour="seeds.sampling -1: refused by the schema; exit 2"),
-    Case("result-reported-made-up", "result", "result_reported_made_up", "refused", "is not what publication", 1,
+    Case("result-reported-made-up", "result", "result_reported_made_up", "refused", "not what publication", 1,
          behaviour="a reported AUROC not printed in the cited publication: refused; exit 1"),
     Case("result-reported-unknown-publication", "result", "result_reported_unknown_publication", "refused",
          "is not one", 1, behaviour="citing a publication id with no record in leaderboard/publications/; exit 1"),
-    Case("result-reported-wrong-cell", "result", "result_reported_wrong_cell", "refused", "is not what publication", 1,
+    Case("result-reported-wrong-cell", "result", "result_reported_wrong_cell", "refused", "not what publication", 1,
          behaviour="another encoder's printed number filed under this one: refused; exit 1"),
     # an earlier result in the run folder, which a rerun of the same pair keeps only while it still fits (runner.results.reuse)
     Case("earlier-result-truncated", "scenario", "scenario_earlier_result_truncated", "observed",
@@ -391,7 +391,7 @@ CASES += [
          behaviour="a hand-made sample of a task whose manifest is committed, consistent in every number: refused; "
                    "exit 1"),
     Case("result-reported-made-up-folds", "result", "result_reported_with_made_up_folds", "refused",
-         "is not what publication", 1, issue=25,
+         "not what publication", 1, issue=25,
          behaviour="a reported result with the printed means but made-up per-fold values, ROC and subgroups: a "
                    "reported result carries only what the publication prints; exit 1"),
 ]
