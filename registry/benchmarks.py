@@ -69,6 +69,7 @@ class LeaderboardLayout:
     sections: tuple[Section, ...]
     metrics: tuple[tuple[str, str], ...]  # (metric id, column label)
     extras: tuple[tuple[str, str], ...]
+    column_groups: dict  # task type -> ((metric id, column label), ...): the columns of that type's tables
     ranking: RankingSettings
     audit: AuditPolicy
     min_tier: str  # predictions | embeddings: the weakest verification runner submit files a reproduced result at
@@ -148,6 +149,12 @@ def load_layout(root: Path | None = None) -> LeaderboardLayout:
         for index, name in enumerate(ids):
             if ids.index(name) != index:
                 problem(f"{group} column {name!r} is listed twice", f"/leaderboard/{group}/{index}/id")
+    for kind, block in board["column_groups"].items():
+        ids = [m["id"] for m in block["metrics"]]
+        for index, name in enumerate(ids):
+            if ids.index(name) != index:
+                problem(f"column group {kind!r}: column {name!r} is listed twice",
+                        f"/leaderboard/column_groups/{kind}/metrics/{index}/id")
     ranking = board["ranking"]
     if ranking["default_benchmark"] is not None and ranking["default_benchmark"] not in declared:
         problem(f"default_benchmark {ranking['default_benchmark']!r} is not declared",
@@ -158,6 +165,7 @@ def load_layout(root: Path | None = None) -> LeaderboardLayout:
     layout = LeaderboardLayout(
         declared, tuple(sections), tuple((m["id"], m["label"]) for m in board["metrics"]),
         tuple((x["id"], x["label"]) for x in board["extras"]),
+        {kind: tuple((m["id"], m["label"]) for m in block["metrics"]) for kind, block in board["column_groups"].items()},
         RankingSettings(ranking["default_benchmark"], ranking["replicates"], float(ranking["level"]),
                         ranking["seed"]),
         AuditPolicy(board["audit"]["images"], board["audit"]["seed"], float(board["audit"]["min_cosine"])),

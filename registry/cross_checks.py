@@ -34,12 +34,7 @@ def cross_card_problems(card: Card, reg: Registry) -> list[CardProblem]:
             problem("/dataset", f"unknown dataset {dataset_id!r}", expected="one of " + ", ".join(sorted(reg.datasets)),
                     suggestion=did_you_mean(dataset_id, reg.datasets))
         else:
-            label = data.get("label", {})
-            label_id = label.get("id") if isinstance(label, dict) else label
-            declared = dataset.data.get("labels", {})
-            if label_id not in declared:
-                problem("/label/id", f"label {label_id!r} is not declared by dataset {dataset_id!r}",
-                        expected="one of " + ", ".join(sorted(declared)), suggestion=did_you_mean(label_id, declared))
+            _label_problems(data, dataset, problem)
         for key, value in (data.get("sampling") or {}).items():
             if key in ("positives", "negatives") and isinstance(value, int) and value <= 0:
                 problem(f"/sampling/{key}", f"sample size {value} must be positive")
@@ -72,6 +67,32 @@ def cross_card_problems(card: Card, reg: Registry) -> list[CardProblem]:
                 problem(pointer, f"path {value!r} leaves {where}",
                         expected=f"a path relative to {where}, without '..'")
     return problems
+
+
+def _label_problems(data: dict, dataset, problem) -> None:
+    """What a task reads from its dataset must be there: the label of a binary-label task, every finding of a
+    multi-label task, the column of a demographic target; a zero-shot task has prompts for its label."""
+    declared = dataset.data.get("labels", {})
+    sampling = data.get("sampling") or {}
+    label = data.get("label", {})
+    label_id = label.get("id") if isinstance(label, dict) else label
+    binary = "images" not in sampling and "patients" not in sampling  # binary sampling reads the label
+    if binary and label_id not in declared:
+        problem("/label/id", f"label {label_id!r} is not declared by dataset {dataset.id!r}",
+                expected="one of " + ", ".join(sorted(declared)), suggestion=did_you_mean(label_id, declared))
+    for index, item in enumerate(data.get("labels") or []):
+        if isinstance(item, dict) and item.get("id") not in declared:
+            problem(f"/labels/{index}/id", f"label {item.get('id')!r} is not declared by dataset {dataset.id!r}",
+                    expected="one of " + ", ".join(sorted(declared)), suggestion=did_you_mean(str(item.get("id")),
+                                                                                            declared))
+    target = data.get("target")
+    if isinstance(target, dict) and target.get("attribute") not in (dataset.data.get("columns") or {}):
+        problem("/target/attribute", f"dataset {dataset.id!r} maps no {target.get('attribute')!r} column",
+                expected="an attribute the dataset card's `columns` maps (sex, age, view)")
+    prompts = ((data.get("zero_shot") or {}).get("prompts") or {}) if data.get("type") == "zero-shot" else None
+    if prompts is not None and label_id not in prompts:
+        problem("/zero_shot/prompts", f"no prompts for the task's label {label_id!r}",
+                expected=f"zero_shot.prompts.{label_id}: {{positive: [...], negative: [...]}}")
 
 
 def _leaves(value: str) -> bool:

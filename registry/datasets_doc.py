@@ -87,7 +87,7 @@ def render(reg=None) -> str:
               ("Committed manifests (`manifests/<task>/`, made by `python -m runner.sample.committed` from the shipped "
                "metadata) are used by `runner eval` after checking the data root against them; the others are "
                "sampled at run time from the user's data."), "",
-              "| task | data set | label | views | positives / negatives | manifest |", "| --- | --- | --- | --- | --- | --- |"]
+              "| task | data set | label | views | sample (positives / negatives, images or patients) | manifest |", "| --- | --- | --- | --- | --- | --- |"]
     real = {d.id for d in datasets}
     for task in sorted(reg.tasks.values(), key=lambda c: (c.data["dataset"], c.id)):
         data = task.data
@@ -95,9 +95,13 @@ def render(reg=None) -> str:
             continue
         entry = frozen.get(task.id)
         manifest = f"committed, sha256 `{entry['sha256'][:12]}`" if entry else "sampled at run time"
-        kind = " (transfer)" if data.get("type") == "transfer" else ""
-        lines.append(f"| `{task.id}`{kind} | `{data['dataset']}` | {data['label']['id']} | {'/'.join(data['views'])} | "
-                     f"{data['sampling']['positives']:,} / {data['sampling']['negatives']:,} | {manifest} |")
+        kind = f" ({data['type']})" if data.get("type", "classification") != "classification" else ""
+        sampling = data["sampling"]
+        size = (f"{sampling['positives']:,} / {sampling['negatives']:,}" if "positives" in sampling else
+                f"{sampling['images']:,} images" if "images" in sampling else f"{sampling['patients']:,} patients")
+        labels = ", ".join(x["id"] for x in data.get("labels") or []) or data["label"]["id"]
+        lines.append(f"| `{task.id}`{kind} | `{data['dataset']}` | {labels} | {'/'.join(data['views'])} | "
+                     f"{size} | {manifest} |")
     lines += ["", "## Access, citation and notes", ""]
     for card in datasets:
         data = card.data

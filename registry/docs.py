@@ -31,12 +31,13 @@ def _type_text(schema: dict, doc: dict) -> str:
     return kind + (f" ({', '.join(bounds)})" if bounds else "")
 
 
-def _rows(schema: dict, doc: dict, prefix: str, required: set[str]) -> list[str]:
+def _rows(schema: dict, doc: dict, prefix: str, required: set[str], when: str = "") -> list[str]:
+    """Rows of a schema's properties; `when` prefixes each description (the branch of a oneOf they belong to)."""
     rows = []
     for name, sub in schema.get("properties", {}).items():
         sub, sub_doc = resolve_ref(sub, doc)
         path = f"{prefix}{name}"
-        description = " ".join(sub.get("description", "").split()).replace("|", "\\|")
+        description = when + " ".join(sub.get("description", "").split()).replace("|", "\\|")
         if "default" in sub:
             description += f" Default `{json.dumps(sub['default'])}`."
         if sub.get(BEHAVIOUR_KEYWORD, True) is False:
@@ -44,7 +45,12 @@ def _rows(schema: dict, doc: dict, prefix: str, required: set[str]) -> list[str]
         rows.append(f"| `{path}` | {'yes' if name in required else ''} | {_type_text(sub, sub_doc)} | {description.strip()} |")
         nested = sub
         if nested.get("type") == "object" or "properties" in nested:
-            rows += _rows(nested, sub_doc, f"{path}.", set(nested.get("required", [])))
+            rows += _rows(nested, sub_doc, f"{path}.", set(nested.get("required", [])), when)
+        for option in nested.get("oneOf", ()):  # a block chosen by its `type` (the classifier): each kind's fields
+            branch, branch_doc = resolve_ref(option, sub_doc)
+            kind = (branch.get("properties", {}).get("type") or {}).get("const")
+            if kind is not None and "properties" in branch:
+                rows += _rows(branch, branch_doc, f"{path}.", set(branch.get("required", [])), f"With `type: {kind}`: ")
     return rows
 
 

@@ -10,12 +10,30 @@ from pathlib import Path
 from registry.errors import CardError, CardProblem, did_you_mean
 from registry.yaml_reading import read_yaml
 
+# A mapping that names another kind of thing than the one it extends (`classifier: {type: logistic}` over the
+# defaults' LightGBM block, `split: {method: group-holdout, ...}` over k-fold, `sampling: {images: 400, seed: 0}` over
+# the defaults' positives/negatives) replaces it instead of merging: the parent's fields belong to the other kind
+# (LightGBM's params are no logistic regression's) and would make it invalid.
+DISCRIMINATORS = ("type", "method")
+EXCLUSIVE_KEYS = (("positives", "negatives"), ("images",), ("patients", "images_per_patient"))  # sampling modes
+
+
+def _replaces(base: dict, override: dict) -> bool:
+    if any(key in override and key in base and override[key] != base[key] for key in DISCRIMINATORS):
+        return True
+
+    def modes(mapping: dict) -> set[int]:
+        return {i for i, keys in enumerate(EXCLUSIVE_KEYS) if any(key in mapping for key in keys)}
+
+    return bool(modes(override)) and bool(modes(base)) and modes(override) != modes(base)
+
 
 def deep_merge(base: dict, override: dict) -> dict:
-    """Mappings merge key by key; lists and scalars in `override` replace those in `base`."""
+    """Mappings merge key by key; lists and scalars in `override` replace those in `base`. A mapping whose `type` or
+    `method` (or sampling mode) differs from the one it overrides replaces it whole (DISCRIMINATORS, EXCLUSIVE_KEYS)."""
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and not _replaces(merged[key], value):
             merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value

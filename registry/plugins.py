@@ -1,5 +1,5 @@
-"""The one plugin registry: every name a card may use for an encoder adapter, a dataset kind or an analysis, and where
-its code lives, as a lazy "module:attr" entry.
+"""The one plugin registry: every name a card may use for an encoder adapter, a dataset kind, an analysis or a task type,
+and where its code lives, as a lazy "module:attr" entry.
 
 A card names a plugin (`adapter: timm`, `kind: nih-cxr14`, `analyses: {stability: ...}`); the registry validates the
 name without importing anything (`names(kind)`), and the runner imports the module only when a run uses it
@@ -49,10 +49,24 @@ BUILTIN: dict[str, dict[str, str]] = {
         "transfer": "runner.analysis.transfer:run",
         "label_efficiency": "runner.analysis.label_efficiency:run",
     },
+    # task types: a runner.task_types.TaskType (what the type samples, how it scores, its metrics and what its
+    # leaderboard columns and task page say). The task schema's `type` enum lists exactly these names (a type also
+    # has card blocks of its own), so no entry point adds one.
+    "task_type": {
+        "classification": "runner.task_types.probe:CLASSIFICATION",
+        "transfer": "runner.task_types.probe:TRANSFER",
+        "few-shot": "runner.task_types.few_shot:FEW_SHOT",
+        "multi-label": "runner.task_types.targets:MULTI_LABEL",
+        "demographic": "runner.task_types.targets:DEMOGRAPHIC",
+        "retrieval": "runner.task_types.retrieval:RETRIEVAL",
+        "reidentification": "runner.task_types.retrieval:REIDENTIFICATION",
+        "clustering": "runner.task_types.clustering:CLUSTERING",
+        "zero-shot": "runner.task_types.zero_shot:ZERO_SHOT",
+    },
 }
 ENTRY_POINT_GROUPS = {"adapter": "cxr_registry.adapters", "dataset_kind": "cxr_registry.dataset_kinds",
                       "analysis": "cxr_registry.analyses"}
-WHAT = {"adapter": "encoder adapter", "dataset_kind": "dataset kind", "analysis": "analysis"}
+WHAT = {"adapter": "encoder adapter", "dataset_kind": "dataset kind", "analysis": "analysis", "task_type": "task type"}
 
 
 class PluginError(RegistryError):
@@ -65,6 +79,8 @@ class PluginError(RegistryError):
 def entries(kind: str) -> dict[str, str]:
     """name -> "module:attr" of every plugin of a kind: the built-in ones, then installed packages' entry points."""
     found = dict(BUILTIN[kind])
+    if kind not in ENTRY_POINT_GROUPS:
+        return found
     from importlib.metadata import entry_points
 
     for point in entry_points(group=ENTRY_POINT_GROUPS[kind]):

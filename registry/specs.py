@@ -52,13 +52,21 @@ class MatchSpec:
 
 @dataclass(frozen=True)
 class SamplingSpec:
-    positives: int
-    negatives: int
+    positives: int | None  # binary-label sampling (None: images or patients)
+    negatives: int | None
     seed: int
     verify: str  # decode | header | none
     verify_workers: int
     max_excluded_fraction: float  # the exclusion budget after sampling
     match: MatchSpec | None  # matched negatives (view-matched controls); None: drawn from the whole pool
+    images: int | None = None  # multi-label, demographic: that many images from every candidate
+    patients: int | None = None  # reidentification: that many patients with two or more images
+    images_per_patient: int | None = None  # reidentification: at most this many of each (None: all)
+
+    @property
+    def mode(self) -> str:
+        """binary | images | patients: which sampler draws the task (runner.sample)."""
+        return "images" if self.images is not None else "patients" if self.patients is not None else "binary"
 
 
 @dataclass(frozen=True)
@@ -97,12 +105,13 @@ class EarlyStoppingSpec:
 
 @dataclass(frozen=True)
 class ClassifierSpec:
-    type: str
-    params: MappingProxyType  # LightGBM parameters as the card names them
-    early_stopping: EarlyStoppingSpec | None
+    type: str  # lightgbm | logistic | knn (classifier-defs.schema.json)
+    params: MappingProxyType  # the classifier's parameters as the card names them (LightGBM's or scikit-learn's)
+    early_stopping: EarlyStoppingSpec | None  # LightGBM only
     augmented_training_rows: bool
-    num_threads: int  # 0 = one per core
+    num_threads: int  # 0 = one per core (LightGBM; the scikit-learn probes fit in the calling process: 1)
     seed: int
+    standardize: bool  # logistic: z-score the features with the training rows' statistics
 
 
 @dataclass(frozen=True)
@@ -182,6 +191,35 @@ class AnalysesSpec:
 
 
 @dataclass(frozen=True)
+class TargetSpec:
+    attribute: str  # sex | view | age
+    age_bands: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class FewShotSpec:
+    shots: tuple[int, ...]
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RetrievalSpec:
+    k: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ClustersSpec:
+    n_init: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class PromptsSpec:
+    positive: tuple[str, ...]
+    negative: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class LeaderboardSpec:
     disease: str | None
     dataset_label: str | None
@@ -192,7 +230,7 @@ class LeaderboardSpec:
 class TaskSpec:
     id: str
     title: str
-    type: str  # classification | transfer
+    type: str  # a task type of registry/plugins.py `task_type` (classification, transfer, multi-label, ...)
     transfer_train_task: str | None
     dataset: str
     label: LabelSpec
@@ -206,6 +244,13 @@ class TaskSpec:
     analyses: AnalysesSpec
     leaderboard: LeaderboardSpec
     benchmarks: tuple[str, ...]  # registry/benchmarks.yaml ids
+    # the blocks of the other task types (None / () where the card has none)
+    labels: tuple[LabelSpec, ...] = ()  # multi-label
+    target: TargetSpec | None = None  # demographic, clustering by attribute
+    few_shot: FewShotSpec | None = None
+    retrieval: RetrievalSpec | None = None  # retrieval, reidentification
+    clusters: ClustersSpec | None = None  # clustering
+    prompts: MappingProxyType | None = None  # zero-shot: label id -> PromptsSpec
 
 
 def task_spec(card) -> TaskSpec:
@@ -223,11 +268,12 @@ def task_spec(card) -> TaskSpec:
         label_policy=LabelPolicySpec(tuple(policy["positive"]), tuple(policy["negative"]), policy["uncertain"],
                                      policy["blank"], policy["negative_requires"]),
         views=tuple(d["views"]),
-        sampling=SamplingSpec(sampling["positives"], sampling["negatives"], sampling["seed"], sampling["verify"],
+        sampling=SamplingSpec(sampling.get("positives"), sampling.get("negatives"), sampling["seed"], sampling["verify"],
                               sampling["verify_workers"], float(sampling["max_excluded_fraction"]),
                               None if sampling["match"] is None else MatchSpec(
                                   tuple(sampling["match"]["strata"]),
-                                  tuple(float(b) for b in sampling["match"]["age_bands"]))),
+                                  tuple(float(b) for b in sampling["match"]["age_bands"])),
+                              sampling.get("images"), sampling.get("patients"), sampling.get("images_per_patient")),
         split=SplitSpec(split["method"], split["seed"], split.get("folds"), split.get("test_fraction")),
         augmentations=None if aug is None else AugmentationsSpec(
             aug["seed"], tuple(AugmentationViewSpec(v["op"], float(v["min"]), float(v["max"]), v["signed"])
@@ -237,6 +283,16 @@ def task_spec(card) -> TaskSpec:
         analyses=analyses_spec(an),
         leaderboard=LeaderboardSpec(board.get("disease"), board.get("dataset_label"), board["order"]),
         benchmarks=tuple(d["benchmarks"]),
+        labels=tuple(LabelSpec(x["id"], x["name"]) for x in d.get("labels") or ()),
+        target=None if "target" not in d else TargetSpec(d["target"]["attribute"],
+                                                         tuple(float(b) for b in d["target"]["age_bands"])),
+        few_shot=None if "few_shot" not in d else FewShotSpec(tuple(d["few_shot"]["shots"]),
+                                                               tuple(d["few_shot"]["seeds"])),
+        retrieval=None if "retrieval" not in d else RetrievalSpec(tuple(d["retrieval"]["k"])),
+        clusters=None if "clusters" not in d else ClustersSpec(d["clusters"]["n_init"], d["clusters"]["seed"]),
+        prompts=None if "zero_shot" not in d else MappingProxyType({
+            label: PromptsSpec(tuple(p["positive"]), tuple(p["negative"]))
+            for label, p in d["zero_shot"]["prompts"].items()}),
     )
 
 
@@ -280,12 +336,15 @@ def classifier_spec(block) -> ClassifierSpec:
         return block
 
     clf = fill_defaults("classifier-defs", dict(block or {"type": "lightgbm"}), "classifier")
+    if clf["type"] != "lightgbm":  # the scikit-learn probes: fields LightGBM alone has are absent from their blocks
+        return ClassifierSpec(clf["type"], _frozen(clf["params"]), None, clf["augmented_training_rows"], 1,
+                              clf.get("seed", 0), clf.get("standardize", False))
     stopping = clf["early_stopping"]
     return ClassifierSpec(
         clf["type"], _frozen(clf["params"]),
         None if stopping is None else EarlyStoppingSpec(stopping["rounds"], stopping["inner_fraction"],
                                                              stopping["min_inner_rows"]),
-        clf["augmented_training_rows"], clf["num_threads"], clf["seed"])
+        clf["augmented_training_rows"], clf["num_threads"], clf["seed"], False)
 
 
 # ---------------------------------------------------------------------------------------------- encoder blocks

@@ -1,8 +1,11 @@
 """One evaluation, end to end: the stage order of `runner eval`.
 
 cards -> manifest (runner.sample.run_manifest) -> embeddings (runner.embed.for_task, cached) -> design
-(runner.classify.design) -> LightGBM per fold (runner.classify.out_of_fold) -> metrics (runner.metrics.summary)
--> analyses (runner.analysis.for_run) -> result.json (runner.results.run_result).
+(runner.classify.design) -> the card's classifier per fold (runner.classify.out_of_fold) -> metrics
+(runner.metrics.summary) -> analyses (runner.analysis.for_run) -> result.json (runner.results.run_result).
+That is the classification and transfer task types'; every other type (runner.task_types: multi-label, few-shot,
+demographic, retrieval, reidentification, clustering, zero-shot) shares the stages up to the embeddings and is then
+scored by its own function (runner.task_types.run.run_typed), which the registry's regeneration calls too.
 
 Entry: `evaluate(task_id, encoder_id, data_root, out_dir, ...) -> Path` of the result file
 (`run_evaluation` also returns the result object and the cache's counters).
@@ -42,12 +45,14 @@ from runner.embed.for_task import EmbedSettings, embed_task, open_cache, open_en
 from runner.encoders.metadata import reads_pixels
 from runner.metrics.summary import summarize
 from runner.results.bundle import NAME as BUNDLE_NAME
-from runner.results.bundle import write_bundle
+from runner.results.bundle import bundle_header, write_bundle
 from runner.results.result import write_result
 from runner.results.reuse import reusable_result, run_inputs_sha256
 from runner.results.run_result import RunFacts, run_result, transfer_block, write_predictions
 from runner.sample.exclusion_budget import check_budget, max_excluded_fraction
 from runner.sample.run_manifest import manifest_for_run
+from runner.task_types import scores_itself
+from runner.task_types.run import run_typed
 
 
 class EvaluationError(RegistryError):
@@ -139,7 +144,8 @@ def _run(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Path, o
     train_cards = _train_task_cards(reg, task)
     task_dir = out_dir / task.id
     run_dir = task_dir / encoder_card.id
-    wanted = wanted_analyses(task, options.analyses)
+    typed = scores_itself(task)  # a task type with its own score function: no classifier design, no analyses
+    wanted = [] if typed else wanted_analyses(task, options.analyses)
     roots = DataRoots(task.spec.dataset, data_root, options.data_roots)
     settings = options.embed_settings()
     reads_images = reads_pixels(encoder_card.data)  # the metadata baseline reads no pixels: files are not verified
@@ -164,6 +170,11 @@ def _run(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Path, o
                      max_excluded_fraction(side.task.data))
     timings["embed"] = time.perf_counter() - t0
     test_side, train_side = sides[0], (sides[1] if len(sides) > 1 else None)
+    if typed:
+        path, result, reused = run_typed(task, encoder_card, dataset, test_side.manifest, test_side.embedded, encoder,
+                                         run_dir, timings, started, device=options.device, reads_pixels=reads_images,
+                                         recompute=options.recompute, made_by=cache.made_by)
+        return EvalRun(path, result, _n_computed(sides), cache.hits, cache.misses, reused=reused)
 
     allow_missing = not reads_images  # metadata features may be missing (NaN); embeddings never
     design = (transfer_design(train_side.manifest, train_side.embedded, test_side.manifest, test_side.embedded,
@@ -216,12 +227,10 @@ def _run(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Path, o
     write_predictions(fitted.predictions, run_dir / "predictions.parquet")
     result["predictions_sha256"] = file_sha256(run_dir / "predictions.parquet")  # what submit recomputes from
     if options.save_embeddings and reads_images:  # what the registry refits from
-        header = {"task_id": task.id, "task_behaviour_sha256": task.behaviour_sha256, "encoder_id": encoder_card.id,
-                  "encoder_behaviour_sha256": encoder_card.behaviour_sha256,
-                  "manifest_sha256": test_side.manifest.meta["sha256"],
-                  "weights_sha256": cache.made_by.weights_sha256}
         bundle = write_bundle(run_dir / BUNDLE_NAME, design.table["image_id"].astype(str).tolist(),
-                              design.embeddings, design.augmented or {}, header)
+                              design.embeddings, design.augmented or {},
+                              bundle_header(task, encoder_card, test_side.manifest,
+                                            cache.made_by.weights_sha256))
         result["embeddings_sha256"] = file_sha256(bundle)
     result["inputs_sha256"] = fingerprint  # what a later run of the same pair compares (runner.results.reuse)
     path = write_result(result, run_dir / "result.json")

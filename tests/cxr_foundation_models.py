@@ -2,7 +2,8 @@
 
 ELIXR-C: input_example (B,) serialized tf.train.Example -> feature_maps_0 (B, 8, 8, 1376) = the PNG's mean/65535 plus
 k * OFFSET at flat index k. QFormer: image_feature (B, 8, 8, 1376) + ids/paddings (B, 1, 128) -> img_emb (B, 32, 768)
-and all_contrastive_img_emb (B, 32, 128) from the spatial mean. Used by tests/test_encoders_cxr_foundation.py and by
+and all_contrastive_img_emb (B, 32, 128) from the spatial mean; contrastive_txt_emb (B, 1, 128) = the sum of the
+ids not marked padding plus the output position (the text side). Used by tests/test_encoders_cxr_foundation.py and by
 benchmarks/device_check.sh (`python tests/cxr_foundation_models.py DIR` writes a snapshot folder).
 
 Variants: `ElixrC` reads item 0 of its batch only (declares [None] but is a batch-1 graph); `ElixrCBatched` treats
@@ -89,8 +90,11 @@ class QFormer(tf.Module):
         pooled = tf.reduce_mean(image_feature, axis=[1, 2])  # (B, 1376)
         text = tf.cast(tf.reduce_sum(ids), tf.float32) + tf.reduce_sum(paddings)  # 0 for the empty text
         token = tf.range(32, dtype=tf.float32)[None, :, None]
+        # ELIXR-B's text side: here the sum of the ids that are not padding, plus the output position
+        kept = tf.reduce_sum(tf.cast(ids, tf.float32) * (1.0 - paddings), axis=[1, 2])  # (B,)
         return {"img_emb": pooled[:, None, :768] + token + text,
-                "all_contrastive_img_emb": pooled[:, None, :128] - token + text}
+                "all_contrastive_img_emb": pooled[:, None, :128] - token + text,
+                "contrastive_txt_emb": kept[:, None, None] + tf.range(128, dtype=tf.float32)[None, None, :]}
 
 
 def save_snapshot(root, image_module=None) -> Path:

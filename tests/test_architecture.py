@@ -195,7 +195,8 @@ def test_every_plugin_name_is_one_lazy_entry_that_resolves():
 
     for kind in plugins.BUILTIN:
         for name in plugins.names(kind):
-            assert callable(plugins.load(kind, name)), (kind, name)
+            loaded = plugins.load(kind, name)
+            assert callable(loaded) or (kind == "task_type" and loaded.name == name), (kind, name)
     assert set(plugins.names("analysis")) == set(AnalysesSpec.NAMES) - {"paired"}  # paired: the summarize stage's
     with pytest.raises(plugins.PluginError, match="did you mean 'timm'"):
         plugins.load("adapter", "tim")

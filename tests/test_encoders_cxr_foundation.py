@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -221,6 +222,38 @@ def test_a_signature_without_batch_dimension_is_called_per_image(tmp_path, caplo
     out = enc.embed(np.stack([enc.prepare(im) for im in images]))
     for row, im in zip(out, images):
         np.testing.assert_allclose(row, _expected_img_emb(im), rtol=0, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------- text tower (zero-shot)
+
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "pleural", "effusion", "no", "fluid", "##s"]
+
+
+def test_the_text_tower_tokenises_as_googles_client_and_reads_contrastive_txt_emb(snapshot):
+    """Lower-cased WordPiece ids, [SEP] dropped to 0 with padding 1, paddings = 1 - mask (Google's client); the
+    QFormer here returns the sum of the ids it is told are not padding, so the ids it got are checked."""
+    (snapshot / "bert_en_uncased_preprocess" / "assets").mkdir(parents=True, exist_ok=True)
+    (snapshot / "bert_en_uncased_preprocess" / "assets" / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    card = copy.deepcopy(load_card(ROOT / "encoders" / "cxr-foundation-contrastive.yaml").data)
+    encoder = load_encoder(card, device="cpu", weights_dir=snapshot)
+    got = encoder.embed_text(["Pleural Effusions", "no fluid"])
+    cls, pleural, effusion, s, no, fluid = (VOCAB.index(t) for t in ("[CLS]", "pleural", "effusion", "##s", "no",
+                                                                      "fluid"))
+    assert got.shape == (2, 128) and got.dtype == np.float32
+    np.testing.assert_allclose(got[:, 0], [cls + pleural + effusion + s, cls + no + fluid])  # [SEP] left out
+    np.testing.assert_allclose(got[0, 1:] - got[0, :-1], 1.0)
+
+
+def test_a_missing_bert_vocabulary_is_one_line_naming_it(snapshot, tmp_path):
+    empty = tmp_path / "snapshot"
+    shutil.copytree(snapshot / "elixr-c-v2-pooled", empty / "elixr-c-v2-pooled")
+    shutil.copytree(snapshot / "pax-elixr-b-text", empty / "pax-elixr-b-text")
+    card = copy.deepcopy(load_card(ROOT / "encoders" / "cxr-foundation-contrastive.yaml").data)
+    encoder = load_encoder(card, device="cpu", weights_dir=empty)
+    with pytest.raises(EncoderError, match="tokenizer file bert_en_uncased_preprocess/assets/vocab.txt not found") \
+            as caught:
+        encoder.embed_text(["effusion"])
+    assert "\n" not in str(caught.value)
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leaderboard.filing.submit import SubmitError, submit
+from leaderboard.filing.submit import SubmitError, filed_problems, submit
 from registry.cards import load_registry
 from tests.runs import make_run
 
@@ -108,3 +108,30 @@ def test_audit_passes_on_the_images_and_fails_on_made_up_embeddings(tmp_path, de
     assert not record.passed and record.worst < 0.5
     assert not audited(made_up.parent, json.loads(made_up.read_text()), load_layout(root).audit)
     assert tier_of(json.loads(made_up.read_text()), made_up.parent, reg) == "embeddings"
+
+
+def test_checking_or_refusing_a_refitted_result_leaves_no_temporary_file_in_the_results_folder(tmp_path):
+    """The registry refits the metadata floor itself: verifying the filed result (leaderboard build), refiling it
+    without --replace (refused) and filing it again leave only the filed files (a leftover .refit.*.parquet in
+    leaderboard/results came from every build's check)."""
+    from leaderboard.filing.layout import predictions_of
+    from leaderboard.filing.pins import pinned_manifest
+    from tests.support import RESULTS_DIR
+
+    reg = load_registry()
+    result = json.loads((RESULTS_DIR / "effusion-nih__metadata__reproduced.json").read_text())
+    run = tmp_path / "run" / "effusion-nih" / "metadata"
+    run.mkdir(parents=True)
+    shutil.copyfile(predictions_of(RESULTS_DIR, result), run / "predictions.parquet")
+    folder = pinned_manifest(reg.tasks["effusion-nih"], reg, RESULTS_DIR).folder
+    for name in ("manifest.json", "manifest.parquet"):
+        shutil.copyfile(folder / name, run.parent / name)
+    (run / "result.json").write_text(json.dumps({k: v for k, v in result.items() if k != "verification"}))
+    results = tmp_path / "results"
+    filed = submit(run / "result.json", reg, results).path
+    files = sorted(p for p in results.rglob("*") if p.is_file())
+    assert filed_problems(filed, json.loads(filed.read_text()), reg) == []
+    with pytest.raises(SubmitError, match="already filed"):
+        submit(run / "result.json", reg, results)
+    submit(run / "result.json", reg, results, replace=True)
+    assert sorted(p for p in results.rglob("*") if p.is_file()) == files

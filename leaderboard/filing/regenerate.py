@@ -8,6 +8,12 @@ prediction_analyses, runner.results.run_result), plus the problems that keep it 
 `differences(submitted, regenerated)` lists every number the submission claims that the regeneration does not give:
 `runner submit` refuses on any.
 
+A task type with its own score function (runner.task_types: multi-label, few-shot, demographic, retrieval,
+reidentification, clustering, zero-shot) goes through the same checks of the manifest and the exclusions, then is
+scored from the submitted embeddings bundle alone (the manifest rows it embedded, the embeddings, a zero-shot task's
+prompt embeddings -> the type's score -> the result), or for the metadata baseline from the manifest's columns:
+nothing the submitter computed is taken.
+
 What is recomputed: metrics, per-fold values, CIs (both methods), the pooled ROC, counts, within-view AUROC,
 subgroups, the metadata baseline's feature list, a transfer task's block (from the training task's pinned manifest).
 What needs the run's embeddings (stability, clustering, label efficiency, the transfer analysis) is recomputed only
@@ -38,6 +44,8 @@ from runner.metrics.summary import summarize
 from runner.results.run_result import RunFacts, run_result, transfer_block
 from runner.sample.exclusion_budget import EMBEDDING_PREFIX, budget_problem, max_excluded_fraction
 from runner.sample.manifest import card_problems
+from runner.task_types import scores_itself, task_type_of
+from runner.task_types.run import score_inputs, typed_result
 
 TIERS = ("predictions", "embeddings")  # how a reproduced result is verified, weakest first
 FLOAT_TOLERANCE = 1e-9  # the same code on the same rows: only float noise may differ
@@ -50,6 +58,8 @@ CARD_BLOCKS = ("task", "encoder")
 NEEDS_EMBEDDINGS = "needs the run's embeddings: submit them (runner eval --save-embeddings) to have it verified"
 EMBEDDING_ANALYSES = ("stability", "clustering", "label_efficiency")  # recomputed from a bundle (transfer: other tasks)
 NO_PREDICTIONS = "no predictions file to recompute the numbers from (predictions.parquet beside result.json)"
+NO_BUNDLE = ("a result of this task type is regenerated from the run's embeddings: submit embeddings.npz beside the "
+             "result (runner eval writes it for every task type other than classification and transfer)")
 
 
 @dataclass
@@ -208,6 +218,12 @@ def bundle_problems(bundle, manifest, expected_ids: list[str], task, encoder_car
                         f"classifier saw and lacks {len(want_ids - have_ids)} that are")
     if task.spec.classifier.augmented_training_rows and not bundle.augmented:
         problems.append("the task trains on augmented views, which the embeddings bundle does not hold")
+    if task_type_of(task).needs_text:  # a zero-shot task: each prompt side's text embeddings, one row per prompt
+        want = {f"{label}:{side}": len(getattr(prompts, side)) for label, prompts in task.spec.prompts.items()
+                for side in ("positive", "negative")}
+        have = {key: int(array.shape[0]) for key, array in bundle.texts.items()}
+        if have != want:
+            problems.append(f"the embeddings bundle holds text embeddings {have}; the task's prompts need {want}")
     return problems
 
 
@@ -230,6 +246,8 @@ def regenerate(submitted: dict, predictions: pd.DataFrame | None, manifest, regi
         problems.append(f"no pinned manifest of the training task {task.spec.transfer_train_task!r}")
     if problems:
         return Regenerated(None, problems)
+    if scores_itself(task):  # the task type's own score function, on the bundle alone
+        return _scored_by_type(submitted, manifest, bundle, task, encoder_card, dataset, exclusions)
     refitted, refit_analyses, refit_problems = refit(submitted, manifest, registry, bundle, train_manifest)
     if refit_problems:
         return Regenerated(None, refit_problems)
@@ -290,6 +308,39 @@ def regenerate(submitted: dict, predictions: pd.DataFrame | None, manifest, regi
         if submitted.get(key) is not None:
             result[key] = submitted[key]
     return Regenerated(result, [], tier, predictions if tier == "embeddings" else None)
+
+
+def _scored_by_type(submitted: dict, manifest, bundle, task, encoder_card, dataset, exclusions: list[dict]
+                    ) -> Regenerated:
+    """regenerate for a task type with its own score function: that function on the pinned manifest and the submitted
+    embeddings bundle (the metadata baseline: the manifest's own columns), as `runner eval` calls it."""
+    expected, _ = expected_rows(manifest, exclusions, transfer=False)
+    pixels = reads_pixels(encoder_card.data)
+    if not pixels:  # the metadata baseline's features are frozen in the manifest
+        try:
+            embedded = metadata_embeddings(expected, encoder_card.data, task.spec.dataset)
+        except MetadataNotAvailable as exc:
+            return Regenerated(None, [str(exc)])
+        texts = {}
+    elif bundle is None:
+        return Regenerated(None, [NO_BUNDLE])
+    else:
+        problems = bundle_problems(bundle, manifest, expected["image_id"].astype(str).tolist(), task, encoder_card)
+        if problems:
+            return Regenerated(None, problems)
+        embedded, texts = bundle, bundle.texts
+    inputs = score_inputs(task, encoder_card, manifest, embedded.image_ids, embedded.original,
+                          getattr(embedded, "augmented", None), texts, pixels)
+    try:
+        scores = task_type_of(task).score(inputs)
+    except (RegistryError, ValueError, KeyError) as exc:
+        return Regenerated(None, [f"the registry's scoring failed: {exc}"])
+    result = typed_result(task, encoder_card, dataset, manifest, exclusions, scores, RunFacts.of_result(submitted))
+    result["verification"] = {"tier": "embeddings", "not_verified": {}}
+    for key in ("embeddings_sha256", "inputs_sha256", "notes"):
+        if submitted.get(key) is not None:
+            result[key] = submitted[key]
+    return Regenerated(result, [], "embeddings")
 
 
 @dataclass

@@ -55,6 +55,7 @@ from runner.results.bundle import BundleError, read_bundle
 from runner.results.result import ResultError, read_result, validate_result, write_result
 from runner.sample.manifest import Manifest, ManifestError, ManifestFormatError, card_problems, read_manifest
 from runner.sample.store import results_store, store_manifest
+from runner.task_types import scores_itself
 
 EXIT_OK, EXIT_REFUSED, EXIT_INVALID = 0, 1, 2
 
@@ -211,7 +212,8 @@ def result_problems(result: dict, registry, results_dir: Path, *, run_dir: Path 
                     ) -> tuple[dict | None, list[str], list]:
     """(the result the registry files, why it cannot stand, what to store first) for a schema-valid result with
     current cards. Reproduced: regenerated from the pinned manifest and the predictions (from the run folder when
-    given, else the filed ones); reported: exactly what its publication prints."""
+    given, else the filed ones) or the embeddings bundle (a task type with its own score function takes only the
+    bundle); reported: exactly what its publication prints."""
     if result["provenance"] == "reported":
         if publications is None:
             publications = load_publications(registry.home.publications_dir)
@@ -241,7 +243,10 @@ def result_problems(result: dict, registry, results_dir: Path, *, run_dir: Path 
         train_manifest = train_scored.manifest
         if train_scored.source is not None:
             to_store.append(("manifest", train_task, train_scored))
-    source = (run_dir / RUN_PREDICTIONS) if run_dir else predictions_of(results_dir, result)
+    if scores_itself(task):  # a type with its own score function takes no predictions: only the embeddings bundle
+        source = None
+    else:
+        source = (run_dir / RUN_PREDICTIONS) if run_dir else predictions_of(results_dir, result)
     predictions, sha, unreadable = read_predictions(source) if source else (None, None, None)
     if unreadable:
         return None, [unreadable], []
@@ -281,13 +286,13 @@ def result_problems(result: dict, registry, results_dir: Path, *, run_dir: Path 
                    "submit the run's embeddings too (runner eval --save-embeddings writes embeddings.npz beside the "
                    "result)")
         return None, [problem], []
-    if predictions is None:  # embeddings alone: the registry files the predictions it refitted
+    if predictions is None and regenerated.predictions is not None:  # embeddings alone: the registry's refit
         data = _parquet_bytes(regenerated.predictions)
         sha = hashlib.sha256(data).hexdigest()
         filed["predictions_sha256"] = sha
         to_store.append(("predictions", data, sha))
-    else:  # the submitted file: the registry's own predictions (refitted) or the numbers' source (regenerated)
-        to_store.append(("predictions", source, sha))
+    elif predictions is not None:  # the submitted file: the registry's own predictions (refitted) or the numbers'
+        to_store.append(("predictions", source, sha))  # source (regenerated); a scored type files none
     if bundle_file is not None:
         to_store.append(("embeddings", bundle_file, filed["embeddings_sha256"]))
     return filed, [], to_store

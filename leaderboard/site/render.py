@@ -167,7 +167,7 @@ def render_site(summary_path: Path, out_dir: Path, display_results_dir: str | No
             views=views, floors=task["floors"], floor_source=summary["floors"]["source"],
             floor_below_chance=summary["floors"]["below_chance"], trained_on=task["trained_on"],
             encoder_titles=titles, dataset_card=task["dataset_card"], controls=task["controls"],
-            benchmarks=task["benchmarks"], **common)
+            benchmarks=task["benchmarks"], task_type=task["task_type"], **common)
         (out / "tasks" / f"{task_id}.html").write_text(page, encoding="utf-8")
 
     for encoder_id, encoder in summary["encoders"].items():

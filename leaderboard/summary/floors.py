@@ -83,7 +83,7 @@ def compute_floors(results: Iterable[dict] | Iterable[tuple[str, dict]], registr
     floors: dict[str, dict[str, dict]] = {}
     for file, result in pairs:
         if result["encoder"]["id"] in baselines and result["provenance"] == "reproduced" \
-                and result["metrics"]["auroc"].get("mean") is not None:
+                and (result["metrics"].get("auroc") or {}).get("mean") is not None:  # task types without AUROC: none
             floors.setdefault(result["task"]["id"], {})[result["encoder"]["id"]] = _floor(result, file)
     tasks = {}
     for task_id, by_encoder in sorted(floors.items()):
@@ -96,7 +96,7 @@ def compute_floors(results: Iterable[dict] | Iterable[tuple[str, dict]], registr
         for _file, result in pairs:
             if result["task"]["id"] != task_id or result["encoder"]["id"] in baselines or base is None:
                 continue
-            auroc = result["metrics"]["auroc"].get("mean")
+            auroc = (result["metrics"].get("auroc") or {}).get("mean")
             sha = (result.get("manifest") or {}).get("sha256")
             same = None if sha is None else sha == base["manifest_sha256"]
             above[f"{result['encoder']['id']}|{result['provenance']}"] = {

@@ -33,6 +33,7 @@ from leaderboard.site.text import metric_text
 from leaderboard.summary.encoders import encoders_summary
 from leaderboard.summary.floors import compute_floors
 from leaderboard.summary.ranking import is_control
+from registry import plugins
 from registry.benchmarks import LeaderboardLayout, load_layout
 from registry.cards import load_registry
 from registry.overlap import trained_on
@@ -44,9 +45,13 @@ from runner.results.result import ResultError, read_result, validate_result
 from runner.runtime.atomic import atomic_write_bytes
 from runner.sample.manifest import ManifestError, read_manifest
 from runner.sample.store import find_stored, results_store
+from runner.task_types import column_group, task_type_of
+
+TYPE_ORDER = tuple(plugins.BUILTIN["task_type"])  # the order column groups follow within a section
 
 SUMMARY_VERSION = 2
 NO_TEST_REPORTED = "no significance test: reported numbers (no per-image predictions were published)"
+NO_TEST_TYPED = "no paired test for this task type yet: its results are regenerated from their embeddings, not predictions"
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,7 @@ def tier_of(result: dict, results_dir: Path, registry) -> str:
 
 
 def _cell(entry: Entry, metric: str) -> dict:
+    """One table cell of a result's metric (the caller checks the result has it)."""
     m = entry.result["metrics"][metric]
     text = metric_text(m)
     return {"text": text, "mean": m["mean"], "reason": m.get("reason"), "best": False, "tie": None,
@@ -281,81 +287,116 @@ def cell_key(metric: str, encoder_id: str, provenance: str) -> str:
     return f"{metric}|{encoder_id}|{provenance}"
 
 
+def group_columns(layout: LeaderboardLayout, group: str) -> tuple[tuple, tuple]:
+    """(metric columns, extra columns) of a column group: classification's are the layout's `metrics` and `extras`,
+    every other type's its `column_groups` entry (registry/benchmarks.yaml)."""
+    if group == "classification":
+        return layout.metrics, layout.extras
+    return layout.column_groups.get(group, ()), ()
+
+
 def build_tables(entries: list[Entry], registry, ties: dict[str, TieGroups] | None = None,
                  layout: LeaderboardLayout | None = None) -> list[dict]:
-    """One table per section of the layout: rows (tasks, in card order) x columns (encoder x provenance, ranked)."""
+    """One table per section of the layout and column group (task type) present in it: rows (tasks, in card order) x
+    columns (encoder x provenance, ranked), the group's metrics as column groups. A classification table keeps the
+    section's id as its key; another type's table is keyed <section>-<type>."""
     layout = layout or load_layout(getattr(registry, "root", None))
-    controls = control_ids(registry)
     tables = []
     for section in layout.sections:
-        rows: dict[str, dict] = {}
-
-        def row_of(task, rows=rows):
-            _, disease, dataset = _row_labels(task, registry)
-            return rows.setdefault(task.id, {"task_id": task.id, "disease": disease, "dataset": dataset, "cells": {}})
-
-        if section.all_rows:  # e.g. Table 1 keeps every row of its benchmark, filled or not
-            for task in registry.tasks.values():
-                if section_of(task, registry, layout) == section.id:
-                    row_of(task)
-        section_entries = []
-        for entry in entries:
-            task = registry.tasks[entry.result["task"]["id"]]
-            if section_of(task, registry, layout, entry.result) != section.id:
-                continue
-            if section.floor_column and registry.encoders[entry.column[0]].spec.adapter == "metadata":
-                continue  # shown as the section's floor column (leaderboard.summary.floors)
-            section_entries.append(entry)
-            row = row_of(task)
-            tie = (ties or {}).get(task.id)
-            overlap = _trained_on(registry, entry.result)
-            control = entry.column[0] in controls and not section.synthetic
-            for metric, _ in layout.metrics:
-                cell = {**_cell(entry, metric), "trained_on": overlap, "control": control}
-                if tie is not None and entry.column[1] == "reproduced":
-                    cell["tie"] = tie.mark(metric, entry.column[0])
-                row["cells"][cell_key(metric, *entry.column)] = cell
-            wanted = {x for x, _ in layout.extras}
-            for extra, cell in _extra_cells(entry).items():
-                if extra in wanted:
-                    row["cells"][cell_key(extra, *entry.column)] = {**cell, "control": control}
-        if not rows:
-            continue
-        # Columns: encoders with a reported (published) number first, as the paper prints them; then by mean AUROC;
-        # controls last (in a clinical section: reference columns, never marked best).
-        by_encoder: dict[str, list[Entry]] = {}
-        for entry in section_entries:
-            by_encoder.setdefault(entry.column[0], []).append(entry)
-        first = layout.metrics[0][0]
-        encoder_order = sorted(by_encoder, key=lambda e: (
-            e in controls and not section.synthetic, not any(x.column[1] == "reported" for x in by_encoder[e]),
-            -_mean([x.result["metrics"][first]["mean"] for x in by_encoder[e]]), e))
-        columns = [(e, p) for e in encoder_order for p in ("reported", "reproduced")
-                   if any(x.column == (e, p) for x in by_encoder[e])]
-        order = {t.id: _row_labels(t, registry) for t in registry.tasks.values()}
-        ordered_rows = sorted(rows.values(), key=lambda r: (order[r["task_id"]], r["task_id"]))
-        for row in ordered_rows:
-            for metric, _ in layout.metrics:
-                cells = [c for k, c in row["cells"].items() if k.split("|")[0] == metric]
-                means = [c["mean"] for c in cells if c["mean"] is not None and not c["unverified"] and not c["control"]]
-                for c in cells:
-                    c["best"] = bool(means) and c["mean"] == max(means) and not c["unverified"] and not c["control"]
-        used = {k.split("|")[0] for r in rows.values() for k in r["cells"]}
-        section_ties = [(ties or {}).get(r["task_id"]) for r in ordered_rows]
-        tested = [t for r, t in zip(ordered_rows, section_ties)  # ties of encoders this table shows as columns
-                  if t is not None and t.by_metric and any(c.get("tie") for c in r["cells"].values())]
-        tables.append({
-            "key": section.id, "heading": section.heading, "rows": ordered_rows,
-            "metrics": [list(m) for m in layout.metrics], "extras": [list(x) for x in layout.extras if x[0] in used],
-            "floor_column": section.floor_column, "synthetic": section.synthetic,
-            "columns": [{"encoder": e, "provenance": p, "name": registry.encoders[e].spec.title,
-                         "control": e in controls and not section.synthetic} for e, p in columns],
-            "alphas": sorted({t.alpha for t in tested}),
-            "tests": [{"id": i, "test": name, "holds_fixed": fixed} for i, name, fixed in sorted(
-                {(g["test_id"], g["test"], g["holds_fixed"]) for t in tested for g in t.by_metric.values()})],
-            "untested_reported": any(t is not None and NO_TEST_REPORTED in (t.note or "") for t in section_ties),
-        })
+        in_section = [t for t in registry.tasks.values() if section_of(t, registry, layout) == section.id]
+        groups = {column_group(t) for t in in_section} | {
+            column_group(registry.tasks[e.result["task"]["id"]]) for e in entries
+            if section_of(registry.tasks[e.result["task"]["id"]], registry, layout, e.result) == section.id}
+        for group in sorted(groups, key=lambda g: (g != "classification", TYPE_ORDER.index(g) if g in TYPE_ORDER
+                                                   else len(TYPE_ORDER), g)):
+            table = _group_table(section, group, entries, registry, ties, layout)
+            if table is not None:
+                tables.append(table)
     return tables
+
+
+def _group_table(section, group: str, entries: list[Entry], registry, ties, layout) -> dict | None:
+    """The table of one section's tasks of one column group (None: no row)."""
+    controls = control_ids(registry)
+    metrics, extras = group_columns(layout, group)
+    kind = plugins.load("task_type", group)
+    rows: dict[str, dict] = {}
+
+    def row_of(task, rows=rows):
+        _, disease, dataset = _row_labels(task, registry)
+        return rows.setdefault(task.id, {"task_id": task.id, "disease": disease, "dataset": dataset, "cells": {}})
+
+    if section.all_rows:  # e.g. Table 1 keeps every row of its benchmark, filled or not
+        for task in registry.tasks.values():
+            if section_of(task, registry, layout) == section.id and column_group(task) == group:
+                row_of(task)
+    section_entries = []
+    floor_column = section.floor_column and group == "classification"
+    for entry in entries:
+        task = registry.tasks[entry.result["task"]["id"]]
+        if section_of(task, registry, layout, entry.result) != section.id or column_group(task) != group:
+            continue
+        if floor_column and registry.encoders[entry.column[0]].spec.adapter == "metadata":
+            continue  # shown as the section's floor column (leaderboard.summary.floors)
+        section_entries.append(entry)
+        row = row_of(task)
+        tie = (ties or {}).get(task.id)
+        overlap = _trained_on(registry, entry.result)
+        control = entry.column[0] in controls and not section.synthetic
+        for metric, _ in metrics:
+            if metric not in entry.result["metrics"]:
+                continue
+            cell = {**_cell(entry, metric), "trained_on": overlap, "control": control}
+            if tie is not None and entry.column[1] == "reproduced":
+                cell["tie"] = tie.mark(metric, entry.column[0])
+            row["cells"][cell_key(metric, *entry.column)] = cell
+        wanted = {x for x, _ in extras}
+        for extra, cell in _extra_cells(entry).items():
+            if extra in wanted:
+                row["cells"][cell_key(extra, *entry.column)] = {**cell, "control": control}
+    if not rows:
+        return None
+    # Columns: encoders with a reported (published) number first, as the paper prints them; then by the group's first
+    # metric; controls last (in a clinical section: reference columns, never marked best).
+    by_encoder: dict[str, list[Entry]] = {}
+    for entry in section_entries:
+        by_encoder.setdefault(entry.column[0], []).append(entry)
+    first = metrics[0][0] if metrics else kind.headline
+    encoder_order = sorted(by_encoder, key=lambda e: (
+        e in controls and not section.synthetic, not any(x.column[1] == "reported" for x in by_encoder[e]),
+        -_mean([(x.result["metrics"].get(first) or {}).get("mean") for x in by_encoder[e]]), e))
+    columns = [(e, p) for e in encoder_order for p in ("reported", "reproduced")
+               if any(x.column == (e, p) for x in by_encoder[e])]
+    order = {t.id: _row_labels(t, registry) for t in registry.tasks.values()}
+    ordered_rows = sorted(rows.values(), key=lambda r: (order[r["task_id"]], r["task_id"]))
+    ranks_higher = kind.higher_is == "better"  # re-identification: high is a risk, nothing is marked best
+    for row in ordered_rows:
+        for metric, _ in metrics:
+            cells = [c for k, c in row["cells"].items() if k.split("|")[0] == metric]
+            means = [c["mean"] for c in cells if c["mean"] is not None and not c["unverified"] and not c["control"]]
+            for c in cells:
+                c["best"] = ranks_higher and bool(means) and c["mean"] == max(means) and not c["unverified"] \
+                    and not c["control"]
+    used = {k.split("|")[0] for r in rows.values() for k in r["cells"]}
+    section_ties = [(ties or {}).get(r["task_id"]) for r in ordered_rows]
+    tested = [t for r, t in zip(ordered_rows, section_ties)  # ties of encoders this table shows as columns
+              if t is not None and t.by_metric and any(c.get("tie") for c in r["cells"].values())]
+    classification = group == "classification"
+    return {
+        "key": section.id if classification else f"{section.id}-{group}",
+        "heading": section.heading if classification else f"{section.heading} — {kind.title}",
+        "section": section.id, "task_type": group, "type_title": kind.title,
+        "measures": None if classification else kind.measures, "type_floor": None if classification else kind.floor,
+        "higher_is": kind.higher_is, "rows": ordered_rows,
+        "metrics": [list(m) for m in metrics], "extras": [list(x) for x in extras if x[0] in used],
+        "floor_column": floor_column, "synthetic": section.synthetic,
+        "columns": [{"encoder": e, "provenance": p, "name": registry.encoders[e].spec.title,
+                     "control": e in controls and not section.synthetic} for e, p in columns],
+        "alphas": sorted({t.alpha for t in tested}),
+        "tests": [{"id": i, "test": name, "holds_fixed": fixed} for i, name, fixed in sorted(
+            {(g["test_id"], g["test"], g["holds_fixed"]) for t in tested for g in t.by_metric.values()})],
+        "untested_reported": any(t is not None and NO_TEST_REPORTED in (t.note or "") for t in section_ties),
+    }
 
 
 def _trained_on(registry, result: dict) -> bool | None:
@@ -428,8 +469,9 @@ def in_domain_reference(entry: Entry, entries: list[Entry], registry, results_di
     for other in entries:
         r = other.result
         task = registry.tasks.get(r["task"]["id"])
-        if task is None or task.spec.type == "transfer" or other.problems or r["task"]["label"] != label \
-                or r["encoder"]["id"] != entry.result["encoder"]["id"] or r["metrics"]["auroc"]["mean"] is None:
+        if task is None or column_group(task) != "classification" or task.spec.type == "transfer" or other.problems \
+                or r["task"]["label"] != label or r["encoder"]["id"] != entry.result["encoder"]["id"] \
+                or r["metrics"]["auroc"]["mean"] is None:
             continue
         tested = tested or _sampled_images(results_dir, registry, entry.result["task"]["id"],
                                            block.get("test_manifest_sha256"))
@@ -505,9 +547,14 @@ def _records(entries: list[Entry], tables: list[dict], ties: dict[str, TieGroups
                   "stale": entry.stale, "verified": not entry.problems, "synthetic": bool(r.get("synthetic")),
                   "manifest_sha256": (r.get("manifest") or {}).get("sha256"),
                   "images_per_s": (r.get("throughput") or {}).get("images_per_s")}
+        kind = task_type_of(task)
+        record["task_type"] = kind.name
+        headline = kind.metric_ids(task.spec)[0]
+        record["headline_metric"] = headline
+        record["headline_mean"] = (r["metrics"].get(headline) or {}).get("mean")
         for metric in RESULT_METRICS:
             for part in ("mean", "ci_low", "ci_high", "half_width", "ci_method"):
-                record[f"{metric}_{part}"] = r["metrics"][metric][part]
+                record[f"{metric}_{part}"] = (r["metrics"].get(metric) or {}).get(part)
         tie = ties.get(r["task"]["id"])
         for metric in RESULT_METRICS:  # best | tied (not significantly different from the best) | worse | None
             record[f"{metric}_tie"] = tie.mark(metric, r["encoder"]["id"]) if tie and r["provenance"] == "reproduced" \
@@ -524,10 +571,16 @@ def _card_json(card) -> dict:
     return {"id": card.id, "sha256": card.sha256, "behaviour_sha256": card.behaviour_sha256, "data": card.data}
 
 
-def _best_first(entries: list[Entry]) -> list[Entry]:
-    """A task page's results, best AUROC first (results without a number last)."""
+def headline_of(result: dict, registry) -> str:
+    """The metric a result is ordered by: its task type's headline (AUROC for classification and transfer)."""
+    task = registry.tasks.get(result["task"]["id"])
+    return "auroc" if task is None else task_type_of(task).metric_ids(task.spec)[0]
+
+
+def _best_first(entries: list[Entry], registry) -> list[Entry]:
+    """A task page's results, best first by the headline metric of their type (results without a number last)."""
     def key(e: Entry):
-        mean = e.result["metrics"]["auroc"]["mean"]
+        mean = (e.result["metrics"].get(headline_of(e.result, registry)) or {}).get("mean")
         return (mean is None, -(mean or 0.0), e.result["encoder"]["id"], e.result["provenance"])
 
     return sorted(entries, key=key)
@@ -554,6 +607,8 @@ def summarize(results_dir: Path, registry=None, records_dir: Path | None = None)
     controls = control_ids(registry)
     ties = {task.id: compute_ties(task, by_task[task.id], results_dir, [m for m, _ in layout.metrics],
                                   frozenset() if task_is_synthetic(task, registry, layout) else controls)
+            if column_group(task) == "classification" else TieGroups(task.id, task.spec.analyses.paired.alpha,
+                                                                   note=NO_TEST_TYPED)
             for task in registry.tasks.values()}
     tables = build_tables(entries, registry, ties, layout)
 
@@ -563,13 +618,19 @@ def summarize(results_dir: Path, registry=None, records_dir: Path | None = None)
     page = encoders_summary([e for e in entries if not e.problems], registry, results_dir)
     tasks = {}
     for task in registry.tasks.values():
-        task_entries = _best_first(by_task[task.id])
+        task_entries = _best_first(by_task[task.id], registry)
         _, disease, dataset = _row_labels(task, registry)
         curves = [{"label": f"{registry.encoders[e.result['encoder']['id']].spec.title} ({e.result['provenance']})",
                    "fpr": list(points[0]), "tpr": list(points[1])}
                   for e in task_entries if (points := roc_points(e, results_dir))]
+        kind = task_type_of(task)
+        group = column_group(task)
+        metric_columns = group_columns(layout, group)[0] or tuple((m, m) for m in kind.metric_ids(task.spec))
         tasks[task.id] = {
             "card": _card_json(task), "title": task.spec.title, "disease": disease, "dataset": dataset,
+            "task_type": {"name": kind.name, "title": kind.title, "measures": kind.measures, "floor": kind.floor,
+                          "higher_is": kind.higher_is, "group": group,
+                          "metrics": [list(m) for m in metric_columns]},
             "dataset_card": _dataset_json(registry.datasets.get(task.spec.dataset)),
             "section": section_of(task, registry, layout), "benchmarks": list(task.spec.benchmarks),
             "entries": [e.as_json() for e in task_entries], "ties": ties[task.id].as_json(), "roc_curves": curves,
@@ -581,12 +642,13 @@ def summarize(results_dir: Path, registry=None, records_dir: Path | None = None)
         }
     encoders = {}
     for enc in registry.encoders.values():
-        mine = _best_first([e for e in entries if e.result["encoder"]["id"] == enc.id])
+        mine = _best_first([e for e in entries if e.result["encoder"]["id"] == enc.id], registry)
         trained = enc.spec.training_datasets
         encoders[enc.id] = {
             "card": _card_json(enc), "title": enc.spec.title, "control": enc.id in controls,
             "profile": encoder_profile(enc.id, enc.data),
-            "entries": [e.as_json() for e in mine], "places": page["places"].get(enc.id),
+            "entries": [{**e.as_json(), "headline": headline_of(e.result, registry),
+                         "task_type": task_type_of(registry.tasks[e.result["task"]["id"]]).title} for e in mine], "places": page["places"].get(enc.id),
             "trained_on_datasets": None if trained is None else [
                 {"id": d, "title": registry.datasets[d].spec.title if d in registry.datasets else d} for d in trained],
             "seen_tasks": None if trained is None else sorted(t.id for t in registry.tasks.values()

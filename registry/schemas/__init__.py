@@ -71,7 +71,10 @@ def _branch(schema: dict, doc: dict, value) -> tuple[dict, dict] | None:
     for key in ("oneOf", "anyOf"):
         for option in schema.get(key, ()):
             sub, sub_doc = resolve_ref(option, doc)
-            if Draft202012Validator(sub, registry=_registry()).is_valid(value):
+            # A branch is checked where it lives, so its own "#/$defs/..." references resolve in its document.
+            ref = option.get("$ref", "") if isinstance(option, dict) else ""
+            check = {"$ref": doc.get("$id", "") + ref} if ref.startswith("#") and doc.get("$id") else sub
+            if Draft202012Validator(check, registry=_registry()).is_valid(value):
                 return sub, sub_doc
     return None
 

@@ -1,4 +1,5 @@
-"""LightGBM per fold on frozen embeddings -> out-of-fold probabilities.
+"""The task card's classifier per fold on frozen embeddings -> out-of-fold probabilities: LightGBM (below), or a
+scikit-learn probe (logistic regression, kNN: runner.classify.sklearn_probes) when the card's `classifier.type` says so.
 
 Entry: `classify(embeddings, table, classifier_card, eval_folds, augmented=None) -> Classification`
 (`classify_many` fits several designs' folds at once). The folds' boosters are fitted by runner.classify.fit_processes: side by
@@ -27,6 +28,8 @@ from registry.specs import classifier_spec
 from runner.classify.design import Design
 from runner.classify.fit_processes import FitJob, fit_all
 from runner.classify.inner_split import InnerSplitCache, first_stratified_group_split
+from runner.classify.sklearn_probes import ProbeError
+from runner.classify.sklearn_probes import fit_predict as probe_fit_predict
 
 LIGHTGBM_DEFAULT_N_ESTIMATORS = 100  # LightGBM's own default num_iterations
 
@@ -106,7 +109,7 @@ class FoldFit:
     n_train: int  # original training images (augmented rows not counted)
     n_train_rows: int  # rows the booster saw, augmented views included
     n_test: int
-    n_trees: int
+    n_trees: int | None  # None: not a tree model (a scikit-learn probe)
     seconds: float
 
 
@@ -138,6 +141,12 @@ def classify_many(designs: list[Design], classifier_card) -> list[Classification
     """`classify` for independent designs under one classifier card; all their folds' fits share the card's
     threads at once (runner.classify.fit_processes). Each Classification's `seconds` is the whole call's."""
     start = time.perf_counter()
+    spec = classifier_spec(classifier_card)
+    if spec.type != "lightgbm":
+        results = [_classify_with_probe(design, spec) for design in designs]
+        for result in results:
+            result.seconds = time.perf_counter() - start
+        return results
     settings = ClassifierSettings.from_card(classifier_card)
     planned = [_plan_folds(design, settings) for design in designs]
     outcomes = iter(fit_all([job for design in planned for _, job in design.folds], settings.num_threads))
@@ -163,6 +172,34 @@ def classify_many(designs: list[Design], classifier_card) -> list[Classification
     for result in results:
         result.seconds = time.perf_counter() - start
     return results
+
+
+def _classify_with_probe(design: Design, spec) -> Classification:
+    """A scikit-learn probe (runner.classify.sklearn_probes) per evaluated fold, in this process: each fit takes
+    milliseconds to a second, far less than starting fit processes would."""
+    x, table = _check_inputs(design.embeddings, design.table, design.allow_missing)
+    views = list(design.augmented.values()) if (spec.augmented_training_rows and design.augmented) else []
+    labels = table["label"].to_numpy(dtype=np.int64)
+    folds = table["fold"].to_numpy(dtype=np.int64)
+    parts, fits = [], []
+    for fold in design.eval_folds:
+        test, train = np.flatnonzero(folds == fold), np.flatnonzero(folds != fold)
+        if len(test) == 0 or len(train) == 0:
+            raise ClassifyError(f"fold {fold}: {len(train)} training and {len(test)} test images; both must be > 0")
+        started = time.perf_counter()
+        train_x = np.vstack([x[train], *(v[train] for v in views)])
+        try:
+            prob = probe_fit_predict(spec, train_x, np.tile(labels[train], 1 + len(views)), x[test])
+        except ProbeError as exc:
+            raise ClassifyError(f"fold {fold}: {exc}") from None
+        parts.append(pd.DataFrame({"image_id": table["image_id"].to_numpy()[test],
+                                   "patient_id": table["patient_id"].astype(str).to_numpy()[test],
+                                   "label": labels[test], "fold": fold, "prob": prob}))
+        fits.append(FoldFit(int(fold), len(train), len(train_x), len(test), None, time.perf_counter() - started))
+    predictions = pd.concat(parts, ignore_index=True)
+    if not np.isfinite(predictions["prob"]).all():
+        raise ClassifyError(f"{spec.type} produced non-finite probabilities")
+    return Classification(predictions, fits)
 
 
 @dataclass(frozen=True)
@@ -274,12 +311,13 @@ def _inner_split(train: np.ndarray, labels: np.ndarray, groups: np.ndarray, sett
     return train[split[0]], train[split[1]]
 
 
-def card_fit_predict(classifier_card):
+def card_fit_predict(classifier_card, allow_missing: bool = False):
     """A `fit_predict(train_X, train_y, test_X, params)` that trains exactly as the task card's classifier does
     (runner.classify.out_of_fold: one booster, the card's settings; `params` is ignored, the card has them), for the analyses
     that refit (transfer, label efficiency). `train_groups` (patient ids) keep a patient's images on one side of
     the inner early-stopping split; without them each row is its own group. Its `many(calls)` fits several
-    independent (train_X, train_y, test_X, train_groups) at once, side by side (runner.classify.fit_processes)."""
+    independent (train_X, train_y, test_X, train_groups) at once, side by side (runner.classify.fit_processes).
+    allow_missing: NaN features are missing values (the metadata baseline's), as in `classify`."""
 
     def design(train_x, train_y, test_x, train_groups=None) -> Design:
         n_train, n_test = len(train_y), len(test_x)
@@ -288,7 +326,7 @@ def card_fit_predict(classifier_card):
         table = pd.DataFrame({"image_id": ids, "patient_id": groups,
                               "label": np.concatenate([np.asarray(train_y, dtype=int), np.zeros(n_test, dtype=int)]),
                               "fold": np.r_[np.ones(n_train, dtype=int), np.zeros(n_test, dtype=int)]})
-        return Design(np.vstack([train_x, test_x]), table, [0])
+        return Design(np.vstack([train_x, test_x]), table, [0], allow_missing=allow_missing)
 
     def many(calls) -> list[np.ndarray]:
         fitted = classify_many([design(*call) for call in calls], classifier_card)

@@ -93,6 +93,15 @@ class Encoder:
         """A batch of prepared inputs, stacked on axis 0 -> (B, dim) float32 embeddings, pooled as the card says."""
         raise NotImplementedError
 
+    @property
+    def has_text_tower(self) -> bool:
+        """The card declares a text tower (`text`): zero-shot tasks can embed prompts with `embed_text`."""
+        return bool(self.card.get("text"))
+
+    def embed_text(self, prompts: list[str]) -> np.ndarray:
+        """Prompts -> (n, dim) float32 embeddings in the image embeddings' space (adapters with a text tower)."""
+        raise EncoderError(f"encoder {self.id!r} ({type(self).__name__}) has no text tower")
+
     def devices_used(self) -> dict[str, str]:
         """{framework: device it really runs on} for the result's environment (e.g. {"tensorflow": "cpu"})."""
         return {}
@@ -130,6 +139,7 @@ class LazyEncoder:
     spec = Encoder.spec
     dim = Encoder.dim
     contract = Encoder.contract
+    has_text_tower = Encoder.has_text_tower
 
     @property
     def built(self) -> bool:
@@ -140,6 +150,9 @@ class LazyEncoder:
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         return self.encoder.embed(batch)
+
+    def embed_text(self, prompts: list[str]) -> np.ndarray:
+        return self.encoder.embed_text(prompts)
 
     def devices_used(self) -> dict[str, str]:
         """Empty while the model was never built (every embedding came from the cache: nothing ran anywhere)."""

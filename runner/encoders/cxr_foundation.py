@@ -34,6 +34,7 @@ import numpy as np
 
 from runner.data.imaging import to_encoder_input
 from runner.encoders.base import Encoder, EncoderError, pool_tokens
+from runner.encoders.text_towers import Tokenizer, find_tokenizer_files
 from runner.encoders.tf_runtime import has_tensorflow_text, import_tensorflow, select_device
 from runner.encoders.weights import resolve_weights
 
@@ -66,6 +67,11 @@ DEFAULT_TF = {
     "qformer_image_input": "image_feature",
     "text_length": 128,
 }
+
+
+# ELIXR-B's text inputs and output (Google's client: ids/paddings (1, 1, 128), contrastive_txt_emb)
+TEXT_DEFAULTS = {"ids_input": "ids", "paddings_input": "paddings", "output": "contrastive_txt_emb",
+                 "image_feature_shape": [8, 8, 1376]}
 
 
 def to_uint16(image01: np.ndarray) -> np.ndarray:
@@ -165,6 +171,8 @@ class CXRFoundationEncoder(Encoder):
         # Signature and tensor names live in the card's `model` block; the embedding's source in `embedding.output`.
         self.tf_cfg = {**DEFAULT_TF, **(card.get("model") or {})}
         self.output = (card.get("embedding") or {}).get("output", "img_emb")
+        self._weights_root = weights.root
+        self._tokenizer = None
         with tf.device(self.tf_device.scope):
             self._image_model = self._load(tf, weights.root / self.tf_cfg["image_model"])
             self._qformer = self._load(tf, weights.root / self.tf_cfg["qformer_model"])
@@ -249,6 +257,38 @@ class CXRFoundationEncoder(Encoder):
         self._batched = False
         log.warning("CXR Foundation: batched call unusable (%s); falling back to one model call per image", reason)
         return self._per_image(items)
+
+    def embed_text(self, prompts: list[str]) -> np.ndarray:
+        """ELIXR-B's contrastive text embedding of each prompt: the QFormer called with an all-zero image feature map
+        and the prompt's BERT WordPiece ids, as Google's client does (lower-cased; paddings = 1 - the attention mask;
+        the [SEP] token dropped to id 0, padding 1), output `contrastive_txt_emb` (the card's `text.model`)."""
+        if not self.has_text_tower:
+            return super().embed_text(prompts)
+        tf = import_tensorflow()
+        cfg = {**TEXT_DEFAULTS, **((self.card.get("text") or {}).get("model") or {})}
+        if self._tokenizer is None:
+            self._tokenizer = Tokenizer(self.card, find_tokenizer_files(self.card, self._weights_root, self.weights_dir))
+        tokens = self._tokenizer.tokenize([p.lower() for p in prompts])
+        ids = tokens.ids.astype(np.int32)
+        paddings = 1.0 - tokens.mask.astype(np.float32)
+        sep = ids == self._tokenizer.sep_id  # [SEP]: 102 in BERT's uncased vocabulary
+        ids[sep], paddings[sep] = 0, 1.0
+        zeros = np.zeros([1, *cfg["image_feature_shape"]], dtype=np.float32)
+        out = []
+        for row in range(len(prompts)):  # one call per prompt, as Google's client makes them
+            with tf.device(self.tf_device.scope):
+                result = self._qformer_fn(**{self.tf_cfg["qformer_image_input"]: tf.constant(zeros),
+                                             cfg["ids_input"]: tf.constant(ids[row][None, None]),
+                                             cfg["paddings_input"]: tf.constant(paddings[row][None, None])})
+            if cfg["output"] not in result:
+                raise EncoderError(f"QFormer output {cfg['output']!r} not found (has: {', '.join(result)}); fix "
+                                   "text.model.output")
+            out.append(result[cfg["output"]].numpy().reshape(-1))
+        embedded = np.stack(out).astype(np.float32)
+        if embedded.shape[1] != self.dim:
+            raise EncoderError(f"CXR Foundation's text tower gave {embedded.shape[1]}-d embeddings; the card's image "
+                               f"embeddings are {self.dim}-d (zero-shot needs embedding.output all_contrastive_img_emb)")
+        return embedded
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         items = [bytes(item) for item in np.asarray(batch, dtype=object).reshape(-1)]

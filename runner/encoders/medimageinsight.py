@@ -18,33 +18,44 @@ from torch import nn
 
 from runner.encoders.davit import DaViT, DaViTConfig, remap_davit_key
 from runner.encoders.torch_base import TorchEncoder
+from runner.encoders.unicl_text import Transformer, UniCLTextConfig, encode_text
 
 
 class MedImageInsightTower(nn.Module):
-    """Image tower + projection + L2 norm, with the attribute names of the package's UniCLModel."""
+    """Image tower + projection + L2 norm, with the attribute names of the package's UniCLModel; and its text tower
+    (runner.encoders.unicl_text: `lang_encoder`, `lang_projection`) when the card declares one."""
 
-    def __init__(self, davit: DaViTConfig, dim_projection: int):
+    def __init__(self, davit: DaViTConfig, dim_projection: int, text: UniCLTextConfig | None = None):
         super().__init__()
         self.image_encoder = DaViT(davit)
         self.image_projection = nn.Parameter(torch.empty(self.image_encoder.dim_out, dim_projection))
         nn.init.trunc_normal_(self.image_projection, std=0.02)
+        if text is not None:
+            self.lang_encoder = Transformer(text)
+            self.lang_projection = nn.Parameter(torch.empty(text.width, dim_projection))
+            nn.init.trunc_normal_(self.lang_projection, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # UniCLModel.encode_image(norm=True)
         z = self.image_encoder.forward_features(x) @ self.image_projection
         return z / z.norm(dim=-1, keepdim=True)
 
 
-def checkpoint_to_tower_keys(state: dict) -> dict:
-    """Checkpoint keys (new or legacy names) -> this tower's keys; the text tower and logit scale are dropped."""
+def checkpoint_to_tower_keys(state: dict, with_text: bool = False) -> dict:
+    """Checkpoint keys (new or legacy names) -> this tower's keys; the logit scale is dropped, and the text tower too
+    unless `with_text` (legacy `text.*`, `text_projection` become `lang_encoder.*`, `lang_projection`)."""
     out = {}
     for key, value in state.items():
         if key.startswith("visual."):
             key = "image_encoder." + key[len("visual."):]
         elif key == "vision_projection":
             key = "image_projection"
+        elif key.startswith("text."):
+            key = "lang_encoder." + key[len("text."):]
+        elif key == "text_projection":
+            key = "lang_projection"
         if key.startswith("image_encoder."):
             out["image_encoder." + remap_davit_key(key[len("image_encoder."):])] = value
-        elif key == "image_projection":
+        elif key == "image_projection" or (with_text and (key.startswith("lang_encoder.") or key == "lang_projection")):
             out[key] = value
     return out
 
@@ -54,9 +65,15 @@ class MedImageInsightEncoder(TorchEncoder):
 
     def build(self, weights):
         model_cfg = self.card.get("model") or {}
+        text = UniCLTextConfig.from_dict((self.card.get("text") or {}).get("model")) if self.has_text_tower else None
         model = MedImageInsightTower(
-            DaViTConfig.from_dict(model_cfg.get("davit")), int(model_cfg.get("dim_projection", self.dim))
+            DaViTConfig.from_dict(model_cfg.get("davit")), int(model_cfg.get("dim_projection", self.dim)), text
         )
         if weights is not None:
-            self.load_weights(model, checkpoint_to_tower_keys(self.state_from(weights)))
+            self.load_weights(model, checkpoint_to_tower_keys(self.state_from(weights), with_text=text is not None))
         return model
+
+    def forward_text(self, ids, mask):
+        if not hasattr(self.model, "lang_encoder"):
+            return super().forward_text(ids, mask)
+        return encode_text(self.model.lang_encoder, self.model.lang_projection, ids, mask)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from runner.encoders.base import Encoder, EncoderError, pool_tokens
+from runner.encoders.text_towers import Tokenizer, find_tokenizer_files
 from runner.encoders.weights import ResolvedWeights, load_state_dict, resolve_weights
 
 
@@ -60,6 +61,30 @@ class TorchEncoder(Encoder):
 
     def forward(self, x):
         return self.model(x)
+
+    def forward_text(self, ids, mask):
+        """Token ids and attention mask -> (n, dim) text embeddings (adapters whose model has a text tower)."""
+        raise EncoderError(f"encoder {self.id!r}: adapter {type(self).__name__} builds no text tower")
+
+    def embed_text(self, prompts: list[str]) -> np.ndarray:
+        """Prompts -> (n, dim) float32 text embeddings in the image embeddings' space (the card's `text` block). The
+        tokenizer is found only now, so a card whose tokenizer files are missing still embeds images."""
+        import torch
+
+        if not self.has_text_tower:
+            return super().embed_text(prompts)
+        if getattr(self, "_tokenizer", None) is None:
+            files = find_tokenizer_files(self.card, self.weights.root if self.weights else None, self.weights_dir)
+            self._tokenizer = Tokenizer(self.card, files)
+        tokens = self._tokenizer.tokenize(prompts)
+        with torch.inference_mode():
+            out = self.forward_text(torch.as_tensor(tokens.ids, device=self.device),
+                                    torch.as_tensor(tokens.mask, device=self.device))
+        out = out.float().cpu().numpy()
+        if out.shape != (len(prompts), self.dim):
+            raise EncoderError(f"encoder {self.id!r}: the text tower gave {out.shape} for {len(prompts)} prompts; the "
+                               f"image embeddings are {self.dim}-d")
+        return out.astype(np.float32, copy=False)
 
     def devices_used(self) -> dict[str, str]:
         return {"torch": torch_device_name(self.device)}

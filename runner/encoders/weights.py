@@ -73,7 +73,7 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _candidate_dirs(card: dict, weights_dir: Path | None) -> list[tuple[str, Path]]:
+def candidate_dirs(card: dict, weights_dir: Path | None) -> list[tuple[str, Path]]:
     spec = card.get("weights") or {}
     found: list[tuple[str, Path]] = []
     if weights_dir is not None:
@@ -182,7 +182,7 @@ def find_local(card: dict, weights_dir: Path | None = None) -> ResolvedWeights |
     cache at the card's revision), without downloading or checking pins; None when not all of them are anywhere."""
     spec = card.get("weights") or {}
     files = list(spec.get("files") or [])
-    for label, root in _candidate_dirs(card, weights_dir):
+    for label, root in candidate_dirs(card, weights_dir):
         if root.is_dir() and not _missing(root, files):
             return ResolvedWeights(root, tuple(files), f"local:{root} ({label})")
     if not spec.get("hf_repo") or not files:
@@ -206,7 +206,7 @@ def resolve_weights(card: dict, weights_dir: Path | None = None, hashes: FileHas
     files = list(spec.get("files") or [])
     if not files:
         raise EncoderError(f"encoder card {card['id']!r} has no weights.files to load")
-    for label, root in _candidate_dirs(card, weights_dir):
+    for label, root in candidate_dirs(card, weights_dir):
         if root.is_dir() and not _missing(root, files):
             resolved = ResolvedWeights(root, tuple(files), f"local:{root}")
             break
@@ -220,7 +220,7 @@ def resolve_weights(card: dict, weights_dir: Path | None = None, hashes: FileHas
         resolved = _from_hub(card, files)
         if resolved is None:
             where = f"hf:{spec.get('hf_repo')}" + (" (HF_HUB_OFFLINE=1: cache only)" if _offline() else "")
-            looked = [str(p) for _, p in _candidate_dirs(card, weights_dir)] + ([where] if spec.get("hf_repo") else [])
+            looked = [str(p) for _, p in candidate_dirs(card, weights_dir)] + ([where] if spec.get("hf_repo") else [])
             place = f"looked in {', '.join(looked)}" if looked else "no weights folder given, no hub repo in its card"
             raise WeightsNotFoundError(f"{files[0]} for encoder {card['id']!r} ({place})", how_to_get(card))
     verify_pins(resolved.root, spec, known=hashes)

@@ -35,6 +35,7 @@ from runner.metrics.scores import (
     MetricsInputError,
     check_predictions,
     check_probabilities,
+    finite_or_none,
     point_metrics,
     single_class_reason,
     unit_clip,
@@ -201,3 +202,25 @@ def _bootstrap_summary(per_fold: list[float | None], replicates: np.ndarray, con
     return MetricSummary(
         unit_clip(mean), unit_clip(low), unit_clip(high), unit_clip(half), "cluster-bootstrap", per_fold, reason
     )
+
+
+def fold_metric(per_fold: Sequence[float | None], confidence: float, low: float = 0.0) -> dict:
+    """A metric of the other task types (runner.task_types) from its per-fold values: the mean over the computable
+    folds with the across-fold t-interval, clipped to [low, 1] (low -1 for the adjusted Rand index), shaped as
+    result.schema.json#/$defs/metric. Fewer than two computable folds: the mean without an interval, saying why."""
+    values = [None if v is None else float(v) for v in per_fold]
+    computable = _computable(values)
+
+    def clip(v):
+        v = finite_or_none(v)
+        return None if v is None else min(1.0, max(low, v))
+
+    if not computable:
+        return MetricSummary(None, None, None, None, "t-interval", values, "no fold could be scored").to_dict()
+    if len(computable) < 2:
+        return MetricSummary(clip(computable[0]), None, None, None, "t-interval", values,
+                             f"{len(computable)} computable fold(s): a t-interval needs at least 2").to_dict()
+    mean, half, _ = t_interval(computable, confidence)
+    half = finite_or_none(half)
+    return MetricSummary(clip(mean), clip(mean - half), clip(mean + half), None if half is None else min(half, 1 - low),
+                         "t-interval", values).to_dict()

@@ -20,6 +20,7 @@ from typing import Any
 from registry.errors import RegistryError
 from registry.schemas import load_schema, validator
 from runner.runtime.atomic import atomic_write_bytes
+from runner.task_types import LEGACY_TYPES
 
 MAX_STRING_CHARS = 20_000  # longest string anywhere in a result (citations, paths, reasons are far shorter)
 MAX_FILE_BYTES = 5 * 1024 * 1024  # a result with 5 folds and a few thousand exclusions is well under 1 MB
@@ -219,10 +220,12 @@ def environment_info(device: str | None = None, frameworks: dict[str, str] | Non
 
 
 def task_ref(card) -> dict:
-    """The `task` block of a result, from a registry task Card: the label by id, its display name beside it."""
+    """The `task` block of a result, from a registry task Card: the label by id, its display name beside it, and the
+    task type unless it is one of the types whose results predate types (their files keep their bytes)."""
     spec = card.spec
     return {"id": card.id, "sha256": card.sha256, "behaviour_sha256": card.behaviour_sha256, "dataset": spec.dataset,
-            "label": spec.label.id, "label_name": spec.label.name}
+            "label": spec.label.id, "label_name": spec.label.name,
+            **({"type": spec.type} if spec.type not in LEGACY_TYPES else {})}
 
 
 def encoder_ref(card) -> dict:

@@ -23,6 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from registry.cards import load_registry
@@ -30,8 +31,8 @@ from registry.errors import CardError
 from runner.data import read_index
 from runner.data.tables import DataError
 from runner.runtime.atomic import atomic_write_bytes
+from runner.sample.draw import labels_of, read_labels, sample
 from runner.sample.manifest import ManifestError, card_problems, read_manifest, write_manifest
-from runner.sample.sampler import apply_label_policy, sample_task
 from runner.sample.store import committed_folder, store_manifest
 
 VOLATILE_KEYS = ("created_at",)  # manifest.json keys that differ between two identical samplings
@@ -70,11 +71,7 @@ def _why_not_frozen(task: dict, dataset: dict) -> str:
     shipped = set((dataset.get("fallback_package") or {}).get("tables", []))
     if not shipped:
         return f"dataset {dataset['id']!r} ships no metadata (e.g. credentialed): sampled at run time"
-    label = dataset["labels"][task["label"]["id"]]
-    needed = {"metadata", label.get("table", "metadata")}
-    requires = (task.get("label_policy") or {}).get("negative_requires")
-    if requires:
-        needed.add(dataset["labels"][requires].get("table", "metadata"))
+    needed = {"metadata"} | {dataset["labels"][label].get("table", "metadata") for label in read_labels(task)}
     if not needed <= shipped:
         return f"table(s) {', '.join(sorted(needed - shipped))} of {dataset['id']!r} do not ship: sampled at run time"
     return ""
@@ -106,12 +103,10 @@ def sample_frozen(tasks: list, reg):
     with tempfile.TemporaryDirectory(prefix="cxr-freeze-") as empty:
         for dataset_id, group in by_dataset.items():
             dataset = reg.datasets[dataset_id].data
-            labels = []
-            for task in group:
-                labels += [task.data["label"]["id"]] + [x for x in [task.data["label_policy"].get("negative_requires")] if x]
+            labels = [label for task in group for label in read_labels(task.data)]
             index = read_index(dataset, Path(empty), list(dict.fromkeys(labels)))
             for task in group:
-                result = sample_task(task.data, dataset, Path(empty), verify="none", index=index)
+                result = sample(task.data, dataset, Path(empty), verify="none", index=index)
                 result.sources = _portable_sources(result.sources, dataset)
                 results[task.id] = result
     return results
@@ -264,9 +259,8 @@ def check_data(frame: pd.DataFrame, task: dict, dataset: dict, data_root: Path, 
         problems.append(f"{len(missing)} of {n} files missing (e.g. {', '.join(missing[:examples])})")
     if empty:
         problems.append(f"{len(empty)} of {n} files empty (e.g. {', '.join(empty[:examples])})")
-    label_id, requires = task["label"]["id"], task["label_policy"].get("negative_requires")
     try:
-        index = read_index(dataset, data_root, [label_id] + ([requires] if requires else [])).frame
+        index = read_index(dataset, data_root, read_labels(task)).frame
     except DataError as exc:
         return problems + [f"its metadata cannot be read ({exc})"]
     index = index.set_index("image_id")
@@ -276,11 +270,12 @@ def check_data(frame: pd.DataFrame, task: dict, dataset: dict, data_root: Path, 
         problems.append(f"{len(gone)} of {n} images absent from its metadata (e.g. {', '.join(gone[:examples])})")
     rows = index.loc[frame.loc[present, "image_id"]]
     mine = frame[present].set_index("image_id")
-    label = apply_label_policy(rows[label_id], task["label_policy"], rows[requires] if requires else None)
     changed = pd.Series(False, index=mine.index)
     for column in ("patient_id", "view"):
         changed |= rows[column].astype(str).to_numpy() != mine[column].astype(str).to_numpy()
-    changed |= label.to_numpy() != mine["label"].to_numpy()  # NaN (no longer a candidate) differs too
+    for column, values in labels_of(task, rows).items():  # NaN (no longer a candidate) differs too
+        theirs, ours = values.to_numpy(dtype=float), mine[column].to_numpy(dtype=float)
+        changed |= ~((theirs == ours) | (np.isnan(theirs) & np.isnan(ours)))
     if changed.any():
         ids = changed[changed].index.tolist()
         problems.append(f"{len(ids)} of {n} images changed in its metadata (patient, view or label; e.g. "

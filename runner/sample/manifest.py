@@ -32,6 +32,8 @@ FORMAT = 2  # 2: the hash covers PINNED as well as the rows
 PINNED = ("task_id", "task_sha256", "dataset_id", "label", "split", "eval_folds")
 COLUMNS = ["image_id", "patient_id", "study_id", "path", "view", "label", "fold"]
 OPTIONAL = ["sex", "age"]
+# A multi-label task's findings, one column each (1.0 / 0.0 / NaN unknown), between OPTIONAL and the metadata features.
+TARGET_PREFIX = "target_"
 INT_COLUMNS = ("label", "fold")
 
 
@@ -57,9 +59,11 @@ def canonical_frame(frame: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise ManifestError(f"manifest lacks column(s) {', '.join(missing)}")
-    # Metadata features (dataset card `metadata_features`, columns meta_<name>) follow, in the frame's order.
+    # Findings of a multi-label task (target_<id>), then the metadata features (dataset card `metadata_features`,
+    # columns meta_<name>), each in the frame's order.
+    targets = [c for c in frame.columns if str(c).startswith(TARGET_PREFIX)]
     features = [c for c in frame.columns if str(c).startswith(METADATA_PREFIX)]
-    columns = COLUMNS + [c for c in OPTIONAL if c in frame.columns] + features
+    columns = COLUMNS + [c for c in OPTIONAL if c in frame.columns] + targets + features
     out = frame[columns].copy()
     numeric = [c for c in features if pd.api.types.is_numeric_dtype(out[c]) and not pd.api.types.is_bool_dtype(out[c])]
     text = [c for c in features if c not in numeric]
@@ -68,7 +72,7 @@ def canonical_frame(frame: pd.DataFrame) -> pd.DataFrame:
         out[name] = [None if v is None else str(v) for v in out[name]]
     for name in INT_COLUMNS:
         out[name] = out[name].astype("int64")
-    for name in (["age"] if "age" in out else []) + numeric:
+    for name in (["age"] if "age" in out else []) + targets + numeric:
         out[name] = out[name].astype("float64")
     return out.sort_values("image_id", kind="mergesort").reset_index(drop=True)
 
@@ -129,6 +133,7 @@ def write_manifest(out_dir: Path, result, task_sha256: str, fingerprint: dict | 
         **({"data_fingerprint": fingerprint} if fingerprint is not None else {}),
         **({"matching": result.matching} if getattr(result, "matching", None) else {}),
         **({"verify_note": result.verify_note} if getattr(result, "verify_note", None) else {}),
+        **({"classes": list(result.classes)} if getattr(result, "classes", None) else {}),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     text = io.StringIO()
@@ -142,15 +147,16 @@ def write_manifest(out_dir: Path, result, task_sha256: str, fingerprint: dict | 
     return Manifest(frame, meta)
 
 
-def _check_int_columns(frame: pd.DataFrame, folder: Path) -> None:
-    """label must be 0 or 1 and fold a whole number >= 0 in every row (a NaN would not survive canonical_frame)."""
+def _check_int_columns(frame: pd.DataFrame, folder: Path, n_classes: int = 2) -> None:
+    """label must be a class index (0 or 1; 0 to n - 1 in a manifest that names its n `classes`, e.g. age bands) and
+    fold a whole number >= 0 in every row (a NaN would not survive canonical_frame)."""
     for name in (c for c in INT_COLUMNS if c in frame.columns):
         values = pd.to_numeric(frame[name], errors="coerce")
         whole = values.notna() & (values == values.round()) & (values >= 0)
-        bad = ~(values.isin([0, 1]) if name == "label" else whole)
+        bad = ~(values.isin(range(n_classes)) if name == "label" else whole)
         if bad.any():
             first = frame.loc[bad, "image_id"].iloc[0] if "image_id" in frame.columns else int(bad.argmax())
-            want = "0 or 1" if name == "label" else "a whole number >= 0"
+            want = ("0 or 1" if n_classes == 2 else f"0 to {n_classes - 1}") if name == "label" else "a whole number >= 0"
             raise ManifestFormatError(f"{folder}/manifest.parquet: {int(bad.sum())} {name}(s) not {want}, e.g. image "
                                       f"{str(first)[:80]!r}: {str(frame.loc[bad, name].iloc[0])[:40]}")
 
@@ -169,7 +175,8 @@ def read_manifest(folder: Path) -> Manifest:
     if not isinstance(meta, dict):
         raise ManifestFormatError(f"{folder}/manifest.json must hold a JSON object (as `runner sample` writes it), "
                                   f"not a JSON {type(meta).__name__}")
-    _check_int_columns(frame, folder)
+    classes = meta.get("classes")
+    _check_int_columns(frame, folder, len(classes) if isinstance(classes, list) and len(classes) > 2 else 2)
     frame = canonical_frame(frame)
 
     outside = frame["path"].map(leaves_root)
@@ -204,8 +211,22 @@ def card_problems(manifest: Manifest, task_card) -> list[str]:
                 "eval_folds": eval_folds_of(split)}
     problems = [f"{key} is {meta.get(key)!r}, the task card says {want!r}" for key, want in expected.items()
                 if meta.get(key) != want]
-    labels = manifest.frame["label"]
-    for name, cls, want in (("positives", 1, spec.sampling.positives), ("negatives", 0, spec.sampling.negatives)):
+    frame, sampling = manifest.frame, spec.sampling
+    if sampling.mode == "images":
+        if len(frame) != sampling.images:
+            problems.append(f"{len(frame)} images in the rows, the task card samples {sampling.images}")
+        wanted = sorted(TARGET_PREFIX + label.id for label in spec.labels)
+        have = sorted(c for c in frame.columns if c.startswith(TARGET_PREFIX))
+        if have != wanted:
+            problems.append(f"finding columns {have}, the task card scores {wanted}")
+        return problems
+    if sampling.mode == "patients":
+        if frame["patient_id"].nunique() != sampling.patients:
+            problems.append(f"{frame['patient_id'].nunique()} patients in the rows, the task card samples "
+                            f"{sampling.patients}")
+        return problems
+    labels = frame["label"]
+    for name, cls, want in (("positives", 1, sampling.positives), ("negatives", 0, sampling.negatives)):
         have = int((labels == cls).sum())
         if have != want:
             problems.append(f"{have} {name} in the rows, the task card samples {want}")

@@ -14,8 +14,8 @@ from pathlib import Path
 from registry.errors import RegistryError
 from runner.data.fingerprint import data_fingerprint, fingerprint_differences
 from runner.sample.committed import FrozenDataError, use_committed
+from runner.sample.draw import sample
 from runner.sample.manifest import Manifest, ManifestError, card_problems, read_manifest, write_manifest
-from runner.sample.sampler import sample_task
 
 
 class RunManifestError(RegistryError):
@@ -55,7 +55,7 @@ def manifest_for_run(task, dataset, data_root: Path, task_dir: Path, manifests_d
         committed = _committed(task, dataset, data_root, task_dir, manifests_dir, defer_verify)
         if committed is not None:
             return committed
-    sampled = sample_task(task.data, dataset.data, data_root, defer_verify_without_images=defer_verify)
+    sampled = sample(task.data, dataset.data, data_root, defer_verify_without_images=defer_verify)
     fingerprint = data_fingerprint(dataset.data, data_root, sampled)
     return write_manifest(task_dir, sampled, task.behaviour_sha256, fingerprint=fingerprint)
 

@@ -67,6 +67,7 @@ class SampleResult:
     matching: dict | None = None  # sampling.match: strata and per-stratum counts (manifest.json `matching`)
     verify_note: str | None = None  # why files were not checked (verify "deferred")
     label: str = ""  # the task's label id (manifest.json `label`, part of what the manifest hash pins)
+    classes: list[str] | None = None  # images sampling with an attribute target: the class of `label` 0, 1, ...
 
 
 # A data root that holds only the metadata tables (no image files) can still be sampled for an encoder that reads no
@@ -147,7 +148,7 @@ def check_file(root: str, rel_path: str, verify: str, views: tuple[str, ...] | N
     return "", "", view
 
 
-class _Checker:
+class FileChecker:
     """Checks batches of files, in a small process pool when there are enough of them."""
 
     def __init__(self, root: Path, verify: str, views: tuple[str, ...] | None, workers: int,
@@ -174,7 +175,7 @@ class _Checker:
             self.pool.shutdown()
 
 
-def take_verified(ordered: pd.DataFrame, n: int, label: int, check: _Checker) -> tuple[pd.DataFrame, list[Exclusion]]:
+def take_verified(ordered: pd.DataFrame, n: int, label: int, check: FileChecker) -> tuple[pd.DataFrame, list[Exclusion]]:
     """The first `n` rows of `ordered` whose file passes `check`; failures before the n-th are exclusions.
 
     More than max(100, n) failures means something is wrong with the data root, not with a few files: stop early.
@@ -281,7 +282,7 @@ def match_counts(positive_keys: pd.Series, n_negatives: int) -> dict[str, int]:
 
 
 def _take_matched(negatives: pd.DataFrame, positives: pd.DataFrame, n: int, match: dict, rng: np.random.Generator,
-                  check: _Checker, task_id: str) -> tuple[pd.DataFrame, list[Exclusion], dict]:
+                  check: FileChecker, task_id: str) -> tuple[pd.DataFrame, list[Exclusion], dict]:
     """The negatives of a matched sample, stratum by stratum (sorted), each in its own seeded order."""
     keys = stratum_keys(negatives, match)
     wanted = match_counts(stratum_keys(positives, match), n)
@@ -348,7 +349,7 @@ def sample_task(task: dict, dataset_card: dict, data_root: Path, *, seed: int | 
         header_views = views
     verify_note = None
     if verify != "none" and defer_verify_without_images and header_views is None and \
-            _no_image_files(index, frame, Path(data_root)):
+            no_image_files(index, frame, Path(data_root)):
         verify, verify_note = "deferred", DEFERRED_NOTE
     if verify not in ("none", "deferred") and index.files_found == 0:
         raise SamplingError(f"no image files found under {index.data_root} for dataset {index.dataset_id!r} "
@@ -361,7 +362,7 @@ def sample_task(task: dict, dataset_card: dict, data_root: Path, *, seed: int | 
         raise SamplingError(_shortfall(task, steps, [], want))
     rng = np.random.default_rng(sampling["seed"])
     max_pixels = int(float(dataset_card.get("max_image_megapixels", 50)) * 1_000_000)
-    checker = _Checker(Path(data_root), verify, header_views, workers or sampling.get("verify_workers", 2), max_pixels)
+    checker = FileChecker(Path(data_root), verify, header_views, workers or sampling.get("verify_workers", 2), max_pixels)
     chosen, exclusions, matching = [], [], None
     match = sampling.get("match")
     try:
@@ -392,7 +393,7 @@ def sample_task(task: dict, dataset_card: dict, data_root: Path, *, seed: int | 
                         verify_note, task["label"]["id"])
 
 
-def _no_image_files(index: DatasetIndex, frame: pd.DataFrame, root: Path, probe: int = 32) -> bool:
+def no_image_files(index: DatasetIndex, frame: pd.DataFrame, root: Path, probe: int = 32) -> bool:
     """True when the data root holds none of the candidates' files (a reader that does not scan: probe some)."""
     if index.files_found is not None:
         return index.files_found == 0

@@ -370,6 +370,32 @@ def card_duplicate_key(folder: Path) -> Path:
     return _card(folder, "tasks", "dup.yaml", text)
 
 
+def card_type_unknown(folder: Path) -> Path:
+    return _card(folder, "tasks", "typo-type.yaml", task_card_text("typo-type", extra="type: retreival\n"))
+
+
+def card_type_block_missing(folder: Path) -> Path:
+    return _card(folder, "tasks", "zs-noprompts.yaml", task_card_text("zs-noprompts", extra="type: zero-shot\n"))
+
+
+def card_multilabel_unknown_label(folder: Path) -> Path:
+    text = task_card_text("ml-typo", extra="type: multi-label\nlabels: [{id: effusion, name: E}, {id: efusion, "
+                                           "name: F}]\n").replace("sampling: {positives: 10, negatives: 10}",
+                                                                   "sampling: {images: 20, seed: 0}")
+    return _card(folder, "tasks", "ml-typo.yaml", text)
+
+
+def card_sampling_two_modes(folder: Path) -> Path:
+    text = task_card_text("two-modes").replace("sampling: {positives: 10, negatives: 10}",
+                                               "sampling: {positives: 10, negatives: 10, images: 20}")
+    return _card(folder, "tasks", "two-modes.yaml", text)
+
+
+def card_zero_shot_prompts_for_another_label(folder: Path) -> Path:
+    extra = "type: zero-shot\nzero_shot: {prompts: {edema: {positive: [edema], negative: [no edema]}}}\n"
+    return _card(folder, "tasks", "zs-other.yaml", task_card_text("zs-other", extra=extra))
+
+
 def card_unknown_key(folder: Path) -> Path:
     return _card(folder, "tasks", "unknown.yaml", task_card_text("unknown", extra="sampel_size: 3\n"))
 

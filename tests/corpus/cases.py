@@ -519,6 +519,21 @@ CASES += [
                    "identical numbers)"),
 ]
 
+# ================================================================== issue 28: task types
+CASES += [
+    Case("card-type-unknown", "card", "card_type_unknown", "error", "did you mean 'retrieval'", 2,
+         behaviour="type: retreival -> CardError listing the task types; exit 2", issue=28),
+    Case("card-type-block-missing", "card", "card_type_block_missing", "error", "missing required field 'zero_shot'",
+         2, behaviour="type: zero-shot without its prompts -> CardError; exit 2", issue=28),
+    Case("card-multilabel-unknown-label", "card", "card_multilabel_unknown_label", "error",
+         "label 'efusion' is not declared", 2,
+         behaviour="a multi-label task naming a finding its data set lacks -> CardError with a did-you-mean", issue=28),
+    Case("card-sampling-two-modes", "card", "card_sampling_two_modes", "error", "sampling", 2,
+         behaviour="positives/negatives and images at once -> CardError (one sampling mode per card)", issue=28),
+    Case("card-zero-shot-prompts-for-another-label", "card", "card_zero_shot_prompts_for_another_label", "error",
+         "no prompts for the task's label 'effusion'", 2, behaviour="prompts only for edema on an effusion task", issue=28),
+]
+
 
 def markdown_table() -> str:
     rows = ["| # | area | case | behaviour |", "| --- | --- | --- | --- |"]

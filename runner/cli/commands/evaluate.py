@@ -185,6 +185,7 @@ class PairOutcome:
     exit_code: int = 0
     skipped_analyses: list[dict] = field(default_factory=list)  # [{name, status, reason}]
     reused: bool = False  # the run folder's result had these very inputs (runner.results.reuse): nothing was refitted
+    metrics: dict = field(default_factory=dict)  # every metric of the result (task types other than classification)
 
 
 def _say(text: str, to_stderr: bool) -> None:
@@ -215,6 +216,8 @@ def evaluate_pair(task_id: str, encoder_id: str, data_root: Path | None, out: Pa
 def run_many(tasks: list[str], encoders: list[str], data_root: Path | None, out: Path, options, reg,
              quiet_stdout: bool = False) -> list[PairOutcome]:
     """Evaluate every task x encoder pair, printing one line each; a failing pair is reported and the next one runs."""
+    from runner.task_types import task_type_of
+
     outcomes = []
     for task_id in tasks:
         for encoder_id in encoders:
@@ -229,13 +232,16 @@ def run_many(tasks: list[str], encoders: list[str], data_root: Path | None, out:
                 outcome = PairOutcome(task_id, encoder_id, "failed", time.perf_counter() - started,
                                       error=f"unexpected {type(exc).__name__}: {exc}", exit_code=1)
             else:
-                metrics = result["metrics"]
+                order = task_type_of(reg.tasks[task_id]).metric_ids(reg.tasks[task_id].spec)
+                metrics = {name: result["metrics"][name] for name in sorted(
+                    result["metrics"], key=lambda m: (order.index(m) if m in order else len(order), m))}
                 outcome = PairOutcome(task_id, encoder_id, "ok", time.perf_counter() - started, str(path),
-                                      metrics["auroc"], metrics["f1"], skipped_analyses=skipped_analyses(result),
-                                      reused=run.reused)
+                                      metrics.get("auroc"), metrics.get("f1"), skipped_analyses=skipped_analyses(result),
+                                      reused=run.reused, metrics=metrics)
             outcomes.append(outcome)
             if outcome.status == "ok":
-                _say(f"{task_id:<20} {encoder_id:<22} AUROC {_fmt(outcome.auroc)}  F1 {_fmt(outcome.f1)}  "
+                shown = "  ".join(f"{_label(name)} {_fmt(metric)}" for name, metric in outcome.metrics.items())
+                _say(f"{task_id:<20} {encoder_id:<22} {shown}  "
                      f"({outcome.seconds:.1f} s{REUSED_NOTE if outcome.reused else ''})  {outcome.result}", quiet_stdout)
                 for skipped in outcome.skipped_analyses:
                     _say(f"  analysis {skipped['name']} {skipped['status']}: {skipped['reason']}", quiet_stdout)
@@ -255,9 +261,10 @@ def summary_lines(outcomes: list[PairOutcome]) -> list[str]:
     """The table printed after several pairs: every pair, its status and AUROC (or its error)."""
     width_t = max([len("task")] + [len(o.task) for o in outcomes])
     width_e = max([len("encoder")] + [len(o.encoder) for o in outcomes])
-    lines = [f"{'task':<{width_t}}  {'encoder':<{width_e}}  status  AUROC"]
+    lines = [f"{'task':<{width_t}}  {'encoder':<{width_e}}  status  headline metric"]
     for o in outcomes:
-        what = _fmt(o.auroc) if o.status == "ok" else o.error
+        headline = next(iter(o.metrics.items()), ("auroc", o.auroc)) if o.status == "ok" else None
+        what = f"{_label(headline[0])} {_fmt(headline[1])}" if headline else o.error
         lines.append(f"{o.task:<{width_t}}  {o.encoder:<{width_e}}  {o.status:<6}  {what}")
     failed = sum(o.status != "ok" for o in outcomes)
     lines.append(f"{len(outcomes) - failed} of {len(outcomes)} evaluation(s) done, {failed} failed")
@@ -268,6 +275,12 @@ def exit_code_of(outcomes: list[PairOutcome]) -> int:
     """0 when every pair ran; else 2 when any failed for bad input, 1 otherwise."""
     codes = {o.exit_code for o in outcomes if o.status != "ok"}
     return 0 if not codes else (2 if 2 in codes else 1)
+
+
+def _label(metric_id: str) -> str:
+    """auroc -> AUROC, precision_at_10 -> precision@10, map -> mAP (how a metric id is printed)."""
+    named = {"auroc": "AUROC", "f1": "F1", "map": "mAP", "nmi": "NMI", "ari": "ARI", "v_measure": "V-measure"}
+    return named.get(metric_id, metric_id.replace("_at_", "@").replace("_", " "))
 
 
 def _fmt(metric: dict) -> str:

@@ -32,15 +32,15 @@ def sample(
     """
     from runner.data.fingerprint import data_fingerprint
     from runner.data.tables import resolve_data_root
+    from runner.sample.draw import sample
     from runner.sample.manifest import write_manifest
-    from runner.sample.sampler import sample_task
 
     check_workers_option(workers)
     reg = load_cli_registry()
     card = reg.get("task", task)
     dataset = reg.get("dataset", card.data["dataset"])
     root = resolve_data_root(dataset.data, data_root)
-    result = sample_task(card.data, dataset.data, root, seed=seed, verify=verify, workers=workers)
+    result = sample(card.data, dataset.data, root, seed=seed, verify=verify, workers=workers)
     fingerprint = data_fingerprint(dataset.data, root, result)
     try:
         manifest = write_manifest(out / task, result, card.behaviour_sha256, fingerprint=fingerprint)
