@@ -31,10 +31,10 @@ def write_layout(root: Path, data: dict) -> Path:
 
 def test_the_project_layout():
     layout = load_layout()
-    assert [s.id for s in layout.sections] == ["table1", "extra", "demo"]
+    assert [s.id for s in layout.sections] == ["table1", "extra", "types", "demo"]
     table1 = layout.sections[0]
     assert table1.benchmarks == ("paper-table1",) and table1.all_rows and table1.floor_column
-    assert [s.synthetic for s in layout.sections] == [False, False, True]
+    assert [s.synthetic for s in layout.sections] == [False, False, False, True]
     assert layout.metrics == (("auroc", "AUROC"), ("f1", "F1")) and layout.ranking.default_benchmark == "paper-table1"
     # a task's section follows its benchmarks; a synthetic one never lands in a clinical section
     assert layout.section_of(["view-matched"]) == "extra" and layout.section_of(["paper-table1"]) == "table1"
