@@ -35,28 +35,36 @@ def test_a_first_filing_pins_the_sample_and_another_sample_is_refused_naming_the
     assert json.loads((results / "manifests" / "pins.json").read_text()) == pins  # pins are never overwritten
 
 
-def test_the_metadata_floor_is_refitted_by_the_registry_and_a_forged_one_refused(tmp_path):
-    """The metadata baseline's features are frozen in the manifest: the registry refits it itself (tier embeddings)
-    and a floor whose predictions were made up is refused, even without embeddings."""
-    from corpus import build
-
-    from leaderboard.filing.regenerate import regenerate
-    from tests.support import RESULTS_DIR
-
-    reg = load_registry()
-    filed = RESULTS_DIR / "effusion-nih__metadata__reproduced.json"
-    result = json.loads(filed.read_text())
-    assert result["verification"]["tier"] == "embeddings"
-    run = tmp_path / "run" / "effusion-nih" / "metadata"
-    run.mkdir(parents=True)
+def _metadata_floor_run(tmp_path, reg, result: dict):
+    """The filed effusion-nih metadata floor laid out as the run folder `runner eval` leaves (predictions, the pinned
+    manifest one folder up, the result without the registry's verification block): its run/<encoder> folder."""
     from leaderboard.filing.layout import predictions_of
     from leaderboard.filing.pins import pinned_manifest
+    from tests.support import RESULTS_DIR
 
+    run = tmp_path / "run" / "effusion-nih" / "metadata"
+    run.mkdir(parents=True)
     shutil.copyfile(predictions_of(RESULTS_DIR, result), run / "predictions.parquet")
     folder = pinned_manifest(reg.tasks["effusion-nih"], reg, RESULTS_DIR).folder
     for name in ("manifest.json", "manifest.parquet"):
         shutil.copyfile(folder / name, run.parent / name)
     (run / "result.json").write_text(json.dumps({k: v for k, v in result.items() if k != "verification"}))
+    return run
+
+
+def test_the_metadata_floor_is_refitted_by_the_registry_and_a_forged_one_refused(tmp_path):
+    """The metadata baseline's features are frozen in the manifest: the registry refits it itself (tier embeddings)
+    and a floor whose predictions were made up is refused, even without embeddings."""
+    from corpus import build
+
+    from leaderboard.filing.pins import pinned_manifest
+    from leaderboard.filing.regenerate import regenerate
+    from tests.support import RESULTS_DIR
+
+    reg = load_registry()
+    result = json.loads((RESULTS_DIR / "effusion-nih__metadata__reproduced.json").read_text())
+    assert result["verification"]["tier"] == "embeddings"
+    run = _metadata_floor_run(tmp_path, reg, result)
     assert submit(run / "result.json", reg, tmp_path / "results").path.is_file()  # genuine: filed
     forged = build._forged_run(run, change_predictions=lambda p: p.assign(prob=0.9 * p["label"] + 0.05))
     with pytest.raises(SubmitError, match="not what the task's classifier gives"):
@@ -114,19 +122,11 @@ def test_checking_or_refusing_a_refitted_result_leaves_no_temporary_file_in_the_
     """The registry refits the metadata floor itself: verifying the filed result (leaderboard build), refiling it
     without --replace (refused) and filing it again leave only the filed files (a leftover .refit.*.parquet in
     leaderboard/results came from every build's check)."""
-    from leaderboard.filing.layout import predictions_of
-    from leaderboard.filing.pins import pinned_manifest
     from tests.support import RESULTS_DIR
 
     reg = load_registry()
     result = json.loads((RESULTS_DIR / "effusion-nih__metadata__reproduced.json").read_text())
-    run = tmp_path / "run" / "effusion-nih" / "metadata"
-    run.mkdir(parents=True)
-    shutil.copyfile(predictions_of(RESULTS_DIR, result), run / "predictions.parquet")
-    folder = pinned_manifest(reg.tasks["effusion-nih"], reg, RESULTS_DIR).folder
-    for name in ("manifest.json", "manifest.parquet"):
-        shutil.copyfile(folder / name, run.parent / name)
-    (run / "result.json").write_text(json.dumps({k: v for k, v in result.items() if k != "verification"}))
+    run = _metadata_floor_run(tmp_path, reg, result)
     results = tmp_path / "results"
     filed = submit(run / "result.json", reg, results).path
     files = sorted(p for p in results.rglob("*") if p.is_file())

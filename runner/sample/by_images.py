@@ -27,15 +27,13 @@ from runner.data import read_index
 from runner.data.tables import METADATA_PREFIX
 from runner.sample.manifest import TARGET_PREFIX
 from runner.sample.sampler import (
-    DEFERRED_NOTE,
     VERIFY_MODES,
-    FileChecker,
     FilterStep,
     SampleResult,
     SamplingError,
     apply_label_policy,
     eval_folds_of,
-    no_image_files,
+    file_checks,
     seeded_order,
     take_verified,
 )
@@ -84,23 +82,11 @@ def _prepare(task: dict, dataset_card: dict, data_root: Path, verify: str | None
         raise SamplingError(f"dataset {index.dataset_id!r} index has no {missing[0]!r} label column")
     steps = [FilterStep("indexed", len(frame), 0)]
     views = tuple(task["views"])
-    header_views = None
+    frame, verify, note, checker = file_checks(index, frame, views, verify, dataset_card, data_root,
+                                               workers or sampling.get("verify_workers", 2),
+                                               defer_verify_without_images)
     if index.views_known:
-        frame = frame[frame["view"].isin(views)]
         steps.append(FilterStep(f"view in {'/'.join(views)}", len(frame), 0))
-    else:
-        header_views = views
-    note = None
-    if verify != "none" and defer_verify_without_images and header_views is None and \
-            no_image_files(index, frame, Path(data_root)):
-        verify, note = "deferred", DEFERRED_NOTE
-    if verify not in ("none", "deferred") and index.files_found == 0:
-        raise SamplingError(f"no image files found under {index.data_root} for dataset {index.dataset_id!r}. How to "
-                            f"get the data set: {dataset_card.get('access')} (or sample from metadata alone with "
-                            "--verify none)")
-    max_pixels = int(float(dataset_card.get("max_image_megapixels", 50)) * 1_000_000)
-    checker = FileChecker(Path(data_root), verify, header_views, workers or sampling.get("verify_workers", 2),
-                          max_pixels)
     return frame, verify, note, checker, steps, index
 
 

@@ -314,6 +314,30 @@ def _shortfall(task: dict, steps: list[FilterStep], exclusions: list[Exclusion],
             f"Remaining after each filter — {trail}. Files excluded: {excluded}.")
 
 
+def file_checks(index, frame: pd.DataFrame, views: tuple[str, ...], verify: str, dataset_card: dict, data_root: Path,
+                workers: int, defer_verify_without_images: bool) -> tuple[pd.DataFrame, str, str | None, FileChecker]:
+    """How a task's candidates are checked, shared by every sampler: (the candidates in the task's views where the
+    index knows them, the verify mode, its note, the FileChecker). Without a view column the DICOM ViewPosition tag is
+    read for each candidate as it is checked. `defer_verify_without_images`: a data root with no image files samples
+    without file checks, verify "deferred" (DEFERRED_NOTE), instead of stopping."""
+    header_views = None
+    if index.views_known:
+        frame = frame[frame["view"].isin(views)]
+    else:
+        header_views = views
+    note = None
+    if verify != "none" and defer_verify_without_images and header_views is None and \
+            no_image_files(index, frame, Path(data_root)):
+        verify, note = "deferred", DEFERRED_NOTE
+    if verify not in ("none", "deferred") and index.files_found == 0:
+        raise SamplingError(f"no image files found under {index.data_root} for dataset {index.dataset_id!r} "
+                            f"(looked in {', '.join(dataset_card.get('files', {}).get('image_dirs', ['.']))}). "
+                            f"How to get the data set: {dataset_card.get('access')} "
+                            "(or sample from metadata alone with --verify none)")
+    max_pixels = int(float(dataset_card.get("max_image_megapixels", 50)) * 1_000_000)
+    return frame, verify, note, FileChecker(Path(data_root), verify, header_views, workers, max_pixels)
+
+
 def sample_task(task: dict, dataset_card: dict, data_root: Path, *, seed: int | None = None,
                 verify: str | None = None, workers: int | None = None, index: DatasetIndex | None = None,
                 defer_verify_without_images: bool = False) -> SampleResult:
@@ -341,28 +365,16 @@ def sample_task(task: dict, dataset_card: dict, data_root: Path, *, seed: int | 
     counts = lambda f, step: FilterStep(step, int((f["label"] == 1).sum()), int((f["label"] == 0).sum()))
     steps.append(counts(frame, "label policy"))
     views = tuple(task["views"])
-    header_views = None
+    frame, verify, verify_note, checker = file_checks(index, frame, views, verify, dataset_card, data_root,
+                                                      workers or sampling.get("verify_workers", 2),
+                                                      defer_verify_without_images)
     if index.views_known:
-        frame = frame[frame["view"].isin(views)]
         steps.append(counts(frame, f"view in {'/'.join(views)}"))
-    else:  # no view column: the DICOM ViewPosition tag is read for each candidate as it is checked
-        header_views = views
-    verify_note = None
-    if verify != "none" and defer_verify_without_images and header_views is None and \
-            no_image_files(index, frame, Path(data_root)):
-        verify, verify_note = "deferred", DEFERRED_NOTE
-    if verify not in ("none", "deferred") and index.files_found == 0:
-        raise SamplingError(f"no image files found under {index.data_root} for dataset {index.dataset_id!r} "
-                            f"(looked in {', '.join(dataset_card.get('files', {}).get('image_dirs', ['.']))}). "
-                            f"How to get the data set: {dataset_card.get('access')} "
-                            "(or sample from metadata alone with --verify none)")
 
     want = {1: sampling["positives"], 0: sampling["negatives"]}
     if any(int((frame["label"] == c).sum()) < want[c] for c in (0, 1)):
         raise SamplingError(_shortfall(task, steps, [], want))
     rng = np.random.default_rng(sampling["seed"])
-    max_pixels = int(float(dataset_card.get("max_image_megapixels", 50)) * 1_000_000)
-    checker = FileChecker(Path(data_root), verify, header_views, workers or sampling.get("verify_workers", 2), max_pixels)
     chosen, exclusions, matching = [], [], None
     match = sampling.get("match")
     try:
