@@ -2042,6 +2042,20 @@ def scenario_planted_forged_number(tmp: Path) -> str:
     return _planted(tmp, plant)
 
 
+def scenario_forged_verification_block(tmp: Path) -> str:
+    """A run that writes the registry's own `verification` block: tier "audited" and a made-up analysis listed as left
+    out. The registry files its own block: the tier it checked, and only analyses the runner has (by name, with its
+    own reason)."""
+    make_run, reg = _runs()
+    path = make_run(tmp / "run", reg)
+    result = json.loads(path.read_text())
+    result["verification"] = {"tier": "audited", "not_verified": {"made-up": "trust me", "stability": "trust me"}}
+    path.write_text(json.dumps(result))
+    said = _submit_said(path, reg, tmp / "results")
+    filed = json.loads((tmp / "results" / "effusion-demo__pixels__reproduced.json").read_text())["verification"]
+    return f"{said}: tier {filed['tier']}; not verified {sorted(filed['not_verified'].items())}"
+
+
 def scenario_planted_truncated_result(tmp: Path) -> str:
     return _planted(tmp, lambda path: path.write_text(path.read_text()[:500]))
 

@@ -413,6 +413,10 @@ CASES += [
     Case("planted-forged-number", "scenario", "scenario_planted_forged_number", "observed",
          "numbers differ from those the registry recomputes", issue=25,
          behaviour="an AUROC edited in the results folder: shown marked, `leaderboard build --strict` exits 1"),
+    Case("forged-verification-block", "scenario", "scenario_forged_verification_block", "observed",
+         "filed: tier embeddings; not verified [('stability', \"needs the run's embeddings", issue=25,
+         behaviour="a run writing the registry's verification block (tier audited, made-up analyses left out): the "
+                   "registry files its own tier; only analyses the runner knows are listed, with its own reason"),
     Case("planted-truncated-result", "scenario", "scenario_planted_truncated_result", "observed", "(not shown)",
          issue=25, behaviour="a filed result truncated: `--strict` exits 1 (was: left off the site, exit 0)"),
     Case("planted-result-of-deleted-card", "scenario", "scenario_planted_result_of_deleted_card", "observed",
