@@ -25,6 +25,8 @@ summarize stage (leaderboard/summary/summarize.py) from filed results.
 from __future__ import annotations
 
 import time
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,8 +39,9 @@ from runner.analysis.for_run import (
     run_task_analyses,
     wanted_analyses,
 )
+from runner.classify import fit_processes
 from runner.classify.design import cross_validation_design, transfer_design
-from runner.classify.out_of_fold import classify_many
+from runner.classify.out_of_fold import pool_threads, submit_many
 from runner.data.fingerprint import file_sha256
 from runner.data.roots import DataRoots
 from runner.embed.for_task import EmbedSettings, embed_task, open_cache, open_encoder
@@ -126,15 +129,112 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     Every stage's error a user can act on is one EvaluationError line with the stage's exit code.
     """
     try:
-        return _run(task_id, encoder_id, data_root, Path(out_dir), options or EvalOptions(), registry)
+        prepared = _prepare(task_id, encoder_id, data_root, Path(out_dir), options or EvalOptions(), registry)
+        return prepared if isinstance(prepared, EvalRun) else _finish(prepared)
     except EvaluationError:
         raise
     except RegistryError as exc:
         raise EvaluationError(str(exc), exit_code=exc.exit_code) from None
 
 
-def _run(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Path, options: EvalOptions,
-         registry) -> EvalRun:
+def run_evaluations(pairs: list[tuple[str, str]], data_root: Path | None, out_dir: Path,
+                    options: EvalOptions | None = None, registry=None, apart=None) -> Iterator[PairRun]:
+    """`run_evaluation` of every (task id, encoder id) pair, one PairRun each, in the order of `pairs`.
+
+    Each pair's folds are sent to the fit processes as soon as its design is made (runner.classify.out_of_fold
+    .submit_many), and the next pairs are sampled, embedded and sent before an earlier pair's fits are read: the
+    processes always have a queue, so no pair ends on a tail of its last folds with a core idle. Pairs are planned
+    ahead while their unread fits hold less than MAX_PENDING_CELLS. Results are those of `run_evaluation` pair by
+    pair, byte for byte (tests/test_evaluate_batch.py). `apart(task_id, encoder_id)` returns a function that runs a
+    pair elsewhere (a TensorFlow encoder's child process) when its turn comes, or None to run it here.
+    """
+    options = options or EvalOptions()
+    reg = registry or load_registry()
+    todo = [(task_id, encoder_id, apart(task_id, encoder_id) if apart else None) for task_id, encoder_id in pairs]
+    fits = {(t, e) for t, e, elsewhere in todo  # pairs whose result is not kept (for the fit processes' warm-up)
+            if elsewhere is None and (options.recompute or not (Path(out_dir) / t / e / "result.json").is_file())}
+    ahead: deque[list] = deque()  # [task id, encoder id, seconds so far, _Prepared | EvalRun | Exception | elsewhere]
+    try:
+        while todo or ahead:
+            while todo and (not ahead or sum(_held(item[3]) for item in ahead) < MAX_PENDING_CELLS):
+                task_id, encoder_id, elsewhere = todo.pop(0)
+                t0 = time.perf_counter()
+                later = sum(1 for t, e, _ in todo if (t, e) in fits)
+                state = elsewhere or _guarded(_prepare, task_id, encoder_id, data_root, Path(out_dir), options, reg,
+                                              later)
+                ahead.append([task_id, encoder_id, time.perf_counter() - t0, state])
+            task_id, encoder_id, seconds, state = ahead.popleft()
+            t0 = time.perf_counter()
+            if isinstance(state, _Prepared):
+                state = _guarded(_finish, state)
+            elif callable(state):
+                state = _guarded(state)
+            yield PairRun(task_id, encoder_id, seconds + time.perf_counter() - t0, state)
+    finally:  # stopped early (an interrupt, or a caller that reads no further): drop the fits nobody will read
+        for item in ahead:
+            if isinstance(item[3], _Prepared):
+                item[3].pending.cancel()
+
+
+@dataclass
+class PairRun:
+    """One pair of `run_evaluations`: its EvalRun, or the exception that stopped it (EvaluationError for the
+    errors a user can act on)."""
+
+    task_id: str
+    encoder_id: str
+    seconds: float  # this process's time on the pair: sampling, embedding, planning, waiting for its fits, scoring
+    outcome: EvalRun | Exception
+
+
+# Unread fits of the pairs planned ahead hold their binned rows here (float32): 256 M cells = 1 GiB.
+MAX_PENDING_CELLS = 256 * 2**20
+
+
+def _held(state) -> int:
+    return state.pending.cells if isinstance(state, _Prepared) else 0
+
+
+def _guarded(step, *args):
+    """step(*args), or the exception it raised (a RegistryError as the EvaluationError run_evaluation raises)."""
+    try:
+        return step(*args)
+    except EvaluationError as exc:
+        return exc
+    except RegistryError as exc:
+        return EvaluationError(str(exc), exit_code=exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - one pair's failure is its own; the batch goes on
+        return exc
+
+
+@dataclass
+class _Prepared:
+    """A pair up to its classifier, its fits sent: what `_finish` scores and writes."""
+
+    task: object
+    encoder_card: object
+    dataset: object
+    reg: object
+    options: EvalOptions
+    out_dir: Path
+    run_dir: Path
+    roots: DataRoots
+    encoder: object
+    cache: object
+    sides: list[_Side]
+    design: object  # runner.classify.design.Design
+    wanted: list[str]
+    fingerprint: str
+    reads_images: bool
+    pending: object  # runner.classify.out_of_fold.PendingClassifications
+    timings: dict[str, float]
+    started: float
+
+
+def _prepare(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Path, options: EvalOptions,
+             registry, later: int = 0) -> _Prepared | EvalRun:
+    """Sample, embed and design one pair and send its fits (`later`: pairs that will fit after it in this batch);
+    an EvalRun when nothing is to be fitted (a kept result, a task type that scores itself)."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     reg = registry or load_registry()
@@ -156,6 +256,8 @@ def _run(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Path, o
                                   reg.home.manifests_dir, resample=options.resample, defer_verify=not reads_images)
                  for side_task, side_dataset, side_dir in cards]
     timings["sample"] = time.perf_counter() - t0
+    if not typed and (options.recompute or "transfer" in wanted or not (run_dir / "result.json").is_file()):
+        _warm_fit_processes(task, encoder_card, manifests, later)
 
     t0 = time.perf_counter()
     encoder = open_encoder(encoder_card, settings)
@@ -189,10 +291,29 @@ def _run(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Path, o
 
     t0 = time.perf_counter()
     try:
-        fitted = classify_many([design], task.spec.classifier)[0]
+        pending = submit_many([design], task.spec.classifier)
     except RegistryError as exc:
         raise EvaluationError(f"{task.id} x {encoder_card.id}: {exc}", exit_code=1) from None
     timings["classify"] = time.perf_counter() - t0
+    return _Prepared(task, encoder_card, dataset, reg, options, out_dir, run_dir, roots, encoder, cache, sides, design,
+                     wanted, fingerprint, reads_images, pending, timings, started)
+
+
+def _finish(prepared: _Prepared) -> EvalRun:
+    """Read a prepared pair's fits, score them, run its analyses and write its result."""
+    p = prepared
+    task, encoder_card, dataset, reg, options, out_dir, run_dir = (p.task, p.encoder_card, p.dataset, p.reg,
+                                                                   p.options, p.out_dir, p.run_dir)
+    encoder, cache, sides, design, wanted, timings = p.encoder, p.cache, p.sides, p.design, p.wanted, p.timings
+    roots, settings, reads_images, fingerprint, started = (p.roots, options.embed_settings(), p.reads_images,
+                                                           p.fingerprint, p.started)
+    test_side, train_side = sides[0], (sides[1] if len(sides) > 1 else None)
+    t0 = time.perf_counter()
+    try:
+        fitted = p.pending.collect()[0]
+    except RegistryError as exc:
+        raise EvaluationError(f"{task.id} x {encoder_card.id}: {exc}", exit_code=1) from None
+    timings["classify"] += time.perf_counter() - t0
 
     t0 = time.perf_counter()
     n_train = {fit.fold: fit.n_train for fit in fitted.folds}
@@ -235,6 +356,21 @@ def _run(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Path, o
     result["inputs_sha256"] = fingerprint  # what a later run of the same pair compares (runner.results.reuse)
     path = write_result(result, run_dir / "result.json")
     return EvalRun(path, result, _n_computed(sides), cache.hits, cache.misses)
+
+
+def _warm_fit_processes(task, encoder_card, manifests, later: int) -> None:
+    """Start the fit processes now, while the embeddings load, when this pair's folds (and, in a batch, the `later`
+    pairs' of about the same size) will go to them: rows x embedding width x folds, against the cells below which
+    fits run here (runner.classify.fit_processes.MIN_POOL_CELLS)."""
+    threads = pool_threads(task.spec.classifier)
+    embedding = getattr(encoder_card.spec, "embedding", None)
+    if threads < 2 or embedding is None:
+        return
+    transfer = len(manifests) > 1  # one fit on every row of the training task's manifest
+    n_fits = 1 if transfer else len(manifests[0].meta.get("eval_folds") or [0])
+    rows = len(manifests[-1].frame)
+    if rows * embedding.dim * n_fits * 4 // 5 * (1 + later) >= fit_processes.MIN_POOL_CELLS:
+        fit_processes.warm_up(threads)
 
 
 def _train_task_cards(reg, task) -> tuple | None:

@@ -1,16 +1,19 @@
 """LightGBM boosters fitted side by side, each in its own process: the one place fits run in parallel.
 
-Entry: `fit_all(jobs, threads) -> list[FitOutcome]`, in the order of `jobs`.
+Entry: `fit_all(jobs, threads) -> list[FitOutcome]`, in the order of `jobs`; `submit_all` sends them without
+waiting (`PendingFits.results()` waits), so a batch `runner eval` queues every pair's folds before it reads any;
+`warm_up(threads)` starts the fit processes in the background (while a run loads its embeddings).
 
 Independent fits (classify's folds, label efficiency's runs) share the cores the card allows. LightGBM is not safe
 with two boosters training at once in one process: run in Python threads, a fresh-clone `runner demo` segfaulted
 after `std::bad_alloc` (docs/benchmarks.md). So they run in `threads` fresh loky processes, one LightGBM thread per
 fit (more per fit when there are fewer jobs than processes), from one pool kept for the life of this process: a
 worker starts once (~0.8 s: numpy and LightGBM) and then fits whatever it is sent.
-Batches too small to repay that start run here, one fit at a time on every thread, as do batches of one job.
+Batches too small to repay that start run here, one fit at a time on every thread, as do batches of one job; once
+the processes are up, every batch of two or more goes to them.
 
 A fit gives the same bytes wherever it runs: LightGBM with `deterministic=True` grows the same trees for any thread
-count (tests/test_classify.py, tests/test_fitpool.py).
+count (tests/test_classify.py, tests/test_fitpool.py, tests/test_evaluate_batch.py).
 """
 
 from __future__ import annotations
@@ -112,29 +115,80 @@ def fit_one(job: FitJob) -> FitOutcome:
 
 def fit_all(jobs: list[FitJob], threads: int) -> list[FitOutcome]:
     """Fit every job on `threads` threads in all: side by side in fit processes when that pays, else here."""
+    return submit_all(jobs, threads).results()
+
+
+def submit_all(jobs: list[FitJob], threads: int) -> PendingFits:
+    """`fit_all` without waiting: the jobs are queued in the fit processes now (when they go there) and read later,
+    so that the caller can plan the next batch meanwhile. Jobs that run here run when `results()` is called."""
     jobs = list(jobs)
     side_by_side = min(threads, len(jobs))
     cells = sum(job.binned_x.size for job in jobs)
-    if side_by_side < 2 or cells < MIN_POOL_CELLS:
-        return [fit_one(_with_threads(job, threads)) for job in jobs]
+    if side_by_side < 2 or (cells < MIN_POOL_CELLS and threads not in _POOL):
+        return PendingFits([_with_threads(job, threads) for job in jobs], [], cells)
     each = max(1, threads // side_by_side)
     futures = []
     try:  # starting the processes is inside: an interrupt while they start must end them too
         pool = _pool(threads)
         futures = [pool.submit(fit_one, _with_threads(job, each)) for job in jobs]
-        return [future.result() for future in futures]
     except BrokenProcessPool:
         _close_pool()
-        raise FitProcessError(
-            "a LightGBM fit process ended before returning its fit (killed, out of memory, or crashed); "
-            "run again, or set the task card's classifier.num_threads to 1 to fit in this process") from None
-    except Exception:  # one fit's own error: the others are not read, the pool stays
-        for future in futures:
-            future.cancel()
-        raise
-    except BaseException:  # Ctrl-C or SIGTERM (runner.runtime.signals): stop the fits now, not when they finish
+        raise FitProcessError(_DIED) from None
+    except BaseException:
         _close_pool()
         raise
+    return PendingFits([], futures, cells)
+
+
+_DIED = ("a LightGBM fit process ended before returning its fit (killed, out of memory, or crashed); "
+         "run again, or set the task card's classifier.num_threads to 1 to fit in this process")
+
+
+@dataclass
+class PendingFits:
+    """Fits sent to the fit processes (`futures`) or still to run here (`here`): one of the two is empty."""
+
+    here: list[FitJob]
+    futures: list
+    cells: int  # binned rows x features of the jobs, held in this process until they are read
+
+    def results(self) -> list[FitOutcome]:
+        if self.here:
+            return [fit_one(job) for job in self.here]
+        try:
+            return [future.result() for future in self.futures]
+        except BrokenProcessPool:
+            _close_pool()
+            raise FitProcessError(_DIED) from None
+        except Exception:  # one fit's own error: the others are not read, the pool stays
+            self.cancel()
+            raise
+        except BaseException:  # Ctrl-C or SIGTERM (runner.runtime.signals): stop the fits now, not when they finish
+            _close_pool()
+            raise
+
+    def cancel(self) -> None:
+        """Drop the fits not yet started (a caller that will not read them)."""
+        for future in self.futures:
+            future.cancel()
+
+
+def warm_up(threads: int) -> None:
+    """Start the `threads` fit processes now, in the background: their start (numpy and LightGBM imports) then
+    overlaps whatever this process does next instead of delaying the first batch."""
+    if threads < 2 or threads in _POOL:
+        return
+    try:
+        pool = _pool(threads)
+        for _ in range(threads):
+            pool.submit(_ready)
+    except BaseException:
+        _close_pool()
+        raise
+
+
+def _ready() -> bool:
+    return True
 
 
 def _with_threads(job: FitJob, threads: int) -> FitJob:

@@ -2,8 +2,10 @@
 scikit-learn probe (logistic regression, kNN: runner.classify.sklearn_probes) when the card's `classifier.type` says so.
 
 Entry: `classify(embeddings, table, classifier_card, eval_folds, augmented=None) -> Classification`
-(`classify_many` fits several designs' folds at once). The folds' boosters are fitted by runner.classify.fit_processes: side by
-side in fit processes when the card allows more than one thread and the design is large enough to repay it.
+(`classify_many` fits several designs' folds at once; `submit_many` sends them and returns before they are
+fitted, for a batch run that plans the next pair meanwhile). The folds' boosters are fitted by
+runner.classify.fit_processes: side by side in fit processes when the card allows more than one thread and the
+design is large enough to repay it.
 
 No test row shapes the model: LightGBM's feature bin edges are computed per fold from that fold's training rows
 only (its originals, then their augmented views); the fold's fit and inner-validation sets are `Dataset.subset`
@@ -26,7 +28,7 @@ import pandas as pd
 from registry.errors import RegistryError
 from registry.specs import classifier_spec
 from runner.classify.design import Design
-from runner.classify.fit_processes import FitJob, fit_all
+from runner.classify.fit_processes import FitJob, submit_all
 from runner.classify.inner_split import InnerSplitCache, first_stratified_group_split
 from runner.classify.sklearn_probes import ProbeError
 from runner.classify.sklearn_probes import fit_predict as probe_fit_predict
@@ -140,16 +142,59 @@ def classify(
 def classify_many(designs: list[Design], classifier_card) -> list[Classification]:
     """`classify` for independent designs under one classifier card; all their folds' fits share the card's
     threads at once (runner.classify.fit_processes). Each Classification's `seconds` is the whole call's."""
-    start = time.perf_counter()
+    return submit_many(designs, classifier_card).collect()
+
+
+@dataclass
+class PendingClassifications:
+    """`classify_many` sent to the fitter and not yet read: `collect()` waits for its fits and assembles them."""
+
+    designs: list[Design]
+    spec: object  # the card's ClassifierSpec
+    planned: list  # one _FoldPlan per design (LightGBM); empty for a scikit-learn probe
+    fits: object  # runner.classify.fit_processes.PendingFits, or None for a probe
+    started: float
+
+    @property
+    def cells(self) -> int:
+        """Binned cells held until collected (0 for a probe, which fits at collect time)."""
+        return 0 if self.fits is None else self.fits.cells
+
+    def cancel(self) -> None:
+        if self.fits is not None:
+            self.fits.cancel()
+
+    def collect(self) -> list[Classification]:
+        if self.fits is None:
+            results = [_classify_with_probe(design, self.spec) for design in self.designs]
+        else:
+            results = _assemble(self.planned, iter(self.fits.results()))
+        for result in results:
+            result.seconds = time.perf_counter() - self.started
+        return results
+
+
+def submit_many(designs: list[Design], classifier_card) -> PendingClassifications:
+    """Check and plan every design's folds and send their fits off now (runner.classify.fit_processes.submit_all);
+    a design the classifier cannot use raises here, before anything is sent."""
+    started = time.perf_counter()
     spec = classifier_spec(classifier_card)
     if spec.type != "lightgbm":
-        results = [_classify_with_probe(design, spec) for design in designs]
-        for result in results:
-            result.seconds = time.perf_counter() - start
-        return results
+        return PendingClassifications(list(designs), spec, [], None, started)
     settings = ClassifierSettings.from_card(classifier_card)
     planned = [_plan_folds(design, settings) for design in designs]
-    outcomes = iter(fit_all([job for design in planned for _, job in design.folds], settings.num_threads))
+    fits = submit_all([job for design in planned for _, job in design.folds], settings.num_threads)
+    return PendingClassifications(list(designs), spec, planned, fits, started)
+
+
+def pool_threads(classifier_card) -> int:
+    """The fit processes the card's LightGBM fits would share (runner.classify.fit_processes.warm_up); 0 for a probe."""
+    spec = classifier_spec(classifier_card)
+    return ClassifierSettings.from_card(classifier_card).num_threads if spec.type == "lightgbm" else 0
+
+
+def _assemble(planned: list[_FoldPlan], outcomes) -> list[Classification]:
+    """Each design's out-of-fold predictions and fold records from its fits' outcomes, in plan order."""
     results = []
     for design in planned:
         fits, parts = [], []
@@ -169,8 +214,6 @@ def classify_many(designs: list[Design], classifier_card) -> list[Classification
         if not np.isfinite(predictions["prob"]).all():
             raise ClassifyError("LightGBM produced non-finite probabilities")
         results.append(Classification(predictions, fits))
-    for result in results:
-        result.seconds = time.perf_counter() - start
     return results
 
 

@@ -216,37 +216,43 @@ def evaluate_pair(task_id: str, encoder_id: str, data_root: Path | None, out: Pa
 def run_many(tasks: list[str], encoders: list[str], data_root: Path | None, out: Path, options, reg,
              quiet_stdout: bool = False) -> list[PairOutcome]:
     """Evaluate every task x encoder pair, printing one line each; a failing pair is reported and the next one runs."""
+    from runner.encoders.isolation import needs_own_process
+    from runner.evaluate import run_evaluations
     from runner.task_types import task_type_of
 
+    def apart(task_id: str, encoder_id: str):  # a TensorFlow encoder's pair runs in its own child process
+        if needs_own_process(reg.encoders[encoder_id].data):
+            return lambda: evaluate_pair(task_id, encoder_id, data_root, out, options, reg)
+        return None
+
     outcomes = []
-    for task_id in tasks:
-        for encoder_id in encoders:
-            started = time.perf_counter()
-            try:
-                run = evaluate_pair(task_id, encoder_id, data_root, out, options, reg)
-                path, result = run.result_path, run.result
-            except RegistryError as exc:
-                outcome = PairOutcome(task_id, encoder_id, "failed", time.perf_counter() - started,
-                                      error=" ".join(str(exc).split()), exit_code=exc.exit_code)
-            except Exception as exc:  # noqa: BLE001 - the CLI promises a one-line message, never a traceback
-                outcome = PairOutcome(task_id, encoder_id, "failed", time.perf_counter() - started,
-                                      error=f"unexpected {type(exc).__name__}: {exc}", exit_code=1)
-            else:
-                order = task_type_of(reg.tasks[task_id]).metric_ids(reg.tasks[task_id].spec)
-                metrics = {name: result["metrics"][name] for name in sorted(
-                    result["metrics"], key=lambda m: (order.index(m) if m in order else len(order), m))}
-                outcome = PairOutcome(task_id, encoder_id, "ok", time.perf_counter() - started, str(path),
-                                      metrics.get("auroc"), metrics.get("f1"), skipped_analyses=skipped_analyses(result),
-                                      reused=run.reused, metrics=metrics)
-            outcomes.append(outcome)
-            if outcome.status == "ok":
-                shown = "  ".join(f"{_label(name)} {_fmt(metric)}" for name, metric in outcome.metrics.items())
-                _say(f"{task_id:<20} {encoder_id:<22} {shown}  "
-                     f"({outcome.seconds:.1f} s{REUSED_NOTE if outcome.reused else ''})  {outcome.result}", quiet_stdout)
-                for skipped in outcome.skipped_analyses:
-                    _say(f"  analysis {skipped['name']} {skipped['status']}: {skipped['reason']}", quiet_stdout)
-            else:
-                typer.echo(f"error: {task_id} x {encoder_id}: {outcome.error}", err=True)
+    pairs = [(task_id, encoder_id) for task_id in tasks for encoder_id in encoders]
+    # every pair's folds go to the fit processes as soon as it is embedded (runner.evaluate.run_evaluations)
+    for done in run_evaluations(pairs, data_root, out, options, reg, apart=apart):
+        task_id, encoder_id, run = done.task_id, done.encoder_id, done.outcome
+        if isinstance(run, RegistryError):
+            outcome = PairOutcome(task_id, encoder_id, "failed", done.seconds,
+                                  error=" ".join(str(run).split()), exit_code=run.exit_code)
+        elif isinstance(run, Exception):  # the CLI promises a one-line message, never a traceback
+            outcome = PairOutcome(task_id, encoder_id, "failed", done.seconds,
+                                  error=f"unexpected {type(run).__name__}: {run}", exit_code=1)
+        else:
+            path, result = run.result_path, run.result
+            order = task_type_of(reg.tasks[task_id]).metric_ids(reg.tasks[task_id].spec)
+            metrics = {name: result["metrics"][name] for name in sorted(
+                result["metrics"], key=lambda m: (order.index(m) if m in order else len(order), m))}
+            outcome = PairOutcome(task_id, encoder_id, "ok", done.seconds, str(path),
+                                  metrics.get("auroc"), metrics.get("f1"), skipped_analyses=skipped_analyses(result),
+                                  reused=run.reused, metrics=metrics)
+        outcomes.append(outcome)
+        if outcome.status == "ok":
+            shown = "  ".join(f"{_label(name)} {_fmt(metric)}" for name, metric in outcome.metrics.items())
+            _say(f"{task_id:<20} {encoder_id:<22} {shown}  "
+                 f"({outcome.seconds:.1f} s{REUSED_NOTE if outcome.reused else ''})  {outcome.result}", quiet_stdout)
+            for skipped in outcome.skipped_analyses:
+                _say(f"  analysis {skipped['name']} {skipped['status']}: {skipped['reason']}", quiet_stdout)
+        else:
+            typer.echo(f"error: {task_id} x {encoder_id}: {outcome.error}", err=True)
     return outcomes
 
 
