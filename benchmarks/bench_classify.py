@@ -4,9 +4,12 @@ before: the code at the base commit (default 3e7b68d), extracted with `git archi
 after:  this checkout. Each side runs in its own processes (PYTHONPATH = its code) and times
   single: runner.classify.out_of_fold.classify with the task card's classifier block (no num_threads: the code's own thread
           choice), then runner.metrics.summary.summarize (t-interval + 2000-replicate cluster bootstrap);
+  warm:   the single classify + CIs again, the fit processes started while its embeddings were made (runner
+          eval starts them while the embeddings load); code without fit_processes.warm_up prints '-'.
   batch:  8 tasks x 2 encoders in one process (what `runner eval --task <8> --encoder <2>` does after the
           embeddings are cached: classify + summarize per pair; each task its own labels and folds, each encoder its
-          own embeddings). The real embeddings are absent here, so these are synthetic; the images, the cache
+          own embeddings); code with out_of_fold.submit_many sends all 16 pairs' folds before reading the first, as
+          runner.evaluate.run_evaluations does. The real embeddings are absent here, so these are synthetic; the images, the cache
           lookup and the result file are not part of this figure.
 The parent prints min / median over --runs processes per side (and each process's CPU seconds, its fit processes
 included), the machine's load average at the start and the end, and the AUROC differences. `--threads 1,2` adds the
@@ -128,6 +131,7 @@ def run_side(out_json: str, threads: int | None, naive_too: bool, batch: bool = 
         t0 = time.perf_counter()
         out["naive_auroc"] = summarize(naive(x, table, os.cpu_count() or 1), metrics_card)["auroc"]["mean"]
         out["naive_s"] = time.perf_counter() - t0
+    out["single_warm_s"] = single_with_warm_pool(card, metrics_card)
     out["batch_s"], out["batch_aurocs"] = float("nan"), []
     if batch:
         out["batch_s"], out["batch_aurocs"] = batch_of_16(card, metrics_card)
@@ -135,20 +139,49 @@ def run_side(out_json: str, threads: int | None, naive_too: bool, batch: bool = 
 
 
 def batch_of_16(card: dict, metrics_card: dict) -> tuple[float, list[float]]:
-    """8 tasks x 2 encoders, one process: (seconds, AUROC of each pair)."""
-    from runner.classify.out_of_fold import classify
+    """8 tasks x 2 encoders, one process: (seconds, AUROC of each pair). With runner.classify.out_of_fold.submit_many
+    (issue 30 item 2) as the batch `runner eval` does it (runner.evaluate.run_evaluations): every pair's folds are
+    sent to the fit processes before the first pair's are read, then each pair is read and scored in turn; without
+    it (older code) one classify per pair."""
+    from runner.classify import out_of_fold
     from runner.metrics.summary import summarize
 
     designs = [synthetic_embeddings(2000, 1024, seed=task) for task in range(8)]
     t0 = time.perf_counter()
-    aurocs = []
-    for task, (x_task, table_task) in enumerate(designs):
-        for encoder in range(2):  # the second encoder: the same images seen through another random mixing
-            emb = x_task if encoder == 0 else x_task @ np.random.default_rng(100 + task).normal(
-                size=(1024, 1024)).astype(np.float32) / 32
-            fitted = classify(emb, table_task, card, eval_folds=list(range(5)))
-            aurocs.append(summarize(fitted.predictions, metrics_card)["auroc"]["mean"])
+
+    def pairs():
+        for task, (x_task, table_task) in enumerate(designs):
+            for encoder in range(2):  # the second encoder: the same images seen through another random mixing
+                yield table_task, (x_task if encoder == 0 else x_task @ np.random.default_rng(100 + task).normal(
+                    size=(1024, 1024)).astype(np.float32) / 32)
+
+    if hasattr(out_of_fold, "submit_many"):
+        from runner.classify.design import Design
+
+        sent = [out_of_fold.submit_many([Design(emb, table, list(range(5)))], card) for table, emb in pairs()]
+        fitted = (pending.collect()[0] for pending in sent)
+    else:
+        fitted = (out_of_fold.classify(emb, table, card, eval_folds=list(range(5))) for table, emb in pairs())
+    aurocs = [summarize(f.predictions, metrics_card)["auroc"]["mean"] for f in fitted]
     return time.perf_counter() - t0, aurocs
+
+
+def single_with_warm_pool(card: dict, metrics_card: dict) -> float | None:
+    """classify + CIs of 2000 x 1024 with the fit processes started while the embeddings load, as `runner eval`
+    does (runner.evaluate: fit_processes.warm_up before the embeddings are read): here the load is the making of the
+    synthetic embeddings (not timed), which overlaps the processes' start. None for code without warm_up."""
+    from runner.classify import fit_processes
+    from runner.classify.out_of_fold import classify
+    from runner.metrics.summary import summarize
+
+    if not hasattr(fit_processes, "warm_up"):
+        return None
+    fit_processes._close_pool()
+    fit_processes.warm_up(fitted_threads(card))
+    x, table = synthetic_embeddings(2000, 1024)
+    t0 = time.perf_counter()
+    summarize(classify(x, table, card, eval_folds=list(range(5))).predictions, metrics_card)
+    return time.perf_counter() - t0
 
 
 def fitted_threads(card: dict) -> int:
@@ -189,18 +222,21 @@ def main() -> None:
                 runs[side].append(spawn(script, root, Path(tmp) / f"{len(runs[side])}{side}.json", *extra))
 
     def stat(side, key):
-        values = sorted(r[key] for r in runs[side])
-        return f"{values[0]:.2f} / {values[len(values) // 2]:.2f}"
+        values = sorted(r[key] for r in runs[side] if r.get(key) is not None)
+        return f"{values[0]:.2f} / {values[len(values) // 2]:.2f}" if values else "-"
 
     load = os.getloadavg()
     print(f"2000 x 1024 float32, 5 folds, {os.cpu_count()} cores, {load_before} at the start, {load_line()} at the "
           f"end; {args.runs} process(es) per side, interleaved; seconds min / median")
-    print(f"{'':24} {'threads':>7} {'classify':>14} {'classify+CIs':>14} {'8 tasks x 2 enc':>16} "
-          f"{'process CPU':>14} {'AUROC':>7}")
+    print(f"{'':24} {'threads':>7} {'classify':>14} {'classify+CIs':>14} {'+CIs, warm pool':>16} "
+          f"{'8 tasks x 2 enc':>16} {'process CPU':>14} {'AUROC':>7}")
     for side in runs:
         r = runs[side][0]
         print(f"{side:24} {r['threads']:>7} {stat(side, 'single_classify_s'):>14} {stat(side, 'single_s'):>14} "
-              f"{stat(side, 'batch_s'):>16} {stat(side, 'cpu_s'):>14} {r['single_auroc']:7.4f}")
+              f"{stat(side, 'single_warm_s'):>16} {stat(side, 'batch_s'):>16} {stat(side, 'cpu_s'):>14} "
+              f"{r['single_auroc']:7.4f}")
+    print("(+CIs, warm pool: the fit processes started while the embeddings were made, as runner eval starts them "
+          "while the embeddings load; '-' where the code has no warm_up)")
     before = runs["before"][0]
     for side in runs:
         if side == "before":
