@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from runner.cli.app import RunnerApp, app, fail, load_cli_registry
+from runner.cli.app import RunnerApp, app, fail, load_cli_registry, progress_mode
+from runner.runtime.progress import phase, reporting
 
 leaderboard_app = RunnerApp(help="Build or view the static leaderboard site.", no_args_is_help=True)
 app.add_typer(leaderboard_app, name="leaderboard")
@@ -122,8 +123,9 @@ def build(
         fail(f"results folder {results_dir} does not exist")
     problems: list[tuple[str, str]] = []
     try:
-        index = build_site(out, results_dir, registry, problems=problems,
-                           records_dir=None if reverify else default_records_dir())
+        with reporting(progress_mode()), phase(f"building the site from {results_dir} into {out}"):
+            index = build_site(out, results_dir, registry, problems=problems,
+                               records_dir=None if reverify else default_records_dir())
     except SiteDirError as exc:
         fail(str(exc), 2)
     except OSError as exc:
