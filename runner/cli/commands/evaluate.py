@@ -12,7 +12,16 @@ from typing import Annotated
 import typer
 
 from registry.errors import RegistryError, did_you_mean, shown
-from runner.cli.app import app, check_workers_option, fail, is_card_path, load_cli_registry, progress_mode
+from runner.cli.app import (
+    app,
+    check_workers_option,
+    fail,
+    is_card_path,
+    load_cli_registry,
+    outside_cards,
+    progress_mode,
+)
+from runner.cli.run_cards import copy_cards
 from runner.runtime.progress import counted, phase, reporting, say
 
 GLOB_CHARS = set("*?[")
@@ -248,8 +257,8 @@ def encoder_ready(card, options) -> str:
     if card.data["adapter"] == "custom":
         try:
             resolve_entrypoint(card.data.get("entrypoint", ""))
-        except RegistryError:
-            raise
+        except RegistryError as exc:  # not importable, no such attribute: the card's entrypoint is wrong here
+            raise EmbeddingError(f"encoder {card.id!r}: {exc}", exit_code=2) from None
         except Exception as exc:  # noqa: BLE001 - the user's module failed while importing: one line, not a traceback
             raise EmbeddingError(f"encoder {card.id!r}: importing entrypoint {card.data.get('entrypoint')!r} failed: "
                                  f"{type(exc).__name__}: {exc}", exit_code=2) from None
@@ -298,6 +307,7 @@ def run_many(tasks: list[str], encoders: list[str], data_root: Path | None, out:
                 outcome = PairOutcome(task_id, encoder_id, "ok", time.perf_counter() - started, str(path),
                                       metrics.get("auroc"), metrics.get("f1"), skipped_analyses=skipped_analyses(result),
                                       reused=run.reused, metrics=metrics)
+                copy_cards(Path(path).parent, outside_cards(reg, cards_of_pair(reg, task_id, encoder_id)))
             outcomes.append(outcome)
             if outcome.status == "ok":
                 numbers = "  ".join(f"{_label(name)} {_fmt(metric)}" for name, metric in outcome.metrics.items())
@@ -308,6 +318,16 @@ def run_many(tasks: list[str], encoders: list[str], data_root: Path | None, out:
             else:
                 typer.echo(f"error: {task_id} x {encoder_id}: {outcome.error}", err=True)
     return outcomes
+
+
+def cards_of_pair(reg, task_id: str, encoder_id: str) -> list:
+    """The cards a pair's result depends on: encoder, task, its data set, and a transfer task's training side."""
+    task = reg.tasks[task_id]
+    cards = [reg.encoders[encoder_id], task, reg.datasets[task.spec.dataset]]
+    train_id = task.spec.transfer_train_task if task.spec.type == "transfer" else None
+    if train_id in reg.tasks:
+        cards += [reg.tasks[train_id], reg.datasets[reg.tasks[train_id].spec.dataset]]
+    return cards
 
 
 def skipped_analyses(result: dict) -> list[dict]:
