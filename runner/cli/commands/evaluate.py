@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from registry.errors import RegistryError, did_you_mean, shown
+from registry.errors import RegistryError, shown
 from runner.cli.app import (
     app,
     check_workers_option,
@@ -20,6 +20,7 @@ from runner.cli.app import (
     load_cli_registry,
     outside_cards,
     progress_mode,
+    unknown_id,
 )
 from runner.cli.run_cards import copy_cards
 from runner.runtime.progress import counted, phase, reporting, say
@@ -27,11 +28,6 @@ from runner.runtime.progress import counted, phase, reporting, say
 GLOB_CHARS = set("*?[")
 WORKERS_HELP = ("Image decoding processes (0: in-process). Default (runner.embed.plan.default_workers): every core but two "
                 "on the CUDA device path, one per core on the CPU pipeline.")
-
-
-def _did_you_mean(term: str, known) -> str:
-    close = did_you_mean(term, known)
-    return f" (did you mean {close!r}?)" if close else f"; known: {', '.join(sorted(known))}"
 
 
 def _terms(spec: str, kind: str) -> list[str]:
@@ -65,7 +61,7 @@ def select_tasks(spec: str, reg) -> list[str]:
             if not found:
                 fail(f"--task {shown(term)} matches no task id; see `runner list tasks`")
         else:
-            fail(f"no task card or benchmark with id {shown(term)}{_did_you_mean(term, [*reg.tasks, *benchmarks])}")
+            fail(unknown_id("task", term, [*reg.tasks, *benchmarks], also=" or benchmark"))
         chosen.extend(t for t in found if t not in chosen)
     return sorted(chosen, key=lambda t: (reg.tasks[t].data.get("type") == "transfer", chosen.index(t)))
 
@@ -95,7 +91,7 @@ def select_encoders(spec: str, reg, include_controls: bool = False, weights_dir:
             chosen.append(term)
             continue
         if term != "all" and not GLOB_CHARS & set(term):
-            fail(f"no encoder card with id {shown(term)}{_did_you_mean(term, reg.encoders)}")
+            fail(unknown_id("encoder", term, reg.encoders))
         matched = sorted(reg.encoders) if term == "all" else sorted(e for e in reg.encoders if fnmatchcase(e, term))
         if not matched:
             fail(f"--encoder {shown(term)} matches no encoder id; see `runner list encoders`")
@@ -147,8 +143,7 @@ def _dataset_roots(specs: list[str] | None, reg) -> dict[str, Path]:
         if not sep or not dataset_id.strip() or not folder.strip():
             fail(f"--dataset-root {shown(spec)}; expected DATASET=DIR, e.g. demo-cxr-site-b=out/demo/data-site-b")
         if dataset_id.strip() not in reg.datasets:
-            fail(f"--dataset-root: no dataset card with id {shown(dataset_id.strip())}; known: "
-                  f"{', '.join(sorted(reg.datasets))}")
+            fail("--dataset-root: " + unknown_id("dataset", dataset_id.strip(), reg.datasets))
         roots[dataset_id.strip()] = Path(folder.strip())
     return roots
 
