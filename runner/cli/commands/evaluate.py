@@ -284,7 +284,7 @@ def run_many(tasks: list[str], encoders: list[str], data_root: Path | None, out:
             outcomes.append(PairOutcome(task_id, encoder_id, "failed", 0.0, error=" ".join(str(exc).split()),
                                         exit_code=exc.exit_code))
             continue
-        with phase(f"[{number}/{len(pairs)}] {task_id} x {encoder_id}"):
+        with phase(f"evaluating {task_id} x {encoder_id} ({number} of {len(pairs)})"):
             started = time.perf_counter()
             try:
                 run = evaluate_pair(task_id, encoder_id, data_root, out, options, reg)
