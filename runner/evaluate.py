@@ -52,6 +52,7 @@ from runner.results.bundle import bundle_header, write_bundle
 from runner.results.result import write_result
 from runner.results.reuse import reusable_result, run_inputs_sha256
 from runner.results.run_result import RunFacts, run_result, transfer_block, write_predictions
+from runner.runtime.progress import phase, reporting, say
 from runner.sample.exclusion_budget import check_budget, max_excluded_fraction
 from runner.sample.run_manifest import manifest_for_run
 from runner.task_types import scores_itself
@@ -128,9 +129,11 @@ def run_evaluation(task_id: str, encoder_id: str, data_root: Path | None, out_di
     cache; the predictions are one holdout "fold 0", so the CI is the patient bootstrap over the test set.
     Every stage's error a user can act on is one EvaluationError line with the stage's exit code.
     """
+    options = options or EvalOptions()
     try:
-        prepared = _prepare(task_id, encoder_id, data_root, Path(out_dir), options or EvalOptions(), registry)
-        return prepared if isinstance(prepared, EvalRun) else _finish(prepared)
+        with reporting(options.progress):  # phase lines (runner.runtime.progress); a command's own reporter stays
+            prepared = _prepare(task_id, encoder_id, data_root, Path(out_dir), options, registry)
+            return prepared if isinstance(prepared, EvalRun) else _finish(prepared)
     except EvaluationError:
         raise
     except RegistryError as exc:
@@ -153,27 +156,33 @@ def run_evaluations(pairs: list[tuple[str, str]], data_root: Path | None, out_di
     todo = [(task_id, encoder_id, apart(task_id, encoder_id) if apart else None) for task_id, encoder_id in pairs]
     fits = {(t, e) for t, e, elsewhere in todo  # pairs whose result is not kept (for the fit processes' warm-up)
             if elsewhere is None and (options.recompute or not (Path(out_dir) / t / e / "result.json").is_file())}
+    number = {pair: n for n, pair in enumerate(pairs, 1)}
     ahead: deque[list] = deque()  # [task id, encoder id, seconds so far, _Prepared | EvalRun | Exception | elsewhere]
-    try:
-        while todo or ahead:
-            while todo and (not ahead or sum(_held(item[3]) for item in ahead) < MAX_PENDING_CELLS):
-                task_id, encoder_id, elsewhere = todo.pop(0)
+    with reporting(options.progress):  # phase lines (runner.runtime.progress); a command's own reporter stays
+        try:
+            while todo or ahead:
+                while todo and (not ahead or sum(_held(item[3]) for item in ahead) < MAX_PENDING_CELLS):
+                    task_id, encoder_id, elsewhere = todo.pop(0)
+                    t0 = time.perf_counter()
+                    later = sum(1 for t, e, _ in todo if (t, e) in fits)
+                    with phase(f"evaluating {task_id} x {encoder_id} ({number[task_id, encoder_id]} of {len(pairs)})"
+                               + ("" if elsewhere else ": up to its folds, sent to the fit processes")):
+                        state = elsewhere or _guarded(_prepare, task_id, encoder_id, data_root, Path(out_dir),
+                                                      options, reg, later)
+                    ahead.append([task_id, encoder_id, time.perf_counter() - t0, state])
+                task_id, encoder_id, seconds, state = ahead.popleft()
                 t0 = time.perf_counter()
-                later = sum(1 for t, e, _ in todo if (t, e) in fits)
-                state = elsewhere or _guarded(_prepare, task_id, encoder_id, data_root, Path(out_dir), options, reg,
-                                              later)
-                ahead.append([task_id, encoder_id, time.perf_counter() - t0, state])
-            task_id, encoder_id, seconds, state = ahead.popleft()
-            t0 = time.perf_counter()
-            if isinstance(state, _Prepared):
-                state = _guarded(_finish, state)
-            elif callable(state):
-                state = _guarded(state)
-            yield PairRun(task_id, encoder_id, seconds + time.perf_counter() - t0, state)
-    finally:  # stopped early (an interrupt, or a caller that reads no further): drop the fits nobody will read
-        for item in ahead:
-            if isinstance(item[3], _Prepared):
-                item[3].pending.cancel()
+                if isinstance(state, _Prepared):
+                    with phase(f"finishing {task_id} x {encoder_id} ({number[task_id, encoder_id]} of "
+                               f"{len(pairs)}): its fits, metrics, analyses and result"):
+                        state = _guarded(_finish, state)
+                elif callable(state):
+                    state = _guarded(state)
+                yield PairRun(task_id, encoder_id, seconds + time.perf_counter() - t0, state)
+        finally:  # stopped early (an interrupt, or a caller that reads no further): drop the fits nobody will read
+            for item in ahead:
+                if isinstance(item[3], _Prepared):
+                    item[3].pending.cancel()
 
 
 @dataclass
@@ -250,32 +259,44 @@ def _prepare(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Pat
     settings = options.embed_settings()
     reads_images = reads_pixels(encoder_card.data)  # the metadata baseline reads no pixels: files are not verified
 
+    # The encoder first: its adapter, custom-code permission and weight files (found and hashed by open_cache) are
+    # checked before anything is sampled, so a missing file stops the run in seconds with no run folder written.
+    encoder = open_encoder(encoder_card, settings)
+    cache = open_cache(encoder_card, encoder, settings)
+
     t0 = time.perf_counter()
     cards = [(task, dataset, task_dir)] + ([(*train_cards, out_dir / train_cards[0].id)] if train_cards else [])
-    manifests = [manifest_for_run(side_task, side_dataset, roots.of(side_dataset.data), side_dir,
-                                  reg.home.manifests_dir, resample=options.resample, defer_verify=not reads_images)
-                 for side_task, side_dataset, side_dir in cards]
+    manifests = []
+    for side_task, side_dataset, side_dir in cards:
+        with phase(_manifest_phase(side_task, roots.of(side_dataset.data), side_dir, reg.home.manifests_dir,
+                                   options.resample)):
+            manifests.append(manifest_for_run(side_task, side_dataset, roots.of(side_dataset.data), side_dir,
+                                              reg.home.manifests_dir, resample=options.resample,
+                                              defer_verify=not reads_images))
     timings["sample"] = time.perf_counter() - t0
     if not typed and (options.recompute or "transfer" in wanted or not (run_dir / "result.json").is_file()):
         _warm_fit_processes(task, encoder_card, manifests, later)
 
     t0 = time.perf_counter()
-    encoder = open_encoder(encoder_card, settings)
     augment = augmentations_needed(task, wanted)
-    cache = open_cache(encoder_card, encoder, settings)
-    sides = [_Side(side_task, side_dataset, manifest,
-                   embed_task(encoder, encoder_card, side_dataset.id, roots.of(side_dataset.data), manifest.frame,
-                              cache, augment, settings))
-             for (side_task, side_dataset, _), manifest in zip(cards, manifests)]
+    sides = []
+    for (side_task, side_dataset, _), manifest in zip(cards, manifests):
+        with phase(f"embedding {len(manifest.frame)} images of {side_task.id} with {encoder_card.id} (cached ones "
+                   "are read, not computed)", live=True):
+            sides.append(_Side(side_task, side_dataset, manifest,
+                               embed_task(encoder, encoder_card, side_dataset.id, roots.of(side_dataset.data),
+                                          manifest.frame, cache, augment, settings)))
     for side in sides:  # past the card's budget the numbers are not the sample's
         check_budget(side.task.id, len(side.manifest.frame), side.embedded.exclusions,
                      max_excluded_fraction(side.task.data))
     timings["embed"] = time.perf_counter() - t0
     test_side, train_side = sides[0], (sides[1] if len(sides) > 1 else None)
     if typed:
-        path, result, reused = run_typed(task, encoder_card, dataset, test_side.manifest, test_side.embedded, encoder,
-                                         run_dir, timings, started, device=options.device, reads_pixels=reads_images,
-                                         recompute=options.recompute, made_by=cache.made_by)
+        with phase(f"scoring {task.id} ({task.spec.type}) and writing the result"):
+            path, result, reused = run_typed(task, encoder_card, dataset, test_side.manifest, test_side.embedded,
+                                             encoder, run_dir, timings, started, device=options.device,
+                                             reads_pixels=reads_images, recompute=options.recompute,
+                                             made_by=cache.made_by)
         return EvalRun(path, result, _n_computed(sides), cache.hits, cache.misses, reused=reused)
 
     allow_missing = not reads_images  # metadata features may be missing (NaN); embeddings never
@@ -310,7 +331,8 @@ def _finish(prepared: _Prepared) -> EvalRun:
     test_side, train_side = sides[0], (sides[1] if len(sides) > 1 else None)
     t0 = time.perf_counter()
     try:
-        fitted = p.pending.collect()[0]
+        with phase(f"fitting {task.spec.classifier.type} on {len(design.eval_folds)} fold(s)"):
+            fitted = p.pending.collect()[0]
     except RegistryError as exc:
         raise EvaluationError(f"{task.id} x {encoder_card.id}: {exc}", exit_code=1) from None
     timings["classify"] += time.perf_counter() - t0
@@ -336,7 +358,8 @@ def _finish(prepared: _Prepared) -> EvalRun:
         wanted = [name for name in wanted if name != "transfer"]
     if wanted:
         run = RunContext(task, reg, encoder, encoder_card, cache, roots, run_dir, out_dir, settings, options.resample)
-        analyses.update(run_task_analyses(wanted, run, design, fitted, per_analysis))
+        with phase(f"analyses: {', '.join(wanted)}"):
+            analyses.update(run_task_analyses(wanted, run, design, fitted, per_analysis))
         timings["analyses"] = time.perf_counter() - t0
         timings.update({f"analysis.{name}": seconds for name, seconds in per_analysis.items()})
     timings["total"] = time.perf_counter() - started
@@ -345,6 +368,7 @@ def _finish(prepared: _Prepared) -> EvalRun:
                             cache.made_by.record())
     result = run_result(task, encoder_card, dataset, test_side.manifest, fitted.predictions,
                         test_side.embedded.exclusions, summary, analyses, facts)
+    say(f"writing the result and predictions to {run_dir}")
     write_predictions(fitted.predictions, run_dir / "predictions.parquet")
     result["predictions_sha256"] = file_sha256(run_dir / "predictions.parquet")  # what submit recomputes from
     if options.save_embeddings and reads_images:  # what the registry refits from
@@ -371,6 +395,20 @@ def _warm_fit_processes(task, encoder_card, manifests, later: int) -> None:
     rows = len(manifests[-1].frame)
     if rows * embedding.dim * n_fits * 4 // 5 * (1 + later) >= fit_processes.MIN_POOL_CELLS:
         fit_processes.warm_up(threads)
+
+
+def _manifest_phase(task, data_root: Path, task_dir: Path, manifests_dir: Path, resample: bool) -> str:
+    """What the manifest step is about to do (runner.sample.run_manifest decides in the same order)."""
+    if (task_dir / "manifest.json").is_file() and not resample:
+        return f"checking the frozen manifest {task_dir / 'manifest.json'} against the data under {data_root}"
+    if (manifests_dir / task.id).is_dir() and not resample:
+        return f"checking the committed manifest {manifests_dir / task.id} against the data under {data_root}"
+    sampling = task.spec.sampling
+    counts = {"binary": f"{sampling.positives} positives + {sampling.negatives} negatives",
+              "images": f"{sampling.images} images", "patients": f"{sampling.patients} patients"}[sampling.mode]
+    check = {"decode": "each file decoded", "header": "each file's header checked"}.get(sampling.verify,
+                                                                                      "files not checked")
+    return f"sampling {task.id}: {counts} from {data_root}, {check} (sampling.verify: {sampling.verify})"
 
 
 def _train_task_cards(reg, task) -> tuple | None:

@@ -3,6 +3,7 @@ run with a summary, cards outside the repo (--card, --registry), --device cuda w
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -390,3 +391,219 @@ def test_doctor_asks_tensorflow_in_the_process_tensorflow_encoders_run_in():
     if not tf["gpus"]:  # a CPU machine: the asked-for GPU run cannot happen, and doctor says why
         assert done.exit_code == 1
         assert any(p.startswith("cxr-foundation-native: --device cuda: TensorFlow") for p in report["problems"])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# issue 29: every phase visible, failures first; out-of-tree cards everywhere; CLI details
+
+
+def _timed_lines(args: list[str], env: dict, cwd: Path) -> tuple[list[tuple[float, str, str]], float, int]:
+    """Run `runner ARGS` with stdout and stderr as pipes (not terminals); every line as read, with the seconds since
+    the start: ([(t, stream, line)], seconds at the end of both streams, exit code)."""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    start = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "runner.cli.main", *args], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1)
+    lines, lock = [], threading.Lock()
+
+    def read(stream, name):
+        for line in stream:
+            with lock:
+                lines.append((time.monotonic() - start, name, line.rstrip("\n")))
+
+    readers = [threading.Thread(target=read, args=(proc.stdout, "out")),
+               threading.Thread(target=read, args=(proc.stderr, "err"))]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join(timeout=600)
+    code = proc.wait(timeout=60)
+    return sorted(lines), time.monotonic() - start, code
+
+
+def _env(tmp_path, **extra) -> dict:
+    import os
+
+    return {**os.environ, "PYTHONPATH": str(REPO), "CXR_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "200",
+            **extra}
+
+
+def test_eval_in_a_pipe_prints_every_phase_with_no_silence_over_5_s(tiny_root, demo_data_dir, tmp_path):
+    """#29 item 5: sampling and checking files, loading the model, embedding (a progress line after the first batch,
+    before the last), fitting, writing; never more than 5 s without a line, from the start to the end of output."""
+    lines, end, code = _timed_lines(
+        ["--registry", str(tiny_root), "eval", "--task", "effusion-tiny", "--encoder", "random-cnn", "--data-root",
+         str(demo_data_dir), "--out", str(tmp_path / "runs"), "--batch-size", "32", "--workers", "1"],
+        _env(tmp_path), tmp_path)
+    text = "\n".join(line for _, _, line in lines)
+    assert code == 0, text
+    phases = ["reading the cards", "checking encoder random-cnn", "sampling effusion-tiny: 70 positives + 70 negatives",
+              "embedding 140 images of effusion-tiny with random-cnn", "loading random-cnn on cpu",
+              "embedding with random-cnn: 32/", "fitting lightgbm on 5 fold(s)", "writing the result"]
+    found = [next((i for i, (_, _, line) in enumerate(lines) if phase in line), None) for phase in phases]
+    assert None not in found, (phases[found.index(None)], text)
+    assert found == sorted(found), text  # in the order they happen
+    assert any(stream == "out" and "AUROC" in line for _, stream, line in lines)  # the result line, on stdout
+    times = [0.0] + [t for t, _, _ in lines] + [end]
+    gaps = [(b - a, lines[i - 1][2] if i else "(start)") for i, (a, b) in enumerate(itertools.pairwise(times))]
+    assert max(gaps)[0] <= 5.0, (max(gaps), text)
+
+
+def test_the_heartbeat_speaks_while_a_phase_runs_long():
+    import io
+    import time
+
+    from runner.runtime import progress
+
+    stream = io.StringIO()
+    with progress.reporting("log", stream=stream) as reporter:
+        reporter.every_s = 0.2
+        with progress.phase("sampling x: 10 files"):
+            time.sleep(0.7)
+        for _ in progress.counted(range(3), "verifying 3 results"):
+            time.sleep(0.3)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "sampling x: 10 files ..." and lines[1].startswith("  ... still sampling x (")
+    assert any(line.startswith("  ... still verifying 3 results (") and "/3)" in line for line in lines)
+    assert progress.active() is None  # gone with its block
+    with progress.phase("nobody listens"):  # no reporter: nothing printed, nothing raised
+        pass
+
+
+def test_eval_with_missing_weights_fails_before_sampling_and_says_it_once(tiny_root, demo_data_dir, tmp_path):
+    card = tmp_path / "cards" / "local-only.yaml"
+    card.parent.mkdir()
+    card.write_text(LOCAL_ONLY_CARD.format(id="local-only"))
+    lines, _, code = _timed_lines(
+        ["--registry", str(tiny_root), "eval", "--task", "effusion-tiny", "--encoder", str(card), "--data-root",
+         str(demo_data_dir), "--out", str(tmp_path / "runs")], _env(tmp_path), tmp_path)
+    text = "\n".join(line for _, _, line in lines)
+    assert code == 2, text
+    assert not (tmp_path / "runs").exists()  # no manifest, no run folder
+    assert "sampling" not in text and "Traceback" not in text
+    assert sum("model.safetensors" in line for _, _, line in lines) == 1, text  # the error once, no summary echo
+    assert next(line for _, _, line in lines if line.startswith("error: ")).startswith("error: missing weights")
+
+
+def test_a_custom_encoder_without_the_flag_stops_before_sampling(tiny_root, tmp_path):
+    card = tmp_path / "mine.yaml"
+    card.write_text(LOCAL_ONLY_CARD.format(id="mine").replace("adapter: timm", 'adapter: custom\nentrypoint: "x.y:z"'))
+    out = invoke("--registry", tiny_root, "eval", "--task", "effusion-tiny", "--encoder", card, "--data-root",
+                 tmp_path / "nowhere", "--out", tmp_path / "runs")
+    assert out.exit_code == 2 and "--trust-custom-code" in out.output and not (tmp_path / "runs").exists()
+    out = invoke("--registry", tiny_root, "eval", "--task", "effusion-tiny", "--encoder", card, "--trust-custom-code",
+                 "--data-root", tmp_path / "nowhere", "--out", tmp_path / "runs")
+    assert out.exit_code == 2 and "cannot import 'x.y'" in out.output and not (tmp_path / "runs").exists()
+
+
+def test_eval_copies_an_out_of_tree_card_that_show_finds(tiny_root, demo_data_dir, tmp_path):
+    """#29 item 6: the card given as a path is copied (resolved) into the run folder; `show encoder RUN-FOLDER` and
+    `show encoder PATH` read it; the run's card copy is what the registry loads back, same sha256."""
+    from registry.cards import load_card
+    from runner.cli.run_cards import cards_in
+
+    card = tmp_path / "cards" / "my-cnn.yaml"
+    card.parent.mkdir()
+    card.write_text((REPO / "encoders" / "random-cnn.yaml").read_text().replace("id: random-cnn", "id: my-cnn"))
+    done = invoke("--registry", tiny_root, "eval", "--task", "effusion-tiny", "--encoder", card, "--data-root",
+                  demo_data_dir, "--out", tmp_path / "runs", "--workers", "0",
+                  env={"CXR_CACHE_DIR": str(tmp_path / "cache")})
+    assert done.exit_code == 0, done.output
+    run = tmp_path / "runs" / "effusion-tiny" / "my-cnn"
+    [(copy, kind)] = cards_in(run)
+    assert kind == "encoder" and copy == run / "cards" / "encoders" / "my-cnn.yaml"
+    assert load_card(copy, kind="encoder").sha256 == load_card(card).sha256
+    for where in (run, run / "result.json", card):
+        shown = invoke("--registry", tiny_root, "show", "encoder", where, "--json")
+        assert shown.exit_code == 0 and json.loads(shown.output)["id"] == "my-cnn", (where, shown.output)
+    assert not (tmp_path / "runs" / "effusion-tiny" / "random-cnn").exists()
+    reused = invoke("--registry", tiny_root, "eval", "--task", "effusion-tiny", "--encoder", "random-cnn",
+                    "--data-root", demo_data_dir, "--out", tmp_path / "runs", "--workers", "0",
+                    env={"CXR_CACHE_DIR": str(tmp_path / "cache")})
+    assert reused.exit_code == 0 and not (tmp_path / "runs" / "effusion-tiny" / "random-cnn" / "cards").exists()
+
+
+def test_a_global_option_after_the_command_says_where_it_goes(tmp_path):
+    for args in (["show", "task", "effusion-nih", "--card", "my.yaml"], ["list", "tasks", "--registry=/r"],
+                 ["leaderboard", "build", "--card", "my.yaml", "--out", "site"]):
+        out = invoke(*args)
+        assert out.exit_code == 2 and "No such option" not in out.output, out.output
+        assert f"{args[-2] if '=' not in args[-1] else '--registry'} is a global option" in out.output or \
+            "--card is a global option" in out.output, out.output
+        assert "goes before the command" in " ".join(out.output.split()), out.output
+    out = invoke("show", "task", "effusion-nih", "--card", "my.yaml")
+    assert "runner --card my.yaml show task effusion-nih" in " ".join(out.output.replace("│", " ").split())
+
+
+def test_help_shows_no_python_types_and_v_prints_the_version():
+    import re
+
+    from typer.main import get_command
+
+    python_type = re.compile(r"<(bool|str|int|float|path|Path|list\[[^\]]*\])>")
+
+    def commands(command, path=()):
+        yield path
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from commands(sub, (*path, name))
+
+    for path in commands(get_command(app)):
+        shown = invoke(*path, "--help", env={"COLUMNS": "200"})
+        assert shown.exit_code == 0 and not python_type.search(shown.output), (path, python_type.search(shown.output))
+    for flag in ("-V", "--version"):
+        version = invoke(flag)
+        assert version.exit_code == 0 and version.output.startswith("runner ")
+
+
+@pytest.mark.parametrize("args, close", [
+    (["show", "task", "efusion-nih"], "effusion-nih"), (["show", "dataset", "nih-cxr"], "nih-cxr14"),
+    (["encoders", "check", "rad-din"], "rad-dino"), (["doctor", "--encoder", "rad-din", "--no-tensorflow"], "rad-dino"),
+    (["sample", "--task", "efusion-demo", "--data-root", "/nonexistent"], "effusion-demo"),
+    (["eval", "--task", "effusion-demo", "--encoder", "pixls"], "pixels")])
+def test_did_you_mean_in_every_command_that_takes_an_id(args, close):
+    out = invoke(*args)
+    errors = [line for line in out.output.splitlines() if line.startswith("error: ")]
+    assert out.exit_code == 2 and len(errors) == 1, out.output
+    assert f"(did you mean {close!r}?)" in errors[0] and len(errors[0]) < 120, errors[0]  # not the list of every id
+
+
+def test_list_fits_the_terminal_and_wraps_between_words(monkeypatch):
+    import re
+    from types import SimpleNamespace
+
+    from registry.cards import load_registry
+    from runner.cli.commands import cards as cards_command
+
+    reg = load_registry(REPO)
+    for kind, width in ((cards_command.CardKind.tasks, 80), (cards_command.CardKind.encoders, 100),
+                        (cards_command.CardKind.tasks, 160)):
+        records = cards_command.listing(kind, reg)
+        columns = list(records[0])
+        text = cards_command.table_text("t", columns, records, width)
+        lines = text.splitlines()
+        assert max(len(line) for line in lines) <= width
+        words = {w for r in records for c in columns for w in cards_command._text(r[c], ", ").split()}
+        bottom = next(i for i, line in enumerate(lines) if line.startswith("└"))
+        words |= set(columns) | set(" ".join(lines[bottom + 1:]).split()) | {"t"}  # headers, the caption, the title
+        for line in lines[1:bottom]:
+            for token in re.split(r"[\s\u2500-\u257f]+", line):  # box drawing characters and blanks
+                assert not token or token in words, (width, token, line)  # every piece is a whole word
+        ids = [line.split("│")[1].strip() for line in lines if line.startswith("│") and line.split("│")[1].strip()]
+        assert set(ids) == {r["id"] for r in records}  # every id whole, on one line
+    monkeypatch.setattr(cards_command, "sys", SimpleNamespace(stdout=SimpleNamespace(isatty=lambda: True)))
+    shown = invoke("list", "tasks", env={"COLUMNS": "80"})
+    assert shown.exit_code == 0 and max(len(line) for line in shown.output.splitlines()) <= 80
+
+
+def test_list_encoders_and_show_task_read_well():
+    piped = invoke("list", "encoders").output
+    assert "None" not in piped
+    assert {line.split("\t")[0]: line.split("\t")[2] for line in piped.splitlines()[1:]}["metadata"] == "per data set"
+    shown = invoke("show", "task", "effusion-nih").output.splitlines()
+    assert shown[0] == "# task effusion-nih: Effusion (NIH ChestX-ray14)"
+    body = [line for line in shown if not line.startswith("#")]
+    assert body[:2] == ["id: effusion-nih", "title: Effusion (NIH ChestX-ray14)"]

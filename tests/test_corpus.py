@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 RUNNER = [sys.executable, "-c", "from runner.cli.main import app; app()"]
 
 BY_AREA = {area: [c for c in CASES if c.area == area]
-           for area in ("dicom", "image", "metadata", "card", "result", "scenario")}
+           for area in ("dicom", "image", "metadata", "card", "card-copy", "result", "scenario")}
 ids = lambda cases: [c.id for c in cases]
 
 
@@ -299,6 +299,17 @@ def test_cards_through_runner_validate(registry_copy, tmp_path, all_subprocess):
         assert_clean_failure(proc, case)
         assert path.name in proc.stderr or "_b.yaml" in proc.stderr  # names the file (a cycle: where it closes)
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("case", BY_AREA["card-copy"], ids=ids(BY_AREA["card-copy"]))
+def test_card_copy_case(case: Case, registry_copy, tmp_path):
+    """Card copies a run folder carries (runner.cli.run_cards), read back by `runner leaderboard build` (and the same
+    way by submit and audit): one clear line, exit 2, nothing of a refused file's content."""
+    folder = getattr(build, case.builder)(tmp_path / "results")
+    proc = run_in_process(["--registry", str(registry_copy), "leaderboard", "build", "--results-dir", str(folder),
+                           "--out", str(tmp_path / "site")], {}, tmp_path)
+    assert_clean_failure(proc, case)
+    assert not (tmp_path / "site").exists()
 
 
 # ---------------------------------------------------------------------------------------------- results

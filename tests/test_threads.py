@@ -21,14 +21,19 @@ from tests.support import REPO
 LOAD_OPENMP = "import lightgbm, sklearn.cluster, torch"
 
 
-def _spin_counts(code: str) -> list[str]:
-    """GOMP_SPINCOUNT of every libgomp that loads while `code` runs in a fresh interpreter."""
+def _run(code: str) -> subprocess.CompletedProcess:
+    """`code` in a fresh interpreter without the thread environment; libgomp prints its settings as it loads."""
     environ = {k: v for k, v in os.environ.items() if k not in THREAD_ENVIRONMENT}
     environ.update(PYTHONPATH=str(REPO), OMP_DISPLAY_ENV="verbose")
     done = subprocess.run([sys.executable, "-c", code], env=environ, cwd=REPO, capture_output=True, text=True,
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    return re.findall(r"GOMP_SPINCOUNT = '(\d+)'", done.stderr)
+    return done
+
+
+def _spin_counts(code: str) -> list[str]:
+    """GOMP_SPINCOUNT of every libgomp that loads while `code` runs in a fresh interpreter."""
+    return re.findall(r"GOMP_SPINCOUNT = '(\d+)'", _run(code).stderr)
 
 
 def test_the_runner_entry_point_sets_passive_waiting_before_openmp_loads():
@@ -39,6 +44,17 @@ def test_the_runner_entry_point_sets_passive_waiting_before_openmp_loads():
     # without it libgomp spins (LightGBM alone, to save a torch import): the check can fail
     spins = _spin_counts("import lightgbm")
     assert spins and "0" not in spins, spins
+
+
+def test_python_callers_of_the_runner_package_get_it_too():
+    """`from runner.evaluate import evaluate` (the API, no console script) sets it before OpenMP loads; importing
+    torch first is too late, and says so."""
+    pytest.importorskip("torch")
+    spins = _spin_counts(f"import runner.evaluate; {LOAD_OPENMP}")
+    assert spins and set(spins) == {"0"}, spins
+    late = _run("import lightgbm, warnings; warnings.simplefilter('error')\ntry:\n    import runner\n"
+                "except RuntimeWarning as w:\n    print('warned:', w)")
+    assert "warned: OMP_WAIT_POLICY set after OpenMP loaded" in late.stdout, late.stdout + late.stderr
 
 
 def test_this_test_session_set_it_before_openmp_loaded(thread_environment_at_setup):

@@ -43,6 +43,7 @@ from runner.metrics.scores import METRICS as RESULT_METRICS
 from runner.metrics.scores import MetricsInputError
 from runner.results.result import ResultError, read_result, validate_result
 from runner.runtime.atomic import atomic_write_bytes
+from runner.runtime.progress import counted
 from runner.sample.manifest import ManifestError, read_manifest
 from runner.sample.store import find_stored, results_store
 from runner.task_types import column_group, task_type_of
@@ -80,7 +81,9 @@ def load_entries(results_dir: Path, registry, records_dir: Path | None = None) -
     message per file that could not be shown."""
 
     entries, skipped = [], []
-    for path in sorted(Path(results_dir).glob("*.json")):
+    paths = sorted(Path(results_dir).glob("*.json"))
+    for path in counted(paths, f"verifying {len(paths)} filed results (regenerated, unless a record proves one "
+                               "unchanged)"):
         try:
             result = read_result(path)
         except ResultError as exc:

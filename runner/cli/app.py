@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,16 +75,96 @@ def handle_errors(func):
     return wrapper
 
 
+GLOBAL_OPTIONS = ("--registry", "--card")  # the root's options that take a value (before the command)
+# click's UsageError as typer raises it (typer >= 0.22 has its own copy of click): exit 2 with the usage line
+USAGE_ERROR = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
+
+
 class BoundedGroup(TyperGroup):
     """The root command: refuses an argument longer than MAX_ARGUMENT before any command (or click's own usage
-    messages, which quote the value) sees it."""
+    messages, which quote the value) sees it, and a global option given after the command with where it goes.
+    Its help shows no Python types (`<bool>`, `<list[Path]>`): a flag shows nothing, a value its kind (plain_metavars).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        plain_metavars(self)
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         for number, arg in enumerate(args, 1):
             if len(arg) > MAX_ARGUMENT:  # a usage error: typer prints it as one, exit 2
                 raise typer.BadParameter(f"argument {number} is {len(arg):,} characters long; at most "
                                          f"{MAX_ARGUMENT:,} are taken (it starts {shown(arg, 40)})", ctx=ctx)
+        misplaced = misplaced_global_option(args)
+        if misplaced:
+            raise USAGE_ERROR(misplaced, ctx=ctx)
         return super().parse_args(ctx, args)
+
+
+def misplaced_global_option(args: list[str]) -> str | None:
+    """The message for `runner show task x --card F`: --card belongs to runner itself, before the command."""
+    position = 0
+    while position < len(args):  # past the root's own options to the command's name
+        arg = args[position]
+        if arg in GLOBAL_OPTIONS:
+            position += 2
+        elif arg.startswith("-"):
+            position += 1
+        else:
+            break
+    command = args[position: position + 1]
+    for index, arg in enumerate(args[position + 1:], position + 1):
+        if arg == "--":
+            return None
+        name, _, inline = arg.partition("=")
+        if name in GLOBAL_OPTIONS:
+            value = inline or (args[index + 1] if index + 1 < len(args) else "VALUE")
+            rest = [a for i, a in enumerate(args[position:], position) if i not in (index, index + (not inline))]
+            fixed = shlex.join(["runner", name, value[:200], *(a[:200] for a in rest)])
+            return (f"{name} is a global option of runner: it goes before the command "
+                    f"({' '.join(command)}), e.g. `{fixed}`")
+    return None
+
+
+# typer >= 0.22 shows a parameter's Python type in --help (`<bool>`, `<list[Path]>`); these are the names shown instead
+PLAIN_TYPES = {"str": "TEXT", "path": "PATH", "Path": "PATH", "file": "FILE", "int": "N", "float": "NUMBER",
+               "int range": "N", "float range": "NUMBER", "bool": None}
+
+
+def plain_type(label: str | None, is_flag: bool) -> str | None:
+    """`<list[Path]>` -> PATH, `<int range>` -> N, `<a|b>` -> [a|b], a flag's `<bool>` -> nothing."""
+    if is_flag or not label:
+        return None
+    inner = label.removesuffix("...").strip("<>")
+    inner = inner[5:-1] if inner.startswith("list[") and inner.endswith("]") else inner
+    if "|" in inner:
+        return f"[{inner}]"
+    return PLAIN_TYPES.get(inner, inner.upper())
+
+
+def plain_metavars(command) -> None:
+    """Every parameter of `command` and its subcommands shows plain_type in --help. Set on each parameter object
+    (typer's class method stays); a typer without display_type_rich (older, plain click) already shows click's names."""
+    for param in command.params:
+        _plain(param)
+    help_option = command.get_help_option  # made per invocation, not among params
+
+    def plain_help_option(ctx, _made=help_option):
+        option = _made(ctx)
+        return _plain(option) if option is not None else None
+
+    command.get_help_option = plain_help_option
+    for sub in getattr(command, "commands", {}).values():
+        plain_metavars(sub)
+
+
+def _plain(param):
+    shown_type = getattr(param, "display_type_rich", None)
+    if shown_type is not None and not getattr(shown_type, "plain", False):
+        flag = bool(getattr(param, "is_flag", False) or getattr(param, "count", False))
+        param.display_type_rich = lambda ctx, _shown=shown_type, _flag=flag: plain_type(_shown(ctx), _flag)
+        param.display_type_rich.plain = True
+    return param
 
 
 class RunnerApp(typer.Typer):
@@ -137,7 +218,7 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def main(
     version: Annotated[bool, typer.Option(
-        "--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+        "--version", "-V", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
     registry: Annotated[Path | None, typer.Option(
         "--registry", help="Registry root holding tasks/, encoders/ and registry/datasets/ (default: "
         "$CXR_REGISTRY_ROOT, else this checkout).", show_default=False)] = None,
@@ -161,10 +242,12 @@ def registry_root() -> Path | None:
     return STATE.registry_root
 
 
-def load_cli_registry(extra_cards: list[Path] = ()):
-    """The registry the command works on: --registry's (or the default) plus every --card file (and `extra_cards`).
+def load_cli_registry(extra_cards: list[Path] = (), copies: list[tuple[Path, str]] = ()):
+    """The registry the command works on: --registry's (or the default) plus every --card file (and `extra_cards`),
+    plus `copies`: (path, kind) of card copies a run wrote (runner.cli.run_cards).
 
-    Extra cards are schema-checked and cross-checked like registry cards; an id the registry already has is refused.
+    Extra cards are schema-checked and cross-checked like registry cards; an id the registry already has is refused,
+    except a copy that is that very card (same sha256: the registry has it now, or --card gave it too).
     Raises CardError (exit 2) listing every problem.
     """
     import dataclasses
@@ -174,21 +257,26 @@ def load_cli_registry(extra_cards: list[Path] = ()):
 
     reg = load_registry(registry_root())
     paths = [*STATE.extra_cards, *extra_cards]
-    if not paths:
+    if not paths and not copies:
         return reg
     # a copy: the cached registry stays as the files say
     reg = dataclasses.replace(reg, datasets=dict(reg.datasets), tasks=dict(reg.tasks), encoders=dict(reg.encoders))
     cards, problems = [], []
-    for path in dict.fromkeys(Path(p).resolve() for p in paths):
+    given = [(path, None) for path in dict.fromkeys(Path(p).resolve() for p in paths)]
+    for path, kind in [*given, *((Path(p), k) for p, k in copies)]:
         try:
-            card = load_card(path)
+            card = load_card(path, kind=kind)
         except CardError as exc:
             problems.extend(exc.problems)
             continue
         existing = reg.of_kind(card.kind).get(card.id)
+        if existing is not None and kind is not None and existing.sha256 == card.sha256:
+            continue  # a run's copy of a card the registry (or --card) already gives, unchanged
         if existing is not None and existing.path != card.path:
-            problems.append(CardProblem(card.path, f"{card.kind} id {card.id!r} is already defined in {existing.path}",
-                                        "/id", expected="a new id"))
+            what = "a copy of a card that differs from" if kind is not None else "already defined in"
+            problems.append(CardProblem(card.path, f"{card.kind} id {card.id!r} is {what} {existing.path}",
+                                        "/id", expected="a new id" if kind is None else
+                                        "the card the run used; remove the copy or give the card with --card"))
             continue
         reg.of_kind(card.kind)[card.id] = card
         cards.append(card)
@@ -197,6 +285,37 @@ def load_cli_registry(extra_cards: list[Path] = ()):
     if problems:
         raise CardError(problems)
     return reg
+
+
+def outside_cards(reg, cards) -> list:
+    """The cards among `cards` that the registry on disk does not hold (given with --card or as a card path)."""
+    from registry.cards import load_registry
+
+    base = load_registry(registry_root())
+    return [card for card in cards if base.of_kind(card.kind).get(card.id) is None]
+
+
+def get_card(reg, kind: str, card_id: str):
+    """reg.get, with an unknown id refused as `no <kind> card with id X (did you mean Y?)`: the suggestion first,
+    never the whole list of ids (`runner list <kind>s` has it)."""
+    cards = reg.of_kind(kind)
+    if card_id not in cards:
+        fail(unknown_id(kind, card_id, cards))
+    return cards[card_id]
+
+
+def unknown_id(kind: str, card_id: str, known, also: str = "") -> str:
+    """The message for an id that names no card: `no task card with id 'x' (did you mean 'y'?)`."""
+    from registry.errors import did_you_mean
+
+    close = did_you_mean(card_id, known)
+    hint = f" (did you mean {close!r}?)" if close else f"; `runner list {kind}s` lists the {len(known)} there are"
+    return f"no {kind} card{also} with id {shown(card_id)}{hint}"
+
+
+def progress_mode() -> bool | str:
+    """A bar and phase lines on a terminal; on a pipe or file, plain lines (runner.runtime.progress)."""
+    return True if sys.stderr.isatty() else "log"
 
 
 def is_card_path(text: str) -> bool:

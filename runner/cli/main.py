@@ -21,9 +21,34 @@ from runner.cli.commands import (
 )
 from runner.runtime import signals
 
-__all__ = ["app"]
+__all__ = ["app", "run"]
 signals.install()  # SIGTERM unwinds like Ctrl-C: temp files removed, one line instead of a traceback (exit 130)
 
 
+def run() -> None:
+    """The console script: the app, then an exit that skips the interpreter's teardown. After the last line a
+    command prints, tearing down torch's and OpenMP's thread pools and every module took 1 s on a quiet 2-core box and
+    3-6 s on a busy one, with nothing on the screen. The exit handlers still run (pools closed, temporary files
+    removed) and stdout/stderr are flushed; every file the runner writes is closed (and renamed into place) before."""
+    import atexit
+    import os
+    import sys
+
+    try:
+        app()
+        code = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        if isinstance(done.code, str):
+            print(done.code, file=sys.stderr)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be said
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    app()
+    run()

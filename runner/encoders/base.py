@@ -17,6 +17,7 @@ from registry.errors import RegistryError
 from registry.schemas import fill_defaults
 from registry.specs import encoder_spec
 from runner.data.imaging import to_encoder_input
+from runner.runtime.progress import phase
 
 
 class EncoderError(RegistryError):
@@ -161,7 +162,8 @@ class LazyEncoder:
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            self._encoder = self._build()
+            with phase(f"loading {self.id} on {self.device}"):  # a line, not a bar stuck at 0 while weights load
+                self._encoder = self._build()
         return self._encoder
 
     def __getattr__(self, name: str):

@@ -1,8 +1,9 @@
 """The process's thread environment, set before anything loads OpenMP (torch, scikit-learn, LightGBM).
 
 libgomp reads its variables once, when the library is first loaded; setting them after `import torch` or
-`import lightgbm` changes nothing in that process. So `set_thread_environment()` is the first call of the `runner`
-entry point (runner/cli/main.py) and of the test session (tests/conftest.py), and the Makefile exports the same
+`import lightgbm` changes nothing in that process. So `set_thread_environment()` runs when the `runner` package is
+first imported (runner/__init__.py: the `runner` command and Python callers alike) and first in the test session
+(tests/conftest.py), and the Makefile exports the same
 values for `make test` and `make demo`. A value already in the environment wins (the user's choice), and child
 processes (decode workers, fit processes, subprocesses) inherit what is set here.
 
@@ -18,6 +19,7 @@ Only stdlib here: this module is imported before anything else.
 from __future__ import annotations
 
 import os
+import warnings
 
 THREAD_ENVIRONMENT = {"OMP_WAIT_POLICY": "PASSIVE"}
 OPENMP_LIBRARIES = ("libgomp", "libiomp", "libomp")  # GNU, Intel and LLVM OpenMP runtimes
@@ -41,3 +43,14 @@ def loaded_openmp_libraries() -> list[str]:
     except OSError:
         return []
     return sorted(p for p in paths if os.path.basename(p).startswith(OPENMP_LIBRARIES))
+
+
+def set_thread_environment_at_import() -> None:
+    """set_thread_environment(), with a warning when an OpenMP runtime loaded before the values were set: it read
+    the environment without them (e.g. `import torch` before `import runner`)."""
+    unset = [name for name in THREAD_ENVIRONMENT if name not in os.environ]
+    set_thread_environment()
+    if unset and (loaded := loaded_openmp_libraries()):
+        warnings.warn(f"{', '.join(unset)} set after OpenMP loaded ({os.path.basename(loaded[0])}): it has no effect "
+                      "in this process; import runner before torch, scikit-learn or LightGBM, or set it in the "
+                      "environment", RuntimeWarning, stacklevel=3)

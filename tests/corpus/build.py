@@ -2150,3 +2150,67 @@ def scenario_cache_changed_checkpoint(tmp: Path) -> str:
     changed = not np.allclose(first.original, second.original)
     return (f"computed {second.n_computed} of {len(frame)} again; embeddings "
             f"{'changed' if changed else 'identical to the old ones'}")
+
+
+# ---------------------------------------------------------------------------------------------- card copies
+# A run folder (or results folder) whose cards/ holds the copies `runner eval` writes of cards kept outside the
+# registry (runner.cli.run_cards); `runner submit`, `show` and `leaderboard build` read them back.
+
+COPY_CARD = """\
+id: {id}
+title: A card kept outside the registry
+adapter: timm
+model: {{name: resnet18}}
+weights: {{random_init: true}}
+preprocess: {{size: 64, channels: 3, interpolation: bilinear, normalize: imagenet, bit_depth: 8}}
+embedding: {{dim: 512, pooling: none}}
+license: Apache-2.0
+"""
+
+
+def _copy(folder: Path, name: str, text: str, kind_dir: str = "encoders") -> Path:
+    _card(folder / "cards", kind_dir, name, text)
+    return folder
+
+
+def card_copy_edited_registry_card(folder: Path) -> Path:
+    """A copy under a registry id (pixels) whose content is not the registry's card: it must not replace it."""
+    repo = Path(__file__).resolve().parents[2]
+    text = (repo / "encoders" / "pixels.yaml").read_text(encoding="utf-8").replace("size: 32", "size: 16")
+    return _copy(folder, "pixels.yaml", text)
+
+
+def card_copy_symlink(folder: Path) -> Path:
+    (folder / "cards" / "encoders").mkdir(parents=True, exist_ok=True)
+    (folder / "cards" / "encoders" / "leak.yaml").symlink_to("/etc/passwd")
+    return folder
+
+
+def card_copy_id_not_file_name(folder: Path) -> Path:
+    return _copy(folder, "mine.yaml", COPY_CARD.format(id="theirs"))
+
+
+def card_copy_wrong_kind(folder: Path) -> Path:
+    """A task card where encoder copies go: read as an encoder card, refused by the schema."""
+    return _copy(folder, "corpus-task.yaml", task_card_text("corpus-task").replace("extends: _defaults.yaml\n", ""))
+
+
+def card_copy_alias_bomb(folder: Path) -> Path:
+    lines = ['a0: &a0 ["lol"]'] + [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    return _copy(folder, "laughs.yaml", COPY_CARD.format(id="laughs") + "notes:\n" + "".join(
+        f"  {line}\n" for line in lines))
+
+
+def card_copy_extends_outside(folder: Path) -> Path:
+    """A copy that extends a file outside its folder (copies are resolved: they never extend anything)."""
+    return _copy(folder, "reach.yaml", "extends: ../../../../../../../../etc/passwd\n" + COPY_CARD.format(id="reach"))
+
+
+def card_copy_not_yaml(folder: Path) -> Path:
+    return _copy(folder, "notes.txt", "secret notes\n")
+
+
+def card_copy_too_many(folder: Path) -> Path:
+    for i in range(65):
+        _copy(folder, f"many-{i:02d}.yaml", COPY_CARD.format(id=f"many-{i:02d}"))
+    return folder

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Case:
     id: str
-    area: str  # dicom | image | metadata | card | result
+    area: str  # dicom | image | metadata | card | card-copy | result | scenario
     builder: str  # function name in tests/corpus/build.py
     outcome: str
     expect: str
@@ -536,6 +536,26 @@ CASES += [
          behaviour="positives/negatives and images at once -> CardError (one sampling mode per card)", issue=28),
     Case("card-zero-shot-prompts-for-another-label", "card", "card_zero_shot_prompts_for_another_label", "error",
          "no prompts for the task's label 'effusion'", 2, behaviour="prompts only for edema on an effusion task", issue=28),
+    # ------------------------------------------------------------------ card copies in a run or results folder (#29)
+    # `runner eval --encoder path.yaml` copies the card into the run folder; submit, show and leaderboard build read
+    # the copies back (runner.cli.run_cards). Each case: `runner leaderboard build --results-dir FOLDER` exits 2.
+    Case("card-copy-edited-registry-card", "card-copy", "card_copy_edited_registry_card", "error",
+         "is a copy of a card that differs from", 2, issue=29,
+         behaviour="a copy named like a registry card (pixels) with other content: refused, both files named"),
+    Case("card-copy-symlink", "card-copy", "card_copy_symlink", "error", "not a regular file", 2, forbid="root:",
+         issue=29, behaviour="a link to /etc/passwd among the copies: refused unread"),
+    Case("card-copy-id-not-file-name", "card-copy", "card_copy_id_not_file_name", "error",
+         "differs from the file name", 2, issue=29, behaviour="mine.yaml holding id theirs: CardError"),
+    Case("card-copy-wrong-kind", "card-copy", "card_copy_wrong_kind", "error", "adapter", 2, issue=29,
+         behaviour="a task card among the encoder copies: read as an encoder card, refused by its schema"),
+    Case("card-copy-alias-bomb", "card-copy", "card_copy_alias_bomb", "error", "YAML alias", 2, issue=29,
+         behaviour="nine levels of nine aliases: refused before anything expands them"),
+    Case("card-copy-extends-outside", "card-copy", "card_copy_extends_outside", "error", "`extends` target", 2,
+         forbid="root:", issue=29, behaviour="a copy extending ../../etc/passwd: refused, the file unread"),
+    Case("card-copy-not-yaml", "card-copy", "card_copy_not_yaml", "error", "not a card copy", 2, forbid="secret",
+         issue=29, behaviour="notes.txt among the copies: refused, not read"),
+    Case("card-copy-too-many", "card-copy", "card_copy_too_many", "error", "at most 64", 2, issue=29,
+         behaviour="65 card copies in one folder: refused (a run uses five at most)"),
 ]
 
 

@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 
 from registry.errors import shown
-from runner.cli.app import EXIT_FAILURE, EXIT_INVALID, app, check_workers_option, fail, load_cli_registry
+from runner.cli.app import (
+    EXIT_FAILURE,
+    EXIT_INVALID,
+    app,
+    check_workers_option,
+    fail,
+    get_card,
+    load_cli_registry,
+)
 
 
 @app.command("bench")
@@ -66,7 +74,7 @@ def bench(
         fail(f"--dicom-size {shown(dicom_size)}: expected ROWSxCOLS, e.g. 1955x1841", EXIT_INVALID)
     if min(rows, cols) < 16:
         fail(f"--dicom-size {shown(dicom_size)}: each side must be at least 16", EXIT_INVALID)
-    card = load_card(encoder_card, kind="encoder") if encoder_card else load_cli_registry().get("encoder", encoder)
+    card = load_card(encoder_card, kind="encoder") if encoder_card else get_card(load_cli_registry(), "encoder", encoder)
     cfg = BenchConfig(
         encoder_card=card.data, encoder_sha256=card.behaviour_sha256, n=n, size=size, dicom_size=(rows, cols),
         formats=chosen, device=device, workers=workers, batch_size=batch_size, naive_limit=min(naive_limit, n),

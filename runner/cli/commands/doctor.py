@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from runner.cli.app import EXIT_FAILURE, app, fail, load_cli_registry
+from runner.cli.app import EXIT_FAILURE, app, fail, load_cli_registry, unknown_id
 
 
 @app.command("doctor")
@@ -67,7 +67,7 @@ def _ids(values: list[str] | None, known: dict, kind: str) -> list[str]:
     ids = [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
     unknown = [i for i in ids if i not in known]
     if unknown:
-        fail(f"no {kind} card with id {unknown[0]!r}; `runner list {kind}s` lists them")
+        fail(unknown_id(kind, unknown[0], known))
     return ids
 
 

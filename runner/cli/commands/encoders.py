@@ -16,7 +16,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from runner.cli.app import RunnerApp, app, fail, is_card_path, load_cli_registry
+from runner.cli.app import RunnerApp, app, fail, get_card, is_card_path, load_cli_registry
 
 encoders_app = RunnerApp(help="Check encoder cards: build the model and embed a reference image.", no_args_is_help=True)
 app.add_typer(encoders_app, name="encoders")
@@ -126,7 +126,7 @@ def encoder_card(encoder: str):
 
     if is_card_path(encoder):
         return load_card(Path(encoder), kind="encoder")
-    return load_cli_registry().get("encoder", encoder)
+    return get_card(load_cli_registry(), "encoder", encoder)
 
 
 @encoders_app.command("check")

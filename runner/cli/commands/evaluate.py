@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,17 +11,23 @@ from typing import Annotated
 
 import typer
 
-from registry.errors import RegistryError, did_you_mean, shown
-from runner.cli.app import app, check_workers_option, fail, is_card_path, load_cli_registry
+from registry.errors import RegistryError, shown
+from runner.cli.app import (
+    app,
+    check_workers_option,
+    fail,
+    is_card_path,
+    load_cli_registry,
+    outside_cards,
+    progress_mode,
+    unknown_id,
+)
+from runner.cli.run_cards import copy_cards
+from runner.runtime.progress import counted, phase, reporting, say
 
 GLOB_CHARS = set("*?[")
 WORKERS_HELP = ("Image decoding processes (0: in-process). Default (runner.embed.plan.default_workers): every core but two "
                 "on the CUDA device path, one per core on the CPU pipeline.")
-
-
-def _did_you_mean(term: str, known) -> str:
-    close = did_you_mean(term, known)
-    return f" (did you mean {close!r}?)" if close else f"; known: {', '.join(sorted(known))}"
 
 
 def _terms(spec: str, kind: str) -> list[str]:
@@ -56,7 +61,7 @@ def select_tasks(spec: str, reg) -> list[str]:
             if not found:
                 fail(f"--task {shown(term)} matches no task id; see `runner list tasks`")
         else:
-            fail(f"no task card or benchmark with id {shown(term)}{_did_you_mean(term, [*reg.tasks, *benchmarks])}")
+            fail(unknown_id("task", term, [*reg.tasks, *benchmarks], also=" or benchmark"))
         chosen.extend(t for t in found if t not in chosen)
     return sorted(chosen, key=lambda t: (reg.tasks[t].data.get("type") == "transfer", chosen.index(t)))
 
@@ -86,7 +91,7 @@ def select_encoders(spec: str, reg, include_controls: bool = False, weights_dir:
             chosen.append(term)
             continue
         if term != "all" and not GLOB_CHARS & set(term):
-            fail(f"no encoder card with id {shown(term)}{_did_you_mean(term, reg.encoders)}")
+            fail(unknown_id("encoder", term, reg.encoders))
         matched = sorted(reg.encoders) if term == "all" else sorted(e for e in reg.encoders if fnmatchcase(e, term))
         if not matched:
             fail(f"--encoder {shown(term)} matches no encoder id; see `runner list encoders`")
@@ -138,8 +143,7 @@ def _dataset_roots(specs: list[str] | None, reg) -> dict[str, Path]:
         if not sep or not dataset_id.strip() or not folder.strip():
             fail(f"--dataset-root {shown(spec)}; expected DATASET=DIR, e.g. demo-cxr-site-b=out/demo/data-site-b")
         if dataset_id.strip() not in reg.datasets:
-            fail(f"--dataset-root: no dataset card with id {shown(dataset_id.strip())}; known: "
-                  f"{', '.join(sorted(reg.datasets))}")
+            fail("--dataset-root: " + unknown_id("dataset", dataset_id.strip(), reg.datasets))
         roots[dataset_id.strip()] = Path(folder.strip())
     return roots
 
@@ -213,12 +217,68 @@ def evaluate_pair(task_id: str, encoder_id: str, data_root: Path | None, out: Pa
                          env=child_environment(card), what=f"{task_id} x {encoder_id} (a TensorFlow child process)")
 
 
+def check_encoders_first(encoders: list[str], options, reg) -> dict[str, RegistryError]:
+    """Every encoder's adapter, packages, custom code (--trust-custom-code) and weight files, checked before any
+    sampling: {encoder id: its error} for those that cannot run (their pairs are not started)."""
+    failed = {}
+    for encoder_id in encoders:
+        with phase(f"checking encoder {encoder_id}: adapter, packages, code, weights"):
+            try:
+                say(encoder_ready(reg.encoders[encoder_id], options))
+            except RegistryError as exc:
+                failed[encoder_id] = exc
+    return failed
+
+
+def encoder_ready(card, options) -> str:
+    """What `runner eval` will load for this encoder card, found and checked the way the run finds it
+    (runner.embed.for_task: open_encoder, open_cache) without building the model; raises a RegistryError saying what
+    is missing. A custom entrypoint is imported here (the flag allows it) so that an import error shows now."""
+    import importlib.util
+
+    from runner.embed.for_task import EmbeddingError, open_cache, open_encoder
+    from runner.encoders import adapter_class
+    from runner.encoders.custom import resolve_entrypoint
+    from runner.encoders.metadata import reads_pixels
+
+    settings = options.embed_settings()
+    encoder = open_encoder(card, settings)  # the adapter plugin and --trust-custom-code
+    cls = adapter_class(encoder)
+    missing = [name for name in getattr(cls, "requires", ()) if importlib.util.find_spec(name) is None]
+    if missing:
+        raise EmbeddingError(f"encoder {card.id!r} (adapter {card.data['adapter']}) needs {', '.join(missing)}, which "
+                             f"is not installed here; `runner doctor --encoder {card.id}` says what to install",
+                             exit_code=2)
+    if card.data["adapter"] == "custom":
+        try:
+            resolve_entrypoint(card.data.get("entrypoint", ""))
+        except RegistryError as exc:  # not importable, no such attribute: the card's entrypoint is wrong here
+            raise EmbeddingError(f"encoder {card.id!r}: {exc}", exit_code=2) from None
+        except Exception as exc:  # noqa: BLE001 - the user's module failed while importing: one line, not a traceback
+            raise EmbeddingError(f"encoder {card.id!r}: importing entrypoint {card.data.get('entrypoint')!r} failed: "
+                                 f"{type(exc).__name__}: {exc}", exit_code=2) from None
+    if not reads_pixels(card.data):
+        return "reads no pixels: the data set's metadata columns"
+    made_by = open_cache(card, encoder, settings).made_by  # finds (and hashes, once per file version) the weights
+    if made_by.weights_sha256:
+        files = ", ".join(f"{name} (sha256 {digest[:12]})" for name, digest in made_by.weights_sha256.items())
+        return f"weights found: {shown(files, 300)}"
+    return f"weights: {made_by.no_weights}"
+
+
 def run_many(tasks: list[str], encoders: list[str], data_root: Path | None, out: Path, options, reg,
              quiet_stdout: bool = False) -> list[PairOutcome]:
-    """Evaluate every task x encoder pair, printing one line each; a failing pair is reported and the next one runs."""
+    """Evaluate every task x encoder pair, printing one line each; a failing pair is reported (once) and the next one
+    runs. Every encoder is checked first (check_encoders_first): one that cannot run is reported once, and none of its
+    pairs samples anything. The others go through runner.evaluate.run_evaluations: every pair's folds are sent to the
+    fit processes as soon as it is embedded, before an earlier pair's are read."""
     from runner.encoders.isolation import needs_own_process
     from runner.evaluate import run_evaluations
     from runner.task_types import task_type_of
+
+    unready = check_encoders_first(encoders, options, reg)
+    for encoder_id, exc in unready.items():
+        typer.echo(f"error: {encoder_id}: {exc}" if encoder_id not in str(exc) else f"error: {exc}", err=True)
 
     def apart(task_id: str, encoder_id: str):  # a TensorFlow encoder's pair runs in its own child process
         if needs_own_process(reg.encoders[encoder_id].data):
@@ -226,13 +286,20 @@ def run_many(tasks: list[str], encoders: list[str], data_root: Path | None, out:
         return None
 
     outcomes = []
-    pairs = [(task_id, encoder_id) for task_id in tasks for encoder_id in encoders]
-    # every pair's folds go to the fit processes as soon as it is embedded (runner.evaluate.run_evaluations)
-    for done in run_evaluations(pairs, data_root, out, options, reg, apart=apart):
-        task_id, encoder_id, run = done.task_id, done.encoder_id, done.outcome
+    pairs = [(t, e) for t in tasks for e in encoders]
+    done_pairs = run_evaluations([(t, e) for t, e in pairs if e not in unready], data_root, out, options, reg,
+                                 apart=apart)
+    for task_id, encoder_id in pairs:
+        if encoder_id in unready:
+            exc = unready[encoder_id]
+            outcomes.append(PairOutcome(task_id, encoder_id, "failed", 0.0, error=" ".join(str(exc).split()),
+                                        exit_code=exc.exit_code))
+            continue
+        done = next(done_pairs)
+        run = done.outcome
         if isinstance(run, RegistryError):
-            outcome = PairOutcome(task_id, encoder_id, "failed", done.seconds,
-                                  error=" ".join(str(run).split()), exit_code=run.exit_code)
+            outcome = PairOutcome(task_id, encoder_id, "failed", done.seconds, error=" ".join(str(run).split()),
+                                  exit_code=run.exit_code)
         elif isinstance(run, Exception):  # the CLI promises a one-line message, never a traceback
             outcome = PairOutcome(task_id, encoder_id, "failed", done.seconds,
                                   error=f"unexpected {type(run).__name__}: {run}", exit_code=1)
@@ -244,16 +311,27 @@ def run_many(tasks: list[str], encoders: list[str], data_root: Path | None, out:
             outcome = PairOutcome(task_id, encoder_id, "ok", done.seconds, str(path),
                                   metrics.get("auroc"), metrics.get("f1"), skipped_analyses=skipped_analyses(result),
                                   reused=run.reused, metrics=metrics)
+            copy_cards(Path(path).parent, outside_cards(reg, cards_of_pair(reg, task_id, encoder_id)))
         outcomes.append(outcome)
         if outcome.status == "ok":
-            shown = "  ".join(f"{_label(name)} {_fmt(metric)}" for name, metric in outcome.metrics.items())
-            _say(f"{task_id:<20} {encoder_id:<22} {shown}  "
+            numbers = "  ".join(f"{_label(name)} {_fmt(metric)}" for name, metric in outcome.metrics.items())
+            _say(f"{task_id:<20} {encoder_id:<22} {numbers}  "
                  f"({outcome.seconds:.1f} s{REUSED_NOTE if outcome.reused else ''})  {outcome.result}", quiet_stdout)
             for skipped in outcome.skipped_analyses:
                 _say(f"  analysis {skipped['name']} {skipped['status']}: {skipped['reason']}", quiet_stdout)
         else:
             typer.echo(f"error: {task_id} x {encoder_id}: {outcome.error}", err=True)
     return outcomes
+
+
+def cards_of_pair(reg, task_id: str, encoder_id: str) -> list:
+    """The cards a pair's result depends on: encoder, task, its data set, and a transfer task's training side."""
+    task = reg.tasks[task_id]
+    cards = [reg.encoders[encoder_id], task, reg.datasets[task.spec.dataset]]
+    train_id = task.spec.transfer_train_task if task.spec.type == "transfer" else None
+    if train_id in reg.tasks:
+        cards += [reg.tasks[train_id], reg.datasets[reg.tasks[train_id].spec.dataset]]
+    return cards
 
 
 def skipped_analyses(result: dict) -> list[dict]:
@@ -264,13 +342,14 @@ def skipped_analyses(result: dict) -> list[dict]:
 
 
 def summary_lines(outcomes: list[PairOutcome]) -> list[str]:
-    """The table printed after several pairs: every pair, its status and AUROC (or its error)."""
+    """The table printed after several pairs: every pair, its status and headline metric (a failure's error was
+    printed when it happened: not again)."""
     width_t = max([len("task")] + [len(o.task) for o in outcomes])
     width_e = max([len("encoder")] + [len(o.encoder) for o in outcomes])
     lines = [f"{'task':<{width_t}}  {'encoder':<{width_e}}  status  headline metric"]
     for o in outcomes:
         headline = next(iter(o.metrics.items()), ("auroc", o.auroc)) if o.status == "ok" else None
-        what = f"{_label(headline[0])} {_fmt(headline[1])}" if headline else o.error
+        what = f"{_label(headline[0])} {_fmt(headline[1])}" if headline else "see the error above"
         lines.append(f"{o.task:<{width_t}}  {o.encoder:<{width_e}}  {o.status:<6}  {what}")
     failed = sum(o.status != "ok" for o in outcomes)
     lines.append(f"{len(outcomes) - failed} of {len(outcomes)} evaluation(s) done, {failed} failed")
@@ -379,42 +458,47 @@ def eval_command(
     import json
 
     from runner.embed.plan import BACKENDS
-    from runner.evaluate import EvalOptions
 
     check_workers_option(workers)
     check_device(device)
     if backend not in BACKENDS:
         fail(f"--backend {shown(backend)}; expected one of {', '.join(BACKENDS)}")
-    card_files = [Path(t.strip()) for t in (encoder or "").split(",") if t.strip() and is_card_path(t.strip())]
-    reg = load_cli_registry(extra_cards=card_files)
-    if encoder is None:
-        present = encoders_with_weights(reg, weights_dir)
-        marks = {e: " (control)" for e in present if reg.encoders[e].data.get("control")}
-        fail("no --encoder given. Encoders whose weights are on this machine: "
-             + ", ".join(e + marks.get(e, "") for e in present)
-             + ". Pick one with --encoder ID (several: a,b; by pattern: 'xrv-*'; every one with weights: all, "
-             "controls only with --include-controls), "
-             "or a card file outside the registry with --encoder path/to/card.yaml; `runner list encoders` lists them.")
-    tasks = select_tasks(task, reg)
-    selection = select_encoders(encoder, reg, include_controls, weights_dir)
-    for encoder_id, why in selection.left_out.items():
-        typer.echo(f"left out {encoder_id}: {why}", err=True)
-    if data_root is not None and len({reg.tasks[t].data["dataset"] for t in tasks}) > 1:
-        fail("the tasks span several data sets, but --data-root names one folder: pick the tasks of one data set, "
-             "or leave --data-root out and set each dataset card's environment variable")
-    options = EvalOptions(device=device, workers=workers, analyses=_analyses(analyses), cache_dir=cache_dir,
-                          trust_custom_code=trust_custom_code, progress=True if sys.stderr.isatty() else "log",
-                          batch_size=batch_size, backend=backend, weights_dir=weights_dir, resample=resample,
-                          recompute=recompute, save_embeddings=save_embeddings, re_embed=re_embed,
-                          data_roots={**_demo_layout_roots(data_root, reg), **_dataset_roots(dataset_root, reg)})
-    outcomes = run_many(tasks, selection.ids, data_root, out, options, reg, quiet_stdout=as_json)
-    if len(outcomes) > 1 or exit_code_of(outcomes):
-        for line in summary_lines(outcomes):
-            typer.echo(line, err=as_json)
-    if as_json:
-        typer.echo(json.dumps({"runs": [o.__dict__ for o in outcomes], "left_out": selection.left_out,
-                               "n_ok": sum(o.status == "ok" for o in outcomes),
-                               "n_failed": sum(o.status != "ok" for o in outcomes)}, indent=2, allow_nan=False))
+    with reporting(progress_mode()):  # a line for every phase from here on (runner.runtime.progress)
+        card_files = [Path(t.strip()) for t in (encoder or "").split(",") if t.strip() and is_card_path(t.strip())]
+        with phase("reading the cards"):
+            from runner.evaluate import EvalOptions  # ~1 s of imports: after the first line
+
+            reg = load_cli_registry(extra_cards=card_files)
+        if encoder is None:
+            present = encoders_with_weights(reg, weights_dir)
+            marks = {e: " (control)" for e in present if reg.encoders[e].data.get("control")}
+            fail("no --encoder given. Encoders whose weights are on this machine: "
+                 + ", ".join(e + marks.get(e, "") for e in present)
+                 + ". Pick one with --encoder ID (several: a,b; by pattern: 'xrv-*'; every one with weights: all, "
+                 "controls only with --include-controls), "
+                 "or a card file outside the registry with --encoder path/to/card.yaml; `runner list encoders` lists "
+                 "them.")
+        tasks = select_tasks(task, reg)
+        selection = select_encoders(encoder, reg, include_controls, weights_dir)
+        for encoder_id, why in selection.left_out.items():
+            typer.echo(f"left out {encoder_id}: {why}", err=True)
+        if data_root is not None and len({reg.tasks[t].data["dataset"] for t in tasks}) > 1:
+            fail("the tasks span several data sets, but --data-root names one folder: pick the tasks of one data "
+                 "set, or leave --data-root out and set each dataset card's environment variable")
+        options = EvalOptions(device=device, workers=workers, analyses=_analyses(analyses), cache_dir=cache_dir,
+                              trust_custom_code=trust_custom_code, progress=progress_mode(),
+                              batch_size=batch_size, backend=backend, weights_dir=weights_dir, resample=resample,
+                              recompute=recompute, save_embeddings=save_embeddings, re_embed=re_embed,
+                              data_roots={**_demo_layout_roots(data_root, reg), **_dataset_roots(dataset_root, reg)})
+        outcomes = run_many(tasks, selection.ids, data_root, out, options, reg, quiet_stdout=as_json)
+        if len(outcomes) > 1:  # one pair: its line, or its error, already said everything
+            for line in summary_lines(outcomes):
+                typer.echo(line, err=as_json)
+        if as_json:
+            typer.echo(json.dumps({"runs": [o.__dict__ for o in outcomes], "left_out": selection.left_out,
+                                   "n_ok": sum(o.status == "ok" for o in outcomes),
+                                   "n_failed": sum(o.status != "ok" for o in outcomes)},
+                                  indent=2, allow_nan=False))
     raise typer.Exit(exit_code_of(outcomes))
 
 
@@ -432,13 +516,19 @@ def demo_command(
     task of the benchmark with the encoders and analyses of its `run` block, file the results into OUT/results and
     build the leaderboard site (with tie groups) into OUT/site. The numbers say nothing about real X-rays.
     """
-    from registry.benchmarks import load_benchmarks, tasks_of
-    from runner.data.synthetic import make_demo_dataset
-    from runner.evaluate import EvalOptions
-
     check_workers_option(workers)
+    with reporting(progress_mode()):  # a line for every phase (runner.runtime.progress)
+        run_demo(out, workers)
+
+
+def run_demo(out: Path, workers: int | None) -> None:
     started = time.perf_counter()
-    reg = load_cli_registry()
+    with phase("reading the cards"):
+        from registry.benchmarks import load_benchmarks, tasks_of
+        from runner.data.synthetic import make_demo_dataset
+        from runner.evaluate import EvalOptions
+
+        reg = load_cli_registry()
     benchmark = load_benchmarks(reg.root).get(DEMO_BENCHMARK)
     tasks = tasks_of(DEMO_BENCHMARK, reg.tasks) if benchmark else []
     if not tasks or not benchmark.run_encoders:
@@ -454,11 +544,12 @@ def demo_command(
             fail(f"demo task data set {dataset_id!r} has no `synthetic_data` block: runner demo cannot make it")
         roots[dataset_id] = out / made.folder
         if not (roots[dataset_id] / "demo_data.json").is_file():
-            typer.echo(f"making the synthetic data set {dataset_id} in {roots[dataset_id]} ...")
-            make_demo_dataset(roots[dataset_id], seed=made.seed, n_patients=made.patients,
-                              image_size=made.image_size, site=made.site)
+            typer.echo(f"making the synthetic data set {dataset_id} in {roots[dataset_id]}")
+            with phase(f"writing {dataset_id}'s synthetic DICOM files"):
+                make_demo_dataset(roots[dataset_id], seed=made.seed, n_patients=made.patients,
+                                  image_size=made.image_size, site=made.site)
     options = EvalOptions(device="auto", workers=workers, analyses=list(benchmark.run_analyses),
-                          cache_dir=out / "cache", progress=True if sys.stderr.isatty() else "log", data_roots=roots,
+                          cache_dir=out / "cache", progress=progress_mode(), data_roots=roots,
                           save_embeddings=True)  # the registry refits from them, and the demo audits them
     outcomes = run_many(tasks, list(benchmark.run_encoders), None, out / "runs", options, reg)
     if exit_code_of(outcomes):
@@ -481,14 +572,17 @@ def demo_command(
         return
     # The demo's leaderboard starts from the registry's filed results (the paper's Table 1, reported) and adds its own.
 
-    for filed in reg.home.results_dir.iterdir():  # results, predictions and the frozen manifests they are verified against
+    # results, predictions and the frozen manifests they are verified against
+    for filed in counted(sorted(reg.home.results_dir.iterdir()), f"copying the registry's filed results into "
+                                                                 f"{results_dir}"):
         if filed.is_file() and not (results_dir / filed.name).exists():
             shutil.copyfile(filed, results_dir / filed.name)
         elif filed.is_dir():
             shutil.copytree(filed, results_dir / filed.name, dirs_exist_ok=True)
     filed = []
     records_dir = out / "cache" / "verified"  # regeneration records: the site build need not refit these again
-    for path in paths:  # submit finds the task's frozen manifest one folder up from each result
+    # submit finds the task's frozen manifest one folder up from each result
+    for path in counted(paths, f"filing {len(paths)} results (the registry refits each from its embeddings)"):
         try:
             filed.append(submit(path, reg, results_dir=results_dir, replace=True).path)
         except RegistryError as exc:  # SubmitError and friends: one line, not a traceback
@@ -496,7 +590,8 @@ def demo_command(
         remember_filed(filed[-1], reg, records_dir)
     typer.echo(f"filed {len(filed)} results: the registry's regenerations, refitted from their embeddings")
     passed = 0
-    for path in filed:  # the demo has its images: every filed bundle is audited against them
+    # the demo has its images: every filed bundle is audited against them
+    for path in counted(filed, f"auditing {len(filed)} filed results (a sample of embeddings recomputed)"):
         result = json.loads(path.read_text(encoding="utf-8"))
         if result.get("embeddings_sha256"):
             try:
@@ -504,6 +599,7 @@ def demo_command(
             except RegistryError as exc:
                 fail(f"auditing {path}: {exc}", 1)
     typer.echo(f"audited: {passed} results whose embeddings re-computed from the images match the filed ones")
-    index = build_site(out / "site", results_dir, reg, records_dir=records_dir)
+    with phase(f"building the site in {out / 'site'}"):
+        index = build_site(out / "site", results_dir, reg, records_dir=records_dir)
     typer.echo(f"demo finished in {time.perf_counter() - started:.0f} s; results in {results_dir}")
     typer.echo(f"site: {index}")

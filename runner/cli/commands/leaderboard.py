@@ -7,7 +7,10 @@ from typing import Annotated
 
 import typer
 
-from runner.cli.app import RunnerApp, app, fail, load_cli_registry
+from registry.errors import CardError
+from runner.cli.app import RunnerApp, app, fail, load_cli_registry, outside_cards, progress_mode
+from runner.cli.run_cards import cards_in, copy_cards, run_folder_of
+from runner.runtime.progress import phase, reporting
 
 leaderboard_app = RunnerApp(help="Build or view the static leaderboard site.", no_args_is_help=True)
 app.add_typer(leaderboard_app, name="leaderboard")
@@ -15,9 +18,17 @@ app.add_typer(leaderboard_app, name="leaderboard")
 RESULTS_DIR_HELP = "Folder of filed results (default: the registry's leaderboard/results/)."
 
 
-def _registry():
-    """The registry the commands check against (a seam for tests)."""
-    return load_cli_registry()
+def _registry(copies: list[tuple[Path, str]] = ()):
+    """The registry the commands check against (a seam for tests), with the card copies of a run or results folder."""
+    return load_cli_registry(copies=copies)
+
+
+def cards_of_result(registry, result: dict) -> list:
+    """The cards a filed result names (those the registry has)."""
+    task = registry.tasks.get(result["task"]["id"])
+    found = [registry.encoders.get(result["encoder"]["id"]), task,
+             registry.datasets.get(task.spec.dataset) if task else None]
+    return [card for card in found if card is not None]
 
 
 @app.command("submit")
@@ -47,21 +58,23 @@ def submit(
     from leaderboard.filing.verified import default_records_dir, remember_filed
     from runner.results.result import read_result
 
-    registry = _registry()
     worst = 0
     for path in results:
-        try:
+        try:  # the out-of-tree cards the run used travel in its folder (runner.cli.run_cards)
+            registry = _registry(cards_in(run_folder_of(path)))
             filed = submit_one(path, registry, results_dir, replace=replace, manifest_path=manifest,
                                data_root=data_root)
-        except SubmitError as exc:
+        except (SubmitError, CardError) as exc:
             typer.echo(f"error: {path}: {exc}" if str(path) not in str(exc) else f"error: {exc}", err=True)
             worst = max(worst, exc.exit_code)
             continue
+        filed_result = read_result(filed.path)
+        copy_cards(filed.path.parent, outside_cards(registry, cards_of_result(registry, filed_result)))
         remember_filed(filed.path, registry, default_records_dir())  # a build need not regenerate it again
         if not filed.replaced:
             typer.echo(f"filed {filed.path}")
             continue
-        changed = filed.changes(read_result(filed.path)) if filed.previous is not None else ["(earlier file unreadable)"]
+        changed = filed.changes(filed_result) if filed.previous is not None else ["(earlier file unreadable)"]
         typer.echo(f"replaced {filed.path}: " + ("; ".join(changed) if changed else "nothing shown changed"))
     raise typer.Exit(worst)
 
@@ -84,7 +97,7 @@ def audit_command(
     """
     from leaderboard.filing.audit import audit
 
-    record = audit(result, _registry(), data_root, device=device, weights_dir=weights_dir,
+    record = audit(result, _registry(cards_in(run_folder_of(result))), data_root, device=device, weights_dir=weights_dir,
                    trust_custom_code=trust_custom_code)
     worst = "n/a" if record.worst is None else f"{record.worst:.6f}"
     typer.echo(f"{'passed' if record.passed else 'FAILED'}: {len(record.image_ids)} images re-embedded, lowest "
@@ -116,14 +129,15 @@ def build(
     from leaderboard.filing.verified import default_records_dir
     from leaderboard.site.render import SiteDirError, build_site
 
-    registry = _registry()
-    results_dir = results_dir or registry.home.results_dir
+    results_dir = results_dir or load_cli_registry().home.results_dir
     if not results_dir.is_dir():
         fail(f"results folder {results_dir} does not exist")
+    registry = _registry(cards_in(results_dir))  # cards filed beside the results by `runner submit`
     problems: list[tuple[str, str]] = []
     try:
-        index = build_site(out, results_dir, registry, problems=problems,
-                           records_dir=None if reverify else default_records_dir())
+        with reporting(progress_mode()), phase(f"building the site from {results_dir} into {out}"):
+            index = build_site(out, results_dir, registry, problems=problems,
+                               records_dir=None if reverify else default_records_dir())
     except SiteDirError as exc:
         fail(str(exc), 2)
     except OSError as exc:

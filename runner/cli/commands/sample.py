@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from runner.cli.app import app, check_workers_option, fail, load_cli_registry
+from runner.cli.app import app, check_workers_option, fail, get_card, load_cli_registry
 
 
 @app.command("sample")
@@ -37,7 +37,7 @@ def sample(
 
     check_workers_option(workers)
     reg = load_cli_registry()
-    card = reg.get("task", task)
+    card = get_card(reg, "task", task)
     dataset = reg.get("dataset", card.data["dataset"])
     root = resolve_data_root(dataset.data, data_root)
     result = sample(card.data, dataset.data, root, seed=seed, verify=verify, workers=workers)
