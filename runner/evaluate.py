@@ -163,7 +163,7 @@ def _run(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Path, o
     cache = open_cache(encoder_card, encoder, settings)
     sides = [_Side(side_task, side_dataset, manifest,
                    embed_task(encoder, encoder_card, side_dataset.id, roots.of(side_dataset.data), manifest.frame,
-                              cache, augment, settings))
+                              cache, augment, settings, side_dataset.data.get("metadata_features")))
              for (side_task, side_dataset, _), manifest in zip(cards, manifests)]
     for side in sides:  # past the card's budget the numbers are not the sample's
         check_budget(side.task.id, len(side.manifest.frame), side.embedded.exclusions,
