@@ -48,3 +48,35 @@ def describe(name: str | None) -> str:
     if name.startswith("requires-"):
         return f"images positive for {name.removeprefix('requires-')}"
     return NEGATIVE_CLASSES.get(name, name)
+
+
+def task_negatives(task, registry) -> dict:
+    """What the site says about a task's negatives: {class, description, dataset} and, for a transfer task, the same
+    for its training side with `differs` (the two sides' negatives are not the same kind of image)."""
+
+    def side(card) -> dict:
+        dataset = registry.datasets.get(card.data.get("dataset"))
+        name = negative_class(card.data, dataset.data) if dataset else None
+        return {"task": card.id, "class": name, "description": describe(name),
+                "dataset": dataset.data.get("title", dataset.id) if dataset else None}
+
+    out = side(task)
+    train_id = (task.data.get("transfer") or {}).get("train_task")
+    if train_id and train_id in registry.tasks:
+        train = side(registry.tasks[train_id])
+        out["train"] = train
+        out["differs"] = train["class"] != out["class"]
+    return out
+
+
+def table_negatives(task_ids: list[str], registry) -> dict[str, list[str]]:
+    """negative class -> the tasks of a table that use it (more than one key: the table mixes definitions)."""
+    by_class: dict[str, list[str]] = {}
+    for task_id in task_ids:
+        task = registry.tasks.get(task_id)
+        dataset = registry.datasets.get(task.data.get("dataset")) if task else None
+        if dataset is not None:
+            name = negative_class(task.data, dataset.data)
+            if name is not None:
+                by_class.setdefault(name, []).append(task_id)
+    return by_class
