@@ -25,6 +25,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from leaderboard.filing.audit import audited
 from leaderboard.filing.layout import predictions_of
 from leaderboard.filing.verified import verified_problems
