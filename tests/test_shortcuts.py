@@ -438,6 +438,30 @@ def test_filed_floors_are_real_and_the_view_matched_view_floor_is_near_chance(re
         assert _filed(task_id, "metadata-view")["metrics"]["auroc"]["mean"] > matched_view
 
 
+def test_floors_file_groups_and_the_filed_label_source_and_follow_up_floors(real_registry):
+    """leaderboard/floors.yaml's `also` groups add (task, encoder) cells beyond encoders x tasks; every cell is filed;
+    the label-source floor uses PadChest's label method alone and the shortcut floor never does; the follow-up floor
+    uses NIH's 'Follow-up #' alone."""
+    import yaml
+
+    from leaderboard.filing.file_floors import floor_cells
+
+    spec = {"encoders": ["a"], "tasks": ["t1", "t2"], "also": [{"encoders": ["b"], "tasks": ["t2"]}]}
+    assert floor_cells(spec) == [("t1", "a"), ("t2", "a"), ("t2", "b")]
+    assert floor_cells({k: v for k, v in spec.items() if k != "also"}) == [("t1", "a"), ("t2", "a")]
+    cells = floor_cells(yaml.safe_load((REPO / "leaderboard" / "floors.yaml").read_text(encoding="utf-8")))
+    for task_id, encoder_id in cells:
+        result = _filed(task_id, encoder_id)
+        columns = result["analyses"]["metadata_features"]["columns"]
+        if encoder_id == "metadata-label-source":
+            assert {c.split("=")[0] for c in columns} == {"label_method"}
+        elif encoder_id == "metadata-follow-up":
+            assert columns == ["follow_up"]
+        else:
+            assert not any(c.startswith("label_method") for c in columns), (task_id, encoder_id)
+    assert ("edema-padchest-view-matched", "metadata-label-source") in cells
+
+
 def test_compute_floors_and_the_site_shows_them(real_registry, real_site):
     from leaderboard.summary.floors import compute_floors
     from tests.support import RESULTS_DIR
