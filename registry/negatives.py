@@ -15,9 +15,9 @@ Any other `negative_requires` label is `requires-<label>`.
 from __future__ import annotations
 
 NEGATIVE_CLASSES = {
-    "stated-absent": "the label source states the finding absent (blank, i.e. not mentioned, excluded)",
-    "not-positive": "every image not positive for the finding (stated absent, not mentioned, or not listed)",
-    "no-finding": "images labelled 'No Finding' (no finding at all)",
+    "stated-absent": "the label source states the finding absent; not mentioned (blank) is excluded",
+    "not-positive": "every image not positive for the finding: stated absent, not mentioned or not listed",
+    "no-finding": "images labelled 'No Finding': no finding at all",
 }
 
 
