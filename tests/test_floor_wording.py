@@ -131,5 +131,11 @@ def test_the_site_says_it(site):
         assert 'class="no-signal' in cell[:cell.index("</td>")]  # its front-page cell
     task = (site / "tasks" / "atelectasis-nih.html").read_text(encoding="utf-8")
     assert "not subtracted: the floor is measured on the registry" in task
-    clipped = (site / "tasks" / "atelectasis-chexpert-view-matched.html").read_text(encoding="utf-8")
-    assert "0.306 [0.000, 0.725]" in clipped and "0.306 ± 0.420" not in clipped
+    clipped = [(r, m) for r in (read_result(p) for p in RESULTS_DIR.glob("*__reproduced.json"))
+               for m in r["metrics"].values() if isinstance(m, dict) and m.get("ci_method") == "t-interval"
+               and m.get("half_width") and m.get("ci_low") == 0.0]
+    assert clipped  # filed F1 t-intervals clipped at 0 (view-only floors of the matched controls)
+    for result, m in clipped:
+        page = (site / "tasks" / f"{result['task']['id']}.html").read_text(encoding="utf-8")
+        assert f"{m['mean']:.3f} [0.000, {m['ci_high']:.3f}]" in page
+        assert f"{m['mean']:.3f} ± {m['half_width']:.3f}" not in page
