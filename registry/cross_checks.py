@@ -11,6 +11,7 @@ from registry import plugins
 from registry.benchmarks import benchmark_problems
 from registry.errors import CardProblem, did_you_mean
 from registry.extends import locate
+from registry.negatives import negative_class
 from registry.yaml_reading import json_pointer
 
 if TYPE_CHECKING:
@@ -89,6 +90,11 @@ def _label_problems(data: dict, dataset, problem) -> None:
     if isinstance(target, dict) and target.get("attribute") not in (dataset.data.get("columns") or {}):
         problem("/target/attribute", f"dataset {dataset.id!r} maps no {target.get('attribute')!r} column",
                 expected="an attribute the dataset card's `columns` maps (sex, age, view)")
+    stated = (data.get("label_policy") or {}).get("negative_class")
+    derived = negative_class(data, dataset.data) if binary else None
+    if stated is not None and stated != derived:
+        problem("/label_policy/negative_class", f"the card says negatives are {stated!r}, but its label policy on "
+                f"dataset {dataset.id!r} makes them {derived!r} (registry/negatives.py)", expected=repr(derived))
     prompts = ((data.get("zero_shot") or {}).get("prompts") or {}) if data.get("type") == "zero-shot" else None
     if prompts is not None and label_id not in prompts:
         problem("/zero_shot/prompts", f"no prompts for the task's label {label_id!r}",

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from registry.cards import load_registry
+from registry.negatives import negative_class
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "datasets.md"
 
@@ -70,7 +71,7 @@ def render(reg=None) -> str:
         data, size = card.data, card.data.get("size") or {}
         package = data.get("fallback_package")
         here = f"ships in `{package['name']}` ({', '.join(package['tables'])})" if package else "no: credentialed"
-        features = ", ".join(f["name"] for f in data.get("metadata_features") or []) or "—"
+        features = ", ".join(f"{f['name']} ({f['kind']})" for f in data.get("metadata_features") or []) or "—"
         lines.append(f"| `{card.id}` {_cell(data['title'])} | {_count(size.get('images'))} | "
                      f"{_count(size.get('patients')) if size else '—'} | {_views(size)} | "
                      f"{', '.join(sorted(data['labels']))} | {features} | {_cell(data.get('license', '—'))} | {here} |")
@@ -87,7 +88,11 @@ def render(reg=None) -> str:
               ("Committed manifests (`manifests/<task>/`, made by `python -m runner.sample.committed` from the shipped "
                "metadata) are used by `runner eval` after checking the data root against them; the others are "
                "sampled at run time from the user's data."), "",
-              "| task | data set | label | views | sample (positives / negatives, images or patients) | manifest |", "| --- | --- | --- | --- | --- | --- |"]
+              ("The negatives column is the class the task's label policy makes on its data set (registry/negatives.py): "
+               "stated-absent (the label source states the finding absent), not-positive (every image not positive: "
+               "stated absent, not mentioned or not listed), no-finding ('No Finding' images)."), "",
+              "| task | data set | label | negatives | views | sample (positives / negatives, images or patients) | manifest |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
     real = {d.id for d in datasets}
     for task in sorted(reg.tasks.values(), key=lambda c: (c.data["dataset"], c.id)):
         data = task.data
@@ -100,7 +105,8 @@ def render(reg=None) -> str:
         size = (f"{sampling['positives']:,} / {sampling['negatives']:,}" if "positives" in sampling else
                 f"{sampling['images']:,} images" if "images" in sampling else f"{sampling['patients']:,} patients")
         labels = ", ".join(x["id"] for x in data.get("labels") or []) or data["label"]["id"]
-        lines.append(f"| `{task.id}`{kind} | `{data['dataset']}` | {labels} | {'/'.join(data['views'])} | "
+        negatives = negative_class(data, reg.datasets[data["dataset"]].data) or "—"
+        lines.append(f"| `{task.id}`{kind} | `{data['dataset']}` | {labels} | {negatives} | {'/'.join(data['views'])} | "
                      f"{size} | {manifest} |")
     lines += ["", "## Access, citation and notes", ""]
     for card in datasets:

@@ -285,7 +285,8 @@ def _prepare(task_id: str, encoder_id: str, data_root: Path | None, out_dir: Pat
                    "are read, not computed)", live=True):
             sides.append(_Side(side_task, side_dataset, manifest,
                                embed_task(encoder, encoder_card, side_dataset.id, roots.of(side_dataset.data),
-                                          manifest.frame, cache, augment, settings)))
+                                          manifest.frame, cache, augment, settings,
+                                          side_dataset.data.get("metadata_features"))))
     for side in sides:  # past the card's budget the numbers are not the sample's
         check_budget(side.task.id, len(side.manifest.frame), side.embedded.exclusions,
                      max_excluded_fraction(side.task.data))

@@ -6,8 +6,11 @@ from __future__ import annotations
 import copy
 import re
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from leaderboard.filing.layout import predictions_of
 from leaderboard.site.text import metric_text
 from leaderboard.summary.floors import BELOW_CHANCE, compute_floors
 from runner.results.result import read_result
@@ -44,21 +47,49 @@ def _filed(name):
     return read_result(RESULTS_DIR / name)
 
 
-def test_over_floor_only_on_the_same_manifest(registry):
+def _fold_mean_auroc(predictions, prob):
+    from sklearn.metrics import roc_auc_score
+
+    return float(np.mean([roc_auc_score(g["label"], prob[g.index]) for _, g in predictions.groupby("fold")]))
+
+
+def test_over_floor_only_on_the_same_manifest_with_its_paired_ci(registry):
+    """The difference is shown only on the same manifest and folds with both results' predictions, and then with the
+    paired patient bootstrap CI (item 4): the point is the fold-mean AUROC difference a reference (scikit-learn)
+    computes from the two prediction files."""
     floor = _filed("atelectasis-nih__metadata__reproduced.json")
     reported = _filed("atelectasis-nih__cxr-foundation__reported.json")
+    floor_predictions = pd.read_parquet(predictions_of(RESULTS_DIR, floor))
     same = copy.deepcopy(floor)
     same["encoder"] = dict(reported["encoder"])
-    same["metrics"]["auroc"]["mean"] = floor["metrics"]["auroc"]["mean"] + 0.2
+    same["predictions_sha256"] = "encoder"
+    better = floor_predictions.copy()
+    better["prob"] = 0.6 * better["prob"] + 0.4 * better["label"]  # a better encoder on the same images and folds
     other = copy.deepcopy(same)
     other["encoder"] = dict(_filed("atelectasis-nih__medimageinsight__reported.json")["encoder"])
     other["manifest"] = dict(other["manifest"], sha256="0" * 64)
-    above = compute_floors([floor, reported, same, other], registry)["tasks"]["atelectasis-nih"]["above"]
-    assert above["cxr-foundation|reproduced"]["above_floor"] == pytest.approx(0.2)
-    assert above["cxr-foundation|reproduced"]["not_compared"] is None
+    filed = {floor["predictions_sha256"]: floor_predictions, "encoder": better}
+
+    def predictions(result):
+        return filed.get(result.get("predictions_sha256"))
+
+    above = compute_floors([floor, reported, same, other], registry, predictions)["tasks"]["atelectasis-nih"]["above"]
+    shown = above["cxr-foundation|reproduced"]
+    expected = _fold_mean_auroc(floor_predictions, better["prob"]) - _fold_mean_auroc(floor_predictions,
+                                                                                      floor_predictions["prob"])
+    assert expected > 0.05 and shown["above_floor"] == pytest.approx(expected, abs=1e-9)
+    assert shown["above_ci_low"] < shown["above_floor"] < shown["above_ci_high"] and shown["above_ci_low"] > 0
+    assert shown["not_compared"] is None
     for key in ("cxr-foundation|reported", "medimageinsight|reproduced"):  # the paper's images; another manifest
         assert above[key]["above_floor"] is None and "not subtracted" in above[key]["not_compared"]
         assert above[key]["floor"] == floor["metrics"]["auroc"]["mean"]  # still shown beside it
+    # the same manifest without the encoder's predictions: no CI for the difference, so no difference
+    unpaired = compute_floors([floor, same], registry, lambda r: floor_predictions if r is floor else None)
+    gone = unpaired["tasks"]["atelectasis-nih"]["above"]["cxr-foundation|reproduced"]
+    assert gone["same_sample"] is True and gone["above_floor"] is None and gone["above_ci_low"] is None
+    assert "predictions" in gone["not_compared"]
+    assert compute_floors([floor, same], registry)["tasks"]["atelectasis-nih"]["above"][
+        "cxr-foundation|reproduced"]["above_floor"] is None
 
 
 def test_a_floor_below_half_is_marked_as_no_signal(registry):
@@ -100,5 +131,11 @@ def test_the_site_says_it(site):
         assert 'class="no-signal' in cell[:cell.index("</td>")]  # its front-page cell
     task = (site / "tasks" / "atelectasis-nih.html").read_text(encoding="utf-8")
     assert "not subtracted: the floor is measured on the registry" in task
-    clipped = (site / "tasks" / "atelectasis-chexpert-view-matched.html").read_text(encoding="utf-8")
-    assert "0.306 [0.000, 0.725]" in clipped and "0.306 ± 0.420" not in clipped
+    clipped = [(r, m) for r in (read_result(p) for p in RESULTS_DIR.glob("*__reproduced.json"))
+               for m in r["metrics"].values() if isinstance(m, dict) and m.get("ci_method") == "t-interval"
+               and m.get("half_width") and m.get("ci_low") == 0.0]
+    assert clipped  # filed F1 t-intervals clipped at 0 (view-only floors of the matched controls)
+    for result, m in clipped:
+        page = (site / "tasks" / f"{result['task']['id']}.html").read_text(encoding="utf-8")
+        assert f"{m['mean']:.3f} [0.000, {m['ci_high']:.3f}]" in page
+        assert f"{m['mean']:.3f} ± {m['half_width']:.3f}" not in page

@@ -49,9 +49,13 @@ def check_manifest(task, raw: pd.DataFrame):
     rows = raw.loc[frame["image_id"]]
     assert set(rows["view"]) <= set(task.data["views"])  # the raw table's view, not the index's
     assert (rows["patient"].to_numpy() == frame["patient_id"].to_numpy()).all()
-    if (sampling.get("match") or {}).get("strata") == ["view"]:  # view-matched control: each view equally often
-        by_view = rows.assign(label=frame["label"].to_numpy()).groupby(["view", "label"]).size().unstack(fill_value=0)
-        assert (by_view[0] == by_view[1]).all(), by_view
+    match = sampling.get("match")
+    if match:  # matched control: each view (the raw table's) x sex x age band stratum equally often in both classes
+        assert match["strata"] == ["view", "sex", "age_band"]
+        bands = pd.cut(frame["age"].astype(float), match["age_bands"], right=False).astype(str).to_numpy()
+        strata = rows.assign(label=frame["label"].to_numpy(), sex=frame["sex"].fillna("?").to_numpy(), band=bands)
+        counts = strata.groupby(["view", "sex", "band", "label"]).size().unstack(fill_value=0)
+        assert (counts[0] == counts[1]).all(), counts
     return frame, rows
 
 
@@ -68,8 +72,14 @@ def check_features(frame: pd.DataFrame, rows: pd.DataFrame, columns: dict[str, s
             assert [None if pd.isna(x) else x for x in got] == [None if pd.isna(x) else x.strip() for x in raw], name
 
 
+def is_sibling(task) -> bool:
+    """A task under the other meaning of a negative (benchmark `negatives`, registry/negatives.py)."""
+    return "negatives" in task.data.get("benchmarks", [])
+
+
 def has_view_matched_twins(tasks) -> bool:
-    """Every task of a data set with several frontal views has a view-matched control of the same label."""
+    """Every task of a data set with several frontal views has a matched control of the same label."""
+    tasks = [t for t in tasks if not is_sibling(t)]
     matched = {t.data["label"]["id"] for t in tasks if t.data["sampling"].get("match")}
     return matched == {t.data["label"]["id"] for t in tasks} and len(tasks) == 2 * len(matched)
 
@@ -86,8 +96,13 @@ def test_chexpert(reg):
     for task in tasks:
         frame, rows = check_manifest(task, raw)
         check_features(frame, rows, {"view": "view", "sex": "Sex", "age": "Age"}, task, reg)
-        values = rows[column[task.data["label"]["id"]]].to_numpy()
-        assert (values[frame["label"] == 1] == "1.0").all() and (values[frame["label"] == 0] == "0.0").all()
+        values = rows[column[task.data["label"]["id"]]]
+        assert (values[frame["label"].to_numpy() == 1] == "1.0").all()
+        negatives = values[frame["label"].to_numpy() == 0]
+        if is_sibling(task):  # blank = negative: not mentioned (blank) or stated absent, nothing else
+            assert negatives.isna().sum() > 500 and (negatives.dropna() == "0.0").all(), task.id
+        else:
+            assert (negatives == "0.0").all(), task.id
     # the policy had real -1.0 and blank values to exclude: they exist among the frontal candidates
     frontal = raw[raw["view"].isin(["PA", "AP"])]
     assert (frontal["Atelectasis"] == "-1.0").sum() > 20000 and frontal["Atelectasis"].isna().sum() > 100000
@@ -122,6 +137,9 @@ def test_padchest(reg):
         has = [bool(found & terms) for found in items.loc[frame["image_id"]]]
         has = pd.Series(has).to_numpy()
         assert has[frame["label"] == 1].all() and not has[frame["label"] == 0].any()
+        if is_sibling(task):  # 'normal' negatives (negative_requires: no_finding)
+            normal = [found == {"normal"} or "normal" in found for found in items.loc[frame["image_id"]]]
+            assert pd.Series(normal).to_numpy()[frame["label"] == 0].all(), task.id
     size = reg.datasets["padchest"].data["size"]
     assert size["images"] == len(raw) and size["patients"] == raw["patient"].nunique()
     assert size["views"] == raw["view"].value_counts().to_dict()

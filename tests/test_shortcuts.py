@@ -56,14 +56,18 @@ def test_a_missing_feature_column_costs_only_the_feature(tmp_path):
     card = {"id": "tiny", "kind": "csv", "files": {"metadata": ["metadata.csv"]},
             "columns": {"image_id": "image_id", "patient_id": "patient_id", "path": "path", "view": "view"},
             "labels": {"effusion": {"column": "effusion"}},
-            "metadata_features": [{"name": "view", "column": "view", "type": "categorical"},
-                                  {"name": "age", "column": "Patient Age", "type": "numeric"}]}
+            "metadata_features": [{"name": "view", "column": "view", "type": "categorical", "kind": "acquisition"},
+                                  {"name": "age", "column": "Patient Age", "type": "numeric", "kind": "demographic"}]}
     frame = read_index(card, tmp_path).frame
     assert "meta_view" in frame.columns and "meta_age" not in frame.columns
-    x, names = feature_matrix(frame, {"id": "metadata"})
+    x, names = feature_matrix(frame, {"id": "metadata"}, "tiny", card["metadata_features"])
     assert names == ["view=AP", "view=PA"] and x.tolist() == [[0, 1], [1, 0]]
     with pytest.raises(MetadataNotAvailable, match="no feature 'age'"):
-        feature_matrix(frame, {"id": "metadata-age", "model": {"features": ["age"]}}, "tiny")
+        feature_matrix(frame, {"id": "metadata-age", "model": {"features": ["age"]}}, "tiny", card["metadata_features"])
+
+
+KINDS = [{"name": "view", "kind": "acquisition"}, {"name": "age", "kind": "demographic"},
+         {"name": "sex", "kind": "demographic"}, {"name": "method", "kind": "label-source"}]
 
 
 def test_feature_matrix_one_hot_numbers_and_missing():
@@ -71,13 +75,56 @@ def test_feature_matrix_one_hot_numbers_and_missing():
 
     frame = pd.DataFrame({"image_id": ["a", "b", "c"], "meta_view": ["PA", None, "AP"],
                           "meta_age": [30.0, np.nan, 70.0], "meta_sex": ["=HYPERLINK(1)", "F", "F"]})
-    x, names = feature_matrix(frame, {"id": "metadata"})
+    x, names = feature_matrix(frame, {"id": "metadata"}, "t", KINDS)
     assert names == ["view=AP", "view=PA", "age", "sex==HYPERLINK(1)", "sex=F"]
     assert np.isnan(x[1, :3]).all() and x[0].tolist()[:3] == [0, 1, 30]  # missing stays missing, not a category
-    only_view, view_names = feature_matrix(frame, {"id": "v", "model": {"features": ["view"]}})
+    only_view, view_names = feature_matrix(frame, {"id": "v", "model": {"features": ["view"]}}, "t", KINDS)
     assert view_names == ["view=AP", "view=PA"] and only_view.shape == (3, 2)  # the card's features field selects
     with pytest.raises(MetadataNotAvailable, match="carries no metadata features"):
-        feature_matrix(frame[["image_id"]], {"id": "metadata"}, "nometa")
+        feature_matrix(frame[["image_id"]], {"id": "metadata"}, "nometa", KINDS)
+
+
+def test_feature_kinds_decide_which_floor_a_column_enters():
+    """The dataset card's `kind` and the encoder card's `model.kinds` (default: acquisition + demographic, from the
+    schema) select the columns: a label-source column never enters the shortcut floor, only the label-source floor;
+    changing a column's kind moves it."""
+    from registry.schemas import load_schema
+    from runner.encoders.metadata import MetadataNotAvailable, feature_matrix, wanted_kinds
+
+    frame = pd.DataFrame({"image_id": ["a", "b"], "meta_view": ["PA", "AP"], "meta_age": [30.0, 70.0],
+                          "meta_method": ["physician", "model"]})
+    default = load_schema("encoder")["$defs"]["metadata_model"]["properties"]["kinds"]["default"]
+    assert wanted_kinds({"id": "metadata"}) == default == ["acquisition", "demographic"]
+    assert feature_matrix(frame, {"id": "metadata"}, "t", KINDS)[1] == ["view=AP", "view=PA", "age"]
+    label_source = {"id": "ls", "model": {"kinds": ["label-source"]}}
+    assert feature_matrix(frame, label_source, "t", KINDS)[1] == ["method=model", "method=physician"]
+    only_demographic = {"id": "d", "model": {"kinds": ["demographic"]}}
+    assert feature_matrix(frame, only_demographic, "t", KINDS)[1] == ["age"]
+    relabelled = [dict(f, kind="acquisition") if f["name"] == "method" else f for f in KINDS]
+    assert "method=model" in feature_matrix(frame, {"id": "metadata"}, "t", relabelled)[1]  # the kind moved it
+    with pytest.raises(MetadataNotAvailable, match="kind 'label-source'"):
+        feature_matrix(frame, {"id": "x", "model": {"features": ["method"]}}, "t", KINDS)
+    with pytest.raises(MetadataNotAvailable, match="none of its features"):
+        feature_matrix(frame[["image_id", "meta_view"]], label_source, "t", KINDS)
+    with pytest.raises(MetadataNotAvailable, match="none of its features"):  # kinds unknown: nothing is guessed
+        feature_matrix(frame, {"id": "metadata"}, "t", None)
+
+
+def test_padchest_label_method_is_the_label_source_floor_only(real_registry):
+    """On the real cards: PadChest's MethodLabel is label-source, so the shortcut floor (metadata) leaves it out and the
+    label-source floor uses it alone; every declared feature of every data set has a kind."""
+    from runner.encoders.metadata import wanted_kinds
+
+    declared = real_registry.datasets["padchest"].data["metadata_features"]
+    kinds = {f["name"]: f["kind"] for f in declared}
+    assert kinds["label_method"] == "label-source" and kinds["view"] == "acquisition"
+    floor = wanted_kinds(real_registry.encoders["metadata"].data)
+    label_source = wanted_kinds(real_registry.encoders["metadata-label-source"].data)
+    assert [n for n, k in kinds.items() if k in floor] == ["view", "sex", "birth_year", "manufacturer"]
+    assert [n for n, k in kinds.items() if k in label_source] == ["label_method"]
+    for dataset in real_registry.datasets.values():
+        assert all(f["kind"] in ("acquisition", "demographic", "label-source")
+                   for f in dataset.data.get("metadata_features") or [])
 
 
 # ------------------------------------------------------------------------------------------ deferred file checks
@@ -240,13 +287,52 @@ def test_nih_view_matched_tasks_match_on_the_real_metadata(real_registry, nih_in
     assert set(base.frame.query("label == 1")["image_id"]) == set(matched.frame.query("label == 1")["image_id"])
 
 
+def test_matched_controls_match_sex_and_age_band_on_the_real_metadata(real_registry, nih_index, tmp_path):
+    """The control cards' `match.strata` [view, sex, age_band]: the negatives' male share and age-band mix equal the
+    positives' exactly; with the card's strata cut back to [view] (what they said before) they do not."""
+    import copy
+
+    from runner.sample.sampler import sample_task
+
+    task = real_registry.tasks["edema-nih-view-matched"].data
+    assert task["sampling"]["match"]["strata"] == ["view", "sex", "age_band"]
+    dataset = real_registry.datasets["nih-cxr14"].data
+    view_only = copy.deepcopy(task)
+    view_only["sampling"]["match"] = {"strata": ["view"]}
+    mixes = {}
+    for name, card in (("card", task), ("view only", view_only)):
+        frame = sample_task(card, dataset, tmp_path, index=nih_index, defer_verify_without_images=True).frame
+        bands = pd.cut(frame["age"].astype(float), [0, 40, 60, 80, 200], right=False)
+        mixes[name] = (pd.crosstab(frame["sex"], frame["label"]), pd.crosstab(bands, frame["label"]))
+    for table in mixes["card"]:
+        assert (table[0.0] == table[1.0]).all()
+    assert any((table[0.0] != table[1.0]).any() for table in mixes["view only"])
+
+
+def test_age_bands_default_lives_in_the_schema_only(real_registry):
+    """matched sampling, the age target and subgroups read one schema default; a card's own bands change the strata."""
+    from registry.schemas import load_schema
+    from runner.sample.sampler import match_with_defaults, stratum_keys
+
+    default = load_schema("data-defs")["$defs"]["age_bands"]["default"]
+    assert match_with_defaults({"strata": ["age_band"]})["age_bands"] == default
+    assert real_registry.tasks["age-nih"].data["target"]["age_bands"] == default
+    assert real_registry.tasks["edema-nih"].data["analyses"]["subgroups"]["age_bands"] == default
+    assert real_registry.tasks["edema-nih-view-matched"].data["sampling"]["match"]["age_bands"] == default
+    frame = pd.DataFrame({"age": [35.0, 65.0, 85.0]})
+    assert stratum_keys(frame, {"strata": ["age_band"]}).tolist() == \
+        ["age_band=0-40", "age_band=60-80", "age_band=80-200"]
+    assert stratum_keys(frame, {"strata": ["age_band"], "age_bands": [0, 60, 200]}).tolist() == \
+        ["age_band=0-60", "age_band=60-200", "age_band=60-200"]
+
+
 def test_every_view_matched_card_matches_a_base_task(real_registry):
     for task in real_registry.tasks.values():
         match = (task.data.get("sampling") or {}).get("match")
         if not match:
             continue
         base = real_registry.tasks[task.id.replace("-view-matched", "")].data
-        assert match["strata"][0] == "view"
+        assert match["strata"] == ["view", "sex", "age_band"]
         assert {k: base[k] for k in ("dataset", "label", "views", "split")} == \
             {k: task.data[k] for k in ("dataset", "label", "views", "split")}
 
@@ -352,6 +438,30 @@ def test_filed_floors_are_real_and_the_view_matched_view_floor_is_near_chance(re
         assert _filed(task_id, "metadata-view")["metrics"]["auroc"]["mean"] > matched_view
 
 
+def test_floors_file_groups_and_the_filed_label_source_and_follow_up_floors(real_registry):
+    """leaderboard/floors.yaml's `also` groups add (task, encoder) cells beyond encoders x tasks; every cell is filed;
+    the label-source floor uses PadChest's label method alone and the shortcut floor never does; the follow-up floor
+    uses NIH's 'Follow-up #' alone."""
+    import yaml
+
+    from leaderboard.filing.file_floors import floor_cells
+
+    spec = {"encoders": ["a"], "tasks": ["t1", "t2"], "also": [{"encoders": ["b"], "tasks": ["t2"]}]}
+    assert floor_cells(spec) == [("t1", "a"), ("t2", "a"), ("t2", "b")]
+    assert floor_cells({k: v for k, v in spec.items() if k != "also"}) == [("t1", "a"), ("t2", "a")]
+    cells = floor_cells(yaml.safe_load((REPO / "leaderboard" / "floors.yaml").read_text(encoding="utf-8")))
+    for task_id, encoder_id in cells:
+        result = _filed(task_id, encoder_id)
+        columns = result["analyses"]["metadata_features"]["columns"]
+        if encoder_id == "metadata-label-source":
+            assert {c.split("=")[0] for c in columns} == {"label_method"}
+        elif encoder_id == "metadata-follow-up":
+            assert columns == ["follow_up"]
+        else:
+            assert not any(c.startswith("label_method") for c in columns), (task_id, encoder_id)
+    assert ("edema-padchest-view-matched", "metadata-label-source") in cells
+
+
 def test_compute_floors_and_the_site_shows_them(real_registry, real_site):
     from leaderboard.summary.floors import compute_floors
     from tests.support import RESULTS_DIR
@@ -362,7 +472,7 @@ def test_compute_floors_and_the_site_shows_them(real_registry, real_site):
     edema = floors["tasks"]["edema-nih"]
     assert floors["primary_encoder"] == "metadata" and edema["primary"]["encoder"] == "metadata"
     assert edema["matched_task"] == "edema-nih-view-matched" and set(edema["matched_floors"]) == \
-        {"metadata", "metadata-view"}
+        {"metadata", "metadata-view", "metadata-follow-up"}
     reported = edema["above"]["medimageinsight|reported"]
     paper = _filed_reported("edema-nih", "medimageinsight")["metrics"]["auroc"]["mean"]
     assert reported["auroc"] == paper and reported["floor"] == edema["primary"]["mean"]

@@ -1,7 +1,8 @@
 """File the shortcut floors: the metadata baselines on the tasks `leaderboard/floors.yaml` lists, as reproduced results.
 
 `python -m leaderboard.filing.file_floors [--data-root DIR] [--out DIR]` runs `runner eval` (runner.evaluate) for every
-(task, encoder) pair of the file and files each result with its predictions through the same checks as
+(task, encoder) pair of the file (its `encoders` x `tasks`, and those of each `also` group: a baseline that only some
+data sets' columns allow, such as the label-source floor) and files each result with its predictions through the same checks as
 `runner submit` (replacing earlier filings of the same cells). Without --data-root an empty folder is the data root,
 so the dataset readers take the metadata tables from the dataset card's `fallback_package` (NIH ChestX-ray14: the
 copies in the torchxrayvision wheel); the sample is the one an image run gets (runner.sample.sampler, DEFERRED_NOTE).
@@ -29,11 +30,16 @@ def file_floors(registry, data_root: Path, out_dir: Path, results_dir: Path | No
     results_dir = Path(results_dir) if results_dir is not None else registry.home.results_dir
     spec = yaml.safe_load(Path(floors_path or registry.home.floors_file).read_text(encoding="utf-8"))
     filed = []
-    for task_id in spec["tasks"]:
-        for encoder_id in spec["encoders"]:
-            result = evaluate(task_id, encoder_id, data_root, out_dir, EvalOptions(progress=progress), registry)
-            filed.append(submit(result, registry, Path(results_dir), replace=True))
+    for task_id, encoder_id in floor_cells(spec):
+        result = evaluate(task_id, encoder_id, data_root, out_dir, EvalOptions(progress=progress), registry)
+        filed.append(submit(result, registry, Path(results_dir), replace=True))
     return filed
+
+
+def floor_cells(spec: dict) -> list[tuple[str, str]]:
+    """(task, encoder) pairs of the floors file: every task with every encoder, then each `also` group's."""
+    groups = [spec, *(spec.get("also") or [])]
+    return [(task_id, encoder_id) for group in groups for task_id in group["tasks"] for encoder_id in group["encoders"]]
 
 
 def main(argv: list[str] | None = None) -> int:

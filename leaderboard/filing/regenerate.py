@@ -162,7 +162,8 @@ def refit(submitted: dict, manifest, registry, bundle=None, train_manifest=None
         return None, {}, []
     allow_missing = not reads_pixels(encoder_card.data)
     if bundle is None:  # the metadata baseline's features are frozen in the manifest: the registry has them itself
-        embedded = metadata_embeddings(expected, encoder_card.data, task.spec.dataset)
+        embedded = metadata_embeddings(expected, encoder_card.data, task.spec.dataset,
+                                       registry.datasets[task.spec.dataset].data.get("metadata_features"))
         design = cross_validation_design(manifest, embedded, allow_missing=allow_missing)
     else:
         want = expected["image_id"].astype(str).tolist() + [TRAIN_PREFIX + i for i in (train.image_ids if train else [])]
@@ -285,7 +286,8 @@ def regenerate(submitted: dict, predictions: pd.DataFrame | None, manifest, regi
         analyses["paired"] = {"status": "skipped", "reason": PAIRED_ELSEWHERE}
     if not reads_pixels(encoder_card.data):
         try:
-            names = metadata_embeddings(manifest.frame, encoder_card.data, dataset.id).feature_names
+            names = metadata_embeddings(manifest.frame, encoder_card.data, dataset.id,
+                                        dataset.data.get("metadata_features")).feature_names
         except MetadataNotAvailable as exc:
             return Regenerated(None, [str(exc)])
         analyses["metadata_features"] = {"columns": names}
@@ -318,7 +320,8 @@ def _scored_by_type(submitted: dict, manifest, bundle, task, encoder_card, datas
     pixels = reads_pixels(encoder_card.data)
     if not pixels:  # the metadata baseline's features are frozen in the manifest
         try:
-            embedded = metadata_embeddings(expected, encoder_card.data, task.spec.dataset)
+            embedded = metadata_embeddings(expected, encoder_card.data, task.spec.dataset,
+                                           dataset.data.get("metadata_features"))
         except MetadataNotAvailable as exc:
             return Regenerated(None, [str(exc)])
         texts = {}

@@ -165,9 +165,10 @@ def render_site(summary_path: Path, out_dir: Path, display_results_dir: str | No
             root="../", title=task["title"], card=task["card"], entries=task["entries"], roc=roc,
             disease=task["disease"], dataset=task["dataset"], citations=task["citations"], ties=task["ties"],
             views=views, floors=task["floors"], floor_source=summary["floors"]["source"],
-            floor_below_chance=summary["floors"]["below_chance"], trained_on=task["trained_on"],
+            floor_below_chance=summary["floors"]["below_chance"],
+            floor_label_source_note=summary["floors"].get("label_source_note"), trained_on=task["trained_on"],
             encoder_titles=titles, dataset_card=task["dataset_card"], controls=task["controls"],
-            benchmarks=task["benchmarks"], task_type=task["task_type"], **common)
+            benchmarks=task["benchmarks"], task_type=task["task_type"], negatives=task.get("negatives"), **common)
         (out / "tasks" / f"{task_id}.html").write_text(page, encoding="utf-8")
 
     for encoder_id, encoder in summary["encoders"].items():
@@ -181,7 +182,8 @@ def render_site(summary_path: Path, out_dir: Path, display_results_dir: str | No
     index.write_text(env.get_template("index.html").render(
         root="", title="CXR embedding leaderboard", tables=summary["tables"], unplaced=summary["unplaced"],
         tasks={k: v["card"] for k, v in summary["tasks"].items()},
-        encoders={k: v["card"] for k, v in summary["encoders"].items()}, floors=summary["floors"], **common),
+        encoders={k: v["card"] for k, v in summary["encoders"].items()}, floors=summary["floors"],
+        negative_classes=summary.get("negative_classes", {}), **common),
         encoding="utf-8")
     _write_csv(out, summary["results"])
 

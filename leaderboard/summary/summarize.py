@@ -25,6 +25,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from leaderboard.filing.audit import audited
 from leaderboard.filing.layout import predictions_of
 from leaderboard.filing.verified import verified_problems
@@ -36,6 +38,7 @@ from leaderboard.summary.ranking import is_control
 from registry import plugins
 from registry.benchmarks import LeaderboardLayout, load_layout
 from registry.cards import load_registry
+from registry.negatives import NEGATIVE_CLASSES, table_negatives, task_negatives
 from registry.overlap import trained_on
 from runner.analysis import json_safe
 from runner.analysis.paired import tie_groups
@@ -189,6 +192,15 @@ class TieGroups:
     def as_json(self) -> dict:
         return {"task_id": self.task_id, "alpha": self.alpha, "manifest_sha256": self.manifest_sha256,
                 "by_metric": self.by_metric, "note": self.note}
+
+
+def _filed_predictions(results_dir: Path, result: dict) -> pd.DataFrame | None:
+    """A filed result's out-of-fold predictions (None: none filed, or unreadable)."""
+    path = predictions_of(results_dir, result)
+    try:
+        return pd.read_parquet(path) if path is not None and path.is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 def _predictions_path(results_dir: Path, entry: Entry) -> Path | None:
@@ -615,7 +627,8 @@ def summarize(results_dir: Path, registry=None, records_dir: Path | None = None)
             for task in registry.tasks.values()}
     tables = build_tables(entries, registry, ties, layout)
 
-    floors = compute_floors([(e.file, e.result) for e in entries if not e.problems], registry)
+    floors = compute_floors([(e.file, e.result) for e in entries if not e.problems], registry,
+                            lambda result: _filed_predictions(results_dir, result))
     from leaderboard.summary.encoders import encoder_profile
 
     page = encoders_summary([e for e in entries if not e.problems], registry, results_dir)
@@ -639,7 +652,7 @@ def summarize(results_dir: Path, registry=None, records_dir: Path | None = None)
             "entries": [e.as_json() for e in task_entries], "ties": ties[task.id].as_json(), "roc_curves": curves,
             "citations": sorted({e.result.get("citation") for e in task_entries} - {None}),
             "views": analysis_views(task.id, task_entries, entries, registry, results_dir),
-            "floors": floors["tasks"].get(task.id),
+            "floors": floors["tasks"].get(task.id), "negatives": task_negatives(task, registry),
             "trained_on": {e.result["encoder"]["id"]: _trained_on(registry, e.result) for e in task_entries},
             "controls": sorted({e.result["encoder"]["id"] for e in task_entries} & controls),
         }
@@ -658,10 +671,12 @@ def summarize(results_dir: Path, registry=None, records_dir: Path | None = None)
                                                               if t.spec.dataset in trained),
         }
     placed = {r["task_id"] for t in tables for r in t["rows"]}
+    for table in tables:  # a table that mixes negative definitions says so (registry/negatives.py)
+        table["negatives"] = table_negatives([r["task_id"] for r in table["rows"]], registry)
     return {"summary_version": SUMMARY_VERSION, "results_dir": str(results_dir), "n_results": len(entries),
             "skipped": skipped, "results": _records(entries, tables, ties, registry), "tables": tables,
             "unplaced": sorted({e.result["task"]["id"] for e in entries} - placed),
-            "tasks": tasks, "encoders": encoders, "floors": floors,
+            "tasks": tasks, "encoders": encoders, "floors": floors, "negative_classes": NEGATIVE_CLASSES,
             "unverified": [[e.file, list(e.problems)] for e in entries if e.problems],
             "tiers": TIERS, "tier_counts": {t: sum(e.tier == t for e in entries) for t in TIERS},
             "encoders_page": page}

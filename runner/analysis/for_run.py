@@ -155,7 +155,7 @@ def transfer_targets(run: RunContext) -> tuple[dict[str, TransferSet], dict[str,
             manifest = manifest_for_run(target, dataset, root, run.out_dir / target.id, reg.home.manifests_dir,
                                         run.resample)
             embedded = embed_task(run.encoder, run.encoder_card, dataset.id, root, manifest.frame, run.cache, None,
-                                  run.settings)
+                                  run.settings, dataset.data.get("metadata_features"))
         except (RegistryError, CardError) as exc:
             reasons[target_id] = f"target {target_id}: {exc}"
             continue

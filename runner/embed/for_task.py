@@ -64,11 +64,13 @@ def open_cache(encoder_card, encoder, settings: EmbedSettings) -> EmbeddingCache
 
 
 def embed_task(encoder, encoder_card, dataset_id: str, data_root: Path, frame: pd.DataFrame, cache: EmbeddingCache,
-               augment: AugmentationsSpec | None, settings: EmbedSettings) -> Embeddings:
-    """Embeddings of a manifest's rows (and augmented views when `augment`), in manifest order."""
+               augment: AugmentationsSpec | None, settings: EmbedSettings,
+               metadata_features: list[dict] | None = None) -> Embeddings:
+    """Embeddings of a manifest's rows (and augmented views when `augment`), in manifest order. metadata_features:
+    the dataset card's (their kinds select what the metadata baseline uses)."""
     if not reads_pixels(encoder_card.data):  # the metadata baseline: features from the manifest, no image is read
         try:
-            return metadata_embeddings(frame, encoder_card.data, dataset_id)
+            return metadata_embeddings(frame, encoder_card.data, dataset_id, metadata_features)
         except MetadataNotAvailable as exc:
             raise EmbeddingError(str(exc), exit_code=2) from None
     try:

@@ -6,12 +6,15 @@ labels well above chance (edema positives are mostly AP films). Its AUROC is the
 of an encoder's number is available without looking at the image. It goes through the same manifest, folds,
 classifier and metrics as any encoder (runner.evaluate calls `metadata_embeddings` instead of the image loop).
 
-Entries: `feature_matrix(frame, encoder_card)` -> (X float32 (n, d) with NaN for missing, column names);
-`metadata_embeddings(frame, encoder_card, dataset_id)` -> runner.embed.rows.Embeddings. Categorical features are one-hot
+Entries: `feature_matrix(frame, encoder_card, dataset_id, declared)` -> (X float32 (n, d) with NaN for missing, column
+names); `metadata_embeddings(frame, encoder_card, dataset_id, declared)` -> runner.embed.rows.Embeddings, where
+`declared` is the dataset card's `metadata_features` (each with its `kind`). Categorical features are one-hot
 over the values present in the manifest (sorted, so the columns are the same on every run); a missing categorical
 value is NaN in each of its columns and a missing number is NaN, which LightGBM routes as missing.
-The encoder card's `model.features` lists the feature names it uses (e.g. [view] for the view-only floor); without
-it, every feature the manifest carries is used.
+The encoder card's `model.kinds` selects features by the kind the dataset card gives each (acquisition, demographic,
+label-source; the schema default: acquisition + demographic, so a label-provenance column such as PadChest's
+MethodLabel never enters the shortcut floor, and a `kinds: [label-source]` card is the separate label-source floor);
+`model.features` narrows them further by name (e.g. [view] for the view-only floor).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from registry.schemas import fill_defaults
 from runner.data.tables import METADATA_PREFIX
 from runner.embed.rows import Embeddings
 from runner.encoders.base import Encoder, EncoderError
@@ -30,18 +34,44 @@ class MetadataNotAvailable(EncoderError):
     """The manifest lacks a metadata feature the card needs (the data set declares none, or its table lacks it)."""
 
 
+def model_options(encoder_card: dict) -> dict:
+    """The card's `model` block with the schema's defaults (encoder.schema.json $defs/metadata_model) filled in."""
+    return fill_defaults("encoder", dict(encoder_card.get("model") or {}), "metadata_model")
+
+
 def wanted_features(encoder_card: dict) -> list[str] | None:
-    """The feature names the card selects; None: every feature the manifest carries."""
-    features = (encoder_card.get("model") or {}).get("features")
+    """The feature names the card selects; None: every feature of its kinds."""
+    features = model_options(encoder_card).get("features")
     return None if features is None else [str(f) for f in features]
 
 
-def feature_matrix(frame: pd.DataFrame, encoder_card: dict, dataset_id: str = "?") -> tuple[np.ndarray, list[str]]:
-    """Manifest rows -> (features (n, d) float32, NaN = missing; the feature column names)."""
-    present = [c[len(METADATA_PREFIX):] for c in frame.columns if str(c).startswith(METADATA_PREFIX)]
-    wanted = wanted_features(encoder_card)
+def wanted_kinds(encoder_card: dict) -> list[str]:
+    """The feature kinds the card uses (`model.kinds`)."""
+    return [str(k) for k in model_options(encoder_card)["kinds"]]
+
+
+def feature_matrix(frame: pd.DataFrame, encoder_card: dict, dataset_id: str = "?",
+                   declared: list[dict] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Manifest rows -> (features (n, d) float32, NaN = missing; the feature column names). `declared`: the dataset
+    card's `metadata_features`, whose `kind` decides which manifest columns the card's `model.kinds` admits."""
+    kind_of = {str(f["name"]): f.get("kind") for f in declared or []}
+    kinds = wanted_kinds(encoder_card)
+    carried = [c[len(METADATA_PREFIX):] for c in frame.columns if str(c).startswith(METADATA_PREFIX)]
+    present = [name for name in carried if kind_of.get(name) in kinds]
     where = (f"registry/datasets/{dataset_id}.yaml `metadata_features` (each becomes manifest column "
              f"{METADATA_PREFIX}<name>; a manifest sampled before the card declared them must be sampled again)")
+    if carried and not present:
+        raise MetadataNotAvailable(
+            f"metadata baseline {encoder_card.get('id', '?')!r} not available for dataset {dataset_id!r}: none of its "
+            f"features ({', '.join(carried)}) is of the kind(s) {', '.join(kinds)} it uses; see {where}")
+    wanted = wanted_features(encoder_card)
+    if wanted is not None:
+        of_other_kind = [name for name in wanted if name in carried and name not in present]
+        if of_other_kind:
+            raise MetadataNotAvailable(
+                f"metadata baseline {encoder_card.get('id', '?')!r}: feature {of_other_kind[0]!r} of dataset "
+                f"{dataset_id!r} is of kind {kind_of.get(of_other_kind[0])!r}, not one of the card's model.kinds "
+                f"({', '.join(kinds)})")
     if not present and not wanted:
         raise MetadataNotAvailable(f"metadata baseline not available for dataset {dataset_id!r}: its manifest carries "
                                    f"no metadata features; declare them in {where}")
@@ -71,11 +101,12 @@ def feature_matrix(frame: pd.DataFrame, encoder_card: dict, dataset_id: str = "?
     return np.column_stack(columns).astype(np.float32), names
 
 
-def metadata_embeddings(frame: pd.DataFrame, encoder_card: dict, dataset_id: str):
-    """The manifest's metadata features as the `Embeddings` of every row (no file is opened, nothing is cached)."""
+def metadata_embeddings(frame: pd.DataFrame, encoder_card: dict, dataset_id: str, declared: list[dict] | None):
+    """The manifest's metadata features as the `Embeddings` of every row (no file is opened, nothing is cached).
+    declared: the dataset card's `metadata_features` (their kinds)."""
 
     started = time.perf_counter()
-    x, names = feature_matrix(frame, encoder_card, dataset_id)
+    x, names = feature_matrix(frame, encoder_card, dataset_id, declared)
     seconds = time.perf_counter() - started
     embedded = Embeddings(frame["image_id"].astype(str).tolist(), x, {}, [], n_computed=len(frame), seconds=seconds,
                           images_per_s=len(frame) / seconds if seconds > 0 else None)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from registry.schemas import fill_defaults
 from runner.data import DatasetIndex, read_index
 from runner.data.imaging import ImageDecodeError, is_transient, load_image, read_view_position, verify_header
 from runner.data.tables import METADATA_PREFIX, OUTSIDE_ROOT, DataError, RootGuard
@@ -246,13 +247,19 @@ def assign_folds(frame: pd.DataFrame, split: dict) -> tuple[np.ndarray, list[int
 # ------------------------------------------------------------------------------------------------ matching
 
 
+def match_with_defaults(match: dict) -> dict:
+    """The card's `sampling.match` with the schema's defaults (the age bands) filled in: they are stated only there."""
+    return fill_defaults("data-defs", match, "match")
+
+
 def stratum_keys(frame: pd.DataFrame, match: dict) -> pd.Series:
     """One text key per row over the card's `sampling.match.strata` ("view=AP|sex=F|age_band=40-60"); a missing
     value is "?", a stratum of its own."""
+    match = match_with_defaults(match)
     parts = []
     for name in match["strata"]:
         if name == "age_band":
-            edges = [float(e) for e in match.get("age_bands", [0, 40, 60, 80, 200])]
+            edges = [float(e) for e in match["age_bands"]]
             if any(b <= a for a, b in pairwise(edges)):
                 raise SamplingError(f"sampling.match.age_bands must increase, got {edges}")
             if "age" not in frame.columns:
@@ -284,6 +291,7 @@ def match_counts(positive_keys: pd.Series, n_negatives: int) -> dict[str, int]:
 def _take_matched(negatives: pd.DataFrame, positives: pd.DataFrame, n: int, match: dict, rng: np.random.Generator,
                   check: FileChecker, task_id: str) -> tuple[pd.DataFrame, list[Exclusion], dict]:
     """The negatives of a matched sample, stratum by stratum (sorted), each in its own seeded order."""
+    match = match_with_defaults(match)
     keys = stratum_keys(negatives, match)
     wanted = match_counts(stratum_keys(positives, match), n)
     chosen, exclusions, per_stratum = [], [], {}
@@ -299,7 +307,7 @@ def _take_matched(negatives: pd.DataFrame, positives: pd.DataFrame, n: int, matc
         chosen.append(rows)
         exclusions += excluded
     info = {"strata": list(match["strata"]), "per_stratum": per_stratum,
-            **({"age_bands": match.get("age_bands", [0, 40, 60, 80, 200])} if "age_band" in match["strata"] else {})}
+            **({"age_bands": match["age_bands"]} if "age_band" in match["strata"] else {})}
     return pd.concat(chosen) if chosen else negatives.iloc[:0], exclusions, info
 
 

@@ -13,7 +13,8 @@ CLASSIFICATION = TaskType(
     measures=("Whether a finding can be read off the frozen embedding: the card's classifier (LightGBM as in the paper, "
               "logistic regression as in MIEB, or kNN) is trained on the other folds' images and scores the held-out "
               "patients' images; AUROC and F1 per fold, mean with a 95% CI."),
-    floor=("The metadata-only baseline (view, age, sex, follow-up number; no pixels) on the same images and folds: "
+    floor=("The metadata-only baseline (the data set's acquisition and demographic columns; no pixels) on the same "
+           "images and folds: "
            "what acquisition and demographics alone predict."),
     sampling="binary", metrics=("auroc", "f1"), score=None)
 

@@ -124,7 +124,8 @@ MULTI_LABEL = TaskType(
     measures=("How many of a data set's findings can be read off one frozen embedding: one probe per finding (the "
               "card's classifier, trained on the other folds' images), macro AUROC over the findings with a 95% CI, "
               "and each finding's AUROC (BenchX's and CheXpert's multi-label evaluation)."),
-    floor=("The metadata-only baseline (view, age, sex, follow-up number; no pixels) on the same images and folds: "
+    floor=("The metadata-only baseline (the data set's acquisition and demographic columns; no pixels) on the same "
+           "images and folds: "
            "what acquisition and demographics alone predict of the findings."),
     sampling="images", metrics=("auroc",), score=score)
 
