@@ -124,7 +124,7 @@ def _matched_task(registry, task) -> str | None:
 def compute_floors(results: Iterable[dict] | Iterable[tuple[str, dict]], registry,
                    predictions: Callable[[dict], pd.DataFrame | None] | None = None) -> dict:
     """{source, below_chance, primary_encoder, label_source_encoders, encoders: {id: title}, tasks: {task_id: {floors,
-    primary, label_source, matched_task, matched_floors, above: {"<encoder>|<provenance>": {auroc, floor, same_sample,
+    primary, label_source, matched_task, matched_on, matched_floors, above: {"<encoder>|<provenance>": {auroc, floor, same_sample,
     above_floor, above_ci_low, above_ci_high, not_compared}}}}}.
 
     results: result dicts, or (file name, result) pairs (the file name is recorded with each floor).
@@ -159,6 +159,10 @@ def compute_floors(results: Iterable[dict] | Iterable[tuple[str, dict]], registr
         tasks[task_id] = {"floors": by_encoder, "primary": base,
                           "label_source": next((by_encoder[e] for e in label_source if e in by_encoder), None),
                           "matched_task": matched,
+                          # what the control matched on, from its card (match.strata), e.g. "view, sex, age band"
+                          "matched_on": ", ".join(s.replace("_", " ") for s in
+                                                  registry.tasks[matched].spec.sampling.match.strata)
+                          if matched else None,
                           "metadata_from": (f"{dataset.data.get('title', dataset.id)} metadata tables"
                                             + (f" (without the images, the copies the {package} package ships)"
                                                if package else "")) if dataset else None,
