@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_site import build_fake_site
+
+from tests.support import build_fake_site
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
@@ -81,11 +82,10 @@ VISIBLE = "section.encoder-view:not([hidden])"
 def encoders_site(tmp_path_factory):
     """Table 1 (reported) plus three reproduced demo results, one with its predictions file; tasks in benchmarks."""
     from runs import make_run
-    from test_results import fake_registry
 
     from leaderboard.filing.file_reported import file_reported
     from leaderboard.filing.submit import submit
-    from tests.support import TABLE_PATH
+    from tests.support import TABLE_PATH, fake_registry
 
     reg = fake_registry()
     for task in reg.tasks.values():
