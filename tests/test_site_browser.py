@@ -258,13 +258,10 @@ def _fits(browser, site, page, width):
 
 
 @pytest.fixture(scope="module")
-def stock_site(tmp_path_factory):
-    """The project's filed results (Table 1, floors, the demo's) as `runner leaderboard build` renders them."""
-    from leaderboard.site.render import build_site
-    from registry.cards import load_registry
-    from tests.support import RESULTS_DIR
-
-    return build_site(tmp_path_factory.mktemp("stock-site"), RESULTS_DIR, load_registry(REPO)).parent
+def stock_site(real_site):
+    """The project's filed results (Table 1, floors, the demo's) as `runner leaderboard build` renders them: the
+    session's one build (tests/conftest.py `real_site`), read-only; the browser's profile lives elsewhere."""
+    return real_site.out
 
 
 STOCK_PAGES = ("index.html", "encoders.html", "tasks/atelectasis-nih.html", "tasks/effusion-demo.html",
