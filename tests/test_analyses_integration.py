@@ -12,9 +12,9 @@ import re
 import pandas as pd
 import pydicom
 import pytest
-from test_evaluate import make_registry_root
 
 from runner.analysis import ANALYSES
+from tests.support import make_registry_root
 
 TINY_TASK = """\
 extends: _defaults-demo.yaml

@@ -6,23 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from registry.cards import load_registry
 from runner.classify.out_of_fold import ClassifyError, classify
+from tests.support import classifier_card, data
 
-# The classifier block every registry task inherits (tasks/_defaults-eval.yaml), on one thread.
-CARD = {**load_registry().tasks["effusion-mimic"].data["classifier"], "num_threads": 1}
-
-
-def data(n=240, dim=16, seed=0, signal=1.5):
-    rng = np.random.default_rng(seed)
-    label = np.arange(n) % 2
-    x = rng.normal(size=(n, dim)).astype(np.float32)
-    x[:, :3] += signal * label[:, None]
-    patients = np.arange(n) // 2  # two images per patient, same fold
-    fold = (patients % 5).astype(int)
-    table = pd.DataFrame({"image_id": [f"i{i}" for i in range(n)], "patient_id": [f"p{p}" for p in patients],
-                          "label": label, "fold": fold})
-    return x, table
+CARD = classifier_card()  # the registry tasks' classifier block, on one thread
 
 
 def test_out_of_fold_predictions_cover_every_image_once_and_separate_classes():

@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
-from test_evaluate import TINY_TASK, make_registry_root
 from typer.testing import CliRunner
 
 from registry.cards import clear_cache
 from runner.cli.main import app
+from tests.support import TINY_TASK, make_registry_root
 
 REPO = Path(__file__).resolve().parents[1]
 BOX = set("━│┃┏┓┗┛─╇╈┡┩")
@@ -203,9 +203,9 @@ def test_a_registry_with_its_own_benchmarks_file(tiny_root, tmp_path):
 
 def test_submit_replace_says_what_changed(tmp_path):
     from runs import make_run
-    from test_results import fake_registry
 
     from leaderboard.filing.submit import submit
+    from tests.support import fake_registry
 
     reg = fake_registry()
     first_run = make_run(tmp_path / "a", reg, separation=1.0)  # verifiable runs: numbers recompute from files

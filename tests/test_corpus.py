@@ -325,21 +325,31 @@ def base_run(registry_root: Path, out: Path) -> Path:
     return make_run(out, load_registry(registry_root), "effusion-demo", "pixels", excluded=1)
 
 
-def build_result_case(case: Case, registry_root: Path, folder: Path) -> Path:
-    """The case's file, written into a real run folder (so submit finds the predictions and the manifest)."""
+@pytest.fixture(scope="module")
+def base_run_folder(registry_copy, tmp_path_factory) -> Path:
+    """base_run made once for the module (it is deterministic); each case edits its own copy (build_result_case)."""
+    out = tmp_path_factory.mktemp("base-run") / "out"
+    base_run(registry_copy, out)
+    return out
+
+
+def build_result_case(case: Case, base: Path, folder: Path) -> Path:
+    """The case's file, written into a copy of the real run folder `base` (so submit finds the predictions and the
+    manifest)."""
     builder = getattr(build, case.builder)
-    run = base_run(registry_root, folder / "out")
+    shutil.copytree(base, folder / "out")
+    run = folder / "out" / "effusion-demo" / "pixels" / "result.json"
     if case.builder in ("result_huge_file", "result_not_object", "result_not_json", "result_deep_nesting"):
         return builder(run.parent)
     return builder(json.loads(run.read_text()), run.parent)
 
 
 @pytest.mark.parametrize("case", BY_AREA["result"], ids=ids(BY_AREA["result"]))
-def test_result_case(case: Case, registry_copy, tmp_path):
+def test_result_case(case: Case, registry_copy, base_run_folder, tmp_path):
     from leaderboard.filing.submit import SubmitError, submit
     from registry.cards import load_registry
 
-    path = build_result_case(case, registry_copy, tmp_path / "run")
+    path = build_result_case(case, base_run_folder, tmp_path / "run")
     filed_dir = tmp_path / "filed"
     reg = load_registry(registry_copy)
     if case.outcome == "refused":
@@ -362,10 +372,10 @@ def test_result_case(case: Case, registry_copy, tmp_path):
 
 
 @pytest.mark.parametrize("all_subprocess", [False, pytest.param(True, marks=pytest.mark.slow)])
-def test_results_through_runner_submit(registry_copy, tmp_path, all_subprocess):
+def test_results_through_runner_submit(registry_copy, base_run_folder, tmp_path, all_subprocess):
     cases, calls = BY_AREA["result"], []
     for case in cases:
-        path = build_result_case(case, registry_copy, tmp_path / case.id)
+        path = build_result_case(case, base_run_folder, tmp_path / case.id)
         calls.append((["submit", str(path), "--results-dir", str(tmp_path / case.id / "filed")],
                       {"CXR_REGISTRY_ROOT": str(registry_copy)}, None))
     for case, proc in zip(cases, run_cli_many(cases, calls, all_subprocess)):

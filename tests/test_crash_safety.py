@@ -22,38 +22,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.support import LARGE_TASK_ID, TASK_ID, VOLATILE, make_registry
+
 REPO = Path(__file__).resolve().parents[1]
-TASK_ID = "crash-demo"
-LARGE_TASK_ID = "crash-demo-large"  # 60/60: enough shards for the slow run's 20 kill points
-
-
-def task_card(task_id: str, per_class: int) -> str:
-    return f"""\
-# Test-only task: {per_class}/{per_class} demo images, 3 patient-wise folds, a small single-threaded LightGBM.
-extends: _defaults.yaml
-id: {task_id}
-title: Crash-safety test task
-dataset: demo-cxr
-label: {{id: effusion, name: Effusion}}
-sampling: {{positives: {per_class}, negatives: {per_class}, verify: header}}
-split: {{method: stratified-group-kfold, folds: 3, seed: 0}}
-classifier: {{type: lightgbm, seed: 0, num_threads: 1, params: {{n_estimators: 60}}}}
-"""
-
-
-# Fields of a result that legitimately differ between runs (wall-clock and where it ran).
-VOLATILE = ("timings_s", "throughput", "created_at", "environment")
-
-
-def make_registry(root: Path) -> Path:
-    """A copy of the project's cards plus the test-only task card."""
-    for sub in ("tasks", "encoders", "registry/datasets"):
-        shutil.copytree(REPO / sub, root / sub)
-    (root / "tasks" / f"{TASK_ID}.yaml").write_text(task_card(TASK_ID, 30), encoding="utf-8")
-    (root / "tasks" / f"{LARGE_TASK_ID}.yaml").write_text(task_card(LARGE_TASK_ID, 60), encoding="utf-8")
-    return root
-
-
 def eval_command(encoder: str, data_root: Path, out: Path, task: str = TASK_ID) -> list[str]:
     return [sys.executable, "-c", "from runner.cli.main import app; app()", "eval", "--task", task, "--encoder", encoder,
             "--data-root", str(data_root), "--out", str(out), "--device", "cpu", "--analyses", "none",

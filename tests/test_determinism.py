@@ -8,7 +8,8 @@ import json
 
 import numpy as np
 import pytest
-from test_crash_safety import TASK_ID, VOLATILE, make_registry
+
+from tests.support import TASK_ID, VOLATILE, make_registry
 
 BUILTIN_ENCODERS = ("pixels", "random-cnn", "radiomics")
 

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from test_site import build_fake_site, parse
 
 from leaderboard.site.text import citation_html, p_value
+from tests.support import build_fake_site, parse
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +58,9 @@ def test_reported_rows_show_their_publication_not_a_creation_time(site):
 
 
 def test_empty_column_groups_are_not_shown(tmp_path):
-    from test_results import fake_registry, make_reproduced
-
     from leaderboard.site.render import build_site
     from runner.results.result import write_result
+    from tests.support import fake_registry, make_reproduced
 
     reg = fake_registry()
     for card in reg.encoders.values():
@@ -87,9 +86,8 @@ def test_table1_and_task_page_numbers_link_their_files(site):
 def test_each_encoder_page_says_how_its_card_runs_on_cuda(tmp_path_factory):
     """The card's precision block decides the line (fp32 for every registry card; a card that sets bf16 and
     channels_last says so)."""
-    from test_site import fake_registry
-
     from leaderboard.site.render import build_site
+    from tests.support import fake_registry
 
     reg, results, index = build_fake_site(tmp_path_factory)
     assert "fp32, default memory format" in (index.parent / "encoders" / "pixels.html").read_text()

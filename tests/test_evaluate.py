@@ -14,31 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.support import TINY_TASK, make_registry_root
+
 REPO = Path(__file__).resolve().parents[1]
-TINY_TASK = """\
-extends: _defaults.yaml
-id: effusion-tiny
-title: Effusion (tiny test task)
-description: "Test-only task on the synthetic demo data."
-dataset: demo-cxr
-label: {id: effusion, name: Effusion}
-sampling: {positives: 70, negatives: 70, verify: header}
-"""
-
-
-def make_registry_root(root: Path, extra_tasks: dict[str, str]) -> Path:
-    """A registry root with the real dataset cards and built-in encoder cards plus test-only task cards."""
-    (root / "registry").mkdir(parents=True)
-    shutil.copytree(REPO / "registry" / "datasets", root / "registry" / "datasets")
-    (root / "tasks").mkdir()
-    for defaults in (REPO / "tasks").glob("_defaults*.yaml"):
-        shutil.copy(defaults, root / "tasks" / defaults.name)
-    for name, text in extra_tasks.items():
-        (root / "tasks" / f"{name}.yaml").write_text(text)
-    (root / "encoders").mkdir()
-    for enc in ("pixels", "random-cnn", "radiomics"):
-        shutil.copy(REPO / "encoders" / f"{enc}.yaml", root / "encoders" / f"{enc}.yaml")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +40,30 @@ def run(registry, tmp_path, demo_data_dir, encoder="random-cnn", cache=None, **k
     return run_evaluation("effusion-tiny", encoder, demo_data_dir, tmp_path / "out", options, registry=registry)
 
 
-def test_end_to_end_result_validates_and_separates_effusion(registry, tmp_path, demo_data_dir):
+@pytest.fixture(scope="module")
+def cold_run(registry_root, tmp_path_factory, demo_data_dir):
+    """(folder, what run_evaluation returned): random-cnn on effusion-tiny from an empty cache, once for the module.
+    Read-only: a test that goes on from its embeddings copies FOLDER/cache (warm_cache)."""
+    from registry.cards import clear_cache, load_registry
+
+    clear_cache()
+    folder = tmp_path_factory.mktemp("cold-run")
+    return folder, run(load_registry(registry_root), folder, demo_data_dir)
+
+
+def warm_cache(cold_run, tmp_path) -> Path:
+    """A copy of the cold run's cache (every embedding of effusion-tiny x random-cnn) as tmp_path/cache."""
+    return Path(shutil.copytree(cold_run[0] / "cache", tmp_path / "cache"))
+
+
+def test_end_to_end_result_validates_and_separates_effusion(registry, cold_run):
     from runner.results.result import read_result, validate_result
 
-    done = run(registry, tmp_path, demo_data_dir)
+    folder, done = cold_run
     result = read_result(done.result_path)
     assert validate_result(result) == []
-    assert done.result_path == tmp_path / "out" / "effusion-tiny" / "random-cnn" / "result.json"
-    assert (tmp_path / "out" / "effusion-tiny" / "manifest.json").is_file()
+    assert done.result_path == folder / "out" / "effusion-tiny" / "random-cnn" / "result.json"
+    assert (folder / "out" / "effusion-tiny" / "manifest.json").is_file()
     assert result["provenance"] == "reproduced" and result["synthetic"] is True
     from runner.results.provenance import code_provenance
 
@@ -89,10 +83,10 @@ def test_end_to_end_result_validates_and_separates_effusion(registry, tmp_path, 
     assert "NaN" not in text and "Infinity" not in text
 
 
-def test_second_run_computes_no_embedding_and_gives_the_same_result(registry, tmp_path, demo_data_dir):
-    first = run(registry, tmp_path, demo_data_dir)
+def test_second_run_computes_no_embedding_and_gives_the_same_result(registry, tmp_path, demo_data_dir, cold_run):
+    first = cold_run[1]
     assert first.n_computed > 0 and first.cache_hits == 0
-    second = run(registry, tmp_path, demo_data_dir, recompute=True)  # fitted again, not the reused result
+    second = run(registry, tmp_path, demo_data_dir, cache=warm_cache(cold_run, tmp_path), recompute=True)
     assert second.n_computed == 0 and not second.reused
     # every embedding is a hit; the only misses are files that failed to decode (remembered, not retried)
     failed = [e for e in second.result["counts"]["exclusions"] if e["reason"].startswith("at embedding: ")]
@@ -100,12 +94,14 @@ def test_second_run_computes_no_embedding_and_gives_the_same_result(registry, tm
     assert second.result["metrics"] == first.result["metrics"]
 
 
-def test_a_rerun_keeps_its_result_only_while_every_input_matches(registry, tmp_path, demo_data_dir, monkeypatch):
+def test_a_rerun_keeps_its_result_only_while_every_input_matches(registry, tmp_path, demo_data_dir, monkeypatch,
+                                                                  cold_run):
     """runner.results.reuse: the same inputs keep the result file as it is; any changed input, a tampered file or
     --recompute computes it again, and what is computed again equals the first computation."""
     import runner.results.result
     import runner.results.reuse
 
+    warm_cache(cold_run, tmp_path)  # tmp_path/cache, where run() looks: the embeddings are not what this is about
     first = run(registry, tmp_path, demo_data_dir)
     assert not first.reused and len(first.result["inputs_sha256"]) == 64
     result_path, predictions_path = first.result_path, first.result_path.parent / "predictions.parquet"
@@ -142,11 +138,11 @@ def test_a_rerun_keeps_its_result_only_while_every_input_matches(registry, tmp_p
     assert not again().reused
 
 
-def test_a_fully_cached_run_never_builds_the_model(registry, tmp_path, demo_data_dir, monkeypatch):
+def test_a_fully_cached_run_never_builds_the_model(registry, tmp_path, demo_data_dir, monkeypatch, cold_run):
     """Warm runs skip loading weights (seconds to minutes for real encoders): the model is built only to embed."""
     from registry import plugins
 
-    run(registry, tmp_path, demo_data_dir)
+    warm_cache(cold_run, tmp_path)  # tmp_path/cache, where run() looks
     adapter = plugins.load("adapter", "random-cnn")
     built = []
     original_init = adapter.__init__

@@ -22,6 +22,7 @@ torch = pytest.importorskip("torch")
 from runner.data.imaging import load_image, to_encoder_input
 from runner.embed.device.preprocess import DevicePreprocessor, resize_weights
 from runner.embed.device.read import read_raw
+from tests.support import stored_pixels, write_dicom
 
 CONTRACTS = {
     "area-zscore-float": {"size": 48, "channels": 1, "interpolation": "area", "normalize": "zscore", "bit_depth": "float"},
@@ -63,37 +64,6 @@ def assert_same_images(path, contract: dict) -> None:
         assert diff.max() <= 1e-5
 
 
-def _write_dicom(path, stored: np.ndarray, **tags) -> None:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = tags.pop("photometric", "MONOCHROME2")
-    ds.Rows, ds.Columns = stored.shape
-    bits = stored.dtype.itemsize * 8
-    stored_bits = tags.pop("bits_stored", bits)
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, stored_bits, stored_bits - 1
-    ds.PixelRepresentation = int(stored.dtype.kind == "i")
-    for key, value in tags.items():
-        setattr(ds, key, value)
-    ds.PixelData = stored.tobytes()
-    ds.save_as(path, enforce_file_format=True)
-
-
-def _stored(shape, dtype, lo, hi, seed=0):
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
-    smooth = (np.sin(yy / 7.0) + np.cos(xx / 5.0) + 2) / 4
-    return np.clip(lo + (hi - lo) * (0.8 * smooth + 0.2 * rng.random(shape)), lo, hi).astype(dtype)
-
-
 SYNTHETIC = {
     "mono2-plain-u16": ({}, np.uint16, 100, 4000),
     "mono1-rescale-window": ({"photometric": "MONOCHROME1", "bits_stored": 12, "RescaleSlope": 0.684, "RescaleIntercept": 200,
@@ -115,13 +85,13 @@ def synthetic_files(tmp_path_factory):
     files = {}
     for i, (name, (tags, dtype, lo, hi)) in enumerate(SYNTHETIC.items()):
         files[name] = folder / f"{name}.dcm"
-        _write_dicom(files[name], _stored((61 + i, 77 - i), dtype, lo, hi, seed=i), **dict(tags))
+        write_dicom(files[name], stored_pixels((61 + i, 77 - i), dtype, lo, hi, seed=i), **dict(tags))
     from PIL import Image
 
     files["png-8bit"] = folder / "eight.png"
-    Image.fromarray(_stored((70, 50), np.uint8, 0, 255)).save(files["png-8bit"])
+    Image.fromarray(stored_pixels((70, 50), np.uint8, 0, 255)).save(files["png-8bit"])
     files["png-16bit"] = folder / "sixteen.png"
-    Image.fromarray(_stored((50, 66), np.uint16, 0, 60000)).save(files["png-16bit"])
+    Image.fromarray(stored_pixels((50, 66), np.uint16, 0, 60000)).save(files["png-16bit"])
     return files
 
 

@@ -18,7 +18,7 @@ import pytest
 
 import runner.classify.fit_processes as fitpool
 from runner.classify.out_of_fold import Design, classify, classify_many
-from tests.test_classify import CARD, data
+from tests.support import classifier_card, data
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,6 +29,8 @@ def through_the_pool(monkeypatch):
     monkeypatch.setattr(fitpool, "MIN_POOL_CELLS", 0)
     yield
     fitpool._close_pool()
+
+CARD = classifier_card()
 
 
 def test_side_by_side_fits_give_the_bytes_of_one_fit_at_a_time(through_the_pool):

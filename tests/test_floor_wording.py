@@ -106,10 +106,10 @@ def test_a_floor_below_half_is_marked_as_no_signal(registry):
 
 
 @pytest.fixture(scope="module")
-def site(registry, tmp_path_factory):
-    from leaderboard.site.render import build_site
-
-    return build_site(tmp_path_factory.mktemp("site"), RESULTS_DIR, registry).parent
+def site(real_site):
+    """The project's own cards and filed results as `runner leaderboard build` renders them: the session's one build
+    (tests/conftest.py `real_site`), read-only."""
+    return real_site.out
 
 
 def test_the_site_says_it(site):

@@ -134,7 +134,7 @@ def check_bytes_yaml(sandbox: CardSandbox, data: bytes) -> None:
 
 
 def valid_result() -> dict:
-    from test_results import fake_registry, make_reproduced
+    from tests.support import fake_registry, make_reproduced
 
     return make_reproduced(fake_registry())
 
@@ -182,9 +182,8 @@ def check_result_object(obj) -> None:
     if problems:
         return
     # A result that validates must also survive the submission checks and be writable as strict JSON.
-    from test_results import fake_registry
-
     from leaderboard.filing.submit import SubmitError, check_against_cards
+    from tests.support import fake_registry
 
     json.dumps(obj, allow_nan=False)
     try:

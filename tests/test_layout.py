@@ -8,14 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_results import fake_registry
-from test_site import grid, parse, row_label
 
 from leaderboard.filing.file_reported import file_reported
 from leaderboard.site.render import build_site
 from registry.benchmarks import benchmarks_path, load_layout
 from registry.errors import CardError
-from tests.support import TABLE_PATH
+from tests.support import TABLE_PATH, fake_registry, grid, parse, row_label
 
 
 def project_layout() -> dict:
@@ -173,9 +171,8 @@ def test_all_rows_and_the_ranking_settings_change_the_site(tmp_path, results):
 
 
 def test_extra_columns_are_the_files(tmp_path):
-    from test_results import make_reproduced
-
     from runner.results.result import write_result
+    from tests.support import make_reproduced
 
     reg = fake_registry()
     result = make_reproduced(reg, "effusion-demo", "pixels")

@@ -76,7 +76,6 @@ def test_the_metadata_floor_is_refitted_by_the_registry_and_a_forged_one_refused
 
 def test_audit_passes_on_the_images_and_fails_on_made_up_embeddings(tmp_path, demo_data_dir):
     from corpus import build
-    from test_evaluate import TINY_TASK, make_registry_root
 
     from leaderboard.filing.audit import audit, audited
     from leaderboard.summary.summarize import tier_of
@@ -85,6 +84,7 @@ def test_audit_passes_on_the_images_and_fails_on_made_up_embeddings(tmp_path, de
     from runner.data.fingerprint import file_sha256
     from runner.evaluate import EvalOptions, run_evaluation
     from runner.results.bundle import NAME, read_bundle, write_bundle
+    from tests.support import TINY_TASK, make_registry_root
 
     root = make_registry_root(tmp_path / "reg", {"effusion-tiny": TINY_TASK})
     reg = load_registry(root)

@@ -1,153 +1,25 @@
 """Result JSON: schema, NaN refusal, atomic write, defensive read, environment record.
 
-Also holds the small fakes (cards, registry, results) that test_submit.py and test_site.py import.
+The small fakes (cards, registry, results) it uses live in tests/support.py.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
-from registry.hashing import sha256_of
 from runner.results.result import (
     MAX_FILE_BYTES,
     ResultError,
-    encoder_ref,
     environment_info,
     read_result,
-    task_ref,
     utc_now,
     validate_result,
     write_result,
 )
-
-# ------------------------------------------------------------------ fakes shared with the other test modules
-
-
-TEMPLATES = {"task": "effusion-demo", "encoder": "pixels", "dataset": "demo-cxr"}  # real cards the fakes complete
-
-
-@dataclass
-class FakeCard:
-    """A card whose given fields are laid over a real card of its kind, so its spec and hashes are real ones."""
-
-    id: str
-    kind: str
-    data: dict
-    path: Path | None = None
-
-    @property
-    def full(self) -> dict:
-        from registry.cards import load_registry
-        from registry.extends import deep_merge
-
-        template = dict(load_registry().of_kind(self.kind)[TEMPLATES[self.kind]].data)
-        template.pop("benchmarks", None)  # a fake task belongs to the benchmarks its own data names, if any
-        return deep_merge({**template, **({"benchmarks": []} if self.kind == "task" else {})}, self.data)
-
-    @property
-    def sha256(self) -> str:
-        return sha256_of(self.full)
-
-    @property
-    def behaviour_sha256(self) -> str:
-        from registry.schemas import behaviour_part
-
-        return sha256_of(behaviour_part(self.kind, self.full))
-
-    @property
-    def spec(self):
-        from registry import specs
-
-        return {"task": specs.task_spec, "encoder": specs.encoder_spec, "dataset": specs.dataset_spec}[self.kind](
-            self.full)
-
-
-@dataclass
-class FakeRegistry:
-    datasets: dict = field(default_factory=dict)
-    tasks: dict = field(default_factory=dict)
-    encoders: dict = field(default_factory=dict)
-
-    # The project's own registry folders (committed manifests, publications, floors, benchmarks.yaml): the fakes
-    # replace cards only. A test may point `root` at a folder of its own (its registry/benchmarks.yaml).
-    root: Path | None = None
-
-    def __post_init__(self):
-        from registry.cards import load_registry
-
-        self.home = load_registry().home
-        if self.root is None:
-            self.root = load_registry().root
-
-    def get(self, kind, card_id):
-        return {"task": self.tasks, "encoder": self.encoders, "dataset": self.datasets}[kind][card_id]
-
-
-TABLE1_TASKS = [  # (label id, label name, dataset id)
-    ("atelectasis", "Atelectasis", "mimic"), ("atelectasis", "Atelectasis", "nih"),
-    ("edema", "Edema", "mimic"), ("edema", "Edema", "nih"),
-    ("effusion", "Effusion", "mimic"), ("effusion", "Effusion", "nih"),
-    ("opacity", "Opacity", "mimic"), ("opacity", "Opacity", "nih"),
-]
-DATASETS = {"mimic": ("mimic-cxr", "MIMIC"), "nih": ("nih-cxr14", "NIH")}
-
-
-def fake_registry(order=None) -> FakeRegistry:
-    """The paper's 8 tasks, a synthetic demo task, two paper encoders and a baseline. `order`: task id -> row order."""
-    reg = FakeRegistry()
-    for dataset_id, title in (("mimic-cxr", "MIMIC-CXR"), ("nih-cxr14", "NIH ChestX-ray14"), ("demo-cxr", "Demo")):
-        reg.datasets[dataset_id] = FakeCard(dataset_id, "dataset", {"id": dataset_id, "title": title,
-                                                                     "synthetic": dataset_id == "demo-cxr"})
-    for i, (label, name, short) in enumerate(TABLE1_TASKS):
-        task_id = f"{label}-{short}"
-        dataset_id, dataset_label = DATASETS[short]
-        data = {"id": task_id, "title": f"{name} on {dataset_label}", "dataset": dataset_id,
-                "label": {"id": label, "name": name},
-                "leaderboard": {"disease": name, "dataset_label": dataset_label,
-                                "order": (order or {}).get(task_id, 10 + i)}, "benchmarks": ["paper-table1"]}
-        reg.tasks[task_id] = FakeCard(task_id, "task", data)
-    reg.tasks["effusion-demo"] = FakeCard("effusion-demo", "task", {
-        "id": "effusion-demo", "title": "Effusion (synthetic demo)", "dataset": "demo-cxr",
-        "label": {"id": "effusion", "name": "Effusion"}, "leaderboard": {"order": 0}, "benchmarks": ["demo"]})
-    for encoder_id, title, dim in (("medimageinsight", "MedImageInsight", 1024),
-                                   ("cxr-foundation", "CXR-Foundation", 32 * 768), ("pixels", "Raw pixels", 1024)):
-        reg.encoders[encoder_id] = FakeCard(encoder_id, "encoder", {"id": encoder_id, "title": title,
-                                                                     "embedding": {"dim": dim}, "parameters": 0})
-    return reg
-
-
-def make_reproduced(reg: FakeRegistry, task_id="effusion-demo", encoder_id="pixels", auroc=0.75, f1=0.7) -> dict:
-    """A schema-valid reproduced result for a card of `reg`."""
-    task = reg.tasks[task_id]
-    synthetic = bool(reg.datasets[task.data["dataset"]].data.get("synthetic"))
-
-    def metric(mean):
-        return {"mean": mean, "ci_low": round(mean - 0.02, 3), "ci_high": round(mean + 0.02, 3), "half_width": 0.02,
-                "ci_method": "t-interval", "per_fold": [mean - 0.01, mean + 0.01]}
-
-    return {
-        "schema_version": 1, "provenance": "reproduced",
-        "task": task_ref(task), "encoder": encoder_ref(reg.encoders[encoder_id]),
-        "manifest": {"sha256": "ab" * 32, "n_images": 40},
-        "metrics": {"auroc": metric(auroc), "f1": metric(f1)},
-        "folds": [{"fold": i, "n_train": 32, "n_test": 8, "auroc": auroc, "f1": f1, "threshold": 0.5} for i in range(2)],
-        "counts": {"positives": 20, "negatives": 20, "excluded": 1,
-                   "exclusions": [{"image_id": "img-7", "path": "p/7.dcm", "reason": "truncated"}]},
-        "timings_s": {"embed": 1.5, "classify": 0.25},
-        "throughput": {"images_per_s": 26.7},
-        "environment": {"device": "cpu", "python": "3.11.9", "platform": "Linux", "packages": {"numpy": "2.0"}},
-        "code": {"sha256": "cd" * 32, "git_commit": "0123456789abcdef0123456789abcdef01234567", "git_dirty": False},
-        "seeds": {"sampling": 0, "classifier": 0},
-        "synthetic": synthetic,
-        "analyses": {"stability": {"mean_cosine": 0.98}},
-        "created_at": "2026-11-28T10:00:00Z",
-    }
-
+from tests.support import fake_registry, make_reproduced
 
 # ------------------------------------------------------------------ tests
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_evaluate import TINY_TASK, make_registry_root
+from tests.support import TINY_TASK, make_registry_root
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECTION_CARD = """\

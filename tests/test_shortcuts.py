@@ -158,7 +158,7 @@ def test_metadata_only_root_samples_the_same_images(real_registry, demo_data_dir
 
 @pytest.fixture(scope="module")
 def metadata_registry(tmp_path_factory):
-    from test_evaluate import make_registry_root
+    from tests.support import make_registry_root
 
     root = make_registry_root(tmp_path_factory.mktemp("reg-meta"), {
         "effusion-small": "extends: _defaults-demo.yaml\nid: effusion-small\ntitle: Effusion (small)\n"

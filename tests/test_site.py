@@ -8,12 +8,11 @@ from html.parser import HTMLParser
 
 import pytest
 from runs import make_run
-from test_results import fake_registry, make_reproduced
 
 from leaderboard.filing.file_reported import file_reported
 from leaderboard.site.render import build_site
 from runner.results.result import write_result
-from tests.support import TABLE_PATH
+from tests.support import TABLE_PATH, build_fake_site, fake_registry, grid, make_reproduced, parse, row_label
 
 # Table 1 of the paper, typed here independently of leaderboard/paper_table1.yaml:
 # disease, dataset, AUROC MedImageInsight, AUROC CXR-Foundation, F1 MedImageInsight, F1 CXR-Foundation.
@@ -37,94 +36,6 @@ def paper_cells() -> dict:
         for column, value in zip(COLUMNS, values):
             cells[(disease, dataset, *column)] = value.replace("±", " ± ")
     return cells
-
-
-class TableParser(HTMLParser):
-    """Collects every <table> by id: header rows and body rows as lists of (text, attrs, bold)."""
-
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.tables, self.table, self.row, self.cell = {}, None, None, None
-        self.skip = 0  # inside <sup>/<span class=warn|repro>: markers, not the value
-        self.section = None
-        self.scripts = []
-        self.stack = []
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "script":
-            self.scripts.append(attrs)
-        if tag == "table":  # nested tables (analyses) are collected too; the stack restores the outer one
-            self.stack.append((self.table, self.row, self.cell, self.section))
-            self.table, self.row, self.cell, self.section = {"head": [], "body": [], "id": attrs.get("id")}, None, None, "body"
-            self.tables[attrs.get("id")] = self.table
-        elif tag == "thead" and self.table is not None:
-            self.section = "head"
-        elif tag == "tbody" and self.table is not None:
-            self.section = "body"
-        elif tag == "tr" and self.table is not None:
-            self.row = []
-            self.table[self.section].append(self.row)
-        elif tag in ("td", "th") and self.row is not None:
-            self.cell = {"text": "", "attrs": attrs, "bold": False}
-            self.row.append(self.cell)
-        elif tag == "strong" and self.cell is not None:
-            self.cell["bold"] = True
-        elif tag == "sup" or (tag == "span" and attrs.get("class") in ("warn", "repro")):
-            self.skip += 1
-
-    def handle_endtag(self, tag):
-        if tag == "table":
-            self.table, self.row, self.cell, self.section = self.stack.pop()
-        elif tag in ("td", "th"):
-            if self.cell is not None:
-                self.cell["text"] = " ".join(self.cell["text"].split())
-            self.cell = None
-        elif tag == "sup" or (tag == "span" and self.skip):
-            self.skip = max(0, self.skip - 1)
-
-    def handle_data(self, data):
-        if self.cell is not None and not self.skip:
-            self.cell["text"] += data
-
-
-def parse(path):
-    parser = TableParser()
-    parser.feed(path.read_text(encoding="utf-8"))
-    return parser
-
-
-def grid(table) -> dict:
-    """(disease, dataset, metric group, encoder heading) -> cell, from the table's own headings. The first column is
-    the task (one cell: disease and data set, so that one column stays fixed when the table scrolls sideways)."""
-    groups = []
-    for cell in table["head"][0]:
-        groups += [cell["text"]] * int(cell["attrs"].get("colspan", 1))
-    names = [c["text"] for c in table["head"][1]]
-    out = {}
-    for row in table["body"]:
-        disease, dataset = row[0]["attrs"]["data-disease"], row[0]["attrs"]["data-dataset"]
-        for i, cell in enumerate(row[1:], start=1):
-            out[(disease, dataset, groups[i], names[i])] = cell
-    return out
-
-
-def row_label(row) -> tuple[str, str]:
-    return row[0]["attrs"]["data-disease"], row[0]["attrs"]["data-dataset"]
-
-
-def build_fake_site(tmp_path_factory):
-    """The paper's reported results plus one reproduced demo result, built on fake cards -> (registry, results, index)."""
-    reg = fake_registry()
-    results = tmp_path_factory.mktemp("results")
-    file_reported(reg, TABLE_PATH, results)
-    from leaderboard.filing.submit import (
-        submit,  # a real, verified run: filed with its predictions and manifest
-    )
-
-    submit(make_run(tmp_path_factory.mktemp("run"), reg, "effusion-demo", "pixels"), reg, results)
-    index = build_site(tmp_path_factory.mktemp("site"), results, reg)
-    return reg, results, index
 
 
 @pytest.fixture(scope="module")
@@ -345,9 +256,8 @@ def view_matched_site(tmp_path_factory):
     results of a metadata-only control (the highest AUROC) and two encoders."""
     import copy
 
-    from test_results import FakeCard
-
     from leaderboard.filing.submit import submit
+    from tests.support import FakeCard
 
     tmp_path = tmp_path_factory.mktemp("view-matched")
     reg = fake_registry()

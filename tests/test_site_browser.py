@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_site import build_fake_site
+
+from tests.support import build_fake_site
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
@@ -81,11 +82,10 @@ VISIBLE = "section.encoder-view:not([hidden])"
 def encoders_site(tmp_path_factory):
     """Table 1 (reported) plus three reproduced demo results, one with its predictions file; tasks in benchmarks."""
     from runs import make_run
-    from test_results import fake_registry
 
     from leaderboard.filing.file_reported import file_reported
     from leaderboard.filing.submit import submit
-    from tests.support import TABLE_PATH
+    from tests.support import TABLE_PATH, fake_registry
 
     reg = fake_registry()
     for task in reg.tasks.values():
@@ -258,13 +258,10 @@ def _fits(browser, site, page, width):
 
 
 @pytest.fixture(scope="module")
-def stock_site(tmp_path_factory):
-    """The project's filed results (Table 1, floors, the demo's) as `runner leaderboard build` renders them."""
-    from leaderboard.site.render import build_site
-    from registry.cards import load_registry
-    from tests.support import RESULTS_DIR
-
-    return build_site(tmp_path_factory.mktemp("stock-site"), RESULTS_DIR, load_registry(REPO)).parent
+def stock_site(real_site):
+    """The project's filed results (Table 1, floors, the demo's) as `runner leaderboard build` renders them: the
+    session's one build (tests/conftest.py `real_site`), read-only; the browser's profile lives elsewhere."""
+    return real_site.out
 
 
 STOCK_PAGES = ("index.html", "encoders.html", "tasks/atelectasis-nih.html", "tasks/effusion-demo.html",

@@ -27,7 +27,7 @@ def mixed_files(tmp_path_factory):
     """23 files: 8- and 16-bit PNGs and 16-bit DICOMs of three shapes, interleaved, and two unreadable files."""
     from PIL import Image
 
-    from tests.test_fastpath import _stored, _write_dicom
+    from tests.support import stored_pixels, write_dicom
 
     folder = tmp_path_factory.mktemp("staging")
     paths = []
@@ -37,12 +37,12 @@ def mixed_files(tmp_path_factory):
             path.write_bytes(b"not an image")
         elif i % 3 == 0:
             path = folder / f"img{i}.dcm"
-            _write_dicom(path, _stored((40, 30), np.uint16, 0, 4000, seed=i), WindowCenter=2000, WindowWidth=3000,
+            write_dicom(path, stored_pixels((40, 30), np.uint16, 0, 4000, seed=i), WindowCenter=2000, WindowWidth=3000,
                          photometric="MONOCHROME1")
         else:
             path = folder / f"img{i}.png"
             dtype = np.uint8 if i % 3 == 1 else np.uint16
-            Image.fromarray(_stored((32 + i % 2, 28), dtype, 0, 250 if dtype == np.uint8 else 60000, seed=i)).save(path)
+            Image.fromarray(stored_pixels((32 + i % 2, 28), dtype, 0, 250 if dtype == np.uint8 else 60000, seed=i)).save(path)
         paths.append(str(path))
     return paths
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.test_evaluate import TINY_TASK, make_registry_root
+from tests.support import TINY_TASK, make_registry_root
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "tensorflow", "umap", "numba", "ray", "keras", "triton")

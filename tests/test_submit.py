@@ -7,12 +7,11 @@ import json
 import pytest
 import yaml
 from runs import edit_result, make_run
-from test_results import fake_registry
 
 from leaderboard.filing.file_reported import file_reported
 from leaderboard.filing.submit import EXIT_INVALID, EXIT_REFUSED, SubmitError, submit
 from runner.results.result import read_result, validate_result
-from tests.support import TABLE_PATH
+from tests.support import TABLE_PATH, fake_registry
 
 
 @pytest.fixture

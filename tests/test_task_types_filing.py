@@ -61,13 +61,23 @@ def test_each_type_runs_and_writes_its_metrics_and_bundle(runs):
         assert (path.parent / "embeddings.npz").is_file() and result["embeddings_sha256"]
 
 
-def test_the_registry_files_its_own_regeneration_and_refuses_forgeries(runs, tmp_path):
+@pytest.fixture(scope="module")
+def filed(runs, tmp_path_factory):
+    """(results folder, {task id: what submit returned}): each run filed once by `runner submit`'s code, which
+    regenerates it from its bundle. Read-only: the site test builds from the folder."""
+    from leaderboard.filing.submit import submit
+
+    reg, results = runs
+    folder = tmp_path_factory.mktemp("filed") / "filed"
+    return folder, {task_id: submit(path, reg, results_dir=folder) for task_id, path in results.items()}
+
+
+def test_the_registry_files_its_own_regeneration_and_refuses_forgeries(runs, filed, tmp_path):
     from leaderboard.filing.submit import SubmitError, filed_problems, submit
 
     reg, results = runs
-    filed = tmp_path / "filed"
-    for task_id, path in results.items():
-        out = submit(path, reg, results_dir=filed)
+    filed, submitted = filed
+    for task_id, out in submitted.items():
         assert json.loads(out.path.read_text())["verification"]["tier"] == "embeddings", task_id
         # what leaderboard build checks: the filed result regenerates as filed from the filed bundle alone
         assert filed_problems(out.path, json.loads(out.path.read_text()), reg) == [], task_id
@@ -106,15 +116,11 @@ def test_the_registry_files_its_own_regeneration_and_refuses_forgeries(runs, tmp
         submit(fake_dir / "result.json", reg, results_dir=tmp_path / "other4")
 
 
-def test_the_site_shows_a_column_group_per_type_and_what_each_measures(runs, tmp_path):
-    from leaderboard.filing.submit import submit
+def test_the_site_shows_a_column_group_per_type_and_what_each_measures(runs, filed, tmp_path):
     from leaderboard.site.render import build_site
 
-    reg, results = runs
-    filed = tmp_path / "filed"
-    for path in results.values():
-        submit(path, reg, results_dir=filed)
-    site = build_site(tmp_path / "site", filed, registry=reg)
+    reg, _results = runs
+    site = build_site(tmp_path / "site", filed[0], registry=reg)
     index = (Path(site).parent if Path(site).is_file() else Path(site)) / "index.html"
     html = index.read_text()
     for group, header in (("multi-label", "Macro AUROC"), ("retrieval", "nDCG@10"), ("clustering", "V-measure"),

@@ -180,7 +180,8 @@ def test_eval_runs_a_tensorflow_encoder_in_a_child_and_the_torch_encoder_after_i
 
     _needs_tensorflow()
     import cxr_foundation_models as models
-    from test_evaluate import TINY_TASK, make_registry_root
+
+    from tests.support import TINY_TASK, make_registry_root
 
     small = TINY_TASK.replace("positives: 70, negatives: 70", "positives: 30, negatives: 30")  # speed only
     root = make_registry_root(tmp_path / "reg", {"effusion-tiny": small})

@@ -9,7 +9,8 @@ import json
 
 import pytest
 from runs import make_run
-from test_evaluate import make_registry_root
+
+from tests.support import make_registry_root
 
 TASK = """\
 extends: _defaults-demo.yaml

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_crash_safety import TASK_ID, make_registry
+
+from tests.support import TASK_ID, make_registry
 
 REPO = Path(__file__).resolve().parents[1]
 CODE_DIRS = ("runner", "registry", "leaderboard")
@@ -133,10 +134,9 @@ HOSTILE = '"><script>alert(document.domain)</script><img src=x onerror=alert(1)>
 
 
 def test_hostile_task_and_dataset_titles_are_inert_on_the_site(tmp_path):
-    from test_results import fake_registry, make_reproduced
-
     from leaderboard.site.render import build_site
     from runner.results.result import write_result
+    from tests.support import fake_registry, make_reproduced
 
     reg = fake_registry()
     reg.tasks["effusion-demo"].data.update(title=HOSTILE, description=HOSTILE)

@@ -14,10 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from runs import edit_result, make_run
-from test_evaluate import TINY_TASK, make_registry_root
-from test_results import fake_registry
 
 from leaderboard.filing.submit import EXIT_INVALID, EXIT_REFUSED, SubmitError, filed_problems, submit
+from tests.support import TINY_TASK, fake_registry, make_registry_root
 
 REPO = Path(__file__).resolve().parents[1]
 
