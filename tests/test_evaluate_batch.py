@@ -10,7 +10,7 @@ import pytest
 
 import runner.classify.fit_processes as fitpool
 from runner import evaluate
-from tests.test_evaluate import TINY_TASK, make_registry_root
+from tests.support import TINY_TASK, make_registry_root
 
 TWO_THREADS = "classifier: {num_threads: 2}\n"  # side by side in two fit processes, whatever this machine's cores
 TASKS = {
