@@ -48,6 +48,11 @@ class Card:
 
         return {"task": specs.task_spec, "encoder": specs.encoder_spec, "dataset": specs.dataset_spec}[self.kind](self)
 
+    def __getstate__(self) -> dict:
+        """Pickled without the cached spec (its frozen mappings do not pickle); a child process (a TensorFlow
+        encoder's run) builds it again from the card's data."""
+        return {k: v for k, v in self.__dict__.items() if k != "spec"}
+
 
 def guess_kind(path: Path, data: dict | None = None) -> str:
     """A card's kind from the folder it lives in, else from its fields."""

@@ -218,7 +218,7 @@ def test_cli_build_prints_index_path(tmp_path, monkeypatch):
     from runner.cli.main import app
 
     reg = fake_registry()
-    monkeypatch.setattr(cmds, "_registry", lambda: reg)
+    monkeypatch.setattr(cmds, "_registry", lambda copies=(): reg)
     results = tmp_path / "results"
     file_reported(reg, TABLE_PATH, results)
     out = CliRunner().invoke(app, ["leaderboard", "build", "--out", str(tmp_path / "site"), "--results-dir", str(results)])

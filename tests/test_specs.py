@@ -295,3 +295,16 @@ def test_preprocess_block_fields_change_the_encoder_input():
                           ({"bit_depth": 8}, lambda y: not np.allclose(y, ref)),
                           ({"interpolation": "nearest"}, lambda y: not np.allclose(y, ref))):
         assert check(to_encoder_input(image, {**base, **change})), change
+
+
+def test_a_card_pickles_after_its_spec_was_read():
+    """A TensorFlow encoder's run goes to a child process with the registry (pickled); a card whose spec was already
+    read (its frozen mappings do not pickle) must still travel, and the child reads the same spec."""
+    import pickle
+
+    from registry.cards import load_registry
+
+    registry = load_registry()
+    for card in (registry.encoders["medimageinsight"], registry.tasks["effusion-nih"]):
+        spec = card.spec
+        assert pickle.loads(pickle.dumps(card)).spec == spec

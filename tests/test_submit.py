@@ -159,7 +159,7 @@ def test_cli_exit_codes(run_dir, reg, tmp_path, monkeypatch):
     import runner.cli.commands.leaderboard as cmds
     from runner.cli.main import app
 
-    monkeypatch.setattr(cmds, "_registry", lambda: reg)
+    monkeypatch.setattr(cmds, "_registry", lambda copies=(): reg)
     cli = CliRunner()
     results = str(tmp_path / "results")
     ok = cli.invoke(app, ["submit", str(run_dir / "result.json"), "--results-dir", results])

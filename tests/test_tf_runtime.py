@@ -195,7 +195,7 @@ def test_eval_runs_a_tensorflow_encoder_in_a_child_and_the_torch_encoder_after_i
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     assert answer["tensorflow_in_parent"] is False
     outcomes = {o["encoder"]: o for o in answer["outcomes"]}
-    assert [o["status"] for o in answer["outcomes"]] == ["ok", "ok"], answer["outcomes"]
+    assert [o["status"] for o in answer["outcomes"]] == ["ok", "ok"], [o.get("error") for o in answer["outcomes"]]
     results = {e: json.loads(Path(o["result"]).read_text()) for e, o in outcomes.items()}
     assert results["cxr-foundation-native"]["environment"]["frameworks"] == {"tensorflow": "cpu"}
     assert results["random-cnn"]["environment"]["frameworks"] == {"torch": "cpu"}

@@ -289,7 +289,7 @@ def test_build_marks_a_filed_result_edited_after_filing_and_strict_fails(reg, tm
     html = index.read_text()
     assert "not verified" in html and "Results that failed verification" in html
     assert "<strong class=\"v\">0.999" not in html  # never bold, never ranked
-    monkeypatch.setattr(cmds, "_registry", lambda: reg)
+    monkeypatch.setattr(cmds, "_registry", lambda copies=(): reg)
     lax = CliRunner().invoke(app, ["leaderboard", "build", "--out", str(tmp_path / "s2"), "--results-dir", str(results)])
     assert lax.exit_code == 0 and "not verified" in lax.stderr
     strict = CliRunner().invoke(app, ["leaderboard", "build", "--out", str(tmp_path / "s3"), "--results-dir",
