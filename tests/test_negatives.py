@@ -95,11 +95,8 @@ def test_transfer_and_tables_say_when_the_negatives_differ(registry):
     assert mixed == {"stated-absent": ["atelectasis-mimic"], "not-positive": ["atelectasis-nih"]}
 
 
-def test_the_site_says_it(registry, tmp_path):
-    from leaderboard.site.render import build_site
-    from tests.support import RESULTS_DIR
-
-    site = build_site(tmp_path / "site", RESULTS_DIR, registry).parent
+def test_the_site_says_it(real_site):
+    site = real_site.index.parent
     index = (site / "index.html").read_text(encoding="utf-8")
     table1 = index[index.index('id="table-table1"'):]
     assert "The rows' negatives differ." in table1[:table1.index("</section>")]
