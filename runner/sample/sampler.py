@@ -189,10 +189,10 @@ def take_verified(ordered: pd.DataFrame, n: int, label: int, check: FileChecker)
     while len(taken) < n and position < len(ordered):
         batch = ordered.iloc[position: position + n - len(taken)]
         position += len(batch)
-        for row, (reason, detail, view) in enumerate(check(list(batch["path"]))):
-            record = batch.iloc[row]
+        ids, paths = batch["image_id"].to_numpy(), batch["path"].to_numpy()  # columns, not a pandas row per file
+        for row, (reason, detail, view) in enumerate(check(list(paths))):
             if reason:
-                exclusions.append(Exclusion(str(record["image_id"]), str(record["path"]), reason, label, detail))
+                exclusions.append(Exclusion(str(ids[row]), str(paths[row]), reason, label, detail))
             else:
                 taken.append(position - len(batch) + row)
                 views[len(taken) - 1] = view
