@@ -242,8 +242,6 @@ def compute_ties(task_card, task_entries: list[Entry], results_dir: Path, metric
             notes.append(f"{entry.result['encoder']['id']}: no predictions filed")
             continue
         try:
-            import pandas as pd
-
             predictions[entry.result["encoder"]["id"]] = pd.read_parquet(path)
         except (OSError, ValueError) as exc:
             notes.append(f"{entry.result['encoder']['id']}: unreadable predictions ({exc})")
@@ -446,8 +444,7 @@ def roc_points(entry: Entry, results_dir: Path):
     if predictions is None or not predictions.is_file():
         return None
     try:
-        import pandas as pd
-        from sklearn.metrics import roc_curve
+        from sklearn.metrics import roc_curve  # deferred: only results without a roc block need it
 
         frame = pd.read_parquet(predictions, columns=["label", "prob"])
         fpr, tpr, _ = roc_curve(frame["label"].astype(int), frame["prob"].astype(float))
