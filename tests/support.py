@@ -41,6 +41,19 @@ def shared_folder(tmp_path_factory, name: str, build) -> Path:
     return folder
 
 
+class Deferred:
+    """A module (or any object) loaded on first attribute access: for a heavy import that only some tests of a module
+    need, since every pytest-xdist worker collects (imports) every test module."""
+
+    def __init__(self, load):
+        self._load = load
+
+    def __getattr__(self, name):
+        if name.startswith("_"):  # pytest probes every module attribute (e.g. `_pytestfixturefunction`) at collection
+            raise AttributeError(name)
+        return getattr(self._load(), name)
+
+
 @dataclass(frozen=True)
 class RealSite:
     """The site of the project's own cards and filed results (tests/conftest.py `real_site`). Read-only."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -17,14 +18,23 @@ from runner.encoders.cxr_foundation import (
     png16_bytes,
     to_uint16,
 )
+from tests.support import Deferred
 
-try:  # through the adapter's import, which keeps TensorFlow and triton (torch) in one process
-    import cxr_foundation_models as models
-except ImportError:
+if importlib.util.find_spec("tensorflow") is None:
     pytest.skip("CXR Foundation needs the `tf` extra (pip install -e '.[tf]'); tensorflow is not importable",
                 allow_module_level=True)
 
-tf = models.tf
+
+def _import_models():
+    # Through the adapter's import, which keeps TensorFlow and triton (torch) in one process. Deferred to the first
+    # test that uses it: importing TensorFlow costs ~7 CPU-s, and every pytest-xdist worker collects this module.
+    import cxr_foundation_models
+
+    return cxr_foundation_models
+
+
+models = Deferred(_import_models)
+tf = Deferred(lambda: _import_models().tf)
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -437,5 +447,5 @@ def test_device_cuda_without_a_gpu_tensorflow_sees_is_one_clear_line(batched_sna
     with pytest.raises(EncoderError) as err:
         load_encoder(_card(), device="cuda", weights_dir=batched_snapshot)
     message = str(err.value)
-    assert "\n" not in message and f"TensorFlow {tf.__version__} sees no GPU" in message
+    assert "\n" not in message and f"TensorFlow {tf.version.VERSION} sees no GPU" in message
     assert "--device cpu" in message and "runner doctor" in message
