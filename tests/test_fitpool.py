@@ -199,4 +199,6 @@ def test_a_run_killed_with_sigkill_takes_its_fit_processes_with_it(tmp_path):
     finally:
         if run.poll() is None:
             run.kill()
+        run.stdout.close()
+        run.stderr.close()
     assert not still_alive(workers), "fit processes outlived the run killed with SIGKILL"
