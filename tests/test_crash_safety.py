@@ -22,7 +22,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.support import LARGE_TASK_ID, TASK_ID, VOLATILE, make_registry_root, task_card
+from tests.support import (
+    LARGE_TASK_ID,
+    TASK_ID,
+    VOLATILE,
+    child_pids,
+    make_registry_root,
+    still_alive,
+    task_card,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 def eval_command(encoder: str, data_root: Path, out: Path, task: str = TASK_ID) -> list[str]:
@@ -121,10 +129,12 @@ def kill_and_resume(setup, encoder: str, kills: int, seed: int, tag: str, task: 
             assert proc.returncode == 0, proc.stderr.read().decode()
             shutil.rmtree(out / task / encoder, ignore_errors=True)
             continue
+        children = child_pids(proc.pid)  # the sampler's file-checking processes, when it was killed while sampling
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
         proc.stderr.close()
         assert proc.returncode == -signal.SIGKILL
+        assert not still_alive(children), f"processes of the killed run outlived it: {children}"
         points.append(f"t={deadline is not None} shards {before}->{committed_shards(cache)}")
         read_cache(cache)  # after every kill: nothing committed is corrupt
     final = subprocess.run(command, env=env, check=False, capture_output=True, text=True, timeout=300)
