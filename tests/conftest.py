@@ -9,13 +9,23 @@ built once even when pytest-xdist runs the session in several workers (tests/sup
 
 from __future__ import annotations
 
+import getpass
 import os
+import tempfile
 
 from runner.runtime.threads import THREAD_ENVIRONMENT, loaded_openmp_libraries, set_thread_environment
 
 # What had already loaded (and read its settings) and what the user had set, for tests/test_threads.py.
 THREADS_AT_SETUP = (loaded_openmp_libraries(), {name: os.environ.get(name) for name in THREAD_ENVIRONMENT})
 THREADS_IN_EFFECT = set_thread_environment()
+
+# umap-learn's numba code compiles once into a cache that numba itself invalidates when the sources or numba change
+# (runner.analysis.clustering._import_umap); the compile costs ~35 CPU-s on the 2-core machine. Every test session
+# and xdist worker shares one such cache instead of compiling into its own private cache folder
+# (runner.embed.cache.numba_cache_dir: CXR_CACHE_DIR/numba). Set before anything can import numba; a
+# NUMBA_CACHE_DIR the user set stands. Compiled code only: no test result is read from it.
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(),
+                                                      f"cxr-registry-tests-numba-{getpass.getuser()}"))
 
 # Below here anything may load OpenMP.
 import json

@@ -405,3 +405,39 @@ def data(n=240, dim=16, seed=0, signal=1.5):
     table = pd.DataFrame({"image_id": [f"i{i}" for i in range(n)], "patient_id": [f"p{p}" for p in patients],
                           "label": label, "fold": fold})
     return x, table
+
+
+# ------------------------------------------------------------------ child processes (Linux /proc)
+
+
+def child_pids(pid: int) -> list[int]:
+    """Live child processes of `pid`, from /proc."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:  # fields after the command name: state, ppid, ...
+            children.append(int(stat.parent.name))
+    return children
+
+
+def still_alive(pids: list[int], wait_s: float = 10.0) -> list[int]:
+    """The processes of `pids` still alive after waiting up to `wait_s` seconds for all of them to end (zombies, whose
+    parent has not read their status, count as ended)."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        alive = []
+        for pid in pids:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state != "Z":
+                alive.append(pid)
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.05)

@@ -45,18 +45,36 @@ def test_umap_figure_writes_png_and_svg(tmp_path):
     assert out["umap"]["random_state"] == 0
 
 
+# The probe runs `_import_umap` in a new process, numba not yet loaded, with umap-learn replaced by a stand-in that
+# imports numba and notes the cache folder numba read then: the real import would compile umap-learn's functions
+# (~14 s with an empty cache), and what is checked is only where numba was pointed before it loaded.
 NUMBA_PROBE = """
-import json, sys
+import importlib.abc, importlib.machinery, importlib.util, json, sys
+from pathlib import Path
+real = importlib.util.find_spec("umap")
+
+class StandInUmap(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path=None, target=None):
+        return importlib.machinery.ModuleSpec("umap", self, origin=real.origin) if name == "umap" else None
+    def create_module(self, spec):
+        return None
+    def exec_module(self, module):
+        import numba
+        module.numba_cache_dir_at_import = numba.core.config.CACHE_DIR
+
+sys.meta_path.insert(0, StandInUmap())
 from runner.analysis.clustering import _import_umap, numba_cache_dir, umap_will_compile
+assert "numba" not in sys.modules, "numba loaded before the probe"
+umap = _import_umap()
 before = umap_will_compile()
-_import_umap()
 import numba
 from numba.core.caching import UserProvidedCacheLocator
-import umap.umap_
-subdir = numba_cache_dir() / UserProvidedCacheLocator.get_suitable_cache_subpath(umap.umap_.__file__)
+umap_py = str(Path(real.origin).parent / "umap_.py")
+subdir = numba_cache_dir() / UserProvidedCacheLocator.get_suitable_cache_subpath(umap_py)
 subdir.mkdir(parents=True, exist_ok=True)
 (subdir / "umap_.fuzzy_simplicial_set-1.py311.nbi").write_bytes(b"")  # what a compiled function leaves
-print(json.dumps({"cache_dir": numba.core.config.CACHE_DIR, "before": before, "after": umap_will_compile()}))
+print(json.dumps({"cache_dir": numba.core.config.CACHE_DIR, "cache_dir_at_umap_import": umap.numba_cache_dir_at_import,
+                  "before": before, "after": umap_will_compile()}))
 """
 
 
@@ -71,6 +89,7 @@ def test_numba_cache_lives_in_the_project_cache_unless_the_user_says(tmp_path, u
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.splitlines()[-1])
     assert out["cache_dir"] == str(tmp_path / ("mine" if user_dir else "cache/numba"))
+    assert out["cache_dir_at_umap_import"] == out["cache_dir"]  # set before umap's import loads numba
     assert out["before"] is True and out["after"] is False  # an empty cache compiles; umap entries there do not
 
 

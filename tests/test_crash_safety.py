@@ -22,7 +22,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.support import LARGE_TASK_ID, TASK_ID, VOLATILE, make_registry
+from tests.support import (
+    LARGE_TASK_ID,
+    TASK_ID,
+    VOLATILE,
+    child_pids,
+    make_registry_root,
+    still_alive,
+    task_card,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 def eval_command(encoder: str, data_root: Path, out: Path, task: str = TASK_ID) -> list[str]:
@@ -76,7 +84,10 @@ def assert_same_run(out_a: Path, out_b: Path, encoder: str, task: str = TASK_ID)
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, demo_data_dir):
     root = tmp_path_factory.mktemp("crash")
-    return {"root": root, "registry": make_registry(root / "registry"), "data": demo_data_dir}
+    # only the cards these runs use: each of the ~15 `runner eval` processes loads (and validates) every card
+    registry = make_registry_root(root / "registry", {TASK_ID: task_card(TASK_ID, 30),
+                                                      LARGE_TASK_ID: task_card(LARGE_TASK_ID, 60)})
+    return {"root": root, "registry": registry, "data": demo_data_dir}
 
 
 def baseline(setup, encoder: str, task: str = TASK_ID) -> tuple[Path, Path]:
@@ -118,10 +129,12 @@ def kill_and_resume(setup, encoder: str, kills: int, seed: int, tag: str, task: 
             assert proc.returncode == 0, proc.stderr.read().decode()
             shutil.rmtree(out / task / encoder, ignore_errors=True)
             continue
+        children = child_pids(proc.pid)  # the sampler's file-checking processes, when it was killed while sampling
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
         proc.stderr.close()
         assert proc.returncode == -signal.SIGKILL
+        assert not still_alive(children), f"processes of the killed run outlived it: {children}"
         points.append(f"t={deadline is not None} shards {before}->{committed_shards(cache)}")
         read_cache(cache)  # after every kill: nothing committed is corrupt
     final = subprocess.run(command, env=env, check=False, capture_output=True, text=True, timeout=300)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.support import TINY_TASK, make_registry_root
+from tests.support import TINY_TASK, child_pids, make_registry_root, still_alive
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -189,19 +189,6 @@ def test_stability_analysis_embeds_augmented_views(registry, tmp_path, demo_data
     assert again.n_computed == 0
 
 
-def _children(pid: int) -> list[int]:
-    """Live child processes of `pid`, from /proc (Linux)."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:  # fields after the command name: state, ppid, ...
-            children.append(int(stat.parent.name))
-    return children
-
-
 def test_killed_run_resumes_and_gives_identical_results(registry_root, tmp_path, demo_data_dir):
     """SIGKILL a real `runner eval` once some cache shards exist; the rerun reuses them and matches a clean run."""
     env = {**os.environ, "CXR_REGISTRY_ROOT": str(registry_root), "CXR_CACHE_DIR": str(tmp_path / "cache")}
@@ -217,15 +204,12 @@ def test_killed_run_resumes_and_gives_identical_results(registry_root, tmp_path,
             break
         time.sleep(0.05)
     assert proc.poll() is None, f"runner eval ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
-    workers = _children(proc.pid)
+    workers = child_pids(proc.pid)
     assert workers, "runner eval --workers 1 should have a decode worker"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     # its decode workers die with it instead of waiting on their queue forever
-    deadline = time.time() + 10
-    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
-        time.sleep(0.05)
-    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "orphaned decode workers"
+    assert not still_alive(workers), "orphaned decode workers"
     committed = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").glob("*/shard-*.keys.json")}
     assert committed
     assert not (tmp_path / "out" / "effusion-tiny" / "radiomics" / "result.json").exists()

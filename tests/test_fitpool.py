@@ -18,7 +18,7 @@ import pytest
 
 import runner.classify.fit_processes as fitpool
 from runner.classify.out_of_fold import Design, classify, classify_many
-from tests.support import classifier_card, data
+from tests.support import child_pids, classifier_card, data, still_alive
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -171,3 +171,34 @@ def test_ctrl_c_ends_the_fit_processes_instead_of_waiting_for_their_fits(tmp_pat
             break
         time.sleep(0.1)
     assert not alive, f"fit processes {alive} outlived the interrupted run"
+
+
+def test_a_run_killed_with_sigkill_takes_its_fit_processes_with_it(tmp_path):
+    """SIGKILL leaves a run no chance to end its fit processes: Linux ends them (runner.runtime.signals
+    `die_with_parent`) instead of leaving them to fit for minutes. Here they wait in a job that sleeps."""
+    script = tmp_path / "sleeping_fits.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(REPO)!r})
+        import runner.classify.fit_processes as fitpool
+        pool = fitpool._pool(2)
+        for future in [pool.submit(fitpool._ready) for _ in range(4)]:
+            future.result()  # both fit processes started
+        jobs = [pool.submit(time.sleep, 600) for _ in range(2)]
+        print("fitting", flush=True)
+        jobs[0].result()
+    """))
+    run = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert run.stdout.readline().strip() == "fitting", run.stderr.read()
+        workers = [pid for pid in child_pids(run.pid)
+                   if b"popen_loky_posix" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(workers) == 2
+        run.kill()
+        run.wait(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.stdout.close()
+        run.stderr.close()
+    assert not still_alive(workers), "fit processes outlived the run killed with SIGKILL"

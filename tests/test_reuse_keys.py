@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -107,15 +108,29 @@ def test_a_changed_custom_module_gives_new_embeddings_and_numbers(custom_setup, 
     assert made["code_sha256"] != first.result["environment"]["encoder_inputs"]["code_sha256"]
 
 
-def test_a_reversed_cache_shard_is_quarantined_not_scored(tmp_path, demo_data_dir, capfd):
-    """The review: a shard with its rows reversed (a valid file) gave AUROC 0.843 -> 0.508, exit 0, no warning."""
+@pytest.fixture(scope="module")
+def pixels_run(tmp_path_factory, demo_data_dir):
+    """(registry, folder, what run_evaluation returned): pixels on effusion-tiny from an empty cache, once for the
+    module. Read-only: a test that changes the cache works on a copy (`copied_cache`)."""
     from registry.cards import clear_cache, load_registry
 
-    root = make_registry_root(tmp_path / "reg", {"effusion-tiny": TINY_TASK})
+    folder = tmp_path_factory.mktemp("pixels-run")
+    root = make_registry_root(folder / "reg", {"effusion-tiny": TINY_TASK})
     clear_cache()
     registry = load_registry(root)
-    first = _run(registry, tmp_path, demo_data_dir, "pixels")
-    shards = sorted((tmp_path / "cache").glob("*/shard-*.npy"))
+    return registry, folder, _run(registry, folder, demo_data_dir, "pixels")
+
+
+def copied_cache(pixels_run, tmp_path) -> Path:
+    """A copy of the pixels run's cache (every embedding of effusion-tiny x pixels) as tmp_path/cache."""
+    return Path(shutil.copytree(pixels_run[1] / "cache", tmp_path / "cache"))
+
+
+def test_a_reversed_cache_shard_is_quarantined_not_scored(pixels_run, tmp_path, demo_data_dir, capfd):
+    """The review: a shard with its rows reversed (a valid file) gave AUROC 0.843 -> 0.508, exit 0, no warning."""
+    registry, _, first = pixels_run
+    assert first.n_computed > 0  # the cache below holds what this run computed
+    shards = sorted(copied_cache(pixels_run, tmp_path).glob("*/shard-*.npy"))
     assert shards
     for shard in shards:
         np.save(shard, np.load(shard)[::-1].copy())
@@ -126,8 +141,9 @@ def test_a_reversed_cache_shard_is_quarantined_not_scored(tmp_path, demo_data_di
     assert again.n_computed > 0 and err.count("is corrupt") == len(shards) and "checksum mismatch" in err
 
 
-def test_cli_re_embed_computes_every_embedding_again(tmp_path, demo_data_dir):
+def test_cli_re_embed_computes_every_embedding_again(pixels_run, tmp_path, demo_data_dir):
     root = make_registry_root(tmp_path / "reg", {"effusion-tiny": TINY_TASK})
+    copied_cache(pixels_run, tmp_path)  # every embedding, as a first `runner eval` leaves them
     env = {**os.environ, "CXR_REGISTRY_ROOT": str(root), "CXR_CACHE_DIR": str(tmp_path / "cache"),
            "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "runner.cli.main", "eval", "--task", "effusion-tiny", "--encoder", "pixels",
@@ -141,7 +157,6 @@ def test_cli_re_embed_computes_every_embedding_again(tmp_path, demo_data_dir):
         assert done.returncode == 0, done.stderr[-2000:]
         return json.loads(result.read_text())
 
-    eval_()
     keys_files = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").glob("*/shard-*.keys.json")}
     cached = eval_()
     assert cached["throughput"]["stage"] == "embed (all embeddings came from the cache)"

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,6 +15,7 @@ from PIL import Image
 
 from runner.data import read_index
 from runner.sample.sampler import SamplingError, apply_label_policy, assign_folds, sample_task, seeded_order
+from tests.support import REPO, child_pids, still_alive
 
 CARD = {"id": "png-set", "kind": "csv", "title": "t", "synthetic": True, "access": "made by the test",
         "files": {"metadata": ["meta.csv"]},
@@ -140,3 +145,32 @@ def test_too_few_patients_for_the_folds_is_a_clear_error():
     frame = pd.DataFrame({"patient_id": ["a", "a", "b", "b"], "label": [1, 0, 1, 0]})
     with pytest.raises(SamplingError, match="5 folds need at least 5 patients per class"):
         assign_folds(frame, {"method": "stratified-group-kfold", "folds": 5, "seed": 0})
+
+
+def test_the_file_checking_processes_end_with_a_run_killed_with_sigkill(tmp_path):
+    """A run killed with SIGKILL while it samples cannot end its file-checking processes: Linux ends them
+    (runner.runtime.signals `die_with_parent`) instead of leaving them to wait on their queue for ever."""
+    script = tmp_path / "sampling.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(REPO)!r})
+        from runner.sample.sampler import FileChecker
+        check = FileChecker({str(tmp_path)!r}, "header", None, workers=2)
+        assert all(reason for reason, _, _ in check([f"missing-{{i}}.dcm" for i in range(16)]))
+        print("checked", flush=True)
+        time.sleep(600)
+    """))
+    run = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert run.stdout.readline().strip() == "checked", run.stderr.read()
+        own = Path(f"/proc/{run.pid}/cmdline").read_bytes()
+        checkers = [pid for pid in child_pids(run.pid) if Path(f"/proc/{pid}/cmdline").read_bytes() == own]
+        assert len(checkers) == 2  # forked from the run
+        run.kill()
+        run.wait(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.stdout.close()
+        run.stderr.close()
+    assert not still_alive(checkers), "file-checking processes outlived the run killed with SIGKILL"

@@ -6,7 +6,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
+import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ import pytest
 from registry.errors import RegistryError
 from runner.encoders import EncoderError, tf_runtime
 from runner.encoders.isolation import ChildError, call_in_child
+from tests.support import child_pids, still_alive
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -200,3 +204,30 @@ def test_eval_runs_a_tensorflow_encoder_in_a_child_and_the_torch_encoder_after_i
     assert results["cxr-foundation-native"]["environment"]["frameworks"] == {"tensorflow": "cpu"}
     assert results["random-cnn"]["environment"]["frameworks"] == {"torch": "cpu"}
     assert results["cxr-foundation-native"]["environment"]["device"] == "cpu"
+
+
+def test_the_child_of_a_parent_killed_with_sigkill_ends_too(tmp_path):
+    """A `runner eval` killed with SIGKILL cannot end the encoder's process (call_in_child): Linux ends it."""
+    started = tmp_path / "started"
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(REPO)!r})
+        from runner.encoders.isolation import call_in_child
+        call_in_child(exec, "import pathlib, time; pathlib.Path({str(started)!r}).touch(); time.sleep(600)")
+    """))
+    parent = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists() and parent.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), parent.stderr.read().decode()[-2000:]
+        children = child_pids(parent.pid)
+        assert len(children) == 1
+        parent.kill()
+        parent.wait(timeout=60)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        parent.stderr.close()
+    assert not still_alive(children), "the encoder's child process outlived its parent killed with SIGKILL"

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from registry.errors import RegistryError
-from runner.runtime.signals import quiet_worker
+from runner.runtime.signals import die_with_parent, quiet_worker
 from runner.runtime.threads import set_thread_environment
 
 # Below this many binned cells (rows x features, summed over the jobs) the fits run here: a 2000 x 1024, 5-fold
@@ -207,7 +207,7 @@ def _pool(workers: int):
 
         _close_pool()
         _POOL[workers] = ProcessPoolExecutor(
-            workers, initializer=_start_fit_process,
+            workers, initializer=_start_fit_process, initargs=(os.getpid(),),
             env=set_thread_environment(dict(os.environ)))  # their OpenMP loads after this: runner.runtime.threads
     return _POOL[workers]
 
@@ -220,9 +220,9 @@ def _close_pool() -> None:
 
 atexit.register(_close_pool)
 
-def _start_fit_process() -> None:
-
+def _start_fit_process(parent_pid: int) -> None:
     quiet_worker()  # Ctrl-C reaches the whole process group; the parent acts on it and ends these processes
+    die_with_parent(parent_pid)  # a run killed with SIGKILL ends nothing itself: its fits must not go on for minutes
     # LightGBM imports scikit-learn and pandas when it finds them (~1.5 s of a 2.3 s start); a fit uses neither.
     for optional in ("sklearn", "pandas"):
         sys.modules.setdefault(optional, None)

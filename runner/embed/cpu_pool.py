@@ -19,7 +19,7 @@ from runner.data.imaging import ImageDecodeError, failure_reason, load_image
 from runner.embed.augment import augmented_views
 from runner.embed.rows import ORIGINAL, check_shape
 from runner.encoders.base import Encoder, adapter_class
-from runner.runtime.signals import quiet_worker
+from runner.runtime.signals import die_with_parent, quiet_worker
 from runner.runtime.workers import bounded_workers
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def init_worker(encoder_cls: type[Encoder], card: dict, augment: AugmentationsSp
     """In a decode worker process: quiet on Ctrl-C, ends with the run, then the prepare-only encoder."""
 
     quiet_worker()
-    _die_with_parent()
+    die_with_parent()
     _set_prepare_only(encoder_cls, card, augment)
 
 
@@ -44,26 +44,6 @@ def _set_prepare_only(encoder_cls: type[Encoder], card: dict, augment: Augmentat
     The in-process path (workers 0) calls this alone: the run's own process keeps its signal handlers."""
     global _worker_encoder, _worker_augment
     _worker_encoder, _worker_augment = encoder_cls.prepare_only(card), augment
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to end this worker when the run that started it dies.
-
-    A run killed with SIGKILL cannot shut its pool down, and its workers would otherwise wait on their queue forever.
-    Elsewhere (no prctl) this is a no-op; the run's own exit still stops them.
-    """
-    import ctypes
-    import signal
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _prepare_one(path: str, rel_path: str) -> dict[str, np.ndarray] | str:

@@ -24,6 +24,7 @@ from registry import plugins
 from registry.errors import RegistryError
 from runner.encoders.base import EncoderError
 from runner.encoders.tf_runtime import child_environment as tf_environment
+from runner.runtime.signals import die_with_parent
 from runner.runtime.signals import install as install_signal_handlers
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding runner/ (this checkout)
@@ -70,7 +71,8 @@ def call_in_child(func, *args, env: dict[str, str] | None = None, what: str = "t
     read_fd, write_fd = os.pipe()
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "import runner.encoders.isolation as i; i._child_main()", str(write_fd)],
+            [sys.executable, "-c", "import runner.encoders.isolation as i; i._child_main()", str(write_fd),
+             str(os.getpid())],
             stdin=subprocess.PIPE, pass_fds=(write_fd,), env=env if env is not None else child_environment(),
             stderr=subprocess.DEVNULL if quiet else None)
     except BaseException:
@@ -109,6 +111,7 @@ def _child_main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the whole group: the parent decides
     answer_fd = int(sys.argv[1])
     try:
+        die_with_parent(int(sys.argv[2]))  # a parent killed with SIGKILL: SIGTERM here, which unwinds as above
         paths = pickle.load(sys.stdin.buffer)
         sys.path[:0] = [p for p in paths if p not in sys.path]
         func, args, kwargs = pickle.load(sys.stdin.buffer)
@@ -123,5 +126,8 @@ def _child_main() -> None:
         data = pickle.dumps(outcome)
     except Exception as exc:  # noqa: BLE001 - a return value that cannot be pickled
         data = pickle.dumps(("error", (f"the child's answer cannot be sent back: {exc}", 1)))
-    with os.fdopen(answer_fd, "wb") as out:
-        out.write(data)
+    try:
+        with os.fdopen(answer_fd, "wb") as out:
+            out.write(data)
+    except BrokenPipeError:  # the parent is gone: nobody to answer
+        pass
