@@ -8,7 +8,7 @@ Steps, each counted so a shortfall can say where candidates were lost:
    recorded as an exclusion and replaced by the next candidate of the same class, so counts stay exact;
    with `sampling.match` the negatives are taken per stratum (view, sex, age band), as many in each as the sampled
    positives have there (`match_counts`), so the control task's negatives look like its positives on those strata,
-5. a patient-wise split (StratifiedGroupKFold or a GroupShuffleSplit holdout): no patient on both sides.
+5. a patient-wise split (StratifiedGroupKFold, computed by runner.classify.inner_split, or a GroupShuffleSplit holdout): no patient on both sides.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from registry.schemas import fill_defaults
+from runner.classify.inner_split import stratified_group_folds
 from runner.data import DatasetIndex, read_index
 from runner.data.imaging import ImageDecodeError, is_transient, load_image, read_view_position, verify_header
 from runner.data.tables import METADATA_PREFIX, OUTSIDE_ROOT, DataError, RootGuard
@@ -218,7 +219,7 @@ def eval_folds_of(split: dict) -> list[int]:
 
 def assign_folds(frame: pd.DataFrame, split: dict) -> tuple[np.ndarray, list[int]]:
     """Fold per row (k-fold: test fold 0..k-1; holdout: 0 = test, 1 = train) and the folds to evaluate."""
-    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+    from sklearn.model_selection import GroupShuffleSplit
 
     labels, groups = frame["label"].to_numpy(), frame["patient_id"].to_numpy()
     folds = np.full(len(frame), -1, dtype=np.int64)
@@ -228,10 +229,8 @@ def assign_folds(frame: pd.DataFrame, split: dict) -> tuple[np.ndarray, list[int
         if min(n_patients.values()) < k:
             raise SamplingError(f"split: {k} folds need at least {k} patients per class; "
                                 f"have {n_patients[1]} with positives and {n_patients[0]} with negatives")
-        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=split["seed"])
-        for fold, (_train, test) in enumerate(splitter.split(np.zeros(len(frame)), labels, groups)):
-            folds[test] = fold
-        return folds, eval_folds_of(split)
+        # scikit-learn's StratifiedGroupKFold(k, shuffle=True, random_state=seed), fold for fold, faster
+        return stratified_group_folds(labels, groups, k, split["seed"]).astype(np.int64), eval_folds_of(split)
     if split["method"] == "group-holdout":
         splitter = GroupShuffleSplit(n_splits=1, test_size=split["test_fraction"], random_state=split["seed"])
         _train, test = next(splitter.split(np.zeros(len(frame)), labels, groups))
