@@ -109,8 +109,9 @@ def apply_label_policy(values: pd.Series, policy: dict, requires: pd.Series | No
 
 def seeded_order(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     """Stable sort by image_id (independent of file order), then a seeded permutation."""
-    ordered = frame.sort_values("image_id", kind="mergesort")
-    return ordered.iloc[rng.permutation(len(ordered))]
+    # the sort order from the image_id column alone, then one take of the rows (not a sorted copy of every column)
+    by_id = frame["image_id"].reset_index(drop=True).sort_values(kind="mergesort").index.to_numpy()
+    return frame.iloc[by_id[rng.permutation(len(frame))]]
 
 
 # ------------------------------------------------------------------------------------------------ file checks
@@ -291,13 +292,13 @@ def _take_matched(negatives: pd.DataFrame, positives: pd.DataFrame, n: int, matc
                   check: FileChecker, task_id: str) -> tuple[pd.DataFrame, list[Exclusion], dict]:
     """The negatives of a matched sample, stratum by stratum (sorted), each in its own seeded order."""
     match = match_with_defaults(match)
-    keys = stratum_keys(negatives, match)
-    wanted = match_counts(stratum_keys(positives, match), n)
+    keys, positive_keys = stratum_keys(negatives, match), stratum_keys(positives, match)
+    wanted = match_counts(positive_keys, n)
     chosen, exclusions, per_stratum = [], [], {}
     for key, count in sorted(wanted.items()):
         pool = negatives[keys == key]
         rows, excluded = take_verified(seeded_order(pool, rng), count, 0, check)
-        per_stratum[key] = {"positives": int((stratum_keys(positives, match) == key).sum()),
+        per_stratum[key] = {"positives": int((positive_keys == key).sum()),
                             "negatives": len(rows), "negative_candidates": len(pool)}
         if len(rows) < count:
             raise SamplingError(f"task {task_id!r}: matched sampling needs {count} negatives in stratum {key} "
