@@ -36,6 +36,7 @@ from runner.sample.sampler import (
     eval_folds_of,
     file_checks,
     seeded_order,
+    seeded_positions,
     take_verified,
 )
 
@@ -126,7 +127,7 @@ def sample_images(task: dict, dataset_card: dict, data_root: Path, *, seed: int 
         raise SamplingError(_short(task, steps, want, "images"))
     rng = np.random.default_rng(sampling["seed"])
     try:
-        picked, exclusions = take_verified(seeded_order(frame, rng), want, NOT_A_CLASS, checker)
+        picked, exclusions = take_verified(frame, want, NOT_A_CLASS, checker, seeded_positions(frame, rng))
     finally:
         checker.close()
     steps.append(FilterStep(f"sampled after file checks ({verify})", len(picked), 0))

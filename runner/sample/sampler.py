@@ -109,9 +109,14 @@ def apply_label_policy(values: pd.Series, policy: dict, requires: pd.Series | No
 
 def seeded_order(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     """Stable sort by image_id (independent of file order), then a seeded permutation."""
-    # the sort order from the image_id column alone, then one take of the rows (not a sorted copy of every column)
+    return frame.iloc[seeded_positions(frame, rng)]
+
+
+def seeded_positions(frame: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+    """seeded_order as row positions into `frame` (`frame.iloc[them]` is seeded_order's frame): the order from the
+    image_id column alone, so that only the rows taken are copied, not every candidate's columns."""
     by_id = frame["image_id"].reset_index(drop=True).sort_values(kind="mergesort").index.to_numpy()
-    return frame.iloc[by_id[rng.permutation(len(frame))]]
+    return by_id[rng.permutation(len(frame))]
 
 
 # ------------------------------------------------------------------------------------------------ file checks
@@ -178,20 +183,25 @@ class FileChecker:
             self.pool.shutdown()
 
 
-def take_verified(ordered: pd.DataFrame, n: int, label: int, check: FileChecker) -> tuple[pd.DataFrame, list[Exclusion]]:
+def take_verified(ordered: pd.DataFrame, n: int, label: int, check: FileChecker,
+                  order: np.ndarray | None = None) -> tuple[pd.DataFrame, list[Exclusion]]:
     """The first `n` rows of `ordered` whose file passes `check`; failures before the n-th are exclusions.
+    `order` (positions into `ordered`, e.g. seeded_positions) is the order to try them in; default: as they stand.
 
     More than max(100, n) failures means something is wrong with the data root, not with a few files: stop early.
     """
     limit = max(100, n)
+    order = np.arange(len(ordered)) if order is None else np.asarray(order)
+    all_ids, all_paths = ordered["image_id"], ordered["path"]
     taken: list[int] = []
     views: dict[int, str] = {}
     exclusions: list[Exclusion] = []
     position = 0
-    while len(taken) < n and position < len(ordered):
-        batch = ordered.iloc[position: position + n - len(taken)]
+    while len(taken) < n and position < len(order):
+        batch = order[position: position + n - len(taken)]
         position += len(batch)
-        ids, paths = batch["image_id"].to_numpy(), batch["path"].to_numpy()  # columns, not a pandas row per file
+        # columns, not a pandas row per file; only this batch's cells are taken
+        ids, paths = all_ids.iloc[batch].to_numpy(), all_paths.iloc[batch].to_numpy()
         for row, (reason, detail, view) in enumerate(check(list(paths))):
             if reason:
                 exclusions.append(Exclusion(str(ids[row]), str(paths[row]), reason, label, detail))
@@ -204,7 +214,7 @@ def take_verified(ordered: pd.DataFrame, n: int, label: int, check: FileChecker)
                 f"{len(exclusions)} of {position} {'positive' if label else 'negative'} candidates checked could not be "
                 f"used ({', '.join(f'{c} {r}' for r, c in reasons.items())}; e.g. {exclusions[0].path}: "
                 f"{exclusions[0].detail}). Is the data root right? (--verify none samples from metadata alone)")
-    chosen = ordered.iloc[taken].copy()
+    chosen = ordered.iloc[order[taken]].copy()
     if check.views is not None:
         chosen["view"] = [views[i] for i in range(len(taken))]
     return chosen, exclusions
@@ -297,7 +307,7 @@ def _take_matched(negatives: pd.DataFrame, positives: pd.DataFrame, n: int, matc
     chosen, exclusions, per_stratum = [], [], {}
     for key, count in sorted(wanted.items()):
         pool = negatives[keys == key]
-        rows, excluded = take_verified(seeded_order(pool, rng), count, 0, check)
+        rows, excluded = take_verified(pool, count, 0, check, seeded_positions(pool, rng))
         per_stratum[key] = {"positives": int((positive_keys == key).sum()),
                             "negatives": len(rows), "negative_candidates": len(pool)}
         if len(rows) < count:
@@ -391,8 +401,8 @@ def sample_task(task: dict, dataset_card: dict, data_root: Path, *, seed: int | 
                 rows, excluded, matching = _take_matched(frame[frame["label"] == 0], chosen[0], want[0], match, rng,
                                                          checker, task["id"])
             else:
-                ordered = seeded_order(frame[frame["label"] == cls], rng)
-                rows, excluded = take_verified(ordered, want[cls], cls, checker)
+                candidates = frame[frame["label"] == cls]
+                rows, excluded = take_verified(candidates, want[cls], cls, checker, seeded_positions(candidates, rng))
             chosen.append(rows)
             exclusions += excluded
     finally:
