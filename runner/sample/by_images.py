@@ -158,11 +158,12 @@ def sample_patients(task: dict, dataset_card: dict, data_root: Path, *, seed: in
     patients = rng.permutation(np.sort(frame["patient_id"].astype(str).unique()))
     if len(patients) < want:
         raise SamplingError(_short(task, steps, want, "patients") + f" ({len(patients)} patients qualify)")
-    by_patient = {p: rows for p, rows in frame.groupby(frame["patient_id"].astype(str), sort=False)}
+    # row positions per patient (each patient's rows in frame order); only the patients tried are copied out
+    by_patient = frame.groupby(frame["patient_id"].astype(str), sort=False).indices
     chosen, exclusions = [], []
     try:
         for patient in patients:
-            rows = seeded_order(by_patient[patient], rng)
+            rows = seeded_order(frame.iloc[by_patient[patient]], rng)
             n = len(rows) if per_patient is None else min(len(rows), int(per_patient))
             taken, excluded = take_verified(rows, n, NOT_A_CLASS, checker)
             exclusions += excluded
