@@ -8,7 +8,8 @@ Steps, each counted so a shortfall can say where candidates were lost:
    recorded as an exclusion and replaced by the next candidate of the same class, so counts stay exact;
    with `sampling.match` the negatives are taken per stratum (view, sex, age band), as many in each as the sampled
    positives have there (`match_counts`), so the control task's negatives look like its positives on those strata,
-5. a patient-wise split (StratifiedGroupKFold, computed by runner.classify.inner_split, or a GroupShuffleSplit holdout): no patient on both sides.
+5. a patient-wise split (StratifiedGroupKFold, as runner.classify.inner_split computes it, or a GroupShuffleSplit
+   holdout): no patient on both sides.
 """
 
 from __future__ import annotations
