@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.model_selection import StratifiedGroupKFold
 
 import runner.classify.out_of_fold as classify_module
-from runner.classify.inner_split import InnerSplitCache, first_stratified_group_split
+from runner.classify.inner_split import InnerSplitCache, first_stratified_group_split, stratified_group_folds
 from runner.classify.out_of_fold import ClassifierSettings, _inner_split, classify, machine_threads
 
 
@@ -32,6 +34,32 @@ def test_first_split_equals_scikit_learn(seed):
     ours = first_stratified_group_split(y, groups, n_splits, seed)
     np.testing.assert_array_equal(ours[0], reference[0])
     np.testing.assert_array_equal(ours[1], reference[1])
+
+
+def _sklearn_folds(y, groups, n_splits, seed):
+    folds = np.full(len(y), -1)
+    splitter = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        for fold, (_, test) in enumerate(splitter.split(np.zeros(len(y)), y, groups)):
+            folds[test] = fold
+    return folds
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_every_fold_equals_scikit_learn(seed):
+    """The manifests' folds (runner.sample): every row's test fold, binary and multi-class strata (a multi-label task's
+    rarest finding, an attribute's class), 2 to 10 folds, patients with one to several images."""
+    rng = np.random.default_rng(500 + seed)
+    n = int(rng.integers(30, 1500))
+    n_classes = 2 if seed % 2 == 0 else int(rng.integers(3, 9))
+    groups = _design(seed, n, int(rng.integers(1, 6)), 0.5)[1]
+    y = rng.choice(n_classes, size=n, p=rng.dirichlet(np.ones(n_classes)))
+    n_splits = int(rng.integers(2, 11))
+    if np.all(n_splits > np.bincount(y)) or n_splits > len(set(groups)):
+        pytest.skip("an impossible split for these draws")
+    np.testing.assert_array_equal(stratified_group_folds(y, groups, n_splits, seed),
+                                  _sklearn_folds(y, groups, n_splits, seed))
 
 
 def test_ties_and_identical_groups_match_scikit_learn():

@@ -1,13 +1,16 @@
-"""The inner early-stopping split of runner.classify.out_of_fold: scikit-learn's StratifiedGroupKFold, first fold, made fast.
+"""scikit-learn's StratifiedGroupKFold made fast: the inner early-stopping split of runner.classify.out_of_fold, and
+the patient-wise folds of a sampled manifest (runner.sample.sampler, runner.sample.by_images).
 
-Entry: `first_stratified_group_split(y, groups, n_splits, seed) -> (fit_idx, valid_idx)`, index arrays into `y`,
-identical to `next(StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed).split(X, y, groups))`
-(tests/test_splits.py checks equality against scikit-learn on many random designs).
+Entries: `stratified_group_folds(y, groups, n_splits, seed) -> fold per row`, identical to the test folds of
+`StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed).split(X, y, groups)`, and
+`first_stratified_group_split(...) -> (fit_idx, valid_idx)`, its first fold as index arrays into `y`
+(tests/test_splits.py checks equality against scikit-learn on many random designs; `python -m
+runner.sample.committed --check` reproduces every committed manifest's folds, made with scikit-learn).
 
 Why: scikit-learn assigns each group to a fold by trying every fold with a handful of small numpy calls (np.std,
 np.isclose, ...) per (group, fold); for the ~800 patients of a 1,600-image training fold and 7 inner folds that took
 0.5-1 s per call on the 2-core machine, more than the LightGBM fit it serves, and runner.classify.out_of_fold needs one per fold
-(label efficiency: 90). Here each group's candidate folds are scored with one vectorised np.std over all folds (the
+(label efficiency: 90), and it was a third of re-sampling the committed manifests. Here each group's candidate folds are scored with one vectorised np.std over all folds (the
 same arithmetic in the same order, so the same floating-point values) and the tie rule runs on Python floats.
 `InnerSplitCache` keeps the splits of one process, keyed by a digest of exactly the split's inputs.
 """
@@ -15,6 +18,7 @@ same arithmetic in the same order, so the same floating-point values) and the ti
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import OrderedDict
 
 import numpy as np
@@ -24,13 +28,14 @@ def _isclose(a: float, b: float, rtol: float = 1e-05, atol: float = 1e-08) -> bo
     """np.isclose for two finite-or-infinite floats (what scikit-learn's tie rule calls)."""
     if a == b:
         return True
-    if np.isinf(a) or np.isinf(b):
+    if math.isinf(a) or math.isinf(b):
         return False
     return abs(a - b) <= atol + rtol * abs(b)
 
 
-def first_stratified_group_split(y, groups, n_splits: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train indices, test indices) of StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)'s first fold.
+def stratified_group_folds(y, groups, n_splits: int, seed: int) -> np.ndarray:
+    """The test fold (0 .. n_splits - 1) of every row under StratifiedGroupKFold(n_splits, shuffle=True,
+    random_state=seed): row i is in `split(X, y, groups)`'s k-th test set exactly when the result's [i] is k.
 
     Follows sklearn.model_selection.StratifiedGroupKFold._iter_test_indices step for step (scikit-learn 1.x), including
     its RandomState shuffle of the groups; raises ValueError where it would (more splits than groups or members).
@@ -58,23 +63,30 @@ def first_stratified_group_split(y, groups, n_splits: int, seed: int) -> tuple[n
     sorted_groups_idx = np.argsort(-np.std(y_counts_per_group, axis=1), kind="stable")
 
     y_counts_per_fold = np.zeros((n_splits, n_classes))
+    samples = [0.0] * n_splits  # images per fold (whole numbers: the same as scikit-learn's np.sum of the fold's row)
+    group_sizes = y_counts_per_group.sum(axis=1).tolist()
     fold_of_group = np.empty(n_groups, dtype=np.int64)
     diagonal = np.arange(n_splits)
     cnt = y_cnt.reshape(1, 1, -1)
-    for group_idx in sorted_groups_idx:
+    for group_idx in sorted_groups_idx.tolist():
         group_y_counts = y_counts_per_group[group_idx]
         # candidate c: the fold counts with this group added to fold c (scikit-learn adds, measures, subtracts)
         candidates = np.repeat(y_counts_per_fold[None], n_splits, axis=0)
         candidates[diagonal, diagonal] += group_y_counts
         evals = np.mean(np.std(candidates / cnt, axis=1), axis=1).tolist()
-        samples = y_counts_per_fold.sum(axis=1).tolist()
         best_fold, min_eval, min_samples = None, np.inf, np.inf
         for i in range(n_splits):
             if evals[i] < min_eval or (_isclose(evals[i], min_eval) and samples[i] < min_samples):
                 best_fold, min_eval, min_samples = i, evals[i], samples[i]
         y_counts_per_fold[best_fold] += group_y_counts
+        samples[best_fold] += group_sizes[group_idx]
         fold_of_group[group_idx] = best_fold
-    in_test = fold_of_group[groups_inv] == 0
+    return fold_of_group[groups_inv]
+
+
+def first_stratified_group_split(y, groups, n_splits: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, test indices) of StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)'s first fold."""
+    in_test = stratified_group_folds(y, groups, n_splits, seed) == 0
     return np.flatnonzero(~in_test), np.flatnonzero(in_test)
 
 

@@ -260,7 +260,10 @@ def _list_items_contain(raw: pd.Series, findings: list[str], separator: str, str
             return np.nan
         return float(any(item.strip(chars) in wanted for item in text.strip(chars).split(separator)))
 
-    return pd.Series([has(v) for v in raw.to_numpy(dtype=object)], index=raw.index, dtype="float64")
+    # each distinct text once (a release repeats the same few lists over many rows), then back to the rows
+    codes, uniques = pd.factorize(raw.to_numpy(dtype=object), use_na_sentinel=True)
+    found = np.array([has(v) for v in uniques] + [np.nan], dtype="float64")  # code -1 (missing): the NaN at the end
+    return pd.Series(found[codes], index=raw.index, dtype="float64")
 
 
 def add_labels(index: pd.DataFrame, tables: dict[str, pd.DataFrame], card: dict, label_ids: list[str]) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from runner.classify.inner_split import stratified_group_folds
 from runner.data import read_index
 from runner.data.tables import METADATA_PREFIX
 from runner.sample.manifest import TARGET_PREFIX
@@ -35,6 +36,7 @@ from runner.sample.sampler import (
     eval_folds_of,
     file_checks,
     seeded_order,
+    seeded_positions,
     take_verified,
 )
 
@@ -125,7 +127,7 @@ def sample_images(task: dict, dataset_card: dict, data_root: Path, *, seed: int 
         raise SamplingError(_short(task, steps, want, "images"))
     rng = np.random.default_rng(sampling["seed"])
     try:
-        picked, exclusions = take_verified(seeded_order(frame, rng), want, NOT_A_CLASS, checker)
+        picked, exclusions = take_verified(frame, want, NOT_A_CLASS, checker, seeded_positions(frame, rng))
     finally:
         checker.close()
     steps.append(FilterStep(f"sampled after file checks ({verify})", len(picked), 0))
@@ -156,11 +158,12 @@ def sample_patients(task: dict, dataset_card: dict, data_root: Path, *, seed: in
     patients = rng.permutation(np.sort(frame["patient_id"].astype(str).unique()))
     if len(patients) < want:
         raise SamplingError(_short(task, steps, want, "patients") + f" ({len(patients)} patients qualify)")
-    by_patient = {p: rows for p, rows in frame.groupby(frame["patient_id"].astype(str), sort=False)}
+    # row positions per patient (each patient's rows in frame order); only the patients tried are copied out
+    by_patient = frame.groupby(frame["patient_id"].astype(str), sort=False).indices
     chosen, exclusions = [], []
     try:
         for patient in patients:
-            rows = seeded_order(by_patient[patient], rng)
+            rows = seeded_order(frame.iloc[by_patient[patient]], rng)
             n = len(rows) if per_patient is None else min(len(rows), int(per_patient))
             taken, excluded = take_verified(rows, n, NOT_A_CLASS, checker)
             exclusions += excluded
@@ -199,7 +202,7 @@ def _strata(frame: pd.DataFrame, labels: list[str]) -> np.ndarray:
 
 
 def _stratified_folds(frame: pd.DataFrame, split: dict, strata: np.ndarray) -> tuple[np.ndarray, list[int]]:
-    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+    from sklearn.model_selection import GroupShuffleSplit
 
     groups = frame["patient_id"].astype(str).to_numpy()
     folds = np.full(len(frame), -1, dtype=np.int64)
@@ -207,11 +210,9 @@ def _stratified_folds(frame: pd.DataFrame, split: dict, strata: np.ndarray) -> t
         k = int(split["folds"])
         if len(set(groups)) < k:
             raise SamplingError(f"split: {k} folds need at least {k} patients; the sample has {len(set(groups))}")
-        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=split["seed"])
-        with _quiet_small_classes():
-            for fold, (_train, test) in enumerate(splitter.split(np.zeros(len(frame)), strata, groups)):
-                folds[test] = fold
-        return folds, eval_folds_of(split)
+        # scikit-learn's StratifiedGroupKFold(k, shuffle=True, random_state=seed), fold for fold, faster (and it does
+        # not warn about a stratum with fewer members than folds, a rare finding: expected here)
+        return stratified_group_folds(strata, groups, k, split["seed"]).astype(np.int64), eval_folds_of(split)
     splitter = GroupShuffleSplit(n_splits=1, test_size=split["test_fraction"], random_state=split["seed"])
     _train, test = next(splitter.split(np.zeros(len(frame)), strata, groups))
     folds[:] = 1
@@ -235,16 +236,3 @@ def _patient_folds(frame: pd.DataFrame, split: dict) -> tuple[np.ndarray, list[i
         eval_folds = [0]
     return frame["patient_id"].astype(str).map(fold_of).to_numpy(dtype=np.int64), eval_folds
 
-
-class _quiet_small_classes:
-    """StratifiedGroupKFold warns when a stratum has fewer members than folds (a rare finding): expected here."""
-
-    def __enter__(self):
-        import warnings
-
-        self._context = warnings.catch_warnings()
-        self._context.__enter__()
-        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
-
-    def __exit__(self, *exc):
-        return self._context.__exit__(*exc)

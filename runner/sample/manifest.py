@@ -19,10 +19,11 @@ from datetime import datetime, timezone
 from hashlib import sha256
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from registry.errors import RegistryError
-from runner.data.tables import METADATA_PREFIX, leaves_root
+from runner.data.tables import METADATA_PREFIX, paths_leaving_root
 from runner.runtime.atomic import atomic_write_bytes
 from runner.sample.sampler import eval_folds_of
 
@@ -83,6 +84,18 @@ def _cell(value):
     return value.item() if hasattr(value, "item") else value
 
 
+def _cells(column: pd.Series) -> list:
+    """[_cell(v) for v in column], without a Python call per cell for the canonical frame's dtypes."""
+    if column.dtype == "float64":
+        values = column.tolist()  # Python floats
+        for i in np.flatnonzero(column.isna().to_numpy()):
+            values[i] = None
+        return values
+    if column.dtype == "int64" or column.dtype == object:  # canonical_frame's text columns hold str or None only
+        return column.tolist()
+    return [_cell(v) for v in column.tolist()]
+
+
 def pinned_fields(meta: dict) -> dict:
     """The manifest.json fields the content hash covers (PINNED), as recorded."""
     return {key: meta.get(key) for key in PINNED}
@@ -90,8 +103,14 @@ def pinned_fields(meta: dict) -> dict:
 
 def content_sha256(frame: pd.DataFrame, pinned: dict) -> str:
     """sha256 of the canonical JSON of {format, pinned fields, rows: [[columns...], [row...], ...]}."""
-    canon = canonical_frame(frame)
-    rows = [list(canon.columns)] + [[_cell(v) for v in row] for row in canon.itertuples(index=False, name=None)]
+    return _canonical_sha256(canonical_frame(frame), pinned)
+
+
+def _canonical_sha256(canon: pd.DataFrame, pinned: dict) -> str:
+    """content_sha256 of a frame that is canonical_frame's output already (canonical_frame of it is itself)."""
+    # column by column (a JSON array of a tuple is the array of its list): the same text as _cell on every row's cells
+    columns = [_cells(canon[name]) for name in canon.columns]
+    rows = [list(canon.columns)] + list(zip(*columns))
     content = {"format": FORMAT, "pinned": {key: pinned.get(key) for key in PINNED}, "rows": rows}
     text = json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return sha256(text.encode("utf-8")).hexdigest()
@@ -116,7 +135,7 @@ def write_manifest(out_dir: Path, result, task_sha256: str, fingerprint: dict | 
         "seed": result.seed,
         "verify": result.verify,
         "format": FORMAT,
-        "sha256": content_sha256(frame, pinned),
+        "sha256": _canonical_sha256(frame, pinned),
         "n_images": len(frame),
         "counts": {
             "positives": int((frame["label"] == 1).sum()),
@@ -179,7 +198,7 @@ def read_manifest(folder: Path) -> Manifest:
     _check_int_columns(frame, folder, len(classes) if isinstance(classes, list) and len(classes) > 2 else 2)
     frame = canonical_frame(frame)
 
-    outside = frame["path"].map(leaves_root)
+    outside = paths_leaving_root(frame["path"])
     if outside.any():  # a hand-made manifest must not point the run at files outside the data root
         raise ManifestError(f"{folder}/manifest.parquet: {int(outside.sum())} path(s) leave the data root, e.g. "
                             f"{frame.loc[outside, 'path'].iloc[0]!r}; paths must be relative, without '..'")
@@ -190,7 +209,7 @@ def read_manifest(folder: Path) -> Manifest:
                             f"format {FORMAT} (the rows and the task, label, split and folds they are for): sample "
                             "again (`runner eval --resample`, `runner sample`)")
     try:
-        actual = content_sha256(frame, pinned_fields(meta))
+        actual = _canonical_sha256(frame, pinned_fields(meta))
     except (TypeError, ValueError) as exc:  # a pinned field that JSON cannot hold canonically
         raise ManifestError(f"{folder}/manifest.json: {exc}") from None
     if actual != meta.get("sha256"):
