@@ -30,6 +30,11 @@ def test_committed_manifests_reproduce_from_the_shipped_metadata():
     print(f"{len(frozen)} committed manifests reproduced in {time.perf_counter() - started:.1f} s")
 
 
+def test_one_task_checked_alone_records_what_the_whole_freeze_records():
+    """NIH's tasks read label tables of their own: a task frozen alone must still record the full run's `sources`."""
+    assert freeze.freeze(load_registry(), ["effusion-nih"], check=True)[1] == []
+
+
 def test_what_is_frozen_and_what_is_not():
     tasks, skipped = freeze.freezable(load_registry())
     ids = {t.id for t in tasks}

@@ -93,8 +93,11 @@ def _portable_sources(sources: dict[str, list[str]], dataset: dict) -> dict[str,
     return out
 
 
-def sample_frozen(tasks: list, reg):
-    """task id -> SampleResult, sampled from shipped metadata only (an empty data root), one index read per dataset."""
+def sample_frozen(tasks: list, reg, all_frozen: list | None = None):
+    """task id -> SampleResult, sampled from shipped metadata only (an empty data root), one index read per dataset.
+
+    The index is read with the labels of every frozen task of the dataset (`all_frozen`, default `tasks`), so a
+    manifest records the same `sources` whether its task is frozen alone or with all the others."""
 
     results = {}
     by_dataset: dict[str, list] = {}
@@ -103,7 +106,8 @@ def sample_frozen(tasks: list, reg):
     with tempfile.TemporaryDirectory(prefix="cxr-freeze-") as empty:
         for dataset_id, group in by_dataset.items():
             dataset = reg.datasets[dataset_id].data
-            labels = [label for task in group for label in read_labels(task.data)]
+            labels = [label for task in (all_frozen or tasks) if task.data["dataset"] == dataset_id
+                      for label in read_labels(task.data)]
             index = read_index(dataset, Path(empty), list(dict.fromkeys(labels)))
             for task in group:
                 result = sample(task.data, dataset, Path(empty), verify="none", index=index)
@@ -120,6 +124,7 @@ def freeze(reg, task_ids: list[str] | None = None, check: bool = False) -> tuple
     """Write (or, with check, compare) the committed manifests. Returns (frozen, problems)."""
 
     tasks, _skipped = freezable(reg)
+    all_frozen = tasks
     if task_ids:
         unknown = [t for t in task_ids if t not in {c.id for c in tasks}]
         if unknown:
@@ -127,7 +132,7 @@ def freeze(reg, task_ids: list[str] | None = None, check: bool = False) -> tuple
         tasks = [t for t in tasks if t.id in task_ids]
     root = reg.home.manifests_dir
     frozen, problems = [], []
-    for task_id, result in sample_frozen(tasks, reg).items():
+    for task_id, result in sample_frozen(tasks, reg, all_frozen).items():
         task = reg.tasks[task_id]
         if not check:
             with tempfile.TemporaryDirectory(prefix="cxr-freeze-") as scratch:
