@@ -15,6 +15,7 @@ same arithmetic in the same order, so the same floating-point values) and the ti
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import OrderedDict
 
 import numpy as np
@@ -24,9 +25,25 @@ def _isclose(a: float, b: float, rtol: float = 1e-05, atol: float = 1e-08) -> bo
     """np.isclose for two finite-or-infinite floats (what scikit-learn's tie rule calls)."""
     if a == b:
         return True
-    if np.isinf(a) or np.isinf(b):
+    if math.isinf(a) or math.isinf(b):
         return False
     return abs(a - b) <= atol + rtol * abs(b)
+
+
+def _mean_fold_std(scaled: np.ndarray) -> np.ndarray:
+    """np.mean(np.std(scaled, axis=1), axis=1) by the same ufunc calls numpy's _std and _mean make (numpy/_core/
+    _methods.py), so the same floating-point values, without their Python-level checks (the loop calls this once per
+    patient group)."""
+    n_folds, n_classes = scaled.shape[1], scaled.shape[2]
+    mean = np.add.reduce(scaled, axis=1, keepdims=True)
+    np.true_divide(mean, n_folds, out=mean)
+    deviation = np.subtract(scaled, mean)
+    np.square(deviation, out=deviation)
+    std = np.add.reduce(deviation, axis=1)
+    np.true_divide(std, n_folds, out=std)
+    np.sqrt(std, out=std)
+    out = np.add.reduce(std, axis=1)
+    return np.true_divide(out, n_classes, out=out)
 
 
 def first_stratified_group_split(y, groups, n_splits: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,18 +78,20 @@ def first_stratified_group_split(y, groups, n_splits: int, seed: int) -> tuple[n
     fold_of_group = np.empty(n_groups, dtype=np.int64)
     diagonal = np.arange(n_splits)
     cnt = y_cnt.reshape(1, 1, -1)
+    samples = [0.0] * n_splits  # images per fold: sums of whole numbers, so exact whatever the order
+    candidates = np.empty((n_splits, n_splits, n_classes))
     for group_idx in sorted_groups_idx:
         group_y_counts = y_counts_per_group[group_idx]
         # candidate c: the fold counts with this group added to fold c (scikit-learn adds, measures, subtracts)
-        candidates = np.repeat(y_counts_per_fold[None], n_splits, axis=0)
+        candidates[...] = y_counts_per_fold
         candidates[diagonal, diagonal] += group_y_counts
-        evals = np.mean(np.std(candidates / cnt, axis=1), axis=1).tolist()
-        samples = y_counts_per_fold.sum(axis=1).tolist()
+        evals = _mean_fold_std(candidates / cnt).tolist()
         best_fold, min_eval, min_samples = None, np.inf, np.inf
         for i in range(n_splits):
             if evals[i] < min_eval or (_isclose(evals[i], min_eval) and samples[i] < min_samples):
                 best_fold, min_eval, min_samples = i, evals[i], samples[i]
         y_counts_per_fold[best_fold] += group_y_counts
+        samples[best_fold] += float(group_y_counts.sum())
         fold_of_group[group_idx] = best_fold
     in_test = fold_of_group[groups_inv] == 0
     return np.flatnonzero(~in_test), np.flatnonzero(in_test)

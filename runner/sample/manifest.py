@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from registry.errors import RegistryError
-from runner.data.tables import METADATA_PREFIX, leaves_root
+from runner.data.tables import METADATA_PREFIX, paths_leaving_root
 from runner.runtime.atomic import atomic_write_bytes
 from runner.sample.sampler import eval_folds_of
 
@@ -90,8 +90,19 @@ def pinned_fields(meta: dict) -> dict:
 
 def content_sha256(frame: pd.DataFrame, pinned: dict) -> str:
     """sha256 of the canonical JSON of {format, pinned fields, rows: [[columns...], [row...], ...]}."""
-    canon = canonical_frame(frame)
-    rows = [list(canon.columns)] + [[_cell(v) for v in row] for row in canon.itertuples(index=False, name=None)]
+    return _canonical_sha256(canonical_frame(frame), pinned)
+
+
+def _column_cells(column: pd.Series) -> list:
+    """_cell of every value of a canonical column, a column at a time (Series.tolist gives Python scalars; a row at a
+    time through itertuples took most of a manifest read)."""
+    return [_cell(v) for v in column.tolist()]
+
+
+def _canonical_sha256(canon: pd.DataFrame, pinned: dict) -> str:
+    """content_sha256 of a frame that canonical_frame made (read_manifest has one: canonical_frame is idempotent)."""
+    columns = [_column_cells(canon[name]) for name in canon.columns]
+    rows = [list(canon.columns)] + [list(row) for row in zip(*columns)]
     content = {"format": FORMAT, "pinned": {key: pinned.get(key) for key in PINNED}, "rows": rows}
     text = json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return sha256(text.encode("utf-8")).hexdigest()
@@ -179,7 +190,7 @@ def read_manifest(folder: Path) -> Manifest:
     _check_int_columns(frame, folder, len(classes) if isinstance(classes, list) and len(classes) > 2 else 2)
     frame = canonical_frame(frame)
 
-    outside = frame["path"].map(leaves_root)
+    outside = paths_leaving_root(frame["path"])
     if outside.any():  # a hand-made manifest must not point the run at files outside the data root
         raise ManifestError(f"{folder}/manifest.parquet: {int(outside.sum())} path(s) leave the data root, e.g. "
                             f"{frame.loc[outside, 'path'].iloc[0]!r}; paths must be relative, without '..'")
@@ -190,7 +201,7 @@ def read_manifest(folder: Path) -> Manifest:
                             f"format {FORMAT} (the rows and the task, label, split and folds they are for): sample "
                             "again (`runner eval --resample`, `runner sample`)")
     try:
-        actual = content_sha256(frame, pinned_fields(meta))
+        actual = _canonical_sha256(frame, pinned_fields(meta))
     except (TypeError, ValueError) as exc:  # a pinned field that JSON cannot hold canonically
         raise ManifestError(f"{folder}/manifest.json: {exc}") from None
     if actual != meta.get("sha256"):
