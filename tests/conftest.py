@@ -20,6 +20,7 @@ THREADS_IN_EFFECT = set_thread_environment()
 
 # Below here anything may load OpenMP.
 import json
+from pathlib import Path
 
 import pytest
 
@@ -66,6 +67,21 @@ def private_cache_dir(tmp_path_factory):
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def compiled_numba_cache(private_cache_dir, tmp_path_factory):
+    """The session's numba cache folder ($NUMBA_CACHE_DIR) with umap-learn's and pynndescent's functions compiled: one
+    small UMAP fit, unless an earlier fit of the session did it (runner.analysis.clustering compiles under a lock, so
+    the workers of a session compile once). Read-only."""
+    import numpy as np
+
+    from runner.analysis.clustering import umap_figure, umap_will_compile
+
+    if umap_will_compile():
+        x = np.random.default_rng(0).normal(size=(40, 8))
+        umap_figure(x, np.arange(40) % 2, tmp_path_factory.mktemp("umap-warm") / "u.png", n_neighbors=5)
+    return Path(os.environ["NUMBA_CACHE_DIR"])
 
 
 def _session_numba_cache(tmp_path_factory):
