@@ -9,23 +9,14 @@ built once even when pytest-xdist runs the session in several workers (tests/sup
 
 from __future__ import annotations
 
-import getpass
 import os
-import tempfile
+import sys
 
 from runner.runtime.threads import THREAD_ENVIRONMENT, loaded_openmp_libraries, set_thread_environment
 
 # What had already loaded (and read its settings) and what the user had set, for tests/test_threads.py.
 THREADS_AT_SETUP = (loaded_openmp_libraries(), {name: os.environ.get(name) for name in THREAD_ENVIRONMENT})
 THREADS_IN_EFFECT = set_thread_environment()
-
-# umap-learn's numba code compiles once into a cache that numba itself invalidates when the sources or numba change
-# (runner.analysis.clustering._import_umap); the compile costs ~35 CPU-s on the 2-core machine. Every test session
-# and xdist worker shares one such cache instead of compiling into its own private cache folder
-# (runner.embed.cache.numba_cache_dir: CXR_CACHE_DIR/numba). Set before anything can import numba; a
-# NUMBA_CACHE_DIR the user set stands. Compiled code only: no test result is read from it.
-os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(),
-                                                      f"cxr-registry-tests-numba-{getpass.getuser()}"))
 
 # Below here anything may load OpenMP.
 import json
@@ -57,14 +48,32 @@ def demo_data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache_dir(tmp_path_factory):
-    """Every test's default cache folder (embeddings, regeneration records) is the session's own, never ~/.cache."""
-    before = os.environ.get("CXR_CACHE_DIR")
+    """Every test's default cache folder (embeddings, regeneration records) is the session's own, never ~/.cache.
+
+    numba's machine code (UMAP's, runner.analysis.clustering) goes to one folder that every xdist worker of the session
+    shares, unless the user set $NUMBA_CACHE_DIR: a worker's first UMAP fit otherwise compiled umap-learn again
+    (~25 CPU-s on the 2-core machine) where another worker had just done it. numba invalidates its own entries, and
+    writes them atomically, so sharing changes no layout."""
+    saved = {name: os.environ.get(name) for name in ("CXR_CACHE_DIR", "NUMBA_CACHE_DIR")}
     os.environ["CXR_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    if saved["NUMBA_CACHE_DIR"] is None:
+        os.environ["NUMBA_CACHE_DIR"] = str(_session_numba_cache(tmp_path_factory))
+        if "numba" in sys.modules:  # numba read its settings when it was imported
+            sys.modules["numba"].core.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
     yield
-    if before is None:
-        os.environ.pop("CXR_CACHE_DIR", None)
-    else:
-        os.environ["CXR_CACHE_DIR"] = before
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def _session_numba_cache(tmp_path_factory):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return tmp_path_factory.mktemp("numba")
+    folder = tmp_path_factory.getbasetemp().parent / "numba"  # the folder the workers' temporary folders share
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ first filing; `describe_difference(pinned, other)` says how two samples of a tas
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from registry.errors import RegistryError
@@ -38,8 +38,12 @@ class Pin:
     sha256: str | None
     source: str  # committed | filed | none | stale (a committed manifest of an older card: refreeze)
     folder: Path | None = None
+    # the manifest as pinned_manifest read (and checked) it just now, so that load() does not read it twice
+    read: Manifest | None = field(default=None, compare=False, repr=False)
 
     def load(self) -> Manifest | None:
+        if self.read is not None:
+            return self.read
         return read_manifest(self.folder) if self.folder is not None else None
 
 
@@ -69,12 +73,12 @@ def pinned_manifest(task_card, registry, results_dir: Path) -> Pin:
             raise PinError(f"task {task_card.id!r}: manifests/index.json names {committed['sha256'][:12]}…, which "
                            f"is not in {registry.home.manifests_dir}")
         try:
-            frozen_for = read_manifest(folder).meta.get("task_sha256")
+            manifest = read_manifest(folder)
         except ManifestError as exc:
             raise PinError(str(exc)) from None
-        if frozen_for != task_card.behaviour_sha256:
+        if manifest.meta.get("task_sha256") != task_card.behaviour_sha256:
             return Pin(None, "stale", folder)
-        return Pin(committed["sha256"], "committed", folder)
+        return Pin(committed["sha256"], "committed", folder, manifest)
     sha = read_pins(results_dir).get(task_card.id, {}).get(task_card.behaviour_sha256)
     if sha is None:
         return Pin(None, "none")

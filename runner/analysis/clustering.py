@@ -29,6 +29,7 @@ progress output says so before such a fit).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from filelock import FileLock
 
 from runner.analysis import need
 from runner.analysis.kmeans import kmeans_restarts, silhouette_scores
@@ -64,7 +66,6 @@ def _import_umap():
     the cache. The cache lives in the project's cache folder (runner.embed.cache.numba_cache_dir) unless
     $NUMBA_CACHE_DIR is set: numba's default is beside umap's sources, inside the virtual environment.
     """
-    import contextlib
 
     _use_project_numba_cache()
     if "umap" not in sys.modules:
@@ -110,6 +111,18 @@ def umap_will_compile() -> bool:
     except (ImportError, AttributeError):  # numba's internals moved: any umap entries will do
         subdir = "umap_*"
     return not any(numba_cache_dir().glob(f"{subdir}/umap_.*.nbi"))
+
+
+def _compile_lock():
+    """A lock on the numba cache folder for a fit that compiles: processes that start at once on a cold cache (test
+    workers, runs side by side) compile umap-learn one after the other, so the second loads what the first compiled
+    instead of compiling it too. No lock where the folder cannot be made (the fit still runs)."""
+    folder = numba_cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return contextlib.nullcontext()
+    return FileLock(str(folder / ".compile.lock"))
 
 
 def cosine_distance_matrix(unit: np.ndarray) -> np.ndarray:
@@ -160,22 +173,24 @@ def umap_figure(
     """
     import warnings
 
-    if umap_will_compile():
+    compiles = umap_will_compile()
+    if compiles:
         print(f"UMAP: the first fit with this cache folder compiles umap-learn's numba code (about a minute on two "
               f"cores, once); later runs reuse it from {numba_cache_dir()}", file=sys.stderr, flush=True)
-    umap = _import_umap()
     x = _check_embeddings(embeddings, labels)
     labels = np.asarray(labels).astype(int)
     n_neighbors = min(n_neighbors, x.shape[0] - 1)
     if distances is None and x.shape[0] <= EXACT_MAX_ROWS and (np.linalg.norm(x, axis=1) > 0).all():
         distances = cosine_distance_matrix(unit_rows(x))
     metric = "cosine" if distances is None else "precomputed"
-    umap._cxr_fitted = True
-    reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric,
-                        random_state=seed, n_jobs=1)
-    with warnings.catch_warnings():  # "inverse_transform will be unavailable": never used here
-        warnings.filterwarnings("ignore", message="using precomputed metric", category=UserWarning)
-        xy = np.round(reducer.fit_transform(x if distances is None else distances).astype(float), 4)
+    with _compile_lock() if compiles else contextlib.nullcontext():
+        umap = _import_umap()
+        umap._cxr_fitted = True
+        reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric,
+                            random_state=seed, n_jobs=1)
+        with warnings.catch_warnings():  # "inverse_transform will be unavailable": never used here
+            warnings.filterwarnings("ignore", message="using precomputed metric", category=UserWarning)
+            xy = np.round(reducer.fit_transform(x if distances is None else distances).astype(float), 4)
     paths = plot_umap(xy, labels, png_path, svg_path, title)
     return {"figure": {k: Path(v).name for k, v in paths.items()},
             "umap": {"n_neighbors": n_neighbors, "min_dist": min_dist, "metric": "cosine", "random_state": seed,

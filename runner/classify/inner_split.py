@@ -33,6 +33,22 @@ def _isclose(a: float, b: float, rtol: float = 1e-05, atol: float = 1e-08) -> bo
     return abs(a - b) <= atol + rtol * abs(b)
 
 
+def _mean_fold_std(scaled: np.ndarray) -> np.ndarray:
+    """np.mean(np.std(scaled, axis=1), axis=1) by the same ufunc calls numpy's _std and _mean make (numpy/_core/
+    _methods.py), so the same floating-point values, without their Python-level checks (the loop calls this once per
+    patient group)."""
+    n_folds, n_classes = scaled.shape[1], scaled.shape[2]
+    mean = np.add.reduce(scaled, axis=1, keepdims=True)
+    np.true_divide(mean, n_folds, out=mean)
+    deviation = np.subtract(scaled, mean)
+    np.square(deviation, out=deviation)
+    std = np.add.reduce(deviation, axis=1)
+    np.true_divide(std, n_folds, out=std)
+    np.sqrt(std, out=std)
+    out = np.add.reduce(std, axis=1)
+    return np.true_divide(out, n_classes, out=out)
+
+
 def stratified_group_folds(y, groups, n_splits: int, seed: int) -> np.ndarray:
     """The test fold (0 .. n_splits - 1) of every row under StratifiedGroupKFold(n_splits, shuffle=True,
     random_state=seed): row i is in `split(X, y, groups)`'s k-th test set exactly when the result's [i] is k.
@@ -68,12 +84,13 @@ def stratified_group_folds(y, groups, n_splits: int, seed: int) -> np.ndarray:
     fold_of_group = np.empty(n_groups, dtype=np.int64)
     diagonal = np.arange(n_splits)
     cnt = y_cnt.reshape(1, 1, -1)
+    candidates = np.empty((n_splits, n_splits, n_classes))
     for group_idx in sorted_groups_idx.tolist():
         group_y_counts = y_counts_per_group[group_idx]
         # candidate c: the fold counts with this group added to fold c (scikit-learn adds, measures, subtracts)
-        candidates = np.repeat(y_counts_per_fold[None], n_splits, axis=0)
+        candidates[...] = y_counts_per_fold
         candidates[diagonal, diagonal] += group_y_counts
-        evals = np.mean(np.std(candidates / cnt, axis=1), axis=1).tolist()
+        evals = _mean_fold_std(candidates / cnt).tolist()
         best_fold, min_eval, min_samples = None, np.inf, np.inf
         for i in range(n_splits):
             if evals[i] < min_eval or (_isclose(evals[i], min_eval) and samples[i] < min_samples):

@@ -42,28 +42,36 @@ def weighted_auroc(weights: np.ndarray, patient: np.ndarray, labels: np.ndarray,
     _, group = np.unique(scores, return_inverse=True)  # score ties share a group
     group = group.ravel()
     n_groups = int(group.max()) + 1
-    classes = [_class_columns(labels == 1, group, patient), _class_columns(labels != 1, group, patient)]
+    pos_patients, pos_starts, pos_groups = _class_columns(labels == 1, group, patient)
+    neg_patients, neg_starts, neg_groups = _class_columns(labels != 1, group, patient)
     out = np.empty(weights.shape[0])
     chunk = max(1, 1_000_000 // max(n_groups, 1))  # bounds each dense block at ~8 MB
     for start in range(0, weights.shape[0], chunk):
         w = weights[start:start + chunk]
-        n_pos, n_neg = (np.zeros((len(w), n_groups)) for _ in classes)
-        for counts, (patients_in_order, starts, present) in zip((n_pos, n_neg), classes, strict=True):
-            if len(patients_in_order):  # weight of each score group: the draws of its images' patients, summed
-                counts[:, present] = np.add.reduceat(w[:, patients_in_order], starts, axis=1)
-        below = np.cumsum(n_neg, axis=1) - n_neg
-        wins = np.sum(n_pos * (below + 0.5 * n_neg), axis=1)
+        # weight of each score group: the draws of its images' patients, summed (negatives: every group, dense)
+        n_neg = np.zeros((len(w), n_groups))
+        if len(neg_patients):
+            n_neg[:, neg_groups] = np.add.reduceat(w[:, neg_patients], neg_starts, axis=1)
+        n_pos = (np.add.reduceat(w[:, pos_patients], pos_starts, axis=1) if len(pos_patients)
+                 else np.zeros((len(w), 0)))
+        # a positive beats the negatives below its score group and ties half of its own: cumsum - n_neg / 2
+        credit = np.cumsum(n_neg, axis=1)
+        total_neg = credit[:, -1].copy()
+        credit -= 0.5 * n_neg
+        wins = np.einsum("ij,ij->i", n_pos, credit[:, pos_groups])
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[start:start + chunk] = wins / (n_pos.sum(axis=1) * n_neg.sum(axis=1))
+            out[start:start + chunk] = wins / (n_pos.sum(axis=1) * total_neg)
     return out
 
 
 def _weighted_f1(weights: np.ndarray, patient: np.ndarray, labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     n_patients = weights.shape[1]
-    tp = np.bincount(patient, weights=(labels == 1) & predicted, minlength=n_patients)
-    fp = np.bincount(patient, weights=(labels == 0) & predicted, minlength=n_patients)
-    fn = np.bincount(patient, weights=(labels == 1) & ~predicted, minlength=n_patients)
-    tp_w, fp_w, fn_w = weights @ tp, weights @ fp, weights @ fn
+    per_patient = np.stack([np.bincount(patient, weights=(labels == 1) & predicted, minlength=n_patients),  # tp
+                            np.bincount(patient, weights=(labels == 0) & predicted, minlength=n_patients),  # fp
+                            np.bincount(patient, weights=(labels == 1) & ~predicted, minlength=n_patients)],  # fn
+                           axis=1)
+    # one pass over the weights for all three counts; whole numbers, so the same sums as three products
+    tp_w, fp_w, fn_w = (weights @ per_patient).T
     with np.errstate(invalid="ignore", divide="ignore"):
         f1 = 2 * tp_w / (2 * tp_w + fp_w + fn_w)
     return np.where(tp_w + fn_w > 0, f1, np.nan)  # no positives drawn: F1 undefined
