@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from registry.errors import CardError, CardProblem, did_you_mean
-from registry.yaml_reading import read_yaml
+from registry.yaml_reading import read_yaml_shared
 
 # A mapping that names another kind of thing than the one it extends (`classifier: {type: logistic}` over the
 # defaults' LightGBM block, `split: {method: group-holdout, ...}` over k-fold, `sampling: {images: 400, seed: 0}` over
@@ -42,21 +42,30 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 @dataclass
 class CardSource:
-    """A file that contributed to a resolved card, with its line map, nearest first."""
+    """A file that contributed to a resolved card, with its line map, nearest first, and the sha256 of its bytes
+    (empty when it was not read from a file)."""
 
     file: Path
     lines: dict[str, int]
+    digest: bytes = b""
 
 
 def resolve(path: Path, _stack: tuple[Path, ...] = (), within: Path | None = None) -> tuple[dict, list[CardSource]]:
     """Load a card and everything it `extends:` -> (resolved mapping without `extends`, sources nearest first).
 
-    `extends` targets (after following symlinks) must stay inside `within` (default: the first card's folder)."""
+    `extends` targets (after following symlinks) must stay inside `within` (default: the first card's folder).
+    The mapping shares nested values with the remembered parses (registry.yaml_reading): read it, never change it
+    in place (load_card keeps a copy). It is fixed by the sources' digests, in order."""
     path = Path(path).resolve()
-    within = Path(within).resolve() if within is not None else path.parent
-    data, lines = read_yaml(path)
+    return _resolve(path, _stack, Path(within).resolve() if within is not None else path.parent)
+
+
+def _resolve(path: Path, _stack: tuple[Path, ...], within: Path) -> tuple[dict, list[CardSource]]:
+    """resolve() for a resolved `path` and `within` (the targets it follows are resolved here, once)."""
+    shared, lines, digest = read_yaml_shared(path)
+    data = dict(shared)  # its own top level, for the pop; deep_merge below builds new mappings, changing none
     parent = data.pop("extends", None)
-    sources = [CardSource(path, lines)]
+    sources = [CardSource(path, dict(lines), digest)]
     if parent is None:
         return data, sources
     if not isinstance(parent, str) or not parent.strip() or "\x00" in parent:  # NUL: no such file name exists
@@ -73,7 +82,7 @@ def resolve(path: Path, _stack: tuple[Path, ...] = (), within: Path | None = Non
         siblings = [p.name for p in path.parent.glob("*.yaml")]
         raise CardError(CardProblem(path, f"`extends` target {parent!r} does not exist", "/extends",
                                     lines.get("/extends"), suggestion=did_you_mean(parent, siblings)))
-    base, base_sources = resolve(target, (*_stack, path), within)
+    base, base_sources = _resolve(target, (*_stack, path), within)
     return deep_merge(base, data), sources + base_sources
 
 

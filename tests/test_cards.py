@@ -281,3 +281,34 @@ def test_remembered_parses_are_bounded(tmp_path: Path, monkeypatch):
     yaml_reading.read_yaml(paths[-1])
     remembered = [data["id"] for data, _ in yaml_reading._PARSED.values()]
     assert remembered == ["card-5", "card-6", "card-7", "card-3", "card-8"]
+
+
+def test_remembered_checks_follow_every_file_a_card_is_made_of(registry_copy: Path, monkeypatch):
+    """load_card remembers what the schema check, defaults and hashes made of a valid card by its kind and the bytes
+    of every file it is resolved from: an edit to the card or to the defaults it extends is checked again, the same
+    bytes read as another kind are checked as that kind, and every Card gets its own copy of the data."""
+    from registry import cards
+
+    monkeypatch.setattr(cards, "_CHECKED", type(cards._CHECKED)())
+    path = registry_copy / "tasks/effusion-mimic.yaml"
+    first = load_card(path)
+    first.data["sampling"]["seed"] = 99  # a caller's change stays in its own copy
+    again = load_card(path)
+    assert again.data["sampling"]["seed"] != 99 and again.data == load_card(REPO / "tasks/effusion-mimic.yaml").data
+    defaults = first.sources[-1].file
+    text = defaults.read_text()
+    _write(defaults, text + "\nunexpected_field: 1\n")  # the card file itself is unchanged
+    with pytest.raises(CardError, match="unexpected_field"):
+        load_card(path)
+    assert "seed: 0" in text
+    _write(defaults, text.replace("seed: 0", "seed: 7", 1))
+    assert load_card(path).sha256 != again.sha256
+    _write(defaults, text)
+    assert load_card(path).sha256 == again.sha256
+    load_card(registry_copy / "encoders/pixels.yaml")
+    with pytest.raises(CardError):  # the same bytes as a task card: checked against the task schema
+        load_card(registry_copy / "encoders/pixels.yaml", kind="task")
+    monkeypatch.setattr(cards, "CHECKED_MAX", 2)
+    for name in ("effusion-nih", "edema-nih", "opacity-nih"):
+        load_card(registry_copy / f"tasks/{name}.yaml")
+    assert len(cards._CHECKED) == 2
