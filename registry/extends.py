@@ -57,11 +57,12 @@ def resolve(path: Path, _stack: tuple[Path, ...] = (), within: Path | None = Non
     The mapping shares nested values with the remembered parses (registry.yaml_reading): read it, never change it
     in place (load_card keeps a copy). It is fixed by the sources' digests, in order."""
     path = Path(path).resolve()
-    return _resolve(path, _stack, Path(within).resolve() if within is not None else path.parent)
+    return resolve_resolved(path, Path(within).resolve() if within is not None else path.parent, _stack)
 
 
-def _resolve(path: Path, _stack: tuple[Path, ...], within: Path) -> tuple[dict, list[CardSource]]:
-    """resolve() for a resolved `path` and `within` (the targets it follows are resolved here, once)."""
+def resolve_resolved(path: Path, within: Path, _stack: tuple[Path, ...] = ()) -> tuple[dict, list[CardSource]]:
+    """resolve() for a `path` and `within` already resolved (Path.resolve lstat's every folder on the way); the
+    targets it follows are resolved here, once each."""
     shared, lines, digest = read_yaml_shared(path)
     data = dict(shared)  # its own top level, for the pop; deep_merge below builds new mappings, changing none
     parent = data.pop("extends", None)
@@ -82,7 +83,7 @@ def _resolve(path: Path, _stack: tuple[Path, ...], within: Path) -> tuple[dict, 
         siblings = [p.name for p in path.parent.glob("*.yaml")]
         raise CardError(CardProblem(path, f"`extends` target {parent!r} does not exist", "/extends",
                                     lines.get("/extends"), suggestion=did_you_mean(parent, siblings)))
-    base, base_sources = _resolve(target, (*_stack, path), within)
+    base, base_sources = resolve_resolved(target, within, (*_stack, path))
     return deep_merge(base, data), sources + base_sources
 
 
