@@ -312,3 +312,32 @@ def test_remembered_checks_follow_every_file_a_card_is_made_of(registry_copy: Pa
     for name in ("effusion-nih", "edema-nih", "opacity-nih"):
         load_card(registry_copy / f"tasks/{name}.yaml")
     assert len(cards._CHECKED) == 2
+
+
+def test_a_site_shows_each_card_as_it_is_now(monkeypatch):
+    """The site's card YAML (leaderboard.site.render._card_yaml) is remembered by the pickle of the card's data: an
+    edit in place, a changed number type or key order each gives the YAML of the edited card, never a stale one."""
+    from leaderboard.site import render
+
+    monkeypatch.setattr(render, "_CARD_YAML", type(render._CARD_YAML)())
+
+    def fresh(data):
+        saved, render._CARD_YAML = render._CARD_YAML, type(render._CARD_YAML)()
+        try:
+            return render._card_yaml(data)
+        finally:
+            render._CARD_YAML = saved
+
+    data = load_registry(REPO).tasks["effusion-mimic"].data
+    first = render._card_yaml(data)
+    assert render._card_yaml(data) is first and first == fresh(data)
+    data["sampling"]["seed"] = 7  # in place
+    assert "seed: 7" in render._card_yaml(data) and render._card_yaml(data) == fresh(data)
+    data["sampling"]["seed"] = 7.0
+    assert "seed: 7.0" in render._card_yaml(data)
+    data["sampling"] = dict(reversed(list(data["sampling"].items())))
+    assert render._card_yaml(data) == fresh(data) != first
+    monkeypatch.setattr(render, "CARD_YAML_MAX", 2)
+    for task in ("effusion-nih", "edema-nih", "opacity-nih"):
+        render._card_yaml(load_registry(REPO).tasks[task].data)
+    assert len(render._CARD_YAML) == 2
