@@ -18,6 +18,8 @@ import pytest
 from corpus import build
 from corpus.cases import CASES, Case
 
+from tests.support import run_in_process
+
 REPO = Path(__file__).resolve().parents[1]
 RUNNER = [sys.executable, "-c", "from runner.cli.main import app; app()"]
 
@@ -57,23 +59,6 @@ SUBPROCESS_SAMPLE = {
     "meta-missing-column", "meta-path-dotdot", "card-duplicate-key", "card-python-tag", "result-forged-card-hash",
     "result-100mb",
 }
-
-
-def run_in_process(args: list[str], env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """The same command through typer's CliRunner; an uncaught exception becomes a 'Traceback' in stderr."""
-    import traceback
-
-    from typer.testing import CliRunner
-
-    from registry.cards import clear_cache
-    from runner.cli.main import app
-
-    clear_cache()
-    result = CliRunner().invoke(app, args, env={"COLUMNS": "200", **(env or {})})
-    stderr = result.stderr
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        stderr += "Traceback (in-process)\n" + "".join(traceback.format_exception(result.exception))
-    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, stderr)
 
 
 def run_cli_many(cases: list[Case], calls: list[tuple], all_subprocess: bool = False) -> list:
