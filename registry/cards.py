@@ -16,7 +16,7 @@ from registry import specs
 from registry.benchmarks import run_block_problems
 from registry.cross_checks import cross_card_problems
 from registry.errors import CardError, CardProblem, did_you_mean, shown
-from registry.extends import locate, resolve_resolved
+from registry.extends import locate, resolve_resolved, resolved_child
 from registry.hashing import sha256_of
 from registry.home import RegistryHome, find_home
 from registry.schema_check import non_finite_problems, schema_problems
@@ -81,9 +81,11 @@ def load_card(path: Path, kind: str | None = None, root: Path | None = None) -> 
     return _load_card(Path(path), kind, root, Path(root).resolve() if root is not None else None)
 
 
-def _load_card(path: Path, kind: str | None, root: Path | None, within: Path | None) -> Card:
-    """load_card, with `within` the resolved `root` (collect resolves it once for all its cards)."""
-    resolved = path.resolve()
+def _load_card(path: Path, kind: str | None, root: Path | None, within: Path | None,
+               resolved: Path | None = None) -> Card:
+    """load_card, with `within` the resolved `root` and `resolved` the resolved `path` when known (collect resolves
+    the root and each card folder once for all their cards)."""
+    resolved = resolved or path.resolve()
     if within is not None and not resolved.is_relative_to(within):
         raise CardError(CardProblem(path, f"the card is a link to {resolved}, outside the registry {root}",
                                     expected="a card file inside the registry"))
@@ -160,9 +162,10 @@ def collect(root: Path | None = None) -> tuple[Registry, list[CardProblem]]:
     found: dict[str, dict[str, Card]] = {kind: {} for kind in KINDS}
     problems: list[CardProblem] = [CardProblem(None, message) for message in home.problems()]
     within = root.resolve()
+    folders = {kind: home.card_dir(kind).resolve() for kind in KINDS}
     for card_kind, path in [(k, p) for k in KINDS for p in card_paths(home, k)]:
         try:
-            card = _load_card(path, card_kind, root, within)
+            card = _load_card(path, card_kind, root, within, resolved_child(folders[card_kind], path.name))
         except CardError as exc:
             problems.extend(exc.problems)
             continue

@@ -4,6 +4,8 @@ line defines a field of the resolved card (`locate`).
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +74,7 @@ def resolve_resolved(path: Path, within: Path, _stack: tuple[Path, ...] = ()) ->
     if not isinstance(parent, str) or not parent.strip() or "\x00" in parent:  # NUL: no such file name exists
         raise CardError(CardProblem(path, "`extends` must name a file", "/extends", lines.get("/extends"),
                                     expected="a relative path such as _defaults.yaml"))
-    target = (path.parent / parent).resolve()
+    target = resolved_child(path.parent, parent)
     if not target.is_relative_to(within):
         raise CardError(CardProblem(path, f"`extends` target {parent!r} leaves the registry ({within})", "/extends",
                                     lines.get("/extends"), expected="a defaults file beside the card"))
@@ -85,6 +87,20 @@ def resolve_resolved(path: Path, within: Path, _stack: tuple[Path, ...] = ()) ->
                                     lines.get("/extends"), suggestion=did_you_mean(parent, siblings)))
     base, base_sources = resolve_resolved(target, within, (*_stack, path))
     return deep_merge(base, data), sources + base_sources
+
+
+def resolved_child(folder: Path, name: str) -> Path:
+    """(folder / name).resolve() for a resolved `folder`: one lstat, not one per folder on the path, when `name` is a
+    single name that is no symlink (what Path.resolve would find); anything else goes through Path.resolve."""
+    child = folder / name
+    if name in ("", ".", "..") or "/" in name or os.sep in name:
+        return child.resolve()
+    try:
+        if not stat.S_ISLNK(os.lstat(child).st_mode):
+            return child
+    except OSError:
+        pass
+    return child.resolve()
 
 
 def locate(sources: list[CardSource], pointer: str) -> tuple[Path, int | None]:

@@ -352,3 +352,22 @@ def test_a_site_shows_each_card_as_it_is_now(monkeypatch):
     for task in ("effusion-nih", "edema-nih", "opacity-nih"):
         render._card_yaml(load_registry(REPO).tasks[task].data)
     assert len(render._CARD_YAML) == 2
+
+
+def test_resolved_child_is_path_resolve(tmp_path: Path):
+    """registry.extends.resolved_child (one lstat for a plain name in a resolved folder) gives what Path.resolve gives:
+    for a plain file, a symlink (to a file, to a folder, dangling), '..', a path with folders, an absolute path, a
+    name that does not exist."""
+    from registry.extends import resolved_child
+
+    folder = (tmp_path / "reg" / "tasks")
+    folder.mkdir(parents=True)
+    (folder / "a.yaml").write_text("id: a\n")
+    (tmp_path / "outside.yaml").write_text("id: o\n")
+    (folder / "link.yaml").symlink_to(tmp_path / "outside.yaml")
+    (folder / "dir-link").symlink_to(tmp_path)
+    (folder / "dangling.yaml").symlink_to(tmp_path / "nowhere.yaml")
+    folder = folder.resolve()
+    for name in ("a.yaml", "link.yaml", "dir-link", "dangling.yaml", "..", ".", "dir-link/outside.yaml",
+                 "../tasks/a.yaml", str(tmp_path / "outside.yaml"), "missing.yaml"):
+        assert resolved_child(folder, name) == (folder / name).resolve(), name
