@@ -6,6 +6,8 @@ canonical JSON (sorted keys, no whitespace, UTF-8), so key order and comments ne
 
 from __future__ import annotations
 
+import copy
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -14,7 +16,7 @@ from registry import specs
 from registry.benchmarks import run_block_problems
 from registry.cross_checks import cross_card_problems
 from registry.errors import CardError, CardProblem, did_you_mean, shown
-from registry.extends import locate, resolve
+from registry.extends import locate, resolve_resolved, resolved_child
 from registry.hashing import sha256_of
 from registry.home import RegistryHome, find_home
 from registry.schema_check import non_finite_problems, schema_problems
@@ -76,13 +78,23 @@ def load_card(path: Path, kind: str | None = None, root: Path | None = None) -> 
 
     With `root` (the registry root), the card file (after following symlinks) and everything it extends must lie
     inside it."""
-    path = Path(path)
-    if root is not None and not path.resolve().is_relative_to(Path(root).resolve()):
-        raise CardError(CardProblem(path, f"the card is a link to {path.resolve()}, outside the registry {root}",
+    return _load_card(Path(path), kind, root, Path(root).resolve() if root is not None else None)
+
+
+def _load_card(path: Path, kind: str | None, root: Path | None, within: Path | None,
+               resolved: Path | None = None) -> Card:
+    """load_card, with `within` the resolved `root` and `resolved` the resolved `path` when known (collect resolves
+    the root and each card folder once for all their cards)."""
+    resolved = resolved or path.resolve()
+    if within is not None and not resolved.is_relative_to(within):
+        raise CardError(CardProblem(path, f"the card is a link to {resolved}, outside the registry {root}",
                                     expected="a card file inside the registry"))
-    data, sources = resolve(path, within=Path(root) if root is not None else None)
+    data, sources = resolve_resolved(resolved, within if within is not None else resolved.parent)
     kind = kind or guess_kind(path, data)
-    problems = non_finite_problems(data, sources) or schema_problems(kind, data, sources)
+    key = (kind, *(source.digest for source in sources))
+    checked = _CHECKED.get(key)
+    # A card whose sources have these very bytes passed both checks before (only valid cards are remembered).
+    problems = [] if checked else non_finite_problems(data, sources) or schema_problems(kind, data, sources)
     card_id = data.get("id")
     if isinstance(card_id, str) and card_id != path.stem:
         file, line = locate(sources, "/id")
@@ -90,9 +102,28 @@ def load_card(path: Path, kind: str | None = None, root: Path | None = None) -> 
                                     expected=f"id: {path.stem}"))
     if problems:
         raise CardError(problems)
-    data = fill_defaults(kind, data)
-    return Card(id=card_id, kind=kind, path=path.resolve(), data=data, sha256=sha256_of(data), sources=tuple(sources),
-                behaviour_sha256=sha256_of(behaviour_part(kind, data)))
+    if checked is None:
+        filled = fill_defaults(kind, data)
+        checked = (filled, sha256_of(filled), sha256_of(behaviour_part(kind, filled)))
+        _CHECKED[key] = checked
+        while len(_CHECKED) > CHECKED_MAX:
+            _CHECKED.popitem(last=False)
+    _CHECKED.move_to_end(key)
+    filled, card_sha256, behaviour_sha256 = checked
+    return Card(id=card_id, kind=kind, path=resolved, data=copy.deepcopy(filled), sha256=card_sha256,
+                sources=tuple(sources), behaviour_sha256=behaviour_sha256)
+
+
+# What the schema check, the defaults and the behaviour hash made of a valid card, by its fingerprint: its kind and
+# the sha256 of the bytes of every file it was resolved from (the card, then what it extends, in order), which fix
+# the resolved card, all those three read (the schemas are loaded once per process). A process that loads a registry
+# several times (`runner validate FILE` beside the registry, a test session) checks each unchanged card once; an
+# edit to a card or to a file it extends changes the fingerprint. Least recently used first, bounded. Each Card gets
+# its own copy of the data (the remembered one shares values with the remembered parses). No pickle: the code base
+# unpickles nothing (tests/test_trust.py).
+_CHECKED: OrderedDict[tuple, tuple[dict, str, str]] = OrderedDict()
+
+CHECKED_MAX = 1024  # the registry has ~160 cards
 
 
 def card_paths(home: RegistryHome, kind: str) -> list[Path]:
@@ -131,9 +162,11 @@ def collect(root: Path | None = None) -> tuple[Registry, list[CardProblem]]:
     root = home.root
     found: dict[str, dict[str, Card]] = {kind: {} for kind in KINDS}
     problems: list[CardProblem] = [CardProblem(None, message) for message in home.problems()]
+    within = root.resolve()
+    folders = {kind: home.card_dir(kind).resolve() for kind in KINDS}
     for card_kind, path in [(k, p) for k in KINDS for p in card_paths(home, k)]:
         try:
-            card = load_card(path, card_kind, root=root)
+            card = _load_card(path, card_kind, root, within, resolved_child(folders[card_kind], path.name))
         except CardError as exc:
             problems.extend(exc.problems)
             continue

@@ -4,11 +4,13 @@ line defines a field of the resolved card (`locate`).
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from registry.errors import CardError, CardProblem, did_you_mean
-from registry.yaml_reading import read_yaml
+from registry.yaml_reading import read_yaml_shared
 
 # A mapping that names another kind of thing than the one it extends (`classifier: {type: logistic}` over the
 # defaults' LightGBM block, `split: {method: group-holdout, ...}` over k-fold, `sampling: {images: 400, seed: 0}` over
@@ -42,27 +44,37 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 @dataclass
 class CardSource:
-    """A file that contributed to a resolved card, with its line map, nearest first."""
+    """A file that contributed to a resolved card, with its line map, nearest first, and the sha256 of its bytes
+    (empty when it was not read from a file)."""
 
     file: Path
     lines: dict[str, int]
+    digest: bytes = b""
 
 
 def resolve(path: Path, _stack: tuple[Path, ...] = (), within: Path | None = None) -> tuple[dict, list[CardSource]]:
     """Load a card and everything it `extends:` -> (resolved mapping without `extends`, sources nearest first).
 
-    `extends` targets (after following symlinks) must stay inside `within` (default: the first card's folder)."""
+    `extends` targets (after following symlinks) must stay inside `within` (default: the first card's folder).
+    The mapping shares nested values with the remembered parses (registry.yaml_reading): read it, never change it
+    in place (load_card keeps a copy). It is fixed by the sources' digests, in order."""
     path = Path(path).resolve()
-    within = Path(within).resolve() if within is not None else path.parent
-    data, lines = read_yaml(path)
+    return resolve_resolved(path, Path(within).resolve() if within is not None else path.parent, _stack)
+
+
+def resolve_resolved(path: Path, within: Path, _stack: tuple[Path, ...] = ()) -> tuple[dict, list[CardSource]]:
+    """resolve() for a `path` and `within` already resolved (Path.resolve lstat's every folder on the way); the
+    targets it follows are resolved here, once each."""
+    shared, lines, digest = read_yaml_shared(path)
+    data = dict(shared)  # its own top level, for the pop; deep_merge below builds new mappings, changing none
     parent = data.pop("extends", None)
-    sources = [CardSource(path, lines)]
+    sources = [CardSource(path, dict(lines), digest)]
     if parent is None:
         return data, sources
     if not isinstance(parent, str) or not parent.strip() or "\x00" in parent:  # NUL: no such file name exists
         raise CardError(CardProblem(path, "`extends` must name a file", "/extends", lines.get("/extends"),
                                     expected="a relative path such as _defaults.yaml"))
-    target = (path.parent / parent).resolve()
+    target = resolved_child(path.parent, parent)
     if not target.is_relative_to(within):
         raise CardError(CardProblem(path, f"`extends` target {parent!r} leaves the registry ({within})", "/extends",
                                     lines.get("/extends"), expected="a defaults file beside the card"))
@@ -73,8 +85,22 @@ def resolve(path: Path, _stack: tuple[Path, ...] = (), within: Path | None = Non
         siblings = [p.name for p in path.parent.glob("*.yaml")]
         raise CardError(CardProblem(path, f"`extends` target {parent!r} does not exist", "/extends",
                                     lines.get("/extends"), suggestion=did_you_mean(parent, siblings)))
-    base, base_sources = resolve(target, (*_stack, path), within)
+    base, base_sources = resolve_resolved(target, within, (*_stack, path))
     return deep_merge(base, data), sources + base_sources
+
+
+def resolved_child(folder: Path, name: str) -> Path:
+    """(folder / name).resolve() for a resolved `folder`: one lstat, not one per folder on the path, when `name` is a
+    single name that is no symlink (what Path.resolve would find); anything else goes through Path.resolve."""
+    child = folder / name
+    if name in ("", ".", "..") or "/" in name or os.sep in name:
+        return child.resolve()
+    try:
+        if not stat.S_ISLNK(os.lstat(child).st_mode):
+            return child
+    except OSError:
+        pass
+    return child.resolve()
 
 
 def locate(sources: list[CardSource], pointer: str) -> tuple[Path, int | None]:

@@ -99,6 +99,13 @@ def read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
     A registry load reads each defaults file once per card that extends it (41 task cards share _defaults.yaml):
     parses are remembered by the sha256 of the file's bytes, so a changed file is parsed again, and each caller gets
     its own copy."""
+    data, lines, _digest = read_yaml_shared(path)
+    return copy.deepcopy(data), dict(lines)
+
+
+def read_yaml_shared(path: Path) -> tuple[dict, dict[str, int], bytes]:
+    """read_yaml without the copy -> (the remembered mapping itself, its line map, the sha256 of the file's bytes),
+    for a caller that never changes either (registry.extends: a card load copies only what it keeps)."""
     path = Path(path)
     raw = _read_bounded(path)
     key = sha256(raw).digest()
@@ -108,7 +115,7 @@ def read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
             _PARSED.popitem(last=False)
     _PARSED.move_to_end(key)
     data, lines = _PARSED[key]
-    return copy.deepcopy(data), dict(lines)
+    return data, lines, key
 
 
 def _parse_yaml(raw: bytes, path: Path) -> tuple[dict, dict[str, int]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -441,3 +442,21 @@ def still_alive(pids: list[int], wait_s: float = 10.0) -> list[int]:
         if not alive or time.monotonic() >= deadline:
             return alive
         time.sleep(0.05)
+
+
+def run_in_process(args: list[str], env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """A `runner` command through typer's CliRunner, as a CompletedProcess (the registry read afresh, COLUMNS=200); an
+    uncaught exception becomes a 'Traceback' in stderr, as the real entry point would print one."""
+    import traceback
+
+    from typer.testing import CliRunner
+
+    from registry.cards import clear_cache
+    from runner.cli.main import app
+
+    clear_cache()
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200", **(env or {})})
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "Traceback (in-process)\n" + "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, stderr)

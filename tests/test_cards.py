@@ -13,12 +13,14 @@ import yaml
 
 from registry.cards import CardError, collect, load_card, load_registry, validate_files
 from registry.hashing import canonical_json, sha256_of
+from tests.support import run_in_process
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER_TASKS = [f"{label}-{ds}" for label in ("atelectasis", "edema", "effusion", "opacity") for ds in ("mimic", "nih")]
 
 
 def run_cli(*args: str, root: Path | None = None) -> subprocess.CompletedProcess:
+    """`runner ARGS` through the real entry point, in a subprocess (~1 s of imports each on a 2-core box)."""
     env = None
     if root is not None:
         import os
@@ -26,6 +28,12 @@ def run_cli(*args: str, root: Path | None = None) -> subprocess.CompletedProcess
         env = {**os.environ, "CXR_REGISTRY_ROOT": str(root)}
     return subprocess.run([sys.executable, "-m", "runner.cli.main", *args], check=False, capture_output=True,
                           text=True, env=env, cwd=REPO, timeout=120)
+
+
+def run_cli_here(*args: str, root: Path | None = None) -> subprocess.CompletedProcess:
+    """The same command in this process (typer's CliRunner, tests.support.run_in_process): the subprocess start is
+    proven by test_cli_validate_passes_and_show_prints_hash and the SUBPROCESS_SAMPLE of broken cards."""
+    return run_in_process(list(args), {"CXR_REGISTRY_ROOT": str(root)} if root is not None else None)
 
 
 @pytest.fixture()
@@ -61,13 +69,13 @@ def test_cli_validate_passes_and_show_prints_hash():
 
 def test_cli_list_tables():
     for kind, some_id in (("tasks", "effusion-nih"), ("encoders", "medimageinsight"), ("datasets", "nih-cxr14")):
-        result = run_cli("list", kind)
+        result = run_cli_here("list", kind)
         assert result.returncode == 0, result.stderr
         assert some_id in result.stdout
 
 
 def test_show_unknown_id_suggests():
-    result = run_cli("show", "task", "efusion-mimic")
+    result = run_cli_here("show", "task", "efusion-mimic")
     assert result.returncode == 2
     assert "effusion-mimic" in result.stderr
     assert "Traceback" not in result.stderr
@@ -170,11 +178,14 @@ def test_broken_card_is_named_with_file_and_field(name: str, registry_copy: Path
     assert BROKEN[name][2] in text, text
 
 
+SUBPROCESS_SAMPLE = {"non-utf8"}  # through the real entry point; the others in this process (run_cli_here)
+
+
 @pytest.mark.parametrize("name", ["unknown-key", "duplicate-key", "non-utf8", "extends-cycle", "unknown-label"])
 def test_broken_card_cli_exit_2_without_traceback(name: str, registry_copy: Path):
     path = _build_broken(name, registry_copy)
     for args in (("validate", str(path)), ("validate",)):
-        result = run_cli(*args, root=registry_copy)
+        result = (run_cli if name in SUBPROCESS_SAMPLE else run_cli_here)(*args, root=registry_copy)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert path.name in result.stderr or "_cycle" in result.stderr
         assert "Traceback" not in result.stderr
@@ -244,7 +255,7 @@ def test_changing_the_defaults_file_changes_every_extending_card_hash(registry_c
 
 
 def test_show_json_roundtrip():
-    shown = run_cli("show", "encoder", "medimageinsight", "--json")
+    shown = run_cli_here("show", "encoder", "medimageinsight", "--json")
     assert shown.returncode == 0, shown.stderr
     payload = json.loads(shown.stdout)
     assert payload["sha256"] == sha256_of(payload["card"])
@@ -281,3 +292,82 @@ def test_remembered_parses_are_bounded(tmp_path: Path, monkeypatch):
     yaml_reading.read_yaml(paths[-1])
     remembered = [data["id"] for data, _ in yaml_reading._PARSED.values()]
     assert remembered == ["card-5", "card-6", "card-7", "card-3", "card-8"]
+
+
+def test_remembered_checks_follow_every_file_a_card_is_made_of(registry_copy: Path, monkeypatch):
+    """load_card remembers what the schema check, defaults and hashes made of a valid card by its kind and the bytes
+    of every file it is resolved from: an edit to the card or to the defaults it extends is checked again, the same
+    bytes read as another kind are checked as that kind, and every Card gets its own copy of the data."""
+    from registry import cards
+
+    monkeypatch.setattr(cards, "_CHECKED", type(cards._CHECKED)())
+    path = registry_copy / "tasks/effusion-mimic.yaml"
+    first = load_card(path)
+    first.data["sampling"]["seed"] = 99  # a caller's change stays in its own copy
+    again = load_card(path)
+    assert again.data["sampling"]["seed"] != 99 and again.data == load_card(REPO / "tasks/effusion-mimic.yaml").data
+    defaults = first.sources[-1].file
+    text = defaults.read_text()
+    _write(defaults, text + "\nunexpected_field: 1\n")  # the card file itself is unchanged
+    with pytest.raises(CardError, match="unexpected_field"):
+        load_card(path)
+    assert "seed: 0" in text
+    _write(defaults, text.replace("seed: 0", "seed: 7", 1))
+    assert load_card(path).sha256 != again.sha256
+    _write(defaults, text)
+    assert load_card(path).sha256 == again.sha256
+    load_card(registry_copy / "encoders/pixels.yaml")
+    with pytest.raises(CardError):  # the same bytes as a task card: checked against the task schema
+        load_card(registry_copy / "encoders/pixels.yaml", kind="task")
+    monkeypatch.setattr(cards, "CHECKED_MAX", 2)
+    for name in ("effusion-nih", "edema-nih", "opacity-nih"):
+        load_card(registry_copy / f"tasks/{name}.yaml")
+    assert len(cards._CHECKED) == 2
+
+
+def test_a_site_shows_each_card_as_it_is_now(monkeypatch):
+    """The site's card YAML (leaderboard.site.render._card_yaml) is remembered by the pickle of the card's data: an
+    edit in place, a changed number type or key order each gives the YAML of the edited card, never a stale one."""
+    from leaderboard.site import render
+
+    monkeypatch.setattr(render, "_CARD_YAML", type(render._CARD_YAML)())
+
+    def fresh(data):
+        saved, render._CARD_YAML = render._CARD_YAML, type(render._CARD_YAML)()
+        try:
+            return render._card_yaml(data)
+        finally:
+            render._CARD_YAML = saved
+
+    data = load_registry(REPO).tasks["effusion-mimic"].data
+    first = render._card_yaml(data)
+    assert render._card_yaml(data) is first and first == fresh(data)
+    data["sampling"]["seed"] = 7  # in place
+    assert "seed: 7" in render._card_yaml(data) and render._card_yaml(data) == fresh(data)
+    data["sampling"]["seed"] = 7.0
+    assert "seed: 7.0" in render._card_yaml(data)
+    data["sampling"] = dict(reversed(list(data["sampling"].items())))
+    assert render._card_yaml(data) == fresh(data) != first
+    monkeypatch.setattr(render, "CARD_YAML_MAX", 2)
+    for task in ("effusion-nih", "edema-nih", "opacity-nih"):
+        render._card_yaml(load_registry(REPO).tasks[task].data)
+    assert len(render._CARD_YAML) == 2
+
+
+def test_resolved_child_is_path_resolve(tmp_path: Path):
+    """registry.extends.resolved_child (one lstat for a plain name in a resolved folder) gives what Path.resolve gives:
+    for a plain file, a symlink (to a file, to a folder, dangling), '..', a path with folders, an absolute path, a
+    name that does not exist."""
+    from registry.extends import resolved_child
+
+    folder = (tmp_path / "reg" / "tasks")
+    folder.mkdir(parents=True)
+    (folder / "a.yaml").write_text("id: a\n")
+    (tmp_path / "outside.yaml").write_text("id: o\n")
+    (folder / "link.yaml").symlink_to(tmp_path / "outside.yaml")
+    (folder / "dir-link").symlink_to(tmp_path)
+    (folder / "dangling.yaml").symlink_to(tmp_path / "nowhere.yaml")
+    folder = folder.resolve()
+    for name in ("a.yaml", "link.yaml", "dir-link", "dangling.yaml", "..", ".", "dir-link/outside.yaml",
+                 "../tasks/a.yaml", str(tmp_path / "outside.yaml"), "missing.yaml"):
+        assert resolved_child(folder, name) == (folder / name).resolve(), name

@@ -18,6 +18,8 @@ import pytest
 from corpus import build
 from corpus.cases import CASES, Case
 
+from tests.support import run_in_process
+
 REPO = Path(__file__).resolve().parents[1]
 RUNNER = [sys.executable, "-c", "from runner.cli.main import app; app()"]
 
@@ -59,23 +61,6 @@ SUBPROCESS_SAMPLE = {
 }
 
 
-def run_in_process(args: list[str], env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """The same command through typer's CliRunner; an uncaught exception becomes a 'Traceback' in stderr."""
-    import traceback
-
-    from typer.testing import CliRunner
-
-    from registry.cards import clear_cache
-    from runner.cli.main import app
-
-    clear_cache()
-    result = CliRunner().invoke(app, args, env={"COLUMNS": "200", **(env or {})})
-    stderr = result.stderr
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        stderr += "Traceback (in-process)\n" + "".join(traceback.format_exception(result.exception))
-    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, stderr)
-
-
 def run_cli_many(cases: list[Case], calls: list[tuple], all_subprocess: bool = False) -> list:
     """Run one `runner` call per case: sampled cases (or all) as subprocesses, a few at a time; the rest in-process."""
     from concurrent.futures import ThreadPoolExecutor
@@ -107,6 +92,15 @@ def registry_copy(tmp_path_factory) -> Path:
     corpus cards to (CXR_REGISTRY_ROOT points the CLI at it)."""
     root = tmp_path_factory.mktemp("registry")
     for sub in ("tasks", "encoders", "registry/datasets", "leaderboard/publications", "manifests"):
+        shutil.copytree(REPO / sub, root / sub)
+    return root
+
+
+def card_registry(root: Path) -> Path:
+    """A registry of the project's cards alone at `root`: the card folders are all that card validation reads
+    (registry.home; benchmarks fall back to the project's), so each card case copies ~0.6 MB, not the committed
+    manifests' 8.8 MB too."""
+    for sub in ("tasks", "encoders", "registry/datasets"):
         shutil.copytree(REPO / sub, root / sub)
     return root
 
@@ -273,11 +267,10 @@ def test_metadata_errors_through_runner_sample(registry_copy, tmp_path, all_subp
 
 
 @pytest.mark.parametrize("case", BY_AREA["card"], ids=ids(BY_AREA["card"]))
-def test_card_case(case: Case, registry_copy, tmp_path):
+def test_card_case(case: Case, tmp_path):
     from registry.cards import validate_files
 
-    root = tmp_path / "reg"
-    shutil.copytree(registry_copy, root)
+    root = card_registry(tmp_path / "reg")
     path = getattr(build, case.builder)(root)
     problems = validate_files([path], root)  # never raises: every problem comes back as a CardProblem
     assert problems, case.id
@@ -288,11 +281,10 @@ def test_card_case(case: Case, registry_copy, tmp_path):
 
 
 @pytest.mark.parametrize("all_subprocess", [False, pytest.param(True, marks=pytest.mark.slow)])
-def test_cards_through_runner_validate(registry_copy, tmp_path, all_subprocess):
+def test_cards_through_runner_validate(tmp_path, all_subprocess):
     cases, calls, paths = BY_AREA["card"], [], []
     for case in cases:
-        root = tmp_path / case.id
-        shutil.copytree(registry_copy, root)
+        root = card_registry(tmp_path / case.id)
         paths.append(getattr(build, case.builder)(root))
         calls.append((["validate", str(paths[-1])], {"CXR_REGISTRY_ROOT": str(root)}, tmp_path))
     for case, path, proc in zip(cases, paths, run_cli_many(cases, calls, all_subprocess)):
