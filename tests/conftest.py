@@ -23,7 +23,7 @@ import json
 
 import pytest
 
-from tests.support import REPO, RESULTS_DIR, RealSite, shared_folder
+from tests.support import REAL_SITE, RealSite, build_real_site, shared_folder, start_real_site_build
 
 
 @pytest.fixture(scope="session")
@@ -81,13 +81,35 @@ def real_site(tmp_path_factory) -> RealSite:
     """The site of the project's own cards and filed results (leaderboard/results/), as `runner leaderboard build`
     makes it, every filed result verified again (no regeneration record reused): built once per session, shared by
     every xdist worker. Read-only; a test that changes a site builds its own. A card that does not load fails the
-    first test that asks for this (tests that check the cards load them first, so the failure is theirs)."""
-    from leaderboard.site.render import build_site
-    from registry.cards import clear_cache, load_registry
-
-    def build(folder):
-        clear_cache()
-        build_site(folder / "site", RESULTS_DIR, load_registry(REPO))
-
-    out = shared_folder(tmp_path_factory, "real-site", build) / "site"
+    first test that asks for this (tests that check the cards load them first, so the failure is theirs). Under xdist
+    it is usually built already, or being built, by the process pytest_collection_finish started."""
+    out = shared_folder(tmp_path_factory, REAL_SITE, build_real_site) / "site"
     return RealSite(out / "index.html", json.loads((out / "leaderboard.json").read_text(encoding="utf-8")))
+
+
+_background_builds = []  # processes this worker started; each ends with the session
+
+
+def pytest_collection_finish(session):
+    """Under xdist, worker gw0 starts the real site's build in a process of its own as soon as it has collected a test
+    that uses `real_site` (tests/support.py start_real_site_build)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") != "gw0":
+        return
+    if not any("real_site" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    shared_root = session.config._tmp_path_factory.getbasetemp().parent  # what shared_folder uses
+    _background_builds.append(start_real_site_build(shared_root, shared_root / "real-site-build.log"))
+
+
+def pytest_collection_modifyitems(items):
+    """Files with a test that uses `real_site` go last, in their order (`make test` hands whole files to the xdist
+    workers in this order, --no-loadscope-reorder): by the time they run, the build started at collection is done."""
+    late = {item.path for item in items if "real_site" in getattr(item, "fixturenames", ())}
+    items.sort(key=lambda item: item.path in late)
+
+
+def pytest_sessionfinish(session):
+    for process in _background_builds:
+        if process.poll() is None:  # nobody needed it after all (a failing run stopped early): stop it
+            process.terminate()
+        process.wait()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -31,8 +32,13 @@ def shared_folder(tmp_path_factory, name: str, build) -> Path:
         folder = tmp_path_factory.mktemp(name)
         build(folder)
         return folder
-    folder = tmp_path_factory.getbasetemp().parent / name
-    done = folder.with_name(name + ".done")
+    return build_once(tmp_path_factory.getbasetemp().parent / name, build)
+
+
+def build_once(folder: Path, build) -> Path:
+    """`build(folder)` unless a finished build is there (`<folder>.done`), under `<folder>.lock`: the first process to
+    take the lock builds, the others wait for it and find the result."""
+    done = folder.with_name(folder.name + ".done")
     with FileLock(str(folder) + ".lock"):
         if not done.exists():
             shutil.rmtree(folder, ignore_errors=True)
@@ -40,6 +46,30 @@ def shared_folder(tmp_path_factory, name: str, build) -> Path:
             build(folder)
             done.touch()
     return folder
+
+
+def build_real_site(folder: Path) -> None:
+    """The site of the project's own cards and filed results into folder/site, every filed result verified again."""
+    from leaderboard.site.render import build_site
+    from registry.cards import clear_cache, load_registry
+
+    clear_cache()
+    build_site(folder / "site", RESULTS_DIR, load_registry(REPO))
+
+
+REAL_SITE = "real-site"  # the shared folder's name
+
+
+def start_real_site_build(shared_root: Path, log: Path) -> subprocess.Popen:
+    """build_once of the real site in a process of its own, started as soon as a worker has collected a test that
+    needs it: the build (~50 CPU-s) then overlaps the tests instead of holding up the first two that ask for it. It
+    verifies with a cache folder of its own (regeneration records are never reused across sessions)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CXR_CACHE_DIR": str(shared_root / "real-site-cache")}
+    code = "import sys; from pathlib import Path; from tests.support import build_once, build_real_site; " \
+           "build_once(Path(sys.argv[1]), build_real_site)"
+    with open(log, "wb") as out:
+        return subprocess.Popen([sys.executable, "-c", code, str(shared_root / REAL_SITE)], cwd=REPO, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
 
 
 class Deferred:

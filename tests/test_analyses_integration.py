@@ -224,13 +224,6 @@ def test_tie_groups_and_analyses_on_the_built_site(runs, registry, tmp_path):
         in_domain["metrics"]["auroc"]["mean"] - runs["transfer"].result["metrics"]["auroc"]["mean"])
 
 
-def test_reported_rows_say_no_significance_test(real_site):
-    from leaderboard.summary.summarize import NO_TEST_REPORTED
-
-    assert "no significance test: reported numbers" in real_site.index.read_text()
-    assert NO_TEST_REPORTED in (real_site.out / "tasks" / "effusion-nih.html").read_text()
-
-
 def test_site_b_has_another_look_and_unknown_sites_are_refused(tmp_path):
     from runner.data.synthetic import DemoDataError, make_demo_dataset
 

@@ -323,3 +323,11 @@ def p_value_text(p):
     from leaderboard.site.text import p_value
 
     return p_value(p)
+
+
+def test_reported_rows_say_no_significance_test(real_site):
+    """(From the analyses integration test: tie groups are the summary's; reported rows have no predictions.)"""
+    from leaderboard.summary.summarize import NO_TEST_REPORTED
+
+    assert "no significance test: reported numbers" in real_site.index.read_text()
+    assert NO_TEST_REPORTED in (real_site.out / "tasks" / "effusion-nih.html").read_text()
