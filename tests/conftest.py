@@ -102,9 +102,11 @@ def pytest_collection_finish(session):
 
 
 def pytest_collection_modifyitems(items):
-    """Files with a test that uses `real_site` go last, in their order (`make test` hands whole files to the xdist
-    workers in this order, --no-loadscope-reorder): by the time they run, the build started at collection is done."""
-    late = {item.path for item in items if "real_site" in getattr(item, "fixturenames", ())}
+    """Files with a test that uses `real_site`, and files that say `RUN_LATE = True` (why, in the file), go last, in
+    their order (`make test` hands whole files to the xdist workers in this order, --no-loadscope-reorder): by the
+    time they run, the build started at collection is done and no worker waits for another's build."""
+    late = {item.path for item in items if "real_site" in getattr(item, "fixturenames", ())
+            or getattr(getattr(item, "module", None), "RUN_LATE", False)}
     items.sort(key=lambda item: item.path in late)
 
 

@@ -13,6 +13,11 @@ from runner.analysis import clustering
 from runner.analysis.clustering import kmeans_cosine, umap_figure
 from runner.metrics.scores import MetricsInputError
 
+# tests/conftest.py: after the other files. test_analyses_integration (first in collection order) compiles umap-learn
+# at the start of a session; this file's UMAP fit started at the same moment on the other xdist worker would wait for
+# that compile (the numba cache lock) instead of running other tests.
+RUN_LATE = True
+
 
 def directional_clusters(k, per=40, dim=12, seed=0):
     """k clusters that differ in direction (what cosine distance sees), with varying norms."""
