@@ -454,6 +454,22 @@ def child_pids(pid: int) -> list[int]:
     return children
 
 
+def children_after_sigkill(run: subprocess.Popen, ready: str, select=lambda pid: True) -> tuple[list[int], list[int]]:
+    """Wait for the line `ready` on the run's stdout, note the run's child processes that `select` keeps, SIGKILL the
+    run: (those children, the ones still alive up to 10 s later)."""
+    try:
+        assert run.stdout.readline().strip() == ready, run.stderr.read()
+        children = [pid for pid in child_pids(run.pid) if select(pid)]
+        run.kill()
+        run.wait(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.stdout.close()
+        run.stderr.close()
+    return children, still_alive(children)
+
+
 def still_alive(pids: list[int], wait_s: float = 10.0) -> list[int]:
     """The processes of `pids` still alive after waiting up to `wait_s` seconds for all of them to end (zombies, whose
     parent has not read their status, count as ended)."""

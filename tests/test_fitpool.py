@@ -18,7 +18,7 @@ import pytest
 
 import runner.classify.fit_processes as fitpool
 from runner.classify.out_of_fold import Design, classify, classify_many
-from tests.support import child_pids, classifier_card, data, still_alive
+from tests.support import children_after_sigkill, classifier_card, data
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -189,16 +189,7 @@ def test_a_run_killed_with_sigkill_takes_its_fit_processes_with_it(tmp_path):
         jobs[0].result()
     """))
     run = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert run.stdout.readline().strip() == "fitting", run.stderr.read()
-        workers = [pid for pid in child_pids(run.pid)
-                   if b"popen_loky_posix" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-        assert len(workers) == 2
-        run.kill()
-        run.wait(timeout=60)
-    finally:
-        if run.poll() is None:
-            run.kill()
-        run.stdout.close()
-        run.stderr.close()
-    assert not still_alive(workers), "fit processes outlived the run killed with SIGKILL"
+    workers, alive = children_after_sigkill(
+        run, "fitting", lambda pid: b"popen_loky_posix" in Path(f"/proc/{pid}/cmdline").read_bytes())
+    assert len(workers) == 2
+    assert not alive, "fit processes outlived the run killed with SIGKILL"

@@ -15,7 +15,7 @@ from PIL import Image
 
 from runner.data import read_index
 from runner.sample.sampler import SamplingError, apply_label_policy, assign_folds, sample_task, seeded_order
-from tests.support import REPO, child_pids, still_alive
+from tests.support import REPO, children_after_sigkill
 
 CARD = {"id": "png-set", "kind": "csv", "title": "t", "synthetic": True, "access": "made by the test",
         "files": {"metadata": ["meta.csv"]},
@@ -161,16 +161,9 @@ def test_the_file_checking_processes_end_with_a_run_killed_with_sigkill(tmp_path
         time.sleep(600)
     """))
     run = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert run.stdout.readline().strip() == "checked", run.stderr.read()
-        own = Path(f"/proc/{run.pid}/cmdline").read_bytes()
-        checkers = [pid for pid in child_pids(run.pid) if Path(f"/proc/{pid}/cmdline").read_bytes() == own]
-        assert len(checkers) == 2  # forked from the run
-        run.kill()
-        run.wait(timeout=60)
-    finally:
-        if run.poll() is None:
-            run.kill()
-        run.stdout.close()
-        run.stderr.close()
-    assert not still_alive(checkers), "file-checking processes outlived the run killed with SIGKILL"
+    def cmdline(pid):
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+    checkers, alive = children_after_sigkill(run, "checked", lambda pid: cmdline(pid) == cmdline(run.pid))
+    assert len(checkers) == 2  # forked from the run
+    assert not alive, "file-checking processes outlived the run killed with SIGKILL"
