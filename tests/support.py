@@ -454,19 +454,28 @@ def child_pids(pid: int) -> list[int]:
     return children
 
 
-def children_after_sigkill(run: subprocess.Popen, ready: str, select=lambda pid: True) -> tuple[list[int], list[int]]:
-    """Wait for the line `ready` on the run's stdout, note the run's child processes that `select` keeps, SIGKILL the
-    run: (those children, the ones still alive up to 10 s later)."""
+def children_after_sigkill(run: subprocess.Popen, ready: str | Path, select=lambda pid: True) -> tuple[list[int], list[int]]:
+    """Wait until the run is ready (a line `ready` on its stdout, or the file `ready` exists), note the run's child
+    processes that `select` keeps, SIGKILL the run: (those children, the ones still alive up to 10 s later)."""
+    import time
+
     try:
-        assert run.stdout.readline().strip() == ready, run.stderr.read()
+        if isinstance(ready, Path):
+            deadline = time.monotonic() + 120
+            while not ready.exists() and run.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert ready.exists(), run.stderr.read()[-2000:]
+        else:
+            assert run.stdout.readline().strip() == ready, run.stderr.read()
         children = [pid for pid in child_pids(run.pid) if select(pid)]
         run.kill()
         run.wait(timeout=60)
     finally:
         if run.poll() is None:
             run.kill()
-        run.stdout.close()
-        run.stderr.close()
+        for stream in (run.stdout, run.stderr):
+            if stream is not None:
+                stream.close()
     return children, still_alive(children)
 
 

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from registry.errors import RegistryError
 from runner.encoders import EncoderError, tf_runtime
 from runner.encoders.isolation import ChildError, call_in_child
-from tests.support import child_pids, still_alive
+from tests.support import children_after_sigkill
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -216,18 +215,7 @@ def test_the_child_of_a_parent_killed_with_sigkill_ends_too(tmp_path):
         from runner.encoders.isolation import call_in_child
         call_in_child(exec, "import pathlib, time; pathlib.Path({str(started)!r}).touch(); time.sleep(600)")
     """))
-    parent = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not started.exists() and parent.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert started.exists(), parent.stderr.read().decode()[-2000:]
-        children = child_pids(parent.pid)
-        assert len(children) == 1
-        parent.kill()
-        parent.wait(timeout=60)
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-        parent.stderr.close()
-    assert not still_alive(children), "the encoder's child process outlived its parent killed with SIGKILL"
+    parent = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE, text=True)
+    children, alive = children_after_sigkill(parent, started)
+    assert len(children) == 1
+    assert not alive, "the encoder's child process outlived its parent killed with SIGKILL"
