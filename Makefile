@@ -10,7 +10,7 @@ DEMO_EXTRAS := analysis
 TEST_EXTRAS := analysis,vision,community,tf,ray,data,dev
 DEMO_OUT ?= out/demo
 PYTEST_ARGS ?=
-PYTEST_WORKERS ?= 2
+PYTEST_WORKERS ?= auto
 
 # Read by OpenMP (torch, scikit-learn, LightGBM) once, when it loads: the values of runner/runtime/threads.py
 # THREAD_ENVIRONMENT, which the `runner` entry point and the test session also set (a value already set wins).
@@ -54,7 +54,8 @@ demo: $(VENV)/.demo-deps
 	$(VENV)/bin/runner demo --out $(DEMO_OUT)
 
 ## test: the whole test suite on CPU (installs Debian's chromium for the browser test when missing), in
-## PYTEST_WORKERS processes (pytest-xdist; whole files per worker, so a module's fixtures are built once; 0: none),
+## PYTEST_WORKERS processes (pytest-xdist; whole files per worker, so a module's fixtures are built once; 0: none;
+## auto: one per core, twice the other runnable processes on a shared machine, tests/xdist_workers.py),
 ## files handed out in collection order (tests/conftest.py puts the files that read the shared real site last, while
 ## its build runs in a process of its own), the 25 slowest steps listed at the end
 test: $(VENV)/.test-deps

@@ -24,6 +24,16 @@ import json
 import pytest
 
 from tests.support import REAL_SITE, RealSite, build_real_site, shared_folder, start_real_site_build
+from tests.xdist_workers import auto_workers
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (the Makefile's): one worker per core on a quiet machine, more beside other CPU-bound processes, so
+    the suite keeps its share of a shared machine (tests/xdist_workers.py says why). $PYTEST_XDIST_AUTO_NUM_WORKERS
+    still decides when set (pytest-xdist's own rule)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    return auto_workers()
 
 
 @pytest.fixture(scope="session")
