@@ -14,7 +14,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from registry.hashing import sha256_of
+from registry.hashing import canonical_json, sha256_of
 from registry.home import find_home
 from runner.results.result import encoder_ref, task_ref
 
@@ -189,14 +189,32 @@ class FakeCard:
     def behaviour_sha256(self) -> str:
         from registry.schemas import behaviour_part
 
-        return sha256_of(behaviour_part(self.kind, self.full))
+        return _derived(("behaviour", self.kind), self.full, lambda full: sha256_of(behaviour_part(self.kind, full)))
 
     @property
     def spec(self):
         from registry import specs
 
-        return {"task": specs.task_spec, "encoder": specs.encoder_spec, "dataset": specs.dataset_spec}[self.kind](
-            self.full)
+        build = {"task": specs.task_spec, "encoder": specs.encoder_spec, "dataset": specs.dataset_spec}[self.kind]
+        return _derived(("spec", self.kind), self.full, build)
+
+
+_DERIVED: dict[tuple, object] = {}  # (what, kind, canonical JSON of the full card) -> its spec / behaviour hash
+
+
+def _derived(what: tuple, full: dict, make):
+    """`make(full)`, computed once per content of the card in this process: a test edits a fake card's `data` in
+    place, so the key is the whole card's text, never its identity (the schema walk of a spec costs ~2 ms, and
+    a site build asks for each card's spec thousands of times). Specs are frozen; hashes are strings."""
+    try:
+        key = (*what, canonical_json(full))
+    except (TypeError, ValueError):  # a test's deliberately non-JSON card: nothing to key on
+        return make(full)
+    if key not in _DERIVED:
+        if len(_DERIVED) > 4096:
+            _DERIVED.clear()
+        _DERIVED[key] = make(full)
+    return _DERIVED[key]
 
 
 @dataclass

@@ -135,3 +135,24 @@ def test_checking_or_refusing_a_refitted_result_leaves_no_temporary_file_in_the_
         submit(run / "result.json", reg, results)
     submit(run / "result.json", reg, results, replace=True)
     assert sorted(p for p in results.rglob("*") if p.is_file()) == files
+
+
+def test_a_stored_manifest_is_read_again_whenever_its_bytes_change(reg, tmp_path):
+    """leaderboard.filing.pins.read_stored keeps a parsed manifest per process only for the same bytes of both files:
+    an edit made after a first read is read (and refused by the hash check) like any first read; each caller gets
+    its own copy."""
+    from leaderboard.filing.pins import read_stored
+    from runner.sample.manifest import ManifestError, read_manifest
+
+    folder = make_run(tmp_path / "run", reg, embeddings=False).parents[1]  # run/<task>: manifest.json + .parquet
+    first = read_stored(folder)
+    first.frame.loc[0, "label"] = 7  # the caller's copy
+    first.meta["sha256"] = "changed by a caller"
+    again = read_stored(folder)
+    fresh = read_manifest(folder)
+    assert again.frame.equals(fresh.frame) and again.meta == fresh.meta
+    rows = pd.read_parquet(folder / "manifest.parquet")
+    rows.loc[0, "label"] = 1 - rows.loc[0, "label"]  # a label flipped in place, manifest.json untouched
+    rows.to_parquet(folder / "manifest.parquet", index=False)
+    with pytest.raises(ManifestError, match="changed after sampling"):
+        read_stored(folder)

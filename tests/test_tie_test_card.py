@@ -39,13 +39,28 @@ def _summary(tmp_path, test: str | None):
     return reg, summarize(results, reg), results
 
 
+@pytest.fixture(scope="module")
+def summaries(tmp_path_factory):
+    """`_summary(folder, test)` of each card variant, made once for the module (the default card's is compared with
+    both tests', and the site test files the fold-t variant again): read-only, the tests build into their own
+    folders."""
+    folder, made = tmp_path_factory.mktemp("ties"), {}
+
+    def summary_of(test: str | None):
+        if test not in made:
+            made[test] = _summary(folder, test)
+        return made[test]
+
+    return summary_of
+
+
 @pytest.mark.parametrize("test", ["fold-t", "corrected-fold-t"])
-def test_the_cards_tie_test_is_the_one_the_summary_runs(tmp_path, test):
+def test_the_cards_tie_test_is_the_one_the_summary_runs(summaries, test):
     from runner.analysis.paired import TEST_SCOPE, TIE_TESTS
 
-    reg, default, _ = _summary(tmp_path, None)
+    reg, default, _ = summaries(None)
     assert reg.tasks["effusion-ties"].spec.analyses.paired.test == "patient-bootstrap"  # the demo defaults' choice
-    _, chosen, _ = _summary(tmp_path, test)
+    _, chosen, _ = summaries(test)
     before = default["tasks"]["effusion-ties"]["ties"]["by_metric"]["auroc"]
     after = chosen["tasks"]["effusion-ties"]["ties"]["by_metric"]["auroc"]
     assert before["test_id"] == "patient-bootstrap" and "bootstrap" in before
@@ -58,11 +73,11 @@ def test_the_cards_tie_test_is_the_one_the_summary_runs(tmp_path, test):
     assert [x["id"] for x in table["tests"]] == [test]
 
 
-def test_the_site_names_the_test_and_what_it_holds_fixed(tmp_path):
+def test_the_site_names_the_test_and_what_it_holds_fixed(tmp_path, summaries):
     from leaderboard.site.render import build_site
     from runner.analysis.paired import TEST_SCOPE
 
-    reg, _, results = _summary(tmp_path, "fold-t")
+    reg, _, results = summaries("fold-t")
     index = build_site(tmp_path / "site", results, reg)
     page = (index.parent / "tasks" / "effusion-ties.html").read_text()
     assert 'data-test="fold-t"' in page and TEST_SCOPE["fold-t"].replace("'", "&#39;") in page

@@ -8,12 +8,16 @@
   a new manifest). Pins are only ever added, never overwritten.
 
 Entry: `pinned_manifest(task_card, registry, results_dir) -> Pin`; `pin(task_card, results_dir, manifest)` records a
-first filing; `describe_difference(pinned, other)` says how two samples of a task differ.
+first filing; `describe_difference(pinned, other)` says how two samples of a task differ; `read_stored(folder)` reads
+a stored manifest (parsed and checked once per process for the same bytes).
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +48,37 @@ class Pin:
     def load(self) -> Manifest | None:
         if self.read is not None:
             return self.read
-        return read_manifest(self.folder) if self.folder is not None else None
+        return read_stored(self.folder) if self.folder is not None else None
+
+
+_CHECKED: OrderedDict[tuple, Manifest] = OrderedDict()  # (folder, sha256 of each file) -> the manifest read_manifest
+CHECKED_MAX = 64                                         # read and checked from exactly those bytes
+
+
+def _file_digests(folder: Path) -> tuple[str, str]:
+    return tuple(hashlib.sha256((folder / name).read_bytes()).hexdigest()
+                 for name in ("manifest.json", "manifest.parquet"))
+
+
+def read_stored(folder: Path) -> Manifest:
+    """read_manifest(folder), parsed and checked once per process for the same bytes: a build verifies every result
+    of a task against the same pinned manifest (~40 ms to parse, canonicalise and hash again). Kept only when both
+    files hash the same before and after the read; each caller gets its own copy."""
+    folder = Path(folder)
+    try:
+        key = (str(folder.resolve()), *_file_digests(folder))
+    except OSError:  # missing or unreadable: read_manifest says what is wrong
+        return read_manifest(folder)
+    if key not in _CHECKED:
+        manifest = read_manifest(folder)
+        if key[1:] != _file_digests(folder):  # changed while it was read: use it, do not keep it
+            return manifest
+        _CHECKED[key] = manifest
+        while len(_CHECKED) > CHECKED_MAX:
+            _CHECKED.popitem(last=False)
+    _CHECKED.move_to_end(key)
+    kept = _CHECKED[key]
+    return Manifest(kept.frame.copy(), copy.deepcopy(kept.meta))
 
 
 def _pins_path(results_dir: Path) -> Path:
@@ -73,7 +107,7 @@ def pinned_manifest(task_card, registry, results_dir: Path) -> Pin:
             raise PinError(f"task {task_card.id!r}: manifests/index.json names {committed['sha256'][:12]}…, which "
                            f"is not in {registry.home.manifests_dir}")
         try:
-            manifest = read_manifest(folder)
+            manifest = read_stored(folder)
         except ManifestError as exc:
             raise PinError(str(exc)) from None
         if manifest.meta.get("task_sha256") != task_card.behaviour_sha256:

@@ -14,7 +14,8 @@ Entry: `summarize(predictions, metrics_card, eval_folds=None) -> dict`.
 
 The bootstrap is vectorised: a replicate is a vector of per-patient draw counts, so every replicate's confusion
 counts and rank-based AUROC come from a few array operations over all replicates (`bootstrap_fold_mean`). Cost measured on the
-2-core CPU dev machine: 2,000 images / 1,600 patients / 5 folds, 2,000 replicates, AUROC and F1: 0.15-0.2 s.
+2-core CPU dev machine: 2,000 images / 1,600 patients / 5 folds, 2,000 replicates, AUROC and F1: ~0.08 CPU-s
+(runner.metrics.intervals says how).
 
 Bounds are clipped to [0, 1] (a t-interval can spill over); `half_width` is then (ci_high - ci_low) / 2 for the
 bootstrap (its interval is not symmetric) and t · sd / √k for the t-interval. Nothing returned is NaN: a metric
