@@ -161,8 +161,11 @@ def content_key(paths: list) -> tuple:
     key = []
     for path in paths:
         try:
-            with open(path, "rb") as handle:
-                key.append((str(Path(path).resolve()), hashlib.file_digest(handle, "sha256").hexdigest()))
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:  # hashlib.file_digest is Python 3.11+
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            key.append((str(Path(path).resolve()), digest.hexdigest()))
         except OSError as exc:  # as read_csv says it
             raise DataError(f"cannot read {path}: {without_content(exc)}") from None
     return tuple(key)
