@@ -3,12 +3,14 @@ checked, eval's defaults recorded, CXR Foundation benched through its test Saved
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 
 import pytest
 
-pytest.importorskip("torch")
+# find_spec, not importorskip: importing torch at collection costs every xdist worker, also those that run no bench
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")
 
 try:  # the CXR Foundation test SavedModel: reuse that module's fixture (it skips itself without TensorFlow)
     from test_encoders_cxr_foundation import _card as cxr_foundation_card

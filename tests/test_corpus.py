@@ -266,12 +266,26 @@ def test_metadata_errors_through_runner_sample(registry_copy, tmp_path, all_subp
 # ---------------------------------------------------------------------------------------------- cards
 
 
+@pytest.fixture(scope="module")
+def card_case_registry(tmp_path_factory):
+    """case -> (its registry root, its card file): card_registry plus the case's builder, made once per case for the
+    module and only read after (card validation writes nothing), by test_card_case and the `runner validate` test."""
+    folder, built = tmp_path_factory.mktemp("card-cases"), {}
+
+    def made(case: Case) -> tuple[Path, Path]:
+        if case.id not in built:
+            root = card_registry(folder / case.id)
+            built[case.id] = (root, getattr(build, case.builder)(root))
+        return built[case.id]
+
+    return made
+
+
 @pytest.mark.parametrize("case", BY_AREA["card"], ids=ids(BY_AREA["card"]))
-def test_card_case(case: Case, tmp_path):
+def test_card_case(case: Case, card_case_registry, tmp_path):
     from registry.cards import validate_files
 
-    root = card_registry(tmp_path / "reg")
-    path = getattr(build, case.builder)(root)
+    root, path = card_case_registry(case)
     problems = validate_files([path], root)  # never raises: every problem comes back as a CardProblem
     assert problems, case.id
     assert any(case.expect in str(p) for p in problems), [str(p) for p in problems]
@@ -281,11 +295,11 @@ def test_card_case(case: Case, tmp_path):
 
 
 @pytest.mark.parametrize("all_subprocess", [False, pytest.param(True, marks=pytest.mark.slow)])
-def test_cards_through_runner_validate(tmp_path, all_subprocess):
+def test_cards_through_runner_validate(card_case_registry, tmp_path, all_subprocess):
     cases, calls, paths = BY_AREA["card"], [], []
     for case in cases:
-        root = card_registry(tmp_path / case.id)
-        paths.append(getattr(build, case.builder)(root))
+        root, path = card_case_registry(case)
+        paths.append(path)
         calls.append((["validate", str(paths[-1])], {"CXR_REGISTRY_ROOT": str(root)}, tmp_path))
     for case, path, proc in zip(cases, paths, run_cli_many(cases, calls, all_subprocess)):
         assert_clean_failure(proc, case)
@@ -395,9 +409,12 @@ SLOW_SCENARIOS = {"sigterm-during-eval", "sigint-during-eval"}  # a real `runner
 
 
 @pytest.mark.parametrize("case", BY_AREA["scenario"], ids=ids(BY_AREA["scenario"]))
-def test_scenario_case(case: Case, tmp_path):
+def test_scenario_case(case: Case, tmp_path, request):
     """A hostile situation run end to end: no exception escapes, the user is told `expect`, never `forbid`."""
-    message = getattr(build, case.builder)(tmp_path)
+    if case.id in SLOW_SCENARIOS:  # `runner eval` reads the session's demo data set (the one it would make)
+        message = getattr(build, case.builder)(tmp_path, request.getfixturevalue("demo_data_dir"))
+    else:
+        message = getattr(build, case.builder)(tmp_path)
     assert case.expect in message, (case.id, message)
     assert_no_content(message, case)
     assert "Traceback" not in message

@@ -47,6 +47,21 @@ def write(folder, name="meta.csv", rows=ROWS, header=HEADER):
     return folder
 
 
+def test_a_table_read_again_in_the_process_follows_its_bytes(tmp_path):
+    """Tables and derived columns are remembered within a process by the bytes of their files (runner.data.tables
+    .remembered): a second card over the same file reuses them; an edited file is read again, derived again."""
+    from runner.data import tables
+
+    root = write(tmp_path)
+    first = read_index(card(), root).frame
+    assert read_index(card(id="toy-again"), root).frame.equals(first)
+    assert any(key[0] == "derive" for key in tables._REMEMBERED)  # the second read was served from memory
+    edited = [("a.png", "0", "p9/s1/a.png", *ROWS[0][3:7], "0.0", ROWS[0][8]), *ROWS[1:]]
+    again = read_index(card(), write(tmp_path, rows=edited)).frame.set_index("image_id")
+    assert again.loc["a.png", "patient_id"] == "p9" and again.loc["a.png", "effusion"] == 0.0
+    assert read_index(card(), write(tmp_path)).frame.equals(first)  # the first bytes again: as first read
+
+
 def test_derived_columns_labels_and_lists(tmp_path):
     index = read_index(card(), write(tmp_path)).frame.set_index("image_id")
     assert index.loc["a.png", "path"] == "imgs/0/a.png"

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("timm")  # the two proxy cards use the timm adapter
+# find_spec, not importorskip: every test here is slow, and importing torch and timm at collection cost each xdist
+# worker ~3 CPU-s in the normal run, which deselects them
+pytestmark = pytest.mark.skipif(any(importlib.util.find_spec(name) is None for name in ("torch", "timm")),
+                                reason="needs torch and timm (the two proxy cards use the timm adapter)")
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHES = ("bench-densenet121", "bench-vit-b14-518")  # the MedImageInsight tower: on CUDA only (minutes on a CPU)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pandas as pd
 import pytest
 
-ray = pytest.importorskip("ray")
+# find_spec, not importorskip: importing ray at collection cost every xdist worker ~0.3 CPU-s for this one test
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray")
 
 
 @pytest.fixture(scope="module")
 def local_ray():
+    import ray
+
     from runner.embed.ray_pool import ensure_ray
 
     started = not ray.is_initialized()

@@ -21,9 +21,11 @@ from runner.data.tables import (
     add_metadata_features,
     base_index,
     check_ids,
+    content_key,
     feature_columns,
     find_table,
     label_column,
+    remembered,
     require_columns,
     wanted_labels,
 )
@@ -46,7 +48,7 @@ def read(card: dict, root: Path, labels: list[str] | None) -> DatasetIndex:
     optional = [c for c in feature_columns(card) if c not in derive]
     meta, files = find_table(card, root, "metadata", _source_columns(wanted, derive), optional)
     header = pd.read_csv(files[0], nrows=0).columns  # a derived column must not hide a column of the table
-    meta = derive_columns(meta.assign(**{c: None for c in derive if c in header}), derive, card, files[0])
+    meta = _with_derived(meta.assign(**{c: None for c in derive if c in header}), derive, card, files)
     require_columns(meta, list(columns.values()), files[0], card)
     row_values = {x: label_column(meta[card["labels"][x]["column"]], card["labels"][x], x) for x in by_table["metadata"]}
 
@@ -97,6 +99,18 @@ def _text(series: pd.Series) -> pd.Series:
     """Stripped text with blank as NA."""
     text = series.astype("string").str.strip()
     return text.mask(text == "")
+
+
+def _with_derived(meta: pd.DataFrame, derive: dict, card: dict, files: list[str]) -> pd.DataFrame:
+    """derive_columns, the derived columns remembered (runner.data.tables.remembered) by the bytes of the table's
+    files and the derive block: they are computed from the table's own columns alone (~0.7 s on CheXpert's 223k
+    rows, which the chexpert and chexpert-findings cards both read)."""
+    sources = _source_columns([], derive)
+    if not derive or any(name in meta.columns for name in derive) or not set(sources) <= set(meta.columns):
+        return derive_columns(meta, derive, card, files[0])  # nothing to derive, or derive_columns says what is wrong
+    key = ("derive", content_key(files), repr(derive))
+    derived = remembered(key, lambda: derive_columns(meta[sources], derive, card, files[0])[list(derive)])
+    return meta.assign(**{name: derived[name] for name in derive})
 
 
 def derive_columns(meta: pd.DataFrame, derive: dict, card: dict, where: str) -> pd.DataFrame:

@@ -6,10 +6,12 @@ knows how to apply them.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import math
 import os
 import re
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +148,40 @@ def without_content(exc: BaseException) -> str:
     return text[:200]
 
 
+# Tables (and what is computed from them alone) already read by this process, by the bytes of their files: a dataset's
+# table is read once when several tasks, or cards over the same files (chexpert, chexpert-findings), read it. Only in
+# memory, never across processes; least recently used first, bounded. pandas' copy-on-write keeps a caller's changes
+# to its own copy.
+_REMEMBERED: OrderedDict[tuple, object] = OrderedDict()
+REMEMBERED_MAX = 8
+
+
+def content_key(paths: list) -> tuple:
+    """(resolved path, sha256 of the bytes) of each file: what a remembered table is keyed by."""
+    key = []
+    for path in paths:
+        try:
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:  # hashlib.file_digest is Python 3.11+
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            key.append((str(Path(path).resolve()), digest.hexdigest()))
+        except OSError as exc:  # as read_csv says it
+            raise DataError(f"cannot read {path}: {without_content(exc)}") from None
+    return tuple(key)
+
+
+def remembered(key: tuple, make):
+    """make(), or what it gave for the same key earlier in this process (an exception is not remembered)."""
+    if key in _REMEMBERED:
+        _REMEMBERED.move_to_end(key)
+        return _REMEMBERED[key]
+    value = _REMEMBERED[key] = make()
+    while len(_REMEMBERED) > REMEMBERED_MAX:
+        _REMEMBERED.popitem(last=False)
+    return value
+
+
 def find_table(card: dict, root: Path, table: str, usecols: list[str] | None = None,
                optional: list[str] = ()) -> tuple[pd.DataFrame, list[str]]:
     """Read the first alternative of `card.files[table]` present under `root` (else in the fallback package).
@@ -158,10 +194,12 @@ def find_table(card: dict, root: Path, table: str, usecols: list[str] | None = N
     paths = locate_table(card, root, table)
     if paths is not None:
         try:
-            frames = [read_csv(p, usecols, optional) for p in paths]
+            key = ("table", content_key(paths), None if usecols is None else tuple(usecols), tuple(optional))
+            frame = remembered(key, lambda: pd.concat([read_csv(p, usecols, optional) for p in paths],
+                                                      ignore_index=True))
         except DataError as exc:
             raise DataError(f"{card['id']}: {exc}. {access_hint(card)}") from None
-        return pd.concat(frames, ignore_index=True), [str(p) for p in paths]
+        return frame, [str(p) for p in paths]
     wanted = " or ".join(" + ".join([a] if isinstance(a, str) else a) for a in alternatives)
     raise DataError(f"{card['id']}: {table} table not found: looked for {wanted} in {root}. {access_hint(card)}")
 

@@ -1209,8 +1209,11 @@ def scenario_site_tex_markup_in_titles(tmp: Path) -> str:
     return f"plot drawn ({png.stat().st_size} bytes)" if png.read_bytes()[:4] == b"\x89PNG" else "no plot"
 
 
-def _signal_during_eval(tmp: Path, sig: int) -> str:
-    """`runner eval` on the demo data, signalled while it works: a clean message, no traceback, no partial file."""
+def _signal_during_eval(tmp: Path, sig: int, data: Path | None = None) -> str:
+    """`runner eval` on the demo data, signalled while it works: a clean message, no traceback, no partial file.
+
+    `data`: that demo data set made already (tests/conftest.py demo_data_dir: the same seed and size; `runner eval`
+    only reads its data root); made here when not given."""
     import shutil
     import signal
     import subprocess
@@ -1220,7 +1223,9 @@ def _signal_during_eval(tmp: Path, sig: int) -> str:
     from runner.data.synthetic import make_demo_dataset
 
     repo = Path(__file__).resolve().parents[2]
-    make_demo_dataset(tmp / "data", seed=0, n_patients=80, image_size=128)
+    if data is None:
+        data = tmp / "data"
+        make_demo_dataset(data, seed=0, n_patients=80, image_size=128)
     root = tmp / "registry"
     for sub in ("tasks", "encoders", "registry/datasets"):
         shutil.copytree(repo / sub, root / sub)
@@ -1229,7 +1234,7 @@ def _signal_during_eval(tmp: Path, sig: int) -> str:
         "label: {id: effusion, name: Effusion}\nsampling: {positives: 70, negatives: 70, verify: header}\n")
     env = {**os.environ, "PYTHONPATH": str(repo), "CXR_CACHE_DIR": str(tmp / "cache"), "CXR_REGISTRY_ROOT": str(root)}
     proc = subprocess.Popen([sys.executable, "-m", "runner.cli.main", "eval", "--task", "effusion-sig", "--encoder",
-                             "random-cnn", "--data-root", str(tmp / "data"), "--out", str(tmp / "out"),
+                             "random-cnn", "--data-root", str(data), "--out", str(tmp / "out"),
                              "--analyses", "none", "--device", "cpu"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
@@ -1245,16 +1250,16 @@ def _signal_during_eval(tmp: Path, sig: int) -> str:
     return f"{signal.Signals(sig).name}: exit {proc.returncode}: {lines[0] if lines else err.strip()[-300:]}"
 
 
-def scenario_sigterm_during_eval(tmp: Path) -> str:
+def scenario_sigterm_during_eval(tmp: Path, data: Path | None = None) -> str:
     import signal
 
-    return _signal_during_eval(tmp, signal.SIGTERM)
+    return _signal_during_eval(tmp, signal.SIGTERM, data)
 
 
-def scenario_sigint_during_eval(tmp: Path) -> str:
+def scenario_sigint_during_eval(tmp: Path, data: Path | None = None) -> str:
     import signal
 
-    return _signal_during_eval(tmp, signal.SIGINT)
+    return _signal_during_eval(tmp, signal.SIGINT, data)
 
 
 # ---------------------------------------------------------------------------------------------- results (verified)
