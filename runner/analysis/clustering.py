@@ -65,11 +65,14 @@ def _import_umap():
     itself when the source or numba changes; the compiled code is the same, so layouts are identical with and without
     the cache. The cache lives in the project's cache folder (runner.embed.cache.numba_cache_dir) unless
     $NUMBA_CACHE_DIR is set: numba's default is beside umap's sources, inside the virtual environment.
+    pynndescent, which compiles at import, is imported only when a fit uses it (`_pynndescent_on_first_use`).
     """
 
     _use_project_numba_cache()
     if "umap" not in sys.modules:
         sys.modules.setdefault("umap.parametric_umap", None)
+        with _pynndescent_on_first_use():
+            import umap
     import umap
 
     if not getattr(umap, "_cxr_numba_cache", False):
@@ -84,6 +87,79 @@ def _import_umap():
                         value.enable_caching()
         umap._cxr_numba_cache = True
     return umap
+
+
+# What umap.umap_ imports from pynndescent at module level: {pynndescent module: (its name, umap.umap_'s name)}.
+PYNNDESCENT_NAMES = {"pynndescent": ("NNDescent", "NNDescent"),
+                     "pynndescent.distances": ("named_distances", "pynn_named_distances"),
+                     "pynndescent.sparse": ("sparse_named_distances", "pynn_sparse_named_distances")}
+
+
+@contextlib.contextmanager
+def _pynndescent_on_first_use():
+    """umap-learn imported with pynndescent's three names standing in until one of them is first used.
+
+    pynndescent (approximate nearest neighbours) compiles ~60 numba functions as it is imported: ~13 CPU-s of the
+    2-core machine with an empty numba cache, ~0.3 s with a full one. A fit on a precomputed distance matrix (every
+    fit here up to EXACT_MAX_ROWS rows) never uses it; a fit with metric="cosine" does, and its first use of a
+    stand-in imports pynndescent and puts the real names into umap.umap_ (`_PynndescentName`). The stand-ins leave
+    sys.modules when umap is imported, so any other `import pynndescent` gets the real package."""
+    if "pynndescent" in sys.modules:
+        yield
+        return
+    import types
+
+    placed = {}
+    for module_name, (name, _) in PYNNDESCENT_NAMES.items():
+        module = placed[module_name] = types.ModuleType(module_name)
+        setattr(module, name, _PynndescentName(module_name))
+        sys.modules[module_name] = module
+    placed["pynndescent"].__path__ = []  # a package, so that its submodules' names resolve to the stand-ins
+    try:
+        yield
+    finally:
+        for module_name, module in placed.items():
+            if sys.modules.get(module_name) is module:
+                del sys.modules[module_name]
+
+
+class _PynndescentName:
+    """umap.umap_'s stand-in for one pynndescent name: its first use imports pynndescent, replaces every stand-in in
+    umap.umap_ by the real object, and forwards the use (a call, `isinstance`, `in`, `[]`, an attribute)."""
+
+    def __init__(self, module_name: str):
+        self.module_name = module_name
+
+    def real(self):
+        import importlib
+
+        umap_ = sys.modules["umap.umap_"]
+        for module_name, (name, umap_name) in PYNNDESCENT_NAMES.items():
+            if isinstance(vars(umap_).get(umap_name), _PynndescentName):
+                setattr(umap_, umap_name, getattr(importlib.import_module(module_name), name))
+        name, _ = PYNNDESCENT_NAMES[self.module_name]
+        return getattr(importlib.import_module(self.module_name), name)
+
+    def __call__(self, *args, **kwargs):
+        return self.real()(*args, **kwargs)
+
+    def __instancecheck__(self, instance) -> bool:
+        return isinstance(instance, self.real())
+
+    def __contains__(self, key) -> bool:
+        return key in self.real()
+
+    def __getitem__(self, key):
+        return self.real()[key]
+
+    def __iter__(self):
+        return iter(self.real())
+
+    def __len__(self) -> int:
+        return len(self.real())
+
+    def __getattr__(self, attribute):
+        return getattr(self.real(), attribute)
 
 
 def _use_project_numba_cache() -> None:
