@@ -138,3 +138,17 @@ def test_umap_imports_pynndescent_only_when_a_fit_uses_it():
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.splitlines()[-1])
     assert out == {"after_import": [], "is_instance": [False, True], "real": [True, True, True], "euclidean": True}
+
+
+def test_nearest_indices_are_umap_learns_fast_knn_indices():
+    """umap-learn's `fast_knn_indices` (its Python source, run without numba: a stable argsort per row) gives the
+    same neighbours, ties included; a UMAP fit uses ours (no numba compile for it)."""
+    umap = clustering._import_umap()
+    rng = np.random.default_rng(0)
+    distances = np.round(rng.random((40, 40)), 1).astype(np.float32)  # many ties
+    np.fill_diagonal(distances, 0.0)
+    for k in (1, 5, 39):
+        ours = clustering.nearest_indices(distances, k)
+        assert ours.dtype == np.int32
+        np.testing.assert_array_equal(ours, umap.utils.fast_knn_indices.py_func(distances, k))
+    assert umap.umap_.fast_knn_indices is clustering.nearest_indices

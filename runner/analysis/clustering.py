@@ -85,6 +85,7 @@ def _import_umap():
                 if isinstance(value, CPUDispatcher):
                     with contextlib.suppress(RuntimeError):  # a function numba cannot cache compiles as before
                         value.enable_caching()
+        umap.umap_.fast_knn_indices = nearest_indices
         umap._cxr_numba_cache = True
     return umap
 
@@ -199,6 +200,15 @@ def _compile_lock():
     except OSError:
         return contextlib.nullcontext()
     return FileLock(str(folder / ".compile.lock"))
+
+
+def nearest_indices(distances: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """Each row's n_neighbors smallest distances' columns, nearest first, ties in column order (int32).
+
+    What umap-learn's `fast_knn_indices` returns for a precomputed distance matrix (a stable argsort of each row), in
+    numpy: umap-learn's is a numba function compiled with parallel=True, ~4 CPU-s to compile in every new numba
+    cache; a stable sort orders the same values the same way, so the neighbours, and the layout, are the same."""
+    return np.argsort(distances, axis=1, kind="stable")[:, :n_neighbors].astype(np.int32)
 
 
 def cosine_distance_matrix(unit: np.ndarray) -> np.ndarray:
