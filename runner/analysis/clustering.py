@@ -23,8 +23,9 @@ matrix is computed once (one float32 matrix product, kept in float64) and shared
 silhouette (all k in one product with the stacked one-hot cluster matrices) and UMAP (`metric="precomputed"`;
 umap-learn would otherwise compute the same exact matrix for N < 4096 through a Python callback per pair); above it,
 the silhouettes make the matrix block by block. UMAP's numba functions are cached on disk (`_import_umap`), under
-the project's cache folder, so only the first run on a machine compiles them (~50 s on the 2-core machine; the
-progress output says so before such a fit).
+the project's cache folder, so only the first run on a machine compiles them (~7 CPU-s for a fit on precomputed
+distances, since pynndescent is left out and umap-learn's parallel k-NN sort is numpy's (`nearest_indices`); it was
+~26 CPU-s; the progress output says so before such a fit).
 """
 
 from __future__ import annotations
@@ -261,8 +262,8 @@ def umap_figure(
 
     compiles = umap_will_compile()
     if compiles:
-        print(f"UMAP: the first fit with this cache folder compiles umap-learn's numba code (about a minute on two "
-              f"cores, once); later runs reuse it from {numba_cache_dir()}", file=sys.stderr, flush=True)
+        print(f"UMAP: the first fit with this cache folder compiles umap-learn's numba code (seconds to a "
+              f"minute, once); later runs reuse it from {numba_cache_dir()}", file=sys.stderr, flush=True)
     x = _check_embeddings(embeddings, labels)
     labels = np.asarray(labels).astype(int)
     n_neighbors = min(n_neighbors, x.shape[0] - 1)
