@@ -41,7 +41,9 @@ def _eval_modules(tmp_path: Path, registry_root: Path, demo: Path, name: str, *e
 
 
 def test_cached_eval_imports_no_heavy_stack(tmp_path, demo_data_dir):
-    root = make_registry_root(tmp_path / "reg", {"effusion-tiny": TINY_TASK})
+    small = TINY_TASK.replace("positives: 70, negatives: 70", "positives: 30, negatives: 30")  # imports, not sizes
+    assert small != TINY_TASK
+    root = make_registry_root(tmp_path / "reg", {"effusion-tiny": small})
     cold, _ = _eval_modules(tmp_path, root, demo_data_dir, "cold")
     assert "torch" in cold  # the cold run embeds with random-cnn: the hook sees real imports
     # all embeddings cached, classifier and metrics computed again
