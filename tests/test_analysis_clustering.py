@@ -66,6 +66,7 @@ class StandInUmap(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def exec_module(self, module):
         import numba
         module.numba_cache_dir_at_import = numba.core.config.CACHE_DIR
+        module.umap_ = importlib.util.module_from_spec(importlib.machinery.ModuleSpec("umap.umap_", None))
 
 sys.meta_path.insert(0, StandInUmap())
 from runner.analysis.clustering import _import_umap, numba_cache_dir, umap_will_compile
