@@ -108,37 +108,32 @@ def test_umap_says_before_a_fit_that_compiles(tmp_path, monkeypatch, capsys):
         assert ("compiles umap-learn's numba code" in said) is compiles
 
 
-# The probe imports umap-learn as clustering does, then gives the process a stand-in pynndescent package (the real one
-# would compile its numba code: ~13 CPU-s) for the stand-ins' first use to find.
-PYNNDESCENT_PROBE = """
-import json, sys, types
-from runner.analysis.clustering import PYNNDESCENT_NAMES, _import_umap
-_import_umap()
-import umap.umap_ as umap_
-out = {"after_import": sorted(m for m in sys.modules if m.startswith("pynndescent"))}
-class NNDescent:
-    pass
-package = {"pynndescent": {"NNDescent": NNDescent}, "pynndescent.distances": {"named_distances": {"euclidean": 1}},
-           "pynndescent.sparse": {"sparse_named_distances": {}}}
-for name, names in package.items():
-    sys.modules[name] = types.ModuleType(name)
-    vars(sys.modules[name]).update(names)
-out["is_instance"] = [isinstance(object(), umap_.NNDescent), isinstance(NNDescent(), umap_.NNDescent)]
-out["real"] = [getattr(umap_, umap_name) is package[module][name]
-               for module, (name, umap_name) in PYNNDESCENT_NAMES.items()]
-out["euclidean"] = "euclidean" in umap_.pynn_named_distances
-print(json.dumps(out))
-"""
-
-
-def test_umap_imports_pynndescent_only_when_a_fit_uses_it():
+def test_umap_imports_pynndescent_only_when_a_fit_uses_it(tmp_path, monkeypatch):
     """pynndescent compiles its numba code as it is imported (~13 CPU-s with an empty cache): umap-learn is imported
-    without it, and the first use of one of its names in umap.umap_ imports it and puts the real names there."""
-    proc = subprocess.run([sys.executable, "-c", PYNNDESCENT_PROBE], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout.splitlines()[-1])
-    assert out == {"after_import": [], "is_instance": [False, True], "real": [True, True, True], "euclidean": True}
+    without it, and the first use of one of its names in umap.umap_ imports it and puts the real names there. A
+    stand-in pynndescent package plays the real one (which would compile), and umap.umap_ gets its names back after."""
+    import types
+
+    x, labels = directional_clusters(2, per=30)
+    umap_figure(x, labels % 2, tmp_path / "u.png", seed=0)  # a fit on precomputed distances
+    assert not [m for m in sys.modules if m.startswith("pynndescent")]
+    umap_ = sys.modules["umap.umap_"]
+    for _, umap_name in clustering.PYNNDESCENT_NAMES.values():
+        monkeypatch.setattr(umap_, umap_name, getattr(umap_, umap_name))  # undone after the test
+
+    class NNDescent:
+        pass
+
+    package = {"pynndescent": {"NNDescent": NNDescent}, "pynndescent.distances": {"named_distances": {"euclidean": 1}},
+               "pynndescent.sparse": {"sparse_named_distances": {}}}
+    for name, names in package.items():
+        module = types.ModuleType(name)
+        vars(module).update(names)
+        monkeypatch.setitem(sys.modules, name, module)
+    assert not isinstance(object(), umap_.NNDescent) and isinstance(NNDescent(), umap_.NNDescent)  # a first use
+    assert [getattr(umap_, umap_name) is package[module][name]
+            for module, (name, umap_name) in clustering.PYNNDESCENT_NAMES.items()] == [True, True, True]
+    assert "euclidean" in umap_.pynn_named_distances
 
 
 def test_nearest_indices_are_umap_learns_fast_knn_indices():
