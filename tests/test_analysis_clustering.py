@@ -66,6 +66,7 @@ class StandInUmap(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def exec_module(self, module):
         import numba
         module.numba_cache_dir_at_import = numba.core.config.CACHE_DIR
+        module.umap_ = importlib.util.module_from_spec(importlib.machinery.ModuleSpec("umap.umap_", None))
 
 sys.meta_path.insert(0, StandInUmap())
 from runner.analysis.clustering import _import_umap, numba_cache_dir, umap_will_compile
@@ -105,3 +106,45 @@ def test_umap_says_before_a_fit_that_compiles(tmp_path, monkeypatch, capsys):
         umap_figure(x, labels % 2, tmp_path / "u.png", seed=0)
         said = capsys.readouterr().err
         assert ("compiles umap-learn's numba code" in said) is compiles
+
+
+def test_umap_imports_pynndescent_only_when_a_fit_uses_it(tmp_path, monkeypatch):
+    """pynndescent compiles its numba code as it is imported (~13 CPU-s with an empty cache): umap-learn is imported
+    without it, and the first use of one of its names in umap.umap_ imports it and puts the real names there. A
+    stand-in pynndescent package plays the real one (which would compile), and umap.umap_ gets its names back after."""
+    import types
+
+    x, labels = directional_clusters(2, per=30)
+    umap_figure(x, labels % 2, tmp_path / "u.png", seed=0)  # a fit on precomputed distances
+    assert not [m for m in sys.modules if m.startswith("pynndescent")]
+    umap_ = sys.modules["umap.umap_"]
+    for _, umap_name in clustering.PYNNDESCENT_NAMES.values():
+        monkeypatch.setattr(umap_, umap_name, getattr(umap_, umap_name))  # undone after the test
+
+    class NNDescent:
+        pass
+
+    package = {"pynndescent": {"NNDescent": NNDescent}, "pynndescent.distances": {"named_distances": {"euclidean": 1}},
+               "pynndescent.sparse": {"sparse_named_distances": {}}}
+    for name, names in package.items():
+        module = types.ModuleType(name)
+        vars(module).update(names)
+        monkeypatch.setitem(sys.modules, name, module)
+    assert not isinstance(object(), umap_.NNDescent) and isinstance(NNDescent(), umap_.NNDescent)  # a first use
+    assert [getattr(umap_, umap_name) is package[module][name]
+            for module, (name, umap_name) in clustering.PYNNDESCENT_NAMES.items()] == [True, True, True]
+    assert "euclidean" in umap_.pynn_named_distances
+
+
+def test_nearest_indices_are_umap_learns_fast_knn_indices():
+    """umap-learn's `fast_knn_indices` (its Python source, run without numba: a stable argsort per row) gives the
+    same neighbours, ties included; a UMAP fit uses ours (no numba compile for it)."""
+    umap = clustering._import_umap()
+    rng = np.random.default_rng(0)
+    distances = np.round(rng.random((40, 40)), 1).astype(np.float32)  # many ties
+    np.fill_diagonal(distances, 0.0)
+    for k in (1, 5, 39):
+        ours = clustering.nearest_indices(distances, k)
+        assert ours.dtype == np.int32
+        np.testing.assert_array_equal(ours, umap.utils.fast_knn_indices.py_func(distances, k))
+    assert umap.umap_.fast_knn_indices is clustering.nearest_indices

@@ -41,7 +41,12 @@ def _eval_modules(tmp_path: Path, registry_root: Path, demo: Path, name: str, *e
 
 
 def test_cached_eval_imports_no_heavy_stack(tmp_path, demo_data_dir):
-    root = make_registry_root(tmp_path / "reg", {"effusion-tiny": TINY_TASK})
+    # what is imported, not how much is embedded or fitted: 30 + 30 images, 60 trees a fold (48 training images are
+    # too few for early stopping: each fold grew all 500 of the defaults')
+    small = TINY_TASK.replace("positives: 70, negatives: 70", "positives: 30, negatives: 30")
+    assert small != TINY_TASK
+    small += "classifier: {params: {n_estimators: 60}}\n"
+    root = make_registry_root(tmp_path / "reg", {"effusion-tiny": small})
     cold, _ = _eval_modules(tmp_path, root, demo_data_dir, "cold")
     assert "torch" in cold  # the cold run embeds with random-cnn: the hook sees real imports
     # all embeddings cached, classifier and metrics computed again

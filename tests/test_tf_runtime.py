@@ -187,6 +187,7 @@ def test_eval_runs_a_tensorflow_encoder_in_a_child_and_the_torch_encoder_after_i
     from tests.support import TINY_TASK, make_registry_root
 
     small = TINY_TASK.replace("positives: 70, negatives: 70", "positives: 30, negatives: 30")  # speed only
+    small += "classifier: {params: {n_estimators: 60}}\n"  # likewise: 48 training images never stop early
     root = make_registry_root(tmp_path / "reg", {"effusion-tiny": small})
     for name in ("cxr-foundation", "cxr-foundation-native"):  # the real cards, on the stand-in SavedModels
         (root / "encoders" / f"{name}.yaml").write_text((REPO / "encoders" / f"{name}.yaml").read_text())

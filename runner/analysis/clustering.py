@@ -23,8 +23,9 @@ matrix is computed once (one float32 matrix product, kept in float64) and shared
 silhouette (all k in one product with the stacked one-hot cluster matrices) and UMAP (`metric="precomputed"`;
 umap-learn would otherwise compute the same exact matrix for N < 4096 through a Python callback per pair); above it,
 the silhouettes make the matrix block by block. UMAP's numba functions are cached on disk (`_import_umap`), under
-the project's cache folder, so only the first run on a machine compiles them (~50 s on the 2-core machine; the
-progress output says so before such a fit).
+the project's cache folder, so only the first run on a machine compiles them (~7 CPU-s for a fit on precomputed
+distances, since pynndescent is left out and umap-learn's parallel k-NN sort is numpy's (`nearest_indices`); it was
+~26 CPU-s; the progress output says so before such a fit).
 """
 
 from __future__ import annotations
@@ -65,11 +66,14 @@ def _import_umap():
     itself when the source or numba changes; the compiled code is the same, so layouts are identical with and without
     the cache. The cache lives in the project's cache folder (runner.embed.cache.numba_cache_dir) unless
     $NUMBA_CACHE_DIR is set: numba's default is beside umap's sources, inside the virtual environment.
+    pynndescent, which compiles at import, is imported only when a fit uses it (`_pynndescent_on_first_use`).
     """
 
     _use_project_numba_cache()
     if "umap" not in sys.modules:
         sys.modules.setdefault("umap.parametric_umap", None)
+        with _pynndescent_on_first_use():
+            import umap
     import umap
 
     if not getattr(umap, "_cxr_numba_cache", False):
@@ -82,8 +86,82 @@ def _import_umap():
                 if isinstance(value, CPUDispatcher):
                     with contextlib.suppress(RuntimeError):  # a function numba cannot cache compiles as before
                         value.enable_caching()
+        umap.umap_.fast_knn_indices = nearest_indices
         umap._cxr_numba_cache = True
     return umap
+
+
+# What umap.umap_ imports from pynndescent at module level: {pynndescent module: (its name, umap.umap_'s name)}.
+PYNNDESCENT_NAMES = {"pynndescent": ("NNDescent", "NNDescent"),
+                     "pynndescent.distances": ("named_distances", "pynn_named_distances"),
+                     "pynndescent.sparse": ("sparse_named_distances", "pynn_sparse_named_distances")}
+
+
+@contextlib.contextmanager
+def _pynndescent_on_first_use():
+    """umap-learn imported with pynndescent's three names standing in until one of them is first used.
+
+    pynndescent (approximate nearest neighbours) compiles ~60 numba functions as it is imported: ~13 CPU-s of the
+    2-core machine with an empty numba cache, ~0.3 s with a full one. A fit on a precomputed distance matrix (every
+    fit here up to EXACT_MAX_ROWS rows) never uses it; a fit with metric="cosine" does, and its first use of a
+    stand-in imports pynndescent and puts the real names into umap.umap_ (`_PynndescentName`). The stand-ins leave
+    sys.modules when umap is imported, so any other `import pynndescent` gets the real package."""
+    if "pynndescent" in sys.modules:
+        yield
+        return
+    import types
+
+    placed = {}
+    for module_name, (name, _) in PYNNDESCENT_NAMES.items():
+        module = placed[module_name] = types.ModuleType(module_name)
+        setattr(module, name, _PynndescentName(module_name))
+        sys.modules[module_name] = module
+    placed["pynndescent"].__path__ = []  # a package, so that its submodules' names resolve to the stand-ins
+    try:
+        yield
+    finally:
+        for module_name, module in placed.items():
+            if sys.modules.get(module_name) is module:
+                del sys.modules[module_name]
+
+
+class _PynndescentName:
+    """umap.umap_'s stand-in for one pynndescent name: its first use imports pynndescent, replaces every stand-in in
+    umap.umap_ by the real object, and forwards the use (a call, `isinstance`, `in`, `[]`, an attribute)."""
+
+    def __init__(self, module_name: str):
+        self.module_name = module_name
+
+    def real(self):
+        import importlib
+
+        umap_ = sys.modules["umap.umap_"]
+        for module_name, (name, umap_name) in PYNNDESCENT_NAMES.items():
+            if isinstance(vars(umap_).get(umap_name), _PynndescentName):
+                setattr(umap_, umap_name, getattr(importlib.import_module(module_name), name))
+        name, _ = PYNNDESCENT_NAMES[self.module_name]
+        return getattr(importlib.import_module(self.module_name), name)
+
+    def __call__(self, *args, **kwargs):
+        return self.real()(*args, **kwargs)
+
+    def __instancecheck__(self, instance) -> bool:
+        return isinstance(instance, self.real())
+
+    def __contains__(self, key) -> bool:
+        return key in self.real()
+
+    def __getitem__(self, key):
+        return self.real()[key]
+
+    def __iter__(self):
+        return iter(self.real())
+
+    def __len__(self) -> int:
+        return len(self.real())
+
+    def __getattr__(self, attribute):
+        return getattr(self.real(), attribute)
 
 
 def _use_project_numba_cache() -> None:
@@ -123,6 +201,15 @@ def _compile_lock():
     except OSError:
         return contextlib.nullcontext()
     return FileLock(str(folder / ".compile.lock"))
+
+
+def nearest_indices(distances: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """Each row's n_neighbors smallest distances' columns, nearest first, ties in column order (int32).
+
+    What umap-learn's `fast_knn_indices` returns for a precomputed distance matrix (a stable argsort of each row), in
+    numpy: umap-learn's is a numba function compiled with parallel=True, ~4 CPU-s to compile in every new numba
+    cache; a stable sort orders the same values the same way, so the neighbours, and the layout, are the same."""
+    return np.argsort(distances, axis=1, kind="stable")[:, :n_neighbors].astype(np.int32)
 
 
 def cosine_distance_matrix(unit: np.ndarray) -> np.ndarray:
@@ -175,8 +262,8 @@ def umap_figure(
 
     compiles = umap_will_compile()
     if compiles:
-        print(f"UMAP: the first fit with this cache folder compiles umap-learn's numba code (about a minute on two "
-              f"cores, once); later runs reuse it from {numba_cache_dir()}", file=sys.stderr, flush=True)
+        print(f"UMAP: the first fit with this cache folder compiles umap-learn's numba code (seconds to a "
+              f"minute, once); later runs reuse it from {numba_cache_dir()}", file=sys.stderr, flush=True)
     x = _check_embeddings(embeddings, labels)
     labels = np.asarray(labels).astype(int)
     n_neighbors = min(n_neighbors, x.shape[0] - 1)
