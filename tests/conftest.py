@@ -44,16 +44,18 @@ def thread_environment_at_setup():
 
 @pytest.fixture(scope="session")
 def demo_data_dir(tmp_path_factory):
-    """A small synthetic demo data set, built once per session (read-only: copy it before changing anything).
+    """A small synthetic demo data set, built once per session, also when xdist runs it in several workers
+    (shared_folder). Read-only: copy it before changing anything.
 
     80 patients -> ~220 DICOM files (~190 frontal), images ~128 px for speed; layout and mix as `runner demo-data`:
     metadata.csv, README.txt, demo_data.json (seed, counts, deliberately corrupt files), files/.
     """
     from runner.data.synthetic import make_demo_dataset
 
-    out = tmp_path_factory.mktemp("demo-data") / "demo"
-    make_demo_dataset(out, seed=0, n_patients=80, image_size=128)
-    return out
+    def build(folder):
+        make_demo_dataset(folder / "demo", seed=0, n_patients=80, image_size=128)
+
+    return shared_folder(tmp_path_factory, "demo-data", build) / "demo"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -111,6 +111,17 @@ sampling: {positives: 70, negatives: 70, verify: header}
 """
 
 
+# For tests of what a run samples, caches, reuses or writes, not of the classifier: the tiny task's folds train on
+# ~110 images, too few for early stopping (min_inner_rows), so each fold grew all 500 trees of _defaults-eval.yaml
+# (~0.2 CPU-s a fold, ~1 CPU-s a run); 60 trees, as the crash-safety task's, cost about a third of that.
+SMALL_FITS = "params: {n_estimators: 60}"
+
+
+def tiny_task(classifier: str = SMALL_FITS) -> str:
+    """TINY_TASK with `classifier: {<classifier>}` (YAML flow-mapping entries) laid over the defaults."""
+    return TINY_TASK + f"classifier: {{{classifier}}}\n"
+
+
 def make_registry_root(root: Path, extra_tasks: dict[str, str]) -> Path:
     """A registry root with the real dataset cards and built-in encoder cards plus test-only task cards."""
     (root / "registry").mkdir(parents=True)

@@ -103,8 +103,10 @@ def baseline(setup, encoder: str, task: str = TASK_ID) -> tuple[Path, Path]:
 def kill_and_resume(setup, encoder: str, kills: int, seed: int, tag: str, task: str = TASK_ID) -> list[str]:
     """SIGKILL `runner eval` at `kills` seeded random points, resuming each time; then let it finish.
 
-    Kill points: the first after a random delay (usually while starting or sampling), the others once the cache holds
-    a random number of new shards plus a random jitter of up to 20 ms (so some land mid-write).
+    Kill points: the first after a random delay while starting or sampling (at the latest when the first new shard
+    lands: a run that starts fast would otherwise be killed near its end, leaving too few shards for the other kill
+    points), the others once the cache holds a random number of new shards plus a random jitter of up to 20 ms (so
+    some land mid-write).
     """
     rng = random.Random(seed)
     out, cache = setup["root"] / f"{tag}-out", setup["root"] / f"{tag}-cache"
@@ -121,7 +123,8 @@ def kill_and_resume(setup, encoder: str, kills: int, seed: int, tag: str, task: 
         else:
             deadline, target = None, before + rng.randint(1, 3)
         while proc.poll() is None:
-            if (deadline and time.monotonic() >= deadline) or (target and committed_shards(cache) >= target):
+            if (deadline and (time.monotonic() >= deadline or committed_shards(cache) > before)) or \
+                    (target and committed_shards(cache) >= target):
                 time.sleep(rng.uniform(0, 0.02))
                 break
             time.sleep(0.005)

@@ -14,14 +14,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.support import TINY_TASK, child_pids, make_registry_root, still_alive
+from tests.support import child_pids, make_registry_root, still_alive, tiny_task
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def registry_root(tmp_path_factory):
-    return make_registry_root(tmp_path_factory.mktemp("reg"), {"effusion-tiny": TINY_TASK})
+    return make_registry_root(tmp_path_factory.mktemp("reg"), {"effusion-tiny": tiny_task()})
 
 
 @pytest.fixture
@@ -162,7 +162,7 @@ def test_a_fully_cached_run_never_builds_the_model(registry, tmp_path, demo_data
 def test_behaviour_edits_invalidate_the_cache_and_descriptive_edits_do_not(registry_root, tmp_path, demo_data_dir):
     from registry.cards import clear_cache, load_registry
 
-    root = make_registry_root(tmp_path / "reg", {"effusion-tiny": TINY_TASK})
+    root = make_registry_root(tmp_path / "reg", {"effusion-tiny": tiny_task()})
     clear_cache()
     first = run(load_registry(root), tmp_path, demo_data_dir, encoder="pixels")
     assert first.n_computed > 0

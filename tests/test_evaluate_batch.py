@@ -10,13 +10,12 @@ import pytest
 
 import runner.classify.fit_processes as fitpool
 from runner import evaluate
-from tests.support import TINY_TASK, make_registry_root
+from tests.support import SMALL_FITS, make_registry_root, tiny_task
 
-TWO_THREADS = "classifier: {num_threads: 2}\n"  # side by side in two fit processes, whatever this machine's cores
+TWO_THREADS = "num_threads: 2, " + SMALL_FITS  # side by side in two fit processes, whatever this machine's cores
 TASKS = {
-    "effusion-tiny": TINY_TASK + TWO_THREADS,
-    "edema-tiny": TINY_TASK.replace("effusion", "edema").replace("Effusion", "Edema").replace("70", "60")
-    + TWO_THREADS,
+    "effusion-tiny": tiny_task(TWO_THREADS),
+    "edema-tiny": tiny_task(TWO_THREADS).replace("effusion", "edema").replace("Effusion", "Edema").replace("70", "60"),
 }
 ENCODERS = ["pixels", "random-cnn"]
 PAIRS = [(task, encoder) for task in TASKS for encoder in ENCODERS]

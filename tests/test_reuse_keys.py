@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support import TINY_TASK, make_registry_root
+from tests.support import make_registry_root, tiny_task
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECTION_CARD = """\
@@ -47,7 +47,7 @@ def build(card, device, weights):
 def custom_setup(tmp_path, monkeypatch):
     from registry.cards import clear_cache, load_registry
 
-    root = make_registry_root(tmp_path / "reg", {"effusion-tiny": TINY_TASK})
+    root = make_registry_root(tmp_path / "reg", {"effusion-tiny": tiny_task()})
     (root / "encoders" / "projection.yaml").write_text(PROJECTION_CARD)
     (tmp_path / "mods").mkdir()
     (tmp_path / "mods" / "projection_encoder.py").write_text(PROJECTION_MODULE.format(transform=""))
@@ -115,7 +115,7 @@ def pixels_run(tmp_path_factory, demo_data_dir):
     from registry.cards import clear_cache, load_registry
 
     folder = tmp_path_factory.mktemp("pixels-run")
-    root = make_registry_root(folder / "reg", {"effusion-tiny": TINY_TASK})
+    root = make_registry_root(folder / "reg", {"effusion-tiny": tiny_task()})
     clear_cache()
     registry = load_registry(root)
     return registry, folder, _run(registry, folder, demo_data_dir, "pixels")
@@ -142,7 +142,7 @@ def test_a_reversed_cache_shard_is_quarantined_not_scored(pixels_run, tmp_path, 
 
 
 def test_cli_re_embed_computes_every_embedding_again(pixels_run, tmp_path, demo_data_dir):
-    root = make_registry_root(tmp_path / "reg", {"effusion-tiny": TINY_TASK})
+    root = make_registry_root(tmp_path / "reg", {"effusion-tiny": tiny_task()})
     copied_cache(pixels_run, tmp_path)  # every embedding, as a first `runner eval` leaves them
     env = {**os.environ, "CXR_REGISTRY_ROOT": str(root), "CXR_CACHE_DIR": str(tmp_path / "cache"),
            "PYTHONPATH": str(REPO)}

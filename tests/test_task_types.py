@@ -114,6 +114,31 @@ def test_the_scikit_learn_probes_give_scikit_learns_out_of_fold_probabilities(ca
         np.testing.assert_allclose(out.loc[rows.loc[test, "image_id"], "prob"], expected, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("kind", ["logistic", "knn"])
+def test_a_probe_fits_on_its_specs_one_thread(kind, monkeypatch):
+    """BLAS and OpenMP on the spec's 1 thread while a probe fits and predicts (threaded OpenBLAS spun between lbfgs's
+    tiny products), and as before afterwards."""
+    import sklearn.linear_model
+    import sklearn.neighbors
+    from threadpoolctl import threadpool_info
+
+    from runner.classify.out_of_fold import classify
+
+    model = {"logistic": sklearn.linear_model.LogisticRegression, "knn": sklearn.neighbors.KNeighborsClassifier}[kind]
+    seen, original = [], model.predict_proba
+
+    def recording(self, *args, **kwargs):
+        seen.append(sorted({pool["num_threads"] for pool in threadpool_info()}))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(model, "predict_proba", recording)
+    before = threadpool_info()
+    rows, x = binary_rows(n=40)
+    classify(x, rows, {"type": kind}, [0, 1])
+    assert seen == [[1], [1]]
+    assert threadpool_info() == before
+
+
 def test_a_probe_on_one_class_or_missing_values_says_so():
     from runner.classify.out_of_fold import ClassifyError, classify
 

@@ -202,8 +202,6 @@ def _strata(frame: pd.DataFrame, labels: list[str]) -> np.ndarray:
 
 
 def _stratified_folds(frame: pd.DataFrame, split: dict, strata: np.ndarray) -> tuple[np.ndarray, list[int]]:
-    from sklearn.model_selection import GroupShuffleSplit
-
     groups = frame["patient_id"].astype(str).to_numpy()
     folds = np.full(len(frame), -1, dtype=np.int64)
     if split["method"] == "stratified-group-kfold":
@@ -213,6 +211,9 @@ def _stratified_folds(frame: pd.DataFrame, split: dict, strata: np.ndarray) -> t
         # scikit-learn's StratifiedGroupKFold(k, shuffle=True, random_state=seed), fold for fold, faster (and it does
         # not warn about a stratum with fewer members than folds, a rare finding: expected here)
         return stratified_group_folds(strata, groups, k, split["seed"]).astype(np.int64), eval_folds_of(split)
+    # imported here: scikit-learn costs a run ~1.4 CPU-s to import, and k-fold needs none of it
+    from sklearn.model_selection import GroupShuffleSplit
+
     splitter = GroupShuffleSplit(n_splits=1, test_size=split["test_fraction"], random_state=split["seed"])
     _train, test = next(splitter.split(np.zeros(len(frame)), strata, groups))
     folds[:] = 1

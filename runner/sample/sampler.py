@@ -180,6 +180,9 @@ class FileChecker:
         if self.workers <= 1 or len(paths) < _INLINE_BELOW:
             return [check_file(*a) for a in args]
         if self.pool is None:
+            # The processes are forked from this one: pydicom imported here first is imported once, not once in
+            # each of them (~0.5 CPU-s apiece); the run needs it here anyway to embed.
+            import pydicom  # noqa: F401
 
             # The first batch is the largest (the ones after it replace failures): one process per file at most.
             self.pool = ProcessPoolExecutor(max_workers=max(bounded_workers(self.workers, len(paths)), 1),
@@ -238,8 +241,6 @@ def eval_folds_of(split: dict) -> list[int]:
 
 def assign_folds(frame: pd.DataFrame, split: dict) -> tuple[np.ndarray, list[int]]:
     """Fold per row (k-fold: test fold 0..k-1; holdout: 0 = test, 1 = train) and the folds to evaluate."""
-    from sklearn.model_selection import GroupShuffleSplit
-
     labels, groups = frame["label"].to_numpy(), frame["patient_id"].to_numpy()
     folds = np.full(len(frame), -1, dtype=np.int64)
     if split["method"] == "stratified-group-kfold":
@@ -251,6 +252,9 @@ def assign_folds(frame: pd.DataFrame, split: dict) -> tuple[np.ndarray, list[int
         # scikit-learn's StratifiedGroupKFold(k, shuffle=True, random_state=seed), fold for fold, faster
         return stratified_group_folds(labels, groups, k, split["seed"]).astype(np.int64), eval_folds_of(split)
     if split["method"] == "group-holdout":
+        # imported here: scikit-learn costs a run ~1.4 CPU-s to import, and k-fold needs none of it
+        from sklearn.model_selection import GroupShuffleSplit
+
         splitter = GroupShuffleSplit(n_splits=1, test_size=split["test_fraction"], random_state=split["seed"])
         _train, test = next(splitter.split(np.zeros(len(frame)), labels, groups))
         folds[:] = 1
