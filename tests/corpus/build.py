@@ -2077,11 +2077,11 @@ def scenario_false_exclusion_claim(tmp: Path) -> str:
     """Two negatives claimed undecodable at embedding (within the budget), every number recomputed: `runner submit
     --data-root` reads them again, they decode, and the claim is refused."""
     import pandas as pd
-    from test_evaluate import TINY_TASK, make_registry_root
 
     from registry.cards import load_registry
     from runner.data.synthetic import make_demo_dataset
     from runner.evaluate import EvalOptions, run_evaluation
+    from tests.support import TINY_TASK, make_registry_root
 
     _runs()  # tests/ on the path
     data = tmp / "data"
