@@ -17,7 +17,7 @@ from registry.benchmarks import run_block_problems
 from registry.cross_checks import cross_card_problems
 from registry.errors import CardError, CardProblem, did_you_mean, shown
 from registry.extends import locate, resolve_resolved, resolved_child
-from registry.hashing import sha256_of
+from registry.hashing import recall, remember, sha256_of
 from registry.home import RegistryHome, find_home
 from registry.schema_check import non_finite_problems, schema_problems
 from registry.schemas import behaviour_part, fill_defaults
@@ -92,7 +92,7 @@ def _load_card(path: Path, kind: str | None, root: Path | None, within: Path | N
     data, sources = resolve_resolved(resolved, within if within is not None else resolved.parent)
     kind = kind or guess_kind(path, data)
     key = (kind, *(source.digest for source in sources))
-    checked = _CHECKED.get(key)
+    checked = recall(_CHECKED, key)
     # A card whose sources have these very bytes passed both checks before (only valid cards are remembered).
     problems = [] if checked else non_finite_problems(data, sources) or schema_problems(kind, data, sources)
     card_id = data.get("id")
@@ -104,11 +104,8 @@ def _load_card(path: Path, kind: str | None, root: Path | None, within: Path | N
         raise CardError(problems)
     if checked is None:
         filled = fill_defaults(kind, data)
-        checked = (filled, sha256_of(filled), sha256_of(behaviour_part(kind, filled)))
-        _CHECKED[key] = checked
-        while len(_CHECKED) > CHECKED_MAX:
-            _CHECKED.popitem(last=False)
-    _CHECKED.move_to_end(key)
+        checked = remember(_CHECKED, key, (filled, sha256_of(filled), sha256_of(behaviour_part(kind, filled))),
+                           CHECKED_MAX)
     filled, card_sha256, behaviour_sha256 = checked
     return Card(id=card_id, kind=kind, path=resolved, data=copied(filled), sha256=card_sha256,
                 sources=tuple(sources), behaviour_sha256=behaviour_sha256)

@@ -15,13 +15,13 @@ a stored manifest (parsed and checked once per process for the same bytes).
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from registry.errors import RegistryError
+from registry.hashing import file_sha256, recall, remember
 from runner.runtime.atomic import atomic_write_bytes
 from runner.sample.manifest import Manifest, ManifestError, read_manifest
 from runner.sample.store import find_stored, read_index, results_store
@@ -56,8 +56,7 @@ CHECKED_MAX = 64                                         # read and checked from
 
 
 def _file_digests(folder: Path) -> tuple[str, str]:
-    return tuple(hashlib.sha256((folder / name).read_bytes()).hexdigest()
-                 for name in ("manifest.json", "manifest.parquet"))
+    return tuple(file_sha256(folder / name) for name in ("manifest.json", "manifest.parquet"))
 
 
 def read_stored(folder: Path) -> Manifest:
@@ -69,15 +68,12 @@ def read_stored(folder: Path) -> Manifest:
         key = (str(folder.resolve()), *_file_digests(folder))
     except OSError:  # missing or unreadable: read_manifest says what is wrong
         return read_manifest(folder)
-    if key not in _CHECKED:
+    kept = recall(_CHECKED, key)
+    if kept is None:
         manifest = read_manifest(folder)
         if key[1:] != _file_digests(folder):  # changed while it was read: use it, do not keep it
             return manifest
-        _CHECKED[key] = manifest
-        while len(_CHECKED) > CHECKED_MAX:
-            _CHECKED.popitem(last=False)
-    _CHECKED.move_to_end(key)
-    kept = _CHECKED[key]
+        kept = remember(_CHECKED, key, manifest, CHECKED_MAX)
     return Manifest(kept.frame.copy(), copy.deepcopy(kept.meta))
 
 

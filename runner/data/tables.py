@@ -6,7 +6,6 @@ knows how to apply them.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import math
 import os
@@ -20,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from registry.errors import RegistryError
+from registry.hashing import file_sha256, recall, remember
 
 INDEX_COLUMNS = ["image_id", "patient_id", "study_id", "path", "view"]
 OPTIONAL_COLUMNS = ["sex", "age"]
@@ -161,11 +161,7 @@ def content_key(paths: list) -> tuple:
     key = []
     for path in paths:
         try:
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:  # hashlib.file_digest is Python 3.11+
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            key.append((str(Path(path).resolve()), digest.hexdigest()))
+            key.append((str(Path(path).resolve()), file_sha256(path)))
         except OSError as exc:  # as read_csv says it
             raise DataError(f"cannot read {path}: {without_content(exc)}") from None
     return tuple(key)
@@ -174,12 +170,8 @@ def content_key(paths: list) -> tuple:
 def remembered(key: tuple, make):
     """make(), or what it gave for the same key earlier in this process (an exception is not remembered)."""
     if key in _REMEMBERED:
-        _REMEMBERED.move_to_end(key)
-        return _REMEMBERED[key]
-    value = _REMEMBERED[key] = make()
-    while len(_REMEMBERED) > REMEMBERED_MAX:
-        _REMEMBERED.popitem(last=False)
-    return value
+        return recall(_REMEMBERED, key)
+    return remember(_REMEMBERED, key, make(), REMEMBERED_MAX)
 
 
 def find_table(card: dict, root: Path, table: str, usecols: list[str] | None = None,
