@@ -55,9 +55,9 @@ demo: $(VENV)/.demo-deps
 
 ## test: the whole test suite on CPU (installs Debian's chromium for the browser test when missing), in
 ## PYTEST_WORKERS processes (pytest-xdist; whole files per worker, so a module's fixtures are built once; 0: none;
-## auto: one per core, twice the other runnable processes on a shared machine, tests/xdist_workers.py),
-## files handed out in collection order (tests/conftest.py puts the files that read the shared real site last, while
-## its build runs in a process of its own), the 25 slowest steps listed at the end
+## auto: one per core, three times the other runnable processes on a shared machine, tests/xdist_workers.py),
+## files handed out in collection order (tests/conftest.py puts the long files first and the files that read the shared
+## real site last, while its build runs in a process of its own), the 25 slowest steps listed at the end
 test: $(VENV)/.test-deps
 	$(VENV)/bin/runner validate
 	$(PY) -m pytest -m "not slow" -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)

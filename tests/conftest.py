@@ -114,12 +114,18 @@ def pytest_collection_finish(session):
 
 
 def pytest_collection_modifyitems(items):
-    """Files with a test that uses `real_site`, and files that say `RUN_LATE = True` (why, in the file), go last, in
-    their order (`make test` hands whole files to the xdist workers in this order, --no-loadscope-reorder): by the
-    time they run, the build started at collection is done and no worker waits for another's build."""
+    """Files that say `RUN_EARLY = True` go first, then the others, then files with a test that uses `real_site` and
+    files that say `RUN_LATE = True` (why, in each file); each group in collection order. `make test` hands whole files
+    to the xdist workers in this order (--no-loadscope-reorder): the long files start at once, so none of them ends
+    the session late on one worker while the others are done, and by the time the real-site files run, the build
+    started at collection is done, so no worker waits for another's build."""
     late = {item.path for item in items if "real_site" in getattr(item, "fixturenames", ())
-            or getattr(getattr(item, "module", None), "RUN_LATE", False)}
-    items.sort(key=lambda item: item.path in late)
+            or _module_says(item, "RUN_LATE")}
+    items.sort(key=lambda item: 2 if item.path in late else 0 if _module_says(item, "RUN_EARLY") else 1)
+
+
+def _module_says(item, flag: str) -> bool:
+    return bool(getattr(getattr(item, "module", None), flag, False))
 
 
 def pytest_sessionfinish(session):

@@ -12,6 +12,9 @@ import pytest
 # find_spec, not importorskip: importing torch at collection costs every xdist worker, also those that run no bench
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")
 
+# Before the other files (tests/conftest.py): the benchmark script's child processes run one by one.
+RUN_EARLY = True
+
 try:  # the CXR Foundation test SavedModel: reuse that module's fixture (it skips itself without TensorFlow)
     from test_encoders_cxr_foundation import _card as cxr_foundation_card
     from test_encoders_cxr_foundation import snapshot  # noqa: F401  (a fixture, used by name)

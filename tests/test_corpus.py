@@ -20,6 +20,9 @@ from corpus.cases import CASES, Case
 
 from tests.support import run_in_process
 
+# Before the other files (tests/conftest.py): the file with the most CPU, all of it on one worker.
+RUN_EARLY = True
+
 REPO = Path(__file__).resolve().parents[1]
 RUNNER = [sys.executable, "-c", "from runner.cli.main import app; app()"]
 

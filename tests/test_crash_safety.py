@@ -32,6 +32,9 @@ from tests.support import (
     task_card,
 )
 
+# Before the other files (tests/conftest.py): ten kills and resumes, one by one.
+RUN_EARLY = True
+
 REPO = Path(__file__).resolve().parents[1]
 def eval_command(encoder: str, data_root: Path, out: Path, task: str = TASK_ID) -> list[str]:
     return [sys.executable, "-c", "from runner.cli.main import app; app()", "eval", "--task", task, "--encoder", encoder,

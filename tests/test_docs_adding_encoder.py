@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+# Before the other files (tests/conftest.py): the longest single test (the guide's runner processes, one by one).
+RUN_EARLY = True
+
 REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "adding-an-encoder.md"
 BLOCK = re.compile(r"^```(?P<info>[^\n]*)\n(?P<body>.*?)^```", re.DOTALL | re.MULTILINE)

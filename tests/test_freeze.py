@@ -18,6 +18,9 @@ from runner.sample.store import committed_folder
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("torchxrayvision") is None,
                                 reason="the real metadata ships in the torchxrayvision wheel")
+
+# Before the other files (tests/conftest.py): the committed-manifest check is one long child process.
+RUN_EARLY = True
 REPO = Path(__file__).resolve().parents[1]
 
 

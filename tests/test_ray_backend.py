@@ -11,6 +11,10 @@ import pytest
 # find_spec, not importorskip: importing ray at collection cost every xdist worker ~0.3 CPU-s for this one test
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray")
 
+# Before the other files (tests/conftest.py): on a busy machine Ray's actor processes take minutes to start (mostly
+# waiting, not computing); early, that wait overlaps the other files instead of ending the session.
+RUN_EARLY = True
+
 
 @pytest.fixture(scope="module")
 def local_ray():

@@ -1,5 +1,6 @@
 """What the session builds once (tests/support.py shared_folder): two xdist workers asking at the same moment get one
-build between them; a build that failed half way is not handed out but built again."""
+build between them; a build that failed half way is not handed out but built again. The order files are handed to the
+workers in (tests/conftest.py): long files first, files that read the shared real site last."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -70,3 +72,15 @@ def test_a_failed_build_is_built_again(tmp_path, monkeypatch):
     folder = shared_folder(factory, "site", lambda f: (f / "whole.html").write_text("whole"))
     assert sorted(p.name for p in folder.iterdir()) == ["whole.html"]
     assert shared_folder(factory, "site", lambda f: pytest.fail("built twice")) == folder
+
+
+def test_files_that_say_run_early_go_first_and_real_site_files_last():
+    from tests.conftest import pytest_collection_modifyitems
+
+    def item(name, fixtures=(), **flags):
+        return SimpleNamespace(path=Path(name), fixturenames=list(fixtures), module=SimpleNamespace(**flags), name=name)
+
+    items = [item("a"), item("b", ["real_site"]), item("c", RUN_EARLY=True), item("d", RUN_LATE=True), item("e"),
+             item("f", RUN_EARLY=True)]
+    pytest_collection_modifyitems(items)
+    assert [i.name for i in items] == ["c", "f", "a", "e", "b", "d"]
