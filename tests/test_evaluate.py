@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.support import child_pids, make_registry_root, still_alive, tiny_task
+from tests.support import child_pids, make_registry_root, run_in_process, still_alive, tiny_task
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -214,8 +214,9 @@ def test_killed_run_resumes_and_gives_identical_results(registry_root, tmp_path,
     assert committed
     assert not (tmp_path / "out" / "effusion-tiny" / "radiomics" / "result.json").exists()
 
-    resumed = subprocess.run(cmd, check=False, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
+    # the resume runs in this process (only the killed run needs one of its own; a start costs ~1.4 CPU-s)
+    resumed = run_in_process(cmd[3:], {k: env[k] for k in ("CXR_REGISTRY_ROOT", "CXR_CACHE_DIR")})
+    assert resumed.returncode == 0 and "Traceback" not in resumed.stderr, resumed.stderr
     # the shards finished before the kill were reused, not recomputed (a recomputed shard is rewritten)
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in committed.items())
     from registry.cards import clear_cache, load_registry
