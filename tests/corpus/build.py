@@ -2073,9 +2073,12 @@ def scenario_planted_result_of_deleted_card(tmp: Path) -> str:
     return _planted(tmp, plant)
 
 
-def scenario_false_exclusion_claim(tmp: Path) -> str:
+def scenario_false_exclusion_claim(tmp: Path, data: Path | None = None) -> str:
     """Two negatives claimed undecodable at embedding (within the budget), every number recomputed: `runner submit
-    --data-root` reads them again, they decode, and the claim is refused."""
+    --data-root` reads them again, they decode, and the claim is refused.
+
+    `data`: that demo data set made already (tests/conftest.py demo_data_dir: the same seed and size; the run and
+    submit only read it); made here when not given."""
     import pandas as pd
 
     from registry.cards import load_registry
@@ -2084,8 +2087,9 @@ def scenario_false_exclusion_claim(tmp: Path) -> str:
     from tests.support import TINY_TASK, make_registry_root
 
     _runs()  # tests/ on the path
-    data = tmp / "data"
-    make_demo_dataset(data, seed=0, n_patients=80, image_size=128)
+    if data is None:
+        data = tmp / "data"
+        make_demo_dataset(data, seed=0, n_patients=80, image_size=128)
     reg = load_registry(make_registry_root(tmp / "reg", {"effusion-tiny": TINY_TASK}))
     done = run_evaluation("effusion-tiny", "pixels", data, tmp / "runs",
                           EvalOptions(device="cpu", workers=0, cache_dir=tmp / "cache", progress=False,
