@@ -33,9 +33,12 @@ def registry(registry_root):
 
 
 def run(registry, tmp_path, demo_data_dir, encoder="random-cnn", cache=None, **kw):
+    """run_evaluation of effusion-tiny; decoding in this process unless `workers` says otherwise (two decode
+    processes cost ~0.5 CPU-s to start, and the bytes do not depend on it: cold_run uses them, the resume test
+    compares a 1-worker run with a run here)."""
     from runner.evaluate import EvalOptions, run_evaluation
 
-    options = EvalOptions(device="cpu", workers=kw.pop("workers", 2), cache_dir=cache or tmp_path / "cache",
+    options = EvalOptions(device="cpu", workers=kw.pop("workers", 0), cache_dir=cache or tmp_path / "cache",
                           progress=False, **kw)
     return run_evaluation("effusion-tiny", encoder, demo_data_dir, tmp_path / "out", options, registry=registry)
 
@@ -48,7 +51,7 @@ def cold_run(registry_root, tmp_path_factory, demo_data_dir):
 
     clear_cache()
     folder = tmp_path_factory.mktemp("cold-run")
-    return folder, run(load_registry(registry_root), folder, demo_data_dir)
+    return folder, run(load_registry(registry_root), folder, demo_data_dir, workers=2)  # two decode processes
 
 
 def warm_cache(cold_run, tmp_path) -> Path:
