@@ -55,13 +55,10 @@ def run_cli(args: list[str], env: dict | None = None, cwd: Path | None = None) -
                           timeout=120)
 
 
-# Cases also run through a real `runner` subprocess in the normal run (each costs ~1-2 s of imports on a 2-core box);
-# every other CLI case runs the same command in-process (typer's CliRunner), and all of them as subprocesses in the
-# slow run (`-m slow`).
-SUBPROCESS_SAMPLE = {
-    "meta-missing-column", "meta-path-dotdot", "card-duplicate-key", "card-python-tag", "result-forged-card-hash",
-    "result-100mb",
-}
+# One case per command also runs through a real `runner` subprocess in the normal run (each costs ~1-2 s of imports
+# on a 2-core box): the entry point's exit code and stderr; every other CLI case runs the same command in-process
+# (typer's CliRunner), and all of them as subprocesses in the slow run (`-m slow`).
+SUBPROCESS_SAMPLE = {"meta-path-dotdot", "card-python-tag", "result-100mb"}
 
 
 def run_cli_many(cases: list[Case], calls: list[tuple], all_subprocess: bool = False) -> list:
@@ -408,13 +405,15 @@ def test_100mb_result_is_refused_without_reading_it(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------------------------------- scenarios (issue 13)
 
-SLOW_SCENARIOS = {"sigterm-during-eval", "sigint-during-eval"}  # a real `runner eval` each (~15 s on 2 cores)
+# `runner eval` (a real process each for the signals) or run_evaluation on the demo data set: these builders read
+# the session's one (tests/conftest.py demo_data_dir, the one they would make: ~0.8 CPU-s each)
+ON_DEMO_DATA = {"sigterm-during-eval", "sigint-during-eval", "false-exclusion-claim"}
 
 
 @pytest.mark.parametrize("case", BY_AREA["scenario"], ids=ids(BY_AREA["scenario"]))
 def test_scenario_case(case: Case, tmp_path, request):
     """A hostile situation run end to end: no exception escapes, the user is told `expect`, never `forbid`."""
-    if case.id in SLOW_SCENARIOS:  # `runner eval` reads the session's demo data set (the one it would make)
+    if case.id in ON_DEMO_DATA:  # they only read their data root
         message = getattr(build, case.builder)(tmp_path, request.getfixturevalue("demo_data_dir"))
     else:
         message = getattr(build, case.builder)(tmp_path)

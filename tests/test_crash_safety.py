@@ -28,6 +28,7 @@ from tests.support import (
     VOLATILE,
     child_pids,
     make_registry_root,
+    run_in_process,
     still_alive,
     task_card,
 )
@@ -36,10 +37,21 @@ from tests.support import (
 RUN_EARLY = True
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def eval_args(encoder: str, data_root: Path, out: Path, task: str = TASK_ID) -> list[str]:
+    return ["eval", "--task", task, "--encoder", encoder, "--data-root", str(data_root), "--out", str(out),
+            "--device", "cpu", "--analyses", "none", "--workers", "0", "--batch-size", "1"]
+
+
 def eval_command(encoder: str, data_root: Path, out: Path, task: str = TASK_ID) -> list[str]:
-    return [sys.executable, "-c", "from runner.cli.main import app; app()", "eval", "--task", task, "--encoder", encoder,
-            "--data-root", str(data_root), "--out", str(out), "--device", "cpu", "--analyses", "none",
-            "--workers", "0", "--batch-size", "1"]
+    return [sys.executable, "-c", "from runner.cli.main import app; app()", *eval_args(encoder, data_root, out, task)]
+
+
+def eval_in_process(registry: Path, cache: Path, *args) -> subprocess.CompletedProcess:
+    """`runner eval` run to its end in this process (tests.support.run_in_process): the runs that are not killed
+    need no process of their own, and each start costs ~1.4 CPU-s of imports. Killed runs stay real processes."""
+    return run_in_process(eval_args(*args), {"CXR_REGISTRY_ROOT": str(registry), "CXR_CACHE_DIR": str(cache)})
 
 
 def eval_env(registry: Path, cache: Path) -> dict:
@@ -94,12 +106,11 @@ def setup(tmp_path_factory, demo_data_dir):
 
 
 def baseline(setup, encoder: str, task: str = TASK_ID) -> tuple[Path, Path]:
-    """One uninterrupted run (cache, out), made once per encoder and task."""
+    """One uninterrupted run (cache, out), made once per encoder and task, in this process."""
     out, cache = setup["root"] / f"base-{task}-{encoder}-out", setup["root"] / f"base-{task}-{encoder}-cache"
     if not (out / task / encoder / "result.json").is_file():
-        proc = subprocess.run(eval_command(encoder, setup["data"], out, task), env=eval_env(setup["registry"], cache),
-                              check=False, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr
+        proc = eval_in_process(setup["registry"], cache, encoder, setup["data"], out, task)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     return out, cache
 
 
@@ -143,7 +154,7 @@ def kill_and_resume(setup, encoder: str, kills: int, seed: int, tag: str, task: 
         assert not still_alive(children), f"processes of the killed run outlived it: {children}"
         points.append(f"t={deadline is not None} shards {before}->{committed_shards(cache)}")
         read_cache(cache)  # after every kill: nothing committed is corrupt
-    final = subprocess.run(command, env=env, check=False, capture_output=True, text=True, timeout=300)
+    final = eval_in_process(setup["registry"], cache, encoder, setup["data"], out, task)  # the resume, to its end
     assert final.returncode == 0 and "Traceback" not in final.stderr, final.stderr
     return points
 

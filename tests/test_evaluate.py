@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.support import child_pids, make_registry_root, still_alive, tiny_task
+from tests.support import child_pids, make_registry_root, run_in_process, still_alive, tiny_task
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,9 +33,12 @@ def registry(registry_root):
 
 
 def run(registry, tmp_path, demo_data_dir, encoder="random-cnn", cache=None, **kw):
+    """run_evaluation of effusion-tiny; decoding in this process unless `workers` says otherwise (two decode
+    processes cost ~0.5 CPU-s to start, and the bytes do not depend on it: cold_run uses them, the resume test
+    compares a 1-worker run with a run here)."""
     from runner.evaluate import EvalOptions, run_evaluation
 
-    options = EvalOptions(device="cpu", workers=kw.pop("workers", 2), cache_dir=cache or tmp_path / "cache",
+    options = EvalOptions(device="cpu", workers=kw.pop("workers", 0), cache_dir=cache or tmp_path / "cache",
                           progress=False, **kw)
     return run_evaluation("effusion-tiny", encoder, demo_data_dir, tmp_path / "out", options, registry=registry)
 
@@ -48,7 +51,7 @@ def cold_run(registry_root, tmp_path_factory, demo_data_dir):
 
     clear_cache()
     folder = tmp_path_factory.mktemp("cold-run")
-    return folder, run(load_registry(registry_root), folder, demo_data_dir)
+    return folder, run(load_registry(registry_root), folder, demo_data_dir, workers=2)  # two decode processes
 
 
 def warm_cache(cold_run, tmp_path) -> Path:
@@ -214,8 +217,9 @@ def test_killed_run_resumes_and_gives_identical_results(registry_root, tmp_path,
     assert committed
     assert not (tmp_path / "out" / "effusion-tiny" / "radiomics" / "result.json").exists()
 
-    resumed = subprocess.run(cmd, check=False, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
+    # the resume runs in this process (only the killed run needs one of its own; a start costs ~1.4 CPU-s)
+    resumed = run_in_process(cmd[3:], {k: env[k] for k in ("CXR_REGISTRY_ROOT", "CXR_CACHE_DIR")})
+    assert resumed.returncode == 0 and "Traceback" not in resumed.stderr, resumed.stderr
     # the shards finished before the kill were reused, not recomputed (a recomputed shard is rewritten)
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in committed.items())
     from registry.cards import clear_cache, load_registry
@@ -239,9 +243,9 @@ def test_cli_bad_ids_exit_2_with_a_suggestion(registry_root, tmp_path):
                          check=False, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert "effusion-tiny" in bad.stderr and "Traceback" not in bad.stderr
-    bad_enc = subprocess.run([sys.executable, "-m", "runner.cli.main", "eval", "--task", "effusion-tiny", "--encoder",
-                              "random_cnn", "--data-root", str(tmp_path), "--out", str(tmp_path / "o")],
-                             check=False, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    # the same entry point's exit code shown once above; the other bad id in this process (saves a ~0.7 CPU-s start)
+    bad_enc = run_in_process(["eval", "--task", "effusion-tiny", "--encoder", "random_cnn", "--data-root", tmp_path,
+                              "--out", tmp_path / "o"], {"CXR_REGISTRY_ROOT": str(registry_root)})
     assert bad_enc.returncode == 2 and "random-cnn" in bad_enc.stderr and "Traceback" not in bad_enc.stderr
 
 

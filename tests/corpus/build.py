@@ -1195,7 +1195,7 @@ def scenario_site_tex_markup_in_titles(tmp: Path) -> str:
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from runs import make_run
+    from runs import shared_run
     from test_results import fake_registry
 
     from leaderboard.filing.submit import submit
@@ -1203,7 +1203,7 @@ def scenario_site_tex_markup_in_titles(tmp: Path) -> str:
 
     reg = fake_registry()
     reg.encoders["pixels"].data["title"] = r"$\frac{$ pixels $^{"
-    submit(make_run(tmp / "out", reg), reg, tmp / "results")
+    submit(shared_run(tmp / "out", reg), reg, tmp / "results")
     index = build_site(tmp / "site", tmp / "results", reg)
     png = index.parent / "tasks" / "effusion-demo-roc.png"
     return f"plot drawn ({png.stat().st_size} bytes)" if png.read_bytes()[:4] == b"\x89PNG" else "no plot"
@@ -1367,9 +1367,9 @@ RUN_INPUTS = "f" * 64  # the fingerprint the cases' runs are checked against
 def _earlier_run(tmp: Path, change=None) -> Path:
     """A consistent run folder (tests/runs.py) whose result records RUN_INPUTS; `change(result)` edits it after."""
     from registry.cards import load_registry
-    from tests.runs import edit_result, make_run
+    from tests.runs import edit_result, shared_run
 
-    path = make_run(tmp / "out", load_registry())
+    path = shared_run(tmp / "out", load_registry())
     edit_result(path, lambda r: r.update(inputs_sha256=RUN_INPUTS))
     if change is not None:
         edit_result(path, change)
@@ -1536,11 +1536,11 @@ def result_edited_subgroup_gap(base: dict, folder: Path) -> Path:
 def result_manifest_of_committed_task(base: dict, folder: Path) -> Path:
     """A hand-made sample of a task whose manifest the registry commits (atelectasis-vindr), every hash and number
     consistent: the registry scores the task on its committed manifest only."""
-    from runs import make_run
+    from runs import shared_run
 
     from registry.cards import load_registry
 
-    return make_run(folder.parent.parent / "vindr", load_registry(), "atelectasis-vindr", "pixels")
+    return shared_run(folder.parent.parent / "vindr", load_registry(), "atelectasis-vindr", "pixels")
 
 
 def result_reported_with_made_up_folds(base: dict, folder: Path) -> Path:
@@ -1593,13 +1593,13 @@ def _filed_results(tmp: Path):
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from runs import make_run
+    from runs import shared_run
 
     from leaderboard.filing.submit import submit
     from registry.cards import load_registry
 
     reg = load_registry()
-    submit(make_run(tmp / "out", reg, "effusion-demo", "pixels"), reg, tmp / "results")
+    submit(shared_run(tmp / "out", reg, "effusion-demo", "pixels"), reg, tmp / "results")
     return reg
 
 
@@ -1972,11 +1972,11 @@ def _runs():
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from runs import make_run
+    from runs import shared_run
 
     from registry.cards import load_registry
 
-    return make_run, load_registry()
+    return shared_run, load_registry()  # make_run's files, made once per process for the same inputs
 
 
 def scenario_labels_flipped_after_pin(tmp: Path) -> str:
@@ -2073,9 +2073,12 @@ def scenario_planted_result_of_deleted_card(tmp: Path) -> str:
     return _planted(tmp, plant)
 
 
-def scenario_false_exclusion_claim(tmp: Path) -> str:
+def scenario_false_exclusion_claim(tmp: Path, data: Path | None = None) -> str:
     """Two negatives claimed undecodable at embedding (within the budget), every number recomputed: `runner submit
-    --data-root` reads them again, they decode, and the claim is refused."""
+    --data-root` reads them again, they decode, and the claim is refused.
+
+    `data`: that demo data set made already (tests/conftest.py demo_data_dir: the same seed and size; the run and
+    submit only read it); made here when not given."""
     import pandas as pd
 
     from registry.cards import load_registry
@@ -2084,8 +2087,9 @@ def scenario_false_exclusion_claim(tmp: Path) -> str:
     from tests.support import TINY_TASK, make_registry_root
 
     _runs()  # tests/ on the path
-    data = tmp / "data"
-    make_demo_dataset(data, seed=0, n_patients=80, image_size=128)
+    if data is None:
+        data = tmp / "data"
+        make_demo_dataset(data, seed=0, n_patients=80, image_size=128)
     reg = load_registry(make_registry_root(tmp / "reg", {"effusion-tiny": TINY_TASK}))
     done = run_evaluation("effusion-tiny", "pixels", data, tmp / "runs",
                           EvalOptions(device="cpu", workers=0, cache_dir=tmp / "cache", progress=False,
