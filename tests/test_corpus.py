@@ -55,10 +55,13 @@ def run_cli(args: list[str], env: dict | None = None, cwd: Path | None = None) -
                           timeout=120)
 
 
-# One case per command also runs through a real `runner` subprocess in the normal run (each costs ~1-2 s of imports
-# on a 2-core box): the entry point's exit code and stderr; every other CLI case runs the same command in-process
-# (typer's CliRunner), and all of them as subprocesses in the slow run (`-m slow`).
-SUBPROCESS_SAMPLE = {"meta-path-dotdot", "card-python-tag", "result-100mb"}
+# Cases also run through a real `runner` subprocess in the normal run (each costs ~1-2 s of imports on a 2-core box);
+# every other CLI case runs the same command in-process (typer's CliRunner), and all of them as subprocesses in the
+# slow run (`-m slow`).
+SUBPROCESS_SAMPLE = {
+    "meta-missing-column", "meta-path-dotdot", "card-duplicate-key", "card-python-tag", "result-forged-card-hash",
+    "result-100mb",
+}
 
 
 def run_cli_many(cases: list[Case], calls: list[tuple], all_subprocess: bool = False) -> list:
