@@ -7,16 +7,25 @@ draw counts gathered per image and summed per score group). Cost measured on the
 2-core CPU dev machine: 2,000 images / 1,600 patients / 5 folds, 2,000 replicates, AUROC and F1: 0.24 CPU-s
 with replicates as rows, 0.08 CPU-s patient-major (`patient_count_draws`' layout; the same replicates bit for bit;
 2026-12-07, load ~10). Every sum is of whole numbers (or halves), so its order cannot change a value.
+
+The draws depend on nothing but the seed, the replicate count and each stratum's patient count, so every result of one
+manifest (each encoder, each view, each pair the paired test compares) draws the same: the last DRAWS_KEPT sets are
+kept in this process (`stratum_draws`), as the smallest integers that hold them, and drawn once.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
 
+from registry.hashing import recall, remember
 from runner.metrics.scores import METRICS, single_class_reason
+
+DRAWS_KEPT = 16  # sets of strata draws kept (~0.8 MB per 1,000 patients x 2,000 replicates, as bytes)
+_DRAWS: OrderedDict = OrderedDict()
 
 
 def patient_count_draws(rng: np.random.Generator, n_patients: int, n_reps: int) -> np.ndarray:
@@ -24,11 +33,27 @@ def patient_count_draws(rng: np.random.Generator, n_patients: int, n_reps: int) 
 
     Stored patient-major (the array is the transpose of a C-ordered (n_patients, n_reps) one): `weighted_auroc`
     and `_weighted_f1` then gather and sum whole rows of replicates, contiguous in memory."""
+    return _count_draws(rng, n_patients, n_reps).astype(float).T
+
+
+def _count_draws(rng: np.random.Generator, n_patients: int, n_reps: int) -> np.ndarray:
+    """(n_patients, n_reps) C-ordered integer draw counts: `patient_count_draws` before its conversion to float."""
     draws = rng.integers(0, n_patients, size=(n_reps, n_patients))
     draws *= n_reps  # patient p of replicate r counts at p * n_reps + r
     draws += np.arange(n_reps)[:, None]
-    counts = np.bincount(draws.ravel(), minlength=n_reps * n_patients).reshape(n_patients, n_reps)
-    return counts.astype(float).T
+    return np.bincount(draws.ravel(), minlength=n_reps * n_patients).reshape(n_patients, n_reps)
+
+
+def stratum_draws(seed: int, n_reps: int, patients_per_stratum: Sequence[int]) -> list[np.ndarray]:
+    """`patient_count_draws` of each stratum in turn from one `default_rng(seed)`: what `bootstrap_fold_mean` draws,
+    kept per (seed, n_reps, patient counts) for the next call with the same strata."""
+    key = (int(seed), int(n_reps), tuple(int(n) for n in patients_per_stratum))
+    counts = recall(_DRAWS, key)
+    if counts is None:
+        rng = np.random.default_rng(seed)
+        drawn = [_count_draws(rng, n, n_reps) for n in key[2]]
+        counts = remember(_DRAWS, key, [c.astype(np.min_scalar_type(int(c.max()))) for c in drawn], DRAWS_KEPT)
+    return [c.astype(float).T for c in counts]
 
 
 def _class_columns(mask: np.ndarray, group: np.ndarray, patient: np.ndarray) -> tuple[np.ndarray, np.ndarray,
@@ -103,17 +128,16 @@ def bootstrap_fold_mean(
     with NaN for replicates in which some stratum lost a class. Strata with one class are skipped entirely,
     as the point estimate skips them.
     """
-    rng = np.random.default_rng(seed)
     totals = {m: np.zeros((len(scores), n_reps)) for m in METRICS}
-    used = 0
+    kept = []  # (rows, labels, patient index) of each stratum with both classes, in order
     for stratum in np.unique(strata):
         rows = strata == stratum
         y = labels[rows]
-        if single_class_reason(y):
-            continue
-        used += 1
-        patient_ids, patient = np.unique(patients[rows], return_inverse=True)
-        weights = patient_count_draws(rng, len(patient_ids), n_reps)
+        if not single_class_reason(y):
+            kept.append((rows, y, np.unique(patients[rows], return_inverse=True)[1]))
+    used = len(kept)
+    draws = stratum_draws(seed, n_reps, [int(patient.max()) + 1 for _, _, patient in kept])
+    for (rows, y, patient), weights in zip(kept, draws, strict=True):
         for i, s in enumerate(scores):
             s = np.asarray(s)[rows]
             totals["auroc"][i] += weighted_auroc(weights, patient, y, s)
