@@ -48,6 +48,10 @@ def test_umap_figure_writes_png_and_svg(tmp_path):
     assert (tmp_path / "u.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"<svg" in (tmp_path / "u.svg").read_bytes()[:500]
     assert out["umap"]["random_state"] == 0
+    # draw=False (a regeneration, whose folder is thrown away): the same block, the figures named but not drawn
+    named = umap_figure(x, labels % 2, tmp_path / "n.png", tmp_path / "n.svg", seed=0, draw=False)
+    assert named == {**out, "figure": {"png": "n.png", "svg": "n.svg"}}
+    assert not (tmp_path / "n.png").exists() and not (tmp_path / "n.svg").exists()
 
 
 # The probe runs `_import_umap` in a new process, numba not yet loaded, with umap-learn replaced by a stand-in that

@@ -1,6 +1,7 @@
 """runner.analysis.run_analyses dispatch and the analysis-defs schema (task card `metrics:` / `analyses:`)."""
 
 import json
+from dataclasses import replace
 
 import jsonschema
 import numpy as np
@@ -73,6 +74,13 @@ def test_missing_input_is_skipped_with_reason_and_others_still_run(context):
     out = run_analyses(["stability", "subgroups"], bare)
     assert out["stability"]["status"] == "skipped" and "augmented views" in out["stability"]["reason"]
     assert "attributes" in out["subgroups"]
+
+
+def test_a_figure_nobody_keeps_is_named_and_not_drawn(context, tmp_path):
+    drawn = run_analyses(["label_efficiency"], replace(context, output_dir=tmp_path / "drawn"))
+    named = run_analyses(["label_efficiency"], replace(context, output_dir=tmp_path / "named", draw_figures=False))
+    assert named == drawn and drawn["label_efficiency"]["figure"] == "label_efficiency.png"
+    assert (tmp_path / "drawn" / "label_efficiency.png").is_file() and not (tmp_path / "named").exists()
 
 
 def test_unknown_name_is_an_error(context):

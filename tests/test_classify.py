@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from runner.classify import fit_processes
 from runner.classify.out_of_fold import ClassifyError, classify
 from tests.support import classifier_card, data
 
@@ -34,13 +35,27 @@ def test_results_are_deterministic():
     pd.testing.assert_frame_equal(a, b)
 
 
-def test_predictions_do_not_depend_on_the_thread_count():
+def test_predictions_do_not_depend_on_the_thread_count(monkeypatch):
     """deterministic=True: num_threads 1, 2 and 3 give the same bytes (docs/reliability.md relies on this)."""
+    monkeypatch.setattr(fit_processes, "MIN_THREADED_CELLS", 0)  # these small fits too run on the card's threads
     x, table = data(n=300, dim=24)
     one = classify(x, table, CARD, [0, 1, 2, 3, 4]).predictions
     for threads in (2, 3):
         pd.testing.assert_frame_equal(classify(x, table, {**CARD, "num_threads": threads}, [0, 1, 2, 3, 4]).predictions,
                                       one)
+
+
+def test_a_fit_too_small_to_share_runs_on_one_thread(monkeypatch):
+    """MIN_THREADED_CELLS: below it a fit gets one LightGBM thread whatever the card allows; above it, the card's."""
+    threads, fit_one = [], fit_processes.fit_one
+    monkeypatch.setattr(fit_processes, "fit_one", lambda job: threads.append(job.params["num_threads"]) or fit_one(job))
+    x, table = data(n=300, dim=24)  # ~5,800 binned cells per fold
+    small = classify(x, table, {**CARD, "num_threads": 2}, [0, 1]).predictions
+    assert threads == [1, 1]
+    monkeypatch.setattr(fit_processes, "MIN_THREADED_CELLS", 0)
+    threads.clear()
+    pd.testing.assert_frame_equal(classify(x, table, {**CARD, "num_threads": 2}, [0, 1]).predictions, small)
+    assert threads == [2, 2]
 
 
 def test_no_signal_gives_chance_auroc():

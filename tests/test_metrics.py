@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 from scipy import stats
 from sklearn.metrics import f1_score, roc_auc_score, roc_curve
 
+from runner.metrics import intervals
 from runner.metrics.intervals import bootstrap_fold_mean, percentile_interval, t_interval, weighted_auroc
 from runner.metrics.scores import MetricsInputError, f1, point_metrics, pooled_roc, roc_points
 from runner.metrics.summary import summarize
@@ -255,3 +256,31 @@ def test_t_critical_value_is_scipy_stats():
         for confidence in (0.8, 0.9, 0.95, 0.99):
             assert t_interval(np.arange(k, dtype=float), confidence)[2] == pytest.approx(
                 stats.t.ppf(1 - (1 - confidence) / 2, k - 1), rel=1e-13)
+
+
+def test_kept_strata_draws_are_the_draws_of_a_fresh_generator():
+    """stratum_draws keeps each set of draws for the next call with the same strata: kept or drawn, the same replicates
+    as drawing each stratum in turn from one default_rng(seed), whatever the order of calls."""
+    intervals._DRAWS.clear()
+    sizes = [(7, 300, 5), (300, 7), (7, 300, 5), (1, 40)]
+    first = [intervals.stratum_draws(3, 200, s) for s in sizes]
+    again = [intervals.stratum_draws(3, 200, s) for s in reversed(sizes)][::-1]
+    assert len(intervals._DRAWS) == 3
+    for strata, kept, recalled in zip(sizes, first, again, strict=True):
+        rng = np.random.default_rng(3)
+        for n, a, b in zip(strata, kept, recalled, strict=True):
+            fresh = intervals.patient_count_draws(rng, n, 200)
+            assert a.dtype == b.dtype == fresh.dtype and a.shape == fresh.shape == (200, n)
+            assert np.array_equal(a, fresh) and np.array_equal(b, fresh)
+    pred = make_predictions(n=300, seed=4)
+    pred.loc[pred["fold"] == 2, "label"] = 1  # a single-class fold draws nothing
+    labels, patients, folds, probs = (pred[c].to_numpy() for c in ("label", "patient_id", "fold", "prob"))
+    rng, reference = np.random.default_rng(9), np.zeros(300)
+    for fold in (0, 1, 3, 4):  # each fold's draws from one generator, in turn
+        rows = folds == fold
+        patient = np.unique(patients[rows], return_inverse=True)[1]
+        weights = intervals.patient_count_draws(rng, int(patient.max()) + 1, 300)
+        reference += weighted_auroc(weights, patient, labels[rows], probs[rows]) / 4
+    for _ in range(2):  # drawn, then kept
+        got = bootstrap_fold_mean(labels, patients, folds, [probs], 0.5, 300, 9)["auroc"][0]
+        assert np.array_equal(got, reference, equal_nan=True)

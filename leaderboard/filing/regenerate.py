@@ -193,11 +193,11 @@ def refit(submitted: dict, manifest, registry, bundle=None, train_manifest=None
     wanted = [name for name in (submitted.get("analyses") or {})
               if name in EMBEDDING_ANALYSES and bundle is not None]
     if wanted:
-        with tempfile.TemporaryDirectory(prefix="cxr-refit-") as figures:
+        with tempfile.TemporaryDirectory(prefix="cxr-refit-") as figures:  # the figures' names, not their files
             context = AnalysisContext(analyses_card=task.spec.analyses, metrics_card=task.spec.metrics,
                                       manifest=design.table, embeddings=design.embeddings,
                                       predictions=fitted.predictions, eval_folds=design.eval_folds,
-                                      output_dir=Path(figures), encoder_id=encoder_card.id,
+                                      output_dir=Path(figures), draw_figures=False, encoder_id=encoder_card.id,
                                       augmented=design.augmented or None,
                                       fit_predict=card_fit_predict(task.spec.classifier),
                                       classifier_params=dict(task.spec.classifier.params))

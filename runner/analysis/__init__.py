@@ -54,6 +54,7 @@ class AnalysisContext:
     predictions: pd.DataFrame | None = None  # out-of-fold: image_id, patient_id, label, fold, prob
     eval_folds: Sequence[int] | None = None
     output_dir: Path | None = None  # where figures go; none are drawn without it
+    draw_figures: bool = True  # False: the figures' file names are recorded, nothing is drawn (nobody keeps them)
     encoder_id: str | None = None
     augmented: Mapping[str, np.ndarray] | None = None  # aug_id -> (n, D), rows aligned with augmented_originals
     augmented_originals: np.ndarray | None = None  # default: `embeddings`

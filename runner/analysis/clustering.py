@@ -251,12 +251,14 @@ def umap_figure(
     min_dist: float = 0.1,
     title: str | None = None,
     distances: np.ndarray | None = None,
+    draw: bool = True,
 ) -> dict:
     """Seeded 2-D UMAP of the embeddings, scatter coloured by label, saved to PNG (and SVG).
 
     Returns the figure file names (relative to png_path's folder), the UMAP parameters, and the 2-D coordinates
     (4 decimals) with their labels, so that a result file can be drawn again without its run folder (the site does).
     `distances`: the rows' cosine distance matrix when the caller has it (`cosine_distance_matrix`).
+    `draw`: False gives the same block without drawing the figure (a caller that throws the files away).
     """
     import warnings
 
@@ -278,7 +280,8 @@ def umap_figure(
         with warnings.catch_warnings():  # "inverse_transform will be unavailable": never used here
             warnings.filterwarnings("ignore", message="using precomputed metric", category=UserWarning)
             xy = np.round(reducer.fit_transform(x if distances is None else distances).astype(float), 4)
-    paths = plot_umap(xy, labels, png_path, svg_path, title)
+    paths = (plot_umap(xy, labels, png_path, svg_path, title) if draw else
+             {key: str(path) for key, path in (("png", png_path), ("svg", svg_path)) if path is not None})
     return {"figure": {k: Path(v).name for k, v in paths.items()},
             "umap": {"n_neighbors": n_neighbors, "min_dist": min_dist, "metric": "cosine", "random_state": seed,
                      "n_jobs": 1},
@@ -345,5 +348,5 @@ def run(ctx: AnalysisContext, params) -> dict:
     if params.umap.enabled and ctx.output_dir is not None:
         out["umap"] = umap_figure(x, labels, Path(ctx.output_dir) / "umap.png", Path(ctx.output_dir) / "umap.svg",
                                   seed=params.seed, n_neighbors=params.umap.n_neighbors, min_dist=params.umap.min_dist,
-                                  distances=distances)
+                                  distances=distances, draw=ctx.draw_figures)
     return out

@@ -116,6 +116,8 @@ def run(ctx: AnalysisContext, params) -> dict:
         threshold=metrics_spec(ctx.metrics_card).threshold,
     )
     if ctx.output_dir is not None:
-        result["figure"] = Path(plot_label_efficiency({ctx.encoder_id or "encoder": result},
-                                                      Path(ctx.output_dir) / "label_efficiency.png")).name
+        png = Path(ctx.output_dir) / "label_efficiency.png"
+        if ctx.draw_figures:
+            png = Path(plot_label_efficiency({ctx.encoder_id or "encoder": result}, png))
+        result["figure"] = png.name
     return result

@@ -10,7 +10,8 @@ after `std::bad_alloc` (docs/benchmarks.md). So they run in `threads` fresh loky
 fit (more per fit when there are fewer jobs than processes), from one pool kept for the life of this process: a
 worker starts once (~0.8 s: numpy and LightGBM) and then fits whatever it is sent.
 Batches too small to repay that start run here, one fit at a time on every thread, as do batches of one job; once
-the processes are up, every batch of two or more goes to them.
+the processes are up, every batch of two or more goes to them. A fit of fewer than MIN_THREADED_CELLS binned cells runs
+on one thread wherever it runs: on so little data LightGBM's OpenMP threads wait on each other more than they work.
 
 A fit gives the same bytes wherever it runs: LightGBM with `deterministic=True` grows the same trees for any thread
 count (tests/test_classify.py, tests/test_fitpool.py, tests/test_evaluate_batch.py).
@@ -34,6 +35,12 @@ from runner.runtime.threads import set_thread_environment
 # Below this many binned cells (rows x features, summed over the jobs) the fits run here: a 2000 x 1024, 5-fold
 # classify bins 8.2 M cells and costs ~7.6 CPU-s, so 2 M cells (~2 s) is about where a worker start is repaid.
 MIN_POOL_CELLS = 2_000_000
+# Below this many binned cells (rows x features) one fit runs on one LightGBM thread, whatever the card allows: the same
+# trees (deterministic=True), less CPU and no more wall. Measured on the 2-core dev machine (load ~3.5-4, 1,600 rows,
+# the task defaults' parameters, 5 fits each): 4.8 k cells (the metadata baseline's few columns) 0.088 CPU-s per fit on
+# two threads vs 0.057 on one; 205 k cells 0.089 vs 0.042; 410 k cells 0.090 vs 0.083 (equal wall); 1.6 M cells
+# 0.33 CPU-s on either, 0.35 s wall on two threads vs 0.53 s on one. Predictions identical to the byte in every case.
+MIN_THREADED_CELLS = 400_000
 
 
 class FitProcessError(RegistryError, RuntimeError):
@@ -125,12 +132,12 @@ def submit_all(jobs: list[FitJob], threads: int) -> PendingFits:
     side_by_side = min(threads, len(jobs))
     cells = sum(job.binned_x.size for job in jobs)
     if side_by_side < 2 or (cells < MIN_POOL_CELLS and threads not in _POOL):
-        return PendingFits([_with_threads(job, threads) for job in jobs], [], cells)
+        return PendingFits([_with_threads(job, _threads_for(job, threads)) for job in jobs], [], cells)
     each = max(1, threads // side_by_side)
     futures = []
     try:  # starting the processes is inside: an interrupt while they start must end them too
         pool = _pool(threads)
-        futures = [pool.submit(fit_one, _with_threads(job, each)) for job in jobs]
+        futures = [pool.submit(fit_one, _with_threads(job, _threads_for(job, each))) for job in jobs]
     except BrokenProcessPool:
         _close_pool()
         raise FitProcessError(_DIED) from None
@@ -189,6 +196,11 @@ def warm_up(threads: int) -> None:
 
 def _ready() -> bool:
     return True
+
+
+def _threads_for(job: FitJob, threads: int) -> int:
+    """The LightGBM threads of one fit given `threads`: one for a fit too small to share (MIN_THREADED_CELLS)."""
+    return 1 if job.binned_x.size < MIN_THREADED_CELLS else threads
 
 
 def _with_threads(job: FitJob, threads: int) -> FitJob:

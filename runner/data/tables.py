@@ -257,8 +257,11 @@ def label_column(raw: pd.Series, spec: dict, label_id: str) -> pd.Series:
         sep = re.escape(spec.get("separator", "|"))
         names = "|".join(re.escape(f) for f in findings)
         pattern = f"(?:^|{sep})\\s*(?:{names})\\s*(?:$|{sep})"
-        found = raw.str.contains(pattern, regex=True)
-        return found.astype("float64").where(raw.notna(), np.nan)
+        # each distinct text once, by pandas' own str.contains on the column's dtype, then back to the rows (a release
+        # repeats the same few finding lists over ~100 k rows)
+        codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+        found = pd.Series(uniques).str.contains(pattern, regex=True).astype("float64").to_numpy()
+        return pd.Series(np.append(found, np.nan)[codes], index=raw.index, dtype="float64", name=raw.name)  # -1: blank
     if any(k in spec for k in ("positive", "negative", "uncertain")):
         mapping = {str(v): value for key, value in (("positive", 1.0), ("negative", 0.0), ("uncertain", -1.0))
                    for v in spec.get(key, [])}

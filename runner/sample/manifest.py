@@ -93,6 +93,11 @@ def _cells(column: pd.Series) -> list:
         return values
     if column.dtype == "int64" or column.dtype == object:  # canonical_frame's text columns hold str or None only
         return column.tolist()
+    if isinstance(column.dtype, pd.StringDtype) and column.dtype.na_value is not pd.NA:  # pandas' default text dtype,
+        values = column.tolist()  # which canonical_frame's text columns take: Python str, NaN where missing
+        for i in np.flatnonzero(column.isna().to_numpy()):
+            values[i] = None
+        return values
     return [_cell(v) for v in column.tolist()]
 
 

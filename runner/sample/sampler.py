@@ -387,6 +387,11 @@ def sample_task(task: dict, dataset_card: dict, data_root: Path, *, seed: int | 
     frame = index.frame
     if label_id not in frame.columns or (requires and requires not in frame.columns):
         raise SamplingError(f"dataset {index.dataset_id!r} index has no {label_id!r} label column")
+    # only the columns sampling reads or the manifest keeps (an index holds every label of the data set): each filter
+    # below then copies those alone
+    match = sampling.get("match")
+    read = {*MANIFEST_SOURCE_COLUMNS, label_id, requires, *(match_with_defaults(match)["strata"] if match else [])}
+    frame = frame[[c for c in frame.columns if c in read or str(c).startswith(METADATA_PREFIX)]]
 
     frame = frame.assign(label=apply_label_policy(frame[label_id], policy, frame[requires] if requires else None))
     steps = [FilterStep(f"indexed ({label_id} = 1 / 0)", int((frame[label_id] == 1.0).sum()),
@@ -406,7 +411,6 @@ def sample_task(task: dict, dataset_card: dict, data_root: Path, *, seed: int | 
         raise SamplingError(_shortfall(task, steps, [], want))
     rng = np.random.default_rng(sampling["seed"])
     chosen, exclusions, matching = [], [], None
-    match = sampling.get("match")
     try:
         for cls in (1, 0):
             if cls == 0 and match:
@@ -428,11 +432,14 @@ def sample_task(task: dict, dataset_card: dict, data_root: Path, *, seed: int | 
     picked["label"] = picked["label"].astype("int64")
     picked["fold"], eval_folds = assign_folds(picked, split)
     columns = ["image_id", "patient_id", "study_id", "path", "view", "label", "fold"]
-    columns += [c for c in ("sex", "age") if c in picked.columns]
+    columns += [c for c in ("sex", "age") if c in picked.columns]  # (MANIFEST_SOURCE_COLUMNS: the index's of these)
     columns += [c for c in picked.columns if c.startswith(METADATA_PREFIX)]  # the metadata features, frozen too
     return SampleResult(task["id"], index.dataset_id, picked[columns], split, eval_folds, sampling["seed"], verify,
                         steps, exclusions, index.sources, bool(dataset_card.get("synthetic", False)), matching,
                         verify_note, task["label"]["id"])
+
+
+MANIFEST_SOURCE_COLUMNS = ("image_id", "patient_id", "study_id", "path", "view", "sex", "age")  # index columns kept
 
 
 def no_image_files(index: DatasetIndex, frame: pd.DataFrame, root: Path, probe: int = 32) -> bool:
