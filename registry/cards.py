@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from pathlib import Path
 
-from registry import specs
+from registry import card_memo, specs
 from registry.benchmarks import run_block_problems
 from registry.cross_checks import cross_card_problems
 from registry.errors import CardError, CardProblem, did_you_mean, shown
@@ -93,6 +93,10 @@ def _load_card(path: Path, kind: str | None, root: Path | None, within: Path | N
     kind = kind or guess_kind(path, data)
     key = (kind, *(source.digest for source in sources))
     checked = recall(_CHECKED, key)
+    if checked is None:  # checked by an earlier process (registry.card_memo says when that counts)
+        checked = card_memo.recall_checked(key)
+        if checked is not None:
+            remember(_CHECKED, key, checked, CHECKED_MAX)
     # A card whose sources have these very bytes passed both checks before (only valid cards are remembered).
     problems = [] if checked else non_finite_problems(data, sources) or schema_problems(kind, data, sources)
     card_id = data.get("id")
@@ -106,6 +110,7 @@ def _load_card(path: Path, kind: str | None, root: Path | None, within: Path | N
         filled = fill_defaults(kind, data)
         checked = remember(_CHECKED, key, (filled, sha256_of(filled), sha256_of(behaviour_part(kind, filled))),
                            CHECKED_MAX)
+        card_memo.remember_checked(key, checked)
     filled, card_sha256, behaviour_sha256 = checked
     return Card(id=card_id, kind=kind, path=resolved, data=copied(filled), sha256=card_sha256,
                 sources=tuple(sources), behaviour_sha256=behaviour_sha256)

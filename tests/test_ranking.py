@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from leaderboard.summary.ranking import RankSettings, complete_block, rank_encoders, rank_view, task_ranks
+from leaderboard.summary.ranking import (
+    RankSettings,
+    complete_block,
+    rank_encoders,
+    rank_view,
+    rankdata,
+    task_ranks,
+)
 
 
 def rec(task, encoder, auroc, provenance="reproduced", dataset="nih-cxr14", benchmarks=("paper-table1",),
@@ -31,6 +39,41 @@ FAST = RankSettings(replicates=400, level=0.95, seed=0)
 
 def by_encoder(rows):
     return {r["encoder"]: r for r in rows}
+
+
+@pytest.mark.parametrize("method", ["average", "min"])
+def test_rankdata_gives_scipys_ranks(method):
+    """The ranking's own rankdata (scipy.stats stays out of the site build) against the reference: ties, -0.0, NaN
+    slices, every axis, the same values and dtype."""
+    from scipy.stats import rankdata as reference
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        shape = tuple(int(n) for n in rng.integers(1, 6, size=rng.integers(1, 4)))
+        values = rng.integers(0, 4, size=shape) * float(rng.choice([1.0, 0.1, -0.0]))  # many ties
+        if rng.random() < 0.5:
+            values = values + rng.normal(size=shape) * (rng.random() < 0.5)
+        if rng.random() < 0.2:
+            values.flat[rng.integers(values.size)] = np.nan
+        axis = int(rng.integers(-values.ndim, values.ndim))
+        mine, theirs = rankdata(values, axis=axis, method=method), reference(values, axis=axis, method=method)
+        assert mine.dtype == theirs.dtype and mine.shape == theirs.shape, (values, axis)
+        assert np.array_equal(mine, theirs, equal_nan=True), (values, axis, mine, theirs)
+    with pytest.raises(ValueError, match="dense"):
+        rankdata([1.0, 2.0], method="dense")
+
+
+def test_the_ranking_imports_no_scipy():
+    """`runner leaderboard build` ranks every view; importing scipy.stats for it cost each build ~0.6 CPU-s."""
+    import ast
+    from pathlib import Path
+
+    from leaderboard.summary import ranking
+
+    tree = ast.parse(Path(ranking.__file__).read_text(encoding="utf-8"))
+    imported = [n.module if isinstance(n, ast.ImportFrom) else a.name for n in ast.walk(tree)
+                if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names]
+    assert [m for m in imported if m and m.split(".")[0] == "scipy"] == []
 
 
 def test_ranks_mean_rank_spread_and_borda_by_hand():

@@ -16,8 +16,9 @@ Rules, stated once here:
   it has. Controls (`control: true`, metadata-only baselines) are never ranked in a clinical view: they are listed
   for reference. A synthetic task is never in a clinical view; in a synthetic view (the demo) controls compete.
 - Per ranked task, the ranked encoders are ranked by AUROC mean, 1 = best, ties share the average rank (scipy's
-  rankdata "average"). Mean rank and its spread (SD over the ranked tasks), Borda (the (task, other encoder) pairs it
-  beats, a tie counting one half) and mean AUROC are all over the same ranked tasks.
+  rankdata "average", which `rankdata` here reproduces). Mean rank and its spread (SD over the ranked tasks), Borda
+  (the (task, other encoder) pairs it beats, a tie counting one half) and mean AUROC are all over the same ranked
+  tasks.
 - Rank uncertainty: a parametric bootstrap (`settings.replicates`, `settings.seed`) resamples the ranked tasks with
   replacement and draws each cell's AUROC from a normal whose `confidence` interval is the cell's own; each replicate
   ranks the encoders by mean rank (ties share the better position). An encoder's interval is the central
@@ -87,10 +88,39 @@ def _cells(records: list[dict]) -> dict[tuple[str, str], dict]:
     return chosen
 
 
+def rankdata(values, axis: int = -1, method: str = "average") -> np.ndarray:
+    """scipy.stats.rankdata's ranks (1 = smallest) along `axis`, for method "average" (ties share the mean of their
+    ranks; float) or "min" (ties share the lowest; int64), with its NaN rule: a slice holding a NaN ranks as all NaN.
+    The same numbers as scipy's (tests/test_ranking.py checks); here so that building the site does not import
+    scipy.stats (~0.6 CPU-s a process) for two sorts."""
+    if method not in ("average", "min"):
+        raise ValueError(f"method {method!r}: only 'average' and 'min' are implemented")
+    a = np.moveaxis(np.asarray(values, dtype=float), axis, -1)
+    n = a.shape[-1]
+    order = np.argsort(a, axis=-1, kind="stable")
+    ordered = np.take_along_axis(a, order, axis=-1)
+    first = np.ones(a.shape, dtype=bool)  # where a run of equal values starts, in sorted order
+    first[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
+    index = np.broadcast_to(np.arange(n), a.shape)
+    start = np.maximum.accumulate(np.where(first, index, 0), axis=-1)  # 0-based position where each run starts
+    if method == "min":
+        ranked = start + 1
+    else:
+        last = np.ones(a.shape, dtype=bool)
+        last[..., :-1] = first[..., 1:]
+        end = np.flip(np.minimum.accumulate(np.flip(np.where(last, index, n), axis=-1), axis=-1), axis=-1)
+        ranked = 0.5 * (start + end + 2)  # scipy's .5 * (count[dense] + count[dense - 1] + 1): the same float
+    ranks = np.empty(a.shape, dtype=ranked.dtype)
+    np.put_along_axis(ranks, order, ranked, axis=-1)
+    nan = np.isnan(a).any(axis=-1)
+    if nan.any():
+        ranks = ranks.astype(float)
+        ranks[nan] = np.nan
+    return np.moveaxis(ranks, -1, axis)
+
+
 def _average_ranks(values: dict[str, float]) -> dict[str, float]:
     """1 = highest value; tied values share the average of their ranks."""
-    from scipy.stats import rankdata
-
     ids = sorted(values)
     ranks = rankdata([-values[i] for i in ids], method="average")
     return {i: float(r) for i, r in zip(ids, ranks)}
@@ -121,8 +151,6 @@ def rank_intervals(means: np.ndarray, ses: np.ndarray, settings: RankSettings) -
     means, ses: (tasks, encoders). A replicate resamples the tasks with replacement, draws every cell from
     N(mean, se), ranks the encoders within each task (average ranks) and then by mean rank (ties: the better position).
     """
-    from scipy.stats import rankdata
-
     rng = np.random.default_rng(settings.seed)
     n_tasks, _ = means.shape
     picks = rng.integers(0, n_tasks, size=(settings.replicates, n_tasks))

@@ -71,12 +71,25 @@ def _branch(schema: dict, doc: dict, value) -> tuple[dict, dict] | None:
     for key in ("oneOf", "anyOf"):
         for option in schema.get(key, ()):
             sub, sub_doc = resolve_ref(option, doc)
-            # A branch is checked where it lives, so its own "#/$defs/..." references resolve in its document.
-            ref = option.get("$ref", "") if isinstance(option, dict) else ""
-            check = {"$ref": doc.get("$id", "") + ref} if ref.startswith("#") and doc.get("$id") else sub
-            if Draft202012Validator(check, registry=_registry()).is_valid(value):
+            if _branch_validator(option, doc, sub).is_valid(value):
                 return sub, sub_doc
     return None
+
+
+_BRANCH_VALIDATORS: dict[tuple[int, int], tuple] = {}
+
+
+def _branch_validator(option, doc: dict, resolved) -> Draft202012Validator:
+    """The validator of one oneOf/anyOf option, made once per process (a registry load asks ~25,000 times), by the
+    identity of the option and its document; the entry holds both, so neither id can be reused while it stands."""
+    key = (id(option), id(doc))
+    made = _BRANCH_VALIDATORS.get(key)
+    if made is None:
+        # A branch is checked where it lives, so its own "#/$defs/..." references resolve in its document.
+        ref = option.get("$ref", "") if isinstance(option, dict) else ""
+        check = {"$ref": doc.get("$id", "") + ref} if ref.startswith("#") and doc.get("$id") else resolved
+        made = _BRANCH_VALIDATORS[key] = (option, doc, Draft202012Validator(check, registry=_registry()))
+    return made[2]
 
 
 def _walk(schema: dict, doc: dict, value, on_mapping):

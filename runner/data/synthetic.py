@@ -296,9 +296,10 @@ def _render(rng: np.random.Generator, shape: tuple[int, int], image: _Image, loo
     from PIL import Image
 
     h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    yy /= h
-    xx /= w
+    # A column of y and a row of x (not two full grids): each shape below broadcasts to the full image at its first
+    # use of both, so the per-row and per-column terms are computed once per row or column, with the same values.
+    yy = (np.arange(h, dtype=np.float32) / h)[:, None]
+    xx = (np.arange(w, dtype=np.float32) / w)[None, :]
     # Faint look-alikes on some negatives keep every finding from being trivially separable.
     strength = {f: s if s > 0 else (float(rng.uniform(0.0, 0.25)) if rng.random() < 0.25 else 0.0)
                 for f, s in image.strengths.items()}

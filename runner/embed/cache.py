@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from filelock import FileLock
 
+from registry.card_memo import cache_root
 from runner.runtime.atomic import atomic_write
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ QUARANTINE = "quarantine"
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("CXR_CACHE_DIR") or Path.home() / ".cache" / "cxr-registry")
+    return cache_root()  # $CXR_CACHE_DIR, else ~/.cache/cxr-registry (registry.card_memo keeps card checks there too)
 
 
 def numba_cache_dir() -> Path:

@@ -11,12 +11,14 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 
 from runner.cli.app import RunnerApp, app, fail, get_card, is_card_path, load_cli_registry
+
+if TYPE_CHECKING:
+    import numpy as np
 
 encoders_app = RunnerApp(help="Check encoder cards: build the model and embed a reference image.", no_args_is_help=True)
 app.add_typer(encoders_app, name="encoders")
@@ -58,6 +60,8 @@ class CheckReport:
 
 def fingerprint(vector: np.ndarray) -> Fingerprint:
     """Rounding to 4 decimals makes the hash stable across BLAS builds for the same weights and input (+0.0 folds -0.0)."""
+    import numpy as np
+
     v = np.asarray(vector, dtype=np.float64).reshape(-1)
     rounded = np.round(v, 4) + 0.0
     sha = hashlib.sha256(rounded.astype("<f8").tobytes()).hexdigest()[:12]
@@ -66,6 +70,8 @@ def fingerprint(vector: np.ndarray) -> Fingerprint:
 
 def reference_image() -> tuple[str, np.ndarray]:
     """The real chest CR RG1_UNCR.dcm from pydicom-data when installed, else a seeded synthetic chest-like image."""
+    import numpy as np
+
     from runner.data.imaging import load_image
 
     try:
@@ -87,6 +93,8 @@ def reference_image() -> tuple[str, np.ndarray]:
 def check_encoder(card: dict, images: list[tuple[str, np.ndarray]], weights_dir: Path | None = None,
                   device: str = "auto", trust_custom_code: bool = False) -> CheckReport:
     """Build the encoder, prepare and embed `images` (name, [0,1] HxW) in one batch; raises EncoderError on failure."""
+    import numpy as np
+
     from runner.encoders import EncoderError, load_encoder
 
     start = time.perf_counter()

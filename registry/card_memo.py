@@ -1,0 +1,112 @@
+"""What the card checks made of a valid card, kept on disk so that the next process does not check it again.
+
+A registry load checks every card against its schema and fills its defaults (~0.3 CPU-s for ~160 cards); every
+`runner` command loads the registry, so a session of commands (a walk-through, a test run) paid that each time.
+registry.cards keeps the result in memory by the card's fingerprint (its kind and the sha256 of every file it was
+resolved from); this module keeps the same entries under <cache root>/card-checks/<code>/, where <code> is the sha256
+of everything else that decides them: the registry's own code and schemas, and the versions of Python, PyYAML,
+jsonschema and referencing. An entry is used only when its file names and holds that very fingerprint and its
+recorded card hash is the hash of the data it holds; anything else (a missing, unreadable, truncated or foreign file)
+is a miss and the card is checked as if there were no entry. Only valid cards are remembered. Entries are JSON (the
+code base unpickles nothing) and written whole (temp file, then rename), so two processes never see half an entry.
+
+Cache root: $CXR_CACHE_DIR, else ~/.cache/cxr-registry (`cache_root`; runner.embed.cache keeps embeddings there).
+The cache holds what this user's own runs computed, like the embeddings beside it: whoever can write there can
+already change what a run reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from functools import cache
+from hashlib import sha256
+from pathlib import Path
+
+from registry.hashing import canonical_json, sha256_of
+
+CACHE_ENV = "CXR_CACHE_DIR"
+FORMAT = 1
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def cache_root() -> Path:
+    """$CXR_CACHE_DIR, else ~/.cache/cxr-registry: where the runner caches what it computed."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "cxr-registry")
+
+
+@cache
+def code_fingerprint() -> str:
+    """sha256 of what, beside a card's own files, decides its check: the registry's code and schemas and the versions
+    of the libraries that parse and validate it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    digest = sha256()
+    files = [*PACKAGE_DIR.glob("*.py"), *(PACKAGE_DIR / "schemas").glob("*.py"),
+             *(PACKAGE_DIR / "schemas").glob("*.json")]
+    for path in sorted(files):
+        digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for package in ("pyyaml", "jsonschema", "referencing"):
+        try:
+            digest.update(f"{package}={version(package)}\0".encode())
+        except PackageNotFoundError:
+            digest.update(f"{package}=?\0".encode())
+    digest.update(sys.version.encode())
+    return digest.hexdigest()
+
+
+def _key_text(key: tuple) -> list[str]:
+    """registry.cards' key (the kind, then each source file's sha256 digest as bytes) as JSON strings."""
+    return [part.hex() if isinstance(part, bytes) else str(part) for part in key]
+
+
+def _entry_path(key: tuple) -> Path:
+    name = sha256(canonical_json([code_fingerprint(), *_key_text(key)]).encode("utf-8")).hexdigest()
+    return cache_root() / "card-checks" / code_fingerprint()[:16] / f"{name}.json"
+
+
+def recall_checked(key: tuple) -> tuple[dict, str, str] | None:
+    """(filled data, card sha256, behaviour sha256) a process stored under `key`, or None."""
+    try:
+        entry = json.loads(_entry_path(key).read_text(encoding="utf-8"))
+        if not (isinstance(entry, dict) and entry.get("format") == FORMAT and entry.get("code") == code_fingerprint()
+                and entry.get("key") == _key_text(key)):
+            return None
+        filled, card_sha256, behaviour_sha256 = entry["filled"], entry["sha256"], entry["behaviour_sha256"]
+        if not (isinstance(filled, dict) and isinstance(behaviour_sha256, str) and card_sha256 == sha256_of(filled)):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None
+    return filled, card_sha256, behaviour_sha256
+
+
+def remember_checked(key: tuple, value: tuple[dict, str, str]) -> None:
+    """Store what the checks made of a valid card; nothing happens when the cache cannot be written, or when JSON
+    would not give the data back exactly as it is (a non-string key, a tuple)."""
+    filled, card_sha256, behaviour_sha256 = value
+    try:
+        text = json.dumps({"format": FORMAT, "code": code_fingerprint(), "key": _key_text(key), "filled": filled,
+                           "sha256": card_sha256, "behaviour_sha256": behaviour_sha256}, ensure_ascii=False,
+                          allow_nan=False)
+        if not _same(json.loads(text)["filled"], filled):
+            return
+        path = _entry_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except (OSError, ValueError, TypeError, RecursionError):
+        return
+
+
+def _same(a, b) -> bool:
+    """Equal with the same types all the way down (JSON gives back 1 for 1 and 1.0 for 1.0; a tuple comes back a
+    list and a non-string key a string, which == would not always show)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
