@@ -394,13 +394,13 @@ def build_fake_site(tmp_path_factory):
         submit,  # a real, verified run: filed with its predictions and manifest
     )
     from leaderboard.site.render import build_site
-    from tests.runs import make_run
+    from tests.runs import shared_run
 
     reg = fake_registry()
     results = tmp_path_factory.mktemp("results")
     file_reported(reg, TABLE_PATH, results)
 
-    submit(make_run(tmp_path_factory.mktemp("run"), reg, "effusion-demo", "pixels"), reg, results)
+    submit(shared_run(tmp_path_factory.mktemp("run"), reg, "effusion-demo", "pixels"), reg, results)
     index = build_site(tmp_path_factory.mktemp("site"), results, reg)
     return reg, results, index
 

@@ -202,16 +202,16 @@ def test_a_registry_with_its_own_benchmarks_file(tiny_root, tmp_path):
 
 
 def test_submit_replace_says_what_changed(tmp_path):
-    from runs import make_run
+    from runs import shared_run
 
     from leaderboard.filing.submit import submit
     from tests.support import fake_registry
 
     reg = fake_registry()
-    first_run = make_run(tmp_path / "a", reg, separation=1.0)  # verifiable runs: numbers recompute from files
+    first_run = shared_run(tmp_path / "a", reg, separation=1.0)  # verifiable runs: numbers recompute from files
     first = submit(first_run, reg, results_dir=tmp_path / "results")
     assert first.changes(json.loads(first_run.read_text())) == []
-    second_run = make_run(tmp_path / "b", reg, separation=2.0)
+    second_run = shared_run(tmp_path / "b", reg, separation=2.0)
     filed = submit(second_run, reg, results_dir=tmp_path / "results", replace=True)
     assert filed.replaced
     changes = filed.changes(json.loads(second_run.read_text()))

@@ -126,12 +126,12 @@ def test_the_filed_result_keeps_what_made_the_embeddings(tmp_path):
     reports it (leaderboard/filing/regenerate.py RUN_FACTS): the weights' sha256 stays in the filed result."""
     from leaderboard.filing.submit import filed_problems, submit
     from registry.cards import load_registry
-    from tests.runs import edit_result, make_run
+    from tests.runs import edit_result, shared_run
 
     reg = load_registry()
     made = {"sha256": "a" * 64, "weights_sha256": {"model.safetensors": "b" * 64}, "code_sha256": {},
             "packages": {"torch": "2.14.1", "pylibjpeg-libjpeg": None}}
-    path = make_run(tmp_path / "run", reg)
+    path = shared_run(tmp_path / "run", reg)
     edit_result(path, lambda r: r["environment"].update(encoder_inputs=made))
     filed = submit(path, reg, tmp_path / "results").path
     assert json.loads(filed.read_text())["environment"]["encoder_inputs"] == made

@@ -6,7 +6,7 @@ import json
 import subprocess
 
 import pytest
-from runs import edit_result, make_run
+from runs import edit_result, shared_run
 
 from leaderboard.filing import verified
 from leaderboard.filing.publications import load_publication, reported_problems, reported_results
@@ -78,7 +78,7 @@ def test_a_run_records_its_code_and_filing_keeps_it(tmp_path):
     reg = load_registry()
     facts = RunFacts.of_result({"code": code_provenance()})
     assert facts.code == code_provenance()
-    path = make_run(tmp_path / "out", reg)
+    path = shared_run(tmp_path / "out", reg)
     made_by = {"sha256": "ab" * 32, "git_commit": "1" * 40, "git_dirty": True}  # another checkout's run
     edit_result(path, lambda r: r.update(code=made_by))
     filed = submit(path, reg, tmp_path / "results", manifest_path=path.parent.parent / "manifest.json")
@@ -105,7 +105,7 @@ def test_the_task_page_shows_the_code_of_each_row(tmp_path, dirty):
 
     clear_cache()
     reg = load_registry()
-    path = make_run(tmp_path / "out", reg, "effusion-demo", "pixels")
+    path = shared_run(tmp_path / "out", reg, "effusion-demo", "pixels")
     code = {"sha256": "ef" * 32, "git_commit": "abcdef1234567890abcdef1234567890abcdef12", "git_dirty": dirty}
     edit_result(path, lambda r: r.update(code=code))
     submit(path, reg, tmp_path / "results", manifest_path=path.parent.parent / "manifest.json")

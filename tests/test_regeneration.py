@@ -15,7 +15,7 @@ import pytest
 
 from leaderboard.filing.submit import SubmitError, filed_problems, submit
 from registry.cards import load_registry
-from tests.runs import make_run
+from tests.runs import shared_run
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +25,11 @@ def reg():
 
 def test_a_first_filing_pins_the_sample_and_another_sample_is_refused_naming_the_difference(reg, tmp_path):
     results = tmp_path / "results"
-    submit(make_run(tmp_path / "a", reg, sample=0), reg, results)
+    submit(shared_run(tmp_path / "a", reg, sample=0), reg, results)
     pins = json.loads((results / "manifests" / "pins.json").read_text())
     assert set(pins) == {"effusion-demo"}
     with pytest.raises(SubmitError) as refused:
-        submit(make_run(tmp_path / "b", reg, sample=1, encoder_id="radiomics"), reg, results)
+        submit(shared_run(tmp_path / "b", reg, sample=1, encoder_id="radiomics"), reg, results)
     assert refused.value.exit_code == 1
     assert "scored on its filed manifest" in str(refused.value) and "not in the pinned sample" in str(refused.value)
     assert json.loads((results / "manifests" / "pins.json").read_text()) == pins  # pins are never overwritten
@@ -144,7 +144,7 @@ def test_a_stored_manifest_is_read_again_whenever_its_bytes_change(reg, tmp_path
     from leaderboard.filing.pins import read_stored
     from runner.sample.manifest import ManifestError, read_manifest
 
-    folder = make_run(tmp_path / "run", reg, embeddings=False).parents[1]  # run/<task>: manifest.json + .parquet
+    folder = shared_run(tmp_path / "run", reg, embeddings=False).parents[1]  # run/<task>: manifest.json + .parquet
     first = read_stored(folder)
     first.frame.loc[0, "label"] = 7  # the caller's copy
     first.meta["sha256"] = "changed by a caller"

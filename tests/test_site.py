@@ -7,7 +7,7 @@ import json
 from html.parser import HTMLParser
 
 import pytest
-from runs import make_run
+from runs import shared_run
 
 from leaderboard.filing.file_reported import file_reported
 from leaderboard.site.render import build_site
@@ -170,7 +170,7 @@ def test_roc_curve_from_a_filed_predictions_file(tmp_path):
 
     reg = fake_registry()
     results = tmp_path / "results"
-    submit(make_run(tmp_path / "run", reg), reg, results)  # files the result with its predictions
+    submit(shared_run(tmp_path / "run", reg), reg, results)  # files the result with its predictions
     out = build_site(tmp_path / "site", results, reg).parent
     png = out / "tasks" / "effusion-demo-roc.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -271,7 +271,7 @@ def view_matched_site(tmp_path_factory):
                                                                 "control": True})
     results = tmp_path / "results"
     for encoder, separation in (("metadata", 3.0), ("medimageinsight", 0.8), ("cxr-foundation", 0.4)):
-        submit(make_run(tmp_path / encoder, reg, "effusion-nih-vm", encoder, separation=separation), reg, results)
+        submit(shared_run(tmp_path / encoder, reg, "effusion-nih-vm", encoder, separation=separation), reg, results)
     return build_site(tmp_path / "site", results, reg)
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import yaml
-from runs import edit_result, make_run
+from runs import edit_result, shared_run
 
 from leaderboard.filing.file_reported import file_reported
 from leaderboard.filing.submit import EXIT_INVALID, EXIT_REFUSED, SubmitError, submit
@@ -23,7 +23,7 @@ def reg():
 def run_dir(tmp_path, reg):
     """A run folder as `runner eval` leaves it: OUT/<task>/<encoder>/{result.json, predictions.parquet} and the
     task's frozen manifest one folder up."""
-    return make_run(tmp_path / "out", reg).parent
+    return shared_run(tmp_path / "out", reg).parent
 
 
 def _submit(path, reg, results, **kw):
@@ -109,7 +109,7 @@ def test_nan_inside_a_valid_looking_result(run_dir, reg, tmp_path):
 
 
 def test_refuses_manifest_mismatch(run_dir, reg, tmp_path):
-    other_run = make_run(tmp_path / "other", reg, sample=1)  # another sample of the same task: another manifest
+    other_run = shared_run(tmp_path / "other", reg, sample=1)  # another sample of the same task: another manifest
     error = _submit(run_dir / "result.json", reg, tmp_path / "results", manifest_path=other_run.parent.parent)
     assert error.exit_code == EXIT_REFUSED and "manifest sha256" in str(error)
     # an explicit --manifest (folder or its manifest.json) wins over the run folder's

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from runs import make_run
+from runs import shared_run
 
 from tests.support import make_registry_root
 
@@ -34,7 +34,7 @@ def _summary(tmp_path, test: str | None):
     reg = load_registry(root)
     results = tmp_path / f"results-{test}"
     for encoder, separation in (("pixels", 0.9), ("random-cnn", 1.0)):
-        path = make_run(tmp_path / f"out-{test}", reg, "effusion-ties", encoder, separation=separation, seed=3)
+        path = shared_run(tmp_path / f"out-{test}", reg, "effusion-ties", encoder, separation=separation, seed=3)
         submit(path, reg, results, manifest_path=path.parent.parent / "manifest.json")
     return reg, summarize(results, reg), results
 

@@ -10,7 +10,7 @@ import pytest
 from leaderboard.filing import verified
 from leaderboard.filing.submit import submit
 from registry.cards import load_registry
-from tests.runs import make_run
+from tests.runs import shared_run
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def reg():
 
 @pytest.fixture
 def filed(reg, tmp_path):
-    return submit(make_run(tmp_path / "run", reg), reg, tmp_path / "results").path
+    return submit(shared_run(tmp_path / "run", reg), reg, tmp_path / "results").path
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from runs import edit_result, make_run
+from runs import edit_result, shared_run
 
 from leaderboard.filing.submit import EXIT_INVALID, EXIT_REFUSED, SubmitError, filed_problems, submit
 from tests.support import TINY_TASK, fake_registry, make_registry_root
@@ -139,7 +139,7 @@ def test_exclusion_budget_field_changes_the_outcome():
 
 def test_an_edited_auroc_is_refused(reg, tmp_path):
     """Was: a result edited to AUROC 0.999 was filed and shown in bold."""
-    path = make_run(tmp_path / "out", reg)
+    path = shared_run(tmp_path / "out", reg)
     edit_result(path, lambda r: r["metrics"]["auroc"].update(mean=0.999))
     error = refused(path, reg, tmp_path / "results")
     assert error.exit_code == EXIT_REFUSED and "/metrics/auroc/mean: the submission says 0.999" in str(error), str(error)
@@ -148,7 +148,7 @@ def test_an_edited_auroc_is_refused(reg, tmp_path):
 
 def test_swapped_predictions_are_refused(reg, tmp_path):
     """Was: a predictions file swapped for perfectly separating probabilities made a weak encoder best by the test."""
-    path = make_run(tmp_path / "out", reg, separation=0.2)
+    path = shared_run(tmp_path / "out", reg, separation=0.2)
     predictions = pd.read_parquet(path.parent / "predictions.parquet")
     predictions["prob"] = predictions["label"].astype(float)
     predictions.to_parquet(path.parent / "predictions.parquet", index=False)
@@ -166,11 +166,11 @@ def test_swapped_predictions_are_refused(reg, tmp_path):
 def test_readme_submit_path_finds_the_manifest_and_refuses_forged_manifest_fields(reg, tmp_path):
     """Was: `runner submit runs/<task>/<enc>/result.json` did not find OUT/<task>/manifest.json, so a forged
     manifest sha256 and n_images passed."""
-    path = make_run(tmp_path / "runs", reg)
+    path = shared_run(tmp_path / "runs", reg)
     edit_result(path, lambda r: r["manifest"].update(sha256="1" * 64))
     error = refused(path, reg, tmp_path / "results")
     assert "manifest sha256 in the result" in str(error), str(error)
-    path = make_run(tmp_path / "runs2", reg)
+    path = shared_run(tmp_path / "runs2", reg)
     edit_result(path, lambda r: r["manifest"].update(n_images=2000))
     assert "/manifest/n_images: the submission says 2000" in str(refused(path, reg, tmp_path / "results"))
     print("quoted failure 2c now:", error)
@@ -208,7 +208,7 @@ def test_names_on_the_site_come_from_the_cards(reg, tmp_path):
     """Was: a result's encoder.name "MedImageInsight (official)" was shown for another encoder."""
     from leaderboard.site.render import build_site
 
-    path = make_run(tmp_path / "out", reg)
+    path = shared_run(tmp_path / "out", reg)
     edit_result(path, lambda r: r["encoder"].update(name="MedImageInsight (official)"))
     submit(path, reg, tmp_path / "results")
     index = build_site(tmp_path / "site", tmp_path / "results", reg)
@@ -253,7 +253,7 @@ def test_site_folder_rebuild_removes_only_what_it_made(reg, tmp_path):
     from leaderboard.site.render import SiteDirError, build_site
 
     results = tmp_path / "results"
-    submit(make_run(tmp_path / "out", reg), reg, results)
+    submit(shared_run(tmp_path / "out", reg), reg, results)
     site = tmp_path / "site"
     build_site(site, results, reg)
     (site / "tasks" / "my-notes.txt").write_text("mine")
@@ -280,7 +280,7 @@ def test_build_marks_a_filed_result_edited_after_filing_and_strict_fails(reg, tm
     from runner.cli.main import app
 
     results = tmp_path / "results"
-    filed = submit(make_run(tmp_path / "out", reg), reg, results).path
+    filed = submit(shared_run(tmp_path / "out", reg), reg, results).path
     assert filed_problems(filed, json.loads(filed.read_text()), reg) == []
     edit_result(filed, lambda r: r["metrics"]["auroc"].update(mean=0.999))  # edited in the repo after filing
     problems: list = []
@@ -301,7 +301,7 @@ def test_verification_is_exact_rows_of_the_manifest(reg, tmp_path):
     from leaderboard.filing.regenerate import expected_rows, prediction_problems
     from runner.sample.manifest import read_manifest
 
-    path = make_run(tmp_path / "out", reg, excluded=0)
+    path = shared_run(tmp_path / "out", reg, excluded=0)
     manifest = read_manifest(path.parent.parent)
     predictions = pd.read_parquet(path.parent / "predictions.parquet")
     expected, _ = expected_rows(manifest, [], transfer=False)
@@ -315,8 +315,8 @@ def test_verification_is_exact_rows_of_the_manifest(reg, tmp_path):
 
 
 def test_results_over_the_exclusion_budget_are_refused(reg, tmp_path):
-    path = make_run(tmp_path / "out", reg, excluded=4)  # 4 of 40 lost at embedding: 10% > the budget (0 here)
+    path = shared_run(tmp_path / "out", reg, excluded=4)  # 4 of 40 lost at embedding: 10% > the budget (0 here)
     assert "max_excluded_fraction" in str(refused(path, reg, tmp_path / "results"))
     reg.tasks["effusion-demo"].data["sampling"] = {"max_excluded_fraction": 0.2}
-    path = make_run(tmp_path / "out2", reg, excluded=4)
+    path = shared_run(tmp_path / "out2", reg, excluded=4)
     assert submit(path, reg, tmp_path / "results").path.exists()
