@@ -15,6 +15,11 @@ PYTEST_WORKERS ?= auto
 # Read by OpenMP (torch, scikit-learn, LightGBM) once, when it loads: the values of runner/runtime/threads.py
 # THREAD_ENVIRONMENT, which the `runner` entry point and the test session also set (a value already set wins).
 demo test: export OMP_WAIT_POLICY ?= PASSIVE
+# Python's own bytecode cache (__pycache__/, git-ignored; each file checked against its source by Python) for the
+# test run, also where the environment turns it off (PYTHONDONTWRITEBYTECODE=1 on the CI machine): every xdist worker
+# and every `runner` process the tests start otherwise compiles the project's and the tests' modules from source again
+# (~3 CPU-s of each worker's collection).
+test: export PYTHONDONTWRITEBYTECODE =
 
 .PHONY: demo test install install-test install-gpu lint clean
 
