@@ -6,7 +6,7 @@ more workers only add their start-up. On a shared machine, 3 x `others` workers 
 cores / (cores + others) (issue 24's target is at most 1.5 times the quiet time beside two busy loops; on the
 2-core machine two workers would take twice as long). Each worker pays its own start-up (collection ~8 CPU-s, then
 its first torch/scikit-learn imports), so more is not always faster: beside two busy loops on the 2-core machine,
-6 workers took 463 s and 4 took 478 s (docs/benchmarks.md). Each worker holds the torch/scikit-learn stack in memory,
+6 workers took 463 s and 4 took 477 s (docs/benchmarks.md). Each worker holds the torch/scikit-learn stack in memory,
 so the count stays within the memory the machine has available.
 """
 
