@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import numpy as np
 import pandas as pd
@@ -54,3 +55,7 @@ def test_ray_backend_equals_local_backend(local_ray, demo_data_dir, tmp_path, mo
     again = embed_manifest(manifest, demo_data_dir, "demo", encoder, cache("ray"), workers=0, progress=False)
     assert again.n_computed == 0 and again.exclusions == remote.exclusions
     np.testing.assert_array_equal(again.original, remote.original)
+    # A local Ray's workers run at this process's priority, not Ray's default niceness 15 (runner.embed.ray_pool).
+    # (a lambda: Ray sends it by value; the workers cannot import this test module)
+    niceness = local_ray.get(local_ray.remote(lambda: __import__("os").nice(0)).remote())
+    assert niceness == os.nice(0)

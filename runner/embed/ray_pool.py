@@ -31,15 +31,25 @@ from runner.encoders.base import Encoder
 
 
 def ensure_ray(num_cpus: int = 2):
-    """Connect to $RAY_ADDRESS or start a small local Ray (no dashboard, worker logs kept off the console)."""
+    """Connect to $RAY_ADDRESS or start a small local Ray (no dashboard, worker logs kept off the console, workers at
+    this process's priority: LOCAL_RAY_SYSTEM_CONFIG)."""
     import ray
 
     if not ray.is_initialized():
         if os.environ.get("RAY_ADDRESS"):
             ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
         else:
-            ray.init(num_cpus=max(int(num_cpus), 2), include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=max(int(num_cpus), 2), include_dashboard=False, log_to_driver=False,
+                     _system_config=LOCAL_RAY_SYSTEM_CONFIG)
     return ray
+
+
+# Ray starts its worker processes at niceness 15 (its `worker_niceness` setting), below the runner itself and the local
+# backend's decode processes. On a machine shared with other CPU-bound work that starves them: beside two busy loops
+# and the test suite the two embedding actors of 14 images stayed pending for 4.4 minutes while using a few CPU-s
+# (docs/benchmarks.md). A local Ray this process starts runs its workers at the same priority as the local backend; a
+# cluster at $RAY_ADDRESS keeps its own settings.
+LOCAL_RAY_SYSTEM_CONFIG = {"worker_niceness": 0}
 
 
 class EmbedActor:
