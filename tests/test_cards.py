@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import subprocess
@@ -339,7 +340,8 @@ def test_a_site_shows_each_card_as_it_is_now(monkeypatch):
         finally:
             render._CARD_YAML = saved
 
-    data = load_registry(REPO).tasks["effusion-mimic"].data
+    # a copy: the registry load is cached for the process, and this test edits the card data in place
+    data = copy.deepcopy(load_registry(REPO).tasks["effusion-mimic"].data)
     first = render._card_yaml(data)
     assert render._card_yaml(data) is first and first == fresh(data)
     data["sampling"]["seed"] = 7  # in place
