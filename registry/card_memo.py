@@ -24,11 +24,12 @@ from functools import cache
 from hashlib import sha256
 from pathlib import Path
 
-from registry.hashing import canonical_json, sha256_of
+from registry.hashing import canonical_json, fingerprint, installed_version, sha256_of
 
 CACHE_ENV = "CXR_CACHE_DIR"
 FORMAT = 1
 PACKAGE_DIR = Path(__file__).resolve().parent
+CHECK_PACKAGES = ("pyyaml", "jsonschema", "referencing")  # parse and validate cards
 
 
 def cache_root() -> Path:
@@ -39,21 +40,9 @@ def cache_root() -> Path:
 @cache
 def code_fingerprint() -> str:
     """sha256 of what, beside a card's own files, decides its check: the registry's code and schemas and the versions
-    of the libraries that parse and validate it."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    digest = sha256()
-    files = [*PACKAGE_DIR.glob("*.py"), *(PACKAGE_DIR / "schemas").glob("*.py"),
-             *(PACKAGE_DIR / "schemas").glob("*.json")]
-    for path in sorted(files):
-        digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    for package in ("pyyaml", "jsonschema", "referencing"):
-        try:
-            digest.update(f"{package}={version(package)}\0".encode())
-        except PackageNotFoundError:
-            digest.update(f"{package}=?\0".encode())
-    digest.update(sys.version.encode())
-    return digest.hexdigest()
+    of Python and of the libraries that parse and validate it."""
+    return fingerprint({"registry": PACKAGE_DIR}, {"python": sys.version, **{name: installed_version(name)
+                                                                           for name in CHECK_PACKAGES}})
 
 
 def _key_text(key: tuple) -> list[str]:

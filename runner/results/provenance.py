@@ -14,19 +14,15 @@ Entries:
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 from functools import lru_cache
-from importlib import metadata, util
+from importlib import util
 from pathlib import Path
+
+from registry.hashing import CODE_PATTERNS, fingerprint, installed_version
 
 PACKAGES = ("runner", "registry", "leaderboard")  # the registry's code
 NUMERIC_PACKAGES = ("numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "lightgbm")  # change numbers
-# The packages' code and their JSON Schemas; not the data filed inside them (leaderboard/results/*.json): filing a
-# result must not change the fingerprint of the code that filed it.
-CODE_PATTERNS = ("*.py", "*.schema.json")
-
-
 def _package_root(name: str) -> Path:
     """The folder of a top-level package, found without importing it (runner must not import the leaderboard)."""
     spec = util.find_spec(name)
@@ -35,32 +31,11 @@ def _package_root(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def fingerprint(roots: dict[str, Path], versions: dict[str, str | None]) -> str:
-    """sha256 over the code files (CODE_PATTERNS) under each {package name: folder}, by their path in the package,
-    and the {package: version or None (absent)} that compute numbers."""
-    digest = hashlib.sha256()
-    for package, root in roots.items():
-        files = {p for pattern in CODE_PATTERNS for p in Path(root).rglob(pattern) if p.is_file()}
-        for file in sorted(files):
-            digest.update(f"{package}/{file.relative_to(root).as_posix()}\0".encode())
-            digest.update(file.read_bytes())
-    for name, version in versions.items():
-        digest.update((f"{name}=={version}\0" if version is not None else f"{name} absent\0").encode())
-    return digest.hexdigest()
-
-
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 @lru_cache(maxsize=1)
 def code_fingerprint() -> str:
     """sha256 over the registry's own code and schemas, and the versions of the packages that compute numbers."""
     return fingerprint({package: _package_root(package) for package in PACKAGES},
-                       {name: _version(name) for name in NUMERIC_PACKAGES})
+                       {name: installed_version(name) for name in NUMERIC_PACKAGES})
 
 
 def git_state(repo: Path, paths: tuple[str, ...] = (".",)) -> tuple[str | None, bool | None]:
