@@ -951,6 +951,46 @@ def scenario_cache_failed_record_garbage(tmp: Path) -> str:
     return err.getvalue()
 
 
+def _card_memo_damaged(tmp: Path, damage) -> str:
+    """A task card loaded (its check kept on disk under tmp/cache), every kept entry damaged, the card loaded again
+    with this process's memo empty: it must come out exactly as the first time."""
+    from registry import card_memo, cards
+
+    card = Path(__file__).resolve().parents[2] / "tasks" / "effusion-mimic.yaml"
+    saved = os.environ.get(card_memo.CACHE_ENV)
+    os.environ[card_memo.CACHE_ENV] = str(tmp / "cache")
+    try:
+        cards._CHECKED.clear()
+        first = cards.load_card(card)
+        entries = sorted((tmp / "cache" / "card-checks").rglob("*.json"))
+        assert entries, "the check was not kept"
+        for entry in entries:
+            damage(entry)
+        cards._CHECKED.clear()
+        again = cards.load_card(card)
+    finally:
+        cards._CHECKED.clear()
+        if saved is None:
+            os.environ.pop(card_memo.CACHE_ENV, None)
+        else:
+            os.environ[card_memo.CACHE_ENV] = saved
+    assert (again.data, again.sha256, again.behaviour_sha256) == (first.data, first.sha256, first.behaviour_sha256)
+    return (f"{len(entries)} damaged entry: a miss, the card checked again (seed {again.data['sampling']['seed']}, "
+            f"sha256 {again.sha256[:12]}, as the first load)")
+
+
+def scenario_card_memo_tampered(tmp: Path) -> str:
+    def tamper(entry: Path):
+        kept = json.loads(entry.read_text())
+        kept["filled"]["sampling"]["seed"] = 7  # its recorded sha256 left as it was
+        entry.write_text(json.dumps(kept))
+    return _card_memo_damaged(tmp, tamper)
+
+
+def scenario_card_memo_garbage(tmp: Path) -> str:
+    return _card_memo_damaged(tmp, lambda entry: entry.write_text("{not json"))
+
+
 def scenario_nul_byte_path(tmp: Path) -> str:
     """A NUL byte in a metadata path: that image is excluded (sampling and embedding), the others go on."""
     from runner.sample.sampler import check_file

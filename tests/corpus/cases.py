@@ -556,6 +556,11 @@ CASES += [
          issue=29, behaviour="notes.txt among the copies: refused, not read"),
     Case("card-copy-too-many", "card-copy", "card_copy_too_many", "error", "at most 64", 2, issue=29,
          behaviour="65 card copies in one folder: refused (a run uses five at most)"),
+    # ------------------------------------------------------------------ card checks kept on disk (registry.card_memo)
+    Case("card-memo-tampered", "scenario", "scenario_card_memo_tampered", "observed", "a miss",
+         behaviour="a kept card check whose data was edited (seed changed, hash left): a miss, the card checked again"),
+    Case("card-memo-garbage", "scenario", "scenario_card_memo_garbage", "observed", "a miss",
+         behaviour="a kept card check that is not JSON: a miss, the card checked again, no traceback"),
 ]
 
 
