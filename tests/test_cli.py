@@ -259,6 +259,26 @@ def test_the_handler_prints_one_line_and_exits_with_the_code():
     assert out.exit_code == 2 and out.output.startswith("error: ") and "Traceback" not in out.output
 
 
+def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path):
+    """`runner list tasks | head -1`: the reader closed the pipe, which is not the command's failure. No message,
+    the shell's SIGPIPE status (141), as `git log | head` gives; the same pipe of a child process stays an error."""
+    import os
+    import subprocess
+    import sys
+
+    from runner.cli.app import EXIT_READER_GONE, stdout_reader_gone
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line: every write fails with EPIPE
+    try:
+        done = subprocess.run([sys.executable, "-m", "runner.cli.main", "list", "tasks"], cwd=REPO, stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (EXIT_READER_GONE, "")
+    assert not stdout_reader_gone()  # pytest's captured stdout is no closed pipe
+
+
 def test_log_progress_lines(capsys):
     from runner.runtime.progress import LogProgress
 

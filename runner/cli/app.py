@@ -5,7 +5,8 @@ Command modules import heavy libraries inside their functions so that `runner --
 Every command is wrapped by `handle_errors`: a `registry.errors.RegistryError` (the base of the project's error types)
 is printed as `error: <message>` on stderr, one line per line of the message, and the command exits with the error's
 `exit_code` (2 bad input, 1 failure); an OSError exits 1 the same way. Never a traceback. Commands signal a bad
-option with `fail(message)`.
+option with `fail(message)`. A reader that stops reading (`runner list tasks | head`) is not an error: the command
+stops without a message and exits 141, as a command killed by SIGPIPE does in a shell.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typer.core import TyperGroup
 from registry.errors import CardError, CardProblem, RegistryError, shown
 
 EXIT_FAILURE, EXIT_INVALID = 1, 2
+EXIT_READER_GONE = 128 + 13  # the shell's status of a command that SIGPIPE ended (13)
 # No id, path or option value a command takes is longer than a Linux path (PATH_MAX); anything longer is refused
 # before a command runs, so no message can echo 100,000 characters back.
 MAX_ARGUMENT = 4096
@@ -68,11 +70,28 @@ def handle_errors(func):
             return func(*args, **kwargs)
         except RegistryError as exc:
             report(exc, exc.exit_code)
+        except BrokenPipeError as exc:
+            if not stdout_reader_gone():  # a pipe of the command's own (a child process): a failure
+                report(RuntimeError(str(exc)), EXIT_FAILURE)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is still buffered goes nowhere
+            raise typer.Exit(EXIT_READER_GONE) from None
         except OSError as exc:
             where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
             report(RuntimeError(f"{where}{exc.strerror or exc}"), EXIT_FAILURE)
 
     return wrapper
+
+
+def stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end is closed (poll reports an error on the writing end)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no file descriptor (captured output)
+        return False
 
 
 GLOBAL_OPTIONS = ("--registry", "--card")  # the root's options that take a value (before the command)
