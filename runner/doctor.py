@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from registry.errors import RegistryError
+from registry.hashing import installed_version
 from runner.data.tables import DataError, locate_table
 from runner.embed.cache import default_cache_dir
 from runner.encoders.base import EncoderError
@@ -54,8 +55,8 @@ class DoctorRequest:
 
 def diagnose(reg, request: DoctorRequest) -> dict:
     started = time.perf_counter()
-    report: dict = {"runner": _version("cxr-embedding-registry"), "python": platform.python_version(),
-                    "platform": platform.platform(), "packages": {n: _version(n) for n in PACKAGES}}
+    report: dict = {"runner": installed_version("cxr-embedding-registry"), "python": platform.python_version(),
+                    "platform": platform.platform(), "packages": {n: installed_version(n) for n in PACKAGES}}
     report["torch"] = torch_facts()
     report["tensorflow"] = tensorflow_facts() if request.tensorflow else {"checked": False}
     report["nvidia_smi"] = nvidia_smi()
@@ -65,15 +66,6 @@ def diagnose(reg, request: DoctorRequest) -> dict:
     report["problems"] = problems(report, request)
     report["seconds"] = round(time.perf_counter() - started, 2)
     return report
-
-
-def _version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -26,11 +26,10 @@ run's `environment` as the run reports it, so the filed result keeps it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 from registry import plugins
-from registry.hashing import sha256_of
+from registry.hashing import installed_version, sha256_of
 from runner.embed.plan import supports_device_preprocessing
 from runner.encoders.base import Encoder
 from runner.encoders.custom import local_code
@@ -70,13 +69,6 @@ def number_packages(adapter: type[Encoder]) -> list[str]:
     return sorted(names)
 
 
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def _code_entrypoint(card: dict) -> str | None:
     """The "module:attr" whose code the key must cover: a custom card's entrypoint, or a plugin adapter's entry from
     another package (the built-in adapters are the registry's own code)."""
@@ -101,7 +93,7 @@ def encoder_inputs(card: dict, adapter: type[Encoder], weights_dir: Path | None 
         no_weights = f"none: adapter {card.get('adapter')!r} loads no weight file, nothing to hash"
     else:
         weights = weights_sha256(resolve_weights(card, weights_dir, hashes), hashes)
-    packages = {name: _version(name) for name in number_packages(adapter)}
+    packages = {name: installed_version(name) for name in number_packages(adapter)}
     code = {}
     entrypoint = _code_entrypoint(card)
     if entrypoint is not None:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from registry.hashing import installed_version
 from runner.encoders.base import EncoderError
 from runner.encoders.torch_base import TorchEncoder
 
@@ -158,12 +159,10 @@ def _version(top: str) -> tuple[str, str | None] | None:
     if top in sys.stdlib_module_names:
         return None
     name = DISTRIBUTIONS.get(top, top)
-    try:
-        return name, metadata.version(name)
-    except metadata.PackageNotFoundError:
-        pass
+    if (version := installed_version(name)) is not None:
+        return name, version
     found = metadata.packages_distributions().get(top) or []  # ~1 s: only for names not found above
-    return (found[0], metadata.version(found[0])) if found else (top, None)
+    return (found[0], installed_version(found[0])) if found else (top, None)
 
 
 def local_code(entrypoint: str) -> LocalCode:
