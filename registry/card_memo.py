@@ -9,6 +9,8 @@ jsonschema and referencing. An entry is used only when its file names and holds 
 recorded card hash is the hash of the data it holds; anything else (a missing, unreadable, truncated or foreign file)
 is a miss and the card is checked as if there were no entry. Only valid cards are remembered. Entries are JSON (the
 code base unpickles nothing) and written whole (temp file, then rename), so two processes never see half an entry.
+Every change of the registry's code starts a new <code> folder; the process that starts one removes all but the
+KEEP_CODE_VERSIONS most recently written (a checkout switched back and forth keeps its entries, the cache stays small).
 
 Cache root: $CXR_CACHE_DIR, else ~/.cache/cxr-registry (`cache_root`; runner.embed.cache keeps embeddings there).
 The cache holds what this user's own runs computed, like the embeddings beside it: whoever can write there can
@@ -30,6 +32,7 @@ CACHE_ENV = "CXR_CACHE_DIR"
 FORMAT = 1
 PACKAGE_DIR = Path(__file__).resolve().parent
 CHECK_PACKAGES = ("pyyaml", "jsonschema", "referencing")  # parse and validate cards
+KEEP_CODE_VERSIONS = 4  # <code> folders kept, this one included
 
 
 def cache_root() -> Path:
@@ -81,12 +84,30 @@ def remember_checked(key: tuple, value: tuple[dict, str, str]) -> None:
         if not _same(json.loads(text)["filled"], filled):
             return
         path = _entry_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _prune_code_folders(path.parent)
         partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         partial.write_text(text, encoding="utf-8")
         os.replace(partial, path)
     except (OSError, ValueError, TypeError, RecursionError):
         return
+
+
+def _prune_code_folders(current: Path) -> None:
+    """Remove the <code> folders beside `current` past the KEEP_CODE_VERSIONS most recently written. Another process
+    may be reading or writing one of them: a file gone under it is a miss there, a failed removal here is left."""
+    import shutil
+
+    def written(folder: Path) -> float:
+        try:
+            return folder.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    others = sorted((f for f in current.parent.iterdir() if f.is_dir() and f != current), key=written, reverse=True)
+    for folder in others[KEEP_CODE_VERSIONS - 1:]:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _same(a, b) -> bool:

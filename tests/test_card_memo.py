@@ -81,6 +81,24 @@ def test_other_registry_code_is_a_miss(memo, tmp_path, monkeypatch):
     assert memo() == 2 and len(_entries(tmp_path)) == 2
 
 
+def test_only_the_most_recent_code_versions_are_kept(memo, tmp_path, monkeypatch):
+    """Each change of the registry's code starts a folder; the oldest go when one more starts, never the newest."""
+    import os
+
+    path = _card_copy(tmp_path)
+    folders = tmp_path / "cache" / "card-checks"
+    for age, code in enumerate("abcdef"):  # six earlier code versions, "a" the most recently written
+        (folders / (code * 16)).mkdir(parents=True)
+        (folders / (code * 16) / "entry.json").write_text("{}")
+        os.utime(folders / (code * 16), (1e9 - age, 1e9 - age))
+    monkeypatch.setattr(card_memo, "code_fingerprint", lambda: "9" * 64)
+    load_card(path)
+    kept = sorted(f.name[0] for f in folders.iterdir())
+    assert kept == ["9", "a", "b", "c"] and card_memo.KEEP_CODE_VERSIONS == 4
+    load_card(path)  # the folder exists: nothing more is removed
+    assert sorted(f.name[0] for f in folders.iterdir()) == kept
+
+
 @pytest.mark.parametrize("damage", ["empty", "truncated", "not-json", "a-list", "other-key", "other-code",
                                     "forged-data", "no-hash", "deep"])
 def test_a_broken_or_forged_entry_is_a_miss_and_is_replaced(memo, tmp_path, damage):
