@@ -96,7 +96,8 @@ def remember_checked(key: tuple, value: tuple[dict, str, str]) -> None:
 
 def _prune_code_folders(current: Path) -> None:
     """Remove the <code> folders beside `current` past the KEEP_CODE_VERSIONS most recently written. Another process
-    may be reading or writing one of them: a file gone under it is a miss there, a failed removal here is left."""
+    may be reading or writing one of them: a file gone under it is a miss there, a failed removal here is left. Only
+    real folders count: a link is not the cache's own and stays, with what it points to."""
     import shutil
 
     def written(folder: Path) -> float:
@@ -105,7 +106,7 @@ def _prune_code_folders(current: Path) -> None:
         except OSError:
             return 0.0
 
-    others = sorted((f for f in current.parent.iterdir() if f.is_dir() and f != current), key=written, reverse=True)
+    others = sorted((f for f in current.parent.iterdir() if f.is_dir() and not f.is_symlink() and f != current), key=written, reverse=True)
     for folder in others[KEEP_CODE_VERSIONS - 1:]:
         shutil.rmtree(folder, ignore_errors=True)
 
