@@ -106,7 +106,8 @@ def _prune_code_folders(current: Path) -> None:
         except OSError:
             return 0.0
 
-    others = sorted((f for f in current.parent.iterdir() if f.is_dir() and not f.is_symlink() and f != current), key=written, reverse=True)
+    folders = (f for f in current.parent.iterdir() if f.is_dir() and not f.is_symlink() and f != current)
+    others = sorted(folders, key=written, reverse=True)
     for folder in others[KEEP_CODE_VERSIONS - 1:]:
         shutil.rmtree(folder, ignore_errors=True)
 
