@@ -991,6 +991,36 @@ def scenario_card_memo_garbage(tmp: Path) -> str:
     return _card_memo_damaged(tmp, lambda entry: entry.write_text("{not json"))
 
 
+def scenario_card_memo_link(tmp: Path) -> str:
+    """Six older code-version folders and a link to a folder outside the cache, then a card checked by new registry
+    code: its new folder prunes the oldest folders, never the link or what it points to."""
+    from registry import card_memo, cards
+
+    outside = tmp / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+    checks = tmp / "cache" / "card-checks"
+    for i in range(6):
+        (checks / f"old-code-{i}").mkdir(parents=True)
+        os.utime(checks / f"old-code-{i}", (1e9 - i, 1e9 - i))
+    (checks / "linked").symlink_to(outside)
+    saved = os.environ.get(card_memo.CACHE_ENV)
+    os.environ[card_memo.CACHE_ENV] = str(tmp / "cache")
+    try:
+        cards._CHECKED.clear()
+        cards.load_card(Path(__file__).resolve().parents[2] / "tasks" / "effusion-mimic.yaml")
+    finally:
+        cards._CHECKED.clear()
+        if saved is None:
+            os.environ.pop(card_memo.CACHE_ENV, None)
+        else:
+            os.environ[card_memo.CACHE_ENV] = saved
+    assert (outside / "keep.txt").read_text() == "mine" and (checks / "linked").is_symlink()
+    old = sorted(f.name for f in checks.iterdir() if f.name.startswith("old-code-"))
+    assert old == [f"old-code-{i}" for i in range(card_memo.KEEP_CODE_VERSIONS - 1)], old
+    return f"{len(old)} older code folders kept (the newest), the link and what it points to untouched"
+
+
 def scenario_nul_byte_path(tmp: Path) -> str:
     """A NUL byte in a metadata path: that image is excluded (sampling and embedding), the others go on."""
     from runner.sample.sampler import check_file

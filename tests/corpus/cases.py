@@ -561,6 +561,9 @@ CASES += [
          behaviour="a kept card check whose data was edited (seed changed, hash left): a miss, the card checked again"),
     Case("card-memo-garbage", "scenario", "scenario_card_memo_garbage", "observed", "a miss",
          behaviour="a kept card check that is not JSON: a miss, the card checked again, no traceback"),
+    Case("card-memo-link", "scenario", "scenario_card_memo_link", "observed", "untouched",
+         behaviour="a link among the kept code versions' folders: pruning old versions leaves it and what it points "
+                   "to"),
 ]
 
 
