@@ -139,3 +139,33 @@ def test_bench_cli_rejects_bad_input(tmp_path):
         done = runner.invoke(app, args)
         assert done.exit_code == 2, (args, done.output)
         assert "Traceback" not in done.output
+
+
+def test_the_image_writers_end_with_a_bench_killed_with_sigkill(tmp_path):
+    """`runner bench` writes its synthetic inputs in a process pool; a bench killed with SIGKILL cannot end those
+    processes, so Linux does (runner.runtime.signals `start_owned_worker`) instead of leaving them writing."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.support import REPO, children_after_sigkill
+
+    ready = tmp_path / "writing"
+    script = tmp_path / "bench_inputs.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        sys.path.insert(0, {str(REPO)!r})
+        import runner.embed.bench as bench
+
+        def slow_write(job):  # a write that takes long: the bench is killed while its pool is busy
+            Path({str(ready)!r}).touch()
+            time.sleep(600)
+
+        bench._write_one = slow_write
+        bench.make_bench_inputs(Path({str(tmp_path / "inputs")!r}), 4, formats=("png",), workers=2)
+    """))
+    run = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writers, alive = children_after_sigkill(run, ready)
+    assert len(writers) == 2
+    assert not alive, "the bench's image writers outlived the bench killed with SIGKILL"

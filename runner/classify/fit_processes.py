@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from registry.errors import RegistryError
-from runner.runtime.signals import die_with_parent, quiet_worker
+from runner.runtime.signals import start_owned_worker
 from runner.runtime.threads import set_thread_environment
 
 # Below this many binned cells (rows x features, summed over the jobs) the fits run here: a 2000 x 1024, 5-fold
@@ -233,8 +233,7 @@ def _close_pool() -> None:
 atexit.register(_close_pool)
 
 def _start_fit_process(parent_pid: int) -> None:
-    quiet_worker()  # Ctrl-C reaches the whole process group; the parent acts on it and ends these processes
-    die_with_parent(parent_pid)  # a run killed with SIGKILL ends nothing itself: its fits must not go on for minutes
+    start_owned_worker(parent_pid)  # a run killed with SIGKILL ends nothing itself: its fits must not go on for minutes
     # LightGBM imports scikit-learn and pandas when it finds them (~1.5 s of a 2.3 s start); a fit uses neither.
     for optional in ("sklearn", "pandas"):
         sys.modules.setdefault(optional, None)

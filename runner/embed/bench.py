@@ -49,6 +49,7 @@ from runner.embed.device.embedder import DeviceEmbedder
 from runner.embed.embedding import embed_manifest
 from runner.embed.plan import default_workers, plan_embedding, supports_device_preprocessing
 from runner.encoders import adapter_class, load_encoder, resolve_device
+from runner.runtime.signals import start_owned_worker
 
 FORMATS = ("png", "dicom")
 DICOM_SIZE = (1955, 1841)  # rows x columns of RG1_UNCR, the real chest CR in pydicom-data
@@ -91,7 +92,8 @@ def make_bench_inputs(out_dir: Path, n: int, size: int = 1024, formats=FORMATS, 
         jobs += [(out_dir, fmt, i, shapes[fmt]) for i in range(n)
                  if not (out_dir / _rel(fmt, i, shapes[fmt])).exists()]
     if jobs:
-        with ProcessPoolExecutor(max_workers=workers or min(os.cpu_count() or 1, 16)) as pool:
+        with ProcessPoolExecutor(max_workers=workers or min(os.cpu_count() or 1, 16), initializer=start_owned_worker,
+                                 initargs=(os.getpid(),)) as pool:
             list(pool.map(_write_one, jobs, chunksize=max(len(jobs) // 64, 1)))
     return {fmt: pd.DataFrame({"image_id": [f"{fmt}-{i:06d}" for i in range(n)],
                                "path": [_rel(fmt, i, shapes[fmt]) for i in range(n)]}) for fmt in formats}

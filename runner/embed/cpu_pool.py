@@ -19,7 +19,7 @@ from runner.data.imaging import ImageDecodeError, failure_reason, load_image
 from runner.embed.augment import augmented_views
 from runner.embed.rows import ORIGINAL, check_shape
 from runner.encoders.base import Encoder, adapter_class
-from runner.runtime.signals import die_with_parent, quiet_worker
+from runner.runtime.signals import start_owned_worker
 from runner.runtime.workers import bounded_workers
 
 if TYPE_CHECKING:
@@ -34,8 +34,7 @@ _worker_augment: AugmentationsSpec | None = None
 def init_worker(encoder_cls: type[Encoder], card: dict, augment: AugmentationsSpec | None) -> None:
     """In a decode worker process: quiet on Ctrl-C, ends with the run, then the prepare-only encoder."""
 
-    quiet_worker()
-    die_with_parent()
+    start_owned_worker()
     _set_prepare_only(encoder_cls, card, augment)
 
 

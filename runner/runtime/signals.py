@@ -6,8 +6,9 @@ in the main thread, so both signals unwind through `runner.runtime.atomic.atomic
 is either the old complete file or absent); one line says so, and the command exits 130 without a traceback.
 Decode workers and fit processes (runner.classify.fit_processes) ignore SIGINT (`quiet_worker`): the run that owns them decides,
 and they end with it. The in-process decoding path (`--workers 0`) leaves the run's own handlers alone.
-A run killed with SIGKILL can end nothing: its decode workers, fit processes and encoder child processes
-(runner.encoders.isolation) ask Linux to send them SIGTERM when it dies (`die_with_parent`).
+A run killed with SIGKILL can end nothing: its decode workers, file checkers, fit processes, the bench's image writers
+and encoder child processes (runner.encoders.isolation) ask Linux to send them SIGTERM when it dies
+(`die_with_parent`). A pool's processes do both from one initializer (`start_owned_worker`).
 """
 
 from __future__ import annotations
@@ -62,3 +63,9 @@ def quiet_worker() -> None:
     """In a worker process: a terminal's Ctrl-C goes to the whole process group; only the parent acts on it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def start_owned_worker(parent_pid: int | None = None) -> None:
+    """A pool's initializer: the worker is quiet on Ctrl-C (the run decides) and ends when the run dies (a SIGKILL)."""
+    quiet_worker()
+    die_with_parent(parent_pid)

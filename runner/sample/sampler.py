@@ -28,7 +28,7 @@ from runner.classify.inner_split import stratified_group_folds
 from runner.data import DatasetIndex, read_index
 from runner.data.imaging import ImageDecodeError, is_transient, load_image, read_view_position, verify_header
 from runner.data.tables import METADATA_PREFIX, OUTSIDE_ROOT, DataError, RootGuard
-from runner.runtime.signals import die_with_parent, quiet_worker
+from runner.runtime.signals import start_owned_worker
 from runner.runtime.workers import bounded_workers
 
 VERIFY_MODES = ("decode", "header", "none")
@@ -158,12 +158,6 @@ def check_file(root: str, rel_path: str, verify: str, views: tuple[str, ...] | N
     return "", "", view
 
 
-def _start_checker(parent_pid: int) -> None:
-    """In a file-checking process: quiet on Ctrl-C (the run decides), and ends when the run dies (a SIGKILL)."""
-    quiet_worker()
-    die_with_parent(parent_pid)
-
-
 class FileChecker:
     """Checks batches of files, in a small process pool when there are enough of them."""
 
@@ -186,7 +180,7 @@ class FileChecker:
 
             # The first batch is the largest (the ones after it replace failures): one process per file at most.
             self.pool = ProcessPoolExecutor(max_workers=max(bounded_workers(self.workers, len(paths)), 1),
-                                            initializer=_start_checker, initargs=(os.getpid(),))
+                                            initializer=start_owned_worker, initargs=(os.getpid(),))
         return list(self.pool.map(check_file, *zip(*args), chunksize=max(1, len(args) // (4 * self.workers))))
 
     def close(self) -> None:
