@@ -11,6 +11,7 @@ import copy
 import io
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -951,16 +952,31 @@ def scenario_cache_failed_record_garbage(tmp: Path) -> str:
     return err.getvalue()
 
 
+@contextmanager
+def _card_checks_kept_in(cache: Path):
+    """registry.card_memo keeps card checks under `cache` (this process's memo empty before and after)."""
+    from registry import card_memo, cards
+
+    saved = os.environ.get(card_memo.CACHE_ENV)
+    os.environ[card_memo.CACHE_ENV] = str(cache)
+    cards._CHECKED.clear()
+    try:
+        yield
+    finally:
+        cards._CHECKED.clear()
+        if saved is None:
+            os.environ.pop(card_memo.CACHE_ENV, None)
+        else:
+            os.environ[card_memo.CACHE_ENV] = saved
+
+
 def _card_memo_damaged(tmp: Path, damage) -> str:
     """A task card loaded (its check kept on disk under tmp/cache), every kept entry damaged, the card loaded again
     with this process's memo empty: it must come out exactly as the first time."""
-    from registry import card_memo, cards
+    from registry import cards
 
     card = Path(__file__).resolve().parents[2] / "tasks" / "effusion-mimic.yaml"
-    saved = os.environ.get(card_memo.CACHE_ENV)
-    os.environ[card_memo.CACHE_ENV] = str(tmp / "cache")
-    try:
-        cards._CHECKED.clear()
+    with _card_checks_kept_in(tmp / "cache"):
         first = cards.load_card(card)
         entries = sorted((tmp / "cache" / "card-checks").rglob("*.json"))
         assert entries, "the check was not kept"
@@ -968,12 +984,6 @@ def _card_memo_damaged(tmp: Path, damage) -> str:
             damage(entry)
         cards._CHECKED.clear()
         again = cards.load_card(card)
-    finally:
-        cards._CHECKED.clear()
-        if saved is None:
-            os.environ.pop(card_memo.CACHE_ENV, None)
-        else:
-            os.environ[card_memo.CACHE_ENV] = saved
     assert (again.data, again.sha256, again.behaviour_sha256) == (first.data, first.sha256, first.behaviour_sha256)
     return (f"{len(entries)} damaged entry: a miss, the card checked again (seed {again.data['sampling']['seed']}, "
             f"sha256 {again.sha256[:12]}, as the first load)")
@@ -1004,17 +1014,8 @@ def scenario_card_memo_link(tmp: Path) -> str:
         (checks / f"old-code-{i}").mkdir(parents=True)
         os.utime(checks / f"old-code-{i}", (1e9 - i, 1e9 - i))
     (checks / "linked").symlink_to(outside)
-    saved = os.environ.get(card_memo.CACHE_ENV)
-    os.environ[card_memo.CACHE_ENV] = str(tmp / "cache")
-    try:
-        cards._CHECKED.clear()
+    with _card_checks_kept_in(tmp / "cache"):
         cards.load_card(Path(__file__).resolve().parents[2] / "tasks" / "effusion-mimic.yaml")
-    finally:
-        cards._CHECKED.clear()
-        if saved is None:
-            os.environ.pop(card_memo.CACHE_ENV, None)
-        else:
-            os.environ[card_memo.CACHE_ENV] = saved
     assert (outside / "keep.txt").read_text() == "mine" and (checks / "linked").is_symlink()
     old = sorted(f.name for f in checks.iterdir() if f.name.startswith("old-code-"))
     assert old == [f"old-code-{i}" for i in range(card_memo.KEEP_CODE_VERSIONS - 1)], old
