@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from functools import cache
 from hashlib import sha256
@@ -98,7 +99,6 @@ def _prune_code_folders(current: Path) -> None:
     """Remove the <code> folders beside `current` past the KEEP_CODE_VERSIONS most recently written. Another process
     may be reading or writing one of them: a file gone under it is a miss there, a failed removal here is left. Only
     real folders count: a link is not the cache's own and stays, with what it points to."""
-    import shutil
 
     def written(folder: Path) -> float:
         try:

@@ -1,6 +1,7 @@
 """Canonical form and hash of a card (or any JSON value): sorted keys, no whitespace, UTF-8, NaN refused; the
-sha256 of a file; the fingerprint of code (its files and the versions of the packages it relies on); and the bounded, in-memory memos that what is computed from cards, manifests and tables is kept in
-for the life of a process, keyed by such fingerprints (never stored, never shared between processes).
+sha256 of a file; the fingerprint of code (its files and the versions of the packages it relies on); and the
+bounded, in-memory memos that what is computed from cards, manifests and tables is kept in for the life of a process,
+keyed by such fingerprints (never stored, never shared between processes).
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ from registry.hashing import CODE_PATTERNS, fingerprint, installed_version
 
 PACKAGES = ("runner", "registry", "leaderboard")  # the registry's code
 NUMERIC_PACKAGES = ("numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "lightgbm")  # change numbers
+
+
 def _package_root(name: str) -> Path:
     """The folder of a top-level package, found without importing it (runner must not import the leaderboard)."""
     spec = util.find_spec(name)

@@ -32,6 +32,7 @@ from runner.runtime.signals import start_owned_worker
 from runner.runtime.workers import bounded_workers
 
 VERIFY_MODES = ("decode", "header", "none")
+MANIFEST_SOURCE_COLUMNS = ("image_id", "patient_id", "study_id", "path", "view", "sex", "age")  # index columns kept
 _INLINE_BELOW = 8  # files; fewer than this are checked in-process (a pool costs more than it saves)
 
 
@@ -431,9 +432,6 @@ def sample_task(task: dict, dataset_card: dict, data_root: Path, *, seed: int | 
     return SampleResult(task["id"], index.dataset_id, picked[columns], split, eval_folds, sampling["seed"], verify,
                         steps, exclusions, index.sources, bool(dataset_card.get("synthetic", False)), matching,
                         verify_note, task["label"]["id"])
-
-
-MANIFEST_SOURCE_COLUMNS = ("image_id", "patient_id", "study_id", "path", "view", "sex", "age")  # index columns kept
 
 
 def no_image_files(index: DatasetIndex, frame: pd.DataFrame, root: Path, probe: int = 32) -> bool:
