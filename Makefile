@@ -18,7 +18,7 @@ demo test: export OMP_WAIT_POLICY ?= PASSIVE
 # Python's own bytecode cache (__pycache__/, git-ignored; each file checked against its source by Python) for the
 # test run, also where the environment turns it off (PYTHONDONTWRITEBYTECODE=1 on the CI machine): every xdist worker
 # and every `runner` process the tests start otherwise compiles the project's and the tests' modules from source again
-# (~3 CPU-s of each worker's collection).
+# (~3 CPU-s of a collection).
 test: export PYTHONDONTWRITEBYTECODE =
 
 .PHONY: demo test install install-test install-gpu lint clean
@@ -59,13 +59,14 @@ demo: $(VENV)/.demo-deps
 	$(VENV)/bin/runner demo --out $(DEMO_OUT)
 
 ## test: the whole test suite on CPU (installs Debian's chromium for the browser test when missing), in
-## PYTEST_WORKERS processes (pytest-xdist; whole files per worker, so a module's fixtures are built once; 0: none;
-## auto: one per core, three times the other runnable processes on a shared machine, tests/xdist_workers.py),
-## files handed out in collection order (tests/conftest.py puts the long files first and the files that read the shared
-## real site last, while its build runs in a process of its own), the 25 slowest steps listed at the end
+## PYTEST_WORKERS processes forked after collection (tests/fork_workers.py; whole files per worker, so a module's
+## fixtures are built once; 0: none; auto: one per core, three times the other runnable processes on a shared machine,
+## tests/worker_count.py), files handed out in collection order (tests/conftest.py puts the long files first and the
+## files that read the shared real site last, while its build runs in a process of its own), the 25 slowest steps
+## listed at the end. pytest-xdist's `-n N` still runs the suite too.
 test: $(VENV)/.test-deps
 	$(VENV)/bin/runner validate
-	$(PY) -m pytest -m "not slow" -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" --fork-workers $(PYTEST_WORKERS) --durations=25 $(PYTEST_ARGS)
 
 lint: $(VENV)/.test-deps
 	$(VENV)/bin/ruff check registry runner leaderboard tests benchmarks

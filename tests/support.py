@@ -24,15 +24,18 @@ RESULTS_DIR = HOME.results_dir  # the filed results (the paper's Table 1, the sh
 TABLE_PATH = HOME.publications_dir / "shin2025-table1.yaml"  # the paper's Table 1 as a publication record
 
 
+def session_folder(tmp_path_factory) -> Path:
+    """The folder every process of this test session shares: the session's base temporary folder, which fork workers
+    (tests/fork_workers.py) inherit; under pytest-xdist, the folder that holds each worker's own."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 def shared_folder(tmp_path_factory, name: str, build) -> Path:
-    """`build(folder)` run once per test session, also when pytest-xdist runs the session in several workers
-    (xdist's documented recipe: a file lock in the folder the workers' temporary folders share). Without xdist: a
-    folder of this process. A build that failed half way is removed and tried again by the next worker that asks."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        folder = tmp_path_factory.mktemp(name)
-        build(folder)
-        return folder
-    return build_once(tmp_path_factory.getbasetemp().parent / name, build)
+    """`build(folder)` run once per test session, however many processes run it (fork workers, pytest-xdist workers:
+    xdist's documented recipe, a file lock in the session's shared folder). A build that failed half way is removed
+    and tried again by the next process that asks."""
+    return build_once(session_folder(tmp_path_factory) / name, build)
 
 
 def build_once(folder: Path, build) -> Path:

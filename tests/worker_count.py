@@ -1,13 +1,15 @@
-"""How many pytest-xdist workers `make test` starts (`-n auto`, tests/conftest.py's pytest_xdist_auto_num_workers).
+"""How many workers `make test` starts (`--fork-workers auto`, tests/fork_workers.py; also pytest-xdist's `-n auto`,
+tests/conftest.py's pytest_xdist_auto_num_workers).
 
 The suite is CPU-bound. Linux shares the CPUs fairly between runnable processes, so n workers beside `others`
 CPU-bound processes get n / (n + others) of the machine. On a quiet machine one worker per core uses all of it, and
-more workers only add their start-up. On a shared machine, 3 x `others` workers keep 3/4 of the machine instead of
-cores / (cores + others) (issue 24's target is at most 1.5 times the quiet time beside two busy loops; on the
-2-core machine two workers would take twice as long). Each worker pays its own start-up (collection ~8 CPU-s, then
-its first torch/scikit-learn imports), so more is not always faster: beside two busy loops on the 2-core machine,
-6 workers took 463 s and 4 took 477 s (docs/benchmarks.md). Each worker holds the torch/scikit-learn stack in memory,
-so the count stays within the memory the machine has available.
+more workers only add their start-up and contention. On a shared machine, 3 x `others` workers keep 3/4 of the machine
+instead of cores / (cores + others) (issue 24's target is at most 1.5 times the quiet time beside two busy loops; on
+the 2-core machine two workers would take twice as long). More is not always faster: processes that share a core run
+slower (caches), and an xdist worker also pays its own collection (~7 CPU-s). Beside two busy loops on the 2-core
+machine, fork workers took 336.1 s as 6 and 336.0 s as 8; xdist workers 463 s as 6 and 477 s as 4 at an older
+commit (docs/benchmarks.md). A worker grows to ~1.5 GiB as its tests load torch or TensorFlow, so the count stays
+within the memory the machine has available.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""`make test`'s worker count (tests/xdist_workers.py): one per core when quiet, three times the other runnable
+"""`make test`'s worker count (tests/worker_count.py): one per core when quiet, three times the other runnable
 processes when the machine is shared, within memory."""
 
 from __future__ import annotations
 
-from tests.xdist_workers import (
+from tests.worker_count import (
     MAX_WORKERS,
     WORKER_MEMORY_BYTES,
     memory_available,
