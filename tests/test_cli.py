@@ -14,6 +14,9 @@ from registry.cards import clear_cache
 from runner.cli.main import app
 from tests.support import TINY_TASK, make_registry_root
 
+# Before the other files (tests/conftest.py): ~20 CPU-s, most of it `runner` child processes one by one.
+RUN_EARLY = True
+
 REPO = Path(__file__).resolve().parents[1]
 BOX = set("━│┃┏┓┗┛─╇╈┡┩")
 

@@ -16,6 +16,9 @@ import pytest
 
 from tests.support import child_pids, make_registry_root, run_in_process, still_alive, tiny_task
 
+# Before the other files (tests/conftest.py): ~14 CPU-s of evaluations, on one worker.
+RUN_EARLY = True
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -17,6 +17,9 @@ from runner.metrics.intervals import bootstrap_fold_mean, percentile_interval, t
 from runner.metrics.scores import MetricsInputError, f1, point_metrics, pooled_roc, roc_points
 from runner.metrics.summary import summarize
 
+# Before the other files (tests/conftest.py): ~10 CPU-s of bootstraps and property checks, on one worker.
+RUN_EARLY = True
+
 CARD_T = {"threshold": 0.5, "ci": "t-interval", "confidence": 0.95, "bootstrap": {"n": 400, "seed": 0}}
 CARD_B = {**CARD_T, "ci": "cluster-bootstrap"}
 

@@ -18,6 +18,9 @@ from runner.encoders import EncoderError, tf_runtime
 from runner.encoders.isolation import ChildError, call_in_child
 from tests.support import children_after_sigkill
 
+# Before the other files (tests/conftest.py): TensorFlow child processes, one by one (~14 CPU-s, ~1 min when busy).
+RUN_EARLY = True
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -17,6 +17,9 @@ import pytest
 from runner.runtime.threads import THREAD_ENVIRONMENT, loaded_openmp_libraries, set_thread_environment
 from tests.support import REPO
 
+# Before the other files (tests/conftest.py): child processes that load torch and LightGBM, one by one (~10 CPU-s).
+RUN_EARLY = True
+
 # The libraries that bring OpenMP: torch's and scikit-learn's own libgomp copies, and the one LightGBM links.
 LOAD_OPENMP = "import lightgbm, sklearn.cluster, torch"
 
