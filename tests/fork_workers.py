@@ -4,8 +4,8 @@
 Why not pytest-xdist's workers (the suite still runs under `-n`): each xdist worker is a new interpreter that imports
 pytest, torch, scikit-learn and every test module and collects all 1163 tests again, ~7 CPU-s a worker before its
 first test, and then imports the libraries its own tests need. A forked worker starts from the session that collected
-once, with those modules already loaded (copy-on-write). On the 2-core machine beside two busy loops this made the
-suite ~9 % faster at the same or more workers (docs/benchmarks.md, "Fifth round").
+once, with those modules already loaded (copy-on-write). On the 2-core machine beside two busy loops the suite took
+327–346 s in 6 fork workers against 372 s in 6 xdist workers (docs/benchmarks.md, "Fifth round").
 
 How it runs:
 - Files are claimed whole and in collection order (tests/conftest.py puts the long files first and the real-site files
