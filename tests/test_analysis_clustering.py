@@ -13,9 +13,9 @@ from runner.analysis import clustering
 from runner.analysis.clustering import kmeans_cosine, umap_figure
 from runner.metrics.scores import MetricsInputError
 
-# tests/conftest.py: after the other files. test_analyses_integration (first in collection order) compiles umap-learn
-# at the start of a session; this file's UMAP fit started at the same moment on another worker would wait for
-# that compile (the numba cache lock) instead of running other tests.
+# tests/conftest.py: after the other files. test_analyses_integration (the first file after the RUN_EARLY ones)
+# compiles umap-learn early in a session; this file's UMAP fit started at the same moment on another worker would
+# wait for that compile (the numba cache lock) instead of running other tests.
 RUN_LATE = True
 
 
