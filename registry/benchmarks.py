@@ -12,6 +12,7 @@ settings. The benchmark a task joins decides its section (`LeaderboardLayout.sec
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,11 +103,11 @@ def load_layout(root: Path | None = None) -> LeaderboardLayout:
     """The whole file, defaults filled; raises CardError naming the file, line and field of a malformed entry."""
     path = benchmarks_path(root)
     try:
-        stat = path.stat()
+        content = path.read_bytes()
     except OSError as exc:
         raise CardError(CardProblem(path, f"cannot read the benchmark declarations: {exc.strerror or exc}")) from None
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
-    if key in _CACHE:
+    key = (str(path), hashlib.sha256(content).hexdigest())  # the file's content, not its size and time: an edit that
+    if key in _CACHE:  # keeps both (same length, mtime restored) is still read again
         return _CACHE[key]
     data, lines = read_yaml(path)
     validator("benchmarks")  # checks the schema itself
