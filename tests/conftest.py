@@ -38,9 +38,9 @@ pytest_plugins = ["tests.fork_workers"]  # `--fork-workers N`: make test's paral
 
 
 def pytest_xdist_auto_num_workers(config):
-    """pytest-xdist's `-n auto`: as `make test`'s `--fork-workers auto`, one worker per core on a quiet machine, more beside other CPU-bound processes, so
-    the suite keeps its share of a shared machine (tests/worker_count.py says why). $PYTEST_XDIST_AUTO_NUM_WORKERS
-    still decides when set (pytest-xdist's own rule)."""
+    """pytest-xdist's `-n auto`: as `make test`'s `--fork-workers auto`, one worker per core on a quiet machine, more
+    beside other CPU-bound processes, so the suite keeps its share of a shared machine (tests/worker_count.py says
+    why). $PYTEST_XDIST_AUTO_NUM_WORKERS still decides when set (pytest-xdist's own rule)."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None
     return auto_workers()
@@ -54,7 +54,8 @@ def thread_environment_at_setup():
 
 @pytest.fixture(scope="session")
 def demo_data_dir(tmp_path_factory):
-    """A small synthetic demo data set, built once per session, also when several workers run it (shared_folder). Read-only: copy it before changing anything.
+    """A small synthetic demo data set, built once per session, also when several workers run it (shared_folder).
+    Read-only: copy it before changing anything.
 
     80 patients -> ~220 DICOM files (~190 frontal), images ~128 px for speed; layout and mix as `runner demo-data`:
     metadata.csv, README.txt, demo_data.json (seed, counts, deliberately corrupt files), files/.
@@ -71,9 +72,9 @@ def demo_data_dir(tmp_path_factory):
 def private_cache_dir(tmp_path_factory):
     """Every test's default cache folder (embeddings, regeneration records) is the session's own, never ~/.cache.
 
-    numba's machine code (UMAP's, runner.analysis.clustering) goes to one folder that every worker of the session shares,
-    unless the user set $NUMBA_CACHE_DIR: a worker's first UMAP fit otherwise compiled umap-learn again (~25 CPU-s
-    on the 2-core machine) where another worker had just done it. numba invalidates its own entries, and
+    numba's machine code (UMAP's, runner.analysis.clustering) goes to one folder that every worker of the session
+    shares, unless the user set $NUMBA_CACHE_DIR: a worker's first UMAP fit otherwise compiled umap-learn again
+    (~25 CPU-s on the 2-core machine) where another worker had just done it. numba invalidates its own entries, and
     writes them atomically, so sharing changes no layout."""
     saved = {name: os.environ.get(name) for name in ("CXR_CACHE_DIR", "NUMBA_CACHE_DIR")}
     os.environ["CXR_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
@@ -123,9 +124,9 @@ def pytest_collection_finish(session):
 def pytest_collection_modifyitems(items):
     """Files that say `RUN_EARLY = True` go first, then the others, then files with a test that uses `real_site` and
     files that say `RUN_LATE = True` (why, in each file); each group in collection order. `make test` hands whole files
-    to its workers in this order (tests/fork_workers.py; xdist: --dist loadfile --no-loadscope-reorder): the long files start at once, so none of them ends
-    the session late on one worker while the others are done, and by the time the real-site files run, the build
-    started at collection is done, so no worker waits for another's build."""
+    to its workers in this order (tests/fork_workers.py; xdist: --dist loadfile --no-loadscope-reorder): the long
+    files start at once, so none of them ends the session late on one worker while the others are done, and by the
+    time the real-site files run, the build started at collection is done, so no worker waits for another's build."""
     late = {item.path for item in items if "real_site" in getattr(item, "fixturenames", ())
             or _module_says(item, "RUN_LATE")}
     items.sort(key=lambda item: 2 if item.path in late else 0 if _module_says(item, "RUN_EARLY") else 1)

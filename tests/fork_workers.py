@@ -39,6 +39,7 @@ import pytest
 from _pytest.terminal import TerminalWriter
 
 from runner.runtime.signals import start_owned_worker
+from tests.worker_count import auto_workers
 
 _WORKER_COUNT = pytest.StashKey[int]()
 
@@ -53,8 +54,6 @@ def fork_workers_requested(config) -> int:
     """How many workers --fork-workers asks for (0: none)."""
     value = str(config.getoption("fork_workers", "0"))
     if value == "auto":
-        from tests.worker_count import auto_workers
-
         return auto_workers()
     try:
         count = int(value)
@@ -177,7 +176,8 @@ def _quiet_terminal(config) -> None:
     registered, since pytest's assertion messages ask it for the terminal's settings."""
     terminal = config.pluginmanager.getplugin("terminalreporter")
     if terminal is not None:
-        terminal._tw = TerminalWriter(open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115 -- lives as long as the worker
+        # the file stays open as long as the worker lives
+        terminal._tw = TerminalWriter(open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
 
 
 class _Sender:

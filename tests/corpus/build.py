@@ -1022,6 +1022,30 @@ def scenario_card_memo_link(tmp: Path) -> str:
     return f"{len(old)} older code folders kept (the newest), the link and what it points to untouched"
 
 
+def scenario_layout_same_size_and_time(tmp: Path) -> str:
+    """registry.benchmarks keeps each layout it read; an edit that keeps the file's length and mtime is read again."""
+    import yaml
+
+    from registry.benchmarks import benchmarks_path, load_layout
+
+    path = tmp / "registry" / "benchmarks.yaml"
+    path.parent.mkdir(parents=True)
+
+    def write(heading):
+        path.write_text(yaml.safe_dump({"benchmarks": [{"id": "a", "title": "A"}], "leaderboard": {
+            "sections": [{"id": "s", "heading": heading, "benchmarks": ["a"]}]}}), encoding="utf-8")
+
+    write("Alpha")
+    assert benchmarks_path(tmp) == path and load_layout(tmp).sections[0].heading == "Alpha"
+    before = path.stat()
+    write("Gamma")  # as long as "Alpha"
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    heading = load_layout(tmp).sections[0].heading
+    assert heading == "Gamma", heading
+    return f"same size and mtime, new content: read again (heading {heading!r})"
+
+
 def scenario_nul_byte_path(tmp: Path) -> str:
     """A NUL byte in a metadata path: that image is excluded (sampling and embedding), the others go on."""
     from runner.sample.sampler import check_file

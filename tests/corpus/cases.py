@@ -564,6 +564,9 @@ CASES += [
     Case("card-memo-link", "scenario", "scenario_card_memo_link", "observed", "untouched",
          behaviour="a link among the kept code versions' folders: pruning old versions leaves it and what it points "
                    "to"),
+    Case("layout-same-size-and-time", "scenario", "scenario_layout_same_size_and_time", "observed", "read again",
+         behaviour="registry/benchmarks.yaml rewritten to the same length with its mtime put back: the new headings "
+                   "are read, not the kept layout"),
 ]
 
 
