@@ -6,8 +6,9 @@
 into the registry's content-addressed store (runner.sample.store), and `manifests/index.json` (task -> content
 sha256). `--check` re-samples and compares instead of writing (exit 1 when a
 committed manifest is stale or differs). The comparison: the canonical-content sha256 (rows, labels, folds),
-manifest.json without `created_at`, and manifest.parquet + exclusions.csv byte for byte (parquet bytes carry the
-writer's version, so a pyarrow upgrade asks for a refreeze even when the content is the same). MIMIC tasks are not frozen: their metadata is credentialed, so they are sampled at run time.
+manifest.json without `created_at`, and manifest.parquet + exclusions.csv byte for byte (parquet bytes carry
+pyarrow's version, not pandas': runner.sample.manifest.parquet_bytes; a pyarrow upgrade asks for a refreeze even when
+the content is the same). MIMIC tasks are not frozen: their metadata is credentialed, so they are sampled at run time.
 
 Without the images the sampler cannot open files, so committed manifests say `verify: "none"`: file checks are
 deferred to `runner eval`, which checks the user's data against the committed manifest (`use_committed`) and records

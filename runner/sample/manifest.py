@@ -121,6 +121,22 @@ def _canonical_sha256(canon: pd.DataFrame, pinned: dict) -> str:
     return sha256(text.encode("utf-8")).hexdigest()
 
 
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """The frame as parquet, as `frame.to_parquet(index=False)` writes it but without pandas' version in the file's
+    metadata: the bytes of a committed manifest then depend on its rows and the pyarrow that wrote them, and a pandas
+    release (3.1.1 -> 3.1.2 changed two bytes) does not ask for a refreeze (runner.sample.committed)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pandas_metadata = json.loads(table.schema.metadata[b"pandas"])
+    pandas_metadata.pop("pandas_version", None)
+    table = table.replace_schema_metadata({**table.schema.metadata, b"pandas": json.dumps(pandas_metadata).encode()})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="snappy")
+    return buffer.getvalue()
+
+
 def write_manifest(out_dir: Path, result, task_sha256: str, fingerprint: dict | None = None) -> Manifest:
     """Write manifest.parquet, manifest.json and exclusions.csv for a `runner.sample.sampler.SampleResult`.
 
@@ -129,8 +145,6 @@ def write_manifest(out_dir: Path, result, task_sha256: str, fingerprint: dict | 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = canonical_frame(result.frame)
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
     exclusions = [asdict(e) for e in result.exclusions]
     pinned = {"task_id": result.task_id, "task_sha256": task_sha256, "dataset_id": result.dataset_id,
               "label": result.label, "split": result.split, "eval_folds": [int(f) for f in result.eval_folds]}
@@ -165,7 +179,7 @@ def write_manifest(out_dir: Path, result, task_sha256: str, fingerprint: dict | 
     writer.writeheader()
     writer.writerows(exclusions)
     atomic_write_bytes(out_dir / "exclusions.csv", text.getvalue().encode("utf-8"))
-    atomic_write_bytes(out_dir / "manifest.parquet", buffer.getvalue())
+    atomic_write_bytes(out_dir / "manifest.parquet", parquet_bytes(frame))
     atomic_write_bytes(out_dir / "manifest.json",
                   (json.dumps(meta, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8"))
     return Manifest(frame, meta)
