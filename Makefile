@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
+# Every install below takes the tested releases of constraints.txt (`make lock` refreshes them).
+CONSTRAINTS := constraints.txt
+PIP_INSTALL := $(PIP) install -c $(CONSTRAINTS)
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 DEMO_EXTRAS := analysis
 TEST_EXTRAS := analysis,vision,community,tf,ray,data,dev
@@ -21,21 +24,21 @@ demo test: export OMP_WAIT_POLICY ?= PASSIVE
 # (~3 CPU-s of a collection).
 test: export PYTHONDONTWRITEBYTECODE =
 
-.PHONY: demo test install install-test install-gpu lint clean
+.PHONY: demo test install install-test install-gpu lock lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.torch: | $(PY)
-	$(PIP) install $(TORCH_PINS)
+	$(PIP_INSTALL) $(TORCH_PINS)
 	touch $@
 
-$(VENV)/.demo-deps: pyproject.toml $(VENV)/.torch
-	$(PIP) install $(TORCH_PINS) -e '.[$(DEMO_EXTRAS)]'
+$(VENV)/.demo-deps: pyproject.toml $(CONSTRAINTS) $(VENV)/.torch
+	$(PIP_INSTALL) $(TORCH_PINS) -e '.[$(DEMO_EXTRAS)]'
 	touch $@
 
-$(VENV)/.test-deps: pyproject.toml $(VENV)/.torch
-	$(PIP) install $(TORCH_PINS) -e '.[$(TEST_EXTRAS)]'
+$(VENV)/.test-deps: pyproject.toml $(CONSTRAINTS) $(VENV)/.torch
+	$(PIP_INSTALL) $(TORCH_PINS) -e '.[$(TEST_EXTRAS)]'
 	touch $@
 
 install: $(VENV)/.demo-deps
@@ -47,8 +50,8 @@ install-test: $(VENV)/.test-deps
 ## Installs on a CPU machine too (~4.2 GB more); `runner doctor` then shows what each framework sees.
 install-gpu: $(VENV)/.gpu-deps
 
-$(VENV)/.gpu-deps: pyproject.toml $(VENV)/.torch
-	$(PIP) install $(TORCH_PINS) -e '.[tf]'
+$(VENV)/.gpu-deps: pyproject.toml $(CONSTRAINTS) $(VENV)/.torch
+	$(PIP_INSTALL) $(TORCH_PINS) -e '.[tf]'
 	$(PY) -m runner.encoders.tf_runtime requirements > $(VENV)/tf-cuda12.txt
 	$(PIP) install --no-deps --upgrade --target $(VENV)/tf-cuda12 -r $(VENV)/tf-cuda12.txt
 	touch $@
@@ -67,6 +70,14 @@ demo: $(VENV)/.demo-deps
 test: $(VENV)/.test-deps
 	$(VENV)/bin/runner validate
 	$(PY) -m pytest -m "not slow" --fork-workers $(PYTEST_WORKERS) --durations=25 $(PYTEST_ARGS)
+
+## lock: the newest releases pyproject.toml's ranges allow (torch stays at TORCH_PINS), resolved in a scratch venv and
+## written to constraints.txt below its comment lines; run `make test` on the new pins before committing them.
+lock:
+	scratch=$$(mktemp -d) && $(PYTHON) -m venv $$scratch && \
+	$$scratch/bin/pip --disable-pip-version-check -q install $(TORCH_PINS) -e '.[$(TEST_EXTRAS)]' && \
+	{ grep '^#' $(CONSTRAINTS); $$scratch/bin/pip freeze --exclude-editable | sort -f; } > $(CONSTRAINTS).new && \
+	mv $(CONSTRAINTS).new $(CONSTRAINTS); status=$$?; rm -rf $$scratch $(CONSTRAINTS).new; exit $$status
 
 lint: $(VENV)/.test-deps
 	$(VENV)/bin/ruff check registry runner leaderboard tests benchmarks

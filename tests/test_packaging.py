@@ -15,6 +15,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from registry.home import DATA_PATHS
 from tests.support import REPO
@@ -85,3 +88,29 @@ def test_validate_refuses_an_empty_or_missing_registry(tmp_path, make):
     assert "Traceback" not in done.stderr and str(root) in done.stderr
     expected = {"empty": "tasks does not exist", "tasks-a-file": "tasks is not a folder", "nowhere": "does not exist"}
     assert expected[make] in done.stderr
+
+
+def test_the_constraints_pin_every_dependency_within_its_range():
+    """constraints.txt (what the Makefile installs) pins each requirement of pyproject.toml, core and extras, to a
+    release its range allows, and torch to the Makefile's TORCH_PINS: a dependency added without `make lock` would
+    float on a fresh machine again."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    required = [Requirement(r) for r in project["dependencies"]]
+    required += [Requirement(r) for extra in project["optional-dependencies"].values() for r in extra]
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt: {line!r} is not an exact pin"
+            pins[canonicalize_name(name)] = version.strip()
+    problems = []
+    for requirement in required:
+        pinned = pins.get(canonicalize_name(requirement.name))
+        if pinned is None or not requirement.specifier.contains(pinned, prereleases=True):
+            problems.append(f"{requirement}: {f'pinned to {pinned}' if pinned else 'no pin'}")
+    assert not problems, problems
+    torch_pins = next(line for line in (REPO / "Makefile").read_text().splitlines() if line.startswith("TORCH_PINS"))
+    for pin in torch_pins.split(":=")[1].split():
+        name, _, version = pin.partition("==")
+        pinned = pins[canonicalize_name(name)]
+        assert pinned == version, f"constraints.txt pins {name} {pinned}, the Makefile {pin}"
