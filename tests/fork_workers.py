@@ -19,7 +19,9 @@ How it runs:
   reported failed, saying which worker ended how and what it was running. Workers ignore Ctrl-C (this process stops
   them) and end when this process is killed (runner.runtime.signals.start_owned_worker).
 
-`-x`/`--maxfail` stop only the worker that fails; the others finish their files. Forking is safe here because
+`-x`/`--maxfail` count failures over all workers, as pytest's own loop does: once this process has seen enough, it
+raises a flag in shared memory, and each worker finishes the test it is running, tears its fixtures down and claims
+nothing more; the tests never started are not run (pytest's "stopping after N failures"). Forking is safe here because
 collection starts no threads (the suite's threads and pools start inside tests, after the fork).
 """
 
@@ -78,6 +80,7 @@ class _Worker:
 @dataclass
 class _Run:
     files: list[list]  # the items of each file, in collection order
+    stop: object  # a multiprocessing.Value, set to 1 once -x/--maxfail has seen enough failures in all the workers
     workers: list[_Worker] = field(default_factory=list)
     finished: set[str] = field(default_factory=set)  # tests whose teardown was reported
 
@@ -101,7 +104,7 @@ def pytest_runtestloop(session):
     files: dict[str, list] = {}
     for item in session.items:
         files.setdefault(str(item.path), []).append(item)
-    run = _Run(list(files.values()))
+    run = _Run(list(files.values()), multiprocessing.Value("i", 0))
     terminal = config.pluginmanager.getplugin("terminalreporter")
     if terminal is not None:
         terminal.showfspath = False  # files from several workers interleave: progress dots only
@@ -110,13 +113,13 @@ def pytest_runtestloop(session):
     try:
         for index in range(min(count, len(run.files))):
             run.workers.append(_start_worker(session, run, claim, f"fw{index}"))
-        _relay(config, run)
+        _relay(session, run)
     except BaseException:  # Ctrl-C here (or a bug): stop the workers rather than leave them running
         for worker in run.workers:
             if worker.status is None:
                 _stop(worker)
         raise
-    _report_unfinished(config, run)
+    _report_unfinished(session, run)
     return True
 
 
@@ -133,7 +136,7 @@ def _start_worker(session, run: _Run, claim, name: str) -> _Worker:
             for other in run.workers:
                 os.close(other.fd)
             start_owned_worker(parent)
-            code = _work(session, run.files, claim, os.fdopen(write_end, "w", buffering=1, encoding="utf-8"))
+            code = _work(session, run, claim, os.fdopen(write_end, "w", buffering=1, encoding="utf-8"))
         except BaseException as error:  # noqa: BLE001 -- reported through stderr; the parent reports its tests
             print(f"fork worker {name}: {type(error).__name__}: {error}", file=sys.__stderr__, flush=True)
         finally:
@@ -142,7 +145,7 @@ def _start_worker(session, run: _Run, claim, name: str) -> _Worker:
     return _Worker(name, pid, read_end)
 
 
-def _work(session, files: list[list], claim, pipe) -> int:
+def _work(session, run: _Run, claim, pipe) -> int:
     config = session.config
     _quiet_terminal(config)
     capture = config.pluginmanager.getplugin("capturemanager")
@@ -151,17 +154,25 @@ def _work(session, files: list[list], claim, pipe) -> int:
         capture.start_global_capturing()
         capture.suspend_global_capture()
     config.pluginmanager.register(_Sender(config, pipe), "fork-worker-sender")
-    while (index := _claim(claim)) < len(files):
-        items = files[index]
+    while not _stopping(session, run) and (index := _claim(claim)) < len(run.files):
+        items = run.files[index]
         for position, item in enumerate(items):
+            if _stopping(session, run):
+                break
             # The last test of a file tears down to the session: its module fixtures go, the session's stay for the
             # next file this worker claims.
             nextitem = items[position + 1] if position + 1 < len(items) else session
             config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
-    session._setupstate.teardown_exact(None)  # the session fixtures, once no file is left
+    session._setupstate.teardown_exact(None)  # the session fixtures (and a stopped file's), once no file is left
     pipe.write(json.dumps({"kind": "done"}) + "\n")
     pipe.close()
     return 0
+
+
+def _stopping(session, run: _Run) -> bool:
+    """-x/--maxfail has seen enough failures: this worker's own (its session counts them) or all workers' (the flag
+    the collecting process raises)."""
+    return bool(run.stop.value or session.shouldfail or session.shouldstop)
 
 
 def _claim(claim) -> int:
@@ -226,8 +237,9 @@ def _warning_category(name: str | None) -> type[Warning]:
     return UserWarning
 
 
-def _relay(config, run: _Run) -> None:
-    """Hand every worker's messages to pytest's hooks until every worker has ended."""
+def _relay(session, run: _Run) -> None:
+    """Hand every worker's messages to pytest's hooks until every worker has ended; raise the stop flag once pytest's
+    session (which counts the failures of all the workers) says -x/--maxfail has seen enough."""
     selector = selectors.DefaultSelector()
     for worker in run.workers:
         selector.register(worker.fd, selectors.EVENT_READ, worker)
@@ -242,7 +254,9 @@ def _relay(config, run: _Run) -> None:
                 continue
             *lines, worker.pending = (worker.pending + chunk).split(b"\n")
             for line in lines:
-                _deliver(config, run, worker, json.loads(line))
+                _deliver(session.config, run, worker, json.loads(line))
+            if session.shouldfail or session.shouldstop:
+                run.stop.value = 1
 
 
 def _deliver(config, run: _Run, worker: _Worker, message: dict) -> None:
@@ -269,13 +283,17 @@ def _deliver(config, run: _Run, worker: _Worker, message: dict) -> None:
         worker.done = True
 
 
-def _report_unfinished(config, run: _Run) -> None:
+def _report_unfinished(session, run: _Run) -> None:
     """Every test no worker finished, reported failed with the reason: a worker that died takes no test with it
-    silently."""
+    silently. After -x/--maxfail stopped the run, only the tests a dead worker was running: the others were never
+    started, as in pytest's own loop."""
+    config = session.config
     ended = [w for w in run.workers if not (w.done and w.status == 0)]
+    stopped = session.shouldfail or session.shouldstop
+    cut_short = {w.running for w in ended}
     for items in run.files:
         for item in items:
-            if item.nodeid in run.finished:
+            if item.nodeid in run.finished or (stopped and item.nodeid not in cut_short):
                 continue
             reason = "; ".join(f"fork worker {w.name} ended ({_describe(w.status)}) while running {w.running}"
                                for w in ended) or "no fork worker ran it"

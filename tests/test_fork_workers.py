@@ -138,6 +138,28 @@ def test_a_worker_that_dies_loses_no_test_silently(tmp_path):
     assert "FAILED suite/test_dies.py::test_exits" in out and "FAILED suite/test_dies.py::test_after" in out
 
 
+def test_x_stops_every_worker_after_the_first_failure(tmp_path):
+    ran = """
+        import os, pathlib, time
+        def test_{name}(request):
+            time.sleep(0.5)
+            pathlib.Path(os.environ["PIDS"], request.node.name).touch()
+    """
+    _write(tmp_path / "suite", {
+        "test_a.py": "def test_fails(): assert 0\n" + textwrap.dedent(ran.format(name="after_the_failure")),
+        **{f"test_{f}.py": "".join(textwrap.dedent(ran.format(name=f"{f}{i}")) for i in range(3)) for f in "bcdef"},
+    })
+    done = _pytest(tmp_path, "--fork-workers", "2", "-x")
+    out = done.stdout
+    assert done.returncode == 1, out + done.stderr
+    assert "stopping after 1 failures" in out and "1 failed" in out
+    assert "did not finish" not in out  # tests never started are not run, as in pytest's own loop
+    ran_tests = {p.name for p in (tmp_path / "pids").iterdir()}
+    assert "test_after_the_failure" not in ran_tests  # the failing worker stops at once
+    assert len(ran_tests) < 5  # the other worker stops after the test it was running (15 would run without -x)
+    assert f"{len(ran_tests)} passed" in out
+
+
 def test_workers_end_when_the_run_is_killed(tmp_path):
     _write(tmp_path / "suite", {f"test_{name}.py": """
         import os, pathlib, time
