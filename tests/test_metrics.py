@@ -236,22 +236,31 @@ def test_pooled_roc_equals_sklearn_and_keeps_5000_points():
     assert pooled_roc(small) == {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
 
 
+# Each metric of a bootstrap replicate, and its reference: scikit-learn's on the resampled set (NaN where undefined).
+REPLICATE_METRICS = {
+    "auroc": (lambda w, patient, y, s, t: weighted_auroc(w, patient, y, s),
+              lambda y, s, t: roc_auc_score(y, s) if len(np.unique(y)) == 2 else np.nan),
+    "f1": (lambda w, patient, y, s, t: intervals._weighted_f1(w, patient, y, s >= t),
+           lambda y, s, t: f1_score(y, s >= t) if (y == 1).any() else np.nan),  # no positive drawn: undefined
+}
+
+
+@pytest.mark.parametrize("metric", REPLICATE_METRICS)
 @settings(max_examples=150, deadline=None)
-@given(labelled_scores(), st.integers(0, 2**32 - 1))
-def test_bootstrap_replicate_auroc_is_sklearns_on_the_resampled_set(data, seed):
-    """A replicate's AUROC equals scikit-learn's on the data set with each image repeated by its patient's draws."""
+@given(labelled_scores(), st.integers(0, 2**32 - 1), st.floats(0, 1))
+def test_a_bootstrap_replicate_is_sklearns_metric_on_the_resampled_set(metric, data, seed, threshold):
+    """A replicate's AUROC and F1 equal scikit-learn's on the data set with each image repeated by its patient's
+    draws."""
     labels, scores = data
+    ours, reference = REPLICATE_METRICS[metric]
     rng = np.random.default_rng(seed)
     patient = rng.integers(0, max(1, len(labels) // 2), len(labels))
     weights = rng.integers(0, 4, size=(3, int(patient.max()) + 1)).astype(float)
-    got = weighted_auroc(weights, patient, labels, scores)
+    got = ours(weights, patient, labels, scores, threshold)
     for w, value in zip(weights, got, strict=True):
         repeat = w[patient].astype(int)
-        y, s = np.repeat(labels, repeat), np.repeat(scores, repeat)
-        if len(np.unique(y)) < 2:
-            assert np.isnan(value)
-        else:
-            assert abs(value - roc_auc_score(y, s)) <= 1e-12
+        expected = reference(np.repeat(labels, repeat), np.repeat(scores, repeat), threshold)
+        assert (np.isnan(value) and np.isnan(expected)) or abs(value - expected) <= 1e-12, (value, expected)
 
 
 def test_t_critical_value_is_scipy_stats():
