@@ -7,10 +7,10 @@ while docs/datasets.md is out of date (`--check`).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from registry.cards import load_registry
+from registry.docs import write_generated
 from registry.negatives import negative_class
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "datasets.md"
@@ -122,16 +122,7 @@ def render(reg=None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    text = render()
-    if "--check" in argv:
-        if not DOC_PATH.exists() or DOC_PATH.read_text(encoding="utf-8") != text:
-            print(f"{DOC_PATH} is out of date; run `python -m registry.datasets_doc`", file=sys.stderr)
-            return 1
-        return 0
-    DOC_PATH.write_text(text, encoding="utf-8")
-    print(f"wrote {DOC_PATH}")
-    return 0
+    return write_generated(DOC_PATH, render(), "registry.datasets_doc", argv)
 
 
 if __name__ == "__main__":

@@ -74,17 +74,22 @@ def render() -> str:
     return "\n".join(parts) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def write_generated(path: Path, text: str, module: str, argv: list[str] | None = None) -> int:
+    """The `python -m <module> [--check]` of a generated doc: write `text` to `path`, or with --check exit 1 (naming
+    the command that regenerates it) while the file differs."""
     argv = sys.argv[1:] if argv is None else argv
-    text = render()
     if "--check" in argv:
-        if not DOC_PATH.exists() or DOC_PATH.read_text(encoding="utf-8") != text:
-            print(f"{DOC_PATH} is out of date; run `python -m registry.docs`", file=sys.stderr)
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            print(f"{path} is out of date; run `python -m {module}`", file=sys.stderr)
             return 1
         return 0
-    DOC_PATH.write_text(text, encoding="utf-8")
-    print(f"wrote {DOC_PATH}")
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return write_generated(DOC_PATH, render(), "registry.docs", argv)
 
 
 if __name__ == "__main__":
