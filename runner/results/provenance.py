@@ -25,7 +25,7 @@ PACKAGES = ("runner", "registry", "leaderboard")  # the registry's code
 NUMERIC_PACKAGES = ("numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "lightgbm")  # change numbers
 
 
-def _package_root(name: str) -> Path:
+def package_root(name: str) -> Path:
     """The folder of a top-level package, found without importing it (runner must not import the leaderboard)."""
     spec = util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
@@ -36,7 +36,7 @@ def _package_root(name: str) -> Path:
 @lru_cache(maxsize=1)
 def code_fingerprint() -> str:
     """sha256 over the registry's own code and schemas, and the versions of the packages that compute numbers."""
-    return fingerprint({package: _package_root(package) for package in PACKAGES},
+    return fingerprint({package: package_root(package) for package in PACKAGES},
                        {name: installed_version(name) for name in NUMERIC_PACKAGES})
 
 
@@ -69,7 +69,7 @@ def code_provenance() -> dict:
     """The `code` block of a result: {sha256: code_fingerprint(), git_commit, git_dirty} (git fields null without
     git); git_dirty looks at the code files only, so filed results and card edits do not count. Computed once per
     process: a run's code does not change under it."""
-    commit, dirty = git_state(_package_root("runner").parent, code_paths())
+    commit, dirty = git_state(package_root("runner").parent, code_paths())
     return {"sha256": code_fingerprint(), "git_commit": commit, "git_dirty": dirty}
 
 

@@ -26,26 +26,20 @@ from pathlib import Path
 
 import numpy as np
 
-from registry.hashing import sha256_of
+from registry.hashing import fingerprint, sha256_of
 from runner.data.fingerprint import file_sha256
+from runner.results.provenance import package_root
 from runner.results.result import ResultError, package_versions, read_result, validate_result
 
-# the code a result is computed from: every source file and schema of these packages (not the site's renderer)
+# the code a result is computed from: the source files and schemas of these packages (not the site's renderer)
 CODE_PACKAGES = ("runner", "registry")
-CODE_SUFFIXES = (".py", ".json")
 
 
 @lru_cache(maxsize=1)
 def code_sha256() -> str:
-    """sha256 over the relative path and bytes of every source file of CODE_PACKAGES (caches: __pycache__ skipped)."""
-    root = Path(__file__).resolve().parents[2]
-    digest = hashlib.sha256()
-    for package in CODE_PACKAGES:
-        for path in sorted((root / package).rglob("*")):
-            if path.suffix in CODE_SUFFIXES and path.is_file() and "__pycache__" not in path.parts:
-                digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-                digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
+    """registry.hashing.fingerprint of CODE_PACKAGES' code files (the versions of the packages that compute numbers
+    enter inputs_sha256 on their own)."""
+    return fingerprint({package: package_root(package) for package in CODE_PACKAGES}, {})
 
 
 def array_sha256(array: np.ndarray) -> str:
