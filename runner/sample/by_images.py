@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from runner.classify.inner_split import stratified_group_folds
 from runner.data import read_index
 from runner.data.tables import METADATA_PREFIX
 from runner.sample.manifest import TARGET_PREFIX
@@ -37,6 +36,7 @@ from runner.sample.sampler import (
     file_checks,
     seeded_order,
     seeded_positions,
+    split_folds,
     take_verified,
 )
 
@@ -203,22 +203,10 @@ def _strata(frame: pd.DataFrame, labels: list[str]) -> np.ndarray:
 
 def _stratified_folds(frame: pd.DataFrame, split: dict, strata: np.ndarray) -> tuple[np.ndarray, list[int]]:
     groups = frame["patient_id"].astype(str).to_numpy()
-    folds = np.full(len(frame), -1, dtype=np.int64)
-    if split["method"] == "stratified-group-kfold":
-        k = int(split["folds"])
-        if len(set(groups)) < k:
-            raise SamplingError(f"split: {k} folds need at least {k} patients; the sample has {len(set(groups))}")
-        # scikit-learn's StratifiedGroupKFold(k, shuffle=True, random_state=seed), fold for fold, faster (and it does
-        # not warn about a stratum with fewer members than folds, a rare finding: expected here)
-        return stratified_group_folds(strata, groups, k, split["seed"]).astype(np.int64), eval_folds_of(split)
-    # imported here: scikit-learn costs a run ~1.4 CPU-s to import, and k-fold needs none of it
-    from sklearn.model_selection import GroupShuffleSplit
-
-    splitter = GroupShuffleSplit(n_splits=1, test_size=split["test_fraction"], random_state=split["seed"])
-    _train, test = next(splitter.split(np.zeros(len(frame)), strata, groups))
-    folds[:] = 1
-    folds[test] = 0
-    return folds, [0]
+    if split["method"] == "stratified-group-kfold" and len(set(groups)) < int(split["folds"]):
+        raise SamplingError(f"split: {split['folds']} folds need at least {split['folds']} patients; the sample has "
+                            f"{len(set(groups))}")
+    return split_folds(strata, groups, split)
 
 
 def _patient_folds(frame: pd.DataFrame, split: dict) -> tuple[np.ndarray, list[int]]:

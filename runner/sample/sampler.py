@@ -234,31 +234,42 @@ def eval_folds_of(split: dict) -> list[int]:
     return list(range(int(split["folds"]))) if split["method"] == "stratified-group-kfold" else [0]
 
 
+def split_folds(strata: np.ndarray, groups: np.ndarray, split: dict) -> tuple[np.ndarray, list[int]]:
+    """Fold per row from the card's split, with patients (`groups`) whole in one fold: k-fold stratified by `strata`
+    (test fold 0..k-1), or a seeded patient holdout (0 = test, 1 = train); and the folds to evaluate. The callers
+    check first that the sample can be split."""
+    if split["method"] == "stratified-group-kfold":
+        # scikit-learn's StratifiedGroupKFold(k, shuffle=True, random_state=seed), fold for fold, faster (and it does
+        # not warn about a stratum with fewer members than folds)
+        return stratified_group_folds(strata, groups, split["folds"], split["seed"]).astype(np.int64), \
+            eval_folds_of(split)
+    if split["method"] == "group-holdout":
+        # imported here: scikit-learn costs a run ~1.4 CPU-s to import, and k-fold needs none of it
+        from sklearn.model_selection import GroupShuffleSplit
+
+        splitter = GroupShuffleSplit(n_splits=1, test_size=split["test_fraction"], random_state=split["seed"])
+        _train, test = next(splitter.split(np.zeros(len(groups)), strata, groups))
+        folds = np.ones(len(groups), dtype=np.int64)
+        folds[test] = 0
+        return folds, [0]
+    raise SamplingError(f"split.method {split['method']!r} unknown (stratified-group-kfold or group-holdout)")
+
+
 def assign_folds(frame: pd.DataFrame, split: dict) -> tuple[np.ndarray, list[int]]:
-    """Fold per row (k-fold: test fold 0..k-1; holdout: 0 = test, 1 = train) and the folds to evaluate."""
+    """Fold per row (k-fold: test fold 0..k-1; holdout: 0 = test, 1 = train) and the folds to evaluate, stratified by
+    the label; each fold, and each side of a holdout, must hold both classes."""
     labels, groups = frame["label"].to_numpy(), frame["patient_id"].to_numpy()
-    folds = np.full(len(frame), -1, dtype=np.int64)
     if split["method"] == "stratified-group-kfold":
         k = split["folds"]
         n_patients = {c: frame.loc[frame["label"] == c, "patient_id"].nunique() for c in (0, 1)}
         if min(n_patients.values()) < k:
             raise SamplingError(f"split: {k} folds need at least {k} patients per class; "
                                 f"have {n_patients[1]} with positives and {n_patients[0]} with negatives")
-        # scikit-learn's StratifiedGroupKFold(k, shuffle=True, random_state=seed), fold for fold, faster
-        return stratified_group_folds(labels, groups, k, split["seed"]).astype(np.int64), eval_folds_of(split)
-    if split["method"] == "group-holdout":
-        # imported here: scikit-learn costs a run ~1.4 CPU-s to import, and k-fold needs none of it
-        from sklearn.model_selection import GroupShuffleSplit
-
-        splitter = GroupShuffleSplit(n_splits=1, test_size=split["test_fraction"], random_state=split["seed"])
-        _train, test = next(splitter.split(np.zeros(len(frame)), labels, groups))
-        folds[:] = 1
-        folds[test] = 0
-        if len(set(labels[folds == 0])) < 2 or len(set(labels[folds == 1])) < 2:
-            raise SamplingError("split: the patient holdout left one side with a single class; "
-                                "use more images or another split.seed")
-        return folds, [0]
-    raise SamplingError(f"split.method {split['method']!r} unknown (stratified-group-kfold or group-holdout)")
+    folds, eval_folds = split_folds(labels, groups, split)
+    if split["method"] == "group-holdout" and (len(set(labels[folds == 0])) < 2 or len(set(labels[folds == 1])) < 2):
+        raise SamplingError("split: the patient holdout left one side with a single class; "
+                            "use more images or another split.seed")
+    return folds, eval_folds
 
 
 # ------------------------------------------------------------------------------------------------ matching
