@@ -12,17 +12,19 @@ settings. The benchmark a task joins decides its section (`LeaderboardLayout.sec
 
 from __future__ import annotations
 
-import hashlib
+import copy
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 from registry.errors import CardError, CardProblem, did_you_mean
 from registry.extends import CardSource, locate
+from registry.hashing import recall, remember
 from registry.home import find_home
 from registry.schema_check import schema_problems
 from registry.schemas import fill_defaults, validator
 from registry.specs import AnalysesSpec
-from registry.yaml_reading import read_yaml
+from registry.yaml_reading import read_yaml_shared
 
 
 @dataclass(frozen=True)
@@ -96,20 +98,21 @@ def benchmarks_path(root: Path | None) -> Path:
     return find_home(root).benchmarks_file
 
 
-_CACHE: dict[tuple, LeaderboardLayout] = {}
+_CACHE: OrderedDict[tuple, LeaderboardLayout] = OrderedDict()  # (path, sha256 of the bytes read) -> its layout
+CACHE_MAX = 8
 
 
 def load_layout(root: Path | None = None) -> LeaderboardLayout:
     """The whole file, defaults filled; raises CardError naming the file, line and field of a malformed entry."""
     path = benchmarks_path(root)
-    try:
-        content = path.read_bytes()
-    except OSError as exc:
-        raise CardError(CardProblem(path, f"cannot read the benchmark declarations: {exc.strerror or exc}")) from None
-    key = (str(path), hashlib.sha256(content).hexdigest())  # the file's content, not its size and time: an edit that
-    if key in _CACHE:  # keeps both (same length, mtime restored) is still read again
-        return _CACHE[key]
-    data, lines = read_yaml(path)
+    # One bounded read (a FIFO or device is refused, not waited on) gives both the parse and the key: the key is the
+    # sha256 of the very bytes parsed, not the file's size and time, so an edit that keeps both is read again.
+    parsed, lines, digest = read_yaml_shared(path)
+    key = (str(path), digest)
+    kept = recall(_CACHE, key)
+    if kept is not None:
+        return kept
+    data = copy.deepcopy(parsed)
     validator("benchmarks")  # checks the schema itself
     problems = schema_problems("benchmarks", data, [CardSource(path, lines)])
     if problems:
@@ -171,7 +174,7 @@ def load_layout(root: Path | None = None) -> LeaderboardLayout:
                         ranking["seed"]),
         AuditPolicy(board["audit"]["images"], board["audit"]["seed"], float(board["audit"]["min_cosine"])),
         board["min_tier"])
-    _CACHE[key] = layout
+    remember(_CACHE, key, layout, CACHE_MAX)
     return layout
 
 

@@ -53,9 +53,11 @@ class RegistryHome:
 
     @property
     def benchmarks_file(self) -> Path:
-        """The root's own declarations, or the project's when the root has none (a test or partial registry)."""
+        """The root's own declarations, or the project's when the root has none (a test or partial registry).
+        Anything at that path counts as the root's own, so a FIFO, folder or broken link there is refused when read,
+        never passed over for the project's file."""
         own = self.root / BENCHMARKS
-        return own if own.is_file() else PROJECT_BENCHMARKS
+        return own if own.exists() or own.is_symlink() else PROJECT_BENCHMARKS
 
     @property
     def publications_dir(self) -> Path:

@@ -1046,6 +1046,35 @@ def scenario_layout_same_size_and_time(tmp: Path) -> str:
     return f"same size and mtime, new content: read again (heading {heading!r})"
 
 
+def scenario_layout_fifo(tmp: Path) -> str:
+    """registry/benchmarks.yaml is a FIFO: load_layout refuses it at once instead of waiting for a writer."""
+    import threading
+
+    from registry.benchmarks import load_layout
+    from registry.errors import CardError
+
+    path = tmp / "registry" / "benchmarks.yaml"
+    path.parent.mkdir(parents=True)
+    os.mkfifo(path)
+    outcome = []
+
+    def load():
+        try:
+            load_layout(tmp)
+            outcome.append("loaded")
+        except CardError as exc:
+            outcome.append(str(exc))
+
+    reader = threading.Thread(target=load, daemon=True)
+    reader.start()
+    reader.join(20)
+    if reader.is_alive():  # let the blocked open return, then fail
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(5)
+        raise AssertionError("load_layout waited on a FIFO")
+    return outcome[0]
+
+
 def scenario_nul_byte_path(tmp: Path) -> str:
     """A NUL byte in a metadata path: that image is excluded (sampling and embedding), the others go on."""
     from runner.sample.sampler import check_file

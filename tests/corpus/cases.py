@@ -567,6 +567,9 @@ CASES += [
     Case("layout-same-size-and-time", "scenario", "scenario_layout_same_size_and_time", "observed", "read again",
          behaviour="registry/benchmarks.yaml rewritten to the same length with its mtime put back: the new headings "
                    "are read, not the kept layout"),
+    Case("layout-fifo", "scenario", "scenario_layout_fifo", "observed", "not a regular file",
+         behaviour="registry/benchmarks.yaml is a FIFO: refused without opening it (before: passed over for the "
+                   "project's file in silence, and the file was read unbounded ahead of its bounded parse)"),
 ]
 
 
