@@ -442,14 +442,12 @@ def test_floors_file_groups_and_the_filed_label_source_and_follow_up_floors(real
     """leaderboard/floors.yaml's `also` groups add (task, encoder) cells beyond encoders x tasks; every cell is filed;
     the label-source floor uses PadChest's label method alone and the shortcut floor never does; the follow-up floor
     uses NIH's 'Follow-up #' alone."""
-    import yaml
-
-    from leaderboard.filing.file_floors import floor_cells
+    from leaderboard.filing.file_floors import floor_cells, read_floor_cells
 
     spec = {"encoders": ["a"], "tasks": ["t1", "t2"], "also": [{"encoders": ["b"], "tasks": ["t2"]}]}
     assert floor_cells(spec) == [("t1", "a"), ("t2", "a"), ("t2", "b")]
     assert floor_cells({k: v for k, v in spec.items() if k != "also"}) == [("t1", "a"), ("t2", "a")]
-    cells = floor_cells(yaml.safe_load((REPO / "leaderboard" / "floors.yaml").read_text(encoding="utf-8")))
+    cells = read_floor_cells(REPO / "leaderboard" / "floors.yaml", real_registry)
     for task_id, encoder_id in cells:
         result = _filed(task_id, encoder_id)
         columns = result["analyses"]["metadata_features"]["columns"]
@@ -460,6 +458,29 @@ def test_floors_file_groups_and_the_filed_label_source_and_follow_up_floors(real
         else:
             assert not any(c.startswith("label_method") for c in columns), (task_id, encoder_id)
     assert ("edema-padchest-view-matched", "metadata-label-source") in cells
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("encoders: [metadata]\ntasks: [efusion-nih]\n", "/tasks/0: no task card 'efusion-nih'"),
+    ("encoders: [metadata]\ntasks: [effusion-nih]\nalso:\n  - {encoders: [metadata-viewz], tasks: [edema-nih]}\n",
+     "/also/0/encoders/0: no encoder card 'metadata-viewz'"),
+    ("encoders: [metadata]\n", "missing required field 'tasks'"),
+    ("encoders: [metadata]\ntasks: [effusion-nih]\ntask: [edema-nih]\n", "unknown field 'task'"),
+    ("encoders: metadata\ntasks: [effusion-nih]\n", "/encoders"),
+    ("encoders: [metadata]\ntasks: [effusion-nih]\ntasks: [edema-nih]\n", "duplicate key"),
+    ("- effusion-nih\n", "/"),
+])
+def test_a_malformed_floors_file_is_refused_naming_the_field(real_registry, tmp_path, text, message):
+    """leaderboard/floors.yaml is read as a card is (registry/schemas/floors.schema.json, then its ids against the
+    cards): each problem names the file, line and field before anything is evaluated, never a traceback."""
+    from leaderboard.filing.file_floors import read_floor_cells
+    from registry.errors import CardError
+
+    path = tmp_path / "floors.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(CardError) as info:
+        read_floor_cells(path, real_registry)
+    assert message in str(info.value) and str(path) in str(info.value), str(info.value)
 
 
 def test_compute_floors_and_the_site_shows_them(real_registry, real_site):

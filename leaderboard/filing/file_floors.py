@@ -15,11 +15,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import yaml
-
 from leaderboard.filing.submit import Filed, SubmitError, submit
 from registry.cards import load_registry
-from registry.errors import CardError
+from registry.errors import CardError, CardProblem, did_you_mean
+from registry.extends import CardSource
+from registry.schema_check import schema_problems
+from registry.yaml_reading import read_yaml
 from runner.evaluate import EvalOptions, EvaluationError, evaluate
 
 
@@ -28,12 +29,34 @@ def file_floors(registry, data_root: Path, out_dir: Path, results_dir: Path | No
     """Evaluate and file every (task, encoder) pair of the floors file (default: the registry's
     leaderboard/floors.yaml, into its leaderboard/results/); returns where each result was filed."""
     results_dir = Path(results_dir) if results_dir is not None else registry.home.results_dir
-    spec = yaml.safe_load(Path(floors_path or registry.home.floors_file).read_text(encoding="utf-8"))
+    cells = read_floor_cells(Path(floors_path or registry.home.floors_file), registry)
     filed = []
-    for task_id, encoder_id in floor_cells(spec):
+    for task_id, encoder_id in cells:
         result = evaluate(task_id, encoder_id, data_root, out_dir, EvalOptions(progress=progress), registry)
         filed.append(submit(result, registry, Path(results_dir), replace=True))
     return filed
+
+
+def read_floor_cells(path: Path, registry) -> list[tuple[str, str]]:
+    """The (task, encoder) cells of a floors file, read as a card is (bounded, safe YAML, duplicate keys refused),
+    checked against registry/schemas/floors.schema.json and the registry's cards; CardError names the file, line and
+    field of each problem before anything is evaluated."""
+    spec, lines = read_yaml(path)
+    problems = schema_problems("floors", spec, [CardSource(path, lines)])
+    if not problems:
+        groups = [spec, *spec.get("also", [])]
+        for index, group in enumerate(groups):
+            where = "" if index == 0 else f"/also/{index - 1}"
+            for kind, field in (("task", "tasks"), ("encoder", "encoders")):
+                known = registry.of_kind(kind)
+                for j, card_id in enumerate(group[field]):
+                    if card_id not in known:
+                        pointer = f"{where}/{field}/{j}"
+                        problems.append(CardProblem(path, f"no {kind} card {card_id!r}", pointer, lines.get(pointer),
+                                                    suggestion=did_you_mean(card_id, known)))
+    if problems:
+        raise CardError(problems)
+    return floor_cells(spec)
 
 
 def floor_cells(spec: dict) -> list[tuple[str, str]]:
