@@ -188,6 +188,8 @@ def collect(root: Path | None = None) -> tuple[Registry, list[CardProblem]]:
     root = home.root
     found: dict[str, dict[str, Card]] = {kind: {} for kind in KINDS}
     problems: list[CardProblem] = [CardProblem(None, message) for message in home.problems()]
+    if problems:  # not a registry root: the checks of its cards against each other would only add noise
+        return Registry(home, {}, {}, {}), problems
     within = root.resolve()
     folders = {kind: home.card_dir(kind).resolve() for kind in KINDS}
     for card_kind, path in [(k, p) for k in KINDS for p in card_paths(home, k)]:

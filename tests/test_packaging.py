@@ -88,6 +88,9 @@ def test_validate_refuses_an_empty_or_missing_registry(tmp_path, make):
     assert "Traceback" not in done.stderr and str(root) in done.stderr
     expected = {"empty": "tasks does not exist", "tasks-a-file": "tasks is not a folder", "nowhere": "does not exist"}
     assert expected[make] in done.stderr
+    # the root's own problems only: checking cards against each other (or the project's benchmarks against no
+    # encoders) in a root that is not one would only bury them
+    assert "benchmarks.yaml" not in done.stderr and "problem(s) with the registry root" in done.stderr, done.stderr
 
 
 def test_the_constraints_pin_every_dependency_within_its_range():

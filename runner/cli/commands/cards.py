@@ -219,5 +219,6 @@ def validate(
     for problem in problems:
         typer.echo(f"error: {problem}", err=True)
     if problems:
-        fail(f"{len(problems)} problem(s) in {len({p.file for p in problems})} file(s)")
+        files = {p.file for p in problems if p.file is not None}  # a problem of the root itself names no file
+        fail(f"{len(problems)} problem(s)" + (f" in {len(files)} file(s)" if files else " with the registry root"))
     typer.echo(f"ok: {summary}")
