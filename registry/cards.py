@@ -57,14 +57,12 @@ class Card:
 
 
 def guess_kind(path: Path, data: dict | None = None) -> str:
-    """A card's kind from the folder it lives in, else from its fields."""
-    parts = Path(path).resolve().parts
-    if "datasets" in parts:
-        return "dataset"
-    if "tasks" in parts:
-        return "task"
-    if "encoders" in parts:
-        return "encoder"
+    """A card's kind from the innermost folder above it named for a kind (registry/datasets, tasks, encoders), else
+    from its fields: an encoder card kept in ~/tasks/study/encoders/ is an encoder card."""
+    folder_kinds = {"datasets": "dataset", "tasks": "task", "encoders": "encoder"}
+    for folder in reversed(Path(path).resolve().parent.parts):
+        if folder in folder_kinds:
+            return folder_kinds[folder]
     data = data or {}
     if "adapter" in data:
         return "encoder"

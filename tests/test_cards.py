@@ -373,3 +373,17 @@ def test_resolved_child_is_path_resolve(tmp_path: Path):
     for name in ("a.yaml", "link.yaml", "dir-link", "dangling.yaml", "..", ".", "dir-link/outside.yaml",
                  "../tasks/a.yaml", str(tmp_path / "outside.yaml"), "missing.yaml"):
         assert resolved_child(folder, name) == (folder / name).resolve(), name
+
+
+def test_a_card_outside_the_registry_takes_the_kind_of_its_innermost_kind_folder(tmp_path: Path):
+    """`runner validate PATH` on an encoder card kept in a researcher's own ~/tasks/study/encoders/ checks it as an
+    encoder card, not as a task card because some folder above is called tasks; no kind folder: its fields decide."""
+    encoder = (REPO / "encoders" / "pixels.yaml").read_text(encoding="utf-8")
+    nested = tmp_path / "tasks" / "study" / "encoders" / "pixels.yaml"
+    nested.parent.mkdir(parents=True)
+    nested.write_text(encoder, encoding="utf-8")
+    loose = tmp_path / "pixels.yaml"
+    loose.write_text(encoder, encoding="utf-8")
+    for path in (nested, loose):
+        assert load_card(path).kind == "encoder", path
+    assert load_card(REPO / "tasks" / "effusion-nih.yaml").kind == "task"
