@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -90,6 +91,36 @@ def test_workers_report_through_pytest_and_run_each_file_whole(tmp_path):
     setups = (pids / "session-setups").read_text().split()
     assert len(setups) == len(set(setups)) <= 2  # a session fixture: once in each worker that asks for it, ...
     assert sorted((pids / "session-teardowns").read_text().split()) == sorted(setups)  # ... kept until its last file
+
+
+def test_on_a_terminal_the_workers_print_nothing_themselves(tmp_path):
+    """On a terminal a worker's own output would show at once (in a pipe it is block-buffered and lost at os._exit):
+    only the collecting process prints: one progress line, one mark per test."""
+    _write(tmp_path / "suite", SUITE)
+    leader, follower = os.openpty()
+    run = _pytest(tmp_path, "--fork-workers", "2", stdin=subprocess.DEVNULL, stdout=follower, stderr=follower)
+    os.close(follower)
+    chunks, deadline = [], time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([leader], [], [], 1)[0]:
+                continue
+            try:
+                chunk = os.read(leader, 1 << 16)
+            except OSError:  # EIO: the run and its workers have all closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        run.wait(timeout=60)
+    finally:
+        os.close(leader)
+        run.kill()
+    out = re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode("utf-8", "replace"))  # colours off
+    assert run.returncode == 1, out
+    assert "fork workers: 2 [8 items]" in out and "1 failed, 7 passed" in out
+    (progress,) = [line for line in out.splitlines() if "%]" in line]
+    assert len(re.findall(r"[.FE]", progress.split("[")[0])) == 8, progress  # each test once: the workers add none
 
 
 def test_without_fork_workers_the_run_is_pytests_own(tmp_path):
