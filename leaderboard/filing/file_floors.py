@@ -44,9 +44,7 @@ def read_floor_cells(path: Path, registry) -> list[tuple[str, str]]:
     spec, lines = read_yaml(path)
     problems = schema_problems("floors", spec, [CardSource(path, lines)])
     if not problems:
-        groups = [spec, *spec.get("also", [])]
-        for index, group in enumerate(groups):
-            where = "" if index == 0 else f"/also/{index - 1}"
+        for where, group in _groups(spec):
             for kind, field in (("task", "tasks"), ("encoder", "encoders")):
                 known = registry.of_kind(kind)
                 for j, card_id in enumerate(group[field]):
@@ -59,10 +57,15 @@ def read_floor_cells(path: Path, registry) -> list[tuple[str, str]]:
     return floor_cells(spec)
 
 
+def _groups(spec: dict) -> list[tuple[str, dict]]:
+    """(JSON pointer, group) of each encoders x tasks group: the file's own, then each `also` group."""
+    return [("", spec), *((f"/also/{i}", group) for i, group in enumerate(spec.get("also") or []))]
+
+
 def floor_cells(spec: dict) -> list[tuple[str, str]]:
     """(task, encoder) pairs of the floors file: every task with every encoder, then each `also` group's."""
-    groups = [spec, *(spec.get("also") or [])]
-    return [(task_id, encoder_id) for group in groups for task_id in group["tasks"] for encoder_id in group["encoders"]]
+    return [(task_id, encoder_id) for _, group in _groups(spec) for task_id in group["tasks"]
+            for encoder_id in group["encoders"]]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,7 +85,8 @@ def load_entries(results_dir: Path, registry, records_dir: Path | None = None) -
 
     entries, skipped = [], []
     paths = sorted(Path(results_dir).glob("*.json"))
-    for path in counted(paths, f"verifying {len(paths)} filed result{'' if len(paths) == 1 else 's'} (regenerated, unless a record proves one "
+    results = "result" if len(paths) == 1 else "results"
+    for path in counted(paths, f"verifying {len(paths)} filed {results} (regenerated, unless a record proves one "
                                "unchanged)"):
         try:
             result = read_result(path)

@@ -1046,21 +1046,20 @@ def scenario_layout_same_size_and_time(tmp: Path) -> str:
     return f"same size and mtime, new content: read again (heading {heading!r})"
 
 
-def scenario_layout_fifo(tmp: Path) -> str:
-    """registry/benchmarks.yaml is a FIFO: load_layout refuses it at once instead of waiting for a writer."""
+def _refused_without_waiting(fifo: Path, read, what: str) -> str:
+    """`read()` on a registry file that is a FIFO: the CardError it raises at once ("loaded" if none); fails if it
+    waits for a writer (a blocked open is released first, so that the run goes on)."""
     import threading
 
-    from registry.benchmarks import load_layout
     from registry.errors import CardError
 
-    path = tmp / "registry" / "benchmarks.yaml"
-    path.parent.mkdir(parents=True)
-    os.mkfifo(path)
+    fifo.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(fifo)
     outcome = []
 
     def load():
         try:
-            load_layout(tmp)
+            read()
             outcome.append("loaded")
         except CardError as exc:
             outcome.append(str(exc))
@@ -1068,11 +1067,28 @@ def scenario_layout_fifo(tmp: Path) -> str:
     reader = threading.Thread(target=load, daemon=True)
     reader.start()
     reader.join(20)
-    if reader.is_alive():  # let the blocked open return, then fail
-        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+    if reader.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         reader.join(5)
-        raise AssertionError("load_layout waited on a FIFO")
+        raise AssertionError(f"{what} waited on a FIFO")
     return outcome[0]
+
+
+def scenario_layout_fifo(tmp: Path) -> str:
+    """registry/benchmarks.yaml is a FIFO: load_layout refuses it at once instead of waiting for a writer."""
+    from registry.benchmarks import load_layout
+
+    return _refused_without_waiting(tmp / "registry" / "benchmarks.yaml", lambda: load_layout(tmp), "load_layout")
+
+
+def scenario_floors_fifo(tmp: Path) -> str:
+    """leaderboard/floors.yaml is a FIFO: file_floors refuses it at once, before anything is evaluated."""
+    from leaderboard.filing.file_floors import read_floor_cells
+    from registry.cards import load_registry
+
+    path = tmp / "leaderboard" / "floors.yaml"
+    registry = load_registry()
+    return _refused_without_waiting(path, lambda: read_floor_cells(path, registry), "read_floor_cells")
 
 
 def scenario_nul_byte_path(tmp: Path) -> str:

@@ -570,6 +570,9 @@ CASES += [
     Case("layout-fifo", "scenario", "scenario_layout_fifo", "observed", "not a regular file",
          behaviour="registry/benchmarks.yaml is a FIFO: refused without opening it (before: passed over for the "
                    "project's file in silence, and the file was read unbounded ahead of its bounded parse)"),
+    Case("floors-fifo", "scenario", "scenario_floors_fifo", "observed", "not a regular file",
+         behaviour="leaderboard/floors.yaml is a FIFO: `file_floors` refuses it before evaluating anything (it was "
+                   "read with read_text and waited for a writer forever)"),
 ]
 
 
